@@ -1,0 +1,77 @@
+"""Checks run once where data enters; messages name the argument, the rule and the value."""
+
+from __future__ import annotations
+
+import math
+from numbers import Integral, Real
+
+import numpy as np
+
+from .errors import InvalidParameterError, InvalidTypeError
+
+
+def check_real(name: str, value, *, low: float = -math.inf, high: float = math.inf,
+               low_open: bool = False, high_open: bool = False) -> float:
+    """Return ``value`` as a finite float inside the given interval, or raise naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise InvalidTypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise InvalidParameterError(f"{name} must be finite, got {value!r}")
+    too_low = value <= low if low_open else value < low
+    too_high = value >= high if high_open else value > high
+    if too_low or too_high:
+        left = "(" if low_open else "["
+        right = ")" if high_open else "]"
+        raise InvalidParameterError(f"{name} must be in {left}{low}, {high}{right}, got {value!r}")
+    return value
+
+
+def check_int(name: str, value, *, low: int | None = None, high: int | None = None) -> int:
+    """Return ``value`` as an int inside [low, high], or raise naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise InvalidTypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+    value = int(value)
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise InvalidParameterError(f"{name} must be in [{low}, {high}], got {value!r}")
+    return value
+
+
+def check_rewards(name: str, rewards, bounds: tuple[float, float]) -> np.ndarray:
+    """Return rewards as a 1-d float array; reject non-numbers, NaN/inf and values outside ``bounds``."""
+    try:
+        array = np.asarray(rewards, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise InvalidTypeError(f"{name} must be numbers, got {rewards!r}") from error
+    if array.ndim > 1:
+        raise InvalidParameterError(f"{name} must be 1-dimensional, got shape {array.shape}")
+    array = np.atleast_1d(array)
+    bad = ~np.isfinite(array)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise InvalidParameterError(f"{name} must be finite, got {array[row]!r} at position {row}")
+    low, high = bounds
+    outside = (array < low) | (array > high)
+    if outside.any():
+        row = int(np.flatnonzero(outside)[0])
+        raise InvalidParameterError(
+            f"{name} must be in [{low}, {high}] for this policy, got {array[row]!r} at position {row}")
+    return array
+
+
+def check_contexts(name: str, contexts, n_features: int) -> np.ndarray:
+    """Return contexts as a finite float array of shape (n, n_features)."""
+    try:
+        array = np.asarray(contexts, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise InvalidTypeError(f"{name} must be numbers, got {contexts!r}") from error
+    if array.ndim == 1:
+        array = array[None, :]
+    if array.ndim != 2 or array.shape[1] != n_features:
+        raise InvalidParameterError(
+            f"{name} must have {n_features} features per row, got shape {np.shape(contexts)}")
+    bad = ~np.isfinite(array)
+    if bad.any():
+        row, column = (int(i) for i in np.argwhere(bad)[0])
+        raise InvalidParameterError(f"{name} must be finite, got {array[row, column]!r} at row {row}, feature {column}")
+    return array

@@ -1,0 +1,142 @@
+"""The policy protocol: hyperparameters on the object, learned state in plain arrays.
+
+A policy is immutable once built. Everything it learns lives in a *state*: a
+dict of named numpy arrays whose first axis is the batch (replications in the
+simulator, one row for a served Bandit) and whose second axis, for per-arm
+arrays, is the arm. The three operations are pure functions of that state:
+
+* ``probabilities(state, mask, context)`` -> exact action distribution, shape (n, K);
+* ``sample(state, rng, mask, context)``   -> chosen arm per row, shape (n,);
+* ``update(state, arms, rewards, ...)``   -> a *new* state (inputs are never mutated).
+
+Batch semantics shared by every operation: ``n`` rows come in (``mask`` has
+shape (n, K)); the state's batch size ``B`` is either ``n`` (row i belongs to
+state i, as in the simulator) or ``1`` (every row reads, or adds its delta to,
+the single state, as in ``Bandit.select_many`` / ``update_many``).
+"""
+
+from __future__ import annotations
+
+import inspect
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import numpy as np
+
+State = dict[str, np.ndarray]
+
+
+class Policy(ABC):
+    """Base class of every bandit policy; subclasses set ``name`` and implement the operations."""
+
+    name: ClassVar[str]
+    #: True for policies that need a context vector on every call.
+    contextual: ClassVar[bool] = False
+    #: Closed interval of rewards the policy accepts; others are rejected at the boundary.
+    reward_bounds: ClassVar[tuple[float, float]] = (-np.inf, np.inf)
+    #: State keys whose arrays have no arm axis (e.g. a global step counter).
+    shared_keys: ClassVar[frozenset[str]] = frozenset()
+
+    # ---- hyperparameters -------------------------------------------------
+    def get_params(self) -> dict[str, Any]:
+        """Constructor arguments as JSON-ready values: ``type(self)(**p.get_params())`` rebuilds it."""
+        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
+        return {name: getattr(self, name) for name in names}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and self.get_params() == other.get_params()
+
+    def __hash__(self) -> int:
+        return hash((type(self), tuple(sorted(self.get_params().items()))))
+
+    # ---- state -----------------------------------------------------------
+    @abstractmethod
+    def init_state(self, n_arms: int, batch: int = 1, n_features: int | None = None) -> State:
+        """Prior state: per-arm arrays of shape (batch, n_arms, ...), shared ones (batch, ...)."""
+
+    def add_arms(self, state: State, count: int, n_features: int | None = None) -> State:
+        """State with ``count`` new arms appended, each starting from the prior."""
+        batch = next(iter(state.values())).shape[0]
+        fresh = self.init_state(count, batch, n_features)
+        return {key: value if key in self.shared_keys else np.concatenate([value, fresh[key]], axis=1)
+                for key, value in state.items()}
+
+    def remove_arm(self, state: State, index: int) -> State:
+        """State without arm ``index``; later arms shift down by one."""
+        return {key: value if key in self.shared_keys else np.delete(value, index, axis=1)
+                for key, value in state.items()}
+
+    # ---- the three operations --------------------------------------------
+    @abstractmethod
+    def probabilities(self, state: State, mask: np.ndarray, context: np.ndarray | None = None) -> np.ndarray:
+        """Exact probability of choosing each arm, shape (n, K); zero where ``mask`` is False."""
+
+    @abstractmethod
+    def sample(self, state: State, rng: np.random.Generator, mask: np.ndarray,
+               context: np.ndarray | None = None) -> np.ndarray:
+        """One arm index per row, shape (n,), drawn from :meth:`probabilities` using ``rng``."""
+
+    @abstractmethod
+    def update(self, state: State, arms: np.ndarray, rewards: np.ndarray, *,
+               propensities: np.ndarray | None = None, context: np.ndarray | None = None) -> State:
+        """New state after observing ``rewards`` (n,) for ``arms`` (n,); inputs are not mutated.
+
+        ``propensities`` (n,) are the probabilities with which the arms were
+        chosen; only importance-weighted policies (EXP3) use them.
+        """
+
+    @abstractmethod
+    def means(self, state: State, context: np.ndarray | None = None) -> np.ndarray:
+        """Point estimate of each arm's expected reward, shape (B or n, K)."""
+
+    # ---- helpers shared by subclasses ------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """``{"name": ..., "params": {...}}``, the form used in JSON and by the service."""
+        return {"name": self.name, "params": self.get_params()}
+
+
+def batch_rows(state: State, n: int) -> np.ndarray:
+    """Index of the state row each of ``n`` request rows belongs to (all 0 when the batch is 1)."""
+    batch = next(iter(state.values())).shape[0]
+    if batch == 1:
+        return np.zeros(n, dtype=np.intp)
+    if batch != n:
+        raise ValueError(f"state batch {batch} does not match {n} rows")
+    return np.arange(n)
+
+
+def arm_sums(state: State, arms: np.ndarray, values: np.ndarray, n_arms: int) -> np.ndarray:
+    """Sum ``values`` (n,) into a (B, K) array by (state row, arm): the additive delta of an update."""
+    batch = next(iter(state.values())).shape[0]
+    flat = batch_rows(state, arms.shape[0]) * n_arms + arms
+    return np.bincount(flat, weights=values, minlength=batch * n_arms).reshape(batch, n_arms)
+
+
+def argmax_random_ties(scores: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Per-row argmax of ``scores`` (n, K) over allowed arms, ties broken uniformly with ``rng``."""
+    masked = np.where(mask, scores, -np.inf)
+    best = masked.max(axis=1, keepdims=True)
+    ties = masked == best
+    # A uniform key per arm; the largest key among the tied arms wins.
+    keys = np.where(ties, rng.random(scores.shape), -1.0)
+    return keys.argmax(axis=1)
+
+
+def argmax_probabilities(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Action distribution of :func:`argmax_random_ties`: uniform over the tied best arms."""
+    masked = np.where(mask, scores, -np.inf)
+    ties = (masked == masked.max(axis=1, keepdims=True)) & mask
+    return ties / ties.sum(axis=1, keepdims=True)
+
+
+def categorical(probabilities: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One draw per row from (n, K) probabilities by inverse CDF with one uniform per row."""
+    cumulative = np.cumsum(probabilities, axis=1)
+    u = rng.random(probabilities.shape[0]) * cumulative[:, -1]
+    arms = (cumulative <= u[:, None]).sum(axis=1)
+    # Guard the right edge against rounding: never return a zero-probability arm.
+    return np.minimum(arms, probabilities.shape[1] - 1)

@@ -36,6 +36,8 @@ class Policy(ABC):
     reward_bounds: ClassVar[tuple[float, float]] = (-np.inf, np.inf)
     #: State keys whose arrays have no arm axis (e.g. a global step counter).
     shared_keys: ClassVar[frozenset[str]] = frozenset()
+    #: True when ``update`` needs the propensity each arm was chosen with (EXP3).
+    needs_propensities: ClassVar[bool] = False
 
     # ---- hyperparameters -------------------------------------------------
     def get_params(self) -> dict[str, Any]:

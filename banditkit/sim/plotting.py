@@ -1,0 +1,50 @@
+"""Regret curves with 95% bands; matplotlib is imported here only, never at import of banditkit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .table import _missing
+
+if TYPE_CHECKING:
+    from .results import SimulationResult
+
+
+def plot_regret(result: SimulationResult, path: str | Path | None = None, *, title: str | None = None,
+                log_x: bool = True):
+    """Draw each policy's mean cumulative regret and its 95% band; return the matplotlib Figure.
+
+    For Bernoulli problems the Lai-Robbins asymptotic lower bound ``C ln t`` is drawn
+    dashed: no consistent policy stays below it as t grows.
+    """
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as error:
+        raise _missing("viz", "matplotlib") from error
+    # A bare Figure needs no pyplot backend: it saves headless and still displays in notebooks.
+    figure = Figure(figsize=(7.5, 4.5), dpi=110)
+    axis = figure.subplots()
+    steps = result.steps
+    for i, name in enumerate(result.policies):
+        line, = axis.plot(steps, result.regret_mean[i], label=name, linewidth=1.6)
+        if result.replications > 1:
+            axis.fill_between(steps, result.regret_low[i], result.regret_high[i], color=line.get_color(),
+                              alpha=0.2, linewidth=0)
+    if result.lower_bound is not None:
+        axis.plot(steps, result.lower_bound * np.log(steps), color="black", linestyle="--", linewidth=1.2,
+                  label=f"Lai-Robbins bound {result.lower_bound:.1f} ln t")
+    if log_x:
+        axis.set_xscale("log")
+    axis.set_xlabel("decisions t" + (" (log scale)" if log_x else ""))
+    axis.set_ylabel("cumulative pseudo-regret")
+    axis.set_title(title or f"{result.environment['kind']}: {result.replications} replications, "
+                   f"mean and 95% interval")
+    axis.grid(True, alpha=0.3)
+    axis.legend(loc="upper left", fontsize=9)
+    figure.tight_layout()
+    if path is not None:
+        figure.savefig(path)
+    return figure

@@ -161,6 +161,9 @@ class Delayed(Environment):
     def rewards(self, chunk, step, arms, expected):
         return self.environment.rewards(chunk, step, arms, expected)
 
+    def outcome(self, chunk, step, arms):
+        return self.environment.outcome(chunk, step, arms)
+
     def contexts(self, chunk, step):
         return self.environment.contexts(chunk, step)
 

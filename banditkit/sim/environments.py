@@ -79,6 +79,12 @@ class Environment(ABC):
     def rewards(self, chunk: Chunk, step: int, arms: np.ndarray, expected: np.ndarray) -> np.ndarray:
         """Realised rewards of the chosen ``arms`` (R,), given ``expected`` from :meth:`expected_rewards`."""
 
+    def outcome(self, chunk: Chunk, step: int, arms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rewards (R,) of the chosen ``arms`` and their pseudo-regret (R,): reference minus chosen expectation."""
+        expected = self.expected_rewards(chunk, step)
+        chosen = expected[0, arms] if expected.shape[0] == 1 else expected[np.arange(arms.shape[0]), arms]
+        return self.rewards(chunk, step, arms, expected), self.reference_rewards(expected) - chosen
+
     def contexts(self, chunk: Chunk, step: int) -> np.ndarray | None:
         """Context vectors shown to the policy at this step, shape (R, n_features), or None."""
         return None
@@ -121,9 +127,13 @@ class Bernoulli(Environment):
         self.means = check_vector("means", means, low=0.0, high=1.0)
         self.n_arms = self.means.size
         self._expected = self.means[None, :]
+        self._gaps = self.means.max() - self.means
 
     def draw(self, rngs, start, n_steps):
         return Chunk(start, {"uniform": _uniform_noise(rngs, n_steps)})
+
+    def outcome(self, chunk, step, arms):
+        return (chunk.arrays["uniform"][step] < self.means[arms]).astype(np.float64), self._gaps[arms]
 
     def expected_rewards(self, chunk, step):
         return self._expected
@@ -165,6 +175,7 @@ class Gaussian(Environment):
         if self.sigma.size != self.n_arms:
             raise InvalidParameterError(f"sigma must have one value per arm ({self.n_arms}), got {self.sigma.size}")
         self._expected = self.means[None, :]
+        self._gaps = self.means.max() - self.means
 
     def draw(self, rngs, start, n_steps):
         return Chunk(start, {"normal": np.stack([rng.standard_normal(n_steps) for rng in rngs], axis=1)})
@@ -174,6 +185,9 @@ class Gaussian(Environment):
 
     def rewards(self, chunk, step, arms, expected):
         return self.means[arms] + self.sigma[arms] * chunk.arrays["normal"][step]
+
+    def outcome(self, chunk, step, arms):
+        return self.rewards(chunk, step, arms, self._expected), self._gaps[arms]
 
     def describe(self):
         return {"kind": "gaussian", "means": self.means.tolist(), "sigma": self.sigma.tolist()}

@@ -99,10 +99,8 @@ def _run_block(name: str, policy: Policy, env: Environment, horizon: int, replic
             arms = policy.sample(state, rng, mask, context)
             propensities = (policy.probabilities(state, mask, context)[rows, arms]
                             if policy.needs_propensities else None)
-            expected = env.expected_rewards(chunk, step)
-            rewards = env.rewards(chunk, step, arms, expected)
-            chosen = expected[0, arms] if expected.shape[0] == 1 else expected[rows, arms]
-            regret += env.reference_rewards(expected) - chosen
+            rewards, step_regret = env.outcome(chunk, step, arms)
+            regret += step_regret
             total_reward += rewards
             pulls += np.bincount(arms, minlength=n_arms)
             feedback.add(time, chunk, step, Observations(None, arms, rewards, propensities, context))
@@ -140,7 +138,9 @@ def _check_compatible(name: str, policy: Policy, env: Environment) -> None:
         raise InvalidParameterError(f"policy {name!r} is contextual but the environment shows no context")
     low, high = policy.reward_bounds
     env_low, env_high = env.reward_bounds
-    if env_low < low or env_high > high:
+    # A policy that accepts rewards up to 1e100 in size is fit for unbounded (Gaussian) rewards.
+    unbounded_ok = low <= -1e100 and high >= 1e100
+    if not unbounded_ok and (env_low < low or env_high > high):
         raise InvalidParameterError(
             f"policy {name!r} accepts rewards in [{low}, {high}] but the environment pays in [{env_low}, {env_high}]")
 

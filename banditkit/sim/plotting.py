@@ -13,12 +13,21 @@ if TYPE_CHECKING:
     from .results import SimulationResult
 
 
+#: Environments whose regret grows in bursts through the run: plotted against linear time by default.
+CHANGING_KINDS = frozenset({"non_stationary", "adversarial"})
+
+
+def _kind(environment: dict) -> str:
+    return _kind(environment["environment"]) if environment["kind"] == "delayed" else environment["kind"]
+
+
 def plot_regret(result: SimulationResult, path: str | Path | None = None, *, title: str | None = None,
-                log_x: bool = True):
+                log_x: bool | None = None):
     """Draw each policy's mean cumulative regret and its 95% band; return the matplotlib Figure.
 
     For Bernoulli problems the Lai-Robbins asymptotic lower bound ``C ln t`` is drawn
-    dashed: no consistent policy stays below it as t grows.
+    dashed: no consistent policy stays below it as t grows. ``log_x`` defaults to a
+    log time axis, except for changing environments, whose regret comes in bursts.
     """
     try:
         from matplotlib.figure import Figure
@@ -36,12 +45,15 @@ def plot_regret(result: SimulationResult, path: str | Path | None = None, *, tit
     if result.lower_bound is not None:
         axis.plot(steps, result.lower_bound * np.log(steps), color="black", linestyle="--", linewidth=1.2,
                   label=f"Lai-Robbins bound {result.lower_bound:.1f} ln t")
+    if log_x is None:
+        log_x = _kind(result.environment) not in CHANGING_KINDS
     if log_x:
         axis.set_xscale("log")
     axis.set_xlabel("decisions t" + (" (log scale)" if log_x else ""))
     axis.set_ylabel("cumulative pseudo-regret")
-    axis.set_title(title or f"{result.environment['kind']}: {result.replications} replications, "
-                   f"mean and 95% interval")
+    axis.set_title(title or f"{_kind(result.environment)} arms", fontsize=11)
+    axis.text(0.99, 0.02, f"mean and 95% interval over {result.replications} replications",
+              transform=axis.transAxes, ha="right", va="bottom", fontsize=8, color="0.35")
     axis.grid(True, alpha=0.3)
     axis.legend(loc="upper left", fontsize=9)
     figure.tight_layout()

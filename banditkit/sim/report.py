@@ -65,7 +65,8 @@ def simulate_to_directory(experiment: Experiment, out: Path, *, workers: int | N
     bound = (f"\nLai-Robbins constant: {result.lower_bound:.3f}\n" if result.lower_bound is not None else "")
     (out / "summary.md").write_text(notes + markdown(table) + bound)
     written = ["result.json", "summary.md"]
-    for name, write in (("curves.parquet", result.to_parquet), ("regret.png", result.plot)):
+    plot = (lambda path: result.plot(path, title=experiment.title or None))
+    for name, write in (("curves.parquet", result.to_parquet), ("regret.png", plot)):
         try:
             write(out / name)
         except ImportError as error:

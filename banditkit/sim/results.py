@@ -151,7 +151,7 @@ class SimulationResult:
             "regret_high": self.regret_high.ravel(),
         })
 
-    def plot(self, path: str | Path | None = None, *, title: str | None = None, log_x: bool = True):
+    def plot(self, path: str | Path | None = None, *, title: str | None = None, log_x: bool | None = None):
         """Regret curves with 95% bands (and the Lai-Robbins bound for Bernoulli); saved if ``path``."""
         from .plotting import plot_regret
 

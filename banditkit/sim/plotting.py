@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .table import _missing
+from .table import missing_dependency
 
 if TYPE_CHECKING:
     from .results import SimulationResult
@@ -32,7 +32,7 @@ def plot_regret(result: SimulationResult, path: str | Path | None = None, *, tit
     try:
         from matplotlib.figure import Figure
     except ImportError as error:
-        raise _missing("viz", "matplotlib") from error
+        raise missing_dependency("viz", "matplotlib") from error
     # A bare Figure needs no pyplot backend: it saves headless and still displays in notebooks.
     figure = Figure(figsize=(7.5, 4.5), dpi=110)
     axis = figure.subplots()

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidParameterError
-from .table import Table, _missing
+from .table import Table, missing_dependency
 
 #: Horizons up to this many steps record every step; longer ones a log-spaced grid.
 FULL_GRID_LIMIT = 10_000
@@ -191,5 +191,5 @@ class SimulationResult:
         try:
             import pyarrow.parquet as parquet
         except ImportError as error:
-            raise _missing("io", "pyarrow") from error
+            raise missing_dependency("io", "pyarrow") from error
         parquet.write_table(self.curves().to_arrow(), str(path))

@@ -15,8 +15,10 @@ import numpy as np
 from ..errors import InvalidParameterError
 
 
-def _missing(extra: str, package: str) -> ImportError:
-    return ImportError(f"this needs {package}; install it with `pip install {package}` or `pip install banditkit[{extra}]`")
+def missing_dependency(extra: str | None, package: str) -> ImportError:
+    """The error for an optional dependency that is not installed, naming what to install."""
+    also = f" or `pip install banditkit[{extra}]`" if extra else ""
+    return ImportError(f"this needs {package}; install it with `pip install {package}`{also}")
 
 
 class Table:
@@ -63,7 +65,7 @@ class Table:
         try:
             import pandas
         except ImportError as error:
-            raise _missing("io", "pandas") from error
+            raise missing_dependency(None, "pandas") from error
         return pandas.DataFrame(self._columns)
 
     def to_polars(self):
@@ -71,7 +73,7 @@ class Table:
         try:
             import polars
         except ImportError as error:
-            raise _missing("io", "polars") from error
+            raise missing_dependency(None, "polars") from error
         return polars.DataFrame(self._columns)
 
     def to_arrow(self):
@@ -79,7 +81,7 @@ class Table:
         try:
             import pyarrow
         except ImportError as error:
-            raise _missing("io", "pyarrow") from error
+            raise missing_dependency("io", "pyarrow") from error
         return pyarrow.table(self._columns)
 
     def _cells(self, values: np.ndarray) -> list[str]:

@@ -1,7 +1,4 @@
-"""The banditkit command line: one entry point over the library (typer + rich).
-
-Each command keeps its heavy imports inside its function, so ``banditkit --help`` stays fast.
-"""
+"""The banditkit command line (typer + rich); heavy imports stay inside the commands."""
 
 from __future__ import annotations
 
@@ -9,8 +6,8 @@ from pathlib import Path
 
 import typer
 
-app = typer.Typer(help="Multi-armed bandits from the algorithm to production.", no_args_is_help=True,
-                  add_completion=False)
+app = typer.Typer(name="banditkit", help="Multi-armed bandits from the algorithm to production.",
+                  no_args_is_help=True, add_completion=False)
 
 
 @app.callback()
@@ -18,9 +15,40 @@ def main() -> None:
     """banditkit: policies, simulator, offline evaluation and a decision service."""
 
 
-# ---- simulate ----------------------------------------------------------------
+# ---- bench ------------------------------------------------------------------------------------
 @app.command()
-def simulate(config: Path = typer.Argument(..., help="Experiment config (TOML), e.g. examples/bernoulli.toml."),
+def bench(rounds: int = typer.Option(50_000, help="select()+update() rounds per online measurement"),
+          repeats: int = typer.Option(3, help="runs per figure; the median is reported")):
+    """Measure the core's speed and memory on this machine and print a table."""
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from . import benchmark
+    from .policies import _jit
+
+    console = Console()
+    with Progress(console=console, transient=True) as progress:
+        online_task = progress.add_task("online loop, every policy", total=sum(
+            not cls.contextual for cls in benchmark.REGISTRY.values()))
+        online = benchmark.online_measures(rounds, repeats, lambda: progress.advance(online_task))
+        progress.add_task("batch, propensities, memory, import", total=None)
+        core = benchmark.core_measures(repeats)
+    path = "numba kernels" if _jit.kernels() is not None else "numpy only (install banditkit[fast])"
+    for title, measures in ((f"Online select()+update(), K=10, {rounds:,} rounds, median of {repeats} "
+                             f"({path})", online), ("Batch, propensities, memory, import", core)):
+        table = Table(title=title)
+        for column in ("measure", "value", "unit", "target"):
+            table.add_column(column, justify="right" if column != "measure" else "left")
+        for measure in measures:
+            table.add_row(measure.name, f"{measure.value:,.3g}" if measure.value < 100 else f"{measure.value:,.0f}",
+                          measure.unit, measure.target)
+        console.print(table)
+
+
+# ---- simulate ---------------------------------------------------------------------------------
+@app.command()
+def simulate(config: Path = typer.Argument(..., help="Experiment config (TOML), e.g. examples/many_arms.toml."),
              out: Path = typer.Option(Path("simulation"), "--out", help="Directory for the results and the plot."),
              workers: int = typer.Option(None, "--workers", help="Threads (default: all cores); results do not change.")):
     """Simulate the config's policies on its environment: regret table, result.json, curves.parquet, regret.png."""

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import banditkit as bk
 from banditkit.errors import InvalidParameterError, InvalidTypeError
-from banditkit.sim import Bernoulli, Delayed, Gaussian, NonStationary, environment_seed, policy_seed, run
+from banditkit.sim import Bernoulli, Delayed, Gaussian, NonStationary, environment_seed, policy_seed, run, runner
 
 from .reference_policies import FixedArm, UniformRandom
 
@@ -63,12 +65,13 @@ def test_regret_is_non_decreasing_and_the_interval_brackets_the_mean():
     assert np.all(result.regret_low <= result.regret_mean) and np.all(result.regret_mean <= result.regret_high)
 
 
-def test_the_same_seed_gives_the_same_result_whatever_the_threads():
+def test_the_same_seed_gives_the_same_result_whatever_the_threads(monkeypatch):
+    monkeypatch.setattr(runner, "BLOCK_SIZE", 8)  # 20 replications in 3 blocks
     env = Bernoulli(MEANS)
     policies = {"ts": "thompson", "ucb": "ucb1"}
-    one = run(policies, env, horizon=200, replications=600, seed=9, workers=1)
-    two = run(policies, env, horizon=200, replications=600, seed=9, workers=2)
-    other = run(policies, env, horizon=200, replications=600, seed=10, workers=2)
+    one = run(policies, env, horizon=200, replications=20, seed=9, workers=1)
+    two = run(policies, env, horizon=200, replications=20, seed=9, workers=2)
+    other = run(policies, env, horizon=200, replications=20, seed=10, workers=2)
     np.testing.assert_array_equal(one.final_regret, two.final_regret)
     np.testing.assert_array_equal(one.regret_mean, two.regret_mean)
     assert not np.array_equal(one.final_regret, other.final_regret)
@@ -127,3 +130,20 @@ def test_invalid_runs_are_rejected_with_the_argument_named(change, error, messag
     with pytest.raises(error) as caught:
         run(**arguments)
     assert message in str(caught.value)
+
+
+STATIONARY_POLICIES = ["thompson", "ucb1", "kl_ucb", "epsilon_greedy", "softmax", "exp3", "discounted_thompson",
+                       "sliding_window_ucb"]
+
+
+@settings(max_examples=25, deadline=None)
+@given(means=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=5), horizon=st.integers(1, 60),
+       replications=st.integers(1, 4), policy=st.sampled_from(STATIONARY_POLICIES), seed=st.integers(0, 2**32))
+def test_invariants_hold_for_any_bernoulli_problem(means, horizon, replications, policy, seed):
+    result = run({"p": policy}, Bernoulli(means), horizon=horizon, replications=replications, seed=seed, workers=1)
+    worst_gap = max(means) - min(means)
+    assert np.all(np.diff(result.regret_mean[0]) >= 0)
+    assert np.all(result.final_regret >= 0) and np.all(result.final_regret <= horizon * worst_gap + 1e-9)
+    assert result.pull_shares.sum() == pytest.approx(1.0)
+    assert np.all((result.reward_per_step >= 0) & (result.reward_per_step <= 1))
+    assert result.steps[-1] == horizon

@@ -36,7 +36,7 @@ def bandit_loop(policy, env, horizon, seed, delay=0):
 @pytest.mark.parametrize("policy", [bk.ThompsonSampling(), bk.UCB1(), bk.KLUCB(), bk.EXP3(gamma=0.2),
                                     bk.EpsilonGreedy(), bk.DiscountedThompsonSampling(gamma=0.95),
                                     bk.SlidingWindowUCB(window=50)], ids=lambda p: p.name)
-def test_one_replication_equals_a_step_by_step_bandit_loop(policy):
+def test_one_replication_equals_a_step_by_step_bandit_loop(policy, jit_mode):
     env = Bernoulli(MEANS)
     result = run({"p": policy}, env, horizon=400, replications=1, seed=11)
     regret, total_reward = bandit_loop(policy, env, 400, seed=11)

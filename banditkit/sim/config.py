@@ -150,10 +150,11 @@ def parse_config(data: dict[str, Any]) -> Experiment:
         if key == "seed" and value is None:
             settings[key] = None
             continue
+        low = 0 if key == "seed" else 1
         try:
-            settings[key] = check_int(key, value, low=0 if key == "seed" else 1)
+            settings[key] = check_int(key, value, low=low)
         except BanditkitError as error:
-            raise ConfigError(f"run.{key}", str(error)) from error
+            raise ConfigError(f"run.{key}", f"{key} must be an integer >= {low}, got {value!r}") from error
     environment = _environment(_section(data, "environment"))
     try:
         environment.check_horizon(settings["horizon"])

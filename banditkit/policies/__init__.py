@@ -47,3 +47,6 @@ def make_policy(spec: Policy | str | dict[str, Any]) -> Policy:
 
 
 __all__ = ["Policy", "State", "REGISTRY", "register", "make_policy"]
+
+# Importing a policy module registers its classes.
+from . import linear  # noqa: E402,F401

@@ -14,10 +14,15 @@ import warnings
 
 import numpy as np
 
+from . import _jit
+
 #: Rank-1 cache updates of an arm between two rebuilds from ``A``.
 REFRESH_EVERY = 1000
 #: Condition number of an arm's ``A`` above which its estimates are flagged as unreliable.
 CONDITION_WARNING = 1e10
+#: A Sherman-Morrison denominator below 1 - _DRIFT means the cached inverse has drifted from A.
+_DRIFT = 1e-9
+_RIDGE_KEYS = ("A", "b", "A_inv", "theta", "rank1_updates")
 #: Rows per chunk when one state scores many contexts (bounds the (rows, K, d) temporary).
 _CHUNK = 8192
 
@@ -96,36 +101,56 @@ def add_rows(state: dict, rows: np.ndarray, arms: np.ndarray, rewards: np.ndarra
     matrix product per touched arm and the caches of those arms are rebuilt;
     otherwise every row is a rank-1 update of its own (state row, arm).
     """
-    A, b = state["A"].copy(), state["b"].copy()
-    A_inv, theta = state["A_inv"].copy(), state["theta"].copy()
-    rank1 = state["rank1_updates"].copy()
-    if A.shape[0] == 1 and rows.shape[0] > 1:
-        touched = np.unique(arms)
-        for arm in touched:  # a loop over arms, never over rows
-            chosen = arms == arm
-            arm_features = features[chosen]
-            A[0, arm] += arm_features.T @ arm_features
-            b[0, arm] += rewards[chosen] @ arm_features
-        pairs = (np.zeros_like(touched), touched)
+    new = {key: state[key].copy() for key in _RIDGE_KEYS}
+    one_state = new["A"].shape[0] == 1
+    if one_state and rows.shape[0] == 1 and _jit.kernels() is not None:
+        from ._linear_kernels import rank1_update
+
+        arm = int(arms[0])
+        denominator = rank1_update(new["A"][0], new["b"][0], new["A_inv"][0], new["theta"][0], arm,
+                                   features[0], float(rewards[0]))
+        new["rank1_updates"][0, arm] += 1
+        if denominator >= 1.0 - _DRIFT and new["rank1_updates"][0, arm] < REFRESH_EVERY:
+            return new
+        pairs = (np.zeros(1, dtype=np.intp), np.array([arm]))
+    elif one_state and rows.shape[0] > 1:
+        pairs = _add_grouped(new, arms, rewards, features)
     else:
-        A[rows, arms] += features[:, :, None] * features[:, None, :]
-        b[rows, arms] += rewards[:, None] * features
-        inverse = A_inv[rows, arms]
-        projected = np.einsum("nij,nj->ni", inverse, features)
-        denominator = 1.0 + np.einsum("ni,ni->n", projected, features)
-        A_inv[rows, arms] = inverse - projected[:, :, None] * projected[:, None, :] / denominator[:, None, None]
-        rank1[rows, arms] += 1
-        theta[rows, arms] = np.einsum("nij,nj->ni", A_inv[rows, arms], b[rows, arms])
-        # In exact arithmetic the denominator is >= 1; below that the cache has drifted.
-        unsound = ~(denominator >= 1.0 - 1e-9) | (rank1[rows, arms] >= REFRESH_EVERY)
-        pairs = (rows[unsound], arms[unsound])
+        pairs = _add_rank1(new, rows, arms, rewards, features)
     if pairs[0].size:
-        fresh = spd_inverse(A[pairs], l2)
-        _warn_if_ill_conditioned(A[pairs], fresh, pairs[1], l2)
-        A_inv[pairs] = fresh
-        theta[pairs] = np.einsum("nij,nj->ni", fresh, b[pairs])
-        rank1[pairs] = 0
-    return {"A": A, "b": b, "A_inv": A_inv, "theta": theta, "rank1_updates": rank1}
+        fresh = spd_inverse(new["A"][pairs], l2)
+        _warn_if_ill_conditioned(new["A"][pairs], fresh, pairs[1], l2)
+        new["A_inv"][pairs] = fresh
+        new["theta"][pairs] = np.einsum("nij,nj->ni", fresh, new["b"][pairs])
+        new["rank1_updates"][pairs] = 0
+    return new
+
+
+def _add_grouped(new: dict, arms, rewards, features) -> tuple[np.ndarray, np.ndarray]:
+    """Add many rows to the one state in place, one Gram matrix per touched arm; every touched arm needs a rebuild."""
+    touched = np.unique(arms)
+    for arm in touched:  # a loop over arms, never over rows
+        chosen = arms == arm
+        arm_features = features[chosen]
+        new["A"][0, arm] += arm_features.T @ arm_features
+        new["b"][0, arm] += rewards[chosen] @ arm_features
+    return np.zeros_like(touched), touched
+
+
+def _add_rank1(new: dict, rows, arms, rewards, features) -> tuple[np.ndarray, np.ndarray]:
+    """Add one row to each distinct (state row, arm) in place with Sherman-Morrison; return the pairs to rebuild."""
+    new["A"][rows, arms] += features[:, :, None] * features[:, None, :]
+    new["b"][rows, arms] += rewards[:, None] * features
+    inverse = new["A_inv"][rows, arms]
+    projected = np.einsum("nij,nj->ni", inverse, features)
+    denominator = 1.0 + np.einsum("ni,ni->n", projected, features)
+    updated = inverse - projected[:, :, None] * projected[:, None, :] / denominator[:, None, None]
+    new["A_inv"][rows, arms] = updated
+    new["theta"][rows, arms] = np.einsum("nij,nj->ni", updated, new["b"][rows, arms])
+    new["rank1_updates"][rows, arms] += 1
+    # In exact arithmetic the denominator is >= 1; below that the cache has drifted.
+    unsound = ~(denominator >= 1.0 - _DRIFT) | (new["rank1_updates"][rows, arms] >= REFRESH_EVERY)
+    return rows[unsound], arms[unsound]
 
 
 def rebuild(state: dict, l2: float) -> dict:

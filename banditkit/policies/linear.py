@@ -16,7 +16,7 @@ import numpy as np
 
 from .._validation import check_contexts, check_real
 from ..errors import InvalidParameterError
-from . import register
+from . import _jit, register
 from ._gaussian_argmax import gaussian_argmax_probabilities
 from ._ridge import (CONDITION_WARNING, IllConditionedWarning, add_rows, condition_message,
                      condition_numbers, init_ridge, rebuild, scores)
@@ -73,10 +73,18 @@ class LinearPolicy(Policy):
 
     # ---- features --------------------------------------------------------
     def _contexts(self, state: State, context) -> np.ndarray:
+        """Contexts as a float (n, d) array; a clear error for a missing one or a wrong length.
+
+        Finiteness is the caller's boundary check (the Bandit's); :meth:`update`
+        checks it again so a NaN never reaches the state.
+        """
+        width = self.n_features(state)
+        if type(context) is np.ndarray and context.dtype == np.float64 and context.ndim == 2 \
+                and context.shape[1] == width:
+            return context
         if context is None:
-            raise InvalidParameterError(f"{self.name} is contextual: pass context= with "
-                                        f"{self.n_features(state)} features per row")
-        return check_contexts("context", context, self.n_features(state))
+            raise InvalidParameterError(f"{self.name} is contextual: pass context= with {width} features per row")
+        return check_contexts("context", context, width)
 
     def _with_intercept(self, standardized: np.ndarray) -> np.ndarray:
         return np.concatenate([standardized, np.ones((standardized.shape[0], 1))], axis=1)
@@ -92,6 +100,17 @@ class LinearPolicy(Policy):
         features, rows = self._scoring_features(state, context)
         return scores(state, features, rows)
 
+    def _compiled_select(self, state: State, rng, mask, context, scale: float, thompson: bool):
+        """The one-row choice through the compiled kernel (same draws as numpy), or None when not applicable."""
+        if state["theta"].shape[0] != 1 or np.shape(mask)[0] != 1 or _jit.kernels() is None:
+            return None
+        from ._linear_kernels import linear_select
+
+        features, _ = self._scoring_features(state, context)
+        arm = linear_select(_jit.generator_pointers(rng), state["theta"][0], state["A_inv"][0], features[0],
+                            np.asarray(mask, dtype=bool)[0], scale, thompson)
+        return np.array([arm], dtype=np.intp)
+
     # ---- operations ------------------------------------------------------
     def means(self, state: State, context=None) -> np.ndarray:
         """Predicted reward ``x^T theta_k`` for each context row and arm, shape (n, K)."""
@@ -99,6 +118,8 @@ class LinearPolicy(Policy):
 
     def update(self, state: State, arms, rewards, *, propensities=None, context=None) -> State:
         contexts = self._contexts(state, context)
+        if not np.isfinite(contexts).all():
+            check_contexts("context", contexts, contexts.shape[1])  # raises, naming the row and feature
         arms = np.asarray(arms, dtype=np.intp)
         rewards = np.asarray(rewards, dtype=np.float64)
         rows = batch_rows(state, arms.shape[0])
@@ -150,6 +171,9 @@ class LinUCB(LinearPolicy):
         return argmax_probabilities(self._ucb(state, context), mask)
 
     def sample(self, state: State, rng: np.random.Generator, mask: np.ndarray, context=None) -> np.ndarray:
+        compiled = self._compiled_select(state, rng, mask, context, self.alpha, thompson=False)
+        if compiled is not None:
+            return compiled
         return argmax_random_ties(self._ucb(state, context), mask, rng)
 
 
@@ -194,5 +218,8 @@ class LinTS(LinearPolicy):
         return gaussian_argmax_probabilities(means, sds, np.asarray(mask, dtype=bool))
 
     def sample(self, state: State, rng: np.random.Generator, mask: np.ndarray, context=None) -> np.ndarray:
+        compiled = self._compiled_select(state, rng, mask, context, self.v, thompson=True)
+        if compiled is not None:
+            return compiled
         means, sds = self._posterior(state, context)
         return argmax_random_ties(means + sds * rng.standard_normal(means.shape), mask, rng)

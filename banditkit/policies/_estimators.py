@@ -76,6 +76,10 @@ def _resolve(path: str) -> type:
             f"imported, can be named in a spec")
     try:
         return getattr(importlib.import_module(module_name), name)
+    except ModuleNotFoundError as error:
+        if error.name == "sklearn":
+            raise ImportError("the model-based policies need scikit-learn: pip install banditkit[models]") from None
+        raise InvalidParameterError(f"estimator class {path!r} cannot be found: {error}") from None
     except (ImportError, AttributeError) as error:
         raise InvalidParameterError(f"estimator class {path!r} cannot be found: {error}") from None
 

@@ -19,7 +19,6 @@ tie-aware argmax distribution.
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import log_ndtr, ndtr
 
 _Z_BREAKS = np.arange(-8.0, 8.5, 2.0)
 _NODES, _WEIGHTS = np.polynomial.legendre.leggauss(6)
@@ -54,6 +53,8 @@ def gaussian_argmax_probabilities(means: np.ndarray, sds: np.ndarray, mask: np.n
 
 
 def _chunk_probabilities(means: np.ndarray, sds: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    from scipy.special import ndtr  # deferred: scipy.special is slow to import
+
     continuous = mask & (sds > _POINT_MASS_SD)
     point = mask & ~continuous
     safe_sds = np.where(continuous, sds, 1.0)
@@ -107,6 +108,8 @@ def _quadrature_nodes(means, safe_sds, continuous, point):
 
 def _point_mass_probabilities(means, safe_sds, continuous, point):
     """P(a point-mass arm wins): it must top the other point masses (ties share) and every continuous arm."""
+    from scipy.special import log_ndtr
+
     point_best = np.where(point, means, -np.inf).max(axis=1, keepdims=True)
     at_top = point & (means == point_best)
     share = at_top / np.maximum(at_top.sum(axis=1, keepdims=True), 1)

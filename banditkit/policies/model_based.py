@@ -31,6 +31,8 @@ from ._estimators import (ModelCache, accepts_sample_weight, bootstrap_weights, 
 from .base import Policy, State, argmax_probabilities, argmax_random_ties, batch_rows, categorical
 
 _BUFFER_KEYS = ("contexts", "arms", "rewards", "row_ids")
+#: Used when no estimator is given: a shallow regression tree captures interactions and thresholds.
+DEFAULT_ESTIMATOR = {"class": "sklearn.tree.DecisionTreeRegressor", "params": {"max_depth": 6, "min_samples_leaf": 5}}
 
 
 class ModelPolicy(Policy):
@@ -41,9 +43,9 @@ class ModelPolicy(Policy):
     n_replicas: int
     bootstrap: bool
 
-    def __init__(self, estimator, refit_every: int = 50, refit_fraction: float = 0.1,
+    def __init__(self, estimator=None, refit_every: int = 50, refit_fraction: float = 0.1,
                  max_rows: int | None = None, incremental: bool = False, seed: int = 0):
-        self.estimator = estimator_spec(estimator)
+        self.estimator = estimator_spec(DEFAULT_ESTIMATOR if estimator is None else estimator)
         self.refit_every = check_int("refit_every", refit_every, low=1)
         self.refit_fraction = check_real("refit_fraction", refit_fraction, low=0.0)
         self.max_rows = None if max_rows is None else check_int("max_rows", max_rows, low=1)
@@ -238,7 +240,8 @@ class ContextualEpsilonGreedy(ModelPolicy):
 
     Parameters
     ----------
-    estimator : a scikit-learn-style regressor (or its ``{"class", "params"}`` spec).
+    estimator : a scikit-learn-style regressor, or its ``{"class", "params"}`` spec
+        (default :data:`DEFAULT_ESTIMATOR`, a depth-6 regression tree).
     epsilon : float in [0, 1], exploration rate.
     refit_every, refit_fraction, max_rows, incremental, seed : see the module docstring.
 
@@ -257,7 +260,7 @@ class ContextualEpsilonGreedy(ModelPolicy):
     n_replicas = 1
     bootstrap = False
 
-    def __init__(self, estimator, epsilon: float = 0.1, refit_every: int = 50, refit_fraction: float = 0.1,
+    def __init__(self, estimator=None, epsilon: float = 0.1, refit_every: int = 50, refit_fraction: float = 0.1,
                  max_rows: int | None = None, incremental: bool = False, seed: int = 0):
         super().__init__(estimator, refit_every, refit_fraction, max_rows, incremental, seed)
         self.epsilon = check_real("epsilon", epsilon, low=0.0, high=1.0)
@@ -282,7 +285,8 @@ class BootstrappedThompson(ModelPolicy):
 
     Parameters
     ----------
-    estimator : a scikit-learn-style regressor (or its ``{"class", "params"}`` spec).
+    estimator : a scikit-learn-style regressor, or its ``{"class", "params"}`` spec
+        (default :data:`DEFAULT_ESTIMATOR`, a depth-6 regression tree).
     n_replicas : int >= 1, bootstrap replicas B.
     refit_every, refit_fraction, max_rows, incremental, seed : see the module docstring.
 
@@ -294,7 +298,7 @@ class BootstrappedThompson(ModelPolicy):
     name = "bootstrapped_thompson"
     bootstrap = True
 
-    def __init__(self, estimator, n_replicas: int = 10, refit_every: int = 50, refit_fraction: float = 0.1,
+    def __init__(self, estimator=None, n_replicas: int = 10, refit_every: int = 50, refit_fraction: float = 0.1,
                  max_rows: int | None = None, incremental: bool = False, seed: int = 0):
         self.n_replicas = check_int("n_replicas", n_replicas, low=1, high=1000)
         super().__init__(estimator, refit_every, refit_fraction, max_rows, incremental, seed)

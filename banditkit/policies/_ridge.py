@@ -178,6 +178,7 @@ def scores(state: dict, features: np.ndarray, rows: np.ndarray) -> tuple[np.ndar
             widths[start:start + _CHUNK] = np.einsum("nkd,nd->nk", projected, chunk)
     else:
         means = np.einsum("nd,nkd->nk", features, theta[rows])
-        widths = np.einsum("ni,nkij,nj->nk", features, A_inv[rows], features, optimize=True)
+        projected = np.matmul(A_inv[rows], features[:, None, :, None])[..., 0]  # (n, K, d)
+        widths = np.einsum("nkd,nd->nk", projected, features)
     # A_inv is PSD: a tiny negative width is rounding.
     return means, np.maximum(widths, 0.0)

@@ -75,13 +75,17 @@ def _resolve(path: str) -> type:
             f"estimator class {path!r}: only scikit-learn classes, or classes whose module is already "
             f"imported, can be named in a spec")
     try:
-        return getattr(importlib.import_module(module_name), name)
+        found = getattr(importlib.import_module(module_name), name)
     except ModuleNotFoundError as error:
         if error.name == "sklearn":
             raise ImportError("the model-based policies need scikit-learn: pip install banditkit[models]") from None
         raise InvalidParameterError(f"estimator class {path!r} cannot be found: {error}") from None
     except (ImportError, AttributeError) as error:
         raise InvalidParameterError(f"estimator class {path!r} cannot be found: {error}") from None
+    # Never call anything but an estimator class: a spec may come from an untrusted JSON document.
+    if not (isinstance(found, type) and hasattr(found, "fit") and hasattr(found, "predict")):
+        raise InvalidParameterError(f"estimator class {path!r} is not an estimator class (fit and predict)")
+    return found
 
 
 def build(cls_or_spec, params: dict | None = None):

@@ -214,9 +214,10 @@ def average_reward(policy, seed: int, rounds: int = 150, batch: int = 20) -> flo
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
 def test_bootstrapped_thompson_with_a_tree_beats_linucb_on_a_nonlinear_surface(seed):
-    """LinUCB can at best learn that arm 2 (0.5) is safest; the tree learns the XOR (0.9). Margin 0.2."""
+    """LinUCB can at best learn that arm 2 (0.5) is safest; the tree learns the XOR (0.9). Margin 0.15:
+    about 0.23 is seen; the standard error of each mean over 1,000 decisions is about 0.013."""
     tree_ts = average_reward(BootstrappedThompson(DecisionTreeRegressor(max_depth=4, min_samples_leaf=5),
                                                   n_replicas=5, refit_every=100), seed)
     linucb = average_reward(LinUCB(alpha=1.0, standardize=True), seed)
-    assert tree_ts >= linucb + 0.2, (tree_ts, linucb)
+    assert tree_ts >= linucb + 0.15, (tree_ts, linucb)
     assert tree_ts >= 0.8

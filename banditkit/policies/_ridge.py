@@ -24,7 +24,22 @@ CONDITION_WARNING = 1e10
 _DRIFT = 1e-9
 _RIDGE_KEYS = ("A", "b", "A_inv", "theta", "rank1_updates")
 #: Rows per chunk when one state scores many contexts (bounds the (rows, K, d) temporary).
-_CHUNK = 8192
+_CHUNK = 1024
+
+
+_compiled = None
+
+
+def linear_kernels():
+    """The compiled linear kernels (:mod:`._linear_kernels`) when numba is enabled, else None."""
+    global _compiled
+    if _jit.kernels() is None:
+        return None
+    if _compiled is None:
+        from . import _linear_kernels
+
+        _compiled = _linear_kernels
+    return _compiled
 
 
 class IllConditionedWarning(UserWarning):
@@ -103,11 +118,10 @@ def add_rows(state: dict, rows: np.ndarray, arms: np.ndarray, rewards: np.ndarra
     """
     new = {key: state[key].copy() for key in _RIDGE_KEYS}
     one_state = new["A"].shape[0] == 1
-    if one_state and rows.shape[0] == 1 and _jit.kernels() is not None:
-        from ._linear_kernels import rank1_update
-
+    compiled = linear_kernels() if one_state and rows.shape[0] == 1 else None
+    if compiled is not None:
         arm = int(arms[0])
-        denominator = rank1_update(new["A"][0], new["b"][0], new["A_inv"][0], new["theta"][0], arm,
+        denominator = compiled.rank1_update(new["A"][0], new["b"][0], new["A_inv"][0], new["theta"][0], arm,
                                    features[0], float(rewards[0]))
         new["rank1_updates"][0, arm] += 1
         if denominator >= 1.0 - _DRIFT and new["rank1_updates"][0, arm] < REFRESH_EVERY:

@@ -19,11 +19,12 @@ from ..errors import InvalidParameterError
 from . import _jit, register
 from ._gaussian_argmax import gaussian_argmax_probabilities
 from ._ridge import (CONDITION_WARNING, IllConditionedWarning, add_rows, condition_message,
-                     condition_numbers, init_ridge, rebuild, scores)
+                     condition_numbers, init_ridge, linear_kernels, rebuild, scores)
 from ._standardize import fold_and_transform, init_feature_stats, transform
 from .base import Policy, State, argmax_probabilities, argmax_random_ties, batch_rows
 
 _FEATURE_KEYS = ("feature_count", "feature_mean", "feature_m2")
+_FIRST_ROW = np.zeros(1, dtype=np.intp)
 
 
 class LinearPolicy(Policy):
@@ -102,13 +103,14 @@ class LinearPolicy(Policy):
 
     def _compiled_select(self, state: State, rng, mask, context, scale: float, thompson: bool):
         """The one-row choice through the compiled kernel (same draws as numpy), or None when not applicable."""
-        if state["theta"].shape[0] != 1 or np.shape(mask)[0] != 1 or _jit.kernels() is None:
+        compiled = linear_kernels() if state["theta"].shape[0] == 1 and len(mask) == 1 else None
+        if compiled is None:
             return None
-        from ._linear_kernels import linear_select
-
-        features, _ = self._scoring_features(state, context)
-        arm = linear_select(_jit.generator_pointers(rng), state["theta"][0], state["A_inv"][0], features[0],
-                            np.asarray(mask, dtype=bool)[0], scale, thompson)
+        features = self._contexts(state, context)
+        if self.standardize:
+            features = self._with_intercept(transform(state, features, _FIRST_ROW))
+        arm = compiled.linear_select(_jit.generator_pointers(rng), state["theta"][0], state["A_inv"][0], features[0],
+                                     np.asarray(mask, dtype=bool)[0], scale, thompson)
         return np.array([arm], dtype=np.intp)
 
     # ---- operations ------------------------------------------------------

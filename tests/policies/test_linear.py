@@ -181,3 +181,42 @@ def test_registry_and_params_round_trip():
     assert isinstance(policy, LinTS) and policy.v == 0.2 and policy.l2 == 3.0 and policy.standardize
     assert make_policy(json.loads(json.dumps(policy.to_dict()))) == policy
     assert make_policy("linucb") == LinUCB()
+
+
+def test_refresh_rebuilds_the_caches_from_the_additive_state(jit_mode):
+    policy = LinUCB()
+    arms, rewards, contexts = random_stream(6, 200)
+    state = policy.init_state(3, n_features=4)
+    for i in range(200):
+        state = policy.update(state, arms[i:i + 1], rewards[i:i + 1], context=contexts[i:i + 1])
+    assert state["rank1_updates"].sum() == 200
+    fresh = policy.refresh(state)
+    assert fresh["rank1_updates"].sum() == 0
+    np.testing.assert_array_equal(fresh["A"], state["A"])
+    np.testing.assert_allclose(fresh["A_inv"], state["A_inv"], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(fresh["theta"], np.linalg.solve(state["A"], state["b"][..., None])[..., 0], atol=1e-10)
+
+
+def test_a_drifted_cache_is_detected_and_rebuilt(jit_mode):
+    """A Sherman-Morrison denominator below 1 is impossible for a sound cache: the arm is rebuilt from A."""
+    policy = LinUCB()
+    state = policy.update(policy.init_state(2, n_features=2), [0, 0], [1.0, 2.0], context=[[1.0, 0.0], [0.0, 1.0]])
+    corrupted = {**state, "A_inv": -state["A_inv"]}  # x^T A_inv x < 0 for every x
+    repaired = policy.update(corrupted, [0], [0.5], context=[[1.0, 1.0]])
+    expected = np.linalg.solve(repaired["A"][0, 0], np.eye(2))
+    np.testing.assert_allclose(repaired["A_inv"][0, 0], expected, atol=1e-12)
+    assert repaired["rank1_updates"][0, 0] == 0
+
+
+def test_caches_are_rebuilt_periodically(monkeypatch, jit_mode):
+    from banditkit.policies import _ridge
+
+    monkeypatch.setattr(_ridge, "REFRESH_EVERY", 5)
+    policy = LinTS()
+    arms, rewards, contexts = random_stream(7, 12, n_arms=1)
+    state = policy.init_state(1, n_features=4)
+    counts = []
+    for i in range(12):
+        state = policy.update(state, arms[i:i + 1], rewards[i:i + 1], context=contexts[i:i + 1])
+        counts.append(int(state["rank1_updates"][0, 0]))
+    assert counts == [1, 2, 3, 4, 0, 1, 2, 3, 4, 0, 1, 2]

@@ -221,3 +221,19 @@ def test_bootstrapped_thompson_with_a_tree_beats_linucb_on_a_nonlinear_surface(s
     linucb = average_reward(LinUCB(alpha=1.0, standardize=True), seed)
     assert tree_ts >= linucb + 0.15, (tree_ts, linucb)
     assert tree_ts >= 0.8
+
+
+def test_a_state_batch_keeps_one_buffer_and_one_model_per_row():
+    """The simulator layout: state row i learns only from request row i."""
+    policy = ContextualEpsilonGreedy(TREE, epsilon=0.0, refit_every=10)
+    state = policy.init_state(2, batch=2, n_features=1)
+    rng = np.random.default_rng(10)
+    for _ in range(30):
+        contexts = rng.uniform(-1, 1, (2, 1))
+        arms = rng.integers(0, 2, 2)
+        # Row 0's world pays for arm 0, row 1's world for arm 1.
+        rewards = np.where(arms == np.arange(2), 1.0, 0.0)
+        state = policy.update(state, arms, rewards, context=contexts)
+    assert state["contexts"].shape == (2, 30, 1) and state["fit_rows"].tolist() == [30, 30]
+    probabilities = policy.probabilities(state, np.ones((2, 2), bool), [[0.1], [0.1]])
+    assert probabilities.tolist() == [[1.0, 0.0], [0.0, 1.0]]

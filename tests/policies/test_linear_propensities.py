@@ -44,7 +44,7 @@ def test_gaussian_argmax_matches_adaptive_quadrature_to_1e_8():
 
 def test_rows_with_few_contenders_match_the_reference():
     """Arms far below another arm's floor are skipped; rows of 1, 2 and 4 contenders in one batch."""
-    means = np.array([[5.0, 0.0, -3.0, 1.0], [0.2, 0.0, -40.0, -50.0], [0.1, 0.0, 0.3, -0.2]])
+    means = np.array([[5.0, 0.0, -10.0, 1.0], [0.2, 0.0, -40.0, -50.0], [0.1, 0.0, 0.3, -0.2]])
     sds = np.array([[0.1, 0.5, 1.0, 0.2], [0.3, 0.2, 1.0, 2.0], [1.0, 0.5, 0.7, 0.4]])
     ours = gaussian_argmax_probabilities(means, sds, np.ones((3, 4), bool))
     assert ours[0].tolist() == [1.0, 0.0, 0.0, 0.0]

@@ -25,7 +25,7 @@ _Z_BREAKS = np.arange(-8.0, 8.5, 2.0)
 _NODES, _WEIGHTS = np.polynomial.legendre.leggauss(6)
 _SQRT_2PI = np.sqrt(2.0 * np.pi)
 #: Scores with a smaller standard deviation are treated as point masses (avoids overflow in 1/sd).
-_POINT_MASS_SD = 1e-150
+POINT_MASS_SD = 1e-150
 #: Rows per chunk: bounds the (rows, arms, nodes) temporaries to a few MB.
 _CHUNK = 256
 
@@ -65,7 +65,7 @@ def gaussian_argmax_probabilities(means: np.ndarray, sds: np.ndarray, mask: np.n
 
 def _contenders(means: np.ndarray, sds: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Allowed arms that can win: an arm whose score stays below 8 sd under another's 8-sd floor cannot (P < 1e-15)."""
-    spread = np.where(sds > _POINT_MASS_SD, 8.0 * sds, 0.0)
+    spread = np.where(sds > POINT_MASS_SD, 8.0 * sds, 0.0)
     floor = np.where(mask, means - spread, -np.inf).max(axis=1, keepdims=True)
     return mask & (means + spread >= floor)
 
@@ -73,7 +73,7 @@ def _contenders(means: np.ndarray, sds: np.ndarray, mask: np.ndarray) -> np.ndar
 def _chunk_probabilities(means: np.ndarray, sds: np.ndarray, mask: np.ndarray) -> np.ndarray:
     from scipy.special import ndtr  # deferred: scipy.special is slow to import
 
-    continuous = mask & (sds > _POINT_MASS_SD)
+    continuous = mask & (sds > POINT_MASS_SD)
     point = mask & ~continuous
     safe_sds = np.where(continuous, sds, 1.0)
     probabilities = np.zeros(means.shape)

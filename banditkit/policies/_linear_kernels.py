@@ -68,3 +68,88 @@ def rank1_update(A, b, A_inv, theta, arm, x, reward):
             total += A_inv[arm, i, j] * b[arm, j]
         theta[arm, i] = total
     return denominator
+
+
+_Z_BREAKS = np.arange(-8.0, 8.5, 2.0)
+_NODES, _WEIGHTS = np.polynomial.legendre.leggauss(6)
+_SQRT_2PI = math.sqrt(2.0 * math.pi)
+
+
+@numba.njit(cache=True)
+def _ndtr(z):
+    return 0.5 * math.erfc(-z / math.sqrt(2.0))
+
+
+@numba.njit(cache=True)
+def gaussian_argmax_row(means, sds, mask, point_mass_sd):
+    """One row of :func:`banditkit.policies._gaussian_argmax.gaussian_argmax_probabilities`, same quadrature."""
+    n_arms = means.shape[0]
+    out = np.zeros(n_arms)
+    continuous = np.zeros(n_arms, dtype=np.bool_)
+    floor = -np.inf
+    for arm in range(n_arms):
+        continuous[arm] = mask[arm] and sds[arm] > point_mass_sd
+        if mask[arm]:
+            floor = max(floor, means[arm] - (8.0 * sds[arm] if continuous[arm] else 0.0))
+    arms = [arm for arm in range(n_arms)
+            if mask[arm] and means[arm] + (8.0 * sds[arm] if continuous[arm] else 0.0) >= floor]
+    if len(arms) == 0:
+        return out
+    if len(arms) == 1:
+        out[arms[0]] = 1.0
+        return out
+    low, high, point_best, any_continuous = -np.inf, -np.inf, -np.inf, False
+    for arm in arms:
+        if continuous[arm]:
+            any_continuous = True
+            low = max(low, means[arm] - 8.0 * sds[arm])
+            high = max(high, means[arm] + 8.0 * sds[arm])
+        else:
+            point_best = max(point_best, means[arm])
+    low = max(low, point_best)
+    if any_continuous and high > low:
+        cuts = np.empty(len(arms) * _Z_BREAKS.shape[0])
+        for i, arm in enumerate(arms):
+            for j in range(_Z_BREAKS.shape[0]):
+                cut = means[arm] + sds[arm] * _Z_BREAKS[j] if continuous[arm] else means[arm]
+                cuts[i * _Z_BREAKS.shape[0] + j] = min(max(cut, low), high)
+        cuts.sort()
+        count = len(arms)
+        cdf, pdf, after = np.empty(count), np.zeros(count), np.empty(count + 1)
+        for piece in range(cuts.shape[0] - 1):
+            half = 0.5 * (cuts[piece + 1] - cuts[piece])
+            if half <= 0.0:
+                continue
+            for node in range(_NODES.shape[0]):
+                t = cuts[piece] + half + half * _NODES[node]
+                for i, arm in enumerate(arms):
+                    if continuous[arm]:
+                        z = (t - means[arm]) / sds[arm]
+                        cdf[i] = _ndtr(z)
+                        pdf[i] = math.exp(-0.5 * z * z) / (sds[arm] * _SQRT_2PI)
+                    else:  # a point mass: the step 1[t > m]
+                        cdf[i] = 1.0 if t > means[arm] else 0.0
+                after[count] = 1.0
+                for i in range(count - 1, -1, -1):
+                    after[i] = after[i + 1] * cdf[i]
+                before = 1.0
+                for i, arm in enumerate(arms):  # prod over the others = prefix * suffix, no division
+                    if continuous[arm]:
+                        out[arm] += half * _WEIGHTS[node] * pdf[i] * before * after[i + 1]
+                    before *= cdf[i]
+    if point_best > -np.inf:
+        ties = 0
+        for arm in arms:
+            if not continuous[arm] and means[arm] == point_best:
+                ties += 1
+        beats_all = 1.0
+        for arm in arms:
+            if continuous[arm]:
+                beats_all *= _ndtr((point_best - means[arm]) / sds[arm])
+        for arm in arms:
+            if not continuous[arm] and means[arm] == point_best:
+                out[arm] = beats_all / ties
+    total = out.sum()
+    for arm in range(n_arms):
+        out[arm] /= total
+    return out

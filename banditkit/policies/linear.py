@@ -17,7 +17,7 @@ import numpy as np
 from .._validation import check_contexts, check_real
 from ..errors import InvalidParameterError
 from . import _jit, register
-from ._gaussian_argmax import gaussian_argmax_probabilities
+from ._gaussian_argmax import POINT_MASS_SD, gaussian_argmax_probabilities
 from ._ridge import (CONDITION_WARNING, IllConditionedWarning, add_rows, condition_message,
                      condition_numbers, init_ridge, linear_kernels, rebuild, scores)
 from ._standardize import fold_and_transform, init_feature_stats, transform
@@ -217,7 +217,11 @@ class LinTS(LinearPolicy):
 
     def probabilities(self, state: State, mask: np.ndarray, context=None) -> np.ndarray:
         means, sds = self._posterior(state, context)
-        return gaussian_argmax_probabilities(means, sds, np.asarray(mask, dtype=bool))
+        mask = np.asarray(mask, dtype=bool)
+        compiled = linear_kernels() if means.shape[0] == 1 else None
+        if compiled is not None:  # one row: the same quadrature without numpy's per-call overhead
+            return compiled.gaussian_argmax_row(means[0], sds[0], mask[0], POINT_MASS_SD)[None]
+        return gaussian_argmax_probabilities(means, sds, mask)
 
     def sample(self, state: State, rng: np.random.Generator, mask: np.ndarray, context=None) -> np.ndarray:
         compiled = self._compiled_select(state, rng, mask, context, self.v, thompson=True)

@@ -115,3 +115,25 @@ def test_linucb_ties_are_exact_and_sampled_uniformly(jit_mode):
     rng = np.random.default_rng(4)
     counts = np.bincount([policy.sample(state, rng, np.ones((1, 3), bool), x)[0] for _ in range(2000)], minlength=3)
     assert counts[2] == 0 and stats.binomtest(int(counts[0]), 2000).pvalue > 0.001
+
+
+def test_compiled_one_row_quadrature_matches_the_numpy_path():
+    from banditkit.policies._gaussian_argmax import POINT_MASS_SD
+    from banditkit.policies._ridge import linear_kernels
+
+    compiled = linear_kernels()
+    if compiled is None:
+        pytest.fail("numba is not installed: the compiled path cannot be tested (install banditkit[fast])")
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        n_arms = int(rng.integers(1, 12))
+        means = rng.normal(size=n_arms) * rng.choice([0.01, 1.0, 10.0])
+        sds = np.exp(rng.normal(0.0, 2.0, n_arms))
+        sds[rng.random(n_arms) < 0.2] = 0.0  # some point masses
+        if rng.random() < 0.2:
+            means = np.round(means)  # and some exact ties
+        mask = rng.random(n_arms) < 0.85
+        mask[0] = True
+        numpy_path = gaussian_argmax_probabilities(means[None], sds[None], mask[None])[0]
+        np.testing.assert_allclose(compiled.gaussian_argmax_row(means, sds, mask, POINT_MASS_SD), numpy_path,
+                                   atol=1e-13)

@@ -254,9 +254,12 @@ class Bandit:
     def _apply(self, indices: np.ndarray, rewards: np.ndarray, contexts, propensities) -> None:
         state = self.state
         if self.policy.needs_propensities and propensities is None:
-            current = self.distribution_at(state, np.broadcast_to(self.active, (1, len(self._arms))), contexts)
-            propensities = np.maximum(np.broadcast_to(current, (indices.shape[0], current.shape[1]))
-                                      [np.arange(indices.shape[0]), indices], 1e-12)
+            # No logged propensity: the policy's own current probability over all arms (masks and
+            # disabled arms aside, which say nothing of how the arm was chosen).
+            every_arm = np.ones((1, len(self._arms)), dtype=bool)
+            current = self.policy.probabilities(state, every_arm, contexts)
+            propensities = np.broadcast_to(current, (indices.shape[0], current.shape[1]))[
+                np.arange(indices.shape[0]), indices]
         self.state = self.policy.update(state, indices, rewards, propensities=propensities, context=contexts)
         if indices.shape[0] == 1:
             index, reward = int(indices[0]), float(rewards[0])
@@ -528,7 +531,7 @@ def _mean_interval(pulls: float, total: float, sq_total: float,
         p = min(max(mean, 0.0), 1.0)
         centre = (p + z * z / (2 * pulls)) / (1 + z * z / pulls)
         half = z * math.sqrt(p * (1 - p) / pulls + z * z / (4 * pulls * pulls)) / (1 + z * z / pulls)
-        return mean, max(centre - half, 0.0), min(centre + half, 1.0)
+        return mean, min(max(centre - half, 0.0), mean), max(min(centre + half, 1.0), mean)
     if pulls < 2:
         return mean, None, None
     variance = max(sq_total - total * mean, 0.0) / (pulls - 1)

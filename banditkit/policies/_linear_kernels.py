@@ -153,3 +153,31 @@ def gaussian_argmax_row(means, sds, mask, point_mass_sd):
     for arm in range(n_arms):
         out[arm] /= total
     return out
+
+
+@numba.njit(cache=True)
+def standardize_row(count, mean, m2, x, fold, relative_floor):
+    """One context through :mod:`banditkit.policies._standardize`: optionally fold it in, then standardise.
+
+    Returns (features with the intercept appended (d + 1,), count, mean, m2), the
+    statistics new arrays when ``fold`` and the inputs otherwise.
+    """
+    dim = x.shape[0]
+    if fold:
+        new_mean, new_m2 = np.empty(dim), np.empty(dim)
+        new_count = count + 1.0
+        for j in range(dim):
+            shift = mean[j] if count > 0 else x[j]
+            deviation = x[j] - shift
+            total = count * (mean[j] - shift) + deviation
+            squares = m2[j] + count * (mean[j] - shift) ** 2 + deviation * deviation
+            new_mean[j] = shift + total / new_count
+            new_m2[j] = max(squares - total * total / new_count, 0.0)
+        count, mean, m2 = new_count, new_mean, new_m2
+    features = np.empty(dim + 1)
+    for j in range(dim):
+        variance = m2[j] / max(count, 1.0)
+        usable = variance > 0 and variance > relative_floor * mean[j] * mean[j]
+        features[j] = (x[j] - mean[j]) / (math.sqrt(variance) if usable else 1.0)
+    features[dim] = 1.0
+    return features, count, mean, m2

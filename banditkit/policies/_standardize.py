@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 #: A variance below this fraction of mean**2 is rounding noise on a constant feature.
-_RELATIVE_VARIANCE_FLOOR = 1e-24
+RELATIVE_VARIANCE_FLOOR = 1e-24
 
 
 def init_feature_stats(batch: int, n_features: int) -> dict[str, np.ndarray]:
@@ -26,7 +26,7 @@ def init_feature_stats(batch: int, n_features: int) -> dict[str, np.ndarray]:
 def standardize(contexts: np.ndarray, mean: np.ndarray, m2: np.ndarray, count: np.ndarray) -> np.ndarray:
     """``(x - mean) / sd`` elementwise; all arguments broadcast to the shape of ``contexts``."""
     variance = m2 / np.maximum(count, 1.0)
-    usable = (variance > 0) & (variance > _RELATIVE_VARIANCE_FLOOR * mean * mean)
+    usable = (variance > 0) & (variance > RELATIVE_VARIANCE_FLOOR * mean * mean)
     sd = np.sqrt(np.where(usable, variance, 1.0))
     return (contexts - mean) / sd
 

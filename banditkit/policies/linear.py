@@ -20,11 +20,10 @@ from . import _jit, register
 from ._gaussian_argmax import POINT_MASS_SD, gaussian_argmax_probabilities
 from ._ridge import (CONDITION_WARNING, IllConditionedWarning, add_rows, condition_message,
                      condition_numbers, init_ridge, linear_kernels, rebuild, scores)
-from ._standardize import fold_and_transform, init_feature_stats, transform
+from ._standardize import RELATIVE_VARIANCE_FLOOR, fold_and_transform, init_feature_stats, transform
 from .base import Policy, State, argmax_probabilities, argmax_random_ties, batch_rows
 
 _FEATURE_KEYS = ("feature_count", "feature_mean", "feature_m2")
-_FIRST_ROW = np.zeros(1, dtype=np.intp)
 
 
 class LinearPolicy(Policy):
@@ -87,6 +86,17 @@ class LinearPolicy(Policy):
             raise InvalidParameterError(f"{self.name} is contextual: pass context= with {width} features per row")
         return check_contexts("context", context, width)
 
+    def _fold(self, state: State, contexts: np.ndarray, rows: np.ndarray) -> tuple[State, np.ndarray]:
+        """Fold contexts into the running statistics; return the new statistics and the model's features."""
+        compiled = linear_kernels() if rows.shape[0] == 1 and state["feature_count"].shape[0] == 1 else None
+        if compiled is None:
+            stats, standardized = fold_and_transform(state, contexts, rows)
+            return stats, self._with_intercept(standardized)
+        features, count, mean, m2 = compiled.standardize_row(
+            state["feature_count"][0], state["feature_mean"][0], state["feature_m2"][0], contexts[0], True,
+            RELATIVE_VARIANCE_FLOOR)
+        return {"feature_count": np.array([count]), "feature_mean": mean[None], "feature_m2": m2[None]}, features[None]
+
     def _with_intercept(self, standardized: np.ndarray) -> np.ndarray:
         return np.concatenate([standardized, np.ones((standardized.shape[0], 1))], axis=1)
 
@@ -106,10 +116,11 @@ class LinearPolicy(Policy):
         compiled = linear_kernels() if state["theta"].shape[0] == 1 and len(mask) == 1 else None
         if compiled is None:
             return None
-        features = self._contexts(state, context)
+        features = self._contexts(state, context)[0]
         if self.standardize:
-            features = self._with_intercept(transform(state, features, _FIRST_ROW))
-        arm = compiled.linear_select(_jit.generator_pointers(rng), state["theta"][0], state["A_inv"][0], features[0],
+            features = compiled.standardize_row(state["feature_count"][0], state["feature_mean"][0],
+                                                state["feature_m2"][0], features, False, RELATIVE_VARIANCE_FLOOR)[0]
+        arm = compiled.linear_select(_jit.generator_pointers(rng), state["theta"][0], state["A_inv"][0], features,
                                      np.asarray(mask, dtype=bool)[0], scale, thompson)
         return np.array([arm], dtype=np.intp)
 
@@ -127,9 +138,8 @@ class LinearPolicy(Policy):
         rows = batch_rows(state, arms.shape[0])
         new_state = dict(state)
         if self.standardize:
-            stats, standardized = fold_and_transform(state, contexts, rows)
+            stats, contexts = self._fold(state, contexts, rows)
             new_state.update(stats)
-            contexts = self._with_intercept(standardized)
         new_state.update(add_rows(state, rows, arms, rewards, contexts, self.l2))
         return new_state
 

@@ -159,7 +159,7 @@ def test_compiled_path_matches_numpy_path():
     rng0 = np.random.default_rng(0)
     theta = rng0.normal(size=(6, 8))
     contexts = rng0.normal(size=(1500, 1, 8))
-    for policy in (LinUCB(alpha=0.5), LinTS(v=0.3)):
+    for policy in (LinUCB(alpha=0.5), LinTS(v=0.3), LinUCB(alpha=0.5, standardize=True)):
         runs = {}
         for enabled in (True, False):
             _jit.set_enabled(enabled)

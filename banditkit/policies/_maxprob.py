@@ -94,7 +94,10 @@ def max_probabilities(posteriors: BetaPosteriors | StudentPosteriors, mask: np.n
     x = (left[..., None] + width[..., None] * (_NODES + 1) / 2).reshape(n, -1)   # (n, G)
     w = (width[..., None] * _WEIGHTS / 2).reshape(n, -1)
     cdf = np.where(mask[..., None], posteriors.cdf(x), 1.0)                 # (n, K, G)
-    pdf = np.where(mask[..., None], posteriors.pdf(x), 0.0)
+    # Quantiles that round to 0 or 1 put nodes on the boundary, where a Beta density with a parameter
+    # below 1 is infinite; those panels have (next to) zero width, so the nodes are dropped.
+    density = posteriors.pdf(x)
+    pdf = np.where(mask[..., None] & np.isfinite(density), density, 0.0)
     # Product of the other arms' CDFs via prefix and suffix products (no division by zero).
     ones = np.ones((n, 1, x.shape[1]))
     prefix = np.cumprod(np.concatenate([ones, cdf[:, :-1]], axis=1), axis=1)

@@ -526,7 +526,8 @@ def _mean_interval(pulls: float, total: float, sq_total: float,
         p = min(max(mean, 0.0), 1.0)
         centre = (p + z * z / (2 * pulls)) / (1 + z * z / pulls)
         half = z * math.sqrt(p * (1 - p) / pulls + z * z / (4 * pulls * pulls)) / (1 + z * z / pulls)
-        return mean, max(centre - half, 0.0), min(centre + half, 1.0)
+        # The Wilson interval contains p; clamp so rounding cannot push a bound past it (p = 0 or 1).
+        return mean, min(max(centre - half, 0.0), p), max(min(centre + half, 1.0), p)
     if pulls < 2:
         return mean, None, None
     variance = max(sq_total - total * mean, 0.0) / (pulls - 1)

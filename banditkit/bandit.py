@@ -151,6 +151,7 @@ class Bandit:
             return Decision(self._arm_tuple[index], index, self._arm_tuple, None, None, False, self.version,
                             (self, state, mask, None))
         context = self._context_rows(context, 1)
+        unit = None if unit is None else _check_unit(unit)
         mask = self._mask(allowed)
         if mask is None:
             return self._fallback_decision(context, unit)
@@ -159,7 +160,6 @@ class Bandit:
             if unit is not None or self.guardrails.max_exploration is not None:
                 distribution = self.distribution_at(state, mask, context)[0]
                 if unit is not None:
-                    unit = _check_unit(unit)
                     index = int(assign(distribution, unit_uniform(self.name, unit)))
                 else:
                     index = int(categorical(distribution[None], self.rng)[0])

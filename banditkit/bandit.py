@@ -44,7 +44,9 @@ class Bandit:
                  n_features: int | None = None):
         self._arms: list[str] = _check_arm_names(arms)
         self.policy = make_policy(policy)
-        if not isinstance(name, str) or not name:
+        if not isinstance(name, str):
+            raise InvalidTypeError(f"name must be a string, got {type(name).__name__} {name!r}")
+        if not name:
             raise InvalidParameterError(f"name must be a non-empty string, got {name!r}")
         self.name = name
         self.guardrails = _make_guardrails(guardrails)
@@ -488,7 +490,9 @@ def _check_arm_names(arms) -> list[str]:
     if not arms:
         raise InvalidParameterError("arms must hold at least one arm, got []")
     for arm in arms:
-        if not isinstance(arm, str) or not arm:
+        if not isinstance(arm, str):
+            raise InvalidTypeError(f"arm names must be strings, got {type(arm).__name__} {arm!r}")
+        if not arm:
             raise InvalidParameterError(f"arm names must be non-empty strings, got {arm!r}")
     if len(set(arms)) != len(arms):
         duplicate = next(arm for arm in arms if arms.count(arm) > 1)
@@ -497,7 +501,9 @@ def _check_arm_names(arms) -> list[str]:
 
 
 def _check_unit(unit) -> str:
-    if not isinstance(unit, str) or not unit:
+    if not isinstance(unit, str):
+        raise InvalidTypeError(f"unit must be a string, got {type(unit).__name__} {unit!r}")
+    if not unit:
         raise InvalidParameterError(f"unit must be a non-empty string, got {unit!r}")
     return unit
 

@@ -53,7 +53,7 @@ class Bandit:
         self._guarding = self.guardrails.min_reward_rate is not None or self.guardrails.ruin_threshold is not None
         if self.guardrails.default_arm is not None and self.guardrails.default_arm not in self._arms:
             raise UnknownArmError(f"guardrails.default_arm {self.guardrails.default_arm!r} is not one of the arms")
-        self.rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        self.rng = _make_rng(seed)
         if n_features is not None:
             n_features = check.check_int("n_features", n_features, low=1)
             if not self.policy.contextual:
@@ -252,8 +252,12 @@ class Bandit:
         contexts = self._context_rows(contexts, indices.shape[0])
         if propensities is not None:
             propensities = check.check_rewards("propensities", propensities, (0.0, 1.0))
-            if propensities.shape[0] != indices.shape[0] or (propensities <= 0).any():
-                raise InvalidParameterError("propensities must be one value in (0, 1] per arm")
+            if propensities.shape[0] != indices.shape[0]:
+                raise InvalidParameterError(
+                    f"propensities has {propensities.shape[0]} values but arms has {indices.shape[0]}")
+            if (propensities <= 0).any():
+                row = int(np.flatnonzero(propensities <= 0)[0])
+                raise InvalidParameterError(f"propensities must be in (0, 1], got {propensities[row]!r} at position {row}")
         self._apply(indices, rewards, contexts, propensities)
 
     def _apply(self, indices: np.ndarray, rewards: np.ndarray, contexts, propensities) -> None:
@@ -506,6 +510,17 @@ def _check_unit(unit) -> str:
     if not unit:
         raise InvalidParameterError(f"unit must be a non-empty string, got {unit!r}")
     return unit
+
+
+def _make_rng(seed) -> np.random.Generator:
+    if isinstance(seed, np.random.Generator):
+        return seed
+    try:
+        return np.random.default_rng(seed)
+    except TypeError:
+        raise InvalidTypeError(f"seed must be an int, a SeedSequence, a Generator or None, got {seed!r}") from None
+    except ValueError:
+        raise InvalidParameterError(f"seed must be a non-negative integer, got {seed!r}") from None
 
 
 def _make_guardrails(guardrails) -> Guardrails:

@@ -180,26 +180,27 @@ class Bandit:
         """``n`` independent decisions from the current state, vectorized (contexts (n, d) for contextual policies)."""
         n = self._batch_size(n, contexts, units)
         contexts = self._context_rows(contexts, n)
+        units = None if units is None else [_check_unit(unit) for unit in units]
         mask = self._mask(allowed)
         if mask is None:
-            fallback = self._arm_index(self.guardrails.default_arm)
-            distribution = np.zeros((n, len(self._arms)))
-            distribution[:, fallback] = 1.0
-            return DecisionBatch(np.full(n, fallback), self._arm_tuple, contexts=contexts, units=units,
-                                 fallback=np.ones(n, dtype=bool), version=self.version, probabilities=distribution)
+            return self._fallback_batch(n, contexts, units)
         state = self.state
         masks = np.broadcast_to(mask, (n, mask.shape[1]))
-        if units is not None:
-            units = [_check_unit(unit) for unit in units]
-            probabilities = self.distribution_at(state, masks, contexts)
-            indices = assign(probabilities, np.array([unit_uniform(self.name, unit) for unit in units]))
-        elif contexts is None or self.guardrails.max_exploration is not None:
-            # Rows share one state, so each is an independent draw from the exact distribution.
-            probabilities = self.distribution_at(state, masks, contexts)
-            indices = categorical(probabilities, self.rng)
-        else:
-            indices = self.policy.sample(state, self.rng, masks, contexts)
-            probabilities = lambda: self.distribution_at(state, masks, contexts)  # noqa: E731
+        try:
+            if units is not None:
+                probabilities = self.distribution_at(state, masks, contexts)
+                indices = assign(probabilities, np.array([unit_uniform(self.name, unit) for unit in units]))
+            elif contexts is None or self.guardrails.max_exploration is not None:
+                # Rows share one state, so each is an independent draw from the exact distribution.
+                probabilities = self.distribution_at(state, masks, contexts)
+                indices = categorical(probabilities, self.rng)
+            else:
+                indices = self.policy.sample(state, self.rng, masks, contexts)
+                probabilities = lambda: self.distribution_at(state, masks, contexts)  # noqa: E731
+        except Exception:
+            if self.guardrails.default_arm is None:
+                raise
+            return self._fallback_batch(n, contexts, units)
         return DecisionBatch(indices, self._arm_tuple, contexts=contexts, units=units,
                              fallback=np.zeros(n, dtype=bool), version=self.version, probabilities=probabilities)
 
@@ -207,21 +208,29 @@ class Bandit:
         """Exact probability of serving each arm now (guardrails applied), summing to 1."""
         context = self._context_rows(context, 1)
         mask = self._mask(allowed)
-        if mask is None:
-            return {arm: float(arm == self.guardrails.default_arm) for arm in self._arms}
-        distribution = self.distribution_at(self.state, mask, context)[0]
-        return dict(zip(self._arms, distribution.tolist()))
+        if mask is not None:
+            try:
+                distribution = self.distribution_at(self.state, mask, context)[0]
+            except Exception:
+                if self.guardrails.default_arm is None:
+                    raise
+            else:
+                return dict(zip(self._arms, distribution.tolist()))
+        # What select() serves when only the default arm can be, or when the policy fails.
+        return {arm: float(arm == self.guardrails.default_arm) for arm in self._arms}
 
     def probabilities_many(self, contexts=None, n: int | None = None) -> np.ndarray:
         """Action distribution for ``n`` rows (or one per context row), shape (n, K): the OPE target."""
         n = self._batch_size(n, contexts, None)
         contexts = self._context_rows(contexts, n)
         mask = self._mask(None)
-        if mask is None:
-            distribution = np.zeros((n, len(self._arms)))
-            distribution[:, self._arm_index(self.guardrails.default_arm)] = 1.0
-            return distribution
-        return self.distribution_at(self.state, np.broadcast_to(mask, (n, mask.shape[1])), contexts)
+        if mask is not None:
+            try:
+                return self.distribution_at(self.state, np.broadcast_to(mask, (n, mask.shape[1])), contexts)
+            except Exception:
+                if self.guardrails.default_arm is None:
+                    raise
+        return self._fallback_batch(n, contexts, None).probabilities
 
     # ---- learning -----------------------------------------------------------
     def update(self, arm: str | Decision, reward: float, context=None) -> None:
@@ -431,6 +440,13 @@ class Bandit:
         means = np.broadcast_to(self.policy.means(state, contexts), mask.shape)
         best = np.where(mask, means, -np.inf).argmax(axis=1)
         return self.guardrails.cap_exploration(probabilities, best)
+
+    def _fallback_batch(self, n: int, contexts, units) -> DecisionBatch:
+        fallback = self._arm_index(self.guardrails.default_arm)
+        distribution = np.zeros((n, len(self._arms)))
+        distribution[:, fallback] = 1.0
+        return DecisionBatch(np.full(n, fallback), self._arm_tuple, contexts=contexts, units=units,
+                             fallback=np.ones(n, dtype=bool), version=self.version, probabilities=distribution)
 
     def _fallback_decision(self, context, unit) -> Decision:
         index = self._arm_index(self.guardrails.default_arm)

@@ -217,7 +217,7 @@ class Bandit:
             else:
                 return dict(zip(self._arms, distribution.tolist()))
         # What select() serves when only the default arm can be, or when the policy fails.
-        return {arm: float(arm == self.guardrails.default_arm) for arm in self._arms}
+        return dict(zip(self._arms, self._default_distribution(1)[0].tolist()))
 
     def probabilities_many(self, contexts=None, n: int | None = None) -> np.ndarray:
         """Action distribution for ``n`` rows (or one per context row), shape (n, K): the OPE target."""
@@ -230,7 +230,7 @@ class Bandit:
             except Exception:
                 if self.guardrails.default_arm is None:
                     raise
-        return self._fallback_batch(n, contexts, None).probabilities
+        return self._default_distribution(n)
 
     # ---- learning -----------------------------------------------------------
     def update(self, arm: str | Decision, reward: float, context=None) -> None:
@@ -260,7 +260,7 @@ class Bandit:
             raise InvalidParameterError(f"rewards has {rewards.shape[0]} values but arms has {indices.shape[0]}")
         contexts = self._context_rows(contexts, indices.shape[0])
         if propensities is not None:
-            propensities = check.check_rewards("propensities", propensities, (0.0, 1.0))
+            propensities = check.check_rewards("propensities", propensities, (0.0, 1.0), rule="")
             if propensities.shape[0] != indices.shape[0]:
                 raise InvalidParameterError(
                     f"propensities has {propensities.shape[0]} values but arms has {indices.shape[0]}")
@@ -441,17 +441,20 @@ class Bandit:
         best = np.where(mask, means, -np.inf).argmax(axis=1)
         return self.guardrails.cap_exploration(probabilities, best)
 
-    def _fallback_batch(self, n: int, contexts, units) -> DecisionBatch:
-        fallback = self._arm_index(self.guardrails.default_arm)
+    def _default_distribution(self, n: int) -> np.ndarray:
+        """All mass on the default arm, shape (n, K): what a guardrail serves."""
         distribution = np.zeros((n, len(self._arms)))
-        distribution[:, fallback] = 1.0
-        return DecisionBatch(np.full(n, fallback), self._arm_tuple, contexts=contexts, units=units,
+        distribution[:, self._arm_index(self.guardrails.default_arm)] = 1.0
+        return distribution
+
+    def _fallback_batch(self, n: int, contexts, units) -> DecisionBatch:
+        distribution = self._default_distribution(n)
+        return DecisionBatch(distribution.argmax(axis=1), self._arm_tuple, contexts=contexts, units=units,
                              fallback=np.ones(n, dtype=bool), version=self.version, probabilities=distribution)
 
     def _fallback_decision(self, context, unit) -> Decision:
         index = self._arm_index(self.guardrails.default_arm)
-        distribution = np.zeros(len(self._arms))
-        distribution[index] = 1.0
+        distribution = self._default_distribution(1)[0]
         return Decision(self._arms[index], index, self._arm_tuple, None if context is None else context[0],
                         unit, True, self.version, distribution)
 

@@ -8,9 +8,13 @@ where f_j and F_j are arm j's posterior density and CDF. We integrate on a grid
 of Gauss–Legendre panels whose breakpoints are every allowed arm's posterior
 quantiles, so each panel sees smooth, well-resolved integrands however peaked
 a posterior is; below the largest lower tail and above the largest upper tail
-the integrand is under 1e-12. scipy is imported on first use (it is slow to import).
-The result is accurate to about 1e-9 (tested
-against adaptive quadrature, heavy Student-t tails included): a true propensity, not a Monte-Carlo guess.
+the integrand is under 1e-12. The result is accurate to about 1e-9 (tested
+against adaptive quadrature, heavy Student-t tails included): a true
+propensity, not a Monte-Carlo guess. scipy is imported on first use.
+
+Limit: a Beta parameter far below 1 puts mass within float resolution of 0 or
+1 (Beta(1, 0.3) holds ~1e-5 within 1e-16 of 1), which no grid in x can
+resolve; for parameters >= 0.5 (the Jeffreys prior) the error stays ~1e-9.
 """
 
 from __future__ import annotations
@@ -26,14 +30,25 @@ def _symmetric(tail: list[float]) -> np.ndarray:
     return np.array(tail + [0.5] + [1 - level for level in reversed(tail)])
 
 
+_LIGHT_TAILS = _symmetric([1e-12, 1e-5, 0.02])
+# Deep, geometrically spaced tail levels: for polynomial tails (Student-t with few degrees of
+# freedom) and for Beta densities with a parameter below 1, whose integrable singularity at 0 or 1
+# then sits in panels graded towards it.
+_HEAVY_TAILS = _symmetric([1e-12, 1e-10, 1e-8, 1e-6, 1e-5, 1e-4, 1e-3, 0.01, 0.05, 0.2])
+
+
 @dataclass(frozen=True)
 class BetaPosteriors:
     """Independent Beta(alpha, beta) posteriors, arrays of shape (n, K)."""
 
     alpha: np.ndarray
     beta: np.ndarray
-    #: Quantile levels used as breakpoints: light, bounded tails need few.
-    levels = _symmetric([1e-12, 1e-5, 0.02])
+
+    @property
+    def levels(self) -> np.ndarray:
+        """Quantile levels used as breakpoints: few for smooth densities, graded ones near a singularity."""
+        singular = (self.alpha < 1).any() or (self.beta < 1).any()
+        return _HEAVY_TAILS if singular else _LIGHT_TAILS
 
     def quantiles(self, levels: np.ndarray) -> np.ndarray:
         from scipy import special
@@ -61,8 +76,7 @@ class StudentPosteriors:
     loc: np.ndarray
     scale: np.ndarray
     dof: np.ndarray
-    #: Polynomial tails (few degrees of freedom early on) need breakpoints deep into the tails.
-    levels = _symmetric([1e-12, 1e-10, 1e-8, 1e-6, 1e-5, 1e-4, 1e-3, 0.01, 0.05, 0.2])
+    levels = _HEAVY_TAILS
 
     def quantiles(self, levels: np.ndarray) -> np.ndarray:
         from scipy import special

@@ -121,6 +121,10 @@ def batch_rows(state: State, n: int) -> np.ndarray:
 def arm_sums(state: State, arms: np.ndarray, values: np.ndarray, n_arms: int) -> np.ndarray:
     """Sum ``values`` (n,) into a (B, K) array by (state row, arm): the additive delta of an update."""
     batch = next(iter(state.values())).shape[0]
+    if batch == 1 and arms.shape[0] == 1:
+        delta = np.zeros((1, n_arms))
+        delta[0, int(arms[0])] = values[0]
+        return delta
     flat = batch_rows(state, arms.shape[0]) * n_arms + arms
     return np.bincount(flat, weights=values, minlength=batch * n_arms).reshape(batch, n_arms)
 

@@ -272,9 +272,7 @@ class Bandit:
     def _apply(self, indices: np.ndarray, rewards: np.ndarray, contexts, propensities) -> None:
         state = self.state
         if self.policy.needs_propensities and propensities is None:
-            current = self.distribution_at(state, np.broadcast_to(self.active, (1, len(self._arms))), contexts)
-            propensities = np.maximum(np.broadcast_to(current, (indices.shape[0], current.shape[1]))
-                                      [np.arange(indices.shape[0]), indices], 1e-12)
+            propensities = self._current_propensities(state, indices, contexts)
         self.state = self.policy.update(state, indices, rewards, propensities=propensities, context=contexts)
         if indices.shape[0] == 1:
             index, reward = int(indices[0]), float(rewards[0])
@@ -291,6 +289,23 @@ class Bandit:
         self.version += 1
         if self._guarding:
             self._check_guardrails()
+
+    def _current_propensities(self, state, indices: np.ndarray, contexts) -> np.ndarray:
+        """Propensities for rewards logged without one: each arm's probability of being served now.
+
+        A late reward for an arm that is no longer served (disabled, or every arm
+        disabled) takes the probability the policy gives it over all arms, so
+        importance weights stay bounded and no NaN reaches the state.
+        """
+        n_arms, rows = len(self._arms), np.arange(indices.shape[0])
+        served = self.active if self.active.any() else np.ones(n_arms, dtype=bool)
+        current = self.distribution_at(state, np.broadcast_to(served, (1, n_arms)), contexts)
+        propensities = np.broadcast_to(current, (indices.shape[0], n_arms))[rows, indices]
+        if (propensities <= 0).any():
+            unmasked = self.distribution_at(state, np.ones((1, n_arms), dtype=bool), contexts)
+            propensities = np.where(propensities > 0, propensities,
+                                    np.broadcast_to(unmasked, (indices.shape[0], n_arms))[rows, indices])
+        return np.maximum(propensities, 1e-12)
 
     # ---- reporting ----------------------------------------------------------
     def stats(self) -> list[ArmStats]:

@@ -176,3 +176,19 @@ def test_softmax_renormalises_in_proportion():
     after = bandit.probabilities()
     kept = before["a"] + before["b"]
     assert after == pytest.approx({"a": before["a"] / kept, "b": before["b"] / kept, "c": 0.0}, abs=1e-15)
+
+
+def test_exp3_late_rewards_for_arms_no_longer_served_stay_bounded():
+    """A reward for a disabled arm, logged without a propensity, must not blow up its weight (or give NaN)."""
+    bandit = bk.Bandit(["a", "b", "c"], policy=bk.EXP3(gamma=0.1), seed=0)
+    bandit.update_many(["a", "b", "c"], [0.5, 0.5, 0.5])
+    bandit.disable_arm("b")
+    before = bandit.state["log_weights"].copy()
+    bandit.update("b", 1.0)
+    delta = bandit.state["log_weights"] - before
+    # The importance weight is at most gamma * r / (K * gamma / K) = 1: EXP3 gives every arm >= gamma / K.
+    assert 0 < delta[0, 1] <= 1.0 and delta[0, 0] == delta[0, 2] == 0
+    for arm in ("a", "c"):
+        bandit.disable_arm(arm)
+    bandit.update_many(["a", "c"], [1.0, 1.0])
+    assert np.isfinite(bandit.state["log_weights"]).all() and bandit.state["log_weights"].max() < 5

@@ -231,3 +231,15 @@ def test_compiled_path_equals_numpy_path(name, both_paths):
             bandit.update(decision, float(env.random() < (0.3, 0.5, 0.6, 0.4)[decision.arm_index]))
         runs[enabled] = (chosen, bandit.to_json())
     assert runs[True] == runs[False]
+
+
+def test_a_decision_reports_the_distribution_at_decision_time(policy_name):
+    """Propensities are computed lazily from a snapshot: later updates cannot change what a decision says."""
+    bandit = bk.Bandit(["a", "b", "c"], policy=policy_name, seed=6)
+    bernoulli_run(bandit, 20)
+    decision = bandit.select()
+    at_decision = bandit.probabilities()
+    bandit.update_many(["a", "b", "c"] * 10, [1.0, 0.0, 0.0] * 10)
+    bandit.disable_arm("c")
+    assert decision.probabilities == at_decision
+    assert decision.propensity == at_decision[decision.arm]

@@ -272,7 +272,12 @@ class Bandit:
     def _apply(self, indices: np.ndarray, rewards: np.ndarray, contexts, propensities) -> None:
         state = self.state
         if self.policy.needs_propensities and propensities is None:
-            propensities = self._current_propensities(state, indices, contexts)
+            # No logged propensity: the policy's own current probability over all arms (masks and
+            # disabled arms aside, which say nothing of how the arm was chosen).
+            every_arm = np.ones((1, len(self._arms)), dtype=bool)
+            current = self.policy.probabilities(state, every_arm, contexts)
+            propensities = np.broadcast_to(current, (indices.shape[0], current.shape[1]))[
+                np.arange(indices.shape[0]), indices]
         self.state = self.policy.update(state, indices, rewards, propensities=propensities, context=contexts)
         if indices.shape[0] == 1:
             index, reward = int(indices[0]), float(rewards[0])
@@ -289,23 +294,6 @@ class Bandit:
         self.version += 1
         if self._guarding:
             self._check_guardrails()
-
-    def _current_propensities(self, state, indices: np.ndarray, contexts) -> np.ndarray:
-        """Propensities for rewards logged without one: each arm's probability of being served now.
-
-        A late reward for an arm that is no longer served (disabled, or every arm
-        disabled) takes the probability the policy gives it over all arms, so
-        importance weights stay bounded and no NaN reaches the state.
-        """
-        n_arms, rows = len(self._arms), np.arange(indices.shape[0])
-        served = self.active if self.active.any() else np.ones(n_arms, dtype=bool)
-        current = self.distribution_at(state, np.broadcast_to(served, (1, n_arms)), contexts)
-        propensities = np.broadcast_to(current, (indices.shape[0], n_arms))[rows, indices]
-        if (propensities <= 0).any():
-            unmasked = self.distribution_at(state, np.ones((1, n_arms), dtype=bool), contexts)
-            propensities = np.where(propensities > 0, propensities,
-                                    np.broadcast_to(unmasked, (indices.shape[0], n_arms))[rows, indices])
-        return np.maximum(propensities, 1e-12)
 
     # ---- reporting ----------------------------------------------------------
     def stats(self) -> list[ArmStats]:
@@ -581,8 +569,7 @@ def _mean_interval(pulls: float, total: float, sq_total: float,
         p = min(max(mean, 0.0), 1.0)
         centre = (p + z * z / (2 * pulls)) / (1 + z * z / pulls)
         half = z * math.sqrt(p * (1 - p) / pulls + z * z / (4 * pulls * pulls)) / (1 + z * z / pulls)
-        # The Wilson interval contains p; clamp so rounding cannot push a bound past it (p = 0 or 1).
-        return mean, min(max(centre - half, 0.0), p), max(min(centre + half, 1.0), p)
+        return mean, min(max(centre - half, 0.0), mean), max(min(centre + half, 1.0), mean)
     if pulls < 2:
         return mean, None, None
     variance = max(sq_total - total * mean, 0.0) / (pulls - 1)

@@ -82,7 +82,7 @@ def test_regret_grows_like_log_n(name):
     """Regret added over each doubling [n, 2n) stays about constant, as c * ln 2 does for log regret.
 
     n = 250, 500, 1000 give three increments. Logarithmic regret keeps their
-    ratio near 1 (measured 1.0-1.3); sqrt(n) regret would make the last twice
+    ratio near 1 (measured 0.9-1.2); sqrt(n) regret would make the last twice
     the first, linear regret four times. We require last / first < 1.7, and
     regret at 2,000 below 15% of the uniform policy's (0.3 per round, 600;
     measured 1.5% for Thompson sampling, 8% for UCB1).

@@ -100,9 +100,10 @@ class LinearPolicy(Policy):
     def _with_intercept(self, standardized: np.ndarray) -> np.ndarray:
         return np.concatenate([standardized, np.ones((standardized.shape[0], 1))], axis=1)
 
-    def _scoring_features(self, state: State, context, rows: np.ndarray | None = None) -> tuple:
+    def _scoring_features(self, state: State, context) -> tuple[np.ndarray, np.ndarray]:
+        """The model's features for scoring (n, d or d + 1) and each row's state row (n,)."""
         contexts = self._contexts(state, context)
-        rows = batch_rows(state, contexts.shape[0]) if rows is None else rows
+        rows = batch_rows(state, contexts.shape[0])
         if self.standardize:
             contexts = self._with_intercept(transform(state, contexts, rows))
         return contexts, rows
@@ -114,9 +115,10 @@ class LinearPolicy(Policy):
     def _compiled_select(self, state: State, rng, mask, context, scale: float, thompson: bool):
         """The one-row choice through the compiled kernel (same draws as numpy), or None when not applicable."""
         compiled = linear_kernels() if state["theta"].shape[0] == 1 and len(mask) == 1 else None
-        if compiled is None:
+        contexts = None if compiled is None else self._contexts(state, context)
+        if contexts is None or contexts.shape[0] != 1:
             return None
-        features = self._contexts(state, context)[0]
+        features = contexts[0]
         if self.standardize:
             features = compiled.standardize_row(state["feature_count"][0], state["feature_mean"][0],
                                                 state["feature_m2"][0], features, False, RELATIVE_VARIANCE_FLOOR)[0]

@@ -1,7 +1,7 @@
 """Online LinUCB side by side: banditkit, MABWiser's LinUCB and Vowpal Wabbit's --cb_explore_adf.
 
 Run (peers live in their own environment, see requirements.txt beside this file):
-    python benchmarks/peers/bench_contextual_peers.py --peers-python /work/peersenv-ctx/bin/python
+    python benchmarks/peers/bench_contextual_peers.py --peers-python ~/.venvs/banditkit-peers/bin/python
 
 Every library plays the same stream (K=10 arms, d=20 features, rewards
 x^T theta_k + N(0, 0.1^2), seed 0: common random numbers), one decision then
@@ -108,7 +108,7 @@ def main() -> None:
     parser.add_argument("--library", choices=sorted(RUNNERS))
     parser.add_argument("--rounds", type=int, default=5_000)
     parser.add_argument("--processes", type=int, default=3)
-    parser.add_argument("--peers-python", default="/work/peersenv-ctx/bin/python")
+    parser.add_argument("--peers-python", default=os.path.expanduser("~/.venvs/banditkit-peers/bin/python"))
     args = parser.parse_args()
     if args.library:
         print(json.dumps(run_one(args.library, args.rounds)))

@@ -63,13 +63,13 @@ class LinearPolicy(Policy):
         """Condition number of each arm's ``A``, shape (B, K); large values mean unreliable estimates."""
         return condition_numbers(state["A"])
 
-    def check_conditioning(self, state: State, arm_names: list[str] | None = None) -> np.ndarray:
-        """Warn (:class:`IllConditionedWarning`) for every arm above the threshold; return the condition numbers."""
+    def diagnostics(self, state: State, arm_names: list[str] | None = None) -> dict[str, np.ndarray]:
+        """Each arm's condition number; an :class:`IllConditionedWarning` for every arm above the threshold."""
         condition = self.condition_numbers(state)
         for arm in np.flatnonzero((condition > CONDITION_WARNING).any(axis=0)):
             label = f"arm {arm_names[arm]!r}" if arm_names is not None else f"arm index {arm}"
             warnings.warn(condition_message(label, self.l2), IllConditionedWarning, stacklevel=2)
-        return condition
+        return {"condition_number": condition}
 
     # ---- features --------------------------------------------------------
     def _contexts(self, state: State, context) -> np.ndarray:

@@ -71,25 +71,25 @@ def test_features_of_a_million_warn_without_standardisation_and_learn_with_it():
 
     with pytest.warns(IllConditionedWarning, match=r"raise l2 \(now 1.0\) or set standardize=True"):
         raw_state = fit(LinUCB())
-        LinUCB().check_conditioning(raw_state, ["left", "right"])
+        LinUCB().diagnostics(raw_state, ["left", "right"])
     assert_finite_and_valid(LinUCB(), raw_state, contexts[:3])
     with warnings.catch_warnings():
         warnings.simplefilter("error", IllConditionedWarning)
         policy = LinUCB(standardize=True)
         state = fit(policy)
-        assert policy.check_conditioning(state).max() < 1e4
+        assert policy.diagnostics(state)["condition_number"].max() < 1e4
     probe = 1e6 + rng.normal(size=(50, 3))
     truth = 0.5 + (probe - 1e6) @ weights.T
     assert np.abs(policy.means(state, probe) - truth).max() < 0.05
 
 
-def test_check_conditioning_names_the_arm_and_the_remedy():
+def test_diagnostics_name_the_arm_and_the_remedy():
     policy = LinUCB(l2=1e-9)
     state = policy.init_state(2, n_features=2)
     with pytest.warns(IllConditionedWarning, match=r"arm index 1 has a condition number"):  # the batch update
         state = policy.update(state, [1] * 50, np.ones(50), context=np.tile([[1.0, 1.0]], (50, 1)))
     with pytest.warns(IllConditionedWarning, match=r"arm 'beta' has a condition number.*raise l2 \(now 1e-09\)"):
-        conditions = policy.check_conditioning(state, ["alpha", "beta"])
+        conditions = policy.diagnostics(state, ["alpha", "beta"])["condition_number"]
     assert conditions.shape == (1, 2) and conditions[0, 0] == pytest.approx(1.0)
 
 

@@ -6,7 +6,7 @@ Each replication here uses banditkit's environment stream for that replication
 with ``bk.sim.run`` on the same seed. Run it in the peer's own venv, with the
 repository on PYTHONPATH for the stream definition only:
 
-    PYTHONPATH=. /work/peersenv-sim/bin/python benchmarks/peers/bench_smpybandits.py --replications 20
+    PYTHONPATH=. ~/.venvs/banditkit-peers-sim/bin/python benchmarks/peers/bench_smpybandits.py --replications 20
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 import banditkit as bk
 from banditkit.errors import InvalidParameterError, InvalidTypeError
-from banditkit.sim import Bernoulli, Delayed, Gaussian, NonStationary, environment_seed, policy_seed, run, runner
+from banditkit.sim import (Bernoulli, Delayed, Gaussian, LinearContextual, NonStationary, environment_seed, policy_seed,
+                           random_coefficients, run, runner)
 
 from .reference_policies import FixedArm, UniformRandom
 
@@ -18,11 +19,13 @@ MEANS = [0.3, 0.5, 0.45, 0.2]
 
 def bandit_loop(policy, env, horizon, seed, delay=0):
     """Cumulative regret and rewards of one replication, driven through the public Bandit one step at a time."""
-    bandit = bk.Bandit([f"arm{k}" for k in range(env.n_arms)], policy=policy, seed=policy_seed(seed, 0))
+    bandit = bk.Bandit([f"arm{k}" for k in range(env.n_arms)], policy=policy, seed=policy_seed(seed, 0),
+                       n_features=env.n_features)
     chunk = env.draw([np.random.default_rng(environment_seed(seed, 0))], 0, horizon)
     regret, rewards, pending = [], [], []
     for time in range(horizon):
-        decision = bandit.select()
+        context = env.contexts(chunk, time)
+        decision = bandit.select(context=None if context is None else context[0])
         reward, step_regret = env.outcome(chunk, time, np.array([decision.arm_index]))
         pending.append((time + 1 + delay, decision, float(reward[0])))
         regret.append(float(step_regret[0]))
@@ -42,6 +45,14 @@ def test_one_replication_equals_a_step_by_step_bandit_loop(policy, jit_mode):
     regret, total_reward = bandit_loop(policy, env, 400, seed=11)
     np.testing.assert_array_equal(result.regret("p"), regret)
     assert result.reward_per_step[0, 0] * 400 == pytest.approx(total_reward, abs=1e-9)
+
+
+@pytest.mark.parametrize("policy", [bk.LinUCB(), bk.LinTS()], ids=lambda p: p.name)
+def test_contextual_replication_equals_a_step_by_step_bandit_loop(policy):
+    env = LinearContextual(random_coefficients(4, 3, seed=2))
+    result = run({"p": policy}, env, horizon=200, replications=1, seed=4)
+    regret, _ = bandit_loop(policy, env, 200, seed=4)
+    np.testing.assert_array_equal(result.regret("p"), regret)
 
 
 def test_fixed_delay_equals_a_bandit_loop_that_holds_rewards_back():

@@ -63,7 +63,7 @@ def test_plot_writes_a_png_with_the_lai_robbins_bound(result, tmp_path):
     figure = result.plot(tmp_path / "regret.png")
     assert (tmp_path / "regret.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     labels = [line.get_label() for line in figure.axes[0].get_lines()]
-    assert labels[:2] == ["TS", "worst"] and labels[2].startswith("Lai-Robbins bound")
+    assert labels[:2] == ["TS", "worst"] and labels[2].startswith("Lai-Robbins rate")
     gaussian = run({"g": "gaussian_thompson"}, Gaussian([0.0, 1.0]), horizon=20, replications=2)
     assert not any("Lai-Robbins" in line.get_label() for line in gaussian.plot().axes[0].get_lines())
 

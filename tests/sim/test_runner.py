@@ -17,22 +17,27 @@ from .reference_policies import FixedArm, UniformRandom
 MEANS = [0.3, 0.5, 0.45, 0.2]
 
 
-def bandit_loop(policy, env, horizon, seed, delay=0):
-    """Cumulative regret and rewards of one replication, driven through the public Bandit one step at a time."""
+def bandit_loop(policy, env, horizon, seed):
+    """Cumulative regret and rewards of one replication, driven through the public Bandit one step at a time.
+
+    For a ``Delayed`` environment each reward is held back until its arrival step and
+    applied, in decision order, just before that step's decision.
+    """
     bandit = bk.Bandit([f"arm{k}" for k in range(env.n_arms)], policy=policy, seed=policy_seed(seed, 0),
                        n_features=env.n_features)
     chunk = env.draw([np.random.default_rng(environment_seed(seed, 0))], 0, horizon)
     regret, rewards, pending = [], [], []
     for time in range(horizon):
+        for _, _, answered, value in sorted(item for item in pending if item[0] == time):
+            bandit.update(answered, value)
+        pending = [item for item in pending if item[0] != time]
         context = env.contexts(chunk, time)
         decision = bandit.select(context=None if context is None else context[0])
         reward, step_regret = env.outcome(chunk, time, np.array([decision.arm_index]))
-        pending.append((time + 1 + delay, decision, float(reward[0])))
+        arrival = env.arrival_steps(time, chunk, time) if isinstance(env, Delayed) else time + 1
+        pending.append((int(np.ravel(arrival)[0]), time, decision, float(reward[0])))
         regret.append(float(step_regret[0]))
         rewards.append(float(reward[0]))
-        while pending and pending[0][0] == time + 1:
-            _, answered, value = pending.pop(0)
-            bandit.update(answered, value)
     return np.cumsum(regret), float(np.sum(rewards))
 
 
@@ -55,11 +60,13 @@ def test_contextual_replication_equals_a_step_by_step_bandit_loop(policy):
     np.testing.assert_array_equal(result.regret("p"), regret)
 
 
-def test_fixed_delay_equals_a_bandit_loop_that_holds_rewards_back():
-    env = Bernoulli(MEANS)
-    result = run({"ts": "thompson"}, Delayed(env, delay=7), horizon=300, replications=1, seed=5)
-    regret, _ = bandit_loop(bk.ThompsonSampling(), env, 300, seed=5, delay=7)
-    np.testing.assert_array_equal(result.regret("ts"), regret)
+@pytest.mark.parametrize("rule", [{"delay": 7}, {"mean_delay": 5.0}, {"batch": 25}], ids=str)
+def test_delayed_feedback_equals_a_bandit_loop_that_holds_rewards_back(rule):
+    env = Delayed(Bernoulli(MEANS), **rule)
+    result = run({"ts": "thompson", "exp3": "exp3"}, env, horizon=300, replications=1, seed=5)
+    for name, policy in (("ts", bk.ThompsonSampling()), ("exp3", bk.EXP3())):
+        regret, _ = bandit_loop(policy, env, 300, seed=5)
+        np.testing.assert_array_equal(result.regret(name), regret)
 
 
 def test_playing_the_best_arm_has_exactly_zero_regret():

@@ -8,7 +8,7 @@ import numpy as np
 
 from .._validation import check_int
 from ..errors import InvalidParameterError
-from .environments import Chunk, Environment, _uniform_noise, check_vector
+from .environments import Chunk, Environment, uniform_noise, check_vector
 
 
 class NonStationary(Environment):
@@ -50,7 +50,7 @@ class NonStationary(Environment):
 
     def draw(self, rngs, start, n_steps):
         schedule = self.means_at(np.arange(start, start + n_steps))
-        return Chunk(start, {"uniform": _uniform_noise(rngs, n_steps), "means": schedule})
+        return Chunk(start, {"uniform": uniform_noise(rngs, n_steps), "means": schedule})
 
     def expected_rewards(self, chunk, step):
         return chunk.arrays["means"][step][None, :]

@@ -108,7 +108,8 @@ class Environment(ABC):
         """``{"kind": ..., **parameters}`` as JSON-ready values, stored with the results."""
 
 
-def _uniform_noise(rngs: Sequence[np.random.Generator], n_steps: int) -> np.ndarray:
+def uniform_noise(rngs: Sequence[np.random.Generator], n_steps: int) -> np.ndarray:
+    """One uniform per step and replication, shape (n_steps, R): the shared noise of Bernoulli arms."""
     return np.stack([rng.random(n_steps) for rng in rngs], axis=1)
 
 
@@ -130,7 +131,7 @@ class Bernoulli(Environment):
         self._gaps = self.means.max() - self.means
 
     def draw(self, rngs, start, n_steps):
-        return Chunk(start, {"uniform": _uniform_noise(rngs, n_steps)})
+        return Chunk(start, {"uniform": uniform_noise(rngs, n_steps)})
 
     def outcome(self, chunk, step, arms):
         return (chunk.arrays["uniform"][step] < self.means[arms]).astype(np.float64), self._gaps[arms]

@@ -18,14 +18,11 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 
 CASES = [
     # label, policy, arms, features, replications, horizon
     ("Thompson sampling, K=10", "thompson", 10, None, 1_000, 10_000),
     ("UCB1, K=10", "ucb1", 10, None, 1_000, 10_000),
-    ("prototype batch kernel: Thompson sampling", "batch:thompson", 10, None, 1_000, 10_000),
-    ("prototype batch kernel: UCB1", "batch:ucb1", 10, None, 1_000, 10_000),
     ("LinUCB, K=10, d=10", "linucb", 10, 10, 100, 5_000),
     ("memory: UCB1, K=10, T=10^4", "ucb1", 10, None, 1_000, 10_000),
     ("memory: UCB1, K=10, T=10^5", "ucb1", 10, None, 1_000, 100_000),
@@ -37,22 +34,13 @@ def measure(policy: str, arms: int, features: int | None, replications: int, hor
     import banditkit as bk
     from banditkit.policies import _jit
 
-    if policy.removeprefix("batch:") not in bk.REGISTRY:
+    if policy not in bk.REGISTRY:
         return {"skipped": f"policy {policy!r} is not in this build's registry"}
     _jit.kernels()
     if features is None:
         env = bk.sim.Bernoulli([0.5] + [0.4] * (arms - 1))
     else:
         env = bk.sim.LinearContextual(bk.sim.random_coefficients(arms, features, seed=0))
-    if policy.startswith("batch:"):
-        import batch_kernels
-
-        shipped = policy.removeprefix("batch:")
-        policy = {"thompson": batch_kernels.BatchThompsonSampling, "ucb1": batch_kernels.BatchUCB1}[shipped]()
-        same = [bk.sim.run({"p": spec}, env, horizon=300, replications=600, seed=2).final_regret
-                for spec in (shipped, policy)]
-        if not np.array_equal(*same):
-            raise AssertionError("the batch kernel's decisions differ from the shipped numpy path")
     bk.sim.run({"p": policy}, env, horizon=50, replications=4, seed=1)  # warm-up
     baseline_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     started = time.perf_counter()

@@ -19,7 +19,7 @@ resolve; for parameters >= 0.5 (the Jeffreys prior) the error stays ~1e-9.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -104,6 +104,38 @@ def max_probabilities(posteriors: BetaPosteriors | StudentPosteriors, mask: np.n
 
     ``posteriors`` hold arrays of shape (n, K); ``mask`` (n, K) marks the allowed arms.
     """
+    if mask.shape[0] == 1:
+        return _one_row(posteriors, mask[0])[None, :]
+    return _integrate(posteriors, mask, np.ones(mask.shape))
+
+
+def _one_row(posteriors: BetaPosteriors | StudentPosteriors, allowed: np.ndarray) -> np.ndarray:
+    """One row, shrunk first: arms that cannot be the max are dropped, identical arms grouped.
+
+    The cost of the quadrature grows with the square of the arms it sees, so
+    a thousand arms at their common prior become one group, and arms whose
+    upper tail lies below another arm's lower tail (P(max) < 1e-12) leave.
+    """
+    names = [field.name for field in fields(posteriors)]
+    parameters = np.stack([getattr(posteriors, name)[0] for name in names], axis=1)    # (K, F)
+    candidates = np.flatnonzero(allowed)
+    tails = posteriors.quantiles(posteriors.levels[[0, -1]])[0, candidates]            # (C, 2)
+    candidates = candidates[tails[:, 1] >= tails[:, 0].max()]
+    groups, member_group, sizes = np.unique(parameters[candidates], axis=0, return_inverse=True,
+                                            return_counts=True)
+    grouped = type(posteriors)(**{name: groups[None, :, i] for i, name in enumerate(names)})
+    per_member = _integrate(grouped, np.ones((1, groups.shape[0]), dtype=bool), sizes[None, :].astype(float))[0]
+    probabilities = np.zeros(allowed.shape[0])
+    probabilities[candidates] = per_member[member_group.ravel()]
+    return probabilities / probabilities.sum()
+
+
+def _integrate(posteriors: BetaPosteriors | StudentPosteriors, mask: np.ndarray,
+               multiplicity: np.ndarray) -> np.ndarray:
+    """The quadrature itself: column k stands for ``multiplicity[:, k]`` identical arms (n, K).
+
+    Returns each arm's (one member's) probability, rows normalised over all members.
+    """
     n, n_arms = mask.shape
     levels = posteriors.quantiles(posteriors.levels)                        # (n, K, Q)
     lowest = np.where(mask, levels[..., 0], -np.inf).max(axis=1)            # (n,)
@@ -119,13 +151,17 @@ def max_probabilities(posteriors: BetaPosteriors | StudentPosteriors, mask: np.n
     # below 1 is infinite; those panels have (next to) zero width, so the nodes are dropped.
     density = posteriors.pdf(x)
     pdf = np.where(mask[..., None] & np.isfinite(density), density, 0.0)
-    # Product of the other arms' CDFs via prefix and suffix products (no division by zero).
+    # Product of the other arms' CDFs via prefix and suffix products (no division by zero);
+    # a column of m identical arms enters as F^m, and as F^(m-1) beside its own density.
+    count = multiplicity[..., None]
+    powered = cdf ** count
     ones = np.ones((n, 1, x.shape[1]))
-    prefix = np.cumprod(np.concatenate([ones, cdf[:, :-1]], axis=1), axis=1)
-    suffix = np.cumprod(np.concatenate([ones, cdf[:, :0:-1]], axis=1), axis=1)[:, ::-1]
-    probabilities = np.einsum("nkg,ng->nk", pdf * prefix * suffix, w)
+    prefix = np.cumprod(np.concatenate([ones, powered[:, :-1]], axis=1), axis=1)
+    suffix = np.cumprod(np.concatenate([ones, powered[:, :0:-1]], axis=1), axis=1)[:, ::-1]
+    own = cdf ** (count - 1)
+    probabilities = np.einsum("nkg,ng->nk", pdf * own * prefix * suffix, w)
     probabilities = np.where(mask, np.maximum(probabilities, 0.0), 0.0)
-    return probabilities / probabilities.sum(axis=1, keepdims=True)
+    return probabilities / (probabilities * multiplicity).sum(axis=1, keepdims=True)
 
 
 def broadcast_rows(compute, state_rows: int, mask: np.ndarray) -> np.ndarray:

@@ -44,12 +44,24 @@ def _generator(typingctx, pointers):
 
 @numba.njit(cache=True)
 def beta_argmax(pointers, alpha, beta, mask):
-    """Index of the largest Beta(alpha, beta) draw among allowed arms; draws every arm in order."""
+    """Index of the largest Beta(alpha, beta) draw among allowed arms (row 0); draws every arm in order."""
     rng = _generator(pointers)
     best_arm, best = -1, -np.inf
-    for arm in range(alpha.shape[0]):
-        draw = rng.beta(alpha[arm], beta[arm])
-        if mask[arm] and (best_arm < 0 or draw > best):
+    for arm in range(alpha.shape[1]):
+        draw = rng.beta(alpha[0, arm], beta[0, arm])
+        if mask[0, arm] and (best_arm < 0 or draw > best):
+            best_arm, best = arm, draw
+    return best_arm
+
+
+@numba.njit(cache=True)
+def bernoulli_thompson_argmax(pointers, pulls, successes, prior_alpha, prior_beta, mask):
+    """beta_argmax on the posterior Beta(prior_alpha + s, prior_beta + n - s), formed as numpy forms it."""
+    rng = _generator(pointers)
+    best_arm, best = -1, -np.inf
+    for arm in range(pulls.shape[1]):
+        draw = rng.beta(prior_alpha + successes[0, arm], prior_beta + pulls[0, arm] - successes[0, arm])
+        if mask[0, arm] and (best_arm < 0 or draw > best):
             best_arm, best = arm, draw
     return best_arm
 
@@ -72,15 +84,16 @@ def random_tie_argmax(pointers, scores, mask):
 
 @numba.njit(cache=True)
 def ucb1_argmax(pointers, pulls, reward_sums, mask):
-    """UCB1 choice for one state row: untried arms first, ties broken at random."""
+    """UCB1 choice for state row 0: untried arms first, ties broken at random."""
+    n_arms = pulls.shape[1]
     total = 0.0
-    for arm in range(pulls.shape[0]):
-        total += pulls[arm]
-    log_total = math.log(total) if total > 0 else 0.0
-    scores = np.empty(pulls.shape[0])
-    for arm in range(pulls.shape[0]):
-        if pulls[arm] > 0:
-            scores[arm] = reward_sums[arm] / pulls[arm] + math.sqrt(2.0 * log_total / pulls[arm])
+    for arm in range(n_arms):
+        total += pulls[0, arm]
+    log_total = math.log(max(total, 1.0))
+    scores = np.empty(n_arms)
+    for arm in range(n_arms):
+        if pulls[0, arm] > 0:
+            scores[arm] = reward_sums[0, arm] / pulls[0, arm] + math.sqrt(2.0 * log_total / pulls[0, arm])
         else:
             scores[arm] = np.inf
-    return random_tie_argmax(pointers, scores, mask)
+    return random_tie_argmax(pointers, scores, mask[0])

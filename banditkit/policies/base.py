@@ -162,14 +162,14 @@ def add_counts(state: State, arms: np.ndarray, rewards: np.ndarray, squares: boo
     pulls = state["pulls"]
     if arms.shape[0] == 1 and pulls.shape[0] == 1:
         # One row into one state: the same delta without bincount's fixed cost.
-        arm, reward = arms[0], rewards[0]
-        new["pulls"] = pulls.copy()
-        new["pulls"][0, arm] += 1.0
-        new["reward_sums"] = state["reward_sums"].copy()
-        new["reward_sums"][0, arm] += reward
+        arm, reward = int(arms[0]), float(rewards[0])
+        new["pulls"] = pulls = pulls.copy()
+        pulls[0, arm] += 1.0
+        new["reward_sums"] = sums = state["reward_sums"].copy()
+        sums[0, arm] += reward
         if squares:
-            new["reward_sq_sums"] = state["reward_sq_sums"].copy()
-            new["reward_sq_sums"][0, arm] += reward * reward
+            new["reward_sq_sums"] = squared = state["reward_sq_sums"].copy()
+            squared[0, arm] += reward * reward
         return new
     n_arms = pulls.shape[1]
     new["pulls"] = pulls + arm_sums(state, arms, np.ones(arms.shape[0]), n_arms)

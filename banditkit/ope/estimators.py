@@ -148,8 +148,8 @@ def check_arrays(rewards=None, propensities=None, target_probs=None, arms=None, 
             continue
         array = np.asarray(value, dtype=np.float64)
         if not np.isfinite(array).all():
-            row = int(np.argwhere(~np.isfinite(array))[0][0])
-            raise InvalidParameterError(f"{name} must be finite, got {array[row]!r} at row {row}")
+            index = tuple(int(i) for i in np.argwhere(~np.isfinite(array))[0])
+            raise InvalidParameterError(f"{name} must be finite, got {float(array[index])!r} at row {index[0]}")
         if n_rows is not None and array.shape[0] != n_rows:
             raise InvalidParameterError(f"{name} has {array.shape[0]} rows, expected {n_rows}")
         n_rows = array.shape[0]
@@ -158,7 +158,7 @@ def check_arrays(rewards=None, propensities=None, target_probs=None, arms=None, 
         bad = ~((out["propensities"] > 0) & (out["propensities"] <= 1))
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            raise InvalidParameterError(f"propensities must be in (0, 1], got {out['propensities'][row]!r} at row {row}")
+            raise InvalidParameterError(f"propensities must be in (0, 1], got {float(out['propensities'][row])!r} at row {row}")
     if arms is not None:
         arms = np.asarray(arms)
         width = out["target_probs"].shape[1] if out.get("target_probs", np.empty((0, 0))).ndim == 2 else None

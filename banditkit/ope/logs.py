@@ -107,7 +107,7 @@ def load_log(source, *, arms=None, drop_unrewarded: bool = False, experiment: st
     if bad.any():
         raise InvalidParameterError(
             f"propensity must be in (0, 1] (missing, 0 or > 1 cannot be evaluated), "
-            f"got {propensities[bad][0]!r} {_rows(bad)}")
+            f"got {float(propensities[bad][0])!r} {_rows(bad)}")
     distributions = _json_objects(columns["probabilities"]) if "probabilities" in columns else None
     arm_indices, arm_names = _arm_indices(columns["arm"], arms, distributions)
     behaviour = None
@@ -117,8 +117,8 @@ def load_log(source, *, arms=None, drop_unrewarded: bool = False, experiment: st
         mismatch = np.abs(logged - propensities) > _PROPENSITY_TOLERANCE
         if mismatch.any():
             raise InvalidParameterError(
-                f"propensity must equal probabilities[arm], got {propensities[mismatch][0]!r} "
-                f"vs {logged[mismatch][0]!r} {_rows(mismatch)}")
+                f"propensity must equal probabilities[arm], got {float(propensities[mismatch][0])!r} "
+                f"vs {float(logged[mismatch][0])!r} {_rows(mismatch)}")
     return LoggedData(arm_indices, rewards, propensities, arm_names, _contexts(columns),
                       _positions(columns.get("position")), behaviour)
 
@@ -159,7 +159,7 @@ def _float_or_nan(value) -> float:
 def _check_finite(name: str, values: np.ndarray, hint: str = "") -> None:
     bad = ~np.isfinite(values)
     if bad.any():
-        raise InvalidParameterError(f"{name} must be finite, got {values[bad][0]!r} {_rows(bad)}{hint}")
+        raise InvalidParameterError(f"{name} must be finite, got {float(values[bad][0])!r} {_rows(bad)}{hint}")
 
 
 def _experiment_rows(values: np.ndarray, experiment: str | None) -> np.ndarray:
@@ -253,7 +253,7 @@ def _check_context_finite(contexts: np.ndarray) -> None:
     bad = ~np.isfinite(contexts)
     if bad.any():
         raise InvalidParameterError(
-            f"context must be finite, got {contexts[bad][0]!r} in feature {int(np.argwhere(bad)[0, 1])} "
+            f"context must be finite, got {float(contexts[bad][0])!r} in feature {int(np.argwhere(bad)[0, 1])} "
             f"{_rows(bad.any(axis=1))}")
 
 

@@ -130,7 +130,7 @@ def _check_distribution(array: np.ndarray) -> None:
     if bad.any():
         index = tuple(int(i) for i in np.argwhere(bad)[0])
         raise InvalidParameterError(
-            f"target probabilities must sum to 1 over arms, got {sums[bad][0]!r} at row {index[0]}"
+            f"target probabilities must sum to 1 over arms, got {float(sums[bad][0])!r} at row {index[0]}"
             + (f", position {index[1]}" if len(index) > 1 else ""))
 
 

@@ -46,13 +46,28 @@ def softmax(scores: np.ndarray) -> np.ndarray:
     return z / z.sum(axis=1, keepdims=True)
 
 
+@dataclass
+class Environment:
+    """Logistic click model with context-dependent behaviour and target policies."""
+
+    reward_theta: np.ndarray      # (d, K)
+    behaviour_theta: np.ndarray   # (d, K)
+
+    @classmethod
+    def random(cls, rng: np.random.Generator, n_arms: int = 4, n_features: int = 3) -> Environment:
+        return cls(rng.normal(size=(n_features, n_arms)), rng.normal(size=(n_features, n_arms)))
+
+    def problem(self, rng: np.random.Generator, n: int) -> Problem:
+        contexts = rng.normal(size=(n, self.reward_theta.shape[0]))
+        n_arms = self.reward_theta.shape[1]
+        means = 1 / (1 + np.exp(-(contexts @ self.reward_theta * 0.8 - 0.5)))
+        behaviour = 0.7 * softmax(contexts @ self.behaviour_theta) + 0.3 / n_arms
+        target = softmax(3.0 * contexts @ self.reward_theta)
+        return Problem(contexts, means, behaviour, target)
+
+
 def make_problem(rng: np.random.Generator, n: int = 2000, n_arms: int = 4, n_features: int = 3) -> Problem:
-    contexts = rng.normal(size=(n, n_features))
-    theta = rng.normal(size=(n_features, n_arms))
-    means = 1 / (1 + np.exp(-(contexts @ theta * 0.8 - 0.5)))
-    behaviour = 0.7 * softmax(contexts @ rng.normal(size=(n_features, n_arms))) + 0.3 / n_arms
-    target = softmax(3.0 * contexts @ theta)
-    return Problem(contexts, means, behaviour, target)
+    return Environment.random(rng, n_arms, n_features).problem(rng, n)
 
 
 def draw_log(problem: Problem, rng: np.random.Generator):

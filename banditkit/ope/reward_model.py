@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._validation import check_int, check_real
-from ..errors import InvalidTypeError
+from ..errors import InvalidParameterError, InvalidTypeError
 
 
 class RidgeRewardModel:
@@ -80,10 +80,12 @@ def cross_fit_predictions(model, features: np.ndarray | None, arms: np.ndarray, 
     """Out-of-fold predicted reward of every arm on every row, shape (n, K).
 
     ``model`` is a :class:`RidgeRewardModel` or a scikit-learn regressor/classifier; rows are split
-    into ``n_folds`` random folds with ``rng`` and each fold is predicted by a model fit on the others.
+    into ``n_folds`` (at most n) random folds with ``rng`` and each fold is predicted by a model fit on the others.
     """
     n_rows = arms.shape[0]
-    n_folds = check_int("n_folds", n_folds, low=2, high=max(2, n_rows))
+    n_folds = min(check_int("n_folds", n_folds, low=2), n_rows)   # at most one fold per row
+    if n_folds < 2:
+        raise InvalidParameterError(f"cross-fitting needs at least 2 logged rows, got {n_rows}")
     if features is None:
         features = np.zeros((n_rows, 0))
     folds = np.empty(n_rows, dtype=np.intp)

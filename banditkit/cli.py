@@ -71,7 +71,7 @@ def evaluate(
     except (BanditkitError, OSError, ValueError) as error:
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(code=2) from None
-    table = Table(title=f"Offline evaluation of {policy} on {log.name} ({data.n_rows} rows)")
+    table = Table(title=f"Offline evaluation of {Path(policy).name} on {log.name} ({data.n_rows} rows)")
     for column in ("position", "estimator", "value", "95% bootstrap", "95% normal", "ESS", "max weight",
                    "p < 1e-3"):
         table.add_column(column, justify="left" if column in ("position", "estimator") else "right")

@@ -61,7 +61,7 @@ def load_open_bandit(path, behaviour_policy: str = "random", campaign: str = "al
     if not file.exists():
         raise InvalidParameterError(f"no Open Bandit Dataset file at {str(file)!r}")
     columns = read_csv(file)
-    vocabularies = _shared_vocabularies(root, campaign, columns)
+    vocabularies = _shared_vocabularies(root, campaign, columns, read=file)
     context_names = tuple(f"{name}={value}" for name in _USER_FEATURES for value in vocabularies[name])
     blocks = [_one_hot(columns[name], vocabularies[name]) for name in _USER_FEATURES]
     if affinity:
@@ -80,12 +80,12 @@ def load_open_bandit(path, behaviour_policy: str = "random", campaign: str = "al
                           behaviour_policy, campaign)
 
 
-def _shared_vocabularies(root: Path, campaign: str, columns) -> dict[str, list[str]]:
+def _shared_vocabularies(root: Path, campaign: str, columns, read: Path) -> dict[str, list[str]]:
     """Sorted categories of each user feature over every behaviour policy's file of the campaign."""
     values = {name: set(map(str, columns[name])) for name in _USER_FEATURES}
     for policy in OPEN_BANDIT_POLICIES:
         other = root / policy / f"{campaign}.csv"
-        if other.exists():
+        if other.exists() and other != read:
             for name, column in read_csv(other).items():
                 if name in values:
                     values[name].update(map(str, column))

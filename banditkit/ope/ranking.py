@@ -26,7 +26,7 @@ from ..policies._maxprob import BetaPosteriors
 
 _LEVELS = np.array([1e-12, 1e-9, 1e-6, 1e-4, 1e-2, 0.1, 0.3, 0.5, 0.7, 0.9,
                     0.99, 1 - 1e-4, 1 - 1e-6, 1 - 1e-9, 1 - 1e-12])
-_NODES, _WEIGHTS = np.polynomial.legendre.leggauss(16)
+_NODES, _WEIGHTS = np.polynomial.legendre.leggauss(8)
 
 
 @dataclass(frozen=True, eq=False)

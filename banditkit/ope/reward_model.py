@@ -44,17 +44,27 @@ class RidgeRewardModel:
 
 
 def ridge_statistics(features, arms, rewards, groups, n_arms: int, n_groups: int):
-    """Per (group, arm) Gram matrices ``X^T X`` (G, K, p, p) and moments ``X^T r`` (G, K, p), by bincount."""
-    design = _design(features)
-    width = design.shape[1]
+    """Per (group, arm) Gram matrices ``X^T X`` (G, K, p, p) and moments ``X^T r`` (G, K, p), by bincount.
+
+    ``X`` is the design ``[1, features]``; its columns are never materialised together.
+    """
+    width = features.shape[1] + 1
     cell = groups * n_arms + arms
     size = n_groups * n_arms
+
+    def column(p):
+        return None if p == 0 else features[:, p - 1]
+
+    def total(p, q, extra=None):
+        weights = [w for w in (column(p), column(q), extra) if w is not None]
+        product = np.prod(weights, axis=0) if len(weights) > 1 else (weights[0] if weights else None)
+        return np.bincount(cell, weights=product, minlength=size)
+
     gram = np.empty((size, width, width))
     for p in range(width):
         for q in range(p, width):
-            gram[:, p, q] = gram[:, q, p] = np.bincount(cell, weights=design[:, p] * design[:, q], minlength=size)
-    moments = np.stack([np.bincount(cell, weights=design[:, p] * rewards, minlength=size)
-                        for p in range(width)], axis=1)
+            gram[:, p, q] = gram[:, q, p] = total(p, q)
+    moments = np.stack([total(p, 0, rewards) for p in range(width)], axis=1)
     return gram.reshape(n_groups, n_arms, width, width), moments.reshape(n_groups, n_arms, width)
 
 
@@ -97,16 +107,19 @@ def cross_fit_predictions(model, features: np.ndarray | None, arms: np.ndarray, 
     return _cross_fit_estimator(model, features, arms, rewards, folds, n_arms, n_folds)
 
 
-def _cross_fit_ridge(l2, features, arms, rewards, folds, n_arms, n_folds) -> np.ndarray:
+def _cross_fit_ridge(l2, features, arms, rewards, folds, n_arms, n_folds, chunk: int = 65_536) -> np.ndarray:
     gram, moments = ridge_statistics(features, arms, rewards, folds, n_arms, n_folds)
-    design = _design(features)
+    train_gram, train_moments = gram.sum(axis=0) - gram, moments.sum(axis=0) - moments     # (F, K, ...)
+    means = np.array([_mean_from(train_gram[f], train_moments[f]) for f in range(n_folds)])
+    coefficients = np.stack([solve_ridge(train_gram[f], train_moments[f], l2, means[f]) for f in range(n_folds)])
+    # Every fold's model on a chunk of rows in one product, then each row keeps its own fold's column.
+    slopes = coefficients[..., 1:].reshape(n_folds * n_arms, -1).T                # (d, F*K)
+    offsets = (coefficients[..., 0] + means[:, None]).reshape(-1)                  # (F*K,)
     predictions = np.empty((arms.shape[0], n_arms))
-    for fold in range(n_folds):
-        train_gram, train_moments = gram.sum(axis=0) - gram[fold], moments.sum(axis=0) - moments[fold]
-        mean = _mean_from(train_gram, train_moments)
-        coefficients = solve_ridge(train_gram, train_moments, l2, mean)
-        rows = folds == fold
-        predictions[rows] = design[rows] @ coefficients.T + mean
+    for start in range(0, arms.shape[0], chunk):
+        rows = slice(start, start + chunk)
+        every_fold = (features[rows] @ slopes + offsets).reshape(-1, n_folds, n_arms)
+        predictions[rows] = every_fold[np.arange(every_fold.shape[0]), folds[rows]]
     return predictions
 
 

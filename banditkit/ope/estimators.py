@@ -56,7 +56,7 @@ def importance_weights(propensities, target_probs, arms=None) -> np.ndarray:
     """``pi(a_i | x_i) / mu_i``; ``target_probs`` is (n,) for the logged arms or (n, K) with ``arms``."""
     target_probs = np.asarray(target_probs, dtype=np.float64)
     if target_probs.ndim == 2:
-        target_probs = target_probs[np.arange(target_probs.shape[0]), np.asarray(arms)]
+        target_probs = np.take_along_axis(target_probs, np.asarray(arms)[:, None], axis=1)[:, 0]
     return target_probs / np.asarray(propensities, dtype=np.float64)
 
 
@@ -97,25 +97,27 @@ def dr_terms(rewards, propensities, target_probs, arms, predicted_rewards, *, ma
 def finish(terms_list: list[Terms], rng: np.random.Generator, n_bootstrap: int = 1000,
            confidence: float = 0.95) -> list[Estimate]:
     """Estimates of several estimators on the same rows, their intervals from one shared bootstrap."""
-    n_rows = terms_list[0].numerator.shape[0]
-    columns = np.empty((n_rows, 2 * len(terms_list)))
-    for j, terms in enumerate(terms_list):
-        columns[:, 2 * j] = terms.numerator
-        columns[:, 2 * j + 1] = 1.0 if terms.denominator is None else terms.denominator
-    sums = poisson_bootstrap_sums(columns, n_bootstrap, rng) if n_bootstrap else None
-    return [_estimate(terms, columns[:, 2 * j:2 * j + 2], None if sums is None else sums[:, 2 * j:2 * j + 2],
-                      confidence) for j, terms in enumerate(terms_list)]
+    sums = None
+    if n_bootstrap:
+        n_rows = terms_list[0].numerator.shape[0]
+        columns = np.empty((n_rows, 2 * len(terms_list)))
+        for j, terms in enumerate(terms_list):
+            columns[:, 2 * j] = terms.numerator
+            columns[:, 2 * j + 1] = 1.0 if terms.denominator is None else terms.denominator
+        sums = poisson_bootstrap_sums(columns, n_bootstrap, rng)
+    return [_estimate(terms, None if sums is None else sums[:, 2 * j:2 * j + 2], confidence)
+            for j, terms in enumerate(terms_list)]
 
 
-def _estimate(terms: Terms, columns: np.ndarray, sums: np.ndarray | None, confidence: float) -> Estimate:
+def _estimate(terms: Terms, sums: np.ndarray | None, confidence: float) -> Estimate:
     from scipy.special import ndtri
 
-    numerator, denominator = columns[:, 0], columns[:, 1]
+    numerator, denominator = terms.numerator, terms.denominator
     n_rows = numerator.shape[0]
-    total = denominator.sum()
+    total = float(n_rows) if denominator is None else denominator.sum()
     value = float(numerator.sum() / total) if total != 0 else math.nan
     if n_rows > 1 and total != 0:
-        residual = numerator - value * denominator
+        residual = numerator - value * (1.0 if denominator is None else denominator)
         std_error = float(math.sqrt(n_rows / (n_rows - 1) * (residual @ residual)) / abs(total))
     else:
         std_error = math.nan
@@ -147,7 +149,7 @@ def check_arrays(rewards=None, propensities=None, target_probs=None, arms=None, 
         if value is None:
             continue
         array = np.asarray(value, dtype=np.float64)
-        if not np.isfinite(array).all():
+        if not np.isfinite(array.sum()) and not np.isfinite(array).all():   # one cheap pass when clean
             index = tuple(int(i) for i in np.argwhere(~np.isfinite(array))[0])
             raise InvalidParameterError(f"{name} must be finite, got {float(array[index])!r} at row {index[0]}")
         if n_rows is not None and array.shape[0] != n_rows:

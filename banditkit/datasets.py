@@ -65,7 +65,8 @@ def load_open_bandit(path, behaviour_policy: str = "random", campaign: str = "al
     context_names = tuple(f"{name}={value}" for name in _USER_FEATURES for value in vocabularies[name])
     blocks = [_one_hot(columns[name], vocabularies[name]) for name in _USER_FEATURES]
     if affinity:
-        names = sorted((c for c in columns if c.startswith("user-item_affinity_")), key=lambda c: int(c.rsplit("_", 1)[1]))
+        names = sorted((c for c in columns if c.startswith("user-item_affinity_")),
+                       key=lambda c: int(c.rsplit("_", 1)[1]))
         blocks.append(np.column_stack([np.asarray(columns[c], dtype=np.float64) for c in names]))
         context_names += tuple(names)
     items = np.asarray(columns["item_id"], dtype=np.int64)

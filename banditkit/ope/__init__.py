@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from .bootstrap import poisson_bootstrap_sums
 from .estimators import clipped_ips, dm, dr, importance_weights, ips, replay, snips, switch_dr
-from .evaluate import ESTIMATORS, evaluate
+from .evaluation import ESTIMATORS, evaluate, model_features
 from .logs import LoggedData, load_log
 from .ranking import RankingDistribution, thompson_ranking_distribution
 from .report import Estimate, Report
 from .reward_model import RidgeRewardModel, cross_fit_predictions
 
 __all__ = [
-    "evaluate", "ESTIMATORS", "Report", "Estimate", "LoggedData", "load_log",
+    "evaluate", "ESTIMATORS", "model_features", "Report", "Estimate", "LoggedData", "load_log",
     "replay", "ips", "clipped_ips", "snips", "dm", "dr", "switch_dr", "importance_weights",
     "RidgeRewardModel", "cross_fit_predictions", "poisson_bootstrap_sums",
     "thompson_ranking_distribution", "RankingDistribution",

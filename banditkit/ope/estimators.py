@@ -160,7 +160,8 @@ def check_arrays(rewards=None, propensities=None, target_probs=None, arms=None, 
         bad = ~((out["propensities"] > 0) & (out["propensities"] <= 1))
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            raise InvalidParameterError(f"propensities must be in (0, 1], got {float(out['propensities'][row])!r} at row {row}")
+            value = float(out["propensities"][row])
+            raise InvalidParameterError(f"propensities must be in (0, 1], got {value!r} at row {row}")
     if arms is not None:
         arms = np.asarray(arms)
         width = out["target_probs"].shape[1] if out.get("target_probs", np.empty((0, 0))).ndim == 2 else None

@@ -54,13 +54,6 @@ class LoggedData:
     def n_positions(self) -> int:
         return 1 if self.positions is None else int(self.positions.max(initial=0)) + 1
 
-    def subset(self, rows: np.ndarray) -> LoggedData:
-        """The log restricted to ``rows`` (a boolean mask or indices)."""
-        def take(array):
-            return None if array is None else array[rows]
-        return LoggedData(self.arms[rows], self.rewards[rows], self.propensities[rows], self.arm_names,
-                          take(self.contexts), take(self.positions), take(self.behaviour_probabilities))
-
 
 def load_log(source, *, arms=None, drop_unrewarded: bool = False, experiment: str | None = None) -> LoggedData:
     """Read and validate a decision log.

@@ -44,7 +44,8 @@ def resolve_target(target, log: LoggedData) -> RowTarget:
     if array.dtype.kind in "iu":
         return _deterministic_target(array, log)
     if array.dtype.kind != "f":
-        raise InvalidTypeError(f"target must be a policy, a Bandit or an array of probabilities, got {type(target).__name__}")
+        raise InvalidTypeError(
+            f"target must be a policy, a Bandit or an array of probabilities, got {type(target).__name__}")
     return _explicit_target(array, log)
 
 

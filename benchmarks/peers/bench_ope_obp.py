@@ -65,7 +65,8 @@ def theirs(name, r, a, p, action_dist, q3, position):
 
 def compare(title, r, a, p, target_rows, q_rows, action_dist, q3, position, repeats):
     print(f"\n{title}")
-    print(f"{'estimator':<10} {'banditkit':>12} {'obp':>12} {'rel. diff':>10} {'ours s':>8} {'obp s':>8} {'speed-up':>8}")
+    print(f"{'estimator':<10} {'banditkit':>12} {'obp':>12} {'rel. diff':>10} {'ours s':>8} {'obp s':>8} "
+          f"{'speed-up':>8}")
     for name in ("ips", "snips", "dm", "dr", "switch_dr"):
         our_times, their_times = [], []
         for _ in range(repeats):           # interleaved: both sides see the same machine load
@@ -101,7 +102,7 @@ def main() -> None:
         action_dist = np.ascontiguousarray(ranking.for_rows(lg.n_rows))              # (n, 80, 3)
         rows = np.arange(lg.n_rows)
         target_rows = action_dist[rows, :, lg.positions]
-        q_rows = ope.cross_fit_predictions(ope.RidgeRewardModel(), ope.evaluate.__globals__["model_features"](lg),
+        q_rows = ope.cross_fit_predictions(ope.RidgeRewardModel(), ope.model_features(lg),
                                            lg.arms, lg.rewards, 80, np.random.default_rng(0))
         q3 = np.zeros_like(action_dist)
         q3[rows, :, lg.positions] = q_rows

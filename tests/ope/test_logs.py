@@ -7,6 +7,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from banditkit.errors import InvalidParameterError
 from banditkit.ope import evaluate, load_log
@@ -187,3 +189,21 @@ def test_csv_without_pyarrow_uses_the_standard_library(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "pyarrow.csv", None)       # import now raises ImportError
     log = load_log(tmp_path / "log.csv", drop_unrewarded=True)
     assert log.n_rows == 1 and log.arm_names == ("a",) and log.contexts.tolist() == [[0.25]]
+
+
+@settings(max_examples=30, deadline=None)
+@given(data=st.data())
+def test_any_valid_log_survives_a_csv_round_trip(tmp_path_factory, data):
+    n = data.draw(st.integers(1, 30))
+    arms = data.draw(st.lists(st.sampled_from(["a", "b", "c"]), min_size=n, max_size=n))
+    rewards = data.draw(st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=n, max_size=n))
+    propensities = data.draw(st.lists(st.floats(1e-9, 1.0, exclude_min=False), min_size=n, max_size=n))
+    contexts = data.draw(st.lists(st.lists(st.floats(-1e3, 1e3, allow_nan=False), min_size=2, max_size=2),
+                                  min_size=n, max_size=n))
+    path = tmp_path_factory.mktemp("log") / "log.csv"
+    write_csv(path, [{"arm": a, "reward": repr(r), "propensity": repr(p), "context": json.dumps(c)}
+                     for a, r, p, c in zip(arms, rewards, propensities, contexts)])
+    log = load_log(path, arms=["a", "b", "c"])
+    assert [log.arm_names[i] for i in log.arms] == arms
+    assert log.rewards.tolist() == rewards and log.propensities.tolist() == propensities
+    assert log.contexts.tolist() == contexts

@@ -180,10 +180,8 @@ class Bandit:
         contexts = self._context_rows(contexts, n)
         mask = self._mask(allowed)
         if mask is None:
-            fallback = self._arm_index(self.guardrails.default_arm)
-            distribution = np.zeros((n, len(self._arms)))
-            distribution[:, fallback] = 1.0
-            return DecisionBatch(np.full(n, fallback), self._arm_tuple, contexts=contexts, units=units,
+            distribution = self._default_distribution(n)
+            return DecisionBatch(distribution.argmax(axis=1), self._arm_tuple, contexts=contexts, units=units,
                                  fallback=np.ones(n, dtype=bool), version=self.version, probabilities=distribution)
         state = self.state
         masks = np.broadcast_to(mask, (n, mask.shape[1]))
@@ -206,8 +204,9 @@ class Bandit:
         context = self._context_rows(context, 1)
         mask = self._mask(allowed)
         if mask is None:
-            return {arm: float(arm == self.guardrails.default_arm) for arm in self._arms}
-        distribution = self.distribution_at(self.state, mask, context)[0]
+            distribution = self._default_distribution(1)[0]
+        else:
+            distribution = self.distribution_at(self.state, mask, context)[0]
         return dict(zip(self._arms, distribution.tolist()))
 
     def probabilities_many(self, contexts=None, n: int | None = None) -> np.ndarray:
@@ -216,9 +215,7 @@ class Bandit:
         contexts = self._context_rows(contexts, n)
         mask = self._mask(None)
         if mask is None:
-            distribution = np.zeros((n, len(self._arms)))
-            distribution[:, self._arm_index(self.guardrails.default_arm)] = 1.0
-            return distribution
+            return self._default_distribution(n)
         return self.distribution_at(self.state, np.broadcast_to(mask, (n, mask.shape[1])), contexts)
 
     # ---- learning -----------------------------------------------------------
@@ -249,9 +246,9 @@ class Bandit:
             raise InvalidParameterError(f"rewards has {rewards.shape[0]} values but arms has {indices.shape[0]}")
         contexts = self._context_rows(contexts, indices.shape[0])
         if propensities is not None:
-            propensities = check.check_rewards("propensities", propensities, (0.0, 1.0))
+            propensities = check.check_rewards("propensities", propensities, (0.0, 1.0), rule="")
             if propensities.shape[0] != indices.shape[0] or (propensities <= 0).any():
-                raise InvalidParameterError("propensities must be one value in (0, 1] per arm")
+                raise InvalidParameterError("propensities must hold one value in (0, 1] per arm")
         self._apply(indices, rewards, contexts, propensities)
 
     def _apply(self, indices: np.ndarray, rewards: np.ndarray, contexts, propensities) -> None:
@@ -426,10 +423,15 @@ class Bandit:
         best = np.where(mask, means, -np.inf).argmax(axis=1)
         return self.guardrails.cap_exploration(probabilities, best)
 
+    def _default_distribution(self, n: int) -> np.ndarray:
+        """All mass on the default arm, shape (n, K): what a guardrail serves."""
+        distribution = np.zeros((n, len(self._arms)))
+        distribution[:, self._arm_index(self.guardrails.default_arm)] = 1.0
+        return distribution
+
     def _fallback_decision(self, context, unit) -> Decision:
         index = self._arm_index(self.guardrails.default_arm)
-        distribution = np.zeros(len(self._arms))
-        distribution[index] = 1.0
+        distribution = self._default_distribution(1)[0]
         return Decision(self._arms[index], index, self._arm_tuple, None if context is None else context[0],
                         unit, True, self.version, distribution)
 

@@ -136,6 +136,12 @@ class GaussianThompsonSampling(Policy):
         return broadcast_rows(compute, t.loc.shape[0], mask)
 
     def sample(self, state, rng, mask, context=None):
+        compiled = _jit.kernels()
+        pulls = state["pulls"]
+        if compiled is not None and mask.shape[0] == 1 and pulls.shape[0] == 1:
+            return np.array([compiled.gaussian_thompson_argmax(
+                _jit.generator_pointers(rng), pulls, state["reward_sums"], state["reward_sq_sums"],
+                self.prior_mean, self.prior_count, self.prior_shape, self.prior_rate, mask)])
         t = self.posterior(state)
         rows = batch_rows(state, mask.shape[0])
         draws = t.loc[rows] + t.scale[rows] * rng.standard_t(t.dof[rows])

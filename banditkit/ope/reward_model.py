@@ -46,33 +46,27 @@ class RidgeRewardModel:
 def ridge_statistics(features, arms, rewards, groups, n_arms: int, n_groups: int):
     """Per (group, arm) Gram matrices ``X^T X`` (G, K, p, p) and moments ``X^T r`` (G, K, p).
 
-    ``X`` is the design ``[1, features]``.
+    ``X`` is the design ``[1, features]``; each entry is one weighted ``bincount`` over the rows,
+    a sequential pass with no gathering of rows.
     """
-    order, bounds, design = _cell_order(features, groups * n_arms + arms, n_groups * n_arms)
-    gram, moments = _cell_statistics(design, rewards[order], bounds)
-    width = design.shape[1]
+    width = features.shape[1] + 1
+    size = n_groups * n_arms
+    cell = groups * n_arms + arms
+
+    def column(p):
+        return None if p == 0 else features[:, p - 1]
+
+    def cell_sums(*factors):
+        factors = [f for f in factors if f is not None]
+        weights = factors[0] * factors[1] if len(factors) == 2 else (factors[0] if factors else None)
+        return np.bincount(cell, weights=weights, minlength=size)
+
+    gram = np.empty((size, width, width))
+    for p in range(width):
+        for q in range(p, width):
+            gram[:, p, q] = gram[:, q, p] = cell_sums(column(p), column(q))
+    moments = np.stack([cell_sums(column(p), rewards) for p in range(width)], axis=1)
     return gram.reshape(n_groups, n_arms, width, width), moments.reshape(n_groups, n_arms, width)
-
-
-def _cell_order(features, cell, size):
-    """Rows sorted by cell (a stable radix sort on the small index), the cell bounds, the sorted design."""
-    order = np.argsort(cell.astype(np.uint16) if size <= np.iinfo(np.uint16).max else cell, kind="stable")
-    bounds = np.concatenate([[0], np.cumsum(np.bincount(cell, minlength=size))])
-    design = np.empty((features.shape[0], features.shape[1] + 1))
-    design[:, 0] = 1.0
-    np.take(features, order, axis=0, out=design[:, 1:])
-    return order, bounds, design
-
-
-def _cell_statistics(design, rewards, bounds):
-    """Gram matrix and moments of each cell's contiguous block: one matrix product per cell."""
-    size, width = bounds.shape[0] - 1, design.shape[1]
-    gram, moments = np.empty((size, width, width)), np.empty((size, width))
-    for index in range(size):
-        block = slice(bounds[index], bounds[index + 1])
-        gram[index] = design[block].T @ design[block]
-        moments[index] = design[block].T @ rewards[block]
-    return gram, moments
 
 
 def solve_ridge(gram: np.ndarray, moments: np.ndarray, l2: float, mean: float) -> np.ndarray:
@@ -115,22 +109,16 @@ def cross_fit_predictions(model, features: np.ndarray | None, arms: np.ndarray, 
 
 
 def _cross_fit_ridge(l2, features, arms, rewards, folds, n_arms, n_folds) -> np.ndarray:
-    """Statistics per (fold, arm) in one sorted pass; fold f predicted in place from "total - fold f"."""
-    order, bounds, design = _cell_order(features, folds * n_arms + arms, n_folds * n_arms)
-    gram, moments = _cell_statistics(design, rewards[order], bounds)
-    width = design.shape[1]
-    gram, moments = gram.reshape(n_folds, n_arms, width, width), moments.reshape(n_folds, n_arms, width)
+    """Statistics per (fold, arm) in one pass; fold f is predicted by "total - fold f"."""
+    gram, moments = ridge_statistics(features, arms, rewards, folds, n_arms, n_folds)
     train_gram, train_moments = gram.sum(axis=0) - gram, moments.sum(axis=0) - moments     # (F, K, ...)
-    ordered = np.empty((arms.shape[0], n_arms))
+    predictions = np.empty((arms.shape[0], n_arms))
     for fold in range(n_folds):
         mean = _mean_from(train_gram[fold], train_moments[fold])
         coefficients = solve_ridge(train_gram[fold], train_moments[fold], l2, mean)      # (K, 1 + d)
-        rows = slice(bounds[fold * n_arms], bounds[(fold + 1) * n_arms])              # fold f is contiguous
-        np.matmul(design[rows], coefficients.T, out=ordered[rows])
-        ordered[rows] += mean
-    inverse = np.empty_like(order)
-    inverse[order] = np.arange(order.shape[0])
-    return np.take(ordered, inverse, axis=0)
+        rows = np.flatnonzero(folds == fold)
+        predictions[rows] = features[rows] @ coefficients[:, 1:].T + (coefficients[:, 0] + mean)
+    return predictions
 
 
 def _cross_fit_estimator(model, features, arms, rewards, folds, n_arms, n_folds) -> np.ndarray:

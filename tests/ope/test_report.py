@@ -40,3 +40,23 @@ def test_polars_dataframe_when_installed():
     pl = pytest.importorskip("polars")
     report = evaluate(pl.DataFrame(LOG), np.array([[0.3, 0.7]]), ["ips"], n_bootstrap=0)
     assert report["ips"].n_rows == 5
+
+
+def test_given_predictions_and_a_scikit_learn_model():
+    pytest.importorskip("sklearn")
+    from sklearn.linear_model import Ridge
+
+    target = np.array([[0.3, 0.7]])
+    given = evaluate(LOG, target, ["dm", "dr"], predicted_rewards=np.full((5, 2), 0.5), n_bootstrap=0)
+    assert given["dm"].value == pytest.approx(0.5)
+    fitted = evaluate(LOG, target, ["dm"], reward_model=Ridge(alpha=1.0), n_folds=2, n_bootstrap=0)
+    assert 0.0 <= fitted["dm"].value <= 1.0
+
+
+def test_bad_predicted_rewards_and_estimator_names():
+    from banditkit.errors import InvalidParameterError
+
+    with pytest.raises(InvalidParameterError, match=r"predicted_rewards must be finite with shape \(5, 2\)"):
+        evaluate(LOG, np.array([[0.3, 0.7]]), ["dr"], predicted_rewards=np.zeros((4, 2)))
+    with pytest.raises(InvalidParameterError, match="estimator must be one of"):
+        evaluate(LOG, np.array([[0.3, 0.7]]), ["ipw"])

@@ -56,8 +56,15 @@ def importance_weights(propensities, target_probs, arms=None) -> np.ndarray:
     """``pi(a_i | x_i) / mu_i``; ``target_probs`` is (n,) for the logged arms or (n, K) with ``arms``."""
     target_probs = np.asarray(target_probs, dtype=np.float64)
     if target_probs.ndim == 2:
-        target_probs = np.take_along_axis(target_probs, np.asarray(arms)[:, None], axis=1)[:, 0]
+        target_probs = logged_entries(target_probs, np.asarray(arms))
     return target_probs / np.asarray(propensities, dtype=np.float64)
+
+
+def logged_entries(matrix: np.ndarray, arms: np.ndarray) -> np.ndarray:
+    """``matrix[i, arms[i]]`` for every row, shape (n,); a flat gather when the matrix is contiguous."""
+    if matrix.flags.c_contiguous:
+        return np.take(matrix.reshape(-1), np.arange(arms.shape[0]) * matrix.shape[1] + arms)
+    return np.take_along_axis(matrix, arms[:, None], axis=1)[:, 0]
 
 
 # ---- per-row terms ----------------------------------------------------------------------------
@@ -86,7 +93,7 @@ def dr_terms(rewards, propensities, target_probs, arms, predicted_rewards, *, ma
              name: str = "dr") -> Terms:
     arms = np.asarray(arms)
     weights = importance_weights(propensities, target_probs, arms)
-    logged_prediction = predicted_rewards[np.arange(arms.shape[0]), arms]
+    logged_prediction = logged_entries(predicted_rewards, arms)
     kept = np.where(weights <= max_weight, weights, 0.0)
     direct = np.einsum("nk,nk->n", target_probs, predicted_rewards)
     return Terms(name, direct + kept * (rewards - logged_prediction), None, kept,

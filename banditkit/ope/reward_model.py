@@ -108,16 +108,24 @@ def cross_fit_predictions(model, features: np.ndarray | None, arms: np.ndarray, 
     return _cross_fit_estimator(model, features, arms, rewards, folds, n_arms, n_folds)
 
 
-def _cross_fit_ridge(l2, features, arms, rewards, folds, n_arms, n_folds) -> np.ndarray:
+def _cross_fit_ridge(l2, features, arms, rewards, folds, n_arms, n_folds, chunk: int = 16_384) -> np.ndarray:
     """Statistics per (fold, arm) in one pass; fold f is predicted by "total - fold f"."""
     gram, moments = ridge_statistics(features, arms, rewards, folds, n_arms, n_folds)
     train_gram, train_moments = gram.sum(axis=0) - gram, moments.sum(axis=0) - moments     # (F, K, ...)
-    predictions = np.empty((arms.shape[0], n_arms))
+    slopes, offsets = [], []
     for fold in range(n_folds):
         mean = _mean_from(train_gram[fold], train_moments[fold])
         coefficients = solve_ridge(train_gram[fold], train_moments[fold], l2, mean)      # (K, 1 + d)
-        rows = np.flatnonzero(folds == fold)
-        predictions[rows] = features[rows] @ coefficients[:, 1:].T + (coefficients[:, 0] + mean)
+        slopes.append(np.ascontiguousarray(coefficients[:, 1:].T))
+        offsets.append(coefficients[:, 0] + mean)
+    predictions = np.empty((arms.shape[0], n_arms))
+    # Chunks of rows small enough to stay in cache while every fold writes its rows of the chunk.
+    for start in range(0, arms.shape[0], chunk):
+        chunk_folds, chunk_features = folds[start:start + chunk], features[start:start + chunk]
+        out = predictions[start:start + chunk]
+        for fold in range(n_folds):
+            rows = np.flatnonzero(chunk_folds == fold)
+            out[rows] = chunk_features[rows] @ slopes[fold] + offsets[fold]
     return predictions
 
 

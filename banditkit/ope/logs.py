@@ -214,13 +214,27 @@ def _behaviour_probabilities(rows: list[dict], arm_names: tuple[str, ...]) -> np
 
 def _contexts(columns: dict[str, np.ndarray]) -> np.ndarray | None:
     if "context" in columns:
-        return _list_column("context", columns["context"])
+        values = columns["context"]
+        empty = np.array([_no_context(value) for value in values], dtype=bool)
+        if empty.all():                  # a non-contextual experiment's export: null or [] everywhere
+            return None
+        if empty.any():
+            raise InvalidParameterError(f"context is missing {_rows(empty)} while other rows have one")
+        return _list_column("context", values)
     numbered = sorted((int(m.group(1)), name) for name in columns if (m := _X_COLUMN.match(name)))
     if not numbered:
         return None
     contexts = np.column_stack([np.asarray(columns[name], dtype=np.float64) for _, name in numbered])
     _check_context_finite(contexts)
     return contexts
+
+
+def _no_context(value) -> bool:
+    if value is None or (isinstance(value, float) and value != value):
+        return True
+    if isinstance(value, str):
+        return value.strip() in ("", "null", "[]")
+    return hasattr(value, "__len__") and len(value) == 0
 
 
 def _list_column(name: str, values: np.ndarray) -> np.ndarray:

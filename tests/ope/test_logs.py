@@ -119,6 +119,21 @@ def test_the_decision_service_export_evaluates_without_conversion(tmp_path, suff
     assert abs(report["dr"].value - problem.true_value) < 4 * report["dr"].std_error
 
 
+@pytest.mark.parametrize("empty", ["null", "[]", ""])
+def test_a_non_contextual_export_has_no_context(tmp_path, empty):
+    rows = [{"decision_id": f"d{i}", "context": empty, "arm": "ab"[i % 2], "propensity": 0.5,
+             "probabilities": '{"a": 0.5, "b": 0.5}', "reward": i % 3 == 0} for i in range(6)]
+    for row in rows:
+        row["reward"] = float(row["reward"])
+    write_csv(tmp_path / "log.csv", rows)
+    log = load_log(tmp_path / "log.csv")
+    assert log.contexts is None and log.arm_names == ("a", "b")
+    rows[2]["context"] = "[1.0]"
+    write_csv(tmp_path / "mixed.csv", rows)
+    with pytest.raises(InvalidParameterError, match=r"context is missing at rows \[0, 1, 3, 4, 5\]"):
+        load_log(tmp_path / "mixed.csv")
+
+
 def test_experiment_column_with_several_experiments():
     data = {"experiment": ["a", "b", "a"], "arm": [0, 1, 1], "reward": [1.0, 0.0, 0.0], "propensity": [0.5] * 3}
     with pytest.raises(InvalidParameterError, match=r"several experiments \['a', 'b'\]"):

@@ -97,3 +97,27 @@ def test_replay_refuses_a_non_uniform_log():
     with pytest.raises(InvalidParameterError, match="replay needs a log from a uniform-random policy"):
         evaluate(log, np.array([[0.5, 0.5]]), ["replay"])
     assert "replay" not in evaluate(log, np.array([[0.5, 0.5]]), n_bootstrap=0)
+
+
+def test_contextual_bandit_target_on_the_service_export(tmp_path):
+    from .conftest import make_problem, service_rows
+    from .test_logs import write_csv
+
+    rng = np.random.default_rng(12)
+    problem = make_problem(rng, n=500)
+    write_csv(tmp_path / "log.csv", service_rows(problem, rng))
+    bandit = bk.Bandit(["gold", "blue", "green", "red"], policy="linucb", n_features=3, seed=0)
+    bandit.update_many(rng.integers(0, 4, 200), rng.random(200), contexts=rng.normal(size=(200, 3)))
+    log = load_log(tmp_path / "log.csv")
+    rows = resolve_target(bandit, log)
+    np.testing.assert_allclose(rows.probabilities, bandit.probabilities_many(contexts=log.contexts))
+    assert [rows.arm_names[i] for i in rows.arms] == [log.arm_names[i] for i in log.arms]
+    report = evaluate(log, bandit, ["snips", "dr"], n_bootstrap=100)
+    assert report["dr"].low <= report["dr"].high
+
+
+def test_contextual_target_needs_a_context():
+    bandit = bk.Bandit(["a", "b"], policy="linucb", n_features=2, seed=0)
+    log = load_log({"arm": ["a", "b"], "reward": [1.0, 0.0], "propensity": [0.5, 0.5]})
+    with pytest.raises(InvalidParameterError, match="target bandit is contextual but the log has no context"):
+        resolve_target(bandit, log)

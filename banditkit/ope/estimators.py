@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._validation import check_int, check_real
 from ..errors import InvalidParameterError
 from ..policies.base import categorical
 from .bootstrap import percentile_interval, poisson_bootstrap_sums, ratio_replicates
@@ -144,6 +145,8 @@ def _estimate(terms: Terms, sums: np.ndarray | None, confidence: float) -> Estim
 
 
 def _one(terms: Terms, rng, n_bootstrap: int, confidence: float) -> Estimate:
+    n_bootstrap = check_int("n_bootstrap", n_bootstrap, low=0)
+    confidence = check_real("confidence", confidence, low=0.0, high=1.0, low_open=True, high_open=True)
     return finish([terms], as_rng(rng), n_bootstrap, confidence)[0]
 
 

@@ -185,3 +185,10 @@ def test_bad_arrays_are_rejected_with_a_clear_message(change, message):
     with pytest.raises(InvalidParameterError) as error:
         ips(arguments["rewards"], arguments["propensities"], arguments["target_probs"], arguments["arms"])
     assert message in str(error.value)
+
+
+def test_bad_bootstrap_settings():
+    with pytest.raises(InvalidParameterError, match="n_bootstrap must be in"):
+        ips([1.0], [0.5], [0.5], n_bootstrap=-1)
+    with pytest.raises(InvalidParameterError, match=r"confidence must be in \(0.0, 1.0\)"):
+        ips([1.0], [0.5], [0.5], confidence=1.5)

@@ -1,6 +1,6 @@
 """banditkit.ope side by side with Open Bandit Pipeline (obp 0.5.7) on identical inputs.
 
-    /work/peersenv-ope/bin/python benchmarks/peers/bench_ope_obp.py          # from the repository root
+    ~/.venvs/banditkit-peers-ope/bin/python benchmarks/peers/bench_ope_obp.py          # from the repository root
     (install: see benchmarks/peers/requirements-ope.txt)
 
 Both libraries get the same arrays: rewards, logged arms, propensities, the target's action

@@ -99,8 +99,7 @@ def cross_fit_predictions(model, features: np.ndarray | None, arms: np.ndarray, 
         raise InvalidParameterError(f"cross-fitting needs at least 2 logged rows, got {n_rows}")
     if features is None:
         features = np.zeros((n_rows, 0))
-    folds = np.empty(n_rows, dtype=np.intp)
-    folds[rng.permutation(n_rows)] = np.arange(n_rows) % n_folds
+    folds = rng.permutation(n_rows) % n_folds      # a uniformly random balanced split
     if isinstance(model, RidgeRewardModel):
         return _cross_fit_ridge(model.l2, features, arms, rewards, folds, n_arms, n_folds)
     if not hasattr(model, "fit") or not (hasattr(model, "predict") or hasattr(model, "predict_proba")):

@@ -50,6 +50,18 @@ def set_enabled(enabled: bool) -> None:
         kernels()
 
 
+def choose_rows(kernel, rng: np.random.Generator, mask: np.ndarray, *arguments) -> np.ndarray:
+    """Run a row kernel ``kernel(pointers, *arguments, mask, out)``; one arm per row of ``mask``.
+
+    The kernels release the GIL (the simulator runs blocks on both cores), so the
+    call holds the bit generator's own lock, as numpy's samplers do.
+    """
+    out = np.empty(mask.shape[0], dtype=np.intp)
+    with rng.bit_generator.lock:
+        kernel(generator_pointers(rng), *arguments, np.ascontiguousarray(mask), out)
+    return out
+
+
 def generator_pointers(rng: np.random.Generator) -> np.ndarray:
     """The bit generator's state and function addresses, as compiled kernels take them.
 

@@ -42,31 +42,42 @@ def _generator(typingctx, pointers):
     return _GENERATOR(pointers), codegen
 
 
-@numba.njit(cache=True)
-def beta_argmax(pointers, alpha, beta, mask):
-    """Index of the largest Beta(alpha, beta) draw among allowed arms (row 0); draws every arm in order."""
+@numba.njit(nogil=True, cache=True)
+def beta_argmax(pointers, alpha, beta, mask, out):
+    """Per row, the arm of the largest Beta(alpha, beta) draw among allowed arms, into ``out``.
+
+    Draws row by row, every arm in order (as numpy's ``beta(alpha, beta, size=mask.shape)``);
+    a one-row state serves every row.
+    """
     rng = _generator(pointers)
-    best_arm, best = -1, -np.inf
-    for arm in range(alpha.shape[1]):
-        draw = rng.beta(alpha[0, arm], beta[0, arm])
-        if mask[0, arm] and (best_arm < 0 or draw > best):
-            best_arm, best = arm, draw
-    return best_arm
+    shared = alpha.shape[0] == 1
+    for row in range(mask.shape[0]):
+        source = 0 if shared else row
+        best_arm, best = -1, -np.inf
+        for arm in range(mask.shape[1]):
+            draw = rng.beta(alpha[source, arm], beta[source, arm])
+            if mask[row, arm] and (best_arm < 0 or draw > best):
+                best_arm, best = arm, draw
+        out[row] = best_arm
 
 
-@numba.njit(cache=True)
-def bernoulli_thompson_argmax(pointers, pulls, successes, prior_alpha, prior_beta, mask):
+@numba.njit(nogil=True, cache=True)
+def bernoulli_thompson_argmax(pointers, pulls, successes, prior_alpha, prior_beta, mask, out):
     """beta_argmax on the posterior Beta(prior_alpha + s, prior_beta + n - s), formed as numpy forms it."""
     rng = _generator(pointers)
-    best_arm, best = -1, -np.inf
-    for arm in range(pulls.shape[1]):
-        draw = rng.beta(prior_alpha + successes[0, arm], prior_beta + pulls[0, arm] - successes[0, arm])
-        if mask[0, arm] and (best_arm < 0 or draw > best):
-            best_arm, best = arm, draw
-    return best_arm
+    shared = pulls.shape[0] == 1
+    for row in range(mask.shape[0]):
+        source = 0 if shared else row
+        best_arm, best = -1, -np.inf
+        for arm in range(mask.shape[1]):
+            draw = rng.beta(prior_alpha + successes[source, arm],
+                            prior_beta + pulls[source, arm] - successes[source, arm])
+            if mask[row, arm] and (best_arm < 0 or draw > best):
+                best_arm, best = arm, draw
+        out[row] = best_arm
 
 
-@numba.njit(cache=True)
+@numba.njit(nogil=True, cache=True)
 def random_tie_argmax(pointers, scores, mask):
     """Argmax over allowed arms, ties broken by one uniform key per arm (largest key wins)."""
     rng = _generator(pointers)
@@ -82,21 +93,25 @@ def random_tie_argmax(pointers, scores, mask):
     return best_arm
 
 
-@numba.njit(cache=True)
-def ucb1_argmax(pointers, pulls, reward_sums, mask):
-    """UCB1 choice for state row 0: untried arms first, ties broken at random."""
+@numba.njit(nogil=True, cache=True)
+def ucb1_argmax(pointers, pulls, reward_sums, mask, out):
+    """UCB1's choice per row, into ``out``: untried arms first, ties broken with K uniforms per row."""
+    shared = pulls.shape[0] == 1
     n_arms = pulls.shape[1]
-    total = 0.0
-    for arm in range(n_arms):
-        total += pulls[0, arm]
-    log_total = math.log(max(total, 1.0))
     scores = np.empty(n_arms)
-    for arm in range(n_arms):
-        if pulls[0, arm] > 0:
-            scores[arm] = reward_sums[0, arm] / pulls[0, arm] + math.sqrt(2.0 * log_total / pulls[0, arm])
-        else:
-            scores[arm] = np.inf
-    return random_tie_argmax(pointers, scores, mask[0])
+    for row in range(mask.shape[0]):
+        source = 0 if shared else row
+        total = 0.0
+        for arm in range(n_arms):
+            total += pulls[source, arm]
+        log_total = math.log(max(total, 1.0))
+        for arm in range(n_arms):
+            if pulls[source, arm] > 0:
+                scores[arm] = (reward_sums[source, arm] / pulls[source, arm]
+                               + math.sqrt(2.0 * log_total / pulls[source, arm]))
+            else:
+                scores[arm] = np.inf
+        out[row] = random_tie_argmax(pointers, scores, mask[row])
 
 
 @numba.njit(cache=True)

@@ -17,10 +17,9 @@ from .base import Policy, State, add_counts, batch_rows, count_state
 
 def beta_argmax(alpha: np.ndarray, beta: np.ndarray, rng: np.random.Generator, mask: np.ndarray) -> np.ndarray:
     """Arm of the largest Beta(alpha, beta) draw per row; alpha, beta (B, K), mask (n, K)."""
-    n = mask.shape[0]
     compiled = _jit.kernels()
-    if compiled is not None and n == 1 and alpha.shape[0] == 1:
-        return np.array([compiled.beta_argmax(_jit.generator_pointers(rng), alpha, beta, mask)])
+    if compiled is not None:
+        return _jit.choose_rows(compiled.beta_argmax, rng, mask, alpha, beta)
     draws = rng.beta(alpha, beta, size=mask.shape)
     return np.where(mask, draws, -np.inf).argmax(axis=1)
 
@@ -67,10 +66,9 @@ class ThompsonSampling(Policy):
 
     def sample(self, state, rng, mask, context=None):
         compiled = _jit.kernels()
-        pulls = state["pulls"]
-        if compiled is not None and mask.shape[0] == 1 and pulls.shape[0] == 1:
-            return np.array([compiled.bernoulli_thompson_argmax(
-                _jit.generator_pointers(rng), pulls, state["reward_sums"], self.prior_alpha, self.prior_beta, mask)])
+        if compiled is not None:
+            return _jit.choose_rows(compiled.bernoulli_thompson_argmax, rng, mask, state["pulls"],
+                                    state["reward_sums"], self.prior_alpha, self.prior_beta)
         return beta_argmax(*self.posterior(state), rng, mask)
 
     def update(self, state, arms, rewards, *, propensities=None, context=None):

@@ -70,9 +70,8 @@ class UCB1(IndexPolicy):
 
     def sample(self, state, rng, mask, context=None):
         compiled = _jit.kernels()
-        if compiled is not None and mask.shape[0] == 1 and state["pulls"].shape[0] == 1:
-            return np.array([compiled.ucb1_argmax(_jit.generator_pointers(rng), state["pulls"],
-                                                  state["reward_sums"], mask)])
+        if compiled is not None:
+            return _jit.choose_rows(compiled.ucb1_argmax, rng, mask, state["pulls"], state["reward_sums"])
         return super().sample(state, rng, mask, context)
 
 

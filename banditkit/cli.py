@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -65,3 +66,81 @@ def simulate(config: Path = typer.Argument(..., help="Experiment config (TOML), 
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(code=2) from error
     simulate_to_directory(experiment, out, workers=workers, console=console)
+
+
+# ---- offline evaluation -----------------------------------------------------------------------
+def _load_target(policy: str):
+    """A Bandit JSON (to_json), a policy spec JSON, an .npy array of probabilities, or a registry name."""
+    import json
+
+    import numpy as np
+
+    from . import Bandit
+    from .errors import InvalidParameterError
+    from .policies import make_policy
+
+    path = Path(policy)
+    if path.suffix == ".npy":
+        return np.load(path)
+    if path.suffix == ".json":
+        if not path.exists():
+            raise InvalidParameterError(f"policy file {policy!r} does not exist")
+        data = json.loads(path.read_text())
+        return Bandit.from_dict(data) if isinstance(data, dict) and "arms" in data else make_policy(data)
+    return make_policy(policy)
+
+
+@app.command()
+def evaluate(
+    log: Path = typer.Argument(..., help="Decision log: CSV or Parquet (e.g. the service's export)."),
+    policy: str = typer.Option(..., "--policy", "-p",
+                               help="Target: a Bandit JSON, a policy JSON {name, params}, an .npy array "
+                                    "of probabilities (n, K) or (n, K, L), or a policy name."),
+    estimators: Optional[str] = typer.Option(None, "--estimators", "-e",
+                                             help="Comma-separated estimators (default: all that apply)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the report as JSON here."),
+    n_bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the intervals."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the folds, replay draws and bootstrap."),
+    drop_unrewarded: bool = typer.Option(False, "--drop-unrewarded",
+                                         help="Skip decisions whose reward has not arrived yet."),
+    experiment: Optional[str] = typer.Option(None, "--experiment", help="Experiment to keep from a shared log."),
+) -> None:
+    """Estimate a policy's value from a logged policy's decisions, with intervals and diagnostics."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from .errors import BanditkitError
+    from .ope import evaluate as run_evaluation
+    from .ope import load_log
+
+    console = Console()
+    try:
+        with console.status("Evaluating..."):
+            data = load_log(log, drop_unrewarded=drop_unrewarded, experiment=experiment)
+            names = None if estimators is None else [name.strip() for name in estimators.split(",") if name.strip()]
+            report = run_evaluation(data, _load_target(policy), names, n_bootstrap=n_bootstrap, rng=seed)
+    except (BanditkitError, OSError, ValueError) as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(code=2) from None
+    table = Table(title=f"Offline evaluation of {Path(policy).name} on {log.name} ({data.n_rows} rows)")
+    for column in ("position", "estimator", "value", "95% bootstrap", "95% normal", "ESS", "max weight",
+                   "p < 1e-3"):
+        table.add_column(column, justify="left" if column in ("position", "estimator") else "right")
+    for row in report.rows():
+        table.add_row(str(row["position"]), row["estimator"], _number(row["value"]),
+                      f"[{_number(row['low'])}, {_number(row['high'])}]",
+                      f"[{_number(row['normal_low'])}, {_number(row['normal_high'])}]",
+                      f"{row['ess']:.0f}", _number(row["max_weight"]),
+                      "-" if row["tiny_propensity_share"] is None else f"{row['tiny_propensity_share']:.2%}")
+    console.print(table)
+    for warning in report.warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}")
+    if out is not None:
+        out.write_text(json.dumps(report.to_dict(), indent=2))
+        console.print(f"report written to {out}")
+
+
+def _number(value) -> str:
+    return "-" if value is None else f"{value:.5g}"

@@ -1,0 +1,25 @@
+"""Offline policy evaluation: the value of a target policy estimated from a logged policy's data.
+
+    report = bk.ope.evaluate(log, target, estimators=["replay", "ips", "snips", "dm", "dr"])
+    report["dr"].value, report["dr"].low, report["dr"].high, report["dr"].ess
+    report.to_frame()      # one row per estimator (pandas)
+
+See docs/ope.md for the estimators, the log format and an experiment on the Open Bandit Dataset.
+"""
+
+from __future__ import annotations
+
+from .bootstrap import poisson_bootstrap_sums
+from .estimators import clipped_ips, dm, dr, importance_weights, ips, replay, snips, switch_dr
+from .evaluation import ESTIMATORS, evaluate, model_features
+from .logs import LoggedData, load_log
+from .ranking import RankingDistribution, thompson_ranking_distribution
+from .report import Estimate, Report
+from .reward_model import RidgeRewardModel, cross_fit_predictions
+
+__all__ = [
+    "evaluate", "ESTIMATORS", "model_features", "Report", "Estimate", "LoggedData", "load_log",
+    "replay", "ips", "clipped_ips", "snips", "dm", "dr", "switch_dr", "importance_weights",
+    "RidgeRewardModel", "cross_fit_predictions", "poisson_bootstrap_sums",
+    "thompson_ranking_distribution", "RankingDistribution",
+]

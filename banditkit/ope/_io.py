@@ -1,0 +1,142 @@
+"""Read a decision log into named numpy columns, whatever it arrived as.
+
+Sources: a CSV or Parquet path, a pandas / polars DataFrame or a pyarrow
+Table (duck-typed, never imported here), or a mapping of column name to
+array. pyarrow reads Parquet (and CSV quickly when present); it is imported
+only when needed, with an error naming the ``banditkit[io]`` extra.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BanditkitError, InvalidParameterError, InvalidTypeError
+
+Columns = dict[str, np.ndarray]
+
+
+def read_columns(source) -> Columns:
+    """Columns of ``source`` as numpy arrays (numbers as float/int, text as object arrays)."""
+    if isinstance(source, (str, Path)):
+        return _read_path(Path(source))
+    if isinstance(source, Mapping):
+        return {str(name): _to_numpy(values) for name, values in source.items()}
+    names = _column_names(source)
+    if names is None:
+        raise InvalidTypeError(
+            "log must be a path, a DataFrame, a pyarrow Table or a mapping of column -> array, "
+            f"got {type(source).__name__}")
+    return {str(name): _to_numpy(_column(source, name)) for name in names}
+
+
+def _column_names(frame) -> list[str] | None:
+    if hasattr(frame, "column_names"):            # pyarrow.Table
+        return list(frame.column_names)
+    if hasattr(frame, "columns") and hasattr(frame, "__getitem__"):   # pandas, polars
+        return [str(name) for name in frame.columns]
+    return None
+
+
+def _column(frame, name):
+    if hasattr(frame, "column_names"):
+        return frame.column(name)
+    return frame[name]
+
+
+def _to_numpy(values) -> np.ndarray:
+    """A column as a numpy array; list columns become object arrays of lists."""
+    if isinstance(values, np.ndarray):
+        return values
+    if hasattr(values, "combine_chunks"):           # pyarrow.ChunkedArray
+        values = values.combine_chunks()
+    if hasattr(values, "to_pylist") and hasattr(values, "type"):   # pyarrow.Array
+        return _arrow_to_numpy(values)
+    if hasattr(values, "to_list") and hasattr(values, "dtype") and str(values.dtype).startswith("List"):
+        return _object_array(values.to_list())      # polars list column
+    if hasattr(values, "to_numpy"):                 # pandas / polars Series
+        array = values.to_numpy()
+        if array.dtype.kind == "O" or array.dtype.kind in "UT" or str(array.dtype).startswith("str"):
+            return _object_array(list(array))
+        return np.asarray(array)
+    array = np.asarray(values)
+    return _object_array(list(values)) if array.dtype.kind in "OU" else array
+
+
+def _arrow_to_numpy(array) -> np.ndarray:
+    import pyarrow as pa
+
+    kind = array.type
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
+        return _object_array(array.to_pylist())
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_dictionary(kind):
+        return _object_array(array.to_pylist())
+    if array.null_count and (pa.types.is_integer(kind) or pa.types.is_boolean(kind)):
+        return np.array([math.nan if v is None else float(v) for v in array.to_pylist()])
+    return array.to_numpy(zero_copy_only=False)
+
+
+def _object_array(items: list) -> np.ndarray:
+    out = np.empty(len(items), dtype=object)
+    out[:] = items
+    return out
+
+
+def _read_path(path: Path) -> Columns:
+    if not path.exists():
+        raise InvalidParameterError(f"log file {str(path)!r} does not exist")
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        parquet = _pyarrow_module("pyarrow.parquet", "read a Parquet log")
+        return read_columns(parquet.read_table(path))
+    if suffix in (".csv", ".txt"):
+        return read_csv(path)
+    raise InvalidParameterError(f"log file must end in .csv or .parquet, got {path.name!r}")
+
+
+def _pyarrow_module(name: str, purpose: str):
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError as error:
+        raise BanditkitError(f"pyarrow is needed to {purpose}: pip install 'banditkit[io]'") from error
+
+
+def read_csv(path: Path) -> Columns:
+    """Read a CSV with pyarrow when installed, else with the standard library (numbers parsed per column)."""
+    try:
+        import pyarrow.csv as pa_csv
+    except ImportError:
+        pa_csv = None
+    if pa_csv is not None:
+        return read_columns(pa_csv.read_csv(path))
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    if not rows:
+        raise InvalidParameterError(f"log file {str(path)!r} is empty")
+    header, body = rows[0], rows[1:]
+    return {name: _parse_text_column([row[j] if j < len(row) else "" for row in body])
+            for j, name in enumerate(header)}
+
+
+def _parse_text_column(texts: list[str]) -> np.ndarray:
+    """Integers, else floats (empty -> NaN), else the text itself."""
+    for parse in (_parse_ints, _parse_floats):
+        try:
+            return parse(texts)
+        except ValueError:
+            continue
+    return _object_array(texts)
+
+
+def _parse_ints(texts: list[str]) -> np.ndarray:
+    return np.array([int(text) for text in texts], dtype=np.int64)
+
+
+def _parse_floats(texts: list[str]) -> np.ndarray:
+    return np.array([float(text) if text.strip() else math.nan for text in texts], dtype=np.float64)

@@ -1,0 +1,251 @@
+"""Off-policy estimators on plain arrays, each a ratio of two sums over logged rows.
+
+With importance weight ``w_i = pi(a_i | x_i) / mu_i`` (target over logged propensity) and a reward
+model ``q(x, a)``, the estimators are
+
+* ``replay``      sum r_i [A_i = a_i] / sum [A_i = a_i], A_i drawn from the target (Li et al. 2011);
+* ``ips``         mean w_i r_i (Horvitz & Thompson 1952);
+* ``clipped_ips`` mean min(w_i, M) r_i (Bottou et al. 2013);
+* ``snips``       sum w_i r_i / sum w_i (Swaminathan & Joachims 2015);
+* ``dm``          mean sum_a pi(a | x_i) q(x_i, a);
+* ``dr``          dm_i + w_i (r_i - q(x_i, a_i)) (Dudik et al. 2011);
+* ``switch_dr``   dm_i + w_i (r_i - q(x_i, a_i)) [w_i <= M] (Wang et al. 2017).
+
+Each public function returns an :class:`Estimate` with a Poisson-bootstrap percentile interval,
+a normal (delta-method) interval and weight diagnostics.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._validation import check_int, check_real
+from ..errors import InvalidParameterError
+from ..policies.base import categorical
+from .bootstrap import percentile_interval, poisson_bootstrap_sums, ratio_replicates
+from .report import Estimate
+
+TINY_PROPENSITY = 1e-3
+
+
+@dataclass(frozen=True, eq=False)
+class Terms:
+    """Per-row numerator and denominator (None: a plain mean) plus what the diagnostics need."""
+
+    name: str
+    numerator: np.ndarray
+    denominator: np.ndarray | None = None
+    weights: np.ndarray | None = None
+    propensities: np.ndarray | None = None
+
+    def subset(self, rows: np.ndarray) -> Terms:
+        def take(array):
+            return None if array is None else array[rows]
+        return Terms(self.name, self.numerator[rows], take(self.denominator), take(self.weights),
+                     take(self.propensities))
+
+
+def as_rng(rng) -> np.random.Generator:
+    """A Generator from a Generator or a seed (entry points only)."""
+    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+
+
+def importance_weights(propensities, target_probs, arms=None) -> np.ndarray:
+    """``pi(a_i | x_i) / mu_i``; ``target_probs`` is (n,) for the logged arms or (n, K) with ``arms``."""
+    target_probs = np.asarray(target_probs, dtype=np.float64)
+    if target_probs.ndim == 2:
+        target_probs = logged_entries(target_probs, np.asarray(arms))
+    return target_probs / np.asarray(propensities, dtype=np.float64)
+
+
+def logged_entries(matrix: np.ndarray, arms: np.ndarray) -> np.ndarray:
+    """``matrix[i, arms[i]]`` for every row, shape (n,); a flat gather when the matrix is contiguous."""
+    if matrix.flags.c_contiguous:
+        return np.take(matrix.reshape(-1), np.arange(arms.shape[0]) * matrix.shape[1] + arms)
+    return np.take_along_axis(matrix, arms[:, None], axis=1)[:, 0]
+
+
+# ---- per-row terms ----------------------------------------------------------------------------
+def replay_terms(rewards, arms, propensities, target_probs, rng: np.random.Generator) -> Terms:
+    target_arms = categorical(np.asarray(target_probs, dtype=np.float64), rng)
+    accepted = (target_arms == np.asarray(arms)).astype(np.float64)
+    return Terms("replay", accepted * rewards, accepted, accepted, np.asarray(propensities, dtype=np.float64))
+
+
+def ips_terms(rewards, propensities, target_probs, arms=None, *, max_weight: float = math.inf,
+              name: str = "ips") -> Terms:
+    weights = np.minimum(importance_weights(propensities, target_probs, arms), max_weight)
+    return Terms(name, weights * rewards, None, weights, np.asarray(propensities, dtype=np.float64))
+
+
+def snips_terms(rewards, propensities, target_probs, arms=None) -> Terms:
+    weights = importance_weights(propensities, target_probs, arms)
+    return Terms("snips", weights * rewards, weights, weights, np.asarray(propensities, dtype=np.float64))
+
+
+def dm_terms(target_probs, predicted_rewards) -> Terms:
+    return Terms("dm", np.einsum("nk,nk->n", target_probs, predicted_rewards))
+
+
+def dr_terms(rewards, propensities, target_probs, arms, predicted_rewards, *, max_weight: float = math.inf,
+             name: str = "dr") -> Terms:
+    arms = np.asarray(arms)
+    weights = importance_weights(propensities, target_probs, arms)
+    logged_prediction = logged_entries(predicted_rewards, arms)
+    kept = np.where(weights <= max_weight, weights, 0.0)
+    direct = np.einsum("nk,nk->n", target_probs, predicted_rewards)
+    return Terms(name, direct + kept * (rewards - logged_prediction), None, kept,
+                 np.asarray(propensities, dtype=np.float64))
+
+
+# ---- from terms to an estimate ----------------------------------------------------------------
+def finish(terms_list: list[Terms], rng: np.random.Generator, n_bootstrap: int = 1000,
+           confidence: float = 0.95) -> list[Estimate]:
+    """Estimates of several estimators on the same rows, their intervals from one shared bootstrap."""
+    sums = None
+    if n_bootstrap:
+        n_rows = terms_list[0].numerator.shape[0]
+        columns = np.empty((n_rows, 2 * len(terms_list)))
+        for j, terms in enumerate(terms_list):
+            columns[:, 2 * j] = terms.numerator
+            columns[:, 2 * j + 1] = 1.0 if terms.denominator is None else terms.denominator
+        sums = poisson_bootstrap_sums(columns, n_bootstrap, rng)
+    return [_estimate(terms, None if sums is None else sums[:, 2 * j:2 * j + 2], confidence)
+            for j, terms in enumerate(terms_list)]
+
+
+def _estimate(terms: Terms, sums: np.ndarray | None, confidence: float) -> Estimate:
+    from scipy.special import ndtri
+
+    numerator, denominator = terms.numerator, terms.denominator
+    n_rows = numerator.shape[0]
+    total = float(n_rows) if denominator is None else denominator.sum()
+    value = float(numerator.sum() / total) if total != 0 else math.nan
+    if n_rows > 1 and total != 0:
+        residual = numerator - value * (1.0 if denominator is None else denominator)
+        std_error = float(math.sqrt(n_rows / (n_rows - 1) * (residual @ residual)) / abs(total))
+    else:
+        std_error = math.nan
+    z = float(ndtri(0.5 + confidence / 2))
+    low, high = percentile_interval(ratio_replicates(sums, 0, 1), confidence) if sums is not None \
+        else (math.nan, math.nan)
+    weights, propensities = terms.weights, terms.propensities
+    if weights is None:
+        ess, max_weight = float(n_rows), None
+    else:
+        square = weights @ weights
+        ess = float(weights.sum() ** 2 / square) if square > 0 else 0.0
+        max_weight = float(weights.max()) if n_rows else math.nan
+    tiny = None if propensities is None else float((propensities < TINY_PROPENSITY).mean())
+    return Estimate(terms.name, value, low, high, value - z * std_error, value + z * std_error, std_error,
+                    ess, max_weight, tiny, n_rows, confidence)
+
+
+def _one(terms: Terms, rng, n_bootstrap: int, confidence: float) -> Estimate:
+    n_bootstrap = check_int("n_bootstrap", n_bootstrap, low=0)
+    confidence = check_real("confidence", confidence, low=0.0, high=1.0, low_open=True, high_open=True)
+    return finish([terms], as_rng(rng), n_bootstrap, confidence)[0]
+
+
+# ---- public estimators --------------------------------------------------------------------------
+def check_arrays(rewards=None, propensities=None, target_probs=None, arms=None, predicted_rewards=None):
+    """Validate user arrays once: finite, matching rows, propensities in (0, 1], arms within K."""
+    out, n_rows = {}, None
+    for name, value in (("rewards", rewards), ("propensities", propensities), ("target_probs", target_probs),
+                        ("predicted_rewards", predicted_rewards)):
+        if value is None:
+            continue
+        array = np.asarray(value, dtype=np.float64)
+        if not np.isfinite(array.sum()) and not np.isfinite(array).all():   # one cheap pass when clean
+            index = tuple(int(i) for i in np.argwhere(~np.isfinite(array))[0])
+            raise InvalidParameterError(f"{name} must be finite, got {float(array[index])!r} at row {index[0]}")
+        if n_rows is not None and array.shape[0] != n_rows:
+            raise InvalidParameterError(f"{name} has {array.shape[0]} rows, expected {n_rows}")
+        n_rows = array.shape[0]
+        out[name] = array
+    if propensities is not None:
+        bad = ~((out["propensities"] > 0) & (out["propensities"] <= 1))
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            value = float(out["propensities"][row])
+            raise InvalidParameterError(f"propensities must be in (0, 1], got {value!r} at row {row}")
+    if arms is not None:
+        arms = np.asarray(arms)
+        width = out["target_probs"].shape[1] if out.get("target_probs", np.empty((0, 0))).ndim == 2 else None
+        if arms.dtype.kind not in "iu" or (arms < 0).any() or (width is not None and (arms >= width).any()):
+            raise InvalidParameterError(f"arms must be integer column indices of target_probs, got {arms[:5]}")
+        if arms.shape[0] != n_rows:
+            raise InvalidParameterError(f"arms has {arms.shape[0]} rows, expected {n_rows}")
+        out["arms"] = arms
+    elif "target_probs" in out and out["target_probs"].ndim == 2 and rewards is not None:
+        raise InvalidParameterError("target_probs of shape (n, K) needs arms= (the logged arm per row)")
+    return out
+
+
+def replay(rewards, arms, propensities, target_probs, *, rng=0, n_bootstrap: int = 1000,
+           confidence: float = 0.95) -> Estimate:
+    """Li et al. (2011) replay: keep the rows where the target's own draw matches the logged arm.
+
+    Unbiased only for logs of a uniform-random policy; ``target_probs`` (n, K); ``rng`` draws the
+    target's arm per row (a seed or a Generator) and then the bootstrap.
+    """
+    rng = as_rng(rng)
+    a = check_arrays(rewards, propensities, target_probs, arms)
+    terms = replay_terms(a["rewards"], a["arms"], a["propensities"], a["target_probs"], rng)
+    return _one(terms, rng, n_bootstrap, confidence)
+
+
+def ips(rewards, propensities, target_probs, arms=None, *, rng=0, n_bootstrap: int = 1000,
+        confidence: float = 0.95) -> Estimate:
+    """Inverse propensity scoring: mean of w_i r_i. ``target_probs`` (n,) or (n, K) with ``arms`` (n,).
+
+    >>> est = ips([1.0, 0.0, 1.0, 1.0], [0.5, 0.5, 0.25, 0.5], [1.0, 0.0, 0.5, 0.0])
+    >>> est.value, est.max_weight
+    (1.0, 2.0)
+    """
+    a = check_arrays(rewards, propensities, target_probs, arms)
+    return _one(ips_terms(a["rewards"], a["propensities"], a["target_probs"], a.get("arms")), rng, n_bootstrap,
+                confidence)
+
+
+def clipped_ips(rewards, propensities, target_probs, arms=None, *, max_weight: float = 100.0, rng=0,
+                n_bootstrap: int = 1000, confidence: float = 0.95) -> Estimate:
+    """IPS with weights capped at ``max_weight``: less variance, a downward bias on capped rows."""
+    a = check_arrays(rewards, propensities, target_probs, arms)
+    terms = ips_terms(a["rewards"], a["propensities"], a["target_probs"], a.get("arms"), max_weight=max_weight,
+                      name="clipped_ips")
+    return _one(terms, rng, n_bootstrap, confidence)
+
+
+def snips(rewards, propensities, target_probs, arms=None, *, rng=0, n_bootstrap: int = 1000,
+          confidence: float = 0.95) -> Estimate:
+    """Self-normalised IPS: sum w_i r_i / sum w_i; invariant to rescaling all propensities."""
+    a = check_arrays(rewards, propensities, target_probs, arms)
+    return _one(snips_terms(a["rewards"], a["propensities"], a["target_probs"], a.get("arms")), rng, n_bootstrap,
+                confidence)
+
+
+def dm(target_probs, predicted_rewards, *, rng=0, n_bootstrap: int = 1000, confidence: float = 0.95) -> Estimate:
+    """Direct method: the reward model averaged over the target's distribution, both (n, K)."""
+    a = check_arrays(target_probs=target_probs, predicted_rewards=predicted_rewards)
+    return _one(dm_terms(a["target_probs"], a["predicted_rewards"]), rng, n_bootstrap, confidence)
+
+
+def dr(rewards, propensities, target_probs, arms, predicted_rewards, *, rng=0, n_bootstrap: int = 1000,
+       confidence: float = 0.95) -> Estimate:
+    """Doubly robust: DM plus the importance-weighted residual of the logged arm."""
+    a = check_arrays(rewards, propensities, target_probs, arms, predicted_rewards)
+    terms = dr_terms(a["rewards"], a["propensities"], a["target_probs"], a["arms"], a["predicted_rewards"])
+    return _one(terms, rng, n_bootstrap, confidence)
+
+
+def switch_dr(rewards, propensities, target_probs, arms, predicted_rewards, *, max_weight: float = 20.0,
+              rng=0, n_bootstrap: int = 1000, confidence: float = 0.95) -> Estimate:
+    """DR on rows with weight <= ``max_weight``, the reward model alone on the others."""
+    a = check_arrays(rewards, propensities, target_probs, arms, predicted_rewards)
+    terms = dr_terms(a["rewards"], a["propensities"], a["target_probs"], a["arms"], a["predicted_rewards"],
+                     max_weight=max_weight, name="switch_dr")
+    return _one(terms, rng, n_bootstrap, confidence)

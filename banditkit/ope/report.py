@@ -1,0 +1,77 @@
+"""What an evaluation returns: one Estimate per estimator, gathered in a Report."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+from ..errors import BanditkitError
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """An estimate of the target policy's value with its 95% intervals and diagnostics.
+
+    ``low``/``high``: Poisson-bootstrap percentile interval; ``normal_low``/``normal_high``: value
+    +- z * std_error. ``ess``: effective sample size (sum w)^2 / sum w^2 of the importance weights
+    the estimator applies (n for DM, accepted rows for replay); ``max_weight``: the largest weight
+    (None when the estimator applies none); ``tiny_propensity_share``: share of rows whose logged
+    propensity is below 1e-3 (None when the estimator does not use propensities).
+    """
+
+    estimator: str
+    value: float
+    low: float
+    high: float
+    normal_low: float
+    normal_high: float
+    std_error: float
+    ess: float
+    max_weight: float | None
+    tiny_propensity_share: float | None
+    n_rows: int
+    confidence: float = 0.95
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready values (NaN becomes None)."""
+        return {key: None if isinstance(value, float) and math.isnan(value) else value
+                for key, value in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class Report:
+    """Estimates by estimator name; ``by_position[l]`` holds the estimates on the rows of slot l."""
+
+    estimates: dict[str, Estimate]
+    by_position: dict[int, dict[str, Estimate]] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+    def __getitem__(self, name: str) -> Estimate:
+        try:
+            return self.estimates[name]
+        except KeyError:
+            raise KeyError(f"no estimate {name!r}; the report holds {list(self.estimates)}") from None
+
+    def __iter__(self):
+        return iter(self.estimates)
+
+    def __len__(self) -> int:
+        return len(self.estimates)
+
+    def rows(self) -> list[dict]:
+        """One dict per estimate (whole log first, then each position), ready for a table or JSON."""
+        out = [{"position": "all", **estimate.to_dict()} for estimate in self.estimates.values()]
+        for position, estimates in sorted(self.by_position.items()):
+            out += [{"position": position, **estimate.to_dict()} for estimate in estimates.values()]
+        return out
+
+    def to_dict(self) -> dict:
+        return {"estimates": self.rows(), "warnings": list(self.warnings)}
+
+    def to_frame(self):
+        """A pandas DataFrame with one row per estimator (and per position for position-based logs)."""
+        try:
+            import pandas as pd
+        except ImportError as error:
+            raise BanditkitError("to_frame needs pandas: pip install pandas (or use report.rows())") from error
+        return pd.DataFrame(self.rows())

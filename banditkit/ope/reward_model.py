@@ -1,0 +1,150 @@
+"""Reward models for DM, DR and Switch-DR, fit with K-fold cross-fitting.
+
+The default is ridge regression per arm in closed form: per-arm sufficient
+statistics ``A_k = X_k^T X_k`` and ``b_k = X_k^T (r_k - mean)`` are sums, so the
+statistics of every (fold, arm) pair come from one vectorized pass and "fit on
+all folds but f" is ``total - fold f`` (shrinkage pulls each arm towards the
+training mean, so an arm with no rows predicts that mean). Any scikit-learn
+regressor (``predict``) or classifier (``predict_proba``, the probability of
+the largest class, e.g. a click) works too, one clone per (fold, arm).
+Cross-fitting (Chernozhukov et al. 2018) means no row is ever predicted by a
+model that saw its reward.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._validation import check_int, check_real
+from ..errors import InvalidParameterError, InvalidTypeError
+
+
+class RidgeRewardModel:
+    """Per-arm ridge regression with penalty ``l2`` towards the training mean reward.
+
+    Examples
+    --------
+    >>> x = np.array([[0.0], [1.0], [0.0], [1.0]])
+    >>> model = RidgeRewardModel(l2=1e-9).fit(x, np.array([0, 0, 1, 1]), np.array([0.0, 1.0, 1.0, 1.0]), 2)
+    >>> model.predict(np.array([[0.5]])).round(6).tolist()
+    [[0.5, 1.0]]
+    """
+
+    def __init__(self, l2: float = 1.0):
+        self.l2 = check_real("l2", l2, low=0.0, low_open=True)
+
+    def fit(self, features: np.ndarray, arms: np.ndarray, rewards: np.ndarray, n_arms: int) -> RidgeRewardModel:
+        gram, moments = ridge_statistics(features, arms, rewards, np.zeros_like(arms), n_arms, 1)
+        self.mean_ = _mean_from(gram[0], moments[0])
+        self.coefficients_ = solve_ridge(gram[0], moments[0], self.l2, self.mean_)
+        return self
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        return _design(features) @ self.coefficients_.T + self.mean_
+
+
+def ridge_statistics(features, arms, rewards, groups, n_arms: int, n_groups: int):
+    """Per (group, arm) Gram matrices ``X^T X`` (G, K, p, p) and moments ``X^T r`` (G, K, p).
+
+    ``X`` is the design ``[1, features]``; each entry is one weighted ``bincount`` over the rows,
+    a sequential pass with no gathering of rows.
+    """
+    width = features.shape[1] + 1
+    size = n_groups * n_arms
+    cell = groups * n_arms + arms
+
+    def column(p):
+        return None if p == 0 else features[:, p - 1]
+
+    def cell_sums(*factors):
+        factors = [f for f in factors if f is not None]
+        weights = factors[0] * factors[1] if len(factors) == 2 else (factors[0] if factors else None)
+        return np.bincount(cell, weights=weights, minlength=size)
+
+    gram = np.empty((size, width, width))
+    for p in range(width):
+        for q in range(p, width):
+            gram[:, p, q] = gram[:, q, p] = cell_sums(column(p), column(q))
+    moments = np.stack([cell_sums(column(p), rewards) for p in range(width)], axis=1)
+    return gram.reshape(n_groups, n_arms, width, width), moments.reshape(n_groups, n_arms, width)
+
+
+def solve_ridge(gram: np.ndarray, moments: np.ndarray, l2: float, mean: float) -> np.ndarray:
+    """Coefficients (K, p) of ridge towards ``mean``: (A + l2 I) w = X^T (r - mean) per arm."""
+    width = gram.shape[-1]
+    centred = moments - mean * gram[..., 0]     # column 0 of the Gram matrix is X^T 1
+    return np.linalg.solve(gram + l2 * np.eye(width), centred[..., None])[..., 0]
+
+
+def _mean_from(gram: np.ndarray, moments: np.ndarray) -> float:
+    rows = gram[..., 0, 0].sum()
+    return float(moments[..., 0].sum() / rows) if rows > 0 else 0.0
+
+
+def _design(features: np.ndarray) -> np.ndarray:
+    """Features with a leading column of ones."""
+    return np.column_stack([np.ones(features.shape[0]), features])
+
+
+def cross_fit_predictions(model, features: np.ndarray | None, arms: np.ndarray, rewards: np.ndarray,
+                          n_arms: int, rng: np.random.Generator, n_folds: int = 5) -> np.ndarray:
+    """Out-of-fold predicted reward of every arm on every row, shape (n, K).
+
+    ``model`` is a :class:`RidgeRewardModel` or a scikit-learn regressor/classifier; rows are split
+    into ``n_folds`` (at most n) random folds with ``rng`` and each fold is predicted by a model fit on the others.
+    """
+    n_rows = arms.shape[0]
+    n_folds = min(check_int("n_folds", n_folds, low=2), n_rows)   # at most one fold per row
+    if n_folds < 2:
+        raise InvalidParameterError(f"cross-fitting needs at least 2 logged rows, got {n_rows}")
+    if features is None:
+        features = np.zeros((n_rows, 0))
+    folds = rng.permutation(n_rows) % n_folds      # a uniformly random balanced split
+    if isinstance(model, RidgeRewardModel):
+        return _cross_fit_ridge(model.l2, features, arms, rewards, folds, n_arms, n_folds)
+    if not hasattr(model, "fit") or not (hasattr(model, "predict") or hasattr(model, "predict_proba")):
+        raise InvalidTypeError(f"reward_model must be a RidgeRewardModel or a scikit-learn estimator, got {model!r}")
+    return _cross_fit_estimator(model, features, arms, rewards, folds, n_arms, n_folds)
+
+
+def _cross_fit_ridge(l2, features, arms, rewards, folds, n_arms, n_folds, chunk: int = 16_384) -> np.ndarray:
+    """Statistics per (fold, arm) in one pass; fold f is predicted by "total - fold f"."""
+    gram, moments = ridge_statistics(features, arms, rewards, folds, n_arms, n_folds)
+    train_gram, train_moments = gram.sum(axis=0) - gram, moments.sum(axis=0) - moments     # (F, K, ...)
+    slopes, offsets = [], []
+    for fold in range(n_folds):
+        mean = _mean_from(train_gram[fold], train_moments[fold])
+        coefficients = solve_ridge(train_gram[fold], train_moments[fold], l2, mean)      # (K, 1 + d)
+        slopes.append(np.ascontiguousarray(coefficients[:, 1:].T))
+        offsets.append(coefficients[:, 0] + mean)
+    predictions = np.empty((arms.shape[0], n_arms))
+    # Chunks of rows small enough to stay in cache while every fold writes its rows of the chunk.
+    for start in range(0, arms.shape[0], chunk):
+        chunk_folds, chunk_features = folds[start:start + chunk], features[start:start + chunk]
+        out = predictions[start:start + chunk]
+        for fold in range(n_folds):
+            rows = np.flatnonzero(chunk_folds == fold)
+            out[rows] = chunk_features[rows] @ slopes[fold] + offsets[fold]
+    return predictions
+
+
+def _cross_fit_estimator(model, features, arms, rewards, folds, n_arms, n_folds) -> np.ndarray:
+    from sklearn.base import clone
+
+    classifier = hasattr(model, "predict_proba")
+    predictions = np.empty((arms.shape[0], n_arms))
+    for fold in range(n_folds):
+        test, train = folds == fold, folds != fold
+        fallback = rewards[train].mean() if train.any() else 0.0
+        for arm in range(n_arms):
+            rows = train & (arms == arm)
+            values = np.unique(rewards[rows])
+            if values.shape[0] < 2:   # nothing to learn: the constant it saw, or the fold mean
+                predictions[test, arm] = values[0] if values.shape[0] else fallback
+                continue
+            fitted = clone(model).fit(features[rows], rewards[rows])
+            if classifier:   # expected reward: class probabilities times the class values
+                predictions[test, arm] = fitted.predict_proba(features[test]) @ fitted.classes_.astype(float)
+            else:
+                predictions[test, arm] = fitted.predict(features[test])
+    return predictions

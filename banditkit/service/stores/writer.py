@@ -1,0 +1,131 @@
+"""Group commit: one thread owns the SQLite write connection and commits many requests at once.
+
+A request hands its write (a *job*: a function of the connection) to the
+writer and waits on a future. The writer takes every job that is queued (and,
+with ``interval_s`` > 0, those arriving within that time), runs each inside a
+savepoint of one transaction, commits once, and only then completes the
+futures. So a request is answered only after its write is durable, and the
+cost of a commit (one fsync with ``synchronous=FULL``) is shared by all the
+requests of the group.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+#: A job gets the connection and a function to register a hook to run after the commit.
+Job = Callable[[sqlite3.Connection, Callable[[Callable[[], None]], None]], Any]
+MAX_GROUP = 4096
+logger = logging.getLogger("banditkit.service")
+_STOP = object()
+
+
+class GroupCommitWriter:
+    """Runs jobs on one SQLite connection in a background thread, committing them in groups."""
+
+    def __init__(self, connect: Callable[[], sqlite3.Connection], interval_s: float = 0.0) -> None:
+        self._connect = connect
+        self._interval_s = interval_s
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="banditkit-sqlite-writer", daemon=True)
+        self._closed = False
+        self.groups_committed = 0
+        self.jobs_committed = 0
+        self._thread.start()
+
+    def submit(self, job: Job) -> Future:
+        """Queue ``job``; the future gives its result once its transaction has committed."""
+        future: Future = Future()
+        if self._closed:
+            future.set_exception(RuntimeError("the store is closed"))
+        else:
+            self._queue.put((job, future))
+        return future
+
+    def close(self) -> None:
+        """Commit what is queued, then stop the thread."""
+        if not self._closed:
+            self._closed = True
+            self._queue.put(_STOP)
+            self._thread.join()
+
+    # ---- the writer thread ---------------------------------------------------
+    def _run(self) -> None:
+        connection = self._connect()
+        try:
+            stopping = False
+            while not stopping:
+                first = self._queue.get()
+                if first is _STOP:
+                    break
+                group, stopping = self._gather(first)
+                self._commit(connection, group)
+        finally:
+            connection.close()
+
+    def _gather(self, first) -> tuple[list, bool]:
+        group = [first]
+        deadline = time.monotonic() + self._interval_s
+        while len(group) < MAX_GROUP:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    item = self._queue.get(timeout=remaining)
+                except queue.Empty:
+                    break
+            if item is _STOP:
+                return group, True
+            group.append(item)
+        return group, False
+
+    def _commit(self, connection: sqlite3.Connection, group: list) -> None:
+        outcomes, hooks = [], []
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as error:
+            for _, future in group:
+                future.set_exception(error)
+            return
+        for job, future in group:
+            job_hooks: list[Callable[[], None]] = []
+            connection.execute("SAVEPOINT job")
+            try:
+                result = job(connection, job_hooks.append)
+                connection.execute("RELEASE job")
+                outcomes.append((future, result, None))
+                hooks.extend(job_hooks)
+            except Exception as error:  # one bad job must not sink its group
+                connection.execute("ROLLBACK TO job")
+                connection.execute("RELEASE job")
+                outcomes.append((future, None, error))
+        try:
+            connection.execute("COMMIT")
+        except sqlite3.Error as error:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            for future, _, _ in outcomes:
+                future.set_exception(error)
+            return
+        self.groups_committed += 1
+        self.jobs_committed += len(group)
+        for hook in hooks:
+            try:
+                hook()
+            except Exception:  # the write is committed; a failing hook must not hold requests
+                logger.exception("after-commit hook failed")
+        for future, result, error in outcomes:
+            if error is None:
+                future.set_result(result)
+            else:
+                future.set_exception(error)

@@ -122,12 +122,14 @@ def test_models_snapshots_and_events(store):
     assert [e["kind"] for e in store.events("hero")] == ["create", "snapshot", "arms"]
 
 
-def test_sticky_assignments_keep_the_first(store):
+def test_sticky_assignments_are_stored_with_their_decision(store):
     store.create_experiment(make_experiment(), {"kind": "create"}).result()
     first = Assignment("a", 0.25, {"a": 0.25, "b": 0.75})
     store.append_decisions([decision(0, unit="u1")], {"u1": first}).result()
-    store.append_decisions([decision(1, unit="u1", arm="b")], {"u1": Assignment("b", 0.75, {})}).result()
     assert store.get_assignment("hero", "u1") == first
+    second = Assignment("b", 0.75, {"a": 0.25, "b": 0.75})   # after "a" was disabled
+    store.append_decisions([decision(1, unit="u1", arm="b")], {"u1": second}).result()
+    assert store.get_assignment("hero", "u1") == second
     assert store.get_assignment("hero", "u2") is None
 
 

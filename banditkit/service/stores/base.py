@@ -69,7 +69,7 @@ class RewardOutcome:
 
 @dataclass(frozen=True, slots=True)
 class Assignment:
-    """The arm a unit got first, kept for sticky experiments."""
+    """The arm a unit keeps in a sticky experiment (while that arm is active)."""
 
     arm: str
     propensity: float
@@ -140,7 +140,7 @@ class Store(ABC):
     @abstractmethod
     def append_decisions(self, rows: list[DecisionRecord],
                          assignments: dict[str, Assignment] | None = None) -> Future:
-        """Append decisions (and first sticky assignments by unit); durable when the future completes."""
+        """Append decisions (and set sticky assignments by unit); durable when the future completes."""
 
     @abstractmethod
     def get_decision(self, decision_id: str) -> DecisionRecord | None: ...

@@ -79,7 +79,7 @@ class MemoryStore(Store):
                 self._log[row.experiment].append(row.decision_id)
             if rows and assignments:
                 for unit, assignment in assignments.items():
-                    self._assignments.setdefault((rows[0].experiment, unit), assignment)
+                    self._assignments[(rows[0].experiment, unit)] = assignment
         return completed()
 
     def get_decision(self, decision_id: str) -> DecisionRecord | None:

@@ -151,7 +151,7 @@ class SQLiteStore(Store):
             db.executemany(f"INSERT INTO decisions ({_DECISION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                            values)
             if sticky:
-                db.executemany("INSERT OR IGNORE INTO assignments VALUES (?, ?, ?, ?, ?)", sticky)
+                db.executemany("INSERT OR REPLACE INTO assignments VALUES (?, ?, ?, ?, ?)", sticky)
         return self._writer.submit(job)
 
     def get_decision(self, decision_id: str) -> DecisionRecord | None:

@@ -75,3 +75,16 @@ def check_contexts(name: str, contexts, n_features: int) -> np.ndarray:
         row, column = (int(i) for i in np.argwhere(bad)[0])
         raise InvalidParameterError(f"{name} must be finite, got {array[row, column]!r} at row {row}, feature {column}")
     return array
+
+
+def check_reward(name: str, value, bounds: tuple[float, float]) -> float:
+    """One reward as a float: a finite real number inside ``bounds``, or a clear error."""
+    if type(value) is not float:
+        if isinstance(value, bool) or not isinstance(value, Real):
+            raise InvalidTypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+        value = float(value)
+    if not math.isfinite(value):
+        raise InvalidParameterError(f"{name} must be finite, got {value!r}")
+    if not bounds[0] <= value <= bounds[1]:
+        raise InvalidParameterError(f"{name} must be in [{bounds[0]}, {bounds[1]}] for this policy, got {value!r}")
+    return value

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import InvalidParameterError, InvalidTypeError
-from .base import Policy, State
+from .base import Policy, State, parameter_names
 
 REGISTRY: dict[str, type[Policy]] = {}
 
@@ -36,9 +36,7 @@ def make_policy(spec: Policy | str | dict[str, Any]) -> Policy:
     if not isinstance(params, dict):
         raise InvalidTypeError(f"policy params must be a dict, got {type(params).__name__}")
     cls = REGISTRY[name]
-    import inspect
-
-    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    accepted = set(parameter_names(cls))
     unknown = set(params) - accepted
     if unknown:
         raise InvalidParameterError(
@@ -47,3 +45,14 @@ def make_policy(spec: Policy | str | dict[str, Any]) -> Policy:
 
 
 __all__ = ["Policy", "State", "REGISTRY", "register", "make_policy"]
+
+# Importing the family modules registers their policies.
+from .exp3 import EXP3  # noqa: E402
+from .greedy import EpsilonGreedy  # noqa: E402
+from .nonstationary import DiscountedThompsonSampling, SlidingWindowUCB  # noqa: E402
+from .softmax import Softmax  # noqa: E402
+from .thompson import GaussianThompsonSampling, ThompsonSampling  # noqa: E402
+from .ucb import KLUCB, UCB1  # noqa: E402
+
+__all__ += ["EXP3", "EpsilonGreedy", "DiscountedThompsonSampling", "SlidingWindowUCB", "Softmax",
+            "GaussianThompsonSampling", "ThompsonSampling", "KLUCB", "UCB1"]

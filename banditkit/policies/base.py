@@ -17,7 +17,6 @@ the single state, as in ``Bandit.select_many`` / ``update_many``).
 
 from __future__ import annotations
 
-import inspect
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
@@ -42,8 +41,7 @@ class Policy(ABC):
     # ---- hyperparameters -------------------------------------------------
     def get_params(self) -> dict[str, Any]:
         """Constructor arguments as JSON-ready values: ``type(self)(**p.get_params())`` rebuilds it."""
-        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
-        return {name: getattr(self, name) for name in names}
+        return {name: getattr(self, name) for name in parameter_names(type(self))}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
@@ -101,6 +99,15 @@ class Policy(ABC):
         return {"name": self.name, "params": self.get_params()}
 
 
+def parameter_names(cls: type[Policy]) -> list[str]:
+    """Names of the hyperparameters a policy class accepts (its constructor's keyword arguments)."""
+    import inspect  # deferred: slow to import, needed only when policies are (de)serialised
+
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return [name for name, parameter in inspect.signature(cls.__init__).parameters.items()
+            if name != "self" and parameter.kind in kinds]
+
+
 def batch_rows(state: State, n: int) -> np.ndarray:
     """Index of the state row each of ``n`` request rows belongs to (all 0 when the batch is 1)."""
     batch = next(iter(state.values())).shape[0]
@@ -142,3 +149,37 @@ def categorical(probabilities: np.ndarray, rng: np.random.Generator) -> np.ndarr
     arms = (cumulative <= u[:, None]).sum(axis=1)
     # Guard the right edge against rounding: never return a zero-probability arm.
     return np.minimum(arms, probabilities.shape[1] - 1)
+
+
+def count_state(n_arms: int, batch: int) -> State:
+    """Empty per-arm pull counts and reward sums, shape (batch, n_arms)."""
+    return {"pulls": np.zeros((batch, n_arms)), "reward_sums": np.zeros((batch, n_arms))}
+
+
+def add_counts(state: State, arms: np.ndarray, rewards: np.ndarray, squares: bool = False) -> State:
+    """New state with each (arm, reward) added to ``pulls``, ``reward_sums`` (and ``reward_sq_sums``)."""
+    new = dict(state)
+    pulls = state["pulls"]
+    if arms.shape[0] == 1 and pulls.shape[0] == 1:
+        # One row into one state: the same delta without bincount's fixed cost.
+        arm, reward = arms[0], rewards[0]
+        new["pulls"] = pulls.copy()
+        new["pulls"][0, arm] += 1.0
+        new["reward_sums"] = state["reward_sums"].copy()
+        new["reward_sums"][0, arm] += reward
+        if squares:
+            new["reward_sq_sums"] = state["reward_sq_sums"].copy()
+            new["reward_sq_sums"][0, arm] += reward * reward
+        return new
+    n_arms = pulls.shape[1]
+    new["pulls"] = pulls + arm_sums(state, arms, np.ones(arms.shape[0]), n_arms)
+    new["reward_sums"] = state["reward_sums"] + arm_sums(state, arms, rewards, n_arms)
+    if squares:
+        new["reward_sq_sums"] = state["reward_sq_sums"] + arm_sums(state, arms, rewards * rewards, n_arms)
+    return new
+
+
+def empirical_means(state: State, default: float = 0.0) -> np.ndarray:
+    """Mean reward per arm, ``default`` for arms never pulled; shape (B, K)."""
+    pulls = state["pulls"]
+    return np.divide(state["reward_sums"], pulls, out=np.full(pulls.shape, default), where=pulls > 0)

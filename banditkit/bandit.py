@@ -1,0 +1,495 @@
+"""The Bandit: named arms, a policy, a random stream and guardrails, in one serialisable object.
+
+The same object is simulated, evaluated offline and served. It validates every
+input at the boundary, keeps the policy's learned state as arrays that are
+replaced (never mutated) on update, and keeps a ledger of observed rewards per
+arm that guardrails and ``stats()`` read independently of the policy.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+
+from . import _validation as check
+from .assign import assign, unit_uniform
+from .decision import ArmStats, Decision, DecisionBatch
+from .errors import InvalidParameterError, InvalidTypeError, NoActiveArmError, UnknownArmError
+from .guardrails import Guardrails
+from .policies import Policy, make_policy
+from .policies.base import categorical
+
+FORMAT = "banditkit.bandit/1"
+_Z95 = 1.959963984540054  # standard normal 97.5% quantile
+
+
+class Bandit:
+    """A multi-armed bandit experiment over named arms.
+
+    >>> import banditkit as bk
+    >>> bandit = bk.Bandit(["red", "green"], policy="thompson", seed=7)
+    >>> decision = bandit.select()
+    >>> bandit.update(decision, 1.0)
+    >>> sum(bandit.probabilities().values())
+    1.0
+    """
+
+    def __init__(self, arms: Sequence[str], policy: Policy | str | dict = "thompson", *,
+                 seed: int | np.random.SeedSequence | np.random.Generator | None = None,
+                 name: str = "default", guardrails: Guardrails | dict | None = None,
+                 n_features: int | None = None):
+        self._arms: list[str] = _check_arm_names(arms)
+        self.policy = make_policy(policy)
+        if not isinstance(name, str) or not name:
+            raise InvalidParameterError(f"name must be a non-empty string, got {name!r}")
+        self.name = name
+        self.guardrails = _make_guardrails(guardrails)
+        if self.guardrails.default_arm is not None and self.guardrails.default_arm not in self._arms:
+            raise UnknownArmError(f"guardrails.default_arm {self.guardrails.default_arm!r} is not one of the arms")
+        self.rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        if n_features is not None:
+            n_features = check.check_int("n_features", n_features, low=1)
+            if not self.policy.contextual:
+                raise InvalidParameterError(f"n_features is for contextual policies; {self.policy.name!r} takes none")
+        self.n_features = n_features
+        n_arms = len(self._arms)
+        self.state = self._initial_state(n_arms)
+        self.pulls = np.zeros(n_arms)
+        self.reward_sums = np.zeros(n_arms)
+        self.reward_sq_sums = np.zeros(n_arms)
+        self.active = np.ones(n_arms, dtype=bool)
+        self.disabled_reasons: dict[str, str] = {}
+        self.total_reward = 0.0
+        self.aborted = False
+        self.version = 0
+        self._reindex()
+
+    # ---- arms ---------------------------------------------------------------
+    @property
+    def arms(self) -> list[str]:
+        """All arm names in order, disabled ones included."""
+        return list(self._arms)
+
+    @property
+    def active_arms(self) -> list[str]:
+        """Arms that can be served."""
+        return [arm for arm, on in zip(self._arms, self.active) if on]
+
+    def add_arm(self, arm: str) -> None:
+        """Add an arm that starts from the policy's prior."""
+        _check_arm_names(self._arms + [arm])
+        if self.state is not None:
+            self.state = self.policy.add_arms(self.state, 1, self.n_features)
+        self._arms.append(arm)
+        self.pulls, self.reward_sums = np.append(self.pulls, 0.0), np.append(self.reward_sums, 0.0)
+        self.reward_sq_sums = np.append(self.reward_sq_sums, 0.0)
+        self.active = np.append(self.active, True)
+        self._changed()
+
+    def disable_arm(self, arm: str, reason: str = "disabled by operator") -> None:
+        """Stop serving ``arm`` (probability 0, the rest renormalised); its data is kept."""
+        index = self._arm_index(arm)
+        self.active[index] = False
+        self.disabled_reasons[arm] = reason
+        self._changed()
+
+    def enable_arm(self, arm: str) -> None:
+        """Serve a disabled arm again."""
+        index = self._arm_index(arm)
+        self.active[index] = True
+        self.disabled_reasons.pop(arm, None)
+        self._changed()
+
+    def remove_arm(self, arm: str) -> None:
+        """Forget ``arm`` and its data; the default arm and the last arm cannot be removed."""
+        index = self._arm_index(arm)
+        if arm == self.guardrails.default_arm:
+            raise InvalidParameterError(f"arm {arm!r} is the guardrails' default arm and cannot be removed")
+        if len(self._arms) == 1:
+            raise InvalidParameterError(f"arm {arm!r} is the only arm and cannot be removed")
+        if self.state is not None:
+            self.state = self.policy.remove_arm(self.state, index)
+        del self._arms[index]
+        self.pulls, self.reward_sums = np.delete(self.pulls, index), np.delete(self.reward_sums, index)
+        self.reward_sq_sums = np.delete(self.reward_sq_sums, index)
+        self.active = np.delete(self.active, index)
+        self.disabled_reasons.pop(arm, None)
+        self._changed()
+
+    def resume(self) -> None:
+        """Lift an abort: exploration resumes (the cumulative reward is not reset)."""
+        self.aborted = False
+        self._changed()
+
+    # ---- decisions ----------------------------------------------------------
+    def select(self, context=None, unit: str | None = None, allowed: Sequence[str] | None = None) -> Decision:
+        """Choose an arm; deterministic per ``unit`` if given, restricted to ``allowed`` if given."""
+        context = self._context_rows(context, 1)
+        mask = self._mask(allowed)
+        if mask is None:
+            return self._fallback_decision(context, unit)
+        state = self.state
+        try:
+            if unit is not None or self.guardrails.max_exploration is not None:
+                distribution = self._distribution(state, mask, context)[0]
+                if unit is not None:
+                    unit = _check_unit(unit)
+                    index = int(assign(distribution, unit_uniform(self.name, unit)))
+                else:
+                    index = int(categorical(distribution[None], self.rng)[0])
+            else:
+                index = int(self.policy.sample(state, self.rng, mask, context)[0])
+                distribution = lambda: self._distribution(state, mask, context)[0]  # noqa: E731
+        except Exception:
+            if self.guardrails.default_arm is None:
+                raise
+            return self._fallback_decision(context, unit)
+        return Decision(self._arms[index], index, self._arm_tuple, context=None if context is None else context[0],
+                        unit=unit, fallback=False, version=self.version, distribution=distribution)
+
+    def select_many(self, n: int | None = None, contexts=None, allowed: Sequence[str] | None = None,
+                    units: Sequence[str] | None = None) -> DecisionBatch:
+        """``n`` independent decisions from the current state, vectorized (contexts (n, d) for contextual policies)."""
+        n = self._batch_size(n, contexts, units)
+        contexts = self._context_rows(contexts, n)
+        mask = self._mask(allowed)
+        if mask is None:
+            fallback = self._arm_index(self.guardrails.default_arm)
+            distribution = np.zeros((n, len(self._arms)))
+            distribution[:, fallback] = 1.0
+            return DecisionBatch(np.full(n, fallback), self._arm_tuple, contexts=contexts, units=units,
+                                 fallback=np.ones(n, dtype=bool), version=self.version, probabilities=distribution)
+        state = self.state
+        masks = np.broadcast_to(mask, (n, mask.shape[1]))
+        if units is not None:
+            units = [_check_unit(unit) for unit in units]
+            probabilities = self._distribution(state, masks, contexts)
+            indices = assign(probabilities, np.array([unit_uniform(self.name, unit) for unit in units]))
+        elif contexts is None or self.guardrails.max_exploration is not None:
+            # Rows share one state, so each is an independent draw from the exact distribution.
+            probabilities = self._distribution(state, masks, contexts)
+            indices = categorical(probabilities, self.rng)
+        else:
+            indices = self.policy.sample(state, self.rng, masks, contexts)
+            probabilities = lambda: self._distribution(state, masks, contexts)  # noqa: E731
+        return DecisionBatch(indices, self._arm_tuple, contexts=contexts, units=units,
+                             fallback=np.zeros(n, dtype=bool), version=self.version, probabilities=probabilities)
+
+    def probabilities(self, context=None, allowed: Sequence[str] | None = None) -> dict[str, float]:
+        """Exact probability of serving each arm now (guardrails applied), summing to 1."""
+        context = self._context_rows(context, 1)
+        mask = self._mask(allowed)
+        if mask is None:
+            return {arm: float(arm == self.guardrails.default_arm) for arm in self._arms}
+        distribution = self._distribution(self.state, mask, context)[0]
+        return dict(zip(self._arms, distribution.tolist()))
+
+    def probabilities_many(self, contexts=None, n: int | None = None) -> np.ndarray:
+        """Action distribution for ``n`` rows (or one per context row), shape (n, K): the OPE target."""
+        n = self._batch_size(n, contexts, None)
+        contexts = self._context_rows(contexts, n)
+        mask = self._mask(None)
+        if mask is None:
+            distribution = np.zeros((n, len(self._arms)))
+            distribution[:, self._arm_index(self.guardrails.default_arm)] = 1.0
+            return distribution
+        return self._distribution(self.state, np.broadcast_to(mask, (n, mask.shape[1])), contexts)
+
+    # ---- learning -----------------------------------------------------------
+    def update(self, arm: str | Decision, reward: float, context=None) -> None:
+        """Learn from one reward for ``arm`` (a name, or the Decision it answers)."""
+        propensity = None
+        if isinstance(arm, Decision):
+            if context is None:
+                context = arm.context
+            if self.policy.needs_propensities:
+                propensity = arm.propensity
+            arm = arm.arm
+        index = self._arm_index(arm)
+        reward = check.check_reward("reward", reward, self.policy.reward_bounds)
+        context = self._context_rows(context, 1)
+        self._apply(np.array([index]), np.array([reward]), context,
+                    None if propensity is None else np.array([propensity]))
+
+    def update_many(self, arms, rewards, contexts=None, propensities=None) -> None:
+        """Learn from many rewards at once; ``arms`` are names or indices, shape (n,)."""
+        indices = self._arm_indices(arms)
+        rewards = check.check_rewards("rewards", rewards, self.policy.reward_bounds)
+        if rewards.shape[0] != indices.shape[0]:
+            raise InvalidParameterError(f"rewards has {rewards.shape[0]} values but arms has {indices.shape[0]}")
+        contexts = self._context_rows(contexts, indices.shape[0])
+        if propensities is not None:
+            propensities = check.check_rewards("propensities", propensities, (0.0, 1.0))
+            if propensities.shape[0] != indices.shape[0] or (propensities <= 0).any():
+                raise InvalidParameterError("propensities must be one value in (0, 1] per arm")
+        self._apply(indices, rewards, contexts, propensities)
+
+    def _apply(self, indices: np.ndarray, rewards: np.ndarray, contexts, propensities) -> None:
+        state = self.state
+        if self.policy.needs_propensities and propensities is None:
+            current = self._distribution(state, np.broadcast_to(self.active, (1, len(self._arms))), contexts)
+            propensities = np.maximum(np.broadcast_to(current, (indices.shape[0], current.shape[1]))
+                                      [np.arange(indices.shape[0]), indices], 1e-12)
+        new_state = self.policy.update(state, indices, rewards, propensities=propensities, context=contexts)
+        self.state = new_state
+        if indices.shape[0] == 1:
+            self.pulls[indices[0]] += 1.0
+            self.reward_sums[indices[0]] += rewards[0]
+            self.reward_sq_sums[indices[0]] += rewards[0] * rewards[0]
+        else:
+            n_arms = self.pulls.shape[0]
+            self.pulls += np.bincount(indices, minlength=n_arms)
+            self.reward_sums += np.bincount(indices, weights=rewards, minlength=n_arms)
+            self.reward_sq_sums += np.bincount(indices, weights=rewards * rewards, minlength=n_arms)
+        self.total_reward += float(rewards.sum())
+        self.version += 1
+        self._check_guardrails()
+
+    # ---- reporting ----------------------------------------------------------
+    def stats(self) -> list[ArmStats]:
+        """Per arm: pulls, mean reward with a 95% interval, current probability, and status."""
+        probabilities = None if self.policy.contextual else self.probabilities()
+        bounded = self.policy.reward_bounds[0] >= 0.0 and self.policy.reward_bounds[1] <= 1.0
+        rows = []
+        for index, arm in enumerate(self._arms):
+            mean, low, high = _mean_interval(self.pulls[index], self.reward_sums[index],
+                                             self.reward_sq_sums[index], bounded)
+            rows.append(ArmStats(arm=arm, pulls=int(pulls), mean=mean, low=low, high=high,
+                                 probability=None if probabilities is None else probabilities[arm],
+                                 active=bool(self.active[index]), disabled_reason=self.disabled_reasons.get(arm)))
+        return rows
+
+    # ---- serialisation ------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly where this bandit is, as JSON-ready data."""
+        return {
+            "format": FORMAT, "name": self.name, "arms": list(self._arms), "policy": self.policy.to_dict(),
+            "guardrails": asdict(self.guardrails), "n_features": self.n_features,
+            "state": None if self.state is None else {key: _encode(value) for key, value in self.state.items()},
+            "pulls": self.pulls.tolist(), "reward_sums": self.reward_sums.tolist(),
+            "reward_sq_sums": self.reward_sq_sums.tolist(),
+            "active": self.active.tolist(), "disabled_reasons": dict(self.disabled_reasons),
+            "total_reward": self.total_reward, "aborted": self.aborted, "version": self.version,
+            "rng": self.rng.bit_generator.state,
+        }
+
+    def to_json(self) -> str:
+        """:meth:`to_dict` as a JSON string (exact: floats are written with round-trip precision)."""
+        import json
+
+        return json.dumps(self.to_dict(), allow_nan=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Bandit:
+        """Rebuild a bandit from :meth:`to_dict` output."""
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise InvalidParameterError(f"format must be {FORMAT!r}, got {data.get('format') if isinstance(data, dict) else data!r}")
+        bit_generator = getattr(np.random, data["rng"]["bit_generator"])()
+        bit_generator.state = data["rng"]
+        bandit = cls(data["arms"], data["policy"], seed=np.random.Generator(bit_generator), name=data["name"],
+                     guardrails=data["guardrails"], n_features=data["n_features"])
+        if data["state"] is not None:
+            bandit.state = {key: _decode(value) for key, value in data["state"].items()}
+        bandit.pulls = np.array(data["pulls"], dtype=np.float64)
+        bandit.reward_sums = np.array(data["reward_sums"], dtype=np.float64)
+        bandit.reward_sq_sums = np.array(data["reward_sq_sums"], dtype=np.float64)
+        bandit.active = np.array(data["active"], dtype=bool)
+        bandit.disabled_reasons = dict(data["disabled_reasons"])
+        bandit.total_reward, bandit.aborted, bandit.version = data["total_reward"], data["aborted"], data["version"]
+        bandit._reindex()
+        return bandit
+
+    @classmethod
+    def from_json(cls, text: str) -> Bandit:
+        """Rebuild a bandit from :meth:`to_json` output."""
+        import json
+
+        try:
+            data = json.loads(text)
+        except (TypeError, json.JSONDecodeError) as error:
+            raise InvalidParameterError(f"bandit JSON is malformed: {error}") from error
+        return cls.from_dict(data)
+
+    def __repr__(self) -> str:
+        return f"Bandit(name={self.name!r}, arms={self._arms!r}, policy={self.policy!r}, version={self.version})"
+
+    # ---- internals ----------------------------------------------------------
+    def _initial_state(self, n_arms: int):
+        if self.policy.contextual and self.n_features is None:
+            return None  # fixed by the first context seen
+        return self.policy.init_state(n_arms, 1, self.n_features)
+
+    def _reindex(self) -> None:
+        self._index = {arm: i for i, arm in enumerate(self._arms)}
+        self._arm_tuple = tuple(self._arms)
+        self._active_row = self.active[None, :].copy()
+
+    def _changed(self) -> None:
+        self.version += 1
+        self._reindex()
+
+    def _arm_index(self, arm) -> int:
+        try:
+            return self._index[arm]
+        except (KeyError, TypeError):
+            raise UnknownArmError(f"arm must be one of {self._arms}, got {arm!r}") from None
+
+    def _arm_indices(self, arms) -> np.ndarray:
+        values = np.asarray(arms)
+        if values.ndim != 1:
+            raise InvalidParameterError(f"arms must be 1-dimensional, got shape {values.shape}")
+        if values.dtype.kind in "iu":
+            bad = (values < 0) | (values >= len(self._arms))
+            if bad.any():
+                raise UnknownArmError(f"arm index must be in [0, {len(self._arms) - 1}], got {values[bad][0]}")
+            return values.astype(np.intp)
+        names, inverse = np.unique(values, return_inverse=True)
+        return np.array([self._arm_index(str(name) if isinstance(name, np.str_) else name)
+                         for name in names], dtype=np.intp)[inverse]
+
+    def _mask(self, allowed) -> np.ndarray | None:
+        """Allowed and active arms as (1, K), or None when only the default arm can be served."""
+        if self.aborted:
+            if self.guardrails.default_arm is None:
+                raise NoActiveArmError("the abort rule fired and there is no default arm to serve")
+            return None
+        if allowed is None:
+            mask = self._active_row
+        else:
+            if isinstance(allowed, str) or not isinstance(allowed, Sequence | np.ndarray):
+                raise InvalidTypeError(f"allowed must be a list of arm names, got {allowed!r}")
+            mask = np.zeros_like(self._active_row)
+            mask[0, [self._arm_index(arm) for arm in allowed]] = True
+            mask &= self._active_row
+        if not mask.any():
+            if self.guardrails.default_arm is None:
+                raise NoActiveArmError(f"no active arm among allowed={allowed!r} and no default arm")
+            return None
+        return mask
+
+    def _distribution(self, state, mask: np.ndarray, contexts) -> np.ndarray:
+        """The exact action distribution (n, K) with the exploration cap applied."""
+        probabilities = self.policy.probabilities(state, mask, contexts)
+        if self.guardrails.max_exploration is None:
+            return probabilities
+        means = np.broadcast_to(self.policy.means(state, contexts), mask.shape)
+        best = np.where(mask, means, -np.inf).argmax(axis=1)
+        return self.guardrails.cap_exploration(probabilities, best)
+
+    def _fallback_decision(self, context, unit) -> Decision:
+        index = self._arm_index(self.guardrails.default_arm)
+        distribution = np.zeros(len(self._arms))
+        distribution[index] = 1.0
+        return Decision(self._arms[index], index, self._arm_tuple, context=None if context is None else context[0],
+                        unit=unit, fallback=True, version=self.version, distribution=distribution)
+
+    def _context_rows(self, context, n: int) -> np.ndarray | None:
+        """Validated contexts (n, d), or None for a non-contextual policy."""
+        if not self.policy.contextual:
+            if context is not None:
+                raise InvalidParameterError(f"policy {self.policy.name!r} takes no context, got one")
+            return None
+        if context is None:
+            raise InvalidParameterError(f"policy {self.policy.name!r} needs a context")
+        if self.n_features is None:
+            width = np.shape(context)[-1] if np.ndim(context) >= 1 else 0
+            rows = check.check_contexts("context", context, max(width, 1))
+            self.n_features = rows.shape[1]
+            self.state = self.policy.init_state(len(self._arms), 1, self.n_features)
+        else:
+            rows = check.check_contexts("context", context, self.n_features)
+        if rows.shape[0] != n:
+            raise InvalidParameterError(f"context has {rows.shape[0]} rows, expected {n}")
+        return rows
+
+    def _batch_size(self, n, contexts, units) -> int:
+        if n is None:
+            if contexts is not None:
+                n = len(contexts)
+            elif units is not None:
+                n = len(units)
+            else:
+                raise InvalidParameterError("select_many needs n, contexts or units")
+        n = check.check_int("n", n, low=1)
+        if units is not None and len(units) != n:
+            raise InvalidParameterError(f"units has {len(units)} entries, expected {n}")
+        return n
+
+    def _check_guardrails(self) -> None:
+        breached = self.guardrails.slo_violations(self.pulls, self.reward_sums) & self.active
+        for index in np.flatnonzero(breached):
+            arm = self._arms[index]
+            if arm == self.guardrails.default_arm:
+                continue
+            mean = self.reward_sums[index] / self.pulls[index]
+            self.active[index] = False
+            self.disabled_reasons[arm] = (f"SLO: mean reward {mean:.4g} below min_reward_rate "
+                                          f"{self.guardrails.min_reward_rate} after {int(self.pulls[index])} pulls")
+            self._reindex()
+        if not self.aborted and self.guardrails.ruined(self.total_reward):
+            self.aborted = True
+
+
+def _check_arm_names(arms) -> list[str]:
+    if isinstance(arms, str) or not isinstance(arms, Sequence | np.ndarray):
+        raise InvalidTypeError(f"arms must be a list of names, got {arms!r}")
+    arms = list(arms)
+    if not arms:
+        raise InvalidParameterError("arms must hold at least one arm, got []")
+    for arm in arms:
+        if not isinstance(arm, str) or not arm:
+            raise InvalidParameterError(f"arm names must be non-empty strings, got {arm!r}")
+    if len(set(arms)) != len(arms):
+        duplicate = next(arm for arm in arms if arms.count(arm) > 1)
+        raise InvalidParameterError(f"arm names must be unique, got {duplicate!r} twice")
+    return arms
+
+
+def _check_unit(unit) -> str:
+    if not isinstance(unit, str) or not unit:
+        raise InvalidParameterError(f"unit must be a non-empty string, got {unit!r}")
+    return unit
+
+
+def _make_guardrails(guardrails) -> Guardrails:
+    if guardrails is None:
+        return Guardrails()
+    if isinstance(guardrails, Guardrails):
+        return guardrails
+    if isinstance(guardrails, dict):
+        try:
+            return Guardrails(**guardrails)
+        except TypeError as error:
+            raise InvalidParameterError(f"guardrails: {error}") from None
+    raise InvalidTypeError(f"guardrails must be a Guardrails or a dict, got {type(guardrails).__name__}")
+
+
+def _mean_interval(pulls: float, total: float, sq_total: float,
+                   bounded: bool) -> tuple[float | None, float | None, float | None]:
+    """Mean and 95% interval: Wilson score for rewards in [0, 1], normal otherwise (None before data)."""
+    if pulls == 0:
+        return None, None, None
+    mean = total / pulls
+    z = _Z95
+    if bounded:
+        p = min(max(mean, 0.0), 1.0)
+        centre = (p + z * z / (2 * pulls)) / (1 + z * z / pulls)
+        half = z * math.sqrt(p * (1 - p) / pulls + z * z / (4 * pulls * pulls)) / (1 + z * z / pulls)
+        return mean, max(centre - half, 0.0), min(centre + half, 1.0)
+    if pulls < 2:
+        return mean, None, None
+    variance = max(sq_total - total * mean, 0.0) / (pulls - 1)
+    half = z * math.sqrt(variance / pulls)
+    return mean, mean - half, mean + half
+
+
+def _encode(array: np.ndarray) -> dict[str, Any]:
+    return {"dtype": array.dtype.str, "shape": list(array.shape), "data": array.ravel().tolist()}
+
+
+def _decode(data: dict[str, Any]) -> np.ndarray:
+    return np.array(data["data"], dtype=np.dtype(data["dtype"])).reshape(data["shape"])

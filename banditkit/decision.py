@@ -1,0 +1,114 @@
+"""What a Bandit returns: decisions that know their propensity, and per-arm statistics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+
+class Decision:
+    """One served choice: the arm, and the exact probability with which it was chosen.
+
+    The action distribution is computed on first access to ``propensity`` or
+    ``probabilities`` from a snapshot of the state at decision time (states are
+    never mutated in place), so a plain ``select()`` stays on the fast path and
+    a later ``update`` cannot change what this decision reports.
+    """
+
+    __slots__ = ("_arm", "_arm_index", "_arms", "_context", "_unit", "_fallback", "_version",
+                 "_distribution", "_compute")
+
+    def __init__(self, arm: str, arm_index: int, arms: tuple[str, ...], *, context: np.ndarray | None,
+                 unit: str | None, fallback: bool, version: int,
+                 distribution: Callable[[], np.ndarray] | np.ndarray):
+        self._arm, self._arm_index, self._arms = arm, arm_index, arms
+        self._context, self._unit, self._fallback, self._version = context, unit, fallback, version
+        if callable(distribution):
+            self._distribution, self._compute = None, distribution
+        else:
+            self._distribution, self._compute = distribution, None
+
+    arm = property(lambda self: self._arm, doc="Name of the chosen arm.")
+    arm_index = property(lambda self: self._arm_index, doc="Index of the arm in ``arms`` at decision time.")
+    arms = property(lambda self: self._arms, doc="The bandit's arm names at decision time.")
+    context = property(lambda self: self._context, doc="Context vector the decision used, or None.")
+    unit = property(lambda self: self._unit, doc="Unit (user id) for deterministic assignment, or None.")
+    fallback = property(lambda self: self._fallback, doc="True when a guardrail served the default arm.")
+    version = property(lambda self: self._version, doc="The bandit's state version at decision time.")
+
+    def distribution(self) -> np.ndarray:
+        """Probability of every arm at decision time, shape (K,), summing to 1."""
+        if self._distribution is None:
+            self._distribution = self._compute()
+            self._compute = None
+        return self._distribution
+
+    @property
+    def propensity(self) -> float:
+        """Probability with which ``arm`` was chosen: exact, in (0, 1]."""
+        return float(self.distribution()[self._arm_index])
+
+    @property
+    def probabilities(self) -> dict[str, float]:
+        """Probability of every arm at decision time, by name."""
+        return dict(zip(self._arms, self.distribution().tolist()))
+
+    def __repr__(self) -> str:
+        return (f"Decision(arm={self._arm!r}, propensity={self.propensity:.6g}, "
+                f"probabilities={ {k: round(v, 6) for k, v in self.probabilities.items()} }, "
+                f"fallback={self._fallback})")
+
+
+class DecisionBatch:
+    """Many decisions at once, as arrays of length n (from ``Bandit.select_many``)."""
+
+    __slots__ = ("arm_indices", "arm_names", "contexts", "units", "fallback", "version",
+                 "_probabilities", "_compute")
+
+    def __init__(self, arm_indices: np.ndarray, arm_names: tuple[str, ...], *, contexts: np.ndarray | None,
+                 units: list[str] | None, fallback: np.ndarray, version: int,
+                 probabilities: Callable[[], np.ndarray] | np.ndarray):
+        self.arm_indices, self.arm_names = arm_indices, arm_names
+        self.contexts, self.units, self.fallback, self.version = contexts, units, fallback, version
+        if callable(probabilities):
+            self._probabilities, self._compute = None, probabilities
+        else:
+            self._probabilities, self._compute = probabilities, None
+
+    def __len__(self) -> int:
+        return self.arm_indices.shape[0]
+
+    @property
+    def arms(self) -> np.ndarray:
+        """Chosen arm names, object array of shape (n,)."""
+        return np.asarray(self.arm_names, dtype=object)[self.arm_indices]
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        """Action distribution of every row, shape (n, K) (computed on first access)."""
+        if self._probabilities is None:
+            self._probabilities = self._compute()
+            self._compute = None
+        return self._probabilities
+
+    @property
+    def propensities(self) -> np.ndarray:
+        """Probability of each chosen arm, shape (n,)."""
+        probabilities = self.probabilities
+        return probabilities[np.arange(len(self)), self.arm_indices]
+
+
+@dataclass(frozen=True)
+class ArmStats:
+    """One arm's summary: what was observed and what the policy would do now."""
+
+    arm: str
+    pulls: int
+    mean: float | None
+    low: float | None
+    high: float | None
+    probability: float | None
+    active: bool
+    disabled_reason: str | None

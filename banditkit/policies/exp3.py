@@ -1,0 +1,62 @@
+"""EXP3: exponential weights on importance-weighted reward estimates, for adversarial rewards.
+
+Reference: Auer, Cesa-Bianchi, Freund & Schapire, "The Nonstochastic
+Multiarmed Bandit Problem" (SIAM J. Computing, 2002), Exp3 with rewards in [0, 1].
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._validation import check_real
+from . import register
+from .base import Policy, State, add_counts, arm_sums, categorical, count_state, empirical_means
+from .softmax import masked_softmax
+
+
+@register
+class EXP3(Policy):
+    """p = (1 - gamma) * softmax(log_weights) + gamma / K over allowed arms.
+
+    A reward r of arm a chosen with probability p_a adds gamma * r / (K * p_a)
+    to its log-weight: an unbiased importance-weighted estimate, kept in log
+    space so a million rewards of 1 cannot overflow. ``update`` takes the
+    propensity logged with the decision; the log-weights are a plain sum.
+
+    >>> import numpy as np
+    >>> policy = EXP3(gamma=0.1)
+    >>> state = policy.init_state(2)
+    >>> policy.probabilities(state, np.ones((1, 2), dtype=bool)).tolist()
+    [[0.5, 0.5]]
+    """
+
+    name = "exp3"
+    reward_bounds = (0.0, 1.0)
+    needs_propensities = True
+
+    def __init__(self, gamma: float = 0.1):
+        self.gamma = check_real("gamma", gamma, low=0.0, high=1.0, low_open=True)
+
+    def init_state(self, n_arms: int, batch: int = 1, n_features: int | None = None) -> State:
+        state = count_state(n_arms, batch)
+        state["log_weights"] = np.zeros((batch, n_arms))
+        return state
+
+    def probabilities(self, state, mask, context=None):
+        exploit = masked_softmax(np.broadcast_to(state["log_weights"], mask.shape), mask)
+        return (1.0 - self.gamma) * exploit + self.gamma * mask / mask.sum(axis=1, keepdims=True)
+
+    def sample(self, state, rng, mask, context=None):
+        return categorical(self.probabilities(state, mask), rng)
+
+    def update(self, state, arms, rewards, *, propensities=None, context=None):
+        if propensities is None:
+            raise ValueError("EXP3 needs the propensity of each chosen arm")
+        n_arms = state["log_weights"].shape[1]
+        new = add_counts(state, arms, rewards)
+        new["log_weights"] = state["log_weights"] + arm_sums(
+            state, arms, self.gamma * rewards / (n_arms * propensities), n_arms)
+        return new
+
+    def means(self, state, context=None):
+        return empirical_means(state)

@@ -1,0 +1,59 @@
+"""Softmax (Boltzmann) exploration: play arms in proportion to exp(mean / temperature).
+
+Reference: Sutton & Barto (2018), section 2.8; Cesa-Bianchi et al., "Boltzmann
+Exploration Done Right" (NeurIPS 2017) on why a fixed temperature is not enough.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._validation import check_real
+from . import register
+from .base import Policy, State, add_counts, categorical, count_state, empirical_means
+
+
+def masked_softmax(logits: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Row-wise softmax over allowed entries by exp-normalize (no overflow); zero elsewhere."""
+    shifted = np.where(mask, logits, -np.inf)
+    shifted = shifted - shifted.max(axis=1, keepdims=True)
+    weights = np.exp(shifted)
+    return weights / weights.sum(axis=1, keepdims=True)
+
+
+@register
+class Softmax(Policy):
+    """Probabilities proportional to exp(mean / temperature_t), temperature_t = temperature / (1 + anneal * t).
+
+    t counts the rewards seen so far; ``anneal=0`` keeps the temperature fixed,
+    ``anneal>0`` cools it so play concentrates on the best arm.
+
+    >>> import numpy as np
+    >>> policy = Softmax(temperature=1.0)
+    >>> state = policy.update(policy.init_state(2), np.array([1]), np.array([1.0]))
+    >>> policy.probabilities(state, np.ones((1, 2), dtype=bool)).round(4).tolist()
+    [[0.2689, 0.7311]]
+    """
+
+    name = "softmax"
+
+    def __init__(self, temperature: float = 0.1, anneal: float = 0.0):
+        self.temperature = check_real("temperature", temperature, low=0.0, low_open=True)
+        self.anneal = check_real("anneal", anneal, low=0.0)
+
+    def init_state(self, n_arms: int, batch: int = 1, n_features: int | None = None) -> State:
+        return count_state(n_arms, batch)
+
+    def probabilities(self, state, mask, context=None):
+        steps = state["pulls"].sum(axis=1, keepdims=True)
+        temperature = self.temperature / (1.0 + self.anneal * steps)
+        return masked_softmax(np.broadcast_to(empirical_means(state) / temperature, mask.shape), mask)
+
+    def sample(self, state, rng, mask, context=None):
+        return categorical(self.probabilities(state, mask), rng)
+
+    def update(self, state, arms, rewards, *, propensities=None, context=None):
+        return add_counts(state, arms, rewards)
+
+    def means(self, state, context=None):
+        return empirical_means(state)

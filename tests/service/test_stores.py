@@ -109,9 +109,17 @@ def test_unrewarded_and_watermark(store):
 def test_models_snapshots_and_events(store):
     store.create_experiment(make_experiment(), {"kind": "create"}).result()
     state = {"counts": np.array([[4.0, 1.0]]), "sums": np.array([[2.0, 0.5]])}
-    snapshot_id = store.save_snapshot("hero", {"arms": ["a", "b"]}, state, 7).result()
-    store.replace_model("hero", {"arms": ["a", "b", "c"]}, make_experiment(arms=2).state, 8,
-                        {"kind": "arms", "add": ["c"]}).result()
+    snapshot_id = store.save_snapshot("hero", lambda: ({"arms": ["a", "b"]}, state, 7)).result()
+    committed = []
+    store.replace_model("hero", lambda: ({"arms": ["a", "b", "c"]}, make_experiment(arms=2).state, 8,
+                                         {"kind": "arms", "add": ["c"]}), lambda: committed.append(8)).result()
+    assert committed == [8]
+
+    def refused():
+        raise ValueError("no such arm")
+    with pytest.raises(ValueError, match="no such arm"):
+        store.replace_model("hero", refused, lambda: committed.append(9)).result()
+    assert committed == [8]
     snapshot = store.get_snapshot("hero", snapshot_id)
     assert snapshot.policy_version == 7 and snapshot.model == {"arms": ["a", "b"]}
     np.testing.assert_array_equal(snapshot.state["counts"], state["counts"])

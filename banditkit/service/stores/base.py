@@ -104,6 +104,8 @@ class SnapshotRecord:
 DeltaFunction = Callable[[list[RewardRecord]], tuple[State | None, list[bool]]]
 #: Called after the transaction that wrote a delta commits, with the new version.
 CommitHook = Callable[[State | None, int], None]
+#: Builds a model change when its (exclusive) transaction runs: model, state, version, audit event.
+ModelChange = Callable[[], tuple[dict, State, int, dict]]
 
 
 class Store(ABC):
@@ -119,12 +121,17 @@ class Store(ABC):
         """Every experiment, with its current state and version."""
 
     @abstractmethod
-    def replace_model(self, name: str, model: dict, state: State, version: int, event: dict) -> Future:
-        """Overwrite an experiment's model and state (arm changes, rollback) and log ``event``."""
+    def replace_model(self, name: str, change: ModelChange, on_commit: Callable[[], None]) -> Future:
+        """Overwrite an experiment's model and state (arm changes, rollback) and log the change's event.
+
+        ``change()`` runs once every earlier write has committed and run its
+        hooks, alone in its transaction, so it sees the latest state; it may
+        raise to cancel. ``on_commit()`` runs after the commit.
+        """
 
     @abstractmethod
-    def save_snapshot(self, name: str, model: dict, state: State, version: int) -> Future:
-        """Keep a full copy of the model; the future gives its snapshot id."""
+    def save_snapshot(self, name: str, capture: Callable[[], tuple[dict, State, int]]) -> Future:
+        """Keep the full model that ``capture()`` returns (after earlier writes); the future gives its id."""
 
     @abstractmethod
     def get_snapshot(self, name: str, snapshot_id: int) -> SnapshotRecord | None: ...

@@ -6,11 +6,11 @@ import copy
 import itertools
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 
 from .base import (Assignment, CommitHook, DecisionRecord, DeltaFunction, ExperimentExistsError,
-                   ExperimentRecord, RewardOutcome, RewardRecord, SnapshotRecord, State, Store, add_delta,
+                   ExperimentRecord, ModelChange, RewardOutcome, RewardRecord, SnapshotRecord, State, Store, add_delta,
                    completed)
 
 
@@ -42,15 +42,21 @@ class MemoryStore(Store):
         with self._lock:
             return [copy.deepcopy(record) for record in self._experiments.values()]
 
-    def replace_model(self, name: str, model: dict, state: State, version: int, event: dict) -> Future:
+    def replace_model(self, name: str, change: ModelChange, on_commit: Callable[[], None]) -> Future:
         with self._lock:
+            try:
+                model, state, version, event = change()
+            except Exception as error:
+                return completed(error=error)
             record = self._experiments[name]
             record.model, record.state, record.version = copy.deepcopy(model), dict(state), version
             self._add_event(name, version, event)
+            on_commit()
         return completed()
 
-    def save_snapshot(self, name: str, model: dict, state: State, version: int) -> Future:
+    def save_snapshot(self, name: str, capture: Callable[[], tuple[dict, State, int]]) -> Future:
         with self._lock:
+            model, state, version = capture()
             snapshot_id = next(self._snapshot_ids)
             self._snapshots[snapshot_id] = SnapshotRecord(snapshot_id, name, version, time.time(),
                                                           copy.deepcopy(model), dict(state))

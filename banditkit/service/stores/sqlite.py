@@ -12,12 +12,12 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
 
 from .base import (Assignment, CommitHook, DecisionRecord, DeltaFunction, ExperimentExistsError,
-                   ExperimentRecord, RewardOutcome, RewardRecord, SnapshotRecord, State, Store, add_delta,
+                   ExperimentRecord, ModelChange, RewardOutcome, RewardRecord, SnapshotRecord, State, Store, add_delta,
                    decode_state, encode_state)
 from .writer import GroupCommitWriter
 
@@ -97,7 +97,7 @@ class SQLiteStore(Store):
             except sqlite3.IntegrityError as error:
                 raise ExperimentExistsError(record.name) from error
             _insert_event(db, record.name, record.version, event)
-        return self._writer.submit(job)
+        return self._writer.submit(job, exclusive=True)
 
     def load_experiments(self) -> list[ExperimentRecord]:
         rows = self._reader().execute("SELECT name, config, model, state, version, created_at, sweep_watermark "
@@ -106,21 +106,24 @@ class SQLiteStore(Store):
                                  created_at, watermark)
                 for name, config, model, state, version, created_at, watermark in rows]
 
-    def replace_model(self, name: str, model: dict, state: State, version: int, event: dict) -> Future:
-        def job(db: sqlite3.Connection, _after) -> None:
+    def replace_model(self, name: str, change: ModelChange, on_commit: Callable[[], None]) -> Future:
+        def job(db: sqlite3.Connection, after_commit) -> None:
+            model, state, version, event = change()
             db.execute("UPDATE experiments SET model = ?, state = ?, version = ? WHERE name = ?",
                        (json.dumps(model), encode_state(state), version, name))
             _insert_event(db, name, version, event)
-        return self._writer.submit(job)
+            after_commit(on_commit)
+        return self._writer.submit(job, exclusive=True)
 
-    def save_snapshot(self, name: str, model: dict, state: State, version: int) -> Future:
+    def save_snapshot(self, name: str, capture: Callable[[], tuple[dict, State, int]]) -> Future:
         def job(db: sqlite3.Connection, _after) -> int:
+            model, state, version = capture()
             cursor = db.execute("INSERT INTO snapshots (experiment, policy_version, created_at, model, state) "
                                 "VALUES (?, ?, ?, ?, ?)",
                                 (name, version, time.time(), json.dumps(model), encode_state(state)))
             _insert_event(db, name, version, {"kind": "snapshot", "snapshot_id": cursor.lastrowid})
             return cursor.lastrowid
-        return self._writer.submit(job)
+        return self._writer.submit(job, exclusive=True)
 
     def get_snapshot(self, name: str, snapshot_id: int) -> SnapshotRecord | None:
         row = self._reader().execute("SELECT snapshot_id, experiment, policy_version, created_at, model, state "

@@ -6,7 +6,9 @@ with ``interval_s`` > 0, those arriving within that time), runs each inside a
 savepoint of one transaction, commits once, and only then completes the
 futures. So a request is answered only after its write is durable, and the
 cost of a commit (one fsync with ``synchronous=FULL``) is shared by all the
-requests of the group.
+requests of the group. An *exclusive* job (a change of the model's shape,
+such as adding an arm) runs in a transaction of its own, after every earlier
+job has committed and run its hooks.
 """
 
 from __future__ import annotations
@@ -40,13 +42,13 @@ class GroupCommitWriter:
         self.jobs_committed = 0
         self._thread.start()
 
-    def submit(self, job: Job) -> Future:
+    def submit(self, job: Job, *, exclusive: bool = False) -> Future:
         """Queue ``job``; the future gives its result once its transaction has committed."""
         future: Future = Future()
         if self._closed:
             future.set_exception(RuntimeError("the store is closed"))
         else:
-            self._queue.put((job, future))
+            self._queue.put((job, future, exclusive))
         return future
 
     def close(self) -> None:
@@ -59,19 +61,25 @@ class GroupCommitWriter:
     # ---- the writer thread ---------------------------------------------------
     def _run(self) -> None:
         connection = self._connect()
+        carried = None
         try:
             stopping = False
             while not stopping:
-                first = self._queue.get()
+                first = carried if carried is not None else self._queue.get()
                 if first is _STOP:
                     break
-                group, stopping = self._gather(first)
+                group, carried, stopping = self._gather(first)
                 self._commit(connection, group)
+            if carried is not None:
+                self._commit(connection, [carried])
         finally:
             connection.close()
 
-    def _gather(self, first) -> tuple[list, bool]:
+    def _gather(self, first) -> tuple[list, object, bool]:
+        """The next group, the exclusive job that ended it (if any), and whether to stop after it."""
         group = [first]
+        if first[2]:
+            return group, None, False
         deadline = time.monotonic() + self._interval_s
         while len(group) < MAX_GROUP:
             try:
@@ -85,19 +93,21 @@ class GroupCommitWriter:
                 except queue.Empty:
                     break
             if item is _STOP:
-                return group, True
+                return group, None, True
+            if item[2]:
+                return group, item, False
             group.append(item)
-        return group, False
+        return group, None, False
 
     def _commit(self, connection: sqlite3.Connection, group: list) -> None:
         outcomes, hooks = [], []
         try:
             connection.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as error:
-            for _, future in group:
+            for _, future, _ in group:
                 future.set_exception(error)
             return
-        for job, future in group:
+        for job, future, _ in group:
             job_hooks: list[Callable[[], None]] = []
             connection.execute("SAVEPOINT job")
             try:

@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     sqlite_synchronous: Literal["NORMAL", "FULL"] = Field(
         "FULL", description="FULL survives power loss; NORMAL survives a process crash only")
     sweep_interval_s: float = Field(1.0, gt=0.0, description="how often default rewards are applied")
+    refresh_s: float = Field(0.1, ge=0.0, le=60.0, description=(
+        "how long a cached action distribution may be served while the next one is computed (0: never)"))
 
     @field_validator("client_tokens", mode="before")
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from ..errors import InvalidParameterError, InvalidTypeError, NoActiveArmError
@@ -56,6 +57,11 @@ def install_error_handlers(app: FastAPI) -> None:
     async def invalid(request: Request, error: Exception) -> JSONResponse:
         return JSONResponse(error_body(422, str(error), None), status_code=422)
 
+    async def validation(request: Request, error: RequestValidationError) -> JSONResponse:
+        # Without the offending input: it may be NaN (not JSON) or a huge body.
+        detail = [{"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]} for item in error.errors()]
+        return JSONResponse({"detail": detail}, status_code=422)
+
     async def exists(request: Request, error: ExperimentExistsError) -> JSONResponse:
         return JSONResponse({"detail": f"experiment {str(error)!r} already exists"}, status_code=409)
 
@@ -63,6 +69,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": str(error)}, status_code=409)
 
     app.add_exception_handler(ServiceError, service_error)
+    app.add_exception_handler(RequestValidationError, validation)
     app.add_exception_handler(InvalidParameterError, invalid)
     app.add_exception_handler(InvalidTypeError, invalid)
     app.add_exception_handler(ExperimentExistsError, exists)

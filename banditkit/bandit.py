@@ -48,6 +48,7 @@ class Bandit:
             raise InvalidParameterError(f"name must be a non-empty string, got {name!r}")
         self.name = name
         self.guardrails = _make_guardrails(guardrails)
+        self._guarding = self.guardrails.min_reward_rate is not None or self.guardrails.ruin_threshold is not None
         if self.guardrails.default_arm is not None and self.guardrails.default_arm not in self._arms:
             raise UnknownArmError(f"guardrails.default_arm {self.guardrails.default_arm!r} is not one of the arms")
         self.rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
@@ -66,6 +67,7 @@ class Bandit:
         self.total_reward = 0.0
         self.aborted = False
         self.version = 0
+        self._distribution_cache = None
         self._reindex()
 
     # ---- arms ---------------------------------------------------------------
@@ -237,17 +239,20 @@ class Bandit:
         new_state = self.policy.update(state, indices, rewards, propensities=propensities, context=contexts)
         self.state = new_state
         if indices.shape[0] == 1:
-            self.pulls[indices[0]] += 1.0
-            self.reward_sums[indices[0]] += rewards[0]
-            self.reward_sq_sums[indices[0]] += rewards[0] * rewards[0]
+            index, reward = indices[0], float(rewards[0])
+            self.pulls[index] += 1.0
+            self.reward_sums[index] += reward
+            self.reward_sq_sums[index] += reward * reward
+            self.total_reward += reward
         else:
             n_arms = self.pulls.shape[0]
             self.pulls += np.bincount(indices, minlength=n_arms)
             self.reward_sums += np.bincount(indices, weights=rewards, minlength=n_arms)
             self.reward_sq_sums += np.bincount(indices, weights=rewards * rewards, minlength=n_arms)
-        self.total_reward += float(rewards.sum())
+            self.total_reward += float(rewards.sum())
         self.version += 1
-        self._check_guardrails()
+        if self._guarding:
+            self._check_guardrails()
 
     # ---- reporting ----------------------------------------------------------
     def stats(self) -> list[ArmStats]:
@@ -258,7 +263,7 @@ class Bandit:
         for index, arm in enumerate(self._arms):
             mean, low, high = _mean_interval(self.pulls[index], self.reward_sums[index],
                                              self.reward_sq_sums[index], bounded)
-            rows.append(ArmStats(arm=arm, pulls=int(pulls), mean=mean, low=low, high=high,
+            rows.append(ArmStats(arm=arm, pulls=int(self.pulls[index]), mean=mean, low=low, high=high,
                                  probability=None if probabilities is None else probabilities[arm],
                                  active=bool(self.active[index]), disabled_reason=self.disabled_reasons.get(arm)))
         return rows
@@ -327,6 +332,7 @@ class Bandit:
         self._index = {arm: i for i, arm in enumerate(self._arms)}
         self._arm_tuple = tuple(self._arms)
         self._active_row = self.active[None, :].copy()
+        self._any_active = bool(self.active.any())
 
     def _changed(self) -> None:
         self.version += 1
@@ -365,14 +371,28 @@ class Bandit:
             mask = np.zeros_like(self._active_row)
             mask[0, [self._arm_index(arm) for arm in allowed]] = True
             mask &= self._active_row
-        if not mask.any():
+        if not (self._any_active if allowed is None else mask.any()):
             if self.guardrails.default_arm is None:
                 raise NoActiveArmError(f"no active arm among allowed={allowed!r} and no default arm")
             return None
         return mask
 
     def _distribution(self, state, mask: np.ndarray, contexts) -> np.ndarray:
-        """The exact action distribution (n, K) with the exploration cap applied."""
+        """The exact action distribution (n, K) with the exploration cap applied.
+
+        Without contexts every row shares one distribution, cached per (state,
+        mask) until the next change: many decisions between two updates (a
+        served experiment) pay for one numerical integration.
+        """
+        if contexts is None:
+            key = (id(state), mask[0].tobytes())
+            cached = self._distribution_cache
+            if cached is None or cached[0] != key or cached[1] is not state:
+                cached = self._distribution_cache = (key, state, self._exact_distribution(state, mask[:1], None))
+            return np.broadcast_to(cached[2], mask.shape)
+        return self._exact_distribution(state, mask, contexts)
+
+    def _exact_distribution(self, state, mask: np.ndarray, contexts) -> np.ndarray:
         probabilities = self.policy.probabilities(state, mask, contexts)
         if self.guardrails.max_exploration is None:
             return probabilities

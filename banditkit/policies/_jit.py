@@ -20,7 +20,7 @@ import numpy as np
 
 _kernels: ModuleType | None = None
 _loaded = False
-_POINTER_CACHE: OrderedDict[int, tuple[np.random.Generator, np.ndarray]] = OrderedDict()
+_POINTER_CACHE: OrderedDict[int, tuple[np.random.Generator, np.ndarray]] = OrderedDict()  # oldest first
 _POINTER_CACHE_SIZE = 64
 
 
@@ -59,7 +59,6 @@ def generator_pointers(rng: np.random.Generator) -> np.ndarray:
     key = id(rng)
     entry = _POINTER_CACHE.get(key)
     if entry is not None and entry[0] is rng:
-        _POINTER_CACHE.move_to_end(key)
         return entry[1]
     interface = rng.bit_generator.ctypes
 

@@ -223,7 +223,7 @@ class Engine:
             entry = experiment.cache.get(bandit, allowed)
             indices = draw(entry, experiment.name, units, bandit.rng)
             return [(entry.arms[i], float(entry.probabilities[i]), entry.as_dict, entry.version, entry.fallback)
-                    for i in indices.tolist()]
+                    for i in indices]
         view = experiment.cache.view(bandit)
         contexts = np.array([request.context for request in requests], dtype=np.float64)
         if allowed is None:

@@ -15,6 +15,7 @@ guardrail status (a disabled arm) is never served from an old entry.
 
 from __future__ import annotations
 
+import bisect
 import copy
 import threading
 import time
@@ -40,6 +41,8 @@ class Distribution:
     arms: tuple[str, ...]
     guard: tuple
     probabilities: np.ndarray          # (K,)
+    cumulative: list[float]            # running sums, for one-row draws without numpy overhead
+    last: int                          # the last arm with positive probability
     as_dict: dict[str, float]
     fallback: bool                     # True when only the default arm can be served (abort, nothing allowed)
     computed_at: float
@@ -53,8 +56,9 @@ def compute(bandit: Bandit, allowed: tuple[str, ...] | None) -> Distribution:
     vector = np.fromiter(probabilities.values(), dtype=np.float64, count=len(probabilities))
     active = set(bandit.active_arms if allowed is None else set(allowed) & set(bandit.active_arms))
     fallback = bool(bandit.aborted or not active)
-    return Distribution(bandit.version, tuple(bandit.arms), guarded(bandit), vector, probabilities, fallback,
-                        time.monotonic(), time.perf_counter() - started)
+    last = int(np.flatnonzero(vector > 0)[-1])
+    return Distribution(bandit.version, tuple(bandit.arms), guarded(bandit), vector, np.cumsum(vector).tolist(),
+                        last, probabilities, fallback, time.monotonic(), time.perf_counter() - started)
 
 
 class DistributionCache:
@@ -107,9 +111,16 @@ class DistributionCache:
         self._executor.submit(refresh)
 
 
-def draw(entry: Distribution, experiment: str, units: list[str | None], rng: np.random.Generator) -> np.ndarray:
-    """Arm indices for rows sharing ``entry``: deterministic for rows with a unit, random otherwise."""
-    return draw_rows(entry.probabilities[None, :], experiment, units, rng)
+def draw(entry: Distribution, experiment: str, units: list[str | None], rng: np.random.Generator) -> list[int]:
+    """Arm indices for rows sharing ``entry``: deterministic for rows with a unit, random otherwise.
+
+    The same walk as :func:`banditkit.assign.assign`; one row skips numpy's per-call overhead.
+    """
+    if len(units) > 1:
+        return draw_rows(entry.probabilities[None, :], experiment, units, rng).tolist()
+    (unit,) = units
+    point = rng.random() if unit is None else unit_uniform(experiment, unit)
+    return [min(bisect.bisect_right(entry.cumulative, point), entry.last)]
 
 
 def draw_rows(probabilities: np.ndarray, experiment: str, units: list[str | None],

@@ -24,7 +24,7 @@ def split(bandit: Bandit) -> tuple[dict[str, Any], State]:
     """The model (JSON-ready) and the additive arrays of ``bandit``."""
     model = {key: value for key, value in bandit.to_dict().items() if key not in _ADDITIVE}
     arrays = {f"policy/{key}": value for key, value in bandit.state.items()}
-    arrays.update({f"ledger/{key}": getattr(bandit, key) for key in _LEDGER})
+    arrays.update({f"ledger/{key}": getattr(bandit, key).copy() for key in _LEDGER})  # mutated in place
     arrays["ledger/total_reward"] = np.array([bandit.total_reward])
     return model, arrays
 

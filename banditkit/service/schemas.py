@@ -130,7 +130,7 @@ class ExperimentOut(BaseModel):
 
 class ArmStatsOut(BaseModel):
     arm: str
-    pulls: float
+    pulls: int
     mean: float | None
     low: float | None
     high: float | None

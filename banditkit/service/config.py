@@ -22,7 +22,7 @@ class Settings(BaseSettings):
     False
     """
 
-    model_config = SettingsConfigDict(env_prefix="BANDITKIT_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="BANDITKIT_", extra="forbid")
 
     store: str = Field(DEFAULT_STORE, description="sqlite:///path/to/file.db or memory://")
     host: str = "127.0.0.1"

@@ -14,7 +14,7 @@ from .engine import Engine
 _bearer = HTTPBearer(auto_error=False, description="BANDITKIT_ADMIN_TOKEN or one of BANDITKIT_CLIENT_TOKENS")
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
     return request.app.state.engine
 
 
@@ -39,13 +39,13 @@ def _role(settings: Settings, credentials: HTTPAuthorizationCredentials | None) 
     raise HTTPException(401, "invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
 
 
-def require_client(request: Request,
+async def require_client(request: Request,
                    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str:
     """Decisions, rewards and reads: any valid token (client or admin)."""
     return _role(_settings(request), credentials)
 
 
-def require_admin(request: Request,
+async def require_admin(request: Request,
                   credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str:
     """Creating experiments, changing arms, snapshots and rollback: the admin token."""
     role = _role(_settings(request), credentials)

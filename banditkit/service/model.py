@@ -23,10 +23,15 @@ _ADDITIVE = {"state", "version", "rng", "total_reward", *_LEDGER}
 def split(bandit: Bandit) -> tuple[dict[str, Any], State]:
     """The model (JSON-ready) and the additive arrays of ``bandit``."""
     model = {key: value for key, value in bandit.to_dict().items() if key not in _ADDITIVE}
+    return model, additive(bandit)
+
+
+def additive(bandit: Bandit) -> State:
+    """The additive arrays alone: policy state and reward ledger (copies where the Bandit adds in place)."""
     arrays = {f"policy/{key}": value for key, value in bandit.state.items()}
-    arrays.update({f"ledger/{key}": getattr(bandit, key).copy() for key in _LEDGER})  # mutated in place
+    arrays.update({f"ledger/{key}": getattr(bandit, key).copy() for key in _LEDGER})
     arrays["ledger/total_reward"] = np.array([bandit.total_reward])
-    return model, arrays
+    return arrays
 
 
 def join(model: dict[str, Any], arrays: State, version: int, rng: np.random.Generator) -> Bandit:
@@ -64,7 +69,7 @@ def apply_rewards(bandit: Bandit, delta: State, arm_indices: np.ndarray, rewards
     abort); the arrays are then set to the store's arithmetic so memory and
     store stay bit-identical.
     """
-    _, before = split(bandit)
+    before = additive(bandit)
     bandit.update_many(arm_indices, rewards, contexts=contexts, propensities=propensities)
     after = add_delta(before, delta)
     bandit.state = _policy_state(after)

@@ -27,6 +27,7 @@ import numpy as np
 from ..assign import assign, unit_uniform
 from ..bandit import Bandit
 from .model import guarded
+from .stores.base import Probabilities
 
 _MAX_ENTRIES = 256
 #: Distributions cheaper than this are always computed for the current version.
@@ -43,7 +44,7 @@ class Distribution:
     probabilities: np.ndarray          # (K,)
     cumulative: list[float]            # running sums, for one-row draws without numpy overhead
     last: int                          # the last arm with positive probability
-    as_dict: dict[str, float]
+    as_dict: Probabilities
     fallback: bool                     # True when only the default arm can be served (abort, nothing allowed)
     computed_at: float
     cost_s: float
@@ -58,7 +59,8 @@ def compute(bandit: Bandit, allowed: tuple[str, ...] | None) -> Distribution:
     fallback = bool(bandit.aborted or not active)
     last = int(np.flatnonzero(vector > 0)[-1])
     return Distribution(bandit.version, tuple(bandit.arms), guarded(bandit), vector, np.cumsum(vector).tolist(),
-                        last, probabilities, fallback, time.monotonic(), time.perf_counter() - started)
+                        last, Probabilities(probabilities), fallback, time.monotonic(),
+                        time.perf_counter() - started)
 
 
 class DistributionCache:

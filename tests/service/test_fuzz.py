@@ -68,7 +68,8 @@ def from_schema(schema: dict, root: dict | None = None) -> st.SearchStrategy:
     raise NotImplementedError(f"schema {schema}")
 
 
-JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+                    | st.text(max_size=8),
                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
                     max_leaves=12)
 OPERATIONS = operations()

@@ -26,6 +26,20 @@ import numpy as np
 State = dict[str, np.ndarray]
 
 
+class Probabilities(dict):
+    """Arm -> probability, with its JSON text computed once (one distribution serves many decisions)."""
+
+    __slots__ = ("json",)
+
+    def __init__(self, values) -> None:
+        super().__init__(values)
+        self.json = json.dumps(self)
+
+
+def probabilities_json(probabilities: dict[str, float]) -> str:
+    return probabilities.json if isinstance(probabilities, Probabilities) else json.dumps(probabilities)
+
+
 class ExperimentExistsError(Exception):
     """An experiment with this name is already in the catalogue."""
 

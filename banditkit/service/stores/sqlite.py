@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .base import (Assignment, CommitHook, DecisionRecord, DeltaFunction, ExperimentExistsError,
                    ExperimentRecord, ModelChange, RewardOutcome, RewardRecord, SnapshotRecord, State, Store, add_delta,
-                   decode_state, encode_state)
+                   decode_state, encode_state, probabilities_json)
 from .writer import GroupCommitWriter
 
 SCHEMA = """
@@ -146,7 +146,7 @@ class SQLiteStore(Store):
                          assignments: dict[str, Assignment] | None = None) -> Future:
         values = [(r.decision_id, r.time, r.experiment, r.unit,
                    None if r.context is None else json.dumps(r.context), r.arm, r.propensity,
-                   json.dumps(r.probabilities), r.policy_version, int(r.fallback)) for r in rows]
+                   probabilities_json(r.probabilities), r.policy_version, int(r.fallback)) for r in rows]
         sticky = [(rows[0].experiment, unit, a.arm, a.propensity, json.dumps(a.probabilities))
                   for unit, a in (assignments or {}).items()] if rows else []
 

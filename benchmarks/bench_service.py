@@ -29,7 +29,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from banditkit.service.runner import free_port  # noqa: E402
+from banditkit.service import Settings  # noqa: E402
+from banditkit.service.runner import ServiceProcess  # noqa: E402
 
 WRK_SCRIPT = textwrap.dedent("""
     -- POST bodies for wrk: a fixed body, or one reward per decision id from a file.
@@ -53,20 +54,6 @@ WRK_SCRIPT = textwrap.dedent("""
       return wrk.format("POST", os.getenv("BENCH_PATH"), {["Content-Type"] = "application/json"}, body)
     end
 """)
-
-
-def start_server(store: str, port: int, synchronous: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "BANDITKIT_STORE": store, "BANDITKIT_SQLITE_SYNCHRONOUS": synchronous,
-           "BANDITKIT_ADMIN_TOKEN": "", "BANDITKIT_CLIENT_TOKENS": ""}
-    server = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "banditkit.service.app:create_app",
-                               "--port", str(port), "--log-level", "warning", "--no-access-log"], env=env)
-    for _ in range(300):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/v1/health").status_code == 200:
-                return server
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise RuntimeError("server did not start")
 
 
 def _milliseconds(text: str) -> float:
@@ -123,13 +110,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--synchronous", choices=["FULL", "NORMAL"], default="FULL")
+    parser.add_argument("--commit-interval-ms", type=float, default=2.0)
     parser.add_argument("--generator", choices=["auto", "wrk", "asyncio"], default="auto")
     args = parser.parse_args()
     use_wrk = args.generator == "wrk" or (args.generator == "auto" and shutil.which("wrk") is not None)
     with tempfile.TemporaryDirectory() as folder:
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        server = start_server(f"sqlite:///{folder}/bench.db", port, args.synchronous)
+        server = ServiceProcess(Settings(store=f"sqlite:///{folder}/bench.db", port=0, admin_token=None,
+                                         client_tokens=(), sqlite_synchronous=args.synchronous,
+                                         commit_interval_ms=args.commit_interval_ms)).start()
+        base = server.base_url
         try:
             with httpx.Client(base_url=base, timeout=60.0) as client:
                 client.post("/v1/experiments", json={"name": "bench", "arms": [f"arm{i}" for i in range(10)],
@@ -158,12 +147,12 @@ def main() -> None:
             with httpx.Client(base_url=base, timeout=60.0) as client:
                 stats = client.get("/v1/experiments/bench/stats").json()
         finally:
-            server.terminate()
-            server.wait()
+            server.stop()
     noop = results["no-op GET /v1/health"]["rps"]
     print(f"load generator: {'wrk -t 2' if use_wrk else 'asyncio + httpx (separate process)'}, "
           f"{args.connections} connections, {args.seconds} s each; one uvicorn worker; "
-          f"SQLite synchronous={args.synchronous}; Thompson sampling, K=10")
+          f"SQLite synchronous={args.synchronous}, group commit wait {args.commit_interval_ms:g} ms; "
+          "Thompson sampling, K=10")
     print(f"{'endpoint':<24}{'requests/s':>12}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'vs no-op':>10}")
     for label, row in results.items():
         print(f"{label:<24}{row['rps']:>12.0f}{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}{row['errors']:>8d}"

@@ -46,7 +46,7 @@ class Settings(BaseSettings):
             return tuple(token.strip() for token in value.split(",") if token.strip())
         return value
 
-    @field_validator("admin_token", mode="before")
+    @field_validator("admin_token", "experiments_file", mode="before")
     @classmethod
     def _empty_is_none(cls, value):
         return None if value == "" else value

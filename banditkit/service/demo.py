@@ -11,8 +11,9 @@ per-arm outcome is compared with the best arm in hindsight.
 
 from __future__ import annotations
 
-import asyncio
+import heapq
 import json
+import threading
 import tempfile
 import time
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import Settings
-from .runner import running
+from .runner import ServiceProcess
 
 ARMS = ("red", "green", "blue", "yellow", "purple")
 CLICK_RATES = (0.10, 0.14, 0.22, 0.08, 0.17)
@@ -40,7 +41,8 @@ class ArmSummary:
     propensity_high: float
 
 
-async def _drive(base_url: str, decisions: int, seed: int, concurrency: int, progress) -> dict:
+def _drive(base_url: str, decisions: int, seed: int, concurrency: int, progress) -> dict:
+    """Users in ``concurrency`` threads (one keep-alive connection each); clicks posted when they fall due."""
     import httpx
 
     rng = np.random.default_rng(seed)
@@ -48,34 +50,51 @@ async def _drive(base_url: str, decisions: int, seed: int, concurrency: int, pro
     users = [f"user-{i}" for i in rng.integers(0, USERS, decisions)]
     uniforms, delays = rng.random(decisions), rng.exponential(MEAN_DELAY_S, decisions)
     counters = {"decisions": 0, "clicks": 0, "late_clicks": 0}
-    clicks: set[asyncio.Task] = set()
+    due: list[tuple[float, str]] = []               # heap of (time the click arrives, decision id)
+    lock, users_done = threading.Lock(), threading.Event()
     url = f"{base_url}/v1/experiments/demo"
-    limits = httpx.Limits(max_connections=concurrency * 2, max_keepalive_connections=concurrency * 2)
-    async with httpx.AsyncClient(timeout=30.0, limits=limits) as client:
-        async def click(decision_id: str, delay: float) -> None:
-            await asyncio.sleep(delay)
-            response = await client.post(f"{url}/rewards", json={"decision_id": decision_id, "value": 1.0})
-            if response.status_code == 410:  # later than the attribution window: counted as no click
-                counters["late_clicks"] += 1
-                return
-            response.raise_for_status()
 
-        async def visitor(worker: int) -> None:
+    def visitor(worker: int) -> None:
+        with httpx.Client(timeout=30.0) as client:
             for visit in range(worker, decisions, concurrency):
-                response = await client.post(f"{url}/decisions", json={"unit": users[visit]})
+                response = client.post(f"{url}/decisions", json={"unit": users[visit]})
                 response.raise_for_status()
                 answer = response.json()
-                counters["decisions"] += 1
-                if uniforms[visit] < rates[answer["arm"]]:
-                    counters["clicks"] += 1
-                    task = asyncio.create_task(click(answer["decision_id"], delays[visit]))
-                    clicks.add(task)
-                    task.add_done_callback(clicks.discard)
+                with lock:
+                    counters["decisions"] += 1
+                    if uniforms[visit] < rates[answer["arm"]]:
+                        counters["clicks"] += 1
+                        heapq.heappush(due, (time.monotonic() + delays[visit], answer["decision_id"]))
                 progress(counters)
 
-        await asyncio.gather(*(visitor(worker) for worker in range(concurrency)))
-        while clicks:
-            await asyncio.gather(*list(clicks))
+    def clicker() -> None:
+        with httpx.Client(timeout=30.0) as client:
+            while True:
+                with lock:
+                    ready = bool(due) and due[0][0] <= time.monotonic()
+                    item = heapq.heappop(due) if ready else None
+                    finished = users_done.is_set() and not due
+                if item is None:
+                    if finished:
+                        return
+                    time.sleep(0.005)
+                    continue
+                response = client.post(f"{url}/rewards", json={"decision_id": item[1], "value": 1.0})
+                if response.status_code == 410:  # later than the attribution window: counted as no click
+                    with lock:
+                        counters["late_clicks"] += 1
+                else:
+                    response.raise_for_status()
+
+    clickers = [threading.Thread(target=clicker) for _ in range(4)]
+    visitors = [threading.Thread(target=visitor, args=(worker,)) for worker in range(concurrency)]
+    for thread in clickers + visitors:
+        thread.start()
+    for thread in visitors:
+        thread.join()
+    users_done.set()
+    for thread in clickers:
+        thread.join()
     return counters
 
 
@@ -106,7 +125,11 @@ def summarize(rows: list[dict]) -> tuple[list[ArmSummary], float]:
 
 def run_demo(decisions: int = 3000, out: Path = Path("banditkit-demo"), seed: int = 0,
              concurrency: int = 16) -> tuple[list[ArmSummary], float]:
-    """Run the whole demo, print the table, write the log and a summary under ``out``."""
+    """Run the whole demo, print the table, write the log and a summary under ``out``.
+
+    The service runs in a child process (as it would in production), so the
+    simulated users and the server each have their own interpreter.
+    """
     import httpx
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -117,7 +140,8 @@ def run_demo(decisions: int = 3000, out: Path = Path("banditkit-demo"), seed: in
     with tempfile.TemporaryDirectory(prefix="banditkit-demo-") as folder:
         settings = Settings(store=f"sqlite:///{folder}/demo.db", port=0, sweep_interval_s=0.2,
                             admin_token=None, client_tokens=())
-        with running(settings) as base_url, httpx.Client(timeout=30.0) as client:
+        with ServiceProcess(settings) as server, httpx.Client(timeout=30.0) as client:
+            base_url = server.base_url
             client.post(f"{base_url}/v1/experiments", json={
                 "name": "demo", "arms": list(ARMS), "policy": {"name": "thompson", "params": {}},
                 "attribution_window_s": WINDOW_S, "default_reward": 0.0, "seed": seed,
@@ -129,9 +153,8 @@ def run_demo(decisions: int = 3000, out: Path = Path("banditkit-demo"), seed: in
             with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                           TextColumn("{task.fields[clicks]} clicks"), TimeElapsedColumn(), console=console) as bar:
                 task = bar.add_task("decisions", total=decisions, clicks=0)
-                counters = asyncio.run(_drive(base_url, decisions, seed, concurrency,
-                                              lambda c: bar.update(task, completed=c["decisions"],
-                                                                   clicks=c["clicks"])))
+                counters = _drive(base_url, decisions, seed, concurrency,
+                                  lambda c: bar.update(task, completed=c["decisions"], clicks=c["clicks"]))
             elapsed = time.perf_counter() - started
             with console.status("waiting for the attribution windows to close"):
                 stats = _wait_until_settled(client, base_url, decisions, WINDOW_S + 10.0)

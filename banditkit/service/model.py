@@ -65,12 +65,17 @@ def apply_rewards(bandit: Bandit, delta: State, arm_indices: np.ndarray, rewards
                   contexts: np.ndarray | None, propensities: np.ndarray | None) -> None:
     """Learn the rewards in memory exactly as the store did: the arrays become ``arrays + delta``.
 
-    ``update_many`` runs the Bandit's own bookkeeping and guardrails (SLO,
-    abort); the arrays are then set to the store's arithmetic so memory and
-    store stay bit-identical.
+    With reactive guardrails (an SLO or a ruin threshold), ``update_many``
+    runs the Bandit's own bookkeeping and checks first; either way the arrays
+    end as the store's arithmetic, so memory and store stay bit-identical, and
+    the version goes up by one.
     """
     before = additive(bandit)
-    bandit.update_many(arm_indices, rewards, contexts=contexts, propensities=propensities)
+    guards = bandit.guardrails
+    if guards.min_reward_rate is not None or guards.ruin_threshold is not None:
+        bandit.update_many(arm_indices, rewards, contexts=contexts, propensities=propensities)
+    else:
+        bandit.version += 1
     after = add_delta(before, delta)
     bandit.state = _policy_state(after)
     for key in _LEDGER:

@@ -60,7 +60,11 @@ class SQLiteStore(Store):
         self._readers: list[sqlite3.Connection] = []
         self._local = threading.local()
         self._readers_lock = threading.Lock()
-        self._writer = GroupCommitWriter(self._connect, commit_interval_s)
+        # Policy state changed by the current transaction's jobs, written once before its commit:
+        # name -> [state, version, watermark or None]. Touched by the writer thread only.
+        self._pending: dict[str, list] = {}
+        self._writer = GroupCommitWriter(self._connect, commit_interval_s, before_commit=self._flush_states,
+                                         discard=self._pending.clear)
 
     def _connect(self) -> sqlite3.Connection:
         connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
@@ -188,10 +192,30 @@ class SQLiteStore(Store):
                            [(r.decision_id, r.experiment, r.arm, r.value, r.time, r.source, int(r.applied))
                             for r in stored])
             existing.update((r.decision_id, r) for r in stored)
-            version = _apply_delta(db, name, change, watermark)
+            version = self._add_delta(db, name, change, watermark)
             after_commit(lambda: on_commit(change, version))
             return [RewardOutcome(existing[r.decision_id], fresh.get(r.decision_id) is r) for r in rewards]
         return self._writer.submit(job)
+
+    def _add_delta(self, db: sqlite3.Connection, name: str, change: State | None, watermark: float | None) -> int:
+        """Add ``change`` to the transaction's copy of the state (read once per transaction); the new version."""
+        pending = self._pending.get(name)
+        if pending is None:
+            text, version = db.execute("SELECT state, version FROM experiments WHERE name = ?", (name,)).fetchone()
+            pending = [decode_state(text), version, None]
+        if change is not None:
+            pending[0], pending[1] = add_delta(pending[0], change), pending[1] + 1
+        if watermark is not None:
+            pending[2] = watermark
+        self._pending[name] = pending
+        return pending[1]
+
+    def _flush_states(self, db: sqlite3.Connection) -> None:
+        for name, (state, version, watermark) in self._pending.items():
+            db.execute("UPDATE experiments SET state = ?, version = ?, "
+                       "sweep_watermark = COALESCE(?, sweep_watermark) WHERE name = ?",
+                       (encode_state(state), version, watermark, name))
+        self._pending.clear()
 
     def unrewarded(self, name: str, since: float, before: float, limit: int) -> list[DecisionRecord]:
         rows = self._reader().execute(
@@ -227,17 +251,6 @@ def _existing_rewards(db: sqlite3.Connection, ids: list[str]) -> dict[str, Rewar
                           f"WHERE decision_id IN ({', '.join('?' * len(chunk))})", chunk)
         found.update((row[0], _reward(row)) for row in rows)
     return found
-
-
-def _apply_delta(db: sqlite3.Connection, name: str, change: State | None, watermark: float | None) -> int:
-    state_text, version = db.execute("SELECT state, version FROM experiments WHERE name = ?", (name,)).fetchone()
-    if change is not None:
-        version += 1
-        db.execute("UPDATE experiments SET state = ?, version = ? WHERE name = ?",
-                   (encode_state(add_delta(decode_state(state_text), change)), version, name))
-    if watermark is not None:
-        db.execute("UPDATE experiments SET sweep_watermark = ? WHERE name = ?", (watermark, name))
-    return version
 
 
 def _insert_event(db: sqlite3.Connection, name: str, version: int, event: dict) -> None:

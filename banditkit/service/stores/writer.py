@@ -32,8 +32,14 @@ _STOP = object()
 class GroupCommitWriter:
     """Runs jobs on one SQLite connection in a background thread, committing them in groups."""
 
-    def __init__(self, connect: Callable[[], sqlite3.Connection], interval_s: float = 0.0) -> None:
+    def __init__(self, connect: Callable[[], sqlite3.Connection], interval_s: float = 0.0, *,
+                 before_commit: Callable[[sqlite3.Connection], None] | None = None,
+                 discard: Callable[[], None] | None = None) -> None:
+        """``before_commit`` runs last in every transaction (to flush what jobs gathered in memory);
+        ``discard`` runs when a transaction is abandoned (to drop it)."""
         self._connect = connect
+        self._before_commit = before_commit or (lambda connection: None)
+        self._discard = discard or (lambda: None)
         self._interval_s = interval_s
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="banditkit-sqlite-writer", daemon=True)
@@ -120,8 +126,10 @@ class GroupCommitWriter:
                 connection.execute("RELEASE job")
                 outcomes.append((future, None, error))
         try:
+            self._before_commit(connection)
             connection.execute("COMMIT")
-        except sqlite3.Error as error:
+        except Exception as error:
+            self._discard()
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
             for future, _, _ in outcomes:

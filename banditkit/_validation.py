@@ -37,7 +37,7 @@ def check_int(name: str, value, *, low: int | None = None, high: int | None = No
     return value
 
 
-def check_rewards(name: str, rewards, bounds: tuple[float, float]) -> np.ndarray:
+def check_rewards(name: str, rewards, bounds: tuple[float, float], rule: str = " for this policy") -> np.ndarray:
     """Return rewards as a 1-d float array; reject non-numbers, NaN/inf and values outside ``bounds``."""
     try:
         array = np.asarray(rewards, dtype=np.float64)
@@ -55,7 +55,7 @@ def check_rewards(name: str, rewards, bounds: tuple[float, float]) -> np.ndarray
     if outside.any():
         row = int(np.flatnonzero(outside)[0])
         raise InvalidParameterError(
-            f"{name} must be in [{low}, {high}] for this policy, got {array[row]!r} at position {row}")
+            f"{name} must be in [{low}, {high}]{rule}, got {array[row]!r} at position {row}")
     return array
 
 

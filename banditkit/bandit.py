@@ -59,9 +59,8 @@ class Bandit:
         self.n_features = n_features
         n_arms = len(self._arms)
         self.state = self._initial_state(n_arms)
-        self.pulls = np.zeros(n_arms)
-        self.reward_sums = np.zeros(n_arms)
-        self.reward_sq_sums = np.zeros(n_arms)
+        # The ledger of observed rewards per arm (policy-independent), as floats for O(1) updates.
+        self._pulls, self._reward_sums, self._reward_sq_sums = [0.0] * n_arms, [0.0] * n_arms, [0.0] * n_arms
         self.active = np.ones(n_arms, dtype=bool)
         self.disabled_reasons: dict[str, str] = {}
         self.total_reward = 0.0
@@ -77,6 +76,16 @@ class Bandit:
         return list(self._arms)
 
     @property
+    def pulls(self) -> np.ndarray:
+        """Rewards observed per arm, shape (K,)."""
+        return np.array(self._pulls)
+
+    @property
+    def reward_sums(self) -> np.ndarray:
+        """Sum of observed rewards per arm, shape (K,)."""
+        return np.array(self._reward_sums)
+
+    @property
     def active_arms(self) -> list[str]:
         """Arms that can be served."""
         return [arm for arm, on in zip(self._arms, self.active) if on]
@@ -87,8 +96,8 @@ class Bandit:
         if self.state is not None:
             self.state = self.policy.add_arms(self.state, 1, self.n_features)
         self._arms.append(arm)
-        self.pulls, self.reward_sums = np.append(self.pulls, 0.0), np.append(self.reward_sums, 0.0)
-        self.reward_sq_sums = np.append(self.reward_sq_sums, 0.0)
+        for ledger in (self._pulls, self._reward_sums, self._reward_sq_sums):
+            ledger.append(0.0)
         self.active = np.append(self.active, True)
         self._changed()
 
@@ -116,8 +125,8 @@ class Bandit:
         if self.state is not None:
             self.state = self.policy.remove_arm(self.state, index)
         del self._arms[index]
-        self.pulls, self.reward_sums = np.delete(self.pulls, index), np.delete(self.reward_sums, index)
-        self.reward_sq_sums = np.delete(self.reward_sq_sums, index)
+        for ledger in (self._pulls, self._reward_sums, self._reward_sq_sums):
+            del ledger[index]
         self.active = np.delete(self.active, index)
         self.disabled_reasons.pop(arm, None)
         self._changed()
@@ -130,6 +139,17 @@ class Bandit:
     # ---- decisions ----------------------------------------------------------
     def select(self, context=None, unit: str | None = None, allowed: Sequence[str] | None = None) -> Decision:
         """Choose an arm; deterministic per ``unit`` if given, restricted to ``allowed`` if given."""
+        if self._plain and context is None and unit is None and allowed is None:
+            # The common case, kept short: a draw from the policy over the active arms.
+            state, mask = self.state, self._active_row
+            try:
+                index = int(self.policy.sample(state, self.rng, mask)[0])
+            except Exception:
+                if self.guardrails.default_arm is None:
+                    raise
+                return self._fallback_decision(None, None)
+            return Decision(self._arm_tuple[index], index, self._arm_tuple, None, None, False, self.version,
+                            (self, state, mask, None))
         context = self._context_rows(context, 1)
         mask = self._mask(allowed)
         if mask is None:
@@ -137,7 +157,7 @@ class Bandit:
         state = self.state
         try:
             if unit is not None or self.guardrails.max_exploration is not None:
-                distribution = self._distribution(state, mask, context)[0]
+                distribution = self.distribution_at(state, mask, context)[0]
                 if unit is not None:
                     unit = _check_unit(unit)
                     index = int(assign(distribution, unit_uniform(self.name, unit)))
@@ -145,13 +165,13 @@ class Bandit:
                     index = int(categorical(distribution[None], self.rng)[0])
             else:
                 index = int(self.policy.sample(state, self.rng, mask, context)[0])
-                distribution = lambda: self._distribution(state, mask, context)[0]  # noqa: E731
+                distribution = (self, state, mask, context)
         except Exception:
             if self.guardrails.default_arm is None:
                 raise
             return self._fallback_decision(context, unit)
-        return Decision(self._arms[index], index, self._arm_tuple, context=None if context is None else context[0],
-                        unit=unit, fallback=False, version=self.version, distribution=distribution)
+        return Decision(self._arm_tuple[index], index, self._arm_tuple, None if context is None else context[0],
+                        unit, False, self.version, distribution)
 
     def select_many(self, n: int | None = None, contexts=None, allowed: Sequence[str] | None = None,
                     units: Sequence[str] | None = None) -> DecisionBatch:
@@ -160,24 +180,22 @@ class Bandit:
         contexts = self._context_rows(contexts, n)
         mask = self._mask(allowed)
         if mask is None:
-            fallback = self._arm_index(self.guardrails.default_arm)
-            distribution = np.zeros((n, len(self._arms)))
-            distribution[:, fallback] = 1.0
-            return DecisionBatch(np.full(n, fallback), self._arm_tuple, contexts=contexts, units=units,
+            distribution = self._default_distribution(n)
+            return DecisionBatch(distribution.argmax(axis=1), self._arm_tuple, contexts=contexts, units=units,
                                  fallback=np.ones(n, dtype=bool), version=self.version, probabilities=distribution)
         state = self.state
         masks = np.broadcast_to(mask, (n, mask.shape[1]))
         if units is not None:
             units = [_check_unit(unit) for unit in units]
-            probabilities = self._distribution(state, masks, contexts)
+            probabilities = self.distribution_at(state, masks, contexts)
             indices = assign(probabilities, np.array([unit_uniform(self.name, unit) for unit in units]))
         elif contexts is None or self.guardrails.max_exploration is not None:
             # Rows share one state, so each is an independent draw from the exact distribution.
-            probabilities = self._distribution(state, masks, contexts)
+            probabilities = self.distribution_at(state, masks, contexts)
             indices = categorical(probabilities, self.rng)
         else:
             indices = self.policy.sample(state, self.rng, masks, contexts)
-            probabilities = lambda: self._distribution(state, masks, contexts)  # noqa: E731
+            probabilities = lambda: self.distribution_at(state, masks, contexts)  # noqa: E731
         return DecisionBatch(indices, self._arm_tuple, contexts=contexts, units=units,
                              fallback=np.zeros(n, dtype=bool), version=self.version, probabilities=probabilities)
 
@@ -186,8 +204,9 @@ class Bandit:
         context = self._context_rows(context, 1)
         mask = self._mask(allowed)
         if mask is None:
-            return {arm: float(arm == self.guardrails.default_arm) for arm in self._arms}
-        distribution = self._distribution(self.state, mask, context)[0]
+            distribution = self._default_distribution(1)[0]
+        else:
+            distribution = self.distribution_at(self.state, mask, context)[0]
         return dict(zip(self._arms, distribution.tolist()))
 
     def probabilities_many(self, contexts=None, n: int | None = None) -> np.ndarray:
@@ -196,26 +215,28 @@ class Bandit:
         contexts = self._context_rows(contexts, n)
         mask = self._mask(None)
         if mask is None:
-            distribution = np.zeros((n, len(self._arms)))
-            distribution[:, self._arm_index(self.guardrails.default_arm)] = 1.0
-            return distribution
-        return self._distribution(self.state, np.broadcast_to(mask, (n, mask.shape[1])), contexts)
+            return self._default_distribution(n)
+        return self.distribution_at(self.state, np.broadcast_to(mask, (n, mask.shape[1])), contexts)
 
     # ---- learning -----------------------------------------------------------
     def update(self, arm: str | Decision, reward: float, context=None) -> None:
         """Learn from one reward for ``arm`` (a name, or the Decision it answers)."""
         propensity = None
-        if isinstance(arm, Decision):
+        if type(arm) is Decision:
             if context is None:
                 context = arm.context
             if self.policy.needs_propensities:
-                propensity = arm.propensity
+                propensity = np.array([arm.propensity])
             arm = arm.arm
-        index = self._arm_index(arm)
-        reward = check.check_reward("reward", reward, self.policy.reward_bounds)
-        context = self._context_rows(context, 1)
-        self._apply(np.array([index]), np.array([reward]), context,
-                    None if propensity is None else np.array([propensity]))
+        index = self._index.get(arm) if type(arm) is str else None
+        if index is None:
+            index = self._arm_index(arm)
+        low, high = self.policy.reward_bounds
+        if not (type(reward) is float and low <= reward <= high):  # NaN and inf fail here too
+            reward = check.check_reward("reward", reward, (low, high))
+        if context is not None or self.policy.contextual:
+            context = self._context_rows(context, 1)
+        self._apply(np.array([index]), np.array([reward]), context, propensity)
 
     def update_many(self, arms, rewards, contexts=None, propensities=None) -> None:
         """Learn from many rewards at once; ``arms`` are names or indices, shape (n,)."""
@@ -225,30 +246,29 @@ class Bandit:
             raise InvalidParameterError(f"rewards has {rewards.shape[0]} values but arms has {indices.shape[0]}")
         contexts = self._context_rows(contexts, indices.shape[0])
         if propensities is not None:
-            propensities = check.check_rewards("propensities", propensities, (0.0, 1.0))
+            propensities = check.check_rewards("propensities", propensities, (0.0, 1.0), rule="")
             if propensities.shape[0] != indices.shape[0] or (propensities <= 0).any():
-                raise InvalidParameterError("propensities must be one value in (0, 1] per arm")
+                raise InvalidParameterError("propensities must hold one value in (0, 1] per arm")
         self._apply(indices, rewards, contexts, propensities)
 
     def _apply(self, indices: np.ndarray, rewards: np.ndarray, contexts, propensities) -> None:
         state = self.state
         if self.policy.needs_propensities and propensities is None:
-            current = self._distribution(state, np.broadcast_to(self.active, (1, len(self._arms))), contexts)
+            current = self.distribution_at(state, np.broadcast_to(self.active, (1, len(self._arms))), contexts)
             propensities = np.maximum(np.broadcast_to(current, (indices.shape[0], current.shape[1]))
                                       [np.arange(indices.shape[0]), indices], 1e-12)
-        new_state = self.policy.update(state, indices, rewards, propensities=propensities, context=contexts)
-        self.state = new_state
+        self.state = self.policy.update(state, indices, rewards, propensities=propensities, context=contexts)
         if indices.shape[0] == 1:
-            index, reward = indices[0], float(rewards[0])
-            self.pulls[index] += 1.0
-            self.reward_sums[index] += reward
-            self.reward_sq_sums[index] += reward * reward
+            index, reward = int(indices[0]), float(rewards[0])
+            self._pulls[index] += 1.0
+            self._reward_sums[index] += reward
+            self._reward_sq_sums[index] += reward * reward
             self.total_reward += reward
         else:
-            n_arms = self.pulls.shape[0]
-            self.pulls += np.bincount(indices, minlength=n_arms)
-            self.reward_sums += np.bincount(indices, weights=rewards, minlength=n_arms)
-            self.reward_sq_sums += np.bincount(indices, weights=rewards * rewards, minlength=n_arms)
+            n_arms = len(self._pulls)
+            for ledger, weights in ((self._pulls, None), (self._reward_sums, rewards),
+                                    (self._reward_sq_sums, rewards * rewards)):
+                ledger[:] = (np.array(ledger) + np.bincount(indices, weights=weights, minlength=n_arms)).tolist()
             self.total_reward += float(rewards.sum())
         self.version += 1
         if self._guarding:
@@ -261,9 +281,9 @@ class Bandit:
         bounded = self.policy.reward_bounds[0] >= 0.0 and self.policy.reward_bounds[1] <= 1.0
         rows = []
         for index, arm in enumerate(self._arms):
-            mean, low, high = _mean_interval(self.pulls[index], self.reward_sums[index],
-                                             self.reward_sq_sums[index], bounded)
-            rows.append(ArmStats(arm=arm, pulls=int(self.pulls[index]), mean=mean, low=low, high=high,
+            mean, low, high = _mean_interval(self._pulls[index], self._reward_sums[index],
+                                             self._reward_sq_sums[index], bounded)
+            rows.append(ArmStats(arm=arm, pulls=int(self._pulls[index]), mean=mean, low=low, high=high,
                                  probability=None if probabilities is None else probabilities[arm],
                                  active=bool(self.active[index]), disabled_reason=self.disabled_reasons.get(arm)))
         return rows
@@ -275,8 +295,8 @@ class Bandit:
             "format": FORMAT, "name": self.name, "arms": list(self._arms), "policy": self.policy.to_dict(),
             "guardrails": asdict(self.guardrails), "n_features": self.n_features,
             "state": None if self.state is None else {key: _encode(value) for key, value in self.state.items()},
-            "pulls": self.pulls.tolist(), "reward_sums": self.reward_sums.tolist(),
-            "reward_sq_sums": self.reward_sq_sums.tolist(),
+            "pulls": list(self._pulls), "reward_sums": list(self._reward_sums),
+            "reward_sq_sums": list(self._reward_sq_sums),
             "active": self.active.tolist(), "disabled_reasons": dict(self.disabled_reasons),
             "total_reward": self.total_reward, "aborted": self.aborted, "version": self.version,
             "rng": self.rng.bit_generator.state,
@@ -299,9 +319,9 @@ class Bandit:
                      guardrails=data["guardrails"], n_features=data["n_features"])
         if data["state"] is not None:
             bandit.state = {key: _decode(value) for key, value in data["state"].items()}
-        bandit.pulls = np.array(data["pulls"], dtype=np.float64)
-        bandit.reward_sums = np.array(data["reward_sums"], dtype=np.float64)
-        bandit.reward_sq_sums = np.array(data["reward_sq_sums"], dtype=np.float64)
+        bandit._pulls = [float(value) for value in data["pulls"]]
+        bandit._reward_sums = [float(value) for value in data["reward_sums"]]
+        bandit._reward_sq_sums = [float(value) for value in data["reward_sq_sums"]]
         bandit.active = np.array(data["active"], dtype=bool)
         bandit.disabled_reasons = dict(data["disabled_reasons"])
         bandit.total_reward, bandit.aborted, bandit.version = data["total_reward"], data["aborted"], data["version"]
@@ -333,6 +353,9 @@ class Bandit:
         self._arm_tuple = tuple(self._arms)
         self._active_row = self.active[None, :].copy()
         self._any_active = bool(self.active.any())
+        # select()'s short path: no context, no exploration cap, something to serve.
+        self._plain = (not self.policy.contextual and self.guardrails.max_exploration is None
+                       and not self.aborted and self._any_active)
 
     def _changed(self) -> None:
         self.version += 1
@@ -377,8 +400,8 @@ class Bandit:
             return None
         return mask
 
-    def _distribution(self, state, mask: np.ndarray, contexts) -> np.ndarray:
-        """The exact action distribution (n, K) with the exploration cap applied.
+    def distribution_at(self, state, mask: np.ndarray, contexts) -> np.ndarray:
+        """The exact action distribution (n, K) for a state snapshot, exploration cap applied.
 
         Without contexts every row shares one distribution, cached per (state,
         mask) until the next change: many decisions between two updates (a
@@ -388,11 +411,11 @@ class Bandit:
             key = (id(state), mask[0].tobytes())
             cached = self._distribution_cache
             if cached is None or cached[0] != key or cached[1] is not state:
-                cached = self._distribution_cache = (key, state, self._exact_distribution(state, mask[:1], None))
+                cached = self._distribution_cache = (key, state, self._capped_distribution(state, mask[:1], None))
             return np.broadcast_to(cached[2], mask.shape)
-        return self._exact_distribution(state, mask, contexts)
+        return self._capped_distribution(state, mask, contexts)
 
-    def _exact_distribution(self, state, mask: np.ndarray, contexts) -> np.ndarray:
+    def _capped_distribution(self, state, mask: np.ndarray, contexts) -> np.ndarray:
         probabilities = self.policy.probabilities(state, mask, contexts)
         if self.guardrails.max_exploration is None:
             return probabilities
@@ -400,12 +423,17 @@ class Bandit:
         best = np.where(mask, means, -np.inf).argmax(axis=1)
         return self.guardrails.cap_exploration(probabilities, best)
 
+    def _default_distribution(self, n: int) -> np.ndarray:
+        """All mass on the default arm, shape (n, K): what a guardrail serves."""
+        distribution = np.zeros((n, len(self._arms)))
+        distribution[:, self._arm_index(self.guardrails.default_arm)] = 1.0
+        return distribution
+
     def _fallback_decision(self, context, unit) -> Decision:
         index = self._arm_index(self.guardrails.default_arm)
-        distribution = np.zeros(len(self._arms))
-        distribution[index] = 1.0
-        return Decision(self._arms[index], index, self._arm_tuple, context=None if context is None else context[0],
-                        unit=unit, fallback=True, version=self.version, distribution=distribution)
+        distribution = self._default_distribution(1)[0]
+        return Decision(self._arms[index], index, self._arm_tuple, None if context is None else context[0],
+                        unit, True, self.version, distribution)
 
     def _context_rows(self, context, n: int) -> np.ndarray | None:
         """Validated contexts (n, d), or None for a non-contextual policy."""
@@ -440,18 +468,19 @@ class Bandit:
         return n
 
     def _check_guardrails(self) -> None:
-        breached = self.guardrails.slo_violations(self.pulls, self.reward_sums) & self.active
+        pulls, reward_sums = self.pulls, self.reward_sums
+        breached = self.guardrails.slo_violations(pulls, reward_sums) & self.active
         for index in np.flatnonzero(breached):
             arm = self._arms[index]
             if arm == self.guardrails.default_arm:
                 continue
-            mean = self.reward_sums[index] / self.pulls[index]
             self.active[index] = False
-            self.disabled_reasons[arm] = (f"SLO: mean reward {mean:.4g} below min_reward_rate "
-                                          f"{self.guardrails.min_reward_rate} after {int(self.pulls[index])} pulls")
-            self._reindex()
+            self.disabled_reasons[arm] = (f"SLO: mean reward {reward_sums[index] / pulls[index]:.4g} below "
+                                          f"min_reward_rate {self.guardrails.min_reward_rate} after "
+                                          f"{int(pulls[index])} pulls")
         if not self.aborted and self.guardrails.ruined(self.total_reward):
             self.aborted = True
+        self._reindex()
 
 
 def _check_arm_names(arms) -> list[str]:

@@ -20,12 +20,12 @@ class Decision:
     __slots__ = ("_arm", "_arm_index", "_arms", "_context", "_unit", "_fallback", "_version",
                  "_distribution", "_compute")
 
-    def __init__(self, arm: str, arm_index: int, arms: tuple[str, ...], *, context: np.ndarray | None,
-                 unit: str | None, fallback: bool, version: int,
-                 distribution: Callable[[], np.ndarray] | np.ndarray):
+    def __init__(self, arm: str, arm_index: int, arms: tuple[str, ...], context: np.ndarray | None,
+                 unit: str | None, fallback: bool, version: int, distribution: np.ndarray | tuple):
+        """``distribution`` is the (K,) array, or ``(bandit, state, mask, context)`` to compute it from."""
         self._arm, self._arm_index, self._arms = arm, arm_index, arms
         self._context, self._unit, self._fallback, self._version = context, unit, fallback, version
-        if callable(distribution):
+        if type(distribution) is tuple:
             self._distribution, self._compute = None, distribution
         else:
             self._distribution, self._compute = distribution, None
@@ -41,7 +41,8 @@ class Decision:
     def distribution(self) -> np.ndarray:
         """Probability of every arm at decision time, shape (K,), summing to 1."""
         if self._distribution is None:
-            self._distribution = self._compute()
+            bandit, state, mask, context = self._compute
+            self._distribution = bandit.distribution_at(state, mask, context)[0]
             self._compute = None
         return self._distribution
 

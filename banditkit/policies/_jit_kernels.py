@@ -44,12 +44,24 @@ def _generator(typingctx, pointers):
 
 @numba.njit(cache=True)
 def beta_argmax(pointers, alpha, beta, mask):
-    """Index of the largest Beta(alpha, beta) draw among allowed arms; draws every arm in order."""
+    """Index of the largest Beta(alpha, beta) draw among allowed arms (row 0); draws every arm in order."""
     rng = _generator(pointers)
     best_arm, best = -1, -np.inf
-    for arm in range(alpha.shape[0]):
-        draw = rng.beta(alpha[arm], beta[arm])
-        if mask[arm] and (best_arm < 0 or draw > best):
+    for arm in range(alpha.shape[1]):
+        draw = rng.beta(alpha[0, arm], beta[0, arm])
+        if mask[0, arm] and (best_arm < 0 or draw > best):
+            best_arm, best = arm, draw
+    return best_arm
+
+
+@numba.njit(cache=True)
+def bernoulli_thompson_argmax(pointers, pulls, successes, prior_alpha, prior_beta, mask):
+    """beta_argmax on the posterior Beta(prior_alpha + s, prior_beta + n - s), formed as numpy forms it."""
+    rng = _generator(pointers)
+    best_arm, best = -1, -np.inf
+    for arm in range(pulls.shape[1]):
+        draw = rng.beta(prior_alpha + successes[0, arm], prior_beta + pulls[0, arm] - successes[0, arm])
+        if mask[0, arm] and (best_arm < 0 or draw > best):
             best_arm, best = arm, draw
     return best_arm
 
@@ -72,15 +84,178 @@ def random_tie_argmax(pointers, scores, mask):
 
 @numba.njit(cache=True)
 def ucb1_argmax(pointers, pulls, reward_sums, mask):
-    """UCB1 choice for one state row: untried arms first, ties broken at random."""
+    """UCB1 choice for state row 0: untried arms first, ties broken at random."""
+    n_arms = pulls.shape[1]
     total = 0.0
-    for arm in range(pulls.shape[0]):
-        total += pulls[arm]
-    log_total = math.log(total) if total > 0 else 0.0
-    scores = np.empty(pulls.shape[0])
-    for arm in range(pulls.shape[0]):
-        if pulls[arm] > 0:
-            scores[arm] = reward_sums[arm] / pulls[arm] + math.sqrt(2.0 * log_total / pulls[arm])
+    for arm in range(n_arms):
+        total += pulls[0, arm]
+    log_total = math.log(max(total, 1.0))
+    scores = np.empty(n_arms)
+    for arm in range(n_arms):
+        if pulls[0, arm] > 0:
+            scores[arm] = reward_sums[0, arm] / pulls[0, arm] + math.sqrt(2.0 * log_total / pulls[0, arm])
         else:
             scores[arm] = np.inf
-    return random_tie_argmax(pointers, scores, mask)
+    return random_tie_argmax(pointers, scores, mask[0])
+
+
+@numba.njit(cache=True)
+def _empirical_mean(pulls, reward_sums, arm):
+    return reward_sums[0, arm] / pulls[0, arm] if pulls[0, arm] > 0 else 0.0
+
+
+@numba.njit(cache=True)
+def _categorical(rng, probabilities):
+    """Inverse-CDF draw with one uniform, as ``base.categorical`` does for one row."""
+    n_arms = probabilities.shape[0]
+    cumulative = np.empty(n_arms)
+    total = 0.0
+    for arm in range(n_arms):
+        total += probabilities[arm]
+        cumulative[arm] = total
+    u = rng.random() * cumulative[n_arms - 1]
+    chosen = 0
+    for arm in range(n_arms):
+        if cumulative[arm] <= u:
+            chosen += 1
+    return min(chosen, n_arms - 1)
+
+
+@numba.njit(cache=True)
+def _softmax(logits, mask):
+    """Exp-normalize over allowed entries, as ``softmax.masked_softmax`` does for one row."""
+    n_arms = logits.shape[0]
+    largest = -np.inf
+    for arm in range(n_arms):
+        if mask[arm] and logits[arm] > largest:
+            largest = logits[arm]
+    weights = np.zeros(n_arms)
+    total = 0.0
+    for arm in range(n_arms):
+        if mask[arm]:
+            weights[arm] = math.exp(logits[arm] - largest)
+            total += weights[arm]
+    return weights / total
+
+
+@numba.njit(cache=True)
+def epsilon_greedy_choice(pointers, pulls, reward_sums, epsilon, decay, mask):
+    """Explore iff u < epsilon_t (uniform allowed arm), else the best mean with random ties."""
+    rng = _generator(pointers)
+    n_arms = pulls.shape[1]
+    steps = 0.0
+    allowed = 0
+    for arm in range(n_arms):
+        steps += pulls[0, arm]
+        allowed += mask[0, arm]
+    explore = rng.random() < epsilon / (1.0 + decay * steps)
+    uniform = np.empty(n_arms)
+    means = np.empty(n_arms)
+    for arm in range(n_arms):
+        uniform[arm] = mask[0, arm] / allowed
+        means[arm] = _empirical_mean(pulls, reward_sums, arm)
+    uniform_arm = _categorical(rng, uniform)
+    greedy_arm = random_tie_argmax(pointers, means, mask[0])
+    return uniform_arm if explore else greedy_arm
+
+
+@numba.njit(cache=True)
+def softmax_choice(pointers, pulls, reward_sums, temperature, anneal, mask):
+    """Draw from softmax(mean / temperature_t) over allowed arms."""
+    rng = _generator(pointers)
+    n_arms = pulls.shape[1]
+    steps = 0.0
+    for arm in range(n_arms):
+        steps += pulls[0, arm]
+    current = temperature / (1.0 + anneal * steps)
+    logits = np.empty(n_arms)
+    for arm in range(n_arms):
+        logits[arm] = _empirical_mean(pulls, reward_sums, arm) / current
+    return _categorical(rng, _softmax(logits, mask[0]))
+
+
+@numba.njit(cache=True)
+def exp3_probabilities(log_weights, gamma, mask):
+    """(1 - gamma) softmax(log_weights) + gamma / K over the allowed arms of state row 0, shape (1, K)."""
+    n_arms = log_weights.shape[1]
+    allowed = 0
+    for arm in range(n_arms):
+        allowed += mask[0, arm]
+    probabilities = (1.0 - gamma) * _softmax(log_weights[0], mask[0])
+    for arm in range(n_arms):
+        probabilities[arm] += gamma * mask[0, arm] / allowed
+    return probabilities.reshape(1, n_arms)
+
+
+@numba.njit(cache=True)
+def exp3_choice(pointers, log_weights, gamma, mask):
+    """Draw from :func:`exp3_probabilities`."""
+    return _categorical(_generator(pointers), exp3_probabilities(log_weights, gamma, mask)[0])
+
+
+@numba.njit(cache=True)
+def sliding_window_ucb_argmax(pointers, pulls, reward_sums, steps, window, xi, mask):
+    """Sliding-window UCB choice for state row 0: arms absent from the window first."""
+    n_arms = pulls.shape[1]
+    log_horizon = math.log(max(float(min(steps[0], window)), 1.0))
+    scores = np.empty(n_arms)
+    for arm in range(n_arms):
+        if pulls[0, arm] > 0.5:
+            scores[arm] = reward_sums[0, arm] / pulls[0, arm] + math.sqrt(xi * log_horizon / pulls[0, arm])
+        else:
+            scores[arm] = np.inf
+    return random_tie_argmax(pointers, scores, mask[0])
+
+
+@numba.njit(cache=True)
+def _bernoulli_kl(p, q):
+    success = p * math.log(p / q) if p > 0 else 0.0
+    failure = (1 - p) * math.log((1 - p) / (1 - q)) if p < 1 else 0.0
+    return success + failure
+
+
+@numba.njit(cache=True)
+def kl_ucb_argmax(pointers, pulls, reward_sums, c, mask):
+    """KL-UCB choice for state row 0 by the same 50 bisection steps as the numpy path."""
+    n_arms = pulls.shape[1]
+    total = 0.0
+    for arm in range(n_arms):
+        total += pulls[0, arm]
+    log_total = math.log(max(total, 1.0))
+    log_log = math.log(max(log_total, 1.0))
+    scores = np.empty(n_arms)
+    for arm in range(n_arms):
+        if pulls[0, arm] <= 0:
+            scores[arm] = np.inf
+            continue
+        budget = (log_total + c * log_log) / pulls[0, arm]
+        mean = min(max(reward_sums[0, arm] / pulls[0, arm], 0.0), 1.0)
+        low, high = mean, 1.0
+        for _ in range(50):
+            middle = (low + high) / 2
+            if _bernoulli_kl(mean, middle) <= budget:
+                low = middle
+            else:
+                high = middle
+        scores[arm] = low
+    return random_tie_argmax(pointers, scores, mask[0])
+
+
+@numba.njit(cache=True)
+def gaussian_thompson_argmax(pointers, pulls, sums, sq_sums, prior_mean, prior_count, prior_shape,
+                             prior_rate, mask):
+    """Largest Student-t posterior draw of the mean among allowed arms; draws every arm in order."""
+    rng = _generator(pointers)
+    best_arm, best = -1, -np.inf
+    for arm in range(pulls.shape[1]):
+        n, total = pulls[0, arm], sums[0, arm]
+        count = prior_count + n
+        loc = (prior_count * prior_mean + total) / count
+        mean = total / n if n > 0 else 0.0
+        spread = max(sq_sums[0, arm] - total * mean, 0.0)
+        shape = prior_shape + n / 2
+        rate = prior_rate + spread / 2 + prior_count * n * (mean - prior_mean) ** 2 / (2 * count)
+        draw = loc + math.sqrt(rate / (shape * count)) * rng.standard_t(2 * shape)
+        if mask[0, arm] and (best_arm < 0 or draw > best):
+            best_arm, best = arm, draw
+    return best_arm

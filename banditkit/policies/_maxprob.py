@@ -8,8 +8,13 @@ where f_j and F_j are arm j's posterior density and CDF. We integrate on a grid
 of Gauss–Legendre panels whose breakpoints are every allowed arm's posterior
 quantiles, so each panel sees smooth, well-resolved integrands however peaked
 a posterior is; below the largest lower tail and above the largest upper tail
-the integrand is under 1e-12. scipy is imported on first use (it is slow to import). The result is accurate to about 1e-9 (tested
-against adaptive quadrature to 1e-6): a true propensity, not a Monte-Carlo guess.
+the integrand is under 1e-12. The result is accurate to about 1e-9 (tested
+against adaptive quadrature, heavy Student-t tails included): a true
+propensity, not a Monte-Carlo guess. scipy is imported on first use.
+
+Limit: a Beta parameter far below 1 puts mass within float resolution of 0 or
+1 (Beta(1, 0.3) holds ~1e-5 within 1e-16 of 1), which no grid in x can
+resolve; for parameters >= 0.5 (the Jeffreys prior) the error stays ~1e-9.
 """
 
 from __future__ import annotations
@@ -18,9 +23,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-_LEVELS = np.array([1e-12, 1e-9, 1e-6, 1e-4, 1e-2, 0.1, 0.3, 0.5, 0.7, 0.9,
-                    0.99, 1 - 1e-4, 1 - 1e-6, 1 - 1e-9, 1 - 1e-12])
-_NODES, _WEIGHTS = np.polynomial.legendre.leggauss(12)
+_NODES, _WEIGHTS = np.polynomial.legendre.leggauss(8)
+
+
+def _symmetric(tail: list[float]) -> np.ndarray:
+    return np.array(tail + [0.5] + [1 - level for level in reversed(tail)])
+
+
+_LIGHT_TAILS = _symmetric([1e-12, 1e-5, 0.02])
+# Deep, geometrically spaced tail levels: for polynomial tails (Student-t with few degrees of
+# freedom) and for Beta densities with a parameter below 1, whose integrable singularity at 0 or 1
+# then sits in panels graded towards it.
+_HEAVY_TAILS = _symmetric([1e-12, 1e-10, 1e-8, 1e-6, 1e-5, 1e-4, 1e-3, 0.01, 0.05, 0.2])
 
 
 @dataclass(frozen=True)
@@ -29,6 +43,12 @@ class BetaPosteriors:
 
     alpha: np.ndarray
     beta: np.ndarray
+
+    @property
+    def levels(self) -> np.ndarray:
+        """Quantile levels used as breakpoints: few for smooth densities, graded ones near a singularity."""
+        singular = (self.alpha < 1).any() or (self.beta < 1).any()
+        return _HEAVY_TAILS if singular else _LIGHT_TAILS
 
     def quantiles(self, levels: np.ndarray) -> np.ndarray:
         from scipy import special
@@ -56,6 +76,7 @@ class StudentPosteriors:
     loc: np.ndarray
     scale: np.ndarray
     dof: np.ndarray
+    levels = _HEAVY_TAILS
 
     def quantiles(self, levels: np.ndarray) -> np.ndarray:
         from scipy import special
@@ -84,7 +105,7 @@ def max_probabilities(posteriors: BetaPosteriors | StudentPosteriors, mask: np.n
     ``posteriors`` hold arrays of shape (n, K); ``mask`` (n, K) marks the allowed arms.
     """
     n, n_arms = mask.shape
-    levels = posteriors.quantiles(_LEVELS)                                  # (n, K, Q)
+    levels = posteriors.quantiles(posteriors.levels)                        # (n, K, Q)
     lowest = np.where(mask, levels[..., 0], -np.inf).max(axis=1)            # (n,)
     highest = np.where(mask, levels[..., -1], -np.inf).max(axis=1)
     inner = np.where(mask[..., None], levels, lowest[:, None, None]).reshape(n, -1)
@@ -94,7 +115,10 @@ def max_probabilities(posteriors: BetaPosteriors | StudentPosteriors, mask: np.n
     x = (left[..., None] + width[..., None] * (_NODES + 1) / 2).reshape(n, -1)   # (n, G)
     w = (width[..., None] * _WEIGHTS / 2).reshape(n, -1)
     cdf = np.where(mask[..., None], posteriors.cdf(x), 1.0)                 # (n, K, G)
-    pdf = np.where(mask[..., None], posteriors.pdf(x), 0.0)
+    # Quantiles that round to 0 or 1 put nodes on the boundary, where a Beta density with a parameter
+    # below 1 is infinite; those panels have (next to) zero width, so the nodes are dropped.
+    density = posteriors.pdf(x)
+    pdf = np.where(mask[..., None] & np.isfinite(density), density, 0.0)
     # Product of the other arms' CDFs via prefix and suffix products (no division by zero).
     ones = np.ones((n, 1, x.shape[1]))
     prefix = np.cumprod(np.concatenate([ones, cdf[:, :-1]], axis=1), axis=1)

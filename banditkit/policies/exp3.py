@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._validation import check_real
-from . import register
+from . import _jit, register
 from .base import Policy, State, add_counts, arm_sums, categorical, count_state, empirical_means
 from .softmax import masked_softmax
 
@@ -43,10 +43,16 @@ class EXP3(Policy):
         return state
 
     def probabilities(self, state, mask, context=None):
+        compiled = _jit.kernels()
+        if compiled is not None and mask.shape[0] == 1 and state["log_weights"].shape[0] == 1:
+            return compiled.exp3_probabilities(state["log_weights"], self.gamma, mask)
         exploit = masked_softmax(np.broadcast_to(state["log_weights"], mask.shape), mask)
         return (1.0 - self.gamma) * exploit + self.gamma * mask / mask.sum(axis=1, keepdims=True)
 
     def sample(self, state, rng, mask, context=None):
+        compiled = _jit.kernels()
+        if compiled is not None and mask.shape[0] == 1 and state["log_weights"].shape[0] == 1:
+            return np.array([compiled.exp3_choice(_jit.generator_pointers(rng), state["log_weights"], self.gamma, mask)])
         return categorical(self.probabilities(state, mask), rng)
 
     def update(self, state, arms, rewards, *, propensities=None, context=None):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._validation import check_real
-from . import register
+from . import _jit, register
 from .base import (Policy, State, add_counts, argmax_probabilities, argmax_random_ties, categorical,
                    count_state, empirical_means)
 
@@ -51,6 +51,10 @@ class EpsilonGreedy(Policy):
         return epsilon * uniform + (1.0 - epsilon) * argmax_probabilities(means, mask)
 
     def sample(self, state, rng, mask, context=None):
+        compiled = _jit.kernels()
+        if compiled is not None and mask.shape[0] == 1 and state["pulls"].shape[0] == 1:
+            return np.array([compiled.epsilon_greedy_choice(_jit.generator_pointers(rng), state["pulls"],
+                                                            state["reward_sums"], self.epsilon, self.decay, mask)])
         explore = rng.random(mask.shape[0]) < self.exploration_rate(state)[:, 0]
         uniform_arms = categorical(mask / mask.sum(axis=1, keepdims=True), rng)
         greedy_arms = argmax_random_ties(np.broadcast_to(empirical_means(state), mask.shape), mask, rng)

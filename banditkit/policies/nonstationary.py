@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._validation import check_int, check_real
-from . import register
+from . import _jit, register
 from .base import Policy, State, arm_sums, batch_rows, empirical_means
 from .thompson import beta_argmax, beta_max_probabilities
 from .ucb import IndexPolicy
@@ -105,8 +105,18 @@ class SlidingWindowUCB(IndexPolicy):
         bonus = np.sqrt(np.divide(self.xi * log_horizon, pulls, out=np.full(pulls.shape, np.inf), where=pulls > 0.5))
         return np.where(pulls > 0.5, empirical_means(state), 0.0) + bonus
 
+    def sample(self, state, rng, mask, context=None):
+        compiled = _jit.kernels()
+        if compiled is not None and mask.shape[0] == 1 and state["pulls"].shape[0] == 1:
+            return np.array([compiled.sliding_window_ucb_argmax(
+                _jit.generator_pointers(rng), state["pulls"], state["reward_sums"], state["steps"],
+                self.window, self.xi, mask)])
+        return super().sample(state, rng, mask, context)
+
     def update(self, state, arms, rewards, *, propensities=None, context=None):
         batch, n_arms = state["pulls"].shape
+        if batch == 1 and arms.shape[0] == 1:
+            return self._update_one(state, int(arms[0]), float(rewards[0]))
         rows = batch_rows(state, arms.shape[0])
         # Rows that a later row of the same batch would evict never enter the window.
         skipped = max(arms.shape[0] - self.window, 0) if batch == 1 else 0
@@ -128,6 +138,23 @@ class SlidingWindowUCB(IndexPolicy):
         for key, added in (("pulls", np.ones(arms.shape[0])), ("reward_sums", rewards)):
             delta = arm_sums(state, arms, added, n_arms) - arm_sums(state, evicted_arm_index, evicted[key], n_arms)
             new[key] = np.maximum(state[key] + delta, 0.0)
+        return new
+
+    def _update_one(self, state: State, arm: int, reward: float) -> State:
+        """The same delta as :meth:`update` for one reward into one state, on scalars."""
+        step = int(state["steps"][0])
+        slot = step % self.window
+        new = {key: value.copy() for key, value in state.items()}
+        evicted_arm = int(new["window_arms"][0, slot])
+        if evicted_arm >= 0:
+            new["pulls"][0, evicted_arm] = max(new["pulls"][0, evicted_arm] - 1.0, 0.0)
+            new["reward_sums"][0, evicted_arm] = max(
+                new["reward_sums"][0, evicted_arm] - new["window_rewards"][0, slot], 0.0)
+        new["pulls"][0, arm] += 1.0
+        new["reward_sums"][0, arm] += reward
+        new["window_arms"][0, slot] = arm
+        new["window_rewards"][0, slot] = reward
+        new["steps"][0] = step + 1
         return new
 
     def remove_arm(self, state: State, index: int) -> State:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._validation import check_real
-from . import register
+from . import _jit, register
 from .base import Policy, State, add_counts, categorical, count_state, empirical_means
 
 
@@ -50,6 +50,10 @@ class Softmax(Policy):
         return masked_softmax(np.broadcast_to(empirical_means(state) / temperature, mask.shape), mask)
 
     def sample(self, state, rng, mask, context=None):
+        compiled = _jit.kernels()
+        if compiled is not None and mask.shape[0] == 1 and state["pulls"].shape[0] == 1:
+            return np.array([compiled.softmax_choice(_jit.generator_pointers(rng), state["pulls"],
+                                                     state["reward_sums"], self.temperature, self.anneal, mask)])
         return categorical(self.probabilities(state, mask), rng)
 
     def update(self, state, arms, rewards, *, propensities=None, context=None):

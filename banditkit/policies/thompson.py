@@ -20,8 +20,7 @@ def beta_argmax(alpha: np.ndarray, beta: np.ndarray, rng: np.random.Generator, m
     n = mask.shape[0]
     compiled = _jit.kernels()
     if compiled is not None and n == 1 and alpha.shape[0] == 1:
-        arm = compiled.beta_argmax(_jit.generator_pointers(rng), alpha[0], beta[0], mask[0])
-        return np.array([arm])
+        return np.array([compiled.beta_argmax(_jit.generator_pointers(rng), alpha, beta, mask)])
     draws = rng.beta(alpha, beta, size=mask.shape)
     return np.where(mask, draws, -np.inf).argmax(axis=1)
 
@@ -67,6 +66,11 @@ class ThompsonSampling(Policy):
         return beta_max_probabilities(*self.posterior(state), mask)
 
     def sample(self, state, rng, mask, context=None):
+        compiled = _jit.kernels()
+        pulls = state["pulls"]
+        if compiled is not None and mask.shape[0] == 1 and pulls.shape[0] == 1:
+            return np.array([compiled.bernoulli_thompson_argmax(
+                _jit.generator_pointers(rng), pulls, state["reward_sums"], self.prior_alpha, self.prior_beta, mask)])
         return beta_argmax(*self.posterior(state), rng, mask)
 
     def update(self, state, arms, rewards, *, propensities=None, context=None):
@@ -132,6 +136,12 @@ class GaussianThompsonSampling(Policy):
         return broadcast_rows(compute, t.loc.shape[0], mask)
 
     def sample(self, state, rng, mask, context=None):
+        compiled = _jit.kernels()
+        pulls = state["pulls"]
+        if compiled is not None and mask.shape[0] == 1 and pulls.shape[0] == 1:
+            return np.array([compiled.gaussian_thompson_argmax(
+                _jit.generator_pointers(rng), pulls, state["reward_sums"], state["reward_sq_sums"],
+                self.prior_mean, self.prior_count, self.prior_shape, self.prior_rate, mask)])
         t = self.posterior(state)
         rows = batch_rows(state, mask.shape[0])
         draws = t.loc[rows] + t.scale[rows] * rng.standard_t(t.dof[rows])

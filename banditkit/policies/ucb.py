@@ -71,9 +71,8 @@ class UCB1(IndexPolicy):
     def sample(self, state, rng, mask, context=None):
         compiled = _jit.kernels()
         if compiled is not None and mask.shape[0] == 1 and state["pulls"].shape[0] == 1:
-            arm = compiled.ucb1_argmax(_jit.generator_pointers(rng), state["pulls"][0],
-                                       state["reward_sums"][0], mask[0])
-            return np.array([arm])
+            return np.array([compiled.ucb1_argmax(_jit.generator_pointers(rng), state["pulls"],
+                                                  state["reward_sums"], mask)])
         return super().sample(state, rng, mask, context)
 
 
@@ -118,3 +117,10 @@ class KLUCB(IndexPolicy):
             low = np.where(inside, middle, low)
             high = np.where(inside, high, middle)
         return np.where(pulls > 0, low, np.inf)
+
+    def sample(self, state, rng, mask, context=None):
+        compiled = _jit.kernels()
+        if compiled is not None and mask.shape[0] == 1 and state["pulls"].shape[0] == 1:
+            return np.array([compiled.kl_ucb_argmax(_jit.generator_pointers(rng), state["pulls"],
+                                                    state["reward_sums"], self.c, mask)])
+        return super().sample(state, rng, mask, context)

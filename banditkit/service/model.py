@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..bandit import Bandit
-from .stores.base import State, add_delta
+from .stores.base import State
 
 _LEDGER = ("pulls", "reward_sums", "reward_sq_sums")
 _ADDITIVE = {"state", "version", "rng", "total_reward", *_LEDGER}
@@ -22,16 +22,12 @@ _ADDITIVE = {"state", "version", "rng", "total_reward", *_LEDGER}
 
 def split(bandit: Bandit) -> tuple[dict[str, Any], State]:
     """The model (JSON-ready) and the additive arrays of ``bandit``."""
-    model = {key: value for key, value in bandit.to_dict().items() if key not in _ADDITIVE}
-    return model, additive(bandit)
-
-
-def additive(bandit: Bandit) -> State:
-    """The additive arrays alone: policy state and reward ledger (copies where the Bandit adds in place)."""
+    data = bandit.to_dict()
+    model = {key: value for key, value in data.items() if key not in _ADDITIVE}
     arrays = {f"policy/{key}": value for key, value in bandit.state.items()}
-    arrays.update({f"ledger/{key}": getattr(bandit, key).copy() for key in _LEDGER})
-    arrays["ledger/total_reward"] = np.array([bandit.total_reward])
-    return arrays
+    arrays.update({f"ledger/{key}": np.array(data[key], dtype=np.float64) for key in _LEDGER})
+    arrays["ledger/total_reward"] = np.array([data["total_reward"]])
+    return model, arrays
 
 
 def join(model: dict[str, Any], arrays: State, version: int, rng: np.random.Generator) -> Bandit:
@@ -63,24 +59,17 @@ def reward_delta(bandit: Bandit, arm_indices: np.ndarray, rewards: np.ndarray,
 
 def apply_rewards(bandit: Bandit, delta: State, arm_indices: np.ndarray, rewards: np.ndarray,
                   contexts: np.ndarray | None, propensities: np.ndarray | None) -> None:
-    """Learn the rewards in memory exactly as the store did: the arrays become ``arrays + delta``.
+    """Learn the rewards in memory exactly as the store did.
 
-    With reactive guardrails (an SLO or a ruin threshold), ``update_many``
-    runs the Bandit's own bookkeeping and checks first; either way the arrays
-    end as the store's arithmetic, so memory and store stay bit-identical, and
-    the version goes up by one.
+    ``update_many`` runs the Bandit's own bookkeeping (its reward ledger adds
+    the same numbers in the same order as the store's delta) and guardrails
+    (SLO, abort), and raises the version by one; the policy state is then set
+    to ``state + delta``, the store's arithmetic, so memory and store stay
+    bit-identical.
     """
-    before = additive(bandit)
-    guards = bandit.guardrails
-    if guards.min_reward_rate is not None or guards.ruin_threshold is not None:
-        bandit.update_many(arm_indices, rewards, contexts=contexts, propensities=propensities)
-    else:
-        bandit.version += 1
-    after = add_delta(before, delta)
-    bandit.state = _policy_state(after)
-    for key in _LEDGER:
-        setattr(bandit, key, after[f"ledger/{key}"])
-    bandit.total_reward = float(after["ledger/total_reward"][0])
+    before = bandit.state
+    bandit.update_many(arm_indices, rewards, contexts=contexts, propensities=propensities)
+    bandit.state = {key: value + delta[f"policy/{key}"] for key, value in before.items()}
 
 
 def guarded(bandit: Bandit) -> tuple[tuple[bool, ...], bool]:

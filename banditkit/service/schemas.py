@@ -156,4 +156,4 @@ class SnapshotOut(BaseModel):
 
 
 class RollbackRequest(Body):
-    snapshot_id: int = Field(ge=1)
+    snapshot_id: int = Field(ge=1, le=2**63 - 1)

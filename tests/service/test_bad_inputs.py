@@ -83,6 +83,7 @@ CASES = [
     ("client token on arms", "PATCH", "/arms", {"add": ["c"]}, CLIENT, 403, "admin token"),
     ("client token on rollback", "POST", "/rollback", {"snapshot_id": 1}, CLIENT, 403, "admin token"),
     ("unknown snapshot", "POST", "/rollback", {"snapshot_id": 7}, ADMIN, 404, "snapshot 7"),
+    ("snapshot id past 64 bits", "POST", "/rollback", {"snapshot_id": 2**63}, ADMIN, 422, "less than or equal"),
 ]
 
 

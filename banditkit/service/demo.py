@@ -124,7 +124,7 @@ def summarize(rows: list[dict]) -> tuple[list[ArmSummary], float]:
 
 
 def run_demo(decisions: int = 3000, out: Path = Path("banditkit-demo"), seed: int = 0,
-             concurrency: int = 16) -> tuple[list[ArmSummary], float]:
+             concurrency: int = 16, window_s: float = WINDOW_S) -> tuple[list[ArmSummary], float]:
     """Run the whole demo, print the table, write the log and a summary under ``out``.
 
     The service runs in a child process (as it would in production), so the
@@ -144,11 +144,11 @@ def run_demo(decisions: int = 3000, out: Path = Path("banditkit-demo"), seed: in
             base_url = server.base_url
             client.post(f"{base_url}/v1/experiments", json={
                 "name": "demo", "arms": list(ARMS), "policy": {"name": "thompson", "params": {}},
-                "attribution_window_s": WINDOW_S, "default_reward": 0.0, "seed": seed,
+                "attribution_window_s": window_s, "default_reward": 0.0, "seed": seed,
             }).raise_for_status()
             console.print(f"Serving experiment [bold]demo[/] at {base_url} on a temporary SQLite store; "
                           f"{decisions} simulated users, clicks reported after ~{MEAN_DELAY_S} s, "
-                          f"no click = reward 0 after {WINDOW_S:g} s.")
+                          f"no click = reward 0 after {window_s:g} s.")
             started = time.perf_counter()
             with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                           TextColumn("{task.fields[clicks]} clicks"), TimeElapsedColumn(), console=console) as bar:
@@ -157,7 +157,7 @@ def run_demo(decisions: int = 3000, out: Path = Path("banditkit-demo"), seed: in
                                   lambda c: bar.update(task, completed=c["decisions"], clicks=c["clicks"]))
             elapsed = time.perf_counter() - started
             with console.status("waiting for the attribution windows to close"):
-                stats = _wait_until_settled(client, base_url, decisions, WINDOW_S + 10.0)
+                stats = _wait_until_settled(client, base_url, decisions, window_s + 10.0)
             log_path = out / "decisions.csv"
             log_path.write_bytes(client.get(f"{base_url}/v1/experiments/demo/log", params={"format": "csv"}).content)
             parquet = client.get(f"{base_url}/v1/experiments/demo/log", params={"format": "parquet"})

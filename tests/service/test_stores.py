@@ -205,3 +205,35 @@ def test_add_delta_leaves_other_keys():
     state = {"counts": np.array([[1.0, 2.0]]), "step": np.array([3.0])}
     assert add_delta(state, {"counts": np.array([[1.0, 0.0]])})["counts"].tolist() == [[2.0, 2.0]]
     assert add_delta(state, {})["step"] is state["step"]
+
+
+def test_a_failing_job_does_not_sink_its_group(tmp_path):
+    """Jobs queued together commit together; one that raises is rolled back alone."""
+    store = SQLiteStore(tmp_path / "isolate.db", commit_interval_s=0.05)
+    store.create_experiment(make_experiment(), {"kind": "create"}).result()
+
+    def broken(rewards):
+        raise RuntimeError("bad delta")
+    good = [store.append_decisions([decision(i)]) for i in range(3)]
+    bad = store.record_rewards("hero", [reward(0)], broken, lambda d, v: None)
+    more = store.append_decisions([decision(3)])
+    for future in good + [more]:
+        future.result()
+    with pytest.raises(RuntimeError, match="bad delta"):
+        bad.result()
+    assert store.counts("hero") == (4, 0)
+    store.close()
+
+
+def test_exclusive_jobs_see_every_earlier_commit(tmp_path):
+    store = SQLiteStore(tmp_path / "order.db", commit_interval_s=0.05)
+    store.create_experiment(make_experiment(), {"kind": "create"}).result()
+    store.append_decisions([decision(0)]).result()
+    seen = []
+    store.record_rewards("hero", [reward(0)], counting_delta, lambda d, v: seen.append(("hook", v)))
+    version = store.replace_model("hero", lambda: (seen.append("change") or {"arms": ["a", "b"]},
+                                                   {"counts": np.ones((1, 2)), "sums": np.zeros((1, 2))}, 5,
+                                                   {"kind": "arms"}), lambda: None)
+    version.result()
+    assert seen == [("hook", 1), "change"]            # the reward's hook ran before the change was built
+    store.close()

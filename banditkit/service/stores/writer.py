@@ -2,9 +2,9 @@
 
 A request hands its write (a *job*: a function of the connection) to the
 writer and waits on a future. The writer takes every job that is queued (and,
-with ``interval_s`` > 0, those arriving within that time), runs each inside a
-savepoint of one transaction, commits once, and only then completes the
-futures. So a request is answered only after its write is durable, and the
+with ``interval_s`` > 0, those arriving within that time), runs them in one
+transaction, commits once, and only then completes the futures (if a job
+raises, the transaction is rolled back and each job runs alone). So a request is answered only after its write is durable, and the
 cost of a commit (one fsync with ``synchronous=FULL``) is shared by all the
 requests of the group. An *exclusive* job (a change of the model's shape,
 such as adding an arm) runs in a transaction of its own, after every earlier
@@ -106,33 +106,24 @@ class GroupCommitWriter:
         return group, None, False
 
     def _commit(self, connection: sqlite3.Connection, group: list) -> None:
-        outcomes, hooks = [], []
+        """Run the group's jobs in one transaction; if a job fails, run each job alone instead."""
+        hooks: list[Callable[[], None]] = []
+        results = []
         try:
             connection.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as error:
-            for _, future, _ in group:
-                future.set_exception(error)
-            return
-        for job, future, _ in group:
-            job_hooks: list[Callable[[], None]] = []
-            connection.execute("SAVEPOINT job")
-            try:
-                result = job(connection, job_hooks.append)
-                connection.execute("RELEASE job")
-                outcomes.append((future, result, None))
-                hooks.extend(job_hooks)
-            except Exception as error:  # one bad job must not sink its group
-                connection.execute("ROLLBACK TO job")
-                connection.execute("RELEASE job")
-                outcomes.append((future, None, error))
-        try:
+            for job, _, _ in group:
+                results.append(job(connection, hooks.append))
             self._before_commit(connection)
             connection.execute("COMMIT")
         except Exception as error:
             self._discard()
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
-            for future, _, _ in outcomes:
+            if len(group) > 1 and len(results) < len(group):  # one bad job must not sink its group
+                for item in group:
+                    self._commit(connection, [item])
+                return
+            for _, future, _ in group:
                 future.set_exception(error)
             return
         self.groups_committed += 1
@@ -142,8 +133,5 @@ class GroupCommitWriter:
                 hook()
             except Exception:  # the write is committed; a failing hook must not hold requests
                 logger.exception("after-commit hook failed")
-        for future, result, error in outcomes:
-            if error is None:
-                future.set_result(result)
-            else:
-                future.set_exception(error)
+        for (_, future, _), result in zip(group, results):
+            future.set_result(result)

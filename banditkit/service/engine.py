@@ -7,7 +7,6 @@ truth: nothing is answered before the store has it. Rewards live in
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import random
@@ -26,6 +25,7 @@ from .schemas import (ArmsPatch, ArmStatsOut, DecisionRequest, DecisionResponse,
                       RewardRequest, RewardResult, SnapshotOut, StatsOut)
 from .serving import draw, draw_rows
 from .stores import Assignment, DecisionRecord, ExperimentRecord, Store
+from .stores.base import settled
 
 logger = logging.getLogger("banditkit.service")
 
@@ -70,7 +70,7 @@ class Engine:
         model, arrays = split(bandit)
         now = time.time()
         record = ExperimentRecord(spec.name, spec.model_dump(mode="json"), model, arrays, bandit.version, now, now)
-        await asyncio.wrap_future(self.store.create_experiment(record, {"kind": "create"}))
+        await settled(self.store.create_experiment(record, {"kind": "create"}))
         experiment = restore(record, self.refresh_s, self._executor)
         self.experiments[spec.name] = experiment
         return experiment.describe()
@@ -95,7 +95,7 @@ class Engine:
             model, arrays = split(bandit)
             return model, arrays, bandit.version, {"kind": "arms", **patch.model_dump()}
 
-        await asyncio.wrap_future(self.store.replace_model(name, change, lambda: self._swap(experiment,
+        await settled(self.store.replace_model(name, change, lambda: self._swap(experiment,
                                                                                            replacement[0])))
         return experiment.describe()
 
@@ -108,7 +108,7 @@ class Engine:
                 model, arrays = split(experiment.bandit)
                 captured.append(experiment.bandit.version)
             return model, arrays, captured[0]
-        snapshot_id = await asyncio.wrap_future(self.store.save_snapshot(name, capture))
+        snapshot_id = await settled(self.store.save_snapshot(name, capture))
         return SnapshotOut(snapshot_id=snapshot_id, policy_version=captured[0], created_at=time.time())
 
     def snapshots(self, name: str) -> list[SnapshotOut]:
@@ -131,7 +131,7 @@ class Engine:
             event = {"kind": "rollback", "snapshot_id": snapshot_id, "restored_version": snapshot.policy_version}
             return snapshot.model, snapshot.state, version, event
 
-        await asyncio.wrap_future(self.store.replace_model(name, change, lambda: self._swap(experiment,
+        await settled(self.store.replace_model(name, change, lambda: self._swap(experiment,
                                                                                            replacement[0])))
         return experiment.describe()
 
@@ -166,12 +166,12 @@ class Engine:
         now = time.time()
         records, assignments = self._choose(experiment, requests, now)
         try:
-            await asyncio.wrap_future(self.store.append_decisions(records, assignments))
+            await settled(self.store.append_decisions(records, assignments))
         except Exception:
             logger.exception("decision log unavailable for %r: serving the default arm", name)
             records = [_fallback(experiment, r.unit, r.context, now) for r in records]
             try:
-                await asyncio.wrap_future(self.store.append_decisions(records))
+                await settled(self.store.append_decisions(records))
             except Exception:
                 logger.error("fallback decisions of %r could not be logged either: %s", name,
                              [r.decision_id for r in records])

@@ -10,7 +10,6 @@ store and so survives restarts.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 
@@ -20,6 +19,7 @@ from .experiment import Experiment
 from .model import apply_rewards, guarded, reward_delta
 from .schemas import RewardRequest, RewardResult
 from .stores import DecisionRecord, RewardRecord, Store
+from .stores.base import settled
 
 #: Decisions settled by one sweep transaction at most.
 SWEEP_BATCH = 2000
@@ -53,7 +53,7 @@ async def record(store: Store, experiment: Experiment, items: list[RewardRequest
             pending.append((row, RewardRecord(item.decision_id, experiment.name, decision.arm, item.value, now)))
     if pending:
         future = learn(store, experiment, [reward for _, reward in pending], decisions, on_guardrail)
-        outcomes = await asyncio.wrap_future(future)
+        outcomes = await settled(future)
         for (row, _), outcome in zip(pending, outcomes):
             results[row] = _answer(outcome.reward, items[row])
     return results
@@ -66,20 +66,20 @@ async def sweep(store: Store, experiment: Experiment, now: float,
     if value is None:
         return 0
     cutoff = now - experiment.config.attribution_window_s
-    settled = 0
+    applied = 0
     while True:
         rows = store.unrewarded(experiment.name, experiment.sweep_watermark, cutoff, SWEEP_BATCH)
         watermark = cutoff if len(rows) < SWEEP_BATCH else rows[-1].time
         if not rows:  # nothing to settle: the stored watermark only saves work, so skip the write
             experiment.sweep_watermark = watermark
-            return settled
+            return applied
         rewards = [RewardRecord(row.decision_id, experiment.name, row.arm, value, now, "default") for row in rows]
         future = learn(store, experiment, rewards, {row.decision_id: row for row in rows}, on_guardrail, watermark)
-        outcomes = await asyncio.wrap_future(future)
+        outcomes = await settled(future)
         experiment.sweep_watermark = watermark
-        settled += sum(outcome.first for outcome in outcomes)
+        applied += sum(outcome.first for outcome in outcomes)
         if len(rows) < SWEEP_BATCH:
-            return settled
+            return applied
 
 
 def learn(store: Store, experiment: Experiment, rewards: list[RewardRecord], decisions: dict[str, DecisionRecord],

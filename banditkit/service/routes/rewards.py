@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
-from ..deps import ClientAuth, EngineDep
+from ..deps import ClientAuth
 from ..errors import ConflictError, GoneError, InvalidRequestError, NotFoundError
 from ..schemas import RewardBatchRequest, RewardBatchResponse, RewardRequest, RewardResponse
 
@@ -13,9 +13,9 @@ _ERRORS = {404: NotFoundError, 409: ConflictError, 410: GoneError}
 
 
 @router.post("/rewards", responses={404: {}, 409: {}, 410: {}})
-async def reward(name: str, body: RewardRequest, engine: EngineDep) -> RewardResponse:
+async def reward(name: str, body: RewardRequest, request: Request) -> RewardResponse:
     """Reward a decision; a retry with the same value returns the first answer."""
-    (result,) = await engine.reward(name, [body])
+    (result,) = await request.app.state.engine.reward(name, [body])
     if result.status == 422:
         raise InvalidRequestError(result.detail, "value")
     if result.status != 200:
@@ -24,6 +24,6 @@ async def reward(name: str, body: RewardRequest, engine: EngineDep) -> RewardRes
 
 
 @router.post("/rewards/batch")
-async def reward_batch(name: str, body: RewardBatchRequest, engine: EngineDep) -> RewardBatchResponse:
+async def reward_batch(name: str, body: RewardBatchRequest, request: Request) -> RewardBatchResponse:
     """Up to 1,000 rewards; each result carries the status its single call would have had."""
-    return RewardBatchResponse(results=await engine.reward(name, body.rewards))
+    return RewardBatchResponse(results=await request.app.state.engine.reward(name, body.rewards))

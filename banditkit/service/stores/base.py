@@ -13,6 +13,7 @@ and a store can commit many requests together (group commit).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from abc import ABC, abstractmethod
@@ -218,6 +219,13 @@ def decode_state(text: str) -> State:
 def add_delta(state: State, delta: State) -> State:
     """``state + delta`` key by key, as a new state (the one way every store applies a delta)."""
     return {key: value + delta[key] if key in delta else value for key, value in state.items()}
+
+
+async def settled(future: Future) -> Any:
+    """A store future's result: at once if it is done (memory store), else awaited without blocking the loop."""
+    if future.done():
+        return future.result()
+    return await asyncio.wrap_future(future)
 
 
 def completed(result: Any = None, error: BaseException | None = None) -> Future:

@@ -2,7 +2,8 @@
 
 Measures POST decisions and POST rewards on a Thompson-sampling experiment with
 10 arms (SQLite store, group commit), and the same server's no-op endpoint
-(GET /v1/health) under the same load; prints a table. The load generator is
+(GET /v1/health) under the same load; prints a table with the server's CPU
+time per request (robust to other load on the machine) and the load average. The load generator is
 wrk (``apt-get install wrk``) when present, else an asyncio/httpx client in a
 separate process.
 
@@ -56,6 +57,12 @@ WRK_SCRIPT = textwrap.dedent("""
 """)
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _milliseconds(text: str) -> float:
     value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
     return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
@@ -65,9 +72,10 @@ def run_wrk(url: str, seconds: int, connections: int, env: dict, script: Path) -
     output = subprocess.run(["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "--latency",
                              "-s", str(script), url], env={**os.environ, **env}, capture_output=True, text=True,
                             check=True).stdout
+    requests = int(re.search(r"(\d+) requests in", output).group(1))
     percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", output, re.M))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)), "requests": requests,
             "p50_ms": _milliseconds(percentiles["50"]), "p99_ms": _milliseconds(percentiles["99"]),
             "errors": int(errors.group(1)) if errors else 0}
 
@@ -92,7 +100,7 @@ async def _asyncio_load(base: str, method: str, path: str, bodies: list[str], se
         await asyncio.gather(*(user() for _ in range(connections)))
         elapsed = time.perf_counter() - started
     latencies.sort()
-    return {"rps": len(latencies) / elapsed, "p50_ms": latencies[len(latencies) // 2] * 1e3,
+    return {"rps": len(latencies) / elapsed, "requests": len(latencies), "p50_ms": latencies[len(latencies) // 2] * 1e3,
             "p99_ms": latencies[int(len(latencies) * 0.99)] * 1e3, "errors": errors}
 
 
@@ -110,9 +118,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--synchronous", choices=["FULL", "NORMAL"], default="FULL")
-    parser.add_argument("--commit-interval-ms", type=float, default=2.0)
+    parser.add_argument("--commit-interval-ms", type=float, default=0.0)
     parser.add_argument("--generator", choices=["auto", "wrk", "asyncio"], default="auto")
     args = parser.parse_args()
+    load = os.getloadavg()
     use_wrk = args.generator == "wrk" or (args.generator == "auto" and shutil.which("wrk") is not None)
     with tempfile.TemporaryDirectory() as folder:
         server = ServiceProcess(Settings(store=f"sqlite:///{folder}/bench.db", port=0, admin_token=None,
@@ -135,6 +144,7 @@ def main() -> None:
                      ("POST rewards", "POST", "/v1/experiments/bench/rewards", None)]
             results = {}
             for label, method, path, body in cases:
+                cpu_before = process_cpu_seconds(server.process.pid)
                 if use_wrk:
                     env = {"BENCH_METHOD": method, "BENCH_PATH": path, "BENCH_BODY": body or ""}
                     if body is None:
@@ -144,6 +154,8 @@ def main() -> None:
                     bodies = [body] if body is not None else [
                         json.dumps({"decision_id": d, "value": float(i % 2)}) for i, d in enumerate(ids)]
                     results[label] = run_asyncio(base, method, path, bodies, args.seconds, args.connections)
+                cpu = process_cpu_seconds(server.process.pid) - cpu_before
+                results[label]["cpu_ms"] = 1e3 * cpu / max(results[label]["requests"], 1)
             with httpx.Client(base_url=base, timeout=60.0) as client:
                 stats = client.get("/v1/experiments/bench/stats").json()
         finally:
@@ -152,11 +164,12 @@ def main() -> None:
     print(f"load generator: {'wrk -t 2' if use_wrk else 'asyncio + httpx (separate process)'}, "
           f"{args.connections} connections, {args.seconds} s each; one uvicorn worker; "
           f"SQLite synchronous={args.synchronous}, group commit wait {args.commit_interval_ms:g} ms; "
-          "Thompson sampling, K=10")
-    print(f"{'endpoint':<24}{'requests/s':>12}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'vs no-op':>10}")
+          f"Thompson sampling, K=10; load average before {load[0]:.2f}, after {os.getloadavg()[0]:.2f}")
+    print(f"{'endpoint':<24}{'requests/s':>12}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'vs no-op':>10}"
+          f"{'server CPU ms/req':>19}")
     for label, row in results.items():
         print(f"{label:<24}{row['rps']:>12.0f}{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}{row['errors']:>8d}"
-              f"{row['rps'] / noop:>10.2f}")
+              f"{row['rps'] / noop:>10.2f}{row['cpu_ms']:>19.3f}")
     print(f"rewards applied: {stats['rewards']}, policy version {stats['policy_version']}, "
           f"decisions logged {stats['decisions']}")
 

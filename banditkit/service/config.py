@@ -31,8 +31,8 @@ class Settings(BaseSettings):
     client_tokens: Annotated[tuple[SecretStr, ...], NoDecode] = ()
     experiments_file: Path | None = Field(None, description="TOML file of experiments created at start-up")
     max_body_bytes: int = Field(2_000_000, gt=0, description="larger request bodies get 413")
-    commit_interval_ms: float = Field(2.0, ge=0.0, le=1000.0,
-                                      description="group commit: the writer gathers writes this long at most")
+    commit_interval_ms: float = Field(0.0, ge=0.0, le=1000.0, description=(
+        "group commit: extra time the writer waits to gather writes (0: whatever queued during the last commit)"))
     sqlite_synchronous: Literal["NORMAL", "FULL"] = Field(
         "FULL", description="FULL survives power loss; NORMAL survives a process crash only")
     sweep_interval_s: float = Field(1.0, gt=0.0, description="how often default rewards are applied")

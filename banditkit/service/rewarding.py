@@ -10,6 +10,7 @@ store and so survives restarts.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -33,17 +34,17 @@ async def record(store: Store, experiment: Experiment, items: list[RewardRequest
     results: list[RewardResult | None] = [None] * len(items)
     pending: list[tuple[int, RewardRecord]] = []
     decisions: dict[str, DecisionRecord] = {}
+    known = store.find_decisions([item.decision_id for item in items])
     for row, item in enumerate(items):
         if not low <= item.value <= high:
             results[row] = RewardResult(decision_id=item.decision_id, status=422, detail=(
                 f"value must be in [{low}, {high}] for policy {experiment.bandit.policy.name!r}, got {item.value!r}"))
             continue
-        decision = store.get_decision(item.decision_id)
+        decision, earlier = known.get(item.decision_id, (None, None))
         if decision is None or decision.experiment != experiment.name:
             results[row] = RewardResult(decision_id=item.decision_id, status=404, detail=(
                 f"decision {item.decision_id!r} not found in experiment {experiment.name!r}"))
             continue
-        earlier = store.get_reward(item.decision_id)
         if earlier is not None:
             results[row] = _answer(earlier, item)
         elif now > decision.time + experiment.config.attribution_window_s:
@@ -68,7 +69,8 @@ async def sweep(store: Store, experiment: Experiment, now: float,
     cutoff = now - experiment.config.attribution_window_s
     applied = 0
     while True:
-        rows = store.unrewarded(experiment.name, experiment.sweep_watermark, cutoff, SWEEP_BATCH)
+        rows = await asyncio.to_thread(store.unrewarded, experiment.name, experiment.sweep_watermark, cutoff,
+                                       SWEEP_BATCH)  # a scan: off the event loop
         watermark = cutoff if len(rows) < SWEEP_BATCH else rows[-1].time
         if not rows:  # nothing to settle: the stored watermark only saves work, so skip the write
             experiment.sweep_watermark = watermark

@@ -237,3 +237,13 @@ def test_exclusive_jobs_see_every_earlier_commit(tmp_path):
     version.result()
     assert seen == [("hook", 1), "change"]            # the reward's hook ran before the change was built
     store.close()
+
+
+def test_find_decisions_joins_rewards(store):
+    store.create_experiment(make_experiment(), {"kind": "create"}).result()
+    store.append_decisions([decision(i) for i in range(3)]).result()
+    store.record_rewards("hero", [reward(1, 0.5)], counting_delta, lambda d, v: None).result()
+    found = store.find_decisions(["d0001", "d0000", "nope", "d0001"])
+    assert set(found) == {"d0000", "d0001"}
+    assert found["d0000"] == (decision(0), None)
+    assert found["d0001"][0] == decision(1) and found["d0001"][1].value == 0.5

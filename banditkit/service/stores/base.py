@@ -171,6 +171,10 @@ class Store(ABC):
     def get_reward(self, decision_id: str) -> RewardRecord | None: ...
 
     @abstractmethod
+    def find_decisions(self, ids: list[str]) -> dict[str, tuple[DecisionRecord, RewardRecord | None]]:
+        """The decisions among ``ids`` that exist, each with its reward if it has one (one round trip)."""
+
+    @abstractmethod
     def get_assignment(self, name: str, unit: str) -> Assignment | None: ...
 
     @abstractmethod
@@ -197,6 +201,7 @@ class Store(ABC):
     def counts(self, name: str) -> tuple[int, int]:
         """(decisions logged, rewards recorded) for an experiment."""
 
+    @abstractmethod
     def close(self) -> None:
         """Flush pending writes and release files."""
 

@@ -28,6 +28,9 @@ class MemoryStore(Store):
         self._events: list[dict] = []
         self._snapshot_ids = itertools.count(1)
 
+    def close(self) -> None:
+        """Nothing to flush: every write already happened."""
+
     # ---- catalogue ---------------------------------------------------------
     def create_experiment(self, record: ExperimentRecord, event: dict) -> Future:
         with self._lock:
@@ -93,6 +96,9 @@ class MemoryStore(Store):
 
     def get_reward(self, decision_id: str) -> RewardRecord | None:
         return self._rewards.get(decision_id)
+
+    def find_decisions(self, ids: list[str]) -> dict[str, tuple[DecisionRecord, RewardRecord | None]]:
+        return {i: (self._decisions[i], self._rewards.get(i)) for i in ids if i in self._decisions}
 
     def get_assignment(self, name: str, unit: str) -> Assignment | None:
         return self._assignments.get((name, unit))

@@ -171,6 +171,20 @@ class SQLiteStore(Store):
                                      "FROM rewards WHERE decision_id = ?", (decision_id,)).fetchone()
         return None if row is None else _reward(row)
 
+    def find_decisions(self, ids: list[str]) -> dict[str, tuple[DecisionRecord, RewardRecord | None]]:
+        found = {}
+        columns = ", ".join("d." + column.strip() for column in _DECISION_COLUMNS.split(","))
+        unique = list(dict.fromkeys(ids))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start:start + 500]
+            rows = self._reader().execute(
+                f"SELECT {columns}, r.decision_id, r.experiment, r.arm, r.value, r.time, r.source, r.applied "
+                "FROM decisions d LEFT JOIN rewards r ON r.decision_id = d.decision_id "
+                f"WHERE d.decision_id IN ({', '.join('?' * len(chunk))})", chunk)
+            for row in rows:
+                found[row[0]] = (_decision(row[:10]), None if row[10] is None else _reward(row[10:]))
+        return found
+
     def get_assignment(self, name: str, unit: str) -> Assignment | None:
         row = self._reader().execute("SELECT arm, propensity, probabilities FROM assignments "
                                      "WHERE experiment = ? AND unit = ?", (name, unit)).fetchone()

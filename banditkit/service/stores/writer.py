@@ -4,9 +4,10 @@ A request hands its write (a *job*: a function of the connection) to the
 writer and waits on a future. The writer takes every job that is queued (and,
 with ``interval_s`` > 0, those arriving within that time), runs them in one
 transaction, commits once, and only then completes the futures (if a job
-raises, the transaction is rolled back and each job runs alone). So a request is answered only after its write is durable, and the
-cost of a commit (one fsync with ``synchronous=FULL``) is shared by all the
-requests of the group. An *exclusive* job (a change of the model's shape,
+raises, the transaction is rolled back and each job runs alone). So a
+request is answered only after its write is durable, and the cost of a
+commit (one fsync with ``synchronous=FULL``) is shared by all the requests
+of the group. An *exclusive* job (a change of the model's shape,
 such as adding an arm) runs in a transaction of its own, after every earlier
 job has committed and run its hooks.
 """

@@ -7,6 +7,7 @@ truth: nothing is answered before the store has it. Rewards live in
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import random
@@ -31,11 +32,16 @@ logger = logging.getLogger("banditkit.service")
 
 
 _ID_BITS = random.Random(os.urandom(32))  # seeded once: os.urandom per id costs ~0.1 ms on some VMs
+_ID_SEQUENCE = itertools.count()
 
 
 def new_decision_id() -> str:
-    """32 hex digits: milliseconds since the epoch, then 80 random bits (ids sort by time)."""
-    return f"{int(time.time() * 1000):012x}{_ID_BITS.getrandbits(80):020x}"
+    """32 hex digits: milliseconds since the epoch, a 20-bit sequence, 60 random bits.
+
+    Ids sort by time, and in the order they were made within a process.
+    """
+    sequence = next(_ID_SEQUENCE) & 0xFFFFF
+    return f"{int(time.time() * 1000):012x}{sequence:05x}{_ID_BITS.getrandbits(60):015x}"
 
 
 class Engine:

@@ -244,7 +244,7 @@ class SQLiteStore(Store):
             cursor = connection.execute(
                 f"SELECT {', '.join('d.' + c.strip() for c in _DECISION_COLUMNS.split(','))}, r.value "
                 "FROM decisions d LEFT JOIN rewards r ON r.decision_id = d.decision_id "
-                "WHERE d.experiment = ? ORDER BY d.time", (name,))
+                "WHERE d.experiment = ? ORDER BY d.time, d.decision_id", (name,))
             for row in cursor:
                 yield _decision(row[:-1]), row[-1]
         finally:

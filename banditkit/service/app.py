@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from pydantic.json_schema import models_json_schema
 
 from .. import __version__
 from .config import Settings
@@ -15,6 +16,7 @@ from .declared import read_experiments
 from .engine import Engine
 from .errors import install_error_handlers
 from .routes import decisions, experiments, health, log, rewards, versions
+from .schemas import DecisionBatchRequest, DecisionRequest, RewardBatchRequest, RewardRequest
 from .stores import ExperimentExistsError, open_store
 
 logger = logging.getLogger("banditkit.service")
@@ -49,7 +51,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     for module in (experiments, decisions, rewards, log, versions, health):
         app.include_router(module.router)
+    _document_raw_bodies(app, [DecisionRequest, DecisionBatchRequest, RewardRequest, RewardBatchRequest])
     return app
+
+
+def _document_raw_bodies(app: FastAPI, models: list) -> None:
+    """Add the models that hot routes parse themselves to the OpenAPI components their routes refer to."""
+    generate = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = generate()
+            _, definitions = models_json_schema([(model, "validation") for model in models],
+                                                ref_template="#/components/schemas/{model}")
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(definitions["$defs"])
+        return app.openapi_schema
+
+    app.openapi = openapi
 
 
 async def _declare(engine: Engine, settings: Settings) -> None:

@@ -45,7 +45,7 @@ CASES = [
      "value must be in [0.0, 1.0]"),
     ("missing value", "POST", "/rewards", {"decision_id": "d"}, CLIENT, 422, "Field required"),
     ("unknown field", "POST", "/decisions", {"user": "u1"}, CLIENT, 422, "Extra inputs"),
-    ("malformed JSON", "POST", "/decisions", b'{"unit": ', CLIENT, 422, "JSON decode error"),
+    ("malformed JSON", "POST", "/decisions", b'{"unit": ', CLIENT, 422, "Invalid JSON"),
     ("context for a non-contextual policy", "POST", "/decisions", {"context": [0.5, 1.0]}, CLIENT, 422,
      "takes no context"),
     ("NaN in a context", "POST", "/decisions", b'{"context": [NaN]}', CLIENT, 422, "finite number"),

@@ -57,6 +57,7 @@ class Engine:
         self._executor = (ThreadPoolExecutor(1, thread_name_prefix="banditkit-distributions")
                           if refresh_s > 0 else None)
         self.experiments: dict[str, Experiment] = {}
+        self.recent = rewarding.RecentDecisions()
         for record in store.load_experiments():
             self.experiments[record.name] = restore(record, refresh_s, self._executor)
 
@@ -173,6 +174,7 @@ class Engine:
         records, assignments = self._choose(experiment, requests, now)
         try:
             await settled(self.store.append_decisions(records, assignments))
+            self.recent.add(records)
         except Exception:
             logger.exception("decision log unavailable for %r: serving the default arm", name)
             records = [_fallback(experiment, r.unit, r.context, now) for r in records]
@@ -248,7 +250,8 @@ class Engine:
 
     # ---- rewards -----------------------------------------------------------
     async def reward(self, name: str, items: list[RewardRequest]) -> list[RewardResult]:
-        return await rewarding.record(self.store, self.experiment(name), items, self._persist_guardrails)
+        return await rewarding.record(self.store, self.experiment(name), items, self._persist_guardrails,
+                                      self.recent)
 
     async def sweep(self, now: float | None = None) -> int:
         """Apply default rewards to decisions whose window closed; returns how many."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 
 import numpy as np
@@ -26,15 +27,41 @@ from .stores.base import settled
 SWEEP_BATCH = 2000
 
 
+class RecentDecisions:
+    """The last ``capacity`` decisions this process logged, so most rewards need no read from the store.
+
+    Only a hint: a decision missing here is looked up in the store, and
+    whether it already has a reward is decided by the store's atomic claim.
+    """
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self.capacity = capacity
+        self._rows: OrderedDict[str, DecisionRecord] = OrderedDict()
+
+    def add(self, rows: list[DecisionRecord]) -> None:
+        for row in rows:
+            self._rows[row.decision_id] = row
+        while len(self._rows) > self.capacity:
+            self._rows.popitem(last=False)
+
+    def find(self, store: Store, ids: list[str]) -> dict[str, tuple[DecisionRecord, RewardRecord | None]]:
+        """Like :meth:`Store.find_decisions`; a reward is only known for decisions read from the store."""
+        found = {i: (self._rows[i], None) for i in ids if i in self._rows}
+        missing = [i for i in ids if i not in found]
+        if missing:
+            found.update(store.find_decisions(missing))
+        return found
+
+
 async def record(store: Store, experiment: Experiment, items: list[RewardRequest],
-                 on_guardrail: Callable[[Experiment], None]) -> list[RewardResult]:
+                 on_guardrail: Callable[[Experiment], None], recent: RecentDecisions) -> list[RewardResult]:
     """One result per reward, in order; ``status`` is 200, 404, 409, 410 or 422."""
     now = time.time()
     low, high = experiment.bandit.policy.reward_bounds
     results: list[RewardResult | None] = [None] * len(items)
     pending: list[tuple[int, RewardRecord]] = []
     decisions: dict[str, DecisionRecord] = {}
-    known = store.find_decisions([item.decision_id for item in items])
+    known = recent.find(store, [item.decision_id for item in items])
     for row, item in enumerate(items):
         if not low <= item.value <= high:
             results[row] = RewardResult(decision_id=item.decision_id, status=422, detail=(

@@ -124,3 +124,18 @@ def test_rewards_for_a_removed_arm_are_recorded_but_not_applied():
     (result,) = run(engine.reward("hero", [RewardRequest(decision_id=answers[0].decision_id, value=1.0)]))
     assert result.status == 200 and result.applied is False
     assert store.get_reward(answers[0].decision_id).applied is False
+
+
+def test_recent_decisions_are_bounded_and_fall_back_to_the_store():
+    store = MemoryStore()
+    engine = Engine(store, refresh_s=0)
+    engine.recent = rewarding.RecentDecisions(capacity=2)
+    run(engine.create(spec()))
+    answers = run(engine.decide("hero", [DecisionRequest() for _ in range(3)]))
+    run(engine.decide("hero", [DecisionRequest() for _ in range(2)]))           # evicts the first three
+    first = answers[0].decision_id
+    run(engine.reward("hero", [RewardRequest(decision_id=first, value=1.0)]))
+    found = engine.recent.find(store, [first])
+    assert found[first][1].value == 1.0                                         # read from the store
+    retry = run(engine.reward("hero", [RewardRequest(decision_id=first, value=0.0)]))
+    assert retry[0].status == 409

@@ -26,8 +26,8 @@ from .runner import ServiceProcess
 
 ARMS = ("red", "green", "blue", "yellow", "purple")
 CLICK_RATES = (0.10, 0.14, 0.22, 0.08, 0.17)
-WINDOW_S = 2.0
-MEAN_DELAY_S = 0.3
+WINDOW_S = 0.5
+MEAN_DELAY_S = 0.1
 USERS = 2000
 
 
@@ -36,6 +36,7 @@ class ArmSummary:
     arm: str
     click_rate: float
     pulls: int
+    last_share: float          # share of the last fifth of the decisions: where the policy has settled
     mean_reward: float
     propensity_low: float
     propensity_high: float
@@ -113,11 +114,14 @@ def summarize(rows: list[dict]) -> tuple[list[ArmSummary], float]:
     rates = dict(zip(ARMS, CLICK_RATES))
     best = max(CLICK_RATES)
     summaries = []
+    last = rows[-max(len(rows) // 5, 1):]
     for arm in ARMS:
         mine = [row for row in rows if row["arm"] == arm]
         rewards = [row["reward"] for row in mine if row["reward"] is not None]
         propensities = [row["propensity"] for row in mine]
-        summaries.append(ArmSummary(arm, rates[arm], len(mine), float(np.mean(rewards)) if rewards else float("nan"),
+        last_share = sum(row["arm"] == arm for row in last) / len(last)
+        summaries.append(ArmSummary(arm, rates[arm], len(mine), last_share,
+                                    float(np.mean(rewards)) if rewards else float("nan"),
                                     min(propensities, default=float("nan")), max(propensities, default=float("nan"))))
     regret = float(sum(best - rates[row["arm"]] for row in rows))
     return summaries, regret
@@ -138,7 +142,7 @@ def run_demo(decisions: int = 3000, out: Path = Path("banditkit-demo"), seed: in
     console = Console()
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="banditkit-demo-") as folder:
-        settings = Settings(store=f"sqlite:///{folder}/demo.db", port=0, sweep_interval_s=0.2,
+        settings = Settings(store=f"sqlite:///{folder}/demo.db", port=0, sweep_interval_s=0.1,
                             admin_token=None, client_tokens=())
         with ServiceProcess(settings) as server, httpx.Client(timeout=30.0) as client:
             base_url = server.base_url
@@ -166,11 +170,12 @@ def run_demo(decisions: int = 3000, out: Path = Path("banditkit-demo"), seed: in
     rows = _read_csv(log_path)
     summaries, regret = summarize(rows)
     table = Table(title=f"{decisions} decisions in {elapsed:.1f} s ({decisions / elapsed:.0f}/s over HTTP)")
-    for column in ("arm", "true click rate", "pulls", "share", "mean reward", "propensity range"):
+    for column in ("arm", "click rate", "pulls", "share", "last 20%", "mean reward", "propensities"):
         table.add_column(column, justify="left" if column == "arm" else "right")
     for s in summaries:
         table.add_row(s.arm, f"{s.click_rate:.2f}", str(s.pulls), f"{s.pulls / len(rows):.1%}",
-                      f"{s.mean_reward:.3f}", f"{s.propensity_low:.3g} – {s.propensity_high:.3g}")
+                      f"{s.last_share:.1%}", f"{s.mean_reward:.3f}",
+                      f"{s.propensity_low:.3g} – {s.propensity_high:.3g}")
     console.print(table)
     uniform = len(rows) * (max(CLICK_RATES) - float(np.mean(CLICK_RATES)))
     console.print(f"Expected regret against always serving the best arm: [bold]{regret:.1f}[/] clicks "

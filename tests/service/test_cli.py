@@ -45,7 +45,7 @@ def test_serve_without_tokens_binds_loopback_and_says_so(tmp_path):
 def test_demo_serves_users_and_writes_the_log(tmp_path):
     from banditkit.service.demo import ARMS, run_demo
 
-    summaries, regret = run_demo(decisions=300, out=tmp_path, seed=1, concurrency=8, window_s=1.0)
+    summaries, regret = run_demo(decisions=300, out=tmp_path, seed=1, concurrency=8, window_s=0.5)
     assert sum(s.pulls for s in summaries) == 300 and [s.arm for s in summaries] == list(ARMS)
     assert 0 <= regret < 300 * 0.14                      # never worse than always serving the worst arm
     with (tmp_path / "decisions.csv").open() as handle:

@@ -58,6 +58,8 @@ class Engine:
                           if refresh_s > 0 else None)
         self.experiments: dict[str, Experiment] = {}
         self.recent = rewarding.RecentDecisions()
+        # Decision times being written now: the sweeper must not move past a decision not yet visible.
+        self._in_flight: dict[object, float] = {}
         for record in store.load_experiments():
             self.experiments[record.name] = restore(record, refresh_s, self._executor)
 
@@ -171,18 +173,23 @@ class Engine:
         for row, request in enumerate(requests):
             _check_request(experiment, request, f"{field}{row}." if field else "")
         now = time.time()
-        records, assignments = self._choose(experiment, requests, now)
+        token = object()
+        self._in_flight[token] = now
         try:
-            await settled(self.store.append_decisions(records, assignments))
-            self.recent.add(records)
-        except Exception:
-            logger.exception("decision log unavailable for %r: serving the default arm", name)
-            records = [_fallback(experiment, r.unit, r.context, now) for r in records]
+            records, assignments = self._choose(experiment, requests, now)
             try:
-                await settled(self.store.append_decisions(records))
+                await settled(self.store.append_decisions(records, assignments))
+                self.recent.add(records)
             except Exception:
-                logger.error("fallback decisions of %r could not be logged either: %s", name,
-                             [r.decision_id for r in records])
+                logger.exception("decision log unavailable for %r: serving the default arm", name)
+                records = [_fallback(experiment, r.unit, r.context, now) for r in records]
+                try:
+                    await settled(self.store.append_decisions(records))
+                except Exception:
+                    logger.error("fallback decisions of %r could not be logged either: %s", name,
+                                 [r.decision_id for r in records])
+        finally:
+            del self._in_flight[token]
         return [DecisionResponse(decision_id=r.decision_id, arm=r.arm, propensity=r.propensity,
                                  policy_version=r.policy_version, fallback=r.fallback) for r in records]
 
@@ -257,7 +264,10 @@ class Engine:
         """Apply default rewards to decisions whose window closed; returns how many."""
         total = 0
         for experiment in list(self.experiments.values()):
-            total += await rewarding.sweep(self.store, experiment, now or time.time(), self._persist_guardrails)
+            # Decisions still being written are not visible yet: settle only what is older than all of them.
+            horizon = min(self._in_flight.values(), default=float("inf"))
+            total += await rewarding.sweep(self.store, experiment, now or time.time(), horizon,
+                                           self._persist_guardrails)
         return total
 
     def _persist_guardrails(self, experiment: Experiment) -> None:

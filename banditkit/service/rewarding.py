@@ -87,13 +87,18 @@ async def record(store: Store, experiment: Experiment, items: list[RewardRequest
     return results
 
 
-async def sweep(store: Store, experiment: Experiment, now: float,
+async def sweep(store: Store, experiment: Experiment, now: float, horizon: float,
                 on_guardrail: Callable[[Experiment], None]) -> int:
-    """Apply ``default_reward`` to the decisions whose attribution window has closed without a reward."""
+    """Apply ``default_reward`` to the decisions whose attribution window has closed without a reward.
+
+    Only decisions made before ``horizon`` (the oldest decision still being
+    written) are settled, so the stored progress never passes one that is not
+    visible yet.
+    """
     value = experiment.config.default_reward
     if value is None:
         return 0
-    cutoff = now - experiment.config.attribution_window_s
+    cutoff = min(now - experiment.config.attribution_window_s, horizon)
     applied = 0
     while True:
         rows = await asyncio.to_thread(store.unrewarded, experiment.name, experiment.sweep_watermark, cutoff,

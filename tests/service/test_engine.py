@@ -139,3 +139,35 @@ def test_recent_decisions_are_bounded_and_fall_back_to_the_store():
     assert found[first][1].value == 1.0                                         # read from the store
     retry = run(engine.reward("hero", [RewardRequest(decision_id=first, value=0.0)]))
     assert retry[0].status == 409
+
+
+def test_the_sweeper_waits_for_decisions_still_being_written():
+    """A decision whose write is slower than its window must still get its default reward."""
+    store = MemoryStore()
+    engine = Engine(store, refresh_s=0)
+    run(engine.create(spec(attribution_window_s=0.01, default_reward=0.0)))
+    release = asyncio.Event()
+
+    async def scenario():
+        original = store.append_decisions
+
+        def slow_write(rows, assignments=None):
+            future = asyncio.get_running_loop().create_future()
+
+            async def later():
+                await release.wait()
+                result = original(rows, assignments)
+                future.set_result(result.result())
+            asyncio.ensure_future(later())
+            return future
+        store.append_decisions = slow_write
+        decision = asyncio.ensure_future(engine.decide("hero", [DecisionRequest()]))
+        await asyncio.sleep(0.05)                       # the window has closed; the row is not written yet
+        assert await engine.sweep() == 0
+        release.set()
+        (answer,) = await decision
+        await asyncio.sleep(0.02)
+        assert await engine.sweep() == 1                # not skipped by the first sweep
+        return answer
+    answer = run(scenario())
+    assert store.get_reward(answer.decision_id).source == "default"

@@ -87,6 +87,6 @@ class ServiceMachine(RuleBasedStateMachine):
         self.folder.cleanup()
 
 
-ServiceMachine.TestCase.settings = settings(max_examples=10, stateful_step_count=20, deadline=None,
+ServiceMachine.TestCase.settings = settings(max_examples=8, stateful_step_count=20, deadline=None,
                                             suppress_health_check=list(HealthCheck))
 TestServiceMachine = ServiceMachine.TestCase

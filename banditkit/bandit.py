@@ -44,14 +44,16 @@ class Bandit:
                  n_features: int | None = None):
         self._arms: list[str] = _check_arm_names(arms)
         self.policy = make_policy(policy)
-        if not isinstance(name, str) or not name:
+        if not isinstance(name, str):
+            raise InvalidTypeError(f"name must be a string, got {type(name).__name__} {name!r}")
+        if not name:
             raise InvalidParameterError(f"name must be a non-empty string, got {name!r}")
         self.name = name
         self.guardrails = _make_guardrails(guardrails)
         self._guarding = self.guardrails.min_reward_rate is not None or self.guardrails.ruin_threshold is not None
         if self.guardrails.default_arm is not None and self.guardrails.default_arm not in self._arms:
             raise UnknownArmError(f"guardrails.default_arm {self.guardrails.default_arm!r} is not one of the arms")
-        self.rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        self.rng = _make_rng(seed)
         if n_features is not None:
             n_features = check.check_int("n_features", n_features, low=1)
             if not self.policy.contextual:
@@ -151,6 +153,7 @@ class Bandit:
             return Decision(self._arm_tuple[index], index, self._arm_tuple, None, None, False, self.version,
                             (self, state, mask, None))
         context = self._context_rows(context, 1)
+        unit = None if unit is None else _check_unit(unit)
         mask = self._mask(allowed)
         if mask is None:
             return self._fallback_decision(context, unit)
@@ -159,7 +162,6 @@ class Bandit:
             if unit is not None or self.guardrails.max_exploration is not None:
                 distribution = self.distribution_at(state, mask, context)[0]
                 if unit is not None:
-                    unit = _check_unit(unit)
                     index = int(assign(distribution, unit_uniform(self.name, unit)))
                 else:
                     index = int(categorical(distribution[None], self.rng)[0])
@@ -178,24 +180,27 @@ class Bandit:
         """``n`` independent decisions from the current state, vectorized (contexts (n, d) for contextual policies)."""
         n = self._batch_size(n, contexts, units)
         contexts = self._context_rows(contexts, n)
+        units = None if units is None else [_check_unit(unit) for unit in units]
         mask = self._mask(allowed)
         if mask is None:
-            distribution = self._default_distribution(n)
-            return DecisionBatch(distribution.argmax(axis=1), self._arm_tuple, contexts=contexts, units=units,
-                                 fallback=np.ones(n, dtype=bool), version=self.version, probabilities=distribution)
+            return self._fallback_batch(n, contexts, units)
         state = self.state
         masks = np.broadcast_to(mask, (n, mask.shape[1]))
-        if units is not None:
-            units = [_check_unit(unit) for unit in units]
-            probabilities = self.distribution_at(state, masks, contexts)
-            indices = assign(probabilities, np.array([unit_uniform(self.name, unit) for unit in units]))
-        elif contexts is None or self.guardrails.max_exploration is not None:
-            # Rows share one state, so each is an independent draw from the exact distribution.
-            probabilities = self.distribution_at(state, masks, contexts)
-            indices = categorical(probabilities, self.rng)
-        else:
-            indices = self.policy.sample(state, self.rng, masks, contexts)
-            probabilities = lambda: self.distribution_at(state, masks, contexts)  # noqa: E731
+        try:
+            if units is not None:
+                probabilities = self.distribution_at(state, masks, contexts)
+                indices = assign(probabilities, np.array([unit_uniform(self.name, unit) for unit in units]))
+            elif contexts is None or self.guardrails.max_exploration is not None:
+                # Rows share one state, so each is an independent draw from the exact distribution.
+                probabilities = self.distribution_at(state, masks, contexts)
+                indices = categorical(probabilities, self.rng)
+            else:
+                indices = self.policy.sample(state, self.rng, masks, contexts)
+                probabilities = lambda: self.distribution_at(state, masks, contexts)  # noqa: E731
+        except Exception:
+            if self.guardrails.default_arm is None:
+                raise
+            return self._fallback_batch(n, contexts, units)
         return DecisionBatch(indices, self._arm_tuple, contexts=contexts, units=units,
                              fallback=np.zeros(n, dtype=bool), version=self.version, probabilities=probabilities)
 
@@ -203,20 +208,29 @@ class Bandit:
         """Exact probability of serving each arm now (guardrails applied), summing to 1."""
         context = self._context_rows(context, 1)
         mask = self._mask(allowed)
-        if mask is None:
-            distribution = self._default_distribution(1)[0]
-        else:
-            distribution = self.distribution_at(self.state, mask, context)[0]
-        return dict(zip(self._arms, distribution.tolist()))
+        if mask is not None:
+            try:
+                distribution = self.distribution_at(self.state, mask, context)[0]
+            except Exception:
+                if self.guardrails.default_arm is None:
+                    raise
+            else:
+                return dict(zip(self._arms, distribution.tolist()))
+        # What select() serves when only the default arm can be, or when the policy fails.
+        return dict(zip(self._arms, self._default_distribution(1)[0].tolist()))
 
     def probabilities_many(self, contexts=None, n: int | None = None) -> np.ndarray:
         """Action distribution for ``n`` rows (or one per context row), shape (n, K): the OPE target."""
         n = self._batch_size(n, contexts, None)
         contexts = self._context_rows(contexts, n)
         mask = self._mask(None)
-        if mask is None:
-            return self._default_distribution(n)
-        return self.distribution_at(self.state, np.broadcast_to(mask, (n, mask.shape[1])), contexts)
+        if mask is not None:
+            try:
+                return self.distribution_at(self.state, np.broadcast_to(mask, (n, mask.shape[1])), contexts)
+            except Exception:
+                if self.guardrails.default_arm is None:
+                    raise
+        return self._default_distribution(n)
 
     # ---- learning -----------------------------------------------------------
     def update(self, arm: str | Decision, reward: float, context=None) -> None:
@@ -247,16 +261,23 @@ class Bandit:
         contexts = self._context_rows(contexts, indices.shape[0])
         if propensities is not None:
             propensities = check.check_rewards("propensities", propensities, (0.0, 1.0), rule="")
-            if propensities.shape[0] != indices.shape[0] or (propensities <= 0).any():
-                raise InvalidParameterError("propensities must hold one value in (0, 1] per arm")
+            if propensities.shape[0] != indices.shape[0]:
+                raise InvalidParameterError(
+                    f"propensities has {propensities.shape[0]} values but arms has {indices.shape[0]}")
+            if (propensities <= 0).any():
+                row = int(np.flatnonzero(propensities <= 0)[0])
+                raise InvalidParameterError(f"propensities must be in (0, 1], got {propensities[row]!r} at position {row}")
         self._apply(indices, rewards, contexts, propensities)
 
     def _apply(self, indices: np.ndarray, rewards: np.ndarray, contexts, propensities) -> None:
         state = self.state
         if self.policy.needs_propensities and propensities is None:
-            current = self.distribution_at(state, np.broadcast_to(self.active, (1, len(self._arms))), contexts)
-            propensities = np.maximum(np.broadcast_to(current, (indices.shape[0], current.shape[1]))
-                                      [np.arange(indices.shape[0]), indices], 1e-12)
+            # No logged propensity: the policy's own current probability over all arms (masks and
+            # disabled arms aside, which say nothing of how the arm was chosen).
+            every_arm = np.ones((1, len(self._arms)), dtype=bool)
+            current = self.policy.probabilities(state, every_arm, contexts)
+            propensities = np.broadcast_to(current, (indices.shape[0], current.shape[1]))[
+                np.arange(indices.shape[0]), indices]
         self.state = self.policy.update(state, indices, rewards, propensities=propensities, context=contexts)
         if indices.shape[0] == 1:
             index, reward = int(indices[0]), float(rewards[0])
@@ -429,6 +450,11 @@ class Bandit:
         distribution[:, self._arm_index(self.guardrails.default_arm)] = 1.0
         return distribution
 
+    def _fallback_batch(self, n: int, contexts, units) -> DecisionBatch:
+        distribution = self._default_distribution(n)
+        return DecisionBatch(distribution.argmax(axis=1), self._arm_tuple, contexts=contexts, units=units,
+                             fallback=np.ones(n, dtype=bool), version=self.version, probabilities=distribution)
+
     def _fallback_decision(self, context, unit) -> Decision:
         index = self._arm_index(self.guardrails.default_arm)
         distribution = self._default_distribution(1)[0]
@@ -490,7 +516,9 @@ def _check_arm_names(arms) -> list[str]:
     if not arms:
         raise InvalidParameterError("arms must hold at least one arm, got []")
     for arm in arms:
-        if not isinstance(arm, str) or not arm:
+        if not isinstance(arm, str):
+            raise InvalidTypeError(f"arm names must be strings, got {type(arm).__name__} {arm!r}")
+        if not arm:
             raise InvalidParameterError(f"arm names must be non-empty strings, got {arm!r}")
     if len(set(arms)) != len(arms):
         duplicate = next(arm for arm in arms if arms.count(arm) > 1)
@@ -499,9 +527,22 @@ def _check_arm_names(arms) -> list[str]:
 
 
 def _check_unit(unit) -> str:
-    if not isinstance(unit, str) or not unit:
+    if not isinstance(unit, str):
+        raise InvalidTypeError(f"unit must be a string, got {type(unit).__name__} {unit!r}")
+    if not unit:
         raise InvalidParameterError(f"unit must be a non-empty string, got {unit!r}")
     return unit
+
+
+def _make_rng(seed) -> np.random.Generator:
+    if isinstance(seed, np.random.Generator):
+        return seed
+    try:
+        return np.random.default_rng(seed)
+    except TypeError:
+        raise InvalidTypeError(f"seed must be an int, a SeedSequence, a Generator or None, got {seed!r}") from None
+    except ValueError:
+        raise InvalidParameterError(f"seed must be a non-negative integer, got {seed!r}") from None
 
 
 def _make_guardrails(guardrails) -> Guardrails:
@@ -528,7 +569,7 @@ def _mean_interval(pulls: float, total: float, sq_total: float,
         p = min(max(mean, 0.0), 1.0)
         centre = (p + z * z / (2 * pulls)) / (1 + z * z / pulls)
         half = z * math.sqrt(p * (1 - p) / pulls + z * z / (4 * pulls * pulls)) / (1 + z * z / pulls)
-        return mean, max(centre - half, 0.0), min(centre + half, 1.0)
+        return mean, min(max(centre - half, 0.0), mean), max(min(centre + half, 1.0), mean)
     if pulls < 2:
         return mean, None, None
     variance = max(sq_total - total * mean, 0.0) / (pulls - 1)

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import heapq
 import json
-import threading
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path

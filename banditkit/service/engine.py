@@ -22,8 +22,18 @@ from . import rewarding
 from .errors import InvalidRequestError, NotFoundError
 from .experiment import Experiment, build_bandit, restore
 from .model import join, split
-from .schemas import (ArmsPatch, ArmStatsOut, DecisionRequest, DecisionResponse, ExperimentCreate, ExperimentOut,
-                      RewardRequest, RewardResult, SnapshotOut, StatsOut)
+from .schemas import (
+    ArmsPatch,
+    ArmStatsOut,
+    DecisionRequest,
+    DecisionResponse,
+    ExperimentCreate,
+    ExperimentOut,
+    RewardRequest,
+    RewardResult,
+    SnapshotOut,
+    StatsOut,
+)
 from .serving import draw, draw_rows
 from .stores import Assignment, DecisionRecord, ExperimentRecord, Store
 from .stores.base import settled

@@ -10,8 +10,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from banditkit.service.stores import (Assignment, DecisionRecord, ExperimentExistsError, ExperimentRecord,
-                                      MemoryStore, RewardRecord, SQLiteStore, open_store)
+from banditkit.service.stores import (
+    Assignment,
+    DecisionRecord,
+    ExperimentExistsError,
+    ExperimentRecord,
+    MemoryStore,
+    RewardRecord,
+    SQLiteStore,
+    open_store,
+)
 from banditkit.service.stores.base import add_delta, decode_state, encode_state
 
 

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-from .base import (Assignment, DecisionRecord, ExperimentExistsError, ExperimentRecord, RewardOutcome,
-                   RewardRecord, SnapshotRecord, Store)
+from .base import (
+    Assignment,
+    DecisionRecord,
+    ExperimentExistsError,
+    ExperimentRecord,
+    RewardOutcome,
+    RewardRecord,
+    SnapshotRecord,
+    Store,
+)
 from .memory import MemoryStore
 from .sqlite import SQLiteStore
 

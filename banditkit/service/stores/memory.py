@@ -9,9 +9,22 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 
-from .base import (Assignment, CommitHook, DecisionRecord, DeltaFunction, ExperimentExistsError,
-                   ExperimentRecord, ModelChange, RewardOutcome, RewardRecord, SnapshotRecord, State, Store, add_delta,
-                   completed)
+from .base import (
+    Assignment,
+    CommitHook,
+    DecisionRecord,
+    DeltaFunction,
+    ExperimentExistsError,
+    ExperimentRecord,
+    ModelChange,
+    RewardOutcome,
+    RewardRecord,
+    SnapshotRecord,
+    State,
+    Store,
+    add_delta,
+    completed,
+)
 
 
 class MemoryStore(Store):

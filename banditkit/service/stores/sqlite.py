@@ -16,9 +16,24 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
 
-from .base import (Assignment, CommitHook, DecisionRecord, DeltaFunction, ExperimentExistsError,
-                   ExperimentRecord, ModelChange, RewardOutcome, RewardRecord, SnapshotRecord, State, Store, add_delta,
-                   decode_state, encode_state, probabilities_json)
+from .base import (
+    Assignment,
+    CommitHook,
+    DecisionRecord,
+    DeltaFunction,
+    ExperimentExistsError,
+    ExperimentRecord,
+    ModelChange,
+    RewardOutcome,
+    RewardRecord,
+    SnapshotRecord,
+    State,
+    Store,
+    add_delta,
+    decode_state,
+    encode_state,
+    probabilities_json,
+)
 from .writer import GroupCommitWriter
 
 SCHEMA = """

@@ -4,8 +4,8 @@ Measures POST decisions and POST rewards on a Thompson-sampling experiment with
 10 arms (SQLite store, group commit), and the same server's no-op endpoint
 (GET /v1/health) under the same load; prints a table with the server's CPU
 time per request (robust to other load on the machine) and the load average. The load generator is
-wrk (``apt-get install wrk``) when present, else an asyncio/httpx client in a
-separate process.
+wrk (``apt-get install wrk``) when present, else keep-alive HTTP/1.1 clients
+on raw asyncio streams in a separate process.
 
     python benchmarks/bench_service.py [--seconds 10] [--connections 32] [--synchronous FULL|NORMAL]
 """
@@ -81,24 +81,35 @@ def run_wrk(url: str, seconds: int, connections: int, env: dict, script: Path) -
 
 
 async def _asyncio_load(base: str, method: str, path: str, bodies: list[str], seconds: float, connections: int):
+    """Closed-loop HTTP/1.1 keep-alive clients on raw asyncio streams (httpx's pool is too slow to load a server)."""
+    host, port = base.removeprefix("http://").split(":")
     latencies, errors, counter = [], 0, 0
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30.0) as client:
-        deadline = time.perf_counter() + seconds
+    deadline = time.perf_counter() + seconds
 
-        async def user() -> None:
-            nonlocal errors, counter
-            while time.perf_counter() < deadline:
-                counter += 1
-                body = bodies[counter % len(bodies)]
-                started = time.perf_counter()
-                response = await client.request(method, path, content=body or None,
-                                                headers={"Content-Type": "application/json"})
-                latencies.append(time.perf_counter() - started)
-                errors += response.status_code >= 300
-        started = time.perf_counter()
-        await asyncio.gather(*(user() for _ in range(connections)))
-        elapsed = time.perf_counter() - started
+    async def user() -> None:
+        nonlocal errors, counter
+        reader, writer = await asyncio.open_connection(host, int(port))
+        while time.perf_counter() < deadline:
+            counter += 1
+            body = bodies[counter % len(bodies)].encode()
+            request = (f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                       f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+            started = time.perf_counter()
+            writer.write(request)
+            status = int((await reader.readline()).split()[1])
+            length = 0
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.decode().partition(":")
+                if name.lower() == "content-length":
+                    length = int(value)
+            await reader.readexactly(length)
+            latencies.append(time.perf_counter() - started)
+            errors += status >= 300
+        writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(user() for _ in range(connections)))
+    elapsed = time.perf_counter() - started
     latencies.sort()
     return {"rps": len(latencies) / elapsed, "requests": len(latencies), "p50_ms": latencies[len(latencies) // 2] * 1e3,
             "p99_ms": latencies[int(len(latencies) * 0.99)] * 1e3, "errors": errors}
@@ -107,9 +118,9 @@ async def _asyncio_load(base: str, method: str, path: str, bodies: list[str], se
 def run_asyncio(base: str, method: str, path: str, bodies: list[str], seconds: int, connections: int) -> dict:
     """The fallback load generator, in a separate process so it does not share the server's interpreter."""
     code = ("import asyncio, json, sys; sys.path.insert(0, %r); from bench_service import _asyncio_load; "
-            "print(json.dumps(asyncio.run(_asyncio_load(*json.loads(sys.argv[1])))))") % str(Path(__file__).parent)
+            "print(json.dumps(asyncio.run(_asyncio_load(*json.loads(sys.stdin.read())))))") % str(Path(__file__).parent)
     arguments = json.dumps([base, method, path, bodies, seconds, connections])
-    return json.loads(subprocess.run([sys.executable, "-c", code, arguments], capture_output=True, text=True,
+    return json.loads(subprocess.run([sys.executable, "-c", code], input=arguments, capture_output=True, text=True,
                                      check=True).stdout)
 
 
@@ -161,7 +172,7 @@ def main() -> None:
         finally:
             server.stop()
     noop = results["no-op GET /v1/health"]["rps"]
-    print(f"load generator: {'wrk -t 2' if use_wrk else 'asyncio + httpx (separate process)'}, "
+    print(f"load generator: {'wrk -t 2' if use_wrk else 'raw asyncio HTTP/1.1 clients (separate process)'}, "
           f"{args.connections} connections, {args.seconds} s each; one uvicorn worker; "
           f"SQLite synchronous={args.synchronous}, group commit wait {args.commit_interval_ms:g} ms; "
           f"Thompson sampling, K=10; load average before {load[0]:.2f}, after {os.getloadavg()[0]:.2f}")

@@ -14,6 +14,7 @@ from .. import __version__
 from .config import Settings
 from .declared import read_experiments
 from .engine import Engine
+from .hot import HotPaths
 from .errors import install_error_handlers
 from .routes import decisions, experiments, health, log, rewards, versions
 from .schemas import DecisionBatchRequest, DecisionRequest, RewardBatchRequest, RewardRequest
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (experiments, decisions, rewards, log, versions, health):
         app.include_router(module.router)
     _document_raw_bodies(app, [DecisionRequest, DecisionBatchRequest, RewardRequest, RewardBatchRequest])
+    app.add_middleware(HotPaths, max_body_bytes=settings.max_body_bytes)
     return app
 
 

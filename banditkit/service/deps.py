@@ -1,8 +1,4 @@
-"""Request dependencies: the engine of the running app and the two levels of bearer tokens.
-
-Each is a single dependency without sub-dependencies: FastAPI resolves them
-on every request, so the hot endpoints stay cheap.
-"""
+"""Request dependencies: the engine of the running app and the two levels of bearer tokens."""
 
 from __future__ import annotations
 
@@ -24,8 +20,25 @@ def _matches(token: str, secret) -> bool:
     return secret is not None and hmac.compare_digest(token.encode(), secret.get_secret_value().encode())
 
 
+def authorize(settings: Settings, authorization: str | None, *, admin: bool) -> str:
+    """The caller's role from an ``Authorization`` header value: 401 if missing or unknown, 403 if not enough."""
+    if not settings.auth_enabled:
+        return "admin"
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+    token = token.strip()
+    if _matches(token, settings.admin_token):
+        return "admin"
+    if not any(_matches(token, secret) for secret in settings.client_tokens):
+        raise HTTPException(401, "invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
+    if admin:
+        raise HTTPException(403, "this endpoint needs the admin token")
+    return "client"
+
+
 class BearerToken(HTTPBearer):
-    """``Authorization: Bearer TOKEN``; resolves to the caller's role, 401/403 otherwise."""
+    """``Authorization: Bearer TOKEN`` as one dependency (it also documents the scheme in OpenAPI)."""
 
     def __init__(self, admin: bool) -> None:
         super().__init__(auto_error=False, scheme_name="BearerToken",
@@ -33,19 +46,7 @@ class BearerToken(HTTPBearer):
         self.admin = admin
 
     async def __call__(self, request: Request) -> str:
-        settings: Settings = request.app.state.settings
-        if not settings.auth_enabled:
-            return "admin"
-        credentials = await super().__call__(request)
-        if credentials is None:
-            raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
-        if _matches(credentials.credentials, settings.admin_token):
-            return "admin"
-        if not any(_matches(credentials.credentials, secret) for secret in settings.client_tokens):
-            raise HTTPException(401, "invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
-        if self.admin:
-            raise HTTPException(403, "this endpoint needs the admin token")
-        return "client"
+        return authorize(request.app.state.settings, request.headers.get("authorization"), admin=self.admin)
 
 
 EngineDep = Annotated[Engine, Depends(get_engine)]

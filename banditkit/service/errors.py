@@ -48,29 +48,30 @@ def error_body(status: int, detail: str, field: str | None) -> dict:
     return {"detail": detail}
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Map domain errors (ours and the library's) to status codes."""
-
-    async def service_error(request: Request, error: ServiceError) -> JSONResponse:
-        return JSONResponse(error_body(error.status, error.detail, error.field), status_code=error.status)
-
-    async def invalid(request: Request, error: Exception) -> JSONResponse:
-        return JSONResponse(error_body(422, str(error), None), status_code=422)
-
-    async def validation(request: Request, error: RequestValidationError) -> JSONResponse:
+def error_answer(error: Exception) -> tuple[int, dict] | None:
+    """(status, JSON body) for an error the service answers on purpose; None for a real failure (500)."""
+    if isinstance(error, ServiceError):
+        return error.status, error_body(error.status, error.detail, error.field)
+    if isinstance(error, RequestValidationError):
         # Without the offending input: it may be NaN (not JSON) or a huge body.
-        detail = [{"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]} for item in error.errors()]
-        return JSONResponse({"detail": detail}, status_code=422)
+        return 422, {"detail": [{"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]}
+                                for item in error.errors()]}
+    if isinstance(error, ExperimentExistsError):
+        return 409, {"detail": f"experiment {str(error)!r} already exists"}
+    if isinstance(error, NoActiveArmError):
+        return 409, {"detail": str(error)}
+    if isinstance(error, InvalidParameterError | InvalidTypeError):
+        return 422, error_body(422, str(error), None)
+    return None
 
-    async def exists(request: Request, error: ExperimentExistsError) -> JSONResponse:
-        return JSONResponse({"detail": f"experiment {str(error)!r} already exists"}, status_code=409)
 
-    async def no_arm(request: Request, error: NoActiveArmError) -> JSONResponse:
-        return JSONResponse({"detail": str(error)}, status_code=409)
+def install_error_handlers(app: FastAPI) -> None:
+    """Map domain errors (ours and the library's) to status codes, through :func:`error_answer`."""
 
-    app.add_exception_handler(ServiceError, service_error)
-    app.add_exception_handler(RequestValidationError, validation)
-    app.add_exception_handler(InvalidParameterError, invalid)
-    app.add_exception_handler(InvalidTypeError, invalid)
-    app.add_exception_handler(ExperimentExistsError, exists)
-    app.add_exception_handler(NoActiveArmError, no_arm)
+    async def answer(request: Request, error: Exception) -> JSONResponse:
+        status, body = error_answer(error)
+        return JSONResponse(body, status_code=status)
+
+    for kind in (ServiceError, RequestValidationError, ExperimentExistsError, NoActiveArmError,
+                 InvalidParameterError, InvalidTypeError):
+        app.add_exception_handler(kind, answer)

@@ -180,3 +180,33 @@ def test_openapi_and_docs(http, create):
                  "/v1/experiments/{name}/snapshots", "/v1/experiments/{name}/rollback"):
         assert path in schema["paths"], path
     assert http.get("/docs").status_code == 200
+
+
+@pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
+def test_the_fastapi_routes_answer_like_the_hot_paths(tmp_path):
+    """Under a root_path the hot paths step aside: the FastAPI routes give the same answers."""
+    from fastapi.testclient import TestClient
+
+    from banditkit.service import Settings, create_app
+
+    settings = Settings(store=f"sqlite:///{tmp_path / 'routes.db'}", admin_token="root", client_tokens="user")
+    with TestClient(create_app(settings), root_path="/api") as client:
+        admin, user = {"Authorization": "Bearer root"}, {"Authorization": "Bearer user"}
+        client.post("/v1/experiments", json={"name": "hero", "arms": ["a", "b"]}, headers=admin).raise_for_status()
+        assert client.post("/v1/experiments/hero/decisions", json={}).status_code == 401
+        decision = client.post("/v1/experiments/hero/decisions", json={"unit": "u"}, headers=user).json()
+        assert set(decision) == {"decision_id", "arm", "propensity", "policy_version", "fallback"}
+        batch = client.post("/v1/experiments/hero/decisions/batch", json={"requests": [{}, {}]}, headers=user)
+        assert len(batch.json()["decisions"]) == 2
+        first = client.post("/v1/experiments/hero/rewards", headers=user,
+                            json={"decision_id": decision["decision_id"], "value": 1.0})
+        assert first.json()["applied"] is True
+        conflict = client.post("/v1/experiments/hero/rewards", headers=user,
+                               json={"decision_id": decision["decision_id"], "value": 0.0})
+        assert conflict.status_code == 409
+        results = client.post("/v1/experiments/hero/rewards/batch", headers=user,
+                              json={"rewards": [{"decision_id": "nope", "value": 1.0}]}).json()["results"]
+        assert results[0]["status"] == 404
+        invalid = client.post("/v1/experiments/hero/decisions", content=b'{"context": [NaN]}', headers=user)
+        assert invalid.status_code == 422 and invalid.json()["detail"][0]["loc"][:2] == ["body", "context"]
+        assert client.get("/v1/health").json() == {"status": "ok"}

@@ -45,16 +45,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             engine.close()
             store.close()
 
-    app = FastAPI(title="banditkit decision service", version=__version__, lifespan=lifespan,
-                  max_body_size=settings.max_body_bytes,
-                  description="Adaptive experiments: decisions with propensities, delayed rewards, versions.")
+    app = ServiceApp(title="banditkit decision service", version=__version__, lifespan=lifespan,
+                     max_body_size=settings.max_body_bytes,
+                     description="Adaptive experiments: decisions with propensities, delayed rewards, versions.")
     app.state.settings = settings
     install_error_handlers(app)
     for module in (experiments, decisions, rewards, log, versions, health):
         app.include_router(module.router)
     _document_raw_bodies(app, [DecisionRequest, DecisionBatchRequest, RewardRequest, RewardBatchRequest])
-    app.add_middleware(HotPaths, max_body_bytes=settings.max_body_bytes)
+    app.hot_paths = HotPaths(app, settings.max_body_bytes)
     return app
+
+
+class ServiceApp(FastAPI):
+    """The FastAPI app, with the hot endpoints answered before its middleware stack (see :mod:`.hot`)."""
+
+    hot_paths: HotPaths | None = None
+
+    async def __call__(self, scope, receive, send) -> None:
+        if self.hot_paths is not None and await self.hot_paths.handle(scope, receive, send):
+            return
+        await super().__call__(scope, receive, send)
 
 
 def _document_raw_bodies(app: FastAPI, models: list) -> None:

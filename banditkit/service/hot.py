@@ -1,12 +1,13 @@
 """The hot endpoints — decisions, rewards, health — as functions of bytes, and an ASGI front for them.
 
-FastAPI's per-request machinery (routing through nested routers, dependency
-resolution, body handling, middleware layers) costs more CPU than choosing,
+FastAPI's per-request machinery (middleware layers, routing through nested
+routers, dependency resolution, body handling) costs more CPU than choosing,
 logging and answering a decision. :class:`HotPaths` therefore serves these
-few exact paths itself, in front of the FastAPI app, with the same checks in
-the same order (token, body size, validation, the engine) and the same
-answers; every other request, and these paths under a ``root_path``, go to
-FastAPI, whose routes call the same functions and document them in OpenAPI.
+few exact paths itself, before the app's middleware stack, with the same
+checks in the same order (token, body size, validation, the engine) and the
+same answers; every other request, and these paths under a ``root_path``, go
+through FastAPI, whose routes call the same functions and document them in
+OpenAPI.
 """
 
 from __future__ import annotations
@@ -71,31 +72,37 @@ _HANDLERS = {("decisions",): decide, ("decisions", "batch"): decide_batch, ("rew
 
 
 class HotPaths:
-    """ASGI middleware serving ``GET /v1/health`` and ``POST /v1/experiments/{name}/(decisions|rewards)[/batch]``."""
+    """Serves ``GET /v1/health`` and ``POST /v1/experiments/{name}/(decisions|rewards)[/batch]`` for ``app``."""
 
     def __init__(self, app, max_body_bytes: int) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def handle(self, scope, receive, send) -> bool:
+        """Answer the request if it is a hot path (True); leave it untouched otherwise (False)."""
         if scope["type"] != "http" or scope.get("root_path"):
-            return await self.app(scope, receive, send)
+            return False
         parts = scope["path"].split("/")
         if scope["method"] == "GET" and scope["path"] == "/v1/health":
-            return await _respond(send, 200, HEALTH)
+            await _respond(send, 200, HEALTH)
+            return True
         handler = None
         if scope["method"] == "POST" and len(parts) in (5, 6) and parts[1:3] == ["v1", "experiments"] and parts[3]:
             handler = _HANDLERS.get(tuple(parts[4:]))
         if handler is None:
-            return await self.app(scope, receive, send)
+            return False
+        await self._serve(handler, parts[3], scope, receive, send)
+        return True
+
+    async def _serve(self, handler, name: str, scope, receive, send) -> None:
         headers = dict(scope["headers"])
-        app = scope["app"]
+        app = self.app
         try:
             authorize(app.state.settings, headers.get(b"authorization", b"").decode("latin-1"), admin=False)
             body = await self._body(headers, receive)
             if body is None:
                 return await _respond(send, 413, b'{"detail":"Content Too Large"}')
-            payload = await handler(app.state.engine, parts[3], body)
+            payload = await handler(app.state.engine, name, body)
         except HTTPException as error:
             extra = [(key.encode(), value.encode()) for key, value in (error.headers or {}).items()]
             return await _respond(send, error.status_code, json.dumps({"detail": error.detail}).encode(), extra)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
+import sys
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
@@ -37,6 +39,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if settings.experiments_file is not None:
                 await _declare(engine, settings)
             sweeper = asyncio.create_task(_sweep_forever(engine, settings.sweep_interval_s))
+            if settings.tune_interpreter:
+                _tune_interpreter()
             yield
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -81,6 +85,15 @@ def _document_raw_bodies(app: FastAPI, models: list) -> None:
         return app.openapi_schema
 
     app.openapi = openapi
+
+
+def _tune_interpreter() -> None:
+    """Server-process settings that cut tail latency: a 1 ms GIL switch interval (the event loop and the
+    SQLite writer thread take turns sooner) and the start-up objects frozen out of the garbage collector
+    (full collections then scan only what the service allocated, not every loaded module)."""
+    sys.setswitchinterval(0.001)
+    gc.collect()
+    gc.freeze()
 
 
 async def _declare(engine: Engine, settings: Settings) -> None:

@@ -32,21 +32,31 @@ class RecentDecisions:
 
     Only a hint: a decision missing here is looked up in the store, and
     whether it already has a reward is decided by the store's atomic claim.
+    Entries are tuples of plain values (what a reward needs), which the
+    garbage collector stops tracking: a large cache adds no collection pauses.
     """
 
     def __init__(self, capacity: int = 100_000) -> None:
         self.capacity = capacity
-        self._rows: OrderedDict[str, DecisionRecord] = OrderedDict()
+        self._rows: OrderedDict[str, tuple] = OrderedDict()
 
     def add(self, rows: list[DecisionRecord]) -> None:
         for row in rows:
-            self._rows[row.decision_id] = row
+            self._rows[row.decision_id] = (row.time, row.experiment, row.unit, row.context, row.arm, row.propensity,
+                                           row.policy_version, row.fallback)
         while len(self._rows) > self.capacity:
             self._rows.popitem(last=False)
 
     def find(self, store: Store, ids: list[str]) -> dict[str, tuple[DecisionRecord, RewardRecord | None]]:
-        """Like :meth:`Store.find_decisions`; a reward is only known for decisions read from the store."""
-        found = {i: (self._rows[i], None) for i in ids if i in self._rows}
+        """Like :meth:`Store.find_decisions` (without the probabilities, which rewards do not need); a
+        reward is only known for decisions read from the store."""
+        found = {}
+        for i in ids:
+            entry = self._rows.get(i)
+            if entry is not None:
+                t, experiment, unit, context, arm, propensity, version, fallback = entry
+                found[i] = (DecisionRecord(i, t, experiment, unit, context, arm, propensity, {}, version, fallback),
+                            None)
         missing = [i for i in ids if i not in found]
         if missing:
             found.update(store.find_decisions(missing))

@@ -26,7 +26,11 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def running(settings: Settings, timeout_s: float = 20.0) -> Iterator[str]:
-    """Serve ``settings`` with uvicorn in a thread; yields the base URL and stops the server on exit."""
+    """Serve ``settings`` with uvicorn in a thread; yields the base URL and stops the server on exit.
+
+    The server shares this process, so pass ``tune_interpreter=False`` unless its GIL and garbage
+    collector settings are wanted here too.
+    """
     import uvicorn
 
     port = settings.port or free_port()

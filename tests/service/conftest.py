@@ -17,7 +17,8 @@ def sqlite_url(tmp_path) -> str:
 @pytest.fixture
 def server(sqlite_url):
     """A server on a fresh SQLite file, in a thread of this process; yields (base_url, settings)."""
-    settings = Settings(store=sqlite_url, port=0, sweep_interval_s=0.05, admin_token=None, client_tokens=())
+    settings = Settings(store=sqlite_url, port=0, sweep_interval_s=0.05, admin_token=None, client_tokens=(),
+                        tune_interpreter=False)
     with running(settings) as base_url:
         yield base_url
 

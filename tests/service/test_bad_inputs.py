@@ -18,7 +18,7 @@ def secured(tmp_path_factory):
     """A server with tokens, experiments 'hero' and 'brief' (window 0.05 s), a rewarded and a late decision."""
     path = tmp_path_factory.mktemp("bad") / "bad.db"
     settings = Settings(store=f"sqlite:///{path}", port=0, admin_token=ADMIN, client_tokens=f"{CLIENT},other",
-                        max_body_bytes=50_000)
+                        max_body_bytes=50_000, tune_interpreter=False)
     with running(settings) as base_url, httpx.Client(base_url=base_url, timeout=30.0) as client:
         admin = {"Authorization": f"Bearer {ADMIN}"}
         client.post("/v1/experiments", headers=admin, json={

@@ -64,7 +64,8 @@ def test_bad_settings_name_the_field(field, value, message):
 def test_declared_experiments_are_created_at_start_up(tmp_path):
     declared = tmp_path / "experiments.toml"
     declared.write_text(TOML)
-    settings = Settings(store=f"sqlite:///{tmp_path / 'declared.db'}", port=0, experiments_file=declared)
+    settings = Settings(store=f"sqlite:///{tmp_path / 'declared.db'}", port=0, experiments_file=declared,
+                        tune_interpreter=False)
     with running(settings) as base_url, httpx.Client(base_url=base_url) as client:
         hero = client.get("/v1/experiments/hero-banner").json()
         assert hero["policy"]["name"] == "ucb1" and hero["default_reward"] == 0.0

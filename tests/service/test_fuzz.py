@@ -79,7 +79,8 @@ NAMES = st.sampled_from(["hero", "missing", "a.b", "%20", "x" * 70])
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
     path = tmp_path_factory.mktemp("fuzz") / "fuzz.db"
-    with running(Settings(store=f"sqlite:///{path}", port=0, sweep_interval_s=0.05)) as base_url, \
+    with running(Settings(store=f"sqlite:///{path}", port=0, sweep_interval_s=0.05,
+                                  tune_interpreter=False)) as base_url, \
             httpx.Client(base_url=base_url, timeout=30.0) as http:
         http.post("/v1/experiments", json={"name": "hero", "arms": ["a", "b", "c"], "default_reward": 0.0,
                                            "attribution_window_s": 0.5}).raise_for_status()

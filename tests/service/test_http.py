@@ -189,7 +189,8 @@ def test_the_fastapi_routes_answer_like_the_hot_paths(tmp_path):
 
     from banditkit.service import Settings, create_app
 
-    settings = Settings(store=f"sqlite:///{tmp_path / 'routes.db'}", admin_token="root", client_tokens="user")
+    settings = Settings(store=f"sqlite:///{tmp_path / 'routes.db'}", admin_token="root", client_tokens="user",
+                        tune_interpreter=False)
     with TestClient(create_app(settings), root_path="/api") as client:
         admin, user = {"Authorization": "Bearer root"}, {"Authorization": "Bearer user"}
         client.post("/v1/experiments", json={"name": "hero", "arms": ["a", "b"]}, headers=admin).raise_for_status()

@@ -26,7 +26,7 @@ class ServiceMachine(RuleBasedStateMachine):
         import tempfile
 
         self.folder = tempfile.TemporaryDirectory()
-        self.settings = Settings(store=f"sqlite:///{self.folder.name}/machine.db", sweep_interval_s=60.0,
+        self.settings = Settings(store=f"sqlite:///{self.folder.name}/machine.db", sweep_interval_s=60.0, tune_interpreter=False,
                                  sqlite_synchronous="NORMAL")
         self.client = None
         self._open()

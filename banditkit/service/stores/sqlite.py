@@ -34,7 +34,7 @@ from .base import (
     encode_state,
     probabilities_json,
 )
-from .writer import GroupCommitWriter
+from .writer import Checkpointer, GroupCommitWriter
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS experiments (
@@ -78,12 +78,18 @@ class SQLiteStore(Store):
         # Policy state changed by the current transaction's jobs, written once before its commit:
         # name -> [state, version, watermark or None]. Touched by the writer thread only.
         self._pending: dict[str, list] = {}
-        self._writer = GroupCommitWriter(self._connect, commit_interval_s, before_commit=self._flush_states,
-                                         discard=self._pending.clear)
+        self._writer = GroupCommitWriter(self._write_connection, commit_interval_s,
+                                         before_commit=self._flush_states, discard=self._pending.clear)
+        self._checkpointer = Checkpointer(self._connect)
 
     def _connect(self) -> sqlite3.Connection:
         connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
         connection.execute(f"PRAGMA synchronous={self.synchronous}")
+        return connection
+
+    def _write_connection(self) -> sqlite3.Connection:
+        connection = self._connect()
+        connection.execute("PRAGMA wal_autocheckpoint=0")  # the Checkpointer's job, off the commit path
         return connection
 
     def _reader(self) -> sqlite3.Connection:
@@ -96,6 +102,7 @@ class SQLiteStore(Store):
 
     def close(self) -> None:
         self._writer.close()
+        self._checkpointer.close()
         with self._readers_lock:
             for connection in self._readers:
                 connection.close()

@@ -136,3 +136,36 @@ class GroupCommitWriter:
                 logger.exception("after-commit hook failed")
         for (_, future, _), result in zip(group, results):
             future.set_result(result)
+
+
+class Checkpointer:
+    """Copies the WAL back into the database every ``interval_s`` from its own connection and thread.
+
+    SQLite would otherwise checkpoint inside the commit that crosses the WAL
+    size limit, and every request waiting on that commit would wait for the
+    copy (and, with ``synchronous=FULL``, its fsync) too. A PASSIVE checkpoint
+    runs beside the writer and the readers without blocking them.
+    """
+
+    def __init__(self, connect: Callable[[], sqlite3.Connection], interval_s: float = 1.0) -> None:
+        self._connect = connect
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="banditkit-sqlite-checkpoint", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        connection = self._connect()
+        try:
+            while not self._stop.wait(self._interval_s):
+                try:
+                    connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error:  # busy or locked: the next round catches up
+                    logger.debug("WAL checkpoint deferred", exc_info=True)
+            connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        finally:
+            connection.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()

@@ -16,8 +16,8 @@ from .. import __version__
 from .config import Settings
 from .declared import read_experiments
 from .engine import Engine
-from .hot import HotPaths
 from .errors import install_error_handlers
+from .hot import HotPaths
 from .routes import decisions, experiments, health, log, rewards, versions
 from .schemas import DecisionBatchRequest, DecisionRequest, RewardBatchRequest, RewardRequest
 from .stores import ExperimentExistsError, open_store

@@ -22,8 +22,15 @@ from pydantic import BaseModel, ValidationError
 from .deps import authorize
 from .engine import Engine
 from .errors import ConflictError, GoneError, InvalidRequestError, NotFoundError, error_answer
-from .schemas import (DecisionBatchRequest, DecisionBatchResponse, DecisionRequest, RewardBatchRequest,
-                      RewardBatchResponse, RewardRequest, RewardResponse)
+from .schemas import (
+    DecisionBatchRequest,
+    DecisionBatchResponse,
+    DecisionRequest,
+    RewardBatchRequest,
+    RewardBatchResponse,
+    RewardRequest,
+    RewardResponse,
+)
 
 Model = TypeVar("Model", bound=BaseModel)
 HEALTH = b'{"status":"ok"}'

@@ -26,8 +26,8 @@ class ServiceMachine(RuleBasedStateMachine):
         import tempfile
 
         self.folder = tempfile.TemporaryDirectory()
-        self.settings = Settings(store=f"sqlite:///{self.folder.name}/machine.db", sweep_interval_s=60.0, tune_interpreter=False,
-                                 sqlite_synchronous="NORMAL")
+        self.settings = Settings(store=f"sqlite:///{self.folder.name}/machine.db", sweep_interval_s=60.0,
+                                 sqlite_synchronous="NORMAL", tune_interpreter=False)
         self.client = None
         self._open()
         created = self.client.post("/v1/experiments", json={"name": "m", "arms": ARMS, "sticky": True})

@@ -12,9 +12,9 @@ from .bandit import Bandit
 from .decision import ArmStats, Decision, DecisionBatch
 from .errors import BanditkitError, InvalidParameterError, InvalidTypeError, NoActiveArmError, UnknownArmError
 from .guardrails import Guardrails
-from .policies import (EXP3, KLUCB, REGISTRY, UCB1, DiscountedThompsonSampling, EpsilonGreedy,
-                       GaussianThompsonSampling, Policy, SlidingWindowUCB, Softmax, ThompsonSampling,
-                       make_policy)
+from .policies import (EXP3, KLUCB, REGISTRY, UCB1, BootstrappedThompson, ContextualEpsilonGreedy,
+                       DiscountedThompsonSampling, EpsilonGreedy, GaussianThompsonSampling, LinTS, LinUCB, Policy,
+                       SlidingWindowUCB, Softmax, ThompsonSampling, make_policy)
 
 __version__ = "0.1.0"
 
@@ -32,5 +32,6 @@ __all__ = [
     "Bandit", "Decision", "DecisionBatch", "ArmStats", "Guardrails", "Policy", "REGISTRY", "make_policy",
     "BanditkitError", "InvalidParameterError", "InvalidTypeError", "NoActiveArmError", "UnknownArmError",
     "EXP3", "KLUCB", "UCB1", "DiscountedThompsonSampling", "EpsilonGreedy", "GaussianThompsonSampling",
-    "SlidingWindowUCB", "Softmax", "ThompsonSampling", "__version__",
+    "SlidingWindowUCB", "Softmax", "ThompsonSampling", "LinUCB", "LinTS", "ContextualEpsilonGreedy",
+    "BootstrappedThompson", "__version__",
 ]

@@ -49,13 +49,13 @@ def check_rewards(name: str, rewards, bounds: tuple[float, float], rule: str = "
     bad = ~np.isfinite(array)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise InvalidParameterError(f"{name} must be finite, got {array[row]!r} at position {row}")
+        raise InvalidParameterError(f"{name} must be finite, got {float(array[row])!r} at position {row}")
     low, high = bounds
     outside = (array < low) | (array > high)
     if outside.any():
         row = int(np.flatnonzero(outside)[0])
         raise InvalidParameterError(
-            f"{name} must be in [{low}, {high}]{rule}, got {array[row]!r} at position {row}")
+            f"{name} must be in [{low}, {high}]{rule}, got {float(array[row])!r} at position {row}")
     return array
 
 
@@ -73,7 +73,8 @@ def check_contexts(name: str, contexts, n_features: int) -> np.ndarray:
     bad = ~np.isfinite(array)
     if bad.any():
         row, column = (int(i) for i in np.argwhere(bad)[0])
-        raise InvalidParameterError(f"{name} must be finite, got {array[row, column]!r} at row {row}, feature {column}")
+        raise InvalidParameterError(
+            f"{name} must be finite, got {float(array[row, column])!r} at row {row}, feature {column}")
     return array
 
 

@@ -236,9 +236,10 @@ class Bandit:
     def update(self, arm: str | Decision, reward: float, context=None) -> None:
         """Learn from one reward for ``arm`` (a name, or the Decision it answers)."""
         propensity = None
+        checked = None
         if type(arm) is Decision:
-            if context is None:
-                context = arm.context
+            if context is None and arm.context is not None:
+                checked = arm.context[None, :]  # validated when the decision was made
             if self.policy.needs_propensities:
                 propensity = np.array([arm.propensity])
             arm = arm.arm
@@ -248,7 +249,9 @@ class Bandit:
         low, high = self.policy.reward_bounds
         if not (type(reward) is float and low <= reward <= high):  # NaN and inf fail here too
             reward = check.check_reward("reward", reward, (low, high))
-        if context is not None or self.policy.contextual:
+        if checked is not None:
+            context = checked
+        elif context is not None or self.policy.contextual:
             context = self._context_rows(context, 1)
         self._apply(np.array([index]), np.array([reward]), context, propensity)
 
@@ -299,6 +302,7 @@ class Bandit:
     def stats(self) -> list[ArmStats]:
         """Per arm: pulls, mean reward with a 95% interval, current probability, and status."""
         probabilities = None if self.policy.contextual else self.probabilities()
+        diagnostics = {} if self.state is None else self.policy.diagnostics(self.state, self._arms)
         bounded = self.policy.reward_bounds[0] >= 0.0 and self.policy.reward_bounds[1] <= 1.0
         rows = []
         for index, arm in enumerate(self._arms):
@@ -306,7 +310,8 @@ class Bandit:
                                              self._reward_sq_sums[index], bounded)
             rows.append(ArmStats(arm=arm, pulls=int(self._pulls[index]), mean=mean, low=low, high=high,
                                  probability=None if probabilities is None else probabilities[arm],
-                                 active=bool(self.active[index]), disabled_reason=self.disabled_reasons.get(arm)))
+                                 active=bool(self.active[index]), disabled_reason=self.disabled_reasons.get(arm),
+                                 diagnostics={key: float(value[0, index]) for key, value in diagnostics.items()}))
         return rows
 
     # ---- serialisation ------------------------------------------------------

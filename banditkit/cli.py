@@ -46,6 +46,27 @@ def bench(rounds: int = typer.Option(50_000, help="select()+update() rounds per 
         console.print(table)
 
 
+# ---- simulate ---------------------------------------------------------------------------------
+@app.command()
+def simulate(config: Path = typer.Argument(..., help="Experiment config (TOML), e.g. examples/many_arms.toml."),
+             out: Path = typer.Option(Path("simulation"), "--out", help="Directory for the results and the plot."),
+             workers: int = typer.Option(None, "--workers", help="Threads (default: all cores); results do not change.")):
+    """Simulate the config's policies on its environment: regret table, result.json, curves.parquet, regret.png."""
+    from rich.console import Console
+
+    from .errors import BanditkitError
+    from .sim.config import load_config
+    from .sim.report import simulate_to_directory
+
+    console = Console()
+    try:
+        experiment = load_config(config)
+    except BanditkitError as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(code=2) from error
+    simulate_to_directory(experiment, out, workers=workers, console=console)
+
+
 # ---- decision service: serve, demo ------------------------------------------------------------
 @app.command()
 def serve(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -113,3 +113,5 @@ class ArmStats:
     probability: float | None
     active: bool
     disabled_reason: str | None
+    #: Policy-specific numerical health, e.g. ``{"condition_number": ...}`` for linear policies.
+    diagnostics: dict[str, float] = field(default_factory=dict)

@@ -49,10 +49,13 @@ __all__ = ["Policy", "State", "REGISTRY", "register", "make_policy"]
 # Importing the family modules registers their policies.
 from .exp3 import EXP3  # noqa: E402
 from .greedy import EpsilonGreedy  # noqa: E402
+from .linear import LinTS, LinUCB  # noqa: E402
+from .model_based import BootstrappedThompson, ContextualEpsilonGreedy  # noqa: E402
 from .nonstationary import DiscountedThompsonSampling, SlidingWindowUCB  # noqa: E402
 from .softmax import Softmax  # noqa: E402
 from .thompson import GaussianThompsonSampling, ThompsonSampling  # noqa: E402
 from .ucb import KLUCB, UCB1  # noqa: E402
 
 __all__ += ["EXP3", "EpsilonGreedy", "DiscountedThompsonSampling", "SlidingWindowUCB", "Softmax",
-            "GaussianThompsonSampling", "ThompsonSampling", "KLUCB", "UCB1"]
+            "GaussianThompsonSampling", "ThompsonSampling", "KLUCB", "UCB1", "LinUCB", "LinTS",
+            "ContextualEpsilonGreedy", "BootstrappedThompson"]

@@ -93,6 +93,10 @@ class Policy(ABC):
     def means(self, state: State, context: np.ndarray | None = None) -> np.ndarray:
         """Point estimate of each arm's expected reward, shape (B or n, K)."""
 
+    def diagnostics(self, state: State, arm_names: list[str] | None = None) -> dict[str, np.ndarray]:
+        """Per-arm numerical health, each array (B, K), for ``Bandit.stats()``; may warn about an arm."""
+        return {}
+
     # ---- helpers shared by subclasses ------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """``{"name": ..., "params": {...}}``, the form used in JSON and by the service."""

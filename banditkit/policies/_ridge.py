@@ -1,0 +1,198 @@
+"""Per-arm ridge regression state for the linear contextual policies.
+
+The source of truth is additive: ``A = l2*I + sum x x^T`` and ``b = sum r x``
+per arm. ``A_inv`` and ``theta = A_inv b`` are caches: a one-row update keeps
+them current with a Sherman-Morrison rank-1 step (O(d^2)), and they are
+rebuilt from ``A`` by a Cholesky solve (never an explicit ``inv``) after a
+batch update, every :data:`REFRESH_EVERY` rank-1 steps of an arm, or when a
+rank-1 step looks numerically unsound.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from . import _jit
+
+#: Rank-1 cache updates of an arm between two rebuilds from ``A``.
+REFRESH_EVERY = 1000
+#: Condition number of an arm's ``A`` above which its estimates are flagged as unreliable.
+CONDITION_WARNING = 1e10
+#: A Sherman-Morrison denominator below 1 - _DRIFT means the cached inverse has drifted from A.
+_DRIFT = 1e-9
+_RIDGE_KEYS = ("A", "b", "A_inv", "theta", "rank1_updates")
+#: Rows per chunk when one state scores many contexts (bounds the (rows, K, d) temporary).
+_CHUNK = 1024
+
+
+_compiled = None
+
+
+def linear_kernels():
+    """The compiled linear kernels (:mod:`._linear_kernels`) when numba is enabled, else None."""
+    global _compiled
+    if _jit.kernels() is None:
+        return None
+    if _compiled is None:
+        from . import _linear_kernels
+
+        _compiled = _linear_kernels
+    return _compiled
+
+
+class IllConditionedWarning(UserWarning):
+    """An arm's design matrix is close to singular: its estimates are numerically unreliable."""
+
+
+def init_ridge(n_arms: int, batch: int, dim: int, l2: float) -> dict[str, np.ndarray]:
+    """Prior state: ``A = l2*I`` and ``b = 0`` for every (batch, arm), caches to match."""
+    eye = np.eye(dim)
+    return {
+        "A": np.broadcast_to(l2 * eye, (batch, n_arms, dim, dim)).copy(),
+        "b": np.zeros((batch, n_arms, dim)),
+        "A_inv": np.broadcast_to(eye / l2, (batch, n_arms, dim, dim)).copy(),
+        "theta": np.zeros((batch, n_arms, dim)),
+        "rank1_updates": np.zeros((batch, n_arms), dtype=np.int64),
+    }
+
+
+def spd_inverse(matrices: np.ndarray, l2: float) -> np.ndarray:
+    """Inverse of a stack of SPD matrices (m, d, d) by a Cholesky solve after diagonal scaling.
+
+    Scaling by ``sqrt(diag)`` removes the ill-conditioning that comes from
+    features on very different scales. If a factorisation still fails (a
+    near-singular ``A`` in floating point), that matrix falls back to an
+    eigendecomposition with eigenvalues floored at ``l2`` -- the smallest
+    eigenvalue ``A = l2*I + X^T X`` can have -- so the result is always finite.
+    """
+    from scipy.linalg import cho_solve
+
+    scale = np.sqrt(np.einsum("mii->mi", matrices))
+    outer = scale[:, :, None] * scale[:, None, :]
+    scaled = matrices / outer
+    eye = np.broadcast_to(np.eye(matrices.shape[-1]), matrices.shape)
+    try:
+        factor = np.linalg.cholesky(scaled)
+        inverse = cho_solve((factor, True), eye, check_finite=False) / outer
+    except np.linalg.LinAlgError:
+        inverse = np.empty_like(matrices)
+        for i, matrix in enumerate(matrices):  # rare path: one arm at a time
+            try:
+                factor = np.linalg.cholesky(scaled[i])
+                inverse[i] = cho_solve((factor, True), eye[i], check_finite=False) / outer[i]
+            except np.linalg.LinAlgError:
+                values, vectors = np.linalg.eigh(matrix)
+                inverse[i] = (vectors / np.maximum(values, l2)) @ vectors.T
+    return 0.5 * (inverse + np.swapaxes(inverse, -1, -2))
+
+
+def _warn_if_ill_conditioned(matrices: np.ndarray, inverses: np.ndarray, arms: np.ndarray, l2: float) -> None:
+    """Warn naming each arm whose 1-norm condition number ||A||_1 ||A^-1||_1 passes the threshold."""
+    condition = np.abs(matrices).sum(axis=-2).max(axis=-1) * np.abs(inverses).sum(axis=-2).max(axis=-1)
+    for arm in np.unique(arms[condition > CONDITION_WARNING]):
+        warnings.warn(condition_message(f"arm index {int(arm)}", l2), IllConditionedWarning, stacklevel=4)
+
+
+def condition_message(arm: str, l2: float) -> str:
+    """The warning text for an ill-conditioned arm, with the remedy."""
+    return (f"{arm} has a condition number above {CONDITION_WARNING:.0e}: its estimates are numerically "
+            f"unreliable; raise l2 (now {l2}) or set standardize=True (features on very different scales "
+            f"or collinear features cause this)")
+
+
+def condition_numbers(A: np.ndarray) -> np.ndarray:
+    """2-norm condition number of every arm's ``A``, shape (B, K) (ratio of extreme eigenvalues)."""
+    values = np.linalg.eigvalsh(A)
+    return values[..., -1] / values[..., 0]
+
+
+def add_rows(state: dict, rows: np.ndarray, arms: np.ndarray, rewards: np.ndarray,
+             features: np.ndarray, l2: float) -> dict:
+    """New ridge arrays after adding rows (n,) x (n, d) to (state row, arm); inputs are not mutated.
+
+    With one state and several rows the per-arm sums ``X_k^T X_k`` are one
+    matrix product per touched arm and the caches of those arms are rebuilt;
+    otherwise every row is a rank-1 update of its own (state row, arm).
+    """
+    new = {key: state[key].copy() for key in _RIDGE_KEYS}
+    one_state = new["A"].shape[0] == 1
+    compiled = linear_kernels() if one_state and rows.shape[0] == 1 else None
+    if compiled is not None:
+        arm = int(arms[0])
+        denominator = compiled.rank1_update(new["A"][0], new["b"][0], new["A_inv"][0], new["theta"][0], arm,
+                                   features[0], float(rewards[0]))
+        new["rank1_updates"][0, arm] += 1
+        if denominator >= 1.0 - _DRIFT and new["rank1_updates"][0, arm] < REFRESH_EVERY:
+            return new
+        pairs = (np.zeros(1, dtype=np.intp), np.array([arm]))
+    elif one_state and rows.shape[0] > 1:
+        pairs = _add_grouped(new, arms, rewards, features)
+    else:
+        pairs = _add_rank1(new, rows, arms, rewards, features)
+    if pairs[0].size:
+        fresh = spd_inverse(new["A"][pairs], l2)
+        _warn_if_ill_conditioned(new["A"][pairs], fresh, pairs[1], l2)
+        new["A_inv"][pairs] = fresh
+        new["theta"][pairs] = np.einsum("nij,nj->ni", fresh, new["b"][pairs])
+        new["rank1_updates"][pairs] = 0
+    return new
+
+
+def _add_grouped(new: dict, arms, rewards, features) -> tuple[np.ndarray, np.ndarray]:
+    """Add many rows to the one state in place, one Gram matrix per touched arm; every touched arm needs a rebuild."""
+    touched = np.unique(arms)
+    for arm in touched:  # a loop over arms, never over rows
+        chosen = arms == arm
+        arm_features = features[chosen]
+        new["A"][0, arm] += arm_features.T @ arm_features
+        new["b"][0, arm] += rewards[chosen] @ arm_features
+    return np.zeros_like(touched), touched
+
+
+def _add_rank1(new: dict, rows, arms, rewards, features) -> tuple[np.ndarray, np.ndarray]:
+    """Add one row to each distinct (state row, arm) in place with Sherman-Morrison; return the pairs to rebuild."""
+    new["A"][rows, arms] += features[:, :, None] * features[:, None, :]
+    new["b"][rows, arms] += rewards[:, None] * features
+    inverse = new["A_inv"][rows, arms]
+    projected = np.einsum("nij,nj->ni", inverse, features)
+    denominator = 1.0 + np.einsum("ni,ni->n", projected, features)
+    updated = inverse - projected[:, :, None] * projected[:, None, :] / denominator[:, None, None]
+    new["A_inv"][rows, arms] = updated
+    new["theta"][rows, arms] = np.einsum("nij,nj->ni", updated, new["b"][rows, arms])
+    new["rank1_updates"][rows, arms] += 1
+    # In exact arithmetic the denominator is >= 1; below that the cache has drifted.
+    unsound = ~(denominator >= 1.0 - _DRIFT) | (new["rank1_updates"][rows, arms] >= REFRESH_EVERY)
+    return rows[unsound], arms[unsound]
+
+
+def rebuild(state: dict, l2: float) -> dict:
+    """Ridge arrays with every cache recomputed from the additive ``A`` and ``b``."""
+    A, b = state["A"], state["b"]
+    flat = spd_inverse(A.reshape(-1, *A.shape[2:]), l2)
+    A_inv = flat.reshape(A.shape)
+    return {"A": A.copy(), "b": b.copy(), "A_inv": A_inv, "theta": np.einsum("bkij,bkj->bki", A_inv, b),
+            "rank1_updates": np.zeros(A.shape[:2], dtype=np.int64)}
+
+
+def scores(state: dict, features: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per (row, arm) predicted mean ``x^T theta_k`` and width ``x^T A_k^-1 x``, each shape (n, K)."""
+    theta, A_inv = state["theta"], state["A_inv"]
+    if theta.shape[0] == 1:
+        n, dim = features.shape
+        n_arms = theta.shape[1]
+        means = features @ theta[0].T
+        # One matrix product against every arm's inverse side by side: (n, d) @ (d, K*d).
+        stacked = A_inv[0].transpose(1, 0, 2).reshape(dim, n_arms * dim)
+        widths = np.empty((n, n_arms))
+        for start in range(0, n, _CHUNK):
+            chunk = features[start:start + _CHUNK]
+            projected = (chunk @ stacked).reshape(-1, n_arms, dim)
+            widths[start:start + _CHUNK] = np.einsum("nkd,nd->nk", projected, chunk)
+    else:
+        means = np.einsum("nd,nkd->nk", features, theta[rows])
+        projected = np.matmul(A_inv[rows], features[:, None, :, None])[..., 0]  # (n, K, d)
+        widths = np.einsum("nkd,nd->nk", projected, features)
+    # A_inv is PSD: a tiny negative width is rounding.
+    return means, np.maximum(widths, 0.0)

@@ -163,16 +163,17 @@ class Engine:
         experiment = self.experiment(name)
         view = experiment.cache.view(experiment.bandit)
         rows = view.stats()
-        probabilities = np.array([row.probability or 0.0 for row in rows])
-        positive = probabilities[probabilities > 0]
+        known = [row.probability for row in rows if row.probability is not None]
+        positive = np.array([p for p in known if p > 0])
+        entropy = float(-(positive * np.log(positive)).sum()) if known else None
         alerts = [f"arm {row.arm!r} disabled: {row.disabled_reason}" for row in rows if row.disabled_reason]
         if view.aborted:
             alerts.append("abort rule fired: serving the default arm until resumed")
         decisions, rewards = self.store.counts(name)
         return StatsOut(experiment=name, policy_version=view.version, decisions=decisions, rewards=rewards,
-                        entropy=float(-(positive * np.log(positive)).sum()) if positive.size else 0.0,
+                        entropy=entropy,
                         arms=[ArmStatsOut(arm=row.arm, pulls=row.pulls, mean=row.mean, low=row.low, high=row.high,
-                                          probability=row.probability or 0.0, active=row.active,
+                                          probability=row.probability, active=row.active,
                                           disabled_reason=row.disabled_reason) for row in rows],
                         alerts=alerts)
 

@@ -134,7 +134,7 @@ class ArmStatsOut(BaseModel):
     mean: float | None
     low: float | None
     high: float | None
-    probability: float
+    probability: float | None = Field(description="None for contextual policies: it depends on the context")
     active: bool
     disabled_reason: str | None = None
 
@@ -144,7 +144,7 @@ class StatsOut(BaseModel):
     policy_version: int
     decisions: int
     rewards: int
-    entropy: float = Field(description="entropy of the arm probabilities, in nats")
+    entropy: float | None = Field(description="entropy of the arm probabilities, in nats (None if contextual)")
     arms: list[ArmStatsOut]
     alerts: list[str]
 

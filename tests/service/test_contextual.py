@@ -91,3 +91,19 @@ def test_contextual_decisions_rewards_and_log(http, create, contextual_policy):
         http.get("/v1/experiments/ctx/log").text)))[-1]["probabilities"])
     assert probabilities["c"] == 0.0 and probabilities["b"] > probabilities["a"]  # b was rewarded on [1, 1]
     assert probabilities[learned["arm"]] == learned["propensity"]
+
+
+@pytest.mark.parametrize("policy", ["linucb", "lints"])
+def test_the_library_contextual_policies_are_served(http, create, policy):
+    create(http, name=policy, arms=["a", "b"], policy={"name": policy, "params": {}}, n_features=2)
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        context = rng.normal(size=2).tolist()
+        answer = http.post(f"/v1/experiments/{policy}/decisions", json={"context": context}).json()
+        assert 0 < answer["propensity"] <= 1
+        value = float((context[0] > 0) == (answer["arm"] == "a"))
+        assert http.post(f"/v1/experiments/{policy}/rewards",
+                         json={"decision_id": answer["decision_id"], "value": value}).status_code == 200
+    stats = http.get(f"/v1/experiments/{policy}/stats").json()
+    assert stats["policy_version"] == 20 and sum(row["pulls"] for row in stats["arms"]) == 20
+    assert stats["entropy"] is None and all(row["probability"] is None for row in stats["arms"])

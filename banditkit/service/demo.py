@@ -175,7 +175,7 @@ def run_demo(decisions: int = 3000, out: Path = Path("banditkit-demo"), seed: in
     for s in summaries:
         table.add_row(s.arm, f"{s.click_rate:.2f}", str(s.pulls), f"{s.pulls / len(rows):.1%}",
                       f"{s.last_share:.1%}", f"{s.mean_reward:.3f}",
-                      f"{s.propensity_low:.3g} – {s.propensity_high:.3g}")
+                      f"{s.propensity_low:.2g}–{s.propensity_high:.2g}")
     console.print(table)
     uniform = len(rows) * (max(CLICK_RATES) - float(np.mean(CLICK_RATES)))
     console.print(f"Expected regret against always serving the best arm: [bold]{regret:.1f}[/] clicks "

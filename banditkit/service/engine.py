@@ -320,6 +320,7 @@ def _record(experiment: Experiment, request: DecisionRequest, arm: str, propensi
 
 def _fallback(experiment: Experiment, unit: str | None, context, now: float) -> DecisionRecord:
     arm = experiment.default_arm()
+    probabilities = {name: float(name == arm) for name in experiment.bandit.arms}
     return DecisionRecord(new_decision_id(), now, experiment.name, unit, None if context is None else tuple(context),
-                          arm, 1.0, {arm: 1.0}, experiment.bandit.version, True)
+                          arm, 1.0, probabilities, experiment.bandit.version, True)
 

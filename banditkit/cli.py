@@ -144,3 +144,49 @@ def evaluate(
 
 def _number(value) -> str:
     return "-" if value is None else f"{value:.5g}"
+
+
+# ---- decision service: serve, demo ------------------------------------------------------------
+@app.command()
+def serve(
+    store: str = typer.Option(None, help="sqlite:///path/to/file.db (default ./banditkit.db) or memory://"),
+    host: str = typer.Option(None, help="address to bind (127.0.0.1 unless a token is configured)"),
+    port: int = typer.Option(None, help="port (default 8000)"),
+    experiments: Path = typer.Option(None, exists=True, dir_okay=False, help="TOML file of experiments to create"),
+    log_level: str = typer.Option("info", help="uvicorn log level"),
+) -> None:
+    """Run the decision service (tokens from BANDITKIT_ADMIN_TOKEN and BANDITKIT_CLIENT_TOKENS)."""
+    import uvicorn
+    from rich.console import Console
+
+    from .service import Settings, create_app
+
+    overrides = {"store": store, "host": host, "port": port, "experiments_file": experiments}
+    settings = Settings(**{key: value for key, value in overrides.items() if value is not None})
+    console = Console(stderr=True)
+    bind = settings.safe_host()
+    if not settings.auth_enabled:
+        console.print("[yellow]No token configured (BANDITKIT_ADMIN_TOKEN, BANDITKIT_CLIENT_TOKENS): "
+                      f"the service is open to anyone who can reach it, so it binds {bind} only.[/]")
+        if settings.host != bind:
+            console.print(f"[yellow]--host {settings.host} ignored: set a token to serve other machines.[/]")
+    console.print(f"banditkit decision service on http://{bind}:{settings.port} (store {settings.store}); "
+                  f"API docs at http://{bind}:{settings.port}/docs")
+    uvicorn.run(create_app(settings), host=bind, port=settings.port, log_level=log_level)
+
+
+@app.command()
+def demo(
+    decisions: int = typer.Option(3000, min=100, max=200_000, help="simulated user visits"),
+    out: Path = typer.Option(Path("banditkit-demo"), help="folder for the decision log and the summary"),
+    seed: int = typer.Option(0, help="seed of the simulated users"),
+    concurrency: int = typer.Option(16, min=1, max=256, help="users in flight at once"),
+) -> None:
+    """Serve an experiment on a temporary SQLite store and drive simulated users against it over HTTP."""
+    from .service.demo import run_demo
+
+    run_demo(decisions=decisions, out=out, seed=seed, concurrency=concurrency)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,116 @@
+"""The app factory: settings in, a FastAPI app out; the store opens in the lifespan, not at import."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import sys
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from pydantic.json_schema import models_json_schema
+
+from .. import __version__
+from .config import Settings
+from .declared import read_experiments
+from .engine import Engine
+from .errors import install_error_handlers
+from .hot import HotPaths
+from .routes import decisions, experiments, health, log, rewards, versions
+from .schemas import DecisionBatchRequest, DecisionRequest, RewardBatchRequest, RewardRequest
+from .stores import ExperimentExistsError, open_store
+
+logger = logging.getLogger("banditkit.service")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """A decision service app; ``settings`` default to the ``BANDITKIT_*`` environment."""
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = open_store(settings.store, synchronous=settings.sqlite_synchronous,
+                           commit_interval_s=settings.commit_interval_ms / 1000)
+        engine = Engine(store, refresh_s=settings.refresh_s)
+        app.state.engine = engine
+        try:
+            if settings.experiments_file is not None:
+                await _declare(engine, settings)
+            sweeper = asyncio.create_task(_sweep_forever(engine, settings.sweep_interval_s))
+            if settings.tune_interpreter:
+                _tune_interpreter()
+            yield
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+        finally:
+            engine.close()
+            store.close()
+
+    app = ServiceApp(title="banditkit decision service", version=__version__, lifespan=lifespan,
+                     max_body_size=settings.max_body_bytes,
+                     description="Adaptive experiments: decisions with propensities, delayed rewards, versions.")
+    app.state.settings = settings
+    install_error_handlers(app)
+    for module in (experiments, decisions, rewards, log, versions, health):
+        app.include_router(module.router)
+    _document_raw_bodies(app, [DecisionRequest, DecisionBatchRequest, RewardRequest, RewardBatchRequest])
+    app.hot_paths = HotPaths(app, settings.max_body_bytes)
+    return app
+
+
+class ServiceApp(FastAPI):
+    """The FastAPI app, with the hot endpoints answered before its middleware stack (see :mod:`.hot`)."""
+
+    hot_paths: HotPaths | None = None
+
+    async def __call__(self, scope, receive, send) -> None:
+        if self.hot_paths is not None and await self.hot_paths.handle(scope, receive, send):
+            return
+        await super().__call__(scope, receive, send)
+
+
+def _document_raw_bodies(app: FastAPI, models: list) -> None:
+    """Add the models that hot routes parse themselves to the OpenAPI components their routes refer to."""
+    generate = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = generate()
+            _, definitions = models_json_schema([(model, "validation") for model in models],
+                                                ref_template="#/components/schemas/{model}")
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(definitions["$defs"])
+        return app.openapi_schema
+
+    app.openapi = openapi
+
+
+def _tune_interpreter() -> None:
+    """Server-process settings that cut tail latency: a 1 ms GIL switch interval (the event loop and the
+    SQLite writer thread take turns sooner) and the start-up objects frozen out of the garbage collector
+    (full collections then scan only what the service allocated, not every loaded module)."""
+    sys.setswitchinterval(0.001)
+    gc.collect()
+    gc.freeze()
+
+
+async def _declare(engine: Engine, settings: Settings) -> None:
+    for spec in read_experiments(settings.experiments_file):
+        if spec.name in engine.experiments:
+            logger.info("experiment %r already exists; %s does not change it", spec.name, settings.experiments_file)
+            continue
+        with contextlib.suppress(ExperimentExistsError):
+            await engine.create(spec)
+            logger.info("created experiment %r from %s", spec.name, settings.experiments_file)
+
+
+async def _sweep_forever(engine: Engine, interval_s: float) -> None:
+    """Apply default rewards as attribution windows close; a failure is logged and retried."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await engine.sweep()
+        except Exception:
+            logger.exception("default-reward sweep failed; retrying in %.1f s", interval_s)

@@ -1,0 +1,71 @@
+"""Service settings, read from the environment (``BANDITKIT_*``) by pydantic-settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_STORE = "sqlite:///./banditkit.db"
+
+
+class Settings(BaseSettings):
+    """Everything the decision service reads at start-up.
+
+    Tokens: ``BANDITKIT_ADMIN_TOKEN`` (create experiments, change arms, snapshots,
+    rollback) and ``BANDITKIT_CLIENT_TOKENS`` (comma-separated; decisions, rewards,
+    reads). With no token at all the service is open and binds 127.0.0.1 only.
+
+    >>> Settings(store="memory://").auth_enabled
+    False
+    """
+
+    model_config = SettingsConfigDict(env_prefix="BANDITKIT_", extra="forbid")
+
+    store: str = Field(DEFAULT_STORE, description="sqlite:///path/to/file.db or memory://")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    admin_token: SecretStr | None = None
+    client_tokens: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+    experiments_file: Path | None = Field(None, description="TOML file of experiments created at start-up")
+    max_body_bytes: int = Field(2_000_000, gt=0, description="larger request bodies get 413")
+    commit_interval_ms: float = Field(0.0, ge=0.0, le=1000.0, description=(
+        "group commit: extra time the writer waits to gather writes (0: whatever queued during the last commit)"))
+    sqlite_synchronous: Literal["NORMAL", "FULL"] = Field(
+        "FULL", description="FULL survives power loss; NORMAL survives a process crash only")
+    sweep_interval_s: float = Field(1.0, gt=0.0, description="how often default rewards are applied")
+    tune_interpreter: bool = Field(True, description=(
+        "at start-up, set a 1 ms GIL switch interval and freeze start-up objects out of the garbage collector "
+        "(process-wide; turn off when the app is embedded in another program)"))
+    refresh_s: float = Field(0.1, ge=0.0, le=60.0, description=(
+        "how long a cached action distribution may be served while the next one is computed (0: never)"))
+
+    @field_validator("client_tokens", mode="before")
+    @classmethod
+    def _split_tokens(cls, value):
+        if isinstance(value, str):
+            return tuple(token.strip() for token in value.split(",") if token.strip())
+        return value
+
+    @field_validator("admin_token", "experiments_file", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value):
+        return None if value == "" else value
+
+    @field_validator("store")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if not (value.startswith("sqlite:///") or value == "memory://"):
+            raise ValueError(f"store must be sqlite:///PATH or memory://, got {value!r}")
+        return value
+
+    @property
+    def auth_enabled(self) -> bool:
+        """True when at least one token is configured."""
+        return self.admin_token is not None or bool(self.client_tokens)
+
+    def safe_host(self) -> str:
+        """The host to bind: loopback only when no token protects the service."""
+        return self.host if self.auth_enabled else "127.0.0.1"

@@ -1,0 +1,326 @@
+"""The service's core, independent of HTTP: experiments, decisions, arm changes, versions.
+
+The engine keeps every experiment's Bandit in memory and the store as the
+truth: nothing is answered before the store has it. Rewards live in
+:mod:`banditkit.service.rewarding`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import random
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from ..bandit import Bandit
+from ..errors import BanditkitError
+from . import rewarding
+from .errors import InvalidRequestError, NotFoundError
+from .experiment import Experiment, build_bandit, restore
+from .model import join, split
+from .schemas import (
+    ArmsPatch,
+    ArmStatsOut,
+    DecisionRequest,
+    DecisionResponse,
+    ExperimentCreate,
+    ExperimentOut,
+    RewardRequest,
+    RewardResult,
+    SnapshotOut,
+    StatsOut,
+)
+from .serving import draw, draw_rows
+from .stores import Assignment, DecisionRecord, ExperimentRecord, Store
+from .stores.base import settled
+
+logger = logging.getLogger("banditkit.service")
+
+
+_ID_BITS = random.Random(os.urandom(32))  # seeded once: os.urandom per id costs ~0.1 ms on some VMs
+_ID_SEQUENCE = itertools.count()
+
+
+def new_decision_id() -> str:
+    """32 hex digits: milliseconds since the epoch, a 20-bit sequence, 60 random bits.
+
+    Ids sort by time, and in the order they were made within a process.
+    """
+    sequence = next(_ID_SEQUENCE) & 0xFFFFF
+    return f"{int(time.time() * 1000):012x}{sequence:05x}{_ID_BITS.getrandbits(60):015x}"
+
+
+class Engine:
+    """Serves every experiment of one store.
+
+    ``refresh_s``: how long a cached action distribution may be served while
+    a newer state's is computed in the background (0 = always the newest).
+    """
+
+    def __init__(self, store: Store, *, refresh_s: float = 0.1) -> None:
+        self.store = store
+        self.refresh_s = refresh_s
+        self._executor = (ThreadPoolExecutor(1, thread_name_prefix="banditkit-distributions")
+                          if refresh_s > 0 else None)
+        self.experiments: dict[str, Experiment] = {}
+        self.recent = rewarding.RecentDecisions()
+        # Decision times being written now: the sweeper must not move past a decision not yet visible.
+        self._in_flight: dict[object, float] = {}
+        for record in store.load_experiments():
+            self.experiments[record.name] = restore(record, refresh_s, self._executor)
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+
+    def experiment(self, name: str) -> Experiment:
+        try:
+            return self.experiments[name]
+        except KeyError:
+            raise NotFoundError(f"experiment {name!r} not found") from None
+
+    # ---- catalogue ---------------------------------------------------------
+    async def create(self, spec: ExperimentCreate) -> ExperimentOut:
+        bandit = build_bandit(spec)
+        model, arrays = split(bandit)
+        now = time.time()
+        record = ExperimentRecord(spec.name, spec.model_dump(mode="json"), model, arrays, bandit.version, now, now)
+        await settled(self.store.create_experiment(record, {"kind": "create"}))
+        experiment = restore(record, self.refresh_s, self._executor)
+        self.experiments[spec.name] = experiment
+        return experiment.describe()
+
+    async def change_arms(self, name: str, patch: ArmsPatch) -> ExperimentOut:
+        experiment = self.experiment(name)
+        replacement: list[Bandit] = []
+
+        def change():
+            with experiment.lock:
+                current = experiment.bandit
+                bandit = join(*split(current), current.version, current.rng)
+            for field_name, operation in (("add", bandit.add_arm), ("enable", bandit.enable_arm),
+                                          ("disable", bandit.disable_arm), ("remove", bandit.remove_arm)):
+                for arm in getattr(patch, field_name):
+                    try:
+                        operation(arm)
+                    except BanditkitError as error:
+                        raise InvalidRequestError(f"{field_name} {arm!r}: {error}", field_name) from None
+            bandit.version = current.version + 1
+            replacement.append(bandit)
+            model, arrays = split(bandit)
+            return model, arrays, bandit.version, {"kind": "arms", **patch.model_dump()}
+
+        await settled(self.store.replace_model(name, change, lambda: self._swap(experiment,
+                                                                                           replacement[0])))
+        return experiment.describe()
+
+    async def snapshot(self, name: str) -> SnapshotOut:
+        experiment = self.experiment(name)
+        captured: list[int] = []
+
+        def capture():
+            with experiment.lock:
+                model, arrays = split(experiment.bandit)
+                captured.append(experiment.bandit.version)
+            return model, arrays, captured[0]
+        snapshot_id = await settled(self.store.save_snapshot(name, capture))
+        return SnapshotOut(snapshot_id=snapshot_id, policy_version=captured[0], created_at=time.time())
+
+    def snapshots(self, name: str) -> list[SnapshotOut]:
+        self.experiment(name)
+        return [SnapshotOut(snapshot_id=s.snapshot_id, policy_version=s.policy_version, created_at=s.created_at)
+                for s in self.store.list_snapshots(name)]
+
+    async def rollback(self, name: str, snapshot_id: int) -> ExperimentOut:
+        experiment = self.experiment(name)
+        snapshot = self.store.get_snapshot(name, snapshot_id)
+        if snapshot is None:
+            raise NotFoundError(f"snapshot {snapshot_id} of experiment {name!r} not found")
+        replacement: list[Bandit] = []
+
+        def change():
+            with experiment.lock:
+                version = experiment.bandit.version + 1
+                bandit = join(snapshot.model, snapshot.state, version, experiment.bandit.rng)
+            replacement.append(bandit)
+            event = {"kind": "rollback", "snapshot_id": snapshot_id, "restored_version": snapshot.policy_version}
+            return snapshot.model, snapshot.state, version, event
+
+        await settled(self.store.replace_model(name, change, lambda: self._swap(experiment,
+                                                                                           replacement[0])))
+        return experiment.describe()
+
+    def _swap(self, experiment: Experiment, bandit: Bandit) -> None:
+        with experiment.lock:
+            experiment.bandit = bandit
+            experiment.cache.clear()
+
+    def stats(self, name: str) -> StatsOut:
+        experiment = self.experiment(name)
+        view = experiment.cache.view(experiment.bandit)
+        rows = view.stats()
+        known = [row.probability for row in rows if row.probability is not None]
+        positive = np.array([p for p in known if p > 0])
+        entropy = float(-(positive * np.log(positive)).sum()) if known else None
+        alerts = [f"arm {row.arm!r} disabled: {row.disabled_reason}" for row in rows if row.disabled_reason]
+        if view.aborted:
+            alerts.append("abort rule fired: serving the default arm until resumed")
+        decisions, rewards = self.store.counts(name)
+        return StatsOut(experiment=name, policy_version=view.version, decisions=decisions, rewards=rewards,
+                        entropy=entropy,
+                        arms=[ArmStatsOut(arm=row.arm, pulls=row.pulls, mean=row.mean, low=row.low, high=row.high,
+                                          probability=row.probability, active=row.active,
+                                          disabled_reason=row.disabled_reason) for row in rows],
+                        alerts=alerts)
+
+    # ---- decisions ---------------------------------------------------------
+    async def decide(self, name: str, requests: list[DecisionRequest], field: str = "") -> list[DecisionResponse]:
+        """Serve, log durably, then answer; the default arm (flagged) when the policy or the store fails."""
+        experiment = self.experiment(name)
+        for row, request in enumerate(requests):
+            _check_request(experiment, request, f"{field}{row}." if field else "")
+        now = time.time()
+        token = object()
+        self._in_flight[token] = now
+        try:
+            records, assignments = self._choose(experiment, requests, now)
+            try:
+                await settled(self.store.append_decisions(records, assignments))
+                self.recent.add(records)
+            except Exception:
+                logger.exception("decision log unavailable for %r: serving the default arm", name)
+                records = [_fallback(experiment, r.unit, r.context, now) for r in records]
+                try:
+                    await settled(self.store.append_decisions(records))
+                except Exception:
+                    logger.error("fallback decisions of %r could not be logged either: %s", name,
+                                 [r.decision_id for r in records])
+        finally:
+            del self._in_flight[token]
+        return [DecisionResponse(decision_id=r.decision_id, arm=r.arm, propensity=r.propensity,
+                                 policy_version=r.policy_version, fallback=r.fallback) for r in records]
+
+    def _choose(self, experiment: Experiment, requests: list[DecisionRequest],
+                now: float) -> tuple[list[DecisionRecord], dict[str, Assignment]]:
+        records: list[DecisionRecord | None] = [None] * len(requests)
+        assignments: dict[str, Assignment] = {}
+        sticky = experiment.config.sticky
+        groups: dict[tuple[str, ...] | None, list[int]] = {}
+        for row, request in enumerate(requests):
+            if sticky and request.unit is not None:
+                kept = self._kept(experiment, request)
+                if kept is not None:
+                    records[row] = _record(experiment, request, kept.arm, kept.propensity, kept.probabilities,
+                                           experiment.bandit.version, False, now)
+                    continue
+            key = None if request.allowed is None else tuple(sorted(set(request.allowed)))
+            groups.setdefault(key, []).append(row)
+        for key, rows in groups.items():
+            try:
+                chosen = self._draw(experiment, key, [requests[row] for row in rows])
+            except Exception:
+                logger.exception("policy failed for %r: serving the default arm", experiment.name)
+                chosen = None
+            for position, row in enumerate(rows):
+                request = requests[row]
+                if chosen is None:
+                    records[row] = _fallback(experiment, request.unit, request.context, now)
+                    continue
+                arm, propensity, probabilities, version, fallback = chosen[position]
+                records[row] = _record(experiment, request, arm, propensity, probabilities, version, fallback, now)
+                if sticky and request.unit is not None and not fallback:
+                    assignments[request.unit] = Assignment(arm, propensity, probabilities)
+        return records, assignments
+
+    def _kept(self, experiment: Experiment, request: DecisionRequest) -> Assignment | None:
+        """The unit's stored arm if it may still be served to this request."""
+        kept = self.store.get_assignment(experiment.name, request.unit)
+        if kept is None or kept.arm not in experiment.bandit.active_arms:
+            return None
+        if request.allowed is not None and kept.arm not in request.allowed:
+            return None
+        return kept
+
+    def _draw(self, experiment: Experiment, allowed, requests: list[DecisionRequest]) -> list[tuple]:
+        """(arm, propensity, probabilities, version, fallback) per request sharing ``allowed``."""
+        bandit = experiment.bandit
+        units = [request.unit for request in requests]
+        if not bandit.policy.contextual:
+            entry = experiment.cache.get(bandit, allowed)
+            indices = draw(entry, experiment.name, units, bandit.rng)
+            return [(entry.arms[i], float(entry.probabilities[i]), entry.as_dict, entry.version, entry.fallback)
+                    for i in indices]
+        view = experiment.cache.view(bandit)
+        contexts = np.array([request.context for request in requests], dtype=np.float64)
+        if allowed is None:
+            matrix = view.probabilities_many(contexts=contexts)
+        else:
+            matrix = np.array([list(view.probabilities(context=x, allowed=list(allowed)).values()) for x in contexts])
+        fallback = view.aborted or not (set(view.active_arms) & set(allowed or view.arms))
+        indices = draw_rows(matrix, experiment.name, units, view.rng)
+        arms = view.arms
+        return [(arms[i], float(matrix[row, i]), dict(zip(arms, matrix[row].tolist())), view.version, fallback)
+                for row, i in enumerate(indices.tolist())]
+
+    # ---- rewards -----------------------------------------------------------
+    async def reward(self, name: str, items: list[RewardRequest]) -> list[RewardResult]:
+        return await rewarding.record(self.store, self.experiment(name), items, self._persist_guardrails,
+                                      self.recent)
+
+    async def sweep(self, now: float | None = None) -> int:
+        """Apply default rewards to decisions whose window closed; returns how many."""
+        total = 0
+        for experiment in list(self.experiments.values()):
+            # Decisions still being written are not visible yet: settle only what is older than all of them.
+            horizon = min(self._in_flight.values(), default=float("inf"))
+            total += await rewarding.sweep(self.store, experiment, now or time.time(), horizon,
+                                           self._persist_guardrails)
+        return total
+
+    def _persist_guardrails(self, experiment: Experiment) -> None:
+        """Store a guardrail's change of the model (an arm disabled by its SLO, an abort) as an event."""
+        def change():
+            with experiment.lock:
+                bandit = experiment.bandit
+                model, arrays = split(bandit)
+                event = {"kind": "guardrail", "disabled": dict(bandit.disabled_reasons), "aborted": bandit.aborted}
+                return model, arrays, bandit.version, event
+        future = self.store.replace_model(experiment.name, change, experiment.cache.clear)
+        future.add_done_callback(lambda f: f.exception() and logger.error("guardrail change not stored: %s",
+                                                                          f.exception()))
+
+
+def _check_request(experiment: Experiment, request: DecisionRequest, prefix: str) -> None:
+    bandit = experiment.bandit
+    if bandit.policy.contextual:
+        if request.context is None:
+            raise InvalidRequestError(f"policy {bandit.policy.name!r} needs a context of {bandit.n_features} "
+                                      "numbers", f"{prefix}context")
+        if len(request.context) != bandit.n_features:
+            raise InvalidRequestError(f"context must have {bandit.n_features} numbers, got {len(request.context)}",
+                                      f"{prefix}context")
+    elif request.context is not None:
+        raise InvalidRequestError(f"policy {bandit.policy.name!r} takes no context, got one", f"{prefix}context")
+    if request.allowed is not None:
+        unknown = [arm for arm in request.allowed if arm not in bandit.arms]
+        if unknown:
+            raise InvalidRequestError(f"allowed arm {unknown[0]!r} is not one of {bandit.arms}", f"{prefix}allowed")
+
+
+def _record(experiment: Experiment, request: DecisionRequest, arm: str, propensity: float,
+            probabilities: dict[str, float], version: int, fallback: bool, now: float) -> DecisionRecord:
+    context = None if request.context is None else tuple(request.context)
+    return DecisionRecord(new_decision_id(), now, experiment.name, request.unit, context, arm, propensity,
+                          probabilities, version, fallback)
+
+
+def _fallback(experiment: Experiment, unit: str | None, context, now: float) -> DecisionRecord:
+    arm = experiment.default_arm()
+    probabilities = {name: float(name == arm) for name in experiment.bandit.arms}
+    return DecisionRecord(new_decision_id(), now, experiment.name, unit, None if context is None else tuple(context),
+                          arm, 1.0, probabilities, experiment.bandit.version, True)
+

@@ -1,0 +1,77 @@
+"""Domain errors of the service and the one place that maps them to HTTP status codes."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from ..errors import InvalidParameterError, InvalidTypeError, NoActiveArmError
+from .stores import ExperimentExistsError
+
+
+class ServiceError(Exception):
+    """An answer other than success; ``field`` names the request field at fault, if one is."""
+
+    status = 500
+
+    def __init__(self, detail: str, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.field = field
+
+
+class NotFoundError(ServiceError):
+    status = 404
+
+
+class ConflictError(ServiceError):
+    status = 409
+
+
+class GoneError(ServiceError):
+    status = 410
+
+
+class InvalidRequestError(ServiceError):
+    status = 422
+
+
+class UnavailableError(ServiceError):
+    status = 503
+
+
+def error_body(status: int, detail: str, field: str | None) -> dict:
+    """422 answers have FastAPI's shape (a list naming the field); the others a plain message."""
+    if status == 422:
+        return {"detail": [{"loc": ["body", field] if field else ["body"], "msg": detail, "type": "value_error"}]}
+    return {"detail": detail}
+
+
+def error_answer(error: Exception) -> tuple[int, dict] | None:
+    """(status, JSON body) for an error the service answers on purpose; None for a real failure (500)."""
+    if isinstance(error, ServiceError):
+        return error.status, error_body(error.status, error.detail, error.field)
+    if isinstance(error, RequestValidationError):
+        # Without the offending input: it may be NaN (not JSON) or a huge body.
+        return 422, {"detail": [{"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]}
+                                for item in error.errors()]}
+    if isinstance(error, ExperimentExistsError):
+        return 409, {"detail": f"experiment {str(error)!r} already exists"}
+    if isinstance(error, NoActiveArmError):
+        return 409, {"detail": str(error)}
+    if isinstance(error, InvalidParameterError | InvalidTypeError):
+        return 422, error_body(422, str(error), None)
+    return None
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map domain errors (ours and the library's) to status codes, through :func:`error_answer`."""
+
+    async def answer(request: Request, error: Exception) -> JSONResponse:
+        status, body = error_answer(error)
+        return JSONResponse(body, status_code=status)
+
+    for kind in (ServiceError, RequestValidationError, ExperimentExistsError, NoActiveArmError,
+                 InvalidParameterError, InvalidTypeError):
+        app.add_exception_handler(kind, answer)

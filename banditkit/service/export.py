@@ -1,0 +1,70 @@
+"""The decision log as a table for offline evaluation (``banditkit evaluate``, ``banditkit.ope``).
+
+One row per decision, columns in this order:
+
+=============== ==========================================================
+decision_id     the id the decision was answered with
+time            seconds since the Unix epoch (UTC) when it was made
+experiment      experiment name
+unit            the unit it was made for, or empty
+context         the context as a JSON list, or empty
+arm             the arm served
+propensity      probability with which that arm was chosen, in (0, 1]
+probabilities   JSON object arm -> probability of every arm at that time
+policy_version  version of the policy that made it
+fallback        true when a guardrail served the default arm
+reward          the reward received (client or default), or empty
+=============== ==========================================================
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+
+from .stores import Store
+
+COLUMNS = ("decision_id", "time", "experiment", "unit", "context", "arm", "propensity", "probabilities",
+           "policy_version", "fallback", "reward")
+
+
+def rows(store: Store, experiment: str) -> Iterator[tuple]:
+    """The log rows of ``experiment`` as tuples in :data:`COLUMNS` order."""
+    for decision, reward in store.iter_log(experiment):
+        yield (decision.decision_id, decision.time, decision.experiment, decision.unit,
+               None if decision.context is None else json.dumps(list(decision.context)), decision.arm,
+               decision.propensity, json.dumps(decision.probabilities), decision.policy_version,
+               decision.fallback, reward)
+
+
+def csv_chunks(store: Store, experiment: str, rows_per_chunk: int = 2000) -> Iterator[str]:
+    """The log as CSV text, in chunks (for streaming); floats keep round-trip precision."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for count, row in enumerate(rows(store, experiment), start=1):
+        writer.writerow(["" if value is None else repr(value) if isinstance(value, float) else
+                         str(value).lower() if isinstance(value, bool) else value for value in row])
+        if count % rows_per_chunk == 0:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
+def parquet_bytes(store: Store, experiment: str) -> bytes:
+    """The log as a Parquet file (needs pyarrow: ``pip install 'banditkit[io]'``)."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError as error:
+        raise ImportError("Parquet export needs pyarrow: pip install 'banditkit[io]'") from error
+    columns = list(zip(*rows(store, experiment))) or [()] * len(COLUMNS)
+    types = (pa.string(), pa.float64(), pa.string(), pa.string(), pa.string(), pa.string(), pa.float64(),
+             pa.string(), pa.int64(), pa.bool_(), pa.float64())
+    table = pa.table({name: pa.array(values, type=kind) for name, values, kind in zip(COLUMNS, columns, types)})
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    return sink.getvalue()

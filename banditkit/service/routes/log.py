@@ -1,0 +1,30 @@
+"""The decision log export (CSV or Parquet), ready for offline evaluation."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter
+from fastapi.responses import Response, StreamingResponse
+
+from .. import export
+from ..deps import ClientAuth, EngineDep
+from ..errors import UnavailableError
+
+router = APIRouter(prefix="/v1/experiments/{name}", tags=["log"], dependencies=[ClientAuth])
+
+
+@router.get("/log", response_class=Response,
+            responses={200: {"content": {"text/csv": {}, "application/vnd.apache.parquet": {}}}})
+def decision_log(name: str, engine: EngineDep, format: Literal["csv", "parquet"] = "csv") -> Response:
+    """Every decision with its propensity, probabilities, version and reward (columns in docs/service.md)."""
+    engine.experiment(name)
+    filename = f"{name}-decisions.{format}"
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
+    if format == "csv":
+        return StreamingResponse(export.csv_chunks(engine.store, name), media_type="text/csv", headers=headers)
+    try:
+        content = export.parquet_bytes(engine.store, name)
+    except ImportError as error:
+        raise UnavailableError(str(error)) from None
+    return Response(content, media_type="application/vnd.apache.parquet", headers=headers)

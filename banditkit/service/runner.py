@@ -1,0 +1,118 @@
+"""Run the service beside the caller: uvicorn in a thread, or in a child process (the demo, tests, benchmarks)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from .app import create_app
+from .config import Settings
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running(settings: Settings, timeout_s: float = 20.0) -> Iterator[str]:
+    """Serve ``settings`` with uvicorn in a thread; yields the base URL and stops the server on exit.
+
+    The server shares this process, so pass ``tune_interpreter=False`` unless its GIL and garbage
+    collector settings are wanted here too.
+    """
+    import uvicorn
+
+    port = settings.port or free_port()
+    config = uvicorn.Config(create_app(settings), host=settings.safe_host(), port=port, log_level="warning",
+                            lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="banditkit-service", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout_s
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise RuntimeError(f"the decision service did not start on port {port}")
+        time.sleep(0.01)
+    try:
+        yield f"http://{settings.safe_host()}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout_s)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """``settings`` as the ``BANDITKIT_*`` environment variables that reproduce them in another process."""
+    env = {}
+    for name, value in settings.model_dump().items():
+        if name == "client_tokens":
+            value = ",".join(token.get_secret_value() for token in value)
+        elif value is None:
+            value = ""
+        elif hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        env[f"BANDITKIT_{name.upper()}"] = str(value)
+    return env
+
+
+class ServiceProcess:
+    """``python -m uvicorn`` on the app factory in a child process: a real, separate server that can be killed."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.port = settings.port or free_port()
+        self.base_url = f"http://{settings.safe_host()}:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout_s: float = 60.0) -> ServiceProcess:
+        import httpx
+
+        root = Path(__file__).resolve().parents[2]
+        env = {**os.environ, **settings_env(self.settings),
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--factory", "banditkit.service.app:create_app", "--host",
+             self.settings.safe_host(), "--port", str(self.port), "--log-level", "warning", "--no-access-log"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the decision service exited: {self.process.stderr.read().decode()}")
+            try:
+                if httpx.get(f"{self.base_url}/v1/health", timeout=1.0).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"the decision service did not start on port {self.port}")
+
+    def kill(self) -> None:
+        """kill -9: no shutdown handler runs."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        """SIGTERM (the lifespan closes the store), then wait."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def __enter__(self) -> ServiceProcess:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,159 @@
+"""Request and response bodies of the HTTP API (pydantic, strict: "1.0" is not a number, NaN is refused)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+#: Decisions or rewards in one batch call at most.
+MAX_BATCH = 1000
+ArmName = Annotated[str, Field(min_length=1, max_length=128)]
+ExperimentName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+                                      examples=["hero-banner"])]
+
+
+class Body(BaseModel):
+    """Base of every request body: strict types, finite numbers, unknown fields refused."""
+
+    model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="forbid")
+
+
+class PolicySpec(Body):
+    name: str = Field("thompson", description="registry name, e.g. thompson, ucb1, epsilon_greedy, linucb")
+    params: dict[str, Any] = Field(default_factory=dict, description="constructor arguments of the policy")
+
+
+class ExperimentCreate(Body):
+    name: ExperimentName
+    arms: list[ArmName] = Field(min_length=1, max_length=1000)
+    policy: PolicySpec = Field(default_factory=PolicySpec)
+    guardrails: dict[str, Any] | None = Field(None, description="keyword arguments of banditkit.Guardrails")
+    attribution_window_s: float = Field(86_400.0, gt=0, le=366 * 86_400.0,
+                                        description="rewards later than this after the decision get 410")
+    default_reward: float | None = Field(None, description="applied when the window closes with no reward")
+    sticky: bool = Field(False, description="a unit keeps its first arm while that arm is active")
+    n_features: int | None = Field(None, ge=1, le=4096, description="context length (contextual policies)")
+    seed: int | None = Field(None, ge=0, description="seed of the service's random draws")
+
+    @field_validator("arms")
+    @classmethod
+    def _unique(cls, arms: list[str]) -> list[str]:
+        repeated = sorted({arm for arm in arms if arms.count(arm) > 1})
+        if repeated:
+            raise ValueError(f"arm names must be unique, {repeated[0]!r} appears more than once")
+        return arms
+
+
+class ArmsPatch(Body):
+    """Arm changes, applied in the order add, enable, disable, remove."""
+
+    add: list[ArmName] = Field(default_factory=list, max_length=1000)
+    enable: list[ArmName] = Field(default_factory=list, max_length=1000)
+    disable: list[ArmName] = Field(default_factory=list, max_length=1000)
+    remove: list[ArmName] = Field(default_factory=list, max_length=1000)
+
+
+class DecisionRequest(Body):
+    unit: str | None = Field(None, min_length=1, max_length=256,
+                             description="a unit (user, session) gets a deterministic arm")
+    context: list[float] | None = Field(None, max_length=4096, description="feature vector (contextual)")
+    allowed: list[ArmName] | None = Field(None, min_length=1, max_length=1000,
+                                          description="this request may only get these arms")
+
+
+class DecisionBatchRequest(Body):
+    requests: list[DecisionRequest] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class DecisionResponse(BaseModel):
+    decision_id: str
+    arm: str
+    propensity: float
+    policy_version: int
+    fallback: bool
+
+
+class DecisionBatchResponse(BaseModel):
+    decisions: list[DecisionResponse]
+
+
+class RewardRequest(Body):
+    decision_id: str = Field(min_length=1, max_length=64)
+    value: float
+
+
+class RewardBatchRequest(Body):
+    rewards: list[RewardRequest] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class RewardResponse(BaseModel):
+    decision_id: str
+    arm: str
+    value: float
+    applied: bool = Field(description="False when the arm had been removed before the reward came")
+
+
+class RewardResult(BaseModel):
+    """One line of a batch answer: ``status`` is the code the single call would have returned."""
+
+    decision_id: str
+    status: int
+    arm: str | None = None
+    value: float | None = None
+    applied: bool | None = None
+    detail: str | None = None
+
+
+class RewardBatchResponse(BaseModel):
+    results: list[RewardResult]
+
+
+class ArmState(BaseModel):
+    name: str
+    active: bool
+    disabled_reason: str | None = None
+
+
+class ExperimentOut(BaseModel):
+    name: str
+    arms: list[ArmState]
+    policy: dict[str, Any]
+    guardrails: dict[str, Any] | None
+    attribution_window_s: float
+    default_reward: float | None
+    sticky: bool
+    n_features: int | None
+    policy_version: int
+    created_at: float
+
+
+class ArmStatsOut(BaseModel):
+    arm: str
+    pulls: int
+    mean: float | None
+    low: float | None
+    high: float | None
+    probability: float | None = Field(description="None for contextual policies: it depends on the context")
+    active: bool
+    disabled_reason: str | None = None
+
+
+class StatsOut(BaseModel):
+    experiment: str
+    policy_version: int
+    decisions: int
+    rewards: int
+    entropy: float | None = Field(description="entropy of the arm probabilities, in nats (None if contextual)")
+    arms: list[ArmStatsOut]
+    alerts: list[str]
+
+
+class SnapshotOut(BaseModel):
+    snapshot_id: int
+    policy_version: int
+    created_at: float
+
+
+class RollbackRequest(Body):
+    snapshot_id: int = Field(ge=1, le=2**63 - 1)

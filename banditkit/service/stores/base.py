@@ -1,0 +1,243 @@
+"""What the decision service keeps, and the small interface every store implements.
+
+A store holds three things, as three groups of methods: the experiment
+catalogue (configuration, model, version, snapshots, audit events), the policy
+state (changed only by adding a *delta*, which commutes, so several writers and
+delayed rewards all reduce to "add this delta"), and the decision log (one row
+per decision, at most one reward per decision).
+
+Writes return a :class:`concurrent.futures.Future` that completes once the
+write is durable, so a server can wait for it without blocking its event loop
+and a store can commit many requests together (group commit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+State = dict[str, np.ndarray]
+
+
+class Probabilities(dict):
+    """Arm -> probability, with its JSON text computed once (one distribution serves many decisions)."""
+
+    __slots__ = ("json",)
+
+    def __init__(self, values) -> None:
+        super().__init__(values)
+        self.json = json.dumps(self)
+
+
+def probabilities_json(probabilities: dict[str, float]) -> str:
+    return probabilities.json if isinstance(probabilities, Probabilities) else json.dumps(probabilities)
+
+
+class ExperimentExistsError(Exception):
+    """An experiment with this name is already in the catalogue."""
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRecord:
+    """One row of the decision log: what was served, to whom, with which probability."""
+
+    decision_id: str
+    time: float                        # seconds since the epoch, UTC
+    experiment: str
+    unit: str | None
+    context: tuple[float, ...] | None
+    arm: str
+    propensity: float
+    probabilities: dict[str, float]    # arm -> probability of every arm at decision time
+    policy_version: int
+    fallback: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RewardRecord:
+    """The one reward a decision receives; ``source`` is "client" or "default" (window closed)."""
+
+    decision_id: str
+    experiment: str
+    arm: str
+    value: float
+    time: float
+    source: str = "client"
+    applied: bool = True               # False when the arm no longer existed in the policy
+
+
+@dataclass(frozen=True, slots=True)
+class RewardOutcome:
+    """``reward`` is the stored reward; ``first`` is False when an earlier one was already there."""
+
+    reward: RewardRecord
+    first: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """The arm a unit keeps in a sticky experiment (while that arm is active)."""
+
+    arm: str
+    propensity: float
+    probabilities: dict[str, float]
+
+
+@dataclass(slots=True)
+class ExperimentRecord:
+    """An experiment as stored: its configuration, the Bandit's model, state and version."""
+
+    name: str
+    config: dict[str, Any]             # the validated creation request
+    model: dict[str, Any]              # Bandit.to_dict() without its policy state
+    state: State                       # the policy state, changed by deltas
+    version: int
+    created_at: float
+    sweep_watermark: float = 0.0       # decisions before this time have been settled
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotRecord:
+    snapshot_id: int
+    experiment: str
+    policy_version: int
+    created_at: float
+    model: dict[str, Any]
+    state: State = field(repr=False)
+
+
+#: Computes the policy delta for the rewards that are new; returns the delta
+#: (None when nothing changes) and, per reward, whether it changed the policy.
+DeltaFunction = Callable[[list[RewardRecord]], tuple[State | None, list[bool]]]
+#: Called after the transaction that wrote a delta commits, with the new version.
+CommitHook = Callable[[State | None, int], None]
+#: Builds a model change when its (exclusive) transaction runs: model, state, version, audit event.
+ModelChange = Callable[[], tuple[dict, State, int, dict]]
+
+
+class Store(ABC):
+    """The interface of the memory and SQLite stores (a Redis store fits the same shape)."""
+
+    # ---- catalogue ---------------------------------------------------------
+    @abstractmethod
+    def create_experiment(self, record: ExperimentRecord, event: dict) -> Future:
+        """Add an experiment; the future raises :class:`ExperimentExistsError` if the name is taken."""
+
+    @abstractmethod
+    def load_experiments(self) -> list[ExperimentRecord]:
+        """Every experiment, with its current state and version."""
+
+    @abstractmethod
+    def replace_model(self, name: str, change: ModelChange, on_commit: Callable[[], None]) -> Future:
+        """Overwrite an experiment's model and state (arm changes, rollback) and log the change's event.
+
+        ``change()`` runs once every earlier write has committed and run its
+        hooks, alone in its transaction, so it sees the latest state; it may
+        raise to cancel. ``on_commit()`` runs after the commit.
+        """
+
+    @abstractmethod
+    def save_snapshot(self, name: str, capture: Callable[[], tuple[dict, State, int]]) -> Future:
+        """Keep the full model that ``capture()`` returns (after earlier writes); the future gives its id."""
+
+    @abstractmethod
+    def get_snapshot(self, name: str, snapshot_id: int) -> SnapshotRecord | None: ...
+
+    @abstractmethod
+    def list_snapshots(self, name: str) -> list[SnapshotRecord]: ...
+
+    @abstractmethod
+    def events(self, name: str) -> list[dict]:
+        """The audit log of an experiment: creation, arm changes, snapshots, rollbacks."""
+
+    # ---- decision log ------------------------------------------------------
+    @abstractmethod
+    def append_decisions(self, rows: list[DecisionRecord],
+                         assignments: dict[str, Assignment] | None = None) -> Future:
+        """Append decisions (and set sticky assignments by unit); durable when the future completes."""
+
+    @abstractmethod
+    def get_decision(self, decision_id: str) -> DecisionRecord | None: ...
+
+    @abstractmethod
+    def get_reward(self, decision_id: str) -> RewardRecord | None: ...
+
+    @abstractmethod
+    def find_decisions(self, ids: list[str]) -> dict[str, tuple[DecisionRecord, RewardRecord | None]]:
+        """The decisions among ``ids`` that exist, each with its reward if it has one (one round trip)."""
+
+    @abstractmethod
+    def get_assignment(self, name: str, unit: str) -> Assignment | None: ...
+
+    @abstractmethod
+    def record_rewards(self, name: str, rewards: list[RewardRecord], delta: DeltaFunction,
+                       on_commit: CommitHook, watermark: float | None = None) -> Future:
+        """Record each reward at most once and add the policy delta, in one transaction.
+
+        ``delta`` is called inside the transaction with the rewards that are
+        new; their rows and the delta commit together, and the version goes up
+        by one when the delta is not None. ``on_commit(delta, version)`` runs
+        after the commit. The future gives one :class:`RewardOutcome` per input
+        reward, in order. ``watermark`` (sweeper) is stored in the same transaction.
+        """
+
+    @abstractmethod
+    def unrewarded(self, name: str, since: float, before: float, limit: int) -> list[DecisionRecord]:
+        """Decisions made in [since, before) that have no reward yet, oldest first."""
+
+    @abstractmethod
+    def iter_log(self, name: str) -> Iterator[tuple[DecisionRecord, float | None]]:
+        """Every decision of an experiment with its reward (None if none), in time order."""
+
+    @abstractmethod
+    def counts(self, name: str) -> tuple[int, int]:
+        """(decisions logged, rewards recorded) for an experiment."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Flush pending writes and release files."""
+
+
+# ---- encodings shared by the stores -------------------------------------------------------
+def encode_state(state: State) -> str:
+    """Exact JSON for a state: dtype, shape and the raw little-endian bytes in base64."""
+    return json.dumps({key: {"dtype": value.dtype.str, "shape": list(value.shape),
+                             "data": base64.b64encode(np.ascontiguousarray(value).tobytes()).decode()}
+                       for key, value in state.items()})
+
+
+def decode_state(text: str) -> State:
+    """Inverse of :func:`encode_state`."""
+    return {key: np.frombuffer(base64.b64decode(item["data"]), dtype=np.dtype(item["dtype"]))
+            .reshape(item["shape"]).copy()
+            for key, item in json.loads(text).items()}
+
+
+def add_delta(state: State, delta: State) -> State:
+    """``state + delta`` key by key, as a new state (the one way every store applies a delta)."""
+    return {key: value + delta[key] if key in delta else value for key, value in state.items()}
+
+
+async def settled(future: Future) -> Any:
+    """A store future's result: at once if it is done (memory store), else awaited without blocking the loop."""
+    if future.done():
+        return future.result()
+    return await asyncio.wrap_future(future)
+
+
+def completed(result: Any = None, error: BaseException | None = None) -> Future:
+    """A future that is already done (the memory store's writes are synchronous)."""
+    future: Future = Future()
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+    return future

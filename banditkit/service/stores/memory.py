@@ -1,0 +1,164 @@
+"""A store in process memory: for tests and for a service embedded in another program."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+
+from .base import (
+    Assignment,
+    CommitHook,
+    DecisionRecord,
+    DeltaFunction,
+    ExperimentExistsError,
+    ExperimentRecord,
+    ModelChange,
+    RewardOutcome,
+    RewardRecord,
+    SnapshotRecord,
+    State,
+    Store,
+    add_delta,
+    completed,
+)
+
+
+class MemoryStore(Store):
+    """Every write applies at once under one lock; nothing survives the process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._experiments: dict[str, ExperimentRecord] = {}
+        self._decisions: dict[str, DecisionRecord] = {}
+        self._log: dict[str, list[str]] = {}
+        self._rewards: dict[str, RewardRecord] = {}
+        self._assignments: dict[tuple[str, str], Assignment] = {}
+        self._snapshots: dict[int, SnapshotRecord] = {}
+        self._events: list[dict] = []
+        self._snapshot_ids = itertools.count(1)
+
+    def close(self) -> None:
+        """Nothing to flush: every write already happened."""
+
+    # ---- catalogue ---------------------------------------------------------
+    def create_experiment(self, record: ExperimentRecord, event: dict) -> Future:
+        with self._lock:
+            if record.name in self._experiments:
+                return completed(error=ExperimentExistsError(record.name))
+            self._experiments[record.name] = copy.deepcopy(record)
+            self._log[record.name] = []
+            self._add_event(record.name, record.version, event)
+        return completed()
+
+    def load_experiments(self) -> list[ExperimentRecord]:
+        with self._lock:
+            return [copy.deepcopy(record) for record in self._experiments.values()]
+
+    def replace_model(self, name: str, change: ModelChange, on_commit: Callable[[], None]) -> Future:
+        with self._lock:
+            try:
+                model, state, version, event = change()
+            except Exception as error:
+                return completed(error=error)
+            record = self._experiments[name]
+            record.model, record.state, record.version = copy.deepcopy(model), dict(state), version
+            self._add_event(name, version, event)
+            on_commit()
+        return completed()
+
+    def save_snapshot(self, name: str, capture: Callable[[], tuple[dict, State, int]]) -> Future:
+        with self._lock:
+            model, state, version = capture()
+            snapshot_id = next(self._snapshot_ids)
+            self._snapshots[snapshot_id] = SnapshotRecord(snapshot_id, name, version, time.time(),
+                                                          copy.deepcopy(model), dict(state))
+            self._add_event(name, version, {"kind": "snapshot", "snapshot_id": snapshot_id})
+        return completed(snapshot_id)
+
+    def get_snapshot(self, name: str, snapshot_id: int) -> SnapshotRecord | None:
+        snapshot = self._snapshots.get(snapshot_id)
+        return snapshot if snapshot is not None and snapshot.experiment == name else None
+
+    def list_snapshots(self, name: str) -> list[SnapshotRecord]:
+        return [s for s in self._snapshots.values() if s.experiment == name]
+
+    def events(self, name: str) -> list[dict]:
+        return [event for event in self._events if event["experiment"] == name]
+
+    def _add_event(self, name: str, version: int, event: dict) -> None:
+        self._events.append({"experiment": name, "time": time.time(), "policy_version": version, **event})
+
+    # ---- decision log ------------------------------------------------------
+    def append_decisions(self, rows: list[DecisionRecord],
+                         assignments: dict[str, Assignment] | None = None) -> Future:
+        with self._lock:
+            for row in rows:
+                self._decisions[row.decision_id] = row
+                self._log[row.experiment].append(row.decision_id)
+            if rows and assignments:
+                for unit, assignment in assignments.items():
+                    self._assignments[(rows[0].experiment, unit)] = assignment
+        return completed()
+
+    def get_decision(self, decision_id: str) -> DecisionRecord | None:
+        return self._decisions.get(decision_id)
+
+    def get_reward(self, decision_id: str) -> RewardRecord | None:
+        return self._rewards.get(decision_id)
+
+    def find_decisions(self, ids: list[str]) -> dict[str, tuple[DecisionRecord, RewardRecord | None]]:
+        return {i: (self._decisions[i], self._rewards.get(i)) for i in ids if i in self._decisions}
+
+    def get_assignment(self, name: str, unit: str) -> Assignment | None:
+        return self._assignments.get((name, unit))
+
+    def record_rewards(self, name: str, rewards: list[RewardRecord], delta: DeltaFunction,
+                       on_commit: CommitHook, watermark: float | None = None) -> Future:
+        with self._lock:
+            fresh: dict[str, RewardRecord] = {}
+            for reward in rewards:
+                if reward.decision_id not in self._rewards:
+                    fresh.setdefault(reward.decision_id, reward)
+            new = list(fresh.values())
+            change, applied = delta(new) if new else (None, [])
+            for reward, was_applied in zip(new, applied):
+                self._rewards[reward.decision_id] = _with_applied(reward, was_applied)
+            record = self._experiments[name]
+            if change is not None:
+                record.state = add_delta(record.state, change)
+                record.version += 1
+            if watermark is not None:
+                record.sweep_watermark = watermark
+            on_commit(change, record.version)
+            return completed([RewardOutcome(self._rewards[r.decision_id], fresh.get(r.decision_id) is r)
+                              for r in rewards])
+
+    def unrewarded(self, name: str, since: float, before: float, limit: int) -> list[DecisionRecord]:
+        with self._lock:
+            rows = (self._decisions[i] for i in self._log[name])
+            pending = [row for row in rows
+                       if since <= row.time < before and row.decision_id not in self._rewards]
+        return sorted(pending, key=lambda row: row.time)[:limit]
+
+    def iter_log(self, name: str) -> Iterator[tuple[DecisionRecord, float | None]]:
+        with self._lock:
+            ids = sorted(self._log.get(name, ()), key=lambda i: self._decisions[i].time)
+        for decision_id in ids:
+            reward = self._rewards.get(decision_id)
+            yield self._decisions[decision_id], None if reward is None else reward.value
+
+    def counts(self, name: str) -> tuple[int, int]:
+        with self._lock:
+            ids = self._log.get(name, ())
+            return len(ids), sum(1 for i in ids if i in self._rewards)
+
+
+def _with_applied(reward: RewardRecord, applied: bool) -> RewardRecord:
+    if reward.applied == applied:
+        return reward
+    return RewardRecord(reward.decision_id, reward.experiment, reward.arm, reward.value, reward.time,
+                        reward.source, applied)

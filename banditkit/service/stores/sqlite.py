@@ -1,0 +1,310 @@
+"""The embedded store: one SQLite file in WAL mode, written by a group-commit thread.
+
+Durability: ``synchronous=FULL`` (the default) makes every commit survive a
+power loss; ``NORMAL`` survives a crash of the process (kill -9) but may lose
+the last commits on power loss. Either way a decision or reward is answered
+only after the transaction that holds it has committed.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from pathlib import Path
+
+from .base import (
+    Assignment,
+    CommitHook,
+    DecisionRecord,
+    DeltaFunction,
+    ExperimentExistsError,
+    ExperimentRecord,
+    ModelChange,
+    RewardOutcome,
+    RewardRecord,
+    SnapshotRecord,
+    State,
+    Store,
+    add_delta,
+    decode_state,
+    encode_state,
+    probabilities_json,
+)
+from .writer import Checkpointer, GroupCommitWriter
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS experiments (
+    name TEXT PRIMARY KEY, config TEXT NOT NULL, model TEXT NOT NULL, state TEXT NOT NULL,
+    version INTEGER NOT NULL, created_at REAL NOT NULL, sweep_watermark REAL NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS decisions (
+    decision_id TEXT PRIMARY KEY, experiment TEXT NOT NULL, time REAL NOT NULL, unit TEXT,
+    context TEXT, arm TEXT NOT NULL, propensity REAL NOT NULL, probabilities TEXT NOT NULL,
+    policy_version INTEGER NOT NULL, fallback INTEGER NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS decisions_by_time ON decisions (experiment, time);
+CREATE TABLE IF NOT EXISTS rewards (
+    decision_id TEXT PRIMARY KEY, experiment TEXT NOT NULL, arm TEXT NOT NULL, value REAL NOT NULL,
+    time REAL NOT NULL, source TEXT NOT NULL, applied INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS assignments (
+    experiment TEXT NOT NULL, unit TEXT NOT NULL, arm TEXT NOT NULL, propensity REAL NOT NULL,
+    probabilities TEXT NOT NULL, PRIMARY KEY (experiment, unit)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS snapshots (
+    snapshot_id INTEGER PRIMARY KEY AUTOINCREMENT, experiment TEXT NOT NULL,
+    policy_version INTEGER NOT NULL, created_at REAL NOT NULL, model TEXT NOT NULL, state TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    event_id INTEGER PRIMARY KEY AUTOINCREMENT, experiment TEXT NOT NULL, time REAL NOT NULL,
+    policy_version INTEGER NOT NULL, detail TEXT NOT NULL);
+"""
+_DECISION_COLUMNS = ("decision_id, time, experiment, unit, context, arm, propensity, probabilities, "
+                     "policy_version, fallback")
+
+
+class SQLiteStore(Store):
+    """A store in one SQLite file; safe for one server process with any number of threads."""
+
+    def __init__(self, path: str | Path, *, synchronous: str = "FULL", commit_interval_s: float = 0.0) -> None:
+        self.path = str(path)
+        self.synchronous = synchronous
+        setup = self._connect()
+        setup.execute("PRAGMA journal_mode=WAL")
+        setup.executescript(SCHEMA)
+        setup.close()
+        self._readers: list[sqlite3.Connection] = []
+        self._local = threading.local()
+        self._readers_lock = threading.Lock()
+        # Policy state changed by the current transaction's jobs, written once before its commit:
+        # name -> [state, version, watermark or None]. Touched by the writer thread only.
+        self._pending: dict[str, list] = {}
+        self._writer = GroupCommitWriter(self._write_connection, commit_interval_s,
+                                         before_commit=self._flush_states, discard=self._pending.clear)
+        self._checkpointer = Checkpointer(self._connect)
+
+    def _connect(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
+        connection.execute(f"PRAGMA synchronous={self.synchronous}")
+        return connection
+
+    def _write_connection(self) -> sqlite3.Connection:
+        connection = self._connect()
+        connection.execute("PRAGMA wal_autocheckpoint=0")  # the Checkpointer's job, off the commit path
+        return connection
+
+    def _reader(self) -> sqlite3.Connection:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._local.connection = self._connect()
+            with self._readers_lock:
+                self._readers.append(connection)
+        return connection
+
+    def close(self) -> None:
+        self._writer.close()
+        self._checkpointer.close()
+        with self._readers_lock:
+            for connection in self._readers:
+                connection.close()
+            self._readers.clear()
+
+    @property
+    def writer(self) -> GroupCommitWriter:
+        return self._writer
+
+    # ---- catalogue ---------------------------------------------------------
+    def create_experiment(self, record: ExperimentRecord, event: dict) -> Future:
+        def job(db: sqlite3.Connection, _after) -> None:
+            try:
+                db.execute("INSERT INTO experiments VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           (record.name, json.dumps(record.config), json.dumps(record.model),
+                            encode_state(record.state), record.version, record.created_at,
+                            record.sweep_watermark))
+            except sqlite3.IntegrityError as error:
+                raise ExperimentExistsError(record.name) from error
+            _insert_event(db, record.name, record.version, event)
+        return self._writer.submit(job, exclusive=True)
+
+    def load_experiments(self) -> list[ExperimentRecord]:
+        rows = self._reader().execute("SELECT name, config, model, state, version, created_at, sweep_watermark "
+                                      "FROM experiments ORDER BY created_at").fetchall()
+        return [ExperimentRecord(name, json.loads(config), json.loads(model), decode_state(state), version,
+                                 created_at, watermark)
+                for name, config, model, state, version, created_at, watermark in rows]
+
+    def replace_model(self, name: str, change: ModelChange, on_commit: Callable[[], None]) -> Future:
+        def job(db: sqlite3.Connection, after_commit) -> None:
+            model, state, version, event = change()
+            db.execute("UPDATE experiments SET model = ?, state = ?, version = ? WHERE name = ?",
+                       (json.dumps(model), encode_state(state), version, name))
+            _insert_event(db, name, version, event)
+            after_commit(on_commit)
+        return self._writer.submit(job, exclusive=True)
+
+    def save_snapshot(self, name: str, capture: Callable[[], tuple[dict, State, int]]) -> Future:
+        def job(db: sqlite3.Connection, _after) -> int:
+            model, state, version = capture()
+            cursor = db.execute("INSERT INTO snapshots (experiment, policy_version, created_at, model, state) "
+                                "VALUES (?, ?, ?, ?, ?)",
+                                (name, version, time.time(), json.dumps(model), encode_state(state)))
+            _insert_event(db, name, version, {"kind": "snapshot", "snapshot_id": cursor.lastrowid})
+            return cursor.lastrowid
+        return self._writer.submit(job, exclusive=True)
+
+    def get_snapshot(self, name: str, snapshot_id: int) -> SnapshotRecord | None:
+        row = self._reader().execute("SELECT snapshot_id, experiment, policy_version, created_at, model, state "
+                                     "FROM snapshots WHERE experiment = ? AND snapshot_id = ?",
+                                     (name, snapshot_id)).fetchone()
+        return None if row is None else _snapshot(row)
+
+    def list_snapshots(self, name: str) -> list[SnapshotRecord]:
+        rows = self._reader().execute("SELECT snapshot_id, experiment, policy_version, created_at, model, state "
+                                      "FROM snapshots WHERE experiment = ? ORDER BY snapshot_id", (name,))
+        return [_snapshot(row) for row in rows]
+
+    def events(self, name: str) -> list[dict]:
+        rows = self._reader().execute("SELECT time, policy_version, detail FROM events WHERE experiment = ? "
+                                      "ORDER BY event_id", (name,))
+        return [{"experiment": name, "time": t, "policy_version": v, **json.loads(detail)} for t, v, detail in rows]
+
+    # ---- decision log ------------------------------------------------------
+    def append_decisions(self, rows: list[DecisionRecord],
+                         assignments: dict[str, Assignment] | None = None) -> Future:
+        values = [(r.decision_id, r.time, r.experiment, r.unit,
+                   None if r.context is None else json.dumps(r.context), r.arm, r.propensity,
+                   probabilities_json(r.probabilities), r.policy_version, int(r.fallback)) for r in rows]
+        sticky = [(rows[0].experiment, unit, a.arm, a.propensity, json.dumps(a.probabilities))
+                  for unit, a in (assignments or {}).items()] if rows else []
+
+        def job(db: sqlite3.Connection, _after) -> None:
+            db.executemany(f"INSERT INTO decisions ({_DECISION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           values)
+            if sticky:
+                db.executemany("INSERT OR REPLACE INTO assignments VALUES (?, ?, ?, ?, ?)", sticky)
+        return self._writer.submit(job)
+
+    def get_decision(self, decision_id: str) -> DecisionRecord | None:
+        row = self._reader().execute(f"SELECT {_DECISION_COLUMNS} FROM decisions WHERE decision_id = ?",
+                                     (decision_id,)).fetchone()
+        return None if row is None else _decision(row)
+
+    def get_reward(self, decision_id: str) -> RewardRecord | None:
+        row = self._reader().execute("SELECT decision_id, experiment, arm, value, time, source, applied "
+                                     "FROM rewards WHERE decision_id = ?", (decision_id,)).fetchone()
+        return None if row is None else _reward(row)
+
+    def find_decisions(self, ids: list[str]) -> dict[str, tuple[DecisionRecord, RewardRecord | None]]:
+        found = {}
+        columns = ", ".join("d." + column.strip() for column in _DECISION_COLUMNS.split(","))
+        unique = list(dict.fromkeys(ids))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start:start + 500]
+            rows = self._reader().execute(
+                f"SELECT {columns}, r.decision_id, r.experiment, r.arm, r.value, r.time, r.source, r.applied "
+                "FROM decisions d LEFT JOIN rewards r ON r.decision_id = d.decision_id "
+                f"WHERE d.decision_id IN ({', '.join('?' * len(chunk))})", chunk)
+            for row in rows:
+                found[row[0]] = (_decision(row[:10]), None if row[10] is None else _reward(row[10:]))
+        return found
+
+    def get_assignment(self, name: str, unit: str) -> Assignment | None:
+        row = self._reader().execute("SELECT arm, propensity, probabilities FROM assignments "
+                                     "WHERE experiment = ? AND unit = ?", (name, unit)).fetchone()
+        return None if row is None else Assignment(row[0], row[1], json.loads(row[2]))
+
+    def record_rewards(self, name: str, rewards: list[RewardRecord], delta: DeltaFunction,
+                       on_commit: CommitHook, watermark: float | None = None) -> Future:
+        def job(db: sqlite3.Connection, after_commit) -> list[RewardOutcome]:
+            existing = _existing_rewards(db, [r.decision_id for r in rewards])
+            fresh: dict[str, RewardRecord] = {}
+            for reward in rewards:
+                if reward.decision_id not in existing:
+                    fresh.setdefault(reward.decision_id, reward)
+            new = list(fresh.values())
+            change, applied = delta(new) if new else (None, [])
+            stored = [RewardRecord(r.decision_id, r.experiment, r.arm, r.value, r.time, r.source, flag)
+                      for r, flag in zip(new, applied)]
+            db.executemany("INSERT INTO rewards VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           [(r.decision_id, r.experiment, r.arm, r.value, r.time, r.source, int(r.applied))
+                            for r in stored])
+            existing.update((r.decision_id, r) for r in stored)
+            version = self._add_delta(db, name, change, watermark)
+            after_commit(lambda: on_commit(change, version))
+            return [RewardOutcome(existing[r.decision_id], fresh.get(r.decision_id) is r) for r in rewards]
+        return self._writer.submit(job)
+
+    def _add_delta(self, db: sqlite3.Connection, name: str, change: State | None, watermark: float | None) -> int:
+        """Add ``change`` to the transaction's copy of the state (read once per transaction); the new version."""
+        pending = self._pending.get(name)
+        if pending is None:
+            text, version = db.execute("SELECT state, version FROM experiments WHERE name = ?", (name,)).fetchone()
+            pending = [decode_state(text), version, None]
+        if change is not None:
+            pending[0], pending[1] = add_delta(pending[0], change), pending[1] + 1
+        if watermark is not None:
+            pending[2] = watermark
+        self._pending[name] = pending
+        return pending[1]
+
+    def _flush_states(self, db: sqlite3.Connection) -> None:
+        for name, (state, version, watermark) in self._pending.items():
+            db.execute("UPDATE experiments SET state = ?, version = ?, "
+                       "sweep_watermark = COALESCE(?, sweep_watermark) WHERE name = ?",
+                       (encode_state(state), version, watermark, name))
+        self._pending.clear()
+
+    def unrewarded(self, name: str, since: float, before: float, limit: int) -> list[DecisionRecord]:
+        rows = self._reader().execute(
+            f"SELECT {_DECISION_COLUMNS} FROM decisions d WHERE experiment = ? AND time >= ? AND time < ? "
+            "AND NOT EXISTS (SELECT 1 FROM rewards r WHERE r.decision_id = d.decision_id) "
+            "ORDER BY time LIMIT ?", (name, since, before, limit))
+        return [_decision(row) for row in rows]
+
+    def iter_log(self, name: str) -> Iterator[tuple[DecisionRecord, float | None]]:
+        connection = self._connect()  # its own connection: a consistent read while writes go on
+        try:
+            cursor = connection.execute(
+                f"SELECT {', '.join('d.' + c.strip() for c in _DECISION_COLUMNS.split(','))}, r.value "
+                "FROM decisions d LEFT JOIN rewards r ON r.decision_id = d.decision_id "
+                "WHERE d.experiment = ? ORDER BY d.time, d.decision_id", (name,))
+            for row in cursor:
+                yield _decision(row[:-1]), row[-1]
+        finally:
+            connection.close()
+
+    def counts(self, name: str) -> tuple[int, int]:
+        reader = self._reader()
+        decisions = reader.execute("SELECT COUNT(*) FROM decisions WHERE experiment = ?", (name,)).fetchone()[0]
+        rewards = reader.execute("SELECT COUNT(*) FROM rewards WHERE experiment = ?", (name,)).fetchone()[0]
+        return decisions, rewards
+
+
+def _existing_rewards(db: sqlite3.Connection, ids: list[str]) -> dict[str, RewardRecord]:
+    found: dict[str, RewardRecord] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        rows = db.execute("SELECT decision_id, experiment, arm, value, time, source, applied FROM rewards "
+                          f"WHERE decision_id IN ({', '.join('?' * len(chunk))})", chunk)
+        found.update((row[0], _reward(row)) for row in rows)
+    return found
+
+
+def _insert_event(db: sqlite3.Connection, name: str, version: int, event: dict) -> None:
+    db.execute("INSERT INTO events (experiment, time, policy_version, detail) VALUES (?, ?, ?, ?)",
+               (name, time.time(), version, json.dumps(event)))
+
+
+def _decision(row) -> DecisionRecord:
+    decision_id, t, experiment, unit, context, arm, propensity, probabilities, version, fallback = row
+    return DecisionRecord(decision_id, t, experiment, unit, None if context is None else tuple(json.loads(context)),
+                          arm, propensity, json.loads(probabilities), version, bool(fallback))
+
+
+def _reward(row) -> RewardRecord:
+    decision_id, experiment, arm, value, t, source, applied = row
+    return RewardRecord(decision_id, experiment, arm, value, t, source, bool(applied))
+
+
+def _snapshot(row) -> SnapshotRecord:
+    snapshot_id, experiment, version, created_at, model, state = row
+    return SnapshotRecord(snapshot_id, experiment, version, created_at, json.loads(model), decode_state(state))

@@ -1,0 +1,189 @@
+"""Decision service throughput and latency: one uvicorn worker, loopback, 32 concurrent clients.
+
+Measures POST decisions and POST rewards on a Thompson-sampling experiment with
+10 arms (SQLite store, group commit), and the same server's no-op endpoint
+(GET /v1/health) under the same load; prints a table with the server's CPU
+time per request (robust to other load on the machine) and the load average. The load generator is
+wrk (``apt-get install wrk``) when present, else keep-alive HTTP/1.1 clients
+on raw asyncio streams in a separate process.
+
+    python benchmarks/bench_service.py [--seconds 10] [--connections 32] [--synchronous FULL|NORMAL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from banditkit.service import Settings  # noqa: E402
+from banditkit.service.runner import ServiceProcess  # noqa: E402
+
+WRK_SCRIPT = textwrap.dedent("""
+    -- POST bodies for wrk: a fixed body, or one reward per decision id from a file.
+    local counter, ids = 0, nil
+    local next_thread = 0
+    function setup(thread) thread:set("tid", next_thread); next_thread = next_thread + 1 end
+    function init(args)
+      if os.getenv("BENCH_IDS") then
+        ids = {}
+        for line in io.lines(os.getenv("BENCH_IDS")) do ids[#ids + 1] = line end
+        counter = tid * math.floor(#ids / 4)
+      end
+    end
+    function request()
+      if ids == nil then
+        return wrk.format(os.getenv("BENCH_METHOD"), os.getenv("BENCH_PATH"),
+                          {["Content-Type"] = "application/json"}, os.getenv("BENCH_BODY"))
+      end
+      counter = counter + 1
+      local body = '{"decision_id": "' .. ids[(counter % #ids) + 1] .. '", "value": ' .. (counter % 2) .. '.0}'
+      return wrk.format("POST", os.getenv("BENCH_PATH"), {["Content-Type"] = "application/json"}, body)
+    end
+""")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _milliseconds(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
+    return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+
+
+def run_wrk(url: str, seconds: int, connections: int, env: dict, script: Path) -> dict:
+    output = subprocess.run(["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "--latency",
+                             "-s", str(script), url], env={**os.environ, **env}, capture_output=True, text=True,
+                            check=True).stdout
+    requests = int(re.search(r"(\d+) requests in", output).group(1))
+    percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", output, re.M))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)), "requests": requests,
+            "p50_ms": _milliseconds(percentiles["50"]), "p99_ms": _milliseconds(percentiles["99"]),
+            "errors": int(errors.group(1)) if errors else 0}
+
+
+async def _asyncio_load(base: str, method: str, path: str, bodies: list[str], seconds: float, connections: int):
+    """Closed-loop HTTP/1.1 keep-alive clients on raw asyncio streams (httpx's pool is too slow to load a server)."""
+    host, port = base.removeprefix("http://").split(":")
+    latencies, errors, counter = [], 0, 0
+    deadline = time.perf_counter() + seconds
+
+    async def user() -> None:
+        nonlocal errors, counter
+        reader, writer = await asyncio.open_connection(host, int(port))
+        while time.perf_counter() < deadline:
+            counter += 1
+            body = bodies[counter % len(bodies)].encode()
+            request = (f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                       f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+            started = time.perf_counter()
+            writer.write(request)
+            status = int((await reader.readline()).split()[1])
+            length = 0
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.decode().partition(":")
+                if name.lower() == "content-length":
+                    length = int(value)
+            await reader.readexactly(length)
+            latencies.append(time.perf_counter() - started)
+            errors += status >= 300
+        writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(user() for _ in range(connections)))
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {"rps": len(latencies) / elapsed, "requests": len(latencies), "p50_ms": latencies[len(latencies) // 2] * 1e3,
+            "p99_ms": latencies[int(len(latencies) * 0.99)] * 1e3, "errors": errors}
+
+
+def run_asyncio(base: str, method: str, path: str, bodies: list[str], seconds: int, connections: int) -> dict:
+    """The fallback load generator, in a separate process so it does not share the server's interpreter."""
+    code = ("import asyncio, json, sys; sys.path.insert(0, %r); from bench_service import _asyncio_load; "
+            "print(json.dumps(asyncio.run(_asyncio_load(*json.loads(sys.stdin.read())))))") % str(Path(__file__).parent)
+    arguments = json.dumps([base, method, path, bodies, seconds, connections])
+    return json.loads(subprocess.run([sys.executable, "-c", code], input=arguments, capture_output=True, text=True,
+                                     check=True).stdout)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--synchronous", choices=["FULL", "NORMAL"], default="FULL")
+    parser.add_argument("--commit-interval-ms", type=float, default=0.0)
+    parser.add_argument("--generator", choices=["auto", "wrk", "asyncio"], default="auto")
+    args = parser.parse_args()
+    load = os.getloadavg()
+    use_wrk = args.generator == "wrk" or (args.generator == "auto" and shutil.which("wrk") is not None)
+    with tempfile.TemporaryDirectory() as folder:
+        server = ServiceProcess(Settings(store=f"sqlite:///{folder}/bench.db", port=0, admin_token=None,
+                                         client_tokens=(), sqlite_synchronous=args.synchronous,
+                                         commit_interval_ms=args.commit_interval_ms)).start()
+        base = server.base_url
+        try:
+            with httpx.Client(base_url=base, timeout=60.0) as client:
+                client.post("/v1/experiments", json={"name": "bench", "arms": [f"arm{i}" for i in range(10)],
+                                                     "policy": {"name": "thompson", "params": {}}}).raise_for_status()
+                ids = []
+                for _ in range(60):  # decision ids for the reward benchmark, one reward each
+                    batch = client.post("/v1/experiments/bench/decisions/batch", json={"requests": [{}] * 1000})
+                    ids += [d["decision_id"] for d in batch.json()["decisions"]]
+            ids_file, script = Path(folder) / "ids.txt", Path(folder) / "bench.lua"
+            ids_file.write_text("\n".join(ids))
+            script.write_text(WRK_SCRIPT)
+            cases = [("no-op GET /v1/health", "GET", "/v1/health", ""),
+                     ("POST decisions", "POST", "/v1/experiments/bench/decisions", "{}"),
+                     ("POST rewards", "POST", "/v1/experiments/bench/rewards", None)]
+            results = {}
+            for label, method, path, body in cases:
+                cpu_before = process_cpu_seconds(server.process.pid)
+                if use_wrk:
+                    env = {"BENCH_METHOD": method, "BENCH_PATH": path, "BENCH_BODY": body or ""}
+                    if body is None:
+                        env["BENCH_IDS"] = str(ids_file)
+                    results[label] = run_wrk(base + path, args.seconds, args.connections, env, script)
+                else:
+                    bodies = [body] if body is not None else [
+                        json.dumps({"decision_id": d, "value": float(i % 2)}) for i, d in enumerate(ids)]
+                    results[label] = run_asyncio(base, method, path, bodies, args.seconds, args.connections)
+                cpu = process_cpu_seconds(server.process.pid) - cpu_before
+                results[label]["cpu_ms"] = 1e3 * cpu / max(results[label]["requests"], 1)
+            with httpx.Client(base_url=base, timeout=60.0) as client:
+                stats = client.get("/v1/experiments/bench/stats").json()
+        finally:
+            server.stop()
+    noop = results["no-op GET /v1/health"]["rps"]
+    print(f"load generator: {'wrk -t 2' if use_wrk else 'raw asyncio HTTP/1.1 clients (separate process)'}, "
+          f"{args.connections} connections, {args.seconds} s each; one uvicorn worker; "
+          f"SQLite synchronous={args.synchronous}, group commit wait {args.commit_interval_ms:g} ms; "
+          f"Thompson sampling, K=10; load average before {load[0]:.2f}, after {os.getloadavg()[0]:.2f}")
+    print(f"{'endpoint':<24}{'requests/s':>12}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'vs no-op':>10}"
+          f"{'server CPU ms/req':>19}")
+    for label, row in results.items():
+        print(f"{label:<24}{row['rps']:>12.0f}{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}{row['errors']:>8d}"
+              f"{row['rps'] / noop:>10.2f}{row['cpu_ms']:>19.3f}")
+    print(f"rewards applied: {stats['rewards']}, policy version {stats['policy_version']}, "
+          f"decisions logged {stats['decisions']}")
+
+
+if __name__ == "__main__":
+    main()

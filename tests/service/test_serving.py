@@ -1,0 +1,87 @@
+"""Serving from cached exact distributions: same walk as the library, the right frequencies, no stale arms."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from scipy import stats
+
+import banditkit as bk
+from banditkit.service.serving import DistributionCache, compute, draw
+
+
+def bandit_with_data(seed=5) -> bk.Bandit:
+    bandit = bk.Bandit(["a", "b", "c", "d"], policy="thompson", seed=seed, name="hero")
+    bandit.update_many(np.array([0] * 10 + [1] * 10 + [2] * 10), np.array([1.0] * 6 + [0.0] * 4 + [1.0] * 3
+                                                                         + [0.0] * 7 + [1.0] * 8 + [0.0] * 2))
+    return bandit
+
+
+def test_unit_draws_match_the_library():
+    bandit = bandit_with_data()
+    entry = compute(bandit, None)
+    ours = [entry.arms[draw(entry, "hero", [f"user-{i}"], bandit.rng)[0]] for i in range(300)]
+    theirs = [bandit.select(unit=f"user-{i}").arm for i in range(300)]
+    assert ours == theirs
+    batch = draw(entry, "hero", [f"user-{i}" for i in range(300)], bandit.rng)
+    assert [entry.arms[i] for i in batch] == theirs
+
+
+@pytest.mark.slow
+def test_random_draws_follow_the_distribution():
+    """Chi-square goodness of fit, 20,000 draws, alpha = 0.001 (fixed seed: deterministic)."""
+    bandit = bandit_with_data()
+    entry = compute(bandit, None)
+    rng = np.random.default_rng(11)
+    counts = np.bincount([draw(entry, "hero", [None], rng)[0] for _ in range(20_000)], minlength=4)
+    expected = entry.probabilities * 20_000
+    assert stats.chisquare(counts, expected).pvalue > 0.001
+    assert entry.probabilities.sum() == pytest.approx(1.0)
+
+
+def test_disabled_and_disallowed_arms_get_nothing():
+    bandit = bandit_with_data()
+    bandit.disable_arm("c")
+    entry = compute(bandit, ("b", "c"))
+    assert entry.as_dict["c"] == 0 and entry.as_dict["b"] == pytest.approx(1.0) and not entry.fallback
+    rng = np.random.default_rng(0)
+    assert {draw(entry, "hero", [None], rng)[0] for _ in range(200)} == {1}
+
+
+def test_nothing_servable_is_a_fallback_to_the_default_arm():
+    bandit = bk.Bandit(["a", "b"], guardrails={"default_arm": "a"})
+    bandit.disable_arm("b")
+    entry = compute(bandit, ("b",))
+    assert entry.fallback and entry.as_dict == {"a": 1.0, "b": 0.0}
+
+
+def test_cache_serves_a_recent_entry_while_refreshing_but_never_across_arm_changes():
+    bandit = bandit_with_data()
+    lock = threading.Lock()
+    with ThreadPoolExecutor(1) as executor:
+        cache = DistributionCache(lock, refresh_s=30.0, executor=executor)
+        first = cache.get(bandit, None)
+        assert cache.get(bandit, None) is first
+        bandit.update("d", 1.0)                      # a new version: the old entry may still serve
+        served = cache.get(bandit, None)
+        if first.cost_s >= 0.001:
+            assert served is first
+            deadline = time.monotonic() + 10
+            while cache.get(bandit, None).version != bandit.version and time.monotonic() < deadline:
+                time.sleep(0.01)
+        assert cache.get(bandit, None).version == bandit.version
+        bandit.disable_arm("a")                      # a change of arms: computed afresh at once
+        fresh = cache.get(bandit, None)
+        assert fresh.version == bandit.version and fresh.as_dict["a"] == 0.0
+
+
+def test_without_background_refresh_every_version_is_exact():
+    bandit = bandit_with_data()
+    cache = DistributionCache(threading.Lock(), refresh_s=0.0, executor=None)
+    cache.get(bandit, None)
+    bandit.update("a", 1.0)
+    assert cache.get(bandit, None).version == bandit.version

@@ -1,0 +1,257 @@
+"""The store contract, run against the memory store and a real SQLite file."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from banditkit.service.stores import (
+    Assignment,
+    DecisionRecord,
+    ExperimentExistsError,
+    ExperimentRecord,
+    MemoryStore,
+    RewardRecord,
+    SQLiteStore,
+    open_store,
+)
+from banditkit.service.stores.base import add_delta, decode_state, encode_state
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request, tmp_path):
+    made = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "store.db")
+    yield made
+    made.close()
+
+
+def make_experiment(name="hero", arms=2):
+    state = {"counts": np.zeros((1, arms)), "sums": np.zeros((1, arms))}
+    return ExperimentRecord(name, {"name": name}, {"arms": ["a", "b"][:arms]}, state, 0, 1000.0)
+
+
+def decision(i, t=1000.0, experiment="hero", arm="a", unit=None):
+    return DecisionRecord(f"d{i:04d}", t + i, experiment, unit, (0.5, -1.0) if i % 2 else None, arm,
+                          0.25, {"a": 0.25, "b": 0.75}, 3, bool(i % 3 == 0))
+
+
+def counting_delta(rewards):
+    """The delta of a counts/sums policy: one pull and the reward on each reward's arm."""
+    counts, sums = np.zeros((1, 2)), np.zeros((1, 2))
+    for reward in rewards:
+        index = "ab".index(reward.arm)
+        counts[0, index] += 1
+        sums[0, index] += reward.value
+    return {"counts": counts, "sums": sums}, [True] * len(rewards)
+
+
+def reward(i, value=1.0, arm="a", source="client"):
+    return RewardRecord(f"d{i:04d}", "hero", arm, value, 2000.0 + i, source)
+
+
+def test_decision_round_trip(store):
+    store.create_experiment(make_experiment(), {"kind": "create"}).result()
+    rows = [decision(i) for i in range(5)]
+    store.append_decisions(rows).result()
+    for row in rows:
+        assert store.get_decision(row.decision_id) == row
+    assert store.get_decision("missing") is None
+    assert store.counts("hero") == (5, 0)
+
+
+def test_experiment_names_are_unique(store):
+    store.create_experiment(make_experiment(), {"kind": "create"}).result()
+    with pytest.raises(ExperimentExistsError):
+        store.create_experiment(make_experiment(), {"kind": "create"}).result()
+    assert [r.name for r in store.load_experiments()] == ["hero"]
+
+
+def test_a_reward_is_applied_once(store):
+    store.create_experiment(make_experiment(), {"kind": "create"}).result()
+    store.append_decisions([decision(i) for i in range(3)]).result()
+    seen = []
+    outcomes = store.record_rewards("hero", [reward(0), reward(1, 0.0), reward(0, 5.0)], counting_delta,
+                                    lambda delta, version: seen.append(version)).result()
+    assert [o.first for o in outcomes] == [True, True, False]
+    assert outcomes[2].reward.value == 1.0            # the duplicate gets the first answer
+    again = store.record_rewards("hero", [reward(1, 0.0)], counting_delta,
+                                 lambda delta, version: seen.append(version)).result()
+    assert not again[0].first and again[0].reward.value == 0.0
+    (record,) = store.load_experiments()
+    np.testing.assert_array_equal(record.state["counts"], [[2.0, 0.0]])
+    np.testing.assert_array_equal(record.state["sums"], [[1.0, 0.0]])
+    assert record.version == 1 and seen == [1, 1]     # the retry changed nothing
+    assert store.get_reward("d0000").value == 1.0 and store.counts("hero") == (3, 2)
+
+
+def test_a_failing_delta_writes_nothing(store):
+    store.create_experiment(make_experiment(), {"kind": "create"}).result()
+    store.append_decisions([decision(0)]).result()
+
+    def broken(rewards):
+        raise RuntimeError("policy failed")
+    with pytest.raises(RuntimeError, match="policy failed"):
+        store.record_rewards("hero", [reward(0)], broken, lambda d, v: None).result()
+    assert store.get_reward("d0000") is None
+    assert store.load_experiments()[0].version == 0
+
+
+def test_unrewarded_and_watermark(store):
+    store.create_experiment(make_experiment(), {"kind": "create"}).result()
+    store.append_decisions([decision(i) for i in range(6)]).result()
+    store.record_rewards("hero", [reward(1)], counting_delta, lambda d, v: None).result()
+    pending = store.unrewarded("hero", 1000.0, 1004.0, 10)
+    assert [row.decision_id for row in pending] == ["d0000", "d0002", "d0003"]
+    assert [row.decision_id for row in store.unrewarded("hero", 1000.0, 1004.0, 2)] == ["d0000", "d0002"]
+    store.record_rewards("hero", [reward(0, 0.0, source="default")], counting_delta, lambda d, v: None,
+                         watermark=1004.0).result()
+    assert store.load_experiments()[0].sweep_watermark == 1004.0
+    assert store.get_reward("d0000").source == "default"
+
+
+def test_models_snapshots_and_events(store):
+    store.create_experiment(make_experiment(), {"kind": "create"}).result()
+    state = {"counts": np.array([[4.0, 1.0]]), "sums": np.array([[2.0, 0.5]])}
+    snapshot_id = store.save_snapshot("hero", lambda: ({"arms": ["a", "b"]}, state, 7)).result()
+    committed = []
+    store.replace_model("hero", lambda: ({"arms": ["a", "b", "c"]}, make_experiment(arms=2).state, 8,
+                                         {"kind": "arms", "add": ["c"]}), lambda: committed.append(8)).result()
+    assert committed == [8]
+
+    def refused():
+        raise ValueError("no such arm")
+    with pytest.raises(ValueError, match="no such arm"):
+        store.replace_model("hero", refused, lambda: committed.append(9)).result()
+    assert committed == [8]
+    snapshot = store.get_snapshot("hero", snapshot_id)
+    assert snapshot.policy_version == 7 and snapshot.model == {"arms": ["a", "b"]}
+    np.testing.assert_array_equal(snapshot.state["counts"], state["counts"])
+    assert store.get_snapshot("other", snapshot_id) is None
+    assert [s.snapshot_id for s in store.list_snapshots("hero")] == [snapshot_id]
+    (record,) = store.load_experiments()
+    assert record.version == 8 and record.model["arms"] == ["a", "b", "c"]
+    assert [e["kind"] for e in store.events("hero")] == ["create", "snapshot", "arms"]
+
+
+def test_sticky_assignments_are_stored_with_their_decision(store):
+    store.create_experiment(make_experiment(), {"kind": "create"}).result()
+    first = Assignment("a", 0.25, {"a": 0.25, "b": 0.75})
+    store.append_decisions([decision(0, unit="u1")], {"u1": first}).result()
+    assert store.get_assignment("hero", "u1") == first
+    second = Assignment("b", 0.75, {"a": 0.25, "b": 0.75})   # after "a" was disabled
+    store.append_decisions([decision(1, unit="u1", arm="b")], {"u1": second}).result()
+    assert store.get_assignment("hero", "u1") == second
+    assert store.get_assignment("hero", "u2") is None
+
+
+def test_log_joins_rewards_in_time_order(store):
+    store.create_experiment(make_experiment(), {"kind": "create"}).result()
+    store.append_decisions([decision(i) for i in (2, 0, 1)]).result()
+    store.record_rewards("hero", [reward(1, 0.5)], counting_delta, lambda d, v: None).result()
+    log = list(store.iter_log("hero"))
+    assert [(row.decision_id, value) for row, value in log] == [("d0000", None), ("d0001", 0.5), ("d0002", None)]
+
+
+def test_sqlite_survives_reopening(tmp_path):
+    path = tmp_path / "reopen.db"
+    first = SQLiteStore(path, synchronous="NORMAL")
+    first.create_experiment(make_experiment(), {"kind": "create"}).result()
+    first.append_decisions([decision(0)]).result()
+    first.record_rewards("hero", [reward(0, 1.0)], counting_delta, lambda d, v: None).result()
+    first.close()
+    second = open_store(f"sqlite:///{path}")
+    try:
+        assert second.get_decision("d0000") == decision(0)
+        assert second.load_experiments()[0].state["counts"].tolist() == [[1.0, 0.0]]
+    finally:
+        second.close()
+
+
+def test_group_commit_shares_transactions(tmp_path):
+    store = SQLiteStore(tmp_path / "group.db", synchronous="FULL", commit_interval_s=0.002)
+    store.create_experiment(make_experiment(), {"kind": "create"}).result()
+
+    def client(offset):
+        futures = [store.append_decisions([decision(offset + i)]) for i in range(200)]
+        for future in futures:
+            future.result()
+    threads = [threading.Thread(target=client, args=(k * 1000,)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert store.counts("hero") == (800, 0)
+    assert store.writer.groups_committed < store.writer.jobs_committed / 4
+    store.close()
+
+
+def test_open_store_rejects_unknown_schemes():
+    with pytest.raises(ValueError, match="redis"):
+        open_store("redis://localhost")
+
+
+arrays = hnp.arrays(st.sampled_from([np.float64, np.int64]), hnp.array_shapes(min_dims=1, max_dims=4),
+                    elements=st.integers(-10**6, 10**6))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.dictionaries(st.text("abcxyz_", min_size=1, max_size=8), arrays, max_size=4))
+def test_state_encoding_round_trips_exactly(state):
+    decoded = decode_state(encode_state(state))
+    assert decoded.keys() == state.keys()
+    for key, value in state.items():
+        assert decoded[key].dtype == value.dtype and decoded[key].shape == value.shape
+        np.testing.assert_array_equal(decoded[key], value)
+
+
+def test_add_delta_leaves_other_keys():
+    state = {"counts": np.array([[1.0, 2.0]]), "step": np.array([3.0])}
+    assert add_delta(state, {"counts": np.array([[1.0, 0.0]])})["counts"].tolist() == [[2.0, 2.0]]
+    assert add_delta(state, {})["step"] is state["step"]
+
+
+def test_a_failing_job_does_not_sink_its_group(tmp_path):
+    """Jobs queued together commit together; one that raises is rolled back alone."""
+    store = SQLiteStore(tmp_path / "isolate.db", commit_interval_s=0.05)
+    store.create_experiment(make_experiment(), {"kind": "create"}).result()
+
+    def broken(rewards):
+        raise RuntimeError("bad delta")
+    good = [store.append_decisions([decision(i)]) for i in range(3)]
+    bad = store.record_rewards("hero", [reward(0)], broken, lambda d, v: None)
+    more = store.append_decisions([decision(3)])
+    for future in good + [more]:
+        future.result()
+    with pytest.raises(RuntimeError, match="bad delta"):
+        bad.result()
+    assert store.counts("hero") == (4, 0)
+    store.close()
+
+
+def test_exclusive_jobs_see_every_earlier_commit(tmp_path):
+    store = SQLiteStore(tmp_path / "order.db", commit_interval_s=0.05)
+    store.create_experiment(make_experiment(), {"kind": "create"}).result()
+    store.append_decisions([decision(0)]).result()
+    seen = []
+    store.record_rewards("hero", [reward(0)], counting_delta, lambda d, v: seen.append(("hook", v)))
+    version = store.replace_model("hero", lambda: (seen.append("change") or {"arms": ["a", "b"]},
+                                                   {"counts": np.ones((1, 2)), "sums": np.zeros((1, 2))}, 5,
+                                                   {"kind": "arms"}), lambda: None)
+    version.result()
+    assert seen == [("hook", 1), "change"]            # the reward's hook ran before the change was built
+    store.close()
+
+
+def test_find_decisions_joins_rewards(store):
+    store.create_experiment(make_experiment(), {"kind": "create"}).result()
+    store.append_decisions([decision(i) for i in range(3)]).result()
+    store.record_rewards("hero", [reward(1, 0.5)], counting_delta, lambda d, v: None).result()
+    found = store.find_decisions(["d0001", "d0000", "nope", "d0001"])
+    assert set(found) == {"d0000", "d0001"}
+    assert found["d0000"] == (decision(0), None)
+    assert found["d0001"][0] == decision(1) and found["d0001"][1].value == 0.5

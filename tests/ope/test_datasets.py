@@ -17,11 +17,9 @@ from banditkit.ope import evaluate, thompson_ranking_distribution
 @pytest.fixture(scope="module")
 def obd_logs():
     """Both logs, read once for the module."""
-    from .conftest import data_dir
+    from .conftest import obd_path
 
-    path = data_dir() / "obd"
-    if not (path / "random" / "all.csv").exists():
-        pytest.skip(f"Open Bandit Dataset sample not found at {path} (set BANDITKIT_DATA_DIR)")
+    path = obd_path()
     return load_open_bandit(path, "random"), load_open_bandit(path, "bts")
 
 

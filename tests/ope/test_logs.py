@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import csv
 import json
 
@@ -47,7 +48,7 @@ def test_named_arms_with_a_declared_vocabulary():
 
 
 def test_pyarrow_table_csv_and_parquet_give_the_same_log(tmp_path):
-    pa = pytest.importorskip("pyarrow")
+    pa = importlib.import_module("pyarrow")
     import pyarrow.parquet as pq
 
     table = pa.table({"arm": ["x", "y", "x"], "reward": [1.0, 0.0, 1.0], "propensity": [0.5, 0.5, 0.5],
@@ -88,7 +89,7 @@ def test_dataframe_like_objects_are_read_without_importing_pandas():
 
 
 def test_pandas_dataframe_when_installed():
-    pd = pytest.importorskip("pandas")
+    pd = importlib.import_module("pandas")
     frame = pd.DataFrame({"arm": ["a", "b"], "reward": [1.0, 0.0], "propensity": [0.5, 0.5],
                           "context": [[1.0, 0.0], [0.0, 1.0]]})
     assert load_log(frame).contexts.tolist() == [[1.0, 0.0], [0.0, 1.0]]
@@ -104,7 +105,7 @@ def test_the_decision_service_export_evaluates_without_conversion(tmp_path, suff
     if suffix == "csv":
         write_csv(path, rows)
     else:
-        pa = pytest.importorskip("pyarrow")
+        pa = importlib.import_module("pyarrow")
         import pyarrow.parquet as pq
 
         pq.write_table(pa.Table.from_pylist(rows), path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 
 import numpy as np
@@ -30,20 +31,20 @@ def test_json_has_no_nan_and_round_trips():
 
 
 def test_to_frame_one_row_per_estimator():
-    pd = pytest.importorskip("pandas")
+    pd = importlib.import_module("pandas")
     frame = evaluate(pd.DataFrame(LOG), np.array([[0.3, 0.7]]), ["ips", "snips", "dr"], n_bootstrap=50).to_frame()
     assert frame["estimator"].tolist() == ["ips", "snips", "dr"]
     assert {"value", "low", "high", "normal_low", "normal_high", "ess", "max_weight"} <= set(frame.columns)
 
 
 def test_polars_dataframe_when_installed():
-    pl = pytest.importorskip("polars")
+    pl = importlib.import_module("polars")
     report = evaluate(pl.DataFrame(LOG), np.array([[0.3, 0.7]]), ["ips"], n_bootstrap=0)
     assert report["ips"].n_rows == 5
 
 
 def test_given_predictions_and_a_scikit_learn_model():
-    pytest.importorskip("sklearn")
+    importlib.import_module("sklearn")
     from sklearn.linear_model import Ridge
 
     target = np.array([[0.3, 0.7]])

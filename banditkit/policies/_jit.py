@@ -53,12 +53,13 @@ def set_enabled(enabled: bool) -> None:
 def choose_rows(kernel, rng: np.random.Generator, mask: np.ndarray, *arguments) -> np.ndarray:
     """Run a row kernel ``kernel(pointers, *arguments, mask, out)``; one arm per row of ``mask``.
 
-    The kernels release the GIL (the simulator runs blocks on both cores), so the
-    call holds the bit generator's own lock, as numpy's samplers do.
+    The kernels release the GIL, so simulator blocks run on both cores. They do
+    not take the generator's lock: a Generator belongs to one thread at a time
+    (each Bandit and each simulator block owns its own; the service serialises
+    each experiment), as with any state a policy reads.
     """
     out = np.empty(mask.shape[0], dtype=np.intp)
-    with rng.bit_generator.lock:
-        kernel(generator_pointers(rng), *arguments, np.ascontiguousarray(mask), out)
+    kernel(generator_pointers(rng), *arguments, np.ascontiguousarray(mask), out)
     return out
 
 

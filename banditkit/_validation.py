@@ -46,9 +46,8 @@ def check_rewards(name: str, rewards, bounds: tuple[float, float], rule: str = "
     if array.ndim > 1:
         raise InvalidParameterError(f"{name} must be 1-dimensional, got shape {array.shape}")
     array = np.atleast_1d(array)
-    bad = ~np.isfinite(array)
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
+    if not np.isfinite(array).all():
+        row = int(np.flatnonzero(~np.isfinite(array))[0])
         raise InvalidParameterError(f"{name} must be finite, got {float(array[row])!r} at position {row}")
     low, high = bounds
     outside = (array < low) | (array > high)
@@ -70,9 +69,8 @@ def check_contexts(name: str, contexts, n_features: int) -> np.ndarray:
     if array.ndim != 2 or array.shape[1] != n_features:
         raise InvalidParameterError(
             f"{name} must have {n_features} features per row, got shape {np.shape(contexts)}")
-    bad = ~np.isfinite(array)
-    if bad.any():
-        row, column = (int(i) for i in np.argwhere(bad)[0])
+    if not np.isfinite(array).all():
+        row, column = (int(i) for i in np.argwhere(~np.isfinite(array))[0])
         raise InvalidParameterError(
             f"{name} must be finite, got {float(array[row, column])!r} at row {row}, feature {column}")
     return array

@@ -50,8 +50,7 @@ def _json(model: BaseModel) -> bytes:
 
 
 async def decide(engine: Engine, name: str, body: bytes) -> bytes:
-    (decision,) = await engine.decide(name, [parse(DecisionRequest, body)])
-    return _json(decision)
+    return _json(await engine.decide_one(name, parse(DecisionRequest, body)))
 
 
 async def decide_batch(engine: Engine, name: str, body: bytes) -> bytes:

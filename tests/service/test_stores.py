@@ -64,6 +64,25 @@ def test_decision_round_trip(store):
     assert store.counts("hero") == (5, 0)
 
 
+finite = st.floats(allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=30, deadline=None)
+@given(times=st.lists(finite, min_size=1, max_size=20), propensity=st.floats(0.0, 1.0),
+       unit=st.none() | st.text(min_size=1, max_size=12), context=st.none() | st.lists(finite, max_size=4),
+       arm=st.text(min_size=1, max_size=12), version=st.integers(0, 2**62))
+def test_logged_values_come_back_exactly(tmp_path_factory, times, propensity, unit, context, arm, version):
+    """Every double, text and integer of a decision row reads back bit for bit (rows go in as one JSON array)."""
+    store = SQLiteStore(tmp_path_factory.mktemp("log") / "store.db")
+    try:
+        rows = [DecisionRecord(f"d{i:04d}", t, "hero", unit, None if context is None else tuple(context), arm,
+                               propensity, {arm: propensity}, version, bool(i % 2)) for i, t in enumerate(times)]
+        store.append_decisions(rows).result()
+        assert [store.get_decision(row.decision_id) for row in rows] == rows
+    finally:
+        store.close()
+
+
 def test_experiment_names_are_unique(store):
     store.create_experiment(make_experiment(), {"kind": "create"}).result()
     with pytest.raises(ExperimentExistsError):

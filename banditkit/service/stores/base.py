@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import threading
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
@@ -230,7 +232,52 @@ async def settled(future: Future) -> Any:
     """A store future's result: at once if it is done (memory store), else awaited without blocking the loop."""
     if future.done():
         return future.result()
-    return await asyncio.wrap_future(future)
+    loop = asyncio.get_running_loop()
+    waiter = loop.create_future()
+    waker = _WAKERS.get(loop)
+    if waker is None:
+        waker = _WAKERS[loop] = _LoopWaker(loop)
+    future.add_done_callback(lambda done: waker.completed(done, waiter))
+    return await waiter
+
+
+class _LoopWaker:
+    """Hands futures completed in another thread to one event loop, waking it once per burst.
+
+    A group commit completes dozens of futures at once; waking the loop for
+    each (as ``asyncio.wrap_future`` does) costs a system call and a callback
+    apiece, while this queues them and wakes the loop once to resolve them all.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._done: list[tuple[Future, asyncio.Future]] = []
+        self._scheduled = False
+
+    def completed(self, future: Future, waiter: asyncio.Future) -> None:
+        """Any thread: ``future`` is done; ``waiter`` (of this loop) gets its outcome soon."""
+        with self._lock:
+            self._done.append((future, waiter))
+            if self._scheduled:
+                return
+            self._scheduled = True
+        self._loop.call_soon_threadsafe(self._resolve)
+
+    def _resolve(self) -> None:
+        with self._lock:
+            done, self._done, self._scheduled = self._done, [], False
+        for future, waiter in done:
+            if waiter.cancelled():
+                continue
+            error = future.exception()
+            if error is None:
+                waiter.set_result(future.result())
+            else:
+                waiter.set_exception(error)
+
+
+_WAKERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopWaker] = weakref.WeakKeyDictionary()
 
 
 def completed(result: Any = None, error: BaseException | None = None) -> Future:

@@ -7,7 +7,6 @@ truth: nothing is answered before the store has it. Rewards live in
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 import os
@@ -20,6 +19,7 @@ import numpy as np
 from ..bandit import Bandit
 from ..errors import BanditkitError
 from . import rewarding
+from .coalesce import Coalescer
 from .errors import InvalidRequestError, NotFoundError
 from .experiment import Experiment, build_bandit, restore
 from .model import join, split
@@ -69,7 +69,8 @@ class Engine:
                           if refresh_s > 0 else None)
         self.experiments: dict[str, Experiment] = {}
         self.recent = rewarding.RecentDecisions()
-        self._pending: dict[str, list[tuple[DecisionRequest, asyncio.Future]]] = {}
+        self._single_decisions = Coalescer(self._serve)
+        self._single_rewards = Coalescer(self.reward)
         # Decision times being written now: the sweeper must not move past a decision not yet visible.
         self._in_flight: dict[object, float] = {}
         for record in store.load_experiments():
@@ -181,51 +182,21 @@ class Engine:
 
     # ---- decisions ---------------------------------------------------------
     async def decide_one(self, name: str, request: DecisionRequest) -> DecisionResponse:
-        """One decision, served with the other single decisions of this turn of the event loop.
-
-        Concurrent requests to one experiment join a pending batch that is
-        chosen, logged and answered as one batch when the loop next runs its
-        queue: one draw, one log write and one wake-up for all of them, while
-        each request still gets its own validation error.
-        """
+        """One decision, chosen, logged and answered with the other single decisions of this loop turn."""
         experiment = self.experiment(name)
         _check_request(experiment, request, "")
-        loop = asyncio.get_running_loop()
-        pending = self._pending.get(name)
-        if pending is None:
-            pending = self._pending[name] = []
-            loop.call_soon(self._serve_pending, experiment)
-        waiter = loop.create_future()
-        pending.append((request, waiter))
-        return await waiter
-
-    def _serve_pending(self, experiment: Experiment) -> None:
-        pending = self._pending.pop(experiment.name)
-        asyncio.ensure_future(self._answer_pending(experiment, pending))
-
-    async def _answer_pending(self, experiment: Experiment, pending: list[tuple[DecisionRequest, asyncio.Future]]):
-        try:
-            answers = await self._serve(experiment, [request for request, _ in pending])
-        except Exception as error:  # a waiter gets what its own request would have raised
-            answers = [error] * len(pending)
-        for (_, waiter), answer in zip(pending, answers):
-            if waiter.done():  # its request was cancelled (the client went away)
-                continue
-            if isinstance(answer, Exception):
-                waiter.set_exception(answer)
-            else:
-                waiter.set_result(answer)
+        return await self._single_decisions.submit(name, request)
 
     async def decide(self, name: str, requests: list[DecisionRequest], field: str = "") -> list[DecisionResponse]:
         """Serve, log durably, then answer; the default arm (flagged) when the policy or the store fails."""
         experiment = self.experiment(name)
         for row, request in enumerate(requests):
             _check_request(experiment, request, f"{field}{row}." if field else "")
-        return await self._serve(experiment, requests)
+        return await self._serve(name, requests)
 
-    async def _serve(self, experiment: Experiment, requests: list[DecisionRequest]) -> list[DecisionResponse]:
+    async def _serve(self, name: str, requests: list[DecisionRequest]) -> list[DecisionResponse]:
         """:meth:`decide` for requests already checked."""
-        name = experiment.name
+        experiment = self.experiment(name)
         now = time.time()
         token = object()
         self._in_flight[token] = now
@@ -313,6 +284,11 @@ class Engine:
     async def reward(self, name: str, items: list[RewardRequest]) -> list[RewardResult]:
         return await rewarding.record(self.store, self.experiment(name), items, self._persist_guardrails,
                                       self.recent)
+
+    async def reward_one(self, name: str, item: RewardRequest) -> RewardResult:
+        """One reward, recorded and learned with the other single rewards of this loop turn."""
+        self.experiment(name)
+        return await self._single_rewards.submit(name, item)
 
     async def sweep(self, now: float | None = None) -> int:
         """Apply default rewards to decisions whose window closed; returns how many."""

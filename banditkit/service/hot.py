@@ -59,7 +59,7 @@ async def decide_batch(engine: Engine, name: str, body: bytes) -> bytes:
 
 
 async def reward(engine: Engine, name: str, body: bytes) -> bytes:
-    (result,) = await engine.reward(name, [parse(RewardRequest, body)])
+    result = await engine.reward_one(name, parse(RewardRequest, body))
     if result.status == 422:
         raise InvalidRequestError(result.detail, "value")
     if result.status != 200:

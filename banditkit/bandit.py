@@ -145,7 +145,7 @@ class Bandit:
             # The common case, kept short: a draw from the policy over the active arms.
             state, mask = self.state, self._active_row
             try:
-                index = int(self.policy.sample(state, self.rng, mask)[0])
+                index = self.policy.choose(state, self.rng, mask)
             except Exception:
                 if self.guardrails.default_arm is None:
                     raise
@@ -166,7 +166,7 @@ class Bandit:
                 else:
                     index = int(categorical(distribution[None], self.rng)[0])
             else:
-                index = int(self.policy.sample(state, self.rng, mask, context)[0])
+                index = self.policy.choose(state, self.rng, mask, context)
                 distribution = (self, state, mask, context)
         except Exception:
             if self.guardrails.default_arm is None:
@@ -235,25 +235,32 @@ class Bandit:
     # ---- learning -----------------------------------------------------------
     def update(self, arm: str | Decision, reward: float, context=None) -> None:
         """Learn from one reward for ``arm`` (a name, or the Decision it answers)."""
-        propensity = None
-        checked = None
+        policy = self.policy
+        propensity = checked = None
         if type(arm) is Decision:
             if context is None and arm.context is not None:
                 checked = arm.context[None, :]  # validated when the decision was made
-            if self.policy.needs_propensities:
-                propensity = np.array([arm.propensity])
+            if policy.needs_propensities:
+                propensity = arm.propensity
             arm = arm.arm
         index = self._index.get(arm) if type(arm) is str else None
         if index is None:
             index = self._arm_index(arm)
-        low, high = self.policy.reward_bounds
+        low, high = policy.reward_bounds
         if not (type(reward) is float and low <= reward <= high):  # NaN and inf fail here too
             reward = check.check_reward("reward", reward, (low, high))
         if checked is not None:
             context = checked
-        elif context is not None or self.policy.contextual:
+        elif context is not None or policy.contextual:
             context = self._context_rows(context, 1)
-        self._apply(np.array([index]), np.array([reward]), context, propensity)
+        if propensity is None and policy.needs_propensities:
+            propensity = float(self._current_propensities(np.array([index]), context)[0])
+        self.state = policy.update_one(self.state, index, reward, propensity=propensity, context=context)
+        self._pulls[index] += 1.0
+        self._reward_sums[index] += reward
+        self._reward_sq_sums[index] += reward * reward
+        self.total_reward += reward
+        self._learned()
 
     def update_many(self, arms, rewards, contexts=None, propensities=None) -> None:
         """Learn from many rewards at once; ``arms`` are names or indices, shape (n,)."""
@@ -273,27 +280,28 @@ class Bandit:
         self._apply(indices, rewards, contexts, propensities)
 
     def _apply(self, indices: np.ndarray, rewards: np.ndarray, contexts, propensities) -> None:
-        state = self.state
-        if self.policy.needs_propensities and propensities is None:
-            # No logged propensity: the policy's own current probability over all arms (masks and
-            # disabled arms aside, which say nothing of how the arm was chosen).
-            every_arm = np.ones((1, len(self._arms)), dtype=bool)
-            current = self.policy.probabilities(state, every_arm, contexts)
-            propensities = np.broadcast_to(current, (indices.shape[0], current.shape[1]))[
-                np.arange(indices.shape[0]), indices]
-        self.state = self.policy.update(state, indices, rewards, propensities=propensities, context=contexts)
-        if indices.shape[0] == 1:
-            index, reward = int(indices[0]), float(rewards[0])
-            self._pulls[index] += 1.0
-            self._reward_sums[index] += reward
-            self._reward_sq_sums[index] += reward * reward
-            self.total_reward += reward
-        else:
-            n_arms = len(self._pulls)
-            for ledger, weights in ((self._pulls, None), (self._reward_sums, rewards),
-                                    (self._reward_sq_sums, rewards * rewards)):
-                ledger[:] = (np.array(ledger) + np.bincount(indices, weights=weights, minlength=n_arms)).tolist()
-            self.total_reward += float(rewards.sum())
+        """Learn from validated rows: the policy's batch update, then the ledger."""
+        if propensities is None and self.policy.needs_propensities:
+            propensities = self._current_propensities(indices, contexts)
+        self.state = self.policy.update(self.state, indices, rewards, propensities=propensities, context=contexts)
+        n_arms = len(self._pulls)
+        for ledger, weights in ((self._pulls, None), (self._reward_sums, rewards),
+                                (self._reward_sq_sums, rewards * rewards)):
+            ledger[:] = (np.array(ledger) + np.bincount(indices, weights=weights, minlength=n_arms)).tolist()
+        self.total_reward += float(rewards.sum())
+        self._learned()
+
+    def _current_propensities(self, indices: np.ndarray, contexts) -> np.ndarray:
+        """The policy's current probability of each arm over all arms: the propensity when none was logged.
+
+        Masks and disabled arms are left out: they say nothing of how the arm was chosen.
+        """
+        every_arm = np.ones((1, len(self._arms)), dtype=bool)
+        current = self.policy.probabilities(self.state, every_arm, contexts)
+        return np.broadcast_to(current, (indices.shape[0], current.shape[1]))[np.arange(indices.shape[0]), indices]
+
+    def _learned(self) -> None:
+        """After every reward: a new version, and the guardrails' verdict."""
         self.version += 1
         if self._guarding:
             self._check_guardrails()

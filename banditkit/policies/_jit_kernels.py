@@ -62,19 +62,31 @@ def beta_argmax(pointers, alpha, beta, mask, out):
 
 
 @numba.njit(nogil=True, cache=True)
+def _bernoulli_thompson_row(rng, pulls, successes, prior_alpha, prior_beta, source, mask_row):
+    """The largest posterior draw among allowed arms of state row ``source``; draws every arm in order."""
+    best_arm, best = -1, -np.inf
+    for arm in range(mask_row.shape[0]):
+        draw = rng.beta(prior_alpha + successes[source, arm],
+                        prior_beta + pulls[source, arm] - successes[source, arm])
+        if mask_row[arm] and (best_arm < 0 or draw > best):
+            best_arm, best = arm, draw
+    return best_arm
+
+
+@numba.njit(nogil=True, cache=True)
 def bernoulli_thompson_argmax(pointers, pulls, successes, prior_alpha, prior_beta, mask, out):
     """beta_argmax on the posterior Beta(prior_alpha + s, prior_beta + n - s), formed as numpy forms it."""
     rng = _generator(pointers)
     shared = pulls.shape[0] == 1
     for row in range(mask.shape[0]):
-        source = 0 if shared else row
-        best_arm, best = -1, -np.inf
-        for arm in range(mask.shape[1]):
-            draw = rng.beta(prior_alpha + successes[source, arm],
-                            prior_beta + pulls[source, arm] - successes[source, arm])
-            if mask[row, arm] and (best_arm < 0 or draw > best):
-                best_arm, best = arm, draw
-        out[row] = best_arm
+        out[row] = _bernoulli_thompson_row(rng, pulls, successes, prior_alpha, prior_beta, 0 if shared else row,
+                                           mask[row])
+
+
+@numba.njit(cache=True)
+def bernoulli_thompson_choice(pointers, pulls, successes, prior_alpha, prior_beta, mask):
+    """bernoulli_thompson_argmax for one request on state row 0."""
+    return _bernoulli_thompson_row(_generator(pointers), pulls, successes, prior_alpha, prior_beta, 0, mask[0])
 
 
 @numba.njit(nogil=True, cache=True)
@@ -94,24 +106,35 @@ def random_tie_argmax(pointers, scores, mask):
 
 
 @numba.njit(nogil=True, cache=True)
-def ucb1_argmax(pointers, pulls, reward_sums, mask, out):
-    """UCB1's choice per row, into ``out``: untried arms first, ties broken with K uniforms per row."""
-    shared = pulls.shape[0] == 1
+def _ucb1_row(pointers, pulls, reward_sums, source, mask_row, scores):
+    """UCB1's choice from state row ``source``: untried arms first, ties broken with K uniforms."""
     n_arms = pulls.shape[1]
-    scores = np.empty(n_arms)
+    total = 0.0
+    for arm in range(n_arms):
+        total += pulls[source, arm]
+    log_total = math.log(max(total, 1.0))
+    for arm in range(n_arms):
+        if pulls[source, arm] > 0:
+            scores[arm] = (reward_sums[source, arm] / pulls[source, arm]
+                           + math.sqrt(2.0 * log_total / pulls[source, arm]))
+        else:
+            scores[arm] = np.inf
+    return random_tie_argmax(pointers, scores, mask_row)
+
+
+@numba.njit(nogil=True, cache=True)
+def ucb1_argmax(pointers, pulls, reward_sums, mask, out):
+    """UCB1's choice per row, into ``out``; a one-row state serves every row."""
+    shared = pulls.shape[0] == 1
+    scores = np.empty(pulls.shape[1])
     for row in range(mask.shape[0]):
-        source = 0 if shared else row
-        total = 0.0
-        for arm in range(n_arms):
-            total += pulls[source, arm]
-        log_total = math.log(max(total, 1.0))
-        for arm in range(n_arms):
-            if pulls[source, arm] > 0:
-                scores[arm] = (reward_sums[source, arm] / pulls[source, arm]
-                               + math.sqrt(2.0 * log_total / pulls[source, arm]))
-            else:
-                scores[arm] = np.inf
-        out[row] = random_tie_argmax(pointers, scores, mask[row])
+        out[row] = _ucb1_row(pointers, pulls, reward_sums, 0 if shared else row, mask[row], scores)
+
+
+@numba.njit(cache=True)
+def ucb1_choice(pointers, pulls, reward_sums, mask):
+    """UCB1's choice for one request on state row 0."""
+    return _ucb1_row(pointers, pulls, reward_sums, 0, mask[0], np.empty(pulls.shape[1]))
 
 
 @numba.njit(cache=True)

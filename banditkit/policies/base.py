@@ -9,6 +9,12 @@ arrays, is the arm. The three operations are pure functions of that state:
 * ``sample(state, rng, mask, context)``   -> chosen arm per row, shape (n,);
 * ``update(state, arms, rewards, ...)``   -> a *new* state (inputs are never mutated).
 
+A served Bandit decides and learns one request at a time on a one-row state,
+where numpy's fixed cost per call dominates; ``choose`` and ``update_one`` are
+``sample`` and ``update`` for exactly that case on Python scalars. Their
+defaults wrap the array operations; policies override them to skip the
+arrays, with identical results.
+
 Batch semantics shared by every operation: ``n`` rows come in (``mask`` has
 shape (n, K)); the state's batch size ``B`` is either ``n`` (row i belongs to
 state i, as in the simulator) or ``1`` (every row reads, or adds its delta to,
@@ -88,6 +94,17 @@ class Policy(ABC):
         ``propensities`` (n,) are the probabilities with which the arms were
         chosen; only importance-weighted policies (EXP3) use them.
         """
+
+    def choose(self, state: State, rng: np.random.Generator, mask: np.ndarray,
+               context: np.ndarray | None = None) -> int:
+        """:meth:`sample` for one request (``mask`` of shape (1, K)) on a one-row state, as an int."""
+        return int(self.sample(state, rng, mask, context)[0])
+
+    def update_one(self, state: State, arm: int, reward: float, *, propensity: float | None = None,
+                   context: np.ndarray | None = None) -> State:
+        """:meth:`update` with one reward into a one-row state; ``context`` is (1, d) or None."""
+        return self.update(state, np.array([arm]), np.array([reward]), context=context,
+                           propensities=None if propensity is None else np.array([propensity]))
 
     @abstractmethod
     def means(self, state: State, context: np.ndarray | None = None) -> np.ndarray:
@@ -175,24 +192,28 @@ def count_state(n_arms: int, batch: int) -> State:
 
 def add_counts(state: State, arms: np.ndarray, rewards: np.ndarray, squares: bool = False) -> State:
     """New state with each (arm, reward) added to ``pulls``, ``reward_sums`` (and ``reward_sq_sums``)."""
-    new = dict(state)
     pulls = state["pulls"]
     if arms.shape[0] == 1 and pulls.shape[0] == 1:
-        # One row into one state: the same delta without bincount's fixed cost.
-        arm, reward = int(arms[0]), float(rewards[0])
-        new["pulls"] = pulls = pulls.copy()
-        pulls[0, arm] += 1.0
-        new["reward_sums"] = sums = state["reward_sums"].copy()
-        sums[0, arm] += reward
-        if squares:
-            new["reward_sq_sums"] = squared = state["reward_sq_sums"].copy()
-            squared[0, arm] += reward * reward
-        return new
+        return add_count(state, int(arms[0]), float(rewards[0]), squares)
+    new = dict(state)
     n_arms = pulls.shape[1]
     new["pulls"] = pulls + arm_sums(state, arms, np.ones(arms.shape[0]), n_arms)
     new["reward_sums"] = state["reward_sums"] + arm_sums(state, arms, rewards, n_arms)
     if squares:
         new["reward_sq_sums"] = state["reward_sq_sums"] + arm_sums(state, arms, rewards * rewards, n_arms)
+    return new
+
+
+def add_count(state: State, arm: int, reward: float, squares: bool = False) -> State:
+    """:func:`add_counts` for one reward into a one-row state: the same delta without bincount's fixed cost."""
+    new = dict(state)
+    new["pulls"] = pulls = state["pulls"].copy()
+    pulls[0, arm] += 1.0
+    new["reward_sums"] = sums = state["reward_sums"].copy()
+    sums[0, arm] += reward
+    if squares:
+        new["reward_sq_sums"] = squared = state["reward_sq_sums"].copy()
+        squared[0, arm] += reward * reward
     return new
 
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from .._validation import check_real
 from . import _jit, register
-from .base import Policy, State, add_counts, arm_sums, categorical, count_state, empirical_means
+from .base import Policy, State, add_count, add_counts, arm_sums, categorical, count_state, empirical_means
 from .softmax import masked_softmax
 
 
@@ -50,19 +50,38 @@ class EXP3(Policy):
         return (1.0 - self.gamma) * exploit + self.gamma * mask / mask.sum(axis=1, keepdims=True)
 
     def sample(self, state, rng, mask, context=None):
-        compiled = _jit.kernels()
-        if compiled is not None and mask.shape[0] == 1 and state["log_weights"].shape[0] == 1:
-            return np.array([compiled.exp3_choice(_jit.generator_pointers(rng), state["log_weights"], self.gamma, mask)])
+        if mask.shape[0] == 1 and state["log_weights"].shape[0] == 1 and _jit.kernels() is not None:
+            return np.array([self.choose(state, rng, mask)])
         return categorical(self.probabilities(state, mask), rng)
+
+    def choose(self, state, rng, mask, context=None):
+        compiled = _jit.kernels()
+        if compiled is None:
+            return super().choose(state, rng, mask, context)
+        return compiled.exp3_choice(_jit.generator_pointers(rng), state["log_weights"], self.gamma, mask)
 
     def update(self, state, arms, rewards, *, propensities=None, context=None):
         if propensities is None:
             raise ValueError("EXP3 needs the propensity of each chosen arm")
+        if arms.shape[0] == 1 and state["log_weights"].shape[0] == 1:
+            return self.update_one(state, int(arms[0]), float(rewards[0]), propensity=float(propensities[0]))
         n_arms = state["log_weights"].shape[1]
         new = add_counts(state, arms, rewards)
-        new["log_weights"] = state["log_weights"] + arm_sums(
-            state, arms, self.gamma * rewards / (n_arms * propensities), n_arms)
+        increments = self._log_weight_increment(rewards, propensities, n_arms)
+        new["log_weights"] = state["log_weights"] + arm_sums(state, arms, increments, n_arms)
         return new
+
+    def update_one(self, state, arm, reward, *, propensity=None, context=None):
+        if propensity is None:
+            raise ValueError("EXP3 needs the propensity of each chosen arm")
+        new = add_count(state, arm, reward)
+        new["log_weights"] = log_weights = state["log_weights"].copy()
+        log_weights[0, arm] += self._log_weight_increment(reward, propensity, log_weights.shape[1])
+        return new
+
+    def _log_weight_increment(self, rewards, propensities, n_arms: int):
+        """Log-weight increment gamma * r / (K * p): the importance-weighted reward (arrays or floats)."""
+        return self.gamma * rewards / (n_arms * propensities)
 
     def means(self, state, context=None):
         return empirical_means(state)

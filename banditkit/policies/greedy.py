@@ -11,8 +11,8 @@ import numpy as np
 
 from .._validation import check_real
 from . import _jit, register
-from .base import (Policy, State, add_counts, argmax_probabilities, argmax_random_ties, categorical,
-                   count_state, empirical_means)
+from .base import (Policy, State, add_count, add_counts, argmax_probabilities, argmax_random_ties,
+                   categorical, count_state, empirical_means)
 
 
 @register
@@ -51,17 +51,25 @@ class EpsilonGreedy(Policy):
         return epsilon * uniform + (1.0 - epsilon) * argmax_probabilities(means, mask)
 
     def sample(self, state, rng, mask, context=None):
-        compiled = _jit.kernels()
-        if compiled is not None and mask.shape[0] == 1 and state["pulls"].shape[0] == 1:
-            return np.array([compiled.epsilon_greedy_choice(_jit.generator_pointers(rng), state["pulls"],
-                                                            state["reward_sums"], self.epsilon, self.decay, mask)])
+        if mask.shape[0] == 1 and state["pulls"].shape[0] == 1 and _jit.kernels() is not None:
+            return np.array([self.choose(state, rng, mask)])
         explore = rng.random(mask.shape[0]) < self.exploration_rate(state)[:, 0]
         uniform_arms = categorical(mask / mask.sum(axis=1, keepdims=True), rng)
         greedy_arms = argmax_random_ties(np.broadcast_to(empirical_means(state), mask.shape), mask, rng)
         return np.where(explore, uniform_arms, greedy_arms)
 
+    def choose(self, state, rng, mask, context=None):
+        compiled = _jit.kernels()
+        if compiled is None:
+            return super().choose(state, rng, mask, context)
+        return compiled.epsilon_greedy_choice(_jit.generator_pointers(rng), state["pulls"], state["reward_sums"],
+                                              self.epsilon, self.decay, mask)
+
     def update(self, state, arms, rewards, *, propensities=None, context=None):
         return add_counts(state, arms, rewards)
+
+    def update_one(self, state, arm, reward, *, propensity=None, context=None):
+        return add_count(state, arm, reward)
 
     def means(self, state, context=None):
         return empirical_means(state)

@@ -56,6 +56,8 @@ class DiscountedThompsonSampling(Policy):
     def update(self, state, arms, rewards, *, propensities=None, context=None):
         batch, n_arms = state["successes"].shape
         n = arms.shape[0]
+        if batch == 1 and n == 1:
+            return self.update_one(state, int(arms[0]), float(rewards[0]))
         if batch == 1:
             # Row i is followed by n-1-i later rewards, each discounting it once more.
             weights = self.gamma ** np.arange(n - 1, -1, -1, dtype=np.float64)
@@ -64,6 +66,13 @@ class DiscountedThompsonSampling(Policy):
             weights, decay = np.ones(n), self.gamma
         return {"successes": decay * state["successes"] + arm_sums(state, arms, weights * rewards, n_arms),
                 "failures": decay * state["failures"] + arm_sums(state, arms, weights * (1 - rewards), n_arms)}
+
+    def update_one(self, state, arm, reward, *, propensity=None, context=None):
+        """The same as :meth:`update` for one reward into one state: discount every count, add to one arm."""
+        successes, failures = self.gamma * state["successes"], self.gamma * state["failures"]
+        successes[0, arm] += reward
+        failures[0, arm] += 1 - reward
+        return {"successes": successes, "failures": failures}
 
     def means(self, state, context=None):
         alpha, beta = self.posterior(state)
@@ -106,17 +115,21 @@ class SlidingWindowUCB(IndexPolicy):
         return np.where(pulls > 0.5, empirical_means(state), 0.0) + bonus
 
     def sample(self, state, rng, mask, context=None):
-        compiled = _jit.kernels()
-        if compiled is not None and mask.shape[0] == 1 and state["pulls"].shape[0] == 1:
-            return np.array([compiled.sliding_window_ucb_argmax(
-                _jit.generator_pointers(rng), state["pulls"], state["reward_sums"], state["steps"],
-                self.window, self.xi, mask)])
+        if mask.shape[0] == 1 and state["pulls"].shape[0] == 1 and _jit.kernels() is not None:
+            return np.array([self.choose(state, rng, mask)])
         return super().sample(state, rng, mask, context)
+
+    def choose(self, state, rng, mask, context=None):
+        compiled = _jit.kernels()
+        if compiled is None:
+            return super().choose(state, rng, mask, context)
+        return compiled.sliding_window_ucb_argmax(_jit.generator_pointers(rng), state["pulls"], state["reward_sums"],
+                                                  state["steps"], self.window, self.xi, mask)
 
     def update(self, state, arms, rewards, *, propensities=None, context=None):
         batch, n_arms = state["pulls"].shape
         if batch == 1 and arms.shape[0] == 1:
-            return self._update_one(state, int(arms[0]), float(rewards[0]))
+            return self.update_one(state, int(arms[0]), float(rewards[0]))
         rows = batch_rows(state, arms.shape[0])
         # Rows that a later row of the same batch would evict never enter the window.
         skipped = max(arms.shape[0] - self.window, 0) if batch == 1 else 0
@@ -140,7 +153,7 @@ class SlidingWindowUCB(IndexPolicy):
             new[key] = np.maximum(state[key] + delta, 0.0)
         return new
 
-    def _update_one(self, state: State, arm: int, reward: float) -> State:
+    def update_one(self, state, arm, reward, *, propensity=None, context=None):
         """The same delta as :meth:`update` for one reward into one state, on scalars."""
         step = int(state["steps"][0])
         slot = step % self.window

@@ -10,7 +10,7 @@ import numpy as np
 
 from .._validation import check_real
 from . import _jit, register
-from .base import Policy, State, add_counts, categorical, count_state, empirical_means
+from .base import Policy, State, add_count, add_counts, categorical, count_state, empirical_means
 
 
 def masked_softmax(logits: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -50,14 +50,22 @@ class Softmax(Policy):
         return masked_softmax(np.broadcast_to(empirical_means(state) / temperature, mask.shape), mask)
 
     def sample(self, state, rng, mask, context=None):
-        compiled = _jit.kernels()
-        if compiled is not None and mask.shape[0] == 1 and state["pulls"].shape[0] == 1:
-            return np.array([compiled.softmax_choice(_jit.generator_pointers(rng), state["pulls"],
-                                                     state["reward_sums"], self.temperature, self.anneal, mask)])
+        if mask.shape[0] == 1 and state["pulls"].shape[0] == 1 and _jit.kernels() is not None:
+            return np.array([self.choose(state, rng, mask)])
         return categorical(self.probabilities(state, mask), rng)
+
+    def choose(self, state, rng, mask, context=None):
+        compiled = _jit.kernels()
+        if compiled is None:
+            return super().choose(state, rng, mask, context)
+        return compiled.softmax_choice(_jit.generator_pointers(rng), state["pulls"], state["reward_sums"],
+                                       self.temperature, self.anneal, mask)
 
     def update(self, state, arms, rewards, *, propensities=None, context=None):
         return add_counts(state, arms, rewards)
+
+    def update_one(self, state, arm, reward, *, propensity=None, context=None):
+        return add_count(state, arm, reward)
 
     def means(self, state, context=None):
         return empirical_means(state)

@@ -12,7 +12,7 @@ import numpy as np
 from .._validation import check_real
 from . import _jit, register
 from ._maxprob import BetaPosteriors, StudentPosteriors, broadcast_rows, max_probabilities
-from .base import Policy, State, add_counts, batch_rows, count_state
+from .base import Policy, State, add_count, add_counts, batch_rows, count_state
 
 
 def beta_argmax(alpha: np.ndarray, beta: np.ndarray, rng: np.random.Generator, mask: np.ndarray) -> np.ndarray:
@@ -71,8 +71,18 @@ class ThompsonSampling(Policy):
                                     state["reward_sums"], self.prior_alpha, self.prior_beta)
         return beta_argmax(*self.posterior(state), rng, mask)
 
+    def choose(self, state, rng, mask, context=None):
+        compiled = _jit.kernels()
+        if compiled is None:
+            return super().choose(state, rng, mask, context)
+        return compiled.bernoulli_thompson_choice(_jit.generator_pointers(rng), state["pulls"], state["reward_sums"],
+                                                  self.prior_alpha, self.prior_beta, mask)
+
     def update(self, state, arms, rewards, *, propensities=None, context=None):
         return add_counts(state, arms, rewards)
+
+    def update_one(self, state, arm, reward, *, propensity=None, context=None):
+        return add_count(state, arm, reward)
 
     def means(self, state, context=None):
         alpha, beta = self.posterior(state)
@@ -134,19 +144,26 @@ class GaussianThompsonSampling(Policy):
         return broadcast_rows(compute, t.loc.shape[0], mask)
 
     def sample(self, state, rng, mask, context=None):
-        compiled = _jit.kernels()
-        pulls = state["pulls"]
-        if compiled is not None and mask.shape[0] == 1 and pulls.shape[0] == 1:
-            return np.array([compiled.gaussian_thompson_argmax(
-                _jit.generator_pointers(rng), pulls, state["reward_sums"], state["reward_sq_sums"],
-                self.prior_mean, self.prior_count, self.prior_shape, self.prior_rate, mask)])
+        if mask.shape[0] == 1 and state["pulls"].shape[0] == 1 and _jit.kernels() is not None:
+            return np.array([self.choose(state, rng, mask)])
         t = self.posterior(state)
         rows = batch_rows(state, mask.shape[0])
         draws = t.loc[rows] + t.scale[rows] * rng.standard_t(t.dof[rows])
         return np.where(mask, draws, -np.inf).argmax(axis=1)
 
+    def choose(self, state, rng, mask, context=None):
+        compiled = _jit.kernels()
+        if compiled is None:
+            return super().choose(state, rng, mask, context)
+        return compiled.gaussian_thompson_argmax(
+            _jit.generator_pointers(rng), state["pulls"], state["reward_sums"], state["reward_sq_sums"],
+            self.prior_mean, self.prior_count, self.prior_shape, self.prior_rate, mask)
+
     def update(self, state, arms, rewards, *, propensities=None, context=None):
         return add_counts(state, arms, rewards, squares=True)
+
+    def update_one(self, state, arm, reward, *, propensity=None, context=None):
+        return add_count(state, arm, reward, squares=True)
 
     def means(self, state, context=None):
         return self.posterior(state).loc

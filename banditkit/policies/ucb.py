@@ -14,8 +14,8 @@ import numpy as np
 
 from .._validation import check_real
 from . import _jit, register
-from .base import (Policy, State, add_counts, argmax_probabilities, argmax_random_ties, count_state,
-                   empirical_means)
+from .base import (Policy, State, add_count, add_counts, argmax_probabilities, argmax_random_ties,
+                   count_state, empirical_means)
 
 
 class IndexPolicy(Policy):
@@ -38,6 +38,9 @@ class IndexPolicy(Policy):
 
     def update(self, state, arms, rewards, *, propensities=None, context=None):
         return add_counts(state, arms, rewards)
+
+    def update_one(self, state, arm, reward, *, propensity=None, context=None):
+        return add_count(state, arm, reward)
 
     def means(self, state, context=None):
         return empirical_means(state)
@@ -73,6 +76,12 @@ class UCB1(IndexPolicy):
         if compiled is not None:
             return _jit.choose_rows(compiled.ucb1_argmax, rng, mask, state["pulls"], state["reward_sums"])
         return super().sample(state, rng, mask, context)
+
+    def choose(self, state, rng, mask, context=None):
+        compiled = _jit.kernels()
+        if compiled is None:
+            return super().choose(state, rng, mask, context)
+        return compiled.ucb1_choice(_jit.generator_pointers(rng), state["pulls"], state["reward_sums"], mask)
 
 
 def bernoulli_kl(p: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -118,8 +127,12 @@ class KLUCB(IndexPolicy):
         return np.where(pulls > 0, low, np.inf)
 
     def sample(self, state, rng, mask, context=None):
-        compiled = _jit.kernels()
-        if compiled is not None and mask.shape[0] == 1 and state["pulls"].shape[0] == 1:
-            return np.array([compiled.kl_ucb_argmax(_jit.generator_pointers(rng), state["pulls"],
-                                                    state["reward_sums"], self.c, mask)])
+        if mask.shape[0] == 1 and state["pulls"].shape[0] == 1 and _jit.kernels() is not None:
+            return np.array([self.choose(state, rng, mask)])
         return super().sample(state, rng, mask, context)
+
+    def choose(self, state, rng, mask, context=None):
+        compiled = _jit.kernels()
+        if compiled is None:
+            return super().choose(state, rng, mask, context)
+        return compiled.kl_ucb_argmax(_jit.generator_pointers(rng), state["pulls"], state["reward_sums"], self.c, mask)

@@ -79,6 +79,18 @@ def test_exp3_importance_weighting():
         np.testing.assert_allclose(bandit.state["log_weights"], expected, rtol=0, atol=1e-14)
 
 
+def test_exp3_reward_by_arm_name_uses_the_current_probability_over_all_arms():
+    """Without a decision the propensity is the arm's current probability; disabling it does not change that."""
+    bandit = bk.Bandit(["a", "b", "c"], policy=EXP3(gamma=0.3), seed=1)
+    bandit.update_many(["b", "c"], [1.0, 0.5])
+    bandit.disable_arm("a")
+    probability = bandit.policy.probabilities(bandit.state, np.ones((1, 3), dtype=bool))[0, 0]
+    expected = bandit.state["log_weights"].copy()
+    expected[0, 0] += 0.3 * 0.75 / (3 * probability)
+    bandit.update("a", 0.75)
+    np.testing.assert_allclose(bandit.state["log_weights"], expected, rtol=0, atol=1e-14)
+
+
 def test_exp3_does_not_overflow_after_a_million_rewards():
     bandit = bk.Bandit(["a", "b", "c"], policy=EXP3(gamma=0.1), seed=0)
     for _ in range(100):

@@ -212,6 +212,33 @@ def test_bandit_update_many_equals_update_one_by_one(policy_spec):
         assert left.mean == pytest.approx(right.mean, abs=1e-12)
 
 
+# ---- the one-request operations ------------------------------------------------------------------
+def test_choose_is_sample_for_one_request(policy, jit_mode):
+    """Same arm, and the generator left in the same state, for every mask and state."""
+    for state in (policy.init_state(4), trained_state(policy), trained_state(policy, n_rewards=400, seed=8)):
+        for mask in MASKS:
+            by_sample, by_choose = np.random.default_rng(9), np.random.default_rng(9)
+            for _ in range(5):
+                arm = policy.choose(state, by_choose, mask[None])
+                assert type(arm) is int
+                assert arm == policy.sample(state, by_sample, mask[None])[0]
+            assert by_choose.bit_generator.state == by_sample.bit_generator.state
+
+
+def test_update_one_is_update_with_one_reward(policy):
+    """Bit-identical states, and neither input state is written to."""
+    for reward, propensity in ((1.0, 0.25), (0.0, 0.5), (0.375, 0.9)):
+        state = trained_state(policy)
+        for arm in range(4):
+            snapshot = copy_state(state)
+            by_update = policy.update(state, np.array([arm]), np.array([reward]),
+                                      propensities=np.array([propensity]))
+            by_update_one = policy.update_one(state, arm, reward, propensity=propensity)
+            assert_states_equal(by_update_one, by_update)
+            assert_states_equal(state, snapshot)
+            state = by_update_one
+
+
 # ---- the compiled path -----------------------------------------------------------------------------
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NON_CONTEXTUAL)

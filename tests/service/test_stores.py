@@ -72,7 +72,7 @@ finite = st.floats(allow_nan=False, allow_infinity=False)
        unit=st.none() | st.text(min_size=1, max_size=12), context=st.none() | st.lists(finite, max_size=4),
        arm=st.text(min_size=1, max_size=12), version=st.integers(0, 2**62))
 def test_logged_values_come_back_exactly(tmp_path_factory, times, propensity, unit, context, arm, version):
-    """Every double, text and integer of a decision row reads back bit for bit (rows go in as one JSON array)."""
+    """Every double, text (NUL included) and integer of a decision row reads back exactly (multi-row inserts)."""
     store = SQLiteStore(tmp_path_factory.mktemp("log") / "store.db")
     try:
         rows = [DecisionRecord(f"d{i:04d}", t, "hero", unit, None if context is None else tuple(context), arm,
@@ -81,6 +81,14 @@ def test_logged_values_come_back_exactly(tmp_path_factory, times, propensity, un
         assert [store.get_decision(row.decision_id) for row in rows] == rows
     finally:
         store.close()
+
+
+def test_a_large_append_is_written_whole(store):
+    """More rows than one multi-row INSERT holds (3,000) still land in one append."""
+    rows = [decision(i) for i in range(6500)]
+    store.append_decisions(rows).result()
+    assert store.counts("hero") == (6500, 0)
+    assert store.get_decision("d6499") == rows[-1] and store.get_decision("d3000") == rows[3000]
 
 
 def test_experiment_names_are_unique(store):

@@ -61,11 +61,18 @@ CREATE TABLE IF NOT EXISTS events (
 _DECISION_COLUMNS = ("decision_id, time, experiment, unit, context, arm, propensity, probabilities, "
                      "policy_version, fallback")
 
-#: All rows of a batch in one statement over a JSON array of rows: one step for the whole batch, where
-#: ``executemany`` takes and drops the interpreter lock around every row (a switch with the event loop
-#: each time). SQLite's JSON numbers convert back to the same doubles (tested).
-_INSERT_DECISIONS = (f"INSERT INTO decisions ({_DECISION_COLUMNS}) SELECT "
-                     + ", ".join(f"value ->> {i}" for i in range(10)) + " FROM json_each(?)")
+#: Rows per multi-row INSERT (10 columns each, under SQLite's limit of 32,766 parameters).
+_ROWS_PER_INSERT = 3000
+
+
+def _insert_decisions(db: sqlite3.Connection, rows: list[tuple]) -> None:
+    """Insert log rows with one statement per 3,000: ``executemany`` steps once per row, and every step
+    drops and retakes the interpreter lock, a switch with the event loop each time."""
+    for start in range(0, len(rows), _ROWS_PER_INSERT):
+        chunk = rows[start:start + _ROWS_PER_INSERT]
+        db.execute(f"INSERT INTO decisions ({_DECISION_COLUMNS}) VALUES "
+                   + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk)),
+                   [value for row in chunk for value in row])
 
 
 class SQLiteStore(Store):
@@ -183,7 +190,7 @@ class SQLiteStore(Store):
                   for unit, a in (assignments or {}).items()] if rows else []
 
         def job(db: sqlite3.Connection, _after) -> None:
-            db.execute(_INSERT_DECISIONS, (json.dumps(values),))
+            _insert_decisions(db, values)
             if sticky:
                 db.executemany("INSERT OR REPLACE INTO assignments VALUES (?, ?, ?, ?, ?)", sticky)
         return self._writer.submit(job)

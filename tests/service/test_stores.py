@@ -85,6 +85,7 @@ def test_logged_values_come_back_exactly(tmp_path_factory, times, propensity, un
 
 def test_a_large_append_is_written_whole(store):
     """More rows than one multi-row INSERT holds (3,000) still land in one append."""
+    store.create_experiment(make_experiment(), {"kind": "create"}).result()
     rows = [decision(i) for i in range(6500)]
     store.append_decisions(rows).result()
     assert store.counts("hero") == (6500, 0)

@@ -61,18 +61,24 @@ CREATE TABLE IF NOT EXISTS events (
 _DECISION_COLUMNS = ("decision_id, time, experiment, unit, context, arm, propensity, probabilities, "
                      "policy_version, fallback")
 
-#: Rows per multi-row INSERT (10 columns each, under SQLite's limit of 32,766 parameters).
-_ROWS_PER_INSERT = 3000
+#: Parameters per multi-row INSERT at most (SQLite allows 32,766).
+_MAX_PARAMETERS = 30_000
 
 
-def _insert_decisions(db: sqlite3.Connection, rows: list[tuple]) -> None:
-    """Insert log rows with one statement per 3,000: ``executemany`` steps once per row, and every step
-    drops and retakes the interpreter lock, a switch with the event loop each time."""
-    for start in range(0, len(rows), _ROWS_PER_INSERT):
-        chunk = rows[start:start + _ROWS_PER_INSERT]
-        db.execute(f"INSERT INTO decisions ({_DECISION_COLUMNS}) VALUES "
-                   + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk)),
-                   [value for row in chunk for value in row])
+def _insert(db: sqlite3.Connection, statement: str, rows: list[tuple]) -> None:
+    """``statement`` ("INSERT ... VALUES") for every row, with one multi-row statement per chunk.
+
+    ``executemany`` steps once per row, and every step drops and retakes the
+    interpreter lock: a switch with the event loop per row.
+    """
+    if not rows:
+        return
+    width = len(rows[0])
+    per_chunk = _MAX_PARAMETERS // width
+    placeholder = "(" + ", ".join("?" * width) + ")"
+    for begin in range(0, len(rows), per_chunk):
+        chunk = rows[begin:begin + per_chunk]
+        db.execute(f"{statement} " + ", ".join([placeholder] * len(chunk)), [value for row in chunk for value in row])
 
 
 class SQLiteStore(Store):
@@ -190,9 +196,8 @@ class SQLiteStore(Store):
                   for unit, a in (assignments or {}).items()] if rows else []
 
         def job(db: sqlite3.Connection, _after) -> None:
-            _insert_decisions(db, values)
-            if sticky:
-                db.executemany("INSERT OR REPLACE INTO assignments VALUES (?, ?, ?, ?, ?)", sticky)
+            _insert(db, f"INSERT INTO decisions ({_DECISION_COLUMNS}) VALUES", values)
+            _insert(db, "INSERT OR REPLACE INTO assignments VALUES", sticky)
         return self._writer.submit(job)
 
     def get_decision(self, decision_id: str) -> DecisionRecord | None:
@@ -236,7 +241,7 @@ class SQLiteStore(Store):
             change, applied = delta(new) if new else (None, [])
             stored = [RewardRecord(r.decision_id, r.experiment, r.arm, r.value, r.time, r.source, flag)
                       for r, flag in zip(new, applied)]
-            db.executemany("INSERT INTO rewards VALUES (?, ?, ?, ?, ?, ?, ?)",
+            _insert(db, "INSERT INTO rewards VALUES",
                            [(r.decision_id, r.experiment, r.arm, r.value, r.time, r.source, int(r.applied))
                             for r in stored])
             existing.update((r.decision_id, r) for r in stored)

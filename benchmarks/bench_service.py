@@ -8,6 +8,10 @@ wrk (``apt-get install wrk``) when present, else keep-alive HTTP/1.1 clients
 on raw asyncio streams in a separate process.
 
     python benchmarks/bench_service.py [--seconds 10] [--connections 32] [--synchronous FULL|NORMAL]
+                                       [--store sqlite|memory]
+
+``--store memory`` serves from the in-memory store (nothing durable): the
+difference to SQLite is the cost of durability.
 """
 
 from __future__ import annotations
@@ -129,13 +133,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--synchronous", choices=["FULL", "NORMAL"], default="FULL")
+    parser.add_argument("--store", choices=["sqlite", "memory"], default="sqlite")
     parser.add_argument("--commit-interval-ms", type=float, default=0.0)
     parser.add_argument("--generator", choices=["auto", "wrk", "asyncio"], default="auto")
     args = parser.parse_args()
     load = os.getloadavg()
     use_wrk = args.generator == "wrk" or (args.generator == "auto" and shutil.which("wrk") is not None)
     with tempfile.TemporaryDirectory() as folder:
-        server = ServiceProcess(Settings(store=f"sqlite:///{folder}/bench.db", port=0, admin_token=None,
+        store = f"sqlite:///{folder}/bench.db" if args.store == "sqlite" else "memory://"
+        server = ServiceProcess(Settings(store=store, port=0, admin_token=None,
                                          client_tokens=(), sqlite_synchronous=args.synchronous,
                                          commit_interval_ms=args.commit_interval_ms)).start()
         base = server.base_url
@@ -174,8 +180,9 @@ def main() -> None:
     noop = results["no-op GET /v1/health"]["rps"]
     print(f"load generator: {'wrk -t 2' if use_wrk else 'raw asyncio HTTP/1.1 clients (separate process)'}, "
           f"{args.connections} connections, {args.seconds} s each; one uvicorn worker; "
-          f"SQLite synchronous={args.synchronous}, group commit wait {args.commit_interval_ms:g} ms; "
-          f"Thompson sampling, K=10; load average before {load[0]:.2f}, after {os.getloadavg()[0]:.2f}")
+          + (f"SQLite synchronous={args.synchronous}, group commit wait {args.commit_interval_ms:g} ms; "
+             if args.store == "sqlite" else "memory store; ")
+          + f"Thompson sampling, K=10; load average before {load[0]:.2f}, after {os.getloadavg()[0]:.2f}")
     print(f"{'endpoint':<24}{'requests/s':>12}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'vs no-op':>10}"
           f"{'server CPU ms/req':>19}")
     for label, row in results.items():

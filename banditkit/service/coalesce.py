@@ -43,11 +43,15 @@ class Coalescer(Generic[Item, Answer]):
         asyncio.ensure_future(self._answer(key, self._pending.pop(key)))
 
     async def _answer(self, key: Hashable, pending: list[tuple[Item, asyncio.Future]]) -> None:
+        failure: Exception | None = None
         try:
             answers = await self._serve(key, [item for item, _ in pending])
-            outcomes = [(waiter.set_result, answer) for (_, waiter), answer in zip(pending, answers, strict=True)]
         except Exception as error:
-            outcomes = [(waiter.set_exception, error) for _, waiter in pending]
-        for settle, outcome in outcomes:
-            if not settle.__self__.done():
-                settle(outcome)
+            failure = error
+        for index, (_, waiter) in enumerate(pending):
+            if waiter.done():  # cancelled: its client went away
+                continue
+            if failure is None:
+                waiter.set_result(answers[index])
+            else:
+                waiter.set_exception(failure)

@@ -197,13 +197,7 @@ def test_one_arm_is_always_chosen_with_propensity_one(name):
     assert bandit.select(unit="user-1").propensity == 1.0
 
 
-SLOW_WITH_MANY_ARMS = {"thompson", "discounted_thompson", "gaussian_thompson"}
-
-
-@pytest.mark.parametrize("name", [
-    pytest.param(name, marks=pytest.mark.xfail(
-        run=False, reason="known: exact Thompson propensities cost O(K^2) quantile panels (20-200 s at K=1000)"))
-    if name in SLOW_WITH_MANY_ARMS else name for name in NON_CONTEXTUAL])
+@pytest.mark.parametrize("name", NON_CONTEXTUAL)
 def test_a_thousand_arms(name):
     """Learn, decide and report over 1,000 arms within 2 s (measured well under 0.1 s where designed)."""
     arms = [f"arm-{i}" for i in range(1000)]

@@ -139,7 +139,13 @@ class GaussianThompsonSampling(Policy):
         t = self.posterior(state)
 
         def compute(rows, m):
-            return max_probabilities(StudentPosteriors(t.loc[rows], t.scale[rows], t.dof[rows]), m)
+            # Which arm is largest does not change when every location moves by the same amount; measured
+            # from the best allowed arm, posteriors narrower than float spacing at their location (rewards
+            # of 1e12, scale 1e-5) stay apart, where at 1e12 they would fall on the same grid points.
+            loc = t.loc[rows]
+            best = np.where(m, loc, -np.inf).max(axis=1, keepdims=True)
+            centred = loc - np.where(np.isfinite(best), best, 0.0)
+            return max_probabilities(StudentPosteriors(centred, t.scale[rows], t.dof[rows]), m)
 
         return broadcast_rows(compute, t.loc.shape[0], mask)
 

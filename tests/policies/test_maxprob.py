@@ -270,3 +270,18 @@ def test_a_row_without_allowed_arms_stays_zero():
     posteriors = BetaPosteriors(np.array([[2.0, 3.0], [2.0, 3.0]]), np.array([[5.0, 3.0], [5.0, 3.0]]))
     probabilities = max_probabilities(posteriors, np.array([[True, True], [False, False]]))
     assert (probabilities[1] == 0).all() and probabilities[0].sum() == pytest.approx(1.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("location", [1e9, 1e12])
+def test_gaussian_propensities_do_not_depend_on_where_the_posteriors_sit(monkeypatch, location):
+    """Posteriors 100 float spacings wide at 1e12 give the propensities of the same posteriors near 0."""
+    policy = bk.GaussianThompsonSampling()
+    offsets = (location + np.array([[0.0, 0.01, -0.01, 0.004]])) - location   # what float64 keeps at 1e12
+    scale, dof, mask = np.full((1, 4), 0.01), np.full((1, 4), 10.0), np.ones((1, 4), dtype=bool)
+
+    def at(base):
+        monkeypatch.setattr(policy, "posterior", lambda state: StudentPosteriors(base + offsets, scale, dof))
+        return policy.probabilities(None, mask)
+
+    np.testing.assert_allclose(at(location), at(0.0), rtol=0, atol=1e-9)
+    assert at(location).sum() == pytest.approx(1.0, abs=1e-12)

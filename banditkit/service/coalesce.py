@@ -28,6 +28,7 @@ class Coalescer(Generic[Item, Answer]):
     def __init__(self, serve: Callable[[Hashable, list[Item]], Awaitable[list[Answer]]]) -> None:
         self._serve = serve
         self._pending: dict[Hashable, list[tuple[Item, asyncio.Future]]] = {}
+        self._running: set[asyncio.Task] = set()  # the loop keeps only weak references to tasks
 
     async def submit(self, key: Hashable, item: Item) -> Answer:
         loop = asyncio.get_running_loop()
@@ -40,7 +41,9 @@ class Coalescer(Generic[Item, Answer]):
         return await waiter
 
     def _flush(self, key: Hashable) -> None:
-        asyncio.ensure_future(self._answer(key, self._pending.pop(key)))
+        task = asyncio.ensure_future(self._answer(key, self._pending.pop(key)))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
 
     async def _answer(self, key: Hashable, pending: list[tuple[Item, asyncio.Future]]) -> None:
         failure: Exception | None = None

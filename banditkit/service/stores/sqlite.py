@@ -241,9 +241,8 @@ class SQLiteStore(Store):
             change, applied = delta(new) if new else (None, [])
             stored = [RewardRecord(r.decision_id, r.experiment, r.arm, r.value, r.time, r.source, flag)
                       for r, flag in zip(new, applied)]
-            _insert(db, "INSERT INTO rewards VALUES",
-                           [(r.decision_id, r.experiment, r.arm, r.value, r.time, r.source, int(r.applied))
-                            for r in stored])
+            _insert(db, "INSERT INTO rewards VALUES", [(r.decision_id, r.experiment, r.arm, r.value, r.time, r.source,
+                                                        int(r.applied)) for r in stored])
             existing.update((r.decision_id, r) for r in stored)
             version = self._add_delta(db, name, change, watermark)
             after_commit(lambda: on_commit(change, version))

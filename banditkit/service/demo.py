@@ -2,11 +2,15 @@
 
 Five banner colours with hidden click rates are served by Thompson sampling
 from a temporary SQLite store. Simulated users arrive, get a colour through
-``POST .../decisions``, and click with the colour's rate; a click is reported
-after a random delay through ``POST .../rewards``, and silence turns into the
-default reward 0 when the attribution window closes. At the end the decision
-log is exported (with propensities, ready for offline evaluation) and the
-per-arm outcome is compared with the best arm in hindsight.
+``POST .../decisions``, and click with the colour's rate. After a random delay
+the outcome is reported through ``POST .../rewards``: 1 for a click, 0 when
+the session ends without one. Some sessions end silently; the default reward
+0 settles them when the attribution window closes. Reporting the zeros as
+soon as they are known matters: if good news came at once and bad news only
+with the window, the arms served most recently would look better than they
+are, and the policy would chase them. At the end the decision log is exported
+(with propensities, ready for offline evaluation) and the per-arm outcome is
+compared with the best arm in hindsight.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ ARMS = ("red", "green", "blue", "yellow", "purple")
 CLICK_RATES = (0.10, 0.14, 0.22, 0.08, 0.17)
 WINDOW_S = 0.5
 MEAN_DELAY_S = 0.1
+SILENT_SHARE = 0.1        # sessions without a click that end without saying so: the window settles them
 USERS = 2000
 
 
@@ -43,15 +48,16 @@ class ArmSummary:
 
 
 def _drive(base_url: str, decisions: int, seed: int, concurrency: int, progress) -> dict:
-    """Users in ``concurrency`` threads (one keep-alive connection each); clicks posted when they fall due."""
+    """Users in ``concurrency`` threads (one keep-alive connection each); outcomes posted when they fall due."""
     import httpx
 
     rng = np.random.default_rng(seed)
     rates = dict(zip(ARMS, CLICK_RATES))
     users = [f"user-{i}" for i in rng.integers(0, USERS, decisions)]
     uniforms, delays = rng.random(decisions), rng.exponential(MEAN_DELAY_S, decisions)
+    silent = rng.random(decisions) < SILENT_SHARE
     counters = {"decisions": 0, "clicks": 0, "late_clicks": 0}
-    due: list[tuple[float, str]] = []               # heap of (time the click arrives, decision id)
+    due: list[tuple[float, str, float]] = []        # heap of (time the outcome arrives, decision id, reward)
     lock, users_done = threading.Lock(), threading.Event()
     url = f"{base_url}/v1/experiments/demo"
 
@@ -63,38 +69,44 @@ def _drive(base_url: str, decisions: int, seed: int, concurrency: int, progress)
                 answer = response.json()
                 with lock:
                     counters["decisions"] += 1
-                    if uniforms[visit] < rates[answer["arm"]]:
-                        counters["clicks"] += 1
-                        heapq.heappush(due, (time.monotonic() + delays[visit], answer["decision_id"]))
+                    clicked = uniforms[visit] < rates[answer["arm"]]
+                    counters["clicks"] += clicked
+                    if clicked or not silent[visit]:
+                        heapq.heappush(due, (time.monotonic() + delays[visit], answer["decision_id"], float(clicked)))
                 progress(counters)
 
-    def clicker() -> None:
+    def reporter() -> None:
+        """Posts the outcomes that fell due, as one ``rewards/batch`` call, the way a beacon collector would."""
         with httpx.Client(timeout=30.0) as client:
             while True:
                 with lock:
-                    ready = bool(due) and due[0][0] <= time.monotonic()
-                    item = heapq.heappop(due) if ready else None
+                    now, ready = time.monotonic(), []
+                    while due and due[0][0] <= now and len(ready) < 1000:
+                        ready.append(heapq.heappop(due))
                     finished = users_done.is_set() and not due
-                if item is None:
+                if not ready:
                     if finished:
                         return
                     time.sleep(0.005)
                     continue
-                response = client.post(f"{url}/rewards", json={"decision_id": item[1], "value": 1.0})
-                if response.status_code == 410:  # later than the attribution window: counted as no click
-                    with lock:
-                        counters["late_clicks"] += 1
-                else:
-                    response.raise_for_status()
+                response = client.post(f"{url}/rewards/batch", json={"rewards": [
+                    {"decision_id": decision_id, "value": value} for _, decision_id, value in ready]})
+                response.raise_for_status()
+                results = response.json()["results"]
+                if any(result["status"] not in (200, 410) for result in results):
+                    raise RuntimeError(f"a reward was refused: {results}")
+                with lock:  # 410: later than the attribution window, already settled as no click
+                    counters["late_clicks"] += sum(result["status"] == 410 and value == 1.0
+                                                   for result, (_, _, value) in zip(results, ready))
 
-    clickers = [threading.Thread(target=clicker) for _ in range(4)]
+    reporters = [threading.Thread(target=reporter) for _ in range(2)]
     visitors = [threading.Thread(target=visitor, args=(worker,)) for worker in range(concurrency)]
-    for thread in clickers + visitors:
+    for thread in reporters + visitors:
         thread.start()
     for thread in visitors:
         thread.join()
     users_done.set()
-    for thread in clickers:
+    for thread in reporters:
         thread.join()
     return counters
 
@@ -151,8 +163,9 @@ def run_demo(decisions: int = 3000, out: Path = Path("banditkit-demo"), seed: in
                 "attribution_window_s": window_s, "default_reward": 0.0, "seed": seed,
             }).raise_for_status()
             console.print(f"Serving experiment [bold]demo[/] at {base_url} on a temporary SQLite store; "
-                          f"{decisions} simulated users, clicks reported after ~{MEAN_DELAY_S} s, "
-                          f"no click = reward 0 after {window_s:g} s.")
+                          f"{decisions} simulated users; a click or the end of a session without one "
+                          f"reported after ~{MEAN_DELAY_S} s; {SILENT_SHARE:.0%} of sessions end silently "
+                          f"and get the default reward 0 after {window_s:g} s.")
             started = time.perf_counter()
             with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                           TextColumn("{task.fields[clicks]} clicks"), TimeElapsedColumn(), console=console) as bar:

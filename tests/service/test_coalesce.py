@@ -134,3 +134,43 @@ def test_single_reward_out_of_range_is_refused_alone(value):
 
     refused, accepted = asyncio.run(main())
     assert refused.status == 422 and accepted.status == 200
+
+
+def test_store_futures_completed_by_another_thread_wake_the_loop_once_per_burst():
+    """``settled`` hands a burst of completions to the loop in one wake-up, results and errors alike."""
+    import threading
+    from concurrent.futures import Future
+
+    from banditkit.service.stores.base import settled
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        wakeups = []
+        original = loop.call_soon_threadsafe
+
+        def counting(callback, *args, **kwargs):
+            wakeups.append(callback)
+            return original(callback, *args, **kwargs)
+
+        loop.call_soon_threadsafe = counting
+        futures = [Future() for _ in range(50)]
+        waiting = [asyncio.ensure_future(settled(future)) for future in futures]
+        await asyncio.sleep(0)
+
+        def complete():  # a writer thread finishing one group commit
+            for index, future in enumerate(futures):
+                if index == 7:
+                    future.set_exception(OSError("disk full"))
+                else:
+                    future.set_result(index)
+
+        writer = threading.Thread(target=complete)
+        writer.start()
+        writer.join()
+        results = await asyncio.gather(*waiting, return_exceptions=True)
+        return results, len(wakeups)
+
+    results, wakeups = asyncio.run(main())
+    assert isinstance(results[7], OSError)
+    assert [r for i, r in enumerate(results) if i != 7] == [i for i in range(50) if i != 7]
+    assert wakeups == 1

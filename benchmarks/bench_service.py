@@ -1,11 +1,13 @@
 """Decision service throughput and latency: one uvicorn worker, loopback, 32 concurrent clients.
 
 Measures POST decisions and POST rewards on a Thompson-sampling experiment with
-10 arms (SQLite store, group commit), and the same server's no-op endpoint
-(GET /v1/health) under the same load; prints a table with the server's CPU
-time per request (robust to other load on the machine) and the load average. The load generator is
-wrk (``apt-get install wrk``) when present, else keep-alive HTTP/1.1 clients
-on raw asyncio streams in a separate process.
+10 arms (SQLite store, group commit), the same server's no-op endpoint
+(GET /v1/health) under the same load, and decisions and rewards at once (half
+the connections each, so the policy changes while it serves); prints a table
+with the server's CPU time per request (robust to other load on the machine;
+for the mixed rows, per request of either kind) and the load average. The
+load generator is wrk (``apt-get install wrk``) when present, else keep-alive
+HTTP/1.1 clients on raw asyncio streams in a separate process.
 
     python benchmarks/bench_service.py [--seconds 10] [--connections 32] [--synchronous FULL|NORMAL]
                                        [--store sqlite|memory]
@@ -27,6 +29,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -128,6 +131,16 @@ def run_asyncio(base: str, method: str, path: str, bodies: list[str], seconds: i
                                      check=True).stdout)
 
 
+def decision_ids(client: httpx.Client, path: Path, count: int = 60_000) -> Path:
+    """Make ``count`` decisions through the batch endpoint and write their ids to ``path``: one reward each."""
+    ids = []
+    for _ in range(count // 1000):
+        batch = client.post("/v1/experiments/bench/decisions/batch", json={"requests": [{}] * 1000})
+        ids += [d["decision_id"] for d in batch.json()["decisions"]]
+    path.write_text("\n".join(ids))
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10)
@@ -149,30 +162,39 @@ def main() -> None:
             with httpx.Client(base_url=base, timeout=60.0) as client:
                 client.post("/v1/experiments", json={"name": "bench", "arms": [f"arm{i}" for i in range(10)],
                                                      "policy": {"name": "thompson", "params": {}}}).raise_for_status()
-                ids = []
-                for _ in range(60):  # decision ids for the reward benchmark, one reward each
-                    batch = client.post("/v1/experiments/bench/decisions/batch", json={"requests": [{}] * 1000})
-                    ids += [d["decision_id"] for d in batch.json()["decisions"]]
-            ids_file, script = Path(folder) / "ids.txt", Path(folder) / "bench.lua"
-            ids_file.write_text("\n".join(ids))
+                ids_files = [decision_ids(client, Path(folder) / f"ids-{i}.txt") for i in range(2)]
+            script = Path(folder) / "bench.lua"
             script.write_text(WRK_SCRIPT)
-            cases = [("no-op GET /v1/health", "GET", "/v1/health", ""),
-                     ("POST decisions", "POST", "/v1/experiments/bench/decisions", "{}"),
-                     ("POST rewards", "POST", "/v1/experiments/bench/rewards", None)]
-            results = {}
-            for label, method, path, body in cases:
-                cpu_before = process_cpu_seconds(server.process.pid)
+
+            def generate(method: str, path: str, body: str | None, ids_file: Path | None, connections: int) -> dict:
+                """One load generator on one endpoint; ``body`` None: one reward per id in ``ids_file``."""
                 if use_wrk:
                     env = {"BENCH_METHOD": method, "BENCH_PATH": path, "BENCH_BODY": body or ""}
                     if body is None:
                         env["BENCH_IDS"] = str(ids_file)
-                    results[label] = run_wrk(base + path, args.seconds, args.connections, env, script)
-                else:
-                    bodies = [body] if body is not None else [
-                        json.dumps({"decision_id": d, "value": float(i % 2)}) for i, d in enumerate(ids)]
-                    results[label] = run_asyncio(base, method, path, bodies, args.seconds, args.connections)
+                    return run_wrk(base + path, args.seconds, connections, env, script)
+                bodies = [body] if body is not None else [
+                    json.dumps({"decision_id": d, "value": float(i % 2)})
+                    for i, d in enumerate(ids_file.read_text().split())]
+                return run_asyncio(base, method, path, bodies, args.seconds, connections)
+
+            decide, reward = "/v1/experiments/bench/decisions", "/v1/experiments/bench/rewards"
+            runs = [{"no-op GET /v1/health": ("GET", "/v1/health", "", None)},
+                    {"POST decisions": ("POST", decide, "{}", None)},
+                    {"POST rewards": ("POST", reward, None, ids_files[0])},
+                    # Both at once, half the connections each: decisions while the policy keeps changing.
+                    {"mixed: POST decisions": ("POST", decide, "{}", None),
+                     "mixed: POST rewards": ("POST", reward, None, ids_files[1])}]
+            results = {}
+            for run in runs:
+                cpu_before = process_cpu_seconds(server.process.pid)
+                connections = args.connections // len(run)
+                with ThreadPoolExecutor(len(run)) as pool:
+                    running = {label: pool.submit(generate, *case, connections) for label, case in run.items()}
                 cpu = process_cpu_seconds(server.process.pid) - cpu_before
-                results[label]["cpu_ms"] = 1e3 * cpu / max(results[label]["requests"], 1)
+                requests = sum(future.result()["requests"] for future in running.values())
+                for label, future in running.items():
+                    results[label] = {**future.result(), "cpu_ms": 1e3 * cpu / max(requests, 1)}
             with httpx.Client(base_url=base, timeout=60.0) as client:
                 stats = client.get("/v1/experiments/bench/stats").json()
         finally:

@@ -40,7 +40,8 @@ class Settings(BaseSettings):
         "at start-up, set a 1 ms GIL switch interval and freeze start-up objects out of the garbage collector "
         "(process-wide; turn off when the app is embedded in another program)"))
     refresh_s: float = Field(0.1, ge=0.0, le=60.0, description=(
-        "how long a cached action distribution may be served while the next one is computed (0: never)"))
+        "how long a cached action distribution may be served while the next one is computed in the background, "
+        "at most two such computations per period (0: never)"))
 
     @field_validator("client_tokens", mode="before")
     @classmethod

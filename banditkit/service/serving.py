@@ -8,8 +8,10 @@ which is exactly the policy's own distribution, and the propensity is read off.
 
 While rewards keep changing the state, a cached distribution may be served
 for up to ``refresh_s`` seconds while a background thread computes the next
-one; decisions then log the version they were drawn from, so the propensity is
-always exact for the policy that made the choice. A change of arms or of
+one, starting at most two such computations per ``refresh_s``: a policy that
+changes hundreds of times a second then costs a few integrals a second, not
+hundreds. Decisions log the version they were drawn from, so the propensity
+is always exact for the policy that made the choice. A change of arms or of
 guardrail status (a disabled arm) is never served from an old entry.
 """
 
@@ -72,6 +74,7 @@ class DistributionCache:
         self._executor = executor
         self._entries: dict[tuple[str, ...] | None, Distribution] = {}
         self._refreshing: set = set()
+        self._refresh_started: dict[tuple[str, ...] | None, float] = {}
 
     def view(self, bandit: Bandit) -> Bandit:
         """A shallow copy taken under the experiment lock: a consistent state and version to compute on."""
@@ -91,19 +94,22 @@ class DistributionCache:
 
     def clear(self) -> None:
         self._entries.clear()
+        self._refresh_started.clear()
 
     def _store(self, allowed, entry: Distribution) -> Distribution:
         if len(self._entries) >= _MAX_ENTRIES:
-            self._entries.clear()
+            self.clear()
         current = self._entries.get(allowed)
         if current is None or current.version <= entry.version:
             self._entries[allowed] = entry
         return entry
 
     def _refresh_later(self, bandit: Bandit, allowed) -> None:
-        if allowed in self._refreshing:
+        now = time.monotonic()
+        if allowed in self._refreshing or now - self._refresh_started.get(allowed, -np.inf) < self._refresh_s / 2:
             return
         self._refreshing.add(allowed)
+        self._refresh_started[allowed] = now
 
         def refresh() -> None:
             try:

@@ -11,6 +11,7 @@ import pytest
 from scipy import stats
 
 import banditkit as bk
+from banditkit.service import serving
 from banditkit.service.serving import DistributionCache, compute, draw
 
 
@@ -77,6 +78,30 @@ def test_cache_serves_a_recent_entry_while_refreshing_but_never_across_arm_chang
         bandit.disable_arm("a")                      # a change of arms: computed afresh at once
         fresh = cache.get(bandit, None)
         assert fresh.version == bandit.version and fresh.as_dict["a"] == 0.0
+
+
+def test_a_policy_changing_all_the_time_is_integrated_twice_per_refresh_period_at_most(monkeypatch):
+    """Ten new versions, each given time to be integrated, start one background computation, not ten."""
+    monkeypatch.setattr(serving, "_CHEAP_S", 0.0)  # every distribution counts as costly here
+    bandit = bandit_with_data()
+    submitted = []
+
+    class CountingExecutor(ThreadPoolExecutor):
+        def submit(self, fn, *args, **kwargs):
+            submitted.append(fn)
+            return super().submit(fn, *args, **kwargs)
+
+    with CountingExecutor(1) as executor:
+        cache = DistributionCache(threading.Lock(), refresh_s=30.0, executor=executor)
+        cache.get(bandit, None)
+        for _ in range(10):
+            bandit.update("d", 1.0)
+            served = cache.get(bandit, None)
+            assert served.version <= bandit.version and time.monotonic() - served.computed_at < 30.0
+            deadline = time.monotonic() + 0.05   # long enough for an integral, were one started
+            while cache.get(bandit, None).version != bandit.version and time.monotonic() < deadline:
+                time.sleep(0.002)
+    assert len(submitted) == 1
 
 
 def test_without_background_refresh_every_version_is_exact():

@@ -279,11 +279,37 @@ class Bandit:
                 raise InvalidParameterError(f"propensities must be in (0, 1], got {propensities[row]!r} at position {row}")
         self._apply(indices, rewards, contexts, propensities)
 
+    def absorb(self, arms, rewards, state: dict[str, np.ndarray]) -> None:
+        """Take ``state`` as the policy state after learning ``rewards`` for ``arms``, computed elsewhere.
+
+        For a store that adds the policy's delta itself (the decision service
+        does): the reward ledger, the version and the guardrails follow exactly
+        as in :meth:`update_many`, without computing the update a second time.
+        ``state`` must have the current state's keys and shapes.
+        """
+        indices = self._arm_indices(arms)
+        rewards = check.check_rewards("rewards", rewards, self.policy.reward_bounds)
+        if rewards.shape[0] != indices.shape[0]:
+            raise InvalidParameterError(f"rewards has {rewards.shape[0]} values but arms has {indices.shape[0]}")
+        current = self.state
+        if state.keys() != current.keys() or any(np.shape(state[key]) != current[key].shape for key in current):
+            shapes = {key: value.shape for key, value in current.items()}
+            raise InvalidParameterError(f"state must have the keys and shapes {shapes}")
+        for key, value in state.items():
+            if not np.isfinite(value).all():
+                raise InvalidParameterError(f"state[{key!r}] holds NaN or infinite values")
+        self._record(indices, rewards, {key: np.asarray(value) for key, value in state.items()})
+
     def _apply(self, indices: np.ndarray, rewards: np.ndarray, contexts, propensities) -> None:
         """Learn from validated rows: the policy's batch update, then the ledger."""
         if propensities is None and self.policy.needs_propensities:
             propensities = self._current_propensities(indices, contexts)
-        self.state = self.policy.update(self.state, indices, rewards, propensities=propensities, context=contexts)
+        self._record(indices, rewards,
+                     self.policy.update(self.state, indices, rewards, propensities=propensities, context=contexts))
+
+    def _record(self, indices: np.ndarray, rewards: np.ndarray, state: dict[str, np.ndarray]) -> None:
+        """The new policy state, then the reward ledger, the version and the guardrails."""
+        self.state = state
         n_arms = len(self._pulls)
         for ledger, weights in ((self._pulls, None), (self._reward_sums, rewards),
                                 (self._reward_sq_sums, rewards * rewards)):

@@ -57,19 +57,15 @@ def reward_delta(bandit: Bandit, arm_indices: np.ndarray, rewards: np.ndarray,
     return delta
 
 
-def apply_rewards(bandit: Bandit, delta: State, arm_indices: np.ndarray, rewards: np.ndarray,
-                  contexts: np.ndarray | None, propensities: np.ndarray | None) -> None:
-    """Learn the rewards in memory exactly as the store did.
+def apply_rewards(bandit: Bandit, delta: State, arm_indices: np.ndarray, rewards: np.ndarray) -> None:
+    """Learn the rewards in memory exactly as the store did: the policy state becomes ``state + delta``.
 
-    ``update_many`` runs the Bandit's own bookkeeping (its reward ledger adds
+    ``Bandit.absorb`` runs the Bandit's own bookkeeping (its reward ledger adds
     the same numbers in the same order as the store's delta) and guardrails
-    (SLO, abort), and raises the version by one; the policy state is then set
-    to ``state + delta``, the store's arithmetic, so memory and store stay
-    bit-identical.
+    (SLO, abort), and raises the version by one, so memory and store stay
+    bit-identical without the policy's update being computed twice.
     """
-    before = bandit.state
-    bandit.update_many(arm_indices, rewards, contexts=contexts, propensities=propensities)
-    bandit.state = {key: value + delta[f"policy/{key}"] for key, value in before.items()}
+    bandit.absorb(arm_indices, rewards, {key: value + delta[f"policy/{key}"] for key, value in bandit.state.items()})
 
 
 def guarded(bandit: Bandit) -> tuple[tuple[bool, ...], bool]:

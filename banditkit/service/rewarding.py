@@ -145,7 +145,7 @@ def learn(store: Store, experiment: Experiment, rewards: list[RewardRecord], dec
             contexts = np.array([row.context for row in rows], dtype=np.float64) if bandit.policy.contextual else None
             propensities = (np.array([row.propensity for row in rows], dtype=np.float64)
                             if bandit.policy.needs_propensities else None)
-            learned.append((arms, values, contexts, propensities))
+            learned.append((arms, values))
             return reward_delta(bandit, arms, values, contexts, propensities), applied
 
     def on_commit(change, version: int) -> None:

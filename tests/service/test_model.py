@@ -40,7 +40,7 @@ def test_a_delta_learns_what_update_many_learns(policy):
     propensities = np.full(4, 0.25)
     delta = reward_delta(served, arms, rewards, None, propensities)
     _, before = split(served)
-    apply_rewards(served, delta, arms, rewards, None, propensities)
+    apply_rewards(served, delta, arms, rewards)
     reference.update_many(arms, rewards, propensities=propensities)
     assert served.version == reference.version
     for key, value in reference.state.items():
@@ -65,6 +65,6 @@ def test_reactive_guardrails_run_when_rewards_are_applied():
                        guardrails={"default_arm": "a", "min_reward_rate": 0.5, "slo_window": 3})
     before = guarded(bandit)
     arms, rewards = np.array([1, 1, 1]), np.zeros(3)
-    apply_rewards(bandit, reward_delta(bandit, arms, rewards, None, None), arms, rewards, None, None)
+    apply_rewards(bandit, reward_delta(bandit, arms, rewards, None, None), arms, rewards)
     assert guarded(bandit) != before and bandit.active_arms == ["a"]
     assert "SLO" in bandit.disabled_reasons["b"]

@@ -1,0 +1,49 @@
+"""``Bandit.absorb``: a policy state computed elsewhere (a store adding a delta) learned like update_many."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import banditkit as bk
+
+
+@pytest.mark.parametrize("policy", ["thompson", "ucb1", "exp3", "gaussian_thompson"])
+def test_absorbing_the_updated_state_is_update_many(policy):
+    arms, rewards = np.array([0, 2, 2, 1]), np.array([1.0, 0.0, 1.0, 1.0])
+    reference = bk.Bandit(["a", "b", "c"], policy=policy, seed=3)
+    absorbing = bk.Bandit(["a", "b", "c"], policy=policy, seed=3)
+    propensities = np.full(4, 0.25)
+    updated = absorbing.policy.update(absorbing.state, arms, rewards, propensities=propensities)
+    reference.update_many(arms, rewards, propensities=propensities)
+    absorbing.absorb(arms, rewards, updated)
+    assert absorbing.to_dict() == reference.to_dict()
+
+
+def test_absorb_runs_the_guardrails():
+    bandit = bk.Bandit(["a", "b"], policy="thompson", guardrails={"default_arm": "a", "min_reward_rate": 0.5,
+                                                                  "slo_window": 3})
+    arms, rewards = np.array([1, 1, 1]), np.zeros(3)
+    bandit.absorb(arms, rewards, bandit.policy.update(bandit.state, arms, rewards))
+    assert bandit.active_arms == ["a"] and "SLO" in bandit.disabled_reasons["b"]
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda state: {**state, "successes": state["successes"][:, :2]}, "keys and shapes"),
+    (lambda state: {key: value for key, value in state.items() if key != "successes"}, "keys and shapes"),
+    (lambda state: {**state, "successes": np.full_like(state["successes"], np.nan)}, "NaN"),
+])
+def test_a_bad_state_is_refused_and_nothing_changes(change, message):
+    bandit = bk.Bandit(["a", "b", "c"], policy="discounted_thompson", seed=1)
+    before = bandit.to_dict()
+    with pytest.raises(bk.BanditkitError, match=message):
+        bandit.absorb([0], [1.0], change(bandit.policy.update(bandit.state, np.array([0]), np.array([1.0]))))
+    assert bandit.to_dict() == before
+
+
+def test_bad_arms_and_rewards_are_refused():
+    bandit = bk.Bandit(["a", "b"], policy="thompson")
+    with pytest.raises(bk.BanditkitError, match="zzz"):
+        bandit.absorb(["zzz"], [1.0], bandit.state)
+    with pytest.raises(bk.BanditkitError, match="rewards"):
+        bandit.absorb([0], [float("nan")], bandit.state)

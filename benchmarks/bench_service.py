@@ -3,14 +3,15 @@
 Measures POST decisions and POST rewards on a Thompson-sampling experiment with
 10 arms (SQLite store, group commit), the same server's no-op endpoint
 (GET /v1/health) under the same load, and decisions and rewards at once (half
-the connections each, so the policy changes while it serves); prints a table
-with the server's CPU time per request (robust to other load on the machine;
-for the mixed rows, per request of either kind) and the load average. The
-load generator is wrk (``apt-get install wrk``) when present, else keep-alive
-HTTP/1.1 clients on raw asyncio streams in a separate process.
+the connections and one of the two wrk threads each, so the policy changes
+while it serves); prints a table with the server's CPU time per request
+(robust to other load on the machine; for the mixed rows, per request of
+either kind) and the load average. The load generator is wrk (``apt-get
+install wrk``) when present, else keep-alive HTTP/1.1 clients on raw asyncio
+streams in a separate process.
 
-    python benchmarks/bench_service.py [--seconds 10] [--connections 32] [--synchronous FULL|NORMAL]
-                                       [--store sqlite|memory]
+    python benchmarks/bench_service.py [--seconds 10] [--connections 32] [--repeats 1]
+                                       [--synchronous FULL|NORMAL] [--store sqlite|memory]
 
 ``--store memory`` serves from the in-memory store (nothing durable): the
 difference to SQLite is the cost of durability.
@@ -24,6 +25,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -75,8 +77,8 @@ def _milliseconds(text: str) -> float:
     return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
 
 
-def run_wrk(url: str, seconds: int, connections: int, env: dict, script: Path) -> dict:
-    output = subprocess.run(["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "--latency",
+def run_wrk(url: str, seconds: int, connections: int, env: dict, script: Path, threads: int = 2) -> dict:
+    output = subprocess.run(["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--latency",
                              "-s", str(script), url], env={**os.environ, **env}, capture_output=True, text=True,
                             check=True).stdout
     requests = int(re.search(r"(\d+) requests in", output).group(1))
@@ -145,6 +147,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=1, help="rounds of every row, interleaved")
     parser.add_argument("--synchronous", choices=["FULL", "NORMAL"], default="FULL")
     parser.add_argument("--store", choices=["sqlite", "memory"], default="sqlite")
     parser.add_argument("--commit-interval-ms", type=float, default=0.0)
@@ -162,56 +165,81 @@ def main() -> None:
             with httpx.Client(base_url=base, timeout=60.0) as client:
                 client.post("/v1/experiments", json={"name": "bench", "arms": [f"arm{i}" for i in range(10)],
                                                      "policy": {"name": "thompson", "params": {}}}).raise_for_status()
-                ids_files = [decision_ids(client, Path(folder) / f"ids-{i}.txt") for i in range(2)]
             script = Path(folder) / "bench.lua"
             script.write_text(WRK_SCRIPT)
 
-            def generate(method: str, path: str, body: str | None, ids_file: Path | None, connections: int) -> dict:
+            def generate(method: str, path: str, body: str | None, ids_file: Path | None, connections: int,
+                         threads: int) -> dict:
                 """One load generator on one endpoint; ``body`` None: one reward per id in ``ids_file``."""
                 if use_wrk:
                     env = {"BENCH_METHOD": method, "BENCH_PATH": path, "BENCH_BODY": body or ""}
                     if body is None:
                         env["BENCH_IDS"] = str(ids_file)
-                    return run_wrk(base + path, args.seconds, connections, env, script)
+                    return run_wrk(base + path, args.seconds, connections, env, script, threads)
                 bodies = [body] if body is not None else [
                     json.dumps({"decision_id": d, "value": float(i % 2)})
                     for i, d in enumerate(ids_file.read_text().split())]
                 return run_asyncio(base, method, path, bodies, args.seconds, connections)
 
-            decide, reward = "/v1/experiments/bench/decisions", "/v1/experiments/bench/rewards"
-            runs = [{"no-op GET /v1/health": ("GET", "/v1/health", "", None)},
-                    {"POST decisions": ("POST", decide, "{}", None)},
-                    {"POST rewards": ("POST", reward, None, ids_files[0])},
-                    # Both at once, half the connections each: decisions while the policy keeps changing.
-                    {"mixed: POST decisions": ("POST", decide, "{}", None),
-                     "mixed: POST rewards": ("POST", reward, None, ids_files[1])}]
-            results = {}
-            for run in runs:
-                cpu_before = process_cpu_seconds(server.process.pid)
-                connections = args.connections // len(run)
-                with ThreadPoolExecutor(len(run)) as pool:
-                    running = {label: pool.submit(generate, *case, connections) for label, case in run.items()}
-                cpu = process_cpu_seconds(server.process.pid) - cpu_before
-                requests = sum(future.result()["requests"] for future in running.values())
-                for label, future in running.items():
-                    results[label] = {**future.result(), "cpu_ms": 1e3 * cpu / max(requests, 1)}
+            rounds = [measure_round(server, generate, Path(folder) / f"round-{index}", args.connections)
+                      for index in range(args.repeats)]
             with httpx.Client(base_url=base, timeout=60.0) as client:
                 stats = client.get("/v1/experiments/bench/stats").json()
         finally:
             server.stop()
-    noop = results["no-op GET /v1/health"]["rps"]
-    print(f"load generator: {'wrk -t 2' if use_wrk else 'raw asyncio HTTP/1.1 clients (separate process)'}, "
-          f"{args.connections} connections, {args.seconds} s each; one uvicorn worker; "
+    print(f"load generator: {'wrk, 2 threads' if use_wrk else 'raw asyncio HTTP/1.1 clients (separate process)'}, "
+          f"{args.connections} connections, {args.seconds} s per row, {args.repeats} round(s); one uvicorn worker; "
           + (f"SQLite synchronous={args.synchronous}, group commit wait {args.commit_interval_ms:g} ms; "
              if args.store == "sqlite" else "memory store; ")
           + f"Thompson sampling, K=10; load average before {load[0]:.2f}, after {os.getloadavg()[0]:.2f}")
-    print(f"{'endpoint':<24}{'requests/s':>12}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'vs no-op':>10}"
+    if args.repeats > 1:
+        print("median over the rounds, range in brackets; 'vs no-op' compares each round with its own no-op row")
+    print(f"{'endpoint':<24}{'requests/s':>22}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'vs no-op':>18}"
           f"{'server CPU ms/req':>19}")
-    for label, row in results.items():
-        print(f"{label:<24}{row['rps']:>12.0f}{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}{row['errors']:>8d}"
-              f"{row['rps'] / noop:>10.2f}{row['cpu_ms']:>19.3f}")
+    for label in rounds[0]:
+        rows = [round_[label] for round_ in rounds]
+        ratios = [round_[label]["rps"] / round_[NOOP]["rps"] for round_ in rounds]
+        print(f"{label:<24}{_spread([r['rps'] for r in rows], '.0f'):>22}"
+              f"{statistics.median(r['p50_ms'] for r in rows):>9.2f}{statistics.median(r['p99_ms'] for r in rows):>9.2f}"
+              f"{sum(r['errors'] for r in rows):>8d}{_spread(ratios, '.2f'):>18}"
+              f"{statistics.median(r['cpu_ms'] for r in rows):>19.3f}")
     print(f"rewards applied: {stats['rewards']}, policy version {stats['policy_version']}, "
           f"decisions logged {stats['decisions']}")
+
+
+NOOP = "no-op GET /v1/health"
+
+
+def measure_round(server: ServiceProcess, generate, folder: Path, connections: int) -> dict[str, dict]:
+    """Every row once: the no-op, decisions, rewards (to fresh decisions, so each is applied), both at once."""
+    folder.mkdir()
+    with httpx.Client(base_url=server.base_url, timeout=60.0) as client:
+        ids_files = [decision_ids(client, folder / f"ids-{i}.txt") for i in range(2)]
+    decide, reward = "/v1/experiments/bench/decisions", "/v1/experiments/bench/rewards"
+    runs = [{NOOP: ("GET", "/v1/health", "", None)},
+            {"POST decisions": ("POST", decide, "{}", None)},
+            {"POST rewards": ("POST", reward, None, ids_files[0])},
+            # Both at once: decisions while the policy keeps changing.
+            {"mixed: POST decisions": ("POST", decide, "{}", None),
+             "mixed: POST rewards": ("POST", reward, None, ids_files[1])}]
+    results = {}
+    for run in runs:
+        cpu_before = process_cpu_seconds(server.process.pid)
+        # Every row loads the server with the same generator: two wrk threads, split between endpoints.
+        share, threads = connections // len(run), max(1, 2 // len(run))
+        with ThreadPoolExecutor(len(run)) as pool:
+            running = {label: pool.submit(generate, *case, share, threads) for label, case in run.items()}
+        cpu = process_cpu_seconds(server.process.pid) - cpu_before
+        requests = sum(future.result()["requests"] for future in running.values())
+        for label, future in running.items():
+            results[label] = {**future.result(), "cpu_ms": 1e3 * cpu / max(requests, 1)}
+    return results
+
+
+def _spread(values: list[float], spec: str) -> str:
+    """The median, and the range when there is more than one value."""
+    median = format(statistics.median(values), spec)
+    return median if len(values) == 1 else f"{median} [{min(values):{spec}}-{max(values):{spec}}]"
 
 
 if __name__ == "__main__":

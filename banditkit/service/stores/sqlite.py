@@ -100,8 +100,11 @@ class SQLiteStore(Store):
         # Policy state changed by the current transaction's jobs, written once before its commit:
         # name -> [state, version, watermark or None]. Touched by the writer thread only.
         self._pending: dict[str, list] = {}
+        # What the last commit wrote for each experiment, (state, version), so that the next transaction
+        # neither reads nor decodes it; dropped with an abandoned transaction or a rewrite of the model.
+        self._written: dict[str, tuple[State, int]] = {}
         self._writer = GroupCommitWriter(self._write_connection, commit_interval_s,
-                                         before_commit=self._flush_states, discard=self._pending.clear)
+                                         before_commit=self._flush_states, discard=self._discard_states)
         self._checkpointer = Checkpointer(self._connect)
 
     def _connect(self) -> sqlite3.Connection:
@@ -159,6 +162,7 @@ class SQLiteStore(Store):
             model, state, version, event = change()
             db.execute("UPDATE experiments SET model = ?, state = ?, version = ? WHERE name = ?",
                        (json.dumps(model), encode_state(state), version, name))
+            self._written.pop(name, None)
             _insert_event(db, name, version, event)
             after_commit(on_commit)
         return self._writer.submit(job, exclusive=True)
@@ -253,8 +257,12 @@ class SQLiteStore(Store):
         """Add ``change`` to the transaction's copy of the state (read once per transaction); the new version."""
         pending = self._pending.get(name)
         if pending is None:
-            text, version = db.execute("SELECT state, version FROM experiments WHERE name = ?", (name,)).fetchone()
-            pending = [decode_state(text), version, None]
+            written = self._written.get(name)
+            if written is None:
+                text, version = db.execute("SELECT state, version FROM experiments WHERE name = ?",
+                                           (name,)).fetchone()
+                written = decode_state(text), version
+            pending = [*written, None]
         if change is not None:
             pending[0], pending[1] = add_delta(pending[0], change), pending[1] + 1
         if watermark is not None:
@@ -267,7 +275,12 @@ class SQLiteStore(Store):
             db.execute("UPDATE experiments SET state = ?, version = ?, "
                        "sweep_watermark = COALESCE(?, sweep_watermark) WHERE name = ?",
                        (encode_state(state), version, watermark, name))
+            self._written[name] = state, version
         self._pending.clear()
+
+    def _discard_states(self) -> None:
+        self._pending.clear()
+        self._written.clear()
 
     def unrewarded(self, name: str, since: float, before: float, limit: int) -> list[DecisionRecord]:
         rows = self._reader().execute(

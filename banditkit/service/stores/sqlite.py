@@ -254,7 +254,8 @@ class SQLiteStore(Store):
         return self._writer.submit(job)
 
     def _add_delta(self, db: sqlite3.Connection, name: str, change: State | None, watermark: float | None) -> int:
-        """Add ``change`` to the transaction's copy of the state (read once per transaction); the new version."""
+        """Add ``change`` to the transaction's copy of the state (what the last commit wrote, read from the file
+        only the first time); the new version."""
         pending = self._pending.get(name)
         if pending is None:
             written = self._written.get(name)

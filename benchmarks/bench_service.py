@@ -192,17 +192,7 @@ def main() -> None:
           + (f"SQLite synchronous={args.synchronous}, group commit wait {args.commit_interval_ms:g} ms; "
              if args.store == "sqlite" else "memory store; ")
           + f"Thompson sampling, K=10; load average before {load[0]:.2f}, after {os.getloadavg()[0]:.2f}")
-    if args.repeats > 1:
-        print("median over the rounds, range in brackets; 'vs no-op' compares each round with its own no-op row")
-    print(f"{'endpoint':<24}{'requests/s':>22}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'vs no-op':>18}"
-          f"{'server CPU ms/req':>19}")
-    for label in rounds[0]:
-        rows = [round_[label] for round_ in rounds]
-        ratios = [round_[label]["rps"] / round_[NOOP]["rps"] for round_ in rounds]
-        print(f"{label:<24}{_spread([r['rps'] for r in rows], '.0f'):>22}"
-              f"{statistics.median(r['p50_ms'] for r in rows):>9.2f}{statistics.median(r['p99_ms'] for r in rows):>9.2f}"
-              f"{sum(r['errors'] for r in rows):>8d}{_spread(ratios, '.2f'):>18}"
-              f"{statistics.median(r['cpu_ms'] for r in rows):>19.3f}")
+    print_table(rounds, NOOP)
     print(f"rewards applied: {stats['rewards']}, policy version {stats['policy_version']}, "
           f"decisions logged {stats['decisions']}")
 
@@ -234,6 +224,21 @@ def measure_round(server: ServiceProcess, generate, folder: Path, connections: i
         for label, future in running.items():
             results[label] = {**future.result(), "cpu_ms": 1e3 * cpu / max(requests, 1)}
     return results
+
+
+def print_table(rounds: list[dict[str, dict]], noop: str) -> None:
+    """One line per endpoint: medians over the rounds with ranges; each round's ratio to its own ``noop`` row."""
+    if len(rounds) > 1:
+        print("median over the rounds, range in brackets; 'vs no-op' compares each round with its own no-op row")
+    print(f"{'endpoint':<24}{'requests/s':>22}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'vs no-op':>18}"
+          f"{'server CPU ms/req':>19}")
+    for label in rounds[0]:
+        rows = [round_[label] for round_ in rounds]
+        ratios = [round_[label]["rps"] / round_[noop]["rps"] for round_ in rounds]
+        print(f"{label:<24}{_spread([r['rps'] for r in rows], '.0f'):>22}"
+              f"{statistics.median(r['p50_ms'] for r in rows):>9.2f}{statistics.median(r['p99_ms'] for r in rows):>9.2f}"
+              f"{sum(r['errors'] for r in rows):>8d}{_spread(ratios, '.2f'):>18}"
+              f"{statistics.median(r['cpu_ms'] for r in rows):>19.3f}")
 
 
 def _spread(values: list[float], spec: str) -> str:

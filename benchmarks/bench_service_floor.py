@@ -16,14 +16,14 @@ and differ only in when they answer:
 The ratio of ``/durable`` to ``GET /noop`` bounds what any durable decision
 endpoint on this stack can reach, before choosing an arm or logging it.
 
-    python benchmarks/bench_service_floor.py [--seconds 10] [--connections 32] [--synchronous FULL|NORMAL]
+    python benchmarks/bench_service_floor.py [--seconds 10] [--connections 32] [--repeats 1]
+                                             [--synchronous FULL|NORMAL]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import os
 import sqlite3
 import subprocess
@@ -35,7 +35,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
-from bench_service import WRK_SCRIPT, process_cpu_seconds, run_wrk  # noqa: E402
+from bench_service import WRK_SCRIPT, print_table, process_cpu_seconds, run_wrk  # noqa: E402
 
 ANSWER = b'{"decision_id":"0123456789abcdef0123456789abcdef","arm":"arm3","propensity":0.1,"policy_version":1,' \
          b'"fallback":false}'
@@ -43,6 +43,7 @@ ANSWER = b'{"decision_id":"0123456789abcdef0123456789abcdef","arm":"arm3","prope
 
 def create_floor_app():
     """The ASGI app of the floor endpoints; its SQLite file is ``$FLOOR_DB``, synchronous ``$FLOOR_SYNCHRONOUS``."""
+    from banditkit.service.app import _tune_interpreter as tune_interpreter
     from banditkit.service.coalesce import Coalescer
     from banditkit.service.stores.base import settled
     from banditkit.service.stores.writer import GroupCommitWriter
@@ -63,9 +64,7 @@ def create_floor_app():
         return items
 
     durable = Coalescer(write)
-    sys.setswitchinterval(0.001)  # as the service tunes itself
-    gc.collect()
-    gc.freeze()
+    tune_interpreter()  # as the service tunes itself
 
     async def app(scope, receive, send):
         if scope["type"] != "http":
@@ -90,6 +89,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=1, help="rounds of every endpoint, interleaved")
     parser.add_argument("--synchronous", choices=["FULL", "NORMAL"], default="FULL")
     args = parser.parse_args()
     from banditkit.service.runner import free_port
@@ -111,24 +111,24 @@ def main() -> None:
                 if time.monotonic() > deadline:
                     raise RuntimeError("the floor server did not start")
                 time.sleep(0.1)
-            results = {}
-            for method, path in [("GET", "/noop"), ("POST", "/noop"), ("POST", "/next-turn"), ("POST", "/durable")]:
-                before = process_cpu_seconds(server.pid)
-                row = run_wrk(base + path, args.seconds, args.connections,
-                              {"BENCH_METHOD": method, "BENCH_PATH": path, "BENCH_BODY": "{}"}, script)
-                row["cpu_ms"] = 1e3 * (process_cpu_seconds(server.pid) - before) / max(row["requests"], 1)
-                results[f"{method} {path}"] = row
+            rounds = []
+            for _ in range(args.repeats):
+                results = {}
+                for method, path in [("GET", "/noop"), ("POST", "/noop"), ("POST", "/next-turn"),
+                                     ("POST", "/durable")]:
+                    before = process_cpu_seconds(server.pid)
+                    row = run_wrk(base + path, args.seconds, args.connections,
+                                  {"BENCH_METHOD": method, "BENCH_PATH": path, "BENCH_BODY": "{}"}, script)
+                    row["cpu_ms"] = 1e3 * (process_cpu_seconds(server.pid) - before) / max(row["requests"], 1)
+                    results[f"{method} {path}"] = row
+                rounds.append(results)
         finally:
             server.terminate()
             server.wait(15)
-    noop = results["GET /noop"]["rps"]
-    print(f"load generator: wrk -t 2, {args.connections} connections, {args.seconds} s each; one uvicorn worker; "
-          f"no decision work; SQLite synchronous={args.synchronous}; load average before {load[0]:.2f}, after {os.getloadavg()[0]:.2f}")
-    print(f"{'endpoint':<24}{'requests/s':>12}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'vs no-op':>10}"
-          f"{'server CPU ms/req':>19}")
-    for label, row in results.items():
-        print(f"{label:<24}{row['rps']:>12.0f}{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}{row['errors']:>8d}"
-              f"{row['rps'] / noop:>10.2f}{row['cpu_ms']:>19.3f}")
+    print(f"load generator: wrk, 2 threads, {args.connections} connections, {args.seconds} s per row, "
+          f"{args.repeats} round(s); one uvicorn worker; no decision work; SQLite synchronous={args.synchronous}; "
+          f"load average before {load[0]:.2f}, after {os.getloadavg()[0]:.2f}")
+    print_table(rounds, "GET /noop")
 
 
 if __name__ == "__main__":

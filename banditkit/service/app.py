@@ -95,7 +95,7 @@ def _tune_interpreter() -> None:
     The SQLite writer thread takes the interpreter lock back after every SQLite call (begin, each insert,
     commit) and, while the event loop is busy, waits up to one switch interval each time. Under decision
     load a group commit took 4.0 ms at the median with 1 ms and 2.3 ms with 0.2 ms; rewards and mixed
-    load gained 5-10% in throughput. At 0.05 ms the forced switches cost more than they save."""
+    load gained 6-11% in throughput. At 0.05 ms the forced switches cost more than they save."""
     sys.setswitchinterval(0.0002)
     gc.collect()
     gc.freeze()

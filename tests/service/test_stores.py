@@ -177,6 +177,34 @@ def test_unrewarded_and_watermark(store):
     assert store.get_reward("d0000").source == "default"
 
 
+@settings(max_examples=40, deadline=None)
+@given(times=st.lists(st.integers(0, 10_000), min_size=1, max_size=40, unique=True),
+       rewarded=st.sets(st.integers(0, 39)), since=st.integers(0, 10_000), span=st.integers(0, 10_000),
+       limit=st.integers(1, 50))
+def test_both_stores_find_the_same_unrewarded_decisions(tmp_path_factory, times, rewarded, since, span, limit):
+    """Decisions logged out of time order: both stores settle, export and count them alike."""
+    stores = [MemoryStore(), SQLiteStore(tmp_path_factory.mktemp("sweep") / "store.db")]
+    try:
+        answers = []
+        for store in stores:
+            store.create_experiment(make_experiment(), {"kind": "create"}).result()
+            rows = [DecisionRecord(f"d{i:04d}", float(t), "hero", None, None, "a", 0.5, {"a": 0.5, "b": 0.5}, 1,
+                                   False) for i, t in enumerate(times)]
+            for batch in (rows[::2], rows[1::2]):  # two appends, each in no particular order of time
+                store.append_decisions(batch).result()
+            store.record_rewards("hero", [reward(i) for i in sorted(rewarded) if i < len(times)], counting_delta,
+                                 lambda d, v: None).result()
+            answers.append(([row.decision_id for row in store.unrewarded("hero", since, since + span, limit)],
+                            [row.decision_id for row, _ in store.iter_log("hero")], store.counts("hero")))
+        assert answers[0] == answers[1]
+        expected = sorted((t, f"d{i:04d}") for i, t in enumerate(times)
+                          if since <= t < since + span and i not in rewarded)[:limit]
+        assert answers[0][0] == [decision_id for _, decision_id in expected]
+    finally:
+        for store in stores:
+            store.close()
+
+
 def test_models_snapshots_and_events(store):
     store.create_experiment(make_experiment(), {"kind": "create"}).result()
     state = {"counts": np.array([[4.0, 1.0]]), "sums": np.array([[2.0, 0.5]])}

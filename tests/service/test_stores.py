@@ -105,7 +105,7 @@ def test_the_memory_log_adds_nothing_to_garbage_collection():
     store.record_rewards("hero", [reward(i) for i in range(0, 5000, 2)], counting_delta, lambda d, v: None).result()
     gc.collect()
     gc.collect()
-    assert len(gc.get_objects()) - tracked < 100
+    assert len(gc.get_objects()) - tracked < 1000   # as records: 7,500 more
     assert store.get_decision("d4999") == decision(4999) and store.get_reward("d0002").value == 1.0
 
 
@@ -183,13 +183,13 @@ def test_unrewarded_and_watermark(store):
        limit=st.integers(1, 50))
 def test_both_stores_find_the_same_unrewarded_decisions(tmp_path_factory, times, rewarded, since, span, limit):
     """Decisions logged out of time order: both stores settle, export and count them alike."""
+    rows = [DecisionRecord(f"d{i:04d}", float(t), "hero", None, None, "a", 0.5, {"a": 0.5, "b": 0.5}, 1, False)
+            for i, t in enumerate(times)]
     stores = [MemoryStore(), SQLiteStore(tmp_path_factory.mktemp("sweep") / "store.db")]
     try:
         answers = []
         for store in stores:
             store.create_experiment(make_experiment(), {"kind": "create"}).result()
-            rows = [DecisionRecord(f"d{i:04d}", float(t), "hero", None, None, "a", 0.5, {"a": 0.5, "b": 0.5}, 1,
-                                   False) for i, t in enumerate(times)]
             for batch in (rows[::2], rows[1::2]):  # two appends, each in no particular order of time
                 store.append_decisions(batch).result()
             store.record_rewards("hero", [reward(i) for i in sorted(rewarded) if i < len(times)], counting_delta,

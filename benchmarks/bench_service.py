@@ -235,8 +235,8 @@ def print_table(rounds: list[dict[str, dict]], noop: str) -> None:
     for label in rounds[0]:
         rows = [round_[label] for round_ in rounds]
         ratios = [round_[label]["rps"] / round_[noop]["rps"] for round_ in rounds]
-        print(f"{label:<24}{_spread([r['rps'] for r in rows], '.0f'):>22}"
-              f"{statistics.median(r['p50_ms'] for r in rows):>9.2f}{statistics.median(r['p99_ms'] for r in rows):>9.2f}"
+        p50, p99 = (statistics.median(r[key] for r in rows) for key in ("p50_ms", "p99_ms"))
+        print(f"{label:<24}{_spread([r['rps'] for r in rows], '.0f'):>22}{p50:>9.2f}{p99:>9.2f}"
               f"{sum(r['errors'] for r in rows):>8d}{_spread(ratios, '.2f'):>18}"
               f"{statistics.median(r['cpu_ms'] for r in rows):>19.3f}")
 

@@ -4,9 +4,10 @@ The log keeps decisions and rewards as the same tuples of plain values the
 SQLite store writes (:func:`~.base.decision_row`). The garbage collector stops
 tracking such tuples, so a long log adds almost nothing to its full
 collections, which pause the whole process: with 460,000 decisions and
-153,000 rewards kept as record objects a full collection took about 150 ms,
-kept as tuples 8 ms. Each experiment's decisions are kept in time order, so
-the default-reward sweep reads only its window and exports need no sort.
+153,000 rewards kept as record objects a full collection took about 200 ms,
+kept as tuples about 10 ms (``benchmarks/bench_memory_store.py``). Each
+experiment's decisions are kept in time order, so the default-reward sweep
+reads only its window and exports need no sort.
 """
 
 from __future__ import annotations
@@ -116,7 +117,11 @@ class MemoryStore(Store):
         with self._lock:
             for row in rows:
                 self._decisions[row.decision_id] = decision_row(row)
-                bisect.insort(self._log[row.experiment], (row.time, row.decision_id))  # in order: at the end
+                log, entry = self._log[row.experiment], (row.time, row.decision_id)
+                if not log or log[-1] <= entry:  # the usual case: decisions come in time order
+                    log.append(entry)
+                else:
+                    bisect.insort(log, entry)
             if rows and assignments:
                 for unit, assignment in assignments.items():
                     self._assignments[(rows[0].experiment, unit)] = assignment

@@ -259,6 +259,7 @@ def test_sqlite_survives_reopening(tmp_path):
     try:
         assert second.get_decision("d0000") == decision(0)
         assert second.load_experiments()[0].state["counts"].tolist() == [[1.0, 0.0]]
+        assert second.counts("hero") == (1, 1)
     finally:
         second.close()
 

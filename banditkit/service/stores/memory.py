@@ -5,7 +5,7 @@ SQLite store writes (:func:`~.base.decision_row`). The garbage collector stops
 tracking such tuples, so a long log adds almost nothing to its full
 collections, which pause the whole process: with 460,000 decisions and
 153,000 rewards kept as record objects a full collection took about 200 ms,
-kept as tuples about 10 ms (``benchmarks/bench_memory_store.py``). Each
+kept as tuples about 10 ms (``benchmarks/bench_stores.py``). Each
 experiment's decisions are kept in time order, so the default-reward sweep
 reads only its window and exports need no sort.
 """

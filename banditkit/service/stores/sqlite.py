@@ -12,6 +12,7 @@ import json
 import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
@@ -93,6 +94,9 @@ class SQLiteStore(Store):
         setup = self._connect()
         setup.execute("PRAGMA journal_mode=WAL")
         setup.executescript(SCHEMA)
+        # experiment -> [decisions, rewards]: counted once here, then kept by the writer thread after each
+        # commit, so that `counts` (the stats endpoint) costs nothing however long the log grows.
+        self._counts = _count_rows(setup)
         setup.close()
         self._readers: list[sqlite3.Connection] = []
         self._local = threading.local()
@@ -200,9 +204,10 @@ class SQLiteStore(Store):
         sticky = [(rows[0].experiment, unit, a.arm, a.propensity, json.dumps(a.probabilities))
                   for unit, a in (assignments or {}).items()] if rows else []
 
-        def job(db: sqlite3.Connection, _after) -> None:
+        def job(db: sqlite3.Connection, after_commit) -> None:
             _insert(db, f"INSERT INTO decisions ({_DECISION_COLUMNS}) VALUES", values)
             _insert(db, "INSERT OR REPLACE INTO assignments VALUES", sticky)
+            after_commit(lambda: self._tally(0, [r.experiment for r in rows]))
         return self._writer.submit(job)
 
     def get_decision(self, decision_id: str) -> DecisionRecord | None:
@@ -249,6 +254,7 @@ class SQLiteStore(Store):
             _insert(db, "INSERT INTO rewards VALUES", [reward_row(r) for r in stored])
             existing.update((r.decision_id, r) for r in stored)
             version = self._add_delta(db, name, change, watermark)
+            after_commit(lambda: self._tally(1, [r.experiment for r in stored]))
             after_commit(lambda: on_commit(change, version))
             return [RewardOutcome(existing[r.decision_id], fresh.get(r.decision_id) is r) for r in rewards]
         return self._writer.submit(job)
@@ -303,10 +309,22 @@ class SQLiteStore(Store):
             connection.close()
 
     def counts(self, name: str) -> tuple[int, int]:
-        reader = self._reader()
-        decisions = reader.execute("SELECT COUNT(*) FROM decisions WHERE experiment = ?", (name,)).fetchone()[0]
-        rewards = reader.execute("SELECT COUNT(*) FROM rewards WHERE experiment = ?", (name,)).fetchone()[0]
+        decisions, rewards = self._counts.get(name, (0, 0))
         return decisions, rewards
+
+    def _tally(self, column: int, experiments: list[str]) -> None:
+        """After a commit, in the writer thread: count what it logged (column 0 decisions, 1 rewards)."""
+        for name, added in Counter(experiments).items():
+            self._counts.setdefault(name, [0, 0])[column] += added
+
+
+def _count_rows(db: sqlite3.Connection) -> dict[str, list[int]]:
+    """[decisions, rewards] logged per experiment."""
+    counts: dict[str, list[int]] = {}
+    for column, table in enumerate(("decisions", "rewards")):
+        for name, rows in db.execute(f"SELECT experiment, COUNT(*) FROM {table} GROUP BY experiment"):
+            counts.setdefault(name, [0, 0])[column] = rows
+    return counts
 
 
 def _existing_rewards(db: sqlite3.Connection, ids: list[str]) -> dict[str, RewardRecord]:

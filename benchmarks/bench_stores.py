@@ -8,13 +8,15 @@ three: a full garbage collection (start-up objects frozen out of it, as the
 service does; a collection pauses the whole process, so it bounds the tail
 latency of a service), a sweep of the newest 500 decisions (``unrewarded``),
 ``counts`` (what the stats endpoint reads) and, for SQLite, opening the file
-again.
+again; then, once each, the log export as CSV and as Parquet, and the
+process's peak memory.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import resource
 import sys
 import tempfile
 import time
@@ -24,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+from banditkit.service import export  # noqa: E402
 from banditkit.service.stores import (  # noqa: E402
     DecisionRecord,
     ExperimentRecord,
@@ -42,6 +45,13 @@ def best_of_three(action) -> float:
         action()
         times.append(time.perf_counter() - started)
     return 1e3 * min(times)
+
+
+def once(action) -> float:
+    """One run of ``action``, in milliseconds."""
+    started = time.perf_counter()
+    action()
+    return 1e3 * (time.perf_counter() - started)
 
 
 def fill(store, decisions: int) -> float:
@@ -76,6 +86,8 @@ def main() -> None:
                     ("sweep of the newest 500 decisions",
                      best_of_three(lambda: store.unrewarded("bench", newest - 500, newest, 2000))),
                     ("counts", best_of_three(lambda: store.counts("bench")))]
+            rows += [("export as CSV", once(lambda: sum(1 for _ in export.csv_chunks(store, "bench")))),
+                     ("export as Parquet", once(lambda: export.parquet_bytes(store, "bench")))]
         finally:
             store.close()
         if args.store == "sqlite":
@@ -84,6 +96,7 @@ def main() -> None:
     print(f"{'operation':<36}{'ms':>10}")
     for label, milliseconds in rows:
         print(f"{label:<36}{milliseconds:>10.2f}")
+    print(f"peak memory of the process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import csv
 import io
-import json
+import itertools
 from collections.abc import Iterator
 
 from .stores import Store
@@ -31,12 +31,10 @@ COLUMNS = ("decision_id", "time", "experiment", "unit", "context", "arm", "prope
 
 
 def rows(store: Store, experiment: str) -> Iterator[tuple]:
-    """The log rows of ``experiment`` as tuples in :data:`COLUMNS` order."""
-    for decision, reward in store.iter_log(experiment):
-        yield (decision.decision_id, decision.time, decision.experiment, decision.unit,
-               None if decision.context is None else json.dumps(list(decision.context)), decision.arm,
-               decision.propensity, json.dumps(decision.probabilities), decision.policy_version,
-               decision.fallback, reward)
+    """The log rows of ``experiment`` as tuples in :data:`COLUMNS` order; context and probabilities are the
+    JSON text they were logged as."""
+    for row in store.iter_log(experiment):
+        yield row[:9] + (bool(row[9]), row[10])
 
 
 def csv_chunks(store: Store, experiment: str, rows_per_chunk: int = 2000) -> Iterator[str]:
@@ -54,17 +52,22 @@ def csv_chunks(store: Store, experiment: str, rows_per_chunk: int = 2000) -> Ite
     yield buffer.getvalue()
 
 
-def parquet_bytes(store: Store, experiment: str) -> bytes:
-    """The log as a Parquet file (needs pyarrow: ``pip install 'banditkit[io]'``)."""
+def parquet_bytes(store: Store, experiment: str, rows_per_group: int = 65_536) -> bytes:
+    """The log as a Parquet file (needs pyarrow: ``pip install 'banditkit[io]'``), built one row group at a
+    time, so memory holds the compressed file and one group of rows, not the whole log as Python objects."""
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError as error:
         raise ImportError("Parquet export needs pyarrow: pip install 'banditkit[io]'") from error
-    columns = list(zip(*rows(store, experiment))) or [()] * len(COLUMNS)
     types = (pa.string(), pa.float64(), pa.string(), pa.string(), pa.string(), pa.string(), pa.float64(),
              pa.string(), pa.int64(), pa.bool_(), pa.float64())
-    table = pa.table({name: pa.array(values, type=kind) for name, values, kind in zip(COLUMNS, columns, types)})
+    schema = pa.schema(list(zip(COLUMNS, types)))
     sink = io.BytesIO()
-    pq.write_table(table, sink)
+    logged = rows(store, experiment)
+    with pq.ParquetWriter(sink, schema) as writer:
+        while group := list(itertools.islice(logged, rows_per_group)):
+            columns = zip(*group)
+            writer.write_table(pa.table([pa.array(values, type=kind) for values, kind in zip(columns, types)],
+                                        schema=schema))
     return sink.getvalue()

@@ -21,7 +21,7 @@ from banditkit.service.stores import (
     SQLiteStore,
     open_store,
 )
-from banditkit.service.stores.base import add_delta, decode_state, encode_state
+from banditkit.service.stores.base import add_delta, decision_row, decode_state, encode_state
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -195,7 +195,7 @@ def test_both_stores_find_the_same_unrewarded_decisions(tmp_path_factory, times,
             store.record_rewards("hero", [reward(i) for i in sorted(rewarded) if i < len(times)], counting_delta,
                                  lambda d, v: None).result()
             answers.append(([row.decision_id for row in store.unrewarded("hero", since, since + span, limit)],
-                            [row.decision_id for row, _ in store.iter_log("hero")], store.counts("hero")))
+                            [row[0] for row in store.iter_log("hero")], store.counts("hero")))
         assert answers[0] == answers[1]
         expected = sorted((t, f"d{i:04d}") for i, t in enumerate(times)
                           if since <= t < since + span and i not in rewarded)[:limit]
@@ -245,7 +245,8 @@ def test_log_joins_rewards_in_time_order(store):
     store.append_decisions([decision(i) for i in (2, 0, 1)]).result()
     store.record_rewards("hero", [reward(1, 0.5)], counting_delta, lambda d, v: None).result()
     log = list(store.iter_log("hero"))
-    assert [(row.decision_id, value) for row, value in log] == [("d0000", None), ("d0001", 0.5), ("d0002", None)]
+    assert [(row[0], row[-1]) for row in log] == [("d0000", None), ("d0001", 0.5), ("d0002", None)]
+    assert [row[:-1] for row in log] == [decision_row(decision(i)) for i in range(3)]
 
 
 def test_sqlite_survives_reopening(tmp_path):

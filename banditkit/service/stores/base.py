@@ -196,8 +196,9 @@ class Store(ABC):
         """Decisions made in [since, before) that have no reward yet, oldest first."""
 
     @abstractmethod
-    def iter_log(self, name: str) -> Iterator[tuple[DecisionRecord, float | None]]:
-        """Every decision of an experiment with its reward (None if none), in time order."""
+    def iter_log(self, name: str) -> Iterator[tuple]:
+        """Every decision of an experiment in time order, as its :func:`decision_row` values followed by
+        its reward (None if none): what the log export writes, without decoding and encoding it again."""
 
     @abstractmethod
     def counts(self, name: str) -> tuple[int, int]:

@@ -177,12 +177,12 @@ class MemoryStore(Store):
                     rows.append(self._decisions[decision_id])
         return [decision_from_row(row) for row in rows]
 
-    def iter_log(self, name: str) -> Iterator[tuple[DecisionRecord, float | None]]:
+    def iter_log(self, name: str) -> Iterator[tuple]:
         with self._lock:
             ids = [decision_id for _, decision_id in self._log.get(name, ())]
         for decision_id in ids:
             reward = self._rewards.get(decision_id)
-            yield decision_from_row(self._decisions[decision_id]), None if reward is None else reward[_VALUE]
+            yield *self._decisions[decision_id], None if reward is None else reward[_VALUE]
 
     def counts(self, name: str) -> tuple[int, int]:
         with self._lock:

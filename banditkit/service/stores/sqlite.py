@@ -296,15 +296,13 @@ class SQLiteStore(Store):
             "ORDER BY time LIMIT ?", (name, since, before, limit))
         return [decision_from_row(row) for row in rows]
 
-    def iter_log(self, name: str) -> Iterator[tuple[DecisionRecord, float | None]]:
+    def iter_log(self, name: str) -> Iterator[tuple]:
         connection = self._connect()  # its own connection: a consistent read while writes go on
         try:
-            cursor = connection.execute(
+            yield from connection.execute(
                 f"SELECT {', '.join('d.' + c.strip() for c in _DECISION_COLUMNS.split(','))}, r.value "
                 "FROM decisions d LEFT JOIN rewards r ON r.decision_id = d.decision_id "
                 "WHERE d.experiment = ? ORDER BY d.time, d.decision_id", (name,))
-            for row in cursor:
-                yield decision_from_row(row[:-1]), row[-1]
         finally:
             connection.close()
 

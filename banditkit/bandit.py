@@ -285,16 +285,19 @@ class Bandit:
         For a store that adds the policy's delta itself (the decision service
         does): the reward ledger, the version and the guardrails follow exactly
         as in :meth:`update_many`, without computing the update a second time.
-        ``state`` must have the current state's keys and shapes.
+        ``state`` must have the current state's keys and shapes, except that the
+        row buffers of the policy's ``buffer_keys`` may change length on axis 1.
         """
         indices = self._arm_indices(arms)
         rewards = check.check_rewards("rewards", rewards, self.policy.reward_bounds)
         if rewards.shape[0] != indices.shape[0]:
             raise InvalidParameterError(f"rewards has {rewards.shape[0]} values but arms has {indices.shape[0]}")
-        current = self.state
-        if state.keys() != current.keys() or any(np.shape(state[key]) != current[key].shape for key in current):
+        current, buffers = self.state, self.policy.buffer_keys
+        if state.keys() != current.keys() or any(
+                not _same_shape(np.shape(state[key]), current[key].shape, grows=key in buffers) for key in current):
             shapes = {key: value.shape for key, value in current.items()}
-            raise InvalidParameterError(f"state must have the keys and shapes {shapes}")
+            grows = f" (axis 1 of {sorted(buffers)} may change length)" if buffers else ""
+            raise InvalidParameterError(f"state must have the keys and shapes {shapes}{grows}")
         for key, value in state.items():
             if not np.isfinite(value).all():
                 raise InvalidParameterError(f"state[{key!r}] holds NaN or infinite values")
@@ -546,6 +549,13 @@ class Bandit:
         if not self.aborted and self.guardrails.ruined(self.total_reward):
             self.aborted = True
         self._reindex()
+
+
+def _same_shape(shape: tuple, expected: tuple, grows: bool) -> bool:
+    """``shape`` is ``expected``, or (``grows``: a row buffer, appended to and trimmed) differs only on axis 1."""
+    if not grows:
+        return shape == expected
+    return len(shape) == len(expected) and shape[:1] + shape[2:] == expected[:1] + expected[2:]
 
 
 def _check_arm_names(arms) -> list[str]:

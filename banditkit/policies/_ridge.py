@@ -131,13 +131,27 @@ def add_rows(state: dict, rows: np.ndarray, arms: np.ndarray, rewards: np.ndarra
         pairs = _add_grouped(new, arms, rewards, features)
     else:
         pairs = _add_rank1(new, rows, arms, rewards, features)
+    _rebuild_pairs(new, pairs, l2)
+    return new
+
+
+def merge_ridge(state: dict, delta: dict, l2: float) -> dict:
+    """Ridge arrays with ``delta``'s ``A`` and ``b`` added; the caches of every (state row, arm) it touched
+    are rebuilt from the new ``A`` (a cache is never merged); inputs are not mutated."""
+    new = {"A": state["A"] + delta["A"], "b": state["b"] + delta["b"],
+           **{key: state[key].copy() for key in ("A_inv", "theta", "rank1_updates")}}
+    _rebuild_pairs(new, np.nonzero(delta["A"].any(axis=(2, 3)) | delta["b"].any(axis=2)), l2)
+    return new
+
+
+def _rebuild_pairs(new: dict, pairs: tuple[np.ndarray, np.ndarray], l2: float) -> None:
+    """Recompute, in place on ``new`` (fresh arrays), the caches of the (state row, arm) ``pairs`` from ``A``."""
     if pairs[0].size:
         fresh = spd_inverse(new["A"][pairs], l2)
         _warn_if_ill_conditioned(new["A"][pairs], fresh, pairs[1], l2)
         new["A_inv"][pairs] = fresh
         new["theta"][pairs] = np.einsum("nij,nj->ni", fresh, new["b"][pairs])
         new["rank1_updates"][pairs] = 0
-    return new
 
 
 def _add_grouped(new: dict, arms, rewards, features) -> tuple[np.ndarray, np.ndarray]:

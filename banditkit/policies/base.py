@@ -19,6 +19,28 @@ Batch semantics shared by every operation: ``n`` rows come in (``mask`` has
 shape (n, K)); the state's batch size ``B`` is either ``n`` (row i belongs to
 state i, as in the simulator) or ``1`` (every row reads, or adds its delta to,
 the single state, as in ``Bandit.select_many`` / ``update_many``).
+
+Where the state is kept elsewhere (a store), an update travels as a *delta*:
+``state_delta(old, new)`` says what an update changed and ``merge_delta(state,
+delta)`` applies it. Each policy declares in ``merge_rule`` what merging means
+for it:
+
+* ``ADDITIVE``: the state is sums (counts, reward sums, ``A`` and ``b`` of a
+  ridge model, EXP3's log-weights); a delta is a difference, deltas commute, and
+  deltas computed by several writers from the same state add up to the
+  sequential update.
+* ``APPEND``: the state is an append-only row buffer with counters (the
+  model-based policies); a delta carries the new rows, merging appends them and
+  numbers them after the rows already there. Nothing is lost whoever computed
+  the delta; the rows' order is the order of merging.
+* ``ORDERED``: an update rescales or overwrites what is there (discounting, a
+  sliding window, online standardisation); a delta is exact only when merged
+  into the state it was computed from, as a store with one writer does. Such a
+  policy is not ``distributable``: a store where several writers compute deltas
+  from states that may be stale must refuse it.
+
+Derived arrays (a cached inverse, a fit's key) are never merged: a merge
+recomputes them from the source of truth.
 """
 
 from __future__ import annotations
@@ -29,6 +51,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 State = dict[str, np.ndarray]
+
+#: Merge rules (see the module docstring): deltas that add and commute, rows appended, or order-dependent.
+ADDITIVE, APPEND, ORDERED = "additive", "append", "ordered"
 
 
 class Policy(ABC):
@@ -43,6 +68,10 @@ class Policy(ABC):
     shared_keys: ClassVar[frozenset[str]] = frozenset()
     #: True when ``update`` needs the propensity each arm was chosen with (EXP3).
     needs_propensities: ClassVar[bool] = False
+    #: How deltas of the state merge: ADDITIVE, APPEND or ORDERED (see the module docstring).
+    merge_rule: ClassVar[str] = ADDITIVE
+    #: State keys whose axis 1 is an append-only row buffer: their length grows with every update.
+    buffer_keys: ClassVar[frozenset[str]] = frozenset()
 
     # ---- hyperparameters -------------------------------------------------
     def get_params(self) -> dict[str, Any]:
@@ -113,6 +142,29 @@ class Policy(ABC):
     def diagnostics(self, state: State, arm_names: list[str] | None = None) -> dict[str, np.ndarray]:
         """Per-arm numerical health, each array (B, K), for ``Bandit.stats()``; may warn about an arm."""
         return {}
+
+    # ---- deltas: learning where the state is kept elsewhere --------------
+    @property
+    def distributable(self) -> bool:
+        """True when deltas computed from stale states (several writers) still merge exactly: not ORDERED."""
+        return self.merge_rule != ORDERED
+
+    def state_delta(self, old: State, new: State) -> State:
+        """What an update changed in ``old`` to give ``new``, as :meth:`merge_delta` takes it back.
+
+        By default ``new - old`` key by key (the ADDITIVE rule; ORDERED
+        policies whose update rescales the state use it too, exact only
+        against ``old``). ``merge_delta(old, state_delta(old, new))`` is
+        ``new`` up to float rounding.
+        """
+        return {key: new[key] - old[key] for key in old}
+
+    def merge_delta(self, state: State, delta: State) -> State:
+        """``state`` with ``delta`` (from :meth:`state_delta`) merged in, as a new state; inputs are not mutated.
+
+        By default ``state + delta`` key by key; keys absent from the delta are kept.
+        """
+        return {key: value + delta[key] if key in delta else value for key, value in state.items()}
 
     # ---- helpers shared by subclasses ------------------------------------
     def to_dict(self) -> dict[str, Any]:

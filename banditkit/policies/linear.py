@@ -19,9 +19,9 @@ from ..errors import InvalidParameterError
 from . import _jit, register
 from ._gaussian_argmax import POINT_MASS_SD, gaussian_argmax_probabilities
 from ._ridge import (CONDITION_WARNING, IllConditionedWarning, add_rows, condition_message,
-                     condition_numbers, init_ridge, linear_kernels, rebuild, scores)
+                     condition_numbers, init_ridge, linear_kernels, merge_ridge, rebuild, scores)
 from ._standardize import RELATIVE_VARIANCE_FLOOR, fold_and_transform, init_feature_stats, transform
-from .base import Policy, State, argmax_probabilities, argmax_random_ties, batch_rows
+from .base import ADDITIVE, ORDERED, Policy, State, argmax_probabilities, argmax_random_ties, batch_rows
 
 _FEATURE_KEYS = ("feature_count", "feature_mean", "feature_m2")
 
@@ -57,6 +57,24 @@ class LinearPolicy(Policy):
     def refresh(self, state: State) -> State:
         """State with the cached inverses and coefficients recomputed from ``A`` and ``b``."""
         return {**state, **rebuild(state, self.l2)}
+
+    # ---- deltas ------------------------------------------------------------
+    @property
+    def merge_rule(self) -> str:
+        """ADDITIVE: ``A`` and ``b`` are sums. ORDERED with ``standardize``: each context is scaled by the
+        running statistics at the time of its update, so a delta holds only against the state it came from."""
+        return ORDERED if self.standardize else ADDITIVE
+
+    def state_delta(self, old: State, new: State) -> State:
+        """The change of ``A`` and ``b`` (and of the feature statistics); caches are not part of a delta."""
+        return {key: new[key] - old[key] for key in ("A", "b", *(_FEATURE_KEYS if self.standardize else ()))}
+
+    def merge_delta(self, state: State, delta: State) -> State:
+        """``A``, ``b`` (and the feature statistics) plus the delta; the touched arms' caches rebuilt from ``A``."""
+        merged = {**state, **merge_ridge(state, delta, self.l2)}
+        for key in _FEATURE_KEYS if self.standardize else ():
+            merged[key] = state[key] + delta[key]
+        return merged
 
     # ---- numerical health ------------------------------------------------
     def condition_numbers(self, state: State) -> np.ndarray:

@@ -28,7 +28,7 @@ from ..errors import InvalidParameterError
 from . import register
 from ._estimators import (ModelCache, accepts_sample_weight, bootstrap_weights, build, content_key, copy_model,
                           estimator_spec)
-from .base import Policy, State, argmax_probabilities, argmax_random_ties, batch_rows, categorical
+from .base import APPEND, Policy, State, argmax_probabilities, argmax_random_ties, batch_rows, categorical
 
 _BUFFER_KEYS = ("contexts", "arms", "rewards", "row_ids")
 #: Used when no estimator is given: a shallow regression tree captures interactions and thresholds.
@@ -40,6 +40,9 @@ class ModelPolicy(Policy):
 
     contextual = True
     shared_keys = frozenset(_BUFFER_KEYS + ("rows_seen", "fit_rows", "model_key"))
+    #: A delta carries the new rows; merging appends them (``fit_rows`` and ``model_key`` are recomputed).
+    merge_rule = APPEND
+    buffer_keys = frozenset(_BUFFER_KEYS)
     n_replicas: int
     bootstrap: bool
 
@@ -118,6 +121,31 @@ class ModelPolicy(Policy):
         new["rows_seen"] = state["rows_seen"] + counts
         new["arm_rows"] = state["arm_rows"].copy()
         np.add.at(new["arm_rows"], (rows, arms), 1)
+        return self._settle(state, new)
+
+    def state_delta(self, old: State, new: State) -> State:
+        """The rows ``new`` holds beyond ``old`` (ids counted from ``old``'s ``rows_seen``) and the counters'
+        increments; the fit point and its key are recomputed by :meth:`merge_delta`, never carried."""
+        fresh = new["row_ids"][0] >= old["rows_seen"][0]  # the same columns in every state row
+        delta = {key: new[key][:, fresh] for key in _BUFFER_KEYS}
+        delta["row_ids"] = delta["row_ids"] - old["rows_seen"][:, None]
+        delta["rows_seen"] = new["rows_seen"] - old["rows_seen"]
+        delta["arm_rows"] = new["arm_rows"] - old["arm_rows"]
+        return delta
+
+    def merge_delta(self, state: State, delta: State) -> State:
+        """``state`` with the delta's rows appended after its own (numbered from its ``rows_seen``), the
+        counters added, then refit and trimmed exactly as :meth:`update` does."""
+        new = dict(state)
+        ids = delta["row_ids"] + state["rows_seen"][:, None]
+        for key, value in zip(_BUFFER_KEYS, (delta["contexts"], delta["arms"], delta["rewards"], ids)):
+            new[key] = np.concatenate([state[key], value], axis=1)
+        new["rows_seen"] = state["rows_seen"] + delta["rows_seen"]
+        new["arm_rows"] = state["arm_rows"] + delta["arm_rows"]
+        return self._settle(state, new)
+
+    def _settle(self, state: State, new: State) -> State:
+        """``new`` (rows appended to ``state``) refit where a fit point was passed, then trimmed to ``max_rows``."""
         due = [self.fit_point(seen) > fitted for seen, fitted in zip(new["rows_seen"], new["fit_rows"])]
         if any(due):
             new["fit_rows"], new["model_key"] = state["fit_rows"].copy(), state["model_key"].copy()

@@ -12,7 +12,7 @@ import numpy as np
 
 from .._validation import check_int, check_real
 from . import _jit, register
-from .base import Policy, State, arm_sums, batch_rows, empirical_means
+from .base import ORDERED, Policy, State, arm_sums, batch_rows, empirical_means
 from .thompson import beta_argmax, beta_max_probabilities
 from .ucb import IndexPolicy
 
@@ -35,6 +35,8 @@ class DiscountedThompsonSampling(Policy):
 
     name = "discounted_thompson"
     reward_bounds = (0.0, 1.0)
+    #: Each reward multiplies every count by gamma: a delta is exact only against the state it came from.
+    merge_rule = ORDERED
 
     def __init__(self, gamma: float = 0.99, prior_alpha: float = 1.0, prior_beta: float = 1.0):
         self.gamma = check_real("gamma", gamma, low=0.0, high=1.0, low_open=True)
@@ -96,6 +98,8 @@ class SlidingWindowUCB(IndexPolicy):
 
     name = "sliding_window_ucb"
     shared_keys = frozenset({"window_arms", "window_rewards", "steps"})
+    #: A reward overwrites the ring slot ``steps % window``: a delta is exact only against the state it came from.
+    merge_rule = ORDERED
 
     def __init__(self, window: int = 1000, xi: float = 0.6):
         self.window = check_int("window", window, low=1)

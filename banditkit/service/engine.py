@@ -37,7 +37,7 @@ from .schemas import (
 )
 from .serving import draw, draw_rows
 from .stores import Assignment, DecisionRecord, ExperimentRecord, Store
-from .stores.base import settled
+from .stores.base import settled, unservable_reason
 
 logger = logging.getLogger("banditkit.service")
 
@@ -89,6 +89,9 @@ class Engine:
     # ---- catalogue ---------------------------------------------------------
     async def create(self, spec: ExperimentCreate) -> ExperimentOut:
         bandit = build_bandit(spec)
+        refusal = unservable_reason(self.store, bandit.policy)
+        if refusal is not None:
+            raise InvalidRequestError(refusal, "policy")
         model, arrays = split(bandit)
         now = time.time()
         record = ExperimentRecord(spec.name, spec.model_dump(mode="json"), model, arrays, bandit.version, now, now)

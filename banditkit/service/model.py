@@ -1,10 +1,11 @@
-"""How a served Bandit is kept in a store: a model that changes rarely and additive arrays that change often.
+"""How a served Bandit is kept in a store: a model that changes rarely and arrays that change often.
 
-The additive part is the policy state plus the Bandit's reward ledger (pulls,
-reward sums, sums of squares, total reward): a reward adds a *delta* to it. The
-model is everything else in ``Bandit.to_dict()`` (arms, policy, guardrails,
-which arms are active); it changes only on arm changes, guardrail actions and
-rollback.
+The arrays are the policy state plus the Bandit's reward ledger (pulls, reward
+sums, sums of squares, total reward): a reward makes a *delta* of them, which a
+store merges with :func:`~.stores.base.merge_delta` (the policy state by the
+policy's merge rule, the ledger by addition). The model is everything else in
+``Bandit.to_dict()`` (arms, policy, guardrails, which arms are active); it
+changes only on arm changes, guardrail actions and rollback.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..bandit import Bandit
-from .stores.base import State
+from .stores.base import LEDGER_PREFIX, POLICY_PREFIX, State, policy_state
 
 _LEDGER = ("pulls", "reward_sums", "reward_sq_sums")
 _ADDITIVE = {"state", "version", "rng", "total_reward", *_LEDGER}
@@ -24,9 +25,9 @@ def split(bandit: Bandit) -> tuple[dict[str, Any], State]:
     """The model (JSON-ready) and the additive arrays of ``bandit``."""
     data = bandit.to_dict()
     model = {key: value for key, value in data.items() if key not in _ADDITIVE}
-    arrays = {f"policy/{key}": value for key, value in bandit.state.items()}
-    arrays.update({f"ledger/{key}": np.array(data[key], dtype=np.float64) for key in _LEDGER})
-    arrays["ledger/total_reward"] = np.array([data["total_reward"]])
+    arrays = {POLICY_PREFIX + key: value for key, value in bandit.state.items()}
+    arrays.update({LEDGER_PREFIX + key: np.array(data[key], dtype=np.float64) for key in _LEDGER})
+    arrays[LEDGER_PREFIX + "total_reward"] = np.array([data["total_reward"]])
     return model, arrays
 
 
@@ -34,44 +35,46 @@ def join(model: dict[str, Any], arrays: State, version: int, rng: np.random.Gene
     """The Bandit that :func:`split` took apart, at ``version``, drawing from ``rng``."""
     data = dict(model, state=None)
     for key in _LEDGER:
-        data[key] = arrays[f"ledger/{key}"].tolist()
-    data["total_reward"] = float(arrays["ledger/total_reward"][0])
+        data[key] = arrays[LEDGER_PREFIX + key].tolist()
+    data["total_reward"] = float(arrays[LEDGER_PREFIX + "total_reward"][0])
     data["version"] = version
     data["rng"] = rng.bit_generator.state
     bandit = Bandit.from_dict(data)
-    bandit.state = _policy_state(arrays)
+    bandit.state = policy_state(arrays)
     return bandit
 
 
-def reward_delta(bandit: Bandit, arm_indices: np.ndarray, rewards: np.ndarray,
-                 contexts: np.ndarray | None, propensities: np.ndarray | None) -> State:
-    """What ``rewards`` (n,) for ``arm_indices`` (n,) add to the arrays of :func:`split`; nothing is changed."""
-    state = bandit.state
+def reward_delta(bandit: Bandit, arm_indices: np.ndarray, rewards: np.ndarray, contexts: np.ndarray | None,
+                 propensities: np.ndarray | None, base: State | None = None) -> State:
+    """The delta of the arrays of :func:`split` for ``rewards`` (n,) of ``arm_indices`` (n,); nothing is changed.
+
+    ``base`` is the policy state the delta is computed from and will be merged
+    into (the store's, with the transaction's earlier deltas); by default the
+    Bandit's own. The policy forms its part (:meth:`Policy.state_delta`).
+    """
+    state = bandit.state if base is None else base
     new_state = bandit.policy.update(state, arm_indices, rewards, propensities=propensities, context=contexts)
-    delta = {f"policy/{key}": new_state[key] - state[key] for key in state}
+    delta = {POLICY_PREFIX + key: value for key, value in bandit.policy.state_delta(state, new_state).items()}
     n_arms = len(bandit.arms)
-    delta["ledger/pulls"] = np.bincount(arm_indices, minlength=n_arms).astype(np.float64)
-    delta["ledger/reward_sums"] = np.bincount(arm_indices, weights=rewards, minlength=n_arms)
-    delta["ledger/reward_sq_sums"] = np.bincount(arm_indices, weights=rewards * rewards, minlength=n_arms)
-    delta["ledger/total_reward"] = np.array([rewards.sum()])
+    delta[LEDGER_PREFIX + "pulls"] = np.bincount(arm_indices, minlength=n_arms).astype(np.float64)
+    delta[LEDGER_PREFIX + "reward_sums"] = np.bincount(arm_indices, weights=rewards, minlength=n_arms)
+    delta[LEDGER_PREFIX + "reward_sq_sums"] = np.bincount(arm_indices, weights=rewards * rewards, minlength=n_arms)
+    delta[LEDGER_PREFIX + "total_reward"] = np.array([rewards.sum()])
     return delta
 
 
 def apply_rewards(bandit: Bandit, delta: State, arm_indices: np.ndarray, rewards: np.ndarray) -> None:
-    """Learn the rewards in memory exactly as the store did: the policy state becomes ``state + delta``.
+    """Learn the rewards in memory exactly as the store did: the policy merges its part of ``delta``.
 
     ``Bandit.absorb`` runs the Bandit's own bookkeeping (its reward ledger adds
     the same numbers in the same order as the store's delta) and guardrails
     (SLO, abort), and raises the version by one, so memory and store stay
     bit-identical without the policy's update being computed twice.
     """
-    bandit.absorb(arm_indices, rewards, {key: value + delta[f"policy/{key}"] for key, value in bandit.state.items()})
+    bandit.absorb(arm_indices, rewards, bandit.policy.merge_delta(bandit.state, policy_state(delta)))
 
 
 def guarded(bandit: Bandit) -> tuple[tuple[bool, ...], bool]:
     """What guardrails can change during an update: which arms are active, and the abort flag."""
     return tuple(bool(on) for on in bandit.active), bool(bandit.aborted)
 
-
-def _policy_state(arrays: State) -> State:
-    return {key.removeprefix("policy/"): value for key, value in arrays.items() if key.startswith("policy/")}

@@ -21,7 +21,7 @@ from .experiment import Experiment
 from .model import apply_rewards, guarded, reward_delta
 from .schemas import RewardRequest, RewardResult
 from .stores import DecisionRecord, RewardRecord, Store
-from .stores.base import settled
+from .stores.base import Delta, State, policy_state, settled
 
 #: Decisions settled by one sweep transaction at most.
 SWEEP_BATCH = 2000
@@ -128,10 +128,15 @@ async def sweep(store: Store, experiment: Experiment, now: float, horizon: float
 
 def learn(store: Store, experiment: Experiment, rewards: list[RewardRecord], decisions: dict[str, DecisionRecord],
           on_guardrail: Callable[[Experiment], None], watermark: float | None = None):
-    """Record ``rewards`` once and add their policy delta in one transaction; memory follows on commit."""
+    """Record ``rewards`` once and merge their delta in one transaction; memory follows on commit.
+
+    The delta is computed from the store's arrays as they stand in the
+    transaction (earlier deltas of the same group commit merged), so it is
+    exact for every merge rule; memory merges it in the same order on commit.
+    """
     learned: list[tuple] = []
 
-    def delta(new: list[RewardRecord]):
+    def delta(new: list[RewardRecord], arrays: State):
         with experiment.lock:
             bandit = experiment.bandit
             index = {arm: i for i, arm in enumerate(bandit.arms)}
@@ -146,15 +151,16 @@ def learn(store: Store, experiment: Experiment, rewards: list[RewardRecord], dec
             propensities = (np.array([row.propensity for row in rows], dtype=np.float64)
                             if bandit.policy.needs_propensities else None)
             learned.append((arms, values))
-            return reward_delta(bandit, arms, values, contexts, propensities), applied
+            arrays = reward_delta(bandit, arms, values, contexts, propensities, base=policy_state(arrays))
+            return Delta(bandit.policy, arrays), applied
 
-    def on_commit(change, version: int) -> None:
+    def on_commit(change: Delta | None, version: int) -> None:
         if change is None:
             return
         with experiment.lock:
             bandit = experiment.bandit
             before = guarded(bandit)
-            apply_rewards(bandit, change, *learned[-1])
+            apply_rewards(bandit, change.arrays, *learned[-1])
             bandit.version = version
             changed = guarded(bandit) != before
         if changed:

@@ -28,7 +28,7 @@ def log_five(store) -> None:
                            {"a": 0.8 - i / 10, "b": 0.2 + i / 10}, i, i == 4) for i in range(5)]
     store.append_decisions(rows).result()
     rewards = [RewardRecord("d1", "hero", "b", 1.0, 200.0), RewardRecord("d3", "hero", "b", 0.0, 201.0)]
-    store.record_rewards("hero", rewards, lambda new: (None, [True] * len(new)), lambda *_: None).result()
+    store.record_rewards("hero", rewards, lambda new, arrays: (None, [True] * len(new)), lambda *_: None).result()
 
 
 def test_parquet_row_groups_hold_every_row_once(store):

@@ -21,7 +21,8 @@ from banditkit.service.stores import (
     SQLiteStore,
     open_store,
 )
-from banditkit.service.stores.base import add_delta, decision_row, decode_state, encode_state
+from banditkit.policies import ThompsonSampling
+from banditkit.service.stores.base import Delta, decision_row, decode_state, encode_state, merge_delta
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -32,7 +33,7 @@ def store(request, tmp_path):
 
 
 def make_experiment(name="hero", arms=2):
-    state = {"counts": np.zeros((1, arms)), "sums": np.zeros((1, arms))}
+    state = {"policy/pulls": np.zeros((1, arms)), "policy/reward_sums": np.zeros((1, arms))}
     return ExperimentRecord(name, {"name": name}, {"arms": ["a", "b"][:arms]}, state, 0, 1000.0)
 
 
@@ -41,14 +42,14 @@ def decision(i, t=1000.0, experiment="hero", arm="a", unit=None):
                           0.25, {"a": 0.25, "b": 0.75}, 3, bool(i % 3 == 0))
 
 
-def counting_delta(rewards):
+def counting_delta(rewards, arrays):
     """The delta of a counts/sums policy: one pull and the reward on each reward's arm."""
     counts, sums = np.zeros((1, 2)), np.zeros((1, 2))
     for reward in rewards:
         index = "ab".index(reward.arm)
         counts[0, index] += 1
         sums[0, index] += reward.value
-    return {"counts": counts, "sums": sums}, [True] * len(rewards)
+    return Delta(ThompsonSampling(), {"policy/pulls": counts, "policy/reward_sums": sums}), [True] * len(rewards)
 
 
 def reward(i, value=1.0, arm="a", source="client"):
@@ -128,8 +129,8 @@ def test_a_reward_is_applied_once(store):
                                  lambda delta, version: seen.append(version)).result()
     assert not again[0].first and again[0].reward.value == 0.0
     (record,) = store.load_experiments()
-    np.testing.assert_array_equal(record.state["counts"], [[2.0, 0.0]])
-    np.testing.assert_array_equal(record.state["sums"], [[1.0, 0.0]])
+    np.testing.assert_array_equal(record.state["policy/pulls"], [[2.0, 0.0]])
+    np.testing.assert_array_equal(record.state["policy/reward_sums"], [[1.0, 0.0]])
     assert record.version == 1 and seen == [1, 1]     # the retry changed nothing
     assert store.get_reward("d0000").value == 1.0 and store.counts("hero") == (3, 2)
 
@@ -138,7 +139,7 @@ def test_a_failing_delta_writes_nothing(store):
     store.create_experiment(make_experiment(), {"kind": "create"}).result()
     store.append_decisions([decision(0)]).result()
 
-    def broken(rewards):
+    def broken(rewards, arrays):
         raise RuntimeError("policy failed")
     with pytest.raises(RuntimeError, match="policy failed"):
         store.record_rewards("hero", [reward(0)], broken, lambda d, v: None).result()
@@ -146,7 +147,7 @@ def test_a_failing_delta_writes_nothing(store):
     assert store.load_experiments()[0].version == 0
     store.record_rewards("hero", [reward(0)], counting_delta, lambda d, v: None).result()
     (record,) = store.load_experiments()
-    assert record.version == 1 and record.state["counts"].tolist() == [[1.0, 0.0]]
+    assert record.version == 1 and record.state["policy/pulls"].tolist() == [[1.0, 0.0]]
 
 
 def test_rewards_add_to_the_state_a_model_change_wrote(store):
@@ -154,14 +155,14 @@ def test_rewards_add_to_the_state_a_model_change_wrote(store):
     store.create_experiment(make_experiment(), {"kind": "create"}).result()
     store.append_decisions([decision(i) for i in range(3)]).result()
     store.record_rewards("hero", [reward(0)], counting_delta, lambda d, v: None).result()
-    restored = {"counts": np.array([[10.0, 20.0]]), "sums": np.array([[5.0, 6.0]])}
+    restored = {"policy/pulls": np.array([[10.0, 20.0]]), "policy/reward_sums": np.array([[5.0, 6.0]])}
     store.replace_model("hero", lambda: ({"arms": ["a", "b"]}, restored, 7, {"kind": "rollback"}),
                         lambda: None).result()
     store.record_rewards("hero", [reward(1, 0.5, arm="b")], counting_delta, lambda d, v: None).result()
     (record,) = store.load_experiments()
     assert record.version == 8
-    np.testing.assert_array_equal(record.state["counts"], [[10.0, 21.0]])
-    np.testing.assert_array_equal(record.state["sums"], [[5.0, 6.5]])
+    np.testing.assert_array_equal(record.state["policy/pulls"], [[10.0, 21.0]])
+    np.testing.assert_array_equal(record.state["policy/reward_sums"], [[5.0, 6.5]])
 
 
 def test_unrewarded_and_watermark(store):
@@ -207,7 +208,7 @@ def test_both_stores_find_the_same_unrewarded_decisions(tmp_path_factory, times,
 
 def test_models_snapshots_and_events(store):
     store.create_experiment(make_experiment(), {"kind": "create"}).result()
-    state = {"counts": np.array([[4.0, 1.0]]), "sums": np.array([[2.0, 0.5]])}
+    state = {"policy/pulls": np.array([[4.0, 1.0]]), "policy/reward_sums": np.array([[2.0, 0.5]])}
     snapshot_id = store.save_snapshot("hero", lambda: ({"arms": ["a", "b"]}, state, 7)).result()
     committed = []
     store.replace_model("hero", lambda: ({"arms": ["a", "b", "c"]}, make_experiment(arms=2).state, 8,
@@ -221,7 +222,7 @@ def test_models_snapshots_and_events(store):
     assert committed == [8]
     snapshot = store.get_snapshot("hero", snapshot_id)
     assert snapshot.policy_version == 7 and snapshot.model == {"arms": ["a", "b"]}
-    np.testing.assert_array_equal(snapshot.state["counts"], state["counts"])
+    np.testing.assert_array_equal(snapshot.state["policy/pulls"], state["policy/pulls"])
     assert store.get_snapshot("other", snapshot_id) is None
     assert [s.snapshot_id for s in store.list_snapshots("hero")] == [snapshot_id]
     (record,) = store.load_experiments()
@@ -259,7 +260,7 @@ def test_sqlite_survives_reopening(tmp_path):
     second = open_store(f"sqlite:///{path}")
     try:
         assert second.get_decision("d0000") == decision(0)
-        assert second.load_experiments()[0].state["counts"].tolist() == [[1.0, 0.0]]
+        assert second.load_experiments()[0].state["policy/pulls"].tolist() == [[1.0, 0.0]]
         assert second.counts("hero") == (1, 1)
     finally:
         second.close()
@@ -302,10 +303,20 @@ def test_state_encoding_round_trips_exactly(state):
         np.testing.assert_array_equal(decoded[key], value)
 
 
-def test_add_delta_leaves_other_keys():
-    state = {"counts": np.array([[1.0, 2.0]]), "step": np.array([3.0])}
-    assert add_delta(state, {"counts": np.array([[1.0, 0.0]])})["counts"].tolist() == [[2.0, 2.0]]
-    assert add_delta(state, {})["step"] is state["step"]
+def test_merge_delta_merges_the_policy_part_by_its_rule_and_adds_the_rest():
+    from banditkit.policies import DiscountedThompsonSampling
+    policy = DiscountedThompsonSampling(gamma=0.5)
+    state = {"policy/successes": np.array([[1.0, 2.0]]), "policy/failures": np.array([[4.0, 4.0]]),
+             "ledger/pulls": np.array([3.0, 4.0]), "ledger/total_reward": np.array([3.0])}
+    policy_state = {"successes": state["policy/successes"], "failures": state["policy/failures"]}
+    updated = policy.update(policy_state, np.array([0]), np.array([1.0]))
+    delta = {f"policy/{key}": value for key, value in policy.state_delta(policy_state, updated).items()}
+    merged = merge_delta(policy, state, {**delta, "ledger/pulls": np.array([1.0, 0.0])})
+    assert merged["policy/successes"].tolist() == [[1.5, 1.0]] and merged["policy/failures"].tolist() == [[2.0, 2.0]]
+    assert merged["ledger/pulls"].tolist() == [4.0, 4.0]
+    assert merged["ledger/total_reward"] is state["ledger/total_reward"]   # absent from the delta: kept
+    assert state["ledger/pulls"].tolist() == [3.0, 4.0]                      # inputs untouched
+    assert merge_delta(policy, state, {})["policy/successes"] is state["policy/successes"]
 
 
 def test_a_failing_job_does_not_sink_its_group(tmp_path):
@@ -313,7 +324,7 @@ def test_a_failing_job_does_not_sink_its_group(tmp_path):
     store = SQLiteStore(tmp_path / "isolate.db", commit_interval_s=0.05)
     store.create_experiment(make_experiment(), {"kind": "create"}).result()
 
-    def broken(rewards):
+    def broken(rewards, arrays):
         raise RuntimeError("bad delta")
     good = [store.append_decisions([decision(i)]) for i in range(3)]
     bad = store.record_rewards("hero", [reward(0)], broken, lambda d, v: None)
@@ -333,7 +344,7 @@ def test_exclusive_jobs_see_every_earlier_commit(tmp_path):
     seen = []
     store.record_rewards("hero", [reward(0)], counting_delta, lambda d, v: seen.append(("hook", v)))
     version = store.replace_model("hero", lambda: (seen.append("change") or {"arms": ["a", "b"]},
-                                                   {"counts": np.ones((1, 2)), "sums": np.zeros((1, 2))}, 5,
+                                                   {"policy/pulls": np.ones((1, 2)), "policy/reward_sums": np.zeros((1, 2))}, 5,
                                                    {"kind": "arms"}), lambda: None)
     version.result()
     assert seen == [("hook", 1), "change"]            # the reward's hook ran before the change was built

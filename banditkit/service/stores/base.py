@@ -2,9 +2,10 @@
 
 A store holds three things, as three groups of methods: the experiment
 catalogue (configuration, model, version, snapshots, audit events), the policy
-state (changed only by adding a *delta*, which commutes, so several writers and
-delayed rewards all reduce to "add this delta"), and the decision log (one row
-per decision, at most one reward per decision).
+state (changed only by merging a *delta* with :func:`merge_delta`, by the
+policy's declared rule: added, appended, or in order; see
+:mod:`banditkit.policies.base`), and the decision log (one row per decision, at
+most one reward per decision).
 
 Writes return a :class:`concurrent.futures.Future` that completes once the
 write is durable, so a server can wait for it without blocking its event loop
@@ -26,7 +27,12 @@ from typing import Any
 
 import numpy as np
 
+from ...policies import Policy
+
 State = dict[str, np.ndarray]
+
+#: Key prefixes of an experiment's arrays: the policy state, and the reward ledger (always additive).
+POLICY_PREFIX, LEDGER_PREFIX = "policy/", "ledger/"
 
 
 class Probabilities(dict):
@@ -116,17 +122,31 @@ class SnapshotRecord:
     state: State = field(repr=False)
 
 
-#: Computes the policy delta for the rewards that are new; returns the delta
-#: (None when nothing changes) and, per reward, whether it changed the policy.
-DeltaFunction = Callable[[list[RewardRecord]], tuple[State | None, list[bool]]]
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """What new rewards change in an experiment's arrays, and the policy whose rule merges it."""
+
+    policy: Policy
+    arrays: State
+
+
+#: Computes the delta of the rewards that are new from the experiment's arrays as the store holds them at
+#: that point of the transaction (earlier deltas merged); returns the delta (None when nothing changes) and,
+#: per reward, whether it changed the policy.
+DeltaFunction = Callable[[list[RewardRecord], State], tuple[Delta | None, list[bool]]]
 #: Called after the transaction that wrote a delta commits, with the new version.
-CommitHook = Callable[[State | None, int], None]
+CommitHook = Callable[[Delta | None, int], None]
 #: Builds a model change when its (exclusive) transaction runs: model, state, version, audit event.
 ModelChange = Callable[[], tuple[dict, State, int, dict]]
 
 
 class Store(ABC):
     """The interface of the memory and SQLite stores (a Redis store fits the same shape)."""
+
+    #: True when several writers may compute deltas from states that are not the latest. Such a store serves
+    #: only ``Policy.distributable`` policies (see :func:`unservable_reason`); memory and SQLite have one writer,
+    #: which computes every delta from the state it merges into.
+    several_writers: bool = False
 
     # ---- catalogue ---------------------------------------------------------
     @abstractmethod
@@ -182,13 +202,15 @@ class Store(ABC):
     @abstractmethod
     def record_rewards(self, name: str, rewards: list[RewardRecord], delta: DeltaFunction,
                        on_commit: CommitHook, watermark: float | None = None) -> Future:
-        """Record each reward at most once and add the policy delta, in one transaction.
+        """Record each reward at most once and merge the policy delta, in one transaction.
 
-        ``delta`` is called inside the transaction with the rewards that are
-        new; their rows and the delta commit together, and the version goes up
-        by one when the delta is not None. ``on_commit(delta, version)`` runs
-        after the commit. The future gives one :class:`RewardOutcome` per input
-        reward, in order. ``watermark`` (sweeper) is stored in the same transaction.
+        ``delta(new, arrays)`` is called inside the transaction with the rewards
+        that are new and the experiment's arrays as they stand there; their rows
+        and the delta (merged by :func:`merge_delta`) commit together, and the
+        version goes up by one when the delta is not None. ``on_commit(delta,
+        version)`` runs after the commit. The future gives one
+        :class:`RewardOutcome` per input reward, in order. ``watermark``
+        (sweeper) is stored in the same transaction.
         """
 
     @abstractmethod
@@ -250,9 +272,33 @@ def decode_state(text: str) -> State:
             for key, item in json.loads(text).items()}
 
 
-def add_delta(state: State, delta: State) -> State:
-    """``state + delta`` key by key, as a new state (the one way every store applies a delta)."""
-    return {key: value + delta[key] if key in delta else value for key, value in state.items()}
+def merge_delta(policy: Policy, state: State, delta: State) -> State:
+    """An experiment's arrays with ``delta`` merged in, as new arrays: the one way every store applies a delta.
+
+    The ``policy/`` arrays merge by the policy's rule (:meth:`Policy.merge_delta`);
+    the others (the reward ledger) add. Keys absent from the delta are kept.
+    """
+    own, policy_delta = policy_state(state), policy_state(delta)
+    if policy_delta:
+        own = policy.merge_delta(own, policy_delta)
+    merged = {POLICY_PREFIX + key: value for key, value in own.items()}
+    merged.update((key, value + delta[key] if key in delta else value) for key, value in state.items()
+                  if not key.startswith(POLICY_PREFIX))
+    return merged
+
+
+def policy_state(arrays: State) -> State:
+    """The policy's part of an experiment's arrays (or of a delta), without the key prefix."""
+    return {key.removeprefix(POLICY_PREFIX): value for key, value in arrays.items() if key.startswith(POLICY_PREFIX)}
+
+
+def unservable_reason(store: Store, policy: Policy) -> str | None:
+    """Why ``store`` cannot serve ``policy`` (an ORDERED policy on a store with several writers), or None."""
+    if store.several_writers and not policy.distributable:
+        return (f"policy {policy.name!r} cannot be served by {type(store).__name__}: its state merges only in "
+                f"order ({policy.merge_rule}), and this store's writers compute deltas from states that may "
+                f"not be the latest; use a distributable policy or a store with one writer (sqlite, memory)")
+    return None
 
 
 async def settled(future: Future) -> Any:

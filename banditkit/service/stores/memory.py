@@ -33,10 +33,10 @@ from .base import (
     SnapshotRecord,
     State,
     Store,
-    add_delta,
     completed,
     decision_from_row,
     decision_row,
+    merge_delta,
     reward_from_row,
     reward_row,
 )
@@ -151,15 +151,15 @@ class MemoryStore(Store):
                 if reward.decision_id not in stored:
                     fresh.setdefault(reward.decision_id, reward)
             new = list(fresh.values())
-            change, applied = delta(new) if new else (None, [])
+            record = self._experiments[name]
+            change, applied = delta(new, record.state) if new else (None, [])
             for r, flag in zip(new, applied):
                 kept = RewardRecord(r.decision_id, r.experiment, r.arm, r.value, r.time, r.source, flag)
                 stored[r.decision_id] = kept
                 self._rewards[r.decision_id] = reward_row(kept)
                 self._rewarded[r.experiment] = self._rewarded.get(r.experiment, 0) + 1
-            record = self._experiments[name]
             if change is not None:
-                record.state = add_delta(record.state, change)
+                record.state = merge_delta(change.policy, record.state, change.arrays)
                 record.version += 1
             if watermark is not None:
                 record.sweep_watermark = watermark

@@ -30,11 +30,11 @@ from .base import (
     SnapshotRecord,
     State,
     Store,
-    add_delta,
     decision_from_row,
     decision_row,
     decode_state,
     encode_state,
+    merge_delta,
     reward_from_row,
     reward_row,
 )
@@ -248,20 +248,26 @@ class SQLiteStore(Store):
                 if reward.decision_id not in existing:
                     fresh.setdefault(reward.decision_id, reward)
             new = list(fresh.values())
-            change, applied = delta(new) if new else (None, [])
+            pending = self._pending_state(db, name)
+            change, applied = delta(new, pending[0]) if new else (None, [])
             stored = [RewardRecord(r.decision_id, r.experiment, r.arm, r.value, r.time, r.source, flag)
                       for r, flag in zip(new, applied)]
             _insert(db, "INSERT INTO rewards VALUES", [reward_row(r) for r in stored])
             existing.update((r.decision_id, r) for r in stored)
-            version = self._add_delta(db, name, change, watermark)
+            if change is not None:
+                pending[0], pending[1] = merge_delta(change.policy, pending[0], change.arrays), pending[1] + 1
+            if watermark is not None:
+                pending[2] = watermark
+            version = pending[1]
             after_commit(lambda: self._tally(1, [r.experiment for r in stored]))
             after_commit(lambda: on_commit(change, version))
             return [RewardOutcome(existing[r.decision_id], fresh.get(r.decision_id) is r) for r in rewards]
         return self._writer.submit(job)
 
-    def _add_delta(self, db: sqlite3.Connection, name: str, change: State | None, watermark: float | None) -> int:
-        """Add ``change`` to the transaction's copy of the state (what the last commit wrote, read from the file
-        only the first time); the new version."""
+    def _pending_state(self, db: sqlite3.Connection, name: str) -> list:
+        """The transaction's copy of an experiment's [state, version, watermark or None], written before the
+        commit: what the last commit wrote (read from the file only the first time) with this transaction's
+        deltas merged, so each delta is computed from the state it is merged into."""
         pending = self._pending.get(name)
         if pending is None:
             written = self._written.get(name)
@@ -269,13 +275,8 @@ class SQLiteStore(Store):
                 text, version = db.execute("SELECT state, version FROM experiments WHERE name = ?",
                                            (name,)).fetchone()
                 written = decode_state(text), version
-            pending = [*written, None]
-        if change is not None:
-            pending[0], pending[1] = add_delta(pending[0], change), pending[1] + 1
-        if watermark is not None:
-            pending[2] = watermark
-        self._pending[name] = pending
-        return pending[1]
+            pending = self._pending[name] = [*written, None]
+        return pending
 
     def _flush_states(self, db: sqlite3.Connection) -> None:
         for name, (state, version, watermark) in self._pending.items():

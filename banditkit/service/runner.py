@@ -25,17 +25,18 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running(settings: Settings, timeout_s: float = 20.0) -> Iterator[str]:
+def running(settings: Settings, timeout_s: float = 20.0, app=None) -> Iterator[str]:
     """Serve ``settings`` with uvicorn in a thread; yields the base URL and stops the server on exit.
 
     The server shares this process, so pass ``tune_interpreter=False`` unless its GIL and garbage
-    collector settings are wanted here too.
+    collector settings are wanted here too. ``app`` (default ``create_app(settings)``) lets the caller
+    keep a handle on the app it serves, e.g. to read ``app.state.engine``.
     """
     import uvicorn
 
     port = settings.port or free_port()
-    config = uvicorn.Config(create_app(settings), host=settings.safe_host(), port=port, log_level="warning",
-                            lifespan="on")
+    config = uvicorn.Config(create_app(settings) if app is None else app, host=settings.safe_host(), port=port,
+                            log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="banditkit-service", daemon=True)
     thread.start()

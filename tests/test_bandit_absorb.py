@@ -47,3 +47,19 @@ def test_bad_arms_and_rewards_are_refused():
         bandit.absorb(["zzz"], [1.0], bandit.state)
     with pytest.raises(bk.BanditkitError, match="rewards"):
         bandit.absorb([0], [float("nan")], bandit.state)
+
+
+def test_a_merged_row_buffer_is_absorbed_like_update_many():
+    """A model-based policy's state grows with its rows: absorb takes the longer buffers, nothing else."""
+    spec = {"name": "bootstrapped_thompson", "params": {"n_replicas": 2, "refit_every": 3}}
+    reference = bk.Bandit(["a", "b"], policy=spec, n_features=2, seed=5)
+    absorbing = bk.Bandit(["a", "b"], policy=spec, n_features=2, seed=5)
+    arms, rewards, contexts = np.array([0, 1, 1, 0]), np.array([1.0, 0.0, 0.5, 2.0]), np.arange(8.0).reshape(4, 2)
+    policy = absorbing.policy
+    delta = policy.state_delta(absorbing.state, policy.update(absorbing.state, arms, rewards, context=contexts))
+    absorbing.absorb(arms, rewards, policy.merge_delta(absorbing.state, delta))
+    reference.update_many(arms, rewards, contexts=contexts)
+    assert absorbing.to_dict() == reference.to_dict() and absorbing.state["rewards"].shape == (1, 4)
+    wider = {**absorbing.state, "contexts": np.zeros((1, 4, 3))}     # a buffer may grow, not change width
+    with pytest.raises(bk.BanditkitError, match=r"keys and shapes .* may change length"):
+        absorbing.absorb([0], [1.0], wider)

@@ -23,6 +23,8 @@ CONDITION_WARNING = 1e10
 #: A Sherman-Morrison denominator below 1 - _DRIFT means the cached inverse has drifted from A.
 _DRIFT = 1e-9
 _RIDGE_KEYS = ("A", "b", "A_inv", "theta", "rank1_updates")
+#: Largest residual of a merged cache (|A A_inv - I|, and |A theta - b| relative to the terms' size) kept as is.
+_CONSISTENT = 1e-8
 #: Rows per chunk when one state scores many contexts (bounds the (rows, K, d) temporary).
 _CHUNK = 1024
 
@@ -135,13 +137,31 @@ def add_rows(state: dict, rows: np.ndarray, arms: np.ndarray, rewards: np.ndarra
     return new
 
 
-def merge_ridge(state: dict, delta: dict, l2: float) -> dict:
-    """Ridge arrays with ``delta``'s ``A`` and ``b`` added; the caches of every (state row, arm) it touched
-    are rebuilt from the new ``A`` (a cache is never merged); inputs are not mutated."""
-    new = {"A": state["A"] + delta["A"], "b": state["b"] + delta["b"],
-           **{key: state[key].copy() for key in ("A_inv", "theta", "rank1_updates")}}
-    _rebuild_pairs(new, np.nonzero(delta["A"].any(axis=(2, 3)) | delta["b"].any(axis=2)), l2)
-    return new
+def check_merged(new: dict, delta: dict, l2: float) -> None:
+    """After a delta was added to every ridge array (fresh arrays in ``new``): keep the summed caches of each
+    touched (state row, arm) only if they still invert ``A`` and solve ``A theta = b``, else rebuild them.
+
+    ``A`` and ``b`` are the truth. Summed caches are the caches the delta's
+    update computed when the delta was computed from this very state (one
+    writer); when two deltas were computed from the same older state (several
+    writers) their sum misses a cross term, fails the check and is rebuilt.
+    """
+    # A row x moves the diagonal of A (by x_i^2) and of A_inv: arms where neither moved got no row.
+    touched = np.einsum("bkii->bki", delta["A"]).any(axis=2)
+    if "A_inv" in delta:
+        touched |= np.einsum("bkii->bki", delta["A_inv"]).any(axis=2)
+    pairs = np.nonzero(touched)
+    if not pairs[0].size:
+        return
+    A, b, A_inv, theta = new["A"][pairs], new["b"][pairs], new["A_inv"][pairs], new["theta"][pairs]
+    residual = A @ A_inv
+    residual -= np.eye(A.shape[-1])
+    solved = (A @ theta[:, :, None])[:, :, 0]
+    scale = np.abs(b).max(axis=1) + np.abs(solved).max(axis=1)
+    solved -= b
+    stale = ~((np.abs(residual).max(axis=(1, 2)) <= _CONSISTENT) & (np.abs(solved).max(axis=1) <= _CONSISTENT * scale))
+    if stale.any():
+        _rebuild_pairs(new, (pairs[0][stale], pairs[1][stale]), l2)
 
 
 def _rebuild_pairs(new: dict, pairs: tuple[np.ndarray, np.ndarray], l2: float) -> None:

@@ -19,7 +19,7 @@ from ..errors import InvalidParameterError
 from . import _jit, register
 from ._gaussian_argmax import POINT_MASS_SD, gaussian_argmax_probabilities
 from ._ridge import (CONDITION_WARNING, IllConditionedWarning, add_rows, condition_message,
-                     condition_numbers, init_ridge, linear_kernels, merge_ridge, rebuild, scores)
+                     condition_numbers, init_ridge, linear_kernels, check_merged, rebuild, scores)
 from ._standardize import RELATIVE_VARIANCE_FLOOR, fold_and_transform, init_feature_stats, transform
 from .base import ADDITIVE, ORDERED, Policy, State, argmax_probabilities, argmax_random_ties, batch_rows
 
@@ -65,15 +65,14 @@ class LinearPolicy(Policy):
         running statistics at the time of its update, so a delta holds only against the state it came from."""
         return ORDERED if self.standardize else ADDITIVE
 
-    def state_delta(self, old: State, new: State) -> State:
-        """The change of ``A`` and ``b`` (and of the feature statistics); caches are not part of a delta."""
-        return {key: new[key] - old[key] for key in ("A", "b", *(_FEATURE_KEYS if self.standardize else ()))}
-
     def merge_delta(self, state: State, delta: State) -> State:
-        """``A``, ``b`` (and the feature statistics) plus the delta; the touched arms' caches rebuilt from ``A``."""
-        merged = {**state, **merge_ridge(state, delta, self.l2)}
-        for key in _FEATURE_KEYS if self.standardize else ():
-            merged[key] = state[key] + delta[key]
+        """Every array plus the delta; ``A`` and ``b`` are the truth, and the touched arms' caches are kept
+        only where they still invert ``A``, else rebuilt from it (see :func:`._ridge.check_merged`)."""
+        merged = super().merge_delta(state, delta)
+        for key in ("A_inv", "theta", "rank1_updates"):
+            if key not in delta:  # a delta of A and b alone: its caches are rebuilt, into fresh arrays
+                merged[key] = state[key].copy()
+        check_merged(merged, delta, self.l2)
         return merged
 
     # ---- numerical health ------------------------------------------------

@@ -68,7 +68,8 @@ class Policy(ABC):
     shared_keys: ClassVar[frozenset[str]] = frozenset()
     #: True when ``update`` needs the propensity each arm was chosen with (EXP3).
     needs_propensities: ClassVar[bool] = False
-    #: How deltas of the state merge: ADDITIVE, APPEND or ORDERED (see the module docstring).
+    #: How deltas of the state merge: ADDITIVE, APPEND or ORDERED (see the module docstring). Read it on an
+    #: instance: a family may make it depend on a hyperparameter (linear policies with ``standardize``).
     merge_rule: ClassVar[str] = ADDITIVE
     #: State keys whose axis 1 is an append-only row buffer: their length grows with every update.
     buffer_keys: ClassVar[frozenset[str]] = frozenset()

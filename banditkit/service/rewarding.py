@@ -151,8 +151,8 @@ def learn(store: Store, experiment: Experiment, rewards: list[RewardRecord], dec
             propensities = (np.array([row.propensity for row in rows], dtype=np.float64)
                             if bandit.policy.needs_propensities else None)
             learned.append((arms, values))
-            arrays = reward_delta(bandit, arms, values, contexts, propensities, base=policy_state(arrays))
-            return Delta(bandit.policy, arrays), applied
+            change = reward_delta(bandit, arms, values, contexts, propensities, base=policy_state(arrays))
+            return Delta(bandit.policy, change), applied
 
     def on_commit(change: Delta | None, version: int) -> None:
         if change is None:

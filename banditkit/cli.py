@@ -92,7 +92,8 @@ def _load_target(policy: str):
 
 @app.command()
 def evaluate(
-    log: Path = typer.Argument(..., help="Decision log: CSV, Parquet, or a folder of Parquet partitions (the service's export or archive)."),
+    log: Path = typer.Argument(..., help="Decision log: CSV, Parquet, or a folder of Parquet partitions "
+                                         "(the service's export or archive)."),
     policy: str = typer.Option(..., "--policy", "-p",
                                help="Target: a Bandit JSON, a policy JSON {name, params}, an .npy array "
                                     "of probabilities (n, K) or (n, K, L), or a policy name."),

@@ -54,3 +54,7 @@ def server_process():
     yield start
     for process in started:
         process.stop()
+
+
+# Real redis-server processes (single, append-only, a 3-master cluster) and banditkit serve/learn children.
+from redis_servers import processes, redis_aof, redis_cluster, shared_store  # noqa: F401

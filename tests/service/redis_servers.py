@@ -8,19 +8,31 @@ start it again. Nothing touches the shared Redis on port 6379.
 
 from __future__ import annotations
 
+import json
 import os
+import queue
 import random
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 import redis
+
+from banditkit.service.experiment import build_bandit
+from banditkit.service.model import split
+from banditkit.service.schemas import ExperimentCreate
+from banditkit.service.stores.base import DecisionRecord, RewardRecord, decision_from_row, decode_state
+from banditkit.service.stores.redis_keys import LEARNERS, Keys, reward_from_json
 
 ROOT = Path(__file__).resolve().parents[2]
 INSTALL_HINT = "sudo apt-get install -y redis-server redis-tools"
@@ -161,7 +173,7 @@ class RedisCluster3:
             node.start()
         created = subprocess.run(
             [redis_binary("redis-cli"), "--cluster", "create", *(f"127.0.0.1:{port}" for port in self.ports),
-             "--cluster-replicas", "0", "--cluster-yes"],
+             "--cluster-replicas", "0", "--cluster-yes"], check=False,
             capture_output=True, text=True, timeout=timeout_s)
         if created.returncode != 0:
             self.stop()
@@ -327,3 +339,288 @@ def redis_aof(tmp_path, processes) -> RedisServer:
 def redis_cluster(tmp_path, processes) -> RedisCluster3:
     """A fresh three-master Redis Cluster."""
     return processes(RedisCluster3(tmp_path / "cluster")).start()
+
+
+# ---- load: client threads that keep exactly what the service acknowledged --------------------------
+def unique_prefix() -> str:
+    """A key prefix of its own for one test (the store URL's ``?prefix=``)."""
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+class Acknowledged:
+    """What the service acknowledged: each decision's answer and each decision's one reward value.
+
+    A second 200 for a decision must carry the value of the first (a retry), never another one: a
+    reward is accepted at most once, whichever worker or thread sent it.
+    """
+
+    def __init__(self) -> None:
+        self.decisions: dict[str, dict] = {}
+        self.rewards: dict[str, float] = {}
+        self.refused_conflicts = 0
+        self.confirmed_retries = 0
+        self._lock = threading.Lock()
+
+    def decided(self, answers: list[dict]) -> None:
+        with self._lock:
+            for answer in answers:
+                assert answer["decision_id"] not in self.decisions, f"decision id served twice: {answer}"
+                self.decisions[answer["decision_id"]] = answer
+
+    def rewarded(self, decision_id: str, value: float) -> None:
+        with self._lock:
+            first = self.rewards.setdefault(decision_id, value)
+            assert first == value, f"decision {decision_id}: reward {first} acknowledged, then {value}"
+
+    def count(self, conflicts: int = 0, retries: int = 0) -> None:
+        with self._lock:
+            self.refused_conflicts += conflicts
+            self.confirmed_retries += retries
+
+
+@dataclass
+class Load:
+    """Client threads deciding and rewarding against ``urls`` (several workers), until stopped or done.
+
+    Each thread asks for decisions in batches and rewards each of them with 0 or 1; the same batch also
+    carries a retry of an earlier reward (same value: 200 with the first answer), a conflicting retry
+    (the other value: 409), and rewards for decisions of other threads sent with a random value, racing
+    their owner's reward through another worker (exactly one value wins). A transport error (worker
+    killed) sends the same rewards again to the next worker; a 503 (Redis down) or a 404 for a fallback
+    decision not shipped yet sends them again later. So when the load ends every reward sent has been
+    acknowledged, and :class:`Acknowledged` holds the truth the store must match.
+    """
+
+    urls: list[str]
+    experiment: str
+    threads: int = 8
+    rewards_per_thread: int = 2000
+    batch: int = 50
+    seed: int = 0
+    deadline_s: float = 60.0
+    acknowledged: Acknowledged = field(default_factory=Acknowledged)
+    stop: threading.Event = field(default_factory=threading.Event)
+    errors: list[BaseException] = field(default_factory=list)
+    transport_errors: int = 0
+    unavailable: int = 0
+    fallbacks: int = 0
+
+    def __post_init__(self) -> None:
+        self._contested: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._workers: list[threading.Thread] = []
+        self.resolved: list[int] = []                 # per thread: own decisions whose reward was answered
+
+    def start(self) -> Load:
+        self._deadline = time.monotonic() + self.deadline_s
+        self.resolved = [0] * self.threads
+        for index in range(self.threads):
+            thread = threading.Thread(target=self._guarded, args=(index,), name=f"load-{index}", daemon=True)
+            thread.start()
+            self._workers.append(thread)
+        return self
+
+    def rewards_acknowledged(self) -> int:
+        return len(self.acknowledged.rewards)
+
+    def join(self) -> Acknowledged:
+        """Wait for every thread; a thread's failure (a wrong answer) fails the caller with it."""
+        for thread in self._workers:
+            thread.join(max(1.0, self._deadline - time.monotonic() + 30.0))
+            assert not thread.is_alive(), f"{thread.name} still running at its deadline"
+        if self.errors:
+            raise self.errors[0]
+        return self.acknowledged
+
+    def run(self) -> Acknowledged:
+        return self.start().join()
+
+    def _guarded(self, index: int) -> None:
+        try:
+            self._client(index)
+        except BaseException as error:  # reported by join()
+            self.errors.append(error)
+            self.stop.set()
+
+    def _post(self, http: httpx.Client, route: list[int], path: str, body: dict) -> httpx.Response | None:
+        try:
+            return http.post(f"{self.urls[route[0]]}/v1/experiments/{self.experiment}/{path}", json=body)
+        except httpx.TransportError:
+            self.transport_errors += 1
+            route[0] = (route[0] + 1) % len(self.urls)
+            return None
+
+    def _client(self, index: int) -> None:
+        rng = np.random.default_rng([self.seed, index])
+        route = [index % len(self.urls)]
+        mine: list[tuple[str, float]] = []            # own decisions and the value sent for each
+        waiting: list[tuple[str, float, str]] = []    # (decision id, value, kind) not answered yet
+        with httpx.Client(timeout=15.0) as http:
+            while time.monotonic() < self._deadline:
+                if self.resolved[index] >= self.rewards_per_thread or self.stop.is_set():
+                    if not waiting:
+                        return
+                else:
+                    response = self._post(http, route, "decisions/batch",
+                                          {"requests": [{"unit": f"u{index}-{len(mine) + i}"}
+                                                        for i in range(self.batch)]})
+                    if response is None:
+                        continue
+                    assert response.status_code == 200, response.text
+                    answers = response.json()["decisions"]
+                    self.acknowledged.decided(answers)
+                    self.fallbacks += sum(answer["fallback"] for answer in answers)
+                    values = rng.integers(0, 2, len(answers)).astype(float)
+                    fresh = [(answer["decision_id"], float(value)) for answer, value in zip(answers, values)]
+                    for decision_id, _ in fresh[:3]:
+                        self._contested.put(decision_id)
+                    if mine:
+                        for position in rng.integers(0, len(mine), 2):
+                            decision_id, value = mine[position]
+                            waiting.append((decision_id, value, "retry"))
+                            waiting.append((decision_id, 1.0 - value, "conflict"))
+                    mine += fresh
+                    waiting += [(decision_id, value, "own") for decision_id, value in fresh]
+                    for _ in range(3):
+                        try:
+                            waiting.append((self._contested.get_nowait(), float(rng.integers(0, 2)), "race"))
+                        except queue.Empty:
+                            break
+                waiting = self._reward(http, route, waiting, index)
+
+    def _reward(self, http: httpx.Client, route: list[int], items: list[tuple[str, float, str]],
+                index: int) -> list[tuple[str, float, str]]:
+        """Send ``items`` once; returns those to send again (no answer, Redis down, decision not shipped)."""
+        if not items:
+            return items
+        response = self._post(http, route, "rewards/batch",
+                              {"rewards": [{"decision_id": d, "value": v} for d, v, _ in items]})
+        if response is None:
+            return items
+        if response.status_code == 503:
+            self.unavailable += 1
+            time.sleep(0.05)
+            return items
+        assert response.status_code == 200, response.text
+        again = []
+        conflicts = retries = 0
+        for (decision_id, value, kind), result in zip(items, response.json()["results"]):
+            assert result["decision_id"] == decision_id
+            status = result["status"]
+            if status == 200:
+                assert result["value"] == value, (kind, value, result)   # 200 only for the value accepted
+                self.acknowledged.rewarded(decision_id, value)
+                if kind == "own":
+                    self.resolved[index] += 1
+                retries += kind == "retry"
+            elif status == 409:                    # another value came first (a conflict, or a race lost)
+                conflicts += 1
+                if kind == "own":
+                    self.resolved[index] += 1
+            elif status in (404, 503) and (status == 503 or self.acknowledged.decisions[decision_id]["fallback"]):
+                again.append((decision_id, value, kind))   # Redis down, or a spooled decision not shipped yet
+            else:
+                raise AssertionError(f"reward {kind} {decision_id}={value}: {result}")
+        self.acknowledged.count(conflicts, retries)
+        if again:
+            time.sleep(0.02)
+        return again
+
+
+# ---- reading the store back ------------------------------------------------------------------------
+def meta(client, prefix: str, experiment: str) -> dict[str, str]:
+    """The experiment's meta hash (model, state, version, reward offset)."""
+    return client.hgetall(Keys.of(prefix, experiment).meta)
+
+
+def stored_rewards(client, prefix: str, experiment: str) -> dict[str, RewardRecord]:
+    """Every accepted reward (the rewards hash): decision id -> record."""
+    return {decision_id: reward_from_json(text)
+            for decision_id, text in client.hgetall(Keys.of(prefix, experiment).rewards).items()}
+
+
+def stored_decisions(client, prefix: str, experiment: str) -> dict[str, DecisionRecord]:
+    """Every logged decision (the decision stream); a decision logged twice fails."""
+    found: dict[str, DecisionRecord] = {}
+    for _, fields in client.xrange(Keys.of(prefix, experiment).decisions):
+        record = decision_from_row(json.loads(fields["row"]))
+        assert record.decision_id not in found, f"decision {record.decision_id} logged twice"
+        found[record.decision_id] = record
+    return found
+
+
+def reward_stream_ids(client, prefix: str, experiment: str) -> list[str]:
+    """The ids of the reward stream's entries (one per accepted reward)."""
+    return [entry_id for entry_id, _ in client.xrange(Keys.of(prefix, experiment).reward_stream)]
+
+
+def reference_arrays(spec: dict, arms: list[str], values: list[float]) -> tuple[dict, dict[str, np.ndarray]]:
+    """The model and arrays :func:`~banditkit.service.model.split` gives after ``Bandit.update_many``."""
+    bandit = build_bandit(ExperimentCreate.model_validate(spec))
+    if arms:
+        bandit.update_many(arms, np.asarray(values, dtype=np.float64))
+    return split(bandit)
+
+
+def assert_model_is_reference(client, prefix: str, spec: dict, rewards: dict[str, float],
+                              decisions: dict[str, str]) -> dict[str, str]:
+    """The stored state equals, bit for bit, the reference Bandit updated with ``rewards`` (decision id ->
+    value) on the arms of ``decisions`` (decision id -> arm); returns the meta hash."""
+    stored = meta(client, prefix, spec["name"])
+    ids = sorted(rewards)
+    model, expected = reference_arrays(spec, [decisions[i] for i in ids], [rewards[i] for i in ids])
+    state = decode_state(stored["state"])
+    assert sorted(state) == sorted(expected), (sorted(state), sorted(expected))
+    for key, value in expected.items():
+        assert state[key].dtype == value.dtype and state[key].shape == value.shape, key
+        assert np.array_equal(state[key], value), (key, state[key], value)
+    assert json.loads(stored["model"]) == json.loads(json.dumps(model))
+    return stored
+
+
+def create_experiment(base_url: str, spec: dict) -> dict:
+    response = httpx.post(f"{base_url}/v1/experiments", json=spec, timeout=30.0)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+@pytest.fixture
+def shared_store():
+    """A unique key prefix on the shared Redis (127.0.0.1:6379, db 0): yields (store URL, prefix, client);
+    the prefix's keys are deleted at the end (never a FLUSHDB there)."""
+    prefix = unique_prefix()
+    client = redis.Redis(host="127.0.0.1", port=6379, decode_responses=True)
+    yield f"redis://127.0.0.1:6379/0?prefix={prefix}", prefix, client
+    for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+        client.delete(key)
+    client.close()
+
+
+def assert_log_matches(client, prefix: str, experiment: str, acknowledged: Acknowledged) -> None:
+    """Every acknowledged decision is logged as answered; the rewards kept are exactly those acknowledged,
+    each once in the reward stream; the counters agree with both."""
+    logged = stored_decisions(client, prefix, experiment)
+    for decision_id, answer in acknowledged.decisions.items():
+        assert decision_id in logged, f"acknowledged decision {decision_id} not in the decision stream"
+        record = logged[decision_id]
+        assert (record.arm, record.propensity, record.policy_version, record.fallback) == (
+            answer["arm"], answer["propensity"], answer["policy_version"], answer["fallback"]), (record, answer)
+    rewards = stored_rewards(client, prefix, experiment)
+    assert {i: r.value for i, r in rewards.items()} == acknowledged.rewards
+    for decision_id, reward in rewards.items():
+        assert reward.arm == logged[decision_id].arm, (reward, logged[decision_id])
+    streamed = [json.loads(fields["reward"])[0]
+                for _, fields in client.xrange(Keys.of(prefix, experiment).reward_stream)]
+    assert len(streamed) == len(set(streamed)) and set(streamed) == set(rewards), "reward stream != rewards kept"
+    counts = client.hgetall(Keys.of(prefix, experiment).counts)
+    assert int(counts["rewards"]) == len(rewards) and int(counts["decisions"]) == len(logged), counts
+
+
+def assert_drained(client, prefix: str, experiment: str) -> dict[str, str]:
+    """The learners' group has nothing pending and the model holds every reward of the stream."""
+    keys = Keys.of(prefix, experiment)
+    stored = meta(client, prefix, experiment)
+    last = client.xrevrange(keys.reward_stream, count=1)
+    if last:
+        assert stored["reward_offset"] == last[0][0], (stored["reward_offset"], last[0][0])
+    assert client.xpending(keys.reward_stream, LEARNERS)["pending"] == 0
+    return stored

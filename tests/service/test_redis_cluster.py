@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import time
+
+import httpx
 import pytest
 import redis
-from redis_servers import processes, redis_cluster  # noqa: F401  (fixtures)
+from redis_servers import (Load, ServeProcess, assert_drained, assert_log_matches,
+                           assert_model_is_reference, create_experiment, learn_once, meta)
+
+from banditkit.service.stores.redis_keys import Keys
 
 
-def test_cluster_runs_a_hash_tagged_multi_and_refuses_a_cross_slot_one(redis_cluster):  # noqa: F811
+def test_cluster_runs_a_hash_tagged_multi_and_refuses_a_cross_slot_one(redis_cluster):
     client = redis_cluster.client()
     try:
         assert client.cluster_info()["cluster_state"] == "ok"
@@ -34,5 +40,43 @@ def test_cluster_runs_a_hash_tagged_multi_and_refuses_a_cross_slot_one(redis_clu
             with pytest.raises(redis.ResponseError, match="same slot|MOVED"):
                 owner.eval("return 1", 2, "bk:hero:meta", "bk:hero:decisions")
         assert len(shards) > 1
+    finally:
+        client.close()
+
+
+SPEC = {"name": "hero", "arms": ["a", "b", "c"], "policy": {"name": "thompson", "params": {}},
+        "attribution_window_s": 3600.0, "seed": 2}
+
+
+@pytest.mark.slow
+def test_serve_and_learn_on_the_cluster(tmp_path, processes, redis_cluster):
+    prefix = "bk"
+    store = f"{redis_cluster.url}?prefix={prefix}"
+    serve = processes(ServeProcess(store, tmp_path / "serve.log", workers=2)).start()
+    create_experiment(serve.base_url, SPEC)
+    create_experiment(serve.base_url, dict(SPEC, name="other"))     # a second experiment, likely another slot
+    acknowledged = Load([serve.base_url], "hero", threads=4, rewards_per_thread=300, batch=20).run()
+    client = redis_cluster.client()
+    try:
+        before = {name: meta(client, prefix, name) for name in ("hero", "other")}
+        learn_once(store, tmp_path / "learn.log")
+        assert_log_matches(client, prefix, "hero", acknowledged)
+        arms = {decision_id: answer["arm"] for decision_id, answer in acknowledged.decisions.items()}
+        stored = assert_model_is_reference(client, prefix, SPEC, acknowledged.rewards, arms)
+        assert_drained(client, prefix, "hero")
+        assert int(stored["version"]) > int(before["hero"]["version"])  # the model moved
+        assert meta(client, prefix, "other") == before["other"]          # nothing to learn there: untouched
+        # Every key of an experiment is in its hash slot (only the catalogue is not).
+        slots = {client.keyslot(key) for key in client.scan_iter(match=f"{prefix}:*")
+                 if key != f"{prefix}:experiments" and "{hero}" in key}
+        assert slots == {client.keyslot(Keys.of(prefix, "hero").meta)}
+        # The workers serve the learner's model.
+        deadline = time.monotonic() + 5
+        while True:
+            answer = httpx.post(f"{serve.base_url}/v1/experiments/hero/decisions", json={}, timeout=10).json()
+            if answer["policy_version"] == int(stored["version"]):
+                break
+            assert time.monotonic() < deadline, (answer, stored["version"])
+            time.sleep(0.05)
     finally:
         client.close()

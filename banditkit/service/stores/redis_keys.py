@@ -8,7 +8,8 @@ MULTI blocks are atomic there. Layout, per experiment ``E`` under prefix ``P``:
 - ``P:{E}:meta`` HASH ``config``, ``created_at``, ``model``, ``state``, ``version``,
   ``reward_offset`` (last reward stream id in the model), ``archive_offset``;
 - ``P:{E}:decisions`` STREAM, field ``row`` = :func:`decision_json`;
-- ``P:{E}:pending`` HASH decision id -> :func:`pending_json` (what a reward join needs);
+- ``P:{E}:pending`` HASH decision id -> :func:`pending_json` (what a reward join needs) plus the
+  decision's stream id as an eighth element (read it with :func:`decision_from_pending`);
 - ``P:{E}:due`` ZSET decision id by decision time (attribution windows not settled);
 - ``P:{E}:rewards`` HASH decision id -> :func:`reward_json` (written only by :data:`CLAIM_REWARDS`);
 - ``P:{E}:reward_stream`` STREAM, fields ``reward`` and ``decision`` (the pending row),
@@ -24,7 +25,7 @@ import json
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
-from .base import DecisionRecord, RewardRecord, decision_row, reward_from_row, reward_row
+from .base import Assignment, DecisionRecord, RewardRecord, decision_row, reward_from_row, reward_row
 
 DEFAULT_PREFIX = "bk"
 #: The consumer group of every reward stream.
@@ -87,7 +88,9 @@ def connect(url: str | RedisURL, *, timeout_s: float = 2.0):
     Raises :class:`RedisURLError` naming the URL when it is malformed or the server does not answer a PING.
     """
     import redis
+    from redis.backoff import NoBackoff
     from redis.cluster import RedisCluster
+    from redis.retry import Retry
 
     location = url if isinstance(url, RedisURL) else parse_url(url)
     options = {"decode_responses": True, "socket_timeout": timeout_s, "socket_connect_timeout": timeout_s}
@@ -95,8 +98,9 @@ def connect(url: str | RedisURL, *, timeout_s: float = 2.0):
         if location.cluster:
             client = RedisCluster(host=location.host, port=location.port, **options)
         else:
+            # One immediate retry (a connection the server dropped), no backoff: an outage shows at once.
             client = redis.Redis(host=location.host, port=location.port, db=location.db,
-                                 health_check_interval=30, **options)
+                                 retry=Retry(NoBackoff(), 1), health_check_interval=30, **options)
         client.ping()
     except (redis.RedisError, OSError) as error:
         detail = str(error).splitlines()[0] if str(error) else type(error).__name__
@@ -150,9 +154,23 @@ def pending_json(record: DecisionRecord) -> str:
 
 def decision_from_pending(decision_id: str, experiment: str, text: str) -> DecisionRecord:
     """The decision a pending row describes (its probabilities are not kept there: ``{}``)."""
-    t, arm, propensity, context, unit, version, fallback = json.loads(text)
+    t, arm, propensity, context, unit, version, fallback = json.loads(text)[:7]
     return DecisionRecord(decision_id, t, experiment, unit, None if context is None else tuple(context), arm,
                           propensity, {}, version, bool(fallback))
+
+
+def pending_stream_id(text: str) -> str:
+    """The decision stream id that :data:`LOG_DECISIONS` appended to a pending row."""
+    return json.loads(text)[7]
+
+
+def assignment_json(assignment: Assignment) -> str:
+    return json.dumps([assignment.arm, assignment.propensity, assignment.probabilities])
+
+
+def assignment_from_json(text: str) -> Assignment:
+    arm, propensity, probabilities = json.loads(text)
+    return Assignment(arm, propensity, probabilities)
 
 
 def reward_json(record: RewardRecord) -> str:
@@ -231,19 +249,36 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[
 return 0
 """
 
-#: KEYS decisions, pending, due, counts. ARGV quadruples (decision_id, decision JSON, pending JSON, time).
-#: Logs each spooled decision unless its pending row exists already (shipped before): how many were new.
-SHIP_DECISIONS = """
-local shipped = 0
-for i = 1, #ARGV, 4 do
-  if redis.call('HSETNX', KEYS[2], ARGV[i], ARGV[i + 2]) == 1 then
-    redis.call('XADD', KEYS[1], '*', 'row', ARGV[i + 1])
+#: KEYS decisions, pending, due, counts, assignments. ARGV n, then n quadruples (decision_id, decision
+#: JSON, pending JSON, time), then (unit, assignment JSON) pairs. Logs each decision unless its pending row
+#: exists already (a spooled decision shipped before): serving workers log decisions, and ship the ones
+#: spooled while Redis was down, with this one script. The pending row gets the decision's stream id as
+#: an eighth element. Returns how many decisions were new.
+LOG_DECISIONS = """
+local n = tonumber(ARGV[1])
+local logged = 0
+for i = 2, 1 + 4 * n, 4 do
+  if redis.call('HEXISTS', KEYS[2], ARGV[i]) == 0 then
+    local sid = redis.call('XADD', KEYS[1], '*', 'row', ARGV[i + 1])
+    redis.call('HSET', KEYS[2], ARGV[i], string.sub(ARGV[i + 2], 1, -2) .. ',"' .. sid .. '"]')
     redis.call('ZADD', KEYS[3], ARGV[i + 3], ARGV[i])
-    redis.call('HINCRBY', KEYS[4], 'decisions', 1)
-    shipped = shipped + 1
+    logged = logged + 1
   end
 end
-return shipped
+if logged > 0 then redis.call('HINCRBY', KEYS[4], 'decisions', logged) end
+for i = 2 + 4 * n, #ARGV, 2 do redis.call('HSET', KEYS[5], ARGV[i], ARGV[i + 1]) end
+return logged
+"""
+
+#: KEYS meta, events, reward_stream. ARGV config, created_at, model, state, version, event JSON.
+#: Creates the experiment and its reward stream's consumer group unless meta exists: 1, else 0.
+CREATE_EXPERIMENT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'config', ARGV[1], 'created_at', ARGV[2], 'model', ARGV[3], 'state', ARGV[4],
+           'version', ARGV[5], 'reward_offset', '0-0', 'archive_offset', '0-0')
+redis.call('RPUSH', KEYS[2], ARGV[6])
+pcall(redis.call, 'XGROUP', 'CREATE', KEYS[3], '""" + LEARNERS + """', '0', 'MKSTREAM')
+return 1
 """
 
 
@@ -265,62 +300,16 @@ def apply_keys(keys: Keys) -> list[str]:
     return [keys.meta, keys.reward_stream, keys.lease]
 
 
-def ship_args(records: list[DecisionRecord]) -> list:
-    """ARGV of :data:`SHIP_DECISIONS`."""
-    args: list = []
+def log_keys(keys: Keys) -> list[str]:
+    """KEYS of :data:`LOG_DECISIONS`."""
+    return [keys.decisions, keys.pending, keys.due, keys.counts, keys.assignments]
+
+
+def log_args(records: list[DecisionRecord], assignments: dict[str, str] | None = None) -> list:
+    """ARGV of :data:`LOG_DECISIONS`: the decisions, then unit -> :func:`assignment_json` texts."""
+    args: list = [len(records)]
     for record in records:
         args += [record.decision_id, decision_json(record), pending_json(record), repr(float(record.time))]
+    for unit, text in (assignments or {}).items():
+        args += [unit, text]
     return args
-
-
-def ship_keys(keys: Keys) -> list[str]:
-    """KEYS of :data:`SHIP_DECISIONS`."""
-    return [keys.decisions, keys.pending, keys.due, keys.counts]
-
-
-# ---- learner and archive scripts ----------------------------------------------------------------------
-#: KEYS reward_stream, lease. ARGV learner_id, count, start id ("0": the caller's own pending entries,
-#: ">": entries never delivered). XREADGROUP as the consumer ``learner_id``, only while it holds the lease:
-#: a learner that lost its lease cannot take entries the new holder would never claim. Returns the
-#: entries ``[[id, [field, value, ...] or nil], ...]`` (nil: trimmed since delivered), or
-#: :data:`LEASE_LOST`.
-READ_REWARDS = """
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
-local read = redis.call('XREADGROUP', 'GROUP', '""" + LEARNERS + """', ARGV[1], 'COUNT', ARGV[2],
-                        'STREAMS', KEYS[1], ARGV[3])
-if not read then return {} end
-return read[1][2]
-"""
-
-#: KEYS meta, decisions, pending, rewards, due, reward_stream, lease. ARGV holder id, expected
-#: archive_offset, new archive_offset, then the archived decision ids. Once the archived rows are on
-#: disk: forget the decisions' pending rows, rewards and due entries, move archive_offset, trim the
-#: decision stream up to and including the new offset and the reward stream below reward_offset.
-#: Returns 1, :data:`LEASE_LOST` or :data:`ARCHIVE_MOVED` having written nothing.
-ARCHIVE_MOVED = -3
-ARCHIVE_TRIM = """
-if redis.call('GET', KEYS[7]) ~= ARGV[1] then return -1 end
-if (redis.call('HGET', KEYS[1], 'archive_offset') or '0-0') ~= ARGV[2] then return -3 end
-for first = 4, #ARGV, 1000 do
-  local last = math.min(first + 999, #ARGV)
-  redis.call('HDEL', KEYS[3], unpack(ARGV, first, last))
-  redis.call('HDEL', KEYS[4], unpack(ARGV, first, last))
-  redis.call('ZREM', KEYS[5], unpack(ARGV, first, last))
-end
-redis.call('HSET', KEYS[1], 'archive_offset', ARGV[3])
-local ms, seq = string.match(ARGV[3], '^(%d+)-(%d+)$')
-redis.call('XTRIM', KEYS[2], 'MINID', ms .. '-' .. (tonumber(seq) + 1))
-local applied = redis.call('HGET', KEYS[1], 'reward_offset')
-if applied and applied ~= '0-0' then redis.call('XTRIM', KEYS[6], 'MINID', applied) end
-return 1
-"""
-
-
-def read_keys(keys: Keys) -> list[str]:
-    """KEYS of :data:`READ_REWARDS`."""
-    return [keys.reward_stream, keys.lease]
-
-
-def archive_trim_keys(keys: Keys) -> list[str]:
-    """KEYS of :data:`ARCHIVE_TRIM`."""
-    return [keys.meta, keys.decisions, keys.pending, keys.rewards, keys.due, keys.reward_stream, keys.lease]

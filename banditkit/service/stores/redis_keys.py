@@ -313,3 +313,51 @@ def log_args(records: list[DecisionRecord], assignments: dict[str, str] | None =
     for unit, text in (assignments or {}).items():
         args += [unit, text]
     return args
+
+
+# ---- learner and archive scripts ----------------------------------------------------------------------
+#: KEYS reward_stream, lease. ARGV learner_id, count, start id ("0": the caller's own pending entries,
+#: ">": entries never delivered). XREADGROUP as the consumer ``learner_id``, only while it holds the lease:
+#: a learner that lost its lease cannot take entries the new holder would never claim. Returns the
+#: entries ``[[id, [field, value, ...] or nil], ...]`` (nil: trimmed since delivered), or
+#: :data:`LEASE_LOST`.
+READ_REWARDS = """
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
+local read = redis.call('XREADGROUP', 'GROUP', '""" + LEARNERS + """', ARGV[1], 'COUNT', ARGV[2],
+                        'STREAMS', KEYS[1], ARGV[3])
+if not read then return {} end
+return read[1][2]
+"""
+
+#: KEYS meta, decisions, pending, rewards, due, reward_stream, lease. ARGV holder id, expected
+#: archive_offset, new archive_offset, then the archived decision ids. Once the archived rows are on
+#: disk: forget the decisions' pending rows, rewards and due entries, move archive_offset, trim the
+#: decision stream up to and including the new offset and the reward stream below reward_offset.
+#: Returns 1, :data:`LEASE_LOST` or :data:`ARCHIVE_MOVED` having written nothing.
+ARCHIVE_MOVED = -3
+ARCHIVE_TRIM = """
+if redis.call('GET', KEYS[7]) ~= ARGV[1] then return -1 end
+if (redis.call('HGET', KEYS[1], 'archive_offset') or '0-0') ~= ARGV[2] then return -3 end
+for first = 4, #ARGV, 1000 do
+  local last = math.min(first + 999, #ARGV)
+  redis.call('HDEL', KEYS[3], unpack(ARGV, first, last))
+  redis.call('HDEL', KEYS[4], unpack(ARGV, first, last))
+  redis.call('ZREM', KEYS[5], unpack(ARGV, first, last))
+end
+redis.call('HSET', KEYS[1], 'archive_offset', ARGV[3])
+local ms, seq = string.match(ARGV[3], '^(%d+)-(%d+)$')
+redis.call('XTRIM', KEYS[2], 'MINID', ms .. '-' .. (tonumber(seq) + 1))
+local applied = redis.call('HGET', KEYS[1], 'reward_offset')
+if applied and applied ~= '0-0' then redis.call('XTRIM', KEYS[6], 'MINID', applied) end
+return 1
+"""
+
+
+def read_keys(keys: Keys) -> list[str]:
+    """KEYS of :data:`READ_REWARDS`."""
+    return [keys.reward_stream, keys.lease]
+
+
+def archive_trim_keys(keys: Keys) -> list[str]:
+    """KEYS of :data:`ARCHIVE_TRIM`."""
+    return [keys.meta, keys.decisions, keys.pending, keys.rewards, keys.due, keys.reward_stream, keys.lease]

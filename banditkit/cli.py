@@ -189,5 +189,120 @@ def demo(
     run_demo(decisions=decisions, out=out, seed=seed, concurrency=concurrency)
 
 
+# ---- the Redis learning loop: learn, archive --------------------------------------------------
+_REDIS_STORE = "redis://HOST:PORT/DB?prefix=NAME or redis+cluster://HOST:PORT"
+
+
+def _learner(store: str, **options):
+    """A learner on ``store``; a malformed or unreachable URL exits 2 with one line naming it."""
+    from .service.learner import Learner
+    from .service.stores.redis_keys import RedisURLError
+
+    try:
+        return Learner.from_url(store, **options)
+    except RedisURLError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=2) from None
+
+
+def _summary(total) -> str:
+    return (f"learned {total.applied:,} rewards in {total.batches:,} model updates; claimed {total.defaulted:,} "
+            f"default rewards; acknowledged {total.acknowledged:,} already learned; skipped {total.skipped:,}; "
+            f"archived {total.archived:,} decisions")
+
+
+@app.command()
+def learn(
+    store: str = typer.Option(..., "--store", help=_REDIS_STORE),
+    every: Optional[float] = typer.Option(None, "--every", min=0.0,
+                                          help="batch updates: one pass every SECONDS (default: streaming)"),
+    once: bool = typer.Option(False, "--once", help="learn everything due now (windows closed included), then exit"),
+    archive: Optional[Path] = typer.Option(None, "--archive", file_okay=False,
+                                           help="also archive old decisions to Parquet partitions in this folder"),
+    retention: float = typer.Option(3600.0, "--retention", min=0.0,
+                                    help="seconds a decision stays in Redis after its attribution window closes"),
+    learner_id: Optional[str] = typer.Option(None, "--id", help="consumer and lease name (default host-pid-random)"),
+) -> None:
+    """Learn the rewards the serving workers accepted (Redis store): one atomic model update per batch,
+    default rewards when attribution windows close, one lease per experiment."""
+    import logging
+    import signal
+    import threading
+    import time
+
+    from redis.exceptions import RedisError
+
+    from .service.learner import LeaseLost
+
+    if every is not None and once:
+        typer.echo("error: --every and --once exclude each other", err=True)
+        raise typer.Exit(code=2)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log = logging.getLogger("banditkit.learner")
+    learner = _learner(store, learner_id=learner_id, archive_dir=archive, retention_s=retention)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    shown = [time.monotonic()]
+
+    def progress(report) -> None:
+        if report.busy and time.monotonic() - shown[0] >= 10:
+            shown[0] = time.monotonic()
+            log.info("%s", _summary(report))
+
+    try:
+        if once:
+            total = learner.run(once=True, stop=stop)
+        else:
+            log.info("learning from %s as %s (%s)", store, learner.learner_id,
+                     "streaming" if every is None else f"a pass every {every:g} s")
+            total = learner.run(every=every, stop=stop, on_pass=progress)
+    except KeyboardInterrupt:
+        return
+    except (LeaseLost, RedisError, OSError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=1) from None
+    finally:
+        learner.close()
+    typer.echo(_summary(total), err=True)
+
+
+@app.command("archive")
+def archive_command(
+    store: str = typer.Option(..., "--store", help=_REDIS_STORE),
+    out: Path = typer.Option(..., "--out", file_okay=False, help="folder of the Parquet partitions"),
+    retention: float = typer.Option(3600.0, "--retention", min=0.0,
+                                    help="seconds a decision stays in Redis after its attribution window closes"),
+) -> None:
+    """Archive decisions older than their attribution window plus --retention (one pass): Parquet partitions
+    OUT/experiment=E/date=YYYY-MM-DD/part-*.parquet for `banditkit evaluate OUT`, then removed from Redis."""
+    from redis.exceptions import RedisError
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from .service.learner import LeaseLost
+
+    console = Console(stderr=True)
+    learner = _learner(store, archive_dir=out, retention_s=retention)
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:,} decisions"),
+               TimeElapsedColumn())
+    try:
+        with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
+            tasks: dict[str, int] = {}
+
+            def advance(name: str, rows: int) -> None:
+                if name not in tasks:
+                    tasks[name] = progress.add_task(f"archiving {name}", total=None)
+                progress.advance(tasks[name], rows)
+
+            total = learner.archive_pass(on_archived=advance)
+    except (LeaseLost, RedisError, OSError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=1) from None
+    finally:
+        learner.close()
+    typer.echo(f"archived {total.archived:,} decisions to {out} (claimed {total.defaulted:,} default rewards)",
+               err=True)
+
+
 if __name__ == "__main__":
     app()

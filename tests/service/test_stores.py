@@ -22,6 +22,7 @@ from banditkit.service.stores import (
     open_store,
 )
 from banditkit.service.stores.base import add_delta, decision_row, decode_state, encode_state
+from banditkit.service.stores.redis_keys import RedisURLError
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -283,9 +284,16 @@ def test_group_commit_shares_transactions(tmp_path):
     store.close()
 
 
-def test_open_store_rejects_unknown_schemes():
-    with pytest.raises(ValueError, match="redis"):
-        open_store("redis://localhost")
+def test_open_store_rejects_unknown_schemes_and_malformed_redis_urls():
+    with pytest.raises(ValueError, match="redis://HOST:PORT/DB"):
+        open_store("postgres://localhost")
+    for url, problem in (("redis://localhost/zero", "database number"), ("redis://localhost:0x/0", "port"),
+                         ("redis://localhost/0?prefx=a", "unknown option 'prefx'"),
+                         ("redis+cluster://localhost/1", "not allowed for a cluster"),
+                         ("redis://127.0.0.1:1/0", "does not answer")):
+        with pytest.raises(RedisURLError, match=problem) as caught:
+            open_store(url)
+        assert url in str(caught.value) and "\n" not in str(caught.value)
 
 
 arrays = hnp.arrays(st.sampled_from([np.float64, np.int64]), hnp.array_shapes(min_dims=1, max_dims=4),

@@ -269,8 +269,8 @@ class RedisStore(Store):
             return None
         try:
             text = self.client.hget(self.keys(name).assignments, unit)
-        except DOWN:
-            self._available = False
+        except DOWN as error:
+            self._down(error)
             return None
         return None if text is None else rk.assignment_from_json(text)
 
@@ -331,7 +331,7 @@ class RedisStore(Store):
         try:
             return method(*args, **kwargs)
         except DOWN as error:
-            self._available = False
+            self._down(error)
             raise StoreUnavailableError(f"Redis is unavailable: {error}") from None
 
     # ---- the writer thread ---------------------------------------------------
@@ -393,7 +393,7 @@ class RedisStore(Store):
             try:
                 future.set_result(job(self.client))
             except DOWN as error:
-                self._available = False
+                self._down(error)
                 future.set_exception(StoreUnavailableError(f"Redis is unavailable: {error}"))
             except Exception as error:
                 future.set_exception(error)
@@ -416,7 +416,7 @@ class RedisStore(Store):
         try:
             replies = pipe.execute(raise_on_error=False)
         except DOWN as error:
-            self._available = False
+            self._down(error)
             for _, future in jobs:
                 future.set_exception(StoreUnavailableError(f"Redis is unavailable: {error}"))
             return
@@ -433,8 +433,8 @@ class RedisStore(Store):
         if unloaded:
             try:
                 self._load_scripts()
-            except DOWN:
-                self._available = False
+            except DOWN as error:
+                self._down(error)
             self._run_scripts(unloaded, retried=True)
 
     def _load_scripts(self) -> None:
@@ -468,10 +468,18 @@ class RedisStore(Store):
             if not self._available:
                 self._load_scripts()
             self._ship_spools()
-        except DOWN:
-            self._available = False
+        except DOWN as error:
+            self._down(error)
             return
+        if not self._available:
+            logger.warning("Redis at %s answers again", self.location.url)
         self._available = True
+
+    def _down(self, error: Exception) -> None:
+        if self._available:
+            logger.warning("Redis at %s does not answer (%s): serving fallback decisions, spooled to %s",
+                           self.location.url, error, self._spool_path)
+        self._available = False
 
     def _ship_spools(self) -> None:
         """Log every spooled decision once: this process's spool, and those of processes that died."""

@@ -150,30 +150,60 @@ def _number(value) -> str:
 # ---- decision service: serve, demo ------------------------------------------------------------
 @app.command()
 def serve(
-    store: str = typer.Option(None, help="sqlite:///path/to/file.db (default ./banditkit.db) or memory://"),
+    store: str = typer.Option(None, help="sqlite:///path/to/file.db (default ./banditkit.db), memory://, "
+                                         "redis://HOST:PORT/DB?prefix=NAME or redis+cluster://HOST:PORT"),
     host: str = typer.Option(None, help="address to bind (127.0.0.1 unless a token is configured)"),
     port: int = typer.Option(None, help="port (default 8000)"),
     experiments: Path = typer.Option(None, exists=True, dir_okay=False, help="TOML file of experiments to create"),
     log_level: str = typer.Option("info", help="uvicorn log level"),
+    workers: int = typer.Option(1, min=1, max=256, help="server processes (more than one needs a redis store)"),
 ) -> None:
     """Run the decision service (tokens from BANDITKIT_ADMIN_TOKEN and BANDITKIT_CLIENT_TOKENS)."""
+    import os
+
     import uvicorn
+    from pydantic import ValidationError
     from rich.console import Console
 
     from .service import Settings, create_app
+    from .service.runner import settings_env
+    from .service.stores.redis_keys import RedisURLError, connect, is_redis_url
 
-    overrides = {"store": store, "host": host, "port": port, "experiments_file": experiments}
-    settings = Settings(**{key: value for key, value in overrides.items() if value is not None})
     console = Console(stderr=True)
+    overrides = {"store": store, "host": host, "port": port, "experiments_file": experiments}
+    try:
+        settings = Settings(**{key: value for key, value in overrides.items() if value is not None})
+    except ValidationError as error:
+        problem = error.errors()[0]
+        console.print(f"[red]error:[/red] {'.'.join(map(str, problem['loc']))}: "
+                      f"{problem['msg'].removeprefix('Value error, ')}", highlight=False)
+        raise typer.Exit(code=2) from None
+    shared = is_redis_url(settings.store)
+    if workers > 1 and not shared:
+        console.print(f"[red]error:[/red] --workers {workers} needs a shared store (redis://HOST:PORT/DB): "
+                      f"{settings.store} belongs to one process", highlight=False)
+        raise typer.Exit(code=2)
+    if shared:
+        try:  # fail here, in one line, rather than in every worker's start-up
+            client, _ = connect(settings.store)
+            client.close()
+        except RedisURLError as error:
+            console.print(f"[red]error:[/red] {error}", highlight=False)
+            raise typer.Exit(code=2) from None
     bind = settings.safe_host()
     if not settings.auth_enabled:
         console.print("[yellow]No token configured (BANDITKIT_ADMIN_TOKEN, BANDITKIT_CLIENT_TOKENS): "
                       f"the service is open to anyone who can reach it, so it binds {bind} only.[/]")
         if settings.host != bind:
             console.print(f"[yellow]--host {settings.host} ignored: set a token to serve other machines.[/]")
-    console.print(f"banditkit decision service on http://{bind}:{settings.port} (store {settings.store}); "
-                  f"API docs at http://{bind}:{settings.port}/docs")
-    uvicorn.run(create_app(settings), host=bind, port=settings.port, log_level=log_level)
+    console.print(f"banditkit decision service on http://{bind}:{settings.port} (store {settings.store}"
+                  f"{f', {workers} workers' if workers > 1 else ''}); API docs at http://{bind}:{settings.port}/docs")
+    if workers == 1:
+        uvicorn.run(create_app(settings), host=bind, port=settings.port, log_level=log_level)
+        return
+    os.environ.update(settings_env(settings))   # each worker process builds its app from the environment
+    uvicorn.run("banditkit.service.app:create_app", factory=True, workers=workers, host=bind, port=settings.port,
+                log_level=log_level)
 
 
 @app.command()

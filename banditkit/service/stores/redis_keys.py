@@ -208,7 +208,10 @@ for i = 4, #ARGV, 3 do
       else
         if arms == nil then
           arms = {}
-          for _, arm in ipairs(cjson.decode(redis.call('HGET', KEYS[6], 'model')).arms) do arms[arm] = true end
+          local model = redis.call('HGET', KEYS[6], 'model')   -- gone if Redis lost its data: nothing applies
+          if model then
+            for _, arm in ipairs(cjson.decode(model).arms) do arms[arm] = true end
+          end
         end
         local applied = arms[decision[2]] and '1' or '0'
         local row = '[' .. cjson.encode(id) .. ',' .. experiment .. ',' .. cjson.encode(decision[2]) .. ',' ..

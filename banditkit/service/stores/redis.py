@@ -93,6 +93,7 @@ class RedisStore(Store):
         self._closed = False
         self.groups_sent = 0
         self.jobs_sent = 0
+        self._recover()                        # ship the spools of workers that died, before serving
         self._thread = threading.Thread(target=self._run, name="banditkit-redis-writer", daemon=True)
         self._thread.start()
 
@@ -350,7 +351,6 @@ class RedisStore(Store):
         return self._submit(("alone", job))
 
     def _run(self) -> None:
-        self._recover()                                 # spools left by workers that died
         carried = None
         while True:
             if carried is not None:

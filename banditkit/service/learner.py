@@ -123,12 +123,14 @@ class Learner:
         Archive decisions older than the window plus ``retention_s`` seconds to Parquet partitions here.
     archive_every_s : float
         While streaming, archive an experiment at most this often (``--once`` always archives).
+    archive_batch_size : int
+        Decisions written to Parquet and trimmed from Redis per step.
     """
 
     def __init__(self, client, prefix: str = DEFAULT_PREFIX, learner_id: str | None = None, *,
                  lease_ttl_s: float = 5.0, renew_s: float = 1.0, batch_size: int = 10_000,
                  archive_dir: str | Path | None = None, retention_s: float = 3600.0,
-                 archive_every_s: float = 10.0) -> None:
+                 archive_every_s: float = 10.0, archive_batch_size: int = archive.ARCHIVE_BATCH) -> None:
         if not 0 < renew_s < lease_ttl_s:
             raise ValueError(f"renew_s must be in (0, lease_ttl_s={lease_ttl_s}), got {renew_s!r}")
         if batch_size < 1:
@@ -144,6 +146,7 @@ class Learner:
         self.archive_dir = None if archive_dir is None else Path(archive_dir)
         self.retention_s = retention_s
         self.archive_every_s = archive_every_s
+        self.archive_batch_size = archive_batch_size
         self._scripts = {name: client.register_script(text) for name, text in (
             ("apply", APPLY_BATCH), ("claim", CLAIM_REWARDS), ("read", READ_REWARDS), ("renew", RENEW_LEASE),
             ("trim", ARCHIVE_TRIM))}
@@ -256,7 +259,7 @@ class Learner:
         archived = archive.archive_experiment(
             self.client, held.keys, held.name, self.archive_dir, cutoff=now - held.window_s - self.retention_s,
             trim=lambda keys, args: self._checked(self._script("trim", keys, [self.learner_id, *args])),
-            keep=lambda: self._keep(held), on_rows=on_archived)
+            keep=lambda: self._keep(held), on_rows=on_archived, batch_size=self.archive_batch_size)
         held.archived_at = time.monotonic()
         return archived
 

@@ -121,3 +121,39 @@ def assert_same_learning(learned: Bandit, reference: Bandit, exact_keys=None) ->
     for key in ("pulls", "reward_sums", "reward_sq_sums", "total_reward", "active", "aborted",
                 "disabled_reasons"):
         assert learned.to_dict()[key] == reference.to_dict()[key], key
+
+
+class Killed(BaseException):
+    """The process died here (a BaseException, so no handler in the learner catches it)."""
+
+
+class Interposed:
+    """A Redis client that runs ``hook(name, args)`` before each call, counting calls from ``arm()``.
+
+    The hook may raise :class:`Killed` (the learner dies before the call reaches Redis) or return "after"
+    (the call runs, then the learner dies before it sees the answer).
+    """
+
+    def __init__(self, client) -> None:
+        self._client = client
+        self.hook = None
+        self.calls: list[str] = []
+
+    def arm(self, hook) -> None:
+        self.hook = hook
+
+    def __getattr__(self, name):
+        attribute = getattr(self._client, name)
+        if not callable(attribute) or self.hook is None:
+            return attribute
+
+        def call(*args, **kwargs):
+            index = len(self.calls)
+            self.calls.append(name)
+            outcome = self.hook(index, name, args)
+            try:
+                return attribute(*args, **kwargs)
+            finally:
+                if outcome == "after":
+                    raise Killed(f"after call {index} ({name})")  # noqa: B012 (the process is gone)
+        return call

@@ -20,7 +20,8 @@ from banditkit.service.learner import Learner
 from banditkit.service.model import apply_rewards, reward_delta
 from banditkit.service.stores.redis_keys import APPLY_BATCH, LEARNERS, READ_REWARDS, Keys, experiments_key
 
-from redis_loop import assert_same_learning, claim, create, log_decisions, redis_prefix, stored_bandit  # noqa: F401
+from redis_loop import (Interposed, Killed, assert_same_learning, claim, create, log_decisions,  # noqa: F401
+                        redis_prefix, stored_bandit)
 
 ROOT = Path(__file__).resolve().parents[2]
 ARMS = ["a", "b", "c", "d"]
@@ -105,42 +106,6 @@ def test_an_entry_delivered_twice_is_applied_once(redis_prefix):
     reference = start.__class__.from_dict(start.to_dict())
     reference.update_many(np.concatenate([arms, np.full(50, 2)]), np.concatenate([rewards, np.ones(50)]))
     assert_same_learning(stored_bandit(client, prefix, "hero"), reference)
-
-
-class Killed(BaseException):
-    """The process died here (a BaseException, so no handler in the learner catches it)."""
-
-
-class Interposed:
-    """A Redis client that runs ``hook(name, args)`` before each call, counting calls from ``arm()``.
-
-    The hook may raise :class:`Killed` (the learner dies before the call reaches Redis) or return "after"
-    (the call runs, then the learner dies before it sees the answer).
-    """
-
-    def __init__(self, client) -> None:
-        self._client = client
-        self.hook = None
-        self.calls: list[str] = []
-
-    def arm(self, hook) -> None:
-        self.hook = hook
-
-    def __getattr__(self, name):
-        attribute = getattr(self._client, name)
-        if not callable(attribute) or self.hook is None:
-            return attribute
-
-        def call(*args, **kwargs):
-            index = len(self.calls)
-            self.calls.append(name)
-            outcome = self.hook(index, name, args)
-            try:
-                return attribute(*args, **kwargs)
-            finally:
-                if outcome == "after":
-                    raise Killed(f"after call {index} ({name})")  # noqa: B012 (the process is gone)
-        return call
 
 
 def wait_for_expiry(client, key: str) -> None:

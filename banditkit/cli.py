@@ -175,20 +175,21 @@ def serve(
         settings = Settings(**{key: value for key, value in overrides.items() if value is not None})
     except ValidationError as error:
         problem = error.errors()[0]
-        console.print(f"[red]error:[/red] {'.'.join(map(str, problem['loc']))}: "
-                      f"{problem['msg'].removeprefix('Value error, ')}", highlight=False)
+        field, message = ".".join(map(str, problem["loc"])), problem["msg"].removeprefix("Value error, ")
+        console.print(f"[red]error:[/red] {message if message.startswith(field) else f'{field}: {message}'}",
+                      highlight=False, soft_wrap=True)
         raise typer.Exit(code=2) from None
     shared = is_redis_url(settings.store)
     if workers > 1 and not shared:
         console.print(f"[red]error:[/red] --workers {workers} needs a shared store (redis://HOST:PORT/DB): "
-                      f"{settings.store} belongs to one process", highlight=False)
+                      f"{settings.store} belongs to one process", highlight=False, soft_wrap=True)
         raise typer.Exit(code=2)
     if shared:
         try:  # fail here, in one line, rather than in every worker's start-up
             client, _ = connect(settings.store)
             client.close()
         except RedisURLError as error:
-            console.print(f"[red]error:[/red] {error}", highlight=False)
+            console.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=2) from None
     bind = settings.safe_host()
     if not settings.auth_enabled:

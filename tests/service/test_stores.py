@@ -28,8 +28,8 @@ from banditkit.service.stores import (
     SQLiteStore,
     open_store,
 )
-from banditkit.service.stores.redis import RedisStore
 from banditkit.service.stores.base import add_delta, decision_row, decode_state, encode_state
+from banditkit.service.stores.redis import RedisStore
 from banditkit.service.stores.redis_keys import RedisURLError
 
 

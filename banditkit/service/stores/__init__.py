@@ -19,7 +19,6 @@ from .memory import MemoryStore
 from .redis_keys import is_redis_url
 from .sqlite import SQLiteStore
 
-
 STORE_URLS = "sqlite:///PATH, memory://, redis://HOST:PORT/DB or redis+cluster://HOST:PORT"
 
 
@@ -33,10 +32,11 @@ def open_store(url: str, *, synchronous: str = "FULL", commit_interval_s: float 
         return SQLiteStore(url.removeprefix("sqlite:///"), synchronous=synchronous,
                            commit_interval_s=commit_interval_s)
     if is_redis_url(url):
-        from .redis import RedisStore   # imports redis-py: only when asked for
+        from .redis import RedisStore  # imports redis-py: only when asked for
         return RedisStore(url, spool_dir=spool_dir)
     raise ValueError(f"store must be {STORE_URLS}, got {url!r}")
 
 
 __all__ = ["Assignment", "DecisionRecord", "ExperimentExistsError", "ExperimentRecord", "MemoryStore",
-           "RewardOutcome", "RewardRecord", "SQLiteStore", "SnapshotRecord", "Store", "StoreUnavailableError", "open_store"]
+           "RewardOutcome", "RewardRecord", "SQLiteStore", "SnapshotRecord", "Store", "StoreUnavailableError",
+           "open_store"]

@@ -86,7 +86,8 @@ class RedisStore(Store):
         self._keys: dict[str, rk.Keys] = {}
         self._windows: dict[str, float] = {}
         self._available = True
-        self._spool_path = self.spool_dir / f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}{_SPOOL_SUFFIX}"
+        owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._spool_path = self.spool_dir / f"{owner}{_SPOOL_SUFFIX}"
         self._spool = None                     # the open spool file, written by the writer thread only
         self._spooled = 0                      # decisions in it not shipped yet
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
@@ -395,7 +396,7 @@ class RedisStore(Store):
             except DOWN as error:
                 self._down(error)
                 future.set_exception(StoreUnavailableError(f"Redis is unavailable: {error}"))
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001 - the write's own error (exists, moved) goes to its caller
                 future.set_exception(error)
             return
         spooled = [(job, future) for job, future in group if job[0] == "spool"]
@@ -447,7 +448,7 @@ class RedisStore(Store):
         try:
             if self._spool is None:
                 self.spool_dir.mkdir(parents=True, exist_ok=True)
-                self._spool = open(self._spool_path, "a", encoding="utf-8")
+                self._spool = open(self._spool_path, "a", encoding="utf-8")  # noqa: SIM115 - kept while serving
                 fcntl.flock(self._spool, fcntl.LOCK_EX | fcntl.LOCK_NB)   # ours while this process lives
             rows = [row for (_, records), _ in jobs for row in records]
             self._spool.write("".join(json.dumps(decision_row(row)) + "\n" for row in rows))

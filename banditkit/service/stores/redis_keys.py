@@ -210,7 +210,7 @@ for i = 4, #ARGV, 3 do
           arms = {}
           local model = redis.call('HGET', KEYS[6], 'model')   -- gone if Redis lost its data: nothing applies
           if model then
-            for _, arm in ipairs(cjson.decode(model).arms) do arms[arm] = true end
+            for _, arm in ipairs(cjson.decode(model).arms or {}) do arms[arm] = true end
           end
         end
         local applied = arms[decision[2]] and '1' or '0'

@@ -8,6 +8,7 @@ start it again. Nothing touches the shared Redis on port 6379.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -30,7 +31,8 @@ import redis
 
 from banditkit.service.experiment import build_bandit
 from banditkit.service.model import split
-from banditkit.service.schemas import ExperimentCreate
+from banditkit.service.learner import Learner
+from banditkit.service.schemas import MAX_BATCH, ExperimentCreate
 from banditkit.service.stores.base import DecisionRecord, RewardRecord, decision_from_row, decode_state
 from banditkit.service.stores.redis_keys import LEARNERS, Keys, reward_from_json
 
@@ -279,6 +281,19 @@ class ServeProcess(BanditkitProcess):
         super().__init__(["serve", "--store", store, "--workers", workers, "--port", self.port, "--log-level",
                           "warning"], log_path, env)
 
+    def worker_pids(self) -> list[int]:
+        """PIDs of the worker processes a ``--workers N`` server spawned (not its resource tracker)."""
+        pids = []
+        for children in Path(f"/proc/{self.pid}/task").glob("*/children"):
+            for pid in children.read_text().split():
+                try:
+                    command = Path(f"/proc/{pid}/cmdline").read_bytes()
+                except FileNotFoundError:
+                    continue
+                if b"spawn_main" in command:
+                    pids.append(int(pid))
+        return sorted(pids)
+
     def start(self, timeout_s: float = 60.0) -> ServeProcess:
         super().start()
         deadline = time.monotonic() + timeout_s
@@ -492,14 +507,15 @@ class Load:
         """Send ``items`` once; returns those to send again (no answer, Redis down, decision not shipped)."""
         if not items:
             return items
+        items, later = items[:MAX_BATCH], items[MAX_BATCH:]
         response = self._post(http, route, "rewards/batch",
                               {"rewards": [{"decision_id": d, "value": v} for d, v, _ in items]})
         if response is None:
-            return items
+            return items + later
         if response.status_code == 503:
             self.unavailable += 1
             time.sleep(0.05)
-            return items
+            return items + later
         assert response.status_code == 200, response.text
         again = []
         conflicts = retries = 0
@@ -523,7 +539,7 @@ class Load:
         self.acknowledged.count(conflicts, retries)
         if again:
             time.sleep(0.02)
-        return again
+        return again + later
 
 
 # ---- reading the store back ------------------------------------------------------------------------
@@ -583,6 +599,24 @@ def create_experiment(base_url: str, spec: dict) -> dict:
     return response.json()
 
 
+@contextlib.contextmanager
+def serving_on_shared_redis(directory: Path, *, workers: int = 2, env: dict[str, str] | None = None):
+    """``banditkit serve --workers N`` on a key prefix of its own on the shared Redis; yields
+    (store URL, prefix, client, server). For module fixtures: one server start serves several rounds,
+    each on an experiment of its own."""
+    prefix = unique_prefix()
+    store = f"redis://127.0.0.1:6379/0?prefix={prefix}"
+    client = redis.Redis(host="127.0.0.1", port=6379, decode_responses=True)
+    serve = ServeProcess(store, Path(directory) / "serve.log", workers=workers, env=env)
+    try:
+        yield store, prefix, client, serve.start()
+    finally:
+        serve.stop()
+        for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+            client.delete(key)
+        client.close()
+
+
 @pytest.fixture
 def shared_store():
     """A unique key prefix on the shared Redis (127.0.0.1:6379, db 0): yields (store URL, prefix, client);
@@ -624,3 +658,30 @@ def assert_drained(client, prefix: str, experiment: str) -> dict[str, str]:
         assert stored["reward_offset"] == last[0][0], (stored["reward_offset"], last[0][0])
     assert client.xpending(keys.reward_stream, LEARNERS)["pending"] == 0
     return stored
+
+
+def drain(store: str) -> None:
+    """Learn everything due now, in this process, with the learner ``banditkit learn --once`` runs (no
+    interpreter start-up: the subprocess path is tested by :func:`learn_once`)."""
+    learner = Learner.from_url(store)
+    try:
+        learner.run(once=True)
+    finally:
+        learner.close()
+        learner.client.close()
+
+
+def check_against_acknowledged(client, prefix: str, spec: dict, acknowledged: Acknowledged) -> dict[str, str]:
+    """After a drain: the log holds what was acknowledged, and the model is the reference over it."""
+    assert_log_matches(client, prefix, spec["name"], acknowledged)
+    arms = {decision_id: answer["arm"] for decision_id, answer in acknowledged.decisions.items()}
+    assert_model_is_reference(client, prefix, spec, acknowledged.rewards, arms)
+    return assert_drained(client, prefix, spec["name"])
+
+
+def wait_for(condition, timeout_s: float, what: str) -> None:
+    """Poll ``condition`` every 50 ms; fail naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout_s} s waiting for {what}"
+        time.sleep(0.05)

@@ -7,8 +7,7 @@ import time
 import httpx
 import pytest
 import redis
-from redis_servers import (Load, ServeProcess, assert_drained, assert_log_matches,
-                           assert_model_is_reference, create_experiment, learn_once, meta)
+from redis_servers import Load, ServeProcess, check_against_acknowledged, create_experiment, learn_once, meta
 
 from banditkit.service.stores.redis_keys import Keys
 
@@ -60,10 +59,7 @@ def test_serve_and_learn_on_the_cluster(tmp_path, processes, redis_cluster):
     try:
         before = {name: meta(client, prefix, name) for name in ("hero", "other")}
         learn_once(store, tmp_path / "learn.log")
-        assert_log_matches(client, prefix, "hero", acknowledged)
-        arms = {decision_id: answer["arm"] for decision_id, answer in acknowledged.decisions.items()}
-        stored = assert_model_is_reference(client, prefix, SPEC, acknowledged.rewards, arms)
-        assert_drained(client, prefix, "hero")
+        stored = check_against_acknowledged(client, prefix, SPEC, acknowledged)
         assert int(stored["version"]) > int(before["hero"]["version"])  # the model moved
         assert meta(client, prefix, "other") == before["other"]          # nothing to learn there: untouched
         # Every key of an experiment is in its hash slot (only the catalogue is not).

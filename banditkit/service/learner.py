@@ -423,9 +423,11 @@ def _arrays(bandit: Bandit, rows: list) -> tuple[np.ndarray, np.ndarray, np.ndar
     if rows[0][0] != "reward" or rows[0][2] != "decision":
         raise ValueError(f"reward stream entries must have the fields reward, decision; got {rows[0][::2]}")
     n = len(rows)
-    rewards = json.loads("[" + ",".join(row[1] for row in rows) + "]")
-    decisions = json.loads("[" + ",".join(row[3] for row in rows) + "]")
     policy = bandit.policy
+    rewards = json.loads("[" + ",".join(row[1] for row in rows) + "]")
+    # The decisions (half of the text) only when the policy learns from their propensity or context.
+    decisions = (json.loads("[" + ",".join(row[3] for row in rows) + "]")
+                 if policy.needs_propensities or policy.contextual else None)
     index = {arm: i for i, arm in enumerate(bandit.arms)}
     arms = np.fromiter((index.get(reward[2], -1) for reward in rewards), dtype=np.intp, count=n)
     values = np.fromiter((reward[3] for reward in rewards), dtype=np.float64, count=n)

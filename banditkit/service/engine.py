@@ -127,10 +127,9 @@ class Engine:
             experiment = self.experiments.setdefault(record.name, restore(record, self.refresh_s, self._executor))
         elif record.version > experiment.bandit.version:
             bandit = join(record.model, record.state, record.version, experiment.bandit.rng)
-            with experiment.lock:
+            with experiment.lock:   # the distribution cache sees the new version (and any change of arms)
                 if record.version > experiment.bandit.version:   # not overtaken while it was built
                     experiment.bandit = bandit
-                    experiment.cache.clear()
         return experiment
 
     # ---- catalogue ---------------------------------------------------------

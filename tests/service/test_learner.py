@@ -340,3 +340,28 @@ def test_a_bad_store_url_is_one_line_naming_it(url):
         assert result.returncode == 2
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and url in lines[0], result.stderr
+
+
+@pytest.mark.parametrize("mode", [[], ["--every", "0.2"]], ids=["streaming", "every"])
+def test_learn_keeps_learning_until_terminated(redis_prefix, mode):
+    client, prefix = redis_prefix
+    create(client, prefix, "hero", ARMS, "thompson")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    learner = subprocess.Popen([sys.executable, "-m", "banditkit.cli", "learn", "--store",
+                                f"redis://127.0.0.1:6379/0?prefix={prefix}", *mode], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for round_ in range(2):                 # rewards arriving while it runs are learned, round after round
+            records = log_decisions(client, prefix, "hero", ARMS, ["b"] * 25, [0.5] * 25)
+            claim(client, prefix, "hero", [(r.decision_id, 1.0, "client") for r in records])
+            deadline = time.monotonic() + 30
+            while stored_bandit(client, prefix, "hero").pulls[1] < 25 * (round_ + 1):
+                assert learner.poll() is None and time.monotonic() < deadline, learner.communicate()[1]
+                time.sleep(0.05)
+        assert client.get(Keys.of(prefix, "hero").lease) is not None
+    finally:
+        learner.terminate()
+        _, stderr = learner.communicate(timeout=30)
+    assert learner.returncode == 0, stderr
+    assert "learned 50 rewards" in stderr
+    assert not client.exists(Keys.of(prefix, "hero").lease)          # given up on the way out

@@ -97,6 +97,7 @@ class _Held:
     version: int = -1
     reward_offset: str = "0-0"
     archived_at: float = float("-inf")
+    stale: bool = False                # the Bandit may hold a batch Redis does not: reload before learning
 
 
 def default_learner_id() -> str:
@@ -280,6 +281,8 @@ class Learner:
 
     def _drain(self, held: _Held, report: Pass) -> None:
         """Learn every reward of the stream: the entries delivered to this learner before, then new ones."""
+        if held.stale:
+            self._load(held)
         start = "0"
         while True:
             self._keep(held)
@@ -315,8 +318,13 @@ class Learner:
                     model = json.dumps(new_model) if guarded(bandit) != before else ""
             if first_new < len(ids):
                 applied = ids[-1]
-            version = self._script("apply", apply_keys(held.keys),
-                                   [self.learner_id, held.version, model, state, applied, *ids])
+            try:
+                version = self._script("apply", apply_keys(held.keys),
+                                       [self.learner_id, held.version, model, state, applied, *ids])
+            except BaseException:
+                # The batch is in the Bandit in memory, and in Redis or not (a lost reply): read it again.
+                held.stale = True
+                raise
             if version == VERSION_MOVED:
                 self._load(held)
                 continue
@@ -401,6 +409,7 @@ class Learner:
         # The learner never draws: any generator will do.
         held.bandit = join(json.loads(meta["model"]), decode_state(meta["state"]), held.version,
                            np.random.default_rng(0))
+        held.stale = False
         return True
 
     def _script(self, name: str, keys: list[str], args: list):

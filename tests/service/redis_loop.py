@@ -131,7 +131,8 @@ class Interposed:
     """A Redis client that runs ``hook(name, args)`` before each call, counting calls from ``arm()``.
 
     The hook may raise :class:`Killed` (the learner dies before the call reaches Redis) or return "after"
-    (the call runs, then the learner dies before it sees the answer).
+    (the call runs, then the learner dies before it sees the answer) or "lost" (the call runs, then the
+    connection fails before the answer comes back).
     """
 
     def __init__(self, client) -> None:
@@ -156,4 +157,6 @@ class Interposed:
             finally:
                 if outcome == "after":
                     raise Killed(f"after call {index} ({name})")  # noqa: B012 (the process is gone)
+                if outcome == "lost":
+                    raise redis.ConnectionError(f"connection lost after call {index} ({name})")  # noqa: B012
         return call

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import redis
 
 from banditkit.service import learner as learner_module
 from banditkit.service.learner import Learner
@@ -365,3 +366,29 @@ def test_learn_keeps_learning_until_terminated(redis_prefix, mode):
     assert learner.returncode == 0, stderr
     assert "learned 50 rewards" in stderr
     assert not client.exists(Keys.of(prefix, "hero").lease)          # given up on the way out
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_redis_error_while_applying_leaves_no_batch_counted_twice(redis_prefix, when):
+    """The connection fails as the batch is sent (not applied) or as the answer comes back (applied): the
+    same learner goes on, and learns each reward once."""
+    client, prefix = redis_prefix
+    start, arms, rewards, _, _, _ = workload(client, prefix, "hero", "thompson", 300, 4)
+    failed = []
+
+    def fail_apply(index, name, args):
+        if name == "evalsha" and args[0] == APPLY_SHA and not failed:
+            failed.append(True)
+            if when == "before":
+                raise redis.ConnectionError("connection reset")
+            return "lost"
+
+    proxy = Interposed(client)
+    learner = Learner(proxy, prefix, batch_size=100)
+    proxy.arm(fail_apply)
+    with pytest.raises(redis.ConnectionError):
+        learner.step()
+    assert learner.step().applied in (200, 300)
+    reference = start.__class__.from_dict(start.to_dict())
+    reference.update_many(arms, rewards)
+    assert_same_learning(stored_bandit(client, prefix, "hero"), reference)

@@ -62,6 +62,10 @@ class LeaseLost(Exception):
     """Another learner holds the experiment's lease now; this one must not write to it."""
 
 
+class _Gone(Exception):
+    """The experiment has no meta (deleted, or its creation never finished): nothing to learn."""
+
+
 @dataclass
 class Pass:
     """What one :meth:`Learner.step` did, summed over experiments."""
@@ -97,7 +101,8 @@ class _Held:
     version: int = -1
     reward_offset: str = "0-0"
     archived_at: float = float("-inf")
-    stale: bool = False                # the Bandit may hold a batch Redis does not: reload before learning
+    stale: bool = True                 # the Bandit is not loaded, or may hold a batch Redis does not
+    claimed: bool = False              # the entries other learners were delivered are claimed
 
 
 def default_learner_id() -> str:
@@ -229,11 +234,11 @@ class Learner:
     def _pass(self, now: float | None, learn: bool, archive_now: bool, on_archived) -> Pass:
         report = Pass()
         for name in sorted(self.client.smembers(experiments_key(self.prefix))):
-            held = self._lease(name)
-            if held is None:
-                report.leased_elsewhere.append(name)
-                continue
             try:
+                held = self._lease(name)
+                if held is None:
+                    report.leased_elsewhere.append(name)
+                    continue
                 at = time.time() if now is None else now
                 report.defaulted += self._settle(held, at)
                 if learn:
@@ -244,16 +249,21 @@ class Learner:
             except LeaseLost:
                 self._held.pop(name, None)
                 report.leased_elsewhere.append(name)
+            except _Gone:
+                self._release(self._held.pop(name))
         return report
 
     def close(self) -> None:
         """Give up every lease held (they expire in a millisecond), so another learner can start at once."""
         for held in list(self._held.values()):
-            try:
-                self._script("renew", [held.keys.lease], [self.learner_id, 1])
-            except Exception:  # the lease expires by itself anyway
-                logger.debug("lease of %r not released", held.name, exc_info=True)
+            self._release(held)
         self._held.clear()
+
+    def _release(self, held: _Held) -> None:
+        try:
+            self._script("renew", [held.keys.lease], [self.learner_id, 1])
+        except Exception:  # the lease expires by itself anyway
+            logger.debug("lease of %r not released", held.name, exc_info=True)
 
     # ---- one experiment ---------------------------------------------------------------------------
     def _archive(self, held: _Held, now: float, on_archived) -> int:
@@ -356,16 +366,18 @@ class Learner:
         if held is not None:
             try:
                 self._keep(held)
-                return held
             except LeaseLost:
                 del self._held[name]
-        if not self.client.set(keys.lease, self.learner_id, nx=True, px=self.lease_ttl_ms):
-            return None
-        held = _Held(name, keys, time.monotonic())
-        self._take_over(held)
-        if not self._load(held):
-            return None
-        self._held[name] = held
+                held = None
+        if held is None:
+            if not self.client.set(keys.lease, self.learner_id, nx=True, px=self.lease_ttl_ms):
+                return None
+            held = self._held[name] = _Held(name, keys, time.monotonic())
+        if held.stale:
+            self._load(held)
+        if not held.claimed:       # until the orphans are claimed (a connection error may interrupt it)
+            self._take_over(held)
+            held.claimed = True
         return held
 
     def _keep(self, held: _Held) -> None:
@@ -395,11 +407,11 @@ class Learner:
             if cursor == "0-0":
                 return
 
-    def _load(self, held: _Held) -> bool:
-        """The model, version and offsets from meta (False when the experiment was deleted)."""
+    def _load(self, held: _Held) -> None:
+        """The model, version and offsets from meta; :class:`_Gone` when there is no meta."""
         meta = self.client.hgetall(held.keys.meta)
         if not meta:
-            return False
+            raise _Gone(held.name)
         config = json.loads(meta["config"])
         held.window_s = float(config["attribution_window_s"])
         default = config.get("default_reward")
@@ -410,7 +422,6 @@ class Learner:
         held.bandit = join(json.loads(meta["model"]), decode_state(meta["state"]), held.version,
                            np.random.default_rng(0))
         held.stale = False
-        return True
 
     def _script(self, name: str, keys: list[str], args: list):
         return self._scripts[name](keys=keys, args=args, client=self.client)

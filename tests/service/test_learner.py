@@ -392,3 +392,17 @@ def test_a_redis_error_while_applying_leaves_no_batch_counted_twice(redis_prefix
     reference = start.__class__.from_dict(start.to_dict())
     reference.update_many(arms, rewards)
     assert_same_learning(stored_bandit(client, prefix, "hero"), reference)
+
+
+def test_an_experiment_without_meta_is_skipped_not_waited_for(redis_prefix):
+    """A name in the experiment set whose creation never finished: ``run(once=True)`` learns the others and
+    returns at once, holding no lease and creating no key for it."""
+    client, prefix = redis_prefix
+    workload(client, prefix, "hero", "thompson", 50, 6)
+    client.sadd(experiments_key(prefix), "ghost")
+    started = time.monotonic()
+    total = Learner(client, prefix).run(once=True)
+    assert total.applied == 50 and total.leased_elsewhere == [] and time.monotonic() - started < 2
+    ghost = Keys.of(prefix, "ghost")
+    time.sleep(0.01)
+    assert not any(client.exists(key) for key in ghost.all())

@@ -92,6 +92,19 @@ def test_guardrails_act_in_the_learner_and_are_stored_with_the_model(redis_prefi
     assert events[-1]["policy_version"] == learned.version
 
 
+def test_the_abort_rule_fires_in_the_learner_and_is_stored_with_the_model(redis_prefix):
+    client, prefix = redis_prefix
+    create(client, prefix, "hero", ARMS, "gaussian_thompson", guardrails={"default_arm": "a", "ruin_threshold": -5.0})
+    records = log_decisions(client, prefix, "hero", ARMS, ["b", "c"] * 4, [0.5] * 8)
+    claim(client, prefix, "hero", [(r.decision_id, -1.0, "client") for r in records])
+    Learner(client, prefix).step()
+    learned = stored_bandit(client, prefix, "hero")
+    assert learned.aborted and learned.total_reward == -8.0
+    assert learned.probabilities() == {"a": 1.0, "b": 0.0, "c": 0.0, "d": 0.0}     # what workers now serve
+    events = [json.loads(e) for e in client.lrange(Keys.of(prefix, "hero").events, 0, -1)]
+    assert events[-1]["kind"] == "guardrail" and events[-1]["aborted"] is True
+
+
 def test_an_entry_delivered_twice_is_applied_once(redis_prefix):
     client, prefix = redis_prefix
     start, arms, rewards, _, _, _ = workload(client, prefix, "hero", "thompson", 300, 1)

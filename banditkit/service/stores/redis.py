@@ -366,7 +366,13 @@ class RedisStore(Store):
             if first is _STOP:
                 break
             group, carried = self._gather(first)
-            self._send(group)
+            try:
+                self._send(group)
+            except Exception as error:  # noqa: BLE001 - a bug must fail its writes, not stop the thread
+                logger.exception("Redis writes failed")
+                for _, future in group:
+                    if not future.done():
+                        future.set_exception(error)
             if not self._available or self._spooled:
                 self._recover()
         self._recover()
@@ -413,7 +419,7 @@ class RedisStore(Store):
             return
         pipe = self.client.pipeline(transaction=False)
         for (_, args, _), _ in jobs:
-            pipe.evalsha(*args)
+            pipe.execute_command("EVALSHA", *args)   # a cluster pipeline blocks .evalsha(), not the command
         try:
             replies = pipe.execute(raise_on_error=False)
         except DOWN as error:

@@ -16,7 +16,7 @@ from banditkit.service import Settings
 from banditkit.service.engine import Engine
 from banditkit.service.runner import running
 from banditkit.service.schemas import ArmsPatch, ExperimentCreate
-from banditkit.service.stores import DecisionRecord, ExperimentRecord, RewardRecord
+from banditkit.service.stores import Assignment, DecisionRecord, ExperimentRecord, RewardRecord
 from banditkit.service.stores.base import ModelMovedError, decision_row
 from banditkit.service.stores.redis import RedisStore
 from banditkit.service.stores.redis_keys import LOG_DECISIONS, Keys, log_args, log_keys
@@ -189,3 +189,36 @@ def test_spools_of_dead_workers_are_shipped_once(shared_store, tmp_path):
         assert again.counts("hero") == (30, 0) and again.get_decision(rows[20].decision_id) == rows[20]
     finally:
         again.close()
+
+
+@pytest.mark.slow
+def test_every_write_and_read_works_on_a_cluster(redis_cluster, tmp_path):
+    """Three experiments (likely three slots) on a three-master cluster: grouped scripts, compare-and-set,
+    snapshots and the cross-slot reads."""
+    store = RedisStore(f"{redis_cluster.url}?prefix=bk", spool_dir=tmp_path / "spool")
+    try:
+        names = ["hero", "other", "third"]
+        for name in names:
+            store.create_experiment(make_experiment(name), {"kind": "create"}).result()
+        logged = {name: decisions(3, 1.8e9 + i, name) for i, name in enumerate(names)}
+        futures = [store.append_decisions(rows, {"u": Assignment("b", 0.5, {"a": 0.5, "b": 0.5})})
+                   for rows in logged.values()]
+        for future in futures:
+            future.result()
+        claimed = store.record_rewards("other", [RewardRecord(logged["other"][1].decision_id, "other", "", 1.0,
+                                                              1.8e9 + 2)], None, None).result()
+        assert claimed[0].first and claimed[0].reward.arm == "b"
+        assert [store.counts(name) for name in names] == [(3, 0), (3, 1), (3, 0)]
+        assert store.get_assignment("third", "u") == Assignment("b", 0.5, {"a": 0.5, "b": 0.5})
+        snapshot = store.save_snapshot("hero", lambda: ({"arms": ["a", "b"]}, make_experiment().state, 0)).result()
+        store.replace_model("hero", lambda: ({"arms": ["a", "b", "c"]}, make_experiment().state, 1, {"kind": "arms"}),
+                            lambda: None).result()
+        assert store.versions(names) == {"hero": 1, "other": 0, "third": 0}
+        assert store.get_snapshot("hero", snapshot).policy_version == 0
+        assert [event["kind"] for event in store.events("hero")] == ["create", "snapshot", "arms"]
+        found = store.find_decisions([logged["third"][2].decision_id, logged["other"][1].decision_id])
+        assert found[logged["third"][2].decision_id] == (logged["third"][2], None)
+        assert found[logged["other"][1].decision_id][1].value == 1.0
+        assert [row[0] for row in store.iter_log("hero")] == [d.decision_id for d in logged["hero"]]
+    finally:
+        store.close()

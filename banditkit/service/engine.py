@@ -173,6 +173,8 @@ class Engine:
 
     async def snapshot(self, name: str) -> SnapshotOut:
         experiment = self.experiment(name)
+        if not self.store.learns_in_process:   # keep the stored model, not the one polled up to model_poll_s ago
+            await self.reload(name)
         captured: list[int] = []
 
         def capture():

@@ -10,10 +10,13 @@ import threading
 import time
 
 import httpx
+import numpy as np
 from redis_servers import RedisServer
 
 from banditkit.service import Settings
 from banditkit.service.runner import running
+from banditkit.service.stores import DecisionRecord, ExperimentRecord, RewardRecord
+from banditkit.service.stores.redis import RedisStore
 from banditkit.service.stores.redis_keys import Keys
 
 
@@ -84,3 +87,32 @@ def test_decisions_fall_back_and_are_shipped_once_when_redis_returns(tmp_path, p
         assert set(after[-20:]) <= set(ids)                                    # served normally again
         assert client.hlen(keys.pending) == len(ids) and int(client.hget(keys.counts, "decisions")) == len(ids)
     assert all(path.stat().st_size == 0 for path in spool.glob("*.spool.jsonl"))   # shipped, then emptied
+
+
+def test_scripts_a_server_lost_are_loaded_again(tmp_path, processes):
+    """After SCRIPT FLUSH (what a restarted server looks like while the connection survives), every kind of
+    write still goes through: grouped decisions and claims, and an experiment created alone."""
+    redis_server = processes(RedisServer(tmp_path / "redis", aof=False)).start()
+    store = RedisStore(f"{redis_server.url}?prefix=flush", spool_dir=tmp_path / "spool")
+    try:
+        store.create_experiment(ExperimentRecord("hero", {}, {"arms": ["a", "b"]}, {"c": np.zeros(2)}, 0, 1.0),
+                                {"kind": "create"}).result()
+        with redis_server.client() as client:
+            client.script_flush()
+        now = time.time()
+        record = DecisionRecord(f"{int(now * 1000):012x}{0:020x}", now, "hero", None, None, "a", 0.5,
+                                {"a": 0.5, "b": 0.5}, 0, False)
+        store.append_decisions([record]).result()
+        with redis_server.client() as client:
+            client.script_flush()
+        (outcome,) = store.record_rewards("hero", [RewardRecord(record.decision_id, "hero", "", 1.0, now)],
+                                          None, None).result()
+        assert outcome.first and outcome.reward.arm == "a"
+        with redis_server.client() as client:
+            client.script_flush()
+        store.create_experiment(ExperimentRecord("other", {}, {"arms": ["x"]}, {"c": np.zeros(1)}, 0, 2.0),
+                                {"kind": "create"}).result()
+        assert store.counts("hero") == (1, 1) and store.experiment_names() == {"hero", "other"}
+        assert store.available
+    finally:
+        store.close()

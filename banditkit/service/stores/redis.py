@@ -398,7 +398,12 @@ class RedisStore(Store):
         if group[0][0][0] == "alone":
             (_, job), future = group[0]
             try:
-                future.set_result(job(self.client))
+                try:
+                    result = job(self.client)
+                except NoScriptError:            # a restarted server lost its scripts: the job did not run
+                    self._load_scripts()
+                    result = job(self.client)
+                future.set_result(result)
             except DOWN as error:
                 self._down(error)
                 future.set_exception(StoreUnavailableError(f"Redis is unavailable: {error}"))

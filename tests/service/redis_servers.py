@@ -594,7 +594,13 @@ def assert_model_is_reference(client, prefix: str, spec: dict, rewards: dict[str
 
 
 def create_experiment(base_url: str, spec: dict) -> dict:
-    response = httpx.post(f"{base_url}/v1/experiments", json=spec, timeout=30.0)
+    """Create ``spec`` and check the 201; a 503 (the store is just back, not seen yet) is retried after 0.1 s."""
+    deadline = time.monotonic() + 10
+    while True:
+        response = httpx.post(f"{base_url}/v1/experiments", json=spec, timeout=30.0)
+        if response.status_code != 503 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert response.status_code == 201, response.text
     return response.json()
 

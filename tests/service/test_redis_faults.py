@@ -13,10 +13,14 @@ import random
 import signal
 import time
 
+import httpx
 import pytest
 from redis_servers import (LearnProcess, Load, RedisServer, ServeProcess, check_against_acknowledged,
                            create_experiment, drain, learn_once, meta, serving_on_shared_redis, stored_decisions,
                            wait_for)
+
+from banditkit.service import Settings
+from banditkit.service.runner import running
 
 SPEC = {"name": "hero", "arms": ["a", "b", "c"], "policy": {"name": "thompson", "params": {}},
         "attribution_window_s": 3600.0, "seed": 5}
@@ -123,3 +127,22 @@ def test_redis_killed_with_aof_always_loses_no_acknowledged_write(round_, on_own
                  20, "the spooled decisions to be shipped")
         drain(store)
         check_against_acknowledged(client, "bk", spec, load.acknowledged)
+
+
+def test_worker_turns_available_again_without_decision_traffic(redis_aof, tmp_path):
+    """A worker that saw Redis down (its model poll failed) must notice it is back by itself: clients that
+    only send rewards (503 while down) would otherwise be refused forever."""
+    service = Settings(store=f"{redis_aof.url}?prefix=bk", port=0, admin_token=None, client_tokens=(),
+                       tune_interpreter=False, spool_dir=tmp_path / "spool", model_poll_s=0.05)
+    with running(service) as base_url, httpx.Client(base_url=base_url, timeout=10.0) as http:
+        create_experiment(base_url, SPEC)
+        decision = http.post("/v1/experiments/hero/decisions", json={}).json()
+        redis_aof.kill()
+        wait_for(lambda: http.get("/v1/health").json()["status"] == "degraded", 10, "the worker to see Redis down")
+        assert http.post("/v1/experiments/hero/rewards",
+                         json={"decision_id": decision["decision_id"], "value": 1.0}).status_code == 503
+        redis_aof.start()
+        wait_for(lambda: http.get("/v1/health").json()["status"] == "ok", 5, "the worker to see Redis again")
+        response = http.post("/v1/experiments/hero/rewards", json={"decision_id": decision["decision_id"],
+                                                                   "value": 1.0})
+        assert response.status_code == 200, response.text

@@ -217,7 +217,7 @@ def test_learning_loop_state_machine(redis_aof, tmp_path):
     with running(service) as base_url:
         LearningLoop.server, LearningLoop.base_url = redis_aof, base_url
         run_state_machine_as_test(LearningLoop, settings=settings(
-            max_examples=10, stateful_step_count=25, deadline=None, database=None,
+            max_examples=25, stateful_step_count=30, deadline=None, database=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
     missing = {"learner crash after_read", "learner crash after_apply", "redis restart", "drain",
                "duplicate reward", "conflicting reward"} - set(LearningLoop.exercised)

@@ -92,7 +92,8 @@ def _load_target(policy: str):
 
 @app.command()
 def evaluate(
-    log: Path = typer.Argument(..., help="Decision log: CSV or Parquet (e.g. the service's export)."),
+    log: Path = typer.Argument(..., help="Decision log: CSV, Parquet, or a folder of Parquet partitions "
+                                         "(the service's export or archive)."),
     policy: str = typer.Option(..., "--policy", "-p",
                                help="Target: a Bandit JSON, a policy JSON {name, params}, an .npy array "
                                     "of probabilities (n, K) or (n, K, L), or a policy name."),
@@ -149,30 +150,61 @@ def _number(value) -> str:
 # ---- decision service: serve, demo ------------------------------------------------------------
 @app.command()
 def serve(
-    store: str = typer.Option(None, help="sqlite:///path/to/file.db (default ./banditkit.db) or memory://"),
+    store: str = typer.Option(None, help="sqlite:///path/to/file.db (default ./banditkit.db), memory://, "
+                                         "redis://HOST:PORT/DB?prefix=NAME or redis+cluster://HOST:PORT"),
     host: str = typer.Option(None, help="address to bind (127.0.0.1 unless a token is configured)"),
     port: int = typer.Option(None, help="port (default 8000)"),
     experiments: Path = typer.Option(None, exists=True, dir_okay=False, help="TOML file of experiments to create"),
     log_level: str = typer.Option("info", help="uvicorn log level"),
+    workers: int = typer.Option(1, min=1, max=256, help="server processes (more than one needs a redis store)"),
 ) -> None:
     """Run the decision service (tokens from BANDITKIT_ADMIN_TOKEN and BANDITKIT_CLIENT_TOKENS)."""
+    import os
+
     import uvicorn
+    from pydantic import ValidationError
     from rich.console import Console
 
     from .service import Settings, create_app
+    from .service.runner import settings_env
+    from .service.stores.redis_keys import RedisURLError, connect, is_redis_url
 
-    overrides = {"store": store, "host": host, "port": port, "experiments_file": experiments}
-    settings = Settings(**{key: value for key, value in overrides.items() if value is not None})
     console = Console(stderr=True)
+    overrides = {"store": store, "host": host, "port": port, "experiments_file": experiments}
+    try:
+        settings = Settings(**{key: value for key, value in overrides.items() if value is not None})
+    except ValidationError as error:
+        problem = error.errors()[0]
+        field, message = ".".join(map(str, problem["loc"])), problem["msg"].removeprefix("Value error, ")
+        console.print(f"[red]error:[/red] {message if message.startswith(field) else f'{field}: {message}'}",
+                      highlight=False, soft_wrap=True)
+        raise typer.Exit(code=2) from None
+    shared = is_redis_url(settings.store)
+    if workers > 1 and not shared:
+        console.print(f"[red]error:[/red] --workers {workers} needs a shared store (redis://HOST:PORT/DB): "
+                      f"{settings.store} belongs to one process", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=2)
+    if shared:
+        try:  # fail here, in one line, rather than in every worker's start-up
+            client, _ = connect(settings.store)
+            client.close()
+        except RedisURLError as error:
+            console.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=2) from None
     bind = settings.safe_host()
     if not settings.auth_enabled:
         console.print("[yellow]No token configured (BANDITKIT_ADMIN_TOKEN, BANDITKIT_CLIENT_TOKENS): "
                       f"the service is open to anyone who can reach it, so it binds {bind} only.[/]")
         if settings.host != bind:
             console.print(f"[yellow]--host {settings.host} ignored: set a token to serve other machines.[/]")
-    console.print(f"banditkit decision service on http://{bind}:{settings.port} (store {settings.store}); "
-                  f"API docs at http://{bind}:{settings.port}/docs")
-    uvicorn.run(create_app(settings), host=bind, port=settings.port, log_level=log_level)
+    console.print(f"banditkit decision service on http://{bind}:{settings.port} (store {settings.store}"
+                  f"{f', {workers} workers' if workers > 1 else ''}); API docs at http://{bind}:{settings.port}/docs")
+    if workers == 1:
+        uvicorn.run(create_app(settings), host=bind, port=settings.port, log_level=log_level)
+        return
+    os.environ.update(settings_env(settings))   # each worker process builds its app from the environment
+    uvicorn.run("banditkit.service.app:create_app", factory=True, workers=workers, host=bind, port=settings.port,
+                log_level=log_level)
 
 
 @app.command()
@@ -186,6 +218,121 @@ def demo(
     from .service.demo import run_demo
 
     run_demo(decisions=decisions, out=out, seed=seed, concurrency=concurrency)
+
+
+# ---- the Redis learning loop: learn, archive --------------------------------------------------
+_REDIS_STORE = "redis://HOST:PORT/DB?prefix=NAME or redis+cluster://HOST:PORT"
+
+
+def _learner(store: str, **options):
+    """A learner on ``store``; a malformed or unreachable URL exits 2 with one line naming it."""
+    from .service.learner import Learner
+    from .service.stores.redis_keys import RedisURLError
+
+    try:
+        return Learner.from_url(store, **options)
+    except RedisURLError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=2) from None
+
+
+def _summary(total) -> str:
+    return (f"learned {total.applied:,} rewards in {total.batches:,} model updates; claimed {total.defaulted:,} "
+            f"default rewards; acknowledged {total.acknowledged:,} already learned; skipped {total.skipped:,}; "
+            f"archived {total.archived:,} decisions")
+
+
+@app.command()
+def learn(
+    store: str = typer.Option(..., "--store", help=_REDIS_STORE),
+    every: Optional[float] = typer.Option(None, "--every", min=0.0,
+                                          help="batch updates: one pass every SECONDS (default: streaming)"),
+    once: bool = typer.Option(False, "--once", help="learn everything due now (windows closed included), then exit"),
+    archive: Optional[Path] = typer.Option(None, "--archive", file_okay=False,
+                                           help="also archive old decisions to Parquet partitions in this folder"),
+    retention: float = typer.Option(3600.0, "--retention", min=0.0,
+                                    help="seconds a decision stays in Redis after its attribution window closes"),
+    learner_id: Optional[str] = typer.Option(None, "--id", help="consumer and lease name (default host-pid-random)"),
+) -> None:
+    """Learn the rewards the serving workers accepted (Redis store): one atomic model update per batch,
+    default rewards when attribution windows close, one lease per experiment."""
+    import logging
+    import signal
+    import threading
+    import time
+
+    from redis.exceptions import RedisError
+
+    from .service.learner import LeaseLost
+
+    if every is not None and once:
+        typer.echo("error: --every and --once exclude each other", err=True)
+        raise typer.Exit(code=2)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log = logging.getLogger("banditkit.learner")
+    learner = _learner(store, learner_id=learner_id, archive_dir=archive, retention_s=retention)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    shown = [time.monotonic()]
+
+    def progress(report) -> None:
+        if report.busy and time.monotonic() - shown[0] >= 10:
+            shown[0] = time.monotonic()
+            log.info("%s", _summary(report))
+
+    try:
+        if once:
+            total = learner.run(once=True, stop=stop)
+        else:
+            log.info("learning from %s as %s (%s)", store, learner.learner_id,
+                     "streaming" if every is None else f"a pass every {every:g} s")
+            total = learner.run(every=every, stop=stop, on_pass=progress)
+    except KeyboardInterrupt:
+        return
+    except (LeaseLost, RedisError, OSError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=1) from None
+    finally:
+        learner.close()
+    typer.echo(_summary(total), err=True)
+
+
+@app.command("archive")
+def archive_command(
+    store: str = typer.Option(..., "--store", help=_REDIS_STORE),
+    out: Path = typer.Option(..., "--out", file_okay=False, help="folder of the Parquet partitions"),
+    retention: float = typer.Option(3600.0, "--retention", min=0.0,
+                                    help="seconds a decision stays in Redis after its attribution window closes"),
+) -> None:
+    """Archive decisions older than their attribution window plus --retention (one pass): Parquet partitions
+    OUT/experiment=E/date=YYYY-MM-DD/part-*.parquet for `banditkit evaluate OUT`, then removed from Redis."""
+    from redis.exceptions import RedisError
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from .service.learner import LeaseLost
+
+    console = Console(stderr=True)
+    learner = _learner(store, archive_dir=out, retention_s=retention)
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:,} decisions"),
+               TimeElapsedColumn())
+    try:
+        with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
+            tasks: dict[str, int] = {}
+
+            def advance(name: str, rows: int) -> None:
+                if name not in tasks:
+                    tasks[name] = progress.add_task(f"archiving {name}", total=None)
+                progress.advance(tasks[name], rows)
+
+            total = learner.archive_pass(on_archived=advance)
+    except (LeaseLost, RedisError, OSError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=1) from None
+    finally:
+        learner.close()
+    typer.echo(f"archived {total.archived:,} decisions to {out} (claimed {total.defaulted:,} default rewards)",
+               err=True)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Read a decision log into named numpy columns, whatever it arrived as.
 
-Sources: a CSV or Parquet path, a pandas / polars DataFrame or a pyarrow
-Table (duck-typed, never imported here), or a mapping of column name to
+Sources: a CSV or Parquet path, a folder of Parquet files (the decision
+service's archive: ``experiment=E/date=D/part-*.parquet``), a pandas / polars
+DataFrame or a pyarrow Table (duck-typed, never imported here), or a mapping of column name to
 array. pyarrow reads Parquet (and CSV quickly when present); it is imported
 only when needed, with an error naming the ``banditkit[io]`` extra.
 """
@@ -89,6 +90,8 @@ def _object_array(items: list) -> np.ndarray:
 def _read_path(path: Path) -> Columns:
     if not path.exists():
         raise InvalidParameterError(f"log file {str(path)!r} does not exist")
+    if path.is_dir():
+        return _read_parquet_folder(path)
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
         parquet = _pyarrow_module("pyarrow.parquet", "read a Parquet log")
@@ -96,6 +99,28 @@ def _read_path(path: Path) -> Columns:
     if suffix in (".csv", ".txt"):
         return read_csv(path)
     raise InvalidParameterError(f"log file must end in .csv or .parquet, got {path.name!r}")
+
+
+def _read_parquet_folder(path: Path) -> Columns:
+    """Every ``*.parquet`` file under ``path`` (partition folders included) in path order, as one table.
+
+    Files and folders whose name starts with ``.`` or ``_`` (temporary files, ``_SUCCESS`` markers) are
+    skipped, as Hive and Spark do. The archive's paths sort by experiment, date and first stream id, so
+    rows come back in the order they were logged. Columns are read from the files, not from the folder
+    names, so a file's own ``experiment`` column is kept as written.
+    """
+    files = [file for file in sorted(path.rglob("*.parquet"))
+             if not any(part.startswith((".", "_")) for part in file.relative_to(path).parts)]
+    if not files:
+        raise InvalidParameterError(f"log folder {str(path)!r} holds no .parquet files")
+    pa = _pyarrow_module("pyarrow", "read a folder of Parquet files")
+    parquet = _pyarrow_module("pyarrow.parquet", "read a folder of Parquet files")
+    tables = [parquet.read_table(file) for file in files]
+    try:
+        table = pa.concat_tables(tables, promote_options="default")
+    except pa.ArrowInvalid as error:
+        raise InvalidParameterError(f"log folder {str(path)!r}: files have incompatible columns: {error}") from None
+    return read_columns(table)
 
 
 def _pyarrow_module(name: str, purpose: str):

@@ -20,7 +20,7 @@ from .errors import install_error_handlers
 from .hot import HotPaths
 from .routes import decisions, experiments, health, log, rewards, versions
 from .schemas import DecisionBatchRequest, DecisionRequest, RewardBatchRequest, RewardRequest
-from .stores import ExperimentExistsError, open_store
+from .stores import ExperimentExistsError, StoreUnavailableError, open_store
 
 logger = logging.getLogger("banditkit.service")
 
@@ -32,19 +32,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = open_store(settings.store, synchronous=settings.sqlite_synchronous,
-                           commit_interval_s=settings.commit_interval_ms / 1000)
+                           commit_interval_s=settings.commit_interval_ms / 1000, spool_dir=settings.spool_dir)
         engine = Engine(store, refresh_s=settings.refresh_s)
         app.state.engine = engine
         try:
             if settings.experiments_file is not None:
                 await _declare(engine, settings)
-            sweeper = asyncio.create_task(_sweep_forever(engine, settings.sweep_interval_s))
+            # A store that learns in process settles attribution windows here; a shared store's learner
+            # does, and this server follows the models it stores.
+            background = asyncio.create_task(_sweep_forever(engine, settings.sweep_interval_s)
+                                             if store.learns_in_process else _follow_forever(engine, settings))
             if settings.tune_interpreter:
                 _tune_interpreter()
             yield
-            sweeper.cancel()
+            background.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+                await background
         finally:
             engine.close()
             store.close()
@@ -109,6 +112,24 @@ async def _declare(engine: Engine, settings: Settings) -> None:
         with contextlib.suppress(ExperimentExistsError):
             await engine.create(spec)
             logger.info("created experiment %r from %s", spec.name, settings.experiments_file)
+
+
+async def _follow_forever(engine: Engine, settings: Settings) -> None:
+    """Reload models whose stored version moved every ``model_poll_s``, and serve experiments other workers
+    created every second; a failure (the store down) is retried at the next round."""
+    loop = asyncio.get_running_loop()
+    next_discovery = loop.time()
+    while True:
+        await asyncio.sleep(settings.model_poll_s)
+        try:
+            if loop.time() >= next_discovery:
+                next_discovery = loop.time() + 1.0
+                await engine.discover()
+            await engine.follow()
+        except StoreUnavailableError:
+            pass                                   # the store logs its outage once; decisions fall back
+        except Exception:
+            logger.exception("following the stored models failed; retrying in %.2f s", settings.model_poll_s)
 
 
 async def _sweep_forever(engine: Engine, interval_s: float) -> None:

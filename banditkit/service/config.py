@@ -8,6 +8,9 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from .stores import STORE_URLS
+from .stores.redis_keys import is_redis_url, parse_url
+
 DEFAULT_STORE = "sqlite:///./banditkit.db"
 
 
@@ -24,7 +27,8 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="BANDITKIT_", extra="forbid")
 
-    store: str = Field(DEFAULT_STORE, description="sqlite:///path/to/file.db or memory://")
+    store: str = Field(DEFAULT_STORE, description=(
+        "sqlite:///path/to/file.db, memory://, redis://HOST:PORT/DB?prefix=NAME or redis+cluster://HOST:PORT"))
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     admin_token: SecretStr | None = None
@@ -39,6 +43,10 @@ class Settings(BaseSettings):
     tune_interpreter: bool = Field(True, description=(
         "at start-up, set a 0.2 ms GIL switch interval and freeze start-up objects out of the garbage collector "
         "(process-wide; turn off when the app is embedded in another program)"))
+    model_poll_s: float = Field(0.05, gt=0.0, le=60.0, description=(
+        "shared store (Redis): how often each worker checks the stored model versions and reloads moved ones"))
+    spool_dir: Path = Field(Path("banditkit-spool"), description=(
+        "shared store (Redis): folder of the decisions served while the store was down, shipped when it is back"))
     refresh_s: float = Field(0.1, ge=0.0, le=60.0, description=(
         "how long a cached action distribution may be served while the next one is computed in the background, "
         "at most two such computations per period (0: never)"))
@@ -58,8 +66,10 @@ class Settings(BaseSettings):
     @field_validator("store")
     @classmethod
     def _known_scheme(cls, value: str) -> str:
-        if not (value.startswith("sqlite:///") or value == "memory://"):
-            raise ValueError(f"store must be sqlite:///PATH or memory://, got {value!r}")
+        if is_redis_url(value):
+            parse_url(value)   # a malformed Redis URL fails here, naming the part at fault
+        elif not (value.startswith("sqlite:///") or value == "memory://"):
+            raise ValueError(f"store must be {STORE_URLS}, got {value!r}")
         return value
 
     @property

@@ -7,6 +7,7 @@ truth: nothing is answered before the store has it. Rewards live in
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import os
@@ -36,10 +37,12 @@ from .schemas import (
     StatsOut,
 )
 from .serving import draw, draw_rows
-from .stores import Assignment, DecisionRecord, ExperimentRecord, Store
-from .stores.base import settled, unservable_reason
+from .stores import Assignment, DecisionRecord, ExperimentExistsError, ExperimentRecord, Store
+from .stores.base import ModelMovedError, StoreUnavailableError, settled, unservable_reason
 
 logger = logging.getLogger("banditkit.service")
+#: Attempts at a model change that another process keeps moving (shared stores).
+_MODEL_CHANGE_ATTEMPTS = 5
 
 
 _ID_BITS = random.Random(os.urandom(32))  # seeded once: os.urandom per id costs ~0.1 ms on some VMs
@@ -84,7 +87,50 @@ class Engine:
         try:
             return self.experiments[name]
         except KeyError:
-            raise NotFoundError(f"experiment {name!r} not found") from None
+            pass
+        if not self.store.learns_in_process:   # a shared store: another worker may have created it just now
+            record = self.store.load_experiment(name)
+            if record is not None:
+                return self._adopt(record)
+        raise NotFoundError(f"experiment {name!r} not found")
+
+    # ---- following a shared store ---------------------------------------------------------
+    async def follow(self) -> int:
+        """Reload the experiments whose stored version moved (a learner or another worker changed them);
+        how many were reloaded. One round trip when nothing moved."""
+        names = list(self.experiments)
+        if not names:
+            return 0
+        stored = await asyncio.to_thread(self.store.versions, names)
+        moved = [name for name, version in stored.items() if version > self.experiments[name].bandit.version]
+        for name in moved:
+            await self.reload(name)
+        return len(moved)
+
+    async def discover(self) -> list[str]:
+        """Serve the experiments other processes created; their names."""
+        names = await asyncio.to_thread(self.store.experiment_names)
+        new = sorted(names - set(self.experiments))
+        for name in new:
+            await self.reload(name)
+        return new
+
+    async def reload(self, name: str) -> None:
+        """Serve ``name`` as stored now (if the store has a newer version than the one served)."""
+        record = await asyncio.to_thread(self.store.load_experiment, name)
+        if record is not None:
+            self._adopt(record)
+
+    def _adopt(self, record: ExperimentRecord) -> Experiment:
+        experiment = self.experiments.get(record.name)
+        if experiment is None:
+            experiment = self.experiments.setdefault(record.name, restore(record, self.refresh_s, self._executor))
+        elif record.version > experiment.bandit.version:
+            bandit = join(record.model, record.state, record.version, experiment.bandit.rng)
+            with experiment.lock:   # the distribution cache sees the new version (and any change of arms)
+                if record.version > experiment.bandit.version:   # not overtaken while it was built
+                    experiment.bandit = bandit
+        return experiment
 
     # ---- catalogue ---------------------------------------------------------
     async def create(self, spec: ExperimentCreate) -> ExperimentOut:
@@ -95,7 +141,12 @@ class Engine:
         model, arrays = split(bandit)
         now = time.time()
         record = ExperimentRecord(spec.name, spec.model_dump(mode="json"), model, arrays, bandit.version, now, now)
-        await settled(self.store.create_experiment(record, {"kind": "create"}))
+        try:
+            await settled(self.store.create_experiment(record, {"kind": "create"}))
+        except ExperimentExistsError:
+            if not self.store.learns_in_process:   # created by another worker: serve it from now on
+                await self.reload(spec.name)
+            raise
         experiment = restore(record, self.refresh_s, self._executor)
         self.experiments[spec.name] = experiment
         return experiment.describe()
@@ -120,12 +171,13 @@ class Engine:
             model, arrays = split(bandit)
             return model, arrays, bandit.version, {"kind": "arms", **patch.model_dump()}
 
-        await settled(self.store.replace_model(name, change, lambda: self._swap(experiment,
-                                                                                           replacement[0])))
+        await self._replace_model(experiment, change, replacement)
         return experiment.describe()
 
     async def snapshot(self, name: str) -> SnapshotOut:
         experiment = self.experiment(name)
+        if not self.store.learns_in_process:   # keep the stored model, not the one polled up to model_poll_s ago
+            await self.reload(name)
         captured: list[int] = []
 
         def capture():
@@ -156,9 +208,23 @@ class Engine:
             event = {"kind": "rollback", "snapshot_id": snapshot_id, "restored_version": snapshot.policy_version}
             return snapshot.model, snapshot.state, version, event
 
-        await settled(self.store.replace_model(name, change, lambda: self._swap(experiment,
-                                                                                           replacement[0])))
+        await self._replace_model(experiment, change, replacement)
         return experiment.describe()
+
+    async def _replace_model(self, experiment: Experiment, change, replacement: list[Bandit]) -> None:
+        """Store ``change`` (built from the served Bandit, appending its new Bandit to ``replacement``) and
+        serve it. With a shared store the served model may lag the stored one: reload it first, and again
+        whenever the store says the model moved meanwhile."""
+        for attempt in range(_MODEL_CHANGE_ATTEMPTS):
+            if not self.store.learns_in_process:
+                await self.reload(experiment.name)
+            try:
+                await settled(self.store.replace_model(experiment.name, change,
+                                                       lambda: self._swap(experiment, replacement[-1])))
+                return
+            except ModelMovedError:
+                if attempt == _MODEL_CHANGE_ATTEMPTS - 1:
+                    raise
 
     def _swap(self, experiment: Experiment, bandit: Bandit) -> None:
         with experiment.lock:
@@ -208,8 +274,11 @@ class Engine:
             try:
                 await settled(self.store.append_decisions(records, assignments))
                 self.recent.add(records)
-            except Exception:
-                logger.exception("decision log unavailable for %r: serving the default arm", name)
+            except Exception as error:
+                if isinstance(error, StoreUnavailableError):   # an outage (the store logs it once)
+                    logger.debug("decision log unavailable for %r: serving the default arm", name)
+                else:
+                    logger.exception("decision log unavailable for %r: serving the default arm", name)
                 records = [_fallback(experiment, r.unit, r.context, now) for r in records]
                 try:
                     await settled(self.store.append_decisions(records))

@@ -8,6 +8,10 @@ from fastapi.responses import JSONResponse
 
 from ..errors import InvalidParameterError, InvalidTypeError, NoActiveArmError
 from .stores import ExperimentExistsError
+from .stores.base import ModelMovedError, StoreUnavailableError
+
+#: Seconds a client should wait before retrying while the store is unavailable.
+RETRY_AFTER_S = 1
 
 
 class ServiceError(Exception):
@@ -58,6 +62,10 @@ def error_answer(error: Exception) -> tuple[int, dict] | None:
                                 for item in error.errors()]}
     if isinstance(error, ExperimentExistsError):
         return 409, {"detail": f"experiment {str(error)!r} already exists"}
+    if isinstance(error, StoreUnavailableError):
+        return 503, {"detail": f"the store is unavailable, retry in {RETRY_AFTER_S} s: {error}"}
+    if isinstance(error, ModelMovedError):
+        return 409, {"detail": f"the model kept changing during this change, retry it: {error}"}
     if isinstance(error, NoActiveArmError):
         return 409, {"detail": str(error)}
     if isinstance(error, InvalidParameterError | InvalidTypeError):
@@ -65,13 +73,18 @@ def error_answer(error: Exception) -> tuple[int, dict] | None:
     return None
 
 
+def error_headers(error: Exception) -> dict[str, str]:
+    """Headers that go with :func:`error_answer`'s answer: ``Retry-After`` while the store is unavailable."""
+    return {"Retry-After": str(RETRY_AFTER_S)} if isinstance(error, StoreUnavailableError) else {}
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Map domain errors (ours and the library's) to status codes, through :func:`error_answer`."""
 
     async def answer(request: Request, error: Exception) -> JSONResponse:
         status, body = error_answer(error)
-        return JSONResponse(body, status_code=status)
+        return JSONResponse(body, status_code=status, headers=error_headers(error))
 
     for kind in (ServiceError, RequestValidationError, ExperimentExistsError, NoActiveArmError,
-                 InvalidParameterError, InvalidTypeError):
+                 InvalidParameterError, InvalidTypeError, StoreUnavailableError, ModelMovedError):
         app.add_exception_handler(kind, answer)

@@ -52,22 +52,41 @@ def csv_chunks(store: Store, experiment: str, rows_per_chunk: int = 2000) -> Ite
     yield buffer.getvalue()
 
 
+def arrow_schema():
+    """The log's Parquet schema: :data:`COLUMNS` with their pyarrow types (needs pyarrow: ``pip install
+    'banditkit[io]'``). The export and the archive both write it, so their files read back alike."""
+    pa = _pyarrow()
+    types = (pa.string(), pa.float64(), pa.string(), pa.string(), pa.string(), pa.string(), pa.float64(),
+             pa.string(), pa.int64(), pa.bool_(), pa.float64())
+    return pa.schema(list(zip(COLUMNS, types)))
+
+
+def arrow_table(rows: list[tuple], schema=None):
+    """Log rows (tuples in :data:`COLUMNS` order, as :func:`rows` yields them) as a pyarrow Table."""
+    pa = _pyarrow()
+    schema = arrow_schema() if schema is None else schema
+    columns = list(zip(*rows)) or [()] * len(COLUMNS)
+    return pa.table([pa.array(values, type=column.type) for values, column in zip(columns, schema)], schema=schema)
+
+
 def parquet_bytes(store: Store, experiment: str, rows_per_group: int = 65_536) -> bytes:
     """The log as a Parquet file (needs pyarrow: ``pip install 'banditkit[io]'``), built one row group at a
     time, so memory holds the compressed file and one group of rows, not the whole log as Python objects."""
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError as error:
-        raise ImportError("Parquet export needs pyarrow: pip install 'banditkit[io]'") from error
-    types = (pa.string(), pa.float64(), pa.string(), pa.string(), pa.string(), pa.string(), pa.float64(),
-             pa.string(), pa.int64(), pa.bool_(), pa.float64())
-    schema = pa.schema(list(zip(COLUMNS, types)))
+    import pyarrow.parquet as pq
+
+    schema = arrow_schema()
     sink = io.BytesIO()
     logged = rows(store, experiment)
     with pq.ParquetWriter(sink, schema) as writer:
         while group := list(itertools.islice(logged, rows_per_group)):
-            columns = zip(*group)
-            writer.write_table(pa.table([pa.array(values, type=kind) for values, kind in zip(columns, types)],
-                                        schema=schema))
+            writer.write_table(arrow_table(group, schema))
     return sink.getvalue()
+
+
+def _pyarrow():
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet  # noqa: F401  (fails early when the Parquet part is missing)
+    except ImportError as error:
+        raise ImportError("Parquet export needs pyarrow: pip install 'banditkit[io]'") from error
+    return pa

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from .deps import authorize
 from .engine import Engine
-from .errors import ConflictError, GoneError, InvalidRequestError, NotFoundError, error_answer
+from .errors import ConflictError, GoneError, InvalidRequestError, NotFoundError, error_answer, error_headers
 from .schemas import (
     DecisionBatchRequest,
     DecisionBatchResponse,
@@ -34,6 +34,8 @@ from .schemas import (
 
 Model = TypeVar("Model", bound=BaseModel)
 HEALTH = b'{"status":"ok"}'
+#: While the store does not answer: decisions are served (fallback), rewards get 503.
+DEGRADED = b'{"status":"degraded","store":"unavailable"}'
 _REWARD_ERRORS = {404: NotFoundError, 409: ConflictError, 410: GoneError}
 
 
@@ -90,7 +92,8 @@ class HotPaths:
             return False
         parts = scope["path"].split("/")
         if scope["method"] == "GET" and scope["path"] == "/v1/health":
-            await _respond(send, 200, HEALTH)
+            engine = getattr(self.app.state, "engine", None)
+            await _respond(send, 200, HEALTH if engine is None or engine.store.available else DEGRADED)
             return True
         handler = None
         if scope["method"] == "POST" and len(parts) in (5, 6) and parts[1:3] == ["v1", "experiments"] and parts[3]:
@@ -116,7 +119,8 @@ class HotPaths:
             answer = error_answer(error)
             if answer is None:
                 raise
-            return await _respond(send, answer[0], json.dumps(answer[1]).encode())
+            extra = [(key.encode(), value.encode()) for key, value in error_headers(error).items()]
+            return await _respond(send, answer[0], json.dumps(answer[1]).encode(), extra)
         await _respond(send, 200, payload)
 
     async def _body(self, headers: dict, receive) -> bytes | None:

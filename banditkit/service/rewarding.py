@@ -66,21 +66,20 @@ class RecentDecisions:
 async def record(store: Store, experiment: Experiment, items: list[RewardRequest],
                  on_guardrail: Callable[[Experiment], None], recent: RecentDecisions) -> list[RewardResult]:
     """One result per reward, in order; ``status`` is 200, 404, 409, 410 or 422."""
+    if not store.learns_in_process:
+        return await claim(store, experiment, items)
     now = time.time()
-    low, high = experiment.bandit.policy.reward_bounds
     results: list[RewardResult | None] = [None] * len(items)
     pending: list[tuple[int, RewardRecord]] = []
     decisions: dict[str, DecisionRecord] = {}
     known = recent.find(store, [item.decision_id for item in items])
     for row, item in enumerate(items):
-        if not low <= item.value <= high:
-            results[row] = RewardResult(decision_id=item.decision_id, status=422, detail=(
-                f"value must be in [{low}, {high}] for policy {experiment.bandit.policy.name!r}, got {item.value!r}"))
+        results[row] = _out_of_range(item, experiment)
+        if results[row] is not None:
             continue
         decision, earlier = known.get(item.decision_id, (None, None))
         if decision is None or decision.experiment != experiment.name:
-            results[row] = RewardResult(decision_id=item.decision_id, status=404, detail=(
-                f"decision {item.decision_id!r} not found in experiment {experiment.name!r}"))
+            results[row] = _not_found(item, experiment)
             continue
         if earlier is not None:
             results[row] = _answer(earlier, item)
@@ -95,6 +94,37 @@ async def record(store: Store, experiment: Experiment, items: list[RewardRequest
         for (row, _), outcome in zip(pending, outcomes):
             results[row] = _answer(outcome.reward, items[row])
     return results
+
+
+async def claim(store: Store, experiment: Experiment, items: list[RewardRequest]) -> list[RewardResult]:
+    """:func:`record` for a store that joins and claims rewards itself and learns elsewhere (Redis): the
+    store's claim answers whether the decision exists, is already rewarded or is past its window."""
+    now = time.time()
+    results: list[RewardResult | None] = [_out_of_range(item, experiment) for item in items]
+    rows = [row for row, result in enumerate(results) if result is None]
+    if not rows:
+        return results
+    rewards = [RewardRecord(items[row].decision_id, experiment.name, "", items[row].value, now) for row in rows]
+    outcomes = await settled(store.record_rewards(experiment.name, rewards, None, None))  # no delta: not learned here
+    window = experiment.config.attribution_window_s
+    for row, outcome in zip(rows, outcomes):
+        item = items[row]
+        if outcome.reward is not None:
+            results[row] = _answer(outcome.reward, item)
+        elif outcome.refused == "late" or now > decision_id_time(item.decision_id) + window:
+            results[row] = _late(item, experiment)   # a decision past its window may be archived already
+        else:
+            results[row] = _not_found(item, experiment)
+    return results
+
+
+def decision_id_time(decision_id: str) -> float:
+    """The time a decision id was made (its first 12 hex digits are milliseconds since the epoch); +inf
+    for an id that does not start that way (it is never older than a window)."""
+    try:
+        return int(decision_id[:12], 16) / 1000 if len(decision_id) >= 12 else float("inf")
+    except ValueError:
+        return float("inf")
 
 
 async def sweep(store: Store, experiment: Experiment, now: float, horizon: float,
@@ -167,6 +197,19 @@ def learn(store: Store, experiment: Experiment, rewards: list[RewardRecord], dec
             on_guardrail(experiment)
 
     return store.record_rewards(experiment.name, rewards, delta, on_commit, watermark)
+
+
+def _out_of_range(item: RewardRequest, experiment: Experiment) -> RewardResult | None:
+    low, high = experiment.bandit.policy.reward_bounds
+    if low <= item.value <= high:
+        return None
+    return RewardResult(decision_id=item.decision_id, status=422, detail=(
+        f"value must be in [{low}, {high}] for policy {experiment.bandit.policy.name!r}, got {item.value!r}"))
+
+
+def _not_found(item: RewardRequest, experiment: Experiment) -> RewardResult:
+    return RewardResult(decision_id=item.decision_id, status=404, detail=(
+        f"decision {item.decision_id!r} not found in experiment {experiment.name!r}"))
 
 
 def _answer(stored: RewardRecord, item: RewardRequest) -> RewardResult:

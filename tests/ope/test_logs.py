@@ -223,3 +223,28 @@ def test_any_valid_log_survives_a_csv_round_trip(tmp_path_factory, data):
     assert [log.arm_names[i] for i in log.arms] == arms
     assert log.rewards.tolist() == rewards and log.propensities.tolist() == propensities
     assert log.contexts.tolist() == contexts
+
+
+def test_a_folder_of_parquet_partitions_reads_as_one_log(tmp_path):
+    """The archive's layout: experiment=E/date=D/part-*.parquet, read in path order; hidden and temp files
+    (a write in progress, a _SUCCESS marker) are not rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parts = {"experiment=hero/date=2026-01-01/part-1-0.parquet": [0, 1],
+             "experiment=hero/date=2026-01-02/part-5-0.parquet": [2],
+             "experiment=hero/date=2026-01-02/part-9-0.parquet": [3]}
+    for name, rows in parts.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.table({key: values[rows] for key, values in GOOD.items()}), tmp_path / name)
+    (tmp_path / "experiment=hero/date=2026-01-02/.part-9-0.parquet").write_bytes(b"partial")
+    pq.write_table(pa.table({key: values[:1] for key, values in GOOD.items()}),
+                   tmp_path / "experiment=hero/_staging.parquet")
+    log, reference = load_log(tmp_path), load_log(GOOD)
+    np.testing.assert_array_equal(log.arms, reference.arms)
+    np.testing.assert_array_equal(log.rewards, reference.rewards)
+    np.testing.assert_array_equal(log.contexts, reference.contexts)
+    assert load_log(tmp_path / "experiment=hero" / "date=2026-01-02").n_rows == 2
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InvalidParameterError, match="holds no .parquet files"):
+        load_log(tmp_path / "empty")

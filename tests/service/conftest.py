@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
 from banditkit.service import Settings
 from banditkit.service.runner import ServiceProcess, running
+from banditkit.service.stores.redis_keys import Keys, is_redis_url, parse_url
 
 
 @pytest.fixture
@@ -14,13 +17,47 @@ def sqlite_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'service.db'}"
 
 
+@pytest.fixture(params=["sqlite", "memory", "redis"])
+def store_url(request, sqlite_url) -> str:
+    """Each HTTP test runs on a fresh SQLite file, the memory store and the real Redis (a key prefix of its own)."""
+    if request.param == "sqlite":
+        return sqlite_url
+    if request.param == "memory":
+        return "memory://"
+    return request.getfixturevalue("shared_store")[0]
+
+
 @pytest.fixture
-def server(sqlite_url):
-    """A server on a fresh SQLite file, in a thread of this process; yields (base_url, settings)."""
-    settings = Settings(store=sqlite_url, port=0, sweep_interval_s=0.05, admin_token=None, client_tokens=(),
-                        tune_interpreter=False)
+def server(store_url, tmp_path):
+    """A server on ``store_url``, in a thread of this process; yields its base URL."""
+    settings = Settings(store=store_url, port=0, sweep_interval_s=0.05, admin_token=None, client_tokens=(),
+                        tune_interpreter=False, model_poll_s=0.01, spool_dir=tmp_path / "spool")
     with running(settings) as base_url:
         yield base_url
+
+
+@pytest.fixture
+def learn(store_url, server):
+    """``learn(name)``: what a reward teaches is served once this returns. The SQLite and memory stores learn
+    as they record a reward (nothing to do); on Redis one learner pass runs (default rewards of closed windows
+    included) and the server is waited for until it serves the version the learner stored."""
+    if not is_redis_url(store_url):
+        yield lambda name="hero": None
+        return
+    from banditkit.service.learner import Learner
+
+    learner = Learner.from_url(store_url)
+    prefix = parse_url(store_url).prefix
+
+    def step(name: str = "hero") -> None:
+        learner.step()
+        stored = int(learner.client.hget(Keys.of(prefix, name).meta, "version"))
+        deadline = time.monotonic() + 10.0
+        while httpx.get(f"{server}/v1/experiments/{name}").json()["policy_version"] < stored:
+            assert time.monotonic() < deadline, f"the server did not reload version {stored} of {name!r}"
+            time.sleep(0.005)
+    yield step
+    learner.close()
 
 
 @pytest.fixture
@@ -54,3 +91,7 @@ def server_process():
     yield start
     for process in started:
         process.stop()
+
+
+# Real redis-server processes (single, append-only, a 3-master cluster) and banditkit serve/learn children.
+from redis_servers import processes, redis_aof, redis_cluster, shared_store  # noqa: F401

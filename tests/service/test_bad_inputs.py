@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+import uuid
 
 import httpx
 import pytest
+import redis
 
 from banditkit.service import Settings
 from banditkit.service.runner import running
@@ -13,12 +15,24 @@ from banditkit.service.runner import running
 ADMIN, CLIENT = "admin-secret", "client-secret"
 
 
-@pytest.fixture(scope="module")
-def secured(tmp_path_factory):
-    """A server with tokens, experiments 'hero' and 'brief' (window 0.05 s), a rewarded and a late decision."""
-    path = tmp_path_factory.mktemp("bad") / "bad.db"
-    settings = Settings(store=f"sqlite:///{path}", port=0, admin_token=ADMIN, client_tokens=f"{CLIENT},other",
-                        max_body_bytes=50_000, tune_interpreter=False)
+@pytest.fixture(scope="module", params=["sqlite", "redis"])
+def secured(request, tmp_path_factory):
+    """A server with tokens, experiments 'hero' and 'brief' (window 0.05 s), a rewarded and a late decision;
+    on a SQLite file, then on the real Redis under a key prefix of its own (the same answers)."""
+    folder = tmp_path_factory.mktemp("bad")
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    store = f"sqlite:///{folder / 'bad.db'}" if request.param == "sqlite" else \
+        f"redis://127.0.0.1:6379/0?prefix={prefix}"
+    settings = Settings(store=store, port=0, admin_token=ADMIN, client_tokens=f"{CLIENT},other",
+                        max_body_bytes=50_000, tune_interpreter=False, spool_dir=folder / "spool")
+    yield from _serve(settings)
+    if request.param == "redis":
+        with redis.Redis(host="127.0.0.1", port=6379) as shared:
+            for key in shared.scan_iter(match=f"{prefix}:*", count=1000):
+                shared.delete(key)
+
+
+def _serve(settings: Settings):
     with running(settings) as base_url, httpx.Client(base_url=base_url, timeout=30.0) as client:
         admin = {"Authorization": f"Bearer {ADMIN}"}
         client.post("/v1/experiments", headers=admin, json={

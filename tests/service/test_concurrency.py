@@ -1,12 +1,17 @@
-"""Concurrency: 8 client threads x 2,000 rewards against one server process; counts must match exactly."""
+"""Concurrency: 8 client threads x 2,000 rewards against one server process; counts must match exactly
+(on a SQLite file, and on the real Redis, where a learner pass then learns what the server recorded)."""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 
 import httpx
 import pytest
+
+from banditkit.service.learner import Learner
+from banditkit.service.stores.redis_keys import Keys, parse_url
 
 THREADS, PER_THREAD, BATCH = 8, 2000, 250
 
@@ -16,8 +21,11 @@ def value_of(index: int) -> float:
 
 
 @pytest.mark.slow
-def test_concurrent_rewards_are_counted_exactly_once(server_process, tmp_path, create):
-    server = server_process(f"sqlite:///{tmp_path / 'concurrent.db'}")
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+def test_concurrent_rewards_are_counted_exactly_once(server_process, tmp_path, create, kind, request):
+    store = f"sqlite:///{tmp_path / 'concurrent.db'}" if kind == "sqlite" else \
+        request.getfixturevalue("shared_store")[0]
+    server = server_process(store, spool_dir=tmp_path / "spool")
     with httpx.Client(base_url=server.base_url, timeout=60.0) as client:
         create(client, arms=[f"arm{k}" for k in range(10)])
         decisions = []
@@ -54,7 +62,18 @@ def test_concurrent_rewards_are_counted_exactly_once(server_process, tmp_path, c
     assert not failures, failures[0]
     unique = {decision_id: (arm, value) for rows in acknowledged for decision_id, arm, value in rows}
     assert len(unique) == THREADS * PER_THREAD
+    if kind == "redis":
+        learner = Learner.from_url(store)
+        try:
+            assert learner.step().applied == len(unique)
+            version = int(learner.client.hget(Keys.of(parse_url(store).prefix, "hero").meta, "version"))
+        finally:
+            learner.close()
     with httpx.Client(base_url=server.base_url, timeout=60.0) as client:
+        deadline = time.monotonic() + 10
+        while kind == "redis" and client.get("/v1/experiments/hero").json()["policy_version"] < version:
+            assert time.monotonic() < deadline, "the server did not follow the learned model"
+            time.sleep(0.01)
         stats = client.get("/v1/experiments/hero/stats").json()
     pulls = Counter(arm for arm, _ in unique.values())
     sums = Counter()

@@ -50,7 +50,8 @@ def test_settings_round_trip_through_the_environment(monkeypatch):
 
 
 @pytest.mark.parametrize("field, value, message", [
-    ("store", "redis://localhost:6379/0", "sqlite:///PATH or memory://"),
+    ("store", "postgres://localhost:5432/0", "sqlite:///PATH, memory://, redis://HOST:PORT/DB"),
+    ("store", "redis://localhost:6379/zero", "store URL 'redis://localhost:6379/zero': the path must be a database"),
     ("port", 70000, "less than or equal to 65535"),
     ("sqlite_synchronous", "OFF", "'NORMAL' or 'FULL'"),
     ("synchronous", "FULL", "Extra inputs are not permitted"),

@@ -62,7 +62,7 @@ def contextual_policy():
     del REGISTRY[LinearSoftmax.name]
 
 
-def test_contextual_decisions_rewards_and_log(http, create, contextual_policy):
+def test_contextual_decisions_rewards_and_log(http, create, contextual_policy, learn):
     create(http, name="ctx", arms=["a", "b", "c"], policy={"name": contextual_policy, "params": {}}, n_features=2)
     missing = http.post("/v1/experiments/ctx/decisions", json={})
     assert missing.status_code == 422 and "needs a context of 2 numbers" in missing.text
@@ -83,6 +83,7 @@ def test_contextual_decisions_rewards_and_log(http, create, contextual_policy):
     for answer in answers:
         reward = http.post("/v1/experiments/ctx/rewards", json={"decision_id": answer["decision_id"], "value": 1.0})
         assert reward.status_code == 200
+        learn("ctx")
     rows = list(csv.DictReader(io.StringIO(http.get("/v1/experiments/ctx/log").text)))
     assert [json.loads(row["context"]) for row in rows[:3]] == [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]
     learned = http.post("/v1/experiments/ctx/decisions", json={"context": [1.0, 1.0], "allowed": ["a", "b"]}).json()
@@ -94,7 +95,7 @@ def test_contextual_decisions_rewards_and_log(http, create, contextual_policy):
 
 
 @pytest.mark.parametrize("policy", ["linucb", "lints"])
-def test_the_library_contextual_policies_are_served(http, create, policy):
+def test_the_library_contextual_policies_are_served(http, create, policy, learn):
     create(http, name=policy, arms=["a", "b"], policy={"name": policy, "params": {}}, n_features=2)
     rng = np.random.default_rng(3)
     for _ in range(20):
@@ -104,6 +105,7 @@ def test_the_library_contextual_policies_are_served(http, create, policy):
         value = float((context[0] > 0) == (answer["arm"] == "a"))
         assert http.post(f"/v1/experiments/{policy}/rewards",
                          json={"decision_id": answer["decision_id"], "value": value}).status_code == 200
+        learn(policy)
     stats = http.get(f"/v1/experiments/{policy}/stats").json()
     assert stats["policy_version"] == 20 and sum(row["pulls"] for row in stats["arms"]) == 20
     assert stats["entropy"] is None and all(row["probability"] is None for row in stats["arms"])

@@ -12,11 +12,15 @@ import pytest
 
 from banditkit.service import export
 from banditkit.service.stores import DecisionRecord, ExperimentRecord, MemoryStore, RewardRecord, SQLiteStore
+from banditkit.service.stores.redis import RedisStore
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 def store(request, tmp_path):
-    made = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "store.db")
+    if request.param == "redis":
+        made = RedisStore(request.getfixturevalue("shared_store")[0], spool_dir=tmp_path / "spool")
+    else:
+        made = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "store.db")
     made.create_experiment(ExperimentRecord("hero", {}, {}, {"counts": np.zeros((1, 2))}, 0, 0.0), {}).result()
     yield made
     made.close()

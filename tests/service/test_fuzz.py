@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
+
 import httpx
 import pytest
+import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -76,12 +79,23 @@ OPERATIONS = operations()
 NAMES = st.sampled_from(["hero", "missing", "a.b", "%20", "x" * 70])
 
 
-@pytest.fixture(scope="module")
-def client(tmp_path_factory):
-    path = tmp_path_factory.mktemp("fuzz") / "fuzz.db"
-    with running(Settings(store=f"sqlite:///{path}", port=0, sweep_interval_s=0.05,
-                                  tune_interpreter=False)) as base_url, \
-            httpx.Client(base_url=base_url, timeout=30.0) as http:
+@pytest.fixture(scope="module", params=["sqlite", "redis"])
+def client(request, tmp_path_factory):
+    """A server on a SQLite file, then on the real Redis under a key prefix of its own (deleted after)."""
+    folder = tmp_path_factory.mktemp("fuzz")
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    store = f"sqlite:///{folder / 'fuzz.db'}" if request.param == "sqlite" else \
+        f"redis://127.0.0.1:6379/0?prefix={prefix}"
+    yield from _serve(Settings(store=store, port=0, sweep_interval_s=0.05, tune_interpreter=False,
+                               spool_dir=folder / "spool"))
+    if request.param == "redis":
+        with redis.Redis(host="127.0.0.1", port=6379) as shared:
+            for key in shared.scan_iter(match=f"{prefix}:*", count=1000):
+                shared.delete(key)
+
+
+def _serve(settings: Settings):
+    with running(settings) as base_url, httpx.Client(base_url=base_url, timeout=30.0) as http:
         http.post("/v1/experiments", json={"name": "hero", "arms": ["a", "b", "c"], "default_reward": 0.0,
                                            "attribution_window_s": 0.5}).raise_for_status()
         decision = http.post("/v1/experiments/hero/decisions", json={}).json()

@@ -1,4 +1,5 @@
-"""The main flows over real HTTP: uvicorn on a free port, a real SQLite file, httpx."""
+"""The main flows over real HTTP: uvicorn on a free port, httpx; each on a real SQLite file, the memory store
+and the real Redis (``store_url``; ``learn`` runs the Redis learner where a test expects a reward learned)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def reward(http, decision_id, value, name="hero"):
     return http.post(f"/v1/experiments/{name}/rewards", json={"decision_id": decision_id, "value": value})
 
 
-def test_create_decide_reward_and_read_back(http, create):
+def test_create_decide_reward_and_read_back(http, create, learn):
     created = create(http, policy={"name": "thompson", "params": {"prior_alpha": 1.0, "prior_beta": 1.0}})
     assert created["policy_version"] == 0 and [arm["name"] for arm in created["arms"]] == ["a", "b", "c"]
     decision = decide(http, {"unit": "user-1"})
@@ -34,6 +35,7 @@ def test_create_decide_reward_and_read_back(http, create):
     assert answer.json() == {"decision_id": decision["decision_id"], "arm": decision["arm"], "value": 1.0,
                              "applied": True}
     assert reward(http, decision["decision_id"], 1.0).json() == answer.json()      # retry: first answer
+    learn()
     experiment = http.get("/v1/experiments/hero").json()
     assert experiment["policy_version"] == 1
     stats = http.get("/v1/experiments/hero/stats").json()
@@ -129,16 +131,18 @@ def test_contextual_experiments_log_their_context(http, create):
     assert http.post("/v1/experiments/ctx/decisions", json={"context": [1.0]}).status_code == 422
 
 
-def test_snapshots_and_rollback(http, create):
+def test_snapshots_and_rollback(http, create, learn):
     create(http)
     for _ in range(3):
         d = decide(http)
         reward(http, d["decision_id"], 1.0)
+        learn()
     snapshot = http.post("/v1/experiments/hero/snapshots").json()
     assert snapshot["policy_version"] == 3
     for _ in range(2):
         d = decide(http)
         reward(http, d["decision_id"], 0.0)
+        learn()
     before = http.get("/v1/experiments/hero/stats").json()
     assert sum(row["pulls"] for row in before["arms"]) == 5
     restored = http.post("/v1/experiments/hero/rollback", json={"snapshot_id": snapshot["snapshot_id"]}).json()
@@ -151,12 +155,13 @@ def test_snapshots_and_rollback(http, create):
     assert http.post("/v1/experiments/hero/rollback", json={"snapshot_id": 99}).status_code == 404
 
 
-def test_default_reward_at_window_close_and_late_rewards(http, create):
+def test_default_reward_at_window_close_and_late_rewards(http, create, learn):
     create(http, attribution_window_s=0.3, default_reward=0.0)
     silent, late = decide(http), decide(http)
     deadline = time.monotonic() + 10
     while http.get("/v1/experiments/hero/stats").json()["rewards"] < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
+        learn()
     log = {row["decision_id"]: row for row in csv_rows(http)}
     assert log[silent["decision_id"]]["reward"] == "0.0"
     refused = reward(http, late["decision_id"], 1.0)

@@ -1,15 +1,20 @@
-"""A Hypothesis state machine: decide, reward by decision id, restart — beside a reference model of counts."""
+"""A Hypothesis state machine: decide, reward by decision id, restart — beside a reference model of counts;
+on a SQLite file, and on the real Redis with a learner pass after each new reward."""
 
 from __future__ import annotations
 
+import time
+import uuid
 from collections import Counter
 
 import pytest
+import redis
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
 
 from banditkit.service import Settings, create_app
+from banditkit.service.stores.redis_keys import Keys
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")]
@@ -26,8 +31,8 @@ class ServiceMachine(RuleBasedStateMachine):
         import tempfile
 
         self.folder = tempfile.TemporaryDirectory()
-        self.settings = Settings(store=f"sqlite:///{self.folder.name}/machine.db", sweep_interval_s=60.0,
-                                 sqlite_synchronous="NORMAL", tune_interpreter=False)
+        self.settings = Settings(store=self.store(), sweep_interval_s=60.0, sqlite_synchronous="NORMAL",
+                                 tune_interpreter=False, model_poll_s=0.005, spool_dir=f"{self.folder.name}/spool")
         self.client = None
         self._open()
         created = self.client.post("/v1/experiments", json={"name": "m", "arms": ARMS, "sticky": True})
@@ -35,6 +40,12 @@ class ServiceMachine(RuleBasedStateMachine):
         self.arm_of: dict[str, str] = {}
         self.reward_of: dict[str, float] = {}
         self.unit_arm: dict[str, str] = {}
+
+    def store(self) -> str:
+        return f"sqlite:///{self.folder.name}/machine.db"
+
+    def learned(self) -> None:
+        """Nothing to wait for: the SQLite store learns a reward as it records it."""
 
     def _open(self) -> None:
         from fastapi.testclient import TestClient
@@ -61,6 +72,8 @@ class ServiceMachine(RuleBasedStateMachine):
             assert answer.status_code == 200, answer.text
             assert answer.json()["arm"] == self.arm_of[decision_id]
             self.reward_of[decision_id] = value
+            if first is None:
+                self.learned()
         else:
             assert answer.status_code == 409, answer.text
 
@@ -87,6 +100,36 @@ class ServiceMachine(RuleBasedStateMachine):
         self.folder.cleanup()
 
 
-ServiceMachine.TestCase.settings = settings(max_examples=8, stateful_step_count=20, deadline=None,
-                                            suppress_health_check=list(HealthCheck))
+class RedisServiceMachine(ServiceMachine):
+    """The same machine on the real Redis (a key prefix of its own); a learner pass learns each new reward."""
+
+    def store(self) -> str:
+        self.prefix = f"t{uuid.uuid4().hex[:12]}"
+        return f"redis://127.0.0.1:6379/0?prefix={self.prefix}"
+
+    def learned(self) -> None:
+        from banditkit.service.learner import Learner
+
+        if not hasattr(self, "learner"):
+            self.learner = Learner.from_url(self.settings.store)
+        assert self.learner.step().applied == 1
+        stored = int(self.learner.client.hget(Keys.of(self.prefix, "m").meta, "version"))
+        deadline = time.monotonic() + 10.0
+        while self.client.get("/v1/experiments/m").json()["policy_version"] < stored:
+            assert time.monotonic() < deadline, f"the server did not follow version {stored}"
+            time.sleep(0.002)
+
+    def teardown(self):
+        super().teardown()
+        if hasattr(self, "learner"):
+            self.learner.close()
+        with redis.Redis(host="127.0.0.1", port=6379) as shared:
+            for key in shared.scan_iter(match=f"{self.prefix}:*", count=1000):
+                shared.delete(key)
+
+
+for machine in (ServiceMachine, RedisServiceMachine):
+    machine.TestCase.settings = settings(max_examples=8, stateful_step_count=20, deadline=None,
+                                         suppress_health_check=list(HealthCheck))
 TestServiceMachine = ServiceMachine.TestCase
+TestRedisServiceMachine = RedisServiceMachine.TestCase

@@ -1,13 +1,20 @@
-"""The store contract, run against the memory store and a real SQLite file."""
+"""The store contract, run against the memory store, a real SQLite file and the real Redis (127.0.0.1:6379,
+a key prefix of its own per test).
+
+The Redis store does not learn (``learns_in_process`` False: the learner adds the deltas), so the checks
+of the policy state a reward changes run on the memory and SQLite stores only (``learning_store``).
+"""
 
 from __future__ import annotations
 
 import gc
 import threading
+import uuid
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+import redis
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -23,13 +30,53 @@ from banditkit.service.stores import (
 )
 from banditkit.policies import ThompsonSampling
 from banditkit.service.stores.base import Delta, decision_row, decode_state, encode_state, merge_delta
+from banditkit.service.stores.redis import RedisStore
+from banditkit.service.stores.redis_keys import RedisURLError
+
+
+def open_redis(prefix: str, tmp_path) -> RedisStore:
+    return RedisStore(f"redis://127.0.0.1:6379/0?prefix={prefix}", spool_dir=tmp_path / "spool")
+
+
+def make_store(kind: str, tmp_path, prefix: str | None = None):
+    if kind == "memory":
+        return MemoryStore()
+    if kind == "sqlite":
+        return SQLiteStore(tmp_path / "store.db")
+    return open_redis(prefix, tmp_path)
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def store(request, tmp_path):
+    prefix = request.getfixturevalue("shared_store")[1] if request.param == "redis" else None
+    made = make_store(request.param, tmp_path, prefix)
+    yield made
+    made.close()
 
 
 @pytest.fixture(params=["memory", "sqlite"])
-def store(request, tmp_path):
-    made = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "store.db")
+def learning_store(request, tmp_path):
+    """The stores that add a reward's policy delta themselves."""
+    made = make_store(request.param, tmp_path)
     yield made
     made.close()
+
+
+@pytest.fixture
+def redis_prefixes():
+    """Fresh key prefixes on the shared Redis, made with ``redis_prefixes()`` (one per Hypothesis example);
+    their keys are deleted after the test."""
+    made: list[str] = []
+
+    def new() -> str:
+        made.append(f"t{uuid.uuid4().hex[:12]}")
+        return made[-1]
+    yield new
+    client = redis.Redis(host="127.0.0.1", port=6379, decode_responses=True)
+    for prefix in made:
+        for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+            client.delete(key)
+    client.close()
 
 
 def make_experiment(name="hero", arms=2):
@@ -69,15 +116,18 @@ def test_decision_round_trip(store):
 finite = st.floats(allow_nan=False, allow_infinity=False)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(times=st.lists(finite, min_size=1, max_size=20), propensity=st.floats(0.0, 1.0),
        unit=st.none() | st.text(min_size=1, max_size=12), context=st.none() | st.lists(finite, max_size=4),
        arm=st.text(min_size=1, max_size=12), version=st.integers(0, 2**62))
-def test_logged_values_come_back_exactly(tmp_path_factory, times, propensity, unit, context, arm, version):
-    """Every double, text (NUL included) and integer of a decision row reads back exactly (multi-row inserts)."""
+def test_logged_values_come_back_exactly(tmp_path_factory, redis_prefixes, times, propensity, unit, context, arm,
+                                        version):
+    """Every double, text (NUL included) and integer of a decision row reads back exactly (multi-row inserts,
+    JSON through Lua)."""
     rows = [DecisionRecord(f"d{i:04d}", t, "hero", unit, None if context is None else tuple(context), arm,
                            propensity, {arm: propensity}, version, bool(i % 2)) for i, t in enumerate(times)]
-    for store in (MemoryStore(), SQLiteStore(tmp_path_factory.mktemp("log") / "store.db")):
+    directory = tmp_path_factory.mktemp("log")
+    for store in (MemoryStore(), SQLiteStore(directory / "store.db"), open_redis(redis_prefixes(), directory)):
         try:
             store.create_experiment(make_experiment(), {"kind": "create"}).result()
             store.append_decisions(rows).result()
@@ -117,17 +167,30 @@ def test_experiment_names_are_unique(store):
     assert [r.name for r in store.load_experiments()] == ["hero"]
 
 
-def test_a_reward_is_applied_once(store):
+def test_a_reward_is_recorded_once(store):
+    store.create_experiment(make_experiment(), {"kind": "create"}).result()
+    store.append_decisions([decision(i) for i in range(3)]).result()
+    outcomes = store.record_rewards("hero", [reward(0), reward(1, 0.0), reward(0, 5.0)], counting_delta,
+                                    lambda delta, version: None).result()
+    assert [o.first for o in outcomes] == [True, True, False]
+    assert outcomes[2].reward.value == 1.0            # the duplicate gets the first answer
+    again = store.record_rewards("hero", [reward(1, 0.0)], counting_delta, lambda delta, version: None).result()
+    assert not again[0].first and again[0].reward.value == 0.0
+    assert store.get_reward("d0000").value == 1.0 and store.get_reward("d0001").arm == "a"
+    assert store.counts("hero") == (3, 2)
+
+
+def test_a_reward_is_applied_once(learning_store):
+    store = learning_store
     store.create_experiment(make_experiment(), {"kind": "create"}).result()
     store.append_decisions([decision(i) for i in range(3)]).result()
     seen = []
     outcomes = store.record_rewards("hero", [reward(0), reward(1, 0.0), reward(0, 5.0)], counting_delta,
                                     lambda delta, version: seen.append(version)).result()
     assert [o.first for o in outcomes] == [True, True, False]
-    assert outcomes[2].reward.value == 1.0            # the duplicate gets the first answer
     again = store.record_rewards("hero", [reward(1, 0.0)], counting_delta,
                                  lambda delta, version: seen.append(version)).result()
-    assert not again[0].first and again[0].reward.value == 0.0
+    assert not again[0].first
     (record,) = store.load_experiments()
     np.testing.assert_array_equal(record.state["policy/pulls"], [[2.0, 0.0]])
     np.testing.assert_array_equal(record.state["policy/reward_sums"], [[1.0, 0.0]])
@@ -135,7 +198,8 @@ def test_a_reward_is_applied_once(store):
     assert store.get_reward("d0000").value == 1.0 and store.counts("hero") == (3, 2)
 
 
-def test_a_failing_delta_writes_nothing(store):
+def test_a_failing_delta_writes_nothing(learning_store):
+    store = learning_store
     store.create_experiment(make_experiment(), {"kind": "create"}).result()
     store.append_decisions([decision(0)]).result()
 
@@ -150,8 +214,9 @@ def test_a_failing_delta_writes_nothing(store):
     assert record.version == 1 and record.state["policy/pulls"].tolist() == [[1.0, 0.0]]
 
 
-def test_rewards_add_to_the_state_a_model_change_wrote(store):
+def test_rewards_add_to_the_state_a_model_change_wrote(learning_store):
     """A reward after a model change (arms, rollback) adds its delta to the new state, not to an older one."""
+    store = learning_store
     store.create_experiment(make_experiment(), {"kind": "create"}).result()
     store.append_decisions([decision(i) for i in range(3)]).result()
     store.record_rewards("hero", [reward(0)], counting_delta, lambda d, v: None).result()
@@ -174,19 +239,23 @@ def test_unrewarded_and_watermark(store):
     assert [row.decision_id for row in store.unrewarded("hero", 1000.0, 1004.0, 2)] == ["d0000", "d0002"]
     store.record_rewards("hero", [reward(0, 0.0, source="default")], counting_delta, lambda d, v: None,
                          watermark=1004.0).result()
-    assert store.load_experiments()[0].sweep_watermark == 1004.0
     assert store.get_reward("d0000").source == "default"
+    assert [row.decision_id for row in store.unrewarded("hero", 1000.0, 1004.0, 10)] == ["d0002", "d0003"]
+    if store.learns_in_process:   # the in-process sweeper's progress (a Redis learner settles windows itself)
+        assert store.load_experiments()[0].sweep_watermark == 1004.0
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(times=st.lists(st.integers(0, 10_000), min_size=1, max_size=40, unique=True),
        rewarded=st.sets(st.integers(0, 39)), since=st.integers(0, 10_000), span=st.integers(0, 10_000),
        limit=st.integers(1, 50))
-def test_both_stores_find_the_same_unrewarded_decisions(tmp_path_factory, times, rewarded, since, span, limit):
-    """Decisions logged out of time order: both stores settle, export and count them alike."""
+def test_every_store_finds_the_same_unrewarded_decisions(tmp_path_factory, redis_prefixes, times, rewarded, since,
+                                                         span, limit):
+    """Decisions logged out of time order: every store settles, exports and counts them alike."""
     rows = [DecisionRecord(f"d{i:04d}", float(t), "hero", None, None, "a", 0.5, {"a": 0.5, "b": 0.5}, 1, False)
             for i, t in enumerate(times)]
-    stores = [MemoryStore(), SQLiteStore(tmp_path_factory.mktemp("sweep") / "store.db")]
+    directory = tmp_path_factory.mktemp("sweep")
+    stores = [MemoryStore(), SQLiteStore(directory / "store.db"), open_redis(redis_prefixes(), directory)]
     try:
         answers = []
         for store in stores:
@@ -197,7 +266,7 @@ def test_both_stores_find_the_same_unrewarded_decisions(tmp_path_factory, times,
                                  lambda d, v: None).result()
             answers.append(([row.decision_id for row in store.unrewarded("hero", since, since + span, limit)],
                             [row[0] for row in store.iter_log("hero")], store.counts("hero")))
-        assert answers[0] == answers[1]
+        assert answers[0] == answers[1] == answers[2]
         expected = sorted((t, f"d{i:04d}") for i, t in enumerate(times)
                           if since <= t < since + span and i not in rewarded)[:limit]
         assert answers[0][0] == [decision_id for _, decision_id in expected]
@@ -284,9 +353,16 @@ def test_group_commit_shares_transactions(tmp_path):
     store.close()
 
 
-def test_open_store_rejects_unknown_schemes():
-    with pytest.raises(ValueError, match="redis"):
-        open_store("redis://localhost")
+def test_open_store_rejects_unknown_schemes_and_malformed_redis_urls():
+    with pytest.raises(ValueError, match="redis://HOST:PORT/DB"):
+        open_store("postgres://localhost")
+    for url, problem in (("redis://localhost/zero", "database number"), ("redis://localhost:0x/0", "port"),
+                         ("redis://localhost/0?prefx=a", "unknown option 'prefx'"),
+                         ("redis+cluster://localhost/1", "not allowed for a cluster"),
+                         ("redis://127.0.0.1:1/0", "does not answer")):
+        with pytest.raises(RedisURLError, match=problem) as caught:
+            open_store(url)
+        assert url in str(caught.value) and "\n" not in str(caught.value)
 
 
 arrays = hnp.arrays(st.sampled_from([np.float64, np.int64]), hnp.array_shapes(min_dims=1, max_dims=4),

@@ -1,6 +1,8 @@
-"""Stores of the decision service: memory (tests, embedded use) and SQLite (the default)."""
+"""Stores of the decision service: memory (tests, embedded use), SQLite (the default) and Redis (shared)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from .base import (
     Assignment,
@@ -11,20 +13,30 @@ from .base import (
     RewardRecord,
     SnapshotRecord,
     Store,
+    StoreUnavailableError,
 )
 from .memory import MemoryStore
+from .redis_keys import is_redis_url
 from .sqlite import SQLiteStore
 
+STORE_URLS = "sqlite:///PATH, memory://, redis://HOST:PORT/DB or redis+cluster://HOST:PORT"
 
-def open_store(url: str, *, synchronous: str = "FULL", commit_interval_s: float = 0.0) -> Store:
-    """A store from its URL: ``memory://`` or ``sqlite:///relative/or/absolute/path.db``."""
+
+def open_store(url: str, *, synchronous: str = "FULL", commit_interval_s: float = 0.0,
+               spool_dir: str | Path = "banditkit-spool") -> Store:
+    """A store from its URL: ``memory://``, ``sqlite:///relative/or/absolute/path.db``, or a Redis URL
+    (:mod:`.redis_keys`; ``spool_dir`` keeps the decisions served while Redis is down)."""
     if url == "memory://":
         return MemoryStore()
     if url.startswith("sqlite:///"):
         return SQLiteStore(url.removeprefix("sqlite:///"), synchronous=synchronous,
                            commit_interval_s=commit_interval_s)
-    raise ValueError(f"store must be sqlite:///PATH or memory://, got {url!r}")
+    if is_redis_url(url):
+        from .redis import RedisStore  # imports redis-py: only when asked for
+        return RedisStore(url, spool_dir=spool_dir)
+    raise ValueError(f"store must be {STORE_URLS}, got {url!r}")
 
 
 __all__ = ["Assignment", "DecisionRecord", "ExperimentExistsError", "ExperimentRecord", "MemoryStore",
-           "RewardOutcome", "RewardRecord", "SQLiteStore", "SnapshotRecord", "Store", "open_store"]
+           "RewardOutcome", "RewardRecord", "SQLiteStore", "SnapshotRecord", "Store", "StoreUnavailableError",
+           "open_store"]

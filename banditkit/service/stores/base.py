@@ -53,6 +53,14 @@ class ExperimentExistsError(Exception):
     """An experiment with this name is already in the catalogue."""
 
 
+class StoreUnavailableError(Exception):
+    """The store does not answer (a shared store's server is down or unreachable); retry later."""
+
+
+class ModelMovedError(Exception):
+    """A model change was built on an older version than the stored one (another process changed it)."""
+
+
 @dataclass(frozen=True, slots=True)
 class DecisionRecord:
     """One row of the decision log: what was served, to whom, with which probability."""
@@ -84,10 +92,15 @@ class RewardRecord:
 
 @dataclass(frozen=True, slots=True)
 class RewardOutcome:
-    """``reward`` is the stored reward; ``first`` is False when an earlier one was already there."""
+    """``reward`` is the stored reward; ``first`` is False when an earlier one was already there.
 
-    reward: RewardRecord
+    A store that joins rewards to decisions itself (Redis) refuses some: then ``reward`` is None and
+    ``refused`` says why, "missing" (no such decision) or "late" (after the attribution window).
+    """
+
+    reward: RewardRecord | None
     first: bool
+    refused: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +154,29 @@ ModelChange = Callable[[], tuple[dict, State, int, dict]]
 
 
 class Store(ABC):
-    """The interface of the memory and SQLite stores (a Redis store fits the same shape)."""
+    """The interface of the memory, SQLite and Redis stores."""
+
+    #: True when :meth:`record_rewards` adds the policy delta; False when another process learns from the
+    #: recorded rewards (Redis: ``banditkit learn``) and the server only follows the stored model.
+    learns_in_process = True
+
+    @property
+    def available(self) -> bool:
+        """False while the store does not answer (decisions then fall back, rewards get 503)."""
+        return True
+
+    def experiment_names(self) -> set[str]:
+        """The names in the catalogue (for a server following experiments other processes create)."""
+        return {record.name for record in self.load_experiments()}
+
+    def load_experiment(self, name: str) -> ExperimentRecord | None:
+        """One experiment as stored now, or None."""
+        return next((record for record in self.load_experiments() if record.name == name), None)
+
+    def versions(self, names: list[str]) -> dict[str, int]:
+        """The stored policy version of each experiment of ``names`` that exists."""
+        wanted = set(names)
+        return {record.name: record.version for record in self.load_experiments() if record.name in wanted}
 
     #: True when several writers may compute deltas from states that are not the latest. Such a store serves
     #: only ``Policy.distributable`` policies (see :func:`unservable_reason`); memory and SQLite have one writer,

@@ -1,0 +1,218 @@
+"""The learning loop on Redis: serving workers against SQLite, the learner alone, and Redis memory.
+
+One table per part, on this machine (2 cores shared by the server, Redis and the load generator):
+
+1. POST decisions, wrk with 32 connections, Thompson sampling K=10, for SQLite with one worker and
+   Redis with one and two workers: decisions/s, p50/p99, and CPU per decision of the serving workers
+   and of Redis (from /proc; the workers' and Redis' CPU are summed for "total").
+2. The learner alone: rewards applied per second from a pre-filled reward stream, and reward-to-model
+   latency (p50/p99) while rewards arrive at a steady rate.
+3. Redis memory per pending decision: ``INFO memory`` before and after N pending decisions.
+
+    python benchmarks/bench_scale_out.py [--seconds 10] [--repeats 1] [--redis redis://127.0.0.1:6379/0]
+                                         [--rewards 200000] [--rate 2000] [--pending 100000]
+
+Every run uses its own key prefix and deletes its keys at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import redis
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_service import WRK_SCRIPT, process_cpu_seconds, run_asyncio, run_wrk  # noqa: E402
+
+from banditkit.service import Settings  # noqa: E402
+from banditkit.service.runner import ServiceProcess, free_port  # noqa: E402
+
+EXPERIMENT = {"name": "bench", "arms": [f"arm{i}" for i in range(10)], "policy": {"name": "thompson", "params": {}}}
+
+
+def tree_pids(pid: int) -> list[int]:
+    """``pid`` and every process below it (uvicorn's supervisor and its workers)."""
+    pids, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        pids.append(current)
+        for task in Path(f"/proc/{current}/task").iterdir():
+            children = (task / "children").read_text().split()
+            queue.extend(int(child) for child in children)
+    return pids
+
+
+def tree_cpu_seconds(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            total += process_cpu_seconds(pid)
+        except FileNotFoundError:
+            pass
+    return total
+
+
+class Server:
+    """``banditkit serve`` in a child process (several workers possible), stopped by PID."""
+
+    def __init__(self, store: str, workers: int) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        self.process = subprocess.Popen([sys.executable, "-m", "banditkit.cli", "serve", "--store", store,
+                                         "--workers", str(workers), "--port", str(self.port),
+                                         "--log-level", "warning"],
+                                        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"serve exited: {self.process.stderr.read().decode()}")
+            try:
+                if httpx.get(f"{self.base_url}/v1/health", timeout=1.0).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        time.sleep(0.5 * workers)  # every worker up, not only the first to answer
+        self.pids = tree_pids(self.process.pid)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def redis_pid(client: redis.Redis) -> int:
+    return int(client.info("server")["process_id"])
+
+
+def drop_prefix(client: redis.Redis, prefix: str) -> None:
+    keys = list(client.scan_iter(match=f"{prefix}:*", count=10_000))
+    for start in range(0, len(keys), 10_000):
+        client.delete(*keys[start:start + 10_000])
+
+
+def serving_rows(args, redis_url: str, client: redis.Redis, folder: Path) -> list[dict]:
+    """POST decisions on SQLite x1, Redis x1, Redis x2; each configuration in its own server."""
+    script = folder / "bench.lua"
+    script.write_text(WRK_SCRIPT)
+    use_wrk = shutil.which("wrk") is not None
+    configurations = [("SQLite, 1 worker", f"sqlite:///{folder}/bench.db", 1)]
+    for workers in (1, 2):
+        configurations.append((f"Redis, {workers} worker{'s' * (workers > 1)}", None, workers))
+    rows = []
+    for _ in range(args.repeats):
+        for label, store, workers in configurations:
+            prefix = f"bench-{uuid.uuid4().hex[:8]}"
+            url = store or f"{redis_url}?prefix={prefix}"
+            server = Server(url, workers)
+            try:
+                httpx.post(f"{server.base_url}/v1/experiments", json=EXPERIMENT, timeout=30).raise_for_status()
+                time.sleep(1.5)  # the other workers pick the new experiment up
+                path = "/v1/experiments/bench/decisions"
+                cpu_before = tree_cpu_seconds(server.pids)
+                redis_before = process_cpu_seconds(redis_pid(client))
+                if use_wrk:
+                    result = run_wrk(server.base_url + path, args.seconds, args.connections,
+                                     {"BENCH_METHOD": "POST", "BENCH_PATH": path, "BENCH_BODY": "{}"}, script)
+                else:
+                    result = run_asyncio(server.base_url, "POST", path, ["{}"], args.seconds, args.connections)
+                workers_cpu = tree_cpu_seconds(server.pids) - cpu_before
+                redis_cpu = process_cpu_seconds(redis_pid(client)) - redis_before
+            finally:
+                server.stop()
+                drop_prefix(client, prefix)
+            requests = max(result["requests"], 1)
+            rows.append({"label": label, **result, "workers_ms": 1e3 * workers_cpu / requests,
+                         "redis_ms": 1e3 * redis_cpu / requests if store is None else 0.0})
+    return rows
+
+
+def print_serving(rows: list[dict]) -> None:
+    print(f"{'configuration':<20}{'decisions/s':>13}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+          f"{'worker CPU ms/dec':>19}{'Redis CPU ms/dec':>18}{'total ms/dec':>14}")
+    for label in dict.fromkeys(row["label"] for row in rows):
+        mine = [row for row in rows if row["label"] == label]
+
+        def median(key: str) -> float:
+            return statistics.median(row[key] for row in mine)
+        print(f"{label:<20}{median('rps'):>13.0f}{median('p50_ms'):>9.2f}{median('p99_ms'):>9.2f}"
+              f"{sum(row['errors'] for row in mine):>8d}{median('workers_ms'):>19.3f}{median('redis_ms'):>18.3f}"
+              f"{median('workers_ms') + median('redis_ms'):>14.3f}")
+
+
+def memory_per_pending(redis_url: str, client: redis.Redis, count: int) -> tuple[float, int]:
+    """Bytes of Redis memory per pending decision: ``count`` decisions logged through the store, no rewards."""
+    import asyncio
+
+    from banditkit.service.engine import Engine
+    from banditkit.service.schemas import DecisionRequest, ExperimentCreate
+    from banditkit.service.stores import open_store
+
+    prefix = f"bench-{uuid.uuid4().hex[:8]}"
+    store = open_store(f"{redis_url}?prefix={prefix}")
+
+    async def fill() -> int:
+        engine = Engine(store, refresh_s=0)
+        try:
+            await engine.create(ExperimentCreate.model_validate(EXPERIMENT))
+            before = client.info("memory")["used_memory"]
+            for _ in range(count // 1000):
+                await engine.decide("bench", [DecisionRequest()] * 1000)
+            return client.info("memory")["used_memory"] - before
+        finally:
+            engine.close()
+
+    try:
+        grown = asyncio.run(fill())
+    finally:
+        store.close()
+        drop_prefix(client, prefix)
+    return grown / count, grown
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--rewards", type=int, default=200_000, help="pre-filled rewards for the learner row")
+    parser.add_argument("--rate", type=int, default=2000, help="rewards/s for the latency row")
+    parser.add_argument("--pending", type=int, default=100_000, help="pending decisions for the memory row")
+    parser.add_argument("--skip-serving", action="store_true")
+    args = parser.parse_args()
+    client = redis.Redis.from_url(args.redis)
+    load = os.getloadavg()
+    print(f"load average before {load[0]:.2f}; Redis {client.info('server')['redis_version']} at {args.redis}; "
+          f"{args.connections} connections, {args.seconds} s per row, {args.repeats} round(s); Thompson K=10")
+    if not args.skip_serving:
+        with tempfile.TemporaryDirectory() as folder:
+            print_serving(serving_rows(args, args.redis, client, Path(folder)))
+    from bench_learner import learner_rows, print_learner
+
+    print_learner(learner_rows(args.redis, args.rewards, args.rate))
+    per_decision, total = memory_per_pending(args.redis, client, args.pending)
+    print(f"Redis memory per pending decision: {per_decision:.0f} bytes ({total / 2**20:.1f} MiB for "
+          f"{args.pending:,} decisions, INFO used_memory before/after)")
+    print(f"load average after {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,224 @@
+"""The Redis learning loop as a state machine, beside a reference model.
+
+Rules: decide, reward (new, duplicate, conflicting), a learner step, a learner crash (killed after reading
+rewards and before applying them, or after applying and before going on; its lease left to expire), a
+kill -9 and restart of the append-only Redis, and a drain. After every step the stored rewards are exactly
+the accepted ones and the model is, bit for bit, ``Bandit.update_many`` over the rewards at or below its
+reward offset: it never counts a reward twice or skips one. After a drain it is the reference over all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import time
+from collections import Counter
+
+import httpx
+import pytest
+import redis
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
+from redis_servers import (assert_model_is_reference, create_experiment, meta, stored_decisions, stored_rewards,
+                           wait_for)
+
+from banditkit.service import Settings
+from banditkit.service.learner import Learner
+from banditkit.service.runner import running
+from banditkit.service.stores.redis_keys import APPLY_BATCH, LEARNERS, READ_REWARDS, Keys
+
+PREFIX = "bk"
+LEASE_TTL_S = 0.3
+SCRIPT_SHAS = {"after_read": hashlib.sha1(READ_REWARDS.encode()).hexdigest(),
+               "after_apply": hashlib.sha1(APPLY_BATCH.encode()).hexdigest()}
+
+
+class LearnerCrash(Exception):
+    """The learner process died here."""
+
+
+class CrashingClient:
+    """A Redis client that, once armed, lets one script run and then kills its caller (as kill -9 would:
+    the script's writes are in Redis, the caller never sees its answer)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+        self.armed: str | None = None
+
+    def evalsha(self, sha, numkeys, *args):
+        answer = self._client.evalsha(sha, numkeys, *args)
+        if self.armed is not None and sha == SCRIPT_SHAS[self.armed]:
+            raise LearnerCrash(self.armed)
+        return answer
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+
+class LearningLoop(RuleBasedStateMachine):
+    """One experiment served over HTTP by a worker on the append-only Redis, learned by Learner objects."""
+
+    server = None          # the RedisServer, the service's base URL, a counter for experiment names
+    base_url = ""
+    names = itertools.count()
+    exercised: Counter = Counter()   # what the runs did, over all examples (so the test shows it tested it)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.client = self.server.client()
+        self.spec = {"name": f"machine{next(self.names)}", "arms": ["a", "b", "c"],
+                     "policy": {"name": "thompson", "params": {}}, "attribution_window_s": 3600.0, "seed": 1}
+        self.name = self.spec["name"]
+        self.keys = Keys.of(PREFIX, self.name)
+        self.http = httpx.Client(base_url=f"{self.base_url}/v1/experiments/{self.name}", timeout=10.0)
+        create_experiment(self.base_url, self.spec)
+        self.decisions: dict[str, dict] = {}      # acknowledged decisions: id -> answer
+        self.accepted: dict[str, float] = {}      # the one reward value of each rewarded decision
+        self.learner: tuple[Learner, CrashingClient] | None = None
+
+    def teardown(self) -> None:
+        try:
+            if self.decisions:
+                self.drain()
+        finally:
+            self.http.close()
+            self.client.close()
+            if self.learner is not None:
+                self.learner[0].close()
+                self.learner[1].close()
+
+    # ---- serving ------------------------------------------------------------------------------
+    @rule(n=st.integers(1, 4))
+    def decide(self, n):
+        response = self.http.post("/decisions/batch", json={"requests": [{}] * n})
+        assert response.status_code == 200, response.text
+        for answer in response.json()["decisions"]:
+            assert answer["decision_id"] not in self.decisions
+            self.decisions[answer["decision_id"]] = answer
+
+    def send_reward(self, decision_id: str, value: float) -> httpx.Response:
+        """POST a reward, sending it again while Redis is down (503) or a spooled decision is not shipped (404)."""
+        deadline = time.monotonic() + 10
+        while True:
+            response = self.http.post("/rewards", json={"decision_id": decision_id, "value": value})
+            retry = response.status_code == 503 or (
+                response.status_code == 404 and self.decisions[decision_id]["fallback"])
+            if not retry or time.monotonic() > deadline:
+                return response
+            time.sleep(0.05)
+
+    @precondition(lambda self: self.decisions)
+    @rule(data=st.data(), value=st.sampled_from([0.0, 1.0]))
+    def reward(self, data, value):
+        decision_id = data.draw(st.sampled_from(sorted(self.decisions)))
+        response = self.send_reward(decision_id, value)
+        first = self.accepted.get(decision_id)
+        if first is None or first == value:
+            assert response.status_code == 200, response.text
+            assert response.json()["value"] == value and response.json()["arm"] == self.decisions[decision_id]["arm"]
+            self.accepted[decision_id] = value
+        else:
+            assert response.status_code == 409, response.text
+
+    @precondition(lambda self: self.accepted)
+    @rule(data=st.data(), conflicting=st.booleans())
+    def reward_again(self, data, conflicting):
+        """A retry of an accepted reward: the same value gets the first answer, another value 409."""
+        decision_id = data.draw(st.sampled_from(sorted(self.accepted)))
+        value = 1.0 - self.accepted[decision_id] if conflicting else self.accepted[decision_id]
+        response = self.send_reward(decision_id, value)
+        assert response.status_code == (409 if conflicting else 200), response.text
+        self.exercised["conflicting reward" if conflicting else "duplicate reward"] += 1
+
+    # ---- learning -----------------------------------------------------------------------------
+    def current_learner(self) -> tuple[Learner, CrashingClient]:
+        if self.learner is None:
+            client = CrashingClient(self.server.client())
+            self.learner = Learner(client, PREFIX, lease_ttl_s=LEASE_TTL_S, renew_s=0.1, batch_size=3), client
+        return self.learner
+
+    def drop_learner(self) -> None:
+        """The learner process is gone: its lease stays until it expires, its deliveries stay unacknowledged."""
+        self.learner[1].close()
+        self.learner = None
+
+    @rule()
+    def learner_step(self):
+        learner, _ = self.current_learner()
+        try:
+            learner.step()
+        except redis.ConnectionError:                # Redis restarted under it: the process dies
+            self.drop_learner()
+
+    @rule(point=st.sampled_from(sorted(SCRIPT_SHAS)))
+    def learner_crash(self, point):
+        # The learner holding the lease is the one that crashes: wait for a dead one's lease to expire first.
+        wait_for(lambda: self.client.get(self.keys.lease) in (None, self.current_learner()[0].learner_id), 5,
+                 "a dead learner's lease to expire")
+        learner, client = self.current_learner()
+        client.armed = point
+        try:
+            learner.step()
+        except LearnerCrash:
+            self.exercised[f"learner crash {point}"] += 1
+            self.drop_learner()
+            return
+        client.armed = None
+        # Only a step with nothing to apply runs no apply script.
+        assert point == "after_apply"
+        last = self.client.xrevrange(self.keys.reward_stream, count=1)
+        assert not last or meta(self.client, PREFIX, self.name)["reward_offset"] == last[0][0]
+
+    @rule()
+    def restart_redis(self):
+        """kill -9 and restart the append-only Redis; wait until the worker sees it again."""
+        self.server.kill()
+        self.server.start()
+        self.exercised["redis restart"] += 1
+        wait_for(lambda: httpx.get(f"{self.base_url}/v1/health", timeout=5).json()["status"] == "ok", 10,
+                 "the worker to see Redis again")
+
+    @rule()
+    def drain(self):
+        """Learn everything (waiting for a dead learner's lease): the model is the reference over all."""
+        wait_for(lambda: set(self.decisions) <= set(stored_decisions(self.client, PREFIX, self.name)), 10,
+                 "spooled decisions to be shipped")
+        learner, _ = self.current_learner()
+        learner.run(once=True)
+        arms = {decision_id: answer["arm"] for decision_id, answer in self.decisions.items()}
+        assert_model_is_reference(self.client, PREFIX, self.spec, self.accepted, arms)
+        assert self.client.xpending(self.keys.reward_stream, LEARNERS)["pending"] == 0
+        self.exercised["drain"] += 1
+
+    # ---- after every step ---------------------------------------------------------------------
+    @invariant()
+    def rewards_kept_are_the_accepted_ones(self):
+        assert {i: r.value for i, r in stored_rewards(self.client, PREFIX, self.name).items()} == self.accepted
+
+    @invariant()
+    def model_counts_each_reward_up_to_its_offset_once(self):
+        stored = meta(self.client, PREFIX, self.name)
+        offset = tuple(map(int, stored["reward_offset"].split("-")))
+        learned = [json.loads(fields["reward"]) for entry_id, fields in self.client.xrange(self.keys.reward_stream)
+                   if tuple(map(int, entry_id.split("-"))) <= offset]
+        rewards = {row[0]: row[3] for row in learned}
+        assert len(rewards) == len(learned)                       # no decision twice in the stream
+        arms = {decision_id: answer["arm"] for decision_id, answer in self.decisions.items()}
+        assert_model_is_reference(self.client, PREFIX, self.spec, rewards, arms)
+
+
+@pytest.mark.slow
+def test_learning_loop_state_machine(redis_aof, tmp_path):
+    store = f"{redis_aof.url}?prefix={PREFIX}"
+    service = Settings(store=store, port=0, admin_token=None, client_tokens=(), tune_interpreter=False,
+                       spool_dir=tmp_path / "spool", model_poll_s=0.05)
+    with running(service) as base_url:
+        LearningLoop.server, LearningLoop.base_url = redis_aof, base_url
+        run_state_machine_as_test(LearningLoop, settings=settings(
+            max_examples=25, stateful_step_count=30, deadline=None, database=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
+    missing = {"learner crash after_read", "learner crash after_apply", "redis restart", "drain",
+               "duplicate reward", "conflicting reward"} - set(LearningLoop.exercised)
+    assert not missing, f"the runs never did {missing}: {LearningLoop.exercised}"

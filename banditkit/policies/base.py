@@ -185,9 +185,12 @@ def categorical(probabilities: np.ndarray, rng: np.random.Generator) -> np.ndarr
     return np.minimum(arms, probabilities.shape[1] - 1)
 
 
-def count_state(n_arms: int, batch: int) -> State:
-    """Empty per-arm pull counts and reward sums, shape (batch, n_arms)."""
-    return {"pulls": np.zeros((batch, n_arms)), "reward_sums": np.zeros((batch, n_arms))}
+def count_state(n_arms: int, batch: int, squares: bool = False) -> State:
+    """Empty per-arm pull counts and reward sums (and sums of squares), each shape (batch, n_arms)."""
+    state = {"pulls": np.zeros((batch, n_arms)), "reward_sums": np.zeros((batch, n_arms))}
+    if squares:
+        state["reward_sq_sums"] = np.zeros((batch, n_arms))
+    return state
 
 
 def add_counts(state: State, arms: np.ndarray, rewards: np.ndarray, squares: bool = False) -> State:

@@ -97,11 +97,12 @@ class Environment(ABC):
         """Lai-Robbins constant C with regret >= C log T asymptotically, where one is known."""
         return None
 
-    def feedback(self, replications: int):
-        """The queue that decides when each observation reaches the policy (immediately here)."""
-        from .delayed import ImmediateFeedback
+    def arrival_steps(self, time: int, chunk: Chunk, step: int) -> int | np.ndarray:
+        """Step before whose decision the feedback of ``time`` arrives: the next one here.
 
-        return ImmediateFeedback()
+        An int, or one per replication (R,); :class:`~banditkit.sim.Delayed` holds feedback back.
+        """
+        return time + 1
 
     @abstractmethod
     def describe(self) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-State = dict[str, np.ndarray]
+from ...policies.base import State
 
 
 class Probabilities(dict):

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .._validation import check_int, check_real
-from ..errors import InvalidParameterError
+from ..errors import InvalidParameterError, InvalidTypeError
 from .environments import Chunk, Environment
 
 
@@ -36,7 +36,8 @@ class Delayed(Environment):
     def __init__(self, environment: Environment, *, delay: int | None = None, mean_delay: float | None = None,
                  batch: int | None = None):
         if not isinstance(environment, Environment):
-            raise InvalidParameterError(f"environment must be a banditkit.sim environment, got {environment!r}")
+            raise InvalidTypeError(f"environment must be a banditkit.sim environment, got {environment!r}",
+                                   field="environment")
         given = [name for name, value in (("delay", delay), ("mean_delay", mean_delay), ("batch", batch))
                  if value is not None]
         if len(given) != 1:

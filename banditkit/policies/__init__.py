@@ -47,6 +47,7 @@ def make_policy(spec: Policy | str | dict[str, Any]) -> Policy:
 __all__ = ["Policy", "State", "REGISTRY", "register", "make_policy"]
 
 # Importing the family modules registers their policies.
+from .bayes_ucb import BayesUCB  # noqa: E402
 from .exp3 import EXP3  # noqa: E402
 from .greedy import EpsilonGreedy  # noqa: E402
 from .linear import LinTS, LinUCB  # noqa: E402
@@ -56,6 +57,6 @@ from .softmax import Softmax  # noqa: E402
 from .thompson import GaussianThompsonSampling, ThompsonSampling  # noqa: E402
 from .ucb import KLUCB, UCB1  # noqa: E402
 
-__all__ += ["EXP3", "EpsilonGreedy", "DiscountedThompsonSampling", "SlidingWindowUCB", "Softmax",
+__all__ += ["BayesUCB", "EXP3", "EpsilonGreedy", "DiscountedThompsonSampling", "SlidingWindowUCB", "Softmax",
             "GaussianThompsonSampling", "ThompsonSampling", "KLUCB", "UCB1", "LinUCB", "LinTS",
             "ContextualEpsilonGreedy", "BootstrappedThompson"]

@@ -8,7 +8,7 @@ import pytest
 import banditkit as bk
 from banditkit.service.model import apply_rewards, guarded, join, reward_delta, split
 
-POLICIES = ["thompson", "ucb1", "epsilon_greedy", "gaussian_thompson", "exp3", "kl_ucb", "softmax"]
+POLICIES = ["thompson", "ucb1", "epsilon_greedy", "gaussian_thompson", "exp3", "kl_ucb", "softmax", "bayes_ucb"]
 
 
 def trained(policy: str, seed: int = 3, **kwargs) -> bk.Bandit:

@@ -22,14 +22,23 @@ from typing import Any
 import numpy as np
 
 from . import _validation as check
+from ._codec import decode_arrays, encode_arrays
 from .assign import assign, unit_uniform
 from .decision import ArmStats, Decision, DecisionBatch
-from .errors import InvalidParameterError, InvalidTypeError, NoActiveArmError, UnknownArmError
+from .errors import (
+    InvalidParameterError,
+    InvalidTypeError,
+    NoActiveArmError,
+    UnknownArmError,
+)
 from .guardrails import Guardrails
 from .policies import Policy, make_policy
 from .policies.base import categorical
 
-FORMAT = "banditkit.bandit/1"
+#: What :meth:`Bandit.to_dict` writes: state arrays as dtype, shape and base64 bytes (:mod:`banditkit._codec`).
+FORMAT = "banditkit.bandit/2"
+#: The first format, still read: state arrays as lists of numbers.
+FORMAT_1 = "banditkit.bandit/1"
 _Z95 = 1.959963984540054  # standard normal 97.5% quantile
 
 
@@ -434,7 +443,7 @@ class Bandit:
         return {
             "format": FORMAT, "name": self._name, "arms": list(self._arms), "policy": self._policy.to_dict(),
             "guardrails": asdict(self._guardrails), "n_features": self._n_features,
-            "state": None if self._state is None else {key: _encode(value) for key, value in self._state.items()},
+            "state": None if self._state is None else encode_arrays(self._state),
             "pulls": list(self._pulls), "reward_sums": list(self._reward_sums),
             "reward_sq_sums": list(self._reward_sq_sums),
             "active": self._active.tolist(), "disabled_reasons": dict(self._disabled_reasons),
@@ -450,14 +459,15 @@ class Bandit:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, state: dict[str, np.ndarray] | None = None) -> Bandit:
-        """Rebuild a bandit from :meth:`to_dict` output.
+        """Rebuild a bandit from :meth:`to_dict` output (``format`` 2, or 1 as written before).
 
         A store that keeps the policy arrays apart from the rest (as the
         decision service does) passes them as ``state``, with ``data["state"]``
         None; they must have the policy's keys.
         """
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise InvalidParameterError(f"format must be {FORMAT!r}, got {data.get('format') if isinstance(data, dict) else data!r}")
+        given = data.get("format") if isinstance(data, dict) else data
+        if given not in (FORMAT, FORMAT_1):
+            raise InvalidParameterError(f"format must be {FORMAT!r} or {FORMAT_1!r}, got {given!r}", field="format")
         if state is not None and data["state"] is not None:
             raise InvalidParameterError("state is given twice: in data['state'] and as state")
         bit_generator = getattr(np.random, data["rng"]["bit_generator"])()
@@ -465,7 +475,8 @@ class Bandit:
         bandit = cls(data["arms"], data["policy"], seed=np.random.Generator(bit_generator), name=data["name"],
                      guardrails=data["guardrails"], n_features=data["n_features"])
         if data["state"] is not None:
-            state = {key: _decode(value) for key, value in data["state"].items()}
+            state = (decode_arrays(data["state"]) if given == FORMAT else
+                     {key: _decode_listed(value) for key, value in data["state"].items()})
         if state is not None:
             prior = bandit._state
             if prior is None or state.keys() != prior.keys():
@@ -715,9 +726,6 @@ def _mean_interval(pulls: float, total: float, sq_total: float,
     return mean, mean - half, mean + half
 
 
-def _encode(array: np.ndarray) -> dict[str, Any]:
-    return {"dtype": array.dtype.str, "shape": list(array.shape), "data": array.ravel().tolist()}
-
-
-def _decode(data: dict[str, Any]) -> np.ndarray:
+def _decode_listed(data: dict[str, Any]) -> np.ndarray:
+    """A state array as format 1 wrote it: dtype, shape and the numbers as a list (exact for numeric dtypes)."""
     return np.array(data["data"], dtype=np.dtype(data["dtype"])).reshape(data["shape"])

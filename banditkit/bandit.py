@@ -452,7 +452,7 @@ class Bandit:
         }
 
     def to_json(self) -> str:
-        """:meth:`to_dict` as a JSON string (exact: floats are written with round-trip precision)."""
+        """:meth:`to_dict` as JSON text (exact: state arrays as their bytes, other floats at round-trip precision)."""
         import json
 
         return json.dumps(self.to_dict(), allow_nan=False)
@@ -646,7 +646,8 @@ class Bandit:
         """Disable arms whose SLO is breached and fire the abort rule (no new version: the reward made one)."""
         guardrails, pulls, reward_sums = self._guardrails, self.pulls, self.reward_sums
         breached = guardrails.slo_violations(pulls, reward_sums) & self._active
-        breached[[self._index[guardrails.default_arm]] if guardrails.default_arm is not None else []] = False
+        if guardrails.default_arm is not None:
+            breached[self._index[guardrails.default_arm]] = False  # the fallback is never disabled by its SLO
         if breached.any():
             self._active = self._active & ~breached
             self._disabled_reasons = {**self._disabled_reasons, **{

@@ -10,7 +10,7 @@ import numpy as np
 
 from .._validation import check_real
 from . import _jit, register
-from .base import State, arm_sums, categorical
+from .base import State, add_count, add_counts, arm_sums, categorical
 from .counts import CountPolicy
 from .softmax import masked_softmax
 
@@ -62,7 +62,7 @@ class EXP3(CountPolicy):
         if arms.shape[0] == 1 and state["log_weights"].shape[0] == 1:
             return self.update_one(state, int(arms[0]), float(rewards[0]), propensity=float(propensities[0]))
         n_arms = state["log_weights"].shape[1]
-        new = super().update(state, arms, rewards)
+        new = add_counts(state, arms, rewards)
         increments = self._log_weight_increment(rewards, propensities, n_arms)
         new["log_weights"] = state["log_weights"] + arm_sums(state, arms, increments, n_arms)
         return new
@@ -70,7 +70,7 @@ class EXP3(CountPolicy):
     def update_one(self, state, arm, reward, *, propensity=None, context=None):
         if propensity is None:
             raise ValueError("EXP3 needs the propensity of each chosen arm")
-        new = super().update_one(state, arm, reward)
+        new = add_count(state, arm, reward)
         new["log_weights"] = log_weights = state["log_weights"].copy()
         log_weights[0, arm] += self._log_weight_increment(reward, propensity, log_weights.shape[1])
         return new

@@ -12,7 +12,7 @@ from .bandit import Bandit
 from .decision import ArmStats, Decision, DecisionBatch
 from .errors import BanditkitError, InvalidParameterError, InvalidTypeError, NoActiveArmError, UnknownArmError
 from .guardrails import Guardrails
-from .policies import (EXP3, KLUCB, REGISTRY, UCB1, BootstrappedThompson, ContextualEpsilonGreedy,
+from .policies import (EXP3, KLUCB, REGISTRY, UCB1, BayesUCB, BootstrappedThompson, ContextualEpsilonGreedy,
                        DiscountedThompsonSampling, EpsilonGreedy, GaussianThompsonSampling, LinTS, LinUCB, Policy,
                        SlidingWindowUCB, Softmax, ThompsonSampling, make_policy)
 
@@ -31,7 +31,7 @@ def __getattr__(name: str):
 __all__ = [
     "Bandit", "Decision", "DecisionBatch", "ArmStats", "Guardrails", "Policy", "REGISTRY", "make_policy",
     "BanditkitError", "InvalidParameterError", "InvalidTypeError", "NoActiveArmError", "UnknownArmError",
-    "EXP3", "KLUCB", "UCB1", "DiscountedThompsonSampling", "EpsilonGreedy", "GaussianThompsonSampling",
+    "EXP3", "KLUCB", "UCB1", "BayesUCB", "DiscountedThompsonSampling", "EpsilonGreedy", "GaussianThompsonSampling",
     "SlidingWindowUCB", "Softmax", "ThompsonSampling", "LinUCB", "LinTS", "ContextualEpsilonGreedy",
     "BootstrappedThompson", "__version__",
 ]

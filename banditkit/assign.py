@@ -12,6 +12,8 @@ import hashlib
 
 import numpy as np
 
+from .policies.base import inverse_cdf
+
 
 def unit_uniform(experiment: str, unit: str) -> float:
     """The unit's fixed point in [0, 1) for this experiment.
@@ -24,10 +26,5 @@ def unit_uniform(experiment: str, unit: str) -> float:
 
 
 def assign(probabilities: np.ndarray, u: np.ndarray | float) -> np.ndarray:
-    """Arm index per row: walk the cumulative ``probabilities`` (n, K) in arm order up to ``u`` (n,)."""
-    cumulative = np.cumsum(probabilities, axis=-1)
-    u = np.asarray(u, dtype=np.float64)[..., None]
-    arms = (cumulative <= u).sum(axis=-1)
-    # Rounding can leave the total a hair below u: fall back to the last arm with mass.
-    last = probabilities.shape[-1] - 1 - np.argmax(probabilities[..., ::-1] > 0, axis=-1)
-    return np.minimum(arms, last)
+    """Arm index per row for the units' points ``u`` (n,): :func:`banditkit.policies.base.inverse_cdf`."""
+    return inverse_cdf(probabilities, u)

@@ -4,6 +4,12 @@ The same object is simulated, evaluated offline and served. It validates every
 input at the boundary, keeps the policy's learned state as arrays that are
 replaced (never mutated) on update, and keeps a ledger of observed rewards per
 arm that guardrails and ``stats()`` read independently of the policy.
+
+Everything with an invariant (arms and their status, the abort flag, the
+policy state, the version, the ledger) is read-only and changes through
+methods only, which keep the caches of the decision fast path in step. Arm
+lists, arm status and policy states are replaced, never mutated, so a shallow
+copy of a Bandit keeps a consistent state, arms and version.
 """
 
 from __future__ import annotations
@@ -16,14 +22,23 @@ from typing import Any
 import numpy as np
 
 from . import _validation as check
+from ._codec import decode_arrays, encode_arrays
 from .assign import assign, unit_uniform
 from .decision import ArmStats, Decision, DecisionBatch
-from .errors import InvalidParameterError, InvalidTypeError, NoActiveArmError, UnknownArmError
+from .errors import (
+    InvalidParameterError,
+    InvalidTypeError,
+    NoActiveArmError,
+    UnknownArmError,
+)
 from .guardrails import Guardrails
 from .policies import Policy, make_policy
 from .policies.base import categorical
 
-FORMAT = "banditkit.bandit/1"
+#: What :meth:`Bandit.to_dict` writes: state arrays as dtype, shape and base64 bytes (:mod:`banditkit._codec`).
+FORMAT = "banditkit.bandit/2"
+#: The first format, still read: state arrays as lists of numbers.
+FORMAT_1 = "banditkit.bandit/1"
 _Z95 = 1.959963984540054  # standard normal 97.5% quantile
 
 
@@ -43,33 +58,81 @@ class Bandit:
                  name: str = "default", guardrails: Guardrails | dict | None = None,
                  n_features: int | None = None):
         self._arms: list[str] = _check_arm_names(arms)
-        self.policy = make_policy(policy)
+        self._policy = make_policy(policy)
         if not isinstance(name, str):
             raise InvalidTypeError(f"name must be a string, got {type(name).__name__} {name!r}")
         if not name:
             raise InvalidParameterError(f"name must be a non-empty string, got {name!r}")
-        self.name = name
-        self.guardrails = _make_guardrails(guardrails)
-        self._guarding = self.guardrails.min_reward_rate is not None or self.guardrails.ruin_threshold is not None
-        if self.guardrails.default_arm is not None and self.guardrails.default_arm not in self._arms:
-            raise UnknownArmError(f"guardrails.default_arm {self.guardrails.default_arm!r} is not one of the arms")
-        self.rng = _make_rng(seed)
+        self._name = name
+        self._guardrails = _make_guardrails(guardrails)
+        self._guarding = self._guardrails.min_reward_rate is not None or self._guardrails.ruin_threshold is not None
+        if self._guardrails.default_arm is not None and self._guardrails.default_arm not in self._arms:
+            raise UnknownArmError(f"guardrails.default_arm {self._guardrails.default_arm!r} is not one of the arms")
+        self._rng = _make_rng(seed)
         if n_features is not None:
             n_features = check.check_int("n_features", n_features, low=1)
-            if not self.policy.contextual:
-                raise InvalidParameterError(f"n_features is for contextual policies; {self.policy.name!r} takes none")
-        self.n_features = n_features
+            if not self._policy.contextual:
+                raise InvalidParameterError(f"n_features is for contextual policies; {self._policy.name!r} takes none")
+        self._n_features = n_features
         n_arms = len(self._arms)
-        self.state = self._initial_state(n_arms)
+        self._state = self._initial_state(n_arms)
         # The ledger of observed rewards per arm (policy-independent), as floats for O(1) updates.
         self._pulls, self._reward_sums, self._reward_sq_sums = [0.0] * n_arms, [0.0] * n_arms, [0.0] * n_arms
-        self.active = np.ones(n_arms, dtype=bool)
-        self.disabled_reasons: dict[str, str] = {}
-        self.total_reward = 0.0
-        self.aborted = False
-        self.version = 0
+        self._active = np.ones(n_arms, dtype=bool)
+        self._disabled_reasons: dict[str, str] = {}
+        self._total_reward = 0.0
+        self._aborted = False
+        self._version = 0
         self._distribution_cache = None
         self._reindex()
+
+    # ---- read-only state ----------------------------------------------------
+    @property
+    def policy(self) -> Policy:
+        """The policy: hyperparameters only (immutable); its learned state is :attr:`state`."""
+        return self._policy
+
+    @property
+    def name(self) -> str:
+        """The experiment's name; deterministic assignment hashes units with it."""
+        return self._name
+
+    @property
+    def guardrails(self) -> Guardrails:
+        """The safety settings (frozen)."""
+        return self._guardrails
+
+    @property
+    def rng(self) -> np.random.Generator:
+        """The random stream every draw of this bandit takes its numbers from."""
+        return self._rng
+
+    @property
+    def n_features(self) -> int | None:
+        """Context width of a contextual policy (fixed by the first context if not given), else None."""
+        return self._n_features
+
+    @property
+    def state(self) -> dict[str, np.ndarray] | None:
+        """The policy's learned arrays, each with a leading batch axis of 1 (a copy of the mapping;
+        the arrays are replaced on update, never changed in place). None for a contextual policy
+        before its first context."""
+        return None if self._state is None else dict(self._state)
+
+    @property
+    def version(self) -> int:
+        """Goes up on every change: each reward, arm change, abort and resume."""
+        return self._version
+
+    @property
+    def aborted(self) -> bool:
+        """True while the abort rule (or :meth:`abort`) holds: only the default arm is served."""
+        return self._aborted
+
+    @property
+    def total_reward(self) -> float:
+        """Sum of every observed reward (what the abort rule compares with ``ruin_threshold``)."""
+        return self._total_reward
 
     # ---- arms ---------------------------------------------------------------
     @property
@@ -88,54 +151,71 @@ class Bandit:
         return np.array(self._reward_sums)
 
     @property
+    def active(self) -> np.ndarray:
+        """Which arms can be served, boolean shape (K,) (a copy: change it with the arm methods)."""
+        return self._active.copy()
+
+    @property
+    def disabled_reasons(self) -> dict[str, str]:
+        """Why each disabled arm is disabled, by arm name (a copy)."""
+        return dict(self._disabled_reasons)
+
+    @property
     def active_arms(self) -> list[str]:
         """Arms that can be served."""
-        return [arm for arm, on in zip(self._arms, self.active) if on]
+        return [arm for arm, on in zip(self._arms, self._active) if on]
 
     def add_arm(self, arm: str) -> None:
         """Add an arm that starts from the policy's prior."""
         _check_arm_names(self._arms + [arm])
-        if self.state is not None:
-            self.state = self.policy.add_arms(self.state, 1, self.n_features)
-        self._arms.append(arm)
-        for ledger in (self._pulls, self._reward_sums, self._reward_sq_sums):
-            ledger.append(0.0)
-        self.active = np.append(self.active, True)
+        if self._state is not None:
+            self._state = self._policy.add_arms(self._state, 1, self._n_features)
+        self._arms = self._arms + [arm]
+        self._pulls, self._reward_sums, self._reward_sq_sums = (
+            ledger + [0.0] for ledger in (self._pulls, self._reward_sums, self._reward_sq_sums))
+        self._active = np.append(self._active, True)
         self._changed()
 
     def disable_arm(self, arm: str, reason: str = "disabled by operator") -> None:
         """Stop serving ``arm`` (probability 0, the rest renormalised); its data is kept."""
-        index = self._arm_index(arm)
-        self.active[index] = False
-        self.disabled_reasons[arm] = reason
+        self._set_active(self._arm_index(arm), False)
+        self._disabled_reasons = {**self._disabled_reasons, arm: reason}
         self._changed()
 
     def enable_arm(self, arm: str) -> None:
         """Serve a disabled arm again."""
-        index = self._arm_index(arm)
-        self.active[index] = True
-        self.disabled_reasons.pop(arm, None)
+        self._set_active(self._arm_index(arm), True)
+        self._disabled_reasons = {key: value for key, value in self._disabled_reasons.items() if key != arm}
         self._changed()
 
     def remove_arm(self, arm: str) -> None:
         """Forget ``arm`` and its data; the default arm and the last arm cannot be removed."""
         index = self._arm_index(arm)
-        if arm == self.guardrails.default_arm:
+        if arm == self._guardrails.default_arm:
             raise InvalidParameterError(f"arm {arm!r} is the guardrails' default arm and cannot be removed")
         if len(self._arms) == 1:
             raise InvalidParameterError(f"arm {arm!r} is the only arm and cannot be removed")
-        if self.state is not None:
-            self.state = self.policy.remove_arm(self.state, index)
-        del self._arms[index]
-        for ledger in (self._pulls, self._reward_sums, self._reward_sq_sums):
-            del ledger[index]
-        self.active = np.delete(self.active, index)
-        self.disabled_reasons.pop(arm, None)
+        if self._state is not None:
+            self._state = self._policy.remove_arm(self._state, index)
+        self._arms = self._arms[:index] + self._arms[index + 1:]
+        self._pulls, self._reward_sums, self._reward_sq_sums = (
+            ledger[:index] + ledger[index + 1:] for ledger in (self._pulls, self._reward_sums, self._reward_sq_sums))
+        self._active = np.delete(self._active, index)
+        self._disabled_reasons = {key: value for key, value in self._disabled_reasons.items() if key != arm}
+        self._changed()
+
+    def abort(self) -> None:
+        """Stop exploring: serve only the guardrails' default arm (flagged as fallback) until :meth:`resume`.
+
+        What the abort rule (``ruin_threshold``) does by itself; without a
+        default arm, ``select()`` then raises :class:`NoActiveArmError`.
+        """
+        self._aborted = True
         self._changed()
 
     def resume(self) -> None:
         """Lift an abort: exploration resumes (the cumulative reward is not reset)."""
-        self.aborted = False
+        self._aborted = False
         self._changed()
 
     # ---- decisions ----------------------------------------------------------
@@ -143,37 +223,38 @@ class Bandit:
         """Choose an arm; deterministic per ``unit`` if given, restricted to ``allowed`` if given."""
         if self._plain and context is None and unit is None and allowed is None:
             # The common case, kept short: a draw from the policy over the active arms.
-            state, mask = self.state, self._active_row
+            state, mask = self._state, self._active_row
             try:
-                index = self.policy.choose(state, self.rng, mask)
+                index = self._policy.choose(state, self._rng, mask)
             except Exception:
-                if self.guardrails.default_arm is None:
+                if self._guardrails.default_arm is None:
                     raise
                 return self._fallback_decision(None, None)
-            return Decision(self._arm_tuple[index], index, self._arm_tuple, None, None, False, self.version,
-                            (self, state, mask, None))
+            return Decision(self._arm_tuple[index], index, self._arm_tuple, None, None, False, self._version,
+                            compute=lambda: self._distribution_at(state, mask, None)[0])
         context = self._context_rows(context, 1)
         unit = None if unit is None else _check_unit(unit)
         mask = self._mask(allowed)
         if mask is None:
             return self._fallback_decision(context, unit)
-        state = self.state
+        state = self._state
+        distribution = compute = None
         try:
-            if unit is not None or self.guardrails.max_exploration is not None:
-                distribution = self.distribution_at(state, mask, context)[0]
+            if unit is not None or self._guardrails.max_exploration is not None:
+                distribution = self._distribution_at(state, mask, context)[0]
                 if unit is not None:
-                    index = int(assign(distribution, unit_uniform(self.name, unit)))
+                    index = int(assign(distribution, unit_uniform(self._name, unit)))
                 else:
-                    index = int(categorical(distribution[None], self.rng)[0])
+                    index = int(categorical(distribution[None], self._rng)[0])
             else:
-                index = self.policy.choose(state, self.rng, mask, context)
-                distribution = (self, state, mask, context)
+                index = self._policy.choose(state, self._rng, mask, context)
+                compute = lambda: self._distribution_at(state, mask, context)[0]  # noqa: E731
         except Exception:
-            if self.guardrails.default_arm is None:
+            if self._guardrails.default_arm is None:
                 raise
             return self._fallback_decision(context, unit)
         return Decision(self._arm_tuple[index], index, self._arm_tuple, None if context is None else context[0],
-                        unit, False, self.version, distribution)
+                        unit, False, self._version, distribution=distribution, compute=compute)
 
     def select_many(self, n: int | None = None, contexts=None, allowed: Sequence[str] | None = None,
                     units: Sequence[str] | None = None) -> DecisionBatch:
@@ -184,25 +265,26 @@ class Bandit:
         mask = self._mask(allowed)
         if mask is None:
             return self._fallback_batch(n, contexts, units)
-        state = self.state
+        state = self._state
         masks = np.broadcast_to(mask, (n, mask.shape[1]))
+        probabilities = compute = None
         try:
             if units is not None:
-                probabilities = self.distribution_at(state, masks, contexts)
-                indices = assign(probabilities, np.array([unit_uniform(self.name, unit) for unit in units]))
-            elif contexts is None or self.guardrails.max_exploration is not None:
+                probabilities = self._distribution_at(state, masks, contexts)
+                indices = assign(probabilities, np.array([unit_uniform(self._name, unit) for unit in units]))
+            elif contexts is None or self._guardrails.max_exploration is not None:
                 # Rows share one state, so each is an independent draw from the exact distribution.
-                probabilities = self.distribution_at(state, masks, contexts)
-                indices = categorical(probabilities, self.rng)
+                probabilities = self._distribution_at(state, masks, contexts)
+                indices = categorical(probabilities, self._rng)
             else:
-                indices = self.policy.sample(state, self.rng, masks, contexts)
-                probabilities = lambda: self.distribution_at(state, masks, contexts)  # noqa: E731
+                indices = self._policy.sample(state, self._rng, masks, contexts)
+                compute = lambda: self._distribution_at(state, masks, contexts)  # noqa: E731
         except Exception:
-            if self.guardrails.default_arm is None:
+            if self._guardrails.default_arm is None:
                 raise
             return self._fallback_batch(n, contexts, units)
-        return DecisionBatch(indices, self._arm_tuple, contexts=contexts, units=units,
-                             fallback=np.zeros(n, dtype=bool), version=self.version, probabilities=probabilities)
+        return DecisionBatch(indices, self._arm_tuple, contexts=contexts, units=units, fallback=np.zeros(n, dtype=bool),
+                             version=self._version, probabilities=probabilities, compute=compute)
 
     def probabilities(self, context=None, allowed: Sequence[str] | None = None) -> dict[str, float]:
         """Exact probability of serving each arm now (guardrails applied), summing to 1."""
@@ -210,9 +292,9 @@ class Bandit:
         mask = self._mask(allowed)
         if mask is not None:
             try:
-                distribution = self.distribution_at(self.state, mask, context)[0]
+                distribution = self._distribution_at(self._state, mask, context)[0]
             except Exception:
-                if self.guardrails.default_arm is None:
+                if self._guardrails.default_arm is None:
                     raise
             else:
                 return dict(zip(self._arms, distribution.tolist()))
@@ -226,16 +308,16 @@ class Bandit:
         mask = self._mask(None)
         if mask is not None:
             try:
-                return self.distribution_at(self.state, np.broadcast_to(mask, (n, mask.shape[1])), contexts)
+                return self._distribution_at(self._state, np.broadcast_to(mask, (n, mask.shape[1])), contexts)
             except Exception:
-                if self.guardrails.default_arm is None:
+                if self._guardrails.default_arm is None:
                     raise
         return self._default_distribution(n)
 
     # ---- learning -----------------------------------------------------------
     def update(self, arm: str | Decision, reward: float, context=None) -> None:
         """Learn from one reward for ``arm`` (a name, or the Decision it answers)."""
-        policy = self.policy
+        policy = self._policy
         propensity = checked = None
         if type(arm) is Decision:
             if context is None and arm.context is not None:
@@ -255,17 +337,17 @@ class Bandit:
             context = self._context_rows(context, 1)
         if propensity is None and policy.needs_propensities:
             propensity = float(self._current_propensities(np.array([index]), context)[0])
-        self.state = policy.update_one(self.state, index, reward, propensity=propensity, context=context)
+        self._state = policy.update_one(self._state, index, reward, propensity=propensity, context=context)
         self._pulls[index] += 1.0
         self._reward_sums[index] += reward
         self._reward_sq_sums[index] += reward * reward
-        self.total_reward += reward
+        self._total_reward += reward
         self._learned()
 
     def update_many(self, arms, rewards, contexts=None, propensities=None) -> None:
         """Learn from many rewards at once; ``arms`` are names or indices, shape (n,)."""
         indices = self._arm_indices(arms)
-        rewards = check.check_rewards("rewards", rewards, self.policy.reward_bounds)
+        rewards = check.check_rewards("rewards", rewards, self._policy.reward_bounds)
         if rewards.shape[0] != indices.shape[0]:
             raise InvalidParameterError(f"rewards has {rewards.shape[0]} values but arms has {indices.shape[0]}")
         contexts = self._context_rows(contexts, indices.shape[0])
@@ -279,20 +361,25 @@ class Bandit:
                 raise InvalidParameterError(f"propensities must be in (0, 1], got {propensities[row]!r} at position {row}")
         self._apply(indices, rewards, contexts, propensities)
 
-    def absorb(self, arms, rewards, state: dict[str, np.ndarray]) -> None:
+    def absorb(self, arms, rewards, state: dict[str, np.ndarray], *, version: int | None = None) -> None:
         """Take ``state`` as the policy state after learning ``rewards`` for ``arms``, computed elsewhere.
 
         For a store that adds the policy's delta itself (the decision service
-        does): the reward ledger, the version and the guardrails follow exactly
-        as in :meth:`update_many`, without computing the update a second time.
+        does): the reward ledger and the guardrails follow exactly as in
+        :meth:`update_many`, without computing the update a second time.
         ``state`` must have the current state's keys and shapes, except that the
         row buffers of the policy's ``buffer_keys`` may change length on axis 1.
+        ``version`` is the store's version of ``state`` (greater than
+        :attr:`version`: other writers may have added deltas since); by default
+        the version goes up by one, as on any update.
         """
         indices = self._arm_indices(arms)
-        rewards = check.check_rewards("rewards", rewards, self.policy.reward_bounds)
+        rewards = check.check_rewards("rewards", rewards, self._policy.reward_bounds)
         if rewards.shape[0] != indices.shape[0]:
             raise InvalidParameterError(f"rewards has {rewards.shape[0]} values but arms has {indices.shape[0]}")
-        current, buffers = self.state, self.policy.buffer_keys
+        if version is not None:
+            version = check.check_int("version", version, low=self._version + 1)
+        current, buffers = self._state, self._policy.buffer_keys
         if state.keys() != current.keys() or any(
                 not _same_shape(np.shape(state[key]), current[key].shape, grows=key in buffers) for key in current):
             shapes = {key: value.shape for key, value in current.items()}
@@ -301,24 +388,26 @@ class Bandit:
         for key, value in state.items():
             if not np.isfinite(value).all():
                 raise InvalidParameterError(f"state[{key!r}] holds NaN or infinite values")
-        self._record(indices, rewards, {key: np.asarray(value) for key, value in state.items()})
+        self._record(indices, rewards, {key: np.asarray(value) for key, value in state.items()}, version)
 
     def _apply(self, indices: np.ndarray, rewards: np.ndarray, contexts, propensities) -> None:
         """Learn from validated rows: the policy's batch update, then the ledger."""
-        if propensities is None and self.policy.needs_propensities:
+        if propensities is None and self._policy.needs_propensities:
             propensities = self._current_propensities(indices, contexts)
         self._record(indices, rewards,
-                     self.policy.update(self.state, indices, rewards, propensities=propensities, context=contexts))
+                     self._policy.update(self._state, indices, rewards, propensities=propensities, context=contexts))
 
-    def _record(self, indices: np.ndarray, rewards: np.ndarray, state: dict[str, np.ndarray]) -> None:
-        """The new policy state, then the reward ledger, the version and the guardrails."""
-        self.state = state
+    def _record(self, indices: np.ndarray, rewards: np.ndarray, state: dict[str, np.ndarray],
+                version: int | None = None) -> None:
+        """The new policy state, then the reward ledger (replaced, not changed), the version and the guardrails."""
+        self._state = state
         n_arms = len(self._pulls)
-        for ledger, weights in ((self._pulls, None), (self._reward_sums, rewards),
-                                (self._reward_sq_sums, rewards * rewards)):
-            ledger[:] = (np.array(ledger) + np.bincount(indices, weights=weights, minlength=n_arms)).tolist()
-        self.total_reward += float(rewards.sum())
-        self._learned()
+        self._pulls, self._reward_sums, self._reward_sq_sums = (
+            (np.array(ledger) + np.bincount(indices, weights=weights, minlength=n_arms)).tolist()
+            for ledger, weights in ((self._pulls, None), (self._reward_sums, rewards),
+                                    (self._reward_sq_sums, rewards * rewards)))
+        self._total_reward += float(rewards.sum())
+        self._learned(version)
 
     def _current_propensities(self, indices: np.ndarray, contexts) -> np.ndarray:
         """The policy's current probability of each arm over all arms: the propensity when none was logged.
@@ -326,28 +415,28 @@ class Bandit:
         Masks and disabled arms are left out: they say nothing of how the arm was chosen.
         """
         every_arm = np.ones((1, len(self._arms)), dtype=bool)
-        current = self.policy.probabilities(self.state, every_arm, contexts)
+        current = self._policy.probabilities(self._state, every_arm, contexts)
         return np.broadcast_to(current, (indices.shape[0], current.shape[1]))[np.arange(indices.shape[0]), indices]
 
-    def _learned(self) -> None:
-        """After every reward: a new version, and the guardrails' verdict."""
-        self.version += 1
+    def _learned(self, version: int | None = None) -> None:
+        """After every reward: a new version (``version``, else one more), and the guardrails' verdict."""
+        self._version = self._version + 1 if version is None else version
         if self._guarding:
             self._check_guardrails()
 
     # ---- reporting ----------------------------------------------------------
     def stats(self) -> list[ArmStats]:
         """Per arm: pulls, mean reward with a 95% interval, current probability, and status."""
-        probabilities = None if self.policy.contextual else self.probabilities()
-        diagnostics = {} if self.state is None else self.policy.diagnostics(self.state, self._arms)
-        bounded = self.policy.reward_bounds[0] >= 0.0 and self.policy.reward_bounds[1] <= 1.0
+        probabilities = None if self._policy.contextual else self.probabilities()
+        diagnostics = {} if self._state is None else self._policy.diagnostics(self._state, self._arms)
+        bounded = self._policy.reward_bounds[0] >= 0.0 and self._policy.reward_bounds[1] <= 1.0
         rows = []
         for index, arm in enumerate(self._arms):
             mean, low, high = _mean_interval(self._pulls[index], self._reward_sums[index],
                                              self._reward_sq_sums[index], bounded)
             rows.append(ArmStats(arm=arm, pulls=int(self._pulls[index]), mean=mean, low=low, high=high,
                                  probability=None if probabilities is None else probabilities[arm],
-                                 active=bool(self.active[index]), disabled_reason=self.disabled_reasons.get(arm),
+                                 active=bool(self._active[index]), disabled_reason=self._disabled_reasons.get(arm),
                                  diagnostics={key: float(value[0, index]) for key, value in diagnostics.items()}))
         return rows
 
@@ -355,39 +444,56 @@ class Bandit:
     def to_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly where this bandit is, as JSON-ready data."""
         return {
-            "format": FORMAT, "name": self.name, "arms": list(self._arms), "policy": self.policy.to_dict(),
-            "guardrails": asdict(self.guardrails), "n_features": self.n_features,
-            "state": None if self.state is None else {key: _encode(value) for key, value in self.state.items()},
+            "format": FORMAT, "name": self._name, "arms": list(self._arms), "policy": self._policy.to_dict(),
+            "guardrails": asdict(self._guardrails), "n_features": self._n_features,
+            "state": None if self._state is None else encode_arrays(self._state),
             "pulls": list(self._pulls), "reward_sums": list(self._reward_sums),
             "reward_sq_sums": list(self._reward_sq_sums),
-            "active": self.active.tolist(), "disabled_reasons": dict(self.disabled_reasons),
-            "total_reward": self.total_reward, "aborted": self.aborted, "version": self.version,
-            "rng": self.rng.bit_generator.state,
+            "active": self._active.tolist(), "disabled_reasons": dict(self._disabled_reasons),
+            "total_reward": self._total_reward, "aborted": self._aborted, "version": self._version,
+            "rng": self._rng.bit_generator.state,
         }
 
     def to_json(self) -> str:
-        """:meth:`to_dict` as a JSON string (exact: floats are written with round-trip precision)."""
+        """:meth:`to_dict` as JSON text (exact: state arrays as their bytes, other floats at round-trip precision)."""
         import json
 
         return json.dumps(self.to_dict(), allow_nan=False)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Bandit:
-        """Rebuild a bandit from :meth:`to_dict` output."""
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise InvalidParameterError(f"format must be {FORMAT!r}, got {data.get('format') if isinstance(data, dict) else data!r}")
+    def from_dict(cls, data: dict[str, Any], *, state: dict[str, np.ndarray] | None = None) -> Bandit:
+        """Rebuild a bandit from :meth:`to_dict` output (``format`` 2, or 1 as written before).
+
+        A store that keeps the policy arrays apart from the rest (as the
+        decision service does) passes them as ``state``, with ``data["state"]``
+        None; they must have the policy's keys.
+        """
+        given = data.get("format") if isinstance(data, dict) else data
+        if given not in (FORMAT, FORMAT_1):
+            raise InvalidParameterError(f"format must be {FORMAT!r} or {FORMAT_1!r}, got {given!r}", field="format")
+        if state is not None and data["state"] is not None:
+            raise InvalidParameterError("state is given twice: in data['state'] and as state")
         bit_generator = getattr(np.random, data["rng"]["bit_generator"])()
         bit_generator.state = data["rng"]
         bandit = cls(data["arms"], data["policy"], seed=np.random.Generator(bit_generator), name=data["name"],
                      guardrails=data["guardrails"], n_features=data["n_features"])
         if data["state"] is not None:
-            bandit.state = {key: _decode(value) for key, value in data["state"].items()}
+            state = (decode_arrays(data["state"]) if given == FORMAT else
+                     {key: _decode_listed(value) for key, value in data["state"].items()})
+        if state is not None:
+            prior = bandit._state
+            if prior is None or state.keys() != prior.keys():
+                raise InvalidParameterError(f"state must have the keys {None if prior is None else sorted(prior)} "
+                                            f"of policy {bandit._policy.name!r}, got {sorted(state)}")
+            bandit._state = dict(state)
         bandit._pulls = [float(value) for value in data["pulls"]]
         bandit._reward_sums = [float(value) for value in data["reward_sums"]]
         bandit._reward_sq_sums = [float(value) for value in data["reward_sq_sums"]]
-        bandit.active = np.array(data["active"], dtype=bool)
-        bandit.disabled_reasons = dict(data["disabled_reasons"])
-        bandit.total_reward, bandit.aborted, bandit.version = data["total_reward"], data["aborted"], data["version"]
+        bandit._active = np.array(data["active"], dtype=bool)
+        bandit._disabled_reasons = dict(data["disabled_reasons"])
+        bandit._total_reward = float(data["total_reward"])
+        bandit._aborted = bool(data["aborted"])
+        bandit._version = check.check_int("version", data["version"], low=0)
         bandit._reindex()
         return bandit
 
@@ -403,26 +509,31 @@ class Bandit:
         return cls.from_dict(data)
 
     def __repr__(self) -> str:
-        return f"Bandit(name={self.name!r}, arms={self._arms!r}, policy={self.policy!r}, version={self.version})"
+        return f"Bandit(name={self._name!r}, arms={self._arms!r}, policy={self._policy!r}, version={self._version})"
 
     # ---- internals ----------------------------------------------------------
     def _initial_state(self, n_arms: int):
-        if self.policy.contextual and self.n_features is None:
+        if self._policy.contextual and self._n_features is None:
             return None  # fixed by the first context seen
-        return self.policy.init_state(n_arms, 1, self.n_features)
+        return self._policy.init_state(n_arms, 1, self._n_features)
 
     def _reindex(self) -> None:
         self._index = {arm: i for i, arm in enumerate(self._arms)}
         self._arm_tuple = tuple(self._arms)
-        self._active_row = self.active[None, :].copy()
-        self._any_active = bool(self.active.any())
+        self._active_row = self._active[None, :].copy()
+        self._any_active = bool(self._active.any())
         # select()'s short path: no context, no exploration cap, something to serve.
-        self._plain = (not self.policy.contextual and self.guardrails.max_exploration is None
-                       and not self.aborted and self._any_active)
+        self._plain = (not self._policy.contextual and self._guardrails.max_exploration is None
+                       and not self._aborted and self._any_active)
 
     def _changed(self) -> None:
-        self.version += 1
+        self._version += 1
         self._reindex()
+
+    def _set_active(self, index: int, on: bool) -> None:
+        active = self._active.copy()
+        active[index] = on
+        self._active = active
 
     def _arm_index(self, arm) -> int:
         try:
@@ -445,8 +556,8 @@ class Bandit:
 
     def _mask(self, allowed) -> np.ndarray | None:
         """Allowed and active arms as (1, K), or None when only the default arm can be served."""
-        if self.aborted:
-            if self.guardrails.default_arm is None:
+        if self._aborted:
+            if self._guardrails.default_arm is None:
                 raise NoActiveArmError("the abort rule fired and there is no default arm to serve")
             return None
         if allowed is None:
@@ -458,12 +569,12 @@ class Bandit:
             mask[0, [self._arm_index(arm) for arm in allowed]] = True
             mask &= self._active_row
         if not (self._any_active if allowed is None else mask.any()):
-            if self.guardrails.default_arm is None:
+            if self._guardrails.default_arm is None:
                 raise NoActiveArmError(f"no active arm among allowed={allowed!r} and no default arm")
             return None
         return mask
 
-    def distribution_at(self, state, mask: np.ndarray, contexts) -> np.ndarray:
+    def _distribution_at(self, state, mask: np.ndarray, contexts) -> np.ndarray:
         """The exact action distribution (n, K) for a state snapshot, exploration cap applied.
 
         Without contexts every row shares one distribution, cached per (state,
@@ -479,45 +590,44 @@ class Bandit:
         return self._capped_distribution(state, mask, contexts)
 
     def _capped_distribution(self, state, mask: np.ndarray, contexts) -> np.ndarray:
-        probabilities = self.policy.probabilities(state, mask, contexts)
-        if self.guardrails.max_exploration is None:
+        probabilities = self._policy.probabilities(state, mask, contexts)
+        if self._guardrails.max_exploration is None:
             return probabilities
-        means = np.broadcast_to(self.policy.means(state, contexts), mask.shape)
+        means = np.broadcast_to(self._policy.means(state, contexts), mask.shape)
         best = np.where(mask, means, -np.inf).argmax(axis=1)
-        return self.guardrails.cap_exploration(probabilities, best)
+        return self._guardrails.cap_exploration(probabilities, best)
 
     def _default_distribution(self, n: int) -> np.ndarray:
         """All mass on the default arm, shape (n, K): what a guardrail serves."""
         distribution = np.zeros((n, len(self._arms)))
-        distribution[:, self._arm_index(self.guardrails.default_arm)] = 1.0
+        distribution[:, self._arm_index(self._guardrails.default_arm)] = 1.0
         return distribution
 
     def _fallback_batch(self, n: int, contexts, units) -> DecisionBatch:
         distribution = self._default_distribution(n)
         return DecisionBatch(distribution.argmax(axis=1), self._arm_tuple, contexts=contexts, units=units,
-                             fallback=np.ones(n, dtype=bool), version=self.version, probabilities=distribution)
+                             fallback=np.ones(n, dtype=bool), version=self._version, probabilities=distribution)
 
     def _fallback_decision(self, context, unit) -> Decision:
-        index = self._arm_index(self.guardrails.default_arm)
-        distribution = self._default_distribution(1)[0]
+        index = self._arm_index(self._guardrails.default_arm)
         return Decision(self._arms[index], index, self._arm_tuple, None if context is None else context[0],
-                        unit, True, self.version, distribution)
+                        unit, True, self._version, distribution=self._default_distribution(1)[0])
 
     def _context_rows(self, context, n: int) -> np.ndarray | None:
         """Validated contexts (n, d), or None for a non-contextual policy."""
-        if not self.policy.contextual:
+        if not self._policy.contextual:
             if context is not None:
-                raise InvalidParameterError(f"policy {self.policy.name!r} takes no context, got one")
+                raise InvalidParameterError(f"policy {self._policy.name!r} takes no context, got one")
             return None
         if context is None:
-            raise InvalidParameterError(f"policy {self.policy.name!r} needs a context")
-        if self.n_features is None:
+            raise InvalidParameterError(f"policy {self._policy.name!r} needs a context")
+        if self._n_features is None:
             width = np.shape(context)[-1] if np.ndim(context) >= 1 else 0
             rows = check.check_contexts("context", context, max(width, 1))
-            self.n_features = rows.shape[1]
-            self.state = self.policy.init_state(len(self._arms), 1, self.n_features)
+            self._n_features = rows.shape[1]
+            self._state = self._policy.init_state(len(self._arms), 1, self._n_features)
         else:
-            rows = check.check_contexts("context", context, self.n_features)
+            rows = check.check_contexts("context", context, self._n_features)
         if rows.shape[0] != n:
             raise InvalidParameterError(f"context has {rows.shape[0]} rows, expected {n}")
         return rows
@@ -536,18 +646,19 @@ class Bandit:
         return n
 
     def _check_guardrails(self) -> None:
-        pulls, reward_sums = self.pulls, self.reward_sums
-        breached = self.guardrails.slo_violations(pulls, reward_sums) & self.active
-        for index in np.flatnonzero(breached):
-            arm = self._arms[index]
-            if arm == self.guardrails.default_arm:
-                continue
-            self.active[index] = False
-            self.disabled_reasons[arm] = (f"SLO: mean reward {reward_sums[index] / pulls[index]:.4g} below "
-                                          f"min_reward_rate {self.guardrails.min_reward_rate} after "
-                                          f"{int(pulls[index])} pulls")
-        if not self.aborted and self.guardrails.ruined(self.total_reward):
-            self.aborted = True
+        """Disable arms whose SLO is breached and fire the abort rule (no new version: the reward made one)."""
+        guardrails, pulls, reward_sums = self._guardrails, self.pulls, self.reward_sums
+        breached = guardrails.slo_violations(pulls, reward_sums) & self._active
+        if guardrails.default_arm is not None:
+            breached[self._index[guardrails.default_arm]] = False  # the fallback is never disabled by its SLO
+        if breached.any():
+            self._active = self._active & ~breached
+            self._disabled_reasons = {**self._disabled_reasons, **{
+                self._arms[index]: (f"SLO: mean reward {reward_sums[index] / pulls[index]:.4g} below "
+                                    f"min_reward_rate {guardrails.min_reward_rate} after {int(pulls[index])} pulls")
+                for index in np.flatnonzero(breached)}}
+        if not self._aborted and guardrails.ruined(self._total_reward):
+            self._aborted = True
         self._reindex()
 
 
@@ -626,9 +737,6 @@ def _mean_interval(pulls: float, total: float, sq_total: float,
     return mean, mean - half, mean + half
 
 
-def _encode(array: np.ndarray) -> dict[str, Any]:
-    return {"dtype": array.dtype.str, "shape": list(array.shape), "data": array.ravel().tolist()}
-
-
-def _decode(data: dict[str, Any]) -> np.ndarray:
+def _decode_listed(data: dict[str, Any]) -> np.ndarray:
+    """A state array as format 1 wrote it: dtype, shape and the numbers as a list (exact for numeric dtypes)."""
     return np.array(data["data"], dtype=np.dtype(data["dtype"])).reshape(data["shape"])

@@ -7,28 +7,31 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .errors import InvalidParameterError
+
 
 class Decision:
     """One served choice: the arm, and the exact probability with which it was chosen.
 
-    The action distribution is computed on first access to ``propensity`` or
-    ``probabilities`` from a snapshot of the state at decision time (states are
-    never mutated in place), so a plain ``select()`` stays on the fast path and
-    a later ``update`` cannot change what this decision reports.
+    The action distribution is given, or computed on first access to
+    ``propensity`` or ``probabilities`` by ``compute``, which holds a snapshot of
+    the state at decision time (states are never mutated in place): a plain
+    ``select()`` stays on the fast path and a later ``update`` cannot change
+    what this decision reports.
     """
 
     __slots__ = ("_arm", "_arm_index", "_arms", "_context", "_unit", "_fallback", "_version",
                  "_distribution", "_compute")
 
     def __init__(self, arm: str, arm_index: int, arms: tuple[str, ...], context: np.ndarray | None,
-                 unit: str | None, fallback: bool, version: int, distribution: np.ndarray | tuple):
-        """``distribution`` is the (K,) array, or ``(bandit, state, mask, context)`` to compute it from."""
+                 unit: str | None, fallback: bool, version: int, *, distribution: np.ndarray | None = None,
+                 compute: Callable[[], np.ndarray] | None = None):
+        """Give exactly one of ``distribution`` (K,) or ``compute``, called once when it is first needed."""
+        if (distribution is None) == (compute is None):
+            raise InvalidParameterError("a Decision takes exactly one of distribution and compute")
         self._arm, self._arm_index, self._arms = arm, arm_index, arms
         self._context, self._unit, self._fallback, self._version = context, unit, fallback, version
-        if type(distribution) is tuple:
-            self._distribution, self._compute = None, distribution
-        else:
-            self._distribution, self._compute = distribution, None
+        self._distribution, self._compute = distribution, compute
 
     arm = property(lambda self: self._arm, doc="Name of the chosen arm.")
     arm_index = property(lambda self: self._arm_index, doc="Index of the arm in ``arms`` at decision time.")
@@ -41,8 +44,7 @@ class Decision:
     def distribution(self) -> np.ndarray:
         """Probability of every arm at decision time, shape (K,), summing to 1."""
         if self._distribution is None:
-            bandit, state, mask, context = self._compute
-            self._distribution = bandit.distribution_at(state, mask, context)[0]
+            self._distribution = self._compute()
             self._compute = None
         return self._distribution
 
@@ -70,13 +72,13 @@ class DecisionBatch:
 
     def __init__(self, arm_indices: np.ndarray, arm_names: tuple[str, ...], *, contexts: np.ndarray | None,
                  units: list[str] | None, fallback: np.ndarray, version: int,
-                 probabilities: Callable[[], np.ndarray] | np.ndarray):
+                 probabilities: np.ndarray | None = None, compute: Callable[[], np.ndarray] | None = None):
+        """Give exactly one of ``probabilities`` (n, K) or ``compute``, called once when they are first needed."""
+        if (probabilities is None) == (compute is None):
+            raise InvalidParameterError("a DecisionBatch takes exactly one of probabilities and compute")
         self.arm_indices, self.arm_names = arm_indices, arm_names
         self.contexts, self.units, self.fallback, self.version = contexts, units, fallback, version
-        if callable(probabilities):
-            self._probabilities, self._compute = None, probabilities
-        else:
-            self._probabilities, self._compute = probabilities, None
+        self._probabilities, self._compute = probabilities, compute
 
     def __len__(self) -> int:
         return self.arm_indices.shape[0]

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 
 class BanditkitError(Exception):
-    """Base class of every error banditkit raises on purpose."""
+    """Base class of every error banditkit raises on purpose.
+
+    ``field`` names the argument at fault when the check knows it (every
+    ``banditkit._validation`` check does), so a caller can point at its own
+    input, e.g. a config key, without reading the message.
+    """
+
+    def __init__(self, message: str = "", *, field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 class InvalidParameterError(BanditkitError, ValueError):

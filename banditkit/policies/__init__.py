@@ -55,7 +55,9 @@ from .nonstationary import DiscountedThompsonSampling, SlidingWindowUCB  # noqa:
 from .softmax import Softmax  # noqa: E402
 from .thompson import GaussianThompsonSampling, ThompsonSampling  # noqa: E402
 from .ucb import KLUCB, UCB1  # noqa: E402
+# Newer policies last, so the registry's order (and the benchmark table's) keeps the older ones in place.
+from .bayes_ucb import BayesUCB  # noqa: E402
 
-__all__ += ["EXP3", "EpsilonGreedy", "DiscountedThompsonSampling", "SlidingWindowUCB", "Softmax",
+__all__ += ["BayesUCB", "EXP3", "EpsilonGreedy", "DiscountedThompsonSampling", "SlidingWindowUCB", "Softmax",
             "GaussianThompsonSampling", "ThompsonSampling", "KLUCB", "UCB1", "LinUCB", "LinTS",
             "ContextualEpsilonGreedy", "BootstrappedThompson"]

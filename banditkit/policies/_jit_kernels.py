@@ -143,20 +143,24 @@ def _empirical_mean(pulls, reward_sums, arm):
 
 
 @numba.njit(cache=True)
-def _categorical(rng, probabilities):
-    """Inverse-CDF draw with one uniform, as ``base.categorical`` does for one row."""
-    n_arms = probabilities.shape[0]
-    cumulative = np.empty(n_arms)
+def inverse_cdf(probabilities, point):
+    """``base.inverse_cdf`` for one row: the same sums, the same rule for a point past the total."""
     total = 0.0
-    for arm in range(n_arms):
-        total += probabilities[arm]
-        cumulative[arm] = total
-    u = rng.random() * cumulative[n_arms - 1]
     chosen = 0
-    for arm in range(n_arms):
-        if cumulative[arm] <= u:
+    last = probabilities.shape[0] - 1
+    for arm in range(probabilities.shape[0]):
+        total += probabilities[arm]
+        if total <= point:
             chosen += 1
-    return min(chosen, n_arms - 1)
+        if probabilities[arm] > 0:
+            last = arm
+    return last if chosen == probabilities.shape[0] else chosen
+
+
+@numba.njit(cache=True)
+def _categorical(rng, probabilities):
+    """One draw from ``probabilities`` (K,) at one uniform, as ``base.categorical`` does for one row."""
+    return inverse_cdf(probabilities, rng.random())
 
 
 @numba.njit(cache=True)

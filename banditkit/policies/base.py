@@ -45,6 +45,7 @@ recomputes them from the source of truth.
 
 from __future__ import annotations
 
+import bisect
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
@@ -220,27 +221,68 @@ def argmax_probabilities(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return ties / ties.sum(axis=1, keepdims=True)
 
 
-def categorical(probabilities: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One draw per row from (n, K) probabilities by inverse CDF with one uniform per row.
+def inverse_cdf(probabilities: np.ndarray, points: np.ndarray | float) -> np.ndarray:
+    """Arm per row: the first arm, in arm order, whose cumulative probability exceeds the row's point.
 
-    Rows that share one distribution (a broadcast view, stride 0) take a
-    binary search on a single cumulative sum: O(n log K) instead of O(n K).
+    The one inverse-CDF draw of banditkit: random draws (:func:`categorical`),
+    per-unit assignment and the service all pick arms with it, so one point
+    gives one arm everywhere.
+
+    Parameters
+    ----------
+    probabilities : (n, K) or (K,) probabilities, at least one positive per row; rows
+        that share one distribution (one row, or a broadcast view of stride 0) take
+        a binary search on a single cumulative sum: O(n log K) instead of O(n K).
+    points : (n,) points in [0, 1) (or a scalar for a (K,) distribution).
+
+    A point at or above the row's total (its float sum rounded below 1) takes the
+    last arm with positive probability. No other point can reach an arm of zero
+    probability: the chosen arm's cumulative sum exceeds the previous one.
+
+    >>> inverse_cdf(np.array([[0.0, 0.5, 0.0, 0.5]]), np.array([0.0, 0.49, 0.5, 0.99])).tolist()
+    [1, 1, 3, 3]
     """
-    n = probabilities.shape[0]
-    if n > 1 and probabilities.strides[0] == 0:
-        cumulative = np.cumsum(probabilities[0])
-        arms = np.searchsorted(cumulative, rng.random(n) * cumulative[-1], side="right")
-    else:
-        cumulative = np.cumsum(probabilities, axis=1)
-        u = rng.random(n) * cumulative[:, -1]
-        arms = (cumulative <= u[:, None]).sum(axis=1)
-    # Guard the right edge against rounding: never return a zero-probability arm.
-    return np.minimum(arms, probabilities.shape[1] - 1)
+    points = np.asarray(points, dtype=np.float64)
+    n_arms = probabilities.shape[-1]
+    if probabilities.ndim == 2 and points.ndim == 1 and (probabilities.shape[0] == 1 or probabilities.strides[0] == 0):
+        row = probabilities[0]
+        arms = np.searchsorted(np.cumsum(row), points, side="right")
+        beyond = arms == n_arms
+        if beyond.any():
+            arms[beyond] = last_positive(row)
+        return arms
+    arms = (np.cumsum(probabilities, axis=-1) <= points[..., None]).sum(axis=-1)
+    beyond = arms == n_arms
+    if beyond.any():
+        arms = np.where(beyond, last_positive(probabilities), arms)
+    return arms
 
 
-def count_state(n_arms: int, batch: int) -> State:
-    """Empty per-arm pull counts and reward sums, shape (batch, n_arms)."""
-    return {"pulls": np.zeros((batch, n_arms)), "reward_sums": np.zeros((batch, n_arms))}
+def inverse_cdf_row(cumulative: list[float], last: int, point: float) -> int:
+    """:func:`inverse_cdf` for one row on Python floats, without numpy's per-call cost.
+
+    ``cumulative`` is the row's ``np.cumsum`` as a list and ``last`` its
+    :func:`last_positive`, both computed once for many points.
+    """
+    return min(bisect.bisect_right(cumulative, point), last)
+
+
+def last_positive(probabilities: np.ndarray) -> np.ndarray:
+    """Index of the last arm with positive probability in each row of (..., K) probabilities."""
+    return probabilities.shape[-1] - 1 - np.argmax(probabilities[..., ::-1] > 0, axis=-1)
+
+
+def categorical(probabilities: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One draw per row from (n, K) probabilities: :func:`inverse_cdf` at one uniform per row."""
+    return inverse_cdf(probabilities, rng.random(probabilities.shape[0]))
+
+
+def count_state(n_arms: int, batch: int, squares: bool = False) -> State:
+    """Empty per-arm pull counts and reward sums (and sums of squares), each shape (batch, n_arms)."""
+    state = {"pulls": np.zeros((batch, n_arms)), "reward_sums": np.zeros((batch, n_arms))}
+    if squares:
+        state["reward_sq_sums"] = np.zeros((batch, n_arms))
+    return state
 
 
 def add_counts(state: State, arms: np.ndarray, rewards: np.ndarray, squares: bool = False) -> State:

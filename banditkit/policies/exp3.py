@@ -10,12 +10,13 @@ import numpy as np
 
 from .._validation import check_real
 from . import _jit, register
-from .base import Policy, State, add_count, add_counts, arm_sums, categorical, count_state, empirical_means
+from .base import State, add_count, add_counts, arm_sums, categorical
+from .counts import CountPolicy
 from .softmax import masked_softmax
 
 
 @register
-class EXP3(Policy):
+class EXP3(CountPolicy):
     """p = (1 - gamma) * softmax(log_weights) + gamma / K over allowed arms.
 
     A reward r of arm a chosen with probability p_a adds gamma * r / (K * p_a)
@@ -38,7 +39,7 @@ class EXP3(Policy):
         self.gamma = check_real("gamma", gamma, low=0.0, high=1.0, low_open=True)
 
     def init_state(self, n_arms: int, batch: int = 1, n_features: int | None = None) -> State:
-        state = count_state(n_arms, batch)
+        state = super().init_state(n_arms, batch)
         state["log_weights"] = np.zeros((batch, n_arms))
         return state
 
@@ -49,15 +50,10 @@ class EXP3(Policy):
         exploit = masked_softmax(np.broadcast_to(state["log_weights"], mask.shape), mask)
         return (1.0 - self.gamma) * exploit + self.gamma * mask / mask.sum(axis=1, keepdims=True)
 
-    def sample(self, state, rng, mask, context=None):
-        if mask.shape[0] == 1 and state["log_weights"].shape[0] == 1 and _jit.kernels() is not None:
-            return np.array([self.choose(state, rng, mask)])
+    def sample_numpy(self, state, rng, mask):
         return categorical(self.probabilities(state, mask), rng)
 
-    def choose(self, state, rng, mask, context=None):
-        compiled = _jit.kernels()
-        if compiled is None:
-            return super().choose(state, rng, mask, context)
+    def choose_compiled(self, compiled, state, rng, mask):
         return compiled.exp3_choice(_jit.generator_pointers(rng), state["log_weights"], self.gamma, mask)
 
     def update(self, state, arms, rewards, *, propensities=None, context=None):
@@ -82,6 +78,3 @@ class EXP3(Policy):
     def _log_weight_increment(self, rewards, propensities, n_arms: int):
         """Log-weight increment gamma * r / (K * p): the importance-weighted reward (arrays or floats)."""
         return self.gamma * rewards / (n_arms * propensities)
-
-    def means(self, state, context=None):
-        return empirical_means(state)

@@ -11,12 +11,12 @@ import numpy as np
 
 from .._validation import check_real
 from . import _jit, register
-from .base import (Policy, State, add_count, add_counts, argmax_probabilities, argmax_random_ties,
-                   categorical, count_state, empirical_means)
+from .base import State, argmax_probabilities, argmax_random_ties, categorical, empirical_means
+from .counts import CountPolicy
 
 
 @register
-class EpsilonGreedy(Policy):
+class EpsilonGreedy(CountPolicy):
     """Explore a uniformly random allowed arm iff u < epsilon_t, else play the best mean (random ties).
 
     Schedule: ``epsilon_t = epsilon / (1 + decay * t)`` where t is the number
@@ -36,9 +36,6 @@ class EpsilonGreedy(Policy):
         self.epsilon = check_real("epsilon", epsilon, low=0.0, high=1.0)
         self.decay = check_real("decay", decay, low=0.0)
 
-    def init_state(self, n_arms: int, batch: int = 1, n_features: int | None = None) -> State:
-        return count_state(n_arms, batch)
-
     def exploration_rate(self, state: State) -> np.ndarray:
         """Current epsilon per state row, shape (B, 1)."""
         steps = state["pulls"].sum(axis=1, keepdims=True)
@@ -50,26 +47,12 @@ class EpsilonGreedy(Policy):
         uniform = mask / mask.sum(axis=1, keepdims=True)
         return epsilon * uniform + (1.0 - epsilon) * argmax_probabilities(means, mask)
 
-    def sample(self, state, rng, mask, context=None):
-        if mask.shape[0] == 1 and state["pulls"].shape[0] == 1 and _jit.kernels() is not None:
-            return np.array([self.choose(state, rng, mask)])
+    def sample_numpy(self, state, rng, mask):
         explore = rng.random(mask.shape[0]) < self.exploration_rate(state)[:, 0]
         uniform_arms = categorical(mask / mask.sum(axis=1, keepdims=True), rng)
         greedy_arms = argmax_random_ties(np.broadcast_to(empirical_means(state), mask.shape), mask, rng)
         return np.where(explore, uniform_arms, greedy_arms)
 
-    def choose(self, state, rng, mask, context=None):
-        compiled = _jit.kernels()
-        if compiled is None:
-            return super().choose(state, rng, mask, context)
+    def choose_compiled(self, compiled, state, rng, mask):
         return compiled.epsilon_greedy_choice(_jit.generator_pointers(rng), state["pulls"], state["reward_sums"],
                                               self.epsilon, self.decay, mask)
-
-    def update(self, state, arms, rewards, *, propensities=None, context=None):
-        return add_counts(state, arms, rewards)
-
-    def update_one(self, state, arm, reward, *, propensity=None, context=None):
-        return add_count(state, arm, reward)
-
-    def means(self, state, context=None):
-        return empirical_means(state)

@@ -106,10 +106,11 @@ class SlidingWindowUCB(IndexPolicy):
         self.xi = check_real("xi", xi, low=0.0, low_open=True)
 
     def init_state(self, n_arms: int, batch: int = 1, n_features: int | None = None) -> State:
-        return {"pulls": np.zeros((batch, n_arms)), "reward_sums": np.zeros((batch, n_arms)),
-                "window_arms": np.full((batch, self.window), -1, dtype=np.int64),
-                "window_rewards": np.zeros((batch, self.window)),
-                "steps": np.zeros(batch, dtype=np.int64)}
+        state = super().init_state(n_arms, batch)
+        state["window_arms"] = np.full((batch, self.window), -1, dtype=np.int64)
+        state["window_rewards"] = np.zeros((batch, self.window))
+        state["steps"] = np.zeros(batch, dtype=np.int64)
+        return state
 
     def indices(self, state):
         pulls = state["pulls"]
@@ -118,15 +119,7 @@ class SlidingWindowUCB(IndexPolicy):
         bonus = np.sqrt(np.divide(self.xi * log_horizon, pulls, out=np.full(pulls.shape, np.inf), where=pulls > 0.5))
         return np.where(pulls > 0.5, empirical_means(state), 0.0) + bonus
 
-    def sample(self, state, rng, mask, context=None):
-        if mask.shape[0] == 1 and state["pulls"].shape[0] == 1 and _jit.kernels() is not None:
-            return np.array([self.choose(state, rng, mask)])
-        return super().sample(state, rng, mask, context)
-
-    def choose(self, state, rng, mask, context=None):
-        compiled = _jit.kernels()
-        if compiled is None:
-            return super().choose(state, rng, mask, context)
+    def choose_compiled(self, compiled, state, rng, mask):
         return compiled.sliding_window_ucb_argmax(_jit.generator_pointers(rng), state["pulls"], state["reward_sums"],
                                                   state["steps"], self.window, self.xi, mask)
 

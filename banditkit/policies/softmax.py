@@ -10,7 +10,8 @@ import numpy as np
 
 from .._validation import check_real
 from . import _jit, register
-from .base import Policy, State, add_count, add_counts, categorical, count_state, empirical_means
+from .base import categorical, empirical_means
+from .counts import CountPolicy
 
 
 def masked_softmax(logits: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -22,7 +23,7 @@ def masked_softmax(logits: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 @register
-class Softmax(Policy):
+class Softmax(CountPolicy):
     """Probabilities proportional to exp(mean / temperature_t), temperature_t = temperature / (1 + anneal * t).
 
     t counts the rewards seen so far; ``anneal=0`` keeps the temperature fixed,
@@ -41,31 +42,14 @@ class Softmax(Policy):
         self.temperature = check_real("temperature", temperature, low=0.0, low_open=True)
         self.anneal = check_real("anneal", anneal, low=0.0)
 
-    def init_state(self, n_arms: int, batch: int = 1, n_features: int | None = None) -> State:
-        return count_state(n_arms, batch)
-
     def probabilities(self, state, mask, context=None):
         steps = state["pulls"].sum(axis=1, keepdims=True)
         temperature = self.temperature / (1.0 + self.anneal * steps)
         return masked_softmax(np.broadcast_to(empirical_means(state) / temperature, mask.shape), mask)
 
-    def sample(self, state, rng, mask, context=None):
-        if mask.shape[0] == 1 and state["pulls"].shape[0] == 1 and _jit.kernels() is not None:
-            return np.array([self.choose(state, rng, mask)])
+    def sample_numpy(self, state, rng, mask):
         return categorical(self.probabilities(state, mask), rng)
 
-    def choose(self, state, rng, mask, context=None):
-        compiled = _jit.kernels()
-        if compiled is None:
-            return super().choose(state, rng, mask, context)
+    def choose_compiled(self, compiled, state, rng, mask):
         return compiled.softmax_choice(_jit.generator_pointers(rng), state["pulls"], state["reward_sums"],
                                        self.temperature, self.anneal, mask)
-
-    def update(self, state, arms, rewards, *, propensities=None, context=None):
-        return add_counts(state, arms, rewards)
-
-    def update_one(self, state, arm, reward, *, propensity=None, context=None):
-        return add_count(state, arm, reward)
-
-    def means(self, state, context=None):
-        return empirical_means(state)

@@ -12,7 +12,8 @@ import numpy as np
 from .._validation import check_real
 from . import _jit, register
 from ._maxprob import BetaPosteriors, StudentPosteriors, broadcast_rows, max_probabilities
-from .base import Policy, State, add_count, add_counts, batch_rows, count_state
+from .base import State, batch_rows
+from .counts import CountPolicy
 
 
 def beta_argmax(alpha: np.ndarray, beta: np.ndarray, rng: np.random.Generator, mask: np.ndarray) -> np.ndarray:
@@ -31,7 +32,7 @@ def beta_max_probabilities(alpha: np.ndarray, beta: np.ndarray, mask: np.ndarray
 
 
 @register
-class ThompsonSampling(Policy):
+class ThompsonSampling(CountPolicy):
     """Beta-Bernoulli Thompson sampling with a Beta(prior_alpha, prior_beta) prior per arm.
 
     Each round draws one success rate per arm from its posterior and plays the
@@ -53,9 +54,6 @@ class ThompsonSampling(Policy):
         self.prior_alpha = check_real("prior_alpha", prior_alpha, low=0.0, low_open=True)
         self.prior_beta = check_real("prior_beta", prior_beta, low=0.0, low_open=True)
 
-    def init_state(self, n_arms: int, batch: int = 1, n_features: int | None = None) -> State:
-        return count_state(n_arms, batch)
-
     def posterior(self, state: State) -> tuple[np.ndarray, np.ndarray]:
         """Beta parameters (alpha, beta), each (B, K)."""
         successes = state["reward_sums"]
@@ -64,25 +62,16 @@ class ThompsonSampling(Policy):
     def probabilities(self, state, mask, context=None):
         return beta_max_probabilities(*self.posterior(state), mask)
 
-    def sample(self, state, rng, mask, context=None):
-        compiled = _jit.kernels()
-        if compiled is not None:
-            return _jit.choose_rows(compiled.bernoulli_thompson_argmax, rng, mask, state["pulls"],
-                                    state["reward_sums"], self.prior_alpha, self.prior_beta)
+    def sample_numpy(self, state, rng, mask):
         return beta_argmax(*self.posterior(state), rng, mask)
 
-    def choose(self, state, rng, mask, context=None):
-        compiled = _jit.kernels()
-        if compiled is None:
-            return super().choose(state, rng, mask, context)
+    def choose_compiled(self, compiled, state, rng, mask):
         return compiled.bernoulli_thompson_choice(_jit.generator_pointers(rng), state["pulls"], state["reward_sums"],
                                                   self.prior_alpha, self.prior_beta, mask)
 
-    def update(self, state, arms, rewards, *, propensities=None, context=None):
-        return add_counts(state, arms, rewards)
-
-    def update_one(self, state, arm, reward, *, propensity=None, context=None):
-        return add_count(state, arm, reward)
+    def sample_compiled(self, compiled, state, rng, mask):
+        return _jit.choose_rows(compiled.bernoulli_thompson_argmax, rng, mask, state["pulls"],
+                                state["reward_sums"], self.prior_alpha, self.prior_beta)
 
     def means(self, state, context=None):
         alpha, beta = self.posterior(state)
@@ -90,7 +79,7 @@ class ThompsonSampling(Policy):
 
 
 @register
-class GaussianThompsonSampling(Policy):
+class GaussianThompsonSampling(CountPolicy):
     """Thompson sampling for real-valued rewards of unknown mean and variance (Normal-Gamma prior).
 
     Prior: precision ~ Gamma(prior_shape, prior_rate), mean | precision ~
@@ -111,6 +100,7 @@ class GaussianThompsonSampling(Policy):
 
     name = "gaussian_thompson"
     reward_bounds = (-1e100, 1e100)
+    squares = True
 
     def __init__(self, prior_mean: float = 0.0, prior_count: float = 0.01,
                  prior_shape: float = 1.0, prior_rate: float = 1.0):
@@ -118,11 +108,6 @@ class GaussianThompsonSampling(Policy):
         self.prior_count = check_real("prior_count", prior_count, low=0.0, low_open=True)
         self.prior_shape = check_real("prior_shape", prior_shape, low=0.0, low_open=True)
         self.prior_rate = check_real("prior_rate", prior_rate, low=0.0, low_open=True)
-
-    def init_state(self, n_arms: int, batch: int = 1, n_features: int | None = None) -> State:
-        state = count_state(n_arms, batch)
-        state["reward_sq_sums"] = np.zeros((batch, n_arms))
-        return state
 
     def posterior(self, state: State) -> StudentPosteriors:
         """Student-t posterior of each arm's mean: loc, scale and degrees of freedom, each (B, K)."""
@@ -149,27 +134,16 @@ class GaussianThompsonSampling(Policy):
 
         return broadcast_rows(compute, t.loc.shape[0], mask)
 
-    def sample(self, state, rng, mask, context=None):
-        if mask.shape[0] == 1 and state["pulls"].shape[0] == 1 and _jit.kernels() is not None:
-            return np.array([self.choose(state, rng, mask)])
+    def sample_numpy(self, state, rng, mask):
         t = self.posterior(state)
         rows = batch_rows(state, mask.shape[0])
         draws = t.loc[rows] + t.scale[rows] * rng.standard_t(t.dof[rows])
         return np.where(mask, draws, -np.inf).argmax(axis=1)
 
-    def choose(self, state, rng, mask, context=None):
-        compiled = _jit.kernels()
-        if compiled is None:
-            return super().choose(state, rng, mask, context)
+    def choose_compiled(self, compiled, state, rng, mask):
         return compiled.gaussian_thompson_argmax(
             _jit.generator_pointers(rng), state["pulls"], state["reward_sums"], state["reward_sq_sums"],
             self.prior_mean, self.prior_count, self.prior_shape, self.prior_rate, mask)
-
-    def update(self, state, arms, rewards, *, propensities=None, context=None):
-        return add_counts(state, arms, rewards, squares=True)
-
-    def update_one(self, state, arm, reward, *, propensity=None, context=None):
-        return add_count(state, arm, reward, squares=True)
 
     def means(self, state, context=None):
         return self.posterior(state).loc

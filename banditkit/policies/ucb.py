@@ -14,17 +14,14 @@ import numpy as np
 
 from .._validation import check_real
 from . import _jit, register
-from .base import (Policy, State, add_count, add_counts, argmax_probabilities, argmax_random_ties,
-                   count_state, empirical_means)
+from .base import State, argmax_probabilities, argmax_random_ties, empirical_means
+from .counts import CountPolicy
 
 
-class IndexPolicy(Policy):
+class IndexPolicy(CountPolicy):
     """A policy that plays the argmax of a per-arm index, ties broken uniformly at random."""
 
     reward_bounds = (0.0, 1.0)
-
-    def init_state(self, n_arms: int, batch: int = 1, n_features: int | None = None) -> State:
-        return count_state(n_arms, batch)
 
     @abstractmethod
     def indices(self, state: State) -> np.ndarray:
@@ -33,17 +30,8 @@ class IndexPolicy(Policy):
     def probabilities(self, state, mask, context=None):
         return argmax_probabilities(_rows(self.indices(state), mask), mask)
 
-    def sample(self, state, rng, mask, context=None):
+    def sample_numpy(self, state, rng, mask):
         return argmax_random_ties(_rows(self.indices(state), mask), mask, rng)
-
-    def update(self, state, arms, rewards, *, propensities=None, context=None):
-        return add_counts(state, arms, rewards)
-
-    def update_one(self, state, arm, reward, *, propensity=None, context=None):
-        return add_count(state, arm, reward)
-
-    def means(self, state, context=None):
-        return empirical_means(state)
 
 
 def _rows(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -71,17 +59,11 @@ class UCB1(IndexPolicy):
         bonus = np.sqrt(np.divide(2.0 * log_total, pulls, out=np.full(pulls.shape, np.inf), where=pulls > 0))
         return empirical_means(state) + bonus
 
-    def sample(self, state, rng, mask, context=None):
-        compiled = _jit.kernels()
-        if compiled is not None:
-            return _jit.choose_rows(compiled.ucb1_argmax, rng, mask, state["pulls"], state["reward_sums"])
-        return super().sample(state, rng, mask, context)
-
-    def choose(self, state, rng, mask, context=None):
-        compiled = _jit.kernels()
-        if compiled is None:
-            return super().choose(state, rng, mask, context)
+    def choose_compiled(self, compiled, state, rng, mask):
         return compiled.ucb1_choice(_jit.generator_pointers(rng), state["pulls"], state["reward_sums"], mask)
+
+    def sample_compiled(self, compiled, state, rng, mask):
+        return _jit.choose_rows(compiled.ucb1_argmax, rng, mask, state["pulls"], state["reward_sums"])
 
 
 def bernoulli_kl(p: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -126,13 +108,5 @@ class KLUCB(IndexPolicy):
             high = np.where(inside, high, middle)
         return np.where(pulls > 0, low, np.inf)
 
-    def sample(self, state, rng, mask, context=None):
-        if mask.shape[0] == 1 and state["pulls"].shape[0] == 1 and _jit.kernels() is not None:
-            return np.array([self.choose(state, rng, mask)])
-        return super().sample(state, rng, mask, context)
-
-    def choose(self, state, rng, mask, context=None):
-        compiled = _jit.kernels()
-        if compiled is None:
-            return super().choose(state, rng, mask, context)
+    def choose_compiled(self, compiled, state, rng, mask):
         return compiled.kl_ucb_argmax(_jit.generator_pointers(rng), state["pulls"], state["reward_sums"], self.c, mask)

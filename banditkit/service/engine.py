@@ -166,10 +166,11 @@ class Engine:
                         operation(arm)
                     except BanditkitError as error:
                         raise InvalidRequestError(f"{field_name} {arm!r}: {error}", field_name) from None
-            bandit.version = current.version + 1
-            replacement.append(bandit)
+            # One change, one version, however many arms it touched.
             model, arrays = split(bandit)
-            return model, arrays, bandit.version, {"kind": "arms", **patch.model_dump()}
+            version = current.version + 1
+            replacement.append(join(model, arrays, version, bandit.rng))
+            return model, arrays, version, {"kind": "arms", **patch.model_dump()}
 
         await self._replace_model(experiment, change, replacement)
         return experiment.describe()

@@ -322,7 +322,7 @@ class Learner:
                 if usable:
                     before = guarded(bandit)
                     delta = reward_delta(bandit, arms, values, contexts, propensities)
-                    apply_rewards(bandit, delta, arms, values)
+                    apply_rewards(bandit, delta, arms, values, version=held.version + 1)
                     new_model, arrays = split(bandit)
                     state = encode_state(arrays)
                     model = json.dumps(new_model) if guarded(bandit) != before else ""
@@ -339,7 +339,7 @@ class Learner:
                 self._load(held)
                 continue
             self._checked(version)
-            held.version = bandit.version = version
+            held.version = version
             if applied:
                 held.reward_offset = applied
             report.batches += 1

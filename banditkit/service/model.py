@@ -39,9 +39,7 @@ def join(model: dict[str, Any], arrays: State, version: int, rng: np.random.Gene
     data["total_reward"] = float(arrays[LEDGER_PREFIX + "total_reward"][0])
     data["version"] = version
     data["rng"] = rng.bit_generator.state
-    bandit = Bandit.from_dict(data)
-    bandit.state = policy_state(arrays)
-    return bandit
+    return Bandit.from_dict(data, state=policy_state(arrays))
 
 
 def reward_delta(bandit: Bandit, arm_indices: np.ndarray, rewards: np.ndarray, contexts: np.ndarray | None,
@@ -63,15 +61,19 @@ def reward_delta(bandit: Bandit, arm_indices: np.ndarray, rewards: np.ndarray, c
     return delta
 
 
-def apply_rewards(bandit: Bandit, delta: State, arm_indices: np.ndarray, rewards: np.ndarray) -> None:
+def apply_rewards(bandit: Bandit, delta: State, arm_indices: np.ndarray, rewards: np.ndarray, *,
+                  version: int | None = None) -> None:
     """Learn the rewards in memory exactly as the store did: the policy merges its part of ``delta``.
 
     ``Bandit.absorb`` runs the Bandit's own bookkeeping (its reward ledger adds
     the same numbers in the same order as the store's delta) and guardrails
-    (SLO, abort), and raises the version by one, so memory and store stay
-    bit-identical without the policy's update being computed twice.
+    (SLO, abort), so memory and store stay bit-identical without the policy's
+    update being computed twice. ``version`` is the store's version after this
+    delta (other writers may have added theirs in between); by default the
+    Bandit's version goes up by one.
     """
-    bandit.absorb(arm_indices, rewards, bandit.policy.merge_delta(bandit.state, policy_state(delta)))
+    bandit.absorb(arm_indices, rewards, bandit.policy.merge_delta(bandit.state, policy_state(delta)),
+                  version=version)
 
 
 def guarded(bandit: Bandit) -> tuple[tuple[bool, ...], bool]:

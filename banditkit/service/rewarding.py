@@ -190,8 +190,7 @@ def learn(store: Store, experiment: Experiment, rewards: list[RewardRecord], dec
         with experiment.lock:
             bandit = experiment.bandit
             before = guarded(bandit)
-            apply_rewards(bandit, change.arrays, *learned[-1])
-            bandit.version = version
+            apply_rewards(bandit, change.arrays, *learned[-1], version=version)
             changed = guarded(bandit) != before
         if changed:
             on_guardrail(experiment)

@@ -17,7 +17,6 @@ guardrail status (a disabled arm) is never served from an old entry.
 
 from __future__ import annotations
 
-import bisect
 import copy
 import threading
 import time
@@ -28,6 +27,7 @@ import numpy as np
 
 from ..assign import assign, unit_uniform
 from ..bandit import Bandit
+from ..policies.base import inverse_cdf_row, last_positive
 from .model import guarded
 from .stores.base import Probabilities
 
@@ -59,7 +59,7 @@ def compute(bandit: Bandit, allowed: tuple[str, ...] | None) -> Distribution:
     vector = np.fromiter(probabilities.values(), dtype=np.float64, count=len(probabilities))
     active = set(bandit.active_arms if allowed is None else set(allowed) & set(bandit.active_arms))
     fallback = bool(bandit.aborted or not active)
-    last = int(np.flatnonzero(vector > 0)[-1])
+    last = int(last_positive(vector))
     return Distribution(bandit.version, tuple(bandit.arms), guarded(bandit), vector, np.cumsum(vector).tolist(),
                         last, Probabilities(probabilities), fallback, time.monotonic(),
                         time.perf_counter() - started)
@@ -122,13 +122,13 @@ class DistributionCache:
 def draw(entry: Distribution, experiment: str, units: list[str | None], rng: np.random.Generator) -> list[int]:
     """Arm indices for rows sharing ``entry``: deterministic for rows with a unit, random otherwise.
 
-    The same walk as :func:`banditkit.assign.assign`; one row skips numpy's per-call overhead.
+    One row takes :func:`~banditkit.policies.base.inverse_cdf_row` on the cached sums, skipping numpy's overhead.
     """
     if len(units) > 1:
         return draw_rows(entry.probabilities[None, :], experiment, units, rng).tolist()
     (unit,) = units
     point = rng.random() if unit is None else unit_uniform(experiment, unit)
-    return [min(bisect.bisect_right(entry.cumulative, point), entry.last)]
+    return [inverse_cdf_row(entry.cumulative, entry.last, point)]
 
 
 def draw_rows(probabilities: np.ndarray, experiment: str, units: list[str | None],

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .._validation import check_int
-from ..errors import InvalidParameterError
+from ..errors import InvalidParameterError, InvalidTypeError
 from .environments import Chunk, Environment, uniform_noise, check_vector
 
 
@@ -33,11 +33,13 @@ class NonStationary(Environment):
         self.times = np.asarray([check_int(f"times[{i}]", t, low=0) for i, t in enumerate(times)], dtype=np.int64)
         if self.times.size != self.means.shape[0]:
             raise InvalidParameterError(
-                f"times must have one step per row of means ({self.means.shape[0]}), got {self.times.size}")
+                f"times must have one step per row of means ({self.means.shape[0]}), got {self.times.size}",
+                field="times")
         if self.times[0] != 0 or np.any(np.diff(self.times) <= 0):
-            raise InvalidParameterError(f"times must start at 0 and increase strictly, got {self.times.tolist()}")
+            raise InvalidParameterError(f"times must start at 0 and increase strictly, got {self.times.tolist()}",
+                                        field="times")
         if not isinstance(drift, bool):
-            raise InvalidParameterError(f"drift must be true or false, got {drift!r}")
+            raise InvalidTypeError(f"drift must be true or false, got {drift!r}", field="drift")
         self.drift = drift
         self.n_arms = self.means.shape[1]
 
@@ -92,7 +94,8 @@ class Adversarial(Environment):
     def check_horizon(self, horizon: int) -> None:
         if horizon != self.length:
             raise InvalidParameterError(
-                f"horizon must equal the adversarial table's length ({self.length} steps), got {horizon}")
+                f"horizon must equal the adversarial table's length ({self.length} steps), got {horizon}",
+                field="horizon")
 
     def draw(self, rngs, start, n_steps):
         rows = np.arange(start, start + n_steps) // self.repeat

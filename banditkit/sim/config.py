@@ -42,15 +42,17 @@ ENVIRONMENTS: dict[str, type[Environment]] = {
     "non_stationary": NonStationary,
     "adversarial": Adversarial,
 }
-#: Keys that build random coefficients for the contextual environments instead of listing them.
-RANDOM_COEFFICIENT_KEYS = ("n_arms", "n_features", "coefficients_seed", "coefficients_scale")
+#: Keys that build random coefficients for the contextual environments instead of listing them, each with
+#: the parameter of :func:`random_coefficients` it sets.
+RANDOM_COEFFICIENT_KEYS = {"n_arms": "n_arms", "n_features": "n_features", "coefficients_seed": "seed",
+                           "coefficients_scale": "scale"}
 
 
 class ConfigError(InvalidParameterError):
     """A config value is missing, unknown or invalid; ``key`` is its dotted path, e.g. ``environment.means``."""
 
     def __init__(self, key: str, message: str):
-        super().__init__(f"config key {key!r}: {message}")
+        super().__init__(f"config key {key!r}: {message}", field=key)
         self.key = key
 
 
@@ -71,6 +73,16 @@ class Experiment:
 
         return run(self.policies, self.environment, self.horizon, self.replications, self.seed,
                    workers=workers, progress=progress)
+
+
+def _key(section: str, error: BanditkitError, names: dict[str, str] | None = None) -> str:
+    """The config key of the value ``error`` is about: ``section.field``, or ``section`` if no field is known.
+
+    ``names`` maps the fields of the code that raised to config keys where they differ.
+    """
+    if error.field is None:
+        return section
+    return f"{section}.{(names or {}).get(error.field, error.field)}"
 
 
 def _reject_unknown(section: str, table: dict[str, Any], allowed: set[str]) -> None:
@@ -97,21 +109,20 @@ def _environment(table: dict[str, Any]) -> Environment:
     delay = table.pop("delay", None)
     cls = ENVIRONMENTS[kind]
     if issubclass(cls, (LinearContextual, LogisticContextual)) and "coefficients" not in table:
-        generator = {key: table.pop(key) for key in RANDOM_COEFFICIENT_KEYS if key in table}
+        generator = {parameter: table.pop(key) for key, parameter in RANDOM_COEFFICIENT_KEYS.items() if key in table}
         try:
-            table["coefficients"] = random_coefficients(
-                generator.get("n_arms"), generator.get("n_features"), seed=generator.get("coefficients_seed", 0),
-                scale=generator.get("coefficients_scale", 1.0))
+            table["coefficients"] = random_coefficients(**{"n_arms": None, "n_features": None, **generator})
         except BanditkitError as error:
-            raise ConfigError(f"environment.{str(error).split()[0]}", str(error)) from error
+            keys = {parameter: key for key, parameter in RANDOM_COEFFICIENT_KEYS.items()}
+            raise ConfigError(_key("environment", error, keys), str(error)) from error
     accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
     _reject_unknown("environment", table, accepted | {"kind", "delay"})
     try:
         environment = cls(**table)
-    except TypeError as error:
+    except BanditkitError as error:  # before TypeError: a bad type is an InvalidTypeError, which names its field
+        raise ConfigError(_key("environment", error), str(error)) from error
+    except TypeError as error:  # a required key missing
         raise ConfigError("environment", f"{kind} needs {sorted(accepted)}: {error}") from error
-    except BanditkitError as error:
-        raise ConfigError(f"environment.{str(error).split()[0]}", str(error)) from error
     if delay is None:
         return environment
     if not isinstance(delay, dict):
@@ -120,7 +131,7 @@ def _environment(table: dict[str, Any]) -> Environment:
     try:
         return Delayed(environment, **delay)
     except BanditkitError as error:
-        raise ConfigError("environment.delay", str(error)) from error
+        raise ConfigError(_key("environment.delay", error), str(error)) from error
 
 
 def _policies(table: dict[str, Any]) -> dict[str, Policy]:
@@ -131,11 +142,18 @@ def _policies(table: dict[str, Any]) -> dict[str, Policy]:
         if not isinstance(spec, dict):
             raise ConfigError(f"policies.{label}", f"must be a table with name and params, got {spec!r}")
         _reject_unknown(f"policies.{label}", spec, {"name", "params"})
+        # The name alone first, so that an error is known to be about the name or about the params.
         try:
-            policies[label] = make_policy({"name": spec.get("name"), "params": spec.get("params", {})})
+            make_policy({"name": spec.get("name")})
         except BanditkitError as error:
-            key = "name" if "name must" in str(error) else "params"
-            raise ConfigError(f"policies.{label}.{key}", str(error)) from error
+            raise ConfigError(f"policies.{label}.name", str(error)) from error
+        params = spec.get("params", {})
+        try:
+            policies[label] = make_policy({"name": spec["name"], "params": params})
+        except BanditkitError as error:
+            given = params if isinstance(params, dict) else {}
+            key = f"policies.{label}.params"
+            raise ConfigError(f"{key}.{error.field}" if error.field in given else key, str(error)) from error
     return policies
 
 
@@ -159,7 +177,7 @@ def parse_config(data: dict[str, Any]) -> Experiment:
     try:
         environment.check_horizon(settings["horizon"])
     except BanditkitError as error:
-        raise ConfigError("run.horizon", str(error)) from error
+        raise ConfigError("run.horizon", str(error)) from error  # the horizon is the only argument
     return Experiment(policies=_policies(_section(data, "policies")), environment=environment,
                       title=str(data.get("title", "")), source=data, **settings)
 

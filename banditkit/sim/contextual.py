@@ -19,6 +19,7 @@ def random_coefficients(n_arms: int, n_features: int, seed: int = 0, scale: floa
     n_arms = check_int("n_arms", n_arms, low=1)
     n_features = check_int("n_features", n_features, low=1)
     scale = check_real("scale", scale, low=0.0, low_open=True)
+    seed = check_int("seed", seed, low=0)
     rng = np.random.default_rng(np.random.SeedSequence(seed))
     return rng.normal(0.0, scale / np.sqrt(n_features), size=(n_arms, n_features))
 

@@ -37,15 +37,17 @@ def check_vector(name: str, values, *, low: float = -np.inf, high: float = np.in
     try:
         array = np.array(values, dtype=np.float64)
     except (TypeError, ValueError) as error:
-        raise InvalidTypeError(f"{name} must be numbers, got {values!r}") from error
+        raise InvalidTypeError(f"{name} must be numbers, got {values!r}", field=name) from error
     if array.ndim != ndim or array.size == 0:
-        raise InvalidParameterError(f"{name} must be a non-empty {ndim}-d array, got shape {array.shape}")
+        raise InvalidParameterError(f"{name} must be a non-empty {ndim}-d array, got shape {array.shape}",
+                                    field=name)
     bad = ~np.isfinite(array) | (array < low) | (array > high)
     if bad.any():
         where = tuple(int(i) for i in np.argwhere(bad)[0])
         position = where[0] if ndim == 1 else where
         raise InvalidParameterError(
-            f"{name} must be finite and in [{low}, {high}], got {array[where].item()!r} at position {position}")
+            f"{name} must be finite and in [{low}, {high}], got {array[where].item()!r} at position {position}",
+            field=name)
     return array
 
 
@@ -97,11 +99,12 @@ class Environment(ABC):
         """Lai-Robbins constant C with regret >= C log T asymptotically, where one is known."""
         return None
 
-    def feedback(self, replications: int):
-        """The queue that decides when each observation reaches the policy (immediately here)."""
-        from .delayed import ImmediateFeedback
+    def arrival_steps(self, time: int, chunk: Chunk, step: int) -> int | np.ndarray:
+        """Step before whose decision the feedback of ``time`` arrives: the next one here.
 
-        return ImmediateFeedback()
+        An int, or one per replication (R,); :class:`~banditkit.sim.Delayed` holds feedback back.
+        """
+        return time + 1
 
     @abstractmethod
     def describe(self) -> dict[str, Any]:
@@ -174,7 +177,8 @@ class Gaussian(Environment):
             sigma = [check_real("sigma", sigma, low=0.0, low_open=True)] * self.n_arms
         self.sigma = check_vector("sigma", sigma, low=np.finfo(float).tiny)
         if self.sigma.size != self.n_arms:
-            raise InvalidParameterError(f"sigma must have one value per arm ({self.n_arms}), got {self.sigma.size}")
+            raise InvalidParameterError(f"sigma must have one value per arm ({self.n_arms}), got {self.sigma.size}",
+                                        field="sigma")
         self._expected = self.means[None, :]
         self._gaps = self.means.max() - self.means
 

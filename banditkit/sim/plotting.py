@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import numpy as np
 
 from .table import missing_dependency
 
-if TYPE_CHECKING:
-    from .results import SimulationResult
+
+class RegretCurves(Protocol):
+    """What a plot reads from a result (a :class:`~banditkit.sim.SimulationResult`); arrays are (P, G)."""
+
+    policies: list[str]
+    environment: dict[str, Any]
+    horizon: int
+    replications: int
+    steps: np.ndarray
+    regret_mean: np.ndarray
+    regret_low: np.ndarray
+    regret_high: np.ndarray
+    lower_bound: float | None
 
 
 #: Environments whose regret grows in bursts through the run: plotted against linear time by default.
@@ -21,7 +32,7 @@ def _kind(environment: dict) -> str:
     return _kind(environment["environment"]) if environment["kind"] == "delayed" else environment["kind"]
 
 
-def plot_regret(result: SimulationResult, path: str | Path | None = None, *, title: str | None = None,
+def plot_regret(result: RegretCurves, path: str | Path | None = None, *, title: str | None = None,
                 log_x: bool | None = None):
     """Draw each policy's mean cumulative regret and its 95% band; return the matplotlib Figure.
 

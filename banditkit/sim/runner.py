@@ -27,8 +27,8 @@ import numpy as np
 from .._validation import check_int
 from ..errors import InvalidParameterError, InvalidTypeError
 from ..policies import Policy, make_policy
-from .delayed import Observations
 from .environments import Environment
+from .feedback import Feedback, Observations
 from .results import SimulationResult, recording_steps
 
 #: Replications per policy stream and per thread task.
@@ -83,7 +83,7 @@ def _run_block(name: str, policy: Policy, env: Environment, horizon: int, replic
     state = policy.init_state(n_arms, n, env.n_features if policy.contextual else None)
     mask = np.ones((n, n_arms), dtype=bool)
     rows = np.arange(n)
-    feedback = env.feedback(n)
+    feedback = Feedback(n)
     regret, total_reward = np.zeros(n), np.zeros(n)
     pulls = np.zeros(n_arms, dtype=np.int64)
     regret_sums, regret_squares = np.zeros(grid.size), np.zeros(grid.size)
@@ -103,7 +103,8 @@ def _run_block(name: str, policy: Policy, env: Environment, horizon: int, replic
             regret += step_regret
             total_reward += rewards
             pulls += np.bincount(arms, minlength=n_arms)
-            feedback.add(time, chunk, step, Observations(None, arms, rewards, propensities, context))
+            feedback.add(env.arrival_steps(time, chunk, step),
+                         Observations(None, arms, rewards, propensities, context))
             if time + 1 == grid[record]:
                 regret_sums[record] = regret.sum()
                 regret_squares[record] = regret @ regret

@@ -17,11 +17,12 @@ from policy_cases import NON_CONTEXTUAL, bernoulli_run
 from scipy import optimize
 
 import banditkit as bk
-from banditkit.policies import (EXP3, KLUCB, UCB1, DiscountedThompsonSampling, EpsilonGreedy,
+from banditkit.policies import (EXP3, KLUCB, UCB1, BayesUCB, DiscountedThompsonSampling, EpsilonGreedy,
                                 GaussianThompsonSampling, SlidingWindowUCB, Softmax, ThompsonSampling)
 
 #: First 30 arms chosen, and the distribution after those 30 rounds (to 1e-9).
 GOLDEN = {
+    "bayes_ucb": ("acccbccccccccccccccccccccccccc", (0.0, 0.0, 1.0)),
     "discounted_thompson": ("cacccccbccbccccccccabccccbbbbc", (0.024279436247, 0.363390603382, 0.612329960371)),
     "epsilon_greedy": ("ccccaccccccccccccccccccccccccc", (0.1 / 3, 0.1 / 3, 0.9 + 0.1 / 3)),
     "exp3": ("baaaccbcbccacacacbbbaacccbcccc", (0.211694447867, 0.303849376183, 0.48445617595)),
@@ -66,6 +67,27 @@ def test_ucb1_index_by_hand():
     np.testing.assert_allclose(UCB1().indices(observed(UCB1()))[0], expected, rtol=0, atol=1e-12)
     # Arm 2 has the largest index (2.34 against 1.89 and 1.76): UCB1 plays it for sure.
     np.testing.assert_array_equal(UCB1().probabilities(observed(UCB1()), MASK3)[0], [0.0, 0.0, 1.0])
+
+
+@pytest.mark.parametrize("c, horizon", [(0.0, None), (1.0, 100), (2.0, None)])
+def test_bayes_ucb_index_is_the_posterior_quantile_by_hand(c, horizon):
+    """Beta(1, 1), Beta(1, 2) and Beta(3, 1) quantiles have closed forms: q, 1 - sqrt(1 - q), q^(1/3)."""
+    policy = BayesUCB(c=c, horizon=horizon)
+    # Arm 0 untried, arm 1 one failure, arm 2 two successes: round t = 4.
+    state = policy.update(policy.init_state(3), np.array([1, 2, 2]), np.array([0.0, 1.0, 1.0]))
+    n = 4 if horizon is None else horizon
+    level = 1 - 1 / (4 * max(math.log(n), 1.0) ** c)
+    assert policy.quantile_level(state)[0, 0] == pytest.approx(level, abs=1e-15)
+    expected = [level, 1 - math.sqrt(1 - level), level ** (1 / 3)]
+    np.testing.assert_allclose(policy.indices(state)[0], expected, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(policy.probabilities(state, MASK3)[0], [0.0, 0.0, 1.0])
+
+
+def test_bayes_ucb_first_round_is_uniform():
+    """t = 1 gives level 0, where every quantile is 0: all arms tie."""
+    policy = BayesUCB()
+    np.testing.assert_array_equal(policy.indices(policy.init_state(3))[0], [0.0, 0.0, 0.0])
+    np.testing.assert_allclose(policy.probabilities(policy.init_state(3), MASK3)[0], [1 / 3] * 3, rtol=0, atol=0)
 
 
 def _kl(p: float, q: float) -> float:

@@ -10,7 +10,7 @@ from banditkit.service.model import apply_rewards, guarded, join, reward_delta, 
 from banditkit.service.stores.base import merge_delta, policy_state
 
 POLICIES = ["thompson", "ucb1", "epsilon_greedy", "gaussian_thompson", "exp3", "kl_ucb", "softmax",
-            "discounted_thompson", "sliding_window_ucb"]
+            "discounted_thompson", "sliding_window_ucb", "bayes_ucb"]
 
 
 def trained(policy: str, seed: int = 3, **kwargs) -> bk.Bandit:

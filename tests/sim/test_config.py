@@ -53,7 +53,9 @@ DELETE = object()
 BAD = [
     ("policies.TS.name", "thomson", "policies.TS.name", "policy name must be one of"),
     ("policies.TS.params", {"alpha": 2.0}, "policies.TS.params", "has no parameter 'alpha'"),
-    ("policies.TS.params", {"prior_alpha": -1.0}, "policies.TS.params", "prior_alpha must be in"),
+    ("policies.TS.params", {"prior_alpha": -1.0}, "policies.TS.params.prior_alpha", "prior_alpha must be in"),
+    ("policies.TS.params", [1.0], "policies.TS.params", "params must be a dict"),
+    ("policies.TS.name", 3, "policies.TS.name", "policy name must be one of"),
     ("policies.TS.weight", 3, "policies.TS.weight", "unknown key"),
     ("policies", {}, "policies", "at least one"),
     ("run.horizon", -5, "run.horizon", "horizon must be an integer >= 1, got -5"),
@@ -65,6 +67,8 @@ BAD = [
     ("environment.sigma", 1.0, "environment.sigma", "unknown key"),
     ("environment.delay", {"delay": 1, "batch": 2}, "environment.delay", "exactly one of"),
     ("environment.delay", {"lag": 1}, "environment.delay.lag", "unknown key"),
+    ("environment.delay", {"batch": 0}, "environment.delay.batch", "batch must be in [1, None], got 0"),
+    ("environment.delay", {"mean_delay": "long"}, "environment.delay.mean_delay", "mean_delay must be a real"),
     ("environment", DELETE, "environment", "must be a table"),
     ("extra", 1, "extra", "unknown key"),
 ]
@@ -76,6 +80,30 @@ def test_bad_configs_name_the_key(path, value, key, message):
         parse_config(change(path, value))
     assert caught.value.key == key
     assert f"config key {key!r}" in str(caught.value) and message in str(caught.value)
+
+
+ENVIRONMENTS = [
+    ({"kind": "gaussian", "means": [0.0, 1.0], "sigma": [1.0, 1.0, 1.0]}, "environment.sigma", "one value per arm"),
+    ({"kind": "gaussian", "means": [0.0, 1.0], "sigma": -1.0}, "environment.sigma", "sigma must be in"),
+    ({"kind": "non_stationary", "means": [[0.1], [0.2]], "times": [0, 0]}, "environment.times", "increase strictly"),
+    ({"kind": "non_stationary", "means": [[0.1]], "times": [0], "drift": "yes"}, "environment.drift",
+     "drift must be true or false"),
+    ({"kind": "linear_contextual", "n_arms": 2, "n_features": 2, "coefficients_scale": 0.0},
+     "environment.coefficients_scale", "scale must be in"),
+    ({"kind": "linear_contextual", "n_arms": 2, "n_features": 2, "coefficients_seed": -1},
+     "environment.coefficients_seed", "seed must be in"),
+    ({"kind": "linear_contextual", "n_features": 2}, "environment.n_arms", "n_arms must be an integer"),
+    ({"kind": "adversarial", "table": [[1.0, 0.0]], "repeat": 0}, "environment.repeat", "repeat must be in"),
+]
+
+
+@pytest.mark.parametrize("environment, key, message", ENVIRONMENTS, ids=[e[1] for e in ENVIRONMENTS])
+def test_bad_environments_name_the_key(environment, key, message):
+    data = base()
+    data["environment"] = environment
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data)
+    assert caught.value.key == key and caught.value.field == key and message in str(caught.value)
 
 
 def test_adversarial_horizon_must_match_the_table():

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from banditkit.sim import Bernoulli, Delayed, environment_seed
-from banditkit.sim.delayed import ImmediateFeedback, Observations, update_passes
+from banditkit.sim.feedback import Feedback, Observations, update_passes
 
 
 def observations(rows, tag, replications=5):
@@ -17,9 +17,10 @@ def observations(rows, tag, replications=5):
 
 
 def replay(env, replications, horizon):
-    """Drive the feedback queue of ``env`` as the runner does; return, per step, the arrivals by replication."""
+    """Drive a feedback queue with ``env``'s arrival steps as the runner does; return, per step, the arrivals by
+    replication."""
     chunk = env.draw([np.random.default_rng(environment_seed(0, r)) for r in range(replications)], 0, horizon)
-    feedback = env.feedback(replications)
+    feedback = Feedback(replications)
     arrivals = []
     for time in range(horizon):
         seen = [[] for _ in range(replications)]
@@ -30,16 +31,19 @@ def replay(env, replications, horizon):
                 seen[row].append(int(sent))
         arrivals.append(seen)
         # The "arm" carries the decision time so that arrivals can be traced back.
-        feedback.add(time, chunk, time, Observations(None, np.full(replications, time), np.zeros(replications)))
+        feedback.add(env.arrival_steps(time, chunk, time),
+                     Observations(None, np.full(replications, time), np.zeros(replications)))
     return arrivals, chunk
 
 
 def test_immediate_feedback_arrives_before_the_next_decision():
-    feedback = ImmediateFeedback()
-    assert feedback.due(0) == []
+    arrivals, _ = replay(Bernoulli([0.5, 0.5]), replications=2, horizon=6)
+    for time, seen in enumerate(arrivals):
+        assert seen == [[time - 1]] * 2 if time >= 1 else seen == [[], []]
+    feedback = Feedback(5)
     batch = observations(None, 1)
-    feedback.add(0, None, 0, batch)
-    assert feedback.due(1) == [batch] and feedback.due(2) == []
+    feedback.add(Bernoulli([0.5]).arrival_steps(0, None, 0), batch)
+    assert feedback.due(0) == [] and feedback.due(1) == [batch] and feedback.due(2) == []
 
 
 def test_fixed_delay_holds_each_reward_back_exactly_d_steps():

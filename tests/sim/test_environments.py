@@ -24,7 +24,7 @@ INVALID = [
     (lambda: Gaussian([0.0, 1.0], sigma=[1.0]), InvalidParameterError, "sigma must have one value per arm (2)"),
     (lambda: NonStationary([[0.1, 0.2]], times=[5]), InvalidParameterError, "times must start at 0"),
     (lambda: NonStationary([[0.1], [0.2]], times=[0]), InvalidParameterError, "one step per row of means (2)"),
-    (lambda: NonStationary([[0.1], [0.2]], times=[0, 10], drift="yes"), InvalidParameterError, "drift must be"),
+    (lambda: NonStationary([[0.1], [0.2]], times=[0, 10], drift="yes"), InvalidTypeError, "drift must be"),
     (lambda: Adversarial([[1.0, 0.0]], repeat=0), InvalidParameterError, "repeat must be in [1"),
     (lambda: LinearContextual([[1.0, 0.0]], noise_sigma=-1.0), InvalidParameterError, "noise_sigma must be in"),
     (lambda: LogisticContextual([1.0, 0.0]), InvalidParameterError, "coefficients must be a non-empty 2-d array"),

@@ -15,7 +15,6 @@ and a store can commit many requests together (group commit).
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import threading
 import weakref
@@ -25,11 +24,9 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
+from ..._codec import decode_arrays, encode_arrays
 from ...policies import Policy
-
-State = dict[str, np.ndarray]
+from ...policies.base import State
 
 #: Key prefixes of an experiment's arrays: the policy state, and the reward ledger (always additive).
 POLICY_PREFIX, LEDGER_PREFIX = "policy/", "ledger/"
@@ -294,17 +291,13 @@ def reward_from_row(row) -> RewardRecord:
 
 
 def encode_state(state: State) -> str:
-    """Exact JSON for a state: dtype, shape and the raw little-endian bytes in base64."""
-    return json.dumps({key: {"dtype": value.dtype.str, "shape": list(value.shape),
-                             "data": base64.b64encode(np.ascontiguousarray(value).tobytes()).decode()}
-                       for key, value in state.items()})
+    """Exact JSON text for a state: :func:`banditkit._codec.encode_arrays`, as the Bandit's JSON writes it."""
+    return json.dumps(encode_arrays(state))
 
 
 def decode_state(text: str) -> State:
     """Inverse of :func:`encode_state`."""
-    return {key: np.frombuffer(base64.b64decode(item["data"]), dtype=np.dtype(item["dtype"]))
-            .reshape(item["shape"]).copy()
-            for key, item in json.loads(text).items()}
+    return decode_arrays(json.loads(text))
 
 
 def merge_delta(policy: Policy, state: State, delta: State) -> State:

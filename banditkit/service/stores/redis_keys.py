@@ -230,13 +230,16 @@ return out
 
 #: KEYS meta, reward_stream, lease. ARGV learner_id, expected_version, new model JSON ("" = unchanged),
 #: new state text ("" = unchanged), new reward_offset ("" = unchanged), then stream ids to XACK.
-#: Returns the new version, or :data:`LEASE_LOST` / :data:`VERSION_MOVED` having written nothing.
+#: The version goes up by one when the model or the state changes (entries that were all learned before
+#: are only acknowledged, and workers have nothing to reload). Returns the version, or :data:`LEASE_LOST` / :data:`VERSION_MOVED` having written nothing.
 APPLY_BATCH = """
 if redis.call('GET', KEYS[3]) ~= ARGV[1] then return -1 end
 local version = tonumber(redis.call('HGET', KEYS[1], 'version'))
 if version ~= tonumber(ARGV[2]) then return -2 end
-version = version + 1
-redis.call('HSET', KEYS[1], 'version', version)
+if ARGV[3] ~= '' or ARGV[4] ~= '' then
+  version = version + 1
+  redis.call('HSET', KEYS[1], 'version', version)
+end
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'model', ARGV[3]) end
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'state', ARGV[4]) end
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'reward_offset', ARGV[5]) end

@@ -1,0 +1,71 @@
+"""The base of every policy that learns per-arm pull counts and reward sums.
+
+Such a policy keeps ``pulls`` and ``reward_sums`` (and ``reward_sq_sums`` when
+it needs a variance), each of shape (B, K), learns by adding to them, and
+decides from them. What differs between the policies is only how a decision
+is drawn; this base supplies the rest, and the choice between the compiled
+one-request kernel (when numba is installed) and the numpy path, which give
+identical decisions.
+
+A subclass implements :meth:`CountPolicy.sample_numpy` (its numpy decision
+for any number of rows) and, when it has a compiled kernel,
+:meth:`CountPolicy.choose_compiled` (one request on a one-row state) and
+:meth:`CountPolicy.sample_compiled` (any number of rows).
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from types import ModuleType
+from typing import ClassVar
+
+import numpy as np
+
+from . import _jit
+from .base import Policy, State, add_count, add_counts, count_state, empirical_means
+
+
+class CountPolicy(Policy):
+    """A policy whose state is per-arm ``pulls`` and ``reward_sums``, learned by addition."""
+
+    #: True when the state also keeps ``reward_sq_sums`` (the sum of squared rewards).
+    squares: ClassVar[bool] = False
+
+    def init_state(self, n_arms: int, batch: int = 1, n_features: int | None = None) -> State:
+        return count_state(n_arms, batch, self.squares)
+
+    @abstractmethod
+    def sample_numpy(self, state: State, rng: np.random.Generator, mask: np.ndarray) -> np.ndarray:
+        """:meth:`sample` on the numpy path, one arm per row of ``mask`` (n, K)."""
+
+    def choose_compiled(self, compiled: ModuleType, state: State, rng: np.random.Generator, mask: np.ndarray) -> int:
+        """:meth:`choose` through the compiled ``kernels`` module; by default (no kernel) the numpy path."""
+        return int(self.sample_numpy(state, rng, mask)[0])
+
+    def sample_compiled(self, compiled: ModuleType, state: State, rng: np.random.Generator,
+                        mask: np.ndarray) -> np.ndarray:
+        """:meth:`sample` through the compiled ``kernels`` module for several rows; by default the numpy path."""
+        return self.sample_numpy(state, rng, mask)
+
+    def sample(self, state, rng, mask, context=None):
+        compiled = _jit.kernels()
+        if compiled is None:
+            return self.sample_numpy(state, rng, mask)
+        if mask.shape[0] == 1 and state["pulls"].shape[0] == 1:
+            return np.array([self.choose_compiled(compiled, state, rng, mask)])
+        return self.sample_compiled(compiled, state, rng, mask)
+
+    def choose(self, state, rng, mask, context=None):
+        compiled = _jit.kernels()
+        if compiled is None:
+            return int(self.sample_numpy(state, rng, mask)[0])
+        return self.choose_compiled(compiled, state, rng, mask)
+
+    def update(self, state, arms, rewards, *, propensities=None, context=None):
+        return add_counts(state, arms, rewards, self.squares)
+
+    def update_one(self, state, arm, reward, *, propensity=None, context=None):
+        return add_count(state, arm, reward, self.squares)
+
+    def means(self, state, context=None):
+        return empirical_means(state)

@@ -1,0 +1,98 @@
+"""One exact encoding of state arrays, shared by the Bandit's JSON and the stores; format 1 files still load."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import banditkit as bk
+from banditkit._codec import decode_arrays, encode_arrays
+from banditkit.bandit import FORMAT, FORMAT_1
+from banditkit.service.stores.base import decode_state, encode_state
+
+#: Bandits written by banditkit.bandit/1, with the decisions and probabilities that followed them then.
+FORMAT_1_CASES = json.loads(Path(__file__).with_name("data").joinpath("bandit_format_1.json").read_text())
+
+
+def nan_with_payload() -> np.ndarray:
+    return np.array([0x7FF8_0000_0000_0123], dtype=np.uint64).view(np.float64)
+
+
+ARRAYS = {
+    "float64 with -0, inf, nan payload": np.concatenate([[0.1, -0.0, np.inf, -np.inf, 5e-324], nan_with_payload()]),
+    "float32": np.array([[1 / 3, -2.5]], dtype=np.float32),
+    "int64": np.array([[-(2**62), 7]], dtype=np.int64),
+    "bool": np.array([True, False]),
+    "big-endian": np.array([1.5, 2.25], dtype=">f8"),
+    "empty (1, 0, 3)": np.zeros((1, 0, 3)),
+    "transposed 3-d": np.arange(24, dtype=np.float64).reshape(2, 3, 4).transpose(2, 0, 1),
+    "complex": np.array([1 + 2j]),
+}
+
+
+@pytest.mark.parametrize("name", ARRAYS)
+def test_the_encoding_is_exact_in_dtype_shape_and_bytes(name):
+    array = ARRAYS[name]
+    back = decode_arrays(json.loads(json.dumps(encode_arrays({"a": array}))))["a"]
+    assert back.dtype == array.dtype and back.shape == array.shape
+    assert back.tobytes() == np.ascontiguousarray(array).tobytes()
+    assert back.flags.writeable and back.flags.c_contiguous
+
+
+def test_the_bandit_and_the_stores_write_the_same_encoding():
+    bandit = bk.Bandit(["a", "b"], policy="linucb", seed=2, n_features=3)
+    bandit.update_many(["a", "b", "a"], [1.0, 0.0, 0.5], contexts=np.arange(9.0).reshape(3, 3) / 9)
+    written = bandit.to_dict()["state"]
+    assert written == encode_arrays(bandit.state) == json.loads(encode_state(bandit.state))
+    for key, value in decode_state(json.dumps(written)).items():
+        assert value.tobytes() == bandit.state[key].tobytes()
+
+
+def test_state_text_of_existing_stores_still_decodes():
+    """What the stores wrote before the encoding moved to banditkit._codec (the same format)."""
+    text = '{"pulls": {"dtype": "<f8", "shape": [1, 2], "data": "AAAAAAAA8D8AAAAAAAAAQA=="}}'
+    state = decode_state(text)
+    assert state["pulls"].tolist() == [[1.0, 2.0]] and encode_state(state) == text
+
+
+@pytest.mark.parametrize("item, message", [
+    ({"dtype": "<f8", "shape": [2], "data": "AAAAAAAA8D8="}, "has 8 bytes, expected 16"),
+    ({"dtype": "|O", "shape": [1], "data": "AAAAAAAA8D8="}, "booleans or numbers"),
+    ({"dtype": "<f8", "shape": [1], "data": "not base64!"}, "base64"),
+    ({"dtype": "<f8", "shape": [1]}, "base64"),
+    ({"dtype": "float99", "shape": [1], "data": ""}, "dtype"),
+])
+def test_a_bad_encoding_is_refused_naming_the_array(item, message):
+    with pytest.raises(bk.InvalidParameterError, match=message) as caught:
+        decode_arrays({"pulls": item})
+    assert caught.value.field == "state['pulls']"
+
+
+@pytest.mark.parametrize("case", FORMAT_1_CASES)
+def test_format_1_still_loads_and_continues_exactly(case):
+    written = FORMAT_1_CASES[case]
+    data = written["json"]
+    assert data["format"] == FORMAT_1
+    bandit = bk.Bandit.from_json(json.dumps(data))
+    for key, item in data["state"].items():
+        array = bandit.state[key]
+        assert array.dtype.str == item["dtype"] and list(array.shape) == item["shape"]
+        assert array.ravel().tolist() == item["data"]
+    assert bandit.to_dict()["format"] == FORMAT
+    assert {k: v for k, v in bandit.to_dict().items() if k not in ("format", "state")} == {
+        k: v for k, v in data.items() if k not in ("format", "state")}
+    # Written again in the current format, it is the same bandit: the same next decisions as then.
+    again = bk.Bandit.from_json(bandit.to_json())
+    for restored in (bandit, again):
+        context = np.array([0.3, -0.2]) if restored.policy.contextual else None
+        assert restored.probabilities(context=context) == pytest.approx(written["probabilities"], abs=1e-12)
+        assert [restored.select(context=context).arm for _ in written["next_arms"]] == written["next_arms"]
+
+
+def test_an_unknown_format_is_refused():
+    data = bk.Bandit(["a"], seed=0).to_dict()
+    with pytest.raises(bk.InvalidParameterError, match="format must be 'banditkit.bandit/2' or 'banditkit.bandit/1'"):
+        bk.Bandit.from_dict(dict(data, format="banditkit.bandit/0"))

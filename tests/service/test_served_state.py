@@ -39,6 +39,7 @@ CASES = {
     "epsilon_greedy": [{"epsilon": 0.3, "decay": 0.1}],
     "softmax": [{"temperature": 0.5}],
     "ucb1": [{}],
+    "bayes_ucb": [{}],
     "kl_ucb": [{}],
     "exp3": [{"gamma": 0.3}],
     "discounted_thompson": [{"gamma": 0.9}],
@@ -53,7 +54,7 @@ CASES = {
 #: all at once. Real-valued rewards (epsilon_greedy, softmax, gaussian_thompson and its sums of squares);
 #: ridge ``A`` and ``b`` and the inverses computed from them (linucb, lints); importance weights
 #: gamma * r / (K p) (exp3); powers of gamma applied per batch (discounted_thompson). The others are exact:
-#: counts and sums of multiples of 1/8 (thompson, ucb1, kl_ucb, sliding_window_ucb), rows copied into a
+#: counts and sums of multiples of 1/8 (thompson, ucb1, bayes_ucb, kl_ucb, sliding_window_ucb), rows copied into a
 #: buffer and models fit on the same rows (the model-based policies).
 FLOAT_ORDER = {"epsilon_greedy", "softmax", "gaussian_thompson", "linucb", "lints", "exp3", "discounted_thompson"}
 N_DECISIONS = 24

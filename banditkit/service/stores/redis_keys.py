@@ -231,7 +231,8 @@ return out
 #: KEYS meta, reward_stream, lease. ARGV learner_id, expected_version, new model JSON ("" = unchanged),
 #: new state text ("" = unchanged), new reward_offset ("" = unchanged), then stream ids to XACK.
 #: The version goes up by one when the model or the state changes (entries that were all learned before
-#: are only acknowledged, and workers have nothing to reload). Returns the version, or :data:`LEASE_LOST` / :data:`VERSION_MOVED` having written nothing.
+#: are only acknowledged, and workers have nothing to reload). Returns the version, or :data:`LEASE_LOST` /
+#: :data:`VERSION_MOVED` having written nothing.
 APPLY_BATCH = """
 if redis.call('GET', KEYS[3]) ~= ARGV[1] then return -1 end
 local version = tonumber(redis.call('HGET', KEYS[1], 'version'))

@@ -116,23 +116,11 @@ def _one_cycle(graph: dict[str, set[str]], component: set[str]) -> list[str]:
     raise AssertionError(f"{sorted(component)} is not strongly connected")
 
 
-def _policy_registry(cycle: list[str]) -> bool:
-    """The family modules import ``register`` from the ``banditkit.policies`` package, which imports them."""
-    return "banditkit.policies" in cycle and all(m.startswith("banditkit.policies") for m in cycle)
-
-
-#: Cycles not removed yet, each with the test that recognises it; an entry that no longer matches fails.
-KNOWN = {"policy registry: move REGISTRY and register out of banditkit/policies/__init__.py": _policy_registry}
-
-
 def test_the_import_graph_has_no_cycles():
     graph = import_graph()
     assert {"banditkit.bandit", "banditkit.sim.results", "banditkit.service.model"} <= set(graph)
     found = cycles(graph)
-    unknown = [cycle for cycle in found if not any(match(cycle) for match in KNOWN.values())]
-    assert not unknown, "import cycles:\n" + "\n".join(" -> ".join(cycle) for cycle in unknown)
-    stale = [name for name, match in KNOWN.items() if not any(match(cycle) for cycle in found)]
-    assert not stale, f"these cycles are gone, remove them from KNOWN: {stale}"
+    assert not found, "import cycles:\n" + "\n".join(" -> ".join(cycle) for cycle in found)
 
 
 def test_the_graph_sees_every_kind_of_import(tmp_path):

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from .._validation import check_real
-from . import _jit, register
+from . import _jit
+from .registry import register
 from .base import State, add_count, add_counts, arm_sums, categorical
 from .counts import CountPolicy
 from .softmax import masked_softmax

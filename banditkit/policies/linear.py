@@ -16,7 +16,8 @@ import numpy as np
 
 from .._validation import check_contexts, check_real
 from ..errors import InvalidParameterError
-from . import _jit, register
+from . import _jit
+from .registry import register
 from ._gaussian_argmax import POINT_MASS_SD, gaussian_argmax_probabilities
 from ._ridge import (CONDITION_WARNING, IllConditionedWarning, add_rows, condition_message,
                      condition_numbers, init_ridge, linear_kernels, check_merged, rebuild, scores)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from .._validation import check_int, check_real
-from . import _jit, register
+from . import _jit
+from .registry import register
 from .base import ORDERED, Policy, State, arm_sums, batch_rows, empirical_means
 from .thompson import beta_argmax, beta_max_probabilities
 from .ucb import IndexPolicy

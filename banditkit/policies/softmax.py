@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from .._validation import check_real
-from . import _jit, register
+from . import _jit
+from .registry import register
 from .base import categorical, empirical_means
 from .counts import CountPolicy
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from .._validation import check_real
-from . import _jit, register
+from . import _jit
+from .registry import register
 from ._maxprob import BetaPosteriors, StudentPosteriors, broadcast_rows, max_probabilities
 from .base import State, batch_rows
 from .counts import CountPolicy

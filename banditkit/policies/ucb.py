@@ -13,7 +13,8 @@ from abc import abstractmethod
 import numpy as np
 
 from .._validation import check_real
-from . import _jit, register
+from . import _jit
+from .registry import register
 from .base import State, argmax_probabilities, argmax_random_ties, empirical_means
 from .counts import CountPolicy
 

@@ -2,7 +2,8 @@
 
 The service learns each reward batch as a delta (``Policy.state_delta``) that
 the store and the server's memory merge (``Policy.merge_delta``). Run over the
-memory store and a real SQLite file, with single and batch decisions and
+memory store, a real SQLite file and the real Redis (where a learner pass
+learns what the workers accepted), with single and batch decisions and
 rewards arriving out of order, the served state must be the state of a local
 Bandit given the same rewards in the same order: bit for bit where the
 arithmetic is the same, to 1e-12 where a sum is taken in another order (the
@@ -13,6 +14,7 @@ for bit.
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httpx
 import numpy as np
@@ -23,10 +25,12 @@ from banditkit.policies import REGISTRY
 from banditkit.service import Settings, create_app
 from banditkit.service.engine import Engine
 from banditkit.service.errors import InvalidRequestError
+from banditkit.service.learner import Learner
 from banditkit.service.model import policy_state
 from banditkit.service.runner import running
 from banditkit.service.schemas import DecisionRequest, ExperimentCreate, RewardRequest
 from banditkit.service.stores import MemoryStore, SQLiteStore
+from banditkit.service.stores.redis_keys import is_redis_url
 
 TREE = {"class": "sklearn.tree.DecisionTreeRegressor", "params": {"max_depth": 3}}
 MODEL = {"estimator": TREE, "refit_every": 4, "refit_fraction": 0.5}
@@ -123,29 +127,49 @@ def serve(base_url: str, name: str, spec: dict, contextual: bool, seed: int):
             np.array([decisions[i]["propensity"] for i in order]))
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 def store_url(request, tmp_path) -> str:
+    if request.param == "redis":
+        return request.getfixturevalue("shared_store")[0]
     return "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'served.db'}"
 
 
+def learned(engine: Engine, store_url: str, name: str) -> int:
+    """On Redis, one learner pass over the rewards, then the server's reload of the stored model; the
+    number of versions the rewards made (the stores that learn in process: one per reward request)."""
+    if not is_redis_url(store_url):
+        return 7                                   # 5 single rewards and 2 batches; the retry changed nothing
+    learner = Learner.from_url(store_url)
+    try:
+        learner.step()
+    finally:
+        learner.close()
+    deadline = time.monotonic() + 10.0
+    while engine.experiment(name).bandit.version < 1:
+        assert time.monotonic() < deadline, "the server did not reload the learned model"
+        time.sleep(0.005)
+    return 1                                       # one learner batch held every reward
+
+
 @pytest.mark.parametrize("case", SERVED, ids=case_id)
-def test_the_served_state_is_what_update_many_learns(store_url, case):
+def test_the_served_state_is_what_update_many_learns(store_url, case, tmp_path):
     name, params = case
     contextual = REGISTRY[name].contextual
     spec = {"name": name, "params": params}
     settings = Settings(store=store_url, port=0, sweep_interval_s=60.0, admin_token=None, client_tokens=(),
-                        tune_interpreter=False)
+                        tune_interpreter=False, model_poll_s=0.01, spool_dir=tmp_path / "spool")
     app = create_app(settings)
     with running(settings, app=app) as base_url:
         arms, rewards, contexts, propensities = serve(base_url, "served", spec, contextual, seed=len(name))
         engine = app.state.engine
+        versions = learned(engine, store_url, "served")
         served = engine.experiment("served").bandit
         (record,) = engine.store.load_experiments()
         stored = policy_state(record.state)
     reference = bk.Bandit(["a", "b", "c"], policy=spec, n_features=N_FEATURES if contextual else None)
     reference.update_many(arms, rewards, contexts=contexts, propensities=propensities)
 
-    assert served.version == record.version == 7   # 5 single rewards and 2 batches; the retry changed nothing
+    assert served.version == record.version == versions
     assert served.state.keys() == stored.keys() == reference.state.keys()
     tolerance = 1e-12 if name in FLOAT_ORDER else 0.0
     for key, expected in reference.state.items():

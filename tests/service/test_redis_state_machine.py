@@ -21,6 +21,7 @@ import redis
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
+from redis_loop import Interposed, Killed
 from redis_servers import (assert_model_is_reference, create_experiment, meta, stored_decisions, stored_rewards,
                            wait_for)
 
@@ -33,28 +34,6 @@ PREFIX = "bk"
 LEASE_TTL_S = 0.3
 SCRIPT_SHAS = {"after_read": hashlib.sha1(READ_REWARDS.encode()).hexdigest(),
                "after_apply": hashlib.sha1(APPLY_BATCH.encode()).hexdigest()}
-
-
-class LearnerCrash(Exception):
-    """The learner process died here."""
-
-
-class CrashingClient:
-    """A Redis client that, once armed, lets one script run and then kills its caller (as kill -9 would:
-    the script's writes are in Redis, the caller never sees its answer)."""
-
-    def __init__(self, client: redis.Redis) -> None:
-        self._client = client
-        self.armed: str | None = None
-
-    def evalsha(self, sha, numkeys, *args):
-        answer = self._client.evalsha(sha, numkeys, *args)
-        if self.armed is not None and sha == SCRIPT_SHAS[self.armed]:
-            raise LearnerCrash(self.armed)
-        return answer
-
-    def __getattr__(self, name):
-        return getattr(self._client, name)
 
 
 class LearningLoop(RuleBasedStateMachine):
@@ -76,7 +55,7 @@ class LearningLoop(RuleBasedStateMachine):
         create_experiment(self.base_url, self.spec)
         self.decisions: dict[str, dict] = {}      # acknowledged decisions: id -> answer
         self.accepted: dict[str, float] = {}      # the one reward value of each rewarded decision
-        self.learner: tuple[Learner, CrashingClient] | None = None
+        self.learner: tuple[Learner, Interposed] | None = None
 
     def teardown(self) -> None:
         try:
@@ -110,17 +89,21 @@ class LearningLoop(RuleBasedStateMachine):
             time.sleep(0.05)
 
     @precondition(lambda self: self.decisions)
-    @rule(data=st.data(), value=st.sampled_from([0.0, 1.0]))
-    def reward(self, data, value):
-        decision_id = data.draw(st.sampled_from(sorted(self.decisions)))
-        response = self.send_reward(decision_id, value)
-        first = self.accepted.get(decision_id)
-        if first is None or first == value:
-            assert response.status_code == 200, response.text
-            assert response.json()["value"] == value and response.json()["arm"] == self.decisions[decision_id]["arm"]
-            self.accepted[decision_id] = value
-        else:
-            assert response.status_code == 409, response.text
+    @rule(data=st.data(), values=st.lists(st.sampled_from([0.0, 1.0]), min_size=1, max_size=3))
+    def reward(self, data, values):
+        for value in values:
+            decision_id = data.draw(st.sampled_from(sorted(self.decisions)))
+            response = self.send_reward(decision_id, value)
+            first = self.accepted.get(decision_id)
+            if first is None or first == value:
+                assert response.status_code == 200, response.text
+                answer = response.json()
+                assert answer["value"] == value and answer["arm"] == self.decisions[decision_id]["arm"], answer
+                self.accepted[decision_id] = value
+                self.exercised["reward" if first is None else "duplicate reward"] += 1
+            else:
+                assert response.status_code == 409, response.text
+                self.exercised["conflicting reward"] += 1
 
     @precondition(lambda self: self.accepted)
     @rule(data=st.data(), conflicting=st.booleans())
@@ -133,9 +116,9 @@ class LearningLoop(RuleBasedStateMachine):
         self.exercised["conflicting reward" if conflicting else "duplicate reward"] += 1
 
     # ---- learning -----------------------------------------------------------------------------
-    def current_learner(self) -> tuple[Learner, CrashingClient]:
+    def current_learner(self) -> tuple[Learner, Interposed]:
         if self.learner is None:
-            client = CrashingClient(self.server.client())
+            client = Interposed(self.server.client())
             self.learner = Learner(client, PREFIX, lease_ttl_s=LEASE_TTL_S, renew_s=0.1, batch_size=3), client
         return self.learner
 
@@ -152,24 +135,31 @@ class LearningLoop(RuleBasedStateMachine):
         except redis.ConnectionError:                # Redis restarted under it: the process dies
             self.drop_learner()
 
-    @rule(point=st.sampled_from(sorted(SCRIPT_SHAS)))
-    def learner_crash(self, point):
-        # The learner holding the lease is the one that crashes: wait for a dead one's lease to expire first.
+    def unapplied(self) -> bool:
+        """True when the reward stream holds entries past the model's reward offset."""
+        last = self.client.xrevrange(self.keys.reward_stream, count=1)
+        return bool(last) and last[0][0] != meta(self.client, PREFIX, self.name)["reward_offset"]
+
+    def crash(self, point: str) -> None:
+        """The learner holding the lease runs one step and dies right after ``point``'s script ran (its
+        writes are in Redis, the process never sees the answer)."""
         wait_for(lambda: self.client.get(self.keys.lease) in (None, self.current_learner()[0].learner_id), 5,
                  "a dead learner's lease to expire")
         learner, client = self.current_learner()
-        client.armed = point
-        try:
+        client.arm(lambda index, name, args: "after" if name == "evalsha" and args[0] == SCRIPT_SHAS[point] else None)
+        with pytest.raises(Killed):
             learner.step()
-        except LearnerCrash:
-            self.exercised[f"learner crash {point}"] += 1
-            self.drop_learner()
-            return
-        client.armed = None
-        # Only a step with nothing to apply runs no apply script.
-        assert point == "after_apply"
-        last = self.client.xrevrange(self.keys.reward_stream, count=1)
-        assert not last or meta(self.client, PREFIX, self.name)["reward_offset"] == last[0][0]
+        self.exercised[f"learner crash {point}"] += 1
+        self.drop_learner()
+
+    @rule()
+    def learner_crash_after_read(self):
+        self.crash("after_read")
+
+    @precondition(lambda self: self.accepted and self.unapplied())
+    @rule()
+    def learner_crash_after_apply(self):
+        self.crash("after_apply")
 
     @rule()
     def restart_redis(self):
@@ -217,7 +207,7 @@ def test_learning_loop_state_machine(redis_aof, tmp_path):
     with running(service) as base_url:
         LearningLoop.server, LearningLoop.base_url = redis_aof, base_url
         run_state_machine_as_test(LearningLoop, settings=settings(
-            max_examples=25, stateful_step_count=30, deadline=None, database=None,
+            max_examples=15, stateful_step_count=30, deadline=None, database=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
     missing = {"learner crash after_read", "learner crash after_apply", "redis restart", "drain",
                "duplicate reward", "conflicting reward"} - set(LearningLoop.exercised)

@@ -9,6 +9,7 @@ reward offset: it never counts a reward twice or skips one. After a drain it is 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -30,7 +31,6 @@ from banditkit.service.learner import Learner
 from banditkit.service.runner import running
 from banditkit.service.stores.redis_keys import APPLY_BATCH, LEARNERS, READ_REWARDS, Keys
 
-PREFIX = "bk"
 LEASE_TTL_S = 0.3
 SCRIPT_SHAS = {"after_read": hashlib.sha1(READ_REWARDS.encode()).hexdigest(),
                "after_apply": hashlib.sha1(APPLY_BATCH.encode()).hexdigest()}
@@ -39,18 +39,25 @@ SCRIPT_SHAS = {"after_read": hashlib.sha1(READ_REWARDS.encode()).hexdigest(),
 class LearningLoop(RuleBasedStateMachine):
     """One experiment served over HTTP by a worker on the append-only Redis, learned by Learner objects."""
 
-    server = None          # the RedisServer, the service's base URL, a counter for experiment names
-    base_url = ""
+    server = None          # the append-only RedisServer, a folder for spools, a counter for experiment names
+    directory = None
     names = itertools.count()
     exercised: Counter = Counter()   # what the runs did, over all examples (so the test shows it tested it)
 
     def __init__(self) -> None:
         super().__init__()
+        number = next(self.names)
+        self.prefix = f"m{number}"   # a key prefix per example: its learners see its experiment only
+        # A worker of its own per example (in a thread of this process), so no example inherits another's state.
+        self.service = contextlib.ExitStack()
+        self.base_url = self.service.enter_context(running(Settings(
+            store=f"{self.server.url}?prefix={self.prefix}", port=0, admin_token=None, client_tokens=(),
+            tune_interpreter=False, spool_dir=self.directory / f"spool-{number}", model_poll_s=0.05)))
         self.client = self.server.client()
-        self.spec = {"name": f"machine{next(self.names)}", "arms": ["a", "b", "c"],
+        self.spec = {"name": f"machine{number}", "arms": ["a", "b", "c"],
                      "policy": {"name": "thompson", "params": {}}, "attribution_window_s": 3600.0, "seed": 1}
         self.name = self.spec["name"]
-        self.keys = Keys.of(PREFIX, self.name)
+        self.keys = Keys.of(self.prefix, self.name)
         self.http = httpx.Client(base_url=f"{self.base_url}/v1/experiments/{self.name}", timeout=10.0)
         create_experiment(self.base_url, self.spec)
         self.decisions: dict[str, dict] = {}      # acknowledged decisions: id -> answer
@@ -67,6 +74,7 @@ class LearningLoop(RuleBasedStateMachine):
             if self.learner is not None:
                 self.learner[0].close()
                 self.learner[1].close()
+            self.service.close()
 
     # ---- serving ------------------------------------------------------------------------------
     @rule(n=st.integers(1, 4))
@@ -119,8 +127,13 @@ class LearningLoop(RuleBasedStateMachine):
     def current_learner(self) -> tuple[Learner, Interposed]:
         if self.learner is None:
             client = Interposed(self.server.client())
-            self.learner = Learner(client, PREFIX, lease_ttl_s=LEASE_TTL_S, renew_s=0.1, batch_size=3), client
+            self.learner = Learner(client, self.prefix, lease_ttl_s=LEASE_TTL_S, renew_s=0.1, batch_size=3), client
         return self.learner
+
+    def wait_for_lease(self) -> None:
+        """Until the lease is free or the current learner's (a dead learner's expires after LEASE_TTL_S)."""
+        wait_for(lambda: self.client.get(self.keys.lease) in (None, self.current_learner()[0].learner_id), 5,
+                 "a dead learner's lease to expire")
 
     def drop_learner(self) -> None:
         """The learner process is gone: its lease stays until it expires, its deliveries stay unacknowledged."""
@@ -138,13 +151,12 @@ class LearningLoop(RuleBasedStateMachine):
     def unapplied(self) -> bool:
         """True when the reward stream holds entries past the model's reward offset."""
         last = self.client.xrevrange(self.keys.reward_stream, count=1)
-        return bool(last) and last[0][0] != meta(self.client, PREFIX, self.name)["reward_offset"]
+        return bool(last) and last[0][0] != meta(self.client, self.prefix, self.name)["reward_offset"]
 
     def crash(self, point: str) -> None:
         """The learner holding the lease runs one step and dies right after ``point``'s script ran (its
         writes are in Redis, the process never sees the answer)."""
-        wait_for(lambda: self.client.get(self.keys.lease) in (None, self.current_learner()[0].learner_id), 5,
-                 "a dead learner's lease to expire")
+        self.wait_for_lease()
         learner, client = self.current_learner()
         client.arm(lambda index, name, args: "after" if name == "evalsha" and args[0] == SCRIPT_SHAS[point] else None)
         with pytest.raises(Killed):
@@ -161,10 +173,14 @@ class LearningLoop(RuleBasedStateMachine):
     def learner_crash_after_apply(self):
         self.crash("after_apply")
 
-    @rule()
-    def restart_redis(self):
-        """kill -9 and restart the append-only Redis; wait until the worker sees it again."""
+    @rule(noticed=st.booleans())
+    def restart_redis(self, noticed):
+        """kill -9 and restart the append-only Redis (down long enough for the worker to notice, or not);
+        wait until the worker sees it again."""
         self.server.kill()
+        if noticed:   # the worker's model poll fails within model_poll_s
+            wait_for(lambda: httpx.get(f"{self.base_url}/v1/health", timeout=5).json()["status"] == "degraded", 10,
+                     "the worker to see Redis down")
         self.server.start()
         self.exercised["redis restart"] += 1
         wait_for(lambda: httpx.get(f"{self.base_url}/v1/health", timeout=5).json()["status"] == "ok", 10,
@@ -173,42 +189,39 @@ class LearningLoop(RuleBasedStateMachine):
     @rule()
     def drain(self):
         """Learn everything (waiting for a dead learner's lease): the model is the reference over all."""
-        wait_for(lambda: set(self.decisions) <= set(stored_decisions(self.client, PREFIX, self.name)), 10,
+        wait_for(lambda: set(self.decisions) <= set(stored_decisions(self.client, self.prefix, self.name)), 10,
                  "spooled decisions to be shipped")
+        self.wait_for_lease()
         learner, _ = self.current_learner()
         learner.run(once=True)
         arms = {decision_id: answer["arm"] for decision_id, answer in self.decisions.items()}
-        assert_model_is_reference(self.client, PREFIX, self.spec, self.accepted, arms)
+        assert_model_is_reference(self.client, self.prefix, self.spec, self.accepted, arms)
         assert self.client.xpending(self.keys.reward_stream, LEARNERS)["pending"] == 0
         self.exercised["drain"] += 1
 
     # ---- after every step ---------------------------------------------------------------------
     @invariant()
     def rewards_kept_are_the_accepted_ones(self):
-        assert {i: r.value for i, r in stored_rewards(self.client, PREFIX, self.name).items()} == self.accepted
+        assert {i: r.value for i, r in stored_rewards(self.client, self.prefix, self.name).items()} == self.accepted
 
     @invariant()
     def model_counts_each_reward_up_to_its_offset_once(self):
-        stored = meta(self.client, PREFIX, self.name)
+        stored = meta(self.client, self.prefix, self.name)
         offset = tuple(map(int, stored["reward_offset"].split("-")))
         learned = [json.loads(fields["reward"]) for entry_id, fields in self.client.xrange(self.keys.reward_stream)
                    if tuple(map(int, entry_id.split("-"))) <= offset]
         rewards = {row[0]: row[3] for row in learned}
         assert len(rewards) == len(learned)                       # no decision twice in the stream
         arms = {decision_id: answer["arm"] for decision_id, answer in self.decisions.items()}
-        assert_model_is_reference(self.client, PREFIX, self.spec, rewards, arms)
+        assert_model_is_reference(self.client, self.prefix, self.spec, rewards, arms)
 
 
 @pytest.mark.slow
 def test_learning_loop_state_machine(redis_aof, tmp_path):
-    store = f"{redis_aof.url}?prefix={PREFIX}"
-    service = Settings(store=store, port=0, admin_token=None, client_tokens=(), tune_interpreter=False,
-                       spool_dir=tmp_path / "spool", model_poll_s=0.05)
-    with running(service) as base_url:
-        LearningLoop.server, LearningLoop.base_url = redis_aof, base_url
-        run_state_machine_as_test(LearningLoop, settings=settings(
-            max_examples=15, stateful_step_count=30, deadline=None, database=None,
-            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
+    LearningLoop.server, LearningLoop.directory = redis_aof, tmp_path
+    run_state_machine_as_test(LearningLoop, settings=settings(
+        max_examples=15, stateful_step_count=30, deadline=None, database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
     missing = {"learner crash after_read", "learner crash after_apply", "redis restart", "drain",
                "duplicate reward", "conflicting reward"} - set(LearningLoop.exercised)
     assert not missing, f"the runs never did {missing}: {LearningLoop.exercised}"

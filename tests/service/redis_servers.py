@@ -70,7 +70,7 @@ def free_port(bus_offset: int | None = None) -> int:
         port = rng.randrange(20000, 30000)
         if _bindable(port) and (bus_offset is None or _bindable(port + bus_offset)):
             return port
-    raise RuntimeError("no free port (with its bus port) found in 20000-40000")
+    raise RuntimeError("no free port (with its bus port) found in 20000-30000")
 
 
 def _wait_exit(process: subprocess.Popen, timeout_s: float) -> None:
@@ -501,6 +501,9 @@ class Load:
                         except queue.Empty:
                             break
                 waiting = self._reward(http, route, waiting, index)
+        raise AssertionError(f"load thread {index}: deadline of {self.deadline_s} s passed with {len(waiting)} "
+                             f"rewards never answered (first: {waiting[:3]}) and {self.resolved[index]} of "
+                             f"{self.rewards_per_thread} own rewards answered")
 
     def _reward(self, http: httpx.Client, route: list[int], items: list[tuple[str, float, str]],
                 index: int) -> list[tuple[str, float, str]]:

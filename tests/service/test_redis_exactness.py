@@ -7,7 +7,7 @@ from __future__ import annotations
 import httpx
 import pytest
 from redis_servers import (Load, assert_model_is_reference, check_against_acknowledged, create_experiment,
-                           learn_once, serving_on_shared_redis, wait_for)
+                           drain, learn_once, serving_on_shared_redis, wait_for)
 
 SPEC = {"name": "hero", "arms": ["a", "b", "c"], "policy": {"name": "thompson", "params": {}},
         "attribution_window_s": 3600.0, "seed": 11}
@@ -37,7 +37,7 @@ def test_model_equals_update_many_over_acknowledged_rewards(round_, serving, tmp
     learn_once(store, tmp_path / "learn.log")            # the real command, in its own process
     stored = check_against_acknowledged(client, prefix, spec, acknowledged)
     # A second drain finds nothing: the model does not move.
-    learn_once(store, tmp_path / "learn-again.log")
+    drain(store)
     arms = {decision_id: answer["arm"] for decision_id, answer in acknowledged.decisions.items()}
     assert assert_model_is_reference(client, prefix, spec, acknowledged.rewards, arms)["version"] == stored["version"]
 

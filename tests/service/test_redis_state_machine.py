@@ -9,6 +9,7 @@ reward offset: it never counts a reward twice or skips one. After a drain it is 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -21,6 +22,7 @@ import redis
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
+from redis_loop import Interposed, Killed
 from redis_servers import (assert_model_is_reference, create_experiment, meta, stored_decisions, stored_rewards,
                            wait_for)
 
@@ -29,54 +31,38 @@ from banditkit.service.learner import Learner
 from banditkit.service.runner import running
 from banditkit.service.stores.redis_keys import APPLY_BATCH, LEARNERS, READ_REWARDS, Keys
 
-PREFIX = "bk"
 LEASE_TTL_S = 0.3
 SCRIPT_SHAS = {"after_read": hashlib.sha1(READ_REWARDS.encode()).hexdigest(),
                "after_apply": hashlib.sha1(APPLY_BATCH.encode()).hexdigest()}
 
 
-class LearnerCrash(Exception):
-    """The learner process died here."""
-
-
-class CrashingClient:
-    """A Redis client that, once armed, lets one script run and then kills its caller (as kill -9 would:
-    the script's writes are in Redis, the caller never sees its answer)."""
-
-    def __init__(self, client: redis.Redis) -> None:
-        self._client = client
-        self.armed: str | None = None
-
-    def evalsha(self, sha, numkeys, *args):
-        answer = self._client.evalsha(sha, numkeys, *args)
-        if self.armed is not None and sha == SCRIPT_SHAS[self.armed]:
-            raise LearnerCrash(self.armed)
-        return answer
-
-    def __getattr__(self, name):
-        return getattr(self._client, name)
-
-
 class LearningLoop(RuleBasedStateMachine):
     """One experiment served over HTTP by a worker on the append-only Redis, learned by Learner objects."""
 
-    server = None          # the RedisServer, the service's base URL, a counter for experiment names
-    base_url = ""
+    server = None          # the append-only RedisServer, a folder for spools, a counter for experiment names
+    directory = None
     names = itertools.count()
     exercised: Counter = Counter()   # what the runs did, over all examples (so the test shows it tested it)
 
     def __init__(self) -> None:
         super().__init__()
+        number = next(self.names)
+        self.prefix = f"m{number}"   # a key prefix per example: its learners see its experiment only
+        # A worker of its own per example (in a thread of this process), so no example inherits another's state.
+        self.service = contextlib.ExitStack()
+        self.base_url = self.service.enter_context(running(Settings(
+            store=f"{self.server.url}?prefix={self.prefix}", port=0, admin_token=None, client_tokens=(),
+            tune_interpreter=False, spool_dir=self.directory / f"spool-{number}", model_poll_s=0.05)))
         self.client = self.server.client()
-        self.spec = {"name": f"machine{next(self.names)}", "arms": ["a", "b", "c"],
+        self.spec = {"name": f"machine{number}", "arms": ["a", "b", "c"],
                      "policy": {"name": "thompson", "params": {}}, "attribution_window_s": 3600.0, "seed": 1}
         self.name = self.spec["name"]
-        self.keys = Keys.of(PREFIX, self.name)
+        self.keys = Keys.of(self.prefix, self.name)
         self.http = httpx.Client(base_url=f"{self.base_url}/v1/experiments/{self.name}", timeout=10.0)
         create_experiment(self.base_url, self.spec)
         self.decisions: dict[str, dict] = {}      # acknowledged decisions: id -> answer
         self.accepted: dict[str, float] = {}      # the one reward value of each rewarded decision
-        self.learner: tuple[Learner, CrashingClient] | None = None
+        self.learner: tuple[Learner, Interposed] | None = None
 
     def teardown(self) -> None:
         try:
@@ -88,6 +74,7 @@ class LearningLoop(RuleBasedStateMachine):
             if self.learner is not None:
                 self.learner[0].close()
                 self.learner[1].close()
+            self.service.close()
 
     # ---- serving ------------------------------------------------------------------------------
     @rule(n=st.integers(1, 4))
@@ -110,17 +97,21 @@ class LearningLoop(RuleBasedStateMachine):
             time.sleep(0.05)
 
     @precondition(lambda self: self.decisions)
-    @rule(data=st.data(), value=st.sampled_from([0.0, 1.0]))
-    def reward(self, data, value):
-        decision_id = data.draw(st.sampled_from(sorted(self.decisions)))
-        response = self.send_reward(decision_id, value)
-        first = self.accepted.get(decision_id)
-        if first is None or first == value:
-            assert response.status_code == 200, response.text
-            assert response.json()["value"] == value and response.json()["arm"] == self.decisions[decision_id]["arm"]
-            self.accepted[decision_id] = value
-        else:
-            assert response.status_code == 409, response.text
+    @rule(data=st.data(), values=st.lists(st.sampled_from([0.0, 1.0]), min_size=1, max_size=3))
+    def reward(self, data, values):
+        for value in values:
+            decision_id = data.draw(st.sampled_from(sorted(self.decisions)))
+            response = self.send_reward(decision_id, value)
+            first = self.accepted.get(decision_id)
+            if first is None or first == value:
+                assert response.status_code == 200, response.text
+                answer = response.json()
+                assert answer["value"] == value and answer["arm"] == self.decisions[decision_id]["arm"], answer
+                self.accepted[decision_id] = value
+                self.exercised["reward" if first is None else "duplicate reward"] += 1
+            else:
+                assert response.status_code == 409, response.text
+                self.exercised["conflicting reward"] += 1
 
     @precondition(lambda self: self.accepted)
     @rule(data=st.data(), conflicting=st.booleans())
@@ -133,11 +124,16 @@ class LearningLoop(RuleBasedStateMachine):
         self.exercised["conflicting reward" if conflicting else "duplicate reward"] += 1
 
     # ---- learning -----------------------------------------------------------------------------
-    def current_learner(self) -> tuple[Learner, CrashingClient]:
+    def current_learner(self) -> tuple[Learner, Interposed]:
         if self.learner is None:
-            client = CrashingClient(self.server.client())
-            self.learner = Learner(client, PREFIX, lease_ttl_s=LEASE_TTL_S, renew_s=0.1, batch_size=3), client
+            client = Interposed(self.server.client())
+            self.learner = Learner(client, self.prefix, lease_ttl_s=LEASE_TTL_S, renew_s=0.1, batch_size=3), client
         return self.learner
+
+    def wait_for_lease(self) -> None:
+        """Until the lease is free or the current learner's (a dead learner's expires after LEASE_TTL_S)."""
+        wait_for(lambda: self.client.get(self.keys.lease) in (None, self.current_learner()[0].learner_id), 5,
+                 "a dead learner's lease to expire")
 
     def drop_learner(self) -> None:
         """The learner process is gone: its lease stays until it expires, its deliveries stay unacknowledged."""
@@ -152,29 +148,39 @@ class LearningLoop(RuleBasedStateMachine):
         except redis.ConnectionError:                # Redis restarted under it: the process dies
             self.drop_learner()
 
-    @rule(point=st.sampled_from(sorted(SCRIPT_SHAS)))
-    def learner_crash(self, point):
-        # The learner holding the lease is the one that crashes: wait for a dead one's lease to expire first.
-        wait_for(lambda: self.client.get(self.keys.lease) in (None, self.current_learner()[0].learner_id), 5,
-                 "a dead learner's lease to expire")
-        learner, client = self.current_learner()
-        client.armed = point
-        try:
-            learner.step()
-        except LearnerCrash:
-            self.exercised[f"learner crash {point}"] += 1
-            self.drop_learner()
-            return
-        client.armed = None
-        # Only a step with nothing to apply runs no apply script.
-        assert point == "after_apply"
+    def unapplied(self) -> bool:
+        """True when the reward stream holds entries past the model's reward offset."""
         last = self.client.xrevrange(self.keys.reward_stream, count=1)
-        assert not last or meta(self.client, PREFIX, self.name)["reward_offset"] == last[0][0]
+        return bool(last) and last[0][0] != meta(self.client, self.prefix, self.name)["reward_offset"]
+
+    def crash(self, point: str) -> None:
+        """The learner holding the lease runs one step and dies right after ``point``'s script ran (its
+        writes are in Redis, the process never sees the answer)."""
+        self.wait_for_lease()
+        learner, client = self.current_learner()
+        client.arm(lambda index, name, args: "after" if name == "evalsha" and args[0] == SCRIPT_SHAS[point] else None)
+        with pytest.raises(Killed):
+            learner.step()
+        self.exercised[f"learner crash {point}"] += 1
+        self.drop_learner()
 
     @rule()
-    def restart_redis(self):
-        """kill -9 and restart the append-only Redis; wait until the worker sees it again."""
+    def learner_crash_after_read(self):
+        self.crash("after_read")
+
+    @precondition(lambda self: self.accepted and self.unapplied())
+    @rule()
+    def learner_crash_after_apply(self):
+        self.crash("after_apply")
+
+    @rule(noticed=st.booleans())
+    def restart_redis(self, noticed):
+        """kill -9 and restart the append-only Redis (down long enough for the worker to notice, or not);
+        wait until the worker sees it again."""
         self.server.kill()
+        if noticed:   # the worker's model poll fails within model_poll_s
+            wait_for(lambda: httpx.get(f"{self.base_url}/v1/health", timeout=5).json()["status"] == "degraded", 10,
+                     "the worker to see Redis down")
         self.server.start()
         self.exercised["redis restart"] += 1
         wait_for(lambda: httpx.get(f"{self.base_url}/v1/health", timeout=5).json()["status"] == "ok", 10,
@@ -183,42 +189,39 @@ class LearningLoop(RuleBasedStateMachine):
     @rule()
     def drain(self):
         """Learn everything (waiting for a dead learner's lease): the model is the reference over all."""
-        wait_for(lambda: set(self.decisions) <= set(stored_decisions(self.client, PREFIX, self.name)), 10,
+        wait_for(lambda: set(self.decisions) <= set(stored_decisions(self.client, self.prefix, self.name)), 10,
                  "spooled decisions to be shipped")
+        self.wait_for_lease()
         learner, _ = self.current_learner()
         learner.run(once=True)
         arms = {decision_id: answer["arm"] for decision_id, answer in self.decisions.items()}
-        assert_model_is_reference(self.client, PREFIX, self.spec, self.accepted, arms)
+        assert_model_is_reference(self.client, self.prefix, self.spec, self.accepted, arms)
         assert self.client.xpending(self.keys.reward_stream, LEARNERS)["pending"] == 0
         self.exercised["drain"] += 1
 
     # ---- after every step ---------------------------------------------------------------------
     @invariant()
     def rewards_kept_are_the_accepted_ones(self):
-        assert {i: r.value for i, r in stored_rewards(self.client, PREFIX, self.name).items()} == self.accepted
+        assert {i: r.value for i, r in stored_rewards(self.client, self.prefix, self.name).items()} == self.accepted
 
     @invariant()
     def model_counts_each_reward_up_to_its_offset_once(self):
-        stored = meta(self.client, PREFIX, self.name)
+        stored = meta(self.client, self.prefix, self.name)
         offset = tuple(map(int, stored["reward_offset"].split("-")))
         learned = [json.loads(fields["reward"]) for entry_id, fields in self.client.xrange(self.keys.reward_stream)
                    if tuple(map(int, entry_id.split("-"))) <= offset]
         rewards = {row[0]: row[3] for row in learned}
         assert len(rewards) == len(learned)                       # no decision twice in the stream
         arms = {decision_id: answer["arm"] for decision_id, answer in self.decisions.items()}
-        assert_model_is_reference(self.client, PREFIX, self.spec, rewards, arms)
+        assert_model_is_reference(self.client, self.prefix, self.spec, rewards, arms)
 
 
 @pytest.mark.slow
 def test_learning_loop_state_machine(redis_aof, tmp_path):
-    store = f"{redis_aof.url}?prefix={PREFIX}"
-    service = Settings(store=store, port=0, admin_token=None, client_tokens=(), tune_interpreter=False,
-                       spool_dir=tmp_path / "spool", model_poll_s=0.05)
-    with running(service) as base_url:
-        LearningLoop.server, LearningLoop.base_url = redis_aof, base_url
-        run_state_machine_as_test(LearningLoop, settings=settings(
-            max_examples=25, stateful_step_count=30, deadline=None, database=None,
-            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
+    LearningLoop.server, LearningLoop.directory = redis_aof, tmp_path
+    run_state_machine_as_test(LearningLoop, settings=settings(
+        max_examples=15, stateful_step_count=30, deadline=None, database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
     missing = {"learner crash after_read", "learner crash after_apply", "redis restart", "drain",
                "duplicate reward", "conflicting reward"} - set(LearningLoop.exercised)
     assert not missing, f"the runs never did {missing}: {LearningLoop.exercised}"

@@ -357,11 +357,13 @@ class RedisStore(Store):
             if carried is not None:
                 first, carried = carried, None
             else:
-                waiting = not self._available or self._spooled
+                # Never an unbounded wait: another thread (a read, the model poll) may mark the store down
+                # while no write is queued, and only this thread brings it back.
                 try:
-                    first = self._queue.get(timeout=self.recheck_s) if waiting else self._queue.get()
+                    first = self._queue.get(timeout=self.recheck_s)
                 except queue.Empty:
-                    self._recover()
+                    if not self._available or self._spooled:
+                        self._recover()
                     continue
             if first is _STOP:
                 break

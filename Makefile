@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench clean redis-tools
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,13 @@ $(STAMP): $(BIN)/python pyproject.toml
 demo: $(STAMP)
 	$(BIN)/banditkit demo
 
-test: $(STAMP)
+# The Redis suites start their own redis-server processes (kill -9, AOF, a 3-master cluster) beside the
+# machine's Redis on 127.0.0.1:6379; install the binaries when a fresh machine lacks them.
+redis-tools:
+	@command -v redis-server >/dev/null && command -v redis-cli >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq redis-server redis-tools)
+
+test: $(STAMP) redis-tools
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

@@ -28,6 +28,7 @@ CASES = {
     "epsilon_greedy": [({"epsilon": 0.3, "decay": 0.1}, ADDITIVE)],
     "softmax": [({}, ADDITIVE)],
     "ucb1": [({}, ADDITIVE)],
+    "bayes_ucb": [({}, ADDITIVE)],
     "kl_ucb": [({}, ADDITIVE)],
     "exp3": [({"gamma": 0.3}, ADDITIVE)],
     "discounted_thompson": [({"gamma": 0.8}, ORDERED)],

@@ -294,6 +294,23 @@ class ServeProcess(BanditkitProcess):
                     pids.append(int(pid))
         return sorted(pids)
 
+    def connections(self, pid: int) -> int:
+        """Client connections to the server's port that worker ``pid`` holds open (from /proc)."""
+        inodes = set()
+        for table in ("tcp", "tcp6"):
+            for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == self.port and fields[3] == "01":   # ESTABLISHED
+                    inodes.add(fields[9])
+        owned = 0
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except FileNotFoundError:
+                continue
+            owned += target.startswith("socket:[") and target[8:-1] in inodes
+        return owned
+
     def start(self, timeout_s: float = 60.0) -> ServeProcess:
         super().start()
         deadline = time.monotonic() + timeout_s

@@ -187,6 +187,105 @@ def memory_per_pending(redis_url: str, client: redis.Redis, count: int) -> tuple
     return grown / count, grown
 
 
+def learner_throughput(redis_url: str, rewards: int, repeats: int) -> list[float]:
+    """Rewards applied per second by one learner draining a pre-filled stream (see bench_learner.py)."""
+    from bench_learner import fill, reset
+
+    from banditkit.service.learner import Learner
+    from banditkit.service.stores.redis_keys import connect
+
+    client, _ = connect(redis_url)
+    prefix = f"bench-{uuid.uuid4().hex[:8]}"
+    rates = []
+    try:
+        meta, _ = fill(client, prefix, rewards)
+        for repeat in range(repeats):
+            reset(client, prefix, meta)
+            learner = Learner(client, prefix, f"bench-{repeat}", batch_size=10_000)
+            started = time.perf_counter()
+            report = learner.step()
+            rates.append(report.applied / (time.perf_counter() - started))
+            learner.close()
+    finally:
+        drop_prefix(client, prefix)
+    return rates
+
+
+def reward_latency(redis_url: str, rate: int, seconds: float) -> tuple[float, float, int]:
+    """Reward-to-model latency: rewards claimed at ``rate`` per second (as workers do) while a streaming
+    ``banditkit learn`` process learns; a reward is in the model once the stored ledger counts it."""
+    from bench_learner import fill
+
+    from banditkit.service.stores.base import decode_state
+    from banditkit.service.stores.redis_keys import CLAIM_REWARDS, LOG_DECISIONS, Keys, claim_args, claim_keys
+    from banditkit.service.stores.redis_keys import connect, log_args, log_keys
+
+    client, _ = connect(redis_url)
+    prefix = f"bench-{uuid.uuid4().hex[:8]}"
+    keys = Keys.of(prefix, "bench")
+    total = int(rate * seconds)
+    try:
+        fill(client, prefix, 0)
+        meta_pulls = lambda: decode_state(client.hget(keys.meta, "state"))["ledger/pulls"].sum()  # noqa: E731
+        from banditkit.service.stores.base import DecisionRecord, Probabilities
+        probabilities = Probabilities({f"arm{i}": 0.1 for i in range(10)})
+        now = time.time()
+        records = [DecisionRecord(f"{int(now * 1000):012x}{i:05x}{uuid.uuid4().int >> 68:015x}", now, "bench",
+                                  None, None, f"arm{i % 10}", 0.1, probabilities, 0, False) for i in range(total)]
+        log = client.register_script(LOG_DECISIONS)
+        for first in range(0, total, 1000):
+            log(keys=log_keys(keys), args=log_args(records[first:first + 1000]))
+        learner = subprocess.Popen([sys.executable, "-m", "banditkit.cli", "learn", "--store",
+                                    f"{redis_url}?prefix={prefix}"], env={**os.environ, "PYTHONPATH": str(ROOT)},
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        claim = client.register_script(CLAIM_REWARDS)
+        sent: list[float] = []
+        applied: list[tuple[float, float]] = []
+        done = threading.Event()
+
+        def watch() -> None:
+            watcher, _ = connect(redis_url)
+            version = None
+            while not done.is_set():
+                current = watcher.hget(keys.meta, "version")
+                if current != version:
+                    version = current
+                    pulls = decode_state(watcher.hget(keys.meta, "state"))["ledger/pulls"].sum()
+                    applied.append((time.perf_counter(), pulls))
+                time.sleep(0.001)
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        time.sleep(1.0)                                  # the learner is up and holds its lease
+        per_tick = max(1, rate // 100)                   # a claim every 10 ms
+        started = time.perf_counter()
+        for first in range(0, total, per_tick):
+            tick = started + first / rate
+            time.sleep(max(0.0, tick - time.perf_counter()))
+            chunk = records[first:first + per_tick]
+            claim(keys=claim_keys(keys), args=claim_args(time.time(), 3600.0, "bench",
+                                                         [(r.decision_id, 1.0, "client") for r in chunk]))
+            sent.extend([time.perf_counter()] * len(chunk))
+        deadline = time.perf_counter() + 30
+        while meta_pulls() < total and time.perf_counter() < deadline:
+            time.sleep(0.01)
+        done.set()
+        watcher.join()
+        learner.terminate()
+        learner.wait(20)
+    finally:
+        drop_prefix(client, prefix)
+    latencies = []
+    position = 0
+    for index, t in enumerate(sent):
+        while position < len(applied) and applied[position][1] <= index:
+            position += 1
+        if position == len(applied):
+            break
+        latencies.append(applied[position][0] - t)
+    latencies.sort()
+    return latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.99)], len(latencies)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10)
@@ -196,6 +295,8 @@ def main() -> None:
     parser.add_argument("--rewards", type=int, default=200_000, help="pre-filled rewards for the learner row")
     parser.add_argument("--rate", type=int, default=2000, help="rewards/s for the latency row")
     parser.add_argument("--pending", type=int, default=100_000, help="pending decisions for the memory row")
+    parser.add_argument("--latency-seconds", type=float, default=10.0)
+    parser.add_argument("--repeats-learner", type=int, default=3)
     parser.add_argument("--skip-serving", action="store_true")
     args = parser.parse_args()
     client = redis.Redis.from_url(args.redis)
@@ -205,9 +306,13 @@ def main() -> None:
     if not args.skip_serving:
         with tempfile.TemporaryDirectory() as folder:
             print_serving(serving_rows(args, args.redis, client, Path(folder)))
-    from bench_learner import learner_rows, print_learner
-
-    print_learner(learner_rows(args.redis, args.rewards, args.rate))
+    rates = learner_throughput(args.redis, args.rewards, args.repeats_learner)
+    print(f"learner alone, {args.rewards:,} rewards pre-filled (Thompson K=10, batches of 10,000): "
+          f"{statistics.median(rates):,.0f} rewards/s (runs: {', '.join(f'{r:,.0f}' for r in rates)}; "
+          "target >= 50,000)")
+    p50, p99, count = reward_latency(args.redis, args.rate, args.latency_seconds)
+    print(f"reward-to-model latency at {args.rate:,} rewards/s ({count:,} rewards, a streaming `banditkit learn` "
+          f"process): p50 {p50 * 1e3:.0f} ms, p99 {p99 * 1e3:.0f} ms (target p99 < 1 s)")
     per_decision, total = memory_per_pending(args.redis, client, args.pending)
     print(f"Redis memory per pending decision: {per_decision:.0f} bytes ({total / 2**20:.1f} MiB for "
           f"{args.pending:,} decisions, INFO used_memory before/after)")

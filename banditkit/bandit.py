@@ -248,7 +248,7 @@ class Bandit:
                     index = int(categorical(distribution[None], self._rng)[0])
             else:
                 index = self._policy.choose(state, self._rng, mask, context)
-                compute = lambda: self._distribution_at(state, mask, context)[0]  # noqa: E731
+                compute = lambda: self._distribution_at(state, mask, context)[0]
         except Exception:
             if self._guardrails.default_arm is None:
                 raise
@@ -278,7 +278,7 @@ class Bandit:
                 indices = categorical(probabilities, self._rng)
             else:
                 indices = self._policy.sample(state, self._rng, masks, contexts)
-                compute = lambda: self._distribution_at(state, masks, contexts)  # noqa: E731
+                compute = lambda: self._distribution_at(state, masks, contexts)
         except Exception:
             if self._guardrails.default_arm is None:
                 raise

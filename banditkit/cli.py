@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -97,14 +96,14 @@ def evaluate(
     policy: str = typer.Option(..., "--policy", "-p",
                                help="Target: a Bandit JSON, a policy JSON {name, params}, an .npy array "
                                     "of probabilities (n, K) or (n, K, L), or a policy name."),
-    estimators: Optional[str] = typer.Option(None, "--estimators", "-e",
+    estimators: str | None = typer.Option(None, "--estimators", "-e",
                                              help="Comma-separated estimators (default: all that apply)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the report as JSON here."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write the report as JSON here."),
     n_bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the intervals."),
     seed: int = typer.Option(0, "--seed", help="Seed of the folds, replay draws and bootstrap."),
     drop_unrewarded: bool = typer.Option(False, "--drop-unrewarded",
                                          help="Skip decisions whose reward has not arrived yet."),
-    experiment: Optional[str] = typer.Option(None, "--experiment", help="Experiment to keep from a shared log."),
+    experiment: str | None = typer.Option(None, "--experiment", help="Experiment to keep from a shared log."),
 ) -> None:
     """Estimate a policy's value from a logged policy's decisions, with intervals and diagnostics."""
     import json
@@ -245,14 +244,14 @@ def _summary(total) -> str:
 @app.command()
 def learn(
     store: str = typer.Option(..., "--store", help=_REDIS_STORE),
-    every: Optional[float] = typer.Option(None, "--every", min=0.0,
+    every: float | None = typer.Option(None, "--every", min=0.0,
                                           help="batch updates: one pass every SECONDS (default: streaming)"),
     once: bool = typer.Option(False, "--once", help="learn everything due now (windows closed included), then exit"),
-    archive: Optional[Path] = typer.Option(None, "--archive", file_okay=False,
+    archive: Path | None = typer.Option(None, "--archive", file_okay=False,
                                            help="also archive old decisions to Parquet partitions in this folder"),
     retention: float = typer.Option(3600.0, "--retention", min=0.0,
                                     help="seconds a decision stays in Redis after its attribution window closes"),
-    learner_id: Optional[str] = typer.Option(None, "--id", help="consumer and lease name (default host-pid-random)"),
+    learner_id: str | None = typer.Option(None, "--id", help="consumer and lease name (default host-pid-random)"),
 ) -> None:
     """Learn the rewards the serving workers accepted (Redis store): one atomic model update per batch,
     default rewards when attribution windows close, one lease per experiment."""

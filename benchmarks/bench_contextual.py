@@ -25,16 +25,16 @@ import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
+import argparse
+import statistics
+import time
 
-import numpy as np  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
+import numpy as np
+from rich.console import Console
+from rich.table import Table
 
-import banditkit as bk  # noqa: E402
-from banditkit.policies import make_policy  # noqa: E402
+import banditkit as bk
+from banditkit.policies import make_policy
 
 N_ARMS, N_FEATURES, NOISE = 10, 20, 0.1
 POLICIES = {"linucb": {"alpha": 1.0}, "lints": {"v": 0.3}}

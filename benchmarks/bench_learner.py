@@ -27,14 +27,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from banditkit.service.experiment import build_bandit  # noqa: E402
-from banditkit.service.learner import Learner  # noqa: E402
-from banditkit.service.model import split  # noqa: E402
-from banditkit.service.schemas import ExperimentCreate  # noqa: E402
-from banditkit.service.stores.base import DecisionRecord, Probabilities, encode_state  # noqa: E402
-from banditkit.service.stores.redis_keys import (  # noqa: E402
+from banditkit.service.experiment import build_bandit
+from banditkit.service.learner import Learner
+from banditkit.service.model import split
+from banditkit.service.schemas import ExperimentCreate
+from banditkit.service.stores.base import DecisionRecord, Probabilities, encode_state
+from banditkit.service.stores.redis_keys import (
     APPLY_BATCH,
     CLAIM_REWARDS,
     CREATE_EXPERIMENT,

@@ -24,7 +24,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -38,8 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_service import WRK_SCRIPT, process_cpu_seconds, run_asyncio, run_wrk  # noqa: E402
 
-from banditkit.service import Settings  # noqa: E402
-from banditkit.service.runner import ServiceProcess, free_port  # noqa: E402
+from banditkit.service.runner import free_port  # noqa: E402
 
 EXPERIMENT = {"name": "bench", "arms": [f"arm{i}" for i in range(10)], "policy": {"name": "thompson", "params": {}}}
 

@@ -10,9 +10,9 @@ import numpy as np
 
 from .._validation import check_real
 from . import _jit
-from .registry import register
 from .base import State, add_count, add_counts, arm_sums, categorical
 from .counts import CountPolicy
+from .registry import register
 from .softmax import masked_softmax
 
 

@@ -17,12 +17,22 @@ import numpy as np
 from .._validation import check_contexts, check_real
 from ..errors import InvalidParameterError
 from . import _jit
-from .registry import register
 from ._gaussian_argmax import POINT_MASS_SD, gaussian_argmax_probabilities
-from ._ridge import (CONDITION_WARNING, IllConditionedWarning, add_rows, condition_message,
-                     condition_numbers, init_ridge, linear_kernels, check_merged, rebuild, scores)
+from ._ridge import (
+    CONDITION_WARNING,
+    IllConditionedWarning,
+    add_rows,
+    check_merged,
+    condition_message,
+    condition_numbers,
+    init_ridge,
+    linear_kernels,
+    rebuild,
+    scores,
+)
 from ._standardize import RELATIVE_VARIANCE_FLOOR, fold_and_transform, init_feature_stats, transform
 from .base import ADDITIVE, ORDERED, Policy, State, argmax_probabilities, argmax_random_ties, batch_rows
+from .registry import register
 
 _FEATURE_KEYS = ("feature_count", "feature_mean", "feature_m2")
 

@@ -25,10 +25,17 @@ import numpy as np
 
 from .._validation import check_contexts, check_int, check_real
 from ..errors import InvalidParameterError
-from .registry import register
-from ._estimators import (ModelCache, accepts_sample_weight, bootstrap_weights, build, content_key, copy_model,
-                          estimator_spec)
+from ._estimators import (
+    ModelCache,
+    accepts_sample_weight,
+    bootstrap_weights,
+    build,
+    content_key,
+    copy_model,
+    estimator_spec,
+)
 from .base import APPEND, Policy, State, argmax_probabilities, argmax_random_ties, batch_rows, categorical
+from .registry import register
 
 _BUFFER_KEYS = ("contexts", "arms", "rewards", "row_ids")
 #: Used when no estimator is given: a shallow regression tree captures interactions and thresholds.

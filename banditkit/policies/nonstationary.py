@@ -12,8 +12,8 @@ import numpy as np
 
 from .._validation import check_int, check_real
 from . import _jit
-from .registry import register
 from .base import ORDERED, Policy, State, arm_sums, batch_rows, empirical_means
+from .registry import register
 from .thompson import beta_argmax, beta_max_probabilities
 from .ucb import IndexPolicy
 

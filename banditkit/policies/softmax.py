@@ -10,9 +10,9 @@ import numpy as np
 
 from .._validation import check_real
 from . import _jit
-from .registry import register
 from .base import categorical, empirical_means
 from .counts import CountPolicy
+from .registry import register
 
 
 def masked_softmax(logits: np.ndarray, mask: np.ndarray) -> np.ndarray:

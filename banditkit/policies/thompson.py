@@ -11,10 +11,10 @@ import numpy as np
 
 from .._validation import check_real
 from . import _jit
-from .registry import register
 from ._maxprob import BetaPosteriors, StudentPosteriors, broadcast_rows, max_probabilities
 from .base import State, batch_rows
 from .counts import CountPolicy
+from .registry import register
 
 
 def beta_argmax(alpha: np.ndarray, beta: np.ndarray, rng: np.random.Generator, mask: np.ndarray) -> np.ndarray:

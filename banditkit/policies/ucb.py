@@ -14,9 +14,9 @@ import numpy as np
 
 from .._validation import check_real
 from . import _jit
-from .registry import register
 from .base import State, argmax_probabilities, argmax_random_ties, empirical_means
 from .counts import CountPolicy
+from .registry import register
 
 
 class IndexPolicy(CountPolicy):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import importlib
 import csv
+import importlib
 import json
 
 import numpy as np

@@ -11,7 +11,6 @@ from scipy import integrate, special
 from scipy import stats as distributions
 
 import banditkit as bk
-
 from banditkit.policies._maxprob import BetaPosteriors, StudentPosteriors, max_probabilities
 
 BETA_CASES = {

@@ -6,8 +6,17 @@ import numpy as np
 import pytest
 
 from banditkit.errors import InvalidParameterError, InvalidTypeError
-from banditkit.sim import (Adversarial, Bernoulli, Delayed, Gaussian, LinearContextual, LogisticContextual,
-                           NonStationary, environment_seed, random_coefficients)
+from banditkit.sim import (
+    Adversarial,
+    Bernoulli,
+    Delayed,
+    Gaussian,
+    LinearContextual,
+    LogisticContextual,
+    NonStationary,
+    environment_seed,
+    random_coefficients,
+)
 from banditkit.sim.environments import bernoulli_kl
 
 

@@ -163,16 +163,16 @@ class Bandit:
     @property
     def active_arms(self) -> list[str]:
         """Arms that can be served."""
-        return [arm for arm, on in zip(self._arms, self._active) if on]
+        return [arm for arm, on in zip(self._arms, self._active, strict=True) if on]
 
     def add_arm(self, arm: str) -> None:
         """Add an arm that starts from the policy's prior."""
-        _check_arm_names(self._arms + [arm])
+        _check_arm_names([*self._arms, arm])
         if self._state is not None:
             self._state = self._policy.add_arms(self._state, 1, self._n_features)
-        self._arms = self._arms + [arm]
+        self._arms = [*self._arms, arm]
         self._pulls, self._reward_sums, self._reward_sq_sums = (
-            ledger + [0.0] for ledger in (self._pulls, self._reward_sums, self._reward_sq_sums))
+            [*ledger, 0.0] for ledger in (self._pulls, self._reward_sums, self._reward_sq_sums))
         self._active = np.append(self._active, True)
         self._changed()
 
@@ -297,9 +297,9 @@ class Bandit:
                 if self._guardrails.default_arm is None:
                     raise
             else:
-                return dict(zip(self._arms, distribution.tolist()))
+                return dict(zip(self._arms, distribution.tolist(), strict=True))
         # What select() serves when only the default arm can be, or when the policy fails.
-        return dict(zip(self._arms, self._default_distribution(1)[0].tolist()))
+        return dict(zip(self._arms, self._default_distribution(1)[0].tolist(), strict=True))
 
     def probabilities_many(self, contexts=None, n: int | None = None) -> np.ndarray:
         """Action distribution for ``n`` rows (or one per context row), shape (n, K): the OPE target."""
@@ -358,7 +358,8 @@ class Bandit:
                     f"propensities has {propensities.shape[0]} values but arms has {indices.shape[0]}")
             if (propensities <= 0).any():
                 row = int(np.flatnonzero(propensities <= 0)[0])
-                raise InvalidParameterError(f"propensities must be in (0, 1], got {propensities[row]!r} at position {row}")
+                raise InvalidParameterError(
+                    f"propensities must be in (0, 1], got {propensities[row]!r} at position {row}")
         self._apply(indices, rewards, contexts, propensities)
 
     def absorb(self, arms, rewards, state: dict[str, np.ndarray], *, version: int | None = None) -> None:

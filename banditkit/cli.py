@@ -50,7 +50,8 @@ def bench(rounds: int = typer.Option(50_000, help="select()+update() rounds per 
 @app.command()
 def simulate(config: Path = typer.Argument(..., help="Experiment config (TOML), e.g. examples/many_arms.toml."),
              out: Path = typer.Option(Path("simulation"), "--out", help="Directory for the results and the plot."),
-             workers: int = typer.Option(None, "--workers", help="Threads (default: all cores); results do not change.")):
+             workers: int = typer.Option(None, "--workers",
+                                         help="Threads (default: all cores); results do not change.")):
     """Simulate the config's policies on its environment: regret table, result.json, curves.parquet, regret.png."""
     from rich.console import Console
 

@@ -56,7 +56,7 @@ class Decision:
     @property
     def probabilities(self) -> dict[str, float]:
         """Probability of every arm at decision time, by name."""
-        return dict(zip(self._arms, self.distribution().tolist()))
+        return dict(zip(self._arms, self.distribution().tolist(), strict=True))
 
     def __repr__(self) -> str:
         return (f"Decision(arm={self._arm!r}, propensity={self.propensity:.6g}, "

@@ -100,9 +100,8 @@ def fill(client, prefix: str, rewards: int) -> tuple[dict, float]:
                    for i, arm in enumerate(arms)]
         pipe = client.pipeline(transaction=False)
         log(keys=log_keys(keys), args=log_args(records), client=pipe)
-        reward(keys=claim_keys(keys), args=claim_args(now, 3600.0, "bench",
-                                                      [(r.decision_id, v, "client") for r, v in zip(records, values)]),
-               client=pipe)
+        claims = [(r.decision_id, v, "client") for r, v in zip(records, values, strict=True)]
+        reward(keys=claim_keys(keys), args=claim_args(now, 3600.0, "bench", claims), client=pipe)
         pipe.execute()
     return client.hgetall(keys.meta), time.perf_counter() - started
 
@@ -150,9 +149,9 @@ def main() -> None:
         header = ("batch", "rewards/s", "range", "total s", "in read s", "in apply s", "learner CPU us/reward")
         widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
         print(f"One learner, {options.rewards:,} rewards, median of {options.repeats} (target >= 50,000 rewards/s)")
-        print(" | ".join(h.rjust(w) for h, w in zip(header, widths)))
+        print(" | ".join(h.rjust(w) for h, w in zip(header, widths, strict=True)))
         for row in rows:
-            print(" | ".join(v.rjust(w) for v, w in zip(row, widths)))
+            print(" | ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)))
         print("in read / in apply: wall time inside those Redis calls (server work, round trip, reply parsing); "
               "learner CPU: this process's CPU time (decode, delta, encode, redis-py) per reward")
     finally:

@@ -18,6 +18,7 @@ Every run uses its own key prefix and deletes its keys at the end.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
@@ -57,10 +58,8 @@ def tree_pids(pid: int) -> list[int]:
 def tree_cpu_seconds(pids: list[int]) -> float:
     total = 0.0
     for pid in pids:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             total += process_cpu_seconds(pid)
-        except FileNotFoundError:
-            pass
     return total
 
 
@@ -148,7 +147,7 @@ def print_serving(rows: list[dict]) -> None:
     for label in dict.fromkeys(row["label"] for row in rows):
         mine = [row for row in rows if row["label"] == label]
 
-        def median(key: str) -> float:
+        def median(key: str, mine: list[dict] = mine) -> float:
             return statistics.median(row[key] for row in mine)
         print(f"{label:<20}{median('rps'):>13.0f}{median('p50_ms'):>9.2f}{median('p99_ms'):>9.2f}"
               f"{sum(row['errors'] for row in mine):>8d}{median('workers_ms'):>19.3f}{median('redis_ms'):>18.3f}"

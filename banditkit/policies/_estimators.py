@@ -38,7 +38,8 @@ def estimator_spec(estimator) -> dict[str, Any]:
     if isinstance(estimator, dict):
         unknown = set(estimator) - {"class", "params"}
         if unknown or not isinstance(estimator.get("class"), str):
-            raise InvalidParameterError(f"estimator must be {{'class': 'module.Name', 'params': {{...}}}}, got {estimator!r}")
+            raise InvalidParameterError(
+                f"estimator must be {{'class': 'module.Name', 'params': {{...}}}}, got {estimator!r}")
         cls = _resolve(estimator["class"])
         params = dict(estimator.get("params") or {})
     else:

@@ -11,7 +11,7 @@ smooth with exponential tails, however small its parameters, so the
 power-law singularity at 0 or 1 of a parameter below 1 never enters the
 integrand, and x and 1 - x are both computed from s without cancellation.
 
-The integral runs on Gauss–Legendre panels of 8 nodes, placed in two steps:
+The integral runs on Gauss-Legendre panels of 8 nodes, placed in two steps:
 
 1. Each arm's quantiles at fixed tail levels cut its range into pieces on
    which it is smooth. The panel width allowed at a point follows the
@@ -300,7 +300,7 @@ def _divide_evenly(points: np.ndarray, envelope: np.ndarray):
 def _refine(posteriors, mask, multiplicity, edges: np.ndarray, rows: np.ndarray):
     """Split panels until log G rises little enough across each; drop those where G < ``_NEGLIGIBLE``.
 
-    Gauss–Legendre with m nodes integrates e^(r t) over a panel with a relative error that grows
+    Gauss-Legendre with m nodes integrates e^(r t) over a panel with a relative error that grows
     like r^(2m), and a panel holds at most G of any arm's probability, so the allowed rise is
     ``_MAX_LOG_RISE`` at G = 1 and grows as G^(-1/2m) below. Returns the panels' left and right
     ends and their rows, rows ascending.

@@ -46,7 +46,7 @@ class ModelPolicy(Policy):
     """Shared machinery: the data buffer, the refit cadence, fitting and predicting per (replica, arm)."""
 
     contextual = True
-    shared_keys = frozenset(_BUFFER_KEYS + ("rows_seen", "fit_rows", "model_key"))
+    shared_keys = frozenset((*_BUFFER_KEYS, "rows_seen", "fit_rows", "model_key"))
     #: A delta carries the new rows; merging appends them (``fit_rows`` and ``model_key`` are recomputed).
     merge_rule = APPEND
     buffer_keys = frozenset(_BUFFER_KEYS)
@@ -123,7 +123,7 @@ class ModelPolicy(Policy):
         per_state = (lambda a: a[None]) if state["rows_seen"].shape[0] == 1 else (lambda a: a[:, None])
         counts = np.bincount(rows, minlength=state["rows_seen"].shape[0])
         ids = state["rows_seen"][rows] + (np.arange(arms.shape[0]) if counts.shape[0] == 1 else 0)
-        for key, value in zip(_BUFFER_KEYS, (contexts, arms, rewards, ids)):
+        for key, value in zip(_BUFFER_KEYS, (contexts, arms, rewards, ids), strict=True):
             new[key] = np.concatenate([state[key], per_state(value)], axis=1)
         new["rows_seen"] = state["rows_seen"] + counts
         new["arm_rows"] = state["arm_rows"].copy()
@@ -145,7 +145,7 @@ class ModelPolicy(Policy):
         counters added, then refit and trimmed exactly as :meth:`update` does."""
         new = dict(state)
         ids = delta["row_ids"] + state["rows_seen"][:, None]
-        for key, value in zip(_BUFFER_KEYS, (delta["contexts"], delta["arms"], delta["rewards"], ids)):
+        for key, value in zip(_BUFFER_KEYS, (delta["contexts"], delta["arms"], delta["rewards"], ids), strict=True):
             new[key] = np.concatenate([state[key], value], axis=1)
         new["rows_seen"] = state["rows_seen"] + delta["rows_seen"]
         new["arm_rows"] = state["arm_rows"] + delta["arm_rows"]
@@ -153,7 +153,7 @@ class ModelPolicy(Policy):
 
     def _settle(self, state: State, new: State) -> State:
         """``new`` (rows appended to ``state``) refit where a fit point was passed, then trimmed to ``max_rows``."""
-        due = [self.fit_point(seen) > fitted for seen, fitted in zip(new["rows_seen"], new["fit_rows"])]
+        due = [self.fit_point(seen) > fitted for seen, fitted in zip(new["rows_seen"], new["fit_rows"], strict=True)]
         if any(due):
             new["fit_rows"], new["model_key"] = state["fit_rows"].copy(), state["model_key"].copy()
         for b in np.flatnonzero(due):

@@ -80,7 +80,7 @@ class Feedback:
             return
         order = np.argsort(arrival, kind="stable")
         steps, starts = np.unique(arrival[order], return_index=True)
-        for when, index in zip(steps.tolist(), np.split(order, starts[1:])):
+        for when, index in zip(steps.tolist(), np.split(order, starts[1:]), strict=True):
             self._buckets.setdefault(when, []).append(observations.take(index, index))
 
     def due(self, time: int) -> list[Observations]:

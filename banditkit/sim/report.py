@@ -38,7 +38,8 @@ def markdown(table: Table) -> str:
     return "\n".join(lines) + "\n"
 
 
-def simulate_to_directory(experiment: Experiment, out: Path, *, workers: int | None = None, console=None) -> SimulationResult:
+def simulate_to_directory(experiment: Experiment, out: Path, *, workers: int | None = None,
+                          console=None) -> SimulationResult:
     """Run ``experiment`` with a progress bar per policy; write result.json, curves.parquet, regret.png, summary.md."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn

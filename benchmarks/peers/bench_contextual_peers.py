@@ -78,11 +78,11 @@ def run_vw(contexts, rewards_of):
     start, cpu = time.perf_counter(), time.process_time()
     for t, x in enumerate(contexts):
         shared = "shared |s " + " ".join(f"{j}:{value:.6f}" for j, value in enumerate(x))
-        pmf = np.asarray(vw.predict([shared] + actions), dtype=float)
+        pmf = np.asarray(vw.predict([shared, *actions]), dtype=float)
         arm = int(rng.choice(N_ARMS, p=pmf / pmf.sum()))
         labelled = list(actions)
         labelled[arm] = f"0:{-rewards_of(t, arm):.6f}:{pmf[arm]:.6f} |a a{arm}"  # VW minimises cost
-        vw.learn([shared] + labelled)
+        vw.learn([shared, *labelled])
         chosen.append(arm)
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     vw.finish()

@@ -25,7 +25,8 @@ def rngs(count: int, seed: int = 0) -> list[np.random.Generator]:
 
 
 INVALID = [
-    (lambda: Bernoulli([0.2, 1.5]), InvalidParameterError, "means must be finite and in [0.0, 1.0], got 1.5 at position 1"),
+    (lambda: Bernoulli([0.2, 1.5]), InvalidParameterError,
+     "means must be finite and in [0.0, 1.0], got 1.5 at position 1"),
     (lambda: Bernoulli([]), InvalidParameterError, "means must be a non-empty 1-d array"),
     (lambda: Bernoulli([0.1, float("nan")]), InvalidParameterError, "got nan at position 1"),
     (lambda: Bernoulli(["a"]), InvalidTypeError, "means must be numbers"),

@@ -29,6 +29,7 @@ CASES = {
     "softmax": [({}, ADDITIVE)],
     "ucb1": [({}, ADDITIVE)],
     "kl_ucb": [({}, ADDITIVE)],
+    "bayes_ucb": [({}, ADDITIVE)],
     "exp3": [({"gamma": 0.3}, ADDITIVE)],
     "discounted_thompson": [({"gamma": 0.8}, ORDERED)],
     "sliding_window_ucb": [({"window": 7}, ORDERED)],

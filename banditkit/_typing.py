@@ -15,3 +15,5 @@ IntArray: TypeAlias = npt.NDArray[np.intp]
 BoolArray: TypeAlias = npt.NDArray[np.bool_]
 #: An array whose dtype depends on its input (contexts as given, object columns, a state's arrays).
 AnyArray: TypeAlias = npt.NDArray[Any]
+#: A seed or a Generator, as entry points take it (``np.random.default_rng`` turns a seed into a Generator).
+RngLike: TypeAlias = int | np.random.Generator

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -170,7 +171,7 @@ def serve(
     from .service.stores.redis_keys import RedisURLError, connect, is_redis_url
 
     console = Console(stderr=True)
-    overrides = {"store": store, "host": host, "port": port, "experiments_file": experiments}
+    overrides: dict[str, Any] = {"store": store, "host": host, "port": port, "experiments_file": experiments}
     try:
         settings = Settings(**{key: value for key, value in overrides.items() if value is not None})
     except ValidationError as error:
@@ -308,7 +309,7 @@ def archive_command(
     OUT/experiment=E/date=YYYY-MM-DD/part-*.parquet for `banditkit evaluate OUT`, then removed from Redis."""
     from redis.exceptions import RedisError
     from rich.console import Console
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
     from .service.learner import LeaseLost
 
@@ -318,7 +319,7 @@ def archive_command(
                TimeElapsedColumn())
     try:
         with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
-            tasks: dict[str, int] = {}
+            tasks: dict[str, TaskID] = {}
 
             def advance(name: str, rows: int) -> None:
                 if name not in tasks:

@@ -44,7 +44,9 @@ class Decision:
     def distribution(self) -> np.ndarray:
         """Probability of every arm at decision time, shape (K,), summing to 1."""
         if self._distribution is None:
-            self._distribution = self._compute()
+            compute = self._compute
+            assert compute is not None  # the constructor took exactly one of the two
+            self._distribution = compute()
             self._compute = None
         return self._distribution
 
@@ -92,7 +94,9 @@ class DecisionBatch:
     def probabilities(self) -> np.ndarray:
         """Action distribution of every row, shape (n, K) (computed on first access)."""
         if self._probabilities is None:
-            self._probabilities = self._compute()
+            compute = self._compute
+            assert compute is not None  # the constructor took exactly one of the two
+            self._probabilities = compute()
             self._compute = None
         return self._probabilities
 

@@ -176,8 +176,9 @@ INVALID = [
     (lambda: BootstrappedThompson(TREE, n_replicas=0), InvalidParameterError, r"n_replicas must be in \[1, 1000\]"),
     (lambda: ContextualEpsilonGreedy(TREE, epsilon=1.5), InvalidParameterError, r"epsilon must be in \[0.0, 1.0\]"),
     (lambda: ContextualEpsilonGreedy(TREE).init_state(2), InvalidParameterError, "needs n_features"),
-    (lambda: ContextualEpsilonGreedy(TREE).update(ContextualEpsilonGreedy(TREE).init_state(2, n_features=2), [0],
-                                                  [1.0]), InvalidParameterError, "is contextual: pass context="),
+    (lambda: ContextualEpsilonGreedy(TREE).update(ContextualEpsilonGreedy(TREE).init_state(2, n_features=2),
+                                                  np.array([0]), np.array([1.0])),
+     InvalidParameterError, "is contextual: pass context="),
 ]
 
 

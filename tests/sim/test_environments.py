@@ -1,4 +1,6 @@
 """Environments: validation, reward laws, schedules, and per-replication streams."""
+# The invalid-input table passes wrong types on purpose: the runtime checks must refuse them.
+# mypy: disable-error-code="arg-type, list-item"
 
 from __future__ import annotations
 

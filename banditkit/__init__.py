@@ -12,9 +12,25 @@ from .bandit import Bandit
 from .decision import ArmStats, Decision, DecisionBatch
 from .errors import BanditkitError, InvalidParameterError, InvalidTypeError, NoActiveArmError, UnknownArmError
 from .guardrails import Guardrails
-from .policies import (EXP3, KLUCB, REGISTRY, UCB1, BayesUCB, BootstrappedThompson, ContextualEpsilonGreedy,
-                       DiscountedThompsonSampling, EpsilonGreedy, GaussianThompsonSampling, LinTS, LinUCB, Policy,
-                       SlidingWindowUCB, Softmax, ThompsonSampling, make_policy)
+from .policies import (
+    EXP3,
+    KLUCB,
+    REGISTRY,
+    UCB1,
+    BayesUCB,
+    BootstrappedThompson,
+    ContextualEpsilonGreedy,
+    DiscountedThompsonSampling,
+    EpsilonGreedy,
+    GaussianThompsonSampling,
+    LinTS,
+    LinUCB,
+    Policy,
+    SlidingWindowUCB,
+    Softmax,
+    ThompsonSampling,
+    make_policy,
+)
 
 __version__ = "0.1.0"
 

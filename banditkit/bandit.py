@@ -15,14 +15,16 @@ copy of a Bandit keeps a consistent state, arms and version.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import _validation as check
 from ._codec import decode_arrays, encode_arrays
+from ._typing import AnyArray, BoolArray, FloatArray, IntArray
 from .assign import assign, unit_uniform
 from .decision import ArmStats, Decision, DecisionBatch
 from .errors import (
@@ -33,7 +35,7 @@ from .errors import (
 )
 from .guardrails import Guardrails
 from .policies import Policy, make_policy
-from .policies.base import categorical
+from .policies.base import State, categorical
 
 #: What :meth:`Bandit.to_dict` writes: state arrays as dtype, shape and base64 bytes (:mod:`banditkit._codec`).
 FORMAT = "banditkit.bandit/2"
@@ -53,10 +55,10 @@ class Bandit:
     1.0
     """
 
-    def __init__(self, arms: Sequence[str], policy: Policy | str | dict = "thompson", *,
+    def __init__(self, arms: Sequence[str], policy: Policy | str | dict[str, Any] = "thompson", *,
                  seed: int | np.random.SeedSequence | np.random.Generator | None = None,
-                 name: str = "default", guardrails: Guardrails | dict | None = None,
-                 n_features: int | None = None):
+                 name: str = "default", guardrails: Guardrails | dict[str, Any] | None = None,
+                 n_features: int | None = None) -> None:
         self._arms: list[str] = _check_arm_names(arms)
         self._policy = make_policy(policy)
         if not isinstance(name, str):
@@ -75,7 +77,7 @@ class Bandit:
                 raise InvalidParameterError(f"n_features is for contextual policies; {self._policy.name!r} takes none")
         self._n_features = n_features
         n_arms = len(self._arms)
-        self._state = self._initial_state(n_arms)
+        self._state: State | None = self._initial_state(n_arms)
         # The ledger of observed rewards per arm (policy-independent), as floats for O(1) updates.
         self._pulls, self._reward_sums, self._reward_sq_sums = [0.0] * n_arms, [0.0] * n_arms, [0.0] * n_arms
         self._active = np.ones(n_arms, dtype=bool)
@@ -83,7 +85,7 @@ class Bandit:
         self._total_reward = 0.0
         self._aborted = False
         self._version = 0
-        self._distribution_cache = None
+        self._distribution_cache: tuple[tuple[int, bytes], State, FloatArray] | None = None
         self._reindex()
 
     # ---- read-only state ----------------------------------------------------
@@ -113,7 +115,7 @@ class Bandit:
         return self._n_features
 
     @property
-    def state(self) -> dict[str, np.ndarray] | None:
+    def state(self) -> State | None:
         """The policy's learned arrays, each with a leading batch axis of 1 (a copy of the mapping;
         the arrays are replaced on update, never changed in place). None for a contextual policy
         before its first context."""
@@ -141,17 +143,17 @@ class Bandit:
         return list(self._arms)
 
     @property
-    def pulls(self) -> np.ndarray:
+    def pulls(self) -> FloatArray:
         """Rewards observed per arm, shape (K,)."""
         return np.array(self._pulls)
 
     @property
-    def reward_sums(self) -> np.ndarray:
+    def reward_sums(self) -> FloatArray:
         """Sum of observed rewards per arm, shape (K,)."""
         return np.array(self._reward_sums)
 
     @property
-    def active(self) -> np.ndarray:
+    def active(self) -> BoolArray:
         """Which arms can be served, boolean shape (K,) (a copy: change it with the arm methods)."""
         return self._active.copy()
 
@@ -163,16 +165,16 @@ class Bandit:
     @property
     def active_arms(self) -> list[str]:
         """Arms that can be served."""
-        return [arm for arm, on in zip(self._arms, self._active) if on]
+        return [arm for arm, on in zip(self._arms, self._active, strict=True) if on]
 
     def add_arm(self, arm: str) -> None:
         """Add an arm that starts from the policy's prior."""
-        _check_arm_names(self._arms + [arm])
+        _check_arm_names([*self._arms, arm])
         if self._state is not None:
             self._state = self._policy.add_arms(self._state, 1, self._n_features)
-        self._arms = self._arms + [arm]
+        self._arms = [*self._arms, arm]
         self._pulls, self._reward_sums, self._reward_sq_sums = (
-            ledger + [0.0] for ledger in (self._pulls, self._reward_sums, self._reward_sq_sums))
+            [*ledger, 0.0] for ledger in (self._pulls, self._reward_sums, self._reward_sq_sums))
         self._active = np.append(self._active, True)
         self._changed()
 
@@ -219,25 +221,28 @@ class Bandit:
         self._changed()
 
     # ---- decisions ----------------------------------------------------------
-    def select(self, context=None, unit: str | None = None, allowed: Sequence[str] | None = None) -> Decision:
+    def select(self, context: ArrayLike | None = None, unit: str | None = None,
+               allowed: Sequence[str] | None = None) -> Decision:
         """Choose an arm; deterministic per ``unit`` if given, restricted to ``allowed`` if given."""
         if self._plain and context is None and unit is None and allowed is None:
             # The common case, kept short: a draw from the policy over the active arms.
-            state, mask = self._state, self._active_row
+            current, active = self._state, self._active_row
+            assert current is not None  # only a contextual policy starts without one, and it never takes this path
             try:
-                index = self._policy.choose(state, self._rng, mask)
+                index = self._policy.choose(current, self._rng, active)
             except Exception:
                 if self._guardrails.default_arm is None:
                     raise
                 return self._fallback_decision(None, None)
             return Decision(self._arm_tuple[index], index, self._arm_tuple, None, None, False, self._version,
-                            compute=lambda: self._distribution_at(state, mask, None)[0])
+                            compute=lambda: self._distribution_at(current, active, None)[0])
         context = self._context_rows(context, 1)
         unit = None if unit is None else _check_unit(unit)
         mask = self._mask(allowed)
         if mask is None:
             return self._fallback_decision(context, unit)
         state = self._state
+        assert state is not None  # _context_rows made it for a contextual policy
         distribution = compute = None
         try:
             if unit is not None or self._guardrails.max_exploration is not None:
@@ -248,7 +253,7 @@ class Bandit:
                     index = int(categorical(distribution[None], self._rng)[0])
             else:
                 index = self._policy.choose(state, self._rng, mask, context)
-                compute = lambda: self._distribution_at(state, mask, context)[0]  # noqa: E731
+                compute = lambda: self._distribution_at(state, mask, context)[0]
         except Exception:
             if self._guardrails.default_arm is None:
                 raise
@@ -256,7 +261,7 @@ class Bandit:
         return Decision(self._arm_tuple[index], index, self._arm_tuple, None if context is None else context[0],
                         unit, False, self._version, distribution=distribution, compute=compute)
 
-    def select_many(self, n: int | None = None, contexts=None, allowed: Sequence[str] | None = None,
+    def select_many(self, n: int | None = None, contexts: ArrayLike | None = None, allowed: Sequence[str] | None = None,
                     units: Sequence[str] | None = None) -> DecisionBatch:
         """``n`` independent decisions from the current state, vectorized (contexts (n, d) for contextual policies)."""
         n = self._batch_size(n, contexts, units)
@@ -266,6 +271,7 @@ class Bandit:
         if mask is None:
             return self._fallback_batch(n, contexts, units)
         state = self._state
+        assert state is not None  # _context_rows made it for a contextual policy
         masks = np.broadcast_to(mask, (n, mask.shape[1]))
         probabilities = compute = None
         try:
@@ -278,7 +284,7 @@ class Bandit:
                 indices = categorical(probabilities, self._rng)
             else:
                 indices = self._policy.sample(state, self._rng, masks, contexts)
-                compute = lambda: self._distribution_at(state, masks, contexts)  # noqa: E731
+                compute = lambda: self._distribution_at(state, masks, contexts)
         except Exception:
             if self._guardrails.default_arm is None:
                 raise
@@ -286,39 +292,42 @@ class Bandit:
         return DecisionBatch(indices, self._arm_tuple, contexts=contexts, units=units, fallback=np.zeros(n, dtype=bool),
                              version=self._version, probabilities=probabilities, compute=compute)
 
-    def probabilities(self, context=None, allowed: Sequence[str] | None = None) -> dict[str, float]:
+    def probabilities(self, context: ArrayLike | None = None, allowed: Sequence[str] | None = None) -> dict[str, float]:
         """Exact probability of serving each arm now (guardrails applied), summing to 1."""
         context = self._context_rows(context, 1)
-        mask = self._mask(allowed)
+        mask, state = self._mask(allowed), self._state
+        assert state is not None  # _context_rows made it for a contextual policy
         if mask is not None:
             try:
-                distribution = self._distribution_at(self._state, mask, context)[0]
+                distribution = self._distribution_at(state, mask, context)[0]
             except Exception:
                 if self._guardrails.default_arm is None:
                     raise
             else:
-                return dict(zip(self._arms, distribution.tolist()))
+                return dict(zip(self._arms, distribution.tolist(), strict=True))
         # What select() serves when only the default arm can be, or when the policy fails.
-        return dict(zip(self._arms, self._default_distribution(1)[0].tolist()))
+        return dict(zip(self._arms, self._default_distribution(1)[0].tolist(), strict=True))
 
-    def probabilities_many(self, contexts=None, n: int | None = None) -> np.ndarray:
+    def probabilities_many(self, contexts: ArrayLike | None = None, n: int | None = None) -> FloatArray:
         """Action distribution for ``n`` rows (or one per context row), shape (n, K): the OPE target."""
         n = self._batch_size(n, contexts, None)
         contexts = self._context_rows(contexts, n)
-        mask = self._mask(None)
+        mask, state = self._mask(None), self._state
+        assert state is not None  # _context_rows made it for a contextual policy
         if mask is not None:
             try:
-                return self._distribution_at(self._state, np.broadcast_to(mask, (n, mask.shape[1])), contexts)
+                return self._distribution_at(state, np.broadcast_to(mask, (n, mask.shape[1])), contexts)
             except Exception:
                 if self._guardrails.default_arm is None:
                     raise
         return self._default_distribution(n)
 
     # ---- learning -----------------------------------------------------------
-    def update(self, arm: str | Decision, reward: float, context=None) -> None:
+    def update(self, arm: str | Decision, reward: float, context: ArrayLike | None = None) -> None:
         """Learn from one reward for ``arm`` (a name, or the Decision it answers)."""
         policy = self._policy
-        propensity = checked = None
+        propensity: float | None = None
+        checked: FloatArray | None = None
         if type(arm) is Decision:
             if context is None and arm.context is not None:
                 checked = arm.context[None, :]  # validated when the decision was made
@@ -331,20 +340,21 @@ class Bandit:
         low, high = policy.reward_bounds
         if not (type(reward) is float and low <= reward <= high):  # NaN and inf fail here too
             reward = check.check_reward("reward", reward, (low, high))
-        if checked is not None:
-            context = checked
-        elif context is not None or policy.contextual:
-            context = self._context_rows(context, 1)
+        rows = checked
+        if rows is None and (context is not None or policy.contextual):
+            rows = self._context_rows(context, 1)
         if propensity is None and policy.needs_propensities:
-            propensity = float(self._current_propensities(np.array([index]), context)[0])
-        self._state = policy.update_one(self._state, index, reward, propensity=propensity, context=context)
+            propensity = float(self._current_propensities(np.array([index]), rows)[0])
+        assert self._state is not None  # _context_rows made it for a contextual policy
+        self._state = policy.update_one(self._state, index, reward, propensity=propensity, context=rows)
         self._pulls[index] += 1.0
         self._reward_sums[index] += reward
         self._reward_sq_sums[index] += reward * reward
         self._total_reward += reward
         self._learned()
 
-    def update_many(self, arms, rewards, contexts=None, propensities=None) -> None:
+    def update_many(self, arms: ArrayLike, rewards: ArrayLike, contexts: ArrayLike | None = None,
+                    propensities: ArrayLike | None = None) -> None:
         """Learn from many rewards at once; ``arms`` are names or indices, shape (n,)."""
         indices = self._arm_indices(arms)
         rewards = check.check_rewards("rewards", rewards, self._policy.reward_bounds)
@@ -358,10 +368,12 @@ class Bandit:
                     f"propensities has {propensities.shape[0]} values but arms has {indices.shape[0]}")
             if (propensities <= 0).any():
                 row = int(np.flatnonzero(propensities <= 0)[0])
-                raise InvalidParameterError(f"propensities must be in (0, 1], got {propensities[row]!r} at position {row}")
+                raise InvalidParameterError(
+                    f"propensities must be in (0, 1], got {propensities[row]!r} at position {row}")
         self._apply(indices, rewards, contexts, propensities)
 
-    def absorb(self, arms, rewards, state: dict[str, np.ndarray], *, version: int | None = None) -> None:
+    def absorb(self, arms: ArrayLike, rewards: ArrayLike, state: Mapping[str, ArrayLike], *,
+               version: int | None = None) -> None:
         """Take ``state`` as the policy state after learning ``rewards`` for ``arms``, computed elsewhere.
 
         For a store that adds the policy's delta itself (the decision service
@@ -380,6 +392,10 @@ class Bandit:
         if version is not None:
             version = check.check_int("version", version, low=self._version + 1)
         current, buffers = self._state, self._policy.buffer_keys
+        if current is None:
+            raise InvalidParameterError(
+                f"absorb needs the policy state, and contextual policy {self._policy.name!r} has none before its "
+                f"first context: build the Bandit with n_features=")
         if state.keys() != current.keys() or any(
                 not _same_shape(np.shape(state[key]), current[key].shape, grows=key in buffers) for key in current):
             shapes = {key: value.shape for key, value in current.items()}
@@ -390,14 +406,16 @@ class Bandit:
                 raise InvalidParameterError(f"state[{key!r}] holds NaN or infinite values")
         self._record(indices, rewards, {key: np.asarray(value) for key, value in state.items()}, version)
 
-    def _apply(self, indices: np.ndarray, rewards: np.ndarray, contexts, propensities) -> None:
+    def _apply(self, indices: IntArray, rewards: FloatArray, contexts: FloatArray | None,
+               propensities: FloatArray | None) -> None:
         """Learn from validated rows: the policy's batch update, then the ledger."""
         if propensities is None and self._policy.needs_propensities:
             propensities = self._current_propensities(indices, contexts)
+        assert self._state is not None  # _context_rows made it for a contextual policy
         self._record(indices, rewards,
                      self._policy.update(self._state, indices, rewards, propensities=propensities, context=contexts))
 
-    def _record(self, indices: np.ndarray, rewards: np.ndarray, state: dict[str, np.ndarray],
+    def _record(self, indices: IntArray, rewards: FloatArray, state: State,
                 version: int | None = None) -> None:
         """The new policy state, then the reward ledger (replaced, not changed), the version and the guardrails."""
         self._state = state
@@ -409,14 +427,17 @@ class Bandit:
         self._total_reward += float(rewards.sum())
         self._learned(version)
 
-    def _current_propensities(self, indices: np.ndarray, contexts) -> np.ndarray:
+    def _current_propensities(self, indices: IntArray, contexts: FloatArray | None) -> FloatArray:
         """The policy's current probability of each arm over all arms: the propensity when none was logged.
 
         Masks and disabled arms are left out: they say nothing of how the arm was chosen.
         """
         every_arm = np.ones((1, len(self._arms)), dtype=bool)
+        assert self._state is not None  # _context_rows made it for a contextual policy
         current = self._policy.probabilities(self._state, every_arm, contexts)
-        return np.broadcast_to(current, (indices.shape[0], current.shape[1]))[np.arange(indices.shape[0]), indices]
+        logged: FloatArray = np.broadcast_to(current, (indices.shape[0], current.shape[1]))[np.arange(indices.shape[0]),
+                                                                                         indices]
+        return logged
 
     def _learned(self, version: int | None = None) -> None:
         """After every reward: a new version (``version``, else one more), and the guardrails' verdict."""
@@ -461,7 +482,7 @@ class Bandit:
         return json.dumps(self.to_dict(), allow_nan=False)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], *, state: dict[str, np.ndarray] | None = None) -> Bandit:
+    def from_dict(cls, data: dict[str, Any], *, state: State | None = None) -> Bandit:
         """Rebuild a bandit from :meth:`to_dict` output (``format`` 2, or 1 as written before).
 
         A store that keeps the policy arrays apart from the rest (as the
@@ -512,7 +533,7 @@ class Bandit:
         return f"Bandit(name={self._name!r}, arms={self._arms!r}, policy={self._policy!r}, version={self._version})"
 
     # ---- internals ----------------------------------------------------------
-    def _initial_state(self, n_arms: int):
+    def _initial_state(self, n_arms: int) -> State | None:
         if self._policy.contextual and self._n_features is None:
             return None  # fixed by the first context seen
         return self._policy.init_state(n_arms, 1, self._n_features)
@@ -535,13 +556,13 @@ class Bandit:
         active[index] = on
         self._active = active
 
-    def _arm_index(self, arm) -> int:
+    def _arm_index(self, arm: Any) -> int:
         try:
             return self._index[arm]
         except (KeyError, TypeError):
             raise UnknownArmError(f"arm must be one of {self._arms}, got {arm!r}") from None
 
-    def _arm_indices(self, arms) -> np.ndarray:
+    def _arm_indices(self, arms: ArrayLike) -> IntArray:
         values = np.asarray(arms)
         if values.ndim != 1:
             raise InvalidParameterError(f"arms must be 1-dimensional, got shape {values.shape}")
@@ -554,7 +575,7 @@ class Bandit:
         return np.array([self._arm_index(str(name) if isinstance(name, np.str_) else name)
                          for name in names], dtype=np.intp)[inverse]
 
-    def _mask(self, allowed) -> np.ndarray | None:
+    def _mask(self, allowed: Sequence[str] | None) -> BoolArray | None:
         """Allowed and active arms as (1, K), or None when only the default arm can be served."""
         if self._aborted:
             if self._guardrails.default_arm is None:
@@ -574,7 +595,7 @@ class Bandit:
             return None
         return mask
 
-    def _distribution_at(self, state, mask: np.ndarray, contexts) -> np.ndarray:
+    def _distribution_at(self, state: State, mask: BoolArray, contexts: FloatArray | None) -> FloatArray:
         """The exact action distribution (n, K) for a state snapshot, exploration cap applied.
 
         Without contexts every row shares one distribution, cached per (state,
@@ -589,7 +610,7 @@ class Bandit:
             return np.broadcast_to(cached[2], mask.shape)
         return self._capped_distribution(state, mask, contexts)
 
-    def _capped_distribution(self, state, mask: np.ndarray, contexts) -> np.ndarray:
+    def _capped_distribution(self, state: State, mask: BoolArray, contexts: FloatArray | None) -> FloatArray:
         probabilities = self._policy.probabilities(state, mask, contexts)
         if self._guardrails.max_exploration is None:
             return probabilities
@@ -597,23 +618,23 @@ class Bandit:
         best = np.where(mask, means, -np.inf).argmax(axis=1)
         return self._guardrails.cap_exploration(probabilities, best)
 
-    def _default_distribution(self, n: int) -> np.ndarray:
+    def _default_distribution(self, n: int) -> FloatArray:
         """All mass on the default arm, shape (n, K): what a guardrail serves."""
         distribution = np.zeros((n, len(self._arms)))
         distribution[:, self._arm_index(self._guardrails.default_arm)] = 1.0
         return distribution
 
-    def _fallback_batch(self, n: int, contexts, units) -> DecisionBatch:
+    def _fallback_batch(self, n: int, contexts: FloatArray | None, units: list[str] | None) -> DecisionBatch:
         distribution = self._default_distribution(n)
         return DecisionBatch(distribution.argmax(axis=1), self._arm_tuple, contexts=contexts, units=units,
                              fallback=np.ones(n, dtype=bool), version=self._version, probabilities=distribution)
 
-    def _fallback_decision(self, context, unit) -> Decision:
+    def _fallback_decision(self, context: FloatArray | None, unit: str | None) -> Decision:
         index = self._arm_index(self._guardrails.default_arm)
         return Decision(self._arms[index], index, self._arm_tuple, None if context is None else context[0],
                         unit, True, self._version, distribution=self._default_distribution(1)[0])
 
-    def _context_rows(self, context, n: int) -> np.ndarray | None:
+    def _context_rows(self, context: ArrayLike | None, n: int) -> FloatArray | None:
         """Validated contexts (n, d), or None for a non-contextual policy."""
         if not self._policy.contextual:
             if context is not None:
@@ -632,7 +653,7 @@ class Bandit:
             raise InvalidParameterError(f"context has {rows.shape[0]} rows, expected {n}")
         return rows
 
-    def _batch_size(self, n, contexts, units) -> int:
+    def _batch_size(self, n: int | None, contexts: Any, units: Sequence[str] | None) -> int:
         if n is None:
             if contexts is not None:
                 n = len(contexts)
@@ -662,31 +683,31 @@ class Bandit:
         self._reindex()
 
 
-def _same_shape(shape: tuple, expected: tuple, grows: bool) -> bool:
+def _same_shape(shape: tuple[int, ...], expected: tuple[int, ...], grows: bool) -> bool:
     """``shape`` is ``expected``, or (``grows``: a row buffer, appended to and trimmed) differs only on axis 1."""
     if not grows:
         return shape == expected
     return len(shape) == len(expected) and shape[:1] + shape[2:] == expected[:1] + expected[2:]
 
 
-def _check_arm_names(arms) -> list[str]:
+def _check_arm_names(arms: Any) -> list[str]:
     if isinstance(arms, str) or not isinstance(arms, Sequence | np.ndarray):
         raise InvalidTypeError(f"arms must be a list of names, got {arms!r}")
-    arms = list(arms)
-    if not arms:
+    names: list[str] = list(arms)
+    if not names:
         raise InvalidParameterError("arms must hold at least one arm, got []")
-    for arm in arms:
+    for arm in names:
         if not isinstance(arm, str):
             raise InvalidTypeError(f"arm names must be strings, got {type(arm).__name__} {arm!r}")
         if not arm:
             raise InvalidParameterError(f"arm names must be non-empty strings, got {arm!r}")
-    if len(set(arms)) != len(arms):
-        duplicate = next(arm for arm in arms if arms.count(arm) > 1)
+    if len(set(names)) != len(names):
+        duplicate = next(arm for arm in names if names.count(arm) > 1)
         raise InvalidParameterError(f"arm names must be unique, got {duplicate!r} twice")
-    return arms
+    return names
 
 
-def _check_unit(unit) -> str:
+def _check_unit(unit: Any) -> str:
     if not isinstance(unit, str):
         raise InvalidTypeError(f"unit must be a string, got {type(unit).__name__} {unit!r}")
     if not unit:
@@ -694,7 +715,7 @@ def _check_unit(unit) -> str:
     return unit
 
 
-def _make_rng(seed) -> np.random.Generator:
+def _make_rng(seed: Any) -> np.random.Generator:
     if isinstance(seed, np.random.Generator):
         return seed
     try:
@@ -705,7 +726,7 @@ def _make_rng(seed) -> np.random.Generator:
         raise InvalidParameterError(f"seed must be a non-negative integer, got {seed!r}") from None
 
 
-def _make_guardrails(guardrails) -> Guardrails:
+def _make_guardrails(guardrails: Any) -> Guardrails:
     if guardrails is None:
         return Guardrails()
     if isinstance(guardrails, Guardrails):
@@ -737,6 +758,6 @@ def _mean_interval(pulls: float, total: float, sq_total: float,
     return mean, mean - half, mean + half
 
 
-def _decode_listed(data: dict[str, Any]) -> np.ndarray:
+def _decode_listed(data: dict[str, Any]) -> AnyArray:
     """A state array as format 1 wrote it: dtype, shape and the numbers as a list (exact for numeric dtypes)."""
     return np.array(data["data"], dtype=np.dtype(data["dtype"])).reshape(data["shape"])

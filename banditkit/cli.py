@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any
 
 import typer
 
@@ -51,7 +51,8 @@ def bench(rounds: int = typer.Option(50_000, help="select()+update() rounds per 
 @app.command()
 def simulate(config: Path = typer.Argument(..., help="Experiment config (TOML), e.g. examples/many_arms.toml."),
              out: Path = typer.Option(Path("simulation"), "--out", help="Directory for the results and the plot."),
-             workers: int = typer.Option(None, "--workers", help="Threads (default: all cores); results do not change.")):
+             workers: int = typer.Option(None, "--workers",
+                                         help="Threads (default: all cores); results do not change.")):
     """Simulate the config's policies on its environment: regret table, result.json, curves.parquet, regret.png."""
     from rich.console import Console
 
@@ -97,14 +98,14 @@ def evaluate(
     policy: str = typer.Option(..., "--policy", "-p",
                                help="Target: a Bandit JSON, a policy JSON {name, params}, an .npy array "
                                     "of probabilities (n, K) or (n, K, L), or a policy name."),
-    estimators: Optional[str] = typer.Option(None, "--estimators", "-e",
+    estimators: str | None = typer.Option(None, "--estimators", "-e",
                                              help="Comma-separated estimators (default: all that apply)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the report as JSON here."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write the report as JSON here."),
     n_bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the intervals."),
     seed: int = typer.Option(0, "--seed", help="Seed of the folds, replay draws and bootstrap."),
     drop_unrewarded: bool = typer.Option(False, "--drop-unrewarded",
                                          help="Skip decisions whose reward has not arrived yet."),
-    experiment: Optional[str] = typer.Option(None, "--experiment", help="Experiment to keep from a shared log."),
+    experiment: str | None = typer.Option(None, "--experiment", help="Experiment to keep from a shared log."),
 ) -> None:
     """Estimate a policy's value from a logged policy's decisions, with intervals and diagnostics."""
     import json
@@ -170,7 +171,7 @@ def serve(
     from .service.stores.redis_keys import RedisURLError, connect, is_redis_url
 
     console = Console(stderr=True)
-    overrides = {"store": store, "host": host, "port": port, "experiments_file": experiments}
+    overrides: dict[str, Any] = {"store": store, "host": host, "port": port, "experiments_file": experiments}
     try:
         settings = Settings(**{key: value for key, value in overrides.items() if value is not None})
     except ValidationError as error:
@@ -245,14 +246,14 @@ def _summary(total) -> str:
 @app.command()
 def learn(
     store: str = typer.Option(..., "--store", help=_REDIS_STORE),
-    every: Optional[float] = typer.Option(None, "--every", min=0.0,
+    every: float | None = typer.Option(None, "--every", min=0.0,
                                           help="batch updates: one pass every SECONDS (default: streaming)"),
     once: bool = typer.Option(False, "--once", help="learn everything due now (windows closed included), then exit"),
-    archive: Optional[Path] = typer.Option(None, "--archive", file_okay=False,
+    archive: Path | None = typer.Option(None, "--archive", file_okay=False,
                                            help="also archive old decisions to Parquet partitions in this folder"),
     retention: float = typer.Option(3600.0, "--retention", min=0.0,
                                     help="seconds a decision stays in Redis after its attribution window closes"),
-    learner_id: Optional[str] = typer.Option(None, "--id", help="consumer and lease name (default host-pid-random)"),
+    learner_id: str | None = typer.Option(None, "--id", help="consumer and lease name (default host-pid-random)"),
 ) -> None:
     """Learn the rewards the serving workers accepted (Redis store): one atomic model update per batch,
     default rewards when attribution windows close, one lease per experiment."""
@@ -308,7 +309,7 @@ def archive_command(
     OUT/experiment=E/date=YYYY-MM-DD/part-*.parquet for `banditkit evaluate OUT`, then removed from Redis."""
     from redis.exceptions import RedisError
     from rich.console import Console
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
     from .service.learner import LeaseLost
 
@@ -318,7 +319,7 @@ def archive_command(
                TimeElapsedColumn())
     try:
         with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
-            tasks: dict[str, int] = {}
+            tasks: dict[str, TaskID] = {}
 
             def advance(name: str, rows: int) -> None:
                 if name not in tasks:

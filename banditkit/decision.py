@@ -44,7 +44,9 @@ class Decision:
     def distribution(self) -> np.ndarray:
         """Probability of every arm at decision time, shape (K,), summing to 1."""
         if self._distribution is None:
-            self._distribution = self._compute()
+            compute = self._compute
+            assert compute is not None  # the constructor took exactly one of the two
+            self._distribution = compute()
             self._compute = None
         return self._distribution
 
@@ -56,7 +58,7 @@ class Decision:
     @property
     def probabilities(self) -> dict[str, float]:
         """Probability of every arm at decision time, by name."""
-        return dict(zip(self._arms, self.distribution().tolist()))
+        return dict(zip(self._arms, self.distribution().tolist(), strict=True))
 
     def __repr__(self) -> str:
         return (f"Decision(arm={self._arm!r}, propensity={self.propensity:.6g}, "
@@ -92,7 +94,9 @@ class DecisionBatch:
     def probabilities(self) -> np.ndarray:
         """Action distribution of every row, shape (n, K) (computed on first access)."""
         if self._probabilities is None:
-            self._probabilities = self._compute()
+            compute = self._compute
+            assert compute is not None  # the constructor took exactly one of the two
+            self._probabilities = compute()
             self._compute = None
         return self._probabilities
 

@@ -27,14 +27,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from banditkit.service.experiment import build_bandit  # noqa: E402
-from banditkit.service.learner import Learner  # noqa: E402
-from banditkit.service.model import split  # noqa: E402
-from banditkit.service.schemas import ExperimentCreate  # noqa: E402
-from banditkit.service.stores.base import DecisionRecord, Probabilities, encode_state  # noqa: E402
-from banditkit.service.stores.redis_keys import (  # noqa: E402
+from banditkit.service.experiment import build_bandit
+from banditkit.service.learner import Learner
+from banditkit.service.model import split
+from banditkit.service.schemas import ExperimentCreate
+from banditkit.service.stores.base import DecisionRecord, Probabilities, encode_state
+from banditkit.service.stores.redis_keys import (
     APPLY_BATCH,
     CLAIM_REWARDS,
     CREATE_EXPERIMENT,
@@ -100,9 +100,8 @@ def fill(client, prefix: str, rewards: int) -> tuple[dict, float]:
                    for i, arm in enumerate(arms)]
         pipe = client.pipeline(transaction=False)
         log(keys=log_keys(keys), args=log_args(records), client=pipe)
-        reward(keys=claim_keys(keys), args=claim_args(now, 3600.0, "bench",
-                                                      [(r.decision_id, v, "client") for r, v in zip(records, values)]),
-               client=pipe)
+        claims = [(r.decision_id, v, "client") for r, v in zip(records, values, strict=True)]
+        reward(keys=claim_keys(keys), args=claim_args(now, 3600.0, "bench", claims), client=pipe)
         pipe.execute()
     return client.hgetall(keys.meta), time.perf_counter() - started
 
@@ -150,9 +149,9 @@ def main() -> None:
         header = ("batch", "rewards/s", "range", "total s", "in read s", "in apply s", "learner CPU us/reward")
         widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
         print(f"One learner, {options.rewards:,} rewards, median of {options.repeats} (target >= 50,000 rewards/s)")
-        print(" | ".join(h.rjust(w) for h, w in zip(header, widths)))
+        print(" | ".join(h.rjust(w) for h, w in zip(header, widths, strict=True)))
         for row in rows:
-            print(" | ".join(v.rjust(w) for v, w in zip(row, widths)))
+            print(" | ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)))
         print("in read / in apply: wall time inside those Redis calls (server work, round trip, reply parsing); "
               "learner CPU: this process's CPU time (decode, delta, encode, redis-py) per reward")
     finally:

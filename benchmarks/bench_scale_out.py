@@ -18,13 +18,13 @@ Every run uses its own key prefix and deletes its keys at the end.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -38,8 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_service import WRK_SCRIPT, process_cpu_seconds, run_asyncio, run_wrk  # noqa: E402
 
-from banditkit.service import Settings  # noqa: E402
-from banditkit.service.runner import ServiceProcess, free_port  # noqa: E402
+from banditkit.service.runner import free_port  # noqa: E402
 
 EXPERIMENT = {"name": "bench", "arms": [f"arm{i}" for i in range(10)], "policy": {"name": "thompson", "params": {}}}
 
@@ -59,10 +58,8 @@ def tree_pids(pid: int) -> list[int]:
 def tree_cpu_seconds(pids: list[int]) -> float:
     total = 0.0
     for pid in pids:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             total += process_cpu_seconds(pid)
-        except FileNotFoundError:
-            pass
     return total
 
 
@@ -150,7 +147,7 @@ def print_serving(rows: list[dict]) -> None:
     for label in dict.fromkeys(row["label"] for row in rows):
         mine = [row for row in rows if row["label"] == label]
 
-        def median(key: str) -> float:
+        def median(key: str, mine: list[dict] = mine) -> float:
             return statistics.median(row[key] for row in mine)
         print(f"{label:<20}{median('rps'):>13.0f}{median('p50_ms'):>9.2f}{median('p99_ms'):>9.2f}"
               f"{sum(row['errors'] for row in mine):>8d}{median('workers_ms'):>19.3f}{median('redis_ms'):>18.3f}"

@@ -126,8 +126,9 @@ async def _asyncio_load(base: str, method: str, path: str, bodies: list[str], se
 
 def run_asyncio(base: str, method: str, path: str, bodies: list[str], seconds: int, connections: int) -> dict:
     """The fallback load generator, in a separate process so it does not share the server's interpreter."""
-    code = ("import asyncio, json, sys; sys.path.insert(0, %r); from bench_service import _asyncio_load; "
-            "print(json.dumps(asyncio.run(_asyncio_load(*json.loads(sys.stdin.read())))))") % str(Path(__file__).parent)
+    here = str(Path(__file__).parent)
+    code = (f"import asyncio, json, sys; sys.path.insert(0, {here!r}); from bench_service import _asyncio_load; "
+            "print(json.dumps(asyncio.run(_asyncio_load(*json.loads(sys.stdin.read())))))")
     arguments = json.dumps([base, method, path, bodies, seconds, connections])
     return json.loads(subprocess.run([sys.executable, "-c", code], input=arguments, capture_output=True, text=True,
                                      check=True).stdout)

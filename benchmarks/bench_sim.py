@@ -18,7 +18,6 @@ import subprocess
 import sys
 import time
 
-
 CASES = [
     # label, policy, arms, features, replications, horizon
     ("Thompson sampling, K=10", "thompson", 10, None, 1_000, 10_000),

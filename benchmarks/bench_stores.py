@@ -24,17 +24,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from banditkit.service import export  # noqa: E402
-from banditkit.service.stores import (  # noqa: E402
+from banditkit.service import export
+from banditkit.service.stores import (
     DecisionRecord,
     ExperimentRecord,
     MemoryStore,
     RewardRecord,
     SQLiteStore,
 )
-from banditkit.service.stores.base import Probabilities  # noqa: E402
+from banditkit.service.stores.base import Probabilities
 
 
 def best_of_three(action) -> float:

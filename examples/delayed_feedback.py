@@ -52,9 +52,9 @@ def plot(results, path: str) -> None:
 
     figure = Figure(figsize=(8, 4.5), dpi=110)
     axis = figure.subplots()
-    for style, name in zip(("-", "--"), POLICIES):
+    for style, name in zip(("-", "--"), POLICIES, strict=True):
         for colour, label in zip(("C0", "C1", "C2", "C3"), ("immediate", "fixed delay 100", "batches of 1,000",
-                                                           "fixed delay 1,000")):
+                                                           "fixed delay 1,000"), strict=True):
             result = results[label]
             axis.plot(result.steps, result.regret(name), style, color=colour, label=f"{name}, {label}")
     axis.set_xlabel("decisions t")

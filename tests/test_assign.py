@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def design_arm(name: str, unit: str, probabilities: dict[str, float]) -> str:
     """DESIGN section 2, written out: SHA1 of "name:unit", first 8 bytes big-endian / 2^64, walk the CDF."""
-    u = int.from_bytes(hashlib.sha1(f"{name}:{unit}".encode("utf-8")).digest()[:8], "big") / 2**64
+    u = int.from_bytes(hashlib.sha1(f"{name}:{unit}".encode()).digest()[:8], "big") / 2**64
     cumulative = 0.0
     for arm, probability in probabilities.items():
         cumulative += probability

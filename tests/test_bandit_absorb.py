@@ -41,6 +41,15 @@ def test_a_bad_state_is_refused_and_nothing_changes(change, message):
     assert bandit.to_dict() == before
 
 
+def test_a_contextual_bandit_without_a_state_refuses_clearly():
+    learned = bk.Bandit(["a", "b"], policy="linucb", n_features=2, seed=0)
+    learned.update("a", 1.0, context=[1.0, 0.0])
+    fresh = bk.Bandit(["a", "b"], policy="linucb", seed=0)  # no context seen, no n_features: no state yet
+    with pytest.raises(bk.InvalidParameterError, match="n_features"):
+        fresh.absorb(["a"], [1.0], learned.state)
+    assert fresh.state is None and fresh.version == 0
+
+
 def test_bad_arms_and_rewards_are_refused():
     bandit = bk.Bandit(["a", "b"], policy="thompson")
     with pytest.raises(bk.BanditkitError, match="zzz"):

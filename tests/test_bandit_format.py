@@ -94,5 +94,6 @@ def test_format_1_still_loads_and_continues_exactly(case):
 
 def test_an_unknown_format_is_refused():
     data = bk.Bandit(["a"], seed=0).to_dict()
-    with pytest.raises(bk.InvalidParameterError, match="format must be 'banditkit.bandit/2' or 'banditkit.bandit/1'"):
+    expected = r"format must be 'banditkit\.bandit/2' or 'banditkit\.bandit/1'"
+    with pytest.raises(bk.InvalidParameterError, match=expected):
         bk.Bandit.from_dict(dict(data, format="banditkit.bandit/0"))

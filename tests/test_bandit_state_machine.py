@@ -38,7 +38,7 @@ class BanditMachine(RuleBasedStateMachine):
         assert 0.0 < decision.propensity <= 1.0
         expected = self.bandit.probabilities(allowed=allowed)
         assert decision.propensity == pytest.approx(expected[decision.arm], abs=1e-12)
-        self.decisions = (self.decisions + [decision])[-8:]
+        self.decisions = ([*self.decisions, decision])[-8:]
 
     @rule()
     def select(self):
@@ -89,7 +89,7 @@ class BanditMachine(RuleBasedStateMachine):
         arms = data.draw(st.lists(st.sampled_from(self.arms), min_size=1, max_size=12))
         rewards = data.draw(st.lists(REWARDS, min_size=len(arms), max_size=len(arms)))
         self.bandit.update_many(arms, rewards)
-        for arm, reward in zip(arms, rewards):
+        for arm, reward in zip(arms, rewards, strict=True):
             self._observe(arm, reward)
 
     # ---- arms ------------------------------------------------------------------------------------

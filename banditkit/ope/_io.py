@@ -13,15 +13,18 @@ import csv
 import math
 from collections.abc import Mapping
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 
+from .._typing import AnyArray
 from ..errors import BanditkitError, InvalidParameterError, InvalidTypeError
 
-Columns = dict[str, np.ndarray]
+Columns = dict[str, AnyArray]
 
 
-def read_columns(source) -> Columns:
+def read_columns(source: Any) -> Columns:
     """Columns of ``source`` as numpy arrays (numbers as float/int, text as object arrays)."""
     if isinstance(source, (str, Path)):
         return _read_path(Path(source))
@@ -35,7 +38,7 @@ def read_columns(source) -> Columns:
     return {str(name): _to_numpy(_column(source, name)) for name in names}
 
 
-def _column_names(frame) -> list[str] | None:
+def _column_names(frame: Any) -> list[str] | None:
     if hasattr(frame, "column_names"):            # pyarrow.Table
         return list(frame.column_names)
     if hasattr(frame, "columns") and hasattr(frame, "__getitem__"):   # pandas, polars
@@ -43,13 +46,13 @@ def _column_names(frame) -> list[str] | None:
     return None
 
 
-def _column(frame, name):
+def _column(frame: Any, name: str) -> Any:
     if hasattr(frame, "column_names"):
         return frame.column(name)
     return frame[name]
 
 
-def _to_numpy(values) -> np.ndarray:
+def _to_numpy(values: Any) -> AnyArray:
     """A column as a numpy array; list columns become object arrays of lists."""
     if isinstance(values, np.ndarray):
         return values
@@ -68,7 +71,7 @@ def _to_numpy(values) -> np.ndarray:
     return _object_array(list(values)) if array.dtype.kind in "OU" else array
 
 
-def _arrow_to_numpy(array) -> np.ndarray:
+def _arrow_to_numpy(array: Any) -> AnyArray:
     import pyarrow as pa
 
     kind = array.type
@@ -78,10 +81,11 @@ def _arrow_to_numpy(array) -> np.ndarray:
         return _object_array(array.to_pylist())
     if array.null_count and (pa.types.is_integer(kind) or pa.types.is_boolean(kind)):
         return np.array([math.nan if v is None else float(v) for v in array.to_pylist()])
-    return array.to_numpy(zero_copy_only=False)
+    values: AnyArray = array.to_numpy(zero_copy_only=False)
+    return values
 
 
-def _object_array(items: list) -> np.ndarray:
+def _object_array(items: list[Any]) -> AnyArray:
     out = np.empty(len(items), dtype=object)
     out[:] = items
     return out
@@ -123,7 +127,7 @@ def _read_parquet_folder(path: Path) -> Columns:
     return read_columns(table)
 
 
-def _pyarrow_module(name: str, purpose: str):
+def _pyarrow_module(name: str, purpose: str) -> ModuleType:
     import importlib
 
     try:
@@ -149,7 +153,7 @@ def read_csv(path: Path) -> Columns:
             for j, name in enumerate(header)}
 
 
-def _parse_text_column(texts: list[str]) -> np.ndarray:
+def _parse_text_column(texts: list[str]) -> AnyArray:
     """Integers, else floats (empty -> NaN), else the text itself."""
     for parse in (_parse_ints, _parse_floats):
         try:

@@ -21,8 +21,11 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 
 import numpy as np
+
+from .._typing import FloatArray, IntArray
 
 _CELLS = 1 << 16
 _FALLBACK = 255
@@ -55,7 +58,7 @@ def _count_table() -> np.ndarray:
 _TABLE = _count_table()
 
 
-def _kernel():
+def _kernel() -> Callable[[IntArray, IntArray, FloatArray, FloatArray], IntArray] | None:
     """The compiled pass, or None without numba (or with BANDITKIT_DISABLE_JIT set)."""
     if os.environ.get("BANDITKIT_DISABLE_JIT", "") not in ("", "0"):
         return None
@@ -136,7 +139,8 @@ def ratio_replicates(sums: np.ndarray, numerator: int, denominator: int) -> np.n
     """Bootstrap replicates ``sums[:, numerator] / sums[:, denominator]``, dropping empty resamples."""
     den = sums[:, denominator]
     keep = den != 0
-    return sums[keep, numerator] / den[keep]
+    replicates: FloatArray = sums[keep, numerator] / den[keep]
+    return replicates
 
 
 def percentile_interval(replicates: np.ndarray, confidence: float) -> tuple[float, float]:

@@ -21,7 +21,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
+from .._typing import AnyArray, FloatArray, IntArray, RngLike
 from .._validation import check_int, check_real
 from ..errors import InvalidParameterError
 from ..policies.base import categorical
@@ -36,24 +38,24 @@ class Terms:
     """Per-row numerator and denominator (None: a plain mean) plus what the diagnostics need."""
 
     name: str
-    numerator: np.ndarray
-    denominator: np.ndarray | None = None
-    weights: np.ndarray | None = None
-    propensities: np.ndarray | None = None
+    numerator: FloatArray
+    denominator: FloatArray | None = None
+    weights: FloatArray | None = None
+    propensities: FloatArray | None = None
 
-    def subset(self, rows: np.ndarray) -> Terms:
-        def take(array):
+    def subset(self, rows: IntArray) -> Terms:
+        def take(array: FloatArray | None) -> FloatArray | None:
             return None if array is None else array[rows]
         return Terms(self.name, self.numerator[rows], take(self.denominator), take(self.weights),
                      take(self.propensities))
 
 
-def as_rng(rng) -> np.random.Generator:
+def as_rng(rng: RngLike) -> np.random.Generator:
     """A Generator from a Generator or a seed (entry points only)."""
     return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
 
 
-def importance_weights(propensities, target_probs, arms=None) -> np.ndarray:
+def importance_weights(propensities: ArrayLike, target_probs: ArrayLike, arms: ArrayLike | None = None) -> FloatArray:
     """``pi(a_i | x_i) / mu_i``; ``target_probs`` is (n,) for the logged arms or (n, K) with ``arms``."""
     target_probs = np.asarray(target_probs, dtype=np.float64)
     if target_probs.ndim == 2:
@@ -61,36 +63,41 @@ def importance_weights(propensities, target_probs, arms=None) -> np.ndarray:
     return target_probs / np.asarray(propensities, dtype=np.float64)
 
 
-def logged_entries(matrix: np.ndarray, arms: np.ndarray) -> np.ndarray:
+def logged_entries(matrix: FloatArray, arms: IntArray) -> FloatArray:
     """``matrix[i, arms[i]]`` for every row, shape (n,); a flat gather when the matrix is contiguous."""
     if matrix.flags.c_contiguous:
-        return np.take(matrix.reshape(-1), np.arange(arms.shape[0]) * matrix.shape[1] + arms)
+        entries: FloatArray = np.take(matrix.reshape(-1), np.arange(arms.shape[0]) * matrix.shape[1] + arms)
+        return entries
     return np.take_along_axis(matrix, arms[:, None], axis=1)[:, 0]
 
 
 # ---- per-row terms ----------------------------------------------------------------------------
-def replay_terms(rewards, arms, propensities, target_probs, rng: np.random.Generator) -> Terms:
+def replay_terms(rewards: FloatArray, arms: IntArray, propensities: FloatArray, target_probs: FloatArray,
+                 rng: np.random.Generator) -> Terms:
     target_arms = categorical(np.asarray(target_probs, dtype=np.float64), rng)
     accepted = (target_arms == np.asarray(arms)).astype(np.float64)
     return Terms("replay", accepted * rewards, accepted, accepted, np.asarray(propensities, dtype=np.float64))
 
 
-def ips_terms(rewards, propensities, target_probs, arms=None, *, max_weight: float = math.inf,
+def ips_terms(rewards: FloatArray, propensities: FloatArray, target_probs: FloatArray, arms: IntArray | None = None,
+              *, max_weight: float = math.inf,
               name: str = "ips") -> Terms:
     weights = np.minimum(importance_weights(propensities, target_probs, arms), max_weight)
     return Terms(name, weights * rewards, None, weights, np.asarray(propensities, dtype=np.float64))
 
 
-def snips_terms(rewards, propensities, target_probs, arms=None) -> Terms:
+def snips_terms(rewards: FloatArray, propensities: FloatArray, target_probs: FloatArray,
+                arms: IntArray | None = None) -> Terms:
     weights = importance_weights(propensities, target_probs, arms)
     return Terms("snips", weights * rewards, weights, weights, np.asarray(propensities, dtype=np.float64))
 
 
-def dm_terms(target_probs, predicted_rewards) -> Terms:
+def dm_terms(target_probs: FloatArray, predicted_rewards: FloatArray) -> Terms:
     return Terms("dm", np.einsum("nk,nk->n", target_probs, predicted_rewards))
 
 
-def dr_terms(rewards, propensities, target_probs, arms, predicted_rewards, *, max_weight: float = math.inf,
+def dr_terms(rewards: FloatArray, propensities: FloatArray, target_probs: FloatArray, arms: IntArray,
+             predicted_rewards: FloatArray, *, max_weight: float = math.inf,
              name: str = "dr") -> Terms:
     arms = np.asarray(arms)
     weights = importance_weights(propensities, target_probs, arms)
@@ -117,7 +124,7 @@ def finish(terms_list: list[Terms], rng: np.random.Generator, n_bootstrap: int =
             for j, terms in enumerate(terms_list)]
 
 
-def _estimate(terms: Terms, sums: np.ndarray | None, confidence: float) -> Estimate:
+def _estimate(terms: Terms, sums: FloatArray | None, confidence: float) -> Estimate:
     from scipy.special import ndtri
 
     numerator, denominator = terms.numerator, terms.denominator
@@ -144,16 +151,19 @@ def _estimate(terms: Terms, sums: np.ndarray | None, confidence: float) -> Estim
                     ess, max_weight, tiny, n_rows, confidence)
 
 
-def _one(terms: Terms, rng, n_bootstrap: int, confidence: float) -> Estimate:
+def _one(terms: Terms, rng: RngLike, n_bootstrap: int, confidence: float) -> Estimate:
     n_bootstrap = check_int("n_bootstrap", n_bootstrap, low=0)
     confidence = check_real("confidence", confidence, low=0.0, high=1.0, low_open=True, high_open=True)
     return finish([terms], as_rng(rng), n_bootstrap, confidence)[0]
 
 
 # ---- public estimators --------------------------------------------------------------------------
-def check_arrays(rewards=None, propensities=None, target_probs=None, arms=None, predicted_rewards=None):
+def check_arrays(rewards: ArrayLike | None = None, propensities: ArrayLike | None = None,
+                 target_probs: ArrayLike | None = None, arms: ArrayLike | None = None,
+                 predicted_rewards: ArrayLike | None = None) -> dict[str, AnyArray]:
     """Validate user arrays once: finite, matching rows, propensities in (0, 1], arms within K."""
-    out, n_rows = {}, None
+    out: dict[str, AnyArray] = {}
+    n_rows = None
     for name, value in (("rewards", rewards), ("propensities", propensities), ("target_probs", target_probs),
                         ("predicted_rewards", predicted_rewards)):
         if value is None:
@@ -173,19 +183,21 @@ def check_arrays(rewards=None, propensities=None, target_probs=None, arms=None, 
             value = float(out["propensities"][row])
             raise InvalidParameterError(f"propensities must be in (0, 1], got {value!r} at row {row}")
     if arms is not None:
-        arms = np.asarray(arms)
+        arm_array = np.asarray(arms)
         width = out["target_probs"].shape[1] if out.get("target_probs", np.empty((0, 0))).ndim == 2 else None
-        if arms.dtype.kind not in "iu" or (arms < 0).any() or (width is not None and (arms >= width).any()):
-            raise InvalidParameterError(f"arms must be integer column indices of target_probs, got {arms[:5]}")
-        if arms.shape[0] != n_rows:
-            raise InvalidParameterError(f"arms has {arms.shape[0]} rows, expected {n_rows}")
-        out["arms"] = arms
+        if (arm_array.dtype.kind not in "iu" or (arm_array < 0).any()
+                or (width is not None and (arm_array >= width).any())):
+            raise InvalidParameterError(f"arms must be integer column indices of target_probs, got {arm_array[:5]}")
+        if arm_array.shape[0] != n_rows:
+            raise InvalidParameterError(f"arms has {arm_array.shape[0]} rows, expected {n_rows}")
+        out["arms"] = arm_array
     elif "target_probs" in out and out["target_probs"].ndim == 2 and rewards is not None:
         raise InvalidParameterError("target_probs of shape (n, K) needs arms= (the logged arm per row)")
     return out
 
 
-def replay(rewards, arms, propensities, target_probs, *, rng=0, n_bootstrap: int = 1000,
+def replay(rewards: ArrayLike, arms: ArrayLike, propensities: ArrayLike, target_probs: ArrayLike, *,
+           rng: RngLike = 0, n_bootstrap: int = 1000,
            confidence: float = 0.95) -> Estimate:
     """Li et al. (2011) replay: keep the rows where the target's own draw matches the logged arm.
 
@@ -198,7 +210,8 @@ def replay(rewards, arms, propensities, target_probs, *, rng=0, n_bootstrap: int
     return _one(terms, rng, n_bootstrap, confidence)
 
 
-def ips(rewards, propensities, target_probs, arms=None, *, rng=0, n_bootstrap: int = 1000,
+def ips(rewards: ArrayLike, propensities: ArrayLike, target_probs: ArrayLike, arms: ArrayLike | None = None, *,
+        rng: RngLike = 0, n_bootstrap: int = 1000,
         confidence: float = 0.95) -> Estimate:
     """Inverse propensity scoring: mean of w_i r_i. ``target_probs`` (n,) or (n, K) with ``arms`` (n,).
 
@@ -211,7 +224,8 @@ def ips(rewards, propensities, target_probs, arms=None, *, rng=0, n_bootstrap: i
                 confidence)
 
 
-def clipped_ips(rewards, propensities, target_probs, arms=None, *, max_weight: float = 100.0, rng=0,
+def clipped_ips(rewards: ArrayLike, propensities: ArrayLike, target_probs: ArrayLike, arms: ArrayLike | None = None,
+                *, max_weight: float = 100.0, rng: RngLike = 0,
                 n_bootstrap: int = 1000, confidence: float = 0.95) -> Estimate:
     """IPS with weights capped at ``max_weight``: less variance, a downward bias on capped rows."""
     a = check_arrays(rewards, propensities, target_probs, arms)
@@ -220,7 +234,8 @@ def clipped_ips(rewards, propensities, target_probs, arms=None, *, max_weight: f
     return _one(terms, rng, n_bootstrap, confidence)
 
 
-def snips(rewards, propensities, target_probs, arms=None, *, rng=0, n_bootstrap: int = 1000,
+def snips(rewards: ArrayLike, propensities: ArrayLike, target_probs: ArrayLike, arms: ArrayLike | None = None, *,
+          rng: RngLike = 0, n_bootstrap: int = 1000,
           confidence: float = 0.95) -> Estimate:
     """Self-normalised IPS: sum w_i r_i / sum w_i; invariant to rescaling all propensities."""
     a = check_arrays(rewards, propensities, target_probs, arms)
@@ -228,13 +243,15 @@ def snips(rewards, propensities, target_probs, arms=None, *, rng=0, n_bootstrap:
                 confidence)
 
 
-def dm(target_probs, predicted_rewards, *, rng=0, n_bootstrap: int = 1000, confidence: float = 0.95) -> Estimate:
+def dm(target_probs: ArrayLike, predicted_rewards: ArrayLike, *, rng: RngLike = 0, n_bootstrap: int = 1000,
+       confidence: float = 0.95) -> Estimate:
     """Direct method: the reward model averaged over the target's distribution, both (n, K)."""
     a = check_arrays(target_probs=target_probs, predicted_rewards=predicted_rewards)
     return _one(dm_terms(a["target_probs"], a["predicted_rewards"]), rng, n_bootstrap, confidence)
 
 
-def dr(rewards, propensities, target_probs, arms, predicted_rewards, *, rng=0, n_bootstrap: int = 1000,
+def dr(rewards: ArrayLike, propensities: ArrayLike, target_probs: ArrayLike, arms: ArrayLike,
+       predicted_rewards: ArrayLike, *, rng: RngLike = 0, n_bootstrap: int = 1000,
        confidence: float = 0.95) -> Estimate:
     """Doubly robust: DM plus the importance-weighted residual of the logged arm."""
     a = check_arrays(rewards, propensities, target_probs, arms, predicted_rewards)
@@ -242,8 +259,9 @@ def dr(rewards, propensities, target_probs, arms, predicted_rewards, *, rng=0, n
     return _one(terms, rng, n_bootstrap, confidence)
 
 
-def switch_dr(rewards, propensities, target_probs, arms, predicted_rewards, *, max_weight: float = 20.0,
-              rng=0, n_bootstrap: int = 1000, confidence: float = 0.95) -> Estimate:
+def switch_dr(rewards: ArrayLike, propensities: ArrayLike, target_probs: ArrayLike, arms: ArrayLike,
+              predicted_rewards: ArrayLike, *, max_weight: float = 20.0, rng: RngLike = 0, n_bootstrap: int = 1000,
+              confidence: float = 0.95) -> Estimate:
     """DR on rows with weight <= ``max_weight``, the reward model alone on the others."""
     a = check_arrays(rewards, propensities, target_probs, arms, predicted_rewards)
     terms = dr_terms(a["rewards"], a["propensities"], a["target_probs"], a["arms"], a["predicted_rewards"],

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Sequence
+from typing import Any
 
+import numpy as np
+from numpy.typing import ArrayLike
+
+from .._typing import FloatArray, IntArray, RngLike
 from .._validation import check_int, check_real
 from ..errors import InvalidParameterError
 from . import estimators as est
@@ -19,9 +24,10 @@ SMALL_ESS_SHARE = 0.01
 SMALL_ESS_ROWS = 100
 
 
-def evaluate(log, target, estimators=None, *, reward_model=None, predicted_rewards=None, n_folds: int = 5,
-             n_bootstrap: int = 1000, confidence: float = 0.95, clip_weight: float = 100.0,
-             switch_weight: float = 20.0, rng=0, drop_unrewarded: bool = False) -> Report:
+def evaluate(log: Any, target: Any, estimators: str | Sequence[str] | None = None, *, reward_model: Any = None,
+             predicted_rewards: ArrayLike | None = None, n_folds: int = 5, n_bootstrap: int = 1000,
+             confidence: float = 0.95, clip_weight: float = 100.0, switch_weight: float = 20.0, rng: RngLike = 0,
+             drop_unrewarded: bool = False) -> Report:
     """Estimate the value of ``target`` from ``log`` with each estimator; one row per estimator.
 
     Parameters
@@ -42,7 +48,7 @@ def evaluate(log, target, estimators=None, *, reward_model=None, predicted_rewar
     >>> report["ips"].value, report["snips"].value
     (1.0, 1.0)
     """
-    rng = est.as_rng(rng)
+    generator = est.as_rng(rng)
     log = load_log(log, drop_unrewarded=drop_unrewarded)
     n_bootstrap = check_int("n_bootstrap", n_bootstrap, low=0)
     confidence = check_real("confidence", confidence, low=0.0, high=1.0, low_open=True, high_open=True)
@@ -52,21 +58,22 @@ def evaluate(log, target, estimators=None, *, reward_model=None, predicted_rewar
     probabilities, arms = target_rows.probabilities, target_rows.arms
     predictions = None
     if MODEL_BASED & set(names):
-        predictions = _predictions(log, arms, probabilities.shape[1], reward_model, predicted_rewards, rng, n_folds)
-    terms = [_terms(name, log, probabilities, arms, predictions, rng, clip_weight, switch_weight)
+        predictions = _predictions(log, arms, probabilities.shape[1], reward_model, predicted_rewards, generator,
+                                   n_folds)
+    terms = [_terms(name, log, probabilities, arms, predictions, generator, clip_weight, switch_weight)
              for name in names]
-    estimates = _keyed(est.finish(terms, rng, n_bootstrap, confidence))
-    by_position = {}
+    estimates = _keyed(est.finish(terms, generator, n_bootstrap, confidence))
+    by_position: dict[int, dict[str, Estimate]] = {}
     if log.positions is not None and log.n_positions > 1:
         for position in range(log.n_positions):
             rows = log.positions == position
             if rows.any():
                 subset = [t.subset(rows) for t in terms]
-                by_position[position] = _keyed(est.finish(subset, rng, n_bootstrap, confidence))
+                by_position[position] = _keyed(est.finish(subset, generator, n_bootstrap, confidence))
     return Report(estimates, by_position, tuple(_warnings(estimates, log.n_rows)))
 
 
-def _estimator_names(estimators, uniform: bool) -> list[str]:
+def _estimator_names(estimators: str | Sequence[str] | None, uniform: bool) -> list[str]:
     if estimators is None:
         return [name for name in ESTIMATORS if uniform or name != "replay"]
     names = [estimators] if isinstance(estimators, str) else list(estimators)
@@ -79,7 +86,8 @@ def _estimator_names(estimators, uniform: bool) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _predictions(log: LoggedData, arms, n_arms, reward_model, predicted_rewards, rng, n_folds) -> np.ndarray:
+def _predictions(log: LoggedData, arms: IntArray, n_arms: int, reward_model: Any, predicted_rewards: ArrayLike | None,
+                 rng: np.random.Generator, n_folds: int) -> FloatArray:
     if predicted_rewards is not None:
         predictions = np.asarray(predicted_rewards, dtype=np.float64)
         if predictions.shape != (log.n_rows, n_arms) or not np.isfinite(predictions).all():
@@ -98,7 +106,8 @@ def model_features(log: LoggedData) -> np.ndarray:
     return np.hstack(parts)
 
 
-def _terms(name, log, probabilities, arms, predictions, rng, clip_weight, switch_weight) -> est.Terms:
+def _terms(name: str, log: LoggedData, probabilities: FloatArray, arms: IntArray, predictions: FloatArray | None,
+           rng: np.random.Generator, clip_weight: float, switch_weight: float) -> est.Terms:
     rewards, propensities = log.rewards, log.propensities
     if name == "replay":
         return est.replay_terms(rewards, arms, propensities, probabilities, rng)
@@ -107,6 +116,7 @@ def _terms(name, log, probabilities, arms, predictions, rng, clip_weight, switch
         return est.ips_terms(rewards, propensities, probabilities, arms, max_weight=cap, name=name)
     if name == "snips":
         return est.snips_terms(rewards, propensities, probabilities, arms)
+    assert predictions is not None, "the model-based estimators get predictions from evaluate()"
     if name == "dm":
         return est.dm_terms(probabilities, predictions)
     cap = switch_weight if name == "switch_dr" else np.inf

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from .._typing import AnyArray, FloatArray, IntArray
 from ..errors import InvalidParameterError
 from ._io import read_columns
 
@@ -55,7 +58,8 @@ class LoggedData:
         return 1 if self.positions is None else int(self.positions.max(initial=0)) + 1
 
 
-def load_log(source, *, arms=None, drop_unrewarded: bool = False, experiment: str | None = None) -> LoggedData:
+def load_log(source: Any, *, arms: Sequence[str] | None = None, drop_unrewarded: bool = False,
+             experiment: str | None = None) -> LoggedData:
     """Read and validate a decision log.
 
     Parameters
@@ -142,7 +146,7 @@ def _numbers(name: str, values: np.ndarray) -> np.ndarray:
     return parsed
 
 
-def _float_or_nan(value) -> float:
+def _float_or_nan(value: Any) -> float:
     try:
         return float(value) if value not in (None, "") else np.nan
     except (TypeError, ValueError):
@@ -166,7 +170,8 @@ def _experiment_rows(values: np.ndarray, experiment: str | None) -> np.ndarray:
     return np.array([str(v) == experiment for v in values])
 
 
-def _arm_indices(values: np.ndarray, arms, distributions) -> tuple[np.ndarray, tuple[str, ...]]:
+def _arm_indices(values: AnyArray, arms: Sequence[str] | None,
+                 distributions: list[dict[str, Any]] | None) -> tuple[IntArray, tuple[str, ...]]:
     """Arm index per row and the arm vocabulary."""
     if values.dtype.kind in "iu" and arms is None:
         if values.min() < 0:
@@ -190,16 +195,17 @@ def _arm_indices(values: np.ndarray, arms, distributions) -> tuple[np.ndarray, t
     return indices, names
 
 
-def _json_objects(values: np.ndarray) -> list[dict]:
+def _json_objects(values: AnyArray) -> list[dict[str, Any]]:
     """Per-row JSON objects (or dicts) arm -> probability, parsed in one call."""
     texts = [v if isinstance(v, str) else json.dumps(v) for v in values]
     try:
-        return json.loads("[" + ",".join(texts) + "]")
+        objects: list[dict[str, Any]] = json.loads("[" + ",".join(texts) + "]")
+        return objects
     except json.JSONDecodeError as error:
         raise InvalidParameterError(f"probabilities must be JSON objects arm -> probability: {error}") from None
 
 
-def _behaviour_probabilities(rows: list[dict], arm_names: tuple[str, ...]) -> np.ndarray:
+def _behaviour_probabilities(rows: list[dict[str, Any]], arm_names: tuple[str, ...]) -> FloatArray:
     """(n, K) behaviour distribution in ``arm_names`` order."""
     lookup = {name: i for i, name in enumerate(arm_names)}
     out = np.zeros((len(rows), len(arm_names)))
@@ -229,7 +235,7 @@ def _contexts(columns: dict[str, np.ndarray]) -> np.ndarray | None:
     return contexts
 
 
-def _no_context(value) -> bool:
+def _no_context(value: Any) -> bool:
     if value is None or (isinstance(value, float) and value != value):
         return True
     if isinstance(value, str):
@@ -264,7 +270,7 @@ def _check_context_finite(contexts: np.ndarray) -> None:
             f"{_rows(bad.any(axis=1))}")
 
 
-def _positions(values) -> np.ndarray | None:
+def _positions(values: AnyArray | None) -> IntArray | None:
     if values is None:
         return None
     positions = np.asarray(values)

@@ -19,7 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
+from .._typing import FloatArray
 from .._validation import check_int
 from ..errors import InvalidParameterError
 from ..policies._maxprob import BetaPosteriors
@@ -42,7 +44,7 @@ class RankingDistribution:
         return np.broadcast_to(self.probabilities, (n_rows, *self.probabilities.shape))
 
 
-def thompson_ranking_distribution(alpha, beta, n_positions: int, *, method: str = "exact",
+def thompson_ranking_distribution(alpha: ArrayLike, beta: ArrayLike, n_positions: int, *, method: str = "exact",
                                   rng: np.random.Generator | None = None,
                                   n_draws: int = 100_000) -> RankingDistribution:
     """P(item k shown at position l) for a Thompson ranker with Beta(alpha, beta) posteriors.
@@ -82,14 +84,15 @@ def thompson_ranking_distribution(alpha, beta, n_positions: int, *, method: str 
     raise InvalidParameterError(f"method must be 'exact' or 'monte_carlo', got {method!r}")
 
 
-def _check_parameters(alpha, beta) -> tuple[np.ndarray, np.ndarray]:
-    alpha, beta = np.asarray(alpha, dtype=np.float64), np.asarray(beta, dtype=np.float64)
-    if alpha.ndim != 1 or alpha.shape != beta.shape:
-        raise InvalidParameterError(f"alpha and beta must be 1-d of one length, got {alpha.shape} and {beta.shape}")
-    for name, values in (("alpha", alpha), ("beta", beta)):
+def _check_parameters(alpha: ArrayLike, beta: ArrayLike) -> tuple[FloatArray, FloatArray]:
+    alphas, betas = np.asarray(alpha, dtype=np.float64), np.asarray(beta, dtype=np.float64)
+    if alphas.ndim != 1 or alphas.shape != betas.shape:
+        raise InvalidParameterError(
+            f"alpha and beta must be 1-d of one length, got {alphas.shape} and {betas.shape}")
+    for name, values in (("alpha", alphas), ("beta", betas)):
         if not (np.isfinite(values).all() and (values > 0).all()):
             raise InvalidParameterError(f"{name} must be finite and > 0, got {values[~(values > 0)][:1]}")
-    return alpha, beta
+    return alphas, betas
 
 
 def _grid(posteriors: BetaPosteriors) -> tuple[np.ndarray, np.ndarray]:
@@ -116,7 +119,8 @@ def _exact(alpha: np.ndarray, beta: np.ndarray, n_positions: int) -> np.ndarray:
         others = sum(prefix[:-1, c] * suffix[1:, position - c] for c in range(position + 1))
         probabilities[:, position] = (density * others) @ weights
     probabilities = np.maximum(probabilities, 0.0)
-    return probabilities / probabilities.sum(axis=0, keepdims=True)
+    distributions: FloatArray = probabilities / probabilities.sum(axis=0, keepdims=True)
+    return distributions
 
 
 def _count_distributions(below: np.ndarray, n_positions: int) -> np.ndarray:
@@ -130,7 +134,8 @@ def _count_distributions(below: np.ndarray, n_positions: int) -> np.ndarray:
     return out
 
 
-def _monte_carlo(alpha, beta, n_positions, rng, n_draws) -> np.ndarray:
+def _monte_carlo(alpha: FloatArray, beta: FloatArray, n_positions: int, rng: np.random.Generator,
+                n_draws: int) -> FloatArray:
     n_items = alpha.shape[0]
     counts = np.zeros((n_items, n_positions))
     for start in range(0, n_draws, 20_000):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from ..errors import BanditkitError
 
@@ -32,7 +34,7 @@ class Estimate:
     n_rows: int
     confidence: float = 0.95
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values (NaN becomes None)."""
         return {key: None if isinstance(value, float) and math.isnan(value) else value
                 for key, value in asdict(self).items()}
@@ -52,23 +54,23 @@ class Report:
         except KeyError:
             raise KeyError(f"no estimate {name!r}; the report holds {list(self.estimates)}") from None
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         return iter(self.estimates)
 
     def __len__(self) -> int:
         return len(self.estimates)
 
-    def rows(self) -> list[dict]:
+    def rows(self) -> list[dict[str, Any]]:
         """One dict per estimate (whole log first, then each position), ready for a table or JSON."""
         out = [{"position": "all", **estimate.to_dict()} for estimate in self.estimates.values()]
         for position, estimates in sorted(self.by_position.items()):
             out += [{"position": position, **estimate.to_dict()} for estimate in estimates.values()]
         return out
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"estimates": self.rows(), "warnings": list(self.warnings)}
 
-    def to_frame(self):
+    def to_frame(self) -> Any:
         """A pandas DataFrame with one row per estimator (and per position for position-based logs)."""
         try:
             import pandas as pd

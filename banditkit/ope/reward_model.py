@@ -13,8 +13,11 @@ model that saw its reward.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
+from .._typing import AnyArray, FloatArray, IntArray
 from .._validation import check_int, check_real
 from ..errors import InvalidParameterError, InvalidTypeError
 
@@ -40,10 +43,12 @@ class RidgeRewardModel:
         return self
 
     def predict(self, features: np.ndarray) -> np.ndarray:
-        return _design(features) @ self.coefficients_.T + self.mean_
+        predictions: FloatArray = _design(features) @ self.coefficients_.T + self.mean_
+        return predictions
 
 
-def ridge_statistics(features, arms, rewards, groups, n_arms: int, n_groups: int):
+def ridge_statistics(features: FloatArray, arms: IntArray, rewards: FloatArray, groups: IntArray, n_arms: int,
+                     n_groups: int) -> tuple[FloatArray, FloatArray]:
     """Per (group, arm) Gram matrices ``X^T X`` (G, K, p, p) and moments ``X^T r`` (G, K, p).
 
     ``X`` is the design ``[1, features]``; each entry is one weighted ``bincount`` over the rows,
@@ -53,13 +58,13 @@ def ridge_statistics(features, arms, rewards, groups, n_arms: int, n_groups: int
     size = n_groups * n_arms
     cell = groups * n_arms + arms
 
-    def column(p):
+    def column(p: int) -> FloatArray | None:
         return None if p == 0 else features[:, p - 1]
 
-    def cell_sums(*factors):
-        factors = [f for f in factors if f is not None]
-        weights = factors[0] * factors[1] if len(factors) == 2 else (factors[0] if factors else None)
-        return np.bincount(cell, weights=weights, minlength=size)
+    def cell_sums(*factors: FloatArray | None) -> AnyArray:
+        given = [f for f in factors if f is not None]
+        weights = given[0] * given[1] if len(given) == 2 else (given[0] if given else None)
+        return np.bincount(cell, weights=weights, minlength=size)  # counts (int) without factors, else sums
 
     gram = np.empty((size, width, width))
     for p in range(width):
@@ -86,7 +91,7 @@ def _design(features: np.ndarray) -> np.ndarray:
     return np.column_stack([np.ones(features.shape[0]), features])
 
 
-def cross_fit_predictions(model, features: np.ndarray | None, arms: np.ndarray, rewards: np.ndarray,
+def cross_fit_predictions(model: Any, features: np.ndarray | None, arms: np.ndarray, rewards: np.ndarray,
                           n_arms: int, rng: np.random.Generator, n_folds: int = 5) -> np.ndarray:
     """Out-of-fold predicted reward of every arm on every row, shape (n, K).
 
@@ -107,7 +112,8 @@ def cross_fit_predictions(model, features: np.ndarray | None, arms: np.ndarray, 
     return _cross_fit_estimator(model, features, arms, rewards, folds, n_arms, n_folds)
 
 
-def _cross_fit_ridge(l2, features, arms, rewards, folds, n_arms, n_folds, chunk: int = 16_384) -> np.ndarray:
+def _cross_fit_ridge(l2: float, features: FloatArray, arms: IntArray, rewards: FloatArray, folds: IntArray, n_arms: int,
+                     n_folds: int, chunk: int = 16_384) -> FloatArray:
     """Statistics per (fold, arm) in one pass; fold f is predicted by "total - fold f"."""
     gram, moments = ridge_statistics(features, arms, rewards, folds, n_arms, n_folds)
     train_gram, train_moments = gram.sum(axis=0) - gram, moments.sum(axis=0) - moments     # (F, K, ...)
@@ -128,7 +134,8 @@ def _cross_fit_ridge(l2, features, arms, rewards, folds, n_arms, n_folds, chunk:
     return predictions
 
 
-def _cross_fit_estimator(model, features, arms, rewards, folds, n_arms, n_folds) -> np.ndarray:
+def _cross_fit_estimator(model: Any, features: FloatArray, arms: IntArray, rewards: FloatArray, folds: IntArray,
+                         n_arms: int, n_folds: int) -> FloatArray:
     from sklearn.base import clone
 
     classifier = hasattr(model, "predict_proba")

@@ -10,12 +10,16 @@ explicit distribution of shape (n, K), or (n, K, L) for position-based logs
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import InvalidParameterError, InvalidTypeError, UnknownArmError
 from ..policies.base import Policy
 from .logs import LoggedData
+
+if TYPE_CHECKING:
+    from ..bandit import Bandit
 
 _SUM_TOLERANCE = 1e-6
 
@@ -32,7 +36,7 @@ class RowTarget:
     arm_names: tuple[str, ...]
 
 
-def resolve_target(target, log: LoggedData) -> RowTarget:
+def resolve_target(target: Any, log: LoggedData) -> RowTarget:
     """Evaluate ``target`` on every row of ``log``; see the module docstring for what it may be."""
     if hasattr(target, "probabilities_many") and hasattr(target, "arms"):
         return _bandit_target(target, log)
@@ -49,7 +53,7 @@ def resolve_target(target, log: LoggedData) -> RowTarget:
     return _explicit_target(array, log)
 
 
-def _bandit_target(bandit, log: LoggedData) -> RowTarget:
+def _bandit_target(bandit: Bandit, log: LoggedData) -> RowTarget:
     names = tuple(bandit.arms)
     lookup = {name: i for i, name in enumerate(names)}
     used = np.unique(log.arms)

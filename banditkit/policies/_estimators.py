@@ -21,13 +21,14 @@ from typing import Any
 
 import numpy as np
 
+from .._typing import AnyArray, FloatArray, IntArray
 from ..errors import InvalidParameterError, InvalidTypeError
 
 #: Poisson(1) cumulative distribution up to 20 (the remaining mass is below 1e-19).
 _POISSON_CDF = np.cumsum(np.exp(-1.0) / np.cumprod(np.r_[1.0, np.arange(1.0, 21.0)]))
 
 
-def estimator_spec(estimator) -> dict[str, Any]:
+def estimator_spec(estimator: Any) -> dict[str, Any]:
     """``{"class": "module.Name", "params": {...}}`` for an estimator instance or such a dict.
 
     Parameters must be JSON values; a missing ``random_state`` is fixed to 0 so
@@ -38,7 +39,8 @@ def estimator_spec(estimator) -> dict[str, Any]:
     if isinstance(estimator, dict):
         unknown = set(estimator) - {"class", "params"}
         if unknown or not isinstance(estimator.get("class"), str):
-            raise InvalidParameterError(f"estimator must be {{'class': 'module.Name', 'params': {{...}}}}, got {estimator!r}")
+            raise InvalidParameterError(
+                f"estimator must be {{'class': 'module.Name', 'params': {{...}}}}, got {estimator!r}")
         cls = _resolve(estimator["class"])
         params = dict(estimator.get("params") or {})
     else:
@@ -88,22 +90,24 @@ def _resolve(path: str) -> type:
     return found
 
 
-def build(cls_or_spec, params: dict | None = None):
+def build(cls_or_spec: type | dict[str, Any], params: dict[str, Any] | None = None) -> Any:
     """A fresh, unfitted estimator from a class and params, or from a spec dict."""
     if isinstance(cls_or_spec, dict):
-        cls_or_spec, params = _resolve(cls_or_spec["class"]), cls_or_spec["params"]
+        cls, params = _resolve(cls_or_spec["class"]), cls_or_spec["params"]
+    else:
+        cls = cls_or_spec
     try:
-        return cls_or_spec(**params)
+        return cls(**(params or {}))
     except (TypeError, ValueError) as error:
-        raise InvalidParameterError(f"estimator {cls_or_spec.__name__}: {error}") from None
+        raise InvalidParameterError(f"estimator {cls.__name__}: {error}") from None
 
 
-def accepts_sample_weight(method) -> bool:
+def accepts_sample_weight(method: Any) -> bool:
     """True when ``method`` (fit or partial_fit) takes a ``sample_weight`` argument."""
     return "sample_weight" in inspect.signature(method).parameters
 
 
-def bootstrap_weights(seed: int, row_ids: np.ndarray, n_replicas: int) -> np.ndarray:
+def bootstrap_weights(seed: int, row_ids: IntArray, n_replicas: int) -> FloatArray:
     """Poisson(1) online-bootstrap weights, shape (n, n_replicas), a pure function of (seed, row id, replica).
 
     Counter-based (a SplitMix64 hash, then the Poisson inverse CDF): the same row
@@ -116,10 +120,11 @@ def bootstrap_weights(seed: int, row_ids: np.ndarray, n_replicas: int) -> np.nda
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     z = z ^ (z >> np.uint64(31))
     uniforms = (z >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
-    return np.searchsorted(_POISSON_CDF, uniforms, side="right").astype(np.float64)
+    weights: FloatArray = np.searchsorted(_POISSON_CDF, uniforms, side="right").astype(np.float64)
+    return weights
 
 
-def content_key(*arrays: np.ndarray) -> int:
+def content_key(*arrays: AnyArray) -> int:
     """A 63-bit hash of the arrays' bytes, shapes and dtypes: the cache key of a fit."""
     digest = hashlib.blake2b(digest_size=8)
     for array in arrays:
@@ -136,14 +141,14 @@ class ModelCache:
         self._entries: OrderedDict[int, Any] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: int):
+    def get(self, key: int) -> Any:
         with self._lock:
             value = self._entries.get(key)
             if value is not None:
                 self._entries.move_to_end(key)
             return value
 
-    def put(self, key: int, value) -> None:
+    def put(self, key: int, value: Any) -> None:
         with self._lock:
             self._entries[key] = value
             self._entries.move_to_end(key)
@@ -151,6 +156,6 @@ class ModelCache:
                 self._entries.popitem(last=False)
 
 
-def copy_model(model):
+def copy_model(model: Any) -> Any:
     """An independent copy of a fitted model (partial_fit mutates in place)."""
     return copy.deepcopy(model)

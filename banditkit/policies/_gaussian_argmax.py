@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._typing import BoolArray, FloatArray
+
 _Z_BREAKS = np.arange(-8.0, 8.5, 2.0)
 _NODES, _WEIGHTS = np.polynomial.legendre.leggauss(6)
 _SQRT_2PI = np.sqrt(2.0 * np.pi)
@@ -67,7 +69,8 @@ def _contenders(means: np.ndarray, sds: np.ndarray, mask: np.ndarray) -> np.ndar
     """Allowed arms that can win: an arm whose score stays below 8 sd under another's 8-sd floor cannot (P < 1e-15)."""
     spread = np.where(sds > POINT_MASS_SD, 8.0 * sds, 0.0)
     floor = np.where(mask, means - spread, -np.inf).max(axis=1, keepdims=True)
-    return mask & (means + spread >= floor)
+    contenders: BoolArray = mask & (means + spread >= floor)
+    return contenders
 
 
 def _chunk_probabilities(means: np.ndarray, sds: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -90,7 +93,8 @@ def _chunk_probabilities(means: np.ndarray, sds: np.ndarray, mask: np.ndarray) -
 
     if point.any():
         probabilities += _point_mass_probabilities(means, safe_sds, continuous, point)
-    return probabilities / probabilities.sum(axis=1, keepdims=True)
+    normalised: FloatArray = probabilities / probabilities.sum(axis=1, keepdims=True)
+    return normalised
 
 
 def _product_of_others(factors: np.ndarray) -> np.ndarray:
@@ -101,7 +105,8 @@ def _product_of_others(factors: np.ndarray) -> np.ndarray:
     return before * after
 
 
-def _quadrature_nodes(means, safe_sds, continuous, point):
+def _quadrature_nodes(means: FloatArray, safe_sds: FloatArray, continuous: BoolArray,
+                      point: BoolArray) -> tuple[FloatArray, FloatArray]:
     """Gauss-Legendre nodes and weights on the pieces cut at every arm's breakpoints, shape (n, T)."""
     cuts = means[:, :, None] + safe_sds[:, :, None] * _Z_BREAKS  # (n, K, Z)
     # Non-continuous arms cut once at their point (or not at all when masked): reuse a continuous cut.
@@ -124,7 +129,8 @@ def _quadrature_nodes(means, safe_sds, continuous, point):
     return t.reshape(t.shape[0], -1), np.broadcast_to(weights, t.shape).reshape(t.shape[0], -1)
 
 
-def _point_mass_probabilities(means, safe_sds, continuous, point):
+def _point_mass_probabilities(means: FloatArray, safe_sds: FloatArray, continuous: BoolArray,
+                              point: BoolArray) -> FloatArray:
     """P(a point-mass arm wins): it must top the other point masses (ties share) and every continuous arm."""
     from scipy.special import log_ndtr
 
@@ -133,4 +139,5 @@ def _point_mass_probabilities(means, safe_sds, continuous, point):
     share = at_top / np.maximum(at_top.sum(axis=1, keepdims=True), 1)
     z = (point_best - means) / safe_sds  # (n, K): each continuous arm below the top point mass
     beats_all = np.exp(np.where(continuous, log_ndtr(z), 0.0).sum(axis=1, keepdims=True))
-    return share * beats_all
+    probabilities: FloatArray = share * beats_all
+    return probabilities

@@ -14,9 +14,13 @@ from __future__ import annotations
 import ctypes
 import os
 from collections import OrderedDict
+from collections.abc import Callable
 from types import ModuleType
+from typing import Any
 
 import numpy as np
+
+from .._typing import BoolArray, IntArray
 
 _kernels: ModuleType | None = None
 _loaded = False
@@ -50,7 +54,7 @@ def set_enabled(enabled: bool) -> None:
         kernels()
 
 
-def choose_rows(kernel, rng: np.random.Generator, mask: np.ndarray, *arguments) -> np.ndarray:
+def choose_rows(kernel: Callable[..., None], rng: np.random.Generator, mask: BoolArray, *arguments: Any) -> IntArray:
     """Run a row kernel ``kernel(pointers, *arguments, mask, out)``; one arm per row of ``mask``.
 
     The kernels release the GIL, so simulator blocks run on both cores. They do
@@ -75,8 +79,8 @@ def generator_pointers(rng: np.random.Generator) -> np.ndarray:
         return entry[1]
     interface = rng.bit_generator.ctypes
 
-    def address(function) -> int:
-        return ctypes.cast(function, ctypes.c_void_p).value
+    def address(function: Any) -> int:
+        return ctypes.cast(function, ctypes.c_void_p).value or 0  # a NULL pointer reads as None
 
     pointers = np.array([interface.state_address, interface.state.value,
                          address(interface.next_uint64), address(interface.next_uint32),

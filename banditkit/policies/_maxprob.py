@@ -11,7 +11,7 @@ smooth with exponential tails, however small its parameters, so the
 power-law singularity at 0 or 1 of a parameter below 1 never enters the
 integrand, and x and 1 - x are both computed from s without cancellation.
 
-The integral runs on Gauss–Legendre panels of 8 nodes, placed in two steps:
+The integral runs on Gauss-Legendre panels of 8 nodes, placed in two steps:
 
 1. Each arm's quantiles at fixed tail levels cut its range into pieces on
    which it is smooth. The panel width allowed at a point follows the
@@ -35,10 +35,13 @@ is imported on first use.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from functools import cached_property
 
 import numpy as np
+
+from .._typing import BoolArray, FloatArray, IntArray
 
 _NODES, _WEIGHTS = np.polynomial.legendre.leggauss(8)
 #: Lower tail probabilities of each arm's breakpoints; the median and the mirrored upper levels are added.
@@ -76,7 +79,8 @@ class BetaPosteriors:
     def log_norm(self) -> np.ndarray:
         from scipy import special
 
-        return special.betaln(self.alpha, self.beta)
+        log_norm: FloatArray = special.betaln(self.alpha, self.beta)
+        return log_norm
 
     def quantiles(self, tails: np.ndarray) -> np.ndarray:
         """Log-odds at the ``tails`` levels, the median and the mirrored upper levels, shape (n, K, 2T+1).
@@ -88,7 +92,8 @@ class BetaPosteriors:
         a, b = self.alpha[..., None], self.beta[..., None]
         lower = special.logit(special.betaincinv(a, b, np.append(tails, 0.5)))
         upper = -special.logit(special.betaincinv(b, a, tails[::-1]))
-        return np.clip(np.concatenate([lower, upper], axis=-1), -_LOG_ODDS_LIMIT, _LOG_ODDS_LIMIT)
+        quantiles: FloatArray = np.clip(np.concatenate([lower, upper], axis=-1), -_LOG_ODDS_LIMIT, _LOG_ODDS_LIMIT)
+        return quantiles
 
     def cdf(self, points: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """P(draw <= point) for each point (N,) against every arm of its row, shape (N, K)."""
@@ -99,12 +104,15 @@ class BetaPosteriors:
         # The tail at min(x, 1 - x), from the Beta or its mirror image: no 1 - x rounds away.
         tail = special.betainc(np.where(below_half, a, b), np.where(below_half, b, a),
                                special.expit(-np.abs(points))[:, None])
-        return np.where(below_half, tail, 1.0 - tail)
+        cdf: FloatArray = np.where(below_half, tail, 1.0 - tail)
+        return cdf
 
     def pdf(self, points: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Density of the log-odds, x^alpha (1 - x)^beta / B(alpha, beta), shape (N, K)."""
         log_x, log_1mx = -np.logaddexp(0.0, -points)[:, None], -np.logaddexp(0.0, points)[:, None]
-        return np.exp(_at(self.alpha, rows) * log_x + _at(self.beta, rows) * log_1mx - _at(self.log_norm, rows))
+        pdf: FloatArray = np.exp(_at(self.alpha, rows) * log_x + _at(self.beta, rows) * log_1mx
+                                 - _at(self.log_norm, rows))
+        return pdf
 
 
 @dataclass(frozen=True)
@@ -122,7 +130,9 @@ class StudentPosteriors:
         from scipy import special
 
         nu = self.dof
-        return special.gammaln((nu + 1) / 2) - special.gammaln(nu / 2) - 0.5 * np.log(nu * np.pi) - np.log(self.scale)
+        log_norm: FloatArray = (special.gammaln((nu + 1) / 2) - special.gammaln(nu / 2) - 0.5 * np.log(nu * np.pi)
+                                - np.log(self.scale))
+        return log_norm
 
     def quantiles(self, tails: np.ndarray) -> np.ndarray:
         """Quantiles at the ``tails`` levels, the median and the mirrored upper levels, shape (n, K, 2T+1)."""
@@ -130,21 +140,25 @@ class StudentPosteriors:
 
         z = special.stdtrit(self.dof[..., None], tails)
         z = np.concatenate([z, np.zeros_like(z[..., :1]), -z[..., ::-1]], axis=-1)
-        return self.loc[..., None] + self.scale[..., None] * z
+        quantiles: FloatArray = self.loc[..., None] + self.scale[..., None] * z
+        return quantiles
 
     def cdf(self, points: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """P(draw <= point) for each point (N,) against every arm of its row, shape (N, K)."""
         from scipy import special
 
-        return special.stdtr(_at(self.dof, rows), self._standardise(points, rows))
+        cdf: FloatArray = special.stdtr(_at(self.dof, rows), self._standardise(points, rows))
+        return cdf
 
     def pdf(self, points: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Density at each point (N,) of every arm of its row, shape (N, K)."""
         z, nu = self._standardise(points, rows), _at(self.dof, rows)
-        return np.exp(_at(self.log_norm, rows) - (nu + 1) / 2 * np.log1p(z * z / nu))
+        pdf: FloatArray = np.exp(_at(self.log_norm, rows) - (nu + 1) / 2 * np.log1p(z * z / nu))
+        return pdf
 
     def _standardise(self, points: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        return (points[:, None] - _at(self.loc, rows)) / _at(self.scale, rows)
+        z: FloatArray = (points[:, None] - _at(self.loc, rows)) / _at(self.scale, rows)
+        return z
 
 
 def _at(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -222,7 +236,8 @@ def _integrate(posteriors: BetaPosteriors | StudentPosteriors, mask: np.ndarray,
     return out
 
 
-def _log_cdfs(posteriors, mask, multiplicity, points: np.ndarray, rows: np.ndarray):
+def _log_cdfs(posteriors: BetaPosteriors | StudentPosteriors, mask: BoolArray, multiplicity: FloatArray,
+              points: FloatArray, rows: IntArray) -> tuple[FloatArray, FloatArray]:
     """log F_j at each point (N,) for the allowed arms of its row, 0 for the others (N, K), and log G (N, 1).
 
     G = prod_j F_j^(m_j), the CDF of the largest draw, a column of m identical arms entering m times.
@@ -238,7 +253,8 @@ def _chunks(n_points: int, n_arms: int) -> list[slice]:
     return [slice(begin, begin + step) for begin in range(0, n_points, step)]
 
 
-def _panels(quantiles: np.ndarray, mask: np.ndarray, start: np.ndarray, landmarks: np.ndarray):
+def _panels(quantiles: FloatArray, mask: BoolArray, start: FloatArray,
+            landmarks: FloatArray) -> tuple[FloatArray, IntArray]:
     """Panel edges from ``start`` to the highest upper tail, each panel about as wide as the finest arm there.
 
     Every breakpoint allows a fraction of the narrower of its arm's two pieces there, and each
@@ -269,7 +285,7 @@ def _panels(quantiles: np.ndarray, mask: np.ndarray, start: np.ndarray, landmark
     return _divide_evenly(np.clip(points, start[:, None], stop[:, None]), envelope)
 
 
-def _divide_evenly(points: np.ndarray, envelope: np.ndarray):
+def _divide_evenly(points: FloatArray, envelope: FloatArray) -> tuple[FloatArray, IntArray]:
     """Edges splitting integral ds / h(s) evenly, h the envelope through ``points`` (n, P) rising at ``_GROWTH``.
 
     Between consecutive points h(s) = min(h0 + g t, h1 + g (d - t)), whose integral and its inverse
@@ -297,15 +313,16 @@ def _divide_evenly(points: np.ndarray, envelope: np.ndarray):
     return points[rows, gap] + np.clip(t, 0.0, d[rows, gap]), rows
 
 
-def _refine(posteriors, mask, multiplicity, edges: np.ndarray, rows: np.ndarray):
+def _refine(posteriors: BetaPosteriors | StudentPosteriors, mask: BoolArray, multiplicity: FloatArray,
+            edges: FloatArray, rows: IntArray) -> tuple[FloatArray, FloatArray, IntArray]:
     """Split panels until log G rises little enough across each; drop those where G < ``_NEGLIGIBLE``.
 
-    Gauss–Legendre with m nodes integrates e^(r t) over a panel with a relative error that grows
+    Gauss-Legendre with m nodes integrates e^(r t) over a panel with a relative error that grows
     like r^(2m), and a panel holds at most G of any arm's probability, so the allowed rise is
     ``_MAX_LOG_RISE`` at G = 1 and grows as G^(-1/2m) below. Returns the panels' left and right
     ends and their rows, rows ascending.
     """
-    def log_max_cdf(points, point_rows):
+    def log_max_cdf(points: FloatArray, point_rows: IntArray) -> FloatArray:
         return np.concatenate([_log_cdfs(posteriors, mask, multiplicity, points[chunk], point_rows[chunk])[1][:, 0]
                                for chunk in _chunks(points.size, mask.shape[1])])
 
@@ -336,7 +353,8 @@ def _refine(posteriors, mask, multiplicity, edges: np.ndarray, rows: np.ndarray)
     return left, right, rows
 
 
-def broadcast_rows(compute, state_rows: int, mask: np.ndarray) -> np.ndarray:
+def broadcast_rows(compute: Callable[[IntArray, BoolArray], FloatArray], state_rows: int,
+                   mask: BoolArray) -> FloatArray:
     """Call ``compute(row_index, mask)`` once when one state row serves identical mask rows."""
     if state_rows == 1 and (mask.shape[0] == 1 or (mask == mask[0]).all()):
         return np.broadcast_to(compute(np.zeros(1, dtype=np.intp), mask[:1]), mask.shape).copy()

@@ -11,10 +11,15 @@ rank-1 step looks numerically unsound.
 from __future__ import annotations
 
 import warnings
+from types import ModuleType
 
 import numpy as np
 
+from .._typing import AnyArray, FloatArray, IntArray
 from . import _jit
+
+#: Ridge arrays by name: float sums and caches, and the int64 ``rank1_updates`` counters.
+Ridge = dict[str, AnyArray]
 
 #: Rank-1 cache updates of an arm between two rebuilds from ``A``.
 REFRESH_EVERY = 1000
@@ -29,10 +34,10 @@ _CONSISTENT = 1e-8
 _CHUNK = 1024
 
 
-_compiled = None
+_compiled: ModuleType | None = None
 
 
-def linear_kernels():
+def linear_kernels() -> ModuleType | None:
     """The compiled linear kernels (:mod:`._linear_kernels`) when numba is enabled, else None."""
     global _compiled
     if _jit.kernels() is None:
@@ -48,7 +53,7 @@ class IllConditionedWarning(UserWarning):
     """An arm's design matrix is close to singular: its estimates are numerically unreliable."""
 
 
-def init_ridge(n_arms: int, batch: int, dim: int, l2: float) -> dict[str, np.ndarray]:
+def init_ridge(n_arms: int, batch: int, dim: int, l2: float) -> Ridge:
     """Prior state: ``A = l2*I`` and ``b = 0`` for every (batch, arm), caches to match."""
     eye = np.eye(dim)
     return {
@@ -87,7 +92,8 @@ def spd_inverse(matrices: np.ndarray, l2: float) -> np.ndarray:
             except np.linalg.LinAlgError:
                 values, vectors = np.linalg.eigh(matrix)
                 inverse[i] = (vectors / np.maximum(values, l2)) @ vectors.T
-    return 0.5 * (inverse + np.swapaxes(inverse, -1, -2))
+    symmetric: FloatArray = 0.5 * (inverse + np.swapaxes(inverse, -1, -2))
+    return symmetric
 
 
 def _warn_if_ill_conditioned(matrices: np.ndarray, inverses: np.ndarray, arms: np.ndarray, l2: float) -> None:
@@ -104,14 +110,14 @@ def condition_message(arm: str, l2: float) -> str:
             f"or collinear features cause this)")
 
 
-def condition_numbers(A: np.ndarray) -> np.ndarray:
+def condition_numbers(A: FloatArray) -> FloatArray:
     """2-norm condition number of every arm's ``A``, shape (B, K) (ratio of extreme eigenvalues)."""
     values = np.linalg.eigvalsh(A)
     return values[..., -1] / values[..., 0]
 
 
-def add_rows(state: dict, rows: np.ndarray, arms: np.ndarray, rewards: np.ndarray,
-             features: np.ndarray, l2: float) -> dict:
+def add_rows(state: Ridge, rows: IntArray, arms: IntArray, rewards: FloatArray,
+             features: FloatArray, l2: float) -> Ridge:
     """New ridge arrays after adding rows (n,) x (n, d) to (state row, arm); inputs are not mutated.
 
     With one state and several rows the per-arm sums ``X_k^T X_k`` are one
@@ -137,7 +143,7 @@ def add_rows(state: dict, rows: np.ndarray, arms: np.ndarray, rewards: np.ndarra
     return new
 
 
-def check_merged(new: dict, delta: dict, l2: float) -> None:
+def check_merged(new: Ridge, delta: Ridge, l2: float) -> None:
     """After a delta was added to every ridge array (fresh arrays in ``new``): keep the summed caches of each
     touched (state row, arm) only if they still invert ``A`` and solve ``A theta = b``, else rebuild them.
 
@@ -164,7 +170,7 @@ def check_merged(new: dict, delta: dict, l2: float) -> None:
         _rebuild_pairs(new, (pairs[0][stale], pairs[1][stale]), l2)
 
 
-def _rebuild_pairs(new: dict, pairs: tuple[np.ndarray, np.ndarray], l2: float) -> None:
+def _rebuild_pairs(new: Ridge, pairs: tuple[IntArray, IntArray], l2: float) -> None:
     """Recompute, in place on ``new`` (fresh arrays), the caches of the (state row, arm) ``pairs`` from ``A``."""
     if pairs[0].size:
         fresh = spd_inverse(new["A"][pairs], l2)
@@ -174,7 +180,7 @@ def _rebuild_pairs(new: dict, pairs: tuple[np.ndarray, np.ndarray], l2: float) -
         new["rank1_updates"][pairs] = 0
 
 
-def _add_grouped(new: dict, arms, rewards, features) -> tuple[np.ndarray, np.ndarray]:
+def _add_grouped(new: Ridge, arms: IntArray, rewards: FloatArray, features: FloatArray) -> tuple[IntArray, IntArray]:
     """Add many rows to the one state in place, one Gram matrix per touched arm; every touched arm needs a rebuild."""
     touched = np.unique(arms)
     for arm in touched:  # a loop over arms, never over rows
@@ -185,7 +191,8 @@ def _add_grouped(new: dict, arms, rewards, features) -> tuple[np.ndarray, np.nda
     return np.zeros_like(touched), touched
 
 
-def _add_rank1(new: dict, rows, arms, rewards, features) -> tuple[np.ndarray, np.ndarray]:
+def _add_rank1(new: Ridge, rows: IntArray, arms: IntArray, rewards: FloatArray,
+               features: FloatArray) -> tuple[IntArray, IntArray]:
     """Add one row to each distinct (state row, arm) in place with Sherman-Morrison; return the pairs to rebuild."""
     new["A"][rows, arms] += features[:, :, None] * features[:, None, :]
     new["b"][rows, arms] += rewards[:, None] * features
@@ -201,7 +208,7 @@ def _add_rank1(new: dict, rows, arms, rewards, features) -> tuple[np.ndarray, np
     return rows[unsound], arms[unsound]
 
 
-def rebuild(state: dict, l2: float) -> dict:
+def rebuild(state: Ridge, l2: float) -> Ridge:
     """Ridge arrays with every cache recomputed from the additive ``A`` and ``b``."""
     A, b = state["A"], state["b"]
     flat = spd_inverse(A.reshape(-1, *A.shape[2:]), l2)
@@ -210,7 +217,7 @@ def rebuild(state: dict, l2: float) -> dict:
             "rank1_updates": np.zeros(A.shape[:2], dtype=np.int64)}
 
 
-def scores(state: dict, features: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def scores(state: Ridge, features: FloatArray, rows: IntArray) -> tuple[FloatArray, FloatArray]:
     """Per (row, arm) predicted mean ``x^T theta_k`` and width ``x^T A_k^-1 x``, each shape (n, K)."""
     theta, A_inv = state["theta"], state["A_inv"]
     if theta.shape[0] == 1:

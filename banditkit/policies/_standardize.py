@@ -11,19 +11,23 @@ shift reproduce each intermediate step.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
+
+from .._typing import FloatArray, IntArray
 
 #: A variance below this fraction of mean**2 is rounding noise on a constant feature.
 RELATIVE_VARIANCE_FLOOR = 1e-24
 
 
-def init_feature_stats(batch: int, n_features: int) -> dict[str, np.ndarray]:
+def init_feature_stats(batch: int, n_features: int) -> dict[str, FloatArray]:
     """No context seen yet: count 0, mean 0, sum of squared deviations 0."""
     return {"feature_count": np.zeros(batch), "feature_mean": np.zeros((batch, n_features)),
             "feature_m2": np.zeros((batch, n_features))}
 
 
-def standardize(contexts: np.ndarray, mean: np.ndarray, m2: np.ndarray, count: np.ndarray) -> np.ndarray:
+def standardize(contexts: FloatArray, mean: FloatArray, m2: FloatArray, count: FloatArray) -> FloatArray:
     """``(x - mean) / sd`` elementwise; all arguments broadcast to the shape of ``contexts``."""
     variance = m2 / np.maximum(count, 1.0)
     usable = (variance > 0) & (variance > RELATIVE_VARIANCE_FLOOR * mean * mean)
@@ -31,13 +35,14 @@ def standardize(contexts: np.ndarray, mean: np.ndarray, m2: np.ndarray, count: n
     return (contexts - mean) / sd
 
 
-def transform(stats: dict, contexts: np.ndarray, rows: np.ndarray) -> np.ndarray:
+def transform(stats: Mapping[str, FloatArray], contexts: FloatArray, rows: IntArray) -> FloatArray:
     """Standardise contexts (n, d) with the statistics of their state rows, as they stand."""
     count = stats["feature_count"][rows, None]
     return standardize(contexts, stats["feature_mean"][rows], stats["feature_m2"][rows], count)
 
 
-def fold_and_transform(stats: dict, contexts: np.ndarray, rows: np.ndarray) -> tuple[dict, np.ndarray]:
+def fold_and_transform(stats: Mapping[str, FloatArray], contexts: FloatArray,
+                       rows: IntArray) -> tuple[dict[str, FloatArray], FloatArray]:
     """Fold contexts (n, d) into their state's statistics in row order; return new stats and standardised rows.
 
     Rows that share a state (state batch 1) are folded in order, and row i is
@@ -66,7 +71,7 @@ def fold_and_transform(stats: dict, contexts: np.ndarray, rows: np.ndarray) -> t
     return new, standardized
 
 
-def _scatter(old: np.ndarray, rows: np.ndarray, values: np.ndarray) -> np.ndarray:
+def _scatter(old: FloatArray, rows: IntArray, values: FloatArray) -> FloatArray:
     fresh = old.copy()
     fresh[rows] = values
     return fresh

@@ -51,7 +51,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-State = dict[str, np.ndarray]
+from .._typing import AnyArray, BoolArray, FloatArray, IntArray
+
+#: A policy's learned state: named arrays, batch first (float64 sums; integer buffers for model-based ones).
+State = dict[str, AnyArray]
 
 #: Merge rules (see the module docstring): deltas that add and commute, rows appended, or order-dependent.
 ADDITIVE, APPEND, ORDERED = "additive", "append", "ordered"
@@ -69,9 +72,6 @@ class Policy(ABC):
     shared_keys: ClassVar[frozenset[str]] = frozenset()
     #: True when ``update`` needs the propensity each arm was chosen with (EXP3).
     needs_propensities: ClassVar[bool] = False
-    #: How deltas of the state merge: ADDITIVE, APPEND or ORDERED (see the module docstring). Read it on an
-    #: instance: a family may make it depend on a hyperparameter (linear policies with ``standardize``).
-    merge_rule: ClassVar[str] = ADDITIVE
     #: State keys whose axis 1 is an append-only row buffer: their length grows with every update.
     buffer_keys: ClassVar[frozenset[str]] = frozenset()
 
@@ -109,43 +109,52 @@ class Policy(ABC):
 
     # ---- the three operations --------------------------------------------
     @abstractmethod
-    def probabilities(self, state: State, mask: np.ndarray, context: np.ndarray | None = None) -> np.ndarray:
+    def probabilities(self, state: State, mask: BoolArray, context: FloatArray | None = None) -> FloatArray:
         """Exact probability of choosing each arm, shape (n, K); zero where ``mask`` is False."""
 
     @abstractmethod
-    def sample(self, state: State, rng: np.random.Generator, mask: np.ndarray,
-               context: np.ndarray | None = None) -> np.ndarray:
+    def sample(self, state: State, rng: np.random.Generator, mask: BoolArray,
+               context: FloatArray | None = None) -> IntArray:
         """One arm index per row, shape (n,), drawn from :meth:`probabilities` using ``rng``."""
 
     @abstractmethod
-    def update(self, state: State, arms: np.ndarray, rewards: np.ndarray, *,
-               propensities: np.ndarray | None = None, context: np.ndarray | None = None) -> State:
+    def update(self, state: State, arms: IntArray, rewards: FloatArray, *,
+               propensities: FloatArray | None = None, context: FloatArray | None = None) -> State:
         """New state after observing ``rewards`` (n,) for ``arms`` (n,); inputs are not mutated.
 
         ``propensities`` (n,) are the probabilities with which the arms were
         chosen; only importance-weighted policies (EXP3) use them.
         """
 
-    def choose(self, state: State, rng: np.random.Generator, mask: np.ndarray,
-               context: np.ndarray | None = None) -> int:
+    def choose(self, state: State, rng: np.random.Generator, mask: BoolArray,
+               context: FloatArray | None = None) -> int:
         """:meth:`sample` for one request (``mask`` of shape (1, K)) on a one-row state, as an int."""
         return int(self.sample(state, rng, mask, context)[0])
 
     def update_one(self, state: State, arm: int, reward: float, *, propensity: float | None = None,
-                   context: np.ndarray | None = None) -> State:
+                   context: FloatArray | None = None) -> State:
         """:meth:`update` with one reward into a one-row state; ``context`` is (1, d) or None."""
         return self.update(state, np.array([arm]), np.array([reward]), context=context,
                            propensities=None if propensity is None else np.array([propensity]))
 
     @abstractmethod
-    def means(self, state: State, context: np.ndarray | None = None) -> np.ndarray:
+    def means(self, state: State, context: FloatArray | None = None) -> FloatArray:
         """Point estimate of each arm's expected reward, shape (B or n, K)."""
 
-    def diagnostics(self, state: State, arm_names: list[str] | None = None) -> dict[str, np.ndarray]:
+    def diagnostics(self, state: State, arm_names: list[str] | None = None) -> dict[str, FloatArray]:
         """Per-arm numerical health, each array (B, K), for ``Bandit.stats()``; may warn about an arm."""
         return {}
 
     # ---- deltas: learning where the state is kept elsewhere --------------
+    @property
+    def merge_rule(self) -> str:
+        """How deltas of the state merge: ADDITIVE, APPEND or ORDERED (see the module docstring).
+
+        A family sets it as a class attribute, or makes it depend on a hyperparameter (linear policies with
+        ``standardize``); read it on an instance.
+        """
+        return ADDITIVE
+
     @property
     def distributable(self) -> bool:
         """True when deltas computed from stale states (several writers) still merge exactly: not ORDERED."""
@@ -183,7 +192,7 @@ def parameter_names(cls: type[Policy]) -> list[str]:
             if name != "self" and parameter.kind in kinds]
 
 
-def batch_rows(state: State, n: int) -> np.ndarray:
+def batch_rows(state: State, n: int) -> IntArray:
     """Index of the state row each of ``n`` request rows belongs to (all 0 when the batch is 1)."""
     batch = next(iter(state.values())).shape[0]
     if batch == 1:
@@ -193,7 +202,7 @@ def batch_rows(state: State, n: int) -> np.ndarray:
     return np.arange(n)
 
 
-def arm_sums(state: State, arms: np.ndarray, values: np.ndarray, n_arms: int) -> np.ndarray:
+def arm_sums(state: State, arms: IntArray, values: FloatArray, n_arms: int) -> FloatArray:
     """Sum ``values`` (n,) into a (B, K) array by (state row, arm): the additive delta of an update."""
     batch = next(iter(state.values())).shape[0]
     if batch == 1 and arms.shape[0] == 1:
@@ -201,27 +210,30 @@ def arm_sums(state: State, arms: np.ndarray, values: np.ndarray, n_arms: int) ->
         delta[0, int(arms[0])] = values[0]
         return delta
     flat = batch_rows(state, arms.shape[0]) * n_arms + arms
-    return np.bincount(flat, weights=values, minlength=batch * n_arms).reshape(batch, n_arms)
+    # numpy's stub types bincount as intp; with weights it returns float64.
+    return np.bincount(flat, weights=values, minlength=batch * n_arms).reshape(batch, n_arms)  # type: ignore[return-value]
 
 
-def argmax_random_ties(scores: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def argmax_random_ties(scores: FloatArray, mask: BoolArray, rng: np.random.Generator) -> IntArray:
     """Per-row argmax of ``scores`` (n, K) over allowed arms, ties broken uniformly with ``rng``."""
     masked = np.where(mask, scores, -np.inf)
     best = masked.max(axis=1, keepdims=True)
     ties = masked == best
     # A uniform key per arm; the largest key among the tied arms wins.
     keys = np.where(ties, rng.random(scores.shape), -1.0)
-    return keys.argmax(axis=1)
+    arms: IntArray = keys.argmax(axis=1)
+    return arms
 
 
-def argmax_probabilities(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def argmax_probabilities(scores: FloatArray, mask: BoolArray) -> FloatArray:
     """Action distribution of :func:`argmax_random_ties`: uniform over the tied best arms."""
     masked = np.where(mask, scores, -np.inf)
     ties = (masked == masked.max(axis=1, keepdims=True)) & mask
-    return ties / ties.sum(axis=1, keepdims=True)
+    distribution: FloatArray = ties / ties.sum(axis=1, keepdims=True)
+    return distribution
 
 
-def inverse_cdf(probabilities: np.ndarray, points: np.ndarray | float) -> np.ndarray:
+def inverse_cdf(probabilities: FloatArray, points: FloatArray | float) -> IntArray:
     """Arm per row: the first arm, in arm order, whose cumulative probability exceeds the row's point.
 
     The one inverse-CDF draw of banditkit: random draws (:func:`categorical`),
@@ -267,12 +279,13 @@ def inverse_cdf_row(cumulative: list[float], last: int, point: float) -> int:
     return min(bisect.bisect_right(cumulative, point), last)
 
 
-def last_positive(probabilities: np.ndarray) -> np.ndarray:
+def last_positive(probabilities: FloatArray) -> IntArray:
     """Index of the last arm with positive probability in each row of (..., K) probabilities."""
-    return probabilities.shape[-1] - 1 - np.argmax(probabilities[..., ::-1] > 0, axis=-1)
+    last: IntArray = probabilities.shape[-1] - 1 - np.argmax(probabilities[..., ::-1] > 0, axis=-1)
+    return last
 
 
-def categorical(probabilities: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def categorical(probabilities: FloatArray, rng: np.random.Generator) -> IntArray:
     """One draw per row from (n, K) probabilities: :func:`inverse_cdf` at one uniform per row."""
     return inverse_cdf(probabilities, rng.random(probabilities.shape[0]))
 
@@ -285,7 +298,7 @@ def count_state(n_arms: int, batch: int, squares: bool = False) -> State:
     return state
 
 
-def add_counts(state: State, arms: np.ndarray, rewards: np.ndarray, squares: bool = False) -> State:
+def add_counts(state: State, arms: IntArray, rewards: FloatArray, squares: bool = False) -> State:
     """New state with each (arm, reward) added to ``pulls``, ``reward_sums`` (and ``reward_sq_sums``)."""
     pulls = state["pulls"]
     if arms.shape[0] == 1 and pulls.shape[0] == 1:
@@ -312,7 +325,8 @@ def add_count(state: State, arm: int, reward: float, squares: bool = False) -> S
     return new
 
 
-def empirical_means(state: State, default: float = 0.0) -> np.ndarray:
+def empirical_means(state: State, default: float = 0.0) -> FloatArray:
     """Mean reward per arm, ``default`` for arms never pulled; shape (B, K)."""
     pulls = state["pulls"]
-    return np.divide(state["reward_sums"], pulls, out=np.full(pulls.shape, default), where=pulls > 0)
+    means: FloatArray = np.divide(state["reward_sums"], pulls, out=np.full(pulls.shape, default), where=pulls > 0)
+    return means

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._typing import FloatArray
 from .._validation import check_int, check_real
+from .base import State
 from .registry import register
 from .ucb import IndexPolicy
 
@@ -47,20 +49,22 @@ class BayesUCB(IndexPolicy):
         self.c = check_real("c", c, low=0.0)
         self.horizon = None if horizon is None else check_int("horizon", horizon, low=2)
 
-    def quantile_level(self, state) -> np.ndarray:
+    def quantile_level(self, state: State) -> FloatArray:
         """Level 1 - 1 / (t (log n)^c) of the round being decided, per state row, shape (B, 1)."""
         t = state["pulls"].sum(axis=1, keepdims=True) + 1.0
         n = t if self.horizon is None else float(self.horizon)
         log_factor = np.maximum(np.log(n), 1.0) ** self.c if self.c else 1.0
-        return 1.0 - 1.0 / (t * log_factor)
+        level: FloatArray = 1.0 - 1.0 / (t * log_factor)
+        return level
 
-    def indices(self, state):
+    def indices(self, state: State) -> FloatArray:
         from scipy.special import betaincinv  # deferred: scipy.special is slow to import
 
         pulls, successes = state["pulls"], state["reward_sums"]
         level = np.broadcast_to(self.quantile_level(state), pulls.shape)
-        return betaincinv(1.0 + successes, 1.0 + pulls - successes, level)
+        indices: FloatArray = betaincinv(1.0 + successes, 1.0 + pulls - successes, level)
+        return indices
 
-    def means(self, state, context=None):
+    def means(self, state: State, context: FloatArray | None = None) -> FloatArray:
         return (1.0 + state["reward_sums"]) / (2.0 + state["pulls"])
 

@@ -21,6 +21,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from .._typing import BoolArray, FloatArray, IntArray
 from . import _jit
 from .base import Policy, State, add_count, add_counts, count_state, empirical_means
 
@@ -47,7 +48,8 @@ class CountPolicy(Policy):
         """:meth:`sample` through the compiled ``kernels`` module for several rows; by default the numpy path."""
         return self.sample_numpy(state, rng, mask)
 
-    def sample(self, state, rng, mask, context=None):
+    def sample(self, state: State, rng: np.random.Generator, mask: BoolArray,
+               context: FloatArray | None = None) -> IntArray:
         compiled = _jit.kernels()
         if compiled is None:
             return self.sample_numpy(state, rng, mask)
@@ -55,17 +57,19 @@ class CountPolicy(Policy):
             return np.array([self.choose_compiled(compiled, state, rng, mask)])
         return self.sample_compiled(compiled, state, rng, mask)
 
-    def choose(self, state, rng, mask, context=None):
+    def choose(self, state: State, rng: np.random.Generator, mask: BoolArray, context: FloatArray | None = None) -> int:
         compiled = _jit.kernels()
         if compiled is None:
             return int(self.sample_numpy(state, rng, mask)[0])
         return self.choose_compiled(compiled, state, rng, mask)
 
-    def update(self, state, arms, rewards, *, propensities=None, context=None):
+    def update(self, state: State, arms: IntArray, rewards: FloatArray, *, propensities: FloatArray | None = None,
+               context: FloatArray | None = None) -> State:
         return add_counts(state, arms, rewards, self.squares)
 
-    def update_one(self, state, arm, reward, *, propensity=None, context=None):
+    def update_one(self, state: State, arm: int, reward: float, *, propensity: float | None = None,
+                   context: FloatArray | None = None) -> State:
         return add_count(state, arm, reward, self.squares)
 
-    def means(self, state, context=None):
+    def means(self, state: State, context: FloatArray | None = None) -> FloatArray:
         return empirical_means(state)

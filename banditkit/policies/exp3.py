@@ -6,14 +6,21 @@ Multiarmed Bandit Problem" (SIAM J. Computing, 2002), Exp3 with rewards in [0, 1
 
 from __future__ import annotations
 
+from types import ModuleType
+from typing import TypeVar
+
 import numpy as np
 
+from .._typing import BoolArray, FloatArray, IntArray
 from .._validation import check_real
 from . import _jit
-from .registry import register
 from .base import State, add_count, add_counts, arm_sums, categorical
 from .counts import CountPolicy
+from .registry import register
 from .softmax import masked_softmax
+
+#: A float for one reward, an array (n,) for many.
+_Rewards = TypeVar("_Rewards", float, FloatArray)
 
 
 @register
@@ -44,20 +51,24 @@ class EXP3(CountPolicy):
         state["log_weights"] = np.zeros((batch, n_arms))
         return state
 
-    def probabilities(self, state, mask, context=None):
+    def probabilities(self, state: State, mask: BoolArray, context: FloatArray | None = None) -> FloatArray:
         compiled = _jit.kernels()
         if compiled is not None and mask.shape[0] == 1 and state["log_weights"].shape[0] == 1:
-            return compiled.exp3_probabilities(state["log_weights"], self.gamma, mask)
+            distribution: FloatArray = compiled.exp3_probabilities(state["log_weights"], self.gamma, mask)
+            return distribution
         exploit = masked_softmax(np.broadcast_to(state["log_weights"], mask.shape), mask)
-        return (1.0 - self.gamma) * exploit + self.gamma * mask / mask.sum(axis=1, keepdims=True)
+        distribution = (1.0 - self.gamma) * exploit + self.gamma * mask / mask.sum(axis=1, keepdims=True)
+        return distribution
 
-    def sample_numpy(self, state, rng, mask):
+    def sample_numpy(self, state: State, rng: np.random.Generator, mask: BoolArray) -> IntArray:
         return categorical(self.probabilities(state, mask), rng)
 
-    def choose_compiled(self, compiled, state, rng, mask):
-        return compiled.exp3_choice(_jit.generator_pointers(rng), state["log_weights"], self.gamma, mask)
+    def choose_compiled(self, compiled: ModuleType, state: State, rng: np.random.Generator, mask: BoolArray) -> int:
+        arm: int = compiled.exp3_choice(_jit.generator_pointers(rng), state["log_weights"], self.gamma, mask)
+        return arm
 
-    def update(self, state, arms, rewards, *, propensities=None, context=None):
+    def update(self, state: State, arms: IntArray, rewards: FloatArray, *, propensities: FloatArray | None = None,
+               context: FloatArray | None = None) -> State:
         if propensities is None:
             raise ValueError("EXP3 needs the propensity of each chosen arm")
         if arms.shape[0] == 1 and state["log_weights"].shape[0] == 1:
@@ -68,7 +79,8 @@ class EXP3(CountPolicy):
         new["log_weights"] = state["log_weights"] + arm_sums(state, arms, increments, n_arms)
         return new
 
-    def update_one(self, state, arm, reward, *, propensity=None, context=None):
+    def update_one(self, state: State, arm: int, reward: float, *, propensity: float | None = None,
+                   context: FloatArray | None = None) -> State:
         if propensity is None:
             raise ValueError("EXP3 needs the propensity of each chosen arm")
         new = add_count(state, arm, reward)
@@ -76,6 +88,6 @@ class EXP3(CountPolicy):
         log_weights[0, arm] += self._log_weight_increment(reward, propensity, log_weights.shape[1])
         return new
 
-    def _log_weight_increment(self, rewards, propensities, n_arms: int):
+    def _log_weight_increment(self, rewards: _Rewards, propensities: _Rewards, n_arms: int) -> _Rewards:
         """Log-weight increment gamma * r / (K * p): the importance-weighted reward (arrays or floats)."""
         return self.gamma * rewards / (n_arms * propensities)

@@ -7,13 +7,16 @@ epsilon_n-greedy in spirit (epsilon shrinking like 1/t).
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import numpy as np
 
+from .._typing import BoolArray, FloatArray, IntArray
 from .._validation import check_real
 from . import _jit
-from .registry import register
 from .base import State, argmax_probabilities, argmax_random_ties, categorical, empirical_means
 from .counts import CountPolicy
+from .registry import register
 
 
 @register
@@ -40,20 +43,23 @@ class EpsilonGreedy(CountPolicy):
     def exploration_rate(self, state: State) -> np.ndarray:
         """Current epsilon per state row, shape (B, 1)."""
         steps = state["pulls"].sum(axis=1, keepdims=True)
-        return self.epsilon / (1.0 + self.decay * steps)
+        rate: FloatArray = self.epsilon / (1.0 + self.decay * steps)
+        return rate
 
-    def probabilities(self, state, mask, context=None):
+    def probabilities(self, state: State, mask: BoolArray, context: FloatArray | None = None) -> FloatArray:
         means = np.broadcast_to(empirical_means(state), mask.shape)
         epsilon = self.exploration_rate(state)
         uniform = mask / mask.sum(axis=1, keepdims=True)
-        return epsilon * uniform + (1.0 - epsilon) * argmax_probabilities(means, mask)
+        distribution: FloatArray = epsilon * uniform + (1.0 - epsilon) * argmax_probabilities(means, mask)
+        return distribution
 
-    def sample_numpy(self, state, rng, mask):
+    def sample_numpy(self, state: State, rng: np.random.Generator, mask: BoolArray) -> IntArray:
         explore = rng.random(mask.shape[0]) < self.exploration_rate(state)[:, 0]
         uniform_arms = categorical(mask / mask.sum(axis=1, keepdims=True), rng)
         greedy_arms = argmax_random_ties(np.broadcast_to(empirical_means(state), mask.shape), mask, rng)
         return np.where(explore, uniform_arms, greedy_arms)
 
-    def choose_compiled(self, compiled, state, rng, mask):
-        return compiled.epsilon_greedy_choice(_jit.generator_pointers(rng), state["pulls"], state["reward_sums"],
-                                              self.epsilon, self.decay, mask)
+    def choose_compiled(self, compiled: ModuleType, state: State, rng: np.random.Generator, mask: BoolArray) -> int:
+        arm: int = compiled.epsilon_greedy_choice(_jit.generator_pointers(rng), state["pulls"], state["reward_sums"],
+                                                  self.epsilon, self.decay, mask)
+        return arm

@@ -14,15 +14,26 @@ import warnings
 
 import numpy as np
 
+from .._typing import BoolArray, FloatArray, IntArray
 from .._validation import check_contexts, check_real
 from ..errors import InvalidParameterError
 from . import _jit
-from .registry import register
 from ._gaussian_argmax import POINT_MASS_SD, gaussian_argmax_probabilities
-from ._ridge import (CONDITION_WARNING, IllConditionedWarning, add_rows, condition_message,
-                     condition_numbers, init_ridge, linear_kernels, check_merged, rebuild, scores)
+from ._ridge import (
+    CONDITION_WARNING,
+    IllConditionedWarning,
+    add_rows,
+    check_merged,
+    condition_message,
+    condition_numbers,
+    init_ridge,
+    linear_kernels,
+    rebuild,
+    scores,
+)
 from ._standardize import RELATIVE_VARIANCE_FLOOR, fold_and_transform, init_feature_stats, transform
 from .base import ADDITIVE, ORDERED, Policy, State, argmax_probabilities, argmax_random_ties, batch_rows
+from .registry import register
 
 _FEATURE_KEYS = ("feature_count", "feature_mean", "feature_m2")
 
@@ -53,7 +64,8 @@ class LinearPolicy(Policy):
 
     def n_features(self, state: State) -> int:
         """Context length this state was built for."""
-        return state["b"].shape[-1] - self.standardize
+        width: int = state["b"].shape[-1] - self.standardize
+        return width
 
     def refresh(self, state: State) -> State:
         """State with the cached inverses and coefficients recomputed from ``A`` and ``b``."""
@@ -77,11 +89,11 @@ class LinearPolicy(Policy):
         return merged
 
     # ---- numerical health ------------------------------------------------
-    def condition_numbers(self, state: State) -> np.ndarray:
+    def condition_numbers(self, state: State) -> FloatArray:
         """Condition number of each arm's ``A``, shape (B, K); large values mean unreliable estimates."""
         return condition_numbers(state["A"])
 
-    def diagnostics(self, state: State, arm_names: list[str] | None = None) -> dict[str, np.ndarray]:
+    def diagnostics(self, state: State, arm_names: list[str] | None = None) -> dict[str, FloatArray]:
         """Each arm's condition number; an :class:`IllConditionedWarning` for every arm above the threshold."""
         condition = self.condition_numbers(state)
         for arm in np.flatnonzero((condition > CONDITION_WARNING).any(axis=0)):
@@ -90,7 +102,7 @@ class LinearPolicy(Policy):
         return {"condition_number": condition}
 
     # ---- features --------------------------------------------------------
-    def _contexts(self, state: State, context) -> np.ndarray:
+    def _contexts(self, state: State, context: FloatArray | None) -> FloatArray:
         """Contexts as a float (n, d) array; a clear error for a missing one or a wrong length.
 
         Finiteness is the caller's boundary check (the Bandit's); :meth:`update`
@@ -104,7 +116,7 @@ class LinearPolicy(Policy):
             raise InvalidParameterError(f"{self.name} is contextual: pass context= with {width} features per row")
         return check_contexts("context", context, width)
 
-    def _fold(self, state: State, contexts: np.ndarray, rows: np.ndarray) -> tuple[State, np.ndarray]:
+    def _fold(self, state: State, contexts: FloatArray, rows: IntArray) -> tuple[State, FloatArray]:
         """Fold contexts into the running statistics; return the new statistics and the model's features."""
         compiled = linear_kernels() if rows.shape[0] == 1 and state["feature_count"].shape[0] == 1 else None
         if compiled is None:
@@ -115,10 +127,10 @@ class LinearPolicy(Policy):
             RELATIVE_VARIANCE_FLOOR)
         return {"feature_count": np.array([count]), "feature_mean": mean[None], "feature_m2": m2[None]}, features[None]
 
-    def _with_intercept(self, standardized: np.ndarray) -> np.ndarray:
+    def _with_intercept(self, standardized: FloatArray) -> FloatArray:
         return np.concatenate([standardized, np.ones((standardized.shape[0], 1))], axis=1)
 
-    def _scoring_features(self, state: State, context) -> tuple[np.ndarray, np.ndarray]:
+    def _scoring_features(self, state: State, context: FloatArray | None) -> tuple[FloatArray, IntArray]:
         """The model's features for scoring (n, d or d + 1) and each row's state row (n,)."""
         contexts = self._contexts(state, context)
         rows = batch_rows(state, contexts.shape[0])
@@ -126,15 +138,16 @@ class LinearPolicy(Policy):
             contexts = self._with_intercept(transform(state, contexts, rows))
         return contexts, rows
 
-    def _mean_and_width(self, state: State, context) -> tuple[np.ndarray, np.ndarray]:
+    def _mean_and_width(self, state: State, context: FloatArray | None) -> tuple[FloatArray, FloatArray]:
         features, rows = self._scoring_features(state, context)
         return scores(state, features, rows)
 
-    def _compiled_select(self, state: State, rng, mask, context, scale: float, thompson: bool):
+    def _compiled_select(self, state: State, rng: np.random.Generator, mask: BoolArray, context: FloatArray | None,
+                         scale: float, thompson: bool) -> IntArray | None:
         """The one-row choice through the compiled kernel (same draws as numpy), or None when not applicable."""
         compiled = linear_kernels() if state["theta"].shape[0] == 1 and len(mask) == 1 else None
         contexts = None if compiled is None else self._contexts(state, context)
-        if contexts is None or contexts.shape[0] != 1:
+        if compiled is None or contexts is None or contexts.shape[0] != 1:
             return None
         features = contexts[0]
         if self.standardize:
@@ -145,11 +158,12 @@ class LinearPolicy(Policy):
         return np.array([arm], dtype=np.intp)
 
     # ---- operations ------------------------------------------------------
-    def means(self, state: State, context=None) -> np.ndarray:
+    def means(self, state: State, context: FloatArray | None = None) -> FloatArray:
         """Predicted reward ``x^T theta_k`` for each context row and arm, shape (n, K)."""
         return self._mean_and_width(state, context)[0]
 
-    def update(self, state: State, arms, rewards, *, propensities=None, context=None) -> State:
+    def update(self, state: State, arms: IntArray, rewards: FloatArray, *, propensities: FloatArray | None = None,
+               context: FloatArray | None = None) -> State:
         contexts = self._contexts(state, context)
         if not np.isfinite(contexts).all():
             check_contexts("context", contexts, contexts.shape[1])  # raises, naming the row and feature
@@ -195,14 +209,15 @@ class LinUCB(LinearPolicy):
         super().__init__(l2, standardize)
         self.alpha = check_real("alpha", alpha, low=0.0)
 
-    def _ucb(self, state: State, context) -> np.ndarray:
+    def _ucb(self, state: State, context: FloatArray | None) -> FloatArray:
         means, widths = self._mean_and_width(state, context)
         return means + self.alpha * np.sqrt(widths)
 
-    def probabilities(self, state: State, mask: np.ndarray, context=None) -> np.ndarray:
+    def probabilities(self, state: State, mask: BoolArray, context: FloatArray | None = None) -> FloatArray:
         return argmax_probabilities(self._ucb(state, context), mask)
 
-    def sample(self, state: State, rng: np.random.Generator, mask: np.ndarray, context=None) -> np.ndarray:
+    def sample(self, state: State, rng: np.random.Generator, mask: BoolArray,
+               context: FloatArray | None = None) -> IntArray:
         compiled = self._compiled_select(state, rng, mask, context, self.alpha, thompson=False)
         if compiled is not None:
             return compiled
@@ -241,19 +256,21 @@ class LinTS(LinearPolicy):
         super().__init__(l2, standardize)
         self.v = check_real("v", v, low=0.0, low_open=True)
 
-    def _posterior(self, state: State, context) -> tuple[np.ndarray, np.ndarray]:
+    def _posterior(self, state: State, context: FloatArray | None) -> tuple[FloatArray, FloatArray]:
         means, widths = self._mean_and_width(state, context)
         return means, self.v * np.sqrt(widths)
 
-    def probabilities(self, state: State, mask: np.ndarray, context=None) -> np.ndarray:
+    def probabilities(self, state: State, mask: BoolArray, context: FloatArray | None = None) -> FloatArray:
         means, sds = self._posterior(state, context)
         mask = np.asarray(mask, dtype=bool)
         compiled = linear_kernels() if means.shape[0] == 1 else None
         if compiled is not None:  # one row: the same quadrature without numpy's per-call overhead
-            return compiled.gaussian_argmax_row(means[0], sds[0], mask[0], POINT_MASS_SD)[None]
+            distribution: FloatArray = compiled.gaussian_argmax_row(means[0], sds[0], mask[0], POINT_MASS_SD)[None]
+            return distribution
         return gaussian_argmax_probabilities(means, sds, mask)
 
-    def sample(self, state: State, rng: np.random.Generator, mask: np.ndarray, context=None) -> np.ndarray:
+    def sample(self, state: State, rng: np.random.Generator, mask: BoolArray,
+               context: FloatArray | None = None) -> IntArray:
         compiled = self._compiled_select(state, rng, mask, context, self.v, thompson=True)
         if compiled is not None:
             return compiled

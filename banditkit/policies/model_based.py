@@ -20,17 +20,29 @@ as the most promising one, so every arm is tried.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
+from .._typing import AnyArray, BoolArray, FloatArray, IntArray
 from .._validation import check_contexts, check_int, check_real
 from ..errors import InvalidParameterError
-from .registry import register
-from ._estimators import (ModelCache, accepts_sample_weight, bootstrap_weights, build, content_key, copy_model,
-                          estimator_spec)
+from ._estimators import (
+    ModelCache,
+    accepts_sample_weight,
+    bootstrap_weights,
+    build,
+    content_key,
+    copy_model,
+    estimator_spec,
+)
 from .base import APPEND, Policy, State, argmax_probabilities, argmax_random_ties, batch_rows, categorical
+from .registry import register
 
 _BUFFER_KEYS = ("contexts", "arms", "rewards", "row_ids")
+#: Fitted models by [replica][arm]; None where an arm has no model yet.
+Models = list[list[Any]]
 #: Used when no estimator is given: a shallow regression tree captures interactions and thresholds.
 DEFAULT_ESTIMATOR = {"class": "sklearn.tree.DecisionTreeRegressor", "params": {"max_depth": 6, "min_samples_leaf": 5}}
 
@@ -39,14 +51,14 @@ class ModelPolicy(Policy):
     """Shared machinery: the data buffer, the refit cadence, fitting and predicting per (replica, arm)."""
 
     contextual = True
-    shared_keys = frozenset(_BUFFER_KEYS + ("rows_seen", "fit_rows", "model_key"))
+    shared_keys = frozenset((*_BUFFER_KEYS, "rows_seen", "fit_rows", "model_key"))
     #: A delta carries the new rows; merging appends them (``fit_rows`` and ``model_key`` are recomputed).
     merge_rule = APPEND
     buffer_keys = frozenset(_BUFFER_KEYS)
     n_replicas: int
     bootstrap: bool
 
-    def __init__(self, estimator=None, refit_every: int = 50, refit_fraction: float = 0.1,
+    def __init__(self, estimator: Any = None, refit_every: int = 50, refit_fraction: float = 0.1,
                  max_rows: int | None = None, incremental: bool = False, seed: int = 0):
         self.estimator = estimator_spec(DEFAULT_ESTIMATOR if estimator is None else estimator)
         self.refit_every = check_int("refit_every", refit_every, low=1)
@@ -101,22 +113,24 @@ class ModelPolicy(Policy):
         return point + max(self.refit_every, math.ceil(self.refit_fraction * point))
 
     # ---- operations ------------------------------------------------------
-    def _contexts(self, state: State, context) -> np.ndarray:
+    def _contexts(self, state: State, context: FloatArray | None) -> FloatArray:
         width = state["contexts"].shape[2]
         if context is None:
             raise InvalidParameterError(f"{self.name} is contextual: pass context= with {width} features per row")
         return check_contexts("context", context, width)
 
-    def update(self, state: State, arms, rewards, *, propensities=None, context=None) -> State:
+    def update(self, state: State, arms: IntArray, rewards: FloatArray, *, propensities: FloatArray | None = None,
+               context: FloatArray | None = None) -> State:
         contexts = self._contexts(state, context)
         arms = np.asarray(arms, dtype=np.int64)
         rewards = np.asarray(rewards, dtype=np.float64)
         rows = batch_rows(state, arms.shape[0])
         new = dict(state)
-        per_state = (lambda a: a[None]) if state["rows_seen"].shape[0] == 1 else (lambda a: a[:, None])
+        per_state: Callable[[AnyArray], AnyArray] = ((lambda a: a[None]) if state["rows_seen"].shape[0] == 1
+                                                     else (lambda a: a[:, None]))
         counts = np.bincount(rows, minlength=state["rows_seen"].shape[0])
         ids = state["rows_seen"][rows] + (np.arange(arms.shape[0]) if counts.shape[0] == 1 else 0)
-        for key, value in zip(_BUFFER_KEYS, (contexts, arms, rewards, ids)):
+        for key, value in zip(_BUFFER_KEYS, (contexts, arms, rewards, ids), strict=True):
             new[key] = np.concatenate([state[key], per_state(value)], axis=1)
         new["rows_seen"] = state["rows_seen"] + counts
         new["arm_rows"] = state["arm_rows"].copy()
@@ -138,7 +152,7 @@ class ModelPolicy(Policy):
         counters added, then refit and trimmed exactly as :meth:`update` does."""
         new = dict(state)
         ids = delta["row_ids"] + state["rows_seen"][:, None]
-        for key, value in zip(_BUFFER_KEYS, (delta["contexts"], delta["arms"], delta["rewards"], ids)):
+        for key, value in zip(_BUFFER_KEYS, (delta["contexts"], delta["arms"], delta["rewards"], ids), strict=True):
             new[key] = np.concatenate([state[key], value], axis=1)
         new["rows_seen"] = state["rows_seen"] + delta["rows_seen"]
         new["arm_rows"] = state["arm_rows"] + delta["arm_rows"]
@@ -146,10 +160,10 @@ class ModelPolicy(Policy):
 
     def _settle(self, state: State, new: State) -> State:
         """``new`` (rows appended to ``state``) refit where a fit point was passed, then trimmed to ``max_rows``."""
-        due = [self.fit_point(seen) > fitted for seen, fitted in zip(new["rows_seen"], new["fit_rows"])]
+        due = [self.fit_point(seen) > fitted for seen, fitted in zip(new["rows_seen"], new["fit_rows"], strict=True)]
         if any(due):
             new["fit_rows"], new["model_key"] = state["fit_rows"].copy(), state["model_key"].copy()
-        for b in np.flatnonzero(due):
+        for b in np.flatnonzero(due).tolist():
             self._refit(state, new, b)  # a loop over states, at the refit cadence only
         if self.max_rows is not None:
             keep = new["row_ids"][0] >= new["fit_rows"][0] - self.max_rows  # same for every state row
@@ -157,13 +171,14 @@ class ModelPolicy(Policy):
                 new[key] = new[key][:, keep]
         return new
 
-    def means(self, state: State, context=None) -> np.ndarray:
+    def means(self, state: State, context: FloatArray | None = None) -> FloatArray:
         """Predicted reward per row and arm (average over replicas; 0 for an arm without a model), shape (n, K)."""
         predictions = self._predictions(state, context, range(self.n_replicas))
-        return np.where(np.isinf(predictions), 0.0, predictions).mean(axis=0)
+        means: FloatArray = np.where(np.isinf(predictions), 0.0, predictions).mean(axis=0)
+        return means
 
     # ---- fitting ---------------------------------------------------------
-    def _window(self, state: State, b: int, fit_rows: int) -> tuple:
+    def _window(self, state: State, b: int, fit_rows: int) -> tuple[AnyArray, ...]:
         """Rows of state ``b`` the models at ``fit_rows`` are fit on: contexts, arms, rewards, row ids."""
         ids = state["row_ids"][b]
         chosen = ids < fit_rows
@@ -184,18 +199,18 @@ class ModelPolicy(Policy):
         new["model_key"][b] = self._key(new, b)
         self._cache.put(int(new["model_key"][b]), models)
 
-    def _models(self, state: State, b: int):
+    def _models(self, state: State, b: int) -> Models | None:
         """Fitted models of state row ``b`` as [replica][arm] (None: no model), from the cache or refit."""
         if not state["fit_rows"][b]:
             return None
         key = int(state["model_key"][b])
-        models = self._cache.get(key)
+        models: Models | None = self._cache.get(key)
         if models is None:
             models = self._fit(state, b, 0, int(state["fit_rows"][b]), None)
             self._cache.put(key, models)
         return models
 
-    def _fit(self, state: State, b: int, start: int, point: int, previous):
+    def _fit(self, state: State, b: int, start: int, point: int, previous: Models | None) -> Models | None:
         """Models covering rows [0, point): a fresh fit, or partial_fit chunk by chunk from ``start``."""
         n_arms = state["arm_rows"].shape[1]
         if not self.incremental:
@@ -211,12 +226,12 @@ class ModelPolicy(Policy):
             chunk_start = chunk_end
         return models
 
-    def _fit_chunk(self, rows: tuple, n_arms: int, previous):
+    def _fit_chunk(self, rows: tuple[AnyArray, ...], n_arms: int, previous: Models | None) -> Models:
         """Fit (or partial_fit ``previous``) one model per (replica, arm) on ``rows``; weights from the row ids."""
         contexts, arms, rewards, ids = rows
         weights = (bootstrap_weights(self.seed, ids, self.n_replicas) if self.bootstrap
                    else np.ones((ids.shape[0], self.n_replicas)))
-        models = [[None] * n_arms for _ in range(self.n_replicas)]
+        models: Models = [[None] * n_arms for _ in range(self.n_replicas)]
         for replica in range(self.n_replicas):
             for arm in range(n_arms):
                 model = None if previous is None or arm >= len(previous[replica]) else previous[replica][arm]
@@ -227,11 +242,11 @@ class ModelPolicy(Policy):
                 models[replica][arm] = model
         return models
 
-    def _fit_one(self, model, contexts, rewards, weights):
+    def _fit_one(self, model: Any, contexts: FloatArray, rewards: FloatArray, weights: FloatArray) -> Any:
+        extra = {"sample_weight": weights}
         if not self._weighted:  # integer weights: repeat the rows instead
             repeat = weights.astype(np.intp)
-            contexts, rewards, weights = np.repeat(contexts, repeat, axis=0), np.repeat(rewards, repeat), None
-        extra = {} if weights is None else {"sample_weight": weights}
+            contexts, rewards, extra = np.repeat(contexts, repeat, axis=0), np.repeat(rewards, repeat), {}
         if self.incremental:
             model = build(self.estimator) if model is None else copy_model(model)
             model.partial_fit(contexts, rewards, **extra)
@@ -241,7 +256,7 @@ class ModelPolicy(Policy):
         return model
 
     # ---- predicting ------------------------------------------------------
-    def _predictions(self, state: State, context, replicas) -> np.ndarray:
+    def _predictions(self, state: State, context: FloatArray | None, replicas: Sequence[int]) -> FloatArray:
         """Predicted rewards, shape (len(replicas), n, K); +inf where an arm has no model (try it first)."""
         contexts = self._contexts(state, context)
         rows = batch_rows(state, contexts.shape[0])
@@ -288,17 +303,19 @@ class ContextualEpsilonGreedy(ModelPolicy):
     n_replicas = 1
     bootstrap = False
 
-    def __init__(self, estimator=None, epsilon: float = 0.1, refit_every: int = 50, refit_fraction: float = 0.1,
+    def __init__(self, estimator: Any = None, epsilon: float = 0.1, refit_every: int = 50, refit_fraction: float = 0.1,
                  max_rows: int | None = None, incremental: bool = False, seed: int = 0):
         super().__init__(estimator, refit_every, refit_fraction, max_rows, incremental, seed)
         self.epsilon = check_real("epsilon", epsilon, low=0.0, high=1.0)
 
-    def probabilities(self, state: State, mask: np.ndarray, context=None) -> np.ndarray:
+    def probabilities(self, state: State, mask: BoolArray, context: FloatArray | None = None) -> FloatArray:
         mask = np.asarray(mask, dtype=bool)
         greedy = argmax_probabilities(self._predictions(state, context, [0])[0], mask)
-        return self.epsilon * mask / mask.sum(axis=1, keepdims=True) + (1.0 - self.epsilon) * greedy
+        distribution: FloatArray = self.epsilon * mask / mask.sum(axis=1, keepdims=True) + (1.0 - self.epsilon) * greedy
+        return distribution
 
-    def sample(self, state: State, rng: np.random.Generator, mask: np.ndarray, context=None) -> np.ndarray:
+    def sample(self, state: State, rng: np.random.Generator, mask: BoolArray,
+               context: FloatArray | None = None) -> IntArray:
         return categorical(self.probabilities(state, mask, context), rng)
 
 
@@ -326,17 +343,19 @@ class BootstrappedThompson(ModelPolicy):
     name = "bootstrapped_thompson"
     bootstrap = True
 
-    def __init__(self, estimator=None, n_replicas: int = 10, refit_every: int = 50, refit_fraction: float = 0.1,
+    def __init__(self, estimator: Any = None, n_replicas: int = 10, refit_every: int = 50, refit_fraction: float = 0.1,
                  max_rows: int | None = None, incremental: bool = False, seed: int = 0):
         self.n_replicas = check_int("n_replicas", n_replicas, low=1, high=1000)
         super().__init__(estimator, refit_every, refit_fraction, max_rows, incremental, seed)
 
-    def probabilities(self, state: State, mask: np.ndarray, context=None) -> np.ndarray:
+    def probabilities(self, state: State, mask: BoolArray, context: FloatArray | None = None) -> FloatArray:
         mask = np.asarray(mask, dtype=bool)
         predictions = self._predictions(state, context, range(self.n_replicas))
-        return np.mean([argmax_probabilities(replica, mask) for replica in predictions], axis=0)
+        distribution: FloatArray = np.mean([argmax_probabilities(replica, mask) for replica in predictions], axis=0)
+        return distribution
 
-    def sample(self, state: State, rng: np.random.Generator, mask: np.ndarray, context=None) -> np.ndarray:
+    def sample(self, state: State, rng: np.random.Generator, mask: BoolArray,
+               context: FloatArray | None = None) -> IntArray:
         mask = np.asarray(mask, dtype=bool)
         n = mask.shape[0]
         replicas = rng.integers(self.n_replicas, size=n)

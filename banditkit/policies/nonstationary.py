@@ -8,12 +8,15 @@ sliding-window UCB.
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import numpy as np
 
+from .._typing import BoolArray, FloatArray, IntArray
 from .._validation import check_int, check_real
 from . import _jit
-from .registry import register
 from .base import ORDERED, Policy, State, arm_sums, batch_rows, empirical_means
+from .registry import register
 from .thompson import beta_argmax, beta_max_probabilities
 from .ucb import IndexPolicy
 
@@ -50,13 +53,15 @@ class DiscountedThompsonSampling(Policy):
     def posterior(self, state: State) -> tuple[np.ndarray, np.ndarray]:
         return self.prior_alpha + state["successes"], self.prior_beta + state["failures"]
 
-    def probabilities(self, state, mask, context=None):
+    def probabilities(self, state: State, mask: BoolArray, context: FloatArray | None = None) -> FloatArray:
         return beta_max_probabilities(*self.posterior(state), mask)
 
-    def sample(self, state, rng, mask, context=None):
+    def sample(self, state: State, rng: np.random.Generator, mask: BoolArray,
+               context: FloatArray | None = None) -> IntArray:
         return beta_argmax(*self.posterior(state), rng, mask)
 
-    def update(self, state, arms, rewards, *, propensities=None, context=None):
+    def update(self, state: State, arms: IntArray, rewards: FloatArray, *, propensities: FloatArray | None = None,
+               context: FloatArray | None = None) -> State:
         batch, n_arms = state["successes"].shape
         n = arms.shape[0]
         if batch == 1 and n == 1:
@@ -70,16 +75,18 @@ class DiscountedThompsonSampling(Policy):
         return {"successes": decay * state["successes"] + arm_sums(state, arms, weights * rewards, n_arms),
                 "failures": decay * state["failures"] + arm_sums(state, arms, weights * (1 - rewards), n_arms)}
 
-    def update_one(self, state, arm, reward, *, propensity=None, context=None):
+    def update_one(self, state: State, arm: int, reward: float, *, propensity: float | None = None,
+                   context: FloatArray | None = None) -> State:
         """The same as :meth:`update` for one reward into one state: discount every count, add to one arm."""
         successes, failures = self.gamma * state["successes"], self.gamma * state["failures"]
         successes[0, arm] += reward
         failures[0, arm] += 1 - reward
         return {"successes": successes, "failures": failures}
 
-    def means(self, state, context=None):
+    def means(self, state: State, context: FloatArray | None = None) -> FloatArray:
         alpha, beta = self.posterior(state)
-        return alpha / (alpha + beta)
+        means: FloatArray = alpha / (alpha + beta)
+        return means
 
 
 @register
@@ -113,18 +120,21 @@ class SlidingWindowUCB(IndexPolicy):
         state["steps"] = np.zeros(batch, dtype=np.int64)
         return state
 
-    def indices(self, state):
+    def indices(self, state: State) -> FloatArray:
         pulls = state["pulls"]
         horizon = np.minimum(state["steps"], self.window)[:, None].astype(np.float64)
         log_horizon = np.log(np.maximum(horizon, 1.0))
         bonus = np.sqrt(np.divide(self.xi * log_horizon, pulls, out=np.full(pulls.shape, np.inf), where=pulls > 0.5))
-        return np.where(pulls > 0.5, empirical_means(state), 0.0) + bonus
+        indices: FloatArray = np.where(pulls > 0.5, empirical_means(state), 0.0) + bonus
+        return indices
 
-    def choose_compiled(self, compiled, state, rng, mask):
-        return compiled.sliding_window_ucb_argmax(_jit.generator_pointers(rng), state["pulls"], state["reward_sums"],
-                                                  state["steps"], self.window, self.xi, mask)
+    def choose_compiled(self, compiled: ModuleType, state: State, rng: np.random.Generator, mask: BoolArray) -> int:
+        arm: int = compiled.sliding_window_ucb_argmax(_jit.generator_pointers(rng), state["pulls"],
+                                                      state["reward_sums"], state["steps"], self.window, self.xi, mask)
+        return arm
 
-    def update(self, state, arms, rewards, *, propensities=None, context=None):
+    def update(self, state: State, arms: IntArray, rewards: FloatArray, *, propensities: FloatArray | None = None,
+               context: FloatArray | None = None) -> State:
         batch, n_arms = state["pulls"].shape
         if batch == 1 and arms.shape[0] == 1:
             return self.update_one(state, int(arms[0]), float(rewards[0]))
@@ -151,7 +161,8 @@ class SlidingWindowUCB(IndexPolicy):
             new[key] = np.maximum(state[key] + delta, 0.0)
         return new
 
-    def update_one(self, state, arm, reward, *, propensity=None, context=None):
+    def update_one(self, state: State, arm: int, reward: float, *, propensity: float | None = None,
+                   context: FloatArray | None = None) -> State:
         """The same delta as :meth:`update` for one reward into one state, on scalars."""
         step = int(state["steps"][0])
         slot = step % self.window

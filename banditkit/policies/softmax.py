@@ -6,21 +6,25 @@ Exploration Done Right" (NeurIPS 2017) on why a fixed temperature is not enough.
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import numpy as np
 
+from .._typing import BoolArray, FloatArray, IntArray
 from .._validation import check_real
 from . import _jit
-from .registry import register
-from .base import categorical, empirical_means
+from .base import State, categorical, empirical_means
 from .counts import CountPolicy
+from .registry import register
 
 
-def masked_softmax(logits: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def masked_softmax(logits: FloatArray, mask: BoolArray) -> FloatArray:
     """Row-wise softmax over allowed entries by exp-normalize (no overflow); zero elsewhere."""
     shifted = np.where(mask, logits, -np.inf)
     shifted = shifted - shifted.max(axis=1, keepdims=True)
     weights = np.exp(shifted)
-    return weights / weights.sum(axis=1, keepdims=True)
+    distribution: FloatArray = weights / weights.sum(axis=1, keepdims=True)
+    return distribution
 
 
 @register
@@ -43,14 +47,15 @@ class Softmax(CountPolicy):
         self.temperature = check_real("temperature", temperature, low=0.0, low_open=True)
         self.anneal = check_real("anneal", anneal, low=0.0)
 
-    def probabilities(self, state, mask, context=None):
+    def probabilities(self, state: State, mask: BoolArray, context: FloatArray | None = None) -> FloatArray:
         steps = state["pulls"].sum(axis=1, keepdims=True)
         temperature = self.temperature / (1.0 + self.anneal * steps)
         return masked_softmax(np.broadcast_to(empirical_means(state) / temperature, mask.shape), mask)
 
-    def sample_numpy(self, state, rng, mask):
+    def sample_numpy(self, state: State, rng: np.random.Generator, mask: BoolArray) -> IntArray:
         return categorical(self.probabilities(state, mask), rng)
 
-    def choose_compiled(self, compiled, state, rng, mask):
-        return compiled.softmax_choice(_jit.generator_pointers(rng), state["pulls"], state["reward_sums"],
-                                       self.temperature, self.anneal, mask)
+    def choose_compiled(self, compiled: ModuleType, state: State, rng: np.random.Generator, mask: BoolArray) -> int:
+        arm: int = compiled.softmax_choice(_jit.generator_pointers(rng), state["pulls"], state["reward_sums"],
+                                           self.temperature, self.anneal, mask)
+        return arm

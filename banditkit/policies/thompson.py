@@ -7,14 +7,17 @@ Sampling for the Multi-armed Bandit Problem" (COLT 2012).
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import numpy as np
 
+from .._typing import BoolArray, FloatArray, IntArray
 from .._validation import check_real
 from . import _jit
-from .registry import register
 from ._maxprob import BetaPosteriors, StudentPosteriors, broadcast_rows, max_probabilities
 from .base import State, batch_rows
 from .counts import CountPolicy
+from .registry import register
 
 
 def beta_argmax(alpha: np.ndarray, beta: np.ndarray, rng: np.random.Generator, mask: np.ndarray) -> np.ndarray:
@@ -23,7 +26,8 @@ def beta_argmax(alpha: np.ndarray, beta: np.ndarray, rng: np.random.Generator, m
     if compiled is not None:
         return _jit.choose_rows(compiled.beta_argmax, rng, mask, alpha, beta)
     draws = rng.beta(alpha, beta, size=mask.shape)
-    return np.where(mask, draws, -np.inf).argmax(axis=1)
+    arms: IntArray = np.where(mask, draws, -np.inf).argmax(axis=1)
+    return arms
 
 
 def beta_max_probabilities(alpha: np.ndarray, beta: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -60,23 +64,26 @@ class ThompsonSampling(CountPolicy):
         successes = state["reward_sums"]
         return self.prior_alpha + successes, self.prior_beta + state["pulls"] - successes
 
-    def probabilities(self, state, mask, context=None):
+    def probabilities(self, state: State, mask: BoolArray, context: FloatArray | None = None) -> FloatArray:
         return beta_max_probabilities(*self.posterior(state), mask)
 
-    def sample_numpy(self, state, rng, mask):
+    def sample_numpy(self, state: State, rng: np.random.Generator, mask: BoolArray) -> IntArray:
         return beta_argmax(*self.posterior(state), rng, mask)
 
-    def choose_compiled(self, compiled, state, rng, mask):
-        return compiled.bernoulli_thompson_choice(_jit.generator_pointers(rng), state["pulls"], state["reward_sums"],
-                                                  self.prior_alpha, self.prior_beta, mask)
+    def choose_compiled(self, compiled: ModuleType, state: State, rng: np.random.Generator, mask: BoolArray) -> int:
+        arm: int = compiled.bernoulli_thompson_choice(_jit.generator_pointers(rng), state["pulls"],
+                                                      state["reward_sums"], self.prior_alpha, self.prior_beta, mask)
+        return arm
 
-    def sample_compiled(self, compiled, state, rng, mask):
+    def sample_compiled(self, compiled: ModuleType, state: State, rng: np.random.Generator,
+                        mask: BoolArray) -> IntArray:
         return _jit.choose_rows(compiled.bernoulli_thompson_argmax, rng, mask, state["pulls"],
                                 state["reward_sums"], self.prior_alpha, self.prior_beta)
 
-    def means(self, state, context=None):
+    def means(self, state: State, context: FloatArray | None = None) -> FloatArray:
         alpha, beta = self.posterior(state)
-        return alpha / (alpha + beta)
+        means: FloatArray = alpha / (alpha + beta)
+        return means
 
 
 @register
@@ -121,10 +128,10 @@ class GaussianThompsonSampling(CountPolicy):
         rate = self.prior_rate + spread / 2 + self.prior_count * pulls * (mean - self.prior_mean) ** 2 / (2 * count)
         return StudentPosteriors(loc, np.sqrt(rate / (shape * count)), 2 * shape)
 
-    def probabilities(self, state, mask, context=None):
+    def probabilities(self, state: State, mask: BoolArray, context: FloatArray | None = None) -> FloatArray:
         t = self.posterior(state)
 
-        def compute(rows, m):
+        def compute(rows: IntArray, m: BoolArray) -> FloatArray:
             # Which arm is largest does not change when every location moves by the same amount; measured
             # from the best allowed arm, posteriors narrower than float spacing at their location (rewards
             # of 1e12, scale 1e-5) stay apart, where at 1e12 they would fall on the same grid points.
@@ -135,16 +142,18 @@ class GaussianThompsonSampling(CountPolicy):
 
         return broadcast_rows(compute, t.loc.shape[0], mask)
 
-    def sample_numpy(self, state, rng, mask):
+    def sample_numpy(self, state: State, rng: np.random.Generator, mask: BoolArray) -> IntArray:
         t = self.posterior(state)
         rows = batch_rows(state, mask.shape[0])
         draws = t.loc[rows] + t.scale[rows] * rng.standard_t(t.dof[rows])
-        return np.where(mask, draws, -np.inf).argmax(axis=1)
+        arms: IntArray = np.where(mask, draws, -np.inf).argmax(axis=1)
+        return arms
 
-    def choose_compiled(self, compiled, state, rng, mask):
-        return compiled.gaussian_thompson_argmax(
-            _jit.generator_pointers(rng), state["pulls"], state["reward_sums"], state["reward_sq_sums"],
-            self.prior_mean, self.prior_count, self.prior_shape, self.prior_rate, mask)
+    def choose_compiled(self, compiled: ModuleType, state: State, rng: np.random.Generator, mask: BoolArray) -> int:
+        arm: int = compiled.gaussian_thompson_argmax(
+                _jit.generator_pointers(rng), state["pulls"], state["reward_sums"], state["reward_sq_sums"],
+                self.prior_mean, self.prior_count, self.prior_shape, self.prior_rate, mask)
+        return arm
 
-    def means(self, state, context=None):
+    def means(self, state: State, context: FloatArray | None = None) -> FloatArray:
         return self.posterior(state).loc

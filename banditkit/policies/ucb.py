@@ -9,14 +9,16 @@ Cappé, "The KL-UCB Algorithm for Bounded Stochastic Bandits and Beyond"
 from __future__ import annotations
 
 from abc import abstractmethod
+from types import ModuleType
 
 import numpy as np
 
+from .._typing import BoolArray, FloatArray, IntArray
 from .._validation import check_real
 from . import _jit
-from .registry import register
 from .base import State, argmax_probabilities, argmax_random_ties, empirical_means
 from .counts import CountPolicy
+from .registry import register
 
 
 class IndexPolicy(CountPolicy):
@@ -28,10 +30,10 @@ class IndexPolicy(CountPolicy):
     def indices(self, state: State) -> np.ndarray:
         """Per-arm index, shape (B, K); +inf for arms to try first."""
 
-    def probabilities(self, state, mask, context=None):
+    def probabilities(self, state: State, mask: BoolArray, context: FloatArray | None = None) -> FloatArray:
         return argmax_probabilities(_rows(self.indices(state), mask), mask)
 
-    def sample_numpy(self, state, rng, mask):
+    def sample_numpy(self, state: State, rng: np.random.Generator, mask: BoolArray) -> IntArray:
         return argmax_random_ties(_rows(self.indices(state), mask), mask, rng)
 
 
@@ -53,17 +55,20 @@ class UCB1(IndexPolicy):
 
     name = "ucb1"
 
-    def indices(self, state):
+    def indices(self, state: State) -> FloatArray:
         pulls = state["pulls"]
         total = pulls.sum(axis=1, keepdims=True)
         log_total = np.log(np.maximum(total, 1.0))
         bonus = np.sqrt(np.divide(2.0 * log_total, pulls, out=np.full(pulls.shape, np.inf), where=pulls > 0))
-        return empirical_means(state) + bonus
+        indices: FloatArray = empirical_means(state) + bonus
+        return indices
 
-    def choose_compiled(self, compiled, state, rng, mask):
-        return compiled.ucb1_choice(_jit.generator_pointers(rng), state["pulls"], state["reward_sums"], mask)
+    def choose_compiled(self, compiled: ModuleType, state: State, rng: np.random.Generator, mask: BoolArray) -> int:
+        arm: int = compiled.ucb1_choice(_jit.generator_pointers(rng), state["pulls"], state["reward_sums"], mask)
+        return arm
 
-    def sample_compiled(self, compiled, state, rng, mask):
+    def sample_compiled(self, compiled: ModuleType, state: State, rng: np.random.Generator,
+                        mask: BoolArray) -> IntArray:
         return _jit.choose_rows(compiled.ucb1_argmax, rng, mask, state["pulls"], state["reward_sums"])
 
 
@@ -94,7 +99,7 @@ class KLUCB(IndexPolicy):
     def __init__(self, c: float = 0.0):
         self.c = check_real("c", c, low=0.0)
 
-    def indices(self, state):
+    def indices(self, state: State) -> FloatArray:
         pulls = state["pulls"]
         total = pulls.sum(axis=1, keepdims=True)
         log_total = np.log(np.maximum(total, 1.0))
@@ -109,5 +114,7 @@ class KLUCB(IndexPolicy):
             high = np.where(inside, high, middle)
         return np.where(pulls > 0, low, np.inf)
 
-    def choose_compiled(self, compiled, state, rng, mask):
-        return compiled.kl_ucb_argmax(_jit.generator_pointers(rng), state["pulls"], state["reward_sums"], self.c, mask)
+    def choose_compiled(self, compiled: ModuleType, state: State, rng: np.random.Generator, mask: BoolArray) -> int:
+        arm: int = compiled.kl_ucb_argmax(_jit.generator_pointers(rng), state["pulls"], state["reward_sums"], self.c,
+                                          mask)
+        return arm

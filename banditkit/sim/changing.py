@@ -8,7 +8,7 @@ import numpy as np
 
 from .._validation import check_int
 from ..errors import InvalidParameterError, InvalidTypeError
-from .environments import Chunk, Environment, uniform_noise, check_vector
+from .environments import Chunk, Environment, check_vector, uniform_noise
 
 
 class NonStationary(Environment):

@@ -162,7 +162,7 @@ def parse_config(data: dict[str, Any]) -> Experiment:
     _reject_unknown("", data, {"title", "run", "environment", "policies"})
     run_table = _section(data, "run")
     _reject_unknown("run", run_table, {"horizon", "replications", "seed"})
-    settings = {}
+    settings: dict[str, Any] = {}  # horizon, replications and seed, as Experiment takes them
     for key, default in (("horizon", None), ("replications", 100), ("seed", 0)):
         value = run_table.get(key, default)
         if key == "seed" and value is None:

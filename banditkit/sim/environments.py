@@ -66,7 +66,7 @@ class Environment(ABC):
     #: Closed interval every reward falls in; checked against each policy's accepted rewards.
     reward_bounds: tuple[float, float] = (0.0, 1.0)
 
-    def check_horizon(self, horizon: int) -> None:
+    def check_horizon(self, horizon: int) -> None:  # noqa: B027 - an optional hook: most environments run forever
         """Raise if the environment cannot run ``horizon`` steps (e.g. a reward table too short)."""
 
     @abstractmethod

@@ -10,6 +10,7 @@ not with the horizon.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -24,7 +25,7 @@ class Observations:
     propensities: np.ndarray | None = None
     contexts: np.ndarray | None = None
 
-    def take(self, index: np.ndarray, rows: np.ndarray) -> Observations:
+    def take(self, index: np.ndarray, rows: np.ndarray | None) -> Observations:
         """The observations at positions ``index``, belonging to replications ``rows``."""
         pick = (lambda a: None if a is None else a[index])
         return Observations(rows, self.arms[index], self.rewards[index], pick(self.propensities),
@@ -32,7 +33,8 @@ class Observations:
 
 
 def _concatenate(parts: list[np.ndarray | None]) -> np.ndarray | None:
-    return None if parts[0] is None else np.concatenate(parts)
+    """The parts end to end, or None when the field is absent (it then is in every part)."""
+    return None if parts[0] is None else np.concatenate(cast("list[np.ndarray]", parts))
 
 
 def update_passes(batches: list[Observations], replications: int) -> list[Observations]:
@@ -45,8 +47,8 @@ def update_passes(batches: list[Observations], replications: int) -> list[Observ
         return batches
     every = np.arange(replications)
     rows = np.concatenate([every if b.rows is None else b.rows for b in batches])
-    merged = Observations(rows, *(_concatenate([getattr(b, field) for b in batches])
-                                  for field in ("arms", "rewards", "propensities", "contexts")))
+    merged = Observations(rows, np.concatenate([b.arms for b in batches]), np.concatenate([b.rewards for b in batches]),
+                          _concatenate([b.propensities for b in batches]), _concatenate([b.contexts for b in batches]))
     order = np.argsort(rows, kind="stable")
     sorted_rows = rows[order]
     first = np.searchsorted(sorted_rows, sorted_rows, side="left")
@@ -78,9 +80,10 @@ class Feedback:
         if np.ndim(arrival) == 0:
             self._buckets.setdefault(int(arrival), []).append(observations)
             return
-        order = np.argsort(arrival, kind="stable")
-        steps, starts = np.unique(arrival[order], return_index=True)
-        for when, index in zip(steps.tolist(), np.split(order, starts[1:])):
+        arrivals = np.asarray(arrival)
+        order = np.argsort(arrivals, kind="stable")
+        steps, starts = np.unique(arrivals[order], return_index=True)
+        for when, index in zip(steps.tolist(), np.split(order, starts[1:]), strict=True):
             self._buckets.setdefault(when, []).append(observations.take(index, index))
 
     def due(self, time: int) -> list[Observations]:

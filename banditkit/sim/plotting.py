@@ -13,15 +13,25 @@ from .table import missing_dependency
 class RegretCurves(Protocol):
     """What a plot reads from a result (a :class:`~banditkit.sim.SimulationResult`); arrays are (P, G)."""
 
-    policies: list[str]
-    environment: dict[str, Any]
-    horizon: int
-    replications: int
-    steps: np.ndarray
-    regret_mean: np.ndarray
-    regret_low: np.ndarray
-    regret_high: np.ndarray
-    lower_bound: float | None
+    # Read-only members: a frozen dataclass satisfies them.
+    @property
+    def policies(self) -> list[str]: ...
+    @property
+    def environment(self) -> dict[str, Any]: ...
+    @property
+    def horizon(self) -> int: ...
+    @property
+    def replications(self) -> int: ...
+    @property
+    def steps(self) -> np.ndarray: ...
+    @property
+    def regret_mean(self) -> np.ndarray: ...
+    @property
+    def regret_low(self) -> np.ndarray: ...
+    @property
+    def regret_high(self) -> np.ndarray: ...
+    @property
+    def lower_bound(self) -> float | None: ...
 
 
 #: Environments whose regret grows in bursts through the run: plotted against linear time by default.

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from .config import Experiment
 from .results import SimulationResult
@@ -17,7 +21,7 @@ def summary_with_rates(result: SimulationResult) -> Table:
     """
     summary = result.summary()
     decade = max(result.horizon // 10, 1)
-    columns = {"policy": summary["policy"],
+    columns: dict[str, Sequence[Any] | np.ndarray] = {"policy": summary["policy"],
                f"regret at {decade}": [result.regret_at(name, decade) for name in result.policies],
                f"regret at {result.horizon}": summary["regret_mean"],
                "95% low": summary["regret_low"], "95% high": summary["regret_high"],
@@ -38,7 +42,8 @@ def markdown(table: Table) -> str:
     return "\n".join(lines) + "\n"
 
 
-def simulate_to_directory(experiment: Experiment, out: Path, *, workers: int | None = None, console=None) -> SimulationResult:
+def simulate_to_directory(experiment: Experiment, out: Path, *, workers: int | None = None,
+                          console=None) -> SimulationResult:
     """Run ``experiment`` with a progress bar per policy; write result.json, curves.parquet, regret.png, summary.md."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn

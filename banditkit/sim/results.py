@@ -164,7 +164,9 @@ class SimulationResult:
         for field in self.__dataclass_fields__:
             value = getattr(self, field)
             if isinstance(value, np.ndarray):
-                value = np.where(np.isnan(value), None, value).tolist() if value.dtype.kind == "f" else value.tolist()
+                # NaN as None (JSON null): an object array; numpy's stub has no overload for a None branch.
+                value = (np.where(np.isnan(value), None, value).tolist()  # type: ignore[call-overload]
+                         if value.dtype.kind == "f" else value.tolist())
             out[field] = value
         return out
 
@@ -172,7 +174,7 @@ class SimulationResult:
     def from_dict(cls, data: dict[str, Any]) -> SimulationResult:
         arrays = {"steps": np.int64, "regret_mean": float, "regret_low": float, "regret_high": float,
                   "final_regret": float, "reward_per_step": float, "pull_shares": float, "seconds": float}
-        values = {k: (np.array(v, dtype=arrays[k]) if k in arrays else v) for k, v in data.items()}
+        values: dict[str, Any] = {k: (np.array(v, dtype=arrays[k]) if k in arrays else v) for k, v in data.items()}
         return cls(**values)
 
     def to_json(self, path: str | Path | None = None) -> str:

@@ -39,12 +39,12 @@ CHUNK_STEPS = 1024
 Progress = Callable[[str, int], None]
 
 
-def environment_seed(entropy: int, replication: int) -> np.random.SeedSequence:
+def environment_seed(entropy: int | Sequence[int] | None, replication: int) -> np.random.SeedSequence:
     """Seed of replication ``replication``'s environment draws."""
     return np.random.SeedSequence(entropy, spawn_key=(0, replication))
 
 
-def policy_seed(entropy: int, block: int) -> np.random.SeedSequence:
+def policy_seed(entropy: int | Sequence[int] | None, block: int) -> np.random.SeedSequence:
     """Seed of the policy generator of block ``block`` (replications [b * BLOCK_SIZE, ...))."""
     return np.random.SeedSequence(entropy, spawn_key=(1, block))
 
@@ -74,7 +74,8 @@ def _apply(policy: Policy, state: dict, observations: Observations) -> dict:
     return merged
 
 
-def _run_block(name: str, policy: Policy, env: Environment, horizon: int, replications: range, entropy: int,
+def _run_block(name: str, policy: Policy, env: Environment, horizon: int, replications: range,
+               entropy: int | Sequence[int] | None,
                block: int, grid: np.ndarray, progress: Progress | None) -> _BlockOutcome:
     started = clock.perf_counter()
     n, n_arms = len(replications), env.n_arms

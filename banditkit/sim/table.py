@@ -33,7 +33,7 @@ class Table:
     ([12.5, 40.25], 2)
     """
 
-    def __init__(self, columns: Mapping[str, Sequence[Any]]):
+    def __init__(self, columns: Mapping[str, Sequence[Any] | np.ndarray]):
         self._columns = {name: np.asarray(values) for name, values in columns.items()}
         lengths = {name: len(values) for name, values in self._columns.items()}
         if len(set(lengths.values())) > 1:

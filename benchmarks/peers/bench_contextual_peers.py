@@ -18,15 +18,15 @@ import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 N_ARMS, N_FEATURES, NOISE = 10, 20, 0.1
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,11 +78,11 @@ def run_vw(contexts, rewards_of):
     start, cpu = time.perf_counter(), time.process_time()
     for t, x in enumerate(contexts):
         shared = "shared |s " + " ".join(f"{j}:{value:.6f}" for j, value in enumerate(x))
-        pmf = np.asarray(vw.predict([shared] + actions), dtype=float)
+        pmf = np.asarray(vw.predict([shared, *actions]), dtype=float)
         arm = int(rng.choice(N_ARMS, p=pmf / pmf.sum()))
         labelled = list(actions)
         labelled[arm] = f"0:{-rewards_of(t, arm):.6f}:{pmf[arm]:.6f} |a a{arm}"  # VW minimises cost
-        vw.learn([shared] + labelled)
+        vw.learn([shared, *labelled])
         chosen.append(arm)
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     vw.finish()

@@ -48,8 +48,13 @@ def ours(name, r, a, p, target_rows, q_rows):
 
 
 def theirs(name, r, a, p, action_dist, q3, position):
-    from obp.ope import (DirectMethod, DoublyRobust, InverseProbabilityWeighting,
-                         SelfNormalizedInverseProbabilityWeighting, SwitchDoublyRobust)
+    from obp.ope import (
+        DirectMethod,
+        DoublyRobust,
+        InverseProbabilityWeighting,
+        SelfNormalizedInverseProbabilityWeighting,
+        SwitchDoublyRobust,
+    )
 
     if name == "ips":
         return InverseProbabilityWeighting().estimate_policy_value(r, a, action_dist, p, position)

@@ -30,7 +30,7 @@ def run_policy(make, horizon: int, replications: int, seed: int) -> tuple[float,
     regrets, elapsed = [], 0.0
     for replication in range(replications):
         uniforms = np.random.default_rng(environment_seed(seed, replication)).random(horizon)
-        np.random.seed(replication)  # SMPyBandits draws from numpy's global generator
+        np.random.seed(replication)  # noqa: NPY002 - SMPyBandits draws from numpy's global generator
         policy = make(MEANS.size)
         policy.startGame()
         regret = 0.0

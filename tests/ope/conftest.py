@@ -88,7 +88,7 @@ def draw_log(problem: Problem, rng: np.random.Generator):
 
 def service_rows(problem: Problem, rng: np.random.Generator, arm_names=("red", "green", "blue", "gold")):
     """A log in the decision service's export shape (one dict per decision)."""
-    arms, rewards, propensities = draw_log(problem, rng)
+    arms, rewards, _ = draw_log(problem, rng)
     rows = []
     for i, arm in enumerate(arms):
         rows.append({
@@ -96,7 +96,7 @@ def service_rows(problem: Problem, rng: np.random.Generator, arm_names=("red", "
             "experiment": "hero", "unit": f"user-{i % 97}",
             "context": json.dumps(problem.contexts[i].round(6).tolist()),
             "arm": arm_names[arm], "propensity": float(problem.behaviour[i, arm]),
-            "probabilities": json.dumps(dict(zip(arm_names, problem.behaviour[i].tolist()))),
+            "probabilities": json.dumps(dict(zip(arm_names, problem.behaviour[i].tolist(), strict=True))),
             "policy_version": 3 + i // 500, "fallback": False, "reward": float(rewards[i]),
         })
     return rows

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import importlib
 import csv
+import importlib
 import json
 
 import numpy as np
@@ -56,7 +56,7 @@ def test_pyarrow_table_csv_and_parquet_give_the_same_log(tmp_path):
     pq.write_table(table, tmp_path / "log.parquet")
     write_csv(tmp_path / "log.csv", [{"arm": a, "reward": r, "propensity": 0.5, "context": json.dumps(c)}
                                      for a, r, c in zip(["x", "y", "x"], [1.0, 0.0, 1.0],
-                                                        [[1, 2], [3, 4], [5, 6]])])
+                                                        [[1, 2], [3, 4], [5, 6]], strict=True)])
     logs = [load_log(table), load_log(tmp_path / "log.parquet"), load_log(str(tmp_path / "log.csv"))]
     for log in logs:
         assert log.arms.tolist() == [0, 1, 0] and log.arm_names == ("x", "y")
@@ -218,7 +218,7 @@ def test_any_valid_log_survives_a_csv_round_trip(tmp_path_factory, data):
                                   min_size=n, max_size=n))
     path = tmp_path_factory.mktemp("log") / "log.csv"
     write_csv(path, [{"arm": a, "reward": repr(r), "propensity": repr(p), "context": json.dumps(c)}
-                     for a, r, p, c in zip(arms, rewards, propensities, contexts)])
+                     for a, r, p, c in zip(arms, rewards, propensities, contexts, strict=True)])
     log = load_log(path, arms=["a", "b", "c"])
     assert [log.arm_names[i] for i in log.arms] == arms
     assert log.rewards.tolist() == rewards and log.propensities.tolist() == propensities
@@ -246,5 +246,5 @@ def test_a_folder_of_parquet_partitions_reads_as_one_log(tmp_path):
     np.testing.assert_array_equal(log.contexts, reference.contexts)
     assert load_log(tmp_path / "experiment=hero" / "date=2026-01-02").n_rows == 2
     (tmp_path / "empty").mkdir()
-    with pytest.raises(InvalidParameterError, match="holds no .parquet files"):
+    with pytest.raises(InvalidParameterError, match=r"holds no \.parquet files"):
         load_log(tmp_path / "empty")

@@ -67,5 +67,5 @@ def test_bad_parameters(args, message):
 
 
 def test_monte_carlo_needs_a_generator():
-    with pytest.raises(InvalidParameterError, match="needs rng=numpy.random.Generator"):
+    with pytest.raises(InvalidParameterError, match=r"needs rng=numpy\.random\.Generator"):
         thompson_ranking_distribution([1, 1], [1, 1], 1, method="monte_carlo")

@@ -11,7 +11,7 @@ from banditkit.policies import REGISTRY
 NON_CONTEXTUAL = sorted(name for name, cls in REGISTRY.items() if not cls.contextual)
 
 #: Extra hyperparameters that exercise a policy's less common code paths (schedules, short windows).
-VARIANTS = {
+VARIANTS: dict[str, list[dict[str, float]]] = {
     "epsilon_greedy": [{"epsilon": 0.3, "decay": 0.05}],
     "softmax": [{"temperature": 0.2, "anneal": 0.01}],
     "discounted_thompson": [{"gamma": 0.8}],

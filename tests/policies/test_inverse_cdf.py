@@ -23,8 +23,8 @@ CASES = [
     ("zero last", [0.5, 0.5, 0.0]),
     ("zeros everywhere", [0.0, 0.2, 0.0, 0.8, 0.0, 0.0]),
     ("sum rounds below 1", TENTHS),
-    ("sum below 1, zero last", TENTHS + [0.0, 0.0]),
-    ("sum below 1, zero first", [0.0] + TENTHS),
+    ("sum below 1, zero last", [*TENTHS, 0.0, 0.0]),
+    ("sum below 1, zero first", [0.0, *TENTHS]),
     ("sum rounds above 1", [1 / 3, 1 / 3, 1 / 3 + 1e-16]),
 ]
 
@@ -86,7 +86,7 @@ def test_a_point_on_a_running_sum_takes_the_next_arm():
 
 
 def test_points_past_a_total_below_one_take_the_last_arm_with_mass():
-    probabilities = np.array(TENTHS + [0.0])
+    probabilities = np.array([*TENTHS, 0.0])
     total = float(np.cumsum(probabilities)[-1])
     assert total < 1.0
     points = np.array([total, np.nextafter(total, 1.0), BELOW_ONE])

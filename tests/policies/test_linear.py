@@ -28,7 +28,7 @@ PROBE = [[1.0, 1.0]]
 
 def hand_state(policy):
     state = policy.init_state(2, n_features=2)
-    for arm, reward, context in zip(HAND_ARMS, HAND_REWARDS, HAND_CONTEXTS):
+    for arm, reward, context in zip(HAND_ARMS, HAND_REWARDS, HAND_CONTEXTS, strict=True):
         state = policy.update(state, [arm], [reward], context=[context])
     return state
 
@@ -144,8 +144,10 @@ def test_bandit_json_round_trip_is_exact(policy):
     for key, value in bandit.state.items():
         np.testing.assert_array_equal(restored.state[key], value, err_msg=key)
     probe = np.random.default_rng(5).normal(size=(30, 3))
-    np.testing.assert_array_equal(restored.probabilities_many(contexts=probe), bandit.probabilities_many(contexts=probe))
-    np.testing.assert_array_equal(restored.policy.means(restored.state, probe), bandit.policy.means(bandit.state, probe))
+    np.testing.assert_array_equal(restored.probabilities_many(contexts=probe),
+                                  bandit.probabilities_many(contexts=probe))
+    np.testing.assert_array_equal(restored.policy.means(restored.state, probe),
+                                  bandit.policy.means(bandit.state, probe))
     assert [restored.select(context=x).arm for x in probe] == [bandit.select(context=x).arm for x in probe]
     assert json.loads(bandit.to_json())["policy"]["name"] == (policy if isinstance(policy, str) else policy["name"])
 

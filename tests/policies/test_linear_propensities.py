@@ -25,7 +25,8 @@ def reference(means, sds):
             return value
 
         low, high = means[k] - 12 * sds[k], means[k] + 12 * sds[k]
-        breaks = sorted(p for m, sd in zip(means, sds) for p in (m - 8 * sd, m, m + 8 * sd) if low < p < high)
+        breaks = sorted(p for m, sd in zip(means, sds, strict=True)
+                        for p in (m - 8 * sd, m, m + 8 * sd) if low < p < high)
         out.append(integrate.quad(integrand, low, high, points=breaks, epsabs=1e-13, epsrel=1e-12, limit=500)[0])
     return np.array(out)
 
@@ -76,7 +77,7 @@ def test_lints_sampling_frequencies_match_its_probabilities(jit_mode):
     draws = 8_000
     counts = np.bincount([policy.sample(state, rng, np.ones((1, 4), bool), x)[0] for _ in range(draws)],
                          minlength=4)
-    statistic, p_value = stats.chisquare(counts, expected * draws)
+    _, p_value = stats.chisquare(counts, expected * draws)
     assert p_value > 0.001, (counts, expected)
 
 

@@ -35,7 +35,7 @@ class LinearStateMachine(RuleBasedStateMachine):
     def update_many(self, data, batch):
         arms = data.draw(st.lists(st.integers(0, len(self.rows) - 1), min_size=len(batch), max_size=len(batch)))
         self.state = self.policy.update(self.state, arms, [r for _, r in batch], context=[c for c, _ in batch])
-        for arm, (context, reward) in zip(arms, batch):
+        for arm, (context, reward) in zip(arms, batch, strict=True):
             self.rows[arm].append((np.array(context), reward))
 
     @rule()

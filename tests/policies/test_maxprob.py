@@ -11,7 +11,6 @@ from scipy import integrate, special
 from scipy import stats as distributions
 
 import banditkit as bk
-
 from banditkit.policies._maxprob import BetaPosteriors, StudentPosteriors, max_probabilities
 
 BETA_CASES = {
@@ -140,7 +139,7 @@ def _masks(n_arms: int) -> list[np.ndarray]:
 @pytest.mark.parametrize("case", sorted(BETA_CASES))
 def test_beta_max_probabilities_match_adaptive_quadrature(case):
     alpha, beta = (np.array(values) for values in BETA_CASES[case])
-    arms = [ReferenceBeta(a, b) for a, b in zip(alpha, beta)]
+    arms = [ReferenceBeta(a, b) for a, b in zip(alpha, beta, strict=True)]
     for mask in _masks(len(alpha)):
         computed = max_probabilities(BetaPosteriors(alpha[None], beta[None]), mask[None])[0]
         np.testing.assert_allclose(computed, quad_max_probabilities(arms, mask), rtol=0, atol=1e-6)
@@ -228,7 +227,7 @@ def test_a_thousand_distinct_student_posteriors():
 @pytest.mark.parametrize("case", sorted(STUDENT_CASES))
 def test_student_max_probabilities_match_adaptive_quadrature(case):
     loc, scale, dof = (np.array(values) for values in STUDENT_CASES[case])
-    arms = [ReferenceStudent(*parameters) for parameters in zip(loc, scale, dof)]
+    arms = [ReferenceStudent(*parameters) for parameters in zip(loc, scale, dof, strict=True)]
     for mask in _masks(len(loc)):
         computed = max_probabilities(StudentPosteriors(loc[None], scale[None], dof[None]), mask[None])[0]
         np.testing.assert_allclose(computed, quad_max_probabilities(arms, mask), rtol=0, atol=1e-6)

@@ -45,8 +45,9 @@ def test_bootstrap_weights_are_poisson_one_and_a_pure_function_of_the_row_id():
 def test_fit_points_follow_the_documented_cadence():
     policy = BootstrappedThompson(TREE, refit_every=50, refit_fraction=0.1)
     points = [50, 100, 150, 200, 250, 300, 350, 400, 450, 500, 550, 605, 666, 733]
-    assert [policy.next_fit_point(p) for p in [0] + points[:-1]] == points
-    assert [policy.fit_point(n) for n in (0, 49, 50, 604, 605, 10_000)] == [0, 0, 50, 550, 605, policy.fit_point(10_000)]
+    assert [policy.next_fit_point(p) for p in [0, *points[:-1]]] == points
+    fit_points = [policy.fit_point(n) for n in (0, 49, 50, 604, 605, 10_000)]
+    assert fit_points == [0, 0, 50, 550, 605, policy.fit_point(10_000)]
 
 
 @pytest.mark.parametrize("policy", [BootstrappedThompson(TREE, n_replicas=4, refit_every=20),
@@ -86,8 +87,10 @@ def test_bandit_json_round_trip_refits_the_same_models(spec):
     for key, value in bandit.state.items():
         np.testing.assert_array_equal(restored.state[key], value, err_msg=key)
     probe = np.random.default_rng(3).uniform(-1, 1, (20, 2))
-    np.testing.assert_array_equal(restored.policy.means(restored.state, probe), bandit.policy.means(bandit.state, probe))
-    np.testing.assert_array_equal(restored.probabilities_many(contexts=probe), bandit.probabilities_many(contexts=probe))
+    np.testing.assert_array_equal(restored.policy.means(restored.state, probe),
+                                  bandit.policy.means(bandit.state, probe))
+    np.testing.assert_array_equal(restored.probabilities_many(contexts=probe),
+                                  bandit.probabilities_many(contexts=probe))
     assert [restored.select(context=x).arm for x in probe] == [bandit.select(context=x).arm for x in probe]
     assert json.loads(text)["policy"] == json.loads(json.dumps(bandit.policy.to_dict()))
 
@@ -166,14 +169,16 @@ INVALID = [
      "only scikit-learn classes"),
     (lambda: BootstrappedThompson({"class": "sklearn.tree.DecisionTreeRegressor", "params": {"depth": 3}}),
      InvalidParameterError, "depth"),
-    (lambda: BootstrappedThompson(TREE, incremental=True), InvalidParameterError, "needs an estimator with partial_fit"),
+    (lambda: BootstrappedThompson(TREE, incremental=True), InvalidParameterError,
+     "needs an estimator with partial_fit"),
     (lambda: BootstrappedThompson(SGDRegressor(), incremental=True, max_rows=10), InvalidParameterError,
      "max_rows cannot be used with incremental=True"),
     (lambda: BootstrappedThompson(TREE, n_replicas=0), InvalidParameterError, r"n_replicas must be in \[1, 1000\]"),
     (lambda: ContextualEpsilonGreedy(TREE, epsilon=1.5), InvalidParameterError, r"epsilon must be in \[0.0, 1.0\]"),
     (lambda: ContextualEpsilonGreedy(TREE).init_state(2), InvalidParameterError, "needs n_features"),
-    (lambda: ContextualEpsilonGreedy(TREE).update(ContextualEpsilonGreedy(TREE).init_state(2, n_features=2), [0],
-                                                  [1.0]), InvalidParameterError, "is contextual: pass context="),
+    (lambda: ContextualEpsilonGreedy(TREE).update(ContextualEpsilonGreedy(TREE).init_state(2, n_features=2),
+                                                  np.array([0]), np.array([1.0])),
+     InvalidParameterError, "is contextual: pass context="),
 ]
 
 

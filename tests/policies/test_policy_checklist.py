@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -141,8 +142,8 @@ def test_decaying_epsilon_really_decreases():
         off_best.append(1 - max(bandit.probabilities().values()))
         bandit.update_many(["a", "b", "c"] * 100, [1.0, 0.0, 0.0] * 100)
     assert rates[0] == 0.5
-    assert all(later < earlier for earlier, later in zip(rates, rates[1:]))
-    assert all(later < earlier for earlier, later in zip(off_best[1:], off_best[2:]))
+    assert all(later < earlier for earlier, later in itertools.pairwise(rates))
+    assert all(later < earlier for earlier, later in itertools.pairwise(off_best[1:]))
     assert rates[-1] == pytest.approx(0.5 / (1 + 0.01 * 900), abs=1e-15)
 
 

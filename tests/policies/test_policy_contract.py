@@ -90,7 +90,7 @@ def test_update_does_not_mutate_its_inputs(policy):
     policy.update(first, arms, rewards, propensities=propensities)  # must not write into ``first``
     assert_states_equal(state, snapshot)
     assert_states_equal(first, first_snapshot)
-    for passed, kept in zip((arms, rewards, propensities), arguments):
+    for passed, kept in zip((arms, rewards, propensities), arguments, strict=True):
         np.testing.assert_array_equal(passed, kept)
 
 
@@ -112,7 +112,7 @@ def test_bandit_update_many_does_not_mutate_its_arrays(policy_spec):
     kept = [array.copy() for array in (arms, rewards, names, propensities)]
     bandit.update_many(arms, rewards)
     bandit.update_many(names, rewards, propensities=propensities)
-    for passed, original in zip((arms, rewards, names, propensities), kept):
+    for passed, original in zip((arms, rewards, names, propensities), kept, strict=True):
         np.testing.assert_array_equal(passed, original)
 
 
@@ -180,7 +180,7 @@ def test_update_many_equals_one_by_one(policy):
     start = trained_state(policy)
     together = policy.update(start, arms, rewards, propensities=propensities)
     apart = start
-    for arm, reward, propensity in zip(arms, rewards, propensities):
+    for arm, reward, propensity in zip(arms, rewards, propensities, strict=True):
         apart = policy.update(apart, np.array([arm]), np.array([reward]), propensities=np.array([propensity]))
     assert_states_equal(together, apart, atol=1e-9)
 
@@ -204,10 +204,10 @@ def test_bandit_update_many_equals_update_one_by_one(policy_spec):
     together = bk.Bandit(["a", "b", "c"], policy=policy_spec, seed=0)
     apart = bk.Bandit(["a", "b", "c"], policy=policy_spec, seed=0)
     together.update_many(arms, rewards, propensities=propensities)
-    for arm, reward, propensity in zip(arms, rewards, propensities):
+    for arm, reward, propensity in zip(arms, rewards, propensities, strict=True):
         apart.update_many([arm], [reward], propensities=[propensity])
     assert_states_equal(together.state, apart.state, atol=1e-9)
-    for left, right in zip(together.stats(), apart.stats()):
+    for left, right in zip(together.stats(), apart.stats(), strict=True):
         assert left.pulls == right.pulls
         assert left.mean == pytest.approx(right.mean, abs=1e-12)
 

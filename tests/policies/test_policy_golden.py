@@ -17,8 +17,18 @@ from policy_cases import NON_CONTEXTUAL, bernoulli_run
 from scipy import optimize
 
 import banditkit as bk
-from banditkit.policies import (EXP3, KLUCB, UCB1, BayesUCB, DiscountedThompsonSampling, EpsilonGreedy,
-                                GaussianThompsonSampling, SlidingWindowUCB, Softmax, ThompsonSampling)
+from banditkit.policies import (
+    EXP3,
+    KLUCB,
+    UCB1,
+    BayesUCB,
+    DiscountedThompsonSampling,
+    EpsilonGreedy,
+    GaussianThompsonSampling,
+    SlidingWindowUCB,
+    Softmax,
+    ThompsonSampling,
+)
 
 #: First 30 arms chosen, and the distribution after those 30 rounds (to 1e-9).
 GOLDEN = {

@@ -9,6 +9,8 @@ back may round in the last bit; integer arrays and copied rows match exactly.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from sklearn.linear_model import SGDRegressor
@@ -22,7 +24,7 @@ MODEL = {"estimator": DecisionTreeRegressor(max_depth=3), "refit_every": 4, "ref
 
 #: Each registered policy, with the hyperparameters that change how its state merges, and the merge rule it
 #: must declare for them.
-CASES = {
+CASES: dict[str, list[tuple[dict[str, Any], str]]] = {
     "thompson": [({}, ADDITIVE)],
     "gaussian_thompson": [({}, ADDITIVE)],
     "epsilon_greedy": [({"epsilon": 0.3, "decay": 0.1}, ADDITIVE)],
@@ -30,6 +32,7 @@ CASES = {
     "ucb1": [({}, ADDITIVE)],
     "bayes_ucb": [({}, ADDITIVE)],
     "kl_ucb": [({}, ADDITIVE)],
+    "bayes_ucb": [({}, ADDITIVE)],
     "exp3": [({"gamma": 0.3}, ADDITIVE)],
     "discounted_thompson": [({"gamma": 0.8}, ORDERED)],
     "sliding_window_ucb": [({"window": 7}, ORDERED)],

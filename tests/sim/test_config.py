@@ -109,7 +109,7 @@ def test_bad_environments_name_the_key(environment, key, message):
 def test_adversarial_horizon_must_match_the_table():
     data = base()
     data["environment"] = {"kind": "adversarial", "table": [[1.0, 0.0], [0.0, 1.0]], "repeat": 10}
-    with pytest.raises(ConfigError, match="run.horizon.*table's length \\(20 steps\\), got 100"):
+    with pytest.raises(ConfigError, match=r"run\.horizon.*table's length \(20 steps\), got 100"):
         parse_config(data)
 
 
@@ -118,7 +118,7 @@ def test_contextual_coefficients_can_be_generated():
     data["environment"] = {"kind": "logistic_contextual", "n_arms": 4, "n_features": 3, "coefficients_seed": 5}
     assert parse_config(data).environment.coefficients.shape == (4, 3)
     data["environment"]["n_features"] = 0
-    with pytest.raises(ConfigError, match="'environment.n_features'"):
+    with pytest.raises(ConfigError, match=r"'environment\.n_features'"):
         parse_config(data)
 
 

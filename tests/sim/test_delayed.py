@@ -27,7 +27,7 @@ def replay(env, replications, horizon):
         for batch in feedback.due(time):
             rows = range(replications) if batch.rows is None else batch.rows
             assert len(set(rows)) == len(rows), "a pass holds each replication at most once"
-            for row, sent in zip(rows, batch.arms):
+            for row, sent in zip(rows, batch.arms, strict=True):
                 seen[row].append(int(sent))
         arrivals.append(seen)
         # The "arm" carries the decision time so that arrivals can be traced back.
@@ -80,11 +80,11 @@ def test_passes_keep_every_observation_once_in_arrival_order(groups):
     for batch in passes:
         rows = np.arange(replications) if batch.rows is None else batch.rows
         assert np.unique(rows).size == rows.size
-        for row, arm, reward in zip(rows, batch.arms, batch.rewards):
+        for row, arm, reward in zip(rows, batch.arms, batch.rewards, strict=True):
             received[int(row)].append((int(arm), float(reward)))
     sent = {r: [] for r in range(replications)}
     for batch in batches:
         rows = np.arange(replications) if batch.rows is None else batch.rows
-        for row, arm, reward in zip(rows, batch.arms, batch.rewards):
+        for row, arm, reward in zip(rows, batch.arms, batch.rewards, strict=True):
             sent[int(row)].append((int(arm), float(reward)))
     assert received == sent

@@ -9,8 +9,18 @@ from hypothesis import strategies as st
 
 import banditkit as bk
 from banditkit.errors import InvalidParameterError, InvalidTypeError
-from banditkit.sim import (Bernoulli, Delayed, Gaussian, LinearContextual, NonStationary, environment_seed, policy_seed,
-                           random_coefficients, run, runner)
+from banditkit.sim import (
+    Bernoulli,
+    Delayed,
+    Gaussian,
+    LinearContextual,
+    NonStationary,
+    environment_seed,
+    policy_seed,
+    random_coefficients,
+    run,
+    runner,
+)
 
 from .reference_policies import FixedArm, UniformRandom
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from pydantic_core import to_json
 
-router = APIRouter(tags=["health"])
+from ..endpoints import EndpointRouter
+from ..engine import Engine
+
+router = EndpointRouter(tags=["health"])
 
 
-@router.get("/v1/health")
-async def health() -> dict[str, str]:
-    return {"status": "ok"}
+@router.endpoint("GET", "/v1/health", response=dict[str, str])
+async def health(engine: Engine) -> bytes:
+    return to_json({"status": "ok"})

@@ -21,7 +21,7 @@ from operator import itemgetter
 from .endpoints import Endpoint
 from .errors import error_answer
 
-#: The 413 answer, as FastAPI gives it on its routes.
+#: The 413 answer of the fast front (on FastAPI's routes, Starlette's limit answers in plain text).
 TOO_LARGE = b'{"detail":"Content Too Large"}'
 
 

@@ -86,7 +86,11 @@ class Endpoint:
 
 
 class EndpointRouter(APIRouter):
-    """An APIRouter whose :meth:`endpoint` declarations are also served by the fast front (:mod:`.hot`)."""
+    """An APIRouter whose :meth:`endpoint` declarations are also served by the fast front (:mod:`.hot`).
+
+    The fast front serves each endpoint at the path declared here (the router's own ``prefix`` included), so
+    include the router in the app without a further prefix.
+    """
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)

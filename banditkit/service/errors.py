@@ -62,9 +62,8 @@ class Answer(NamedTuple):
 def error_answer(error: Exception) -> Answer | None:
     """The answer to an error the service gives on purpose; None for a real failure (500).
 
-    An ``HTTPException`` (a missing or wrong token, a body over the limit) is answered as FastAPI's own
-    handler answers it, which serves it on FastAPI's routes; the other kinds go through
-    :func:`install_error_handlers` there.
+    An ``HTTPException`` (a missing or wrong token) gets the answer FastAPI's own handler gives it on
+    FastAPI's routes; there, the other kinds reach this function through :func:`install_error_handlers`.
     """
     if isinstance(error, HTTPException):
         return Answer(error.status_code, {"detail": error.detail}, error.headers)

@@ -10,16 +10,15 @@ import sys
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
-from pydantic.json_schema import models_json_schema
 
 from .. import __version__
 from .config import Settings
 from .declared import read_experiments
+from .endpoints import EndpointRouter, document_bodies
 from .engine import Engine
 from .errors import install_error_handlers
 from .hot import HotPaths
-from .routes import decisions, experiments, health, log, rewards, versions
-from .schemas import DecisionBatchRequest, DecisionRequest, RewardBatchRequest, RewardRequest
+from .routes import ROUTERS
 from .stores import ExperimentExistsError, StoreUnavailableError, open_store
 
 logger = logging.getLogger("banditkit.service")
@@ -57,15 +56,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                      description="Adaptive experiments: decisions with propensities, delayed rewards, versions.")
     app.state.settings = settings
     install_error_handlers(app)
-    for module in (experiments, decisions, rewards, log, versions, health):
-        app.include_router(module.router)
-    _document_raw_bodies(app, [DecisionRequest, DecisionBatchRequest, RewardRequest, RewardBatchRequest])
-    app.hot_paths = HotPaths(app, settings.max_body_bytes)
+    for router in ROUTERS:
+        app.include_router(router)
+    endpoints = [endpoint for router in ROUTERS if isinstance(router, EndpointRouter) for endpoint in router.endpoints]
+    document_bodies(app, endpoints)
+    app.hot_paths = HotPaths(app, endpoints)
     return app
 
 
 class ServiceApp(FastAPI):
-    """The FastAPI app, with the hot endpoints answered before its middleware stack (see :mod:`.hot`)."""
+    """The FastAPI app, with the endpoints of its :class:`.EndpointRouter` answered before its middleware stack
+    (see :mod:`.hot`)."""
 
     hot_paths: HotPaths | None = None
 
@@ -73,21 +74,6 @@ class ServiceApp(FastAPI):
         if self.hot_paths is not None and await self.hot_paths.handle(scope, receive, send):
             return
         await super().__call__(scope, receive, send)
-
-
-def _document_raw_bodies(app: FastAPI, models: list) -> None:
-    """Add the models that hot routes parse themselves to the OpenAPI components their routes refer to."""
-    generate = app.openapi
-
-    def openapi() -> dict:
-        if app.openapi_schema is None:
-            schema = generate()
-            _, definitions = models_json_schema([(model, "validation") for model in models],
-                                                ref_template="#/components/schemas/{model}")
-            schema.setdefault("components", {}).setdefault("schemas", {}).update(definitions["$defs"])
-        return app.openapi_schema
-
-    app.openapi = openapi
 
 
 def _tune_interpreter() -> None:

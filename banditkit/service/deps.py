@@ -45,12 +45,18 @@ class BearerToken(HTTPBearer):
                          description="BANDITKIT_ADMIN_TOKEN, or one of BANDITKIT_CLIENT_TOKENS")
         self.admin = admin
 
+    def role(self, settings: Settings, authorization: str | None) -> str:
+        """The caller's role, or the 401/403 of :func:`authorize` at this token level."""
+        return authorize(settings, authorization, admin=self.admin)
+
     async def __call__(self, request: Request) -> str:
-        return authorize(request.app.state.settings, request.headers.get("authorization"), admin=self.admin)
+        return self.role(request.app.state.settings, request.headers.get("authorization"))
 
 
 EngineDep = Annotated[Engine, Depends(get_engine)]
 #: Decisions, rewards and reads: any valid token (client or admin).
-ClientAuth = Depends(BearerToken(admin=False))
+CLIENT = BearerToken(admin=False)
 #: Creating experiments, changing arms, snapshots and rollback: the admin token.
-AdminAuth = Depends(BearerToken(admin=True))
+ADMIN = BearerToken(admin=True)
+ClientAuth = Depends(CLIENT)
+AdminAuth = Depends(ADMIN)

@@ -83,6 +83,11 @@ class Engine:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
 
+    def health(self) -> dict[str, str]:
+        """The liveness answer, without a round trip to the store: degraded while a shared store does not
+        answer (decisions then fall back to the default arm, rewards get 503)."""
+        return {"status": "ok"} if self.store.available else {"status": "degraded", "store": "unavailable"}
+
     def experiment(self, name: str) -> Experiment:
         try:
             return self.experiments[name]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from ..errors import InvalidParameterError, InvalidTypeError, NoActiveArmError
 from .stores import ExperimentExistsError
@@ -52,39 +55,49 @@ def error_body(status: int, detail: str, field: str | None) -> dict:
     return {"detail": detail}
 
 
-def error_answer(error: Exception) -> tuple[int, dict] | None:
-    """(status, JSON body) for an error the service answers on purpose; None for a real failure (500)."""
+class Answer(NamedTuple):
+    """An error's answer: status code, JSON body and extra headers (None: none)."""
+
+    status: int
+    body: dict
+    headers: dict[str, str] | None = None
+
+
+def error_answer(error: Exception) -> Answer | None:
+    """The answer to an error the service gives on purpose; None for a real failure (500).
+
+    An ``HTTPException`` (a missing or wrong token) gets the answer FastAPI's own handler gives it on
+    FastAPI's routes; there, the other kinds reach this function through :func:`install_error_handlers`.
+    """
+    if isinstance(error, HTTPException):
+        return Answer(error.status_code, {"detail": error.detail}, error.headers)
     if isinstance(error, ServiceError):
-        return error.status, error_body(error.status, error.detail, error.field)
+        return Answer(error.status, error_body(error.status, error.detail, error.field))
     if isinstance(error, RequestValidationError):
         # Without the offending input: it may be NaN (not JSON) or a huge body.
-        return 422, {"detail": [{"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]}
-                                for item in error.errors()]}
+        return Answer(422, {"detail": [{"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]}
+                                       for item in error.errors()]})
     if isinstance(error, ExperimentExistsError):
-        return 409, {"detail": f"experiment {str(error)!r} already exists"}
+        return Answer(409, {"detail": f"experiment {str(error)!r} already exists"})
     if isinstance(error, StoreUnavailableError):
-        return 503, {"detail": f"the store is unavailable, retry in {RETRY_AFTER_S} s: {error}"}
+        return Answer(503, {"detail": f"the store is unavailable, retry in {RETRY_AFTER_S} s: {error}"},
+                      {"Retry-After": str(RETRY_AFTER_S)})
     if isinstance(error, ModelMovedError):
-        return 409, {"detail": f"the model kept changing during this change, retry it: {error}"}
+        return Answer(409, {"detail": f"the model kept changing during this change, retry it: {error}"})
     if isinstance(error, NoActiveArmError):
-        return 409, {"detail": str(error)}
+        return Answer(409, {"detail": str(error)})
     if isinstance(error, InvalidParameterError | InvalidTypeError):
-        return 422, error_body(422, str(error), None)
+        return Answer(422, error_body(422, str(error), None))
     return None
-
-
-def error_headers(error: Exception) -> dict[str, str]:
-    """Headers that go with :func:`error_answer`'s answer: ``Retry-After`` while the store is unavailable."""
-    return {"Retry-After": str(RETRY_AFTER_S)} if isinstance(error, StoreUnavailableError) else {}
 
 
 def install_error_handlers(app: FastAPI) -> None:
     """Map domain errors (ours and the library's) to status codes, through :func:`error_answer`."""
 
-    async def answer(request: Request, error: Exception) -> JSONResponse:
-        status, body = error_answer(error)
-        return JSONResponse(body, status_code=status, headers=error_headers(error))
+    async def respond(request: Request, error: Exception) -> JSONResponse:
+        answer = error_answer(error)
+        return JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)
 
     for kind in (ServiceError, RequestValidationError, ExperimentExistsError, NoActiveArmError,
                  InvalidParameterError, InvalidTypeError, StoreUnavailableError, ModelMovedError):
-        app.add_exception_handler(kind, answer)
+        app.add_exception_handler(kind, respond)

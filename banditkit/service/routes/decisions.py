@@ -1,31 +1,24 @@
-"""Decisions: which arm to serve, logged with its propensity before the answer.
-
-Served by :class:`banditkit.service.hot.HotPaths` in a running server; these
-routes document the endpoints and serve them when the app runs under a
-``root_path``.
-"""
+"""Decisions: which arm to serve, logged with its propensity before the answer (served by :mod:`..hot`)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
-
-from .. import hot
-from ..deps import ClientAuth
+from ..deps import CLIENT
+from ..endpoints import EndpointRouter, to_json
+from ..engine import Engine
 from ..schemas import DecisionBatchRequest, DecisionBatchResponse, DecisionRequest, DecisionResponse
-from . import documented
 
-router = APIRouter(prefix="/v1/experiments/{name}", tags=["decisions"], dependencies=[ClientAuth])
+router = EndpointRouter(tags=["decisions"])
 
 
-@router.post("/decisions", **documented(DecisionRequest, DecisionResponse))
-async def decide(name: str, request: Request) -> Response:
+@router.endpoint("POST", "/v1/experiments/{name}/decisions", body=DecisionRequest, response=DecisionResponse,
+                 auth=CLIENT)
+async def decide(engine: Engine, request: DecisionRequest, name: str) -> bytes:
     """Choose an arm (deterministic for a ``unit``, restricted to ``allowed`` arms if given)."""
-    return Response(await hot.decide(request.app.state.engine, name, await request.body()),
-                    media_type="application/json")
+    return to_json(await engine.decide_one(name, request))
 
 
-@router.post("/decisions/batch", **documented(DecisionBatchRequest, DecisionBatchResponse))
-async def decide_batch(name: str, request: Request) -> Response:
+@router.endpoint("POST", "/v1/experiments/{name}/decisions/batch", body=DecisionBatchRequest,
+                 response=DecisionBatchResponse, auth=CLIENT)
+async def decide_batch(engine: Engine, request: DecisionBatchRequest, name: str) -> bytes:
     """Up to 1,000 decisions in one call, logged in one transaction."""
-    return Response(await hot.decide_batch(request.app.state.engine, name, await request.body()),
-                    media_type="application/json")
+    return to_json(DecisionBatchResponse(decisions=await engine.decide(name, request.requests, field="requests.")))

@@ -6,13 +6,14 @@ still served (on the default arm), rewards get 503.
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from pydantic_core import to_json
 
-from ..deps import EngineDep
+from ..endpoints import EndpointRouter
+from ..engine import Engine
 
-router = APIRouter(tags=["health"])
+router = EndpointRouter(tags=["health"])
 
 
-@router.get("/v1/health")
-async def health(engine: EngineDep) -> dict[str, str]:
-    return {"status": "ok"} if engine.store.available else {"status": "degraded", "store": "unavailable"}
+@router.endpoint("GET", "/v1/health", response=dict[str, str])
+async def health(engine: Engine) -> bytes:
+    return to_json(engine.health())

@@ -1,26 +1,32 @@
-"""Rewards: joined to the logged decision by its id, applied exactly once (served like decisions, see there)."""
+"""Rewards: joined to the logged decision by its id, applied exactly once (served by :mod:`..hot`)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
-
-from .. import hot
-from ..deps import ClientAuth
+from ..deps import CLIENT
+from ..endpoints import EndpointRouter, to_json
+from ..engine import Engine
+from ..errors import ConflictError, GoneError, InvalidRequestError, NotFoundError
 from ..schemas import RewardBatchRequest, RewardBatchResponse, RewardRequest, RewardResponse
-from . import documented
 
-router = APIRouter(prefix="/v1/experiments/{name}", tags=["rewards"], dependencies=[ClientAuth])
+router = EndpointRouter(tags=["rewards"])
+_ERRORS = {404: NotFoundError, 409: ConflictError, 410: GoneError}
 
 
-@router.post("/rewards", responses={404: {}, 409: {}, 410: {}}, **documented(RewardRequest, RewardResponse))
-async def reward(name: str, request: Request) -> Response:
+@router.endpoint("POST", "/v1/experiments/{name}/rewards", body=RewardRequest, response=RewardResponse,
+                 auth=CLIENT, responses={404: {}, 409: {}, 410: {}})
+async def reward(engine: Engine, request: RewardRequest, name: str) -> bytes:
     """Reward a decision; a retry with the same value returns the first answer."""
-    return Response(await hot.reward(request.app.state.engine, name, await request.body()),
-                    media_type="application/json")
+    result = await engine.reward_one(name, request)
+    if result.status == 422:
+        raise InvalidRequestError(result.detail, "value")
+    if result.status != 200:
+        raise _ERRORS[result.status](result.detail)
+    return to_json(RewardResponse(decision_id=result.decision_id, arm=result.arm, value=result.value,
+                                  applied=result.applied))
 
 
-@router.post("/rewards/batch", **documented(RewardBatchRequest, RewardBatchResponse))
-async def reward_batch(name: str, request: Request) -> Response:
+@router.endpoint("POST", "/v1/experiments/{name}/rewards/batch", body=RewardBatchRequest,
+                 response=RewardBatchResponse, auth=CLIENT)
+async def reward_batch(engine: Engine, request: RewardBatchRequest, name: str) -> bytes:
     """Up to 1,000 rewards; each result carries the status its single call would have had."""
-    return Response(await hot.reward_batch(request.app.state.engine, name, await request.body()),
-                    media_type="application/json")
+    return to_json(RewardBatchResponse(results=await engine.reward(name, request.rewards)))

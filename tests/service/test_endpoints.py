@@ -1,0 +1,124 @@
+"""One declaration per endpoint: the fast front and the generated FastAPI route give the same answers and docs."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from pydantic import BaseModel
+
+from banditkit.service import Settings, create_app
+from banditkit.service.app import ServiceApp
+from banditkit.service.deps import ADMIN, CLIENT
+from banditkit.service.endpoints import Endpoint, EndpointRouter, to_json
+from banditkit.service.errors import ConflictError, install_error_handlers
+from banditkit.service.hot import HotPaths
+from banditkit.service.routes import ROUTERS
+from banditkit.service.schemas import Body
+
+pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
+
+
+class Echo(Body):
+    text: str
+
+
+class EchoOut(BaseModel):
+    name: str
+    text: str
+
+
+def echo_app() -> ServiceApp:
+    """A service app with one endpoint declared on an EndpointRouter, served like the service's own."""
+    router = EndpointRouter(tags=["echo"])
+
+    @router.endpoint("POST", "/v1/echo/{name}/say", body=Echo, response=EchoOut, auth=ADMIN)
+    async def say(engine, request: Echo, name: str) -> bytes:
+        """Echo the text; 'conflict' is refused."""
+        if request.text == "conflict":
+            raise ConflictError(f"{name} says no")
+        return to_json(EchoOut(name=name, text=engine + request.text))
+
+    app = ServiceApp(max_body_size=64)
+    app.state.settings = Settings(store="memory://", admin_token="root", client_tokens="user")
+    app.state.engine = "engine:"
+    install_error_handlers(app)
+    app.include_router(router)
+    app.hot_paths = HotPaths(app, router.endpoints)
+    return app
+
+
+CALLS = [
+    # (headers, body, status, body fragment)
+    ({"Authorization": "Bearer root"}, b'{"text": "hi"}', 200, b'"text":"engine:hi"'),
+    ({}, b'{"text": "hi"}', 401, b"missing bearer token"),
+    ({"Authorization": "Bearer user"}, b'{"text": "hi"}', 403, b"admin token"),
+    ({"Authorization": "Bearer root"}, b'{"text": 1}', 422, b'"text"'),
+    ({"Authorization": "Bearer root"}, b'{"text": "conflict"}', 409, b"ann says no"),
+    ({"Authorization": "Bearer root"}, b'{"text": "' + b"x" * 100 + b'"}', 413, b"Content Too Large"),
+]
+
+
+@pytest.mark.parametrize("headers, body, status, fragment", CALLS, ids=[str(c[2]) for c in CALLS])
+def test_one_declaration_gives_the_same_answer_on_both_paths(headers, body, status, fragment):
+    """Without a root_path the fast front answers; under one, the generated FastAPI route does."""
+    from fastapi.testclient import TestClient
+
+    app = echo_app()
+    answers = []
+    for root_path in ("", "/api"):
+        with TestClient(app, root_path=root_path) as client:
+            response = client.post("/v1/echo/ann/say", content=body, headers=headers)
+        assert response.status_code == status, response.text
+        assert fragment in response.content
+        answers.append(response.content if status == 413 else response.json())
+    if status == 413:  # Starlette's limit answers FastAPI's routes in plain text, the fast front in JSON
+        assert answers == [b'{"detail":"Content Too Large"}', b"Content Too Large"]
+    else:
+        assert answers[0] == answers[1]
+
+
+def test_the_fast_front_answers_only_declared_paths_and_methods():
+    app = echo_app()
+    answered = []
+
+    async def send(message):
+        answered.append(message)
+
+    async def receive():
+        return {"type": "http.request", "body": b'{"text": "x"}', "more_body": False}
+
+    def handled(method: str, path: str) -> bool:
+        scope = {"type": "http", "method": method, "path": path, "root_path": "", "headers": []}
+        return asyncio.run(app.hot_paths.handle(scope, receive, send))
+
+    assert handled("POST", "/v1/echo/ann/say")
+    for method, path in [("GET", "/v1/echo/ann/say"), ("POST", "/v1/echo//say"), ("POST", "/v1/echo/ann/say/"),
+                         ("POST", "/v1/echo/ann"), ("POST", "/v2/echo/ann/say")]:
+        assert not handled(method, path), (method, path)
+
+
+@pytest.mark.parametrize("path", ["/v1/{name}x", "/v1/{name:path}", "/v1/{}"])
+def test_a_path_parameter_must_be_a_whole_segment(path):
+    async def handler(engine) -> bytes:
+        return b"{}"
+
+    with pytest.raises(ValueError, match="whole segment"):
+        Endpoint("GET", path, handler, response=dict)
+
+
+def test_every_declared_endpoint_is_documented_as_declared():
+    schema = create_app(Settings(store="memory://")).openapi()
+    endpoints = [endpoint for router in ROUTERS if isinstance(router, EndpointRouter) for endpoint in router.endpoints]
+    assert {(e.method, e.path) for e in endpoints} == {
+        ("GET", "/v1/health"), ("POST", "/v1/experiments/{name}/decisions"),
+        ("POST", "/v1/experiments/{name}/decisions/batch"), ("POST", "/v1/experiments/{name}/rewards"),
+        ("POST", "/v1/experiments/{name}/rewards/batch")}
+    for endpoint in endpoints:
+        operation = schema["paths"][endpoint.path][endpoint.method.lower()]
+        assert ("security" in operation) == (endpoint.auth is not None), endpoint.path
+        assert endpoint.auth in (None, CLIENT)
+        if endpoint.body is not None:
+            reference = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+            assert reference.rsplit("/", 1)[1] in schema["components"]["schemas"]
+        assert [p["name"] for p in operation.get("parameters", [])] == endpoint.parameters

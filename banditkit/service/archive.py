@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 
-from .export import arrow_schema, arrow_table
+from .export import COLUMNS, arrow_schema, arrow_table
 from .stores.redis_keys import ARCHIVE_MOVED, Keys, archive_trim_keys
 
 #: Decisions read, written and trimmed per batch.
@@ -99,6 +99,21 @@ def write_atomically(path: Path, table) -> None:
         os.fsync(directory)
     finally:
         os.close(directory)
+
+
+def archived_rows(out: Path, name: str) -> Iterator[tuple]:
+    """The archived log rows of experiment ``name``, in :data:`.export.COLUMNS` order, oldest file first."""
+    import pyarrow.parquet as pq
+
+    for path in sorted(Path(out).glob(f"experiment={name}/date=*/part-*.parquet"), key=_first_entry):
+        table = pq.read_table(path, columns=list(COLUMNS))
+        yield from zip(*(table.column(column).to_pylist() for column in COLUMNS), strict=True)
+
+
+def _first_entry(path: Path) -> tuple[int, int]:
+    """The stream id a part file is named after, as (milliseconds, sequence): the files' time order."""
+    milliseconds, sequence = path.stem.removeprefix("part-").split("-")
+    return int(milliseconds), int(sequence)
 
 
 def _reward_values(stored: list[str | None]) -> list[float | None]:

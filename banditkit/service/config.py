@@ -47,6 +47,9 @@ class Settings(BaseSettings):
         "shared store (Redis): how often each worker checks the stored model versions and reloads moved ones"))
     spool_dir: Path = Field(Path("banditkit-spool"), description=(
         "shared store (Redis): folder of the decisions served while the store was down, shipped when it is back"))
+    archive_dir: Path | None = Field(None, description=(
+        "shared store (Redis): the folder `banditkit learn --archive` writes; the log export reads the experiment's "
+        "archived decisions from it before those still in Redis"))
     refresh_s: float = Field(0.1, ge=0.0, le=60.0, description=(
         "how long a cached action distribution may be served while the next one is computed in the background, "
         "at most two such computations per period (0: never)"))
@@ -58,7 +61,7 @@ class Settings(BaseSettings):
             return tuple(token.strip() for token in value.split(",") if token.strip())
         return value
 
-    @field_validator("admin_token", "experiments_file", mode="before")
+    @field_validator("admin_token", "experiments_file", "archive_dir", mode="before")
     @classmethod
     def _empty_is_none(cls, value):
         return None if value == "" else value

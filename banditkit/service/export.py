@@ -23,6 +23,7 @@ import csv
 import io
 import itertools
 from collections.abc import Iterator
+from pathlib import Path
 
 from .stores import Store
 
@@ -30,19 +31,37 @@ COLUMNS = ("decision_id", "time", "experiment", "unit", "context", "arm", "prope
            "policy_version", "fallback", "reward")
 
 
-def rows(store: Store, experiment: str) -> Iterator[tuple]:
+def rows(store: Store, experiment: str, archive: Path | None = None) -> Iterator[tuple]:
     """The log rows of ``experiment`` as tuples in :data:`COLUMNS` order; context and probabilities are the
-    JSON text they were logged as."""
-    for row in store.iter_log(experiment):
-        yield row[:9] + (bool(row[9]), row[10])
+    JSON text they were logged as.
+
+    ``archive``: the folder ``banditkit learn --archive`` writes (Redis store); its rows of the experiment come
+    first, then those still in the store. A row in both (archived, and not yet trimmed when the archiver
+    stopped) is given once.
+    """
+    live = (row[:9] + (bool(row[9]), row[10]) for row in store.iter_log(experiment))
+    if archive is None:
+        yield from live
+        return
+    from .archive import archived_rows
+
+    kept = list(live)                       # the Redis store holds these in memory already (its window)
+    start = kept[0][1] if kept else float("inf")
+    both = set()
+    for row in archived_rows(archive, experiment):
+        if row[1] >= start:
+            both.add(row[0])
+        yield row
+    yield from (row for row in kept if row[0] not in both)
 
 
-def csv_chunks(store: Store, experiment: str, rows_per_chunk: int = 2000) -> Iterator[str]:
+def csv_chunks(store: Store, experiment: str, rows_per_chunk: int = 2000,
+               archive: Path | None = None) -> Iterator[str]:
     """The log as CSV text, in chunks (for streaming); floats keep round-trip precision."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(COLUMNS)
-    for count, row in enumerate(rows(store, experiment), start=1):
+    for count, row in enumerate(rows(store, experiment, archive), start=1):
         writer.writerow(["" if value is None else repr(value) if isinstance(value, float) else
                          str(value).lower() if isinstance(value, bool) else value for value in row])
         if count % rows_per_chunk == 0:
@@ -69,14 +88,15 @@ def arrow_table(rows: list[tuple], schema=None):
     return pa.table([pa.array(values, type=column.type) for values, column in zip(columns, schema)], schema=schema)
 
 
-def parquet_bytes(store: Store, experiment: str, rows_per_group: int = 65_536) -> bytes:
+def parquet_bytes(store: Store, experiment: str, rows_per_group: int = 65_536,
+                  archive: Path | None = None) -> bytes:
     """The log as a Parquet file (needs pyarrow: ``pip install 'banditkit[io]'``), built one row group at a
     time, so memory holds the compressed file and one group of rows, not the whole log as Python objects."""
     import pyarrow.parquet as pq
 
     schema = arrow_schema()
     sink = io.BytesIO()
-    logged = rows(store, experiment)
+    logged = rows(store, experiment, archive)
     with pq.ParquetWriter(sink, schema) as writer:
         while group := list(itertools.islice(logged, rows_per_group)):
             writer.write_table(arrow_table(group, schema))

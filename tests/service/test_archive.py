@@ -150,3 +150,37 @@ def test_banditkit_archive_then_evaluate_the_folder(redis_prefix, tmp_path):
                      "--bootstrap", "50")
     assert result.returncode == 0, result.stderr
     assert "(30 rows)" in result.stdout and "snips" in result.stdout
+
+
+@pytest.mark.parametrize("crash", [False, True], ids=["trimmed", "crashed-before-trim"])
+def test_the_log_export_reads_the_archive_then_redis_each_row_once(redis_prefix, tmp_path, crash):
+    """``GET …/log`` with ``archive_dir``: archived rows first, then those still in Redis; a row archived but
+    not yet trimmed (the archiver died in between) is given once."""
+    from banditkit.service.stores.redis import RedisStore
+
+    client, prefix = redis_prefix
+    first = logged(client, prefix, n=20)
+    proxy = Interposed(client)
+    learner = Learner(proxy, prefix, "archiver", archive_dir=tmp_path, retention_s=RETENTION)
+    if crash:
+        trim_sha = hashlib.sha1(ARCHIVE_TRIM.encode()).hexdigest()
+        proxy.arm(lambda index, name, args: name == "evalsha" and args[0] == trim_sha and _die())
+        with pytest.raises(Killed):
+            learner.step(now=later(), archive_now=True)
+        assert client.xlen(Keys.of(prefix, "hero").decisions) == 20        # archived and still in Redis
+    else:
+        assert learner.step(now=later(), archive_now=True).archived == 20
+    more = log_decisions(client, prefix, "hero", ARMS, ["b"] * 5, [0.5] * 5, times=[JAN2 + 30] * 5)
+    store = RedisStore(f"redis://127.0.0.1:6379/0?prefix={prefix}", spool_dir=tmp_path / "spool")
+    try:
+        rows = list(export.rows(store, "hero", archive=tmp_path))
+        live_only = list(export.rows(store, "hero"))
+    finally:
+        store.close()
+    assert [row[0] for row in rows] == [r.decision_id for r in first + more]
+    assert [row[10] for row in rows] == [1.0 if i % 2 == 0 else 0.0 for i in range(20)] + [None] * 5
+    assert len(live_only) == (25 if crash else 5)
+
+
+def _die():
+    raise Killed("after writing, before trimming")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
 from .. import export
@@ -16,15 +16,18 @@ router = APIRouter(prefix="/v1/experiments/{name}", tags=["log"], dependencies=[
 
 @router.get("/log", response_class=Response,
             responses={200: {"content": {"text/csv": {}, "application/vnd.apache.parquet": {}}}})
-def decision_log(name: str, engine: EngineDep, format: Literal["csv", "parquet"] = "csv") -> Response:
-    """Every decision with its propensity, probabilities, version and reward (columns in docs/service.md)."""
+def decision_log(name: str, engine: EngineDep, request: Request,
+                 format: Literal["csv", "parquet"] = "csv") -> Response:
+    """Every decision with its propensity, probabilities, version and reward (columns in docs/service.md),
+    archived ones included when ``archive_dir`` is set."""
     engine.experiment(name)
+    archive = request.app.state.settings.archive_dir
     filename = f"{name}-decisions.{format}"
     headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
     if format == "csv":
-        return StreamingResponse(export.csv_chunks(engine.store, name), media_type="text/csv", headers=headers)
+        return StreamingResponse(export.csv_chunks(engine.store, name, archive=archive), media_type="text/csv", headers=headers)
     try:
-        content = export.parquet_bytes(engine.store, name)
+        content = export.parquet_bytes(engine.store, name, archive=archive)
     except ImportError as error:
         raise UnavailableError(str(error)) from None
     return Response(content, media_type="application/vnd.apache.parquet", headers=headers)

@@ -9,7 +9,7 @@ import pytest
 
 from banditkit.service import rewarding
 from banditkit.service.engine import Engine
-from banditkit.service.schemas import DecisionRequest, ExperimentCreate, RewardRequest
+from banditkit.service.schemas import ArmsPatch, DecisionRequest, ExperimentCreate, RewardRequest
 from banditkit.service.stores import MemoryStore, SQLiteStore
 from banditkit.service.stores.base import completed
 
@@ -171,3 +171,60 @@ def test_the_sweeper_waits_for_decisions_still_being_written():
         return answer
     answer = run(scenario())
     assert store.get_reward(answer.decision_id).source == "default"
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_a_decision_rewarded_twice_in_one_batch_counts_once(kind, tmp_path):
+    """The first reward of a decision in a batch is the one recorded; a repeat gets its answer (200 for the
+    same value, 409 for another), whatever the store."""
+    store = MemoryStore() if kind == "memory" else SQLiteStore(tmp_path / "twice.db")
+    engine = Engine(store, refresh_s=0)
+    try:
+        run(engine.create(spec(attribution_window_s=600.0)))
+        (first, second) = run(engine.decide("hero", [DecisionRequest(), DecisionRequest()]))
+        items = [RewardRequest(decision_id=first.decision_id, value=1.0),
+                 RewardRequest(decision_id=second.decision_id, value=0.0),
+                 RewardRequest(decision_id=first.decision_id, value=1.0),
+                 RewardRequest(decision_id=first.decision_id, value=0.0)]
+        results = run(engine.reward("hero", items))
+        assert [r.status for r in results] == [200, 200, 200, 409]
+        bandit = engine.experiment("hero").bandit
+        assert bandit.pulls.sum() == 2 and bandit.version == 1
+        assert store.counts("hero") == (2, 2)
+    finally:
+        engine.close()
+        store.close()
+
+
+def test_an_arm_change_waits_for_rewards_committed_before_it(tmp_path):
+    """Rewards queued before an arm change commit first and move the version; the change is refused on the
+    old version, built again on the new one, and rewards sent meanwhile wait for it: every write lands once,
+    and the served model is the stored one."""
+    store = SQLiteStore(tmp_path / "race.db", commit_interval_s=0.02)
+    engine = Engine(store, refresh_s=0)
+
+    async def scenario():
+        await engine.create(spec(attribution_window_s=600.0))
+        decisions = await engine.decide("hero", [DecisionRequest() for _ in range(40)])
+        batches = [[RewardRequest(decision_id=d.decision_id, value=1.0) for d in decisions[i:i + 10]]
+                   for i in range(0, 40, 10)]
+        first = [asyncio.ensure_future(engine.reward("hero", batch)) for batch in batches[:2]]
+        await asyncio.sleep(0)            # the first rewards are queued before the change
+        change = asyncio.ensure_future(engine.change_arms("hero", ArmsPatch(add=["d"])))
+        await asyncio.sleep(0)
+        later = [asyncio.ensure_future(engine.reward("hero", batch)) for batch in batches[2:]]
+        results = await asyncio.gather(*first, change, *later)
+        return [r.status for batch in results[:2] + results[3:] for r in batch], results[2]
+
+    try:
+        statuses, changed = asyncio.run(scenario())
+        assert statuses == [200] * 40 and [arm.name for arm in changed.arms] == ["a", "b", "c", "d"]
+        served = engine.experiment("hero").bandit
+        (record,) = store.load_experiments()
+        assert served.version == record.version == 5          # four reward batches and one change
+        assert record.model["arms"] == served.arms == ["a", "b", "c", "d"]
+        assert served.pulls.sum() == 40
+        assert [e["kind"] for e in store.events("hero")] == ["create", "arms"]
+    finally:
+        engine.close()
+        store.close()

@@ -188,13 +188,14 @@ async def learn(store: Store, experiment: Experiment, rewards: list[RewardRecord
     merge rule; the commits come back in commit order, and memory merges them in that order.
     """
     await experiment.model_written()
-    unique, positions = first_per_decision(rewards)
+    repeated = len(decisions) < len(rewards)   # ``decisions`` holds each rewarded decision once
+    unique, positions = first_per_decision(rewards) if repeated else (rewards, None)
     work = RewardWork(experiment.name, unique, DeltaPlanner.of(experiment.bandit, decisions), watermark)
     commit = await settled(store.commit_rewards(work))
     if commit.delta is not None:
         _follow(store, experiment, commit, on_guardrail)
     outcomes = commit.outcomes
-    if len(unique) == len(rewards):
+    if not repeated:
         return outcomes
     return [outcomes[p] if unique[p] is reward else RewardOutcome(outcomes[p].reward, False)
             for reward, p in zip(rewards, positions)]

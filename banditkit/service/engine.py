@@ -54,7 +54,7 @@ from .stores.base import (
 )
 
 logger = logging.getLogger("banditkit.service")
-#: Attempts at a model change that another process keeps moving (shared stores).
+#: Attempts at a model change whose version keeps moving (rewards queued before it; another process's writes).
 _MODEL_CHANGE_ATTEMPTS = 5
 
 

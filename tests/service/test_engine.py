@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 
+import numpy as np
 import pytest
 
 from banditkit.service import rewarding
 from banditkit.service.engine import Engine
+from banditkit.service.model import DeltaPlanner, split
 from banditkit.service.schemas import ArmsPatch, DecisionRequest, ExperimentCreate, RewardRequest
-from banditkit.service.stores import MemoryStore, SQLiteStore
+from banditkit.service.stores import MemoryStore, RewardRecord, RewardWork, SQLiteStore
 from banditkit.service.stores.base import completed
 
 
@@ -228,3 +230,25 @@ def test_an_arm_change_waits_for_rewards_committed_before_it(tmp_path):
     finally:
         engine.close()
         store.close()
+
+
+def test_memory_that_missed_a_commit_reloads_the_stored_model():
+    """A commit whose result never reached the served Bandit (its request was cancelled as it committed) is
+    noticed by the next one, whose version skips it: the served model is then reloaded from the store."""
+    store = MemoryStore()
+    engine = Engine(store, refresh_s=0)
+    run(engine.create(spec(attribution_window_s=600.0)))
+    decisions = run(engine.decide("hero", [DecisionRequest() for _ in range(4)]))
+    experiment = engine.experiment("hero")
+    missed = [RewardRecord(d.decision_id, "hero", d.arm, 1.0, time.time()) for d in decisions[:2]]
+    planner = DeltaPlanner.of(experiment.bandit, {d.decision_id: store.get_decision(d.decision_id) for d in decisions})
+    store.commit_rewards(RewardWork("hero", missed, planner)).result()          # committed, never followed
+    results = run(engine.reward("hero", [RewardRequest(decision_id=d.decision_id, value=0.0) for d in decisions[2:]]))
+    assert [r.status for r in results] == [200, 200]
+    (record,) = store.load_experiments()
+    served = experiment.bandit
+    assert served.version == record.version == 2 and served.pulls.sum() == 4
+    arrays = split(served)[1]
+    assert arrays.keys() == record.state.keys()
+    for key, value in arrays.items():
+        np.testing.assert_array_equal(value, record.state[key], err_msg=key)

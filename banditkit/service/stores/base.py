@@ -231,8 +231,8 @@ class ModelChange:
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """The part of a :class:`RewardWork` a learning store writes: the new reward rows, the merged arrays (the
-    same object when nothing changed) and the delta."""
+    """What a learning store commits of a :class:`RewardWork`: the new reward rows, the merged arrays (the
+    same object when nothing changed) and the delta; and the outcome of each reward, for its answer."""
 
     rows: list[RewardRecord]
     arrays: State

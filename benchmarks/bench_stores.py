@@ -34,7 +34,7 @@ from banditkit.service.stores import (
     RewardRecord,
     SQLiteStore,
 )
-from banditkit.service.stores.base import Probabilities
+from banditkit.service.stores.base import Probabilities, RewardWork
 
 
 def best_of_three(action) -> float:
@@ -64,7 +64,7 @@ def fill(store, decisions: int) -> float:
                 for i in range(begin, min(begin + 1000, decisions))]
         store.append_decisions(rows).result()
         rewards = [RewardRecord(row.decision_id, "bench", "arm1", 1.0, row.time + 1) for row in rows[::3]]
-        store.record_rewards("bench", rewards, lambda new: (None, [True] * len(new)), lambda *_: None).result()
+        store.commit_rewards(RewardWork("bench", rewards)).result()   # recorded, not learned
     return time.perf_counter() - started
 
 

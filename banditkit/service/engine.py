@@ -13,6 +13,7 @@ import logging
 import os
 import random
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -37,11 +38,23 @@ from .schemas import (
     StatsOut,
 )
 from .serving import draw, draw_rows
-from .stores import Assignment, DecisionRecord, ExperimentExistsError, ExperimentRecord, Store
-from .stores.base import ModelMovedError, StoreUnavailableError, settled, unservable_reason
+from .stores import (
+    Assignment,
+    DecisionRecord,
+    ExperimentExistsError,
+    ExperimentRecord,
+    Store,
+)
+from .stores.base import (
+    ModelChange,
+    ModelMovedError,
+    StoreUnavailableError,
+    settled,
+    unservable_reason,
+)
 
 logger = logging.getLogger("banditkit.service")
-#: Attempts at a model change that another process keeps moving (shared stores).
+#: Attempts at a model change whose version keeps moving (rewards queued before it; another process's writes).
 _MODEL_CHANGE_ATTEMPTS = 5
 
 
@@ -76,6 +89,7 @@ class Engine:
         self._single_rewards = Coalescer(self.reward)
         # Decision times being written now: the sweeper must not move past a decision not yet visible.
         self._in_flight: dict[object, float] = {}
+        self._background: set[asyncio.Task] = set()   # guardrail changes being written (the loop keeps weak refs)
         for record in store.load_experiments():
             self.experiments[record.name] = restore(record, refresh_s, self._executor)
 
@@ -130,11 +144,8 @@ class Engine:
         experiment = self.experiments.get(record.name)
         if experiment is None:
             experiment = self.experiments.setdefault(record.name, restore(record, self.refresh_s, self._executor))
-        elif record.version > experiment.bandit.version:
-            bandit = join(record.model, record.state, record.version, experiment.bandit.rng)
-            with experiment.lock:   # the distribution cache sees the new version (and any change of arms)
-                if record.version > experiment.bandit.version:   # not overtaken while it was built
-                    experiment.bandit = bandit
+        else:
+            experiment.adopt(record)
         return experiment
 
     # ---- catalogue ---------------------------------------------------------
@@ -158,12 +169,9 @@ class Engine:
 
     async def change_arms(self, name: str, patch: ArmsPatch) -> ExperimentOut:
         experiment = self.experiment(name)
-        replacement: list[Bandit] = []
 
-        def change():
-            with experiment.lock:
-                current = experiment.bandit
-                bandit = join(*split(current), current.version, current.rng)
+        def change(current: Bandit) -> tuple[ModelChange, Bandit]:
+            bandit = join(*split(current), current.version, current.rng)
             for field_name, operation in (("add", bandit.add_arm), ("enable", bandit.enable_arm),
                                           ("disable", bandit.disable_arm), ("remove", bandit.remove_arm)):
                 for arm in getattr(patch, field_name):
@@ -174,25 +182,22 @@ class Engine:
             # One change, one version, however many arms it touched.
             model, arrays = split(bandit)
             version = current.version + 1
-            replacement.append(join(model, arrays, version, bandit.rng))
-            return model, arrays, version, {"kind": "arms", **patch.model_dump()}
+            event = {"kind": "arms", **patch.model_dump()}
+            return ModelChange(model, arrays, version, current.version, event), join(model, arrays, version,
+                                                                                       bandit.rng)
 
-        await self._replace_model(experiment, change, replacement)
+        await self._change_model(experiment, change)
         return experiment.describe()
 
     async def snapshot(self, name: str) -> SnapshotOut:
         experiment = self.experiment(name)
         if not self.store.learns_in_process:   # keep the stored model, not the one polled up to model_poll_s ago
             await self.reload(name)
-        captured: list[int] = []
-
-        def capture():
-            with experiment.lock:
-                model, arrays = split(experiment.bandit)
-                captured.append(experiment.bandit.version)
-            return model, arrays, captured[0]
-        snapshot_id = await settled(self.store.save_snapshot(name, capture))
-        return SnapshotOut(snapshot_id=snapshot_id, policy_version=captured[0], created_at=time.time())
+        with experiment.lock:
+            bandit = experiment.bandit
+            model, arrays = split(bandit)
+        snapshot_id = await settled(self.store.save_snapshot(name, model, arrays, bandit.version))
+        return SnapshotOut(snapshot_id=snapshot_id, policy_version=bandit.version, created_at=time.time())
 
     def snapshots(self, name: str) -> list[SnapshotOut]:
         self.experiment(name)
@@ -204,38 +209,43 @@ class Engine:
         snapshot = self.store.get_snapshot(name, snapshot_id)
         if snapshot is None:
             raise NotFoundError(f"snapshot {snapshot_id} of experiment {name!r} not found")
-        replacement: list[Bandit] = []
 
-        def change():
-            with experiment.lock:
-                version = experiment.bandit.version + 1
-                bandit = join(snapshot.model, snapshot.state, version, experiment.bandit.rng)
-            replacement.append(bandit)
+        def change(current: Bandit) -> tuple[ModelChange, Bandit]:
+            version = current.version + 1
             event = {"kind": "rollback", "snapshot_id": snapshot_id, "restored_version": snapshot.policy_version}
-            return snapshot.model, snapshot.state, version, event
+            return (ModelChange(snapshot.model, snapshot.state, version, current.version, event),
+                    join(snapshot.model, snapshot.state, version, current.rng))
 
-        await self._replace_model(experiment, change, replacement)
+        await self._change_model(experiment, change)
         return experiment.describe()
 
-    async def _replace_model(self, experiment: Experiment, change, replacement: list[Bandit]) -> None:
-        """Store ``change`` (built from the served Bandit, appending its new Bandit to ``replacement``) and
-        serve it. With a shared store the served model may lag the stored one: reload it first, and again
-        whenever the store says the model moved meanwhile."""
-        for attempt in range(_MODEL_CHANGE_ATTEMPTS):
-            if not self.store.learns_in_process:
-                await self.reload(experiment.name)
-            try:
-                await settled(self.store.replace_model(experiment.name, change,
-                                                       lambda: self._swap(experiment, replacement[-1])))
-                return
-            except ModelMovedError:
-                if attempt == _MODEL_CHANGE_ATTEMPTS - 1:
-                    raise
+    async def _change_model(self, experiment: Experiment,
+                            change: Callable[[Bandit], tuple[ModelChange, Bandit | None]]) -> None:
+        """Store the model change that ``change`` builds from the served Bandit, then serve the Bandit it
+        returns (None: the served one, its distributions recomputed).
 
-    def _swap(self, experiment: Experiment, bandit: Bandit) -> None:
-        with experiment.lock:
-            experiment.bandit = bandit
-            experiment.cache.clear()
+        Rewards wait while the change is written (:meth:`Experiment.model_written`). The store refuses a
+        change built on an older version than its own (:class:`ModelMovedError`): rewards submitted before
+        it committed first, or, with a shared store, a learner moved the model; the change is built again
+        from the model as it is then (reloaded first from a shared store).
+        """
+        async with experiment.model_change:
+            for attempt in range(_MODEL_CHANGE_ATTEMPTS):
+                if not self.store.learns_in_process:
+                    await self.reload(experiment.name)
+                with experiment.lock:
+                    built, bandit = change(experiment.bandit)
+                try:
+                    await settled(self.store.replace_model(experiment.name, built))
+                except ModelMovedError:
+                    if attempt == _MODEL_CHANGE_ATTEMPTS - 1:
+                        raise
+                    continue
+                with experiment.lock:
+                    if bandit is not None:
+                        experiment.bandit = bandit
+                    experiment.cache.clear()
+                return
 
     def stats(self, name: str) -> StatsOut:
         experiment = self.experiment(name)
@@ -379,16 +389,33 @@ class Engine:
         return total
 
     def _persist_guardrails(self, experiment: Experiment) -> None:
-        """Store a guardrail's change of the model (an arm disabled by its SLO, an abort) as an event."""
-        def change():
-            with experiment.lock:
-                bandit = experiment.bandit
-                model, arrays = split(bandit)
-                event = {"kind": "guardrail", "disabled": dict(bandit.disabled_reasons), "aborted": bandit.aborted}
-                return model, arrays, bandit.version, event
-        future = self.store.replace_model(experiment.name, change, experiment.cache.clear)
-        future.add_done_callback(lambda f: f.exception() and logger.error("guardrail change not stored: %s",
-                                                                          f.exception()))
+        """Store a guardrail's change of the model (an arm disabled by its SLO, an abort) as an event.
+
+        It is queued at once behind the rewards that caused it (which do not wait for it); if rewards
+        committed before it moved the version, it is built again and retried. A failure is logged.
+        """
+        first = self.store.replace_model(experiment.name, _guardrail_change(experiment.bandit)[0])
+        task = asyncio.ensure_future(self._guardrails_written(experiment, first))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _guardrails_written(self, experiment: Experiment, first) -> None:
+        try:
+            try:
+                await settled(first)
+            except ModelMovedError:
+                await self._change_model(experiment, _guardrail_change)
+        except Exception as error:  # noqa: BLE001 - nobody awaits this write: report it
+            logger.error("guardrail change of %r not stored: %s", experiment.name, error)
+            return
+        experiment.cache.clear()
+
+
+def _guardrail_change(current: Bandit) -> tuple[ModelChange, None]:
+    """The model change that stores what guardrails changed in ``current`` (same version: no new state)."""
+    model, arrays = split(current)
+    event = {"kind": "guardrail", "disabled": dict(current.disabled_reasons), "aborted": current.aborted}
+    return ModelChange(model, arrays, current.version, current.version, event), None
 
 
 def _check_request(experiment: Experiment, request: DecisionRequest, prefix: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,10 +30,28 @@ class Experiment:
     cache: DistributionCache
     lock: threading.Lock = field(default_factory=threading.Lock)
     sweep_watermark: float = 0.0
+    #: Held while a model change is written: rewards wait for it, so they are planned on the new model and a
+    #: change is never overtaken by rewards submitted after it (its compare-and-set then succeeds on retry).
+    model_change: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def name(self) -> str:
         return self.config.name
+
+    async def model_written(self) -> None:
+        """Return once no model change of this experiment is being written (at once, nearly always)."""
+        if self.model_change.locked():
+            async with self.model_change:
+                pass
+
+    def adopt(self, record: ExperimentRecord | None) -> None:
+        """Serve ``record`` if its version is newer than the served Bandit's (another writer moved it)."""
+        if record is None or record.version <= self.bandit.version:
+            return
+        bandit = join(record.model, record.state, record.version, self.bandit.rng)
+        with self.lock:   # the distribution cache sees the new version (and any change of arms)
+            if record.version > self.bandit.version:   # not overtaken while it was built
+                self.bandit = bandit
 
     def default_arm(self) -> str:
         """The arm served when anything fails: the guardrails' default arm, else the first active arm."""

@@ -321,7 +321,8 @@ class Learner:
                 usable = arms.shape[0]
                 if usable:
                     before = guarded(bandit)
-                    delta = reward_delta(bandit, arms, values, contexts, propensities)
+                    delta = reward_delta(bandit.policy, len(bandit.arms), bandit.state, arms, values, contexts,
+                                         propensities)
                     apply_rewards(bandit, delta, arms, values, version=held.version + 1)
                     new_model, arrays = split(bandit)
                     state = encode_state(arrays)

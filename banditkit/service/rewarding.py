@@ -6,22 +6,29 @@ reward after the attribution window (or after the window's default reward was
 applied) 410. When the window closes without a reward, the experiment's
 ``default_reward`` is applied by :func:`sweep`, which keeps its progress in the
 store and so survives restarts.
+
+This rule lives here once, for every store: the first reward of a decision
+within a batch is the one submitted (:func:`first_per_decision`), the store
+records it only if the decision has no reward yet (its one primitive, atomic
+in its transaction or script) and gives back the stored reward either way,
+and :func:`_answer` turns a stored reward into 200, 409 or 410.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-import numpy as np
-
 from .experiment import Experiment
-from .model import apply_rewards, guarded, reward_delta
+from .model import DeltaPlanner, apply_rewards, guarded
 from .schemas import RewardRequest, RewardResult
 from .stores import DecisionRecord, RewardRecord, Store
-from .stores.base import Delta, State, policy_state, settled
+from .stores.base import RewardCommit, RewardOutcome, RewardWork, settled
+
+logger = logging.getLogger("banditkit.service")
 
 #: Decisions settled by one sweep transaction at most.
 SWEEP_BATCH = 2000
@@ -89,8 +96,7 @@ async def record(store: Store, experiment: Experiment, items: list[RewardRequest
             decisions[item.decision_id] = decision
             pending.append((row, RewardRecord(item.decision_id, experiment.name, decision.arm, item.value, now)))
     if pending:
-        future = learn(store, experiment, [reward for _, reward in pending], decisions, on_guardrail)
-        outcomes = await settled(future)
+        outcomes = await learn(store, experiment, [reward for _, reward in pending], decisions, on_guardrail)
         for (row, _), outcome in zip(pending, outcomes):
             results[row] = _answer(outcome.reward, items[row])
     return results
@@ -105,10 +111,11 @@ async def claim(store: Store, experiment: Experiment, items: list[RewardRequest]
     if not rows:
         return results
     rewards = [RewardRecord(items[row].decision_id, experiment.name, "", items[row].value, now) for row in rows]
-    outcomes = await settled(store.record_rewards(experiment.name, rewards, None, None))  # no delta: not learned here
+    unique, positions = first_per_decision(rewards)
+    commit = await settled(store.commit_rewards(RewardWork(experiment.name, unique)))   # no planner: not learned
     window = experiment.config.attribution_window_s
-    for row, outcome in zip(rows, outcomes):
-        item = items[row]
+    for row, position in zip(rows, positions):
+        item, outcome = items[row], commit.outcomes[position]
         if outcome.reward is not None:
             results[row] = _answer(outcome.reward, item)
         elif outcome.refused == "late" or now > decision_id_time(item.decision_id) + window:
@@ -116,6 +123,20 @@ async def claim(store: Store, experiment: Experiment, items: list[RewardRequest]
         else:
             results[row] = _not_found(item, experiment)
     return results
+
+
+def first_per_decision(rewards: list[RewardRecord]) -> tuple[list[RewardRecord], list[int]]:
+    """The first reward of each decision in ``rewards`` (the one a store may record), and for every reward
+    the position of its decision's first reward among them: a later one gets the first one's answer."""
+    positions: dict[str, int] = {}
+    unique: list[RewardRecord] = []
+    where = []
+    for reward in rewards:
+        position = positions.setdefault(reward.decision_id, len(unique))
+        if position == len(unique):
+            unique.append(reward)
+        where.append(position)
+    return unique, where
 
 
 def decision_id_time(decision_id: str) -> float:
@@ -148,54 +169,58 @@ async def sweep(store: Store, experiment: Experiment, now: float, horizon: float
             experiment.sweep_watermark = watermark
             return applied
         rewards = [RewardRecord(row.decision_id, experiment.name, row.arm, value, now, "default") for row in rows]
-        future = learn(store, experiment, rewards, {row.decision_id: row for row in rows}, on_guardrail, watermark)
-        outcomes = await settled(future)
+        outcomes = await learn(store, experiment, rewards, {row.decision_id: row for row in rows}, on_guardrail,
+                               watermark)
         experiment.sweep_watermark = watermark
         applied += sum(outcome.first for outcome in outcomes)
         if len(rows) < SWEEP_BATCH:
             return applied
 
 
-def learn(store: Store, experiment: Experiment, rewards: list[RewardRecord], decisions: dict[str, DecisionRecord],
-          on_guardrail: Callable[[Experiment], None], watermark: float | None = None):
-    """Record ``rewards`` once and merge their delta in one transaction; memory follows on commit.
+async def learn(store: Store, experiment: Experiment, rewards: list[RewardRecord],
+                decisions: dict[str, DecisionRecord], on_guardrail: Callable[[Experiment], None],
+                watermark: float | None = None) -> list[RewardOutcome]:
+    """Record ``rewards`` at most once and merge their delta in one transaction, then learn the committed
+    delta in memory; one outcome per reward (a later reward of the same decision gets the first one's).
 
-    The delta is computed from the store's arrays as they stand in the
-    transaction (earlier deltas of the same group commit merged), so it is
-    exact for every merge rule; memory merges it in the same order on commit.
+    The store computes the delta with the experiment's :class:`~.model.DeltaPlanner` from its arrays as
+    they stand in the transaction (earlier work of the same group commit merged), so it is exact for every
+    merge rule; the commits come back in commit order, and memory merges them in that order.
     """
-    learned: list[tuple] = []
+    await experiment.model_written()
+    repeated = len(decisions) < len(rewards)   # ``decisions`` holds each rewarded decision once
+    unique, positions = first_per_decision(rewards) if repeated else (rewards, None)
+    work = RewardWork(experiment.name, unique, DeltaPlanner.of(experiment.bandit, decisions), watermark)
+    commit = await settled(store.commit_rewards(work))
+    if commit.delta is not None:
+        _follow(store, experiment, commit, on_guardrail)
+    outcomes = commit.outcomes
+    if not repeated:
+        return outcomes
+    return [outcomes[p] if unique[p] is reward else RewardOutcome(outcomes[p].reward, False)
+            for reward, p in zip(rewards, positions)]
 
-    def delta(new: list[RewardRecord], arrays: State):
-        with experiment.lock:
-            bandit = experiment.bandit
-            index = {arm: i for i, arm in enumerate(bandit.arms)}
-            applied = [reward.arm in index for reward in new]
-            kept = [reward for reward, ok in zip(new, applied) if ok]
-            if not kept:
-                return None, applied
-            rows = [decisions[reward.decision_id] for reward in kept]
-            arms = np.array([index[reward.arm] for reward in kept], dtype=np.intp)
-            values = np.array([reward.value for reward in kept], dtype=np.float64)
-            contexts = np.array([row.context for row in rows], dtype=np.float64) if bandit.policy.contextual else None
-            propensities = (np.array([row.propensity for row in rows], dtype=np.float64)
-                            if bandit.policy.needs_propensities else None)
-            learned.append((arms, values))
-            change = reward_delta(bandit, arms, values, contexts, propensities, base=policy_state(arrays))
-            return Delta(bandit.policy, change), applied
 
-    def on_commit(change: Delta | None, version: int) -> None:
-        if change is None:
-            return
-        with experiment.lock:
-            bandit = experiment.bandit
+def _follow(store: Store, experiment: Experiment, commit: RewardCommit,
+            on_guardrail: Callable[[Experiment], None]) -> None:
+    """Learn a committed delta in memory, bit for bit as the store merged it (:func:`apply_rewards`)."""
+    delta = commit.delta
+    with experiment.lock:
+        bandit = experiment.bandit
+        if commit.version == bandit.version + 1:
             before = guarded(bandit)
-            apply_rewards(bandit, change.arrays, *learned[-1], version=version)
+            apply_rewards(bandit, delta.arrays, delta.arm_indices, delta.rewards, version=commit.version)
             changed = guarded(bandit) != before
-        if changed:
-            on_guardrail(experiment)
-
-    return store.record_rewards(experiment.name, rewards, delta, on_commit, watermark)
+        else:
+            changed = False
+    if commit.version > bandit.version + 1:
+        # An earlier commit never reached memory (its request was cancelled while it committed): serve the
+        # model as stored, which has it and this one.
+        logger.warning("experiment %r: served version %d, committed %d; reloading it from the store",
+                       experiment.name, bandit.version, commit.version)
+        experiment.adopt(store.load_experiment(experiment.name))
+    if changed:
+        on_guardrail(experiment)
 
 
 def _out_of_range(item: RewardRequest, experiment: Experiment) -> RewardResult | None:

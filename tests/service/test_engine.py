@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 
+import numpy as np
 import pytest
 
 from banditkit.service import rewarding
 from banditkit.service.engine import Engine
-from banditkit.service.schemas import DecisionRequest, ExperimentCreate, RewardRequest
-from banditkit.service.stores import MemoryStore, SQLiteStore
+from banditkit.service.model import DeltaPlanner, split
+from banditkit.service.schemas import ArmsPatch, DecisionRequest, ExperimentCreate, RewardRequest
+from banditkit.service.stores import MemoryStore, RewardRecord, RewardWork, SQLiteStore
 from banditkit.service.stores.base import completed
 
 
@@ -171,3 +173,82 @@ def test_the_sweeper_waits_for_decisions_still_being_written():
         return answer
     answer = run(scenario())
     assert store.get_reward(answer.decision_id).source == "default"
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_a_decision_rewarded_twice_in_one_batch_counts_once(kind, tmp_path):
+    """The first reward of a decision in a batch is the one recorded; a repeat gets its answer (200 for the
+    same value, 409 for another), whatever the store."""
+    store = MemoryStore() if kind == "memory" else SQLiteStore(tmp_path / "twice.db")
+    engine = Engine(store, refresh_s=0)
+    try:
+        run(engine.create(spec(attribution_window_s=600.0)))
+        (first, second) = run(engine.decide("hero", [DecisionRequest(), DecisionRequest()]))
+        items = [RewardRequest(decision_id=first.decision_id, value=1.0),
+                 RewardRequest(decision_id=second.decision_id, value=0.0),
+                 RewardRequest(decision_id=first.decision_id, value=1.0),
+                 RewardRequest(decision_id=first.decision_id, value=0.0)]
+        results = run(engine.reward("hero", items))
+        assert [r.status for r in results] == [200, 200, 200, 409]
+        bandit = engine.experiment("hero").bandit
+        assert bandit.pulls.sum() == 2 and bandit.version == 1
+        assert store.counts("hero") == (2, 2)
+    finally:
+        engine.close()
+        store.close()
+
+
+def test_an_arm_change_waits_for_rewards_committed_before_it(tmp_path):
+    """Rewards queued before an arm change commit first and move the version; the change is refused on the
+    old version, built again on the new one, and rewards sent meanwhile wait for it: every write lands once,
+    and the served model is the stored one."""
+    store = SQLiteStore(tmp_path / "race.db", commit_interval_s=0.02)
+    engine = Engine(store, refresh_s=0)
+
+    async def scenario():
+        await engine.create(spec(attribution_window_s=600.0))
+        decisions = await engine.decide("hero", [DecisionRequest() for _ in range(40)])
+        batches = [[RewardRequest(decision_id=d.decision_id, value=1.0) for d in decisions[i:i + 10]]
+                   for i in range(0, 40, 10)]
+        first = [asyncio.ensure_future(engine.reward("hero", batch)) for batch in batches[:2]]
+        await asyncio.sleep(0)            # the first rewards are queued before the change
+        change = asyncio.ensure_future(engine.change_arms("hero", ArmsPatch(add=["d"])))
+        await asyncio.sleep(0)
+        later = [asyncio.ensure_future(engine.reward("hero", batch)) for batch in batches[2:]]
+        results = await asyncio.gather(*first, change, *later)
+        return [r.status for batch in results[:2] + results[3:] for r in batch], results[2]
+
+    try:
+        statuses, changed = asyncio.run(scenario())
+        assert statuses == [200] * 40 and [arm.name for arm in changed.arms] == ["a", "b", "c", "d"]
+        served = engine.experiment("hero").bandit
+        (record,) = store.load_experiments()
+        assert served.version == record.version == 5          # four reward batches and one change
+        assert record.model["arms"] == served.arms == ["a", "b", "c", "d"]
+        assert served.pulls.sum() == 40
+        assert [e["kind"] for e in store.events("hero")] == ["create", "arms"]
+    finally:
+        engine.close()
+        store.close()
+
+
+def test_memory_that_missed_a_commit_reloads_the_stored_model():
+    """A commit whose result never reached the served Bandit (its request was cancelled as it committed) is
+    noticed by the next one, whose version skips it: the served model is then reloaded from the store."""
+    store = MemoryStore()
+    engine = Engine(store, refresh_s=0)
+    run(engine.create(spec(attribution_window_s=600.0)))
+    decisions = run(engine.decide("hero", [DecisionRequest() for _ in range(4)]))
+    experiment = engine.experiment("hero")
+    missed = [RewardRecord(d.decision_id, "hero", d.arm, 1.0, time.time()) for d in decisions[:2]]
+    planner = DeltaPlanner.of(experiment.bandit, {d.decision_id: store.get_decision(d.decision_id) for d in decisions})
+    store.commit_rewards(RewardWork("hero", missed, planner)).result()          # committed, never followed
+    results = run(engine.reward("hero", [RewardRequest(decision_id=d.decision_id, value=0.0) for d in decisions[2:]]))
+    assert [r.status for r in results] == [200, 200]
+    (record,) = store.load_experiments()
+    served = experiment.bandit
+    assert served.version == record.version == 2 and served.pulls.sum() == 4
+    arrays = split(served)[1]
+    assert arrays.keys() == record.state.keys()
+    for key, value in arrays.items():
+        np.testing.assert_array_equal(value, record.state[key], err_msg=key)

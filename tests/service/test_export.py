@@ -12,6 +12,7 @@ import pytest
 
 from banditkit.service import export
 from banditkit.service.stores import DecisionRecord, ExperimentRecord, MemoryStore, RewardRecord, SQLiteStore
+from banditkit.service.stores.base import RewardWork
 from banditkit.service.stores.redis import RedisStore
 
 
@@ -32,7 +33,7 @@ def log_five(store) -> None:
                            {"a": 0.8 - i / 10, "b": 0.2 + i / 10}, i, i == 4) for i in range(5)]
     store.append_decisions(rows).result()
     rewards = [RewardRecord("d1", "hero", "b", 1.0, 200.0), RewardRecord("d3", "hero", "b", 0.0, 201.0)]
-    store.record_rewards("hero", rewards, lambda new, arrays: (None, [True] * len(new)), lambda *_: None).result()
+    store.commit_rewards(RewardWork("hero", rewards)).result()   # recorded, not learned
 
 
 def test_parquet_row_groups_hold_every_row_once(store):

@@ -69,7 +69,8 @@ def test_the_learned_model_is_update_many_bit_for_bit(redis_prefix, policy, para
         in_process = start.__class__.from_dict(start.to_dict())
         for first in range(0, 1500, 256):
             rows = slice(first, first + 256)
-            delta = reward_delta(in_process, arms[rows], rewards[rows], contexts[rows], None)
+            delta = reward_delta(in_process.policy, len(in_process.arms), in_process.state, arms[rows], rewards[rows],
+                                 contexts[rows], None)
             apply_rewards(in_process, delta, arms[rows], rewards[rows])
         assert_same_learning(learned, in_process)
     else:

@@ -40,7 +40,7 @@ def test_a_delta_learns_what_update_many_learns(policy):
     served, reference = trained(policy), trained(policy)
     arms, rewards = np.array([0, 2, 2, 1]), np.array([1.0, 0.0, 1.0, 1.0])
     propensities = np.full(4, 0.25)
-    delta = reward_delta(served, arms, rewards, None, propensities)
+    delta = reward_delta(served.policy, len(served.arms), served.state, arms, rewards, None, propensities)
     _, before = split(served)
     apply_rewards(served, delta, arms, rewards)
     reference.update_many(arms, rewards, propensities=propensities)
@@ -59,7 +59,7 @@ def test_a_delta_learns_what_update_many_learns(policy):
 def test_computing_a_delta_changes_nothing():
     bandit = trained("thompson")
     _, snapshot = split(bandit)
-    reward_delta(bandit, np.array([0]), np.array([1.0]), None, None)
+    reward_delta(bandit.policy, len(bandit.arms), bandit.state, np.array([0]), np.array([1.0]), None, None)
     for key, value in split(bandit)[1].items():
         np.testing.assert_array_equal(value, snapshot[key])
 
@@ -69,6 +69,7 @@ def test_reactive_guardrails_run_when_rewards_are_applied():
                        guardrails={"default_arm": "a", "min_reward_rate": 0.5, "slo_window": 3})
     before = guarded(bandit)
     arms, rewards = np.array([1, 1, 1]), np.zeros(3)
-    apply_rewards(bandit, reward_delta(bandit, arms, rewards, None, None), arms, rewards)
+    delta = reward_delta(bandit.policy, len(bandit.arms), bandit.state, arms, rewards, None, None)
+    apply_rewards(bandit, delta, arms, rewards)
     assert guarded(bandit) != before and bandit.active_arms == ["a"]
     assert "SLO" in bandit.disabled_reasons["b"]

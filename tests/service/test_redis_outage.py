@@ -16,6 +16,7 @@ from redis_servers import RedisServer
 from banditkit.service import Settings
 from banditkit.service.runner import running
 from banditkit.service.stores import DecisionRecord, ExperimentRecord, RewardRecord
+from banditkit.service.stores.base import RewardWork
 from banditkit.service.stores.redis import RedisStore
 from banditkit.service.stores.redis_keys import Keys
 
@@ -105,8 +106,8 @@ def test_scripts_a_server_lost_are_loaded_again(tmp_path, processes):
         store.append_decisions([record]).result()
         with redis_server.client() as client:
             client.script_flush()
-        (outcome,) = store.record_rewards("hero", [RewardRecord(record.decision_id, "hero", "", 1.0, now)],
-                                          None, None).result()
+        (outcome,) = store.commit_rewards(RewardWork("hero", [RewardRecord(record.decision_id, "hero", "", 1.0,
+                                                                            now)])).result().outcomes
         assert outcome.first and outcome.reward.arm == "a"
         with redis_server.client() as client:
             client.script_flush()

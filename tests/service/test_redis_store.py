@@ -17,7 +17,7 @@ from banditkit.service.engine import Engine
 from banditkit.service.runner import running
 from banditkit.service.schemas import ArmsPatch, ExperimentCreate
 from banditkit.service.stores import Assignment, DecisionRecord, ExperimentRecord, RewardRecord
-from banditkit.service.stores.base import ModelMovedError, decision_row
+from banditkit.service.stores.base import ModelChange, ModelMovedError, RewardWork, decision_row
 from banditkit.service.stores.redis import RedisStore
 from banditkit.service.stores.redis_keys import LOG_DECISIONS, Keys, log_args, log_keys
 
@@ -58,9 +58,9 @@ def test_two_workers_racing_the_same_rewards_record_each_once(workers, shared_st
     outcomes: dict[int, list] = {}
 
     def claim(store: RedisStore, value: float) -> None:
-        futures = [store.record_rewards("hero", [RewardRecord(d.decision_id, "hero", "", value, now + 1.0)],
-                                        None, None) for d in logged]   # one write each: groups form freely
-        outcomes[int(value)] = [future.result()[0] for future in futures]
+        futures = [store.commit_rewards(RewardWork("hero", [RewardRecord(d.decision_id, "hero", "", value, now + 1.0)]))
+                   for d in logged]   # one write each: groups form freely
+        outcomes[int(value)] = [future.result().outcomes[0] for future in futures]
     threads = [threading.Thread(target=claim, args=(store, value)) for store, value in ((first, 1.0), (second, 0.0))]
     for thread in threads:
         thread.start()
@@ -129,15 +129,14 @@ def test_a_model_change_built_on_an_older_version_is_refused(workers, shared_sto
     store.create_experiment(make_experiment(), {"kind": "create"}).result()
     _, prefix, client = shared_store
     client.hincrby(Keys.of(prefix, "hero").meta, "version", 1)         # a learner applied a batch meanwhile
-    applied = []
-    stale = store.replace_model("hero", lambda: ({"arms": ["a", "b", "c"]}, make_experiment().state, 1,
-                                                 {"kind": "arms"}), lambda: applied.append(1))
-    with pytest.raises(ModelMovedError, match="version 1"):
+    stale = store.replace_model("hero", ModelChange({"arms": ["a", "b", "c"]}, make_experiment().state, 1, 0,
+                                                    {"kind": "arms"}))
+    with pytest.raises(ModelMovedError, match="at version 1, the model change \\(arms\\) was built for version 0"):
         stale.result()
-    assert applied == [] and store.load_experiment("hero").model == {"arms": ["a", "b"]}
-    store.replace_model("hero", lambda: ({"arms": ["a", "b", "c"]}, make_experiment().state, 2,
-                                         {"kind": "arms"}), lambda: applied.append(2)).result()
-    assert applied == [2] and store.load_experiment("hero").version == 2
+    assert store.load_experiment("hero").model == {"arms": ["a", "b"]}
+    store.replace_model("hero", ModelChange({"arms": ["a", "b", "c"]}, make_experiment().state, 2, 1,
+                                            {"kind": "arms"})).result()
+    assert store.load_experiment("hero").version == 2
 
 
 def test_workers_follow_each_others_experiments_and_model_changes(workers):
@@ -205,14 +204,14 @@ def test_every_write_and_read_works_on_a_cluster(redis_cluster, tmp_path):
                    for rows in logged.values()]
         for future in futures:
             future.result()
-        claimed = store.record_rewards("other", [RewardRecord(logged["other"][1].decision_id, "other", "", 1.0,
-                                                              1.8e9 + 2)], None, None).result()
+        claimed = store.commit_rewards(RewardWork("other", [RewardRecord(logged["other"][1].decision_id, "other", "",
+                                                                         1.0, 1.8e9 + 2)])).result().outcomes
         assert claimed[0].first and claimed[0].reward.arm == "b"
         assert [store.counts(name) for name in names] == [(3, 0), (3, 1), (3, 0)]
         assert store.get_assignment("third", "u") == Assignment("b", 0.5, {"a": 0.5, "b": 0.5})
-        snapshot = store.save_snapshot("hero", lambda: ({"arms": ["a", "b"]}, make_experiment().state, 0)).result()
-        store.replace_model("hero", lambda: ({"arms": ["a", "b", "c"]}, make_experiment().state, 1, {"kind": "arms"}),
-                            lambda: None).result()
+        snapshot = store.save_snapshot("hero", {"arms": ["a", "b"]}, make_experiment().state, 0).result()
+        store.replace_model("hero", ModelChange({"arms": ["a", "b", "c"]}, make_experiment().state, 1, 0,
+                                                {"kind": "arms"})).result()
         assert store.versions(names) == {"hero": 1, "other": 0, "third": 0}
         assert store.get_snapshot("hero", snapshot).policy_version == 0
         assert [event["kind"] for event in store.events("hero")] == ["create", "snapshot", "arms"]

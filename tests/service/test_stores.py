@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from banditkit.policies import ThompsonSampling
 from banditkit.service.stores import (
     Assignment,
     DecisionRecord,
@@ -28,8 +29,16 @@ from banditkit.service.stores import (
     SQLiteStore,
     open_store,
 )
-from banditkit.policies import ThompsonSampling
-from banditkit.service.stores.base import Delta, decision_row, decode_state, encode_state, merge_delta
+from banditkit.service.stores.base import (
+    Delta,
+    ModelChange,
+    ModelMovedError,
+    RewardWork,
+    decision_row,
+    decode_state,
+    encode_state,
+    merge_delta,
+)
 from banditkit.service.stores.redis import RedisStore
 from banditkit.service.stores.redis_keys import RedisURLError
 
@@ -89,14 +98,29 @@ def decision(i, t=1000.0, experiment="hero", arm="a", unit=None):
                           0.25, {"a": 0.25, "b": 0.75}, 3, bool(i % 3 == 0))
 
 
-def counting_delta(rewards, arrays):
-    """The delta of a counts/sums policy: one pull and the reward on each reward's arm."""
-    counts, sums = np.zeros((1, 2)), np.zeros((1, 2))
-    for reward in rewards:
-        index = "ab".index(reward.arm)
-        counts[0, index] += 1
-        sums[0, index] += reward.value
-    return Delta(ThompsonSampling(), {"policy/pulls": counts, "policy/reward_sums": sums}), [True] * len(rewards)
+class Counting:
+    """The planner of a counts/sums policy: one pull and the reward on each reward's arm."""
+
+    def plan(self, rewards, arrays):
+        counts, sums = np.zeros((1, 2)), np.zeros((1, 2))
+        for reward in rewards:
+            index = "ab".index(reward.arm)
+            counts[0, index] += 1
+            sums[0, index] += reward.value
+        return Delta(ThompsonSampling(), {"policy/pulls": counts, "policy/reward_sums": sums}), [True] * len(rewards)
+
+
+class Broken:
+    def plan(self, rewards, arrays):
+        raise RuntimeError("policy failed")
+
+
+def work(rewards, planner=None, watermark=None):
+    return RewardWork("hero", rewards, planner or Counting(), watermark)
+
+
+def change(model, state, version, expected, kind="arms"):
+    return ModelChange(model, state, version, expected, {"kind": kind})
 
 
 def reward(i, value=1.0, arm="a", source="client"):
@@ -153,7 +177,7 @@ def test_the_memory_log_adds_nothing_to_garbage_collection():
     gc.collect()
     tracked = len(gc.get_objects())
     store.append_decisions([decision(i) for i in range(5000)]).result()
-    store.record_rewards("hero", [reward(i) for i in range(0, 5000, 2)], counting_delta, lambda d, v: None).result()
+    store.commit_rewards(work([reward(i) for i in range(0, 5000, 2)])).result()
     gc.collect()
     gc.collect()
     assert len(gc.get_objects()) - tracked < 1000   # as records: 7,500 more
@@ -170,31 +194,35 @@ def test_experiment_names_are_unique(store):
 def test_a_reward_is_recorded_once(store):
     store.create_experiment(make_experiment(), {"kind": "create"}).result()
     store.append_decisions([decision(i) for i in range(3)]).result()
-    outcomes = store.record_rewards("hero", [reward(0), reward(1, 0.0), reward(0, 5.0)], counting_delta,
-                                    lambda delta, version: None).result()
-    assert [o.first for o in outcomes] == [True, True, False]
-    assert outcomes[2].reward.value == 1.0            # the duplicate gets the first answer
-    again = store.record_rewards("hero", [reward(1, 0.0)], counting_delta, lambda delta, version: None).result()
-    assert not again[0].first and again[0].reward.value == 0.0
+    outcomes = store.commit_rewards(work([reward(0), reward(1, 0.0)])).result().outcomes
+    assert [o.first for o in outcomes] == [True, True]
+    again = store.commit_rewards(work([reward(2, 0.5), reward(0, 5.0), reward(1, 0.0)])).result().outcomes
+    assert [o.first for o in again] == [True, False, False]
+    assert again[1].reward.value == 1.0 and again[2].reward.value == 0.0   # a retry gets the stored reward
     assert store.get_reward("d0000").value == 1.0 and store.get_reward("d0001").arm == "a"
-    assert store.counts("hero") == (3, 2)
+    assert store.counts("hero") == (3, 3)
+
+
+def test_work_holds_one_reward_per_decision():
+    """Which of several rewards of a decision counts is decided above the stores (the first one)."""
+    with pytest.raises(ValueError, match="one reward per decision id"):
+        work([reward(0), reward(1), reward(0, 0.0)])
 
 
 def test_a_reward_is_applied_once(learning_store):
     store = learning_store
     store.create_experiment(make_experiment(), {"kind": "create"}).result()
     store.append_decisions([decision(i) for i in range(3)]).result()
-    seen = []
-    outcomes = store.record_rewards("hero", [reward(0), reward(1, 0.0), reward(0, 5.0)], counting_delta,
-                                    lambda delta, version: seen.append(version)).result()
-    assert [o.first for o in outcomes] == [True, True, False]
-    again = store.record_rewards("hero", [reward(1, 0.0)], counting_delta,
-                                 lambda delta, version: seen.append(version)).result()
-    assert not again[0].first
+    first = store.commit_rewards(work([reward(0), reward(1, 0.0)])).result()
+    assert [o.first for o in first.outcomes] == [True, True] and first.version == 1
+    np.testing.assert_array_equal(first.delta.arrays["policy/pulls"], [[2.0, 0.0]])
+    again = store.commit_rewards(work([reward(1, 0.0), reward(0, 5.0)])).result()
+    assert [o.first for o in again.outcomes] == [False, False]
+    assert again.delta is None and again.version == 1   # the retry changed nothing
     (record,) = store.load_experiments()
     np.testing.assert_array_equal(record.state["policy/pulls"], [[2.0, 0.0]])
     np.testing.assert_array_equal(record.state["policy/reward_sums"], [[1.0, 0.0]])
-    assert record.version == 1 and seen == [1, 1]     # the retry changed nothing
+    assert record.version == 1
     assert store.get_reward("d0000").value == 1.0 and store.counts("hero") == (3, 2)
 
 
@@ -202,14 +230,11 @@ def test_a_failing_delta_writes_nothing(learning_store):
     store = learning_store
     store.create_experiment(make_experiment(), {"kind": "create"}).result()
     store.append_decisions([decision(0)]).result()
-
-    def broken(rewards, arrays):
-        raise RuntimeError("policy failed")
     with pytest.raises(RuntimeError, match="policy failed"):
-        store.record_rewards("hero", [reward(0)], broken, lambda d, v: None).result()
+        store.commit_rewards(work([reward(0)], Broken())).result()
     assert store.get_reward("d0000") is None
     assert store.load_experiments()[0].version == 0
-    store.record_rewards("hero", [reward(0)], counting_delta, lambda d, v: None).result()
+    store.commit_rewards(work([reward(0)])).result()
     (record,) = store.load_experiments()
     assert record.version == 1 and record.state["policy/pulls"].tolist() == [[1.0, 0.0]]
 
@@ -219,11 +244,10 @@ def test_rewards_add_to_the_state_a_model_change_wrote(learning_store):
     store = learning_store
     store.create_experiment(make_experiment(), {"kind": "create"}).result()
     store.append_decisions([decision(i) for i in range(3)]).result()
-    store.record_rewards("hero", [reward(0)], counting_delta, lambda d, v: None).result()
+    store.commit_rewards(work([reward(0)])).result()
     restored = {"policy/pulls": np.array([[10.0, 20.0]]), "policy/reward_sums": np.array([[5.0, 6.0]])}
-    store.replace_model("hero", lambda: ({"arms": ["a", "b"]}, restored, 7, {"kind": "rollback"}),
-                        lambda: None).result()
-    store.record_rewards("hero", [reward(1, 0.5, arm="b")], counting_delta, lambda d, v: None).result()
+    store.replace_model("hero", change({"arms": ["a", "b"]}, restored, 7, 1, "rollback")).result()
+    store.commit_rewards(work([reward(1, 0.5, arm="b")])).result()
     (record,) = store.load_experiments()
     assert record.version == 8
     np.testing.assert_array_equal(record.state["policy/pulls"], [[10.0, 21.0]])
@@ -233,12 +257,11 @@ def test_rewards_add_to_the_state_a_model_change_wrote(learning_store):
 def test_unrewarded_and_watermark(store):
     store.create_experiment(make_experiment(), {"kind": "create"}).result()
     store.append_decisions([decision(i) for i in range(6)]).result()
-    store.record_rewards("hero", [reward(1)], counting_delta, lambda d, v: None).result()
+    store.commit_rewards(work([reward(1)])).result()
     pending = store.unrewarded("hero", 1000.0, 1004.0, 10)
     assert [row.decision_id for row in pending] == ["d0000", "d0002", "d0003"]
     assert [row.decision_id for row in store.unrewarded("hero", 1000.0, 1004.0, 2)] == ["d0000", "d0002"]
-    store.record_rewards("hero", [reward(0, 0.0, source="default")], counting_delta, lambda d, v: None,
-                         watermark=1004.0).result()
+    store.commit_rewards(work([reward(0, 0.0, source="default")], watermark=1004.0)).result()
     assert store.get_reward("d0000").source == "default"
     assert [row.decision_id for row in store.unrewarded("hero", 1000.0, 1004.0, 10)] == ["d0002", "d0003"]
     if store.learns_in_process:   # the in-process sweeper's progress (a Redis learner settles windows itself)
@@ -262,8 +285,7 @@ def test_every_store_finds_the_same_unrewarded_decisions(tmp_path_factory, redis
             store.create_experiment(make_experiment(), {"kind": "create"}).result()
             for batch in (rows[::2], rows[1::2]):  # two appends, each in no particular order of time
                 store.append_decisions(batch).result()
-            store.record_rewards("hero", [reward(i) for i in sorted(rewarded) if i < len(times)], counting_delta,
-                                 lambda d, v: None).result()
+            store.commit_rewards(work([reward(i) for i in sorted(rewarded) if i < len(times)])).result()
             answers.append(([row.decision_id for row in store.unrewarded("hero", since, since + span, limit)],
                             [row[0] for row in store.iter_log("hero")], store.counts("hero")))
         assert answers[0] == answers[1] == answers[2]
@@ -278,17 +300,11 @@ def test_every_store_finds_the_same_unrewarded_decisions(tmp_path_factory, redis
 def test_models_snapshots_and_events(store):
     store.create_experiment(make_experiment(), {"kind": "create"}).result()
     state = {"policy/pulls": np.array([[4.0, 1.0]]), "policy/reward_sums": np.array([[2.0, 0.5]])}
-    snapshot_id = store.save_snapshot("hero", lambda: ({"arms": ["a", "b"]}, state, 7)).result()
-    committed = []
-    store.replace_model("hero", lambda: ({"arms": ["a", "b", "c"]}, make_experiment(arms=2).state, 8,
-                                         {"kind": "arms", "add": ["c"]}), lambda: committed.append(8)).result()
-    assert committed == [8]
-
-    def refused():
-        raise ValueError("no such arm")
-    with pytest.raises(ValueError, match="no such arm"):
-        store.replace_model("hero", refused, lambda: committed.append(9)).result()
-    assert committed == [8]
+    snapshot_id = store.save_snapshot("hero", {"arms": ["a", "b"]}, state, 7).result()
+    store.replace_model("hero", change({"arms": ["a", "b", "c"]}, make_experiment(arms=2).state, 8, 0)).result()
+    with pytest.raises(ModelMovedError, match="'hero' is at version 8, the model change \\(arms\\) was built for "
+                                              "version 7"):
+        store.replace_model("hero", change({"arms": ["a"]}, make_experiment(arms=1).state, 8, 7)).result()
     snapshot = store.get_snapshot("hero", snapshot_id)
     assert snapshot.policy_version == 7 and snapshot.model == {"arms": ["a", "b"]}
     np.testing.assert_array_equal(snapshot.state["policy/pulls"], state["policy/pulls"])
@@ -313,7 +329,7 @@ def test_sticky_assignments_are_stored_with_their_decision(store):
 def test_log_joins_rewards_in_time_order(store):
     store.create_experiment(make_experiment(), {"kind": "create"}).result()
     store.append_decisions([decision(i) for i in (2, 0, 1)]).result()
-    store.record_rewards("hero", [reward(1, 0.5)], counting_delta, lambda d, v: None).result()
+    store.commit_rewards(work([reward(1, 0.5)])).result()
     log = list(store.iter_log("hero"))
     assert [(row[0], row[-1]) for row in log] == [("d0000", None), ("d0001", 0.5), ("d0002", None)]
     assert [row[:-1] for row in log] == [decision_row(decision(i)) for i in range(3)]
@@ -324,7 +340,7 @@ def test_sqlite_survives_reopening(tmp_path):
     first = SQLiteStore(path, synchronous="NORMAL")
     first.create_experiment(make_experiment(), {"kind": "create"}).result()
     first.append_decisions([decision(0)]).result()
-    first.record_rewards("hero", [reward(0, 1.0)], counting_delta, lambda d, v: None).result()
+    first.commit_rewards(work([reward(0, 1.0)])).result()
     first.close()
     second = open_store(f"sqlite:///{path}")
     try:
@@ -399,38 +415,39 @@ def test_a_failing_job_does_not_sink_its_group(tmp_path):
     """Jobs queued together commit together; one that raises is rolled back alone."""
     store = SQLiteStore(tmp_path / "isolate.db", commit_interval_s=0.05)
     store.create_experiment(make_experiment(), {"kind": "create"}).result()
-
-    def broken(rewards, arrays):
-        raise RuntimeError("bad delta")
     good = [store.append_decisions([decision(i)]) for i in range(3)]
-    bad = store.record_rewards("hero", [reward(0)], broken, lambda d, v: None)
+    bad = store.commit_rewards(work([reward(0)], Broken()))
     more = store.append_decisions([decision(3)])
     for future in good + [more]:
         future.result()
-    with pytest.raises(RuntimeError, match="bad delta"):
+    with pytest.raises(RuntimeError, match="policy failed"):
         bad.result()
     assert store.counts("hero") == (4, 0)
     store.close()
 
 
-def test_exclusive_jobs_see_every_earlier_commit(tmp_path):
+def test_a_model_change_is_refused_when_a_reward_moved_the_version(tmp_path):
+    """A model change runs after every write queued before it and commits only on the version it was built
+    on: a reward queued just before it moves the version, and the caller builds the change again."""
     store = SQLiteStore(tmp_path / "order.db", commit_interval_s=0.05)
     store.create_experiment(make_experiment(), {"kind": "create"}).result()
     store.append_decisions([decision(0)]).result()
-    seen = []
-    store.record_rewards("hero", [reward(0)], counting_delta, lambda d, v: seen.append(("hook", v)))
-    version = store.replace_model("hero", lambda: (seen.append("change") or {"arms": ["a", "b"]},
-                                                   {"policy/pulls": np.ones((1, 2)), "policy/reward_sums": np.zeros((1, 2))}, 5,
-                                                   {"kind": "arms"}), lambda: None)
-    version.result()
-    assert seen == [("hook", 1), "change"]            # the reward's hook ran before the change was built
+    rewarded = store.commit_rewards(work([reward(0)]))
+    state = {"policy/pulls": np.ones((1, 2)), "policy/reward_sums": np.zeros((1, 2))}
+    with pytest.raises(ModelMovedError, match="at version 1"):
+        store.replace_model("hero", change({"arms": ["a", "b"]}, state, 1, 0)).result()
+    assert rewarded.result().version == 1
+    store.replace_model("hero", change({"arms": ["a", "b"]}, state, 2, 1)).result()
+    (record,) = store.load_experiments()
+    assert record.version == 2 and record.state["policy/pulls"].tolist() == [[1.0, 1.0]]
+    assert [e["kind"] for e in store.events("hero")] == ["create", "arms"]
     store.close()
 
 
 def test_find_decisions_joins_rewards(store):
     store.create_experiment(make_experiment(), {"kind": "create"}).result()
     store.append_decisions([decision(i) for i in range(3)]).result()
-    store.record_rewards("hero", [reward(1, 0.5)], counting_delta, lambda d, v: None).result()
+    store.commit_rewards(work([reward(1, 0.5)])).result()
     found = store.find_decisions(["d0001", "d0000", "nope", "d0001"])
     assert set(found) == {"d0000", "d0001"}
     assert found["d0000"] == (decision(0), None)

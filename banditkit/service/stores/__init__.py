@@ -9,8 +9,12 @@ from .base import (
     DecisionRecord,
     ExperimentExistsError,
     ExperimentRecord,
+    ModelChange,
+    ModelMovedError,
+    RewardCommit,
     RewardOutcome,
     RewardRecord,
+    RewardWork,
     SnapshotRecord,
     Store,
     StoreUnavailableError,
@@ -37,6 +41,6 @@ def open_store(url: str, *, synchronous: str = "FULL", commit_interval_s: float 
     raise ValueError(f"store must be {STORE_URLS}, got {url!r}")
 
 
-__all__ = ["Assignment", "DecisionRecord", "ExperimentExistsError", "ExperimentRecord", "MemoryStore",
-           "RewardOutcome", "RewardRecord", "SQLiteStore", "SnapshotRecord", "Store", "StoreUnavailableError",
-           "open_store"]
+__all__ = ["Assignment", "DecisionRecord", "ExperimentExistsError", "ExperimentRecord", "MemoryStore", "ModelChange",
+           "ModelMovedError", "RewardCommit", "RewardOutcome", "RewardRecord", "RewardWork", "SQLiteStore",
+           "SnapshotRecord", "Store", "StoreUnavailableError", "open_store"]

@@ -10,6 +10,27 @@ most one reward per decision).
 Writes return a :class:`concurrent.futures.Future` that completes once the
 write is durable, so a server can wait for it without blocking its event loop
 and a store can commit many requests together (group commit).
+
+The protocol is plain data in, plain data out. The caller hands a store a
+unit of work and reads what happened from the future's result; it passes no
+callback and the store keeps no reference to the caller's objects:
+
+- :class:`RewardWork` (experiment, rewards, planner, sweep watermark) ->
+  :class:`RewardCommit` (one :class:`RewardOutcome` per reward, the delta
+  merged, the new version). The planner (:class:`RewardPlanner`) is a pure
+  function of the new rewards and the arrays they join: a store that learns
+  in process calls it inside its transaction, on the arrays as that
+  transaction holds them, so work committed together learns in commit order.
+  :func:`claim` is that step, written once for every such store; the store
+  provides only which decisions already have a reward (looked up in the same
+  transaction). Which reward of a batch counts, and what a client is
+  answered, is decided once above the stores
+  (:mod:`banditkit.service.rewarding`).
+- :class:`ModelChange` (model, state, version, the version it was built on,
+  audit event) -> nothing, or :class:`ModelMovedError` when the stored
+  version is not the one it was built on (compare-and-set); the caller builds
+  it again from the model as it is and retries.
+- a snapshot (model, state, version) -> its id.
 """
 
 from __future__ import annotations
@@ -19,10 +40,12 @@ import json
 import threading
 import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
+
+import numpy as np
 
 from ..._codec import decode_arrays, encode_arrays
 from ...policies import Policy
@@ -55,7 +78,14 @@ class StoreUnavailableError(Exception):
 
 
 class ModelMovedError(Exception):
-    """A model change was built on an older version than the stored one (another process changed it)."""
+    """A model change was built on another version than the stored one (a reward or another process changed
+    the model meanwhile): build it again from the model as it is now."""
+
+
+def moved(name: str, stored: int, change: ModelChange) -> ModelMovedError:
+    """The error of a :class:`ModelChange` refused because the stored version is ``stored``."""
+    return ModelMovedError(f"experiment {name!r} is at version {stored}, the model change "
+                           f"({change.event.get('kind', 'change')}) was built for version {change.expected_version}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,26 +164,105 @@ class SnapshotRecord:
 
 @dataclass(frozen=True, slots=True)
 class Delta:
-    """What new rewards change in an experiment's arrays, and the policy whose rule merges it."""
+    """What new rewards change in an experiment's arrays, and the policy whose rule merges it.
+
+    ``arm_indices`` (n,) and ``rewards`` (n,) are the rewards it was computed from, in order: what the
+    server's Bandit needs to learn the same delta in memory (:func:`~banditkit.service.model.apply_rewards`).
+    """
 
     policy: Policy
     arrays: State
+    arm_indices: np.ndarray | None = None
+    rewards: np.ndarray | None = None
 
 
-#: Computes the delta of the rewards that are new from the experiment's arrays as the store holds them at
-#: that point of the transaction (earlier deltas merged); returns the delta (None when nothing changes) and,
-#: per reward, whether it changed the policy.
-DeltaFunction = Callable[[list[RewardRecord], State], tuple[Delta | None, list[bool]]]
-#: Called after the transaction that wrote a delta commits, with the new version.
-CommitHook = Callable[[Delta | None, int], None]
-#: Builds a model change when its (exclusive) transaction runs: model, state, version, audit event.
-ModelChange = Callable[[], tuple[dict, State, int, dict]]
+class RewardPlanner(Protocol):
+    """The policy side of learning rewards: a pure function of the rewards and the arrays they join."""
+
+    def plan(self, new: list[RewardRecord], arrays: State) -> tuple[Delta | None, list[bool]]:
+        """The delta of ``new`` (rewards not recorded before) computed from ``arrays`` (the experiment's arrays
+        as the store holds them at that point of its transaction), None when nothing changes, and per reward
+        whether it changed the policy (False when its arm no longer exists)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RewardWork:
+    """Rewards for a store to record at most once, each for a different decision of ``experiment``.
+
+    A store that learns in process asks ``planner`` for the delta of the rewards that are new and commits
+    their rows, the merged arrays, a version one higher and ``watermark`` (sweeper progress) together;
+    without a planner the rewards are recorded only. A store that learns elsewhere (Redis) only claims the
+    rewards and ignores ``planner`` and ``watermark``.
+    """
+
+    experiment: str
+    rewards: list[RewardRecord]
+    planner: RewardPlanner | None = None
+    watermark: float | None = None
+
+    def __post_init__(self) -> None:
+        if len({reward.decision_id for reward in self.rewards}) != len(self.rewards):
+            raise ValueError("RewardWork.rewards must hold one reward per decision id; the first of several "
+                             "is chosen above the store (banditkit.service.rewarding)")
+
+
+@dataclass(frozen=True, slots=True)
+class RewardCommit:
+    """What a committed :class:`RewardWork` did: one :class:`RewardOutcome` per reward, in order, the delta
+    merged (None if none) and the experiment's version after it (None for a store that learns elsewhere)."""
+
+    outcomes: list[RewardOutcome]
+    delta: Delta | None = None
+    version: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelChange:
+    """A new model and state for an experiment (arm change, rollback, guardrail action), built by the caller
+    from the model at ``expected_version``; the store writes it with ``version`` and logs ``event`` only if
+    its version is still ``expected_version``, else it raises :class:`ModelMovedError`."""
+
+    model: dict[str, Any]
+    state: State
+    version: int
+    expected_version: int
+    event: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What a learning store commits of a :class:`RewardWork`: the new reward rows, the merged arrays (the
+    same object when nothing changed) and the delta; and the outcome of each reward, for its answer."""
+
+    rows: list[RewardRecord]
+    arrays: State
+    delta: Delta | None
+    outcomes: list[RewardOutcome]
+
+
+def claim(work: RewardWork, stored: dict[str, RewardRecord], arrays: State) -> Claim:
+    """Inside a learning store's transaction: the rewards of ``work`` whose decision has no reward in
+    ``stored`` (what the store holds for these ids) are new; ``work.planner`` computes their delta from
+    ``arrays`` (the experiment's arrays at this point of the transaction), which is merged here.
+    Every store that learns in process commits what this returns, so they all do it alike."""
+    new = [reward for reward in work.rewards if reward.decision_id not in stored]
+    if work.planner is None or not new:   # nothing to learn: recorded only
+        delta, applied = None, [False] * len(new)
+    else:
+        delta, applied = work.planner.plan(new, arrays)
+    rows = [RewardRecord(r.decision_id, r.experiment, r.arm, r.value, r.time, r.source, flag)
+            for r, flag in zip(new, applied)]
+    kept = {row.decision_id: row for row in rows}
+    outcomes = [RewardOutcome(kept[r.decision_id], True) if r.decision_id in kept
+                else RewardOutcome(stored[r.decision_id], False) for r in work.rewards]
+    merged = arrays if delta is None else merge_delta(delta.policy, arrays, delta.arrays)
+    return Claim(rows, merged, delta, outcomes)
 
 
 class Store(ABC):
     """The interface of the memory, SQLite and Redis stores."""
 
-    #: True when :meth:`record_rewards` adds the policy delta; False when another process learns from the
+    #: True when :meth:`commit_rewards` adds the policy delta; False when another process learns from the
     #: recorded rewards (Redis: ``banditkit learn``) and the server only follows the stored model.
     learns_in_process = True
 
@@ -190,17 +299,14 @@ class Store(ABC):
         """Every experiment, with its current state and version."""
 
     @abstractmethod
-    def replace_model(self, name: str, change: ModelChange, on_commit: Callable[[], None]) -> Future:
-        """Overwrite an experiment's model and state (arm changes, rollback) and log the change's event.
-
-        ``change()`` runs once every earlier write has committed and run its
-        hooks, alone in its transaction, so it sees the latest state; it may
-        raise to cancel. ``on_commit()`` runs after the commit.
-        """
+    def replace_model(self, name: str, change: ModelChange) -> Future:
+        """Write ``change`` (compare-and-set on the version) in a transaction of its own, after every earlier
+        write; the future raises :class:`ModelMovedError` when the stored version is not
+        ``change.expected_version`` (a reward or another process moved it: rebuild the change and retry)."""
 
     @abstractmethod
-    def save_snapshot(self, name: str, capture: Callable[[], tuple[dict, State, int]]) -> Future:
-        """Keep the full model that ``capture()`` returns (after earlier writes); the future gives its id."""
+    def save_snapshot(self, name: str, model: dict[str, Any], state: State, version: int) -> Future:
+        """Keep a full model (as served at ``version``) and log the event; the future gives its id."""
 
     @abstractmethod
     def get_snapshot(self, name: str, snapshot_id: int) -> SnapshotRecord | None: ...
@@ -232,17 +338,13 @@ class Store(ABC):
     def get_assignment(self, name: str, unit: str) -> Assignment | None: ...
 
     @abstractmethod
-    def record_rewards(self, name: str, rewards: list[RewardRecord], delta: DeltaFunction,
-                       on_commit: CommitHook, watermark: float | None = None) -> Future:
-        """Record each reward at most once and merge the policy delta, in one transaction.
+    def commit_rewards(self, work: RewardWork) -> Future:
+        """Record each reward of ``work`` whose decision has none yet, in one transaction; the future gives a
+        :class:`RewardCommit`.
 
-        ``delta(new, arrays)`` is called inside the transaction with the rewards
-        that are new and the experiment's arrays as they stand there; their rows
-        and the delta (merged by :func:`merge_delta`) commit together, and the
-        version goes up by one when the delta is not None. ``on_commit(delta,
-        version)`` runs after the commit. The future gives one
-        :class:`RewardOutcome` per input reward, in order. ``watermark``
-        (sweeper) is stored in the same transaction.
+        A store that learns in process merges the planned delta in the same transaction (see
+        :func:`claim`), computed from the arrays as they stand there (earlier work of the same group commit
+        merged), so an order-dependent policy learns as if each work committed alone.
         """
 
     @abstractmethod

@@ -17,26 +17,26 @@ import copy
 import itertools
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future
 
 from .base import (
     Assignment,
-    CommitHook,
     DecisionRecord,
-    DeltaFunction,
     ExperimentExistsError,
     ExperimentRecord,
     ModelChange,
-    RewardOutcome,
+    RewardCommit,
     RewardRecord,
+    RewardWork,
     SnapshotRecord,
     State,
     Store,
+    claim,
     completed,
     decision_from_row,
     decision_row,
-    merge_delta,
+    moved,
     reward_from_row,
     reward_row,
 )
@@ -77,21 +77,18 @@ class MemoryStore(Store):
         with self._lock:
             return [copy.deepcopy(record) for record in self._experiments.values()]
 
-    def replace_model(self, name: str, change: ModelChange, on_commit: Callable[[], None]) -> Future:
+    def replace_model(self, name: str, change: ModelChange) -> Future:
         with self._lock:
-            try:
-                model, state, version, event = change()
-            except Exception as error:
-                return completed(error=error)
             record = self._experiments[name]
-            record.model, record.state, record.version = copy.deepcopy(model), dict(state), version
-            self._add_event(name, version, event)
-            on_commit()
+            if record.version != change.expected_version:
+                return completed(error=moved(name, record.version, change))
+            record.model, record.state = copy.deepcopy(change.model), dict(change.state)
+            record.version = change.version
+            self._add_event(name, change.version, change.event)
         return completed()
 
-    def save_snapshot(self, name: str, capture: Callable[[], tuple[dict, State, int]]) -> Future:
+    def save_snapshot(self, name: str, model: dict, state: State, version: int) -> Future:
         with self._lock:
-            model, state, version = capture()
             snapshot_id = next(self._snapshot_ids)
             self._snapshots[snapshot_id] = SnapshotRecord(snapshot_id, name, version, time.time(),
                                                           copy.deepcopy(model), dict(state))
@@ -141,30 +138,24 @@ class MemoryStore(Store):
     def get_assignment(self, name: str, unit: str) -> Assignment | None:
         return self._assignments.get((name, unit))
 
-    def record_rewards(self, name: str, rewards: list[RewardRecord], delta: DeltaFunction,
-                       on_commit: CommitHook, watermark: float | None = None) -> Future:
+    def commit_rewards(self, work: RewardWork) -> Future:
         with self._lock:
-            stored = {r.decision_id: reward_from_row(self._rewards[r.decision_id]) for r in rewards
+            stored = {r.decision_id: reward_from_row(self._rewards[r.decision_id]) for r in work.rewards
                       if r.decision_id in self._rewards}
-            fresh: dict[str, RewardRecord] = {}
-            for reward in rewards:
-                if reward.decision_id not in stored:
-                    fresh.setdefault(reward.decision_id, reward)
-            new = list(fresh.values())
-            record = self._experiments[name]
-            change, applied = delta(new, record.state) if new else (None, [])
-            for r, flag in zip(new, applied):
-                kept = RewardRecord(r.decision_id, r.experiment, r.arm, r.value, r.time, r.source, flag)
-                stored[r.decision_id] = kept
-                self._rewards[r.decision_id] = reward_row(kept)
-                self._rewarded[r.experiment] = self._rewarded.get(r.experiment, 0) + 1
-            if change is not None:
-                record.state = merge_delta(change.policy, record.state, change.arrays)
+            record = self._experiments[work.experiment]
+            try:
+                claimed = claim(work, stored, record.state)
+            except Exception as error:  # noqa: BLE001 - the planner's error fails this write, as in SQLite
+                return completed(error=error)
+            for row in claimed.rows:
+                self._rewards[row.decision_id] = reward_row(row)
+            self._rewarded[work.experiment] = self._rewarded.get(work.experiment, 0) + len(claimed.rows)
+            if claimed.delta is not None:
+                record.state = claimed.arrays
                 record.version += 1
-            if watermark is not None:
-                record.sweep_watermark = watermark
-            on_commit(change, record.version)
-            return completed([RewardOutcome(stored[r.decision_id], fresh.get(r.decision_id) is r) for r in rewards])
+            if work.watermark is not None:
+                record.sweep_watermark = work.watermark
+            return completed(RewardCommit(claimed.outcomes, claimed.delta, record.version))
 
     def unrewarded(self, name: str, since: float, before: float, limit: int) -> list[DecisionRecord]:
         with self._lock:

@@ -38,15 +38,15 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from . import redis_keys as rk
 from .base import (
     Assignment,
-    CommitHook,
     DecisionRecord,
-    DeltaFunction,
     ExperimentExistsError,
     ExperimentRecord,
     ModelChange,
     ModelMovedError,
+    RewardCommit,
     RewardOutcome,
     RewardRecord,
+    RewardWork,
     SnapshotRecord,
     State,
     Store,
@@ -56,6 +56,7 @@ from .base import (
     decision_row,
     decode_state,
     encode_state,
+    moved,
 )
 
 logger = logging.getLogger("banditkit.service")
@@ -159,35 +160,31 @@ class RedisStore(Store):
         return ExperimentRecord(name, config, json.loads(meta["model"]), decode_state(meta["state"]),
                                 int(meta["version"]), float(meta["created_at"]))
 
-    def replace_model(self, name: str, change: ModelChange, on_commit: Callable[[], None]) -> Future:
+    def replace_model(self, name: str, change: ModelChange) -> Future:
         """Compare-and-set on the stored version: :class:`~.base.ModelMovedError` if the change was built on
-        an older version than the stored one (a learner moved it; reload and build it again)."""
+        another version than the stored one (a learner moved it; reload and build it again)."""
         keys = self.keys(name)
 
         def job(client) -> None:
             with client.pipeline(transaction=True) as pipe:
                 pipe.watch(keys.meta)
                 stored = int(pipe.hget(keys.meta, "version"))
-                model, state, version, event = change()
-                if version <= stored:
-                    raise ModelMovedError(f"experiment {name!r} is at version {stored}, the change was built "
-                                          f"for version {version - 1}")
+                if stored != change.expected_version:
+                    raise moved(name, stored, change)
                 pipe.multi()
-                pipe.hset(keys.meta, mapping={"model": json.dumps(model), "state": encode_state(state),
-                                              "version": version})
-                pipe.rpush(keys.events, _event_json(name, version, event))
+                pipe.hset(keys.meta, mapping={"model": json.dumps(change.model), "state": encode_state(change.state),
+                                              "version": change.version})
+                pipe.rpush(keys.events, _event_json(name, change.version, change.event))
                 try:
                     pipe.execute()
                 except WatchError:
                     raise ModelMovedError(f"experiment {name!r} changed while the change was written") from None
-            on_commit()
         return self._submit_alone(job)
 
-    def save_snapshot(self, name: str, capture: Callable[[], tuple[dict, State, int]]) -> Future:
+    def save_snapshot(self, name: str, model: dict, state: State, version: int) -> Future:
         keys = self.keys(name)
 
         def job(client) -> int:
-            model, state, version = capture()
             snapshot_id = int(client.incr(keys.snapshot_seq))
             pipe = client.pipeline(transaction=True)
             pipe.hset(keys.snapshots, snapshot_id, json.dumps({
@@ -276,26 +273,28 @@ class RedisStore(Store):
             return None
         return None if text is None else rk.assignment_from_json(text)
 
-    def record_rewards(self, name: str, rewards: list[RewardRecord], delta: DeltaFunction | None,
-                       on_commit: CommitHook | None, watermark: float | None = None) -> Future:
+    def commit_rewards(self, work: RewardWork) -> Future:
         """Claim each reward at most once (:data:`~.redis_keys.CLAIM_REWARDS`) and learn nothing here:
-        ``delta`` and ``on_commit`` are not called, nor ``watermark`` kept (the learner settles windows).
+        ``work.planner`` is not used, nor ``work.watermark`` kept (the learner learns and settles windows);
+        the commit has no delta and no version.
 
         A reward's arm is the logged decision's, whatever ``RewardRecord.arm`` says; the claim's time is
         the first reward's. Outcomes for a decision not (or no longer) in Redis, and for a client reward
         after the attribution window, have no reward and ``refused`` "missing" or "late".
         """
-        if not rewards:
-            return completed([])
+        if not work.rewards:
+            return completed(RewardCommit([]))
         if not self._available:
             return completed(error=StoreUnavailableError("Redis is unavailable"))
+        name = work.experiment
         keys = self.keys(name)
         window = self._windows.get(name)
         if window is None:
             window = self._windows[name] = _window(json.loads(self._call(self.client.hget, keys.meta, "config")))
-        claims = [(r.decision_id, r.value, r.source) for r in rewards]
-        args = [self._sha["claim"], 6, *rk.claim_keys(keys), *rk.claim_args(rewards[0].time, window, name, claims)]
-        return self._submit(("evalsha", args, _outcomes))
+        claims = [(r.decision_id, r.value, r.source) for r in work.rewards]
+        args = [self._sha["claim"], 6, *rk.claim_keys(keys),
+                *rk.claim_args(work.rewards[0].time, window, name, claims)]
+        return self._submit(("evalsha", args, _commit))
 
     def unrewarded(self, name: str, since: float, before: float, limit: int) -> list[DecisionRecord]:
         keys = self.keys(name)
@@ -541,15 +540,15 @@ def _nothing(reply) -> None:
     return None
 
 
-def _outcomes(reply: list) -> list[RewardOutcome]:
-    """CLAIM_REWARDS' (code, reward JSON) pairs as outcomes."""
+def _commit(reply: list) -> RewardCommit:
+    """CLAIM_REWARDS' (code, reward JSON) pairs as a commit that learned nothing."""
     outcomes = []
     for code, text in zip(reply[::2], reply[1::2]):
         if code in ("old", "new"):
             outcomes.append(RewardOutcome(rk.reward_from_json(text), code == "new"))
         else:
             outcomes.append(RewardOutcome(None, False, code))
-    return outcomes
+    return RewardCommit(outcomes)
 
 
 def _event_json(name: str, version: int, event: dict) -> str:

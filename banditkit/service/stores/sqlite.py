@@ -13,28 +13,28 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future
 from pathlib import Path
 
 from .base import (
     Assignment,
-    CommitHook,
     DecisionRecord,
-    DeltaFunction,
     ExperimentExistsError,
     ExperimentRecord,
     ModelChange,
-    RewardOutcome,
+    RewardCommit,
     RewardRecord,
+    RewardWork,
     SnapshotRecord,
     State,
     Store,
+    claim,
     decision_from_row,
     decision_row,
     decode_state,
     encode_state,
-    merge_delta,
+    moved,
     reward_from_row,
     reward_row,
 )
@@ -161,19 +161,19 @@ class SQLiteStore(Store):
                                  created_at, watermark)
                 for name, config, model, state, version, created_at, watermark in rows]
 
-    def replace_model(self, name: str, change: ModelChange, on_commit: Callable[[], None]) -> Future:
-        def job(db: sqlite3.Connection, after_commit) -> None:
-            model, state, version, event = change()
+    def replace_model(self, name: str, change: ModelChange) -> Future:
+        def job(db: sqlite3.Connection, _after) -> None:
+            (stored,) = db.execute("SELECT version FROM experiments WHERE name = ?", (name,)).fetchone()
+            if stored != change.expected_version:
+                raise moved(name, stored, change)
             db.execute("UPDATE experiments SET model = ?, state = ?, version = ? WHERE name = ?",
-                       (json.dumps(model), encode_state(state), version, name))
+                       (json.dumps(change.model), encode_state(change.state), change.version, name))
             self._written.pop(name, None)
-            _insert_event(db, name, version, event)
-            after_commit(on_commit)
+            _insert_event(db, name, change.version, change.event)
         return self._writer.submit(job, exclusive=True)
 
-    def save_snapshot(self, name: str, capture: Callable[[], tuple[dict, State, int]]) -> Future:
+    def save_snapshot(self, name: str, model: dict, state: State, version: int) -> Future:
         def job(db: sqlite3.Connection, _after) -> int:
-            model, state, version = capture()
             cursor = db.execute("INSERT INTO snapshots (experiment, policy_version, created_at, model, state) "
                                 "VALUES (?, ?, ?, ?, ?)",
                                 (name, version, time.time(), json.dumps(model), encode_state(state)))
@@ -239,29 +239,19 @@ class SQLiteStore(Store):
                                      "WHERE experiment = ? AND unit = ?", (name, unit)).fetchone()
         return None if row is None else Assignment(row[0], row[1], json.loads(row[2]))
 
-    def record_rewards(self, name: str, rewards: list[RewardRecord], delta: DeltaFunction,
-                       on_commit: CommitHook, watermark: float | None = None) -> Future:
-        def job(db: sqlite3.Connection, after_commit) -> list[RewardOutcome]:
-            existing = _existing_rewards(db, [r.decision_id for r in rewards])
-            fresh: dict[str, RewardRecord] = {}
-            for reward in rewards:
-                if reward.decision_id not in existing:
-                    fresh.setdefault(reward.decision_id, reward)
-            new = list(fresh.values())
-            pending = self._pending_state(db, name)
-            change, applied = delta(new, pending[0]) if new else (None, [])
-            stored = [RewardRecord(r.decision_id, r.experiment, r.arm, r.value, r.time, r.source, flag)
-                      for r, flag in zip(new, applied)]
-            _insert(db, "INSERT INTO rewards VALUES", [reward_row(r) for r in stored])
-            existing.update((r.decision_id, r) for r in stored)
-            if change is not None:
-                pending[0], pending[1] = merge_delta(change.policy, pending[0], change.arrays), pending[1] + 1
-            if watermark is not None:
-                pending[2] = watermark
-            version = pending[1]
-            after_commit(lambda: self._tally(1, [r.experiment for r in stored]))
-            after_commit(lambda: on_commit(change, version))
-            return [RewardOutcome(existing[r.decision_id], fresh.get(r.decision_id) is r) for r in rewards]
+    def commit_rewards(self, work: RewardWork) -> Future:
+        def job(db: sqlite3.Connection, after_commit) -> RewardCommit:
+            stored = _existing_rewards(db, [r.decision_id for r in work.rewards])
+            pending = self._pending_state(db, work.experiment)
+            claimed = claim(work, stored, pending[0])
+            _insert(db, "INSERT INTO rewards VALUES", [reward_row(r) for r in claimed.rows])
+            if claimed.delta is not None:
+                pending[0], pending[1] = claimed.arrays, pending[1] + 1
+            if work.watermark is not None:
+                pending[2] = work.watermark
+            recorded = [work.experiment] * len(claimed.rows)
+            after_commit(lambda: self._tally(1, recorded))
+            return RewardCommit(claimed.outcomes, claimed.delta, pending[1])
         return self._writer.submit(job)
 
     def _pending_state(self, db: sqlite3.Connection, name: str) -> list:

@@ -23,7 +23,8 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-#: A job gets the connection and a function to register a hook to run after the commit.
+#: A job gets the connection and a function to register a hook to run after the commit (the store's own
+#: bookkeeping, such as its row counts: what a caller needs comes back as the job's result).
 Job = Callable[[sqlite3.Connection, Callable[[Callable[[], None]], None]], Any]
 MAX_GROUP = 4096
 logger = logging.getLogger("banditkit.service")

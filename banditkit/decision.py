@@ -10,6 +10,18 @@ import numpy as np
 from .errors import InvalidParameterError
 
 
+def _computed(owner: Decision | DecisionBatch, slot: str) -> np.ndarray:
+    """The array in ``owner``'s ``slot``, computed by its ``_compute`` on first use (then dropped)."""
+    value: np.ndarray | None = getattr(owner, slot)
+    if value is None:
+        compute = owner._compute
+        assert compute is not None  # the constructor took exactly one of the two
+        value = compute()
+        setattr(owner, slot, value)
+        owner._compute = None
+    return value
+
+
 class Decision:
     """One served choice: the arm, and the exact probability with which it was chosen.
 
@@ -43,12 +55,7 @@ class Decision:
 
     def distribution(self) -> np.ndarray:
         """Probability of every arm at decision time, shape (K,), summing to 1."""
-        if self._distribution is None:
-            compute = self._compute
-            assert compute is not None  # the constructor took exactly one of the two
-            self._distribution = compute()
-            self._compute = None
-        return self._distribution
+        return _computed(self, "_distribution")
 
     @property
     def propensity(self) -> float:
@@ -93,12 +100,7 @@ class DecisionBatch:
     @property
     def probabilities(self) -> np.ndarray:
         """Action distribution of every row, shape (n, K) (computed on first access)."""
-        if self._probabilities is None:
-            compute = self._compute
-            assert compute is not None  # the constructor took exactly one of the two
-            self._probabilities = compute()
-            self._compute = None
-        return self._probabilities
+        return _computed(self, "_probabilities")
 
     @property
     def propensities(self) -> np.ndarray:

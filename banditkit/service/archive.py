@@ -55,7 +55,7 @@ def archive_experiment(client, keys: Keys, name: str, out: Path, *, cutoff: floa
         decisions = json.loads("[" + ",".join(fields["row"] for _, fields in entries) + "]")
         decision_ids = [row[0] for row in decisions]
         rewards = _reward_values(client.hmget(keys.rewards, decision_ids))
-        rows = [tuple(row[:9]) + (bool(row[9]), reward) for row, reward in zip(decisions, rewards)]
+        rows = [(*row[:9], bool(row[9]), reward) for row, reward in zip(decisions, rewards, strict=True)]
         write_batch(out, name, ids, rows, schema)
         if trim(archive_trim_keys(keys), [offset, ids[-1], *decision_ids]) == ARCHIVE_MOVED:
             return archived     # another archiver moved the offset meanwhile: its pass goes on from there
@@ -103,9 +103,9 @@ def write_atomically(path: Path, table) -> None:
 
 def _reward_values(stored: list[str | None]) -> list[float | None]:
     """The reward value of each stored reward row JSON (None where a decision has no reward)."""
-    present = [i for i, text in enumerate(stored) if text is not None]
+    present = [(i, text) for i, text in enumerate(stored) if text is not None]
     values: list[float | None] = [None] * len(stored)
     if present:
-        for i, row in zip(present, json.loads("[" + ",".join(stored[i] for i in present) + "]")):
+        for (i, _), row in zip(present, json.loads("[" + ",".join(text for _, text in present) + "]"), strict=True):
             values[i] = float(row[3])
     return values

@@ -34,7 +34,7 @@ def rows(store: Store, experiment: str) -> Iterator[tuple]:
     """The log rows of ``experiment`` as tuples in :data:`COLUMNS` order; context and probabilities are the
     JSON text they were logged as."""
     for row in store.iter_log(experiment):
-        yield row[:9] + (bool(row[9]), row[10])
+        yield (*row[:9], bool(row[9]), row[10])
 
 
 def csv_chunks(store: Store, experiment: str, rows_per_chunk: int = 2000) -> Iterator[str]:
@@ -58,15 +58,16 @@ def arrow_schema():
     pa = _pyarrow()
     types = (pa.string(), pa.float64(), pa.string(), pa.string(), pa.string(), pa.string(), pa.float64(),
              pa.string(), pa.int64(), pa.bool_(), pa.float64())
-    return pa.schema(list(zip(COLUMNS, types)))
+    return pa.schema(list(zip(COLUMNS, types, strict=True)))
 
 
 def arrow_table(rows: list[tuple], schema=None):
     """Log rows (tuples in :data:`COLUMNS` order, as :func:`rows` yields them) as a pyarrow Table."""
     pa = _pyarrow()
     schema = arrow_schema() if schema is None else schema
-    columns = list(zip(*rows)) or [()] * len(COLUMNS)
-    return pa.table([pa.array(values, type=column.type) for values, column in zip(columns, schema)], schema=schema)
+    columns = list(zip(*rows, strict=True)) or [()] * len(COLUMNS)
+    return pa.table([pa.array(values, type=column.type) for values, column in zip(columns, schema, strict=True)],
+                    schema=schema)
 
 
 def parquet_bytes(store: Store, experiment: str, rows_per_group: int = 65_536) -> bytes:
@@ -86,7 +87,7 @@ def parquet_bytes(store: Store, experiment: str, rows_per_group: int = 65_536) -
 def _pyarrow():
     try:
         import pyarrow as pa
-        import pyarrow.parquet  # noqa: F401  (fails early when the Parquet part is missing)
+        import pyarrow.parquet  # fails early when the Parquet part is missing
     except ImportError as error:
         raise ImportError("Parquet export needs pyarrow: pip install 'banditkit[io]'") from error
     return pa

@@ -8,6 +8,7 @@ import gc
 import logging
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from fastapi import FastAPI
 
@@ -36,7 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         try:
             if settings.experiments_file is not None:
-                await _declare(engine, settings)
+                await _declare(engine, settings.experiments_file)
             # A store that learns in process settles attribution windows here; a shared store's learner
             # does, and this server follows the models it stores.
             background = asyncio.create_task(_sweep_forever(engine, settings.sweep_interval_s)
@@ -90,14 +91,14 @@ def _tune_interpreter() -> None:
     gc.freeze()
 
 
-async def _declare(engine: Engine, settings: Settings) -> None:
-    for spec in read_experiments(settings.experiments_file):
+async def _declare(engine: Engine, experiments_file: Path) -> None:
+    for spec in read_experiments(experiments_file):
         if spec.name in engine.experiments:
-            logger.info("experiment %r already exists; %s does not change it", spec.name, settings.experiments_file)
+            logger.info("experiment %r already exists; %s does not change it", spec.name, experiments_file)
             continue
         with contextlib.suppress(ExperimentExistsError):
             await engine.create(spec)
-            logger.info("created experiment %r from %s", spec.name, settings.experiments_file)
+            logger.info("created experiment %r from %s", spec.name, experiments_file)
 
 
 async def _follow_forever(engine: Engine, settings: Settings) -> None:

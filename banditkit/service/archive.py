@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from .export import COLUMNS, arrow_schema, arrow_table
+from .export import arrow_schema, arrow_table
 from .stores.redis_keys import ARCHIVE_MOVED, Keys, archive_trim_keys
 
 #: Decisions read, written and trimmed per batch.
@@ -55,7 +55,7 @@ def archive_experiment(client, keys: Keys, name: str, out: Path, *, cutoff: floa
         decisions = json.loads("[" + ",".join(fields["row"] for _, fields in entries) + "]")
         decision_ids = [row[0] for row in decisions]
         rewards = _reward_values(client.hmget(keys.rewards, decision_ids))
-        rows = [tuple(row[:9]) + (bool(row[9]), reward) for row, reward in zip(decisions, rewards)]
+        rows = [(*row[:9], bool(row[9]), reward) for row, reward in zip(decisions, rewards, strict=True)]
         write_batch(out, name, ids, rows, schema)
         if trim(archive_trim_keys(keys), [offset, ids[-1], *decision_ids]) == ARCHIVE_MOVED:
             return archived     # another archiver moved the offset meanwhile: its pass goes on from there
@@ -101,26 +101,11 @@ def write_atomically(path: Path, table) -> None:
         os.close(directory)
 
 
-def archived_rows(out: Path, name: str) -> Iterator[tuple]:
-    """The archived log rows of experiment ``name``, in :data:`.export.COLUMNS` order, oldest file first."""
-    import pyarrow.parquet as pq
-
-    for path in sorted(Path(out).glob(f"experiment={name}/date=*/part-*.parquet"), key=_first_entry):
-        table = pq.read_table(path, columns=list(COLUMNS))
-        yield from zip(*(table.column(column).to_pylist() for column in COLUMNS), strict=True)
-
-
-def _first_entry(path: Path) -> tuple[int, int]:
-    """The stream id a part file is named after, as (milliseconds, sequence): the files' time order."""
-    milliseconds, sequence = path.stem.removeprefix("part-").split("-")
-    return int(milliseconds), int(sequence)
-
-
 def _reward_values(stored: list[str | None]) -> list[float | None]:
     """The reward value of each stored reward row JSON (None where a decision has no reward)."""
-    present = [i for i, text in enumerate(stored) if text is not None]
+    present = [(i, text) for i, text in enumerate(stored) if text is not None]
     values: list[float | None] = [None] * len(stored)
     if present:
-        for i, row in zip(present, json.loads("[" + ",".join(stored[i] for i in present) + "]")):
+        for (i, _), row in zip(present, json.loads("[" + ",".join(text for _, text in present) + "]"), strict=True):
             values[i] = float(row[3])
     return values

@@ -52,7 +52,7 @@ def _drive(base_url: str, decisions: int, seed: int, concurrency: int, progress)
     import httpx
 
     rng = np.random.default_rng(seed)
-    rates = dict(zip(ARMS, CLICK_RATES))
+    rates = dict(zip(ARMS, CLICK_RATES, strict=True))
     users = [f"user-{i}" for i in rng.integers(0, USERS, decisions)]
     uniforms, delays = rng.random(decisions), rng.exponential(MEAN_DELAY_S, decisions)
     silent = rng.random(decisions) < SILENT_SHARE
@@ -80,7 +80,8 @@ def _drive(base_url: str, decisions: int, seed: int, concurrency: int, progress)
         with httpx.Client(timeout=30.0) as client:
             while True:
                 with lock:
-                    now, ready = time.monotonic(), []
+                    now = time.monotonic()
+                    ready: list[tuple[float, str, float]] = []
                     while due and due[0][0] <= now and len(ready) < 1000:
                         ready.append(heapq.heappop(due))
                     finished = users_done.is_set() and not due
@@ -97,7 +98,7 @@ def _drive(base_url: str, decisions: int, seed: int, concurrency: int, progress)
                     raise RuntimeError(f"a reward was refused: {results}")
                 with lock:  # 410: later than the attribution window, already settled as no click
                     counters["late_clicks"] += sum(result["status"] == 410 and value == 1.0
-                                                   for result, (_, _, value) in zip(results, ready))
+                                                   for result, (_, _, value) in zip(results, ready, strict=True))
 
     reporters = [threading.Thread(target=reporter) for _ in range(2)]
     visitors = [threading.Thread(target=visitor, args=(worker,)) for worker in range(concurrency)]
@@ -123,7 +124,7 @@ def _wait_until_settled(client, base_url: str, decisions: int, timeout_s: float)
 
 def summarize(rows: list[dict]) -> tuple[list[ArmSummary], float]:
     """Per-arm summary of the log rows, and the expected regret against the best arm."""
-    rates = dict(zip(ARMS, CLICK_RATES))
+    rates = dict(zip(ARMS, CLICK_RATES, strict=True))
     best = max(CLICK_RATES)
     summaries = []
     last = rows[-max(len(rows) // 5, 1):]
@@ -188,7 +189,7 @@ def run_demo(decisions: int = 3000, out: Path = Path("banditkit-demo"), seed: in
     for s in summaries:
         table.add_row(s.arm, f"{s.click_rate:.2f}", str(s.pulls), f"{s.pulls / len(rows):.1%}",
                       f"{s.last_share:.1%}", f"{s.mean_reward:.3f}",
-                      f"{s.propensity_low:.2g}–{s.propensity_high:.2g}")
+                      f"{s.propensity_low:.2g}–{s.propensity_high:.2g}")  # noqa: RUF001 (an en dash: a range)
     console.print(table)
     uniform = len(rows) * (max(CLICK_RATES) - float(np.mean(CLICK_RATES)))
     console.print(f"Expected regret against always serving the best arm: [bold]{regret:.1f}[/] clicks "

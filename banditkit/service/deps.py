@@ -6,7 +6,8 @@ import hmac
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
-from fastapi.security import HTTPBearer
+from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
+from fastapi.security.base import SecurityBase
 
 from .config import Settings
 from .engine import Engine
@@ -37,12 +38,16 @@ def authorize(settings: Settings, authorization: str | None, *, admin: bool) -> 
     return "client"
 
 
-class BearerToken(HTTPBearer):
-    """``Authorization: Bearer TOKEN`` as one dependency (it also documents the scheme in OpenAPI)."""
+class BearerToken(SecurityBase):
+    """``Authorization: Bearer TOKEN`` as one dependency (it also documents the scheme in OpenAPI).
+
+    A ``SecurityBase`` (what FastAPI documents as a security scheme) rather than an ``HTTPBearer``: this
+    dependency answers the caller's role, not the credentials ``HTTPBearer`` returns.
+    """
 
     def __init__(self, admin: bool) -> None:
-        super().__init__(auto_error=False, scheme_name="BearerToken",
-                         description="BANDITKIT_ADMIN_TOKEN, or one of BANDITKIT_CLIENT_TOKENS")
+        self.model = HTTPBearerModel(description="BANDITKIT_ADMIN_TOKEN, or one of BANDITKIT_CLIENT_TOKENS")
+        self.scheme_name = "BearerToken"
         self.admin = admin
 
     def role(self, settings: Settings, authorization: str | None) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NamedTuple
 
 from fastapi import FastAPI, Request
@@ -60,7 +61,7 @@ class Answer(NamedTuple):
 
     status: int
     body: dict
-    headers: dict[str, str] | None = None
+    headers: Mapping[str, str] | None = None
 
 
 def error_answer(error: Exception) -> Answer | None:
@@ -96,6 +97,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def respond(request: Request, error: Exception) -> JSONResponse:
         answer = error_answer(error)
+        assert answer is not None  # every kind this handler is installed for has an answer
         return JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)
 
     for kind in (ServiceError, RequestValidationError, ExperimentExistsError, NoActiveArmError,

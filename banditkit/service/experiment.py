@@ -62,7 +62,7 @@ class Experiment:
     def describe(self) -> ExperimentOut:
         bandit = self.bandit
         arms = [ArmState(name=arm, active=bool(on), disabled_reason=bandit.disabled_reasons.get(arm))
-                for arm, on in zip(bandit.arms, bandit.active)]
+                for arm, on in zip(bandit.arms, bandit.active, strict=True)]
         return ExperimentOut(name=self.name, arms=arms, policy=bandit.policy.to_dict(),
                              guardrails=self.config.guardrails, attribution_window_s=self.config.attribution_window_s,
                              default_reward=self.config.default_reward, sticky=self.config.sticky,

@@ -39,12 +39,10 @@ def rows(store: Store, experiment: str, archive: Path | None = None) -> Iterator
     first, then those still in the store. A row in both (archived, and not yet trimmed when the archiver
     stopped) is given once.
     """
-    live = (row[:9] + (bool(row[9]), row[10]) for row in store.iter_log(experiment))
+    live = ((*row[:9], bool(row[9]), row[10]) for row in store.iter_log(experiment))
     if archive is None:
         yield from live
         return
-    from .archive import archived_rows
-
     kept = list(live)                       # the Redis store holds these in memory already (its window)
     start = kept[0][1] if kept else float("inf")
     both = set()
@@ -53,6 +51,22 @@ def rows(store: Store, experiment: str, archive: Path | None = None) -> Iterator
             both.add(row[0])
         yield row
     yield from (row for row in kept if row[0] not in both)
+
+
+def archived_rows(out: Path, name: str) -> Iterator[tuple]:
+    """The log rows of experiment ``name`` that the Redis learner archived under ``out`` (its
+    ``experiment=E/date=D/part-<first stream id>.parquet`` files), in :data:`COLUMNS` order, oldest file first."""
+    import pyarrow.parquet as pq
+
+    for path in sorted(Path(out).glob(f"experiment={name}/date=*/part-*.parquet"), key=_first_entry):
+        table = pq.read_table(path, columns=list(COLUMNS))
+        yield from zip(*(table.column(column).to_pylist() for column in COLUMNS), strict=True)
+
+
+def _first_entry(path: Path) -> tuple[int, int]:
+    """The stream id a part file is named after, as (milliseconds, sequence): the files' time order."""
+    milliseconds, sequence = path.stem.removeprefix("part-").split("-")
+    return int(milliseconds), int(sequence)
 
 
 def csv_chunks(store: Store, experiment: str, rows_per_chunk: int = 2000,
@@ -77,15 +91,16 @@ def arrow_schema():
     pa = _pyarrow()
     types = (pa.string(), pa.float64(), pa.string(), pa.string(), pa.string(), pa.string(), pa.float64(),
              pa.string(), pa.int64(), pa.bool_(), pa.float64())
-    return pa.schema(list(zip(COLUMNS, types)))
+    return pa.schema(list(zip(COLUMNS, types, strict=True)))
 
 
 def arrow_table(rows: list[tuple], schema=None):
     """Log rows (tuples in :data:`COLUMNS` order, as :func:`rows` yields them) as a pyarrow Table."""
     pa = _pyarrow()
     schema = arrow_schema() if schema is None else schema
-    columns = list(zip(*rows)) or [()] * len(COLUMNS)
-    return pa.table([pa.array(values, type=column.type) for values, column in zip(columns, schema)], schema=schema)
+    columns = list(zip(*rows, strict=True)) or [()] * len(COLUMNS)
+    return pa.table([pa.array(values, type=column.type) for values, column in zip(columns, schema, strict=True)],
+                    schema=schema)
 
 
 def parquet_bytes(store: Store, experiment: str, rows_per_group: int = 65_536,
@@ -106,7 +121,7 @@ def parquet_bytes(store: Store, experiment: str, rows_per_group: int = 65_536,
 def _pyarrow():
     try:
         import pyarrow as pa
-        import pyarrow.parquet  # noqa: F401  (fails early when the Parquet part is missing)
+        import pyarrow.parquet  # fails early when the Parquet part is missing
     except ImportError as error:
         raise ImportError("Parquet export needs pyarrow: pip install 'banditkit[io]'") from error
     return pa

@@ -78,9 +78,10 @@ class HotPaths:
                 if endpoint.auth is not None:
                     endpoint.auth.role(app.state.settings, headers.get(b"authorization", b"").decode("latin-1"))
                 if endpoint.body is not None:
-                    body = await self._body(headers, receive)
-                    if body is None:
+                    received = await self._body(headers, receive)
+                    if received is None:
                         return await _respond(send, 413, TOO_LARGE)
+                    body = received
             payload = await endpoint.answer(app.state.engine, path, body)
         except Exception as error:
             answer = error_answer(error)

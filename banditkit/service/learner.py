@@ -245,7 +245,7 @@ class Learner:
                     self._drain(held, report)
                 if self.archive_dir is not None and (
                         archive_now or time.monotonic() - held.archived_at >= self.archive_every_s):
-                    report.archived += self._archive(held, at, on_archived)
+                    report.archived += self._archive(held, self.archive_dir, at, on_archived)
             except LeaseLost:
                 self._held.pop(name, None)
                 report.leased_elsewhere.append(name)
@@ -266,9 +266,9 @@ class Learner:
             logger.debug("lease of %r not released", held.name, exc_info=True)
 
     # ---- one experiment ---------------------------------------------------------------------------
-    def _archive(self, held: _Held, now: float, on_archived) -> int:
+    def _archive(self, held: _Held, out: Path, now: float, on_archived) -> int:
         archived = archive.archive_experiment(
-            self.client, held.keys, held.name, self.archive_dir, cutoff=now - held.window_s - self.retention_s,
+            self.client, held.keys, held.name, out, cutoff=now - held.window_s - self.retention_s,
             trim=lambda keys, args: self._checked(self._script("trim", keys, [self.learner_id, *args])),
             keep=lambda: self._keep(held), on_rows=on_archived, batch_size=self.archive_batch_size)
         held.archived_at = time.monotonic()
@@ -312,6 +312,7 @@ class Learner:
         ids = [entry[0] for entry in entries]
         while True:
             bandit = held.bandit
+            assert bandit is not None  # loaded by _drain (a held experiment starts stale)
             first_new = bisect.bisect_right(ids, _stream_key(held.reward_offset), key=_stream_key)
             rows = [entry[1] for entry in entries[first_new:] if entry[1]]
             applied = state = model = ""
@@ -447,8 +448,8 @@ def _arrays(bandit: Bandit, rows: list) -> tuple[np.ndarray, np.ndarray, np.ndar
     policy = bandit.policy
     rewards = json.loads("[" + ",".join(row[1] for row in rows) + "]")
     # The decisions (half of the text) only when the policy learns from their propensity or context.
-    decisions = (json.loads("[" + ",".join(row[3] for row in rows) + "]")
-                 if policy.needs_propensities or policy.contextual else None)
+    decisions: list = (json.loads("[" + ",".join(row[3] for row in rows) + "]")
+                       if policy.needs_propensities or policy.contextual else [])
     index = {arm: i for i, arm in enumerate(bandit.arms)}
     arms = np.fromiter((index.get(reward[2], -1) for reward in rewards), dtype=np.intp, count=n)
     values = np.fromiter((reward[3] for reward in rewards), dtype=np.float64, count=n)
@@ -460,6 +461,7 @@ def _arrays(bandit: Bandit, rows: list) -> tuple[np.ndarray, np.ndarray, np.ndar
         usable &= (propensities > 0) & (propensities <= 1)
     if policy.contextual:
         width = bandit.n_features
+        assert width is not None  # the service makes contextual Bandits with n_features
         given = [decision[3] for decision in decisions]
         usable &= np.fromiter((context is not None and len(context) == width for context in given), dtype=bool,
                               count=n)

@@ -31,11 +31,22 @@ _LEDGER = ("pulls", "reward_sums", "reward_sq_sums")
 _ADDITIVE = {"state", "version", "rng", "total_reward", *_LEDGER}
 
 
+def served_state(bandit: Bandit) -> State:
+    """The policy state of a served Bandit, which always has one.
+
+    ``Bandit.state`` is None only for a contextual policy before its first context;
+    the service makes contextual Bandits with ``n_features``, so their state exists from the start.
+    """
+    state = bandit.state
+    assert state is not None, "a served contextual Bandit is made with n_features"
+    return state
+
+
 def split(bandit: Bandit) -> tuple[dict[str, Any], State]:
     """The model (JSON-ready) and the additive arrays of ``bandit``."""
     data = bandit.to_dict()
     model = {key: value for key, value in data.items() if key not in _ADDITIVE}
-    arrays = {POLICY_PREFIX + key: value for key, value in bandit.state.items()}
+    arrays = {POLICY_PREFIX + key: value for key, value in served_state(bandit).items()}
     arrays.update({LEDGER_PREFIX + key: np.array(data[key], dtype=np.float64) for key in _LEDGER})
     arrays[LEDGER_PREFIX + "total_reward"] = np.array([data["total_reward"]])
     return model, arrays
@@ -114,7 +125,7 @@ def apply_rewards(bandit: Bandit, delta: State, arm_indices: np.ndarray, rewards
     delta (other writers may have added theirs in between); by default the
     Bandit's version goes up by one.
     """
-    bandit.absorb(arm_indices, rewards, bandit.policy.merge_delta(bandit.state, policy_state(delta)),
+    bandit.absorb(arm_indices, rewards, bandit.policy.merge_delta(served_state(bandit), policy_state(delta)),
                   version=version)
 
 

@@ -82,14 +82,15 @@ class ServiceProcess:
         root = Path(__file__).resolve().parents[2]
         env = {**os.environ, **settings_env(self.settings),
                "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
-        self.process = subprocess.Popen(
+        self.process = process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--factory", "banditkit.service.app:create_app", "--host",
              self.settings.safe_host(), "--port", str(self.port), "--log-level", "warning", "--no-access-log"],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the decision service exited: {self.process.stderr.read().decode()}")
+            if process.poll() is not None:
+                assert process.stderr is not None  # stderr=PIPE
+                raise RuntimeError(f"the decision service exited: {process.stderr.read().decode()}")
             try:
                 if httpx.get(f"{self.base_url}/v1/health", timeout=1.0).status_code == 200:
                     return self
@@ -100,6 +101,8 @@ class ServiceProcess:
 
     def kill(self) -> None:
         """kill -9: no shutdown handler runs."""
+        if self.process is None:
+            raise RuntimeError("the decision service process was never started")
         self.process.send_signal(signal.SIGKILL)
         self.process.wait()
 

@@ -108,6 +108,7 @@ class DistributionCache:
         now = time.monotonic()
         if allowed in self._refreshing or now - self._refresh_started.get(allowed, -np.inf) < self._refresh_s / 2:
             return
+        assert self._executor is not None  # get() refreshes in the background only with an executor
         self._refreshing.add(allowed)
         self._refresh_started[allowed] = now
 

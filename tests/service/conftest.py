@@ -7,6 +7,11 @@ import time
 import httpx
 import pytest
 
+# Fixtures, found by pytest by name: a key prefix on the shared Redis (the learner's tests); real
+# redis-server processes (single, append-only, a 3-master cluster) and banditkit serve/learn children.
+from redis_loop import redis_prefix  # noqa: F401
+from redis_servers import processes, redis_aof, redis_cluster, shared_store  # noqa: F401
+
 from banditkit.service import Settings
 from banditkit.service.runner import ServiceProcess, running
 from banditkit.service.stores.redis_keys import Keys, is_redis_url, parse_url
@@ -92,6 +97,3 @@ def server_process():
     for process in started:
         process.stop()
 
-
-# Real redis-server processes (single, append-only, a 3-master cluster) and banditkit serve/learn children.
-from redis_servers import processes, redis_aof, redis_cluster, shared_store  # noqa: F401

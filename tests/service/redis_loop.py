@@ -15,8 +15,8 @@ import redis
 
 from banditkit.bandit import Bandit
 from banditkit.service.experiment import build_bandit
-from banditkit.service.model import join, split
-from banditkit.service.schemas import ExperimentCreate
+from banditkit.service.model import join, served_state, split
+from banditkit.service.schemas import ExperimentCreate, PolicySpec
 from banditkit.service.stores.base import DecisionRecord, decode_state, encode_state
 from banditkit.service.stores.redis_keys import (
     CLAIM_REWARDS,
@@ -53,7 +53,7 @@ def create(client, prefix: str, name: str, arms: list[str], policy: str = "thomp
            window_s: float = 60.0, default_reward: float | None = None, guardrails=None,
            n_features: int | None = None) -> Bandit:
     """An experiment as the Redis store creates it; returns its starting Bandit."""
-    spec = ExperimentCreate(name=name, arms=arms, policy={"name": policy, "params": params or {}},
+    spec = ExperimentCreate(name=name, arms=arms, policy=PolicySpec(name=policy, params=params or {}),
                             guardrails=guardrails, attribution_window_s=window_s, default_reward=default_reward,
                             n_features=n_features)
     bandit = build_bandit(spec)
@@ -98,7 +98,7 @@ def claim(client, prefix: str, name: str, claims: list[tuple[str, float, str]], 
         flat = client.eval(CLAIM_REWARDS, 6, *claim_keys(keys),
                            *claim_args(time.time() if now is None else now, window_s, name,
                                        claims[first:first + 1000]))
-        answers += list(zip(flat[0::2], flat[1::2]))
+        answers += list(zip(flat[0::2], flat[1::2], strict=True))
     return answers
 
 
@@ -112,12 +112,13 @@ def stored_bandit(client, prefix: str, name: str) -> Bandit:
 def assert_same_learning(learned: Bandit, reference: Bandit, exact_keys=None) -> None:
     """Policy state and reward ledger bit for bit (``exact_keys``: only those state keys bit for bit, the
     others to 1e-12)."""
-    assert learned.state.keys() == reference.state.keys()
-    for key, value in reference.state.items():
+    learned_state, reference_state = served_state(learned), served_state(reference)
+    assert learned_state.keys() == reference_state.keys()
+    for key, value in reference_state.items():
         if exact_keys is None or key in exact_keys:
-            np.testing.assert_array_equal(learned.state[key], value, err_msg=key)
+            np.testing.assert_array_equal(learned_state[key], value, err_msg=key)
         else:
-            np.testing.assert_allclose(learned.state[key], value, rtol=1e-12, atol=1e-12, err_msg=key)
+            np.testing.assert_allclose(learned_state[key], value, rtol=1e-12, atol=1e-12, err_msg=key)
     for key in ("pulls", "reward_sums", "reward_sq_sums", "total_reward", "active", "aborted",
                 "disabled_reasons"):
         assert learned.to_dict()[key] == reference.to_dict()[key], key
@@ -156,7 +157,7 @@ class Interposed:
                 return attribute(*args, **kwargs)
             finally:
                 if outcome == "after":
-                    raise Killed(f"after call {index} ({name})")  # noqa: B012 (the process is gone)
+                    raise Killed(f"after call {index} ({name})")  # the process is gone
                 if outcome == "lost":
-                    raise redis.ConnectionError(f"connection lost after call {index} ({name})")  # noqa: B012
+                    raise redis.ConnectionError(f"connection lost after call {index} ({name})")
         return call

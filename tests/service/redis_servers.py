@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,8 +31,8 @@ import pytest
 import redis
 
 from banditkit.service.experiment import build_bandit
-from banditkit.service.model import split
 from banditkit.service.learner import Learner
+from banditkit.service.model import split
 from banditkit.service.schemas import MAX_BATCH, ExperimentCreate
 from banditkit.service.stores.base import DecisionRecord, RewardRecord, decision_from_row, decode_state
 from banditkit.service.stores.redis_keys import LEARNERS, Keys, reward_from_json
@@ -212,7 +213,7 @@ class BanditkitProcess:
     together with its worker processes, as when a machine loses power.
     """
 
-    def __init__(self, args: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, args: Sequence[str | float], log_path: Path, env: dict[str, str] | None = None) -> None:
         self.args = [str(arg) for arg in args]
         self.log_path = Path(log_path)
         self.env = env or {}
@@ -227,9 +228,15 @@ class BanditkitProcess:
                                             start_new_session=True)
         return self
 
+    def child(self) -> subprocess.Popen:
+        """The child process; a RuntimeError naming the command before :meth:`start`."""
+        if self.process is None:
+            raise RuntimeError(f"banditkit {' '.join(self.args)} was not started")
+        return self.process
+
     @property
     def pid(self) -> int:
-        return self.process.pid
+        return self.child().pid
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -240,7 +247,7 @@ class BanditkitProcess:
     def wait(self, timeout_s: float) -> int:
         """Wait for the exit code; a process still running after ``timeout_s`` is killed and the test fails."""
         try:
-            return self.process.wait(timeout_s)
+            return self.child().wait(timeout_s)
         except subprocess.TimeoutExpired:
             self.kill()
             pytest.fail(f"banditkit {' '.join(self.args)} still running after {timeout_s} s:\n{self.output()[-3000:]}")
@@ -249,10 +256,8 @@ class BanditkitProcess:
         """kill -9 the process group (the child and anything it forked)."""
         if self.process is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.process.wait()
 
     def stop(self, timeout_s: float = 15.0) -> None:
@@ -260,14 +265,10 @@ class BanditkitProcess:
         if self.process is None:
             return
         if self.process.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                pass
         self.kill()
 
 
@@ -316,7 +317,7 @@ class ServeProcess(BanditkitProcess):
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if not self.alive():
-                raise RuntimeError(f"banditkit serve exited with {self.process.returncode}:\n{self.output()[-3000:]}")
+                raise RuntimeError(f"banditkit serve exited with {self.child().returncode}:\n{self.output()[-3000:]}")
             try:
                 if httpx.get(f"{self.base_url}/v1/health", timeout=1.0).status_code == 200:
                     return self
@@ -332,7 +333,7 @@ class LearnProcess(BanditkitProcess):
 
     def __init__(self, store: str, log_path: Path, *, every: float | None = None, once: bool = False,
                  env: dict[str, str] | None = None) -> None:
-        args = ["learn", "--store", store]
+        args: list[str | float] = ["learn", "--store", store]
         if every is not None:
             args += ["--every", every]
         if once:
@@ -502,7 +503,8 @@ class Load:
                     self.acknowledged.decided(answers)
                     self.fallbacks += sum(answer["fallback"] for answer in answers)
                     values = rng.integers(0, 2, len(answers)).astype(float)
-                    fresh = [(answer["decision_id"], float(value)) for answer, value in zip(answers, values)]
+                    fresh = [(answer["decision_id"], float(value))
+                             for answer, value in zip(answers, values, strict=True)]
                     for decision_id, _ in fresh[:3]:
                         self._contested.put(decision_id)
                     if mine:
@@ -539,7 +541,7 @@ class Load:
         assert response.status_code == 200, response.text
         again = []
         conflicts = retries = 0
-        for (decision_id, value, kind), result in zip(items, response.json()["results"]):
+        for (decision_id, value, kind), result in zip(items, response.json()["results"], strict=True):
             assert result["decision_id"] == decision_id
             status = result["status"]
             if status == 200:

@@ -9,26 +9,25 @@ import os
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from redis_loop import Interposed, Killed, claim, create, log_decisions, stored_bandit
 
 from banditkit.ope import load_log
 from banditkit.service import export
 from banditkit.service.learner import Learner
 from banditkit.service.stores.redis_keys import ARCHIVE_TRIM, Keys
 
-from redis_loop import Interposed, Killed, claim, create, log_decisions, redis_prefix, stored_bandit  # noqa: F401
-
 ROOT = Path(__file__).resolve().parents[2]
 ARMS = ["a", "b", "c"]
 WINDOW, RETENTION = 60.0, 100.0
 # Decisions a minute either side of midnight UTC: two date partitions.
-JAN1 = datetime(2026, 1, 1, 23, 59, tzinfo=timezone.utc).timestamp()
-JAN2 = datetime(2026, 1, 2, 0, 1, tzinfo=timezone.utc).timestamp()
+JAN1 = datetime(2026, 1, 1, 23, 59, tzinfo=UTC).timestamp()
+JAN2 = datetime(2026, 1, 2, 0, 1, tzinfo=UTC).timestamp()
 
 
 def logged(client, prefix, name="hero", n=40, policy="thompson", n_features=None):

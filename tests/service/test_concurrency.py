@@ -47,11 +47,11 @@ def test_concurrent_rewards_are_counted_exactly_once(server_process, tmp_path, c
                     body = {"rewards": [{"decision_id": decisions[i]["decision_id"], "value": value_of(i)}
                                         for i in batch]}
                     results = client.post("/v1/experiments/hero/rewards/batch", json=body).json()["results"]
-                    for i, result in zip(batch, results):
+                    for i, result in zip(batch, results, strict=True):
                         assert result["status"] == 200, result
                         assert result["value"] == value_of(i) and result["arm"] == decisions[i]["arm"]
                         acknowledged[k].append((decisions[i]["decision_id"], result["arm"], result["value"]))
-        except BaseException as error:  # noqa: BLE001 - reported by the main thread
+        except BaseException as error:  # reported by the main thread
             failures.append(error)
 
     threads = [threading.Thread(target=worker, args=(k,)) for k in range(THREADS)]

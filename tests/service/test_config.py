@@ -84,5 +84,5 @@ def test_a_bad_declaration_names_the_file_entry_and_field(tmp_path):
     with pytest.raises(InvalidParameterError, match=r"entry 1 \('checkout'\), field 'sticky'"):
         read_experiments(declared)
     declared.write_text("[[experiments]\nname =")
-    with pytest.raises(InvalidParameterError, match="bad.toml"):
+    with pytest.raises(InvalidParameterError, match=r"bad\.toml"):
         read_experiments(declared)

@@ -27,8 +27,8 @@ def traffic(base_url: str, decided: dict, rewarded: dict, stop: threading.Event)
                 if not ids:
                     step += 1
                     continue
-                body = {"rewards": [{"decision_id": d, "value": float(len(d) % 2)} for d in ids]}
-                for result in client.post("/v1/experiments/hero/rewards/batch", json=body).json()["results"]:
+                rewards = {"rewards": [{"decision_id": d, "value": float(len(d) % 2)} for d in ids]}
+                for result in client.post("/v1/experiments/hero/rewards/batch", json=rewards).json()["results"]:
                     assert result["status"] == 200, result
                     rewarded[result["decision_id"]] = result["value"]
             except (httpx.TransportError, ValueError):

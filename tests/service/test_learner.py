@@ -15,14 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import redis
+from redis_loop import Interposed, Killed, assert_same_learning, claim, create, log_decisions, stored_bandit
 
 from banditkit.service import learner as learner_module
 from banditkit.service.learner import Learner
 from banditkit.service.model import apply_rewards, reward_delta
 from banditkit.service.stores.redis_keys import APPLY_BATCH, LEARNERS, READ_REWARDS, Keys, experiments_key
-
-from redis_loop import (Interposed, Killed, assert_same_learning, claim, create, log_decisions,  # noqa: F401
-                        redis_prefix, stored_bandit)
 
 ROOT = Path(__file__).resolve().parents[2]
 ARMS = ["a", "b", "c", "d"]
@@ -40,7 +38,7 @@ def workload(client, prefix, name, policy, n, seed, **create_options):
     contexts = rng.integers(-4, 5, (n, 3)) / 4 if bandit.policy.contextual else None
     rewards = rng.integers(0, 2, n).astype(float)
     records = log_decisions(client, prefix, name, ARMS, [ARMS[i] for i in arms], propensities, contexts)
-    answers = claim(client, prefix, name, [(r.decision_id, v, "client") for r, v in zip(records, rewards)])
+    answers = claim(client, prefix, name, [(r.decision_id, v, "client") for r, v in zip(records, rewards, strict=True)])
     assert [answer for answer, _ in answers] == ["new"] * n
     return bandit, arms, rewards, contexts, propensities, records
 

@@ -6,8 +6,16 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from redis_servers import (Load, assert_model_is_reference, check_against_acknowledged, create_experiment,
-                           drain, learn_once, serving_on_shared_redis, wait_for)
+from redis_servers import (
+    Load,
+    assert_model_is_reference,
+    check_against_acknowledged,
+    create_experiment,
+    drain,
+    learn_once,
+    serving_on_shared_redis,
+    wait_for,
+)
 
 SPEC = {"name": "hero", "arms": ["a", "b", "c"], "policy": {"name": "thompson", "params": {}},
         "attribution_window_s": 3600.0, "seed": 11}

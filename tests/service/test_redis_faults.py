@@ -15,9 +15,19 @@ import time
 
 import httpx
 import pytest
-from redis_servers import (LearnProcess, Load, RedisServer, ServeProcess, check_against_acknowledged,
-                           create_experiment, drain, meta, serving_on_shared_redis, stored_decisions,
-                           wait_for)
+from redis_servers import (
+    LearnProcess,
+    Load,
+    RedisServer,
+    ServeProcess,
+    check_against_acknowledged,
+    create_experiment,
+    drain,
+    meta,
+    serving_on_shared_redis,
+    stored_decisions,
+    wait_for,
+)
 
 from banditkit.service import Settings
 from banditkit.service.runner import running
@@ -82,8 +92,8 @@ def test_learner_killed_mid_batch_neither_loses_nor_doubles(round_, serving, tmp
             before = int(meta(client, prefix, spec["name"])["version"])
             learner = LearnProcess(store, tmp_path / f"learn-{kill}.log").start()
             # Once it learns (the version moves), kill it at a random moment: reading, applying, or idle.
-            wait_for(lambda: int(meta(client, prefix, spec["name"])["version"]) > before or load.errors
-                     or not learner.alive(), 30, f"learner {kill} to apply a batch")
+            wait_for(lambda before=before, learner=learner: int(meta(client, prefix, spec["name"])["version"]) > before
+                     or load.errors or not learner.alive(), 30, f"learner {kill} to apply a batch")
             assert learner.alive(), learner.output()[-3000:]
             time.sleep(rng.uniform(0.0, 0.4))
             learner.kill()

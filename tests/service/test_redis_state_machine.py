@@ -15,6 +15,8 @@ import itertools
 import json
 import time
 from collections import Counter
+from pathlib import Path
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -23,8 +25,15 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 from redis_loop import Interposed, Killed
-from redis_servers import (assert_model_is_reference, create_experiment, meta, stored_decisions, stored_rewards,
-                           wait_for)
+from redis_servers import (
+    RedisServer,
+    assert_model_is_reference,
+    create_experiment,
+    meta,
+    stored_decisions,
+    stored_rewards,
+    wait_for,
+)
 
 from banditkit.service import Settings
 from banditkit.service.learner import Learner
@@ -39,10 +48,12 @@ SCRIPT_SHAS = {"after_read": hashlib.sha1(READ_REWARDS.encode()).hexdigest(),
 class LearningLoop(RuleBasedStateMachine):
     """One experiment served over HTTP by a worker on the append-only Redis, learned by Learner objects."""
 
-    server = None          # the append-only RedisServer, a folder for spools, a counter for experiment names
-    directory = None
+    # The append-only RedisServer and a folder for spools (set by the test), a counter for experiment names.
+    server: ClassVar[RedisServer]
+    directory: ClassVar[Path]
     names = itertools.count()
-    exercised: Counter = Counter()   # what the runs did, over all examples (so the test shows it tested it)
+    # What the runs did, over all examples (so the test shows it tested it).
+    exercised: ClassVar[Counter[str]] = Counter()
 
     def __init__(self) -> None:
         super().__init__()
@@ -54,7 +65,7 @@ class LearningLoop(RuleBasedStateMachine):
             store=f"{self.server.url}?prefix={self.prefix}", port=0, admin_token=None, client_tokens=(),
             tune_interpreter=False, spool_dir=self.directory / f"spool-{number}", model_poll_s=0.05)))
         self.client = self.server.client()
-        self.spec = {"name": f"machine{number}", "arms": ["a", "b", "c"],
+        self.spec: dict[str, Any] = {"name": f"machine{number}", "arms": ["a", "b", "c"],
                      "policy": {"name": "thompson", "params": {}}, "attribution_window_s": 3600.0, "seed": 1}
         self.name = self.spec["name"]
         self.keys = Keys.of(self.prefix, self.name)
@@ -137,6 +148,7 @@ class LearningLoop(RuleBasedStateMachine):
 
     def drop_learner(self) -> None:
         """The learner process is gone: its lease stays until it expires, its deliveries stay unacknowledged."""
+        assert self.learner is not None  # called after current_learner() made one
         self.learner[1].close()
         self.learner = None
 

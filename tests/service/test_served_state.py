@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import httpx
 import numpy as np
@@ -37,7 +38,7 @@ MODEL = {"estimator": TREE, "refit_every": 4, "refit_fraction": 0.5}
 
 #: Every registered policy with the hyperparameters it is served with here; a policy missing from this
 #: table fails ``test_every_registered_policy_has_a_case``.
-CASES = {
+CASES: dict[str, list[dict[str, Any]]] = {
     "thompson": [{}],
     "gaussian_thompson": [{}],
     "epsilon_greedy": [{"epsilon": 0.3, "decay": 0.1}],

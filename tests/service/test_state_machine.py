@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter
+from typing import TYPE_CHECKING
 
 import pytest
 import redis
@@ -14,6 +15,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
 
 from banditkit.service import Settings, create_app
+
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
 from banditkit.service.stores.redis_keys import Keys
 
 pytestmark = [pytest.mark.slow,
@@ -33,8 +37,7 @@ class ServiceMachine(RuleBasedStateMachine):
         self.folder = tempfile.TemporaryDirectory()
         self.settings = Settings(store=self.store(), sweep_interval_s=60.0, sqlite_synchronous="NORMAL",
                                  tune_interpreter=False, model_poll_s=0.005, spool_dir=f"{self.folder.name}/spool")
-        self.client = None
-        self._open()
+        self.client = self._open()
         created = self.client.post("/v1/experiments", json={"name": "m", "arms": ARMS, "sticky": True})
         assert created.status_code == 201
         self.arm_of: dict[str, str] = {}
@@ -47,11 +50,13 @@ class ServiceMachine(RuleBasedStateMachine):
     def learned(self) -> None:
         """Nothing to wait for: the SQLite store learns a reward as it records it."""
 
-    def _open(self) -> None:
+    def _open(self) -> TestClient:
+        """A client of a new app on the same store, its lifespan entered (the store opened)."""
         from fastapi.testclient import TestClient
 
-        self.client = TestClient(create_app(self.settings))
-        self.client.__enter__()
+        client = TestClient(create_app(self.settings))
+        client.__enter__()
+        return client
 
     @rule(target=decisions, unit=st.none() | st.sampled_from(["u1", "u2", "u3"]))
     def decide(self, unit):
@@ -80,7 +85,7 @@ class ServiceMachine(RuleBasedStateMachine):
     @rule()
     def restart(self):
         self.client.__exit__(None, None, None)
-        self._open()
+        self.client = self._open()
 
     @invariant()
     def counts_match_the_model(self):

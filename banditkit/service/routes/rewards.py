@@ -17,9 +17,10 @@ _ERRORS = {404: NotFoundError, 409: ConflictError, 410: GoneError}
 async def reward(engine: Engine, request: RewardRequest, name: str) -> bytes:
     """Reward a decision; a retry with the same value returns the first answer."""
     result = await engine.reward_one(name, request)
-    if result.status == 422:
-        raise InvalidRequestError(result.detail, "value")
     if result.status != 200:
+        assert result.detail is not None  # every refused reward says why
+        if result.status == 422:
+            raise InvalidRequestError(result.detail, "value")
         raise _ERRORS[result.status](result.detail)
     return to_json(RewardResponse(decision_id=result.decision_id, arm=result.arm, value=result.value,
                                   applied=result.applied))

@@ -93,14 +93,16 @@ def connect(url: str | RedisURL, *, timeout_s: float = 2.0):
     from redis.retry import Retry
 
     location = url if isinstance(url, RedisURL) else parse_url(url)
-    options = {"decode_responses": True, "socket_timeout": timeout_s, "socket_connect_timeout": timeout_s}
+    client: redis.Redis | RedisCluster
     try:
         if location.cluster:
-            client = RedisCluster(host=location.host, port=location.port, **options)
+            client = RedisCluster(host=location.host, port=location.port, decode_responses=True,
+                                  socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
         else:
             # One immediate retry (a connection the server dropped), no backoff: an outage shows at once.
             client = redis.Redis(host=location.host, port=location.port, db=location.db,
-                                 retry=Retry(NoBackoff(), 1), health_check_interval=30, **options)
+                                 retry=Retry(NoBackoff(), 1), health_check_interval=30, decode_responses=True,
+                                 socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
         client.ping()
     except (redis.RedisError, OSError) as error:
         detail = str(error).splitlines()[0] if str(error) else type(error).__name__

@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -214,8 +215,16 @@ def reward_latency(redis_url: str, rate: int, seconds: float) -> tuple[float, fl
     from bench_learner import fill
 
     from banditkit.service.stores.base import decode_state
-    from banditkit.service.stores.redis_keys import CLAIM_REWARDS, LOG_DECISIONS, Keys, claim_args, claim_keys
-    from banditkit.service.stores.redis_keys import connect, log_args, log_keys
+    from banditkit.service.stores.redis_keys import (
+        CLAIM_REWARDS,
+        LOG_DECISIONS,
+        Keys,
+        claim_args,
+        claim_keys,
+        connect,
+        log_args,
+        log_keys,
+    )
 
     client, _ = connect(redis_url)
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
@@ -223,7 +232,7 @@ def reward_latency(redis_url: str, rate: int, seconds: float) -> tuple[float, fl
     total = int(rate * seconds)
     try:
         fill(client, prefix, 0)
-        meta_pulls = lambda: decode_state(client.hget(keys.meta, "state"))["ledger/pulls"].sum()  # noqa: E731
+        meta_pulls = lambda: decode_state(client.hget(keys.meta, "state"))["ledger/pulls"].sum()
         from banditkit.service.stores.base import DecisionRecord, Probabilities
         probabilities = Probabilities({f"arm{i}": 0.1 for i in range(10)})
         now = time.time()

@@ -365,8 +365,8 @@ class Engine:
         fallback = view.aborted or not (set(view.active_arms) & set(allowed or view.arms))
         indices = draw_rows(matrix, experiment.name, units, view.rng)
         arms = view.arms
-        return [(arms[i], float(matrix[row, i]), dict(zip(arms, matrix[row].tolist())), view.version, fallback)
-                for row, i in enumerate(indices.tolist())]
+        return [(arms[i], float(matrix[row, i]), dict(zip(arms, matrix[row].tolist(), strict=True)), view.version,
+                 fallback) for row, i in enumerate(indices.tolist())]
 
     # ---- rewards -----------------------------------------------------------
     async def reward(self, name: str, items: list[RewardRequest]) -> list[RewardResult]:
@@ -405,7 +405,7 @@ class Engine:
                 await settled(first)
             except ModelMovedError:
                 await self._change_model(experiment, _guardrail_change)
-        except Exception as error:  # noqa: BLE001 - nobody awaits this write: report it
+        except Exception as error:
             logger.error("guardrail change of %r not stored: %s", experiment.name, error)
             return
         experiment.cache.clear()

@@ -100,7 +100,7 @@ class DeltaPlanner:
         """See :meth:`RewardPlanner.plan`: a reward whose arm was removed is recorded, not learned."""
         index = self.arm_index
         applied = [reward.arm in index for reward in new]
-        kept = [reward for reward, ok in zip(new, applied) if ok]
+        kept = [reward for reward, ok in zip(new, applied, strict=True) if ok]
         if not kept:
             return None, applied
         policy = self.policy

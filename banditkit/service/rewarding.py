@@ -97,7 +97,7 @@ async def record(store: Store, experiment: Experiment, items: list[RewardRequest
             pending.append((row, RewardRecord(item.decision_id, experiment.name, decision.arm, item.value, now)))
     if pending:
         outcomes = await learn(store, experiment, [reward for _, reward in pending], decisions, on_guardrail)
-        for (row, _), outcome in zip(pending, outcomes):
+        for (row, _), outcome in zip(pending, outcomes, strict=True):
             results[row] = _answer(outcome.reward, items[row])
     return results
 
@@ -114,7 +114,7 @@ async def claim(store: Store, experiment: Experiment, items: list[RewardRequest]
     unique, positions = first_per_decision(rewards)
     commit = await settled(store.commit_rewards(RewardWork(experiment.name, unique)))   # no planner: not learned
     window = experiment.config.attribution_window_s
-    for row, position in zip(rows, positions):
+    for row, position in zip(rows, positions, strict=True):
         item, outcome = items[row], commit.outcomes[position]
         if outcome.reward is not None:
             results[row] = _answer(outcome.reward, item)
@@ -198,7 +198,7 @@ async def learn(store: Store, experiment: Experiment, rewards: list[RewardRecord
     if not repeated:
         return outcomes
     return [outcomes[p] if unique[p] is reward else RewardOutcome(outcomes[p].reward, False)
-            for reward, p in zip(rewards, positions)]
+            for reward, p in zip(rewards, positions, strict=True)]
 
 
 def _follow(store: Store, experiment: Experiment, commit: RewardCommit,

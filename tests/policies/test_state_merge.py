@@ -32,7 +32,6 @@ CASES: dict[str, list[tuple[dict[str, Any], str]]] = {
     "ucb1": [({}, ADDITIVE)],
     "bayes_ucb": [({}, ADDITIVE)],
     "kl_ucb": [({}, ADDITIVE)],
-    "bayes_ucb": [({}, ADDITIVE)],
     "exp3": [({"gamma": 0.3}, ADDITIVE)],
     "discounted_thompson": [({"gamma": 0.8}, ORDERED)],
     "sliding_window_ucb": [({"window": 7}, ORDERED)],

@@ -152,6 +152,7 @@ def test_the_sweeper_waits_for_decisions_still_being_written():
 
     async def scenario():
         original = store.append_decisions
+        writes = []                                     # the pending writes, kept referenced until done
 
         def slow_write(rows, assignments=None):
             future = asyncio.get_running_loop().create_future()
@@ -160,7 +161,7 @@ def test_the_sweeper_waits_for_decisions_still_being_written():
                 await release.wait()
                 result = original(rows, assignments)
                 future.set_result(result.result())
-            asyncio.ensure_future(later())
+            writes.append(asyncio.ensure_future(later()))
             return future
         store.append_decisions = slow_write
         decision = asyncio.ensure_future(engine.decide("hero", [DecisionRequest()]))

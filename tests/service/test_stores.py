@@ -418,7 +418,7 @@ def test_a_failing_job_does_not_sink_its_group(tmp_path):
     good = [store.append_decisions([decision(i)]) for i in range(3)]
     bad = store.commit_rewards(work([reward(0)], Broken()))
     more = store.append_decisions([decision(3)])
-    for future in good + [more]:
+    for future in [*good, more]:
         future.result()
     with pytest.raises(RuntimeError, match="policy failed"):
         bad.result()

@@ -25,7 +25,8 @@ def decision_log(name: str, engine: EngineDep, request: Request,
     filename = f"{name}-decisions.{format}"
     headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
     if format == "csv":
-        return StreamingResponse(export.csv_chunks(engine.store, name, archive=archive), media_type="text/csv", headers=headers)
+        return StreamingResponse(export.csv_chunks(engine.store, name, archive=archive), media_type="text/csv",
+                                 headers=headers)
     try:
         content = export.parquet_bytes(engine.store, name, archive=archive)
     except ImportError as error:

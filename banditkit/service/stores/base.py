@@ -251,7 +251,7 @@ def claim(work: RewardWork, stored: dict[str, RewardRecord], arrays: State) -> C
     else:
         delta, applied = work.planner.plan(new, arrays)
     rows = [RewardRecord(r.decision_id, r.experiment, r.arm, r.value, r.time, r.source, flag)
-            for r, flag in zip(new, applied)]
+            for r, flag in zip(new, applied, strict=True)]
     kept = {row.decision_id: row for row in rows}
     outcomes = [RewardOutcome(kept[r.decision_id], True) if r.decision_id in kept
                 else RewardOutcome(stored[r.decision_id], False) for r in work.rewards]

@@ -145,7 +145,7 @@ class MemoryStore(Store):
             record = self._experiments[work.experiment]
             try:
                 claimed = claim(work, stored, record.state)
-            except Exception as error:  # noqa: BLE001 - the planner's error fails this write, as in SQLite
+            except Exception as error:
                 return completed(error=error)
             for row in claimed.rows:
                 self._rewards[row.decision_id] = reward_row(row)

@@ -137,7 +137,7 @@ class RedisStore(Store):
         pipe = self.client.pipeline(transaction=False)
         for name in names:
             pipe.hgetall(self.keys(name).meta)
-        records = [self._record(name, meta) for name, meta in zip(names, self._call(pipe.execute)) if meta]
+        records = [self._record(name, meta) for name, meta in zip(names, self._call(pipe.execute), strict=True) if meta]
         return sorted(records, key=lambda record: record.created_at)
 
     def experiment_names(self) -> set[str]:
@@ -152,7 +152,7 @@ class RedisStore(Store):
         pipe = self.client.pipeline(transaction=False)
         for name in names:
             pipe.hget(self.keys(name).meta, "version")
-        return {name: int(v) for name, v in zip(names, self._call(pipe.execute)) if v is not None}
+        return {name: int(v) for name, v in zip(names, self._call(pipe.execute), strict=True) if v is not None}
 
     def _record(self, name: str, meta: dict) -> ExperimentRecord:
         config = json.loads(meta["config"])
@@ -246,12 +246,12 @@ class RedisStore(Store):
         replies = self._call(pipe.execute)
         located: dict[str, tuple[str, str, str | None]] = {}    # id -> (experiment, stream id, reward JSON)
         for index, name in enumerate(names):
-            for decision_id, pending, reward in zip(unique, replies[2 * index], replies[2 * index + 1]):
+            for decision_id, pending, reward in zip(unique, replies[2 * index], replies[2 * index + 1], strict=True):
                 if pending is not None and decision_id not in located:
                     located[decision_id] = (name, rk.pending_stream_id(pending), reward)
         rows = self._stream_rows([(self.keys(name).decisions, sid) for name, sid, _ in located.values()])
         return {decision_id: (decision_from_row(row), None if reward is None else rk.reward_from_json(reward))
-                for (decision_id, (_, _, reward)), row in zip(located.items(), rows) if row is not None}
+                for (decision_id, (_, _, reward)), row in zip(located.items(), rows, strict=True) if row is not None}
 
     def _stream_rows(self, entries: list[tuple[str, str]]) -> list[tuple | None]:
         """The decision rows at (stream key, entry id), in one round trip."""
@@ -318,7 +318,7 @@ class RedisStore(Store):
                 break
             batch = [json.loads(fields["row"]) for _, fields in entries]
             rewards = self._call(self.client.hmget, keys.rewards, [row[0] for row in batch])
-            rows.extend((*row, None if r is None else json.loads(r)[3]) for row, r in zip(batch, rewards))
+            rows.extend((*row, None if r is None else json.loads(r)[3]) for row, r in zip(batch, rewards, strict=True))
             start = "(" + entries[-1][0]
         rows.sort(key=lambda row: (row[1], row[0]))
         yield from rows
@@ -369,7 +369,7 @@ class RedisStore(Store):
             group, carried = self._gather(first)
             try:
                 self._send(group)
-            except Exception as error:  # noqa: BLE001 - a bug must fail its writes, not stop the thread
+            except Exception as error:
                 logger.exception("Redis writes failed")
                 for _, future in group:
                     if not future.done():
@@ -408,7 +408,7 @@ class RedisStore(Store):
             except DOWN as error:
                 self._down(error)
                 future.set_exception(StoreUnavailableError(f"Redis is unavailable: {error}"))
-            except Exception as error:  # noqa: BLE001 - the write's own error (exists, moved) goes to its caller
+            except Exception as error:
                 future.set_exception(error)
             return
         spooled = [(job, future) for job, future in group if job[0] == "spool"]
@@ -436,7 +436,7 @@ class RedisStore(Store):
         self.groups_sent += 1
         self.jobs_sent += len(jobs)
         unloaded = []
-        for (job, future), reply in zip(jobs, replies):
+        for (job, future), reply in zip(jobs, replies, strict=True):
             if isinstance(reply, NoScriptError) and not retried:
                 unloaded.append((job, future))          # not run: a restarted server lost its scripts
             elif isinstance(reply, Exception):
@@ -543,7 +543,7 @@ def _nothing(reply) -> None:
 def _commit(reply: list) -> RewardCommit:
     """CLAIM_REWARDS' (code, reward JSON) pairs as a commit that learned nothing."""
     outcomes = []
-    for code, text in zip(reply[::2], reply[1::2]):
+    for code, text in zip(reply[::2], reply[1::2], strict=True):
         if code in ("old", "new"):
             outcomes.append(RewardOutcome(rk.reward_from_json(text), code == "new"))
         else:

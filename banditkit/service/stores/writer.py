@@ -135,7 +135,7 @@ class GroupCommitWriter:
                 hook()
             except Exception:  # the write is committed; a failing hook must not hold requests
                 logger.exception("after-commit hook failed")
-        for (_, future, _), result in zip(group, results):
+        for (_, future, _), result in zip(group, results, strict=True):
             future.set_result(result)
 
 

@@ -10,7 +10,7 @@ requests already queued join it and nobody waits longer than that pass.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 Item = TypeVar("Item")
@@ -25,12 +25,12 @@ class Coalescer(Generic[Item, Answer]):
     leaves the batch alone.
     """
 
-    def __init__(self, serve: Callable[[Hashable, list[Item]], Awaitable[list[Answer]]]) -> None:
+    def __init__(self, serve: Callable[[str, list[Item]], Awaitable[list[Answer]]]) -> None:
         self._serve = serve
-        self._pending: dict[Hashable, list[tuple[Item, asyncio.Future]]] = {}
+        self._pending: dict[str, list[tuple[Item, asyncio.Future]]] = {}
         self._running: set[asyncio.Task] = set()  # the loop keeps only weak references to tasks
 
-    async def submit(self, key: Hashable, item: Item) -> Answer:
+    async def submit(self, key: str, item: Item) -> Answer:
         loop = asyncio.get_running_loop()
         pending = self._pending.get(key)
         if pending is None:
@@ -40,12 +40,12 @@ class Coalescer(Generic[Item, Answer]):
         pending.append((item, waiter))
         return await waiter
 
-    def _flush(self, key: Hashable) -> None:
+    def _flush(self, key: str) -> None:
         task = asyncio.ensure_future(self._answer(key, self._pending.pop(key)))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
 
-    async def _answer(self, key: Hashable, pending: list[tuple[Item, asyncio.Future]]) -> None:
+    async def _answer(self, key: str, pending: list[tuple[Item, asyncio.Future]]) -> None:
         failure: Exception | None = None
         try:
             answers = await self._serve(key, [item for item, _ in pending])

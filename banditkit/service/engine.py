@@ -314,7 +314,7 @@ class Engine:
         groups: dict[tuple[str, ...] | None, list[int]] = {}
         for row, request in enumerate(requests):
             if sticky and request.unit is not None:
-                kept = self._kept(experiment, request)
+                kept = self._kept(experiment, request, request.unit)
                 if kept is not None:
                     records[row] = _record(experiment, request, kept.arm, kept.propensity, kept.probabilities,
                                            experiment.bandit.version, False, now)
@@ -336,11 +336,11 @@ class Engine:
                 records[row] = _record(experiment, request, arm, propensity, probabilities, version, fallback, now)
                 if sticky and request.unit is not None and not fallback:
                     assignments[request.unit] = Assignment(arm, propensity, probabilities)
-        return records, assignments
+        return records, assignments  # type: ignore[return-value]  # every row is kept, drawn or a fallback
 
-    def _kept(self, experiment: Experiment, request: DecisionRequest) -> Assignment | None:
+    def _kept(self, experiment: Experiment, request: DecisionRequest, unit: str) -> Assignment | None:
         """The unit's stored arm if it may still be served to this request."""
-        kept = self.store.get_assignment(experiment.name, request.unit)
+        kept = self.store.get_assignment(experiment.name, unit)
         if kept is None or kept.arm not in experiment.bandit.active_arms:
             return None
         if request.allowed is not None and kept.arm not in request.allowed:
@@ -363,10 +363,10 @@ class Engine:
         else:
             matrix = np.array([list(view.probabilities(context=x, allowed=list(allowed)).values()) for x in contexts])
         fallback = view.aborted or not (set(view.active_arms) & set(allowed or view.arms))
-        indices = draw_rows(matrix, experiment.name, units, view.rng)
+        drawn = draw_rows(matrix, experiment.name, units, view.rng)
         arms = view.arms
         return [(arms[i], float(matrix[row, i]), dict(zip(arms, matrix[row].tolist(), strict=True)), view.version,
-                 fallback) for row, i in enumerate(indices.tolist())]
+                 fallback) for row, i in enumerate(drawn.tolist())]
 
     # ---- rewards -----------------------------------------------------------
     async def reward(self, name: str, items: list[RewardRequest]) -> list[RewardResult]:

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..bandit import Bandit
 from . import archive
-from .model import apply_rewards, guarded, join, reward_delta, split
+from .model import apply_rewards, guarded, join, reward_delta, served_state, split
 from .stores.base import decode_state, encode_state
 from .stores.redis_keys import (
     APPLY_BATCH,
@@ -322,7 +322,7 @@ class Learner:
                 usable = arms.shape[0]
                 if usable:
                     before = guarded(bandit)
-                    delta = reward_delta(bandit.policy, len(bandit.arms), bandit.state, arms, values, contexts,
+                    delta = reward_delta(bandit.policy, len(bandit.arms), served_state(bandit), arms, values, contexts,
                                          propensities)
                     apply_rewards(bandit, delta, arms, values, version=held.version + 1)
                     new_model, arrays = split(bandit)

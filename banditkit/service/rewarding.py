@@ -57,7 +57,7 @@ class RecentDecisions:
     def find(self, store: Store, ids: list[str]) -> dict[str, tuple[DecisionRecord, RewardRecord | None]]:
         """Like :meth:`Store.find_decisions` (without the probabilities, which rewards do not need); a
         reward is only known for decisions read from the store."""
-        found = {}
+        found: dict[str, tuple[DecisionRecord, RewardRecord | None]] = {}
         for i in ids:
             entry = self._rows.get(i)
             if entry is not None:
@@ -98,8 +98,9 @@ async def record(store: Store, experiment: Experiment, items: list[RewardRequest
     if pending:
         outcomes = await learn(store, experiment, [reward for _, reward in pending], decisions, on_guardrail)
         for (row, _), outcome in zip(pending, outcomes, strict=True):
+            assert outcome.reward is not None      # a store that learns in process refuses no reward
             results[row] = _answer(outcome.reward, items[row])
-    return results
+    return _filled(results)
 
 
 async def claim(store: Store, experiment: Experiment, items: list[RewardRequest]) -> list[RewardResult]:
@@ -109,7 +110,7 @@ async def claim(store: Store, experiment: Experiment, items: list[RewardRequest]
     results: list[RewardResult | None] = [_out_of_range(item, experiment) for item in items]
     rows = [row for row, result in enumerate(results) if result is None]
     if not rows:
-        return results
+        return _filled(results)
     rewards = [RewardRecord(items[row].decision_id, experiment.name, "", items[row].value, now) for row in rows]
     unique, positions = first_per_decision(rewards)
     commit = await settled(store.commit_rewards(RewardWork(experiment.name, unique)))   # no planner: not learned
@@ -122,7 +123,13 @@ async def claim(store: Store, experiment: Experiment, items: list[RewardRequest]
             results[row] = _late(item, experiment)   # a decision past its window may be archived already
         else:
             results[row] = _not_found(item, experiment)
-    return results
+    return _filled(results)
+
+
+def _filled(results: list[RewardResult | None]) -> list[RewardResult]:
+    """``results`` once every reward has its answer."""
+    assert all(result is not None for result in results)
+    return results  # type: ignore[return-value]  # checked just above
 
 
 def first_per_decision(rewards: list[RewardRecord]) -> tuple[list[RewardRecord], list[int]]:
@@ -197,6 +204,7 @@ async def learn(store: Store, experiment: Experiment, rewards: list[RewardRecord
     outcomes = commit.outcomes
     if not repeated:
         return outcomes
+    assert positions is not None
     return [outcomes[p] if unique[p] is reward else RewardOutcome(outcomes[p].reward, False)
             for reward, p in zip(rewards, positions, strict=True)]
 
@@ -204,20 +212,21 @@ async def learn(store: Store, experiment: Experiment, rewards: list[RewardRecord
 def _follow(store: Store, experiment: Experiment, commit: RewardCommit,
             on_guardrail: Callable[[Experiment], None]) -> None:
     """Learn a committed delta in memory, bit for bit as the store merged it (:func:`apply_rewards`)."""
-    delta = commit.delta
+    delta, version = commit.delta, commit.version
+    assert delta is not None and delta.arm_indices is not None and delta.rewards is not None and version is not None
     with experiment.lock:
         bandit = experiment.bandit
-        if commit.version == bandit.version + 1:
+        if version == bandit.version + 1:
             before = guarded(bandit)
-            apply_rewards(bandit, delta.arrays, delta.arm_indices, delta.rewards, version=commit.version)
+            apply_rewards(bandit, delta.arrays, delta.arm_indices, delta.rewards, version=version)
             changed = guarded(bandit) != before
         else:
             changed = False
-    if commit.version > bandit.version + 1:
+    if version > bandit.version + 1:
         # An earlier commit never reached memory (its request was cancelled while it committed): serve the
         # model as stored, which has it and this one.
         logger.warning("experiment %r: served version %d, committed %d; reloading it from the store",
-                       experiment.name, bandit.version, commit.version)
+                       experiment.name, bandit.version, version)
         experiment.adopt(store.load_experiment(experiment.name))
     if changed:
         on_guardrail(experiment)

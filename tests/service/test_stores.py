@@ -52,6 +52,7 @@ def make_store(kind: str, tmp_path, prefix: str | None = None):
         return MemoryStore()
     if kind == "sqlite":
         return SQLiteStore(tmp_path / "store.db")
+    assert prefix is not None, "a Redis store needs a key prefix of its own"
     return open_redis(prefix, tmp_path)
 
 

@@ -159,7 +159,7 @@ class MemoryStore(Store):
 
     def unrewarded(self, name: str, since: float, before: float, limit: int) -> list[DecisionRecord]:
         with self._lock:
-            log, rows = self._log[name], []
+            log, rows = self._log[name], list[tuple]()
             for index in range(bisect.bisect_left(log, (since,)), len(log)):
                 t, decision_id = log[index]
                 if t >= before or len(rows) == limit:

@@ -30,6 +30,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
+from typing import TextIO
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, WatchError
@@ -89,7 +90,7 @@ class RedisStore(Store):
         self._available = True
         owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._spool_path = self.spool_dir / f"{owner}{_SPOOL_SUFFIX}"
-        self._spool = None                     # the open spool file, written by the writer thread only
+        self._spool: TextIO | None = None      # the open spool file, written by the writer thread only
         self._spooled = 0                      # decisions in it not shipped yet
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._closed = False
@@ -458,14 +459,15 @@ class RedisStore(Store):
     def _spool_rows(self, jobs: list) -> None:
         """Append fallback decisions to the spool file, fsync once, then complete their futures."""
         try:
-            if self._spool is None:
+            spool = self._spool
+            if spool is None:
                 self.spool_dir.mkdir(parents=True, exist_ok=True)
-                self._spool = open(self._spool_path, "a", encoding="utf-8")  # noqa: SIM115 - kept while serving
-                fcntl.flock(self._spool, fcntl.LOCK_EX | fcntl.LOCK_NB)   # ours while this process lives
+                spool = self._spool = open(self._spool_path, "a", encoding="utf-8")  # noqa: SIM115 - kept open
+                fcntl.flock(spool, fcntl.LOCK_EX | fcntl.LOCK_NB)   # ours while this process lives
             rows = [row for (_, records), _ in jobs for row in records]
-            self._spool.write("".join(json.dumps(decision_row(row)) + "\n" for row in rows))
-            self._spool.flush()
-            os.fsync(self._spool.fileno())
+            spool.write("".join(json.dumps(decision_row(row)) + "\n" for row in rows))
+            spool.flush()
+            os.fsync(spool.fileno())
         except OSError as error:
             for _, future in jobs:
                 future.set_exception(error)

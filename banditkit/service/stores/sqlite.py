@@ -177,8 +177,10 @@ class SQLiteStore(Store):
             cursor = db.execute("INSERT INTO snapshots (experiment, policy_version, created_at, model, state) "
                                 "VALUES (?, ?, ?, ?, ?)",
                                 (name, version, time.time(), json.dumps(model), encode_state(state)))
-            _insert_event(db, name, version, {"kind": "snapshot", "snapshot_id": cursor.lastrowid})
-            return cursor.lastrowid
+            snapshot_id = cursor.lastrowid
+            assert snapshot_id is not None                 # an INSERT into a rowid table
+            _insert_event(db, name, version, {"kind": "snapshot", "snapshot_id": snapshot_id})
+            return snapshot_id
         return self._writer.submit(job, exclusive=True)
 
     def get_snapshot(self, name: str, snapshot_id: int) -> SnapshotRecord | None:

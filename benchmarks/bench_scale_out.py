@@ -3,8 +3,8 @@
 One table per part, on this machine (2 cores shared by the server, Redis and the load generator):
 
 1. POST decisions, wrk with 32 connections, Thompson sampling K=10, for SQLite with one worker and
-   Redis with one and two workers: decisions/s, p50/p99, and CPU per decision of the serving workers
-   and of Redis (from /proc; the workers' and Redis' CPU are summed for "total").
+   Redis with one and two workers, after 2 s of the same load unmeasured (warm-up): decisions/s,
+   p50/p99, and CPU per decision of the serving workers and of Redis (from /proc; summed for "total").
 2. The learner alone: rewards applied per second from a pre-filled reward stream, and reward-to-model
    latency (p50/p99) while rewards arrive at a steady rate.
 3. Redis memory per pending decision: ``INFO memory`` before and after N pending decisions.
@@ -111,24 +111,28 @@ def serving_rows(args, redis_url: str, client: redis.Redis, folder: Path) -> lis
     script = folder / "bench.lua"
     script.write_text(WRK_SCRIPT)
     use_wrk = shutil.which("wrk") is not None
-    configurations = [("SQLite, 1 worker", f"sqlite:///{folder}/bench.db", 1)]
+    configurations = [("SQLite, 1 worker", "sqlite", 1)]
     for workers in (1, 2):
         configurations.append((f"Redis, {workers} worker{'s' * (workers > 1)}", None, workers))
     rows = []
     for _ in range(args.repeats):
         for label, store, workers in configurations:
             prefix = f"bench-{uuid.uuid4().hex[:8]}"
-            url = store or f"{redis_url}?prefix={prefix}"
+            url = f"sqlite:///{folder}/{prefix}.db" if store == "sqlite" else f"{redis_url}?prefix={prefix}"
             server = Server(url, workers)
             try:
                 httpx.post(f"{server.base_url}/v1/experiments", json=EXPERIMENT, timeout=30).raise_for_status()
                 time.sleep(1.5)  # the other workers pick the new experiment up
                 path = "/v1/experiments/bench/decisions"
+                env = {"BENCH_METHOD": "POST", "BENCH_PATH": path, "BENCH_BODY": "{}"}
+                if use_wrk:   # every worker past its first requests (compiled kernels loaded, caches warm)
+                    run_wrk(server.base_url + path, 2, args.connections, env, script)
+                else:
+                    run_asyncio(server.base_url, "POST", path, ["{}"], 2, args.connections)
                 cpu_before = tree_cpu_seconds(server.pids)
                 redis_before = process_cpu_seconds(redis_pid(client))
                 if use_wrk:
-                    result = run_wrk(server.base_url + path, args.seconds, args.connections,
-                                     {"BENCH_METHOD": "POST", "BENCH_PATH": path, "BENCH_BODY": "{}"}, script)
+                    result = run_wrk(server.base_url + path, args.seconds, args.connections, env, script)
                 else:
                     result = run_asyncio(server.base_url, "POST", path, ["{}"], args.seconds, args.connections)
                 workers_cpu = tree_cpu_seconds(server.pids) - cpu_before

@@ -4,7 +4,8 @@ One table per part, on this machine (2 cores shared by the server, Redis and the
 
 1. POST decisions, wrk with 32 connections, Thompson sampling K=10, for SQLite with one worker and
    Redis with one and two workers, after 2 s of the same load unmeasured (warm-up): decisions/s,
-   p50/p99, and CPU per decision of the serving workers and of Redis (from /proc; summed for "total").
+   p50/p99, and CPU per decision of the serving workers and of Redis (from /proc; summed for "total"),
+   and the same server's CPU per no-op request (GET /v1/health) under the same load.
 2. The learner alone: rewards applied per second from a pre-filled reward stream, and reward-to-model
    latency (p50/p99) while rewards arrive at a steady rate.
 3. Redis memory per pending decision: ``INFO memory`` before and after N pending decisions.
@@ -137,18 +138,27 @@ def serving_rows(args, redis_url: str, client: redis.Redis, folder: Path) -> lis
                     result = run_asyncio(server.base_url, "POST", path, ["{}"], args.seconds, args.connections)
                 workers_cpu = tree_cpu_seconds(server.pids) - cpu_before
                 redis_cpu = process_cpu_seconds(redis_pid(client)) - redis_before
+                # The same server's no-op (GET /v1/health, no store): what a request costs the HTTP stack alone
+                # with this many worker processes on this machine.
+                noop_env = {"BENCH_METHOD": "GET", "BENCH_PATH": "/v1/health", "BENCH_BODY": ""}
+                cpu_before = tree_cpu_seconds(server.pids)
+                if use_wrk:
+                    noop = run_wrk(server.base_url + "/v1/health", args.seconds, args.connections, noop_env, script)
+                else:
+                    noop = run_asyncio(server.base_url, "GET", "/v1/health", [""], args.seconds, args.connections)
+                noop_ms = 1e3 * (tree_cpu_seconds(server.pids) - cpu_before) / max(noop["requests"], 1)
             finally:
                 server.stop()
                 drop_prefix(client, prefix)
             requests = max(result["requests"], 1)
             rows.append({"label": label, **result, "workers_ms": 1e3 * workers_cpu / requests,
-                         "redis_ms": 1e3 * redis_cpu / requests if store is None else 0.0})
+                         "redis_ms": 1e3 * redis_cpu / requests if store is None else 0.0, "noop_ms": noop_ms})
     return rows
 
 
 def print_serving(rows: list[dict]) -> None:
     print(f"{'configuration':<20}{'decisions/s':>13}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
-          f"{'worker CPU ms/dec':>19}{'Redis CPU ms/dec':>18}{'total ms/dec':>14}")
+          f"{'worker CPU ms/dec':>19}{'Redis CPU ms/dec':>18}{'total ms/dec':>14}{'no-op CPU ms/req':>18}")
     for label in dict.fromkeys(row["label"] for row in rows):
         mine = [row for row in rows if row["label"] == label]
 
@@ -156,7 +166,7 @@ def print_serving(rows: list[dict]) -> None:
             return statistics.median(row[key] for row in mine)
         print(f"{label:<20}{median('rps'):>13.0f}{median('p50_ms'):>9.2f}{median('p99_ms'):>9.2f}"
               f"{sum(row['errors'] for row in mine):>8d}{median('workers_ms'):>19.3f}{median('redis_ms'):>18.3f}"
-              f"{median('workers_ms') + median('redis_ms'):>14.3f}")
+              f"{median('workers_ms') + median('redis_ms'):>14.3f}{median('noop_ms'):>18.3f}")
 
 
 def memory_per_pending(redis_url: str, client: redis.Redis, count: int) -> tuple[float, int]:

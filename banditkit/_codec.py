@@ -32,9 +32,14 @@ _KINDS = "biufc"
 def encode_arrays(arrays: Mapping[str, np.ndarray]) -> dict[str, dict[str, Any]]:
     """``{name: {"dtype", "shape", "data"}}``, JSON-ready; ``data`` is the little- or big-endian bytes that
     ``dtype`` (numpy's ``dtype.str``, byte order included) says, in C order, base64-encoded."""
-    return {name: {"dtype": array.dtype.str, "shape": list(array.shape),
-                   "data": base64.b64encode(np.ascontiguousarray(array).tobytes()).decode("ascii")}
-            for name, array in arrays.items()}
+    return {
+        name: {
+            "dtype": array.dtype.str,
+            "shape": list(array.shape),
+            "data": base64.b64encode(np.ascontiguousarray(array).tobytes()).decode("ascii"),
+        }
+        for name, array in arrays.items()
+    }
 
 
 def decode_arrays(data: Mapping[str, Any], field: str = "state") -> dict[str, np.ndarray]:
@@ -49,11 +54,15 @@ def _decode(item: Any, where: str) -> np.ndarray:
         dtype, shape, text = np.dtype(item["dtype"]), [int(n) for n in item["shape"]], item["data"]
         raw = base64.b64decode(text, validate=True)
     except (KeyError, TypeError, ValueError, binascii.Error) as error:
-        raise InvalidParameterError(f"{where} must be {{'dtype', 'shape', 'data' (base64)}}, got {item!r:.200}: "
-                                    f"{error}", field=where) from None
+        raise InvalidParameterError(
+            f"{where} must be {{'dtype', 'shape', 'data' (base64)}}, got {item!r:.200}: {error}", field=where
+        ) from None
     if dtype.kind not in _KINDS:
         raise InvalidParameterError(f"{where} must hold booleans or numbers, got dtype {dtype.str!r}", field=where)
     if len(raw) != math.prod(shape) * dtype.itemsize:
-        raise InvalidParameterError(f"{where} has {len(raw)} bytes, expected {math.prod(shape) * dtype.itemsize} "
-                                    f"for {dtype.str} of shape {shape}", field=where)
+        raise InvalidParameterError(
+            f"{where} has {len(raw)} bytes, expected {math.prod(shape) * dtype.itemsize} "
+            f"for {dtype.str} of shape {shape}",
+            field=where,
+        )
     return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()

@@ -10,8 +10,9 @@ import numpy as np
 from .errors import InvalidParameterError, InvalidTypeError
 
 
-def check_real(name: str, value, *, low: float = -math.inf, high: float = math.inf,
-               low_open: bool = False, high_open: bool = False) -> float:
+def check_real(
+    name: str, value, *, low: float = -math.inf, high: float = math.inf, low_open: bool = False, high_open: bool = False
+) -> float:
     """Return ``value`` as a finite float inside the given interval, or raise naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, Real):
         raise InvalidTypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}", field=name)
@@ -54,7 +55,8 @@ def check_rewards(name: str, rewards, bounds: tuple[float, float], rule: str = "
     if outside.any():
         row = int(np.flatnonzero(outside)[0])
         raise InvalidParameterError(
-            f"{name} must be in [{low}, {high}]{rule}, got {float(array[row])!r} at position {row}", field=name)
+            f"{name} must be in [{low}, {high}]{rule}, got {float(array[row])!r} at position {row}", field=name
+        )
     return array
 
 
@@ -68,11 +70,13 @@ def check_contexts(name: str, contexts, n_features: int) -> np.ndarray:
         array = array[None, :]
     if array.ndim != 2 or array.shape[1] != n_features:
         raise InvalidParameterError(
-            f"{name} must have {n_features} features per row, got shape {np.shape(contexts)}", field=name)
+            f"{name} must have {n_features} features per row, got shape {np.shape(contexts)}", field=name
+        )
     if not np.isfinite(array).all():
         row, column = (int(i) for i in np.argwhere(~np.isfinite(array))[0])
         raise InvalidParameterError(
-            f"{name} must be finite, got {float(array[row, column])!r} at row {row}, feature {column}", field=name)
+            f"{name} must be finite, got {float(array[row, column])!r} at row {row}, feature {column}", field=name
+        )
     return array
 
 
@@ -85,6 +89,7 @@ def check_reward(name: str, value, bounds: tuple[float, float]) -> float:
     if not math.isfinite(value):
         raise InvalidParameterError(f"{name} must be finite, got {value!r}", field=name)
     if not bounds[0] <= value <= bounds[1]:
-        raise InvalidParameterError(f"{name} must be in [{bounds[0]}, {bounds[1]}] for this policy, got {value!r}",
-                                    field=name)
+        raise InvalidParameterError(
+            f"{name} must be in [{bounds[0]}, {bounds[1]}] for this policy, got {value!r}", field=name
+        )
     return value

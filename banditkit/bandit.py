@@ -55,10 +55,16 @@ class Bandit:
     1.0
     """
 
-    def __init__(self, arms: Sequence[str], policy: Policy | str | dict[str, Any] = "thompson", *,
-                 seed: int | np.random.SeedSequence | np.random.Generator | None = None,
-                 name: str = "default", guardrails: Guardrails | dict[str, Any] | None = None,
-                 n_features: int | None = None) -> None:
+    def __init__(
+        self,
+        arms: Sequence[str],
+        policy: Policy | str | dict[str, Any] = "thompson",
+        *,
+        seed: int | np.random.SeedSequence | np.random.Generator | None = None,
+        name: str = "default",
+        guardrails: Guardrails | dict[str, Any] | None = None,
+        n_features: int | None = None,
+    ) -> None:
         self._arms: list[str] = _check_arm_names(arms)
         self._policy = make_policy(policy)
         if not isinstance(name, str):
@@ -174,7 +180,8 @@ class Bandit:
             self._state = self._policy.add_arms(self._state, 1, self._n_features)
         self._arms = [*self._arms, arm]
         self._pulls, self._reward_sums, self._reward_sq_sums = (
-            [*ledger, 0.0] for ledger in (self._pulls, self._reward_sums, self._reward_sq_sums))
+            [*ledger, 0.0] for ledger in (self._pulls, self._reward_sums, self._reward_sq_sums)
+        )
         self._active = np.append(self._active, True)
         self._changed()
 
@@ -199,9 +206,10 @@ class Bandit:
             raise InvalidParameterError(f"arm {arm!r} is the only arm and cannot be removed")
         if self._state is not None:
             self._state = self._policy.remove_arm(self._state, index)
-        self._arms = self._arms[:index] + self._arms[index + 1:]
+        self._arms = self._arms[:index] + self._arms[index + 1 :]
         self._pulls, self._reward_sums, self._reward_sq_sums = (
-            ledger[:index] + ledger[index + 1:] for ledger in (self._pulls, self._reward_sums, self._reward_sq_sums))
+            ledger[:index] + ledger[index + 1 :] for ledger in (self._pulls, self._reward_sums, self._reward_sq_sums)
+        )
         self._active = np.delete(self._active, index)
         self._disabled_reasons = {key: value for key, value in self._disabled_reasons.items() if key != arm}
         self._changed()
@@ -221,8 +229,9 @@ class Bandit:
         self._changed()
 
     # ---- decisions ----------------------------------------------------------
-    def select(self, context: ArrayLike | None = None, unit: str | None = None,
-               allowed: Sequence[str] | None = None) -> Decision:
+    def select(
+        self, context: ArrayLike | None = None, unit: str | None = None, allowed: Sequence[str] | None = None
+    ) -> Decision:
         """Choose an arm; deterministic per ``unit`` if given, restricted to ``allowed`` if given."""
         if self._plain and context is None and unit is None and allowed is None:
             # The common case, kept short: a draw from the policy over the active arms.
@@ -234,8 +243,16 @@ class Bandit:
                 if self._guardrails.default_arm is None:
                     raise
                 return self._fallback_decision(None, None)
-            return Decision(self._arm_tuple[index], index, self._arm_tuple, None, None, False, self._version,
-                            compute=lambda: self._distribution_at(current, active, None)[0])
+            return Decision(
+                self._arm_tuple[index],
+                index,
+                self._arm_tuple,
+                None,
+                None,
+                False,
+                self._version,
+                compute=lambda: self._distribution_at(current, active, None)[0],
+            )
         context = self._context_rows(context, 1)
         unit = None if unit is None else _check_unit(unit)
         mask = self._mask(allowed)
@@ -258,11 +275,25 @@ class Bandit:
             if self._guardrails.default_arm is None:
                 raise
             return self._fallback_decision(context, unit)
-        return Decision(self._arm_tuple[index], index, self._arm_tuple, None if context is None else context[0],
-                        unit, False, self._version, distribution=distribution, compute=compute)
+        return Decision(
+            self._arm_tuple[index],
+            index,
+            self._arm_tuple,
+            None if context is None else context[0],
+            unit,
+            False,
+            self._version,
+            distribution=distribution,
+            compute=compute,
+        )
 
-    def select_many(self, n: int | None = None, contexts: ArrayLike | None = None, allowed: Sequence[str] | None = None,
-                    units: Sequence[str] | None = None) -> DecisionBatch:
+    def select_many(
+        self,
+        n: int | None = None,
+        contexts: ArrayLike | None = None,
+        allowed: Sequence[str] | None = None,
+        units: Sequence[str] | None = None,
+    ) -> DecisionBatch:
         """``n`` independent decisions from the current state, vectorized (contexts (n, d) for contextual policies)."""
         n = self._batch_size(n, contexts, units)
         contexts = self._context_rows(contexts, n)
@@ -289,8 +320,16 @@ class Bandit:
             if self._guardrails.default_arm is None:
                 raise
             return self._fallback_batch(n, contexts, units)
-        return DecisionBatch(indices, self._arm_tuple, contexts=contexts, units=units, fallback=np.zeros(n, dtype=bool),
-                             version=self._version, probabilities=probabilities, compute=compute)
+        return DecisionBatch(
+            indices,
+            self._arm_tuple,
+            contexts=contexts,
+            units=units,
+            fallback=np.zeros(n, dtype=bool),
+            version=self._version,
+            probabilities=probabilities,
+            compute=compute,
+        )
 
     def probabilities(self, context: ArrayLike | None = None, allowed: Sequence[str] | None = None) -> dict[str, float]:
         """Exact probability of serving each arm now (guardrails applied), summing to 1."""
@@ -353,8 +392,13 @@ class Bandit:
         self._total_reward += reward
         self._learned()
 
-    def update_many(self, arms: ArrayLike, rewards: ArrayLike, contexts: ArrayLike | None = None,
-                    propensities: ArrayLike | None = None) -> None:
+    def update_many(
+        self,
+        arms: ArrayLike,
+        rewards: ArrayLike,
+        contexts: ArrayLike | None = None,
+        propensities: ArrayLike | None = None,
+    ) -> None:
         """Learn from many rewards at once; ``arms`` are names or indices, shape (n,)."""
         indices = self._arm_indices(arms)
         rewards = check.check_rewards("rewards", rewards, self._policy.reward_bounds)
@@ -365,15 +409,18 @@ class Bandit:
             propensities = check.check_rewards("propensities", propensities, (0.0, 1.0), rule="")
             if propensities.shape[0] != indices.shape[0]:
                 raise InvalidParameterError(
-                    f"propensities has {propensities.shape[0]} values but arms has {indices.shape[0]}")
+                    f"propensities has {propensities.shape[0]} values but arms has {indices.shape[0]}"
+                )
             if (propensities <= 0).any():
                 row = int(np.flatnonzero(propensities <= 0)[0])
                 raise InvalidParameterError(
-                    f"propensities must be in (0, 1], got {propensities[row]!r} at position {row}")
+                    f"propensities must be in (0, 1], got {propensities[row]!r} at position {row}"
+                )
         self._apply(indices, rewards, contexts, propensities)
 
-    def absorb(self, arms: ArrayLike, rewards: ArrayLike, state: Mapping[str, ArrayLike], *,
-               version: int | None = None) -> None:
+    def absorb(
+        self, arms: ArrayLike, rewards: ArrayLike, state: Mapping[str, ArrayLike], *, version: int | None = None
+    ) -> None:
         """Take ``state`` as the policy state after learning ``rewards`` for ``arms``, computed elsewhere.
 
         For a store that adds the policy's delta itself (the decision service
@@ -395,9 +442,11 @@ class Bandit:
         if current is None:
             raise InvalidParameterError(
                 f"absorb needs the policy state, and contextual policy {self._policy.name!r} has none before its "
-                f"first context: build the Bandit with n_features=")
+                f"first context: build the Bandit with n_features="
+            )
         if state.keys() != current.keys() or any(
-                not _same_shape(np.shape(state[key]), current[key].shape, grows=key in buffers) for key in current):
+            not _same_shape(np.shape(state[key]), current[key].shape, grows=key in buffers) for key in current
+        ):
             shapes = {key: value.shape for key, value in current.items()}
             grows = f" (axis 1 of {sorted(buffers)} may change length)" if buffers else ""
             raise InvalidParameterError(f"state must have the keys and shapes {shapes}{grows}")
@@ -406,24 +455,31 @@ class Bandit:
                 raise InvalidParameterError(f"state[{key!r}] holds NaN or infinite values")
         self._record(indices, rewards, {key: np.asarray(value) for key, value in state.items()}, version)
 
-    def _apply(self, indices: IntArray, rewards: FloatArray, contexts: FloatArray | None,
-               propensities: FloatArray | None) -> None:
+    def _apply(
+        self, indices: IntArray, rewards: FloatArray, contexts: FloatArray | None, propensities: FloatArray | None
+    ) -> None:
         """Learn from validated rows: the policy's batch update, then the ledger."""
         if propensities is None and self._policy.needs_propensities:
             propensities = self._current_propensities(indices, contexts)
         assert self._state is not None  # _context_rows made it for a contextual policy
-        self._record(indices, rewards,
-                     self._policy.update(self._state, indices, rewards, propensities=propensities, context=contexts))
+        self._record(
+            indices,
+            rewards,
+            self._policy.update(self._state, indices, rewards, propensities=propensities, context=contexts),
+        )
 
-    def _record(self, indices: IntArray, rewards: FloatArray, state: State,
-                version: int | None = None) -> None:
+    def _record(self, indices: IntArray, rewards: FloatArray, state: State, version: int | None = None) -> None:
         """The new policy state, then the reward ledger (replaced, not changed), the version and the guardrails."""
         self._state = state
         n_arms = len(self._pulls)
         self._pulls, self._reward_sums, self._reward_sq_sums = (
             (np.array(ledger) + np.bincount(indices, weights=weights, minlength=n_arms)).tolist()
-            for ledger, weights in ((self._pulls, None), (self._reward_sums, rewards),
-                                    (self._reward_sq_sums, rewards * rewards)))
+            for ledger, weights in (
+                (self._pulls, None),
+                (self._reward_sums, rewards),
+                (self._reward_sq_sums, rewards * rewards),
+            )
+        )
         self._total_reward += float(rewards.sum())
         self._learned(version)
 
@@ -435,8 +491,9 @@ class Bandit:
         every_arm = np.ones((1, len(self._arms)), dtype=bool)
         assert self._state is not None  # _context_rows made it for a contextual policy
         current = self._policy.probabilities(self._state, every_arm, contexts)
-        logged: FloatArray = np.broadcast_to(current, (indices.shape[0], current.shape[1]))[np.arange(indices.shape[0]),
-                                                                                         indices]
+        logged: FloatArray = np.broadcast_to(current, (indices.shape[0], current.shape[1]))[
+            np.arange(indices.shape[0]), indices
+        ]
         return logged
 
     def _learned(self, version: int | None = None) -> None:
@@ -453,25 +510,43 @@ class Bandit:
         bounded = self._policy.reward_bounds[0] >= 0.0 and self._policy.reward_bounds[1] <= 1.0
         rows = []
         for index, arm in enumerate(self._arms):
-            mean, low, high = _mean_interval(self._pulls[index], self._reward_sums[index],
-                                             self._reward_sq_sums[index], bounded)
-            rows.append(ArmStats(arm=arm, pulls=int(self._pulls[index]), mean=mean, low=low, high=high,
-                                 probability=None if probabilities is None else probabilities[arm],
-                                 active=bool(self._active[index]), disabled_reason=self._disabled_reasons.get(arm),
-                                 diagnostics={key: float(value[0, index]) for key, value in diagnostics.items()}))
+            mean, low, high = _mean_interval(
+                self._pulls[index], self._reward_sums[index], self._reward_sq_sums[index], bounded
+            )
+            rows.append(
+                ArmStats(
+                    arm=arm,
+                    pulls=int(self._pulls[index]),
+                    mean=mean,
+                    low=low,
+                    high=high,
+                    probability=None if probabilities is None else probabilities[arm],
+                    active=bool(self._active[index]),
+                    disabled_reason=self._disabled_reasons.get(arm),
+                    diagnostics={key: float(value[0, index]) for key, value in diagnostics.items()},
+                )
+            )
         return rows
 
     # ---- serialisation ------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly where this bandit is, as JSON-ready data."""
         return {
-            "format": FORMAT, "name": self._name, "arms": list(self._arms), "policy": self._policy.to_dict(),
-            "guardrails": asdict(self._guardrails), "n_features": self._n_features,
+            "format": FORMAT,
+            "name": self._name,
+            "arms": list(self._arms),
+            "policy": self._policy.to_dict(),
+            "guardrails": asdict(self._guardrails),
+            "n_features": self._n_features,
             "state": None if self._state is None else encode_arrays(self._state),
-            "pulls": list(self._pulls), "reward_sums": list(self._reward_sums),
+            "pulls": list(self._pulls),
+            "reward_sums": list(self._reward_sums),
             "reward_sq_sums": list(self._reward_sq_sums),
-            "active": self._active.tolist(), "disabled_reasons": dict(self._disabled_reasons),
-            "total_reward": self._total_reward, "aborted": self._aborted, "version": self._version,
+            "active": self._active.tolist(),
+            "disabled_reasons": dict(self._disabled_reasons),
+            "total_reward": self._total_reward,
+            "aborted": self._aborted,
+            "version": self._version,
             "rng": self._rng.bit_generator.state,
         }
 
@@ -496,16 +571,27 @@ class Bandit:
             raise InvalidParameterError("state is given twice: in data['state'] and as state")
         bit_generator = getattr(np.random, data["rng"]["bit_generator"])()
         bit_generator.state = data["rng"]
-        bandit = cls(data["arms"], data["policy"], seed=np.random.Generator(bit_generator), name=data["name"],
-                     guardrails=data["guardrails"], n_features=data["n_features"])
+        bandit = cls(
+            data["arms"],
+            data["policy"],
+            seed=np.random.Generator(bit_generator),
+            name=data["name"],
+            guardrails=data["guardrails"],
+            n_features=data["n_features"],
+        )
         if data["state"] is not None:
-            state = (decode_arrays(data["state"]) if given == FORMAT else
-                     {key: _decode_listed(value) for key, value in data["state"].items()})
+            state = (
+                decode_arrays(data["state"])
+                if given == FORMAT
+                else {key: _decode_listed(value) for key, value in data["state"].items()}
+            )
         if state is not None:
             prior = bandit._state
             if prior is None or state.keys() != prior.keys():
-                raise InvalidParameterError(f"state must have the keys {None if prior is None else sorted(prior)} "
-                                            f"of policy {bandit._policy.name!r}, got {sorted(state)}")
+                raise InvalidParameterError(
+                    f"state must have the keys {None if prior is None else sorted(prior)} "
+                    f"of policy {bandit._policy.name!r}, got {sorted(state)}"
+                )
             bandit._state = dict(state)
         bandit._pulls = [float(value) for value in data["pulls"]]
         bandit._reward_sums = [float(value) for value in data["reward_sums"]]
@@ -544,8 +630,12 @@ class Bandit:
         self._active_row = self._active[None, :].copy()
         self._any_active = bool(self._active.any())
         # select()'s short path: no context, no exploration cap, something to serve.
-        self._plain = (not self._policy.contextual and self._guardrails.max_exploration is None
-                       and not self._aborted and self._any_active)
+        self._plain = (
+            not self._policy.contextual
+            and self._guardrails.max_exploration is None
+            and not self._aborted
+            and self._any_active
+        )
 
     def _changed(self) -> None:
         self._version += 1
@@ -572,8 +662,9 @@ class Bandit:
                 raise UnknownArmError(f"arm index must be in [0, {len(self._arms) - 1}], got {values[bad][0]}")
             return values.astype(np.intp)
         names, inverse = np.unique(values, return_inverse=True)
-        return np.array([self._arm_index(str(name) if isinstance(name, np.str_) else name)
-                         for name in names], dtype=np.intp)[inverse]
+        return np.array(
+            [self._arm_index(str(name) if isinstance(name, np.str_) else name) for name in names], dtype=np.intp
+        )[inverse]
 
     def _mask(self, allowed: Sequence[str] | None) -> BoolArray | None:
         """Allowed and active arms as (1, K), or None when only the default arm can be served."""
@@ -626,13 +717,28 @@ class Bandit:
 
     def _fallback_batch(self, n: int, contexts: FloatArray | None, units: list[str] | None) -> DecisionBatch:
         distribution = self._default_distribution(n)
-        return DecisionBatch(distribution.argmax(axis=1), self._arm_tuple, contexts=contexts, units=units,
-                             fallback=np.ones(n, dtype=bool), version=self._version, probabilities=distribution)
+        return DecisionBatch(
+            distribution.argmax(axis=1),
+            self._arm_tuple,
+            contexts=contexts,
+            units=units,
+            fallback=np.ones(n, dtype=bool),
+            version=self._version,
+            probabilities=distribution,
+        )
 
     def _fallback_decision(self, context: FloatArray | None, unit: str | None) -> Decision:
         index = self._arm_index(self._guardrails.default_arm)
-        return Decision(self._arms[index], index, self._arm_tuple, None if context is None else context[0],
-                        unit, True, self._version, distribution=self._default_distribution(1)[0])
+        return Decision(
+            self._arms[index],
+            index,
+            self._arm_tuple,
+            None if context is None else context[0],
+            unit,
+            True,
+            self._version,
+            distribution=self._default_distribution(1)[0],
+        )
 
     def _context_rows(self, context: ArrayLike | None, n: int) -> FloatArray | None:
         """Validated contexts (n, d), or None for a non-contextual policy."""
@@ -674,10 +780,16 @@ class Bandit:
             breached[self._index[guardrails.default_arm]] = False  # the fallback is never disabled by its SLO
         if breached.any():
             self._active = self._active & ~breached
-            self._disabled_reasons = {**self._disabled_reasons, **{
-                self._arms[index]: (f"SLO: mean reward {reward_sums[index] / pulls[index]:.4g} below "
-                                    f"min_reward_rate {guardrails.min_reward_rate} after {int(pulls[index])} pulls")
-                for index in np.flatnonzero(breached)}}
+            self._disabled_reasons = {
+                **self._disabled_reasons,
+                **{
+                    self._arms[index]: (
+                        f"SLO: mean reward {reward_sums[index] / pulls[index]:.4g} below "
+                        f"min_reward_rate {guardrails.min_reward_rate} after {int(pulls[index])} pulls"
+                    )
+                    for index in np.flatnonzero(breached)
+                },
+            }
         if not self._aborted and guardrails.ruined(self._total_reward):
             self._aborted = True
         self._reindex()
@@ -739,8 +851,9 @@ def _make_guardrails(guardrails: Any) -> Guardrails:
     raise InvalidTypeError(f"guardrails must be a Guardrails or a dict, got {type(guardrails).__name__}")
 
 
-def _mean_interval(pulls: float, total: float, sq_total: float,
-                   bounded: bool) -> tuple[float | None, float | None, float | None]:
+def _mean_interval(
+    pulls: float, total: float, sq_total: float, bounded: bool
+) -> tuple[float | None, float | None, float | None]:
     """Mean and 95% interval: Wilson score for rewards in [0, 1], normal otherwise (None before data)."""
     if pulls == 0:
         return None, None, None

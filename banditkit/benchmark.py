@@ -96,7 +96,8 @@ def import_seconds(runs: int = 5) -> float:
     code = "import time; t = time.perf_counter(); import banditkit; print(time.perf_counter() - t)"
     return statistics.median(
         float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
-        for _ in range(runs))
+        for _ in range(runs)
+    )
 
 
 def online_measures(rounds: int, repeats: int, progress=None) -> list[Measure]:
@@ -117,12 +118,18 @@ def core_measures(repeats: int) -> list[Measure]:
     """Batch selection, exact propensities, memory and import time."""
     peak, size = peak_memory_mib()
     return [
-        Measure("select_many(1,000,000), thompson, K=10, with propensities",
-                statistics.median(select_many_rate(1_000_000) for _ in range(repeats)), "decisions/s",
-                ">= 2,000,000"),
+        Measure(
+            "select_many(1,000,000), thompson, K=10, with propensities",
+            statistics.median(select_many_rate(1_000_000) for _ in range(repeats)),
+            "decisions/s",
+            ">= 2,000,000",
+        ),
         Measure("exact propensity by integration, thompson, K=10", propensity_seconds("thompson") * 1e3, "ms/call"),
-        Measure("exact propensity by integration, gaussian_thompson, K=10",
-                propensity_seconds("gaussian_thompson") * 1e3, "ms/call"),
+        Measure(
+            "exact propensity by integration, gaussian_thompson, K=10",
+            propensity_seconds("gaussian_thompson") * 1e3,
+            "ms/call",
+        ),
         Measure("peak memory, 1,000 arms, 1,000,000 updates (update_many, 100k chunks)", peak, "MiB"),
         Measure("size of that bandit's JSON afterwards", size, "MiB"),
         Measure("import banditkit, median of 5 fresh interpreters", import_seconds(), "s", "< 0.3"),

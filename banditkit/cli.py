@@ -7,8 +7,12 @@ from typing import Any
 
 import typer
 
-app = typer.Typer(name="banditkit", help="Multi-armed bandits from the algorithm to production.",
-                  no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    name="banditkit",
+    help="Multi-armed bandits from the algorithm to production.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 
 
 @app.callback()
@@ -18,8 +22,10 @@ def main() -> None:
 
 # ---- bench ------------------------------------------------------------------------------------
 @app.command()
-def bench(rounds: int = typer.Option(50_000, help="select()+update() rounds per online measurement"),
-          repeats: int = typer.Option(3, help="runs per figure; the median is reported")):
+def bench(
+    rounds: int = typer.Option(50_000, help="select()+update() rounds per online measurement"),
+    repeats: int = typer.Option(3, help="runs per figure; the median is reported"),
+):
     """Measure the core's speed and memory on this machine and print a table."""
     from rich.console import Console
     from rich.progress import Progress
@@ -30,29 +36,37 @@ def bench(rounds: int = typer.Option(50_000, help="select()+update() rounds per 
 
     console = Console()
     with Progress(console=console, transient=True) as progress:
-        online_task = progress.add_task("online loop, every policy", total=sum(
-            not cls.contextual for cls in benchmark.REGISTRY.values()))
+        online_task = progress.add_task(
+            "online loop, every policy", total=sum(not cls.contextual for cls in benchmark.REGISTRY.values())
+        )
         online = benchmark.online_measures(rounds, repeats, lambda: progress.advance(online_task))
         progress.add_task("batch, propensities, memory, import", total=None)
         core = benchmark.core_measures(repeats)
     path = "numba kernels" if _jit.kernels() is not None else "numpy only (install banditkit[fast])"
-    for title, measures in ((f"Online select()+update(), K=10, {rounds:,} rounds, median of {repeats} "
-                             f"({path})", online), ("Batch, propensities, memory, import", core)):
+    for title, measures in (
+        (f"Online select()+update(), K=10, {rounds:,} rounds, median of {repeats} ({path})", online),
+        ("Batch, propensities, memory, import", core),
+    ):
         table = Table(title=title)
         for column in ("measure", "value", "unit", "target"):
             table.add_column(column, justify="right" if column != "measure" else "left")
         for measure in measures:
-            table.add_row(measure.name, f"{measure.value:,.3g}" if measure.value < 100 else f"{measure.value:,.0f}",
-                          measure.unit, measure.target)
+            table.add_row(
+                measure.name,
+                f"{measure.value:,.3g}" if measure.value < 100 else f"{measure.value:,.0f}",
+                measure.unit,
+                measure.target,
+            )
         console.print(table)
 
 
 # ---- simulate ---------------------------------------------------------------------------------
 @app.command()
-def simulate(config: Path = typer.Argument(..., help="Experiment config (TOML), e.g. examples/many_arms.toml."),
-             out: Path = typer.Option(Path("simulation"), "--out", help="Directory for the results and the plot."),
-             workers: int = typer.Option(None, "--workers",
-                                         help="Threads (default: all cores); results do not change.")):
+def simulate(
+    config: Path = typer.Argument(..., help="Experiment config (TOML), e.g. examples/many_arms.toml."),
+    out: Path = typer.Option(Path("simulation"), "--out", help="Directory for the results and the plot."),
+    workers: int = typer.Option(None, "--workers", help="Threads (default: all cores); results do not change."),
+):
     """Simulate the config's policies on its environment: regret table, result.json, curves.parquet, regret.png."""
     from rich.console import Console
 
@@ -93,18 +107,25 @@ def _load_target(policy: str):
 
 @app.command()
 def evaluate(
-    log: Path = typer.Argument(..., help="Decision log: CSV, Parquet, or a folder of Parquet partitions "
-                                         "(the service's export or archive)."),
-    policy: str = typer.Option(..., "--policy", "-p",
-                               help="Target: a Bandit JSON, a policy JSON {name, params}, an .npy array "
-                                    "of probabilities (n, K) or (n, K, L), or a policy name."),
-    estimators: str | None = typer.Option(None, "--estimators", "-e",
-                                             help="Comma-separated estimators (default: all that apply)."),
+    log: Path = typer.Argument(
+        ..., help="Decision log: CSV, Parquet, or a folder of Parquet partitions (the service's export or archive)."
+    ),
+    policy: str = typer.Option(
+        ...,
+        "--policy",
+        "-p",
+        help="Target: a Bandit JSON, a policy JSON {name, params}, an .npy array "
+        "of probabilities (n, K) or (n, K, L), or a policy name.",
+    ),
+    estimators: str | None = typer.Option(
+        None, "--estimators", "-e", help="Comma-separated estimators (default: all that apply)."
+    ),
     out: Path | None = typer.Option(None, "--out", "-o", help="Write the report as JSON here."),
     n_bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the intervals."),
     seed: int = typer.Option(0, "--seed", help="Seed of the folds, replay draws and bootstrap."),
-    drop_unrewarded: bool = typer.Option(False, "--drop-unrewarded",
-                                         help="Skip decisions whose reward has not arrived yet."),
+    drop_unrewarded: bool = typer.Option(
+        False, "--drop-unrewarded", help="Skip decisions whose reward has not arrived yet."
+    ),
     experiment: str | None = typer.Option(None, "--experiment", help="Experiment to keep from a shared log."),
 ) -> None:
     """Estimate a policy's value from a logged policy's decisions, with intervals and diagnostics."""
@@ -127,15 +148,19 @@ def evaluate(
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(code=2) from None
     table = Table(title=f"Offline evaluation of {Path(policy).name} on {log.name} ({data.n_rows} rows)")
-    for column in ("position", "estimator", "value", "95% bootstrap", "95% normal", "ESS", "max weight",
-                   "p < 1e-3"):
+    for column in ("position", "estimator", "value", "95% bootstrap", "95% normal", "ESS", "max weight", "p < 1e-3"):
         table.add_column(column, justify="left" if column in ("position", "estimator") else "right")
     for row in report.rows():
-        table.add_row(str(row["position"]), row["estimator"], _number(row["value"]),
-                      f"[{_number(row['low'])}, {_number(row['high'])}]",
-                      f"[{_number(row['normal_low'])}, {_number(row['normal_high'])}]",
-                      f"{row['ess']:.0f}", _number(row["max_weight"]),
-                      "-" if row["tiny_propensity_share"] is None else f"{row['tiny_propensity_share']:.2%}")
+        table.add_row(
+            str(row["position"]),
+            row["estimator"],
+            _number(row["value"]),
+            f"[{_number(row['low'])}, {_number(row['high'])}]",
+            f"[{_number(row['normal_low'])}, {_number(row['normal_high'])}]",
+            f"{row['ess']:.0f}",
+            _number(row["max_weight"]),
+            "-" if row["tiny_propensity_share"] is None else f"{row['tiny_propensity_share']:.2%}",
+        )
     console.print(table)
     for warning in report.warnings:
         console.print(f"[yellow]warning:[/yellow] {warning}")
@@ -151,8 +176,11 @@ def _number(value) -> str:
 # ---- decision service: serve, demo ------------------------------------------------------------
 @app.command()
 def serve(
-    store: str = typer.Option(None, help="sqlite:///path/to/file.db (default ./banditkit.db), memory://, "
-                                         "redis://HOST:PORT/DB?prefix=NAME or redis+cluster://HOST:PORT"),
+    store: str = typer.Option(
+        None,
+        help="sqlite:///path/to/file.db (default ./banditkit.db), memory://, "
+        "redis://HOST:PORT/DB?prefix=NAME or redis+cluster://HOST:PORT",
+    ),
     host: str = typer.Option(None, help="address to bind (127.0.0.1 unless a token is configured)"),
     port: int = typer.Option(None, help="port (default 8000)"),
     experiments: Path = typer.Option(None, exists=True, dir_okay=False, help="TOML file of experiments to create"),
@@ -177,13 +205,20 @@ def serve(
     except ValidationError as error:
         problem = error.errors()[0]
         field, message = ".".join(map(str, problem["loc"])), problem["msg"].removeprefix("Value error, ")
-        console.print(f"[red]error:[/red] {message if message.startswith(field) else f'{field}: {message}'}",
-                      highlight=False, soft_wrap=True)
+        console.print(
+            f"[red]error:[/red] {message if message.startswith(field) else f'{field}: {message}'}",
+            highlight=False,
+            soft_wrap=True,
+        )
         raise typer.Exit(code=2) from None
     shared = is_redis_url(settings.store)
     if workers > 1 and not shared:
-        console.print(f"[red]error:[/red] --workers {workers} needs a shared store (redis://HOST:PORT/DB): "
-                      f"{settings.store} belongs to one process", highlight=False, soft_wrap=True)
+        console.print(
+            f"[red]error:[/red] --workers {workers} needs a shared store (redis://HOST:PORT/DB): "
+            f"{settings.store} belongs to one process",
+            highlight=False,
+            soft_wrap=True,
+        )
         raise typer.Exit(code=2)
     if shared:
         try:  # fail here, in one line, rather than in every worker's start-up
@@ -194,18 +229,28 @@ def serve(
             raise typer.Exit(code=2) from None
     bind = settings.safe_host()
     if not settings.auth_enabled:
-        console.print("[yellow]No token configured (BANDITKIT_ADMIN_TOKEN, BANDITKIT_CLIENT_TOKENS): "
-                      f"the service is open to anyone who can reach it, so it binds {bind} only.[/]")
+        console.print(
+            "[yellow]No token configured (BANDITKIT_ADMIN_TOKEN, BANDITKIT_CLIENT_TOKENS): "
+            f"the service is open to anyone who can reach it, so it binds {bind} only.[/]"
+        )
         if settings.host != bind:
             console.print(f"[yellow]--host {settings.host} ignored: set a token to serve other machines.[/]")
-    console.print(f"banditkit decision service on http://{bind}:{settings.port} (store {settings.store}"
-                  f"{f', {workers} workers' if workers > 1 else ''}); API docs at http://{bind}:{settings.port}/docs")
+    console.print(
+        f"banditkit decision service on http://{bind}:{settings.port} (store {settings.store}"
+        f"{f', {workers} workers' if workers > 1 else ''}); API docs at http://{bind}:{settings.port}/docs"
+    )
     if workers == 1:
         uvicorn.run(create_app(settings), host=bind, port=settings.port, log_level=log_level)
         return
-    os.environ.update(settings_env(settings))   # each worker process builds its app from the environment
-    uvicorn.run("banditkit.service.app:create_app", factory=True, workers=workers, host=bind, port=settings.port,
-                log_level=log_level)
+    os.environ.update(settings_env(settings))  # each worker process builds its app from the environment
+    uvicorn.run(
+        "banditkit.service.app:create_app",
+        factory=True,
+        workers=workers,
+        host=bind,
+        port=settings.port,
+        log_level=log_level,
+    )
 
 
 @app.command()
@@ -238,21 +283,26 @@ def _learner(store: str, **options):
 
 
 def _summary(total) -> str:
-    return (f"learned {total.applied:,} rewards in {total.batches:,} model updates; claimed {total.defaulted:,} "
-            f"default rewards; acknowledged {total.acknowledged:,} already learned; skipped {total.skipped:,}; "
-            f"archived {total.archived:,} decisions")
+    return (
+        f"learned {total.applied:,} rewards in {total.batches:,} model updates; claimed {total.defaulted:,} "
+        f"default rewards; acknowledged {total.acknowledged:,} already learned; skipped {total.skipped:,}; "
+        f"archived {total.archived:,} decisions"
+    )
 
 
 @app.command()
 def learn(
     store: str = typer.Option(..., "--store", help=_REDIS_STORE),
-    every: float | None = typer.Option(None, "--every", min=0.0,
-                                          help="batch updates: one pass every SECONDS (default: streaming)"),
+    every: float | None = typer.Option(
+        None, "--every", min=0.0, help="batch updates: one pass every SECONDS (default: streaming)"
+    ),
     once: bool = typer.Option(False, "--once", help="learn everything due now (windows closed included), then exit"),
-    archive: Path | None = typer.Option(None, "--archive", file_okay=False,
-                                           help="also archive old decisions to Parquet partitions in this folder"),
-    retention: float = typer.Option(3600.0, "--retention", min=0.0,
-                                    help="seconds a decision stays in Redis after its attribution window closes"),
+    archive: Path | None = typer.Option(
+        None, "--archive", file_okay=False, help="also archive old decisions to Parquet partitions in this folder"
+    ),
+    retention: float = typer.Option(
+        3600.0, "--retention", min=0.0, help="seconds a decision stays in Redis after its attribution window closes"
+    ),
     learner_id: str | None = typer.Option(None, "--id", help="consumer and lease name (default host-pid-random)"),
 ) -> None:
     """Learn the rewards the serving workers accepted (Redis store): one atomic model update per batch,
@@ -285,8 +335,12 @@ def learn(
         if once:
             total = learner.run(once=True, stop=stop)
         else:
-            log.info("learning from %s as %s (%s)", store, learner.learner_id,
-                     "streaming" if every is None else f"a pass every {every:g} s")
+            log.info(
+                "learning from %s as %s (%s)",
+                store,
+                learner.learner_id,
+                "streaming" if every is None else f"a pass every {every:g} s",
+            )
             total = learner.run(every=every, stop=stop, on_pass=progress)
     except KeyboardInterrupt:
         return
@@ -302,8 +356,9 @@ def learn(
 def archive_command(
     store: str = typer.Option(..., "--store", help=_REDIS_STORE),
     out: Path = typer.Option(..., "--out", file_okay=False, help="folder of the Parquet partitions"),
-    retention: float = typer.Option(3600.0, "--retention", min=0.0,
-                                    help="seconds a decision stays in Redis after its attribution window closes"),
+    retention: float = typer.Option(
+        3600.0, "--retention", min=0.0, help="seconds a decision stays in Redis after its attribution window closes"
+    ),
 ) -> None:
     """Archive decisions older than their attribution window plus --retention (one pass): Parquet partitions
     OUT/experiment=E/date=YYYY-MM-DD/part-*.parquet for `banditkit evaluate OUT`, then removed from Redis."""
@@ -315,8 +370,12 @@ def archive_command(
 
     console = Console(stderr=True)
     learner = _learner(store, archive_dir=out, retention_s=retention)
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:,} decisions"),
-               TimeElapsedColumn())
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TextColumn("{task.completed:,} decisions"),
+        TimeElapsedColumn(),
+    )
     try:
         with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
             tasks: dict[str, TaskID] = {}
@@ -332,8 +391,9 @@ def archive_command(
         raise typer.Exit(code=1) from None
     finally:
         learner.close()
-    typer.echo(f"archived {total.archived:,} decisions to {out} (claimed {total.defaulted:,} default rewards)",
-               err=True)
+    typer.echo(
+        f"archived {total.archived:,} decisions to {out} (claimed {total.defaulted:,} default rewards)", err=True
+    )
 
 
 if __name__ == "__main__":

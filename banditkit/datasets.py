@@ -46,8 +46,9 @@ class OpenBanditData:
         return float(self.log.rewards.mean())
 
 
-def load_open_bandit(path, behaviour_policy: str = "random", campaign: str = "all", *,
-                     affinity: bool = False) -> OpenBanditData:
+def load_open_bandit(
+    path, behaviour_policy: str = "random", campaign: str = "all", *, affinity: bool = False
+) -> OpenBanditData:
     """Read ``path/<behaviour_policy>/<campaign>.csv`` (and ``item_context.csv``, ``bts_prior_<campaign>.json``).
 
     User features are one-hot encoded with one vocabulary shared by every behaviour policy's file of
@@ -65,20 +66,27 @@ def load_open_bandit(path, behaviour_policy: str = "random", campaign: str = "al
     context_names = tuple(f"{name}={value}" for name in _USER_FEATURES for value in vocabularies[name])
     blocks = [_one_hot(columns[name], vocabularies[name]) for name in _USER_FEATURES]
     if affinity:
-        names = sorted((c for c in columns if c.startswith("user-item_affinity_")),
-                       key=lambda c: int(c.rsplit("_", 1)[1]))
+        names = sorted(
+            (c for c in columns if c.startswith("user-item_affinity_")), key=lambda c: int(c.rsplit("_", 1)[1])
+        )
         blocks.append(np.column_stack([np.asarray(columns[c], dtype=np.float64) for c in names]))
         context_names += tuple(names)
     items = np.asarray(columns["item_id"], dtype=np.int64)
     item_features, item_names = _item_features(root / behaviour_policy / "item_context.csv")
     n_items = item_features.shape[0] if item_features is not None else int(items.max()) + 1
-    log = load_log({"arm": items, "reward": np.asarray(columns["click"], dtype=np.float64),
-                    "propensity": np.asarray(columns["propensity_score"], dtype=np.float64),
-                    "position": np.asarray(columns["position"], dtype=np.int64) - 1},
-                   arms=[str(i) for i in range(n_items)])
+    log = load_log(
+        {
+            "arm": items,
+            "reward": np.asarray(columns["click"], dtype=np.float64),
+            "propensity": np.asarray(columns["propensity_score"], dtype=np.float64),
+            "position": np.asarray(columns["position"], dtype=np.int64) - 1,
+        },
+        arms=[str(i) for i in range(n_items)],
+    )
     log = LoggedData(log.arms, log.rewards, log.propensities, log.arm_names, np.hstack(blocks), log.positions)
-    return OpenBanditData(log, item_features, context_names, item_names, _prior(root, campaign),
-                          behaviour_policy, campaign)
+    return OpenBanditData(
+        log, item_features, context_names, item_names, _prior(root, campaign), behaviour_policy, campaign
+    )
 
 
 def _shared_vocabularies(root: Path, campaign: str, columns, read: Path) -> dict[str, list[str]]:

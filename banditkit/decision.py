@@ -32,12 +32,31 @@ class Decision:
     what this decision reports.
     """
 
-    __slots__ = ("_arm", "_arm_index", "_arms", "_context", "_unit", "_fallback", "_version",
-                 "_distribution", "_compute")
+    __slots__ = (
+        "_arm",
+        "_arm_index",
+        "_arms",
+        "_context",
+        "_unit",
+        "_fallback",
+        "_version",
+        "_distribution",
+        "_compute",
+    )
 
-    def __init__(self, arm: str, arm_index: int, arms: tuple[str, ...], context: np.ndarray | None,
-                 unit: str | None, fallback: bool, version: int, *, distribution: np.ndarray | None = None,
-                 compute: Callable[[], np.ndarray] | None = None):
+    def __init__(
+        self,
+        arm: str,
+        arm_index: int,
+        arms: tuple[str, ...],
+        context: np.ndarray | None,
+        unit: str | None,
+        fallback: bool,
+        version: int,
+        *,
+        distribution: np.ndarray | None = None,
+        compute: Callable[[], np.ndarray] | None = None,
+    ):
         """Give exactly one of ``distribution`` (K,) or ``compute``, called once when it is first needed."""
         if (distribution is None) == (compute is None):
             raise InvalidParameterError("a Decision takes exactly one of distribution and compute")
@@ -68,20 +87,30 @@ class Decision:
         return dict(zip(self._arms, self.distribution().tolist(), strict=True))
 
     def __repr__(self) -> str:
-        return (f"Decision(arm={self._arm!r}, propensity={self.propensity:.6g}, "
-                f"probabilities={ {k: round(v, 6) for k, v in self.probabilities.items()} }, "
-                f"fallback={self._fallback})")
+        return (
+            f"Decision(arm={self._arm!r}, propensity={self.propensity:.6g}, "
+            f"probabilities={ {k: round(v, 6) for k, v in self.probabilities.items()} }, "
+            f"fallback={self._fallback})"
+        )
 
 
 class DecisionBatch:
     """Many decisions at once, as arrays of length n (from ``Bandit.select_many``)."""
 
-    __slots__ = ("arm_indices", "arm_names", "contexts", "units", "fallback", "version",
-                 "_probabilities", "_compute")
+    __slots__ = ("arm_indices", "arm_names", "contexts", "units", "fallback", "version", "_probabilities", "_compute")
 
-    def __init__(self, arm_indices: np.ndarray, arm_names: tuple[str, ...], *, contexts: np.ndarray | None,
-                 units: list[str] | None, fallback: np.ndarray, version: int,
-                 probabilities: np.ndarray | None = None, compute: Callable[[], np.ndarray] | None = None):
+    def __init__(
+        self,
+        arm_indices: np.ndarray,
+        arm_names: tuple[str, ...],
+        *,
+        contexts: np.ndarray | None,
+        units: list[str] | None,
+        fallback: np.ndarray,
+        version: int,
+        probabilities: np.ndarray | None = None,
+        compute: Callable[[], np.ndarray] | None = None,
+    ):
         """Give exactly one of ``probabilities`` (n, K) or ``compute``, called once when they are first needed."""
         if (probabilities is None) == (compute is None):
             raise InvalidParameterError("a DecisionBatch takes exactly one of probabilities and compute")

@@ -49,8 +49,12 @@ def problem(rounds: int, seed: int = 0):
 
 
 def new_bandit(name: str) -> bk.Bandit:
-    return bk.Bandit([f"arm{i}" for i in range(N_ARMS)], policy={"name": name, "params": POLICIES[name]},
-                     seed=0, n_features=N_FEATURES)
+    return bk.Bandit(
+        [f"arm{i}" for i in range(N_ARMS)],
+        policy={"name": name, "params": POLICIES[name]},
+        seed=0,
+        n_features=N_FEATURES,
+    )
 
 
 class Clock:
@@ -149,12 +153,20 @@ def main() -> None:
         table.add_column(column, justify="left" if column in ("policy", "workload") else "right")
     for name in POLICIES:
         wall, cpu, reward, best = median(online_bandit, args.repeats, name, args.rounds)
-        table.add_row(name, "online select+update (Bandit)", f"{wall:,.0f}/s", f"{cpu:,.0f}/s",
-                      f"{TARGETS['online (Bandit)']:,}", f"{reward:.3f} ({best:.3f})")
-        rows = [("online sample+update (policy kernels)", online_kernels, (args.rounds,), ""),
-                ("select_many, 100k contexts", select_many_rate, (100_000, False), f"{TARGETS['select_many']:,}"),
-                ("select_many + every propensity, 10k", select_many_rate, (10_000, True), ""),
-                ("update_many, 1M logged rows", update_many_rate, (1_000_000,), f"{TARGETS['update_many']:,}")]
+        table.add_row(
+            name,
+            "online select+update (Bandit)",
+            f"{wall:,.0f}/s",
+            f"{cpu:,.0f}/s",
+            f"{TARGETS['online (Bandit)']:,}",
+            f"{reward:.3f} ({best:.3f})",
+        )
+        rows = [
+            ("online sample+update (policy kernels)", online_kernels, (args.rounds,), ""),
+            ("select_many, 100k contexts", select_many_rate, (100_000, False), f"{TARGETS['select_many']:,}"),
+            ("select_many + every propensity, 10k", select_many_rate, (10_000, True), ""),
+            ("update_many, 1M logged rows", update_many_rate, (1_000_000,), f"{TARGETS['update_many']:,}"),
+        ]
         for label, function, extra, target in rows:
             wall, cpu = median(function, args.repeats, name, *extra)
             table.add_row(name, label, f"{wall:,.0f}/s", f"{cpu:,.0f}/s", target, "")

@@ -58,7 +58,7 @@ class Timed:
 
     def __init__(self, client, names: dict[str, str]) -> None:
         self._client = client
-        self._names = names            # script sha -> label
+        self._names = names  # script sha -> label
         self.seconds: dict[str, float] = defaultdict(float)
 
     def __getattr__(self, name):
@@ -73,20 +73,32 @@ class Timed:
             finally:
                 label = self._names.get(args[0], "other") if name == "evalsha" and args else name
                 self.seconds[label] += time.perf_counter() - started
+
         return call
 
 
 def fill(client, prefix: str, rewards: int) -> tuple[dict, float]:
     """Create the experiment, log and reward ``rewards`` decisions; its starting meta and the seconds taken."""
     started = time.perf_counter()
-    spec = ExperimentCreate(name="bench", arms=ARMS, policy={"name": "thompson", "params": {}},
-                            attribution_window_s=3600.0)
+    spec = ExperimentCreate(
+        name="bench", arms=ARMS, policy={"name": "thompson", "params": {}}, attribution_window_s=3600.0
+    )
     model, arrays = split(build_bandit(spec))
     keys = Keys.of(prefix, "bench")
     client.sadd(experiments_key(prefix), "bench")
-    client.eval(CREATE_EXPERIMENT, 3, keys.meta, keys.events, keys.reward_stream,
-                json.dumps(spec.model_dump(mode="json")), repr(time.time()), json.dumps(model), encode_state(arrays),
-                0, json.dumps({"kind": "create"}))
+    client.eval(
+        CREATE_EXPERIMENT,
+        3,
+        keys.meta,
+        keys.events,
+        keys.reward_stream,
+        json.dumps(spec.model_dump(mode="json")),
+        repr(time.time()),
+        json.dumps(model),
+        encode_state(arrays),
+        0,
+        json.dumps({"kind": "create"}),
+    )
     log, reward = client.register_script(LOG_DECISIONS), client.register_script(CLAIM_REWARDS)
     probabilities = Probabilities({arm: 0.1 for arm in ARMS})
     rng = np.random.default_rng(0)
@@ -95,9 +107,21 @@ def fill(client, prefix: str, rewards: int) -> tuple[dict, float]:
         count = min(1000, rewards - first)
         arms = rng.integers(0, 10, count)
         values = (rng.random(count) < 0.1 + 0.05 * arms).astype(float)
-        records = [DecisionRecord(f"{int(now * 1000):012x}{(first + i) & 0xFFFFF:05x}{uuid.uuid4().int >> 68:015x}",
-                                  now, "bench", None, None, ARMS[arm], 0.1, probabilities, 0, False)
-                   for i, arm in enumerate(arms)]
+        records = [
+            DecisionRecord(
+                f"{int(now * 1000):012x}{(first + i) & 0xFFFFF:05x}{uuid.uuid4().int >> 68:015x}",
+                now,
+                "bench",
+                None,
+                None,
+                ARMS[arm],
+                0.1,
+                probabilities,
+                0,
+                False,
+            )
+            for i, arm in enumerate(arms)
+        ]
         pipe = client.pipeline(transaction=False)
         log(keys=log_keys(keys), args=log_args(records), client=pipe)
         claims = [(r.decision_id, v, "client") for r, v in zip(records, values, strict=True)]
@@ -124,8 +148,10 @@ def main() -> None:
     options = parser.parse_args()
     client, _ = connect(options.url)
     prefix = f"bench-learner-{uuid.uuid4().hex[:8]}"
-    names = {hashlib.sha1(text.encode()).hexdigest(): label
-             for text, label in ((READ_REWARDS, "read"), (APPLY_BATCH, "apply"))}
+    names = {
+        hashlib.sha1(text.encode()).hexdigest(): label
+        for text, label in ((READ_REWARDS, "read"), (APPLY_BATCH, "apply"))
+    }
     try:
         meta, fill_s = fill(client, prefix, options.rewards)
         print(f"filled {options.rewards:,} rewards (Thompson, K=10) in {fill_s:.1f} s")
@@ -144,20 +170,31 @@ def main() -> None:
                 runs.append((report.applied / seconds, seconds, timed.seconds["read"], timed.seconds["apply"], cpu))
             runs.sort()
             rate, seconds, read_s, apply_s, cpu = runs[len(runs) // 2]
-            rows.append((f"{batch:,}", f"{rate:,.0f}", f"{runs[0][0]:,.0f}-{runs[-1][0]:,.0f}", f"{seconds:.2f}",
-                         f"{read_s:.2f}", f"{apply_s:.2f}", f"{1e6 * cpu / options.rewards:.1f}"))
+            rows.append(
+                (
+                    f"{batch:,}",
+                    f"{rate:,.0f}",
+                    f"{runs[0][0]:,.0f}-{runs[-1][0]:,.0f}",
+                    f"{seconds:.2f}",
+                    f"{read_s:.2f}",
+                    f"{apply_s:.2f}",
+                    f"{1e6 * cpu / options.rewards:.1f}",
+                )
+            )
         header = ("batch", "rewards/s", "range", "total s", "in read s", "in apply s", "learner CPU us/reward")
         widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
         print(f"One learner, {options.rewards:,} rewards, median of {options.repeats} (target >= 50,000 rewards/s)")
         print(" | ".join(h.rjust(w) for h, w in zip(header, widths, strict=True)))
         for row in rows:
             print(" | ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)))
-        print("in read / in apply: wall time inside those Redis calls (server work, round trip, reply parsing); "
-              "learner CPU: this process's CPU time (decode, delta, encode, redis-py) per reward")
+        print(
+            "in read / in apply: wall time inside those Redis calls (server work, round trip, reply parsing); "
+            "learner CPU: this process's CPU time (decode, delta, encode, redis-py) per reward"
+        )
     finally:
         keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
         for first in range(0, len(keys), 500):
-            client.delete(*keys[first:first + 500])
+            client.delete(*keys[first : first + 500])
 
 
 if __name__ == "__main__":

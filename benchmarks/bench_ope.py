@@ -31,10 +31,16 @@ def synthetic_log(n_rows: int, n_arms: int = 10, n_features: int = 5, seed: int 
     target = _softmax(contexts @ reward_theta)
     arms = categorical(behaviour, rng)
     rows = np.arange(n_rows)
-    means = 1 / (1 + np.exp(1.0 - contexts[:, :1] * reward_theta[0]))     # (n, K) click probability
+    means = 1 / (1 + np.exp(1.0 - contexts[:, :1] * reward_theta[0]))  # (n, K) click probability
     rewards = (rng.random(n_rows) < means[rows, arms]).astype(np.float64)
-    return {"contexts": contexts, "arms": arms, "rewards": rewards, "propensities": behaviour[rows, arms],
-            "target": target, "true_value": float(np.einsum("nk,nk->n", target, means).mean())}
+    return {
+        "contexts": contexts,
+        "arms": arms,
+        "rewards": rewards,
+        "propensities": behaviour[rows, arms],
+        "target": target,
+        "true_value": float(np.einsum("nk,nk->n", target, means).mean()),
+    }
 
 
 def _softmax(scores: np.ndarray) -> np.ndarray:
@@ -74,6 +80,7 @@ def main() -> None:
     def doubly_robust():
         predictions = cross_fit_predictions(RidgeRewardModel(), x, a, r, t.shape[1], np.random.default_rng(0))
         return dr(r, p, t, a, predictions, n_bootstrap=0)
+
     wall, cpu, estimate = timed(doubly_robust, args.repeats)
     results.append((f"DR + 5-fold ridge, {args.rows:,} rows", wall, cpu, 10.0, estimate.value))
 
@@ -82,8 +89,10 @@ def main() -> None:
     wall, cpu, estimate = timed(lambda: snips(*small, n_bootstrap=args.resamples, rng=1), args.repeats)
     results.append((f"SNIPS + {args.resamples:,}-resample bootstrap, {m:,} rows", wall, cpu, 10.0, estimate.value))
 
-    print(f"bootstrap pass: {'numba' if _kernel() is not None else 'numpy'}; "
-          f"load average before the run {load[0]:.1f} on {os.cpu_count()} cores")
+    print(
+        f"bootstrap pass: {'numba' if _kernel() is not None else 'numpy'}; "
+        f"load average before the run {load[0]:.1f} on {os.cpu_count()} cores"
+    )
     print(f"{'workload':<52} {'wall s':>8} {'cpu s':>8} {'target':>7} {'ok':>4} {'estimate':>10}")
     for name, wall, cpu, target, value in results:
         print(f"{name:<52} {wall:8.3f} {cpu:8.3f} {target:7.1f} {'yes' if wall < target else 'NO':>4} {value:10.5f}")

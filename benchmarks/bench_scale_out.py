@@ -72,10 +72,25 @@ class Server:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        self.process = subprocess.Popen([sys.executable, "-m", "banditkit.cli", "serve", "--store", store,
-                                         "--workers", str(workers), "--port", str(self.port),
-                                         "--log-level", "warning"],
-                                        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "banditkit.cli",
+                "serve",
+                "--store",
+                store,
+                "--workers",
+                str(workers),
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -104,7 +119,7 @@ def redis_pid(client: redis.Redis) -> int:
 def drop_prefix(client: redis.Redis, prefix: str) -> None:
     keys = list(client.scan_iter(match=f"{prefix}:*", count=10_000))
     for start in range(0, len(keys), 10_000):
-        client.delete(*keys[start:start + 10_000])
+        client.delete(*keys[start : start + 10_000])
 
 
 def serving_rows(args, redis_url: str, client: redis.Redis, folder: Path) -> list[dict]:
@@ -126,7 +141,7 @@ def serving_rows(args, redis_url: str, client: redis.Redis, folder: Path) -> lis
                 time.sleep(1.5)  # the other workers pick the new experiment up
                 path = "/v1/experiments/bench/decisions"
                 env = {"BENCH_METHOD": "POST", "BENCH_PATH": path, "BENCH_BODY": "{}"}
-                if use_wrk:   # every worker past its first requests (compiled kernels loaded, caches warm)
+                if use_wrk:  # every worker past its first requests (compiled kernels loaded, caches warm)
                     run_wrk(server.base_url + path, 2, args.connections, env, script)
                 else:
                     run_asyncio(server.base_url, "POST", path, ["{}"], 2, args.connections)
@@ -151,22 +166,34 @@ def serving_rows(args, redis_url: str, client: redis.Redis, folder: Path) -> lis
                 server.stop()
                 drop_prefix(client, prefix)
             requests = max(result["requests"], 1)
-            rows.append({"label": label, **result, "workers_ms": 1e3 * workers_cpu / requests,
-                         "redis_ms": 1e3 * redis_cpu / requests if store is None else 0.0, "noop_ms": noop_ms})
+            rows.append(
+                {
+                    "label": label,
+                    **result,
+                    "workers_ms": 1e3 * workers_cpu / requests,
+                    "redis_ms": 1e3 * redis_cpu / requests if store is None else 0.0,
+                    "noop_ms": noop_ms,
+                }
+            )
     return rows
 
 
 def print_serving(rows: list[dict]) -> None:
-    print(f"{'configuration':<20}{'decisions/s':>13}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
-          f"{'worker CPU ms/dec':>19}{'Redis CPU ms/dec':>18}{'total ms/dec':>14}{'no-op CPU ms/req':>18}")
+    print(
+        f"{'configuration':<20}{'decisions/s':>13}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+        f"{'worker CPU ms/dec':>19}{'Redis CPU ms/dec':>18}{'total ms/dec':>14}{'no-op CPU ms/req':>18}"
+    )
     for label in dict.fromkeys(row["label"] for row in rows):
         mine = [row for row in rows if row["label"] == label]
 
         def median(key: str, mine: list[dict] = mine) -> float:
             return statistics.median(row[key] for row in mine)
-        print(f"{label:<20}{median('rps'):>13.0f}{median('p50_ms'):>9.2f}{median('p99_ms'):>9.2f}"
-              f"{sum(row['errors'] for row in mine):>8d}{median('workers_ms'):>19.3f}{median('redis_ms'):>18.3f}"
-              f"{median('workers_ms') + median('redis_ms'):>14.3f}{median('noop_ms'):>18.3f}")
+
+        print(
+            f"{label:<20}{median('rps'):>13.0f}{median('p50_ms'):>9.2f}{median('p99_ms'):>9.2f}"
+            f"{sum(row['errors'] for row in mine):>8d}{median('workers_ms'):>19.3f}{median('redis_ms'):>18.3f}"
+            f"{median('workers_ms') + median('redis_ms'):>14.3f}{median('noop_ms'):>18.3f}"
+        )
 
 
 def memory_per_pending(redis_url: str, client: redis.Redis, count: int) -> tuple[float, int]:
@@ -248,16 +275,33 @@ def reward_latency(redis_url: str, rate: int, seconds: float) -> tuple[float, fl
         fill(client, prefix, 0)
         meta_pulls = lambda: decode_state(client.hget(keys.meta, "state"))["ledger/pulls"].sum()
         from banditkit.service.stores.base import DecisionRecord, Probabilities
+
         probabilities = Probabilities({f"arm{i}": 0.1 for i in range(10)})
         now = time.time()
-        records = [DecisionRecord(f"{int(now * 1000):012x}{i:05x}{uuid.uuid4().int >> 68:015x}", now, "bench",
-                                  None, None, f"arm{i % 10}", 0.1, probabilities, 0, False) for i in range(total)]
+        records = [
+            DecisionRecord(
+                f"{int(now * 1000):012x}{i:05x}{uuid.uuid4().int >> 68:015x}",
+                now,
+                "bench",
+                None,
+                None,
+                f"arm{i % 10}",
+                0.1,
+                probabilities,
+                0,
+                False,
+            )
+            for i in range(total)
+        ]
         log = client.register_script(LOG_DECISIONS)
         for first in range(0, total, 1000):
-            log(keys=log_keys(keys), args=log_args(records[first:first + 1000]))
-        learner = subprocess.Popen([sys.executable, "-m", "banditkit.cli", "learn", "--store",
-                                    f"{redis_url}?prefix={prefix}"], env={**os.environ, "PYTHONPATH": str(ROOT)},
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            log(keys=log_keys(keys), args=log_args(records[first : first + 1000]))
+        learner = subprocess.Popen(
+            [sys.executable, "-m", "banditkit.cli", "learn", "--store", f"{redis_url}?prefix={prefix}"],
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         claim = client.register_script(CLAIM_REWARDS)
         sent: list[float] = []
         applied: list[tuple[float, float]] = []
@@ -273,17 +317,20 @@ def reward_latency(redis_url: str, rate: int, seconds: float) -> tuple[float, fl
                     pulls = decode_state(watcher.hget(keys.meta, "state"))["ledger/pulls"].sum()
                     applied.append((time.perf_counter(), pulls))
                 time.sleep(0.001)
+
         watcher = threading.Thread(target=watch)
         watcher.start()
-        time.sleep(1.0)                                  # the learner is up and holds its lease
-        per_tick = max(1, rate // 100)                   # a claim every 10 ms
+        time.sleep(1.0)  # the learner is up and holds its lease
+        per_tick = max(1, rate // 100)  # a claim every 10 ms
         started = time.perf_counter()
         for first in range(0, total, per_tick):
             tick = started + first / rate
             time.sleep(max(0.0, tick - time.perf_counter()))
-            chunk = records[first:first + per_tick]
-            claim(keys=claim_keys(keys), args=claim_args(time.time(), 3600.0, "bench",
-                                                         [(r.decision_id, 1.0, "client") for r in chunk]))
+            chunk = records[first : first + per_tick]
+            claim(
+                keys=claim_keys(keys),
+                args=claim_args(time.time(), 3600.0, "bench", [(r.decision_id, 1.0, "client") for r in chunk]),
+            )
             sent.extend([time.perf_counter()] * len(chunk))
         deadline = time.perf_counter() + 30
         while meta_pulls() < total and time.perf_counter() < deadline:
@@ -321,21 +368,29 @@ def main() -> None:
     args = parser.parse_args()
     client = redis.Redis.from_url(args.redis)
     load = os.getloadavg()
-    print(f"load average before {load[0]:.2f}; Redis {client.info('server')['redis_version']} at {args.redis}; "
-          f"{args.connections} connections, {args.seconds} s per row, {args.repeats} round(s); Thompson K=10")
+    print(
+        f"load average before {load[0]:.2f}; Redis {client.info('server')['redis_version']} at {args.redis}; "
+        f"{args.connections} connections, {args.seconds} s per row, {args.repeats} round(s); Thompson K=10"
+    )
     if not args.skip_serving:
         with tempfile.TemporaryDirectory() as folder:
             print_serving(serving_rows(args, args.redis, client, Path(folder)))
     rates = learner_throughput(args.redis, args.rewards, args.repeats_learner)
-    print(f"learner alone, {args.rewards:,} rewards pre-filled (Thompson K=10, batches of 10,000): "
-          f"{statistics.median(rates):,.0f} rewards/s (runs: {', '.join(f'{r:,.0f}' for r in rates)}; "
-          "target >= 50,000)")
+    print(
+        f"learner alone, {args.rewards:,} rewards pre-filled (Thompson K=10, batches of 10,000): "
+        f"{statistics.median(rates):,.0f} rewards/s (runs: {', '.join(f'{r:,.0f}' for r in rates)}; "
+        "target >= 50,000)"
+    )
     p50, p99, count = reward_latency(args.redis, args.rate, args.latency_seconds)
-    print(f"reward-to-model latency at {args.rate:,} rewards/s ({count:,} rewards, a streaming `banditkit learn` "
-          f"process): p50 {p50 * 1e3:.0f} ms, p99 {p99 * 1e3:.0f} ms (target p99 < 1 s)")
+    print(
+        f"reward-to-model latency at {args.rate:,} rewards/s ({count:,} rewards, a streaming `banditkit learn` "
+        f"process): p50 {p50 * 1e3:.0f} ms, p99 {p99 * 1e3:.0f} ms (target p99 < 1 s)"
+    )
     per_decision, total = memory_per_pending(args.redis, client, args.pending)
-    print(f"Redis memory per pending decision: {per_decision:.0f} bytes ({total / 2**20:.1f} MiB for "
-          f"{args.pending:,} decisions, INFO used_memory before/after)")
+    print(
+        f"Redis memory per pending decision: {per_decision:.0f} bytes ({total / 2**20:.1f} MiB for "
+        f"{args.pending:,} decisions, INFO used_memory before/after)"
+    )
     print(f"load average after {os.getloadavg()[0]:.2f}")
 
 

@@ -37,8 +37,10 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 from bench_service import WRK_SCRIPT, print_table, process_cpu_seconds, run_wrk  # noqa: E402
 
-ANSWER = b'{"decision_id":"0123456789abcdef0123456789abcdef","arm":"arm3","propensity":0.1,"policy_version":1,' \
-         b'"fallback":false}'
+ANSWER = (
+    b'{"decision_id":"0123456789abcdef0123456789abcdef","arm":"arm3","propensity":0.1,"policy_version":1,'
+    b'"fallback":false}'
+)
 
 
 def create_floor_app():
@@ -60,6 +62,7 @@ def create_floor_app():
     async def write(_key, items: list) -> list:
         def job(db, _after):
             db.execute("INSERT INTO batches VALUES (?)", (len(items),))
+
         await settled(writer.submit(job))
         return items
 
@@ -78,8 +81,13 @@ def create_floor_app():
             await asyncio.sleep(0)
         elif path == "/durable":
             await durable.submit("floor", None)
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(ANSWER))]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(ANSWER))],
+            }
+        )
         await send({"type": "http.response.body", "body": ANSWER})
 
     return app
@@ -97,11 +105,31 @@ def main() -> None:
     load = os.getloadavg()
     with tempfile.TemporaryDirectory() as folder:
         port = free_port()
-        env = {**os.environ, "FLOOR_DB": f"{folder}/floor.db", "FLOOR_SYNCHRONOUS": args.synchronous,
-               "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent), os.environ.get("PYTHONPATH", "")])}
-        server = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "bench_service_floor:create_floor_app",
-                                   "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-                                   "--no-access-log", "--lifespan", "off"], env=env)
+        env = {
+            **os.environ,
+            "FLOOR_DB": f"{folder}/floor.db",
+            "FLOOR_SYNCHRONOUS": args.synchronous,
+            "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent), os.environ.get("PYTHONPATH", "")]),
+        }
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "bench_service_floor:create_floor_app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+                "--lifespan",
+                "off",
+            ],
+            env=env,
+        )
         script = Path(folder) / "bench.lua"
         script.write_text(WRK_SCRIPT)
         base = f"http://127.0.0.1:{port}"
@@ -114,20 +142,26 @@ def main() -> None:
             rounds = []
             for _ in range(args.repeats):
                 results = {}
-                for method, path in [("GET", "/noop"), ("POST", "/noop"), ("POST", "/next-turn"),
-                                     ("POST", "/durable")]:
+                for method, path in [("GET", "/noop"), ("POST", "/noop"), ("POST", "/next-turn"), ("POST", "/durable")]:
                     before = process_cpu_seconds(server.pid)
-                    row = run_wrk(base + path, args.seconds, args.connections,
-                                  {"BENCH_METHOD": method, "BENCH_PATH": path, "BENCH_BODY": "{}"}, script)
+                    row = run_wrk(
+                        base + path,
+                        args.seconds,
+                        args.connections,
+                        {"BENCH_METHOD": method, "BENCH_PATH": path, "BENCH_BODY": "{}"},
+                        script,
+                    )
                     row["cpu_ms"] = 1e3 * (process_cpu_seconds(server.pid) - before) / max(row["requests"], 1)
                     results[f"{method} {path}"] = row
                 rounds.append(results)
         finally:
             server.terminate()
             server.wait(15)
-    print(f"load generator: wrk, 2 threads, {args.connections} connections, {args.seconds} s per row, "
-          f"{args.repeats} round(s); one uvicorn worker; no decision work; SQLite synchronous={args.synchronous}; "
-          f"load average before {load[0]:.2f}, after {os.getloadavg()[0]:.2f}")
+    print(
+        f"load generator: wrk, 2 threads, {args.connections} connections, {args.seconds} s per row, "
+        f"{args.repeats} round(s); one uvicorn worker; no decision work; SQLite synchronous={args.synchronous}; "
+        f"load average before {load[0]:.2f}, after {os.getloadavg()[0]:.2f}"
+    )
     print_table(rounds, "GET /noop")
 
 

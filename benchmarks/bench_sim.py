@@ -45,9 +45,13 @@ def measure(policy: str, arms: int, features: int | None, replications: int, hor
     started = time.perf_counter()
     result = bk.sim.run({"p": policy}, env, horizon=horizon, replications=replications, seed=0)
     seconds = time.perf_counter() - started
-    return {"decisions_per_s": horizon * replications / seconds, "seconds": seconds,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "baseline_rss_mb": baseline_mb, "regret": float(result.regret_mean[0, -1])}
+    return {
+        "decisions_per_s": horizon * replications / seconds,
+        "seconds": seconds,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "baseline_rss_mb": baseline_mb,
+        "regret": float(result.regret_mean[0, -1]),
+    }
 
 
 def main() -> None:
@@ -70,8 +74,11 @@ def main() -> None:
         if "skipped" in row:
             print(f"| {label} | {replications:,} | {horizon:,} | not measured: {row['skipped']} | | | |")
             continue
-        print(f"| {label} | {replications:,} | {horizon:,} | {row['decisions_per_s']:,.0f} | {row['seconds']:.1f} "
-              f"| {row['peak_rss_mb']:.0f} | {row['regret']:,.1f} |", flush=True)
+        print(
+            f"| {label} | {replications:,} | {horizon:,} | {row['decisions_per_s']:,.0f} | {row['seconds']:.1f} "
+            f"| {row['peak_rss_mb']:.0f} | {row['regret']:,.1f} |",
+            flush=True,
+        )
     print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 

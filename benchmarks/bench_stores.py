@@ -60,11 +60,13 @@ def fill(store, decisions: int) -> float:
     probabilities = Probabilities({f"arm{i}": 0.1 for i in range(10)})
     started = time.perf_counter()
     for begin in range(0, decisions, 1000):
-        rows = [DecisionRecord(f"{i:032x}", float(i), "bench", None, None, "arm1", 0.1, probabilities, 1, False)
-                for i in range(begin, min(begin + 1000, decisions))]
+        rows = [
+            DecisionRecord(f"{i:032x}", float(i), "bench", None, None, "arm1", 0.1, probabilities, 1, False)
+            for i in range(begin, min(begin + 1000, decisions))
+        ]
         store.append_decisions(rows).result()
         rewards = [RewardRecord(row.decision_id, "bench", "arm1", 1.0, row.time + 1) for row in rows[::3]]
-        store.commit_rewards(RewardWork("bench", rewards)).result()   # recorded, not learned
+        store.commit_rewards(RewardWork("bench", rewards)).result()  # recorded, not learned
     return time.perf_counter() - started
 
 
@@ -82,12 +84,18 @@ def main() -> None:
             filled = fill(store, args.decisions)
             decisions, rewards = store.counts("bench")
             newest = float(args.decisions)
-            rows = [("full garbage collection", best_of_three(gc.collect)),
-                    ("sweep of the newest 500 decisions",
-                     best_of_three(lambda: store.unrewarded("bench", newest - 500, newest, 2000))),
-                    ("counts", best_of_three(lambda: store.counts("bench")))]
-            rows += [("export as CSV", once(lambda: sum(1 for _ in export.csv_chunks(store, "bench")))),
-                     ("export as Parquet", once(lambda: export.parquet_bytes(store, "bench")))]
+            rows = [
+                ("full garbage collection", best_of_three(gc.collect)),
+                (
+                    "sweep of the newest 500 decisions",
+                    best_of_three(lambda: store.unrewarded("bench", newest - 500, newest, 2000)),
+                ),
+                ("counts", best_of_three(lambda: store.counts("bench"))),
+            ]
+            rows += [
+                ("export as CSV", once(lambda: sum(1 for _ in export.csv_chunks(store, "bench")))),
+                ("export as Parquet", once(lambda: export.parquet_bytes(store, "bench"))),
+            ]
         finally:
             store.close()
         if args.store == "sqlite":

@@ -20,8 +20,12 @@ import banditkit as bk
 from banditkit.sim import Adversarial
 
 HORIZON, REPLICATIONS, SEED = 10_000, 100, 5
-POLICIES = {"EXP3 (gamma 0.1)": bk.EXP3(gamma=0.1), "Thompson sampling": bk.ThompsonSampling(),
-            "UCB1": bk.UCB1(), "epsilon-greedy": bk.EpsilonGreedy()}
+POLICIES = {
+    "EXP3 (gamma 0.1)": bk.EXP3(gamma=0.1),
+    "Thompson sampling": bk.ThompsonSampling(),
+    "UCB1": bk.UCB1(),
+    "epsilon-greedy": bk.EpsilonGreedy(),
+}
 
 
 def table_against_ucb1(horizon: int) -> np.ndarray:
@@ -47,8 +51,10 @@ def main(plot_path: str | None = None) -> None:
     print("| policy | regret vs best fixed arm (95% CI) | reward per decision |")
     print("|---|---|---|")
     for row in result.summary().rows():
-        print(f"| {row['policy']} | {row['regret_mean']:,.0f} ({row['regret_low']:,.0f} to {row['regret_high']:,.0f})"
-              f" | {row['reward_mean']:.3f} |")
+        print(
+            f"| {row['policy']} | {row['regret_mean']:,.0f} ({row['regret_low']:,.0f} to {row['regret_high']:,.0f})"
+            f" | {row['reward_mean']:.3f} |"
+        )
     if plot_path:
         result.plot(plot_path, title="Oblivious adversary built against UCB1 (2 arms)", log_x=False)
 

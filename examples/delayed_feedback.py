@@ -40,8 +40,11 @@ def main(plot_path: str | None = None) -> None:
         for name in POLICIES:
             low, high = (bound[-1] for bound in result.interval(name))
             regret = result.regret_at(name, HORIZON)
-            cells += [f"{regret:,.0f} ({low:,.0f}-{high:,.0f})", f"{regret - baseline[name]:+,.0f}",
-                      f"{regret / baseline[name]:.2f}"]
+            cells += [
+                f"{regret:,.0f} ({low:,.0f}-{high:,.0f})",
+                f"{regret - baseline[name]:+,.0f}",
+                f"{regret / baseline[name]:.2f}",
+            ]
         print(f"| {label} | " + " | ".join(cells) + " |")
     if plot_path:
         plot(results, plot_path)
@@ -53,8 +56,11 @@ def plot(results, path: str) -> None:
     figure = Figure(figsize=(8, 4.5), dpi=110)
     axis = figure.subplots()
     for style, name in zip(("-", "--"), POLICIES, strict=True):
-        for colour, label in zip(("C0", "C1", "C2", "C3"), ("immediate", "fixed delay 100", "batches of 1,000",
-                                                           "fixed delay 1,000"), strict=True):
+        for colour, label in zip(
+            ("C0", "C1", "C2", "C3"),
+            ("immediate", "fixed delay 100", "batches of 1,000", "fixed delay 1,000"),
+            strict=True,
+        ):
             result = results[label]
             axis.plot(result.steps, result.regret(name), style, color=colour, label=f"{name}, {label}")
     axis.set_xlabel("decisions t")

@@ -29,15 +29,19 @@ def main() -> None:
     bts_log = load_open_bandit(obd, "bts")
     prior = random_log.prior
     target = thompson_ranking_distribution(prior["alpha"], prior["beta"], n_positions=3)
-    report = evaluate(random_log.log, target.for_rows(1), ["ips", "snips", "dm", "dr", "switch_dr", "replay"],
-                      n_bootstrap=1000, rng=0)
-    tighter = evaluate(random_log.log, target.for_rows(1), ["switch_dr"], switch_weight=10.0, n_bootstrap=1000,
-                       rng=0)["switch_dr"]
+    report = evaluate(
+        random_log.log, target.for_rows(1), ["ips", "snips", "dm", "dr", "switch_dr", "replay"], n_bootstrap=1000, rng=0
+    )
+    tighter = evaluate(random_log.log, target.for_rows(1), ["switch_dr"], switch_weight=10.0, n_bootstrap=1000, rng=0)[
+        "switch_dr"
+    ]
     truth = bts_log.on_policy_value
     clicks = int(bts_log.log.rewards.sum())
     half_width = 1.96 * math.sqrt(truth * (1 - truth) / bts_log.log.n_rows)
-    print(f"on-policy value (BTS log): {truth:.5f} from {clicks} clicks, "
-          f"95% interval [{truth - half_width:.5f}, {truth + half_width:.5f}]")
+    print(
+        f"on-policy value (BTS log): {truth:.5f} from {clicks} clicks, "
+        f"95% interval [{truth - half_width:.5f}, {truth + half_width:.5f}]"
+    )
     print(f"random log: {int(random_log.log.rewards.sum())} clicks in {random_log.log.n_rows} rows\n")
     print("| estimator | estimate | relative error | 95% bootstrap interval | 95% normal interval | ESS | max weight |")
     print("|---|---:|---:|---|---|---:|---:|")
@@ -45,13 +49,17 @@ def main() -> None:
     rows.insert(5, ("switch_dr (M = 10)", tighter))
     for name, e in rows:
         weight = "-" if e.max_weight is None else f"{e.max_weight:.1f}"
-        print(f"| {name} | {e.value:.5f} | {abs(e.value - truth) / truth:.3f} | [{e.low:.5f}, {e.high:.5f}] | "
-              f"[{e.normal_low:.5f}, {e.normal_high:.5f}] | {e.ess:.0f} | {weight} |")
+        print(
+            f"| {name} | {e.value:.5f} | {abs(e.value - truth) / truth:.3f} | [{e.low:.5f}, {e.high:.5f}] | "
+            f"[{e.normal_low:.5f}, {e.normal_high:.5f}] | {e.ess:.0f} | {weight} |"
+        )
     print("\nper position (estimate, 95% bootstrap interval; on-policy mean click of the BTS log at that slot):")
     for position, estimates in report.by_position.items():
         rows = bts_log.log.positions == position
-        cells = ", ".join(f"{name} {estimates[name].value:.5f} [{estimates[name].low:.5f}, {estimates[name].high:.5f}]"
-                          for name in ("ips", "snips", "dr"))
+        cells = ", ".join(
+            f"{name} {estimates[name].value:.5f} [{estimates[name].low:.5f}, {estimates[name].high:.5f}]"
+            for name in ("ips", "snips", "dr")
+        )
         print(f"  position {position}: {cells}; on-policy {bts_log.log.rewards[rows].mean():.5f}")
     for warning in report.warnings:
         print("warning:", warning)

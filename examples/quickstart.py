@@ -15,8 +15,9 @@ ROUNDS = 20_000
 
 
 def main() -> None:
-    bandit = bk.Bandit(list(CLICK_RATES), policy=bk.ThompsonSampling(), seed=7,
-                       guardrails=bk.Guardrails(default_arm="red"))
+    bandit = bk.Bandit(
+        list(CLICK_RATES), policy=bk.ThompsonSampling(), seed=7, guardrails=bk.Guardrails(default_arm="red")
+    )
     visitors = np.random.default_rng(2026)  # the simulated world has its own random stream
     for _ in track(range(ROUNDS), description="Serving visitors"):
         decision = bandit.select()
@@ -29,14 +30,16 @@ def main() -> None:
     for row in bandit.stats():
         interval = "-" if row.low is None else f"[{row.low:.4f}, {row.high:.4f}]"
         mean = "-" if row.mean is None else f"{row.mean:.4f}"
-        table.add_row(row.arm, f"{CLICK_RATES[row.arm]:.2f}", f"{row.pulls:,}", mean, interval,
-                      f"{row.probability:.4f}")
+        table.add_row(
+            row.arm, f"{CLICK_RATES[row.arm]:.2f}", f"{row.pulls:,}", mean, interval, f"{row.probability:.4f}"
+        )
     console = Console()
     console.print(table)
     best = max(CLICK_RATES.values())
     regret = best * ROUNDS - bandit.total_reward
-    console.print(f"Clicks: {bandit.total_reward:,.0f}; an oracle expects {best * ROUNDS:,.0f} "
-                  f"(realised regret {regret:,.0f}).")
+    console.print(
+        f"Clicks: {bandit.total_reward:,.0f}; an oracle expects {best * ROUNDS:,.0f} (realised regret {regret:,.0f})."
+    )
 
 
 if __name__ == "__main__":

@@ -42,8 +42,10 @@ def test_unit_uniform_is_the_design_formula():
     digest = hashlib.sha1(b"default:user-42").digest()
     assert unit_uniform("default", "user-42") == int.from_bytes(digest[:8], "big") / 2**64
     assert unit_uniform("default", "user-42") == pytest.approx(0.845561, abs=5e-7)
-    assert unit_uniform("exp", "ünïcode") == int.from_bytes(
-        hashlib.sha1("exp:ünïcode".encode()).digest()[:8], "big") / 2**64
+    assert (
+        unit_uniform("exp", "ünïcode")
+        == int.from_bytes(hashlib.sha1("exp:ünïcode".encode()).digest()[:8], "big") / 2**64
+    )
 
 
 @pytest.mark.parametrize("policy", ["softmax", "thompson", "exp3"])
@@ -80,13 +82,21 @@ def test_same_unit_same_arm_in_another_process(tmp_path):
     bandit = learned_bandit()
     units = [f"user-{i}" for i in range(200)]
     (tmp_path / "bandit.json").write_text(bandit.to_json())
-    script = ("import json, sys, banditkit as bk\n"
-              "bandit = bk.Bandit.from_json(open(sys.argv[1]).read())\n"
-              "units = [f'user-{i}' for i in range(200)]\n"
-              "print(json.dumps([bandit.select(unit=u).arm for u in units]))\n")
+    script = (
+        "import json, sys, banditkit as bk\n"
+        "bandit = bk.Bandit.from_json(open(sys.argv[1]).read())\n"
+        "units = [f'user-{i}' for i in range(200)]\n"
+        "print(json.dumps([bandit.select(unit=u).arm for u in units]))\n"
+    )
     environment = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONHASHSEED="12345", BANDITKIT_DISABLE_JIT="1")
-    result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "bandit.json")], env=environment,
-                            capture_output=True, text=True, check=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "bandit.json")],
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
     assert json.loads(result.stdout) == [bandit.select(unit=u).arm for u in units]
 
 
@@ -120,7 +130,7 @@ def test_a_unit_moves_only_when_the_probabilities_cross_its_point():
     before = assign(np.array([[0.4, 0.6]]), u)
     after = assign(np.array([[0.5, 0.5]]), u)
     np.testing.assert_array_equal(before, [0, 0, 1, 1, 1])
-    np.testing.assert_array_equal(after, [0, 0, 0, 1, 1])   # only u in [0.4, 0.5) moved
+    np.testing.assert_array_equal(after, [0, 0, 0, 1, 1])  # only u in [0.4, 0.5) moved
 
 
 def test_rounding_never_assigns_a_zero_probability_arm():

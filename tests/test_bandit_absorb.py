@@ -21,18 +21,22 @@ def test_absorbing_the_updated_state_is_update_many(policy):
 
 
 def test_absorb_runs_the_guardrails():
-    bandit = bk.Bandit(["a", "b"], policy="thompson", guardrails={"default_arm": "a", "min_reward_rate": 0.5,
-                                                                  "slo_window": 3})
+    bandit = bk.Bandit(
+        ["a", "b"], policy="thompson", guardrails={"default_arm": "a", "min_reward_rate": 0.5, "slo_window": 3}
+    )
     arms, rewards = np.array([1, 1, 1]), np.zeros(3)
     bandit.absorb(arms, rewards, bandit.policy.update(bandit.state, arms, rewards))
     assert bandit.active_arms == ["a"] and "SLO" in bandit.disabled_reasons["b"]
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda state: {**state, "successes": state["successes"][:, :2]}, "keys and shapes"),
-    (lambda state: {key: value for key, value in state.items() if key != "successes"}, "keys and shapes"),
-    (lambda state: {**state, "successes": np.full_like(state["successes"], np.nan)}, "NaN"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda state: {**state, "successes": state["successes"][:, :2]}, "keys and shapes"),
+        (lambda state: {key: value for key, value in state.items() if key != "successes"}, "keys and shapes"),
+        (lambda state: {**state, "successes": np.full_like(state["successes"], np.nan)}, "NaN"),
+    ],
+)
 def test_a_bad_state_is_refused_and_nothing_changes(change, message):
     bandit = bk.Bandit(["a", "b", "c"], policy="discounted_thompson", seed=1)
     before = bandit.to_dict()
@@ -69,6 +73,6 @@ def test_a_merged_row_buffer_is_absorbed_like_update_many():
     absorbing.absorb(arms, rewards, policy.merge_delta(absorbing.state, delta))
     reference.update_many(arms, rewards, contexts=contexts)
     assert absorbing.to_dict() == reference.to_dict() and absorbing.state["rewards"].shape == (1, 4)
-    wider = {**absorbing.state, "contexts": np.zeros((1, 4, 3))}     # a buffer may grow, not change width
+    wider = {**absorbing.state, "contexts": np.zeros((1, 4, 3))}  # a buffer may grow, not change width
     with pytest.raises(bk.BanditkitError, match=r"keys and shapes .* may change length"):
         absorbing.absorb([0], [1.0], wider)

@@ -58,13 +58,16 @@ def test_state_text_of_existing_stores_still_decodes():
     assert state["pulls"].tolist() == [[1.0, 2.0]] and encode_state(state) == text
 
 
-@pytest.mark.parametrize("item, message", [
-    ({"dtype": "<f8", "shape": [2], "data": "AAAAAAAA8D8="}, "has 8 bytes, expected 16"),
-    ({"dtype": "|O", "shape": [1], "data": "AAAAAAAA8D8="}, "booleans or numbers"),
-    ({"dtype": "<f8", "shape": [1], "data": "not base64!"}, "base64"),
-    ({"dtype": "<f8", "shape": [1]}, "base64"),
-    ({"dtype": "float99", "shape": [1], "data": ""}, "dtype"),
-])
+@pytest.mark.parametrize(
+    "item, message",
+    [
+        ({"dtype": "<f8", "shape": [2], "data": "AAAAAAAA8D8="}, "has 8 bytes, expected 16"),
+        ({"dtype": "|O", "shape": [1], "data": "AAAAAAAA8D8="}, "booleans or numbers"),
+        ({"dtype": "<f8", "shape": [1], "data": "not base64!"}, "base64"),
+        ({"dtype": "<f8", "shape": [1]}, "base64"),
+        ({"dtype": "float99", "shape": [1], "data": ""}, "dtype"),
+    ],
+)
 def test_a_bad_encoding_is_refused_naming_the_array(item, message):
     with pytest.raises(bk.InvalidParameterError, match=message) as caught:
         decode_arrays({"pulls": item})
@@ -83,7 +86,8 @@ def test_format_1_still_loads_and_continues_exactly(case):
         assert array.ravel().tolist() == item["data"]
     assert bandit.to_dict()["format"] == FORMAT
     assert {k: v for k, v in bandit.to_dict().items() if k not in ("format", "state")} == {
-        k: v for k, v in data.items() if k not in ("format", "state")}
+        k: v for k, v in data.items() if k not in ("format", "state")
+    }
     # Written again in the current format, it is the same bandit: the same next decisions as then.
     again = bk.Bandit.from_json(bandit.to_json())
     for restored in (bandit, again):

@@ -164,6 +164,7 @@ class BanditMachine(RuleBasedStateMachine):
             assert state["pulls"][0].tolist() == [self.pulls[arm] for arm in self.arms]
 
 
-BanditMachine.TestCase.settings = settings(max_examples=30, stateful_step_count=25, deadline=None,
-                                           suppress_health_check=[HealthCheck.too_slow])
+BanditMachine.TestCase.settings = settings(
+    max_examples=30, stateful_step_count=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 TestBanditMachine = BanditMachine.TestCase

@@ -11,10 +11,21 @@ import pytest
 import banditkit as bk
 
 READ_ONLY = {
-    "aborted": True, "active": np.array([True, False, True]), "version": 99, "state": {}, "disabled_reasons": {},
-    "total_reward": 5.0, "policy": bk.UCB1(), "guardrails": bk.Guardrails(), "name": "other",
-    "rng": np.random.default_rng(1), "n_features": 3, "arms": ["x"], "pulls": np.zeros(3),
-    "reward_sums": np.zeros(3), "active_arms": ["a"],
+    "aborted": True,
+    "active": np.array([True, False, True]),
+    "version": 99,
+    "state": {},
+    "disabled_reasons": {},
+    "total_reward": 5.0,
+    "policy": bk.UCB1(),
+    "guardrails": bk.Guardrails(),
+    "name": "other",
+    "rng": np.random.default_rng(1),
+    "n_features": 3,
+    "arms": ["x"],
+    "pulls": np.zeros(3),
+    "reward_sums": np.zeros(3),
+    "active_arms": ["a"],
 }
 
 
@@ -76,13 +87,21 @@ def test_select_and_probabilities_agree_after_abort_resume_and_disable(policy):
 
 
 def test_the_abort_rule_and_the_slo_keep_select_and_probabilities_in_step():
-    bandit = bk.Bandit(["control", "b"], policy="gaussian_thompson", seed=0,
-                       guardrails={"default_arm": "control", "ruin_threshold": -5.0})
+    bandit = bk.Bandit(
+        ["control", "b"],
+        policy="gaussian_thompson",
+        seed=0,
+        guardrails={"default_arm": "control", "ruin_threshold": -5.0},
+    )
     bandit.update_many(["b"] * 3, [-3.0, -3.0, 0.5])
     assert bandit.aborted and served(bandit) == {"control"} and reported(bandit) == {"control"}
 
-    slo = bk.Bandit(["control", "b"], policy="thompson", seed=0,
-                    guardrails={"default_arm": "control", "min_reward_rate": 0.5, "slo_window": 2})
+    slo = bk.Bandit(
+        ["control", "b"],
+        policy="thompson",
+        seed=0,
+        guardrails={"default_arm": "control", "min_reward_rate": 0.5, "slo_window": 2},
+    )
     slo.update_many(["b", "b"], [0.0, 0.0])
     assert slo.active_arms == ["control"] and served(slo) == {"control"} and reported(slo) == {"control"}
 

@@ -37,10 +37,10 @@ class BrokenPolicy(Policy):
 
 # ---- default-arm fallback ------------------------------------------------------------------------
 def test_fallback_serves_the_default_arm_when_the_policy_fails():
-    bandit = bk.Bandit(["control", "new"], policy=BrokenPolicy(), seed=0,
-                       guardrails=bk.Guardrails(default_arm="control"))
-    for call in (lambda: bandit.select(), lambda: bandit.select(unit="user-1"),
-                 lambda: bandit.select(allowed=["new"])):
+    bandit = bk.Bandit(
+        ["control", "new"], policy=BrokenPolicy(), seed=0, guardrails=bk.Guardrails(default_arm="control")
+    )
+    for call in (lambda: bandit.select(), lambda: bandit.select(unit="user-1"), lambda: bandit.select(allowed=["new"])):
         decision = call()
         assert (decision.arm, decision.fallback, decision.propensity) == ("control", True, 1.0)
         assert decision.probabilities == {"control": 1.0, "new": 0.0}
@@ -62,9 +62,11 @@ def test_without_a_default_arm_the_policy_error_propagates():
 
 
 # ---- exploration cap -----------------------------------------------------------------------------
-@pytest.mark.parametrize("policy", ["softmax", "thompson", "exp3", {"name": "epsilon_greedy",
-                                                                      "params": {"epsilon": 0.6}}],
-                         ids=["softmax", "thompson", "exp3", "epsilon_greedy"])
+@pytest.mark.parametrize(
+    "policy",
+    ["softmax", "thompson", "exp3", {"name": "epsilon_greedy", "params": {"epsilon": 0.6}}],
+    ids=["softmax", "thompson", "exp3", "epsilon_greedy"],
+)
 def test_exploration_cap(policy):
     capped = bk.Bandit(["a", "b", "c", "d"], policy=policy, seed=0, guardrails=bk.Guardrails(max_exploration=0.1))
     capped.update_many(["a", "b", "c", "d"] * 3, [0.3, 0.6, 0.5, 0.2] * 3)
@@ -77,8 +79,9 @@ def test_exploration_cap(policy):
     assert probabilities.sum() == pytest.approx(1.0, abs=1e-12) and (probabilities >= 0).all()
     others = np.delete(np.arange(4), best)
     # The mass away from the best arm shrinks in proportion: the explored arms keep their ratios.
-    np.testing.assert_allclose(probabilities[others] / probabilities[others].sum(),
-                               uncapped[others] / uncapped[others].sum(), rtol=1e-12)
+    np.testing.assert_allclose(
+        probabilities[others] / probabilities[others].sum(), uncapped[others] / uncapped[others].sum(), rtol=1e-12
+    )
     decision = capped.select()
     assert decision.propensity == pytest.approx(probabilities[decision.arm_index], abs=1e-15)
     batch = capped.select_many(20_000)
@@ -130,9 +133,9 @@ def test_the_default_arm_is_never_slo_disabled():
 def test_abort_serves_the_default_arm_until_resumed():
     guardrails = bk.Guardrails(default_arm="control", ruin_threshold=-5.0)
     bandit = bk.Bandit(["control", "risky"], policy="gaussian_thompson", seed=0, guardrails=guardrails)
-    bandit.update_many(["risky"] * 4, [-1.0, -1.5, -1.0, -1.0])   # total -4.5: above the threshold
+    bandit.update_many(["risky"] * 4, [-1.0, -1.5, -1.0, -1.0])  # total -4.5: above the threshold
     assert not bandit.select().fallback
-    bandit.update("risky", -0.75)                                 # total -5.25: ruined
+    bandit.update("risky", -0.75)  # total -5.25: ruined
     decisions = [bandit.select() for _ in range(20)] + [bandit.select(unit="u-9"), bandit.select(allowed=["risky"])]
     assert all((d.arm, d.fallback, d.propensity) == ("control", True, 1.0) for d in decisions)
     assert bandit.probabilities() == {"control": 1.0, "risky": 0.0}
@@ -141,9 +144,9 @@ def test_abort_serves_the_default_arm_until_resumed():
     bandit.resume()
     assert not any(bandit.select().fallback for _ in range(20))
     assert bandit.probabilities()["risky"] > 0
-    bandit.update("control", 0.5)    # total -4.75: back above the threshold
+    bandit.update("control", 0.5)  # total -4.75: back above the threshold
     assert not bandit.select().fallback
-    bandit.update("risky", -0.5)     # total -5.25: the rule fires again
+    bandit.update("risky", -0.5)  # total -5.25: the rule fires again
     assert bandit.select().fallback
 
 

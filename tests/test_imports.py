@@ -44,7 +44,7 @@ def imported(name: str, source: Path, known: set[str]) -> set[str]:
                 targets.update(next(([p] for p in prefixes if p in known), []))
         elif isinstance(node, ast.ImportFrom):
             if node.level:
-                base = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
                 origin = ".".join(base + ([node.module] if node.module else []))
             else:
                 origin = node.module or ""
@@ -131,17 +131,20 @@ def test_the_graph_sees_every_kind_of_import(tmp_path):
     source = ROOT / "sim" / "plotting.py"
     assert imported("banditkit.sim.plotting", source, known) == {"banditkit.sim.table"}
     sample = tmp_path / "sample.py"
-    sample.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .results import X\n"
-                      "def f():\n    from ..errors import E\n    import banditkit.sim.table\nfrom . import results\n")
+    sample.write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .results import X\n"
+        "def f():\n    from ..errors import E\n    import banditkit.sim.table\nfrom . import results\n"
+    )
     assert imported("banditkit.sim.sample", sample, known) == {
-        "banditkit.sim.results", "banditkit.errors", "banditkit.sim.table"}
+        "banditkit.sim.results",
+        "banditkit.errors",
+        "banditkit.sim.table",
+    }
 
 
 def test_import_banditkit_stays_light():
     """The core imports numpy and scipy; the service, plotting, IO and compiled extras load on first use."""
-    code = ("import sys, banditkit, banditkit.bandit; "
-            f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                            cwd=ROOT.parent)
+    code = f"import sys, banditkit, banditkit.bandit; print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT.parent)
     loaded = result.stdout.strip()
     assert loaded == "", f"import banditkit loaded {loaded}"

@@ -18,8 +18,24 @@ from .report import Estimate, Report
 from .reward_model import RidgeRewardModel, cross_fit_predictions
 
 __all__ = [
-    "evaluate", "ESTIMATORS", "model_features", "Report", "Estimate", "LoggedData", "load_log",
-    "replay", "ips", "clipped_ips", "snips", "dm", "dr", "switch_dr", "importance_weights",
-    "RidgeRewardModel", "cross_fit_predictions", "poisson_bootstrap_sums",
-    "thompson_ranking_distribution", "RankingDistribution",
+    "evaluate",
+    "ESTIMATORS",
+    "model_features",
+    "Report",
+    "Estimate",
+    "LoggedData",
+    "load_log",
+    "replay",
+    "ips",
+    "clipped_ips",
+    "snips",
+    "dm",
+    "dr",
+    "switch_dr",
+    "importance_weights",
+    "RidgeRewardModel",
+    "cross_fit_predictions",
+    "poisson_bootstrap_sums",
+    "thompson_ranking_distribution",
+    "RankingDistribution",
 ]

@@ -45,9 +45,12 @@ def weighted_sums(raw: np.ndarray, table: np.ndarray, columns: np.ndarray, out: 
         _pass(raw, table, columns, partial, cells, found)
         if found.max(initial=0) <= capacity:
             break
-        capacity = int(found.max())   # astronomically rare: redo with room for every cell
+        capacity = int(found.max())  # astronomically rare: redo with room for every cell
     out += partial
     resample = np.repeat(np.arange(n_resamples), found)
-    taken = np.concatenate([cells[r, :found[r]] for r in range(n_resamples)]) if found.sum() else \
-        np.empty((0, 2), dtype=np.int64)
+    taken = (
+        np.concatenate([cells[r, : found[r]] for r in range(n_resamples)])
+        if found.sum()
+        else np.empty((0, 2), dtype=np.int64)
+    )
     return np.column_stack([resample, taken]).astype(np.int64)

@@ -34,14 +34,15 @@ def read_columns(source: Any) -> Columns:
     if names is None:
         raise InvalidTypeError(
             "log must be a path, a DataFrame, a pyarrow Table or a mapping of column -> array, "
-            f"got {type(source).__name__}")
+            f"got {type(source).__name__}"
+        )
     return {str(name): _to_numpy(_column(source, name)) for name in names}
 
 
 def _column_names(frame: Any) -> list[str] | None:
-    if hasattr(frame, "column_names"):            # pyarrow.Table
+    if hasattr(frame, "column_names"):  # pyarrow.Table
         return list(frame.column_names)
-    if hasattr(frame, "columns") and hasattr(frame, "__getitem__"):   # pandas, polars
+    if hasattr(frame, "columns") and hasattr(frame, "__getitem__"):  # pandas, polars
         return [str(name) for name in frame.columns]
     return None
 
@@ -56,13 +57,13 @@ def _to_numpy(values: Any) -> AnyArray:
     """A column as a numpy array; list columns become object arrays of lists."""
     if isinstance(values, np.ndarray):
         return values
-    if hasattr(values, "combine_chunks"):           # pyarrow.ChunkedArray
+    if hasattr(values, "combine_chunks"):  # pyarrow.ChunkedArray
         values = values.combine_chunks()
-    if hasattr(values, "to_pylist") and hasattr(values, "type"):   # pyarrow.Array
+    if hasattr(values, "to_pylist") and hasattr(values, "type"):  # pyarrow.Array
         return _arrow_to_numpy(values)
     if hasattr(values, "to_list") and hasattr(values, "dtype") and str(values.dtype).startswith("List"):
-        return _object_array(values.to_list())      # polars list column
-    if hasattr(values, "to_numpy"):                 # pandas / polars Series
+        return _object_array(values.to_list())  # polars list column
+    if hasattr(values, "to_numpy"):  # pandas / polars Series
         array = values.to_numpy()
         if array.dtype.kind == "O" or array.dtype.kind in "UT" or str(array.dtype).startswith("str"):
             return _object_array(list(array))
@@ -113,8 +114,11 @@ def _read_parquet_folder(path: Path) -> Columns:
     rows come back in the order they were logged. Columns are read from the files, not from the folder
     names, so a file's own ``experiment`` column is kept as written.
     """
-    files = [file for file in sorted(path.rglob("*.parquet"))
-             if not any(part.startswith((".", "_")) for part in file.relative_to(path).parts)]
+    files = [
+        file
+        for file in sorted(path.rglob("*.parquet"))
+        if not any(part.startswith((".", "_")) for part in file.relative_to(path).parts)
+    ]
     if not files:
         raise InvalidParameterError(f"log folder {str(path)!r} holds no .parquet files")
     pa = _pyarrow_module("pyarrow", "read a folder of Parquet files")
@@ -149,8 +153,7 @@ def read_csv(path: Path) -> Columns:
     if not rows:
         raise InvalidParameterError(f"log file {str(path)!r} is empty")
     header, body = rows[0], rows[1:]
-    return {name: _parse_text_column([row[j] if j < len(row) else "" for row in body])
-            for j, name in enumerate(header)}
+    return {name: _parse_text_column([row[j] if j < len(row) else "" for row in body]) for j, name in enumerate(header)}
 
 
 def _parse_text_column(texts: list[str]) -> AnyArray:

@@ -69,8 +69,9 @@ def _kernel() -> Callable[[IntArray, IntArray, FloatArray, FloatArray], IntArray
     return weighted_sums
 
 
-def poisson_bootstrap_sums(columns: np.ndarray, n_resamples: int, rng: np.random.Generator,
-                           *, compiled: bool | None = None) -> np.ndarray:
+def poisson_bootstrap_sums(
+    columns: np.ndarray, n_resamples: int, rng: np.random.Generator, *, compiled: bool | None = None
+) -> np.ndarray:
     """Sums of each column under ``n_resamples`` Poisson(1) reweightings of the rows.
 
     Parameters
@@ -107,10 +108,10 @@ def poisson_bootstrap_sums(columns: np.ndarray, n_resamples: int, rng: np.random
         size = min(chunk, n_resamples - start)
         raw = rng.bit_generator.random_raw(size * words).reshape(size, words)
         if kernel is not None:
-            cells = kernel(raw, _TABLE, columns, sums[start:start + size])
+            cells = kernel(raw, _TABLE, columns, sums[start : start + size])
         else:
-            cells = _numpy_pass(raw, columns, sums[start:start + size])
-        _resolve_fallbacks(cells, columns, sums[start:start + size], rng)
+            cells = _numpy_pass(raw, columns, sums[start : start + size])
+        _resolve_fallbacks(cells, columns, sums[start : start + size], rng)
     return sums
 
 
@@ -125,8 +126,7 @@ def _numpy_pass(raw: np.ndarray, columns: np.ndarray, out: np.ndarray) -> np.nda
     return np.stack([resample, row, bits[resample, row]], axis=1)
 
 
-def _resolve_fallbacks(cells: np.ndarray, columns: np.ndarray, out: np.ndarray,
-                       rng: np.random.Generator) -> None:
+def _resolve_fallbacks(cells: np.ndarray, columns: np.ndarray, out: np.ndarray, rng: np.random.Generator) -> None:
     """Draw the exact count of each straddling cell with a uniform inside it, add its contribution."""
     if cells.shape[0] == 0:
         return

@@ -46,8 +46,10 @@ class Terms:
     def subset(self, rows: IntArray) -> Terms:
         def take(array: FloatArray | None) -> FloatArray | None:
             return None if array is None else array[rows]
-        return Terms(self.name, self.numerator[rows], take(self.denominator), take(self.weights),
-                     take(self.propensities))
+
+        return Terms(
+            self.name, self.numerator[rows], take(self.denominator), take(self.weights), take(self.propensities)
+        )
 
 
 def as_rng(rng: RngLike) -> np.random.Generator:
@@ -72,22 +74,30 @@ def logged_entries(matrix: FloatArray, arms: IntArray) -> FloatArray:
 
 
 # ---- per-row terms ----------------------------------------------------------------------------
-def replay_terms(rewards: FloatArray, arms: IntArray, propensities: FloatArray, target_probs: FloatArray,
-                 rng: np.random.Generator) -> Terms:
+def replay_terms(
+    rewards: FloatArray, arms: IntArray, propensities: FloatArray, target_probs: FloatArray, rng: np.random.Generator
+) -> Terms:
     target_arms = categorical(np.asarray(target_probs, dtype=np.float64), rng)
     accepted = (target_arms == np.asarray(arms)).astype(np.float64)
     return Terms("replay", accepted * rewards, accepted, accepted, np.asarray(propensities, dtype=np.float64))
 
 
-def ips_terms(rewards: FloatArray, propensities: FloatArray, target_probs: FloatArray, arms: IntArray | None = None,
-              *, max_weight: float = math.inf,
-              name: str = "ips") -> Terms:
+def ips_terms(
+    rewards: FloatArray,
+    propensities: FloatArray,
+    target_probs: FloatArray,
+    arms: IntArray | None = None,
+    *,
+    max_weight: float = math.inf,
+    name: str = "ips",
+) -> Terms:
     weights = np.minimum(importance_weights(propensities, target_probs, arms), max_weight)
     return Terms(name, weights * rewards, None, weights, np.asarray(propensities, dtype=np.float64))
 
 
-def snips_terms(rewards: FloatArray, propensities: FloatArray, target_probs: FloatArray,
-                arms: IntArray | None = None) -> Terms:
+def snips_terms(
+    rewards: FloatArray, propensities: FloatArray, target_probs: FloatArray, arms: IntArray | None = None
+) -> Terms:
     weights = importance_weights(propensities, target_probs, arms)
     return Terms("snips", weights * rewards, weights, weights, np.asarray(propensities, dtype=np.float64))
 
@@ -96,21 +106,30 @@ def dm_terms(target_probs: FloatArray, predicted_rewards: FloatArray) -> Terms:
     return Terms("dm", np.einsum("nk,nk->n", target_probs, predicted_rewards))
 
 
-def dr_terms(rewards: FloatArray, propensities: FloatArray, target_probs: FloatArray, arms: IntArray,
-             predicted_rewards: FloatArray, *, max_weight: float = math.inf,
-             name: str = "dr") -> Terms:
+def dr_terms(
+    rewards: FloatArray,
+    propensities: FloatArray,
+    target_probs: FloatArray,
+    arms: IntArray,
+    predicted_rewards: FloatArray,
+    *,
+    max_weight: float = math.inf,
+    name: str = "dr",
+) -> Terms:
     arms = np.asarray(arms)
     weights = importance_weights(propensities, target_probs, arms)
     logged_prediction = logged_entries(predicted_rewards, arms)
     kept = np.where(weights <= max_weight, weights, 0.0)
     direct = np.einsum("nk,nk->n", target_probs, predicted_rewards)
-    return Terms(name, direct + kept * (rewards - logged_prediction), None, kept,
-                 np.asarray(propensities, dtype=np.float64))
+    return Terms(
+        name, direct + kept * (rewards - logged_prediction), None, kept, np.asarray(propensities, dtype=np.float64)
+    )
 
 
 # ---- from terms to an estimate ----------------------------------------------------------------
-def finish(terms_list: list[Terms], rng: np.random.Generator, n_bootstrap: int = 1000,
-           confidence: float = 0.95) -> list[Estimate]:
+def finish(
+    terms_list: list[Terms], rng: np.random.Generator, n_bootstrap: int = 1000, confidence: float = 0.95
+) -> list[Estimate]:
     """Estimates of several estimators on the same rows, their intervals from one shared bootstrap."""
     sums = None
     if n_bootstrap:
@@ -120,8 +139,10 @@ def finish(terms_list: list[Terms], rng: np.random.Generator, n_bootstrap: int =
             columns[:, 2 * j] = terms.numerator
             columns[:, 2 * j + 1] = 1.0 if terms.denominator is None else terms.denominator
         sums = poisson_bootstrap_sums(columns, n_bootstrap, rng)
-    return [_estimate(terms, None if sums is None else sums[:, 2 * j:2 * j + 2], confidence)
-            for j, terms in enumerate(terms_list)]
+    return [
+        _estimate(terms, None if sums is None else sums[:, 2 * j : 2 * j + 2], confidence)
+        for j, terms in enumerate(terms_list)
+    ]
 
 
 def _estimate(terms: Terms, sums: FloatArray | None, confidence: float) -> Estimate:
@@ -137,8 +158,9 @@ def _estimate(terms: Terms, sums: FloatArray | None, confidence: float) -> Estim
     else:
         std_error = math.nan
     z = float(ndtri(0.5 + confidence / 2))
-    low, high = percentile_interval(ratio_replicates(sums, 0, 1), confidence) if sums is not None \
-        else (math.nan, math.nan)
+    low, high = (
+        percentile_interval(ratio_replicates(sums, 0, 1), confidence) if sums is not None else (math.nan, math.nan)
+    )
     weights, propensities = terms.weights, terms.propensities
     if weights is None:
         ess, max_weight = float(n_rows), None
@@ -147,8 +169,20 @@ def _estimate(terms: Terms, sums: FloatArray | None, confidence: float) -> Estim
         ess = float(weights.sum() ** 2 / square) if square > 0 else 0.0
         max_weight = float(weights.max()) if n_rows else math.nan
     tiny = None if propensities is None else float((propensities < TINY_PROPENSITY).mean())
-    return Estimate(terms.name, value, low, high, value - z * std_error, value + z * std_error, std_error,
-                    ess, max_weight, tiny, n_rows, confidence)
+    return Estimate(
+        terms.name,
+        value,
+        low,
+        high,
+        value - z * std_error,
+        value + z * std_error,
+        std_error,
+        ess,
+        max_weight,
+        tiny,
+        n_rows,
+        confidence,
+    )
 
 
 def _one(terms: Terms, rng: RngLike, n_bootstrap: int, confidence: float) -> Estimate:
@@ -158,18 +192,26 @@ def _one(terms: Terms, rng: RngLike, n_bootstrap: int, confidence: float) -> Est
 
 
 # ---- public estimators --------------------------------------------------------------------------
-def check_arrays(rewards: ArrayLike | None = None, propensities: ArrayLike | None = None,
-                 target_probs: ArrayLike | None = None, arms: ArrayLike | None = None,
-                 predicted_rewards: ArrayLike | None = None) -> dict[str, AnyArray]:
+def check_arrays(
+    rewards: ArrayLike | None = None,
+    propensities: ArrayLike | None = None,
+    target_probs: ArrayLike | None = None,
+    arms: ArrayLike | None = None,
+    predicted_rewards: ArrayLike | None = None,
+) -> dict[str, AnyArray]:
     """Validate user arrays once: finite, matching rows, propensities in (0, 1], arms within K."""
     out: dict[str, AnyArray] = {}
     n_rows = None
-    for name, value in (("rewards", rewards), ("propensities", propensities), ("target_probs", target_probs),
-                        ("predicted_rewards", predicted_rewards)):
+    for name, value in (
+        ("rewards", rewards),
+        ("propensities", propensities),
+        ("target_probs", target_probs),
+        ("predicted_rewards", predicted_rewards),
+    ):
         if value is None:
             continue
         array = np.asarray(value, dtype=np.float64)
-        if not np.isfinite(array.sum()) and not np.isfinite(array).all():   # one cheap pass when clean
+        if not np.isfinite(array.sum()) and not np.isfinite(array).all():  # one cheap pass when clean
             index = tuple(int(i) for i in np.argwhere(~np.isfinite(array))[0])
             raise InvalidParameterError(f"{name} must be finite, got {float(array[index])!r} at row {index[0]}")
         if n_rows is not None and array.shape[0] != n_rows:
@@ -185,8 +227,11 @@ def check_arrays(rewards: ArrayLike | None = None, propensities: ArrayLike | Non
     if arms is not None:
         arm_array = np.asarray(arms)
         width = out["target_probs"].shape[1] if out.get("target_probs", np.empty((0, 0))).ndim == 2 else None
-        if (arm_array.dtype.kind not in "iu" or (arm_array < 0).any()
-                or (width is not None and (arm_array >= width).any())):
+        if (
+            arm_array.dtype.kind not in "iu"
+            or (arm_array < 0).any()
+            or (width is not None and (arm_array >= width).any())
+        ):
             raise InvalidParameterError(f"arms must be integer column indices of target_probs, got {arm_array[:5]}")
         if arm_array.shape[0] != n_rows:
             raise InvalidParameterError(f"arms has {arm_array.shape[0]} rows, expected {n_rows}")
@@ -196,9 +241,16 @@ def check_arrays(rewards: ArrayLike | None = None, propensities: ArrayLike | Non
     return out
 
 
-def replay(rewards: ArrayLike, arms: ArrayLike, propensities: ArrayLike, target_probs: ArrayLike, *,
-           rng: RngLike = 0, n_bootstrap: int = 1000,
-           confidence: float = 0.95) -> Estimate:
+def replay(
+    rewards: ArrayLike,
+    arms: ArrayLike,
+    propensities: ArrayLike,
+    target_probs: ArrayLike,
+    *,
+    rng: RngLike = 0,
+    n_bootstrap: int = 1000,
+    confidence: float = 0.95,
+) -> Estimate:
     """Li et al. (2011) replay: keep the rows where the target's own draw matches the logged arm.
 
     Unbiased only for logs of a uniform-random policy; ``target_probs`` (n, K); ``rng`` draws the
@@ -210,9 +262,16 @@ def replay(rewards: ArrayLike, arms: ArrayLike, propensities: ArrayLike, target_
     return _one(terms, rng, n_bootstrap, confidence)
 
 
-def ips(rewards: ArrayLike, propensities: ArrayLike, target_probs: ArrayLike, arms: ArrayLike | None = None, *,
-        rng: RngLike = 0, n_bootstrap: int = 1000,
-        confidence: float = 0.95) -> Estimate:
+def ips(
+    rewards: ArrayLike,
+    propensities: ArrayLike,
+    target_probs: ArrayLike,
+    arms: ArrayLike | None = None,
+    *,
+    rng: RngLike = 0,
+    n_bootstrap: int = 1000,
+    confidence: float = 0.95,
+) -> Estimate:
     """Inverse propensity scoring: mean of w_i r_i. ``target_probs`` (n,) or (n, K) with ``arms`` (n,).
 
     >>> est = ips([1.0, 0.0, 1.0, 1.0], [0.5, 0.5, 0.25, 0.5], [1.0, 0.0, 0.5, 0.0])
@@ -220,50 +279,98 @@ def ips(rewards: ArrayLike, propensities: ArrayLike, target_probs: ArrayLike, ar
     (1.0, 2.0)
     """
     a = check_arrays(rewards, propensities, target_probs, arms)
-    return _one(ips_terms(a["rewards"], a["propensities"], a["target_probs"], a.get("arms")), rng, n_bootstrap,
-                confidence)
+    return _one(
+        ips_terms(a["rewards"], a["propensities"], a["target_probs"], a.get("arms")), rng, n_bootstrap, confidence
+    )
 
 
-def clipped_ips(rewards: ArrayLike, propensities: ArrayLike, target_probs: ArrayLike, arms: ArrayLike | None = None,
-                *, max_weight: float = 100.0, rng: RngLike = 0,
-                n_bootstrap: int = 1000, confidence: float = 0.95) -> Estimate:
+def clipped_ips(
+    rewards: ArrayLike,
+    propensities: ArrayLike,
+    target_probs: ArrayLike,
+    arms: ArrayLike | None = None,
+    *,
+    max_weight: float = 100.0,
+    rng: RngLike = 0,
+    n_bootstrap: int = 1000,
+    confidence: float = 0.95,
+) -> Estimate:
     """IPS with weights capped at ``max_weight``: less variance, a downward bias on capped rows."""
     a = check_arrays(rewards, propensities, target_probs, arms)
-    terms = ips_terms(a["rewards"], a["propensities"], a["target_probs"], a.get("arms"), max_weight=max_weight,
-                      name="clipped_ips")
+    terms = ips_terms(
+        a["rewards"], a["propensities"], a["target_probs"], a.get("arms"), max_weight=max_weight, name="clipped_ips"
+    )
     return _one(terms, rng, n_bootstrap, confidence)
 
 
-def snips(rewards: ArrayLike, propensities: ArrayLike, target_probs: ArrayLike, arms: ArrayLike | None = None, *,
-          rng: RngLike = 0, n_bootstrap: int = 1000,
-          confidence: float = 0.95) -> Estimate:
+def snips(
+    rewards: ArrayLike,
+    propensities: ArrayLike,
+    target_probs: ArrayLike,
+    arms: ArrayLike | None = None,
+    *,
+    rng: RngLike = 0,
+    n_bootstrap: int = 1000,
+    confidence: float = 0.95,
+) -> Estimate:
     """Self-normalised IPS: sum w_i r_i / sum w_i; invariant to rescaling all propensities."""
     a = check_arrays(rewards, propensities, target_probs, arms)
-    return _one(snips_terms(a["rewards"], a["propensities"], a["target_probs"], a.get("arms")), rng, n_bootstrap,
-                confidence)
+    return _one(
+        snips_terms(a["rewards"], a["propensities"], a["target_probs"], a.get("arms")), rng, n_bootstrap, confidence
+    )
 
 
-def dm(target_probs: ArrayLike, predicted_rewards: ArrayLike, *, rng: RngLike = 0, n_bootstrap: int = 1000,
-       confidence: float = 0.95) -> Estimate:
+def dm(
+    target_probs: ArrayLike,
+    predicted_rewards: ArrayLike,
+    *,
+    rng: RngLike = 0,
+    n_bootstrap: int = 1000,
+    confidence: float = 0.95,
+) -> Estimate:
     """Direct method: the reward model averaged over the target's distribution, both (n, K)."""
     a = check_arrays(target_probs=target_probs, predicted_rewards=predicted_rewards)
     return _one(dm_terms(a["target_probs"], a["predicted_rewards"]), rng, n_bootstrap, confidence)
 
 
-def dr(rewards: ArrayLike, propensities: ArrayLike, target_probs: ArrayLike, arms: ArrayLike,
-       predicted_rewards: ArrayLike, *, rng: RngLike = 0, n_bootstrap: int = 1000,
-       confidence: float = 0.95) -> Estimate:
+def dr(
+    rewards: ArrayLike,
+    propensities: ArrayLike,
+    target_probs: ArrayLike,
+    arms: ArrayLike,
+    predicted_rewards: ArrayLike,
+    *,
+    rng: RngLike = 0,
+    n_bootstrap: int = 1000,
+    confidence: float = 0.95,
+) -> Estimate:
     """Doubly robust: DM plus the importance-weighted residual of the logged arm."""
     a = check_arrays(rewards, propensities, target_probs, arms, predicted_rewards)
     terms = dr_terms(a["rewards"], a["propensities"], a["target_probs"], a["arms"], a["predicted_rewards"])
     return _one(terms, rng, n_bootstrap, confidence)
 
 
-def switch_dr(rewards: ArrayLike, propensities: ArrayLike, target_probs: ArrayLike, arms: ArrayLike,
-              predicted_rewards: ArrayLike, *, max_weight: float = 20.0, rng: RngLike = 0, n_bootstrap: int = 1000,
-              confidence: float = 0.95) -> Estimate:
+def switch_dr(
+    rewards: ArrayLike,
+    propensities: ArrayLike,
+    target_probs: ArrayLike,
+    arms: ArrayLike,
+    predicted_rewards: ArrayLike,
+    *,
+    max_weight: float = 20.0,
+    rng: RngLike = 0,
+    n_bootstrap: int = 1000,
+    confidence: float = 0.95,
+) -> Estimate:
     """DR on rows with weight <= ``max_weight``, the reward model alone on the others."""
     a = check_arrays(rewards, propensities, target_probs, arms, predicted_rewards)
-    terms = dr_terms(a["rewards"], a["propensities"], a["target_probs"], a["arms"], a["predicted_rewards"],
-                     max_weight=max_weight, name="switch_dr")
+    terms = dr_terms(
+        a["rewards"],
+        a["propensities"],
+        a["target_probs"],
+        a["arms"],
+        a["predicted_rewards"],
+        max_weight=max_weight,
+        name="switch_dr",
+    )
     return _one(terms, rng, n_bootstrap, confidence)

@@ -24,10 +24,21 @@ SMALL_ESS_SHARE = 0.01
 SMALL_ESS_ROWS = 100
 
 
-def evaluate(log: Any, target: Any, estimators: str | Sequence[str] | None = None, *, reward_model: Any = None,
-             predicted_rewards: ArrayLike | None = None, n_folds: int = 5, n_bootstrap: int = 1000,
-             confidence: float = 0.95, clip_weight: float = 100.0, switch_weight: float = 20.0, rng: RngLike = 0,
-             drop_unrewarded: bool = False) -> Report:
+def evaluate(
+    log: Any,
+    target: Any,
+    estimators: str | Sequence[str] | None = None,
+    *,
+    reward_model: Any = None,
+    predicted_rewards: ArrayLike | None = None,
+    n_folds: int = 5,
+    n_bootstrap: int = 1000,
+    confidence: float = 0.95,
+    clip_weight: float = 100.0,
+    switch_weight: float = 20.0,
+    rng: RngLike = 0,
+    drop_unrewarded: bool = False,
+) -> Report:
     """Estimate the value of ``target`` from ``log`` with each estimator; one row per estimator.
 
     Parameters
@@ -58,10 +69,12 @@ def evaluate(log: Any, target: Any, estimators: str | Sequence[str] | None = Non
     probabilities, arms = target_rows.probabilities, target_rows.arms
     predictions = None
     if MODEL_BASED & set(names):
-        predictions = _predictions(log, arms, probabilities.shape[1], reward_model, predicted_rewards, generator,
-                                   n_folds)
-    terms = [_terms(name, log, probabilities, arms, predictions, generator, clip_weight, switch_weight)
-             for name in names]
+        predictions = _predictions(
+            log, arms, probabilities.shape[1], reward_model, predicted_rewards, generator, n_folds
+        )
+    terms = [
+        _terms(name, log, probabilities, arms, predictions, generator, clip_weight, switch_weight) for name in names
+    ]
     estimates = _keyed(est.finish(terms, generator, n_bootstrap, confidence))
     by_position: dict[int, dict[str, Estimate]] = {}
     if log.positions is not None and log.n_positions > 1:
@@ -82,20 +95,30 @@ def _estimator_names(estimators: str | Sequence[str] | None, uniform: bool) -> l
         raise InvalidParameterError(f"estimator must be one of {list(ESTIMATORS)}, got {unknown[0]!r}")
     if "replay" in names and not uniform:
         raise InvalidParameterError(
-            "replay needs a log from a uniform-random policy (all propensities equal); use ips, snips or dr")
+            "replay needs a log from a uniform-random policy (all propensities equal); use ips, snips or dr"
+        )
     return list(dict.fromkeys(names))
 
 
-def _predictions(log: LoggedData, arms: IntArray, n_arms: int, reward_model: Any, predicted_rewards: ArrayLike | None,
-                 rng: np.random.Generator, n_folds: int) -> FloatArray:
+def _predictions(
+    log: LoggedData,
+    arms: IntArray,
+    n_arms: int,
+    reward_model: Any,
+    predicted_rewards: ArrayLike | None,
+    rng: np.random.Generator,
+    n_folds: int,
+) -> FloatArray:
     if predicted_rewards is not None:
         predictions = np.asarray(predicted_rewards, dtype=np.float64)
         if predictions.shape != (log.n_rows, n_arms) or not np.isfinite(predictions).all():
             raise InvalidParameterError(
-                f"predicted_rewards must be finite with shape {(log.n_rows, n_arms)}, got {predictions.shape}")
+                f"predicted_rewards must be finite with shape {(log.n_rows, n_arms)}, got {predictions.shape}"
+            )
         return predictions
-    return cross_fit_predictions(reward_model or RidgeRewardModel(), model_features(log), arms, log.rewards,
-                                 n_arms, rng, n_folds)
+    return cross_fit_predictions(
+        reward_model or RidgeRewardModel(), model_features(log), arms, log.rewards, n_arms, rng, n_folds
+    )
 
 
 def model_features(log: LoggedData) -> np.ndarray:
@@ -106,8 +129,16 @@ def model_features(log: LoggedData) -> np.ndarray:
     return np.hstack(parts)
 
 
-def _terms(name: str, log: LoggedData, probabilities: FloatArray, arms: IntArray, predictions: FloatArray | None,
-           rng: np.random.Generator, clip_weight: float, switch_weight: float) -> est.Terms:
+def _terms(
+    name: str,
+    log: LoggedData,
+    probabilities: FloatArray,
+    arms: IntArray,
+    predictions: FloatArray | None,
+    rng: np.random.Generator,
+    clip_weight: float,
+    switch_weight: float,
+) -> est.Terms:
     rewards, propensities = log.rewards, log.propensities
     if name == "replay":
         return est.replay_terms(rewards, arms, propensities, probabilities, rng)
@@ -132,10 +163,14 @@ def _warnings(estimates: dict[str, Estimate], n_rows: int) -> list[str]:
     threshold = max(SMALL_ESS_ROWS, SMALL_ESS_SHARE * n_rows) if n_rows >= SMALL_ESS_ROWS else n_rows / 2
     for estimate in estimates.values():
         if estimate.max_weight is not None and estimate.ess < threshold:
-            out.append(f"{estimate.estimator}: effective sample size {estimate.ess:.1f} of {n_rows} rows; "
-                       "the target rarely agrees with the logged arms, so this estimate is unreliable")
+            out.append(
+                f"{estimate.estimator}: effective sample size {estimate.ess:.1f} of {n_rows} rows; "
+                "the target rarely agrees with the logged arms, so this estimate is unreliable"
+            )
     tiny = max((e.tiny_propensity_share or 0.0 for e in estimates.values()), default=0.0)
     if tiny > 0:
-        out.append(f"{tiny:.2%} of logged propensities are below {est.TINY_PROPENSITY:g}: their weights can "
-                   "dominate IPS-type estimates")
+        out.append(
+            f"{tiny:.2%} of logged propensities are below {est.TINY_PROPENSITY:g}: their weights can "
+            "dominate IPS-type estimates"
+        )
     return out

@@ -58,8 +58,9 @@ class LoggedData:
         return 1 if self.positions is None else int(self.positions.max(initial=0)) + 1
 
 
-def load_log(source: Any, *, arms: Sequence[str] | None = None, drop_unrewarded: bool = False,
-             experiment: str | None = None) -> LoggedData:
+def load_log(
+    source: Any, *, arms: Sequence[str] | None = None, drop_unrewarded: bool = False, experiment: str | None = None
+) -> LoggedData:
     """Read and validate a decision log.
 
     Parameters
@@ -97,14 +98,18 @@ def load_log(source: Any, *, arms: Sequence[str] | None = None, drop_unrewarded:
         rewards = rewards[keep]
     if rewards.shape[0] == 0:
         raise InvalidParameterError("log has no rows to evaluate")
-    _check_finite("reward", rewards, hint="; pass drop_unrewarded=True to evaluate only rewarded decisions"
-                  if np.isnan(rewards).any() else "")
+    _check_finite(
+        "reward",
+        rewards,
+        hint="; pass drop_unrewarded=True to evaluate only rewarded decisions" if np.isnan(rewards).any() else "",
+    )
     propensities = _numbers("propensity", columns["propensity"])
     bad = ~((propensities > 0) & (propensities <= 1))
     if bad.any():
         raise InvalidParameterError(
             f"propensity must be in (0, 1] (missing, 0 or > 1 cannot be evaluated), "
-            f"got {float(propensities[bad][0])!r} {_rows(bad)}")
+            f"got {float(propensities[bad][0])!r} {_rows(bad)}"
+        )
     distributions = _json_objects(columns["probabilities"]) if "probabilities" in columns else None
     arm_indices, arm_names = _arm_indices(columns["arm"], arms, distributions)
     behaviour = None
@@ -115,9 +120,17 @@ def load_log(source: Any, *, arms: Sequence[str] | None = None, drop_unrewarded:
         if mismatch.any():
             raise InvalidParameterError(
                 f"propensity must equal probabilities[arm], got {float(propensities[mismatch][0])!r} "
-                f"vs {float(logged[mismatch][0])!r} {_rows(mismatch)}")
-    return LoggedData(arm_indices, rewards, propensities, arm_names, _contexts(columns),
-                      _positions(columns.get("position")), behaviour)
+                f"vs {float(logged[mismatch][0])!r} {_rows(mismatch)}"
+            )
+    return LoggedData(
+        arm_indices,
+        rewards,
+        propensities,
+        arm_names,
+        _contexts(columns),
+        _positions(columns.get("position")),
+        behaviour,
+    )
 
 
 def _common_length(columns: dict[str, np.ndarray]) -> int:
@@ -170,8 +183,9 @@ def _experiment_rows(values: np.ndarray, experiment: str | None) -> np.ndarray:
     return np.array([str(v) == experiment for v in values])
 
 
-def _arm_indices(values: AnyArray, arms: Sequence[str] | None,
-                 distributions: list[dict[str, Any]] | None) -> tuple[IntArray, tuple[str, ...]]:
+def _arm_indices(
+    values: AnyArray, arms: Sequence[str] | None, distributions: list[dict[str, Any]] | None
+) -> tuple[IntArray, tuple[str, ...]]:
     """Arm index per row and the arm vocabulary."""
     if values.dtype.kind in "iu" and arms is None:
         if values.min() < 0:
@@ -190,8 +204,7 @@ def _arm_indices(values: AnyArray, arms: Sequence[str] | None,
     indices = np.array([lookup.get(label, -1) for label in labels], dtype=np.intp)
     unknown = indices < 0
     if unknown.any():
-        raise InvalidParameterError(
-            f"arm {labels[unknown][0]!r} is not one of the arms {list(names)} {_rows(unknown)}")
+        raise InvalidParameterError(f"arm {labels[unknown][0]!r} is not one of the arms {list(names)} {_rows(unknown)}")
     return indices, names
 
 
@@ -209,7 +222,7 @@ def _behaviour_probabilities(rows: list[dict[str, Any]], arm_names: tuple[str, .
     """(n, K) behaviour distribution in ``arm_names`` order."""
     lookup = {name: i for i, name in enumerate(arm_names)}
     out = np.zeros((len(rows), len(arm_names)))
-    for i, row in enumerate(rows):   # boundary parsing of a JSON column; the hot path is vectorized
+    for i, row in enumerate(rows):  # boundary parsing of a JSON column; the hot path is vectorized
         for arm, p in row.items():
             if arm not in lookup:
                 raise InvalidParameterError(f"probabilities name arm {arm!r} unknown to the log at row {i}")
@@ -222,7 +235,7 @@ def _contexts(columns: dict[str, np.ndarray]) -> np.ndarray | None:
     if "context" in columns:
         values = columns["context"]
         empty = np.array([_no_context(value) for value in values], dtype=bool)
-        if empty.all():                  # a non-contextual experiment's export: null or [] everywhere
+        if empty.all():  # a non-contextual experiment's export: null or [] everywhere
             return None
         if empty.any():
             raise InvalidParameterError(f"context is missing {_rows(empty)} while other rows have one")
@@ -256,7 +269,8 @@ def _list_column(name: str, values: np.ndarray) -> np.ndarray:
     mismatch = lengths != lengths[0]
     if mismatch.any():
         raise InvalidParameterError(
-            f"{name} must have {lengths[0]} features on every row, got {lengths[mismatch][0]} {_rows(mismatch)}")
+            f"{name} must have {lengths[0]} features on every row, got {lengths[mismatch][0]} {_rows(mismatch)}"
+        )
     contexts = np.array(rows, dtype=np.float64).reshape(len(rows), int(lengths[0]))
     _check_context_finite(contexts)
     return contexts
@@ -267,7 +281,8 @@ def _check_context_finite(contexts: np.ndarray) -> None:
     if bad.any():
         raise InvalidParameterError(
             f"context must be finite, got {float(contexts[bad][0])!r} in feature {int(np.argwhere(bad)[0, 1])} "
-            f"{_rows(bad.any(axis=1))}")
+            f"{_rows(bad.any(axis=1))}"
+        )
 
 
 def _positions(values: AnyArray | None) -> IntArray | None:

@@ -26,7 +26,7 @@ from .._validation import check_int
 from ..errors import InvalidParameterError
 from ..policies._maxprob import BetaPosteriors
 
-_TAILS = np.array([1e-12, 1e-9, 1e-6, 1e-4, 1e-2, 0.1, 0.3])   # and their mirror images, and the median
+_TAILS = np.array([1e-12, 1e-9, 1e-6, 1e-4, 1e-2, 0.1, 0.3])  # and their mirror images, and the median
 _NODES, _WEIGHTS = np.polynomial.legendre.leggauss(8)
 
 
@@ -44,9 +44,15 @@ class RankingDistribution:
         return np.broadcast_to(self.probabilities, (n_rows, *self.probabilities.shape))
 
 
-def thompson_ranking_distribution(alpha: ArrayLike, beta: ArrayLike, n_positions: int, *, method: str = "exact",
-                                  rng: np.random.Generator | None = None,
-                                  n_draws: int = 100_000) -> RankingDistribution:
+def thompson_ranking_distribution(
+    alpha: ArrayLike,
+    beta: ArrayLike,
+    n_positions: int,
+    *,
+    method: str = "exact",
+    rng: np.random.Generator | None = None,
+    n_draws: int = 100_000,
+) -> RankingDistribution:
     """P(item k shown at position l) for a Thompson ranker with Beta(alpha, beta) posteriors.
 
     Parameters
@@ -87,8 +93,7 @@ def thompson_ranking_distribution(alpha: ArrayLike, beta: ArrayLike, n_positions
 def _check_parameters(alpha: ArrayLike, beta: ArrayLike) -> tuple[FloatArray, FloatArray]:
     alphas, betas = np.asarray(alpha, dtype=np.float64), np.asarray(beta, dtype=np.float64)
     if alphas.ndim != 1 or alphas.shape != betas.shape:
-        raise InvalidParameterError(
-            f"alpha and beta must be 1-d of one length, got {alphas.shape} and {betas.shape}")
+        raise InvalidParameterError(f"alpha and beta must be 1-d of one length, got {alphas.shape} and {betas.shape}")
     for name, values in (("alpha", alphas), ("beta", betas)):
         if not (np.isfinite(values).all() and (values > 0).all()):
             raise InvalidParameterError(f"{name} must be finite and > 0, got {values[~(values > 0)][:1]}")
@@ -108,10 +113,10 @@ def _exact(alpha: np.ndarray, beta: np.ndarray, n_positions: int) -> np.ndarray:
     posteriors = BetaPosteriors(alpha[None], beta[None])
     nodes, weights = _grid(posteriors)
     rows = np.zeros(nodes.shape, dtype=np.intp)
-    below = posteriors.cdf(nodes, rows).T           # (K, G): P(theta_j <= x)
-    density = posteriors.pdf(nodes, rows).T         # (K, G), density of the log-odds
-    prefix = _count_distributions(below, n_positions)                 # (K+1, L, G), items < k
-    suffix = _count_distributions(below[::-1], n_positions)[::-1]     # (K+1, L, G), items >= k
+    below = posteriors.cdf(nodes, rows).T  # (K, G): P(theta_j <= x)
+    density = posteriors.pdf(nodes, rows).T  # (K, G), density of the log-odds
+    prefix = _count_distributions(below, n_positions)  # (K+1, L, G), items < k
+    suffix = _count_distributions(below[::-1], n_positions)[::-1]  # (K+1, L, G), items >= k
     n_items = alpha.shape[0]
     probabilities = np.empty((n_items, n_positions))
     for position in range(n_positions):
@@ -134,8 +139,9 @@ def _count_distributions(below: np.ndarray, n_positions: int) -> np.ndarray:
     return out
 
 
-def _monte_carlo(alpha: FloatArray, beta: FloatArray, n_positions: int, rng: np.random.Generator,
-                n_draws: int) -> FloatArray:
+def _monte_carlo(
+    alpha: FloatArray, beta: FloatArray, n_positions: int, rng: np.random.Generator, n_draws: int
+) -> FloatArray:
     n_items = alpha.shape[0]
     counts = np.zeros((n_items, n_positions))
     for start in range(0, n_draws, 20_000):

@@ -36,8 +36,10 @@ class Estimate:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values (NaN becomes None)."""
-        return {key: None if isinstance(value, float) and math.isnan(value) else value
-                for key, value in asdict(self).items()}
+        return {
+            key: None if isinstance(value, float) and math.isnan(value) else value
+            for key, value in asdict(self).items()
+        }
 
 
 @dataclass(frozen=True)

@@ -47,8 +47,9 @@ class RidgeRewardModel:
         return predictions
 
 
-def ridge_statistics(features: FloatArray, arms: IntArray, rewards: FloatArray, groups: IntArray, n_arms: int,
-                     n_groups: int) -> tuple[FloatArray, FloatArray]:
+def ridge_statistics(
+    features: FloatArray, arms: IntArray, rewards: FloatArray, groups: IntArray, n_arms: int, n_groups: int
+) -> tuple[FloatArray, FloatArray]:
     """Per (group, arm) Gram matrices ``X^T X`` (G, K, p, p) and moments ``X^T r`` (G, K, p).
 
     ``X`` is the design ``[1, features]``; each entry is one weighted ``bincount`` over the rows,
@@ -77,7 +78,7 @@ def ridge_statistics(features: FloatArray, arms: IntArray, rewards: FloatArray, 
 def solve_ridge(gram: np.ndarray, moments: np.ndarray, l2: float, mean: float) -> np.ndarray:
     """Coefficients (K, p) of ridge towards ``mean``: (A + l2 I) w = X^T (r - mean) per arm."""
     width = gram.shape[-1]
-    centred = moments - mean * gram[..., 0]     # column 0 of the Gram matrix is X^T 1
+    centred = moments - mean * gram[..., 0]  # column 0 of the Gram matrix is X^T 1
     return np.linalg.solve(gram + l2 * np.eye(width), centred[..., None])[..., 0]
 
 
@@ -91,20 +92,27 @@ def _design(features: np.ndarray) -> np.ndarray:
     return np.column_stack([np.ones(features.shape[0]), features])
 
 
-def cross_fit_predictions(model: Any, features: np.ndarray | None, arms: np.ndarray, rewards: np.ndarray,
-                          n_arms: int, rng: np.random.Generator, n_folds: int = 5) -> np.ndarray:
+def cross_fit_predictions(
+    model: Any,
+    features: np.ndarray | None,
+    arms: np.ndarray,
+    rewards: np.ndarray,
+    n_arms: int,
+    rng: np.random.Generator,
+    n_folds: int = 5,
+) -> np.ndarray:
     """Out-of-fold predicted reward of every arm on every row, shape (n, K).
 
     ``model`` is a :class:`RidgeRewardModel` or a scikit-learn regressor/classifier; rows are split
     into ``n_folds`` (at most n) random folds with ``rng`` and each fold is predicted by a model fit on the others.
     """
     n_rows = arms.shape[0]
-    n_folds = min(check_int("n_folds", n_folds, low=2), n_rows)   # at most one fold per row
+    n_folds = min(check_int("n_folds", n_folds, low=2), n_rows)  # at most one fold per row
     if n_folds < 2:
         raise InvalidParameterError(f"cross-fitting needs at least 2 logged rows, got {n_rows}")
     if features is None:
         features = np.zeros((n_rows, 0))
-    folds = rng.permutation(n_rows) % n_folds      # a uniformly random balanced split
+    folds = rng.permutation(n_rows) % n_folds  # a uniformly random balanced split
     if isinstance(model, RidgeRewardModel):
         return _cross_fit_ridge(model.l2, features, arms, rewards, folds, n_arms, n_folds)
     if not hasattr(model, "fit") or not (hasattr(model, "predict") or hasattr(model, "predict_proba")):
@@ -112,30 +120,39 @@ def cross_fit_predictions(model: Any, features: np.ndarray | None, arms: np.ndar
     return _cross_fit_estimator(model, features, arms, rewards, folds, n_arms, n_folds)
 
 
-def _cross_fit_ridge(l2: float, features: FloatArray, arms: IntArray, rewards: FloatArray, folds: IntArray, n_arms: int,
-                     n_folds: int, chunk: int = 16_384) -> FloatArray:
+def _cross_fit_ridge(
+    l2: float,
+    features: FloatArray,
+    arms: IntArray,
+    rewards: FloatArray,
+    folds: IntArray,
+    n_arms: int,
+    n_folds: int,
+    chunk: int = 16_384,
+) -> FloatArray:
     """Statistics per (fold, arm) in one pass; fold f is predicted by "total - fold f"."""
     gram, moments = ridge_statistics(features, arms, rewards, folds, n_arms, n_folds)
-    train_gram, train_moments = gram.sum(axis=0) - gram, moments.sum(axis=0) - moments     # (F, K, ...)
+    train_gram, train_moments = gram.sum(axis=0) - gram, moments.sum(axis=0) - moments  # (F, K, ...)
     slopes, offsets = [], []
     for fold in range(n_folds):
         mean = _mean_from(train_gram[fold], train_moments[fold])
-        coefficients = solve_ridge(train_gram[fold], train_moments[fold], l2, mean)      # (K, 1 + d)
+        coefficients = solve_ridge(train_gram[fold], train_moments[fold], l2, mean)  # (K, 1 + d)
         slopes.append(np.ascontiguousarray(coefficients[:, 1:].T))
         offsets.append(coefficients[:, 0] + mean)
     predictions = np.empty((arms.shape[0], n_arms))
     # Chunks of rows small enough to stay in cache while every fold writes its rows of the chunk.
     for start in range(0, arms.shape[0], chunk):
-        chunk_folds, chunk_features = folds[start:start + chunk], features[start:start + chunk]
-        out = predictions[start:start + chunk]
+        chunk_folds, chunk_features = folds[start : start + chunk], features[start : start + chunk]
+        out = predictions[start : start + chunk]
         for fold in range(n_folds):
             rows = np.flatnonzero(chunk_folds == fold)
             out[rows] = chunk_features[rows] @ slopes[fold] + offsets[fold]
     return predictions
 
 
-def _cross_fit_estimator(model: Any, features: FloatArray, arms: IntArray, rewards: FloatArray, folds: IntArray,
-                         n_arms: int, n_folds: int) -> FloatArray:
+def _cross_fit_estimator(
+    model: Any, features: FloatArray, arms: IntArray, rewards: FloatArray, folds: IntArray, n_arms: int, n_folds: int
+) -> FloatArray:
     from sklearn.base import clone
 
     classifier = hasattr(model, "predict_proba")
@@ -146,11 +163,11 @@ def _cross_fit_estimator(model: Any, features: FloatArray, arms: IntArray, rewar
         for arm in range(n_arms):
             rows = train & (arms == arm)
             values = np.unique(rewards[rows])
-            if values.shape[0] < 2:   # nothing to learn: the constant it saw, or the fold mean
+            if values.shape[0] < 2:  # nothing to learn: the constant it saw, or the fold mean
                 predictions[test, arm] = values[0] if values.shape[0] else fallback
                 continue
             fitted = clone(model).fit(features[rows], rewards[rows])
-            if classifier:   # expected reward: class probabilities times the class values
+            if classifier:  # expected reward: class probabilities times the class values
                 predictions[test, arm] = fitted.predict_proba(features[test]) @ fitted.classes_.astype(float)
             else:
                 predictions[test, arm] = fitted.predict(features[test])

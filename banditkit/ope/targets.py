@@ -49,7 +49,8 @@ def resolve_target(target: Any, log: LoggedData) -> RowTarget:
         return _deterministic_target(array, log)
     if array.dtype.kind != "f":
         raise InvalidTypeError(
-            f"target must be a policy, a Bandit or an array of probabilities, got {type(target).__name__}")
+            f"target must be a policy, a Bandit or an array of probabilities, got {type(target).__name__}"
+        )
     return _explicit_target(array, log)
 
 
@@ -92,7 +93,8 @@ def _deterministic_target(actions: np.ndarray, log: LoggedData) -> RowTarget:
     bad = (actions < 0) | (actions >= log.n_arms)
     if bad.any():
         raise InvalidParameterError(
-            f"deterministic target actions must be arm indices in [0, {log.n_arms}), got {actions[bad][0]}")
+            f"deterministic target actions must be arm indices in [0, {log.n_arms}), got {actions[bad][0]}"
+        )
     row_actions = actions if n_positions == 1 else actions[np.arange(log.n_rows), log.positions]
     probabilities = np.zeros((log.n_rows, log.n_arms))
     probabilities[np.arange(log.n_rows), row_actions] = 1.0
@@ -105,16 +107,20 @@ def _explicit_target(array: np.ndarray, log: LoggedData) -> RowTarget:
     if array.ndim not in (2, 3) or (array.ndim == 3 and log.positions is None):
         raise InvalidParameterError(
             f"target probabilities must have shape (n, K){' or (n, K, L)' if log.positions is not None else ''}, "
-            f"got {array.shape}")
+            f"got {array.shape}"
+        )
     if array.ndim == 2 and n_positions > 1:
         raise InvalidParameterError(
-            f"the log has {n_positions} positions: give the target per position, shape (n, K, {n_positions})")
+            f"the log has {n_positions} positions: give the target per position, shape (n, K, {n_positions})"
+        )
     if array.shape[0] not in (1, log.n_rows) or array.shape[1] != log.n_arms:
         raise InvalidParameterError(
-            f"target probabilities must have {log.n_rows} (or 1) rows and {log.n_arms} arms, got shape {array.shape}")
+            f"target probabilities must have {log.n_rows} (or 1) rows and {log.n_arms} arms, got shape {array.shape}"
+        )
     if position_based and array.shape[2] < n_positions:
         raise InvalidParameterError(
-            f"target probabilities cover {array.shape[2]} positions but the log has {n_positions}")
+            f"target probabilities cover {array.shape[2]} positions but the log has {n_positions}"
+        )
     _check_distribution(array)
     if position_based:
         rows = np.zeros(log.n_rows, dtype=np.intp) if array.shape[0] == 1 else np.arange(log.n_rows)
@@ -136,11 +142,13 @@ def _check_distribution(array: np.ndarray) -> None:
         index = tuple(int(i) for i in np.argwhere(bad)[0])
         raise InvalidParameterError(
             f"target probabilities must sum to 1 over arms, got {float(sums[bad][0])!r} at row {index[0]}"
-            + (f", position {index[1]}" if len(index) > 1 else ""))
+            + (f", position {index[1]}" if len(index) > 1 else "")
+        )
 
 
 def _require_single_position(log: LoggedData, what: str) -> None:
     if log.n_positions > 1:
         raise InvalidParameterError(
             f"{what} chooses one arm per decision; for a log with {log.n_positions} positions give the "
-            "target per position as an (n, K, L) array (see thompson_ranking_distribution)")
+            "target per position as an (n, K, L) array (see thompson_ranking_distribution)"
+        )

@@ -21,6 +21,19 @@ from .ucb import KLUCB, UCB1
 # isort: split
 from .bayes_ucb import BayesUCB
 
-__all__ += ["BayesUCB", "EXP3", "EpsilonGreedy", "DiscountedThompsonSampling", "SlidingWindowUCB", "Softmax",
-            "GaussianThompsonSampling", "ThompsonSampling", "KLUCB", "UCB1", "LinUCB", "LinTS",
-            "ContextualEpsilonGreedy", "BootstrappedThompson"]
+__all__ += [
+    "BayesUCB",
+    "EXP3",
+    "EpsilonGreedy",
+    "DiscountedThompsonSampling",
+    "SlidingWindowUCB",
+    "Softmax",
+    "GaussianThompsonSampling",
+    "ThompsonSampling",
+    "KLUCB",
+    "UCB1",
+    "LinUCB",
+    "LinTS",
+    "ContextualEpsilonGreedy",
+    "BootstrappedThompson",
+]

@@ -40,7 +40,8 @@ def estimator_spec(estimator: Any) -> dict[str, Any]:
         unknown = set(estimator) - {"class", "params"}
         if unknown or not isinstance(estimator.get("class"), str):
             raise InvalidParameterError(
-                f"estimator must be {{'class': 'module.Name', 'params': {{...}}}}, got {estimator!r}")
+                f"estimator must be {{'class': 'module.Name', 'params': {{...}}}}, got {estimator!r}"
+            )
         cls = _resolve(estimator["class"])
         params = dict(estimator.get("params") or {})
     else:
@@ -53,7 +54,8 @@ def estimator_spec(estimator: Any) -> dict[str, Any]:
     except (TypeError, ValueError) as error:
         raise InvalidParameterError(
             f"estimator {cls.__name__} has parameters that are not JSON values ({error}); the model-based "
-            f"policies need them to serialise the policy") from None
+            f"policies need them to serialise the policy"
+        ) from None
     if "random_state" in inspect.signature(cls).parameters and params.get("random_state") is None:
         params["random_state"] = 0
     build(cls, params)  # fail now, not at the first fit
@@ -75,7 +77,8 @@ def _resolve(path: str) -> type:
     if not module_name.startswith("sklearn.") and module_name not in sys.modules:
         raise InvalidParameterError(
             f"estimator class {path!r}: only scikit-learn classes, or classes whose module is already "
-            f"imported, can be named in a spec")
+            f"imported, can be named in a spec"
+        )
     try:
         found = getattr(importlib.import_module(module_name), name)
     except ModuleNotFoundError as error:
@@ -113,13 +116,14 @@ def bootstrap_weights(seed: int, row_ids: IntArray, n_replicas: int) -> FloatArr
     Counter-based (a SplitMix64 hash, then the Poisson inverse CDF): the same row
     always gets the same weights, whatever the order or batching of updates.
     """
-    counters = (row_ids.astype(np.uint64)[:, None] * np.uint64(n_replicas)
-                + np.arange(n_replicas, dtype=np.uint64)[None, :])
+    counters = (
+        row_ids.astype(np.uint64)[:, None] * np.uint64(n_replicas) + np.arange(n_replicas, dtype=np.uint64)[None, :]
+    )
     z = counters + np.full(counters.shape, seed, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     z = z ^ (z >> np.uint64(31))
-    uniforms = (z >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
+    uniforms = (z >> np.uint64(11)).astype(np.float64) * 2.0**-53
     weights: FloatArray = np.searchsorted(_POISSON_CDF, uniforms, side="right").astype(np.float64)
     return weights
 

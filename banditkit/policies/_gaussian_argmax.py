@@ -56,7 +56,7 @@ def gaussian_argmax_probabilities(means: np.ndarray, sds: np.ndarray, mask: np.n
         rows = np.flatnonzero(counts == count)
         order = np.argsort(~contenders[rows], axis=1, kind="stable")[:, :count]
         for start in range(0, rows.shape[0], _CHUNK):
-            chunk, chunk_order = rows[start:start + _CHUNK], order[start:start + _CHUNK]
+            chunk, chunk_order = rows[start : start + _CHUNK], order[start : start + _CHUNK]
             packed = [np.take_along_axis(a[chunk], chunk_order, axis=1) for a in (means, sds, contenders)]
             values = np.ones((chunk.shape[0], 1)) if count == 1 else _chunk_probabilities(*packed)
             block = np.zeros((chunk.shape[0], means.shape[1]))
@@ -105,8 +105,9 @@ def _product_of_others(factors: np.ndarray) -> np.ndarray:
     return before * after
 
 
-def _quadrature_nodes(means: FloatArray, safe_sds: FloatArray, continuous: BoolArray,
-                      point: BoolArray) -> tuple[FloatArray, FloatArray]:
+def _quadrature_nodes(
+    means: FloatArray, safe_sds: FloatArray, continuous: BoolArray, point: BoolArray
+) -> tuple[FloatArray, FloatArray]:
     """Gauss-Legendre nodes and weights on the pieces cut at every arm's breakpoints, shape (n, T)."""
     cuts = means[:, :, None] + safe_sds[:, :, None] * _Z_BREAKS  # (n, K, Z)
     # Non-continuous arms cut once at their point (or not at all when masked): reuse a continuous cut.
@@ -129,8 +130,9 @@ def _quadrature_nodes(means: FloatArray, safe_sds: FloatArray, continuous: BoolA
     return t.reshape(t.shape[0], -1), np.broadcast_to(weights, t.shape).reshape(t.shape[0], -1)
 
 
-def _point_mass_probabilities(means: FloatArray, safe_sds: FloatArray, continuous: BoolArray,
-                              point: BoolArray) -> FloatArray:
+def _point_mass_probabilities(
+    means: FloatArray, safe_sds: FloatArray, continuous: BoolArray, point: BoolArray
+) -> FloatArray:
     """P(a point-mass arm wins): it must top the other point masses (ties share) and every continuous arm."""
     from scipy.special import log_ndtr
 

@@ -82,9 +82,17 @@ def generator_pointers(rng: np.random.Generator) -> np.ndarray:
     def address(function: Any) -> int:
         return ctypes.cast(function, ctypes.c_void_p).value or 0  # a NULL pointer reads as None
 
-    pointers = np.array([interface.state_address, interface.state.value,
-                         address(interface.next_uint64), address(interface.next_uint32),
-                         address(interface.next_double), interface.bit_generator.value], dtype=np.uint64)
+    pointers = np.array(
+        [
+            interface.state_address,
+            interface.state.value,
+            address(interface.next_uint64),
+            address(interface.next_uint32),
+            address(interface.next_double),
+            interface.bit_generator.value,
+        ],
+        dtype=np.uint64,
+    )
     _POINTER_CACHE[key] = (rng, pointers)
     if len(_POINTER_CACHE) > _POINTER_CACHE_SIZE:
         _POINTER_CACHE.popitem(last=False)

@@ -66,8 +66,7 @@ def _bernoulli_thompson_row(rng, pulls, successes, prior_alpha, prior_beta, sour
     """The largest posterior draw among allowed arms of state row ``source``; draws every arm in order."""
     best_arm, best = -1, -np.inf
     for arm in range(mask_row.shape[0]):
-        draw = rng.beta(prior_alpha + successes[source, arm],
-                        prior_beta + pulls[source, arm] - successes[source, arm])
+        draw = rng.beta(prior_alpha + successes[source, arm], prior_beta + pulls[source, arm] - successes[source, arm])
         if mask_row[arm] and (best_arm < 0 or draw > best):
             best_arm, best = arm, draw
     return best_arm
@@ -79,8 +78,9 @@ def bernoulli_thompson_argmax(pointers, pulls, successes, prior_alpha, prior_bet
     rng = _generator(pointers)
     shared = pulls.shape[0] == 1
     for row in range(mask.shape[0]):
-        out[row] = _bernoulli_thompson_row(rng, pulls, successes, prior_alpha, prior_beta, 0 if shared else row,
-                                           mask[row])
+        out[row] = _bernoulli_thompson_row(
+            rng, pulls, successes, prior_alpha, prior_beta, 0 if shared else row, mask[row]
+        )
 
 
 @numba.njit(cache=True)
@@ -115,8 +115,9 @@ def _ucb1_row(pointers, pulls, reward_sums, source, mask_row, scores):
     log_total = math.log(max(total, 1.0))
     for arm in range(n_arms):
         if pulls[source, arm] > 0:
-            scores[arm] = (reward_sums[source, arm] / pulls[source, arm]
-                           + math.sqrt(2.0 * log_total / pulls[source, arm]))
+            scores[arm] = reward_sums[source, arm] / pulls[source, arm] + math.sqrt(
+                2.0 * log_total / pulls[source, arm]
+            )
         else:
             scores[arm] = np.inf
     return random_tie_argmax(pointers, scores, mask_row)
@@ -284,8 +285,7 @@ def kl_ucb_argmax(pointers, pulls, reward_sums, c, mask):
 
 
 @numba.njit(cache=True)
-def gaussian_thompson_argmax(pointers, pulls, sums, sq_sums, prior_mean, prior_count, prior_shape,
-                             prior_rate, mask):
+def gaussian_thompson_argmax(pointers, pulls, sums, sq_sums, prior_mean, prior_count, prior_shape, prior_rate, mask):
     """Largest Student-t posterior draw of the mean among allowed arms; draws every arm in order."""
     rng = _generator(pointers)
     best_arm, best = -1, -np.inf

@@ -91,8 +91,9 @@ def gaussian_argmax_row(means, sds, mask, point_mass_sd):
         continuous[arm] = mask[arm] and sds[arm] > point_mass_sd
         if mask[arm]:
             floor = max(floor, means[arm] - (8.0 * sds[arm] if continuous[arm] else 0.0))
-    arms = [arm for arm in range(n_arms)
-            if mask[arm] and means[arm] + (8.0 * sds[arm] if continuous[arm] else 0.0) >= floor]
+    arms = [
+        arm for arm in range(n_arms) if mask[arm] and means[arm] + (8.0 * sds[arm] if continuous[arm] else 0.0) >= floor
+    ]
     if len(arms) == 0:
         return out
     if len(arms) == 1:

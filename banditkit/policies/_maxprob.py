@@ -56,10 +56,10 @@ _LOG_ODDS_LIMIT = 700.0
 _PIECE_FRACTION = 0.75
 _GROWTH = 0.5
 _ORIGIN_WIDTH = 2.0
-_NEGLIGIBLE = 1e-14     # G below which panels are dropped: what all arms together may lose there
-_MAX_LOG_RISE = 4.0     # rise of log G allowed across one panel where G is near 1
+_NEGLIGIBLE = 1e-14  # G below which panels are dropped: what all arms together may lose there
+_MAX_LOG_RISE = 4.0  # rise of log G allowed across one panel where G is near 1
 _MAX_SPLIT_ROUNDS = 8
-_CHUNK = 1 << 18        # nodes x arms evaluated at once: temporaries of 2 MB each
+_CHUNK = 1 << 18  # nodes x arms evaluated at once: temporaries of 2 MB each
 
 
 @dataclass(frozen=True)
@@ -102,16 +102,18 @@ class BetaPosteriors:
         a, b = _at(self.alpha, rows), _at(self.beta, rows)
         below_half = points[:, None] <= 0
         # The tail at min(x, 1 - x), from the Beta or its mirror image: no 1 - x rounds away.
-        tail = special.betainc(np.where(below_half, a, b), np.where(below_half, b, a),
-                               special.expit(-np.abs(points))[:, None])
+        tail = special.betainc(
+            np.where(below_half, a, b), np.where(below_half, b, a), special.expit(-np.abs(points))[:, None]
+        )
         cdf: FloatArray = np.where(below_half, tail, 1.0 - tail)
         return cdf
 
     def pdf(self, points: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Density of the log-odds, x^alpha (1 - x)^beta / B(alpha, beta), shape (N, K)."""
         log_x, log_1mx = -np.logaddexp(0.0, -points)[:, None], -np.logaddexp(0.0, points)[:, None]
-        pdf: FloatArray = np.exp(_at(self.alpha, rows) * log_x + _at(self.beta, rows) * log_1mx
-                                 - _at(self.log_norm, rows))
+        pdf: FloatArray = np.exp(
+            _at(self.alpha, rows) * log_x + _at(self.beta, rows) * log_1mx - _at(self.log_norm, rows)
+        )
         return pdf
 
 
@@ -130,8 +132,9 @@ class StudentPosteriors:
         from scipy import special
 
         nu = self.dof
-        log_norm: FloatArray = (special.gammaln((nu + 1) / 2) - special.gammaln(nu / 2) - 0.5 * np.log(nu * np.pi)
-                                - np.log(self.scale))
+        log_norm: FloatArray = (
+            special.gammaln((nu + 1) / 2) - special.gammaln(nu / 2) - 0.5 * np.log(nu * np.pi) - np.log(self.scale)
+        )
         return log_norm
 
     def quantiles(self, tails: np.ndarray) -> np.ndarray:
@@ -185,10 +188,9 @@ def max_probabilities(posteriors: BetaPosteriors | StudentPosteriors, mask: np.n
 def _one_row(posteriors: BetaPosteriors | StudentPosteriors, allowed: np.ndarray) -> np.ndarray:
     """One row with identical allowed arms grouped, so a thousand arms at their prior are integrated once."""
     names = [field.name for field in fields(posteriors)]
-    parameters = np.stack([getattr(posteriors, name)[0] for name in names], axis=1)    # (K, F)
+    parameters = np.stack([getattr(posteriors, name)[0] for name in names], axis=1)  # (K, F)
     candidates = np.flatnonzero(allowed)
-    groups, member_group, sizes = np.unique(parameters[candidates], axis=0, return_inverse=True,
-                                            return_counts=True)
+    groups, member_group, sizes = np.unique(parameters[candidates], axis=0, return_inverse=True, return_counts=True)
     grouped = type(posteriors)(**{name: groups[None, :, i] for i, name in enumerate(names)})
     per_member = _integrate(grouped, np.ones((1, groups.shape[0]), dtype=bool), sizes[None, :].astype(float))[0]
     probabilities = np.zeros(allowed.shape[0])
@@ -196,24 +198,30 @@ def _one_row(posteriors: BetaPosteriors | StudentPosteriors, allowed: np.ndarray
     return probabilities
 
 
-def _integrate(posteriors: BetaPosteriors | StudentPosteriors, mask: np.ndarray,
-               multiplicity: np.ndarray) -> np.ndarray:
+def _integrate(
+    posteriors: BetaPosteriors | StudentPosteriors, mask: np.ndarray, multiplicity: np.ndarray
+) -> np.ndarray:
     """The quadrature itself: column k stands for ``multiplicity[:, k]`` identical arms (n, K).
 
     Returns each arm's (one member's) probability, rows normalised over all members.
     """
-    quantiles = posteriors.quantiles(posteriors.tails)                                # (n, K, Q)
+    quantiles = posteriors.quantiles(posteriors.tails)  # (n, K, Q)
     start = np.where(mask, quantiles[..., 0], -np.inf).max(axis=1)
     # An arm whose upper tail ends below another arm's lower tail cannot be the max (P < 1e-12);
     # the others are packed to the left, and only they are evaluated.
     contenders = mask & (quantiles[..., -1] >= start[:, None])
-    order = np.argsort(~contenders, axis=1, kind="stable")[:, :contenders.sum(axis=1).max()]
-    posteriors = type(posteriors)(**{field.name: np.take_along_axis(getattr(posteriors, field.name), order, axis=1)
-                                     for field in fields(posteriors)})
+    order = np.argsort(~contenders, axis=1, kind="stable")[:, : contenders.sum(axis=1).max()]
+    posteriors = type(posteriors)(
+        **{
+            field.name: np.take_along_axis(getattr(posteriors, field.name), order, axis=1)
+            for field in fields(posteriors)
+        }
+    )
     mask = np.take_along_axis(contenders, order, axis=1)
     multiplicity = np.take_along_axis(multiplicity, order, axis=1)
-    edges, edge_rows = _panels(np.take_along_axis(quantiles, order[..., None], axis=1), mask, start,
-                               posteriors.landmarks)
+    edges, edge_rows = _panels(
+        np.take_along_axis(quantiles, order[..., None], axis=1), mask, start, posteriors.landmarks
+    )
     left, right, rows = _refine(posteriors, mask, multiplicity, edges, edge_rows)
 
     half_width = (right - left) / 2
@@ -236,8 +244,13 @@ def _integrate(posteriors: BetaPosteriors | StudentPosteriors, mask: np.ndarray,
     return out
 
 
-def _log_cdfs(posteriors: BetaPosteriors | StudentPosteriors, mask: BoolArray, multiplicity: FloatArray,
-              points: FloatArray, rows: IntArray) -> tuple[FloatArray, FloatArray]:
+def _log_cdfs(
+    posteriors: BetaPosteriors | StudentPosteriors,
+    mask: BoolArray,
+    multiplicity: FloatArray,
+    points: FloatArray,
+    rows: IntArray,
+) -> tuple[FloatArray, FloatArray]:
     """log F_j at each point (N,) for the allowed arms of its row, 0 for the others (N, K), and log G (N, 1).
 
     G = prod_j F_j^(m_j), the CDF of the largest draw, a column of m identical arms entering m times.
@@ -253,8 +266,9 @@ def _chunks(n_points: int, n_arms: int) -> list[slice]:
     return [slice(begin, begin + step) for begin in range(0, n_points, step)]
 
 
-def _panels(quantiles: FloatArray, mask: BoolArray, start: FloatArray,
-            landmarks: FloatArray) -> tuple[FloatArray, IntArray]:
+def _panels(
+    quantiles: FloatArray, mask: BoolArray, start: FloatArray, landmarks: FloatArray
+) -> tuple[FloatArray, IntArray]:
     """Panel edges from ``start`` to the highest upper tail, each panel about as wide as the finest arm there.
 
     Every breakpoint allows a fraction of the narrower of its arm's two pieces there, and each
@@ -265,19 +279,27 @@ def _panels(quantiles: FloatArray, mask: BoolArray, start: FloatArray,
     n = quantiles.shape[0]
     stop = np.where(mask, quantiles[..., -1], -np.inf).max(axis=1)
     gaps = np.diff(quantiles, axis=-1)
-    width = _PIECE_FRACTION * np.minimum(np.concatenate([gaps[..., :1], gaps], axis=-1),
-                                         np.concatenate([gaps, gaps[..., -1:]], axis=-1))
+    width = _PIECE_FRACTION * np.minimum(
+        np.concatenate([gaps[..., :1], gaps], axis=-1), np.concatenate([gaps, gaps[..., -1:]], axis=-1)
+    )
     # A zero gap (quantiles clipped or rounded together) would ask for infinitely many panels.
     width = np.maximum(width, (1e-9 * (stop - start) + np.spacing(np.abs(stop)))[:, None, None])
-    width = np.concatenate([np.where(mask[..., None], width, np.inf).reshape(n, -1),
-                            np.broadcast_to(landmarks[:, 1], (n, landmarks.shape[0]))], axis=1)
-    points = np.concatenate([quantiles.reshape(n, -1), np.broadcast_to(landmarks[:, 0], (n, landmarks.shape[0]))],
-                            axis=1)
+    width = np.concatenate(
+        [
+            np.where(mask[..., None], width, np.inf).reshape(n, -1),
+            np.broadcast_to(landmarks[:, 1], (n, landmarks.shape[0])),
+        ],
+        axis=1,
+    )
+    points = np.concatenate(
+        [quantiles.reshape(n, -1), np.broadcast_to(landmarks[:, 0], (n, landmarks.shape[0]))], axis=1
+    )
     order = np.argsort(points, axis=1)
     points, width = np.take_along_axis(points, order, axis=1), np.take_along_axis(width, order, axis=1)
-    envelope = np.minimum(np.minimum.accumulate(width - _GROWTH * points, axis=1) + _GROWTH * points,
-                          np.minimum.accumulate((width + _GROWTH * points)[:, ::-1], axis=1)[:, ::-1]
-                          - _GROWTH * points)
+    envelope = np.minimum(
+        np.minimum.accumulate(width - _GROWTH * points, axis=1) + _GROWTH * points,
+        np.minimum.accumulate((width + _GROWTH * points)[:, ::-1], axis=1)[:, ::-1] - _GROWTH * points,
+    )
     # Outside [start, stop] the points collapse onto the ends, taking the envelope there.
     at_start = (width + _GROWTH * np.abs(points - start[:, None])).min(axis=1, keepdims=True)
     at_stop = (width + _GROWTH * np.abs(points - stop[:, None])).min(axis=1, keepdims=True)
@@ -308,13 +330,21 @@ def _divide_evenly(points: FloatArray, envelope: FloatArray) -> tuple[FloatArray
     gap = np.clip(gap - rows * points.shape[1], 0, points.shape[1] - 2)
     within = target - cumulative[rows, gap]
     ahead = np.maximum(count[rows, gap] - within, 0.0)
-    t = np.where(within <= rising[rows, gap], h0[rows, gap] * np.expm1(_GROWTH * within) / _GROWTH,
-                 d[rows, gap] - h1[rows, gap] * np.expm1(_GROWTH * ahead) / _GROWTH)
+    t = np.where(
+        within <= rising[rows, gap],
+        h0[rows, gap] * np.expm1(_GROWTH * within) / _GROWTH,
+        d[rows, gap] - h1[rows, gap] * np.expm1(_GROWTH * ahead) / _GROWTH,
+    )
     return points[rows, gap] + np.clip(t, 0.0, d[rows, gap]), rows
 
 
-def _refine(posteriors: BetaPosteriors | StudentPosteriors, mask: BoolArray, multiplicity: FloatArray,
-            edges: FloatArray, rows: IntArray) -> tuple[FloatArray, FloatArray, IntArray]:
+def _refine(
+    posteriors: BetaPosteriors | StudentPosteriors,
+    mask: BoolArray,
+    multiplicity: FloatArray,
+    edges: FloatArray,
+    rows: IntArray,
+) -> tuple[FloatArray, FloatArray, IntArray]:
     """Split panels until log G rises little enough across each; drop those where G < ``_NEGLIGIBLE``.
 
     Gauss-Legendre with m nodes integrates e^(r t) over a panel with a relative error that grows
@@ -322,9 +352,14 @@ def _refine(posteriors: BetaPosteriors | StudentPosteriors, mask: BoolArray, mul
     ``_MAX_LOG_RISE`` at G = 1 and grows as G^(-1/2m) below. Returns the panels' left and right
     ends and their rows, rows ascending.
     """
+
     def log_max_cdf(points: FloatArray, point_rows: IntArray) -> FloatArray:
-        return np.concatenate([_log_cdfs(posteriors, mask, multiplicity, points[chunk], point_rows[chunk])[1][:, 0]
-                               for chunk in _chunks(points.size, mask.shape[1])])
+        return np.concatenate(
+            [
+                _log_cdfs(posteriors, mask, multiplicity, points[chunk], point_rows[chunk])[1][:, 0]
+                for chunk in _chunks(points.size, mask.shape[1])
+            ]
+        )
 
     level = log_max_cdf(edges, rows)
     same_row = rows[1:] == rows[:-1]
@@ -353,8 +388,9 @@ def _refine(posteriors: BetaPosteriors | StudentPosteriors, mask: BoolArray, mul
     return left, right, rows
 
 
-def broadcast_rows(compute: Callable[[IntArray, BoolArray], FloatArray], state_rows: int,
-                   mask: BoolArray) -> FloatArray:
+def broadcast_rows(
+    compute: Callable[[IntArray, BoolArray], FloatArray], state_rows: int, mask: BoolArray
+) -> FloatArray:
     """Call ``compute(row_index, mask)`` once when one state row serves identical mask rows."""
     if state_rows == 1 and (mask.shape[0] == 1 or (mask == mask[0]).all()):
         return np.broadcast_to(compute(np.zeros(1, dtype=np.intp), mask[:1]), mask.shape).copy()

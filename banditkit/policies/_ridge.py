@@ -105,9 +105,11 @@ def _warn_if_ill_conditioned(matrices: np.ndarray, inverses: np.ndarray, arms: n
 
 def condition_message(arm: str, l2: float) -> str:
     """The warning text for an ill-conditioned arm, with the remedy."""
-    return (f"{arm} has a condition number above {CONDITION_WARNING:.0e}: its estimates are numerically "
-            f"unreliable; raise l2 (now {l2}) or set standardize=True (features on very different scales "
-            f"or collinear features cause this)")
+    return (
+        f"{arm} has a condition number above {CONDITION_WARNING:.0e}: its estimates are numerically "
+        f"unreliable; raise l2 (now {l2}) or set standardize=True (features on very different scales "
+        f"or collinear features cause this)"
+    )
 
 
 def condition_numbers(A: FloatArray) -> FloatArray:
@@ -116,8 +118,9 @@ def condition_numbers(A: FloatArray) -> FloatArray:
     return values[..., -1] / values[..., 0]
 
 
-def add_rows(state: Ridge, rows: IntArray, arms: IntArray, rewards: FloatArray,
-             features: FloatArray, l2: float) -> Ridge:
+def add_rows(
+    state: Ridge, rows: IntArray, arms: IntArray, rewards: FloatArray, features: FloatArray, l2: float
+) -> Ridge:
     """New ridge arrays after adding rows (n,) x (n, d) to (state row, arm); inputs are not mutated.
 
     With one state and several rows the per-arm sums ``X_k^T X_k`` are one
@@ -129,8 +132,9 @@ def add_rows(state: Ridge, rows: IntArray, arms: IntArray, rewards: FloatArray,
     compiled = linear_kernels() if one_state and rows.shape[0] == 1 else None
     if compiled is not None:
         arm = int(arms[0])
-        denominator = compiled.rank1_update(new["A"][0], new["b"][0], new["A_inv"][0], new["theta"][0], arm,
-                                   features[0], float(rewards[0]))
+        denominator = compiled.rank1_update(
+            new["A"][0], new["b"][0], new["A_inv"][0], new["theta"][0], arm, features[0], float(rewards[0])
+        )
         new["rank1_updates"][0, arm] += 1
         if denominator >= 1.0 - _DRIFT and new["rank1_updates"][0, arm] < REFRESH_EVERY:
             return new
@@ -191,8 +195,9 @@ def _add_grouped(new: Ridge, arms: IntArray, rewards: FloatArray, features: Floa
     return np.zeros_like(touched), touched
 
 
-def _add_rank1(new: Ridge, rows: IntArray, arms: IntArray, rewards: FloatArray,
-               features: FloatArray) -> tuple[IntArray, IntArray]:
+def _add_rank1(
+    new: Ridge, rows: IntArray, arms: IntArray, rewards: FloatArray, features: FloatArray
+) -> tuple[IntArray, IntArray]:
     """Add one row to each distinct (state row, arm) in place with Sherman-Morrison; return the pairs to rebuild."""
     new["A"][rows, arms] += features[:, :, None] * features[:, None, :]
     new["b"][rows, arms] += rewards[:, None] * features
@@ -213,8 +218,13 @@ def rebuild(state: Ridge, l2: float) -> Ridge:
     A, b = state["A"], state["b"]
     flat = spd_inverse(A.reshape(-1, *A.shape[2:]), l2)
     A_inv = flat.reshape(A.shape)
-    return {"A": A.copy(), "b": b.copy(), "A_inv": A_inv, "theta": np.einsum("bkij,bkj->bki", A_inv, b),
-            "rank1_updates": np.zeros(A.shape[:2], dtype=np.int64)}
+    return {
+        "A": A.copy(),
+        "b": b.copy(),
+        "A_inv": A_inv,
+        "theta": np.einsum("bkij,bkj->bki", A_inv, b),
+        "rank1_updates": np.zeros(A.shape[:2], dtype=np.int64),
+    }
 
 
 def scores(state: Ridge, features: FloatArray, rows: IntArray) -> tuple[FloatArray, FloatArray]:
@@ -228,9 +238,9 @@ def scores(state: Ridge, features: FloatArray, rows: IntArray) -> tuple[FloatArr
         stacked = A_inv[0].transpose(1, 0, 2).reshape(dim, n_arms * dim)
         widths = np.empty((n, n_arms))
         for start in range(0, n, _CHUNK):
-            chunk = features[start:start + _CHUNK]
+            chunk = features[start : start + _CHUNK]
             projected = (chunk @ stacked).reshape(-1, n_arms, dim)
-            widths[start:start + _CHUNK] = np.einsum("nkd,nd->nk", projected, chunk)
+            widths[start : start + _CHUNK] = np.einsum("nkd,nd->nk", projected, chunk)
     else:
         means = np.einsum("nd,nkd->nk", features, theta[rows])
         projected = np.matmul(A_inv[rows], features[:, None, :, None])[..., 0]  # (n, K, d)

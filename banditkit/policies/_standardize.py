@@ -23,8 +23,11 @@ RELATIVE_VARIANCE_FLOOR = 1e-24
 
 def init_feature_stats(batch: int, n_features: int) -> dict[str, FloatArray]:
     """No context seen yet: count 0, mean 0, sum of squared deviations 0."""
-    return {"feature_count": np.zeros(batch), "feature_mean": np.zeros((batch, n_features)),
-            "feature_m2": np.zeros((batch, n_features))}
+    return {
+        "feature_count": np.zeros(batch),
+        "feature_mean": np.zeros((batch, n_features)),
+        "feature_m2": np.zeros((batch, n_features)),
+    }
 
 
 def standardize(contexts: FloatArray, mean: FloatArray, m2: FloatArray, count: FloatArray) -> FloatArray:
@@ -41,8 +44,9 @@ def transform(stats: Mapping[str, FloatArray], contexts: FloatArray, rows: IntAr
     return standardize(contexts, stats["feature_mean"][rows], stats["feature_m2"][rows], count)
 
 
-def fold_and_transform(stats: Mapping[str, FloatArray], contexts: FloatArray,
-                       rows: IntArray) -> tuple[dict[str, FloatArray], FloatArray]:
+def fold_and_transform(
+    stats: Mapping[str, FloatArray], contexts: FloatArray, rows: IntArray
+) -> tuple[dict[str, FloatArray], FloatArray]:
     """Fold contexts (n, d) into their state's statistics in row order; return new stats and standardised rows.
 
     Rows that share a state (state batch 1) are folded in order, and row i is
@@ -59,8 +63,7 @@ def fold_and_transform(stats: Mapping[str, FloatArray], contexts: FloatArray,
     shift = np.where(count0[:, 0] > 0, mean0, groups[:, 0])[:, None, :]
     deviations = groups - shift
     sums = count0 * (mean0[:, None, :] - shift) + np.cumsum(deviations, axis=1)
-    squares = (m20[:, None, :] + count0 * (mean0[:, None, :] - shift) ** 2
-               + np.cumsum(deviations * deviations, axis=1))
+    squares = m20[:, None, :] + count0 * (mean0[:, None, :] - shift) ** 2 + np.cumsum(deviations * deviations, axis=1)
     counts = count0 + np.arange(1, groups.shape[1] + 1)[None, :, None]
     means = shift + sums / counts
     m2s = np.maximum(squares - sums * sums / counts, 0.0)

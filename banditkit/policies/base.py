@@ -99,13 +99,16 @@ class Policy(ABC):
         """State with ``count`` new arms appended, each starting from the prior."""
         batch = next(iter(state.values())).shape[0]
         fresh = self.init_state(count, batch, n_features)
-        return {key: value if key in self.shared_keys else np.concatenate([value, fresh[key]], axis=1)
-                for key, value in state.items()}
+        return {
+            key: value if key in self.shared_keys else np.concatenate([value, fresh[key]], axis=1)
+            for key, value in state.items()
+        }
 
     def remove_arm(self, state: State, index: int) -> State:
         """State without arm ``index``; later arms shift down by one."""
-        return {key: value if key in self.shared_keys else np.delete(value, index, axis=1)
-                for key, value in state.items()}
+        return {
+            key: value if key in self.shared_keys else np.delete(value, index, axis=1) for key, value in state.items()
+        }
 
     # ---- the three operations --------------------------------------------
     @abstractmethod
@@ -113,29 +116,48 @@ class Policy(ABC):
         """Exact probability of choosing each arm, shape (n, K); zero where ``mask`` is False."""
 
     @abstractmethod
-    def sample(self, state: State, rng: np.random.Generator, mask: BoolArray,
-               context: FloatArray | None = None) -> IntArray:
+    def sample(
+        self, state: State, rng: np.random.Generator, mask: BoolArray, context: FloatArray | None = None
+    ) -> IntArray:
         """One arm index per row, shape (n,), drawn from :meth:`probabilities` using ``rng``."""
 
     @abstractmethod
-    def update(self, state: State, arms: IntArray, rewards: FloatArray, *,
-               propensities: FloatArray | None = None, context: FloatArray | None = None) -> State:
+    def update(
+        self,
+        state: State,
+        arms: IntArray,
+        rewards: FloatArray,
+        *,
+        propensities: FloatArray | None = None,
+        context: FloatArray | None = None,
+    ) -> State:
         """New state after observing ``rewards`` (n,) for ``arms`` (n,); inputs are not mutated.
 
         ``propensities`` (n,) are the probabilities with which the arms were
         chosen; only importance-weighted policies (EXP3) use them.
         """
 
-    def choose(self, state: State, rng: np.random.Generator, mask: BoolArray,
-               context: FloatArray | None = None) -> int:
+    def choose(self, state: State, rng: np.random.Generator, mask: BoolArray, context: FloatArray | None = None) -> int:
         """:meth:`sample` for one request (``mask`` of shape (1, K)) on a one-row state, as an int."""
         return int(self.sample(state, rng, mask, context)[0])
 
-    def update_one(self, state: State, arm: int, reward: float, *, propensity: float | None = None,
-                   context: FloatArray | None = None) -> State:
+    def update_one(
+        self,
+        state: State,
+        arm: int,
+        reward: float,
+        *,
+        propensity: float | None = None,
+        context: FloatArray | None = None,
+    ) -> State:
         """:meth:`update` with one reward into a one-row state; ``context`` is (1, d) or None."""
-        return self.update(state, np.array([arm]), np.array([reward]), context=context,
-                           propensities=None if propensity is None else np.array([propensity]))
+        return self.update(
+            state,
+            np.array([arm]),
+            np.array([reward]),
+            context=context,
+            propensities=None if propensity is None else np.array([propensity]),
+        )
 
     @abstractmethod
     def means(self, state: State, context: FloatArray | None = None) -> FloatArray:
@@ -188,8 +210,11 @@ def parameter_names(cls: type[Policy]) -> list[str]:
     import inspect  # deferred: slow to import, needed only when policies are (de)serialised
 
     kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    return [name for name, parameter in inspect.signature(cls.__init__).parameters.items()
-            if name != "self" and parameter.kind in kinds]
+    return [
+        name
+        for name, parameter in inspect.signature(cls.__init__).parameters.items()
+        if name != "self" and parameter.kind in kinds
+    ]
 
 
 def batch_rows(state: State, n: int) -> IntArray:

@@ -67,4 +67,3 @@ class BayesUCB(IndexPolicy):
 
     def means(self, state: State, context: FloatArray | None = None) -> FloatArray:
         return (1.0 + state["reward_sums"]) / (2.0 + state["pulls"])
-

@@ -43,13 +43,15 @@ class CountPolicy(Policy):
         """:meth:`choose` through the compiled ``kernels`` module; by default (no kernel) the numpy path."""
         return int(self.sample_numpy(state, rng, mask)[0])
 
-    def sample_compiled(self, compiled: ModuleType, state: State, rng: np.random.Generator,
-                        mask: np.ndarray) -> np.ndarray:
+    def sample_compiled(
+        self, compiled: ModuleType, state: State, rng: np.random.Generator, mask: np.ndarray
+    ) -> np.ndarray:
         """:meth:`sample` through the compiled ``kernels`` module for several rows; by default the numpy path."""
         return self.sample_numpy(state, rng, mask)
 
-    def sample(self, state: State, rng: np.random.Generator, mask: BoolArray,
-               context: FloatArray | None = None) -> IntArray:
+    def sample(
+        self, state: State, rng: np.random.Generator, mask: BoolArray, context: FloatArray | None = None
+    ) -> IntArray:
         compiled = _jit.kernels()
         if compiled is None:
             return self.sample_numpy(state, rng, mask)
@@ -63,12 +65,26 @@ class CountPolicy(Policy):
             return int(self.sample_numpy(state, rng, mask)[0])
         return self.choose_compiled(compiled, state, rng, mask)
 
-    def update(self, state: State, arms: IntArray, rewards: FloatArray, *, propensities: FloatArray | None = None,
-               context: FloatArray | None = None) -> State:
+    def update(
+        self,
+        state: State,
+        arms: IntArray,
+        rewards: FloatArray,
+        *,
+        propensities: FloatArray | None = None,
+        context: FloatArray | None = None,
+    ) -> State:
         return add_counts(state, arms, rewards, self.squares)
 
-    def update_one(self, state: State, arm: int, reward: float, *, propensity: float | None = None,
-                   context: FloatArray | None = None) -> State:
+    def update_one(
+        self,
+        state: State,
+        arm: int,
+        reward: float,
+        *,
+        propensity: float | None = None,
+        context: FloatArray | None = None,
+    ) -> State:
         return add_count(state, arm, reward, self.squares)
 
     def means(self, state: State, context: FloatArray | None = None) -> FloatArray:

@@ -67,8 +67,15 @@ class EXP3(CountPolicy):
         arm: int = compiled.exp3_choice(_jit.generator_pointers(rng), state["log_weights"], self.gamma, mask)
         return arm
 
-    def update(self, state: State, arms: IntArray, rewards: FloatArray, *, propensities: FloatArray | None = None,
-               context: FloatArray | None = None) -> State:
+    def update(
+        self,
+        state: State,
+        arms: IntArray,
+        rewards: FloatArray,
+        *,
+        propensities: FloatArray | None = None,
+        context: FloatArray | None = None,
+    ) -> State:
         if propensities is None:
             raise ValueError("EXP3 needs the propensity of each chosen arm")
         if arms.shape[0] == 1 and state["log_weights"].shape[0] == 1:
@@ -79,8 +86,15 @@ class EXP3(CountPolicy):
         new["log_weights"] = state["log_weights"] + arm_sums(state, arms, increments, n_arms)
         return new
 
-    def update_one(self, state: State, arm: int, reward: float, *, propensity: float | None = None,
-                   context: FloatArray | None = None) -> State:
+    def update_one(
+        self,
+        state: State,
+        arm: int,
+        reward: float,
+        *,
+        propensity: float | None = None,
+        context: FloatArray | None = None,
+    ) -> State:
         if propensity is None:
             raise ValueError("EXP3 needs the propensity of each chosen arm")
         new = add_count(state, arm, reward)

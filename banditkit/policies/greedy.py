@@ -60,6 +60,7 @@ class EpsilonGreedy(CountPolicy):
         return np.where(explore, uniform_arms, greedy_arms)
 
     def choose_compiled(self, compiled: ModuleType, state: State, rng: np.random.Generator, mask: BoolArray) -> int:
-        arm: int = compiled.epsilon_greedy_choice(_jit.generator_pointers(rng), state["pulls"], state["reward_sums"],
-                                                  self.epsilon, self.decay, mask)
+        arm: int = compiled.epsilon_greedy_choice(
+            _jit.generator_pointers(rng), state["pulls"], state["reward_sums"], self.epsilon, self.decay, mask
+        )
         return arm

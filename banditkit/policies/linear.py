@@ -109,8 +109,12 @@ class LinearPolicy(Policy):
         checks it again so a NaN never reaches the state.
         """
         width = self.n_features(state)
-        if type(context) is np.ndarray and context.dtype == np.float64 and context.ndim == 2 \
-                and context.shape[1] == width:
+        if (
+            type(context) is np.ndarray
+            and context.dtype == np.float64
+            and context.ndim == 2
+            and context.shape[1] == width
+        ):
             return context
         if context is None:
             raise InvalidParameterError(f"{self.name} is contextual: pass context= with {width} features per row")
@@ -123,8 +127,13 @@ class LinearPolicy(Policy):
             stats, standardized = fold_and_transform(state, contexts, rows)
             return stats, self._with_intercept(standardized)
         features, count, mean, m2 = compiled.standardize_row(
-            state["feature_count"][0], state["feature_mean"][0], state["feature_m2"][0], contexts[0], True,
-            RELATIVE_VARIANCE_FLOOR)
+            state["feature_count"][0],
+            state["feature_mean"][0],
+            state["feature_m2"][0],
+            contexts[0],
+            True,
+            RELATIVE_VARIANCE_FLOOR,
+        )
         return {"feature_count": np.array([count]), "feature_mean": mean[None], "feature_m2": m2[None]}, features[None]
 
     def _with_intercept(self, standardized: FloatArray) -> FloatArray:
@@ -142,8 +151,15 @@ class LinearPolicy(Policy):
         features, rows = self._scoring_features(state, context)
         return scores(state, features, rows)
 
-    def _compiled_select(self, state: State, rng: np.random.Generator, mask: BoolArray, context: FloatArray | None,
-                         scale: float, thompson: bool) -> IntArray | None:
+    def _compiled_select(
+        self,
+        state: State,
+        rng: np.random.Generator,
+        mask: BoolArray,
+        context: FloatArray | None,
+        scale: float,
+        thompson: bool,
+    ) -> IntArray | None:
         """The one-row choice through the compiled kernel (same draws as numpy), or None when not applicable."""
         compiled = linear_kernels() if state["theta"].shape[0] == 1 and len(mask) == 1 else None
         contexts = None if compiled is None else self._contexts(state, context)
@@ -151,10 +167,23 @@ class LinearPolicy(Policy):
             return None
         features = contexts[0]
         if self.standardize:
-            features = compiled.standardize_row(state["feature_count"][0], state["feature_mean"][0],
-                                                state["feature_m2"][0], features, False, RELATIVE_VARIANCE_FLOOR)[0]
-        arm = compiled.linear_select(_jit.generator_pointers(rng), state["theta"][0], state["A_inv"][0], features,
-                                     np.asarray(mask, dtype=bool)[0], scale, thompson)
+            features = compiled.standardize_row(
+                state["feature_count"][0],
+                state["feature_mean"][0],
+                state["feature_m2"][0],
+                features,
+                False,
+                RELATIVE_VARIANCE_FLOOR,
+            )[0]
+        arm = compiled.linear_select(
+            _jit.generator_pointers(rng),
+            state["theta"][0],
+            state["A_inv"][0],
+            features,
+            np.asarray(mask, dtype=bool)[0],
+            scale,
+            thompson,
+        )
         return np.array([arm], dtype=np.intp)
 
     # ---- operations ------------------------------------------------------
@@ -162,8 +191,15 @@ class LinearPolicy(Policy):
         """Predicted reward ``x^T theta_k`` for each context row and arm, shape (n, K)."""
         return self._mean_and_width(state, context)[0]
 
-    def update(self, state: State, arms: IntArray, rewards: FloatArray, *, propensities: FloatArray | None = None,
-               context: FloatArray | None = None) -> State:
+    def update(
+        self,
+        state: State,
+        arms: IntArray,
+        rewards: FloatArray,
+        *,
+        propensities: FloatArray | None = None,
+        context: FloatArray | None = None,
+    ) -> State:
         contexts = self._contexts(state, context)
         if not np.isfinite(contexts).all():
             check_contexts("context", contexts, contexts.shape[1])  # raises, naming the row and feature
@@ -216,8 +252,9 @@ class LinUCB(LinearPolicy):
     def probabilities(self, state: State, mask: BoolArray, context: FloatArray | None = None) -> FloatArray:
         return argmax_probabilities(self._ucb(state, context), mask)
 
-    def sample(self, state: State, rng: np.random.Generator, mask: BoolArray,
-               context: FloatArray | None = None) -> IntArray:
+    def sample(
+        self, state: State, rng: np.random.Generator, mask: BoolArray, context: FloatArray | None = None
+    ) -> IntArray:
         compiled = self._compiled_select(state, rng, mask, context, self.alpha, thompson=False)
         if compiled is not None:
             return compiled
@@ -269,8 +306,9 @@ class LinTS(LinearPolicy):
             return distribution
         return gaussian_argmax_probabilities(means, sds, mask)
 
-    def sample(self, state: State, rng: np.random.Generator, mask: BoolArray,
-               context: FloatArray | None = None) -> IntArray:
+    def sample(
+        self, state: State, rng: np.random.Generator, mask: BoolArray, context: FloatArray | None = None
+    ) -> IntArray:
         compiled = self._compiled_select(state, rng, mask, context, self.v, thompson=True)
         if compiled is not None:
             return compiled

@@ -58,8 +58,15 @@ class ModelPolicy(Policy):
     n_replicas: int
     bootstrap: bool
 
-    def __init__(self, estimator: Any = None, refit_every: int = 50, refit_fraction: float = 0.1,
-                 max_rows: int | None = None, incremental: bool = False, seed: int = 0):
+    def __init__(
+        self,
+        estimator: Any = None,
+        refit_every: int = 50,
+        refit_fraction: float = 0.1,
+        max_rows: int | None = None,
+        incremental: bool = False,
+        seed: int = 0,
+    ):
         self.estimator = estimator_spec(DEFAULT_ESTIMATOR if estimator is None else estimator)
         self.refit_every = check_int("refit_every", refit_every, low=1)
         self.refit_fraction = check_real("refit_fraction", refit_fraction, low=0.0)
@@ -68,11 +75,14 @@ class ModelPolicy(Policy):
         self.seed = check_int("seed", seed, low=0, high=2**63 - 1)
         prototype = build(self.estimator)
         if self.incremental and not hasattr(prototype, "partial_fit"):
-            raise InvalidParameterError(f"incremental=True needs an estimator with partial_fit; "
-                                        f"{type(prototype).__name__} has none")
+            raise InvalidParameterError(
+                f"incremental=True needs an estimator with partial_fit; {type(prototype).__name__} has none"
+            )
         if self.incremental and self.max_rows is not None:
-            raise InvalidParameterError("max_rows cannot be used with incremental=True: a restored state "
-                                        "replays partial_fit over the whole history")
+            raise InvalidParameterError(
+                "max_rows cannot be used with incremental=True: a restored state "
+                "replays partial_fit over the whole history"
+            )
         method = prototype.partial_fit if self.incremental else prototype.fit
         self._weighted = accepts_sample_weight(method)
         self._cache = ModelCache()
@@ -84,10 +94,16 @@ class ModelPolicy(Policy):
     def init_state(self, n_arms: int, batch: int = 1, n_features: int | None = None) -> State:
         if n_features is None or n_features < 1:
             raise InvalidParameterError(f"{self.name} needs n_features >= 1 (the context length), got {n_features!r}")
-        return {"contexts": np.zeros((batch, 0, n_features)), "arms": np.zeros((batch, 0), dtype=np.int64),
-                "rewards": np.zeros((batch, 0)), "row_ids": np.zeros((batch, 0), dtype=np.int64),
-                "rows_seen": np.zeros(batch, dtype=np.int64), "fit_rows": np.zeros(batch, dtype=np.int64),
-                "model_key": np.zeros(batch, dtype=np.int64), "arm_rows": np.zeros((batch, n_arms), dtype=np.int64)}
+        return {
+            "contexts": np.zeros((batch, 0, n_features)),
+            "arms": np.zeros((batch, 0), dtype=np.int64),
+            "rewards": np.zeros((batch, 0)),
+            "row_ids": np.zeros((batch, 0), dtype=np.int64),
+            "rows_seen": np.zeros(batch, dtype=np.int64),
+            "fit_rows": np.zeros(batch, dtype=np.int64),
+            "model_key": np.zeros(batch, dtype=np.int64),
+            "arm_rows": np.zeros((batch, n_arms), dtype=np.int64),
+        }
 
     def add_arms(self, state: State, count: int, n_features: int | None = None) -> State:
         return super().add_arms(state, count, state["contexts"].shape[2])
@@ -97,8 +113,9 @@ class ModelPolicy(Policy):
         new = super().remove_arm(state, index)
         arms = state["arms"]
         new["arms"] = np.where(arms == index, -1, np.where(arms > index, arms - 1, arms))
-        new["model_key"] = np.array([self._key(new, b) if new["fit_rows"][b] else 0
-                                     for b in range(arms.shape[0])], dtype=np.int64)
+        new["model_key"] = np.array(
+            [self._key(new, b) if new["fit_rows"][b] else 0 for b in range(arms.shape[0])], dtype=np.int64
+        )
         return new
 
     def fit_point(self, rows_seen: int) -> int:
@@ -119,15 +136,23 @@ class ModelPolicy(Policy):
             raise InvalidParameterError(f"{self.name} is contextual: pass context= with {width} features per row")
         return check_contexts("context", context, width)
 
-    def update(self, state: State, arms: IntArray, rewards: FloatArray, *, propensities: FloatArray | None = None,
-               context: FloatArray | None = None) -> State:
+    def update(
+        self,
+        state: State,
+        arms: IntArray,
+        rewards: FloatArray,
+        *,
+        propensities: FloatArray | None = None,
+        context: FloatArray | None = None,
+    ) -> State:
         contexts = self._contexts(state, context)
         arms = np.asarray(arms, dtype=np.int64)
         rewards = np.asarray(rewards, dtype=np.float64)
         rows = batch_rows(state, arms.shape[0])
         new = dict(state)
-        per_state: Callable[[AnyArray], AnyArray] = ((lambda a: a[None]) if state["rows_seen"].shape[0] == 1
-                                                     else (lambda a: a[:, None]))
+        per_state: Callable[[AnyArray], AnyArray] = (
+            (lambda a: a[None]) if state["rows_seen"].shape[0] == 1 else (lambda a: a[:, None])
+        )
         counts = np.bincount(rows, minlength=state["rows_seen"].shape[0])
         ids = state["rows_seen"][rows] + (np.arange(arms.shape[0]) if counts.shape[0] == 1 else 0)
         for key, value in zip(_BUFFER_KEYS, (contexts, arms, rewards, ids), strict=True):
@@ -229,8 +254,11 @@ class ModelPolicy(Policy):
     def _fit_chunk(self, rows: tuple[AnyArray, ...], n_arms: int, previous: Models | None) -> Models:
         """Fit (or partial_fit ``previous``) one model per (replica, arm) on ``rows``; weights from the row ids."""
         contexts, arms, rewards, ids = rows
-        weights = (bootstrap_weights(self.seed, ids, self.n_replicas) if self.bootstrap
-                   else np.ones((ids.shape[0], self.n_replicas)))
+        weights = (
+            bootstrap_weights(self.seed, ids, self.n_replicas)
+            if self.bootstrap
+            else np.ones((ids.shape[0], self.n_replicas))
+        )
         models: Models = [[None] * n_arms for _ in range(self.n_replicas)]
         for replica in range(self.n_replicas):
             for arm in range(n_arms):
@@ -303,8 +331,16 @@ class ContextualEpsilonGreedy(ModelPolicy):
     n_replicas = 1
     bootstrap = False
 
-    def __init__(self, estimator: Any = None, epsilon: float = 0.1, refit_every: int = 50, refit_fraction: float = 0.1,
-                 max_rows: int | None = None, incremental: bool = False, seed: int = 0):
+    def __init__(
+        self,
+        estimator: Any = None,
+        epsilon: float = 0.1,
+        refit_every: int = 50,
+        refit_fraction: float = 0.1,
+        max_rows: int | None = None,
+        incremental: bool = False,
+        seed: int = 0,
+    ):
         super().__init__(estimator, refit_every, refit_fraction, max_rows, incremental, seed)
         self.epsilon = check_real("epsilon", epsilon, low=0.0, high=1.0)
 
@@ -314,8 +350,9 @@ class ContextualEpsilonGreedy(ModelPolicy):
         distribution: FloatArray = self.epsilon * mask / mask.sum(axis=1, keepdims=True) + (1.0 - self.epsilon) * greedy
         return distribution
 
-    def sample(self, state: State, rng: np.random.Generator, mask: BoolArray,
-               context: FloatArray | None = None) -> IntArray:
+    def sample(
+        self, state: State, rng: np.random.Generator, mask: BoolArray, context: FloatArray | None = None
+    ) -> IntArray:
         return categorical(self.probabilities(state, mask, context), rng)
 
 
@@ -343,8 +380,16 @@ class BootstrappedThompson(ModelPolicy):
     name = "bootstrapped_thompson"
     bootstrap = True
 
-    def __init__(self, estimator: Any = None, n_replicas: int = 10, refit_every: int = 50, refit_fraction: float = 0.1,
-                 max_rows: int | None = None, incremental: bool = False, seed: int = 0):
+    def __init__(
+        self,
+        estimator: Any = None,
+        n_replicas: int = 10,
+        refit_every: int = 50,
+        refit_fraction: float = 0.1,
+        max_rows: int | None = None,
+        incremental: bool = False,
+        seed: int = 0,
+    ):
         self.n_replicas = check_int("n_replicas", n_replicas, low=1, high=1000)
         super().__init__(estimator, refit_every, refit_fraction, max_rows, incremental, seed)
 
@@ -354,8 +399,9 @@ class BootstrappedThompson(ModelPolicy):
         distribution: FloatArray = np.mean([argmax_probabilities(replica, mask) for replica in predictions], axis=0)
         return distribution
 
-    def sample(self, state: State, rng: np.random.Generator, mask: BoolArray,
-               context: FloatArray | None = None) -> IntArray:
+    def sample(
+        self, state: State, rng: np.random.Generator, mask: BoolArray, context: FloatArray | None = None
+    ) -> IntArray:
         mask = np.asarray(mask, dtype=bool)
         n = mask.shape[0]
         replicas = rng.integers(self.n_replicas, size=n)

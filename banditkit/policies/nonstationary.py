@@ -56,12 +56,20 @@ class DiscountedThompsonSampling(Policy):
     def probabilities(self, state: State, mask: BoolArray, context: FloatArray | None = None) -> FloatArray:
         return beta_max_probabilities(*self.posterior(state), mask)
 
-    def sample(self, state: State, rng: np.random.Generator, mask: BoolArray,
-               context: FloatArray | None = None) -> IntArray:
+    def sample(
+        self, state: State, rng: np.random.Generator, mask: BoolArray, context: FloatArray | None = None
+    ) -> IntArray:
         return beta_argmax(*self.posterior(state), rng, mask)
 
-    def update(self, state: State, arms: IntArray, rewards: FloatArray, *, propensities: FloatArray | None = None,
-               context: FloatArray | None = None) -> State:
+    def update(
+        self,
+        state: State,
+        arms: IntArray,
+        rewards: FloatArray,
+        *,
+        propensities: FloatArray | None = None,
+        context: FloatArray | None = None,
+    ) -> State:
         batch, n_arms = state["successes"].shape
         n = arms.shape[0]
         if batch == 1 and n == 1:
@@ -69,14 +77,23 @@ class DiscountedThompsonSampling(Policy):
         if batch == 1:
             # Row i is followed by n-1-i later rewards, each discounting it once more.
             weights = self.gamma ** np.arange(n - 1, -1, -1, dtype=np.float64)
-            decay = self.gamma ** n
+            decay = self.gamma**n
         else:
             weights, decay = np.ones(n), self.gamma
-        return {"successes": decay * state["successes"] + arm_sums(state, arms, weights * rewards, n_arms),
-                "failures": decay * state["failures"] + arm_sums(state, arms, weights * (1 - rewards), n_arms)}
+        return {
+            "successes": decay * state["successes"] + arm_sums(state, arms, weights * rewards, n_arms),
+            "failures": decay * state["failures"] + arm_sums(state, arms, weights * (1 - rewards), n_arms),
+        }
 
-    def update_one(self, state: State, arm: int, reward: float, *, propensity: float | None = None,
-                   context: FloatArray | None = None) -> State:
+    def update_one(
+        self,
+        state: State,
+        arm: int,
+        reward: float,
+        *,
+        propensity: float | None = None,
+        context: FloatArray | None = None,
+    ) -> State:
         """The same as :meth:`update` for one reward into one state: discount every count, add to one arm."""
         successes, failures = self.gamma * state["successes"], self.gamma * state["failures"]
         successes[0, arm] += reward
@@ -129,12 +146,26 @@ class SlidingWindowUCB(IndexPolicy):
         return indices
 
     def choose_compiled(self, compiled: ModuleType, state: State, rng: np.random.Generator, mask: BoolArray) -> int:
-        arm: int = compiled.sliding_window_ucb_argmax(_jit.generator_pointers(rng), state["pulls"],
-                                                      state["reward_sums"], state["steps"], self.window, self.xi, mask)
+        arm: int = compiled.sliding_window_ucb_argmax(
+            _jit.generator_pointers(rng),
+            state["pulls"],
+            state["reward_sums"],
+            state["steps"],
+            self.window,
+            self.xi,
+            mask,
+        )
         return arm
 
-    def update(self, state: State, arms: IntArray, rewards: FloatArray, *, propensities: FloatArray | None = None,
-               context: FloatArray | None = None) -> State:
+    def update(
+        self,
+        state: State,
+        arms: IntArray,
+        rewards: FloatArray,
+        *,
+        propensities: FloatArray | None = None,
+        context: FloatArray | None = None,
+    ) -> State:
         batch, n_arms = state["pulls"].shape
         if batch == 1 and arms.shape[0] == 1:
             return self.update_one(state, int(arms[0]), float(rewards[0]))
@@ -154,15 +185,25 @@ class SlidingWindowUCB(IndexPolicy):
         window_rewards[rows, slots] = rewards
         evicted = {"pulls": kept.astype(np.float64), "reward_sums": np.where(kept, evicted_rewards, 0.0)}
         evicted_arm_index = np.where(kept, evicted_arms, 0)
-        new = {"window_arms": window_arms, "window_rewards": window_rewards,
-               "steps": state["steps"] + np.bincount(rows, minlength=batch) + skipped}
+        new = {
+            "window_arms": window_arms,
+            "window_rewards": window_rewards,
+            "steps": state["steps"] + np.bincount(rows, minlength=batch) + skipped,
+        }
         for key, added in (("pulls", np.ones(arms.shape[0])), ("reward_sums", rewards)):
             delta = arm_sums(state, arms, added, n_arms) - arm_sums(state, evicted_arm_index, evicted[key], n_arms)
             new[key] = np.maximum(state[key] + delta, 0.0)
         return new
 
-    def update_one(self, state: State, arm: int, reward: float, *, propensity: float | None = None,
-                   context: FloatArray | None = None) -> State:
+    def update_one(
+        self,
+        state: State,
+        arm: int,
+        reward: float,
+        *,
+        propensity: float | None = None,
+        context: FloatArray | None = None,
+    ) -> State:
         """The same delta as :meth:`update` for one reward into one state, on scalars."""
         step = int(state["steps"][0])
         slot = step % self.window
@@ -171,7 +212,8 @@ class SlidingWindowUCB(IndexPolicy):
         if evicted_arm >= 0:
             new["pulls"][0, evicted_arm] = max(new["pulls"][0, evicted_arm] - 1.0, 0.0)
             new["reward_sums"][0, evicted_arm] = max(
-                new["reward_sums"][0, evicted_arm] - new["window_rewards"][0, slot], 0.0)
+                new["reward_sums"][0, evicted_arm] - new["window_rewards"][0, slot], 0.0
+            )
         new["pulls"][0, arm] += 1.0
         new["reward_sums"][0, arm] += reward
         new["window_arms"][0, slot] = arm

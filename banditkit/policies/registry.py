@@ -40,5 +40,6 @@ def make_policy(spec: Policy | str | dict[str, Any]) -> Policy:
     unknown = set(params) - accepted
     if unknown:
         raise InvalidParameterError(
-            f"policy {name!r} has no parameter {sorted(unknown)[0]!r}; it accepts {sorted(accepted)}")
+            f"policy {name!r} has no parameter {sorted(unknown)[0]!r}; it accepts {sorted(accepted)}"
+        )
     return cls(**params)

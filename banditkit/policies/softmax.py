@@ -56,6 +56,7 @@ class Softmax(CountPolicy):
         return categorical(self.probabilities(state, mask), rng)
 
     def choose_compiled(self, compiled: ModuleType, state: State, rng: np.random.Generator, mask: BoolArray) -> int:
-        arm: int = compiled.softmax_choice(_jit.generator_pointers(rng), state["pulls"], state["reward_sums"],
-                                           self.temperature, self.anneal, mask)
+        arm: int = compiled.softmax_choice(
+            _jit.generator_pointers(rng), state["pulls"], state["reward_sums"], self.temperature, self.anneal, mask
+        )
         return arm

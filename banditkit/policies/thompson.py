@@ -32,8 +32,9 @@ def beta_argmax(alpha: np.ndarray, beta: np.ndarray, rng: np.random.Generator, m
 
 def beta_max_probabilities(alpha: np.ndarray, beta: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Exact Thompson-sampling action distribution for Beta posteriors (B, K), shape (n, K)."""
-    return broadcast_rows(lambda rows, m: max_probabilities(BetaPosteriors(alpha[rows], beta[rows]), m),
-                          alpha.shape[0], mask)
+    return broadcast_rows(
+        lambda rows, m: max_probabilities(BetaPosteriors(alpha[rows], beta[rows]), m), alpha.shape[0], mask
+    )
 
 
 @register
@@ -71,14 +72,23 @@ class ThompsonSampling(CountPolicy):
         return beta_argmax(*self.posterior(state), rng, mask)
 
     def choose_compiled(self, compiled: ModuleType, state: State, rng: np.random.Generator, mask: BoolArray) -> int:
-        arm: int = compiled.bernoulli_thompson_choice(_jit.generator_pointers(rng), state["pulls"],
-                                                      state["reward_sums"], self.prior_alpha, self.prior_beta, mask)
+        arm: int = compiled.bernoulli_thompson_choice(
+            _jit.generator_pointers(rng), state["pulls"], state["reward_sums"], self.prior_alpha, self.prior_beta, mask
+        )
         return arm
 
-    def sample_compiled(self, compiled: ModuleType, state: State, rng: np.random.Generator,
-                        mask: BoolArray) -> IntArray:
-        return _jit.choose_rows(compiled.bernoulli_thompson_argmax, rng, mask, state["pulls"],
-                                state["reward_sums"], self.prior_alpha, self.prior_beta)
+    def sample_compiled(
+        self, compiled: ModuleType, state: State, rng: np.random.Generator, mask: BoolArray
+    ) -> IntArray:
+        return _jit.choose_rows(
+            compiled.bernoulli_thompson_argmax,
+            rng,
+            mask,
+            state["pulls"],
+            state["reward_sums"],
+            self.prior_alpha,
+            self.prior_beta,
+        )
 
     def means(self, state: State, context: FloatArray | None = None) -> FloatArray:
         alpha, beta = self.posterior(state)
@@ -110,8 +120,9 @@ class GaussianThompsonSampling(CountPolicy):
     reward_bounds = (-1e100, 1e100)
     squares = True
 
-    def __init__(self, prior_mean: float = 0.0, prior_count: float = 0.01,
-                 prior_shape: float = 1.0, prior_rate: float = 1.0):
+    def __init__(
+        self, prior_mean: float = 0.0, prior_count: float = 0.01, prior_shape: float = 1.0, prior_rate: float = 1.0
+    ):
         self.prior_mean = check_real("prior_mean", prior_mean)
         self.prior_count = check_real("prior_count", prior_count, low=0.0, low_open=True)
         self.prior_shape = check_real("prior_shape", prior_shape, low=0.0, low_open=True)
@@ -151,8 +162,16 @@ class GaussianThompsonSampling(CountPolicy):
 
     def choose_compiled(self, compiled: ModuleType, state: State, rng: np.random.Generator, mask: BoolArray) -> int:
         arm: int = compiled.gaussian_thompson_argmax(
-                _jit.generator_pointers(rng), state["pulls"], state["reward_sums"], state["reward_sq_sums"],
-                self.prior_mean, self.prior_count, self.prior_shape, self.prior_rate, mask)
+            _jit.generator_pointers(rng),
+            state["pulls"],
+            state["reward_sums"],
+            state["reward_sq_sums"],
+            self.prior_mean,
+            self.prior_count,
+            self.prior_shape,
+            self.prior_rate,
+            mask,
+        )
         return arm
 
     def means(self, state: State, context: FloatArray | None = None) -> FloatArray:

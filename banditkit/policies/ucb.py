@@ -67,8 +67,9 @@ class UCB1(IndexPolicy):
         arm: int = compiled.ucb1_choice(_jit.generator_pointers(rng), state["pulls"], state["reward_sums"], mask)
         return arm
 
-    def sample_compiled(self, compiled: ModuleType, state: State, rng: np.random.Generator,
-                        mask: BoolArray) -> IntArray:
+    def sample_compiled(
+        self, compiled: ModuleType, state: State, rng: np.random.Generator, mask: BoolArray
+    ) -> IntArray:
         return _jit.choose_rows(compiled.ucb1_argmax, rng, mask, state["pulls"], state["reward_sums"])
 
 
@@ -115,6 +116,7 @@ class KLUCB(IndexPolicy):
         return np.where(pulls > 0, low, np.inf)
 
     def choose_compiled(self, compiled: ModuleType, state: State, rng: np.random.Generator, mask: BoolArray) -> int:
-        arm: int = compiled.kl_ucb_argmax(_jit.generator_pointers(rng), state["pulls"], state["reward_sums"], self.c,
-                                          mask)
+        arm: int = compiled.kl_ucb_argmax(
+            _jit.generator_pointers(rng), state["pulls"], state["reward_sums"], self.c, mask
+        )
         return arm

@@ -31,8 +31,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = open_store(settings.store, synchronous=settings.sqlite_synchronous,
-                           commit_interval_s=settings.commit_interval_ms / 1000, spool_dir=settings.spool_dir)
+        store = open_store(
+            settings.store,
+            synchronous=settings.sqlite_synchronous,
+            commit_interval_s=settings.commit_interval_ms / 1000,
+            spool_dir=settings.spool_dir,
+        )
         engine = Engine(store, refresh_s=settings.refresh_s)
         app.state.engine = engine
         try:
@@ -40,8 +44,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await _declare(engine, settings.experiments_file)
             # A store that learns in process settles attribution windows here; a shared store's learner
             # does, and this server follows the models it stores.
-            background = asyncio.create_task(_sweep_forever(engine, settings.sweep_interval_s)
-                                             if store.learns_in_process else _follow_forever(engine, settings))
+            background = asyncio.create_task(
+                _sweep_forever(engine, settings.sweep_interval_s)
+                if store.learns_in_process
+                else _follow_forever(engine, settings)
+            )
             if settings.tune_interpreter:
                 _tune_interpreter()
             yield
@@ -52,9 +59,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             engine.close()
             store.close()
 
-    app = ServiceApp(title="banditkit decision service", version=__version__, lifespan=lifespan,
-                     max_body_size=settings.max_body_bytes,
-                     description="Adaptive experiments: decisions with propensities, delayed rewards, versions.")
+    app = ServiceApp(
+        title="banditkit decision service",
+        version=__version__,
+        lifespan=lifespan,
+        max_body_size=settings.max_body_bytes,
+        description="Adaptive experiments: decisions with propensities, delayed rewards, versions.",
+    )
     app.state.settings = settings
     install_error_handlers(app)
     for router in ROUTERS:
@@ -114,7 +125,7 @@ async def _follow_forever(engine: Engine, settings: Settings) -> None:
                 await engine.discover()
             await engine.follow()
         except StoreUnavailableError:
-            pass                                   # the store logs its outage once; decisions fall back
+            pass  # the store logs its outage once; decisions fall back
         except Exception:
             logger.exception("following the stored models failed; retrying in %.2f s", settings.model_poll_s)
 

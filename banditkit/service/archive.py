@@ -31,9 +31,18 @@ from .stores.redis_keys import ARCHIVE_MOVED, Keys, archive_trim_keys
 ARCHIVE_BATCH = 50_000
 
 
-def archive_experiment(client, keys: Keys, name: str, out: Path, *, cutoff: float,
-                       trim: Callable[[list[str], list], int], keep: Callable[[], None],
-                       on_rows: Callable[[str, int], None] | None = None, batch_size: int = ARCHIVE_BATCH) -> int:
+def archive_experiment(
+    client,
+    keys: Keys,
+    name: str,
+    out: Path,
+    *,
+    cutoff: float,
+    trim: Callable[[list[str], list], int],
+    keep: Callable[[], None],
+    on_rows: Callable[[str, int], None] | None = None,
+    batch_size: int = ARCHIVE_BATCH,
+) -> int:
     """Archive the decisions of experiment ``name`` logged before ``cutoff`` (seconds since the epoch).
 
     ``trim(keys, args)`` runs :data:`.stores.redis_keys.ARCHIVE_TRIM` for the caller (who holds the lease);
@@ -58,7 +67,7 @@ def archive_experiment(client, keys: Keys, name: str, out: Path, *, cutoff: floa
         rows = [(*row[:9], bool(row[9]), reward) for row, reward in zip(decisions, rewards, strict=True)]
         write_batch(out, name, ids, rows, schema)
         if trim(archive_trim_keys(keys), [offset, ids[-1], *decision_ids]) == ARCHIVE_MOVED:
-            return archived     # another archiver moved the offset meanwhile: its pass goes on from there
+            return archived  # another archiver moved the offset meanwhile: its pass goes on from there
         archived += len(rows)
         if on_rows is not None:
             on_rows(name, len(rows))
@@ -72,7 +81,7 @@ def write_batch(out: Path, name: str, ids: list[str], rows: list[tuple], schema=
     schema = arrow_schema() if schema is None else schema
     days = np.floor(np.array([row[1] for row in rows], dtype=np.float64) / 86_400).astype(np.int64)
     written = []
-    for day in np.unique(days):          # a loop over dates, not rows
+    for day in np.unique(days):  # a loop over dates, not rows
         chosen = np.flatnonzero(days == day)
         folder = Path(out) / f"experiment={name}" / f"date={np.datetime64(int(day), 'D')}"
         path = folder / f"part-{ids[chosen[0]]}.parquet"

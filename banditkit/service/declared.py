@@ -45,6 +45,8 @@ def read_experiments(path: str | Path) -> list[ExperimentCreate]:
         except ValidationError as error:
             first = error.errors()[0]
             where = ".".join(str(part) for part in first["loc"])
-            raise InvalidParameterError(f"experiments file {str(path)!r}, entry {position} "
-                                        f"({entry.get('name', '?')!r}), field {where!r}: {first['msg']}") from None
+            raise InvalidParameterError(
+                f"experiments file {str(path)!r}, entry {position} "
+                f"({entry.get('name', '?')!r}), field {where!r}: {first['msg']}"
+            ) from None
     return specs

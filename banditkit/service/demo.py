@@ -32,7 +32,7 @@ ARMS = ("red", "green", "blue", "yellow", "purple")
 CLICK_RATES = (0.10, 0.14, 0.22, 0.08, 0.17)
 WINDOW_S = 0.5
 MEAN_DELAY_S = 0.1
-SILENT_SHARE = 0.1        # sessions without a click that end without saying so: the window settles them
+SILENT_SHARE = 0.1  # sessions without a click that end without saying so: the window settles them
 USERS = 2000
 
 
@@ -41,7 +41,7 @@ class ArmSummary:
     arm: str
     click_rate: float
     pulls: int
-    last_share: float          # share of the last fifth of the decisions: where the policy has settled
+    last_share: float  # share of the last fifth of the decisions: where the policy has settled
     mean_reward: float
     propensity_low: float
     propensity_high: float
@@ -57,7 +57,7 @@ def _drive(base_url: str, decisions: int, seed: int, concurrency: int, progress)
     uniforms, delays = rng.random(decisions), rng.exponential(MEAN_DELAY_S, decisions)
     silent = rng.random(decisions) < SILENT_SHARE
     counters = {"decisions": 0, "clicks": 0, "late_clicks": 0}
-    due: list[tuple[float, str, float]] = []        # heap of (time the outcome arrives, decision id, reward)
+    due: list[tuple[float, str, float]] = []  # heap of (time the outcome arrives, decision id, reward)
     lock, users_done = threading.Lock(), threading.Event()
     url = f"{base_url}/v1/experiments/demo"
 
@@ -90,15 +90,19 @@ def _drive(base_url: str, decisions: int, seed: int, concurrency: int, progress)
                         return
                     time.sleep(0.005)
                     continue
-                response = client.post(f"{url}/rewards/batch", json={"rewards": [
-                    {"decision_id": decision_id, "value": value} for _, decision_id, value in ready]})
+                response = client.post(
+                    f"{url}/rewards/batch",
+                    json={"rewards": [{"decision_id": decision_id, "value": value} for _, decision_id, value in ready]},
+                )
                 response.raise_for_status()
                 results = response.json()["results"]
                 if any(result["status"] not in (200, 410) for result in results):
                     raise RuntimeError(f"a reward was refused: {results}")
                 with lock:  # 410: later than the attribution window, already settled as no click
-                    counters["late_clicks"] += sum(result["status"] == 410 and value == 1.0
-                                                   for result, (_, _, value) in zip(results, ready, strict=True))
+                    counters["late_clicks"] += sum(
+                        result["status"] == 410 and value == 1.0
+                        for result, (_, _, value) in zip(results, ready, strict=True)
+                    )
 
     reporters = [threading.Thread(target=reporter) for _ in range(2)]
     visitors = [threading.Thread(target=visitor, args=(worker,)) for worker in range(concurrency)]
@@ -127,21 +131,34 @@ def summarize(rows: list[dict]) -> tuple[list[ArmSummary], float]:
     rates = dict(zip(ARMS, CLICK_RATES, strict=True))
     best = max(CLICK_RATES)
     summaries = []
-    last = rows[-max(len(rows) // 5, 1):]
+    last = rows[-max(len(rows) // 5, 1) :]
     for arm in ARMS:
         mine = [row for row in rows if row["arm"] == arm]
         rewards = [row["reward"] for row in mine if row["reward"] is not None]
         propensities = [row["propensity"] for row in mine]
         last_share = sum(row["arm"] == arm for row in last) / len(last)
-        summaries.append(ArmSummary(arm, rates[arm], len(mine), last_share,
-                                    float(np.mean(rewards)) if rewards else float("nan"),
-                                    min(propensities, default=float("nan")), max(propensities, default=float("nan"))))
+        summaries.append(
+            ArmSummary(
+                arm,
+                rates[arm],
+                len(mine),
+                last_share,
+                float(np.mean(rewards)) if rewards else float("nan"),
+                min(propensities, default=float("nan")),
+                max(propensities, default=float("nan")),
+            )
+        )
     regret = float(sum(best - rates[row["arm"]] for row in rows))
     return summaries, regret
 
 
-def run_demo(decisions: int = 3000, out: Path = Path("banditkit-demo"), seed: int = 0,
-             concurrency: int = 16, window_s: float = WINDOW_S) -> tuple[list[ArmSummary], float]:
+def run_demo(
+    decisions: int = 3000,
+    out: Path = Path("banditkit-demo"),
+    seed: int = 0,
+    concurrency: int = 16,
+    window_s: float = WINDOW_S,
+) -> tuple[list[ArmSummary], float]:
     """Run the whole demo, print the table, write the log and a summary under ``out``.
 
     The service runs in a child process (as it would in production), so the
@@ -155,24 +172,45 @@ def run_demo(decisions: int = 3000, out: Path = Path("banditkit-demo"), seed: in
     console = Console()
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="banditkit-demo-") as folder:
-        settings = Settings(store=f"sqlite:///{folder}/demo.db", port=0, sweep_interval_s=0.1,
-                            admin_token=None, client_tokens=())
+        settings = Settings(
+            store=f"sqlite:///{folder}/demo.db", port=0, sweep_interval_s=0.1, admin_token=None, client_tokens=()
+        )
         with ServiceProcess(settings) as server, httpx.Client(timeout=30.0) as client:
             base_url = server.base_url
-            client.post(f"{base_url}/v1/experiments", json={
-                "name": "demo", "arms": list(ARMS), "policy": {"name": "thompson", "params": {}},
-                "attribution_window_s": window_s, "default_reward": 0.0, "seed": seed,
-            }).raise_for_status()
-            console.print(f"Serving experiment [bold]demo[/] at {base_url} on a temporary SQLite store; "
-                          f"{decisions} simulated users; a click or the end of a session without one "
-                          f"reported after ~{MEAN_DELAY_S} s; {SILENT_SHARE:.0%} of sessions end silently "
-                          f"and get the default reward 0 after {window_s:g} s.")
+            client.post(
+                f"{base_url}/v1/experiments",
+                json={
+                    "name": "demo",
+                    "arms": list(ARMS),
+                    "policy": {"name": "thompson", "params": {}},
+                    "attribution_window_s": window_s,
+                    "default_reward": 0.0,
+                    "seed": seed,
+                },
+            ).raise_for_status()
+            console.print(
+                f"Serving experiment [bold]demo[/] at {base_url} on a temporary SQLite store; "
+                f"{decisions} simulated users; a click or the end of a session without one "
+                f"reported after ~{MEAN_DELAY_S} s; {SILENT_SHARE:.0%} of sessions end silently "
+                f"and get the default reward 0 after {window_s:g} s."
+            )
             started = time.perf_counter()
-            with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                          TextColumn("{task.fields[clicks]} clicks"), TimeElapsedColumn(), console=console) as bar:
+            with Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[clicks]} clicks"),
+                TimeElapsedColumn(),
+                console=console,
+            ) as bar:
                 task = bar.add_task("decisions", total=decisions, clicks=0)
-                counters = _drive(base_url, decisions, seed, concurrency,
-                                  lambda c: bar.update(task, completed=c["decisions"], clicks=c["clicks"]))
+                counters = _drive(
+                    base_url,
+                    decisions,
+                    seed,
+                    concurrency,
+                    lambda c: bar.update(task, completed=c["decisions"], clicks=c["clicks"]),
+                )
             elapsed = time.perf_counter() - started
             with console.status("waiting for the attribution windows to close"):
                 stats = _wait_until_settled(client, base_url, decisions, window_s + 10.0)
@@ -187,21 +225,37 @@ def run_demo(decisions: int = 3000, out: Path = Path("banditkit-demo"), seed: in
     for column in ("arm", "click rate", "pulls", "share", "last 20%", "mean reward", "propensities"):
         table.add_column(column, justify="left" if column == "arm" else "right")
     for s in summaries:
-        table.add_row(s.arm, f"{s.click_rate:.2f}", str(s.pulls), f"{s.pulls / len(rows):.1%}",
-                      f"{s.last_share:.1%}", f"{s.mean_reward:.3f}",
-                      f"{s.propensity_low:.2g}–{s.propensity_high:.2g}")  # noqa: RUF001 (an en dash: a range)
+        table.add_row(
+            s.arm,
+            f"{s.click_rate:.2f}",
+            str(s.pulls),
+            f"{s.pulls / len(rows):.1%}",
+            f"{s.last_share:.1%}",
+            f"{s.mean_reward:.3f}",
+            f"{s.propensity_low:.2g}–{s.propensity_high:.2g}",
+        )
     console.print(table)
     uniform = len(rows) * (max(CLICK_RATES) - float(np.mean(CLICK_RATES)))
-    console.print(f"Expected regret against always serving the best arm: [bold]{regret:.1f}[/] clicks "
-                  f"(uniform random would lose {uniform:.1f}); clicks {counters['clicks']} "
-                  f"({counters['late_clicks']} after the window, refused with 410), "
-                  f"rewards recorded {stats['rewards']} of {stats['decisions']}, policy version "
-                  f"{stats['policy_version']}.")
-    summary = {"decisions": len(rows), "elapsed_s": elapsed, "regret": regret, "uniform_regret": uniform,
-               "arms": [s.__dict__ for s in summaries], "stats": stats}
+    console.print(
+        f"Expected regret against always serving the best arm: [bold]{regret:.1f}[/] clicks "
+        f"(uniform random would lose {uniform:.1f}); clicks {counters['clicks']} "
+        f"({counters['late_clicks']} after the window, refused with 410), "
+        f"rewards recorded {stats['rewards']} of {stats['decisions']}, policy version "
+        f"{stats['policy_version']}."
+    )
+    summary = {
+        "decisions": len(rows),
+        "elapsed_s": elapsed,
+        "regret": regret,
+        "uniform_regret": uniform,
+        "arms": [s.__dict__ for s in summaries],
+        "stats": stats,
+    }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    console.print(f"Decision log: [bold]{log_path}[/] (and decisions.parquet) — columns decision_id, time, "
-                  "experiment, unit, context, arm, propensity, probabilities, policy_version, fallback, reward.")
+    console.print(
+        f"Decision log: [bold]{log_path}[/] (and decisions.parquet) — columns decision_id, time, "
+        "experiment, unit, context, arm, propensity, probabilities, policy_version, fallback, reward."
+    )
     return summaries, regret
 
 
@@ -209,5 +263,7 @@ def _read_csv(path: Path) -> list[dict]:
     import csv
 
     with path.open() as handle:
-        return [{**row, "propensity": float(row["propensity"]),
-                 "reward": float(row["reward"]) if row["reward"] else None} for row in csv.DictReader(handle)]
+        return [
+            {**row, "propensity": float(row["propensity"]), "reward": float(row["reward"]) if row["reward"] else None}
+            for row in csv.DictReader(handle)
+        ]

@@ -66,8 +66,9 @@ class Endpoint:
     def __post_init__(self) -> None:
         for segment in self.path.split("/")[1:]:
             if ("{" in segment or "}" in segment) and not _PARAMETER.fullmatch(segment):
-                raise ValueError(f"path {self.path!r}: a parameter must be a whole segment like '{{name}}', "
-                                 f"got {segment!r}")
+                raise ValueError(
+                    f"path {self.path!r}: a parameter must be a whole segment like '{{name}}', got {segment!r}"
+                )
 
     @property
     def name(self) -> str:
@@ -96,19 +97,41 @@ class EndpointRouter(APIRouter):
         super().__init__(**options)
         self.endpoints: list[Endpoint] = []
 
-    def endpoint(self, method: str, path: str, *, response: Any, body: type[BaseModel] | None = None,
-                 auth: BearerToken | None = None,
-                 responses: dict[int | str, dict[str, Any]] | None = None) -> Callable[[Handler], Handler]:
+    def endpoint(
+        self,
+        method: str,
+        path: str,
+        *,
+        response: Any,
+        body: type[BaseModel] | None = None,
+        auth: BearerToken | None = None,
+        responses: dict[int | str, dict[str, Any]] | None = None,
+    ) -> Callable[[Handler], Handler]:
         """Declare ``handler`` as ``method path``; its name and docstring become the operation's id and text."""
 
         def declare(handler: Handler) -> Handler:
             endpoint = Endpoint(method, self.prefix + path, handler, response, body, auth, responses or {})
             self.endpoints.append(endpoint)
-            extra = None if body is None else {"requestBody": {"required": True, "content": {"application/json": {
-                "schema": {"$ref": f"#/components/schemas/{body.__name__}"}}}}}
-            self.add_api_route(path, _route(endpoint), methods=[method], name=endpoint.name, response_model=response,
-                               responses=responses, openapi_extra=extra,
-                               dependencies=None if auth is None else [Depends(auth)])
+            extra = (
+                None
+                if body is None
+                else {
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{body.__name__}"}}},
+                    }
+                }
+            )
+            self.add_api_route(
+                path,
+                _route(endpoint),
+                methods=[method],
+                name=endpoint.name,
+                response_model=response,
+                responses=responses,
+                openapi_extra=extra,
+                dependencies=None if auth is None else [Depends(auth)],
+            )
             return handler
 
         return declare
@@ -126,7 +149,8 @@ def _route(endpoint: Endpoint) -> Callable[..., Awaitable[Response]]:
     # A function takes any attribute; inspect.signature (and so FastAPI) reads this one.
     route.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=str) for name in endpoint.parameters]
-        + [inspect.Parameter("request", inspect.Parameter.KEYWORD_ONLY, annotation=Request)])
+        + [inspect.Parameter("request", inspect.Parameter.KEYWORD_ONLY, annotation=Request)]
+    )
     return route
 
 
@@ -139,8 +163,9 @@ def document_bodies(app: FastAPI, endpoints: list[Endpoint]) -> None:
         schema = app.openapi_schema
         if schema is None:
             schema = generate()  # FastAPI's own, which keeps it as app.openapi_schema
-            _, definitions = models_json_schema([(model, "validation") for model in models],
-                                                ref_template="#/components/schemas/{model}")
+            _, definitions = models_json_schema(
+                [(model, "validation") for model in models], ref_template="#/components/schemas/{model}"
+            )
             schema.setdefault("components", {}).setdefault("schemas", {}).update(definitions["$defs"])
         return schema
 

@@ -81,15 +81,14 @@ class Engine:
     def __init__(self, store: Store, *, refresh_s: float = 0.1) -> None:
         self.store = store
         self.refresh_s = refresh_s
-        self._executor = (ThreadPoolExecutor(1, thread_name_prefix="banditkit-distributions")
-                          if refresh_s > 0 else None)
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="banditkit-distributions") if refresh_s > 0 else None
         self.experiments: dict[str, Experiment] = {}
         self.recent = rewarding.RecentDecisions()
         self._single_decisions = Coalescer(self._serve)
         self._single_rewards = Coalescer(self.reward)
         # Decision times being written now: the sweeper must not move past a decision not yet visible.
         self._in_flight: dict[object, float] = {}
-        self._background: set[asyncio.Task] = set()   # guardrail changes being written (the loop keeps weak refs)
+        self._background: set[asyncio.Task] = set()  # guardrail changes being written (the loop keeps weak refs)
         for record in store.load_experiments():
             self.experiments[record.name] = restore(record, refresh_s, self._executor)
 
@@ -107,7 +106,7 @@ class Engine:
             return self.experiments[name]
         except KeyError:
             pass
-        if not self.store.learns_in_process:   # a shared store: another worker may have created it just now
+        if not self.store.learns_in_process:  # a shared store: another worker may have created it just now
             record = self.store.load_experiment(name)
             if record is not None:
                 return self._adopt(record)
@@ -160,7 +159,7 @@ class Engine:
         try:
             await settled(self.store.create_experiment(record, {"kind": "create"}))
         except ExperimentExistsError:
-            if not self.store.learns_in_process:   # created by another worker: serve it from now on
+            if not self.store.learns_in_process:  # created by another worker: serve it from now on
                 await self.reload(spec.name)
             raise
         experiment = restore(record, self.refresh_s, self._executor)
@@ -172,8 +171,12 @@ class Engine:
 
         def change(current: Bandit) -> tuple[ModelChange, Bandit]:
             bandit = join(*split(current), current.version, current.rng)
-            for field_name, operation in (("add", bandit.add_arm), ("enable", bandit.enable_arm),
-                                          ("disable", bandit.disable_arm), ("remove", bandit.remove_arm)):
+            for field_name, operation in (
+                ("add", bandit.add_arm),
+                ("enable", bandit.enable_arm),
+                ("disable", bandit.disable_arm),
+                ("remove", bandit.remove_arm),
+            ):
                 for arm in getattr(patch, field_name):
                     try:
                         operation(arm)
@@ -183,15 +186,14 @@ class Engine:
             model, arrays = split(bandit)
             version = current.version + 1
             event = {"kind": "arms", **patch.model_dump()}
-            return ModelChange(model, arrays, version, current.version, event), join(model, arrays, version,
-                                                                                       bandit.rng)
+            return ModelChange(model, arrays, version, current.version, event), join(model, arrays, version, bandit.rng)
 
         await self._change_model(experiment, change)
         return experiment.describe()
 
     async def snapshot(self, name: str) -> SnapshotOut:
         experiment = self.experiment(name)
-        if not self.store.learns_in_process:   # keep the stored model, not the one polled up to model_poll_s ago
+        if not self.store.learns_in_process:  # keep the stored model, not the one polled up to model_poll_s ago
             await self.reload(name)
         with experiment.lock:
             bandit = experiment.bandit
@@ -201,8 +203,10 @@ class Engine:
 
     def snapshots(self, name: str) -> list[SnapshotOut]:
         self.experiment(name)
-        return [SnapshotOut(snapshot_id=s.snapshot_id, policy_version=s.policy_version, created_at=s.created_at)
-                for s in self.store.list_snapshots(name)]
+        return [
+            SnapshotOut(snapshot_id=s.snapshot_id, policy_version=s.policy_version, created_at=s.created_at)
+            for s in self.store.list_snapshots(name)
+        ]
 
     async def rollback(self, name: str, snapshot_id: int) -> ExperimentOut:
         experiment = self.experiment(name)
@@ -213,14 +217,17 @@ class Engine:
         def change(current: Bandit) -> tuple[ModelChange, Bandit]:
             version = current.version + 1
             event = {"kind": "rollback", "snapshot_id": snapshot_id, "restored_version": snapshot.policy_version}
-            return (ModelChange(snapshot.model, snapshot.state, version, current.version, event),
-                    join(snapshot.model, snapshot.state, version, current.rng))
+            return (
+                ModelChange(snapshot.model, snapshot.state, version, current.version, event),
+                join(snapshot.model, snapshot.state, version, current.rng),
+            )
 
         await self._change_model(experiment, change)
         return experiment.describe()
 
-    async def _change_model(self, experiment: Experiment,
-                            change: Callable[[Bandit], tuple[ModelChange, Bandit | None]]) -> None:
+    async def _change_model(
+        self, experiment: Experiment, change: Callable[[Bandit], tuple[ModelChange, Bandit | None]]
+    ) -> None:
         """Store the model change that ``change`` builds from the served Bandit, then serve the Bandit it
         returns (None: the served one, its distributions recomputed).
 
@@ -258,12 +265,27 @@ class Engine:
         if view.aborted:
             alerts.append("abort rule fired: serving the default arm until resumed")
         decisions, rewards = self.store.counts(name)
-        return StatsOut(experiment=name, policy_version=view.version, decisions=decisions, rewards=rewards,
-                        entropy=entropy,
-                        arms=[ArmStatsOut(arm=row.arm, pulls=row.pulls, mean=row.mean, low=row.low, high=row.high,
-                                          probability=row.probability, active=row.active,
-                                          disabled_reason=row.disabled_reason) for row in rows],
-                        alerts=alerts)
+        return StatsOut(
+            experiment=name,
+            policy_version=view.version,
+            decisions=decisions,
+            rewards=rewards,
+            entropy=entropy,
+            arms=[
+                ArmStatsOut(
+                    arm=row.arm,
+                    pulls=row.pulls,
+                    mean=row.mean,
+                    low=row.low,
+                    high=row.high,
+                    probability=row.probability,
+                    active=row.active,
+                    disabled_reason=row.disabled_reason,
+                )
+                for row in rows
+            ],
+            alerts=alerts,
+        )
 
     # ---- decisions ---------------------------------------------------------
     async def decide_one(self, name: str, request: DecisionRequest) -> DecisionResponse:
@@ -291,7 +313,7 @@ class Engine:
                 await settled(self.store.append_decisions(records, assignments))
                 self.recent.add(records)
             except Exception as error:
-                if isinstance(error, StoreUnavailableError):   # an outage (the store logs it once)
+                if isinstance(error, StoreUnavailableError):  # an outage (the store logs it once)
                     logger.debug("decision log unavailable for %r: serving the default arm", name)
                 else:
                     logger.exception("decision log unavailable for %r: serving the default arm", name)
@@ -299,15 +321,27 @@ class Engine:
                 try:
                     await settled(self.store.append_decisions(records))
                 except Exception:
-                    logger.error("fallback decisions of %r could not be logged either: %s", name,
-                                 [r.decision_id for r in records])
+                    logger.error(
+                        "fallback decisions of %r could not be logged either: %s",
+                        name,
+                        [r.decision_id for r in records],
+                    )
         finally:
             del self._in_flight[token]
-        return [DecisionResponse(decision_id=r.decision_id, arm=r.arm, propensity=r.propensity,
-                                 policy_version=r.policy_version, fallback=r.fallback) for r in records]
+        return [
+            DecisionResponse(
+                decision_id=r.decision_id,
+                arm=r.arm,
+                propensity=r.propensity,
+                policy_version=r.policy_version,
+                fallback=r.fallback,
+            )
+            for r in records
+        ]
 
-    def _choose(self, experiment: Experiment, requests: list[DecisionRequest],
-                now: float) -> tuple[list[DecisionRecord], dict[str, Assignment]]:
+    def _choose(
+        self, experiment: Experiment, requests: list[DecisionRequest], now: float
+    ) -> tuple[list[DecisionRecord], dict[str, Assignment]]:
         records: list[DecisionRecord | None] = [None] * len(requests)
         assignments: dict[str, Assignment] = {}
         sticky = experiment.config.sticky
@@ -316,8 +350,16 @@ class Engine:
             if sticky and request.unit is not None:
                 kept = self._kept(experiment, request, request.unit)
                 if kept is not None:
-                    records[row] = _record(experiment, request, kept.arm, kept.propensity, kept.probabilities,
-                                           experiment.bandit.version, False, now)
+                    records[row] = _record(
+                        experiment,
+                        request,
+                        kept.arm,
+                        kept.propensity,
+                        kept.probabilities,
+                        experiment.bandit.version,
+                        False,
+                        now,
+                    )
                     continue
             key = None if request.allowed is None else tuple(sorted(set(request.allowed)))
             groups.setdefault(key, []).append(row)
@@ -354,8 +396,10 @@ class Engine:
         if not bandit.policy.contextual:
             entry = experiment.cache.get(bandit, allowed)
             indices = draw(entry, experiment.name, units, bandit.rng)
-            return [(entry.arms[i], float(entry.probabilities[i]), entry.as_dict, entry.version, entry.fallback)
-                    for i in indices]
+            return [
+                (entry.arms[i], float(entry.probabilities[i]), entry.as_dict, entry.version, entry.fallback)
+                for i in indices
+            ]
         view = experiment.cache.view(bandit)
         contexts = np.array([request.context for request in requests], dtype=np.float64)
         if allowed is None:
@@ -365,13 +409,14 @@ class Engine:
         fallback = view.aborted or not (set(view.active_arms) & set(allowed or view.arms))
         drawn = draw_rows(matrix, experiment.name, units, view.rng)
         arms = view.arms
-        return [(arms[i], float(matrix[row, i]), dict(zip(arms, matrix[row].tolist(), strict=True)), view.version,
-                 fallback) for row, i in enumerate(drawn.tolist())]
+        return [
+            (arms[i], float(matrix[row, i]), dict(zip(arms, matrix[row].tolist(), strict=True)), view.version, fallback)
+            for row, i in enumerate(drawn.tolist())
+        ]
 
     # ---- rewards -----------------------------------------------------------
     async def reward(self, name: str, items: list[RewardRequest]) -> list[RewardResult]:
-        return await rewarding.record(self.store, self.experiment(name), items, self._persist_guardrails,
-                                      self.recent)
+        return await rewarding.record(self.store, self.experiment(name), items, self._persist_guardrails, self.recent)
 
     async def reward_one(self, name: str, item: RewardRequest) -> RewardResult:
         """One reward, recorded and learned with the other single rewards of this loop turn."""
@@ -384,8 +429,9 @@ class Engine:
         for experiment in list(self.experiments.values()):
             # Decisions still being written are not visible yet: settle only what is older than all of them.
             horizon = min(self._in_flight.values(), default=float("inf"))
-            total += await rewarding.sweep(self.store, experiment, now or time.time(), horizon,
-                                           self._persist_guardrails)
+            total += await rewarding.sweep(
+                self.store, experiment, now or time.time(), horizon, self._persist_guardrails
+            )
         return total
 
     def _persist_guardrails(self, experiment: Experiment) -> None:
@@ -422,11 +468,13 @@ def _check_request(experiment: Experiment, request: DecisionRequest, prefix: str
     bandit = experiment.bandit
     if bandit.policy.contextual:
         if request.context is None:
-            raise InvalidRequestError(f"policy {bandit.policy.name!r} needs a context of {bandit.n_features} "
-                                      "numbers", f"{prefix}context")
+            raise InvalidRequestError(
+                f"policy {bandit.policy.name!r} needs a context of {bandit.n_features} numbers", f"{prefix}context"
+            )
         if len(request.context) != bandit.n_features:
-            raise InvalidRequestError(f"context must have {bandit.n_features} numbers, got {len(request.context)}",
-                                      f"{prefix}context")
+            raise InvalidRequestError(
+                f"context must have {bandit.n_features} numbers, got {len(request.context)}", f"{prefix}context"
+            )
     elif request.context is not None:
         raise InvalidRequestError(f"policy {bandit.policy.name!r} takes no context, got one", f"{prefix}context")
     if request.allowed is not None:
@@ -435,16 +483,43 @@ def _check_request(experiment: Experiment, request: DecisionRequest, prefix: str
             raise InvalidRequestError(f"allowed arm {unknown[0]!r} is not one of {bandit.arms}", f"{prefix}allowed")
 
 
-def _record(experiment: Experiment, request: DecisionRequest, arm: str, propensity: float,
-            probabilities: dict[str, float], version: int, fallback: bool, now: float) -> DecisionRecord:
+def _record(
+    experiment: Experiment,
+    request: DecisionRequest,
+    arm: str,
+    propensity: float,
+    probabilities: dict[str, float],
+    version: int,
+    fallback: bool,
+    now: float,
+) -> DecisionRecord:
     context = None if request.context is None else tuple(request.context)
-    return DecisionRecord(new_decision_id(), now, experiment.name, request.unit, context, arm, propensity,
-                          probabilities, version, fallback)
+    return DecisionRecord(
+        new_decision_id(),
+        now,
+        experiment.name,
+        request.unit,
+        context,
+        arm,
+        propensity,
+        probabilities,
+        version,
+        fallback,
+    )
 
 
 def _fallback(experiment: Experiment, unit: str | None, context, now: float) -> DecisionRecord:
     arm = experiment.default_arm()
     probabilities = {name: float(name == arm) for name in experiment.bandit.arms}
-    return DecisionRecord(new_decision_id(), now, experiment.name, unit, None if context is None else tuple(context),
-                          arm, 1.0, probabilities, experiment.bandit.version, True)
-
+    return DecisionRecord(
+        new_decision_id(),
+        now,
+        experiment.name,
+        unit,
+        None if context is None else tuple(context),
+        arm,
+        1.0,
+        probabilities,
+        experiment.bandit.version,
+        True,
+    )

@@ -76,13 +76,22 @@ def error_answer(error: Exception) -> Answer | None:
         return Answer(error.status, error_body(error.status, error.detail, error.field))
     if isinstance(error, RequestValidationError):
         # Without the offending input: it may be NaN (not JSON) or a huge body.
-        return Answer(422, {"detail": [{"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]}
-                                       for item in error.errors()]})
+        return Answer(
+            422,
+            {
+                "detail": [
+                    {"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]} for item in error.errors()
+                ]
+            },
+        )
     if isinstance(error, ExperimentExistsError):
         return Answer(409, {"detail": f"experiment {str(error)!r} already exists"})
     if isinstance(error, StoreUnavailableError):
-        return Answer(503, {"detail": f"the store is unavailable, retry in {RETRY_AFTER_S} s: {error}"},
-                      {"Retry-After": str(RETRY_AFTER_S)})
+        return Answer(
+            503,
+            {"detail": f"the store is unavailable, retry in {RETRY_AFTER_S} s: {error}"},
+            {"Retry-After": str(RETRY_AFTER_S)},
+        )
     if isinstance(error, ModelMovedError):
         return Answer(409, {"detail": f"the model kept changing during this change, retry it: {error}"})
     if isinstance(error, NoActiveArmError):
@@ -100,6 +109,14 @@ def install_error_handlers(app: FastAPI) -> None:
         assert answer is not None  # every kind this handler is installed for has an answer
         return JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)
 
-    for kind in (ServiceError, RequestValidationError, ExperimentExistsError, NoActiveArmError,
-                 InvalidParameterError, InvalidTypeError, StoreUnavailableError, ModelMovedError):
+    for kind in (
+        ServiceError,
+        RequestValidationError,
+        ExperimentExistsError,
+        NoActiveArmError,
+        InvalidParameterError,
+        InvalidTypeError,
+        StoreUnavailableError,
+        ModelMovedError,
+    ):
         app.add_exception_handler(kind, respond)

@@ -49,8 +49,8 @@ class Experiment:
         if record is None or record.version <= self.bandit.version:
             return
         bandit = join(record.model, record.state, record.version, self.bandit.rng)
-        with self.lock:   # the distribution cache sees the new version (and any change of arms)
-            if record.version > self.bandit.version:   # not overtaken while it was built
+        with self.lock:  # the distribution cache sees the new version (and any change of arms)
+            if record.version > self.bandit.version:  # not overtaken while it was built
                 self.bandit = bandit
 
     def default_arm(self) -> str:
@@ -61,13 +61,22 @@ class Experiment:
 
     def describe(self) -> ExperimentOut:
         bandit = self.bandit
-        arms = [ArmState(name=arm, active=bool(on), disabled_reason=bandit.disabled_reasons.get(arm))
-                for arm, on in zip(bandit.arms, bandit.active, strict=True)]
-        return ExperimentOut(name=self.name, arms=arms, policy=bandit.policy.to_dict(),
-                             guardrails=self.config.guardrails, attribution_window_s=self.config.attribution_window_s,
-                             default_reward=self.config.default_reward, sticky=self.config.sticky,
-                             n_features=bandit.n_features, policy_version=bandit.version,
-                             created_at=self.created_at)
+        arms = [
+            ArmState(name=arm, active=bool(on), disabled_reason=bandit.disabled_reasons.get(arm))
+            for arm, on in zip(bandit.arms, bandit.active, strict=True)
+        ]
+        return ExperimentOut(
+            name=self.name,
+            arms=arms,
+            policy=bandit.policy.to_dict(),
+            guardrails=self.config.guardrails,
+            attribution_window_s=self.config.attribution_window_s,
+            default_reward=self.config.default_reward,
+            sticky=self.config.sticky,
+            n_features=bandit.n_features,
+            policy_version=bandit.version,
+            created_at=self.created_at,
+        )
 
 
 def build_bandit(spec: ExperimentCreate) -> Bandit:
@@ -83,18 +92,22 @@ def build_bandit(spec: ExperimentCreate) -> Bandit:
     except (BanditkitError, TypeError) as error:
         raise InvalidRequestError(f"guardrails: {error}", "guardrails") from None
     if guardrails.default_arm is not None and guardrails.default_arm not in spec.arms:
-        raise InvalidRequestError(f"guardrails.default_arm {guardrails.default_arm!r} is not one of the arms "
-                                  f"{spec.arms}", "guardrails")
+        raise InvalidRequestError(
+            f"guardrails.default_arm {guardrails.default_arm!r} is not one of the arms {spec.arms}", "guardrails"
+        )
     if policy.contextual and spec.n_features is None:
         raise InvalidRequestError(f"policy {policy.name!r} is contextual: n_features is required", "n_features")
     if spec.default_reward is not None:
         low, high = policy.reward_bounds
         if not low <= spec.default_reward <= high:
-            raise InvalidRequestError(f"default_reward must be in [{low}, {high}] for policy {policy.name!r}, "
-                                      f"got {spec.default_reward!r}", "default_reward")
+            raise InvalidRequestError(
+                f"default_reward must be in [{low}, {high}] for policy {policy.name!r}, got {spec.default_reward!r}",
+                "default_reward",
+            )
     try:
-        return Bandit(spec.arms, policy, seed=spec.seed, name=spec.name, guardrails=guardrails,
-                      n_features=spec.n_features)
+        return Bandit(
+            spec.arms, policy, seed=spec.seed, name=spec.name, guardrails=guardrails, n_features=spec.n_features
+        )
     except BanditkitError as error:
         raise InvalidRequestError(str(error)) from None
 
@@ -105,5 +118,6 @@ def restore(record: ExperimentRecord, refresh_s: float, executor: ThreadPoolExec
     seed = None if config.seed is None else [config.seed, record.version]
     bandit = join(record.model, record.state, record.version, np.random.default_rng(seed))
     lock = threading.Lock()
-    return Experiment(config, bandit, record.created_at, DistributionCache(lock, refresh_s, executor), lock,
-                      record.sweep_watermark)
+    return Experiment(
+        config, bandit, record.created_at, DistributionCache(lock, refresh_s, executor), lock, record.sweep_watermark
+    )

@@ -27,8 +27,19 @@ from pathlib import Path
 
 from .stores import Store
 
-COLUMNS = ("decision_id", "time", "experiment", "unit", "context", "arm", "propensity", "probabilities",
-           "policy_version", "fallback", "reward")
+COLUMNS = (
+    "decision_id",
+    "time",
+    "experiment",
+    "unit",
+    "context",
+    "arm",
+    "propensity",
+    "probabilities",
+    "policy_version",
+    "fallback",
+    "reward",
+)
 
 
 def rows(store: Store, experiment: str, archive: Path | None = None) -> Iterator[tuple]:
@@ -43,7 +54,7 @@ def rows(store: Store, experiment: str, archive: Path | None = None) -> Iterator
     if archive is None:
         yield from live
         return
-    kept = list(live)                       # the Redis store holds these in memory already (its window)
+    kept = list(live)  # the Redis store holds these in memory already (its window)
     start = kept[0][1] if kept else float("inf")
     both = set()
     for row in archived_rows(archive, experiment):
@@ -69,15 +80,24 @@ def _first_entry(path: Path) -> tuple[int, int]:
     return int(milliseconds), int(sequence)
 
 
-def csv_chunks(store: Store, experiment: str, rows_per_chunk: int = 2000,
-               archive: Path | None = None) -> Iterator[str]:
+def csv_chunks(store: Store, experiment: str, rows_per_chunk: int = 2000, archive: Path | None = None) -> Iterator[str]:
     """The log as CSV text, in chunks (for streaming); floats keep round-trip precision."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(COLUMNS)
     for count, row in enumerate(rows(store, experiment, archive), start=1):
-        writer.writerow(["" if value is None else repr(value) if isinstance(value, float) else
-                         str(value).lower() if isinstance(value, bool) else value for value in row])
+        writer.writerow(
+            [
+                ""
+                if value is None
+                else repr(value)
+                if isinstance(value, float)
+                else str(value).lower()
+                if isinstance(value, bool)
+                else value
+                for value in row
+            ]
+        )
         if count % rows_per_chunk == 0:
             yield buffer.getvalue()
             buffer.seek(0)
@@ -89,8 +109,19 @@ def arrow_schema():
     """The log's Parquet schema: :data:`COLUMNS` with their pyarrow types (needs pyarrow: ``pip install
     'banditkit[io]'``). The export and the archive both write it, so their files read back alike."""
     pa = _pyarrow()
-    types = (pa.string(), pa.float64(), pa.string(), pa.string(), pa.string(), pa.string(), pa.float64(),
-             pa.string(), pa.int64(), pa.bool_(), pa.float64())
+    types = (
+        pa.string(),
+        pa.float64(),
+        pa.string(),
+        pa.string(),
+        pa.string(),
+        pa.string(),
+        pa.float64(),
+        pa.string(),
+        pa.int64(),
+        pa.bool_(),
+        pa.float64(),
+    )
     return pa.schema(list(zip(COLUMNS, types, strict=True)))
 
 
@@ -99,12 +130,12 @@ def arrow_table(rows: list[tuple], schema=None):
     pa = _pyarrow()
     schema = arrow_schema() if schema is None else schema
     columns = list(zip(*rows, strict=True)) or [()] * len(COLUMNS)
-    return pa.table([pa.array(values, type=column.type) for values, column in zip(columns, schema, strict=True)],
-                    schema=schema)
+    return pa.table(
+        [pa.array(values, type=column.type) for values, column in zip(columns, schema, strict=True)], schema=schema
+    )
 
 
-def parquet_bytes(store: Store, experiment: str, rows_per_group: int = 65_536,
-                  archive: Path | None = None) -> bytes:
+def parquet_bytes(store: Store, experiment: str, rows_per_group: int = 65_536, archive: Path | None = None) -> bytes:
     """The log as a Parquet file (needs pyarrow: ``pip install 'banditkit[io]'``), built one row group at a
     time, so memory holds the compressed file and one group of rows, not the whole log as Python objects."""
     import pyarrow.parquet as pq

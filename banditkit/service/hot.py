@@ -35,8 +35,7 @@ class _Pattern:
         self.length = len(segments)
         self.fixed_of = itemgetter(*fixed)
         self.fixed = self.fixed_of(segments)
-        self.parameters = [(index, segment[1:-1]) for index, segment in enumerate(segments)
-                           if segment.startswith("{")]
+        self.parameters = [(index, segment[1:-1]) for index, segment in enumerate(segments) if segment.startswith("{")]
 
     def match(self, parts: list[str]) -> dict[str, str] | None:
         """The path parameters if ``parts`` (a path split at ``/``) is this template's, else None."""
@@ -109,7 +108,15 @@ class HotPaths:
 
 
 async def _respond(send, status: int, payload: bytes, headers: list | None = None) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
-                            *(headers or [])]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": payload})

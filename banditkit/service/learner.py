@@ -70,12 +70,12 @@ class _Gone(Exception):
 class Pass:
     """What one :meth:`Learner.step` did, summed over experiments."""
 
-    applied: int = 0          # rewards added to a model
-    acknowledged: int = 0     # stream entries already in the model (delivered again), acknowledged only
-    skipped: int = 0          # rewards that cannot be learned (arm removed since, invalid value), acknowledged
-    defaulted: int = 0        # default rewards claimed at window close
-    archived: int = 0         # decisions written to Parquet and removed from Redis
-    batches: int = 0          # atomic model updates written
+    applied: int = 0  # rewards added to a model
+    acknowledged: int = 0  # stream entries already in the model (delivered again), acknowledged only
+    skipped: int = 0  # rewards that cannot be learned (arm removed since, invalid value), acknowledged
+    defaulted: int = 0  # default rewards claimed at window close
+    archived: int = 0  # decisions written to Parquet and removed from Redis
+    batches: int = 0  # atomic model updates written
     leased_elsewhere: list[str] = field(default_factory=list)
 
     @property
@@ -101,8 +101,8 @@ class _Held:
     version: int = -1
     reward_offset: str = "0-0"
     archived_at: float = float("-inf")
-    stale: bool = True                 # the Bandit is not loaded, or may hold a batch Redis does not
-    claimed: bool = False              # the entries other learners were delivered are claimed
+    stale: bool = True  # the Bandit is not loaded, or may hold a batch Redis does not
+    claimed: bool = False  # the entries other learners were delivered are claimed
 
 
 def default_learner_id() -> str:
@@ -133,10 +133,20 @@ class Learner:
         Decisions written to Parquet and trimmed from Redis per step.
     """
 
-    def __init__(self, client, prefix: str = DEFAULT_PREFIX, learner_id: str | None = None, *,
-                 lease_ttl_s: float = 5.0, renew_s: float = 1.0, batch_size: int = 10_000,
-                 archive_dir: str | Path | None = None, retention_s: float = 3600.0,
-                 archive_every_s: float = 10.0, archive_batch_size: int = archive.ARCHIVE_BATCH) -> None:
+    def __init__(
+        self,
+        client,
+        prefix: str = DEFAULT_PREFIX,
+        learner_id: str | None = None,
+        *,
+        lease_ttl_s: float = 5.0,
+        renew_s: float = 1.0,
+        batch_size: int = 10_000,
+        archive_dir: str | Path | None = None,
+        retention_s: float = 3600.0,
+        archive_every_s: float = 10.0,
+        archive_batch_size: int = archive.ARCHIVE_BATCH,
+    ) -> None:
         if not 0 < renew_s < lease_ttl_s:
             raise ValueError(f"renew_s must be in (0, lease_ttl_s={lease_ttl_s}), got {renew_s!r}")
         if batch_size < 1:
@@ -153,9 +163,16 @@ class Learner:
         self.retention_s = retention_s
         self.archive_every_s = archive_every_s
         self.archive_batch_size = archive_batch_size
-        self._scripts = {name: client.register_script(text) for name, text in (
-            ("apply", APPLY_BATCH), ("claim", CLAIM_REWARDS), ("read", READ_REWARDS), ("renew", RENEW_LEASE),
-            ("trim", ARCHIVE_TRIM))}
+        self._scripts = {
+            name: client.register_script(text)
+            for name, text in (
+                ("apply", APPLY_BATCH),
+                ("claim", CLAIM_REWARDS),
+                ("read", READ_REWARDS),
+                ("renew", RENEW_LEASE),
+                ("trim", ARCHIVE_TRIM),
+            )
+        }
         self._held: dict[str, _Held] = {}
 
     @classmethod
@@ -175,8 +192,15 @@ class Learner:
         """
         return self._pass(now, True, archive_now, on_archived)
 
-    def run(self, every: float | None = None, once: bool = False, *, poll_s: float = 0.05,
-            stop: threading.Event | None = None, on_pass=None) -> Pass:
+    def run(
+        self,
+        every: float | None = None,
+        once: bool = False,
+        *,
+        poll_s: float = 0.05,
+        stop: threading.Event | None = None,
+        on_pass=None,
+    ) -> Pass:
         """Learn until ``stop`` is set: streaming (poll every ``poll_s`` when idle), or a pass every
         ``every`` seconds (batch updates), or with ``once`` until everything due now is learned and archived.
 
@@ -207,8 +231,7 @@ class Learner:
                 stop.wait(poll_s)
         return total
 
-    def archive_pass(self, now: float | None = None, *, on_archived=None,
-                     stop: threading.Event | None = None) -> Pass:
+    def archive_pass(self, now: float | None = None, *, on_archived=None, stop: threading.Event | None = None) -> Pass:
         """Settle closed windows and archive every experiment once (no learning): ``banditkit archive``.
 
         Needs ``archive_dir``; waits for leases like ``run(once=True)``.
@@ -244,7 +267,8 @@ class Learner:
                 if learn:
                     self._drain(held, report)
                 if self.archive_dir is not None and (
-                        archive_now or time.monotonic() - held.archived_at >= self.archive_every_s):
+                    archive_now or time.monotonic() - held.archived_at >= self.archive_every_s
+                ):
                     report.archived += self._archive(held, self.archive_dir, at, on_archived)
             except LeaseLost:
                 self._held.pop(name, None)
@@ -268,9 +292,16 @@ class Learner:
     # ---- one experiment ---------------------------------------------------------------------------
     def _archive(self, held: _Held, out: Path, now: float, on_archived) -> int:
         archived = archive.archive_experiment(
-            self.client, held.keys, held.name, out, cutoff=now - held.window_s - self.retention_s,
+            self.client,
+            held.keys,
+            held.name,
+            out,
+            cutoff=now - held.window_s - self.retention_s,
             trim=lambda keys, args: self._checked(self._script("trim", keys, [self.learner_id, *args])),
-            keep=lambda: self._keep(held), on_rows=on_archived, batch_size=self.archive_batch_size)
+            keep=lambda: self._keep(held),
+            on_rows=on_archived,
+            batch_size=self.archive_batch_size,
+        )
         held.archived_at = time.monotonic()
         return archived
 
@@ -296,8 +327,9 @@ class Learner:
         start = "0"
         while True:
             self._keep(held)
-            entries = self._checked(self._script("read", read_keys(held.keys),
-                                                 [self.learner_id, self.batch_size, start]))
+            entries = self._checked(
+                self._script("read", read_keys(held.keys), [self.learner_id, self.batch_size, start])
+            )
             if entries:
                 self._apply(held, entries, report)
             if start == "0":
@@ -322,8 +354,9 @@ class Learner:
                 usable = arms.shape[0]
                 if usable:
                     before = guarded(bandit)
-                    delta = reward_delta(bandit.policy, len(bandit.arms), served_state(bandit), arms, values, contexts,
-                                         propensities)
+                    delta = reward_delta(
+                        bandit.policy, len(bandit.arms), served_state(bandit), arms, values, contexts, propensities
+                    )
                     apply_rewards(bandit, delta, arms, values, version=held.version + 1)
                     new_model, arrays = split(bandit)
                     state = encode_state(arrays)
@@ -331,8 +364,9 @@ class Learner:
             if first_new < len(ids):
                 applied = ids[-1]
             try:
-                version = self._script("apply", apply_keys(held.keys),
-                                       [self.learner_id, held.version, model, state, applied, *ids])
+                version = self._script(
+                    "apply", apply_keys(held.keys), [self.learner_id, held.version, model, state, applied, *ids]
+                )
             except BaseException:
                 # The batch is in the Bandit in memory, and in Redis or not (a lost reply): read it again.
                 held.stale = True
@@ -354,11 +388,21 @@ class Learner:
 
     def _guardrail_event(self, held: _Held, bandit: Bandit) -> None:
         """Audit a guardrail's change of the model (an arm disabled by its SLO, an abort), as the workers do."""
-        event = {"experiment": held.name, "time": time.time(), "policy_version": bandit.version, "kind": "guardrail",
-                 "disabled": dict(bandit.disabled_reasons), "aborted": bandit.aborted}
+        event = {
+            "experiment": held.name,
+            "time": time.time(),
+            "policy_version": bandit.version,
+            "kind": "guardrail",
+            "disabled": dict(bandit.disabled_reasons),
+            "aborted": bandit.aborted,
+        }
         self.client.rpush(held.keys.events, json.dumps(event))
-        logger.warning("guardrail changed experiment %r: disabled %s, aborted %s", held.name,
-                       sorted(bandit.disabled_reasons), bandit.aborted)
+        logger.warning(
+            "guardrail changed experiment %r: disabled %s, aborted %s",
+            held.name,
+            sorted(bandit.disabled_reasons),
+            bandit.aborted,
+        )
 
     # ---- lease and model ----------------------------------------------------------------------------
     def _lease(self, name: str) -> _Held | None:
@@ -377,7 +421,7 @@ class Learner:
             held = self._held[name] = _Held(name, keys, time.monotonic())
         if held.stale:
             self._load(held)
-        if not held.claimed:       # until the orphans are claimed (a connection error may interrupt it)
+        if not held.claimed:  # until the orphans are claimed (a connection error may interrupt it)
             self._take_over(held)
             held.claimed = True
         return held
@@ -421,8 +465,9 @@ class Learner:
         held.version = int(meta["version"])
         held.reward_offset = meta.get("reward_offset") or "0-0"
         # The learner never draws: any generator will do.
-        held.bandit = join(json.loads(meta["model"]), decode_state(meta["state"]), held.version,
-                           np.random.default_rng(0))
+        held.bandit = join(
+            json.loads(meta["model"]), decode_state(meta["state"]), held.version, np.random.default_rng(0)
+        )
         held.stale = False
 
     def _script(self, name: str, keys: list[str], args: list):
@@ -448,8 +493,11 @@ def _arrays(bandit: Bandit, rows: list) -> tuple[np.ndarray, np.ndarray, np.ndar
     policy = bandit.policy
     rewards = json.loads("[" + ",".join(row[1] for row in rows) + "]")
     # The decisions (half of the text) only when the policy learns from their propensity or context.
-    decisions: list = (json.loads("[" + ",".join(row[3] for row in rows) + "]")
-                       if policy.needs_propensities or policy.contextual else [])
+    decisions: list = (
+        json.loads("[" + ",".join(row[3] for row in rows) + "]")
+        if policy.needs_propensities or policy.contextual
+        else []
+    )
     index = {arm: i for i, arm in enumerate(bandit.arms)}
     arms = np.fromiter((index.get(reward[2], -1) for reward in rewards), dtype=np.intp, count=n)
     values = np.fromiter((reward[3] for reward in rewards), dtype=np.float64, count=n)
@@ -463,8 +511,7 @@ def _arrays(bandit: Bandit, rows: list) -> tuple[np.ndarray, np.ndarray, np.ndar
         width = bandit.n_features
         assert width is not None  # the service makes contextual Bandits with n_features
         given = [decision[3] for decision in decisions]
-        usable &= np.fromiter((context is not None and len(context) == width for context in given), dtype=bool,
-                              count=n)
+        usable &= np.fromiter((context is not None and len(context) == width for context in given), dtype=bool, count=n)
         kept = np.flatnonzero(usable)
         contexts = np.array([given[i] for i in kept], dtype=np.float64).reshape(-1, width)
         finite = np.isfinite(contexts).all(axis=1)
@@ -472,8 +519,12 @@ def _arrays(bandit: Bandit, rows: list) -> tuple[np.ndarray, np.ndarray, np.ndar
             usable[kept[~finite]] = False
             contexts = contexts[finite]
     if not usable.all():
-        logger.error("%d rewards of experiment %r cannot be learned (arm removed since, or invalid value): %s",
-                     int((~usable).sum()), bandit.name, [rewards[i][0] for i in np.flatnonzero(~usable)[:5]])
+        logger.error(
+            "%d rewards of experiment %r cannot be learned (arm removed since, or invalid value): %s",
+            int((~usable).sum()),
+            bandit.name,
+            [rewards[i][0] for i in np.flatnonzero(~usable)[:5]],
+        )
     return arms[usable], values[usable], contexts, None if propensities is None else propensities[usable]
 
 

@@ -63,8 +63,15 @@ def join(model: dict[str, Any], arrays: State, version: int, rng: np.random.Gene
     return Bandit.from_dict(data, state=policy_state(arrays))
 
 
-def reward_delta(policy: Policy, n_arms: int, state: State, arm_indices: np.ndarray, rewards: np.ndarray,
-                 contexts: np.ndarray | None, propensities: np.ndarray | None) -> State:
+def reward_delta(
+    policy: Policy,
+    n_arms: int,
+    state: State,
+    arm_indices: np.ndarray,
+    rewards: np.ndarray,
+    contexts: np.ndarray | None,
+    propensities: np.ndarray | None,
+) -> State:
     """The delta of the arrays of :func:`split` for ``rewards`` (n,) of ``arm_indices`` (n,); nothing is changed.
 
     ``state`` is the policy state the delta is computed from and will be
@@ -108,14 +115,16 @@ class DeltaPlanner:
         arms = np.array([index[reward.arm] for reward in kept], dtype=np.intp)
         values = np.array([reward.value for reward in kept], dtype=np.float64)
         contexts = np.array([row.context for row in rows], dtype=np.float64) if policy.contextual else None
-        propensities = (np.array([row.propensity for row in rows], dtype=np.float64)
-                        if policy.needs_propensities else None)
+        propensities = (
+            np.array([row.propensity for row in rows], dtype=np.float64) if policy.needs_propensities else None
+        )
         change = reward_delta(policy, len(index), policy_state(arrays), arms, values, contexts, propensities)
         return Delta(policy, change, arms, values), applied
 
 
-def apply_rewards(bandit: Bandit, delta: State, arm_indices: np.ndarray, rewards: np.ndarray, *,
-                  version: int | None = None) -> None:
+def apply_rewards(
+    bandit: Bandit, delta: State, arm_indices: np.ndarray, rewards: np.ndarray, *, version: int | None = None
+) -> None:
     """Learn the rewards in memory exactly as the store did: the policy merges its part of ``delta``.
 
     ``Bandit.absorb`` runs the Bandit's own bookkeeping (its reward ledger adds
@@ -125,11 +134,11 @@ def apply_rewards(bandit: Bandit, delta: State, arm_indices: np.ndarray, rewards
     delta (other writers may have added theirs in between); by default the
     Bandit's version goes up by one.
     """
-    bandit.absorb(arm_indices, rewards, bandit.policy.merge_delta(served_state(bandit), policy_state(delta)),
-                  version=version)
+    bandit.absorb(
+        arm_indices, rewards, bandit.policy.merge_delta(served_state(bandit), policy_state(delta)), version=version
+    )
 
 
 def guarded(bandit: Bandit) -> tuple[tuple[bool, ...], bool]:
     """What guardrails can change during an update: which arms are active, and the abort flag."""
     return tuple(bool(on) for on in bandit.active), bool(bandit.aborted)
-

@@ -49,8 +49,16 @@ class RecentDecisions:
 
     def add(self, rows: list[DecisionRecord]) -> None:
         for row in rows:
-            self._rows[row.decision_id] = (row.time, row.experiment, row.unit, row.context, row.arm, row.propensity,
-                                           row.policy_version, row.fallback)
+            self._rows[row.decision_id] = (
+                row.time,
+                row.experiment,
+                row.unit,
+                row.context,
+                row.arm,
+                row.propensity,
+                row.policy_version,
+                row.fallback,
+            )
         while len(self._rows) > self.capacity:
             self._rows.popitem(last=False)
 
@@ -62,16 +70,23 @@ class RecentDecisions:
             entry = self._rows.get(i)
             if entry is not None:
                 t, experiment, unit, context, arm, propensity, version, fallback = entry
-                found[i] = (DecisionRecord(i, t, experiment, unit, context, arm, propensity, {}, version, fallback),
-                            None)
+                found[i] = (
+                    DecisionRecord(i, t, experiment, unit, context, arm, propensity, {}, version, fallback),
+                    None,
+                )
         missing = [i for i in ids if i not in found]
         if missing:
             found.update(store.find_decisions(missing))
         return found
 
 
-async def record(store: Store, experiment: Experiment, items: list[RewardRequest],
-                 on_guardrail: Callable[[Experiment], None], recent: RecentDecisions) -> list[RewardResult]:
+async def record(
+    store: Store,
+    experiment: Experiment,
+    items: list[RewardRequest],
+    on_guardrail: Callable[[Experiment], None],
+    recent: RecentDecisions,
+) -> list[RewardResult]:
     """One result per reward, in order; ``status`` is 200, 404, 409, 410 or 422."""
     if not store.learns_in_process:
         return await claim(store, experiment, items)
@@ -98,7 +113,7 @@ async def record(store: Store, experiment: Experiment, items: list[RewardRequest
     if pending:
         outcomes = await learn(store, experiment, [reward for _, reward in pending], decisions, on_guardrail)
         for (row, _), outcome in zip(pending, outcomes, strict=True):
-            assert outcome.reward is not None      # a store that learns in process refuses no reward
+            assert outcome.reward is not None  # a store that learns in process refuses no reward
             results[row] = _answer(outcome.reward, items[row])
     return _filled(results)
 
@@ -113,14 +128,14 @@ async def claim(store: Store, experiment: Experiment, items: list[RewardRequest]
         return _filled(results)
     rewards = [RewardRecord(items[row].decision_id, experiment.name, "", items[row].value, now) for row in rows]
     unique, positions = first_per_decision(rewards)
-    commit = await settled(store.commit_rewards(RewardWork(experiment.name, unique)))   # no planner: not learned
+    commit = await settled(store.commit_rewards(RewardWork(experiment.name, unique)))  # no planner: not learned
     window = experiment.config.attribution_window_s
     for row, position in zip(rows, positions, strict=True):
         item, outcome = items[row], commit.outcomes[position]
         if outcome.reward is not None:
             results[row] = _answer(outcome.reward, item)
         elif outcome.refused == "late" or now > decision_id_time(item.decision_id) + window:
-            results[row] = _late(item, experiment)   # a decision past its window may be archived already
+            results[row] = _late(item, experiment)  # a decision past its window may be archived already
         else:
             results[row] = _not_found(item, experiment)
     return _filled(results)
@@ -155,8 +170,9 @@ def decision_id_time(decision_id: str) -> float:
         return float("inf")
 
 
-async def sweep(store: Store, experiment: Experiment, now: float, horizon: float,
-                on_guardrail: Callable[[Experiment], None]) -> int:
+async def sweep(
+    store: Store, experiment: Experiment, now: float, horizon: float, on_guardrail: Callable[[Experiment], None]
+) -> int:
     """Apply ``default_reward`` to the decisions whose attribution window has closed without a reward.
 
     Only decisions made before ``horizon`` (the oldest decision still being
@@ -169,24 +185,31 @@ async def sweep(store: Store, experiment: Experiment, now: float, horizon: float
     cutoff = min(now - experiment.config.attribution_window_s, horizon)
     applied = 0
     while True:
-        rows = await asyncio.to_thread(store.unrewarded, experiment.name, experiment.sweep_watermark, cutoff,
-                                       SWEEP_BATCH)  # a scan: off the event loop
+        rows = await asyncio.to_thread(
+            store.unrewarded, experiment.name, experiment.sweep_watermark, cutoff, SWEEP_BATCH
+        )  # a scan: off the event loop
         watermark = cutoff if len(rows) < SWEEP_BATCH else rows[-1].time
         if not rows:  # nothing to settle: the stored watermark only saves work, so skip the write
             experiment.sweep_watermark = watermark
             return applied
         rewards = [RewardRecord(row.decision_id, experiment.name, row.arm, value, now, "default") for row in rows]
-        outcomes = await learn(store, experiment, rewards, {row.decision_id: row for row in rows}, on_guardrail,
-                               watermark)
+        outcomes = await learn(
+            store, experiment, rewards, {row.decision_id: row for row in rows}, on_guardrail, watermark
+        )
         experiment.sweep_watermark = watermark
         applied += sum(outcome.first for outcome in outcomes)
         if len(rows) < SWEEP_BATCH:
             return applied
 
 
-async def learn(store: Store, experiment: Experiment, rewards: list[RewardRecord],
-                decisions: dict[str, DecisionRecord], on_guardrail: Callable[[Experiment], None],
-                watermark: float | None = None) -> list[RewardOutcome]:
+async def learn(
+    store: Store,
+    experiment: Experiment,
+    rewards: list[RewardRecord],
+    decisions: dict[str, DecisionRecord],
+    on_guardrail: Callable[[Experiment], None],
+    watermark: float | None = None,
+) -> list[RewardOutcome]:
     """Record ``rewards`` at most once and merge their delta in one transaction, then learn the committed
     delta in memory; one outcome per reward (a later reward of the same decision gets the first one's).
 
@@ -195,7 +218,7 @@ async def learn(store: Store, experiment: Experiment, rewards: list[RewardRecord
     merge rule; the commits come back in commit order, and memory merges them in that order.
     """
     await experiment.model_written()
-    repeated = len(decisions) < len(rewards)   # ``decisions`` holds each rewarded decision once
+    repeated = len(decisions) < len(rewards)  # ``decisions`` holds each rewarded decision once
     unique, positions = first_per_decision(rewards) if repeated else (rewards, None)
     work = RewardWork(experiment.name, unique, DeltaPlanner.of(experiment.bandit, decisions), watermark)
     commit = await settled(store.commit_rewards(work))
@@ -205,12 +228,15 @@ async def learn(store: Store, experiment: Experiment, rewards: list[RewardRecord
     if not repeated:
         return outcomes
     assert positions is not None
-    return [outcomes[p] if unique[p] is reward else RewardOutcome(outcomes[p].reward, False)
-            for reward, p in zip(rewards, positions, strict=True)]
+    return [
+        outcomes[p] if unique[p] is reward else RewardOutcome(outcomes[p].reward, False)
+        for reward, p in zip(rewards, positions, strict=True)
+    ]
 
 
-def _follow(store: Store, experiment: Experiment, commit: RewardCommit,
-            on_guardrail: Callable[[Experiment], None]) -> None:
+def _follow(
+    store: Store, experiment: Experiment, commit: RewardCommit, on_guardrail: Callable[[Experiment], None]
+) -> None:
     """Learn a committed delta in memory, bit for bit as the store merged it (:func:`apply_rewards`)."""
     delta, version = commit.delta, commit.version
     assert delta is not None and delta.arm_indices is not None and delta.rewards is not None and version is not None
@@ -225,8 +251,12 @@ def _follow(store: Store, experiment: Experiment, commit: RewardCommit,
     if version > bandit.version + 1:
         # An earlier commit never reached memory (its request was cancelled while it committed): serve the
         # model as stored, which has it and this one.
-        logger.warning("experiment %r: served version %d, committed %d; reloading it from the store",
-                       experiment.name, bandit.version, version)
+        logger.warning(
+            "experiment %r: served version %d, committed %d; reloading it from the store",
+            experiment.name,
+            bandit.version,
+            version,
+        )
         experiment.adopt(store.load_experiment(experiment.name))
     if changed:
         on_guardrail(experiment)
@@ -236,28 +266,48 @@ def _out_of_range(item: RewardRequest, experiment: Experiment) -> RewardResult |
     low, high = experiment.bandit.policy.reward_bounds
     if low <= item.value <= high:
         return None
-    return RewardResult(decision_id=item.decision_id, status=422, detail=(
-        f"value must be in [{low}, {high}] for policy {experiment.bandit.policy.name!r}, got {item.value!r}"))
+    return RewardResult(
+        decision_id=item.decision_id,
+        status=422,
+        detail=(f"value must be in [{low}, {high}] for policy {experiment.bandit.policy.name!r}, got {item.value!r}"),
+    )
 
 
 def _not_found(item: RewardRequest, experiment: Experiment) -> RewardResult:
-    return RewardResult(decision_id=item.decision_id, status=404, detail=(
-        f"decision {item.decision_id!r} not found in experiment {experiment.name!r}"))
+    return RewardResult(
+        decision_id=item.decision_id,
+        status=404,
+        detail=(f"decision {item.decision_id!r} not found in experiment {experiment.name!r}"),
+    )
 
 
 def _answer(stored: RewardRecord, item: RewardRequest) -> RewardResult:
     if stored.source == "default":
-        return RewardResult(decision_id=item.decision_id, status=410, detail=(
-            f"the attribution window of decision {item.decision_id!r} closed and its default reward "
-            f"{stored.value!r} was applied"))
+        return RewardResult(
+            decision_id=item.decision_id,
+            status=410,
+            detail=(
+                f"the attribution window of decision {item.decision_id!r} closed and its default reward "
+                f"{stored.value!r} was applied"
+            ),
+        )
     if stored.value != item.value:
-        return RewardResult(decision_id=item.decision_id, status=409, detail=(
-            f"decision {item.decision_id!r} already has reward {stored.value!r}; got {item.value!r}"))
-    return RewardResult(decision_id=item.decision_id, status=200, arm=stored.arm, value=stored.value,
-                        applied=stored.applied)
+        return RewardResult(
+            decision_id=item.decision_id,
+            status=409,
+            detail=(f"decision {item.decision_id!r} already has reward {stored.value!r}; got {item.value!r}"),
+        )
+    return RewardResult(
+        decision_id=item.decision_id, status=200, arm=stored.arm, value=stored.value, applied=stored.applied
+    )
 
 
 def _late(item: RewardRequest, experiment: Experiment) -> RewardResult:
-    return RewardResult(decision_id=item.decision_id, status=410, detail=(
-        f"reward for decision {item.decision_id!r} came after the attribution window of "
-        f"{experiment.config.attribution_window_s:g} s"))
+    return RewardResult(
+        decision_id=item.decision_id,
+        status=410,
+        detail=(
+            f"reward for decision {item.decision_id!r} came after the attribution window of "
+            f"{experiment.config.attribution_window_s:g} s"
+        ),
+    )

@@ -35,8 +35,13 @@ def running(settings: Settings, timeout_s: float = 20.0, app=None) -> Iterator[s
     import uvicorn
 
     port = settings.port or free_port()
-    config = uvicorn.Config(create_app(settings) if app is None else app, host=settings.safe_host(), port=port,
-                            log_level="warning", lifespan="on")
+    config = uvicorn.Config(
+        create_app(settings) if app is None else app,
+        host=settings.safe_host(),
+        port=port,
+        log_level="warning",
+        lifespan="on",
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="banditkit-service", daemon=True)
     thread.start()
@@ -80,12 +85,30 @@ class ServiceProcess:
         import httpx
 
         root = Path(__file__).resolve().parents[2]
-        env = {**os.environ, **settings_env(self.settings),
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+        env = {
+            **os.environ,
+            **settings_env(self.settings),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])),
+        }
         self.process = process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "banditkit.service.app:create_app", "--host",
-             self.settings.safe_host(), "--port", str(self.port), "--log-level", "warning", "--no-access-log"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "banditkit.service.app:create_app",
+                "--host",
+                self.settings.safe_host(),
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if process.poll() is not None:

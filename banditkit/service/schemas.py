@@ -9,8 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 #: Decisions or rewards in one batch call at most.
 MAX_BATCH = 1000
 ArmName = Annotated[str, Field(min_length=1, max_length=128)]
-ExperimentName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
-                                      examples=["hero-banner"])]
+ExperimentName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", examples=["hero-banner"])]
 
 
 class Body(BaseModel):
@@ -29,8 +28,9 @@ class ExperimentCreate(Body):
     arms: list[ArmName] = Field(min_length=1, max_length=1000)
     policy: PolicySpec = Field(default_factory=PolicySpec)
     guardrails: dict[str, Any] | None = Field(None, description="keyword arguments of banditkit.Guardrails")
-    attribution_window_s: float = Field(86_400.0, gt=0, le=366 * 86_400.0,
-                                        description="rewards later than this after the decision get 410")
+    attribution_window_s: float = Field(
+        86_400.0, gt=0, le=366 * 86_400.0, description="rewards later than this after the decision get 410"
+    )
     default_reward: float | None = Field(None, description="applied when the window closes with no reward")
     sticky: bool = Field(False, description="a unit keeps its first arm while that arm is active")
     n_features: int | None = Field(None, ge=1, le=4096, description="context length (contextual policies)")
@@ -55,11 +55,13 @@ class ArmsPatch(Body):
 
 
 class DecisionRequest(Body):
-    unit: str | None = Field(None, min_length=1, max_length=256,
-                             description="a unit (user, session) gets a deterministic arm")
+    unit: str | None = Field(
+        None, min_length=1, max_length=256, description="a unit (user, session) gets a deterministic arm"
+    )
     context: list[float] | None = Field(None, max_length=4096, description="feature vector (contextual)")
-    allowed: list[ArmName] | None = Field(None, min_length=1, max_length=1000,
-                                          description="this request may only get these arms")
+    allowed: list[ArmName] | None = Field(
+        None, min_length=1, max_length=1000, description="this request may only get these arms"
+    )
 
 
 class DecisionBatchRequest(Body):

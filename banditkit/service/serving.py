@@ -43,11 +43,11 @@ class Distribution:
     version: int
     arms: tuple[str, ...]
     guard: tuple
-    probabilities: np.ndarray          # (K,)
-    cumulative: list[float]            # running sums, for one-row draws without numpy overhead
-    last: int                          # the last arm with positive probability
+    probabilities: np.ndarray  # (K,)
+    cumulative: list[float]  # running sums, for one-row draws without numpy overhead
+    last: int  # the last arm with positive probability
     as_dict: Probabilities
-    fallback: bool                     # True when only the default arm can be served (abort, nothing allowed)
+    fallback: bool  # True when only the default arm can be served (abort, nothing allowed)
     computed_at: float
     cost_s: float
 
@@ -60,9 +60,18 @@ def compute(bandit: Bandit, allowed: tuple[str, ...] | None) -> Distribution:
     active = set(bandit.active_arms if allowed is None else set(allowed) & set(bandit.active_arms))
     fallback = bool(bandit.aborted or not active)
     last = int(last_positive(vector))
-    return Distribution(bandit.version, tuple(bandit.arms), guarded(bandit), vector, np.cumsum(vector).tolist(),
-                        last, Probabilities(probabilities), fallback, time.monotonic(),
-                        time.perf_counter() - started)
+    return Distribution(
+        bandit.version,
+        tuple(bandit.arms),
+        guarded(bandit),
+        vector,
+        np.cumsum(vector).tolist(),
+        last,
+        Probabilities(probabilities),
+        fallback,
+        time.monotonic(),
+        time.perf_counter() - started,
+    )
 
 
 class DistributionCache:
@@ -85,9 +94,14 @@ class DistributionCache:
         entry = self._entries.get(allowed)
         if entry is not None and entry.version == bandit.version:
             return entry
-        if (entry is not None and self._executor is not None and entry.cost_s >= _CHEAP_S
-                and entry.arms == tuple(bandit.arms) and entry.guard == guarded(bandit)
-                and time.monotonic() - entry.computed_at < self._refresh_s):
+        if (
+            entry is not None
+            and self._executor is not None
+            and entry.cost_s >= _CHEAP_S
+            and entry.arms == tuple(bandit.arms)
+            and entry.guard == guarded(bandit)
+            and time.monotonic() - entry.computed_at < self._refresh_s
+        ):
             self._refresh_later(bandit, allowed)
             return entry
         return self._store(allowed, compute(self.view(bandit), allowed))
@@ -117,6 +131,7 @@ class DistributionCache:
                 self._store(allowed, compute(self.view(bandit), allowed))
             finally:
                 self._refreshing.discard(allowed)
+
         self._executor.submit(refresh)
 
 
@@ -132,8 +147,9 @@ def draw(entry: Distribution, experiment: str, units: list[str | None], rng: np.
     return [inverse_cdf_row(entry.cumulative, entry.last, point)]
 
 
-def draw_rows(probabilities: np.ndarray, experiment: str, units: list[str | None],
-              rng: np.random.Generator) -> np.ndarray:
+def draw_rows(
+    probabilities: np.ndarray, experiment: str, units: list[str | None], rng: np.random.Generator
+) -> np.ndarray:
     """Arm index per row from ``probabilities`` (1 or n, K): the unit's hash or a fresh uniform as the point."""
     points = rng.random(len(units))
     for row, unit in enumerate(units):

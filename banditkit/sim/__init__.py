@@ -1,9 +1,9 @@
 """Simulate bandit policies on synthetic problems to choose one: regret curves with intervals.
 
-    import banditkit as bk
-    result = bk.sim.run({"TS": "thompson", "UCB1": "ucb1"}, bk.sim.Bernoulli([0.1, 0.2, 0.25]),
-                        horizon=10_000, replications=1_000, seed=0)
-    result.summary(); result.regret("TS"); result.plot("regret.png")
+import banditkit as bk
+result = bk.sim.run({"TS": "thompson", "UCB1": "ucb1"}, bk.sim.Bernoulli([0.1, 0.2, 0.25]),
+                    horizon=10_000, replications=1_000, seed=0)
+result.summary(); result.regret("TS"); result.plot("regret.png")
 """
 
 from __future__ import annotations
@@ -17,6 +17,18 @@ from .runner import environment_seed, policy_seed, run
 from .table import Table
 
 __all__ = [
-    "Adversarial", "Bernoulli", "Delayed", "Environment", "Gaussian", "LinearContextual", "LogisticContextual",
-    "NonStationary", "SimulationResult", "Table", "environment_seed", "policy_seed", "random_coefficients", "run",
+    "Adversarial",
+    "Bernoulli",
+    "Delayed",
+    "Environment",
+    "Gaussian",
+    "LinearContextual",
+    "LogisticContextual",
+    "NonStationary",
+    "SimulationResult",
+    "Table",
+    "environment_seed",
+    "policy_seed",
+    "random_coefficients",
+    "run",
 ]

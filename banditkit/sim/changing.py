@@ -34,10 +34,12 @@ class NonStationary(Environment):
         if self.times.size != self.means.shape[0]:
             raise InvalidParameterError(
                 f"times must have one step per row of means ({self.means.shape[0]}), got {self.times.size}",
-                field="times")
+                field="times",
+            )
         if self.times[0] != 0 or np.any(np.diff(self.times) <= 0):
-            raise InvalidParameterError(f"times must start at 0 and increase strictly, got {self.times.tolist()}",
-                                        field="times")
+            raise InvalidParameterError(
+                f"times must start at 0 and increase strictly, got {self.times.tolist()}", field="times"
+            )
         if not isinstance(drift, bool):
             raise InvalidTypeError(f"drift must be true or false, got {drift!r}", field="drift")
         self.drift = drift
@@ -61,8 +63,12 @@ class NonStationary(Environment):
         return (chunk.arrays["uniform"][step] < expected[0, arms]).astype(np.float64)
 
     def describe(self):
-        return {"kind": "non_stationary", "means": self.means.tolist(), "times": self.times.tolist(),
-                "drift": self.drift}
+        return {
+            "kind": "non_stationary",
+            "means": self.means.tolist(),
+            "times": self.times.tolist(),
+            "drift": self.drift,
+        }
 
 
 class Adversarial(Environment):
@@ -95,7 +101,8 @@ class Adversarial(Environment):
         if horizon != self.length:
             raise InvalidParameterError(
                 f"horizon must equal the adversarial table's length ({self.length} steps), got {horizon}",
-                field="horizon")
+                field="horizon",
+            )
 
     def draw(self, rngs, start, n_steps):
         rows = np.arange(start, start + n_steps) // self.repeat

@@ -1,20 +1,20 @@
 """Experiment configs in TOML: the environment, the policies and the run, validated with the key named.
 
-    title = "Two arms"                       # optional
-    [run]
-    horizon = 10000
-    replications = 500
-    seed = 0
-    [environment]
-    kind = "bernoulli"                       # gaussian, linear_contextual, logistic_contextual,
-    means = [0.1, 0.2]                       # non_stationary, adversarial
-    [environment.delay]                      # optional: one of delay, mean_delay, batch
-    batch = 100
-    [policies.TS]
-    name = "thompson"
-    [policies.UCB1]
-    name = "ucb1"
-    params = {}
+title = "Two arms"                       # optional
+[run]
+horizon = 10000
+replications = 500
+seed = 0
+[environment]
+kind = "bernoulli"                       # gaussian, linear_contextual, logistic_contextual,
+means = [0.1, 0.2]                       # non_stationary, adversarial
+[environment.delay]                      # optional: one of delay, mean_delay, batch
+batch = 100
+[policies.TS]
+name = "thompson"
+[policies.UCB1]
+name = "ucb1"
+params = {}
 """
 
 from __future__ import annotations
@@ -44,8 +44,12 @@ ENVIRONMENTS: dict[str, type[Environment]] = {
 }
 #: Keys that build random coefficients for the contextual environments instead of listing them, each with
 #: the parameter of :func:`random_coefficients` it sets.
-RANDOM_COEFFICIENT_KEYS = {"n_arms": "n_arms", "n_features": "n_features", "coefficients_seed": "seed",
-                           "coefficients_scale": "scale"}
+RANDOM_COEFFICIENT_KEYS = {
+    "n_arms": "n_arms",
+    "n_features": "n_features",
+    "coefficients_seed": "seed",
+    "coefficients_scale": "scale",
+}
 
 
 class ConfigError(InvalidParameterError):
@@ -71,8 +75,15 @@ class Experiment:
     def run(self, *, workers: int | None = None, progress=None) -> SimulationResult:
         from .runner import run
 
-        return run(self.policies, self.environment, self.horizon, self.replications, self.seed,
-                   workers=workers, progress=progress)
+        return run(
+            self.policies,
+            self.environment,
+            self.horizon,
+            self.replications,
+            self.seed,
+            workers=workers,
+            progress=progress,
+        )
 
 
 def _key(section: str, error: BanditkitError, names: dict[str, str] | None = None) -> str:
@@ -88,8 +99,7 @@ def _key(section: str, error: BanditkitError, names: dict[str, str] | None = Non
 def _reject_unknown(section: str, table: dict[str, Any], allowed: set[str]) -> None:
     for key in table:
         if key not in allowed:
-            raise ConfigError(f"{section}.{key}" if section else key,
-                              f"unknown key; expected one of {sorted(allowed)}")
+            raise ConfigError(f"{section}.{key}" if section else key, f"unknown key; expected one of {sorted(allowed)}")
 
 
 def _section(data: dict[str, Any], key: str, required: bool = True) -> dict[str, Any]:
@@ -178,8 +188,13 @@ def parse_config(data: dict[str, Any]) -> Experiment:
         environment.check_horizon(settings["horizon"])
     except BanditkitError as error:
         raise ConfigError("run.horizon", str(error)) from error  # the horizon is the only argument
-    return Experiment(policies=_policies(_section(data, "policies")), environment=environment,
-                      title=str(data.get("title", "")), source=data, **settings)
+    return Experiment(
+        policies=_policies(_section(data, "policies")),
+        environment=environment,
+        title=str(data.get("title", "")),
+        source=data,
+        **settings,
+    )
 
 
 def load_config(path: str | Path) -> Experiment:

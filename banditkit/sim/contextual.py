@@ -64,8 +64,7 @@ class LinearContextual(_Contextual):
     noise_name = "normal"
     reward_bounds = (-np.inf, np.inf)
 
-    def __init__(self, coefficients: Sequence[Sequence[float]], noise_sigma: float = 0.1,
-                 context_sigma: float = 1.0):
+    def __init__(self, coefficients: Sequence[Sequence[float]], noise_sigma: float = 0.1, context_sigma: float = 1.0):
         super().__init__(coefficients, context_sigma)
         self.noise_sigma = check_real("noise_sigma", noise_sigma, low=0.0, low_open=True)
 
@@ -77,8 +76,12 @@ class LinearContextual(_Contextual):
         return expected[rows, arms] + self.noise_sigma * chunk.arrays["normal"][step]
 
     def describe(self):
-        return {"kind": "linear_contextual", "coefficients": self.coefficients.tolist(),
-                "noise_sigma": self.noise_sigma, "context_sigma": self.context_sigma}
+        return {
+            "kind": "linear_contextual",
+            "coefficients": self.coefficients.tolist(),
+            "noise_sigma": self.noise_sigma,
+            "context_sigma": self.context_sigma,
+        }
 
 
 class LogisticContextual(_Contextual):
@@ -105,5 +108,8 @@ class LogisticContextual(_Contextual):
         return (chunk.arrays["uniform"][step] < expected[rows, arms]).astype(np.float64)
 
     def describe(self):
-        return {"kind": "logistic_contextual", "coefficients": self.coefficients.tolist(),
-                "context_sigma": self.context_sigma}
+        return {
+            "kind": "logistic_contextual",
+            "coefficients": self.coefficients.tolist(),
+            "context_sigma": self.context_sigma,
+        }

@@ -33,13 +33,23 @@ class Delayed(Environment):
     100
     """
 
-    def __init__(self, environment: Environment, *, delay: int | None = None, mean_delay: float | None = None,
-                 batch: int | None = None):
+    def __init__(
+        self,
+        environment: Environment,
+        *,
+        delay: int | None = None,
+        mean_delay: float | None = None,
+        batch: int | None = None,
+    ):
         if not isinstance(environment, Environment):
-            raise InvalidTypeError(f"environment must be a banditkit.sim environment, got {environment!r}",
-                                   field="environment")
-        given = [name for name, value in (("delay", delay), ("mean_delay", mean_delay), ("batch", batch))
-                 if value is not None]
+            raise InvalidTypeError(
+                f"environment must be a banditkit.sim environment, got {environment!r}", field="environment"
+            )
+        given = [
+            name
+            for name, value in (("delay", delay), ("mean_delay", mean_delay), ("batch", batch))
+            if value is not None
+        ]
         if len(given) != 1:
             raise InvalidParameterError(f"Delayed takes exactly one of delay, mean_delay, batch; got {given or 'none'}")
         self.environment = environment
@@ -88,6 +98,9 @@ class Delayed(Environment):
         return self.environment.lower_bound_constant()
 
     def describe(self) -> dict[str, Any]:
-        rule = {k: v for k, v in (("delay", self.delay), ("mean_delay", self.mean_delay), ("batch", self.batch))
-                if v is not None}
+        rule = {
+            k: v
+            for k, v in (("delay", self.delay), ("mean_delay", self.mean_delay), ("batch", self.batch))
+            if v is not None
+        }
         return {"kind": "delayed", "environment": self.environment.describe(), **rule}

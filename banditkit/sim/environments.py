@@ -39,15 +39,15 @@ def check_vector(name: str, values, *, low: float = -np.inf, high: float = np.in
     except (TypeError, ValueError) as error:
         raise InvalidTypeError(f"{name} must be numbers, got {values!r}", field=name) from error
     if array.ndim != ndim or array.size == 0:
-        raise InvalidParameterError(f"{name} must be a non-empty {ndim}-d array, got shape {array.shape}",
-                                    field=name)
+        raise InvalidParameterError(f"{name} must be a non-empty {ndim}-d array, got shape {array.shape}", field=name)
     bad = ~np.isfinite(array) | (array < low) | (array > high)
     if bad.any():
         where = tuple(int(i) for i in np.argwhere(bad)[0])
         position = where[0] if ndim == 1 else where
         raise InvalidParameterError(
             f"{name} must be finite and in [{low}, {high}], got {array[where].item()!r} at position {position}",
-            field=name)
+            field=name,
+        )
     return array
 
 
@@ -177,8 +177,9 @@ class Gaussian(Environment):
             sigma = [check_real("sigma", sigma, low=0.0, low_open=True)] * self.n_arms
         self.sigma = check_vector("sigma", sigma, low=np.finfo(float).tiny)
         if self.sigma.size != self.n_arms:
-            raise InvalidParameterError(f"sigma must have one value per arm ({self.n_arms}), got {self.sigma.size}",
-                                        field="sigma")
+            raise InvalidParameterError(
+                f"sigma must have one value per arm ({self.n_arms}), got {self.sigma.size}", field="sigma"
+            )
         self._expected = self.means[None, :]
         self._gaps = self.means.max() - self.means
 

@@ -27,9 +27,8 @@ class Observations:
 
     def take(self, index: np.ndarray, rows: np.ndarray | None) -> Observations:
         """The observations at positions ``index``, belonging to replications ``rows``."""
-        pick = (lambda a: None if a is None else a[index])
-        return Observations(rows, self.arms[index], self.rewards[index], pick(self.propensities),
-                            pick(self.contexts))
+        pick = lambda a: None if a is None else a[index]
+        return Observations(rows, self.arms[index], self.rewards[index], pick(self.propensities), pick(self.contexts))
 
 
 def _concatenate(parts: list[np.ndarray | None]) -> np.ndarray | None:
@@ -47,8 +46,13 @@ def update_passes(batches: list[Observations], replications: int) -> list[Observ
         return batches
     every = np.arange(replications)
     rows = np.concatenate([every if b.rows is None else b.rows for b in batches])
-    merged = Observations(rows, np.concatenate([b.arms for b in batches]), np.concatenate([b.rewards for b in batches]),
-                          _concatenate([b.propensities for b in batches]), _concatenate([b.contexts for b in batches]))
+    merged = Observations(
+        rows,
+        np.concatenate([b.arms for b in batches]),
+        np.concatenate([b.rewards for b in batches]),
+        _concatenate([b.propensities for b in batches]),
+        _concatenate([b.contexts for b in batches]),
+    )
     order = np.argsort(rows, kind="stable")
     sorted_rows = rows[order]
     first = np.searchsorted(sorted_rows, sorted_rows, side="left")

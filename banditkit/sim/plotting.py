@@ -42,8 +42,9 @@ def _kind(environment: dict) -> str:
     return _kind(environment["environment"]) if environment["kind"] == "delayed" else environment["kind"]
 
 
-def plot_regret(result: RegretCurves, path: str | Path | None = None, *, title: str | None = None,
-                log_x: bool | None = None):
+def plot_regret(
+    result: RegretCurves, path: str | Path | None = None, *, title: str | None = None, log_x: bool | None = None
+):
     """Draw each policy's mean cumulative regret and its 95% band; return the matplotlib Figure.
 
     For Bernoulli problems the Lai-Robbins rate ``C ln t`` is drawn dashed over the last
@@ -59,18 +60,25 @@ def plot_regret(result: RegretCurves, path: str | Path | None = None, *, title: 
     axis = figure.subplots()
     steps = result.steps
     for i, name in enumerate(result.policies):
-        line, = axis.plot(steps, result.regret_mean[i], label=name, linewidth=1.6)
+        (line,) = axis.plot(steps, result.regret_mean[i], label=name, linewidth=1.6)
         if result.replications > 1:
-            axis.fill_between(steps, result.regret_low[i], result.regret_high[i], color=line.get_color(),
-                              alpha=0.2, linewidth=0)
+            axis.fill_between(
+                steps, result.regret_low[i], result.regret_high[i], color=line.get_color(), alpha=0.2, linewidth=0
+            )
     if result.lower_bound is not None:
         # The bound is asymptotic: C ln t + o(ln t). Drawn as a slope over the last two decades,
         # from the lowest curve, it shows which policies grow faster than any consistent policy must.
         anchor = int(np.searchsorted(steps, max(result.horizon // 100, 1)))
         segment = steps[anchor:]
         start = result.regret_mean[:, anchor].min()
-        axis.plot(segment, start + result.lower_bound * np.log(segment / segment[0]), color="black",
-                  linestyle="--", linewidth=1.2, label=f"Lai-Robbins rate {result.lower_bound:.1f} ln t")
+        axis.plot(
+            segment,
+            start + result.lower_bound * np.log(segment / segment[0]),
+            color="black",
+            linestyle="--",
+            linewidth=1.2,
+            label=f"Lai-Robbins rate {result.lower_bound:.1f} ln t",
+        )
     if log_x is None:
         log_x = _kind(result.environment) not in CHANGING_KINDS
     if log_x:
@@ -78,8 +86,16 @@ def plot_regret(result: RegretCurves, path: str | Path | None = None, *, title: 
     axis.set_xlabel("decisions t" + (" (log scale)" if log_x else ""))
     axis.set_ylabel("cumulative pseudo-regret")
     axis.set_title(title or f"{_kind(result.environment)} arms", fontsize=11)
-    axis.text(0.99, 0.02, f"mean and 95% interval over {result.replications} replications",
-              transform=axis.transAxes, ha="right", va="bottom", fontsize=8, color="0.35")
+    axis.text(
+        0.99,
+        0.02,
+        f"mean and 95% interval over {result.replications} replications",
+        transform=axis.transAxes,
+        ha="right",
+        va="bottom",
+        fontsize=8,
+        color="0.35",
+    )
     axis.grid(True, alpha=0.3)
     axis.legend(loc="upper left", fontsize=9)
     figure.tight_layout()

@@ -21,11 +21,14 @@ def summary_with_rates(result: SimulationResult) -> Table:
     """
     summary = result.summary()
     decade = max(result.horizon // 10, 1)
-    columns: dict[str, Sequence[Any] | np.ndarray] = {"policy": summary["policy"],
-               f"regret at {decade}": [result.regret_at(name, decade) for name in result.policies],
-               f"regret at {result.horizon}": summary["regret_mean"],
-               "95% low": summary["regret_low"], "95% high": summary["regret_high"],
-               "reward/step": summary["reward_mean"]}
+    columns: dict[str, Sequence[Any] | np.ndarray] = {
+        "policy": summary["policy"],
+        f"regret at {decade}": [result.regret_at(name, decade) for name in result.policies],
+        f"regret at {result.horizon}": summary["regret_mean"],
+        "95% low": summary["regret_low"],
+        "95% high": summary["regret_high"],
+        "reward/step": summary["reward_mean"],
+    }
     if decade >= 2:
         columns["slope vs ln t"] = [result.log_slope(name, decade) for name in result.policies]
     columns["seconds"] = result.seconds
@@ -34,6 +37,7 @@ def summary_with_rates(result: SimulationResult) -> Table:
 
 def markdown(table: Table) -> str:
     """The table as a GitHub-flavoured markdown table (floats to 2 decimals)."""
+
     def cell(value) -> str:
         return f"{value:,.2f}" if isinstance(value, float) else str(value)
 
@@ -42,8 +46,9 @@ def markdown(table: Table) -> str:
     return "\n".join(lines) + "\n"
 
 
-def simulate_to_directory(experiment: Experiment, out: Path, *, workers: int | None = None,
-                          console=None) -> SimulationResult:
+def simulate_to_directory(
+    experiment: Experiment, out: Path, *, workers: int | None = None, console=None
+) -> SimulationResult:
     """Run ``experiment`` with a progress bar per policy; write result.json, curves.parquet, regret.png, summary.md."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -67,10 +72,10 @@ def simulate_to_directory(experiment: Experiment, out: Path, *, workers: int | N
         console.print(f"Lai-Robbins constant (asymptotic slope of regret against ln t): {result.lower_bound:.3f}")
     result.to_json(out / "result.json")
     notes = f"{experiment.title}\n\n" if experiment.title else ""
-    bound = (f"\nLai-Robbins constant: {result.lower_bound:.3f}\n" if result.lower_bound is not None else "")
+    bound = f"\nLai-Robbins constant: {result.lower_bound:.3f}\n" if result.lower_bound is not None else ""
     (out / "summary.md").write_text(notes + markdown(table) + bound)
     written = ["result.json", "summary.md"]
-    plot = (lambda path: result.plot(path, title=experiment.title or None))
+    plot = lambda path: result.plot(path, title=experiment.title or None)
     for name, write in (("curves.parquet", result.to_parquet), ("regret.png", plot)):
         try:
             write(out / name)

@@ -73,10 +73,11 @@ class SimulationResult:
     def from_blocks(cls, named, outcomes, n_blocks, *, env, horizon, replications, seed, steps) -> SimulationResult:
         """Combine per-(policy, block) outcomes, listed policy-major, into one result."""
         quantile = _student_quantile(replications)
-        rows: dict[str, list[np.ndarray]] = {key: [] for key in
-                                             ("mean", "low", "high", "final", "reward", "shares", "seconds")}
+        rows: dict[str, list[np.ndarray]] = {
+            key: [] for key in ("mean", "low", "high", "final", "reward", "shares", "seconds")
+        }
         for p in range(len(named)):
-            parts = outcomes[p * n_blocks:(p + 1) * n_blocks]
+            parts = outcomes[p * n_blocks : (p + 1) * n_blocks]
             total = sum(part.regret_sums for part in parts)
             squares = sum(part.regret_squares for part in parts)
             mean = total / replications
@@ -90,12 +91,23 @@ class SimulationResult:
             rows["reward"].append(np.concatenate([part.total_reward for part in parts]) / horizon)
             rows["shares"].append(pulls / pulls.sum())
             rows["seconds"].append(max(p.finished for p in parts) - min(p.started for p in parts))
-        return cls(policies=list(named), policy_specs=[policy.to_dict() for policy in named.values()],
-                   environment=env.describe(), horizon=horizon, replications=replications, seed=int(seed),
-                   steps=steps, regret_mean=np.array(rows["mean"]), regret_low=np.array(rows["low"]),
-                   regret_high=np.array(rows["high"]), final_regret=np.array(rows["final"]),
-                   reward_per_step=np.array(rows["reward"]), pull_shares=np.array(rows["shares"]),
-                   seconds=np.array(rows["seconds"]), lower_bound=env.lower_bound_constant())
+        return cls(
+            policies=list(named),
+            policy_specs=[policy.to_dict() for policy in named.values()],
+            environment=env.describe(),
+            horizon=horizon,
+            replications=replications,
+            seed=int(seed),
+            steps=steps,
+            regret_mean=np.array(rows["mean"]),
+            regret_low=np.array(rows["low"]),
+            regret_high=np.array(rows["high"]),
+            final_regret=np.array(rows["final"]),
+            reward_per_step=np.array(rows["reward"]),
+            pull_shares=np.array(rows["shares"]),
+            seconds=np.array(rows["seconds"]),
+            lower_bound=env.lower_bound_constant(),
+        )
 
     def _index(self, name: str) -> int:
         if name not in self.policies:
@@ -132,24 +144,28 @@ class SimulationResult:
 
     def summary(self) -> Table:
         """One row per policy: final regret mean and 95% interval, mean reward per decision."""
-        return Table({
-            "policy": self.policies,
-            "regret_mean": self.regret_mean[:, -1],
-            "regret_low": self.regret_low[:, -1],
-            "regret_high": self.regret_high[:, -1],
-            "reward_mean": self.reward_per_step.mean(axis=1),
-        })
+        return Table(
+            {
+                "policy": self.policies,
+                "regret_mean": self.regret_mean[:, -1],
+                "regret_low": self.regret_low[:, -1],
+                "regret_high": self.regret_high[:, -1],
+                "reward_mean": self.reward_per_step.mean(axis=1),
+            }
+        )
 
     def curves(self) -> Table:
         """Long table of the regret curves: policy, step, regret_mean, regret_low, regret_high."""
         n_steps = self.steps.size
-        return Table({
-            "policy": np.repeat(self.policies, n_steps),
-            "step": np.tile(self.steps, len(self.policies)),
-            "regret_mean": self.regret_mean.ravel(),
-            "regret_low": self.regret_low.ravel(),
-            "regret_high": self.regret_high.ravel(),
-        })
+        return Table(
+            {
+                "policy": np.repeat(self.policies, n_steps),
+                "step": np.tile(self.steps, len(self.policies)),
+                "regret_mean": self.regret_mean.ravel(),
+                "regret_low": self.regret_low.ravel(),
+                "regret_high": self.regret_high.ravel(),
+            }
+        )
 
     def plot(self, path: str | Path | None = None, *, title: str | None = None, log_x: bool | None = None):
         """Regret curves with 95% bands (and the Lai-Robbins bound for Bernoulli); saved if ``path``."""
@@ -165,15 +181,26 @@ class SimulationResult:
             value = getattr(self, field)
             if isinstance(value, np.ndarray):
                 # NaN as None (JSON null): an object array; numpy's stub has no overload for a None branch.
-                value = (np.where(np.isnan(value), None, value).tolist()  # type: ignore[call-overload]
-                         if value.dtype.kind == "f" else value.tolist())
+                value = (
+                    np.where(np.isnan(value), None, value).tolist()  # type: ignore[call-overload]
+                    if value.dtype.kind == "f"
+                    else value.tolist()
+                )
             out[field] = value
         return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SimulationResult:
-        arrays = {"steps": np.int64, "regret_mean": float, "regret_low": float, "regret_high": float,
-                  "final_regret": float, "reward_per_step": float, "pull_shares": float, "seconds": float}
+        arrays = {
+            "steps": np.int64,
+            "regret_mean": float,
+            "regret_low": float,
+            "regret_high": float,
+            "final_regret": float,
+            "reward_per_step": float,
+            "pull_shares": float,
+            "seconds": float,
+        }
         values: dict[str, Any] = {k: (np.array(v, dtype=arrays[k]) if k in arrays else v) for k, v in data.items()}
         return cls(**values)
 

@@ -51,11 +51,11 @@ def policy_seed(entropy: int | Sequence[int] | None, block: int) -> np.random.Se
 
 @dataclass
 class _BlockOutcome:
-    regret_sums: np.ndarray      # (G,) sum over the block's replications of cumulative regret
-    regret_squares: np.ndarray   # (G,) sum of squares of the same
-    final_regret: np.ndarray     # (Rb,)
-    total_reward: np.ndarray     # (Rb,)
-    pulls: np.ndarray            # (K,) pulls summed over replications and steps
+    regret_sums: np.ndarray  # (G,) sum over the block's replications of cumulative regret
+    regret_squares: np.ndarray  # (G,) sum of squares of the same
+    final_regret: np.ndarray  # (Rb,)
+    total_reward: np.ndarray  # (Rb,)
+    pulls: np.ndarray  # (K,) pulls summed over replications and steps
     started: float
     finished: float
 
@@ -66,17 +66,26 @@ def _apply(policy: Policy, state: dict, observations: Observations) -> dict:
     if observations.rows is None:
         return policy.update(state, observations.arms, observations.rewards, **kwargs)
     rows = observations.rows
-    updated = policy.update({key: value[rows] for key, value in state.items()}, observations.arms,
-                            observations.rewards, **kwargs)
+    updated = policy.update(
+        {key: value[rows] for key, value in state.items()}, observations.arms, observations.rewards, **kwargs
+    )
     merged = {key: value.copy() for key, value in state.items()}
     for key, value in updated.items():
         merged[key][rows] = value
     return merged
 
 
-def _run_block(name: str, policy: Policy, env: Environment, horizon: int, replications: range,
-               entropy: int | Sequence[int] | None,
-               block: int, grid: np.ndarray, progress: Progress | None) -> _BlockOutcome:
+def _run_block(
+    name: str,
+    policy: Policy,
+    env: Environment,
+    horizon: int,
+    replications: range,
+    entropy: int | Sequence[int] | None,
+    block: int,
+    grid: np.ndarray,
+    progress: Progress | None,
+) -> _BlockOutcome:
     started = clock.perf_counter()
     n, n_arms = len(replications), env.n_arms
     env_rngs = [np.random.default_rng(environment_seed(entropy, r)) for r in replications]
@@ -98,14 +107,12 @@ def _run_block(name: str, policy: Policy, env: Environment, horizon: int, replic
                 state = _apply(policy, state, observations)
             context = env.contexts(chunk, step) if policy.contextual else None
             arms = policy.sample(state, rng, mask, context)
-            propensities = (policy.probabilities(state, mask, context)[rows, arms]
-                            if policy.needs_propensities else None)
+            propensities = policy.probabilities(state, mask, context)[rows, arms] if policy.needs_propensities else None
             rewards, step_regret = env.outcome(chunk, step, arms)
             regret += step_regret
             total_reward += rewards
             pulls += np.bincount(arms, minlength=n_arms)
-            feedback.add(env.arrival_steps(time, chunk, step),
-                         Observations(None, arms, rewards, propensities, context))
+            feedback.add(env.arrival_steps(time, chunk, step), Observations(None, arms, rewards, propensities, context))
             if time + 1 == grid[record]:
                 regret_sums[record] = regret.sum()
                 regret_squares[record] = regret @ regret
@@ -144,12 +151,20 @@ def _check_compatible(name: str, policy: Policy, env: Environment) -> None:
     unbounded_ok = low <= -1e100 and high >= 1e100
     if not unbounded_ok and (env_low < low or env_high > high):
         raise InvalidParameterError(
-            f"policy {name!r} accepts rewards in [{low}, {high}] but the environment pays in [{env_low}, {env_high}]")
+            f"policy {name!r} accepts rewards in [{low}, {high}] but the environment pays in [{env_low}, {env_high}]"
+        )
 
 
-def run(policies: Mapping[str, Policy | str | dict] | Sequence[Policy | str | dict], env: Environment,
-        horizon: int, replications: int = 100, seed: int | np.random.SeedSequence | None = 0, *,
-        workers: int | None = None, progress: Progress | None = None) -> SimulationResult:
+def run(
+    policies: Mapping[str, Policy | str | dict] | Sequence[Policy | str | dict],
+    env: Environment,
+    horizon: int,
+    replications: int = 100,
+    seed: int | np.random.SeedSequence | None = 0,
+    *,
+    workers: int | None = None,
+    progress: Progress | None = None,
+) -> SimulationResult:
     """Simulate each policy for ``horizon`` steps in ``replications`` independent runs of ``env``.
 
     Args:
@@ -180,8 +195,11 @@ def run(policies: Mapping[str, Policy | str | dict] | Sequence[Policy | str | di
     tasks = [(name, policy, index, block) for name, policy in named.items() for index, block in enumerate(blocks)]
     workers = min(len(tasks), workers or os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(_run_block, name, policy, env, horizon, block, entropy, index, grid, progress)
-                   for name, policy, index, block in tasks]
+        futures = [
+            pool.submit(_run_block, name, policy, env, horizon, block, entropy, index, grid, progress)
+            for name, policy, index, block in tasks
+        ]
         outcomes = [future.result() for future in futures]
-    return SimulationResult.from_blocks(named, outcomes, len(blocks), env=env, horizon=horizon,
-                                        replications=replications, seed=entropy, steps=grid)
+    return SimulationResult.from_blocks(
+        named, outcomes, len(blocks), env=env, horizon=horizon, replications=replications, seed=entropy, steps=grid
+    )

@@ -94,7 +94,7 @@ class Table:
         cells = {name: self._cells(values) for name, values in self._columns.items()}
         widths = {name: max([len(name), *map(len, column)]) for name, column in cells.items()}
         numeric = {name: self._columns[name].dtype.kind in "fiu" for name in cells}
-        align = (lambda name, text: text.rjust(widths[name]) if numeric[name] else text.ljust(widths[name]))
+        align = lambda name, text: text.rjust(widths[name]) if numeric[name] else text.ljust(widths[name])
         lines.append("  ".join(align(name, name) for name in cells).rstrip())
         for i in range(len(self)):
             lines.append("  ".join(align(name, cells[name][i]) for name in cells).rstrip())

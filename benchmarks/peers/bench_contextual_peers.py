@@ -41,8 +41,12 @@ def problem(rounds: int, seed: int = 0):
 def run_banditkit(contexts, rewards_of):
     import banditkit as bk
 
-    bandit = bk.Bandit([f"arm{i}" for i in range(N_ARMS)], policy={"name": "linucb", "params": {"alpha": 1.0}},
-                       seed=0, n_features=N_FEATURES)
+    bandit = bk.Bandit(
+        [f"arm{i}" for i in range(N_ARMS)],
+        policy={"name": "linucb", "params": {"alpha": 1.0}},
+        seed=0,
+        n_features=N_FEATURES,
+    )
     bandit.update(bandit.select(context=contexts[0]), 0.0)  # compile kernels outside the timing
     chosen = []
     start, cpu = time.perf_counter(), time.process_time()
@@ -98,9 +102,13 @@ def run_one(library: str, rounds: int) -> dict:
     expected = contexts @ theta.T
     seconds, cpu, chosen = RUNNERS[library](contexts, lambda t, arm: float(expected[t, arm] + noise[t]))
     tail = np.arange(int(0.8 * rounds), rounds)
-    return {"library": library, "decisions_per_s": rounds / seconds, "cpu_decisions_per_s": rounds / cpu,
-            "mean_reward": float(expected[tail, np.asarray(chosen)[tail]].mean()),
-            "oracle": float(expected[tail].max(axis=1).mean())}
+    return {
+        "library": library,
+        "decisions_per_s": rounds / seconds,
+        "cpu_decisions_per_s": rounds / cpu,
+        "mean_reward": float(expected[tail, np.asarray(chosen)[tail]].mean()),
+        "oracle": float(expected[tail].max(axis=1).mean()),
+    }
 
 
 def main() -> None:
@@ -118,14 +126,20 @@ def main() -> None:
         for library in RUNNERS:
             python = sys.executable if library == "banditkit" else args.peers_python
             env = {**os.environ, "PYTHONHASHSEED": str(seed), "PYTHONPATH": str(ROOT)}
-            done = subprocess.run([python, __file__, "--library", library, "--rounds", str(args.rounds)],
-                                  capture_output=True, text=True, env=env)
+            done = subprocess.run(
+                [python, __file__, "--library", library, "--rounds", str(args.rounds)],
+                capture_output=True,
+                text=True,
+                env=env,
+            )
             if done.returncode != 0:
                 print(f"{library}: failed ({done.stderr.strip().splitlines()[-1:]})", file=sys.stderr)
                 continue
             results[library].append(json.loads(done.stdout))
-    ours = {key: statistics.median(r[key] for r in results["banditkit"])
-            for key in ("decisions_per_s", "cpu_decisions_per_s")}
+    ours = {
+        key: statistics.median(r[key] for r in results["banditkit"])
+        for key in ("decisions_per_s", "cpu_decisions_per_s")
+    }
     print("| library | decisions/s (wall) | ratio | decisions/s (CPU time) | ratio | mean reward, last 20% (oracle) |")
     print("|---|---:|---:|---:|---:|---:|")
     for library, runs in results.items():
@@ -134,8 +148,10 @@ def main() -> None:
             continue
         wall, cpu = (statistics.median(r[key] for r in runs) for key in ("decisions_per_s", "cpu_decisions_per_s"))
         reward = statistics.median(r["mean_reward"] for r in runs)
-        print(f"| {LABELS[library]} | {wall:,.0f} | {wall / ours['decisions_per_s']:.2f} | {cpu:,.0f} | "
-              f"{cpu / ours['cpu_decisions_per_s']:.2f} | {reward:.3f} ({runs[0]['oracle']:.3f}) |")
+        print(
+            f"| {LABELS[library]} | {wall:,.0f} | {wall / ours['decisions_per_s']:.2f} | {cpu:,.0f} | "
+            f"{cpu / ours['cpu_decisions_per_s']:.2f} | {reward:.3f} ({runs[0]['oracle']:.3f}) |"
+        )
 
 
 if __name__ == "__main__":

@@ -56,8 +56,8 @@ def softmax(scores: np.ndarray) -> np.ndarray:
 class Environment:
     """Logistic click model with context-dependent behaviour and target policies."""
 
-    reward_theta: np.ndarray      # (d, K)
-    behaviour_theta: np.ndarray   # (d, K)
+    reward_theta: np.ndarray  # (d, K)
+    behaviour_theta: np.ndarray  # (d, K)
 
     @classmethod
     def random(cls, rng: np.random.Generator, n_arms: int = 4, n_features: int = 3) -> Environment:
@@ -91,12 +91,19 @@ def service_rows(problem: Problem, rng: np.random.Generator, arm_names=("red", "
     arms, rewards, _ = draw_log(problem, rng)
     rows = []
     for i, arm in enumerate(arms):
-        rows.append({
-            "decision_id": f"d{i:05d}", "time": f"2026-11-28T08:{i // 600 % 60:02d}:{i // 10 % 60:02d}Z",
-            "experiment": "hero", "unit": f"user-{i % 97}",
-            "context": json.dumps(problem.contexts[i].round(6).tolist()),
-            "arm": arm_names[arm], "propensity": float(problem.behaviour[i, arm]),
-            "probabilities": json.dumps(dict(zip(arm_names, problem.behaviour[i].tolist(), strict=True))),
-            "policy_version": 3 + i // 500, "fallback": False, "reward": float(rewards[i]),
-        })
+        rows.append(
+            {
+                "decision_id": f"d{i:05d}",
+                "time": f"2026-11-28T08:{i // 600 % 60:02d}:{i // 10 % 60:02d}Z",
+                "experiment": "hero",
+                "unit": f"user-{i % 97}",
+                "context": json.dumps(problem.contexts[i].round(6).tolist()),
+                "arm": arm_names[arm],
+                "propensity": float(problem.behaviour[i, arm]),
+                "probabilities": json.dumps(dict(zip(arm_names, problem.behaviour[i].tolist(), strict=True))),
+                "policy_version": 3 + i // 500,
+                "fallback": False,
+                "reward": float(rewards[i]),
+            }
+        )
     return rows

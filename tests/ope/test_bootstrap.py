@@ -17,7 +17,7 @@ def test_count_table_matches_the_poisson_pmf_to_two_cells():
     determined = table[table != bootstrap._FALLBACK]
     cells = np.bincount(determined, minlength=8)[:8]
     expected = stats.poisson.pmf(np.arange(8), 1.0) * 65536
-    assert np.all(np.abs(cells - expected) <= 2.0)   # at most a partial cell lost at each end
+    assert np.all(np.abs(cells - expected) <= 2.0)  # at most a partial cell lost at each end
     assert (table == bootstrap._FALLBACK).sum() == 8
 
 
@@ -40,7 +40,7 @@ def test_straddling_cells_are_resolved_exactly():
     out = np.zeros((20_000, 1))
     bootstrap._resolve_fallbacks(cells, np.ones((1, 1)), out, np.random.default_rng(0))
     share_zero = float((out == 0).mean())
-    expected = (math.exp(-1) * 65536 - cell)        # share of the cell below the CDF step
+    expected = math.exp(-1) * 65536 - cell  # share of the cell below the CDF step
     assert share_zero == pytest.approx(expected, abs=4 * math.sqrt(expected * (1 - expected) / 20_000))
 
 
@@ -57,7 +57,7 @@ def test_bootstrap_variance_of_a_sum_is_the_sum_of_squares():
     values = np.random.default_rng(2).exponential(size=2000)
     sums = poisson_bootstrap_sums(values[:, None], 2000, np.random.default_rng(4))[:, 0]
     # Var(sum c_i a_i) = sum a_i^2 for Poisson(1) counts; the sample variance of 2000 draws is within ~10%.
-    assert sums.var() == pytest.approx((values ** 2).sum(), rel=0.1)
+    assert sums.var() == pytest.approx((values**2).sum(), rel=0.1)
     assert sums.mean() == pytest.approx(values.sum(), rel=0.01)
 
 

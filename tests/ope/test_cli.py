@@ -31,8 +31,21 @@ def test_evaluate_a_saved_bandit_on_the_service_export(tmp_path):
     policy = tmp_path / "bandit.json"
     policy.write_text(bandit.to_json())
     out = tmp_path / "report.json"
-    result = runner.invoke(app, ["evaluate", str(path), "--policy", str(policy), "--estimators", "ips,snips,dr",
-                                 "--out", str(out), "--bootstrap", "200"])
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            str(path),
+            "--policy",
+            str(policy),
+            "--estimators",
+            "ips,snips,dr",
+            "--out",
+            str(out),
+            "--bootstrap",
+            "200",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "snips" in result.output and "95% bootstrap" in result.output
     report = json.loads(out.read_text())

@@ -25,10 +25,10 @@ def obd_logs():
 
 def test_both_logs_load_with_the_same_context_columns(obd_logs):
     random, bts = obd_logs
-    assert random.context_names == bts.context_names              # one shared one-hot vocabulary
+    assert random.context_names == bts.context_names  # one shared one-hot vocabulary
     assert random.log.contexts.shape == (10_000, len(random.context_names))
     assert bts.log.contexts.shape == (10_000, len(random.context_names))
-    assert np.all(random.log.contexts.sum(axis=1) == 4)           # one category per user feature
+    assert np.all(random.log.contexts.sum(axis=1) == 4)  # one category per user feature
     assert random.log.n_arms == 80 and random.log.n_positions == 3
     assert set(np.unique(random.log.positions)) == {0, 1, 2}
     np.testing.assert_allclose(random.log.propensities, 1 / 80)
@@ -52,7 +52,7 @@ def test_bts_value_from_the_random_log(obd_logs):
     assert report["snips"].value == pytest.approx(0.00478602535, abs=1e-10)
     on_policy = bts.on_policy_value
     for name in ("ips", "snips", "dr"):
-        assert report[name].low < on_policy < report[name].high   # 40 clicks: wide, but they cover it
+        assert report[name].low < on_policy < report[name].high  # 40 clicks: wide, but they cover it
     assert set(report.by_position) == {0, 1, 2}
 
 

@@ -58,7 +58,7 @@ def test_weight_diagnostics():
     estimate = run("ips")
     weights = np.array([1.8, 2.0, 1.6, 1.25])
     assert estimate.max_weight == pytest.approx(2.0)
-    assert estimate.ess == pytest.approx(weights.sum() ** 2 / (weights ** 2).sum())
+    assert estimate.ess == pytest.approx(weights.sum() ** 2 / (weights**2).sum())
     assert estimate.tiny_propensity_share == 0.0
     assert run("dm").max_weight is None and run("dm").ess == 4
 
@@ -99,10 +99,11 @@ def test_dr_equals_dm_when_weights_are_zero():
     problem = make_problem(rng, n=300)
     arms, rewards, propensities = draw_log(problem, rng)
     target = np.zeros_like(problem.target)
-    target[np.arange(300), (arms + 1) % 4] = 1.0          # never the logged arm: every weight is 0
+    target[np.arange(300), (arms + 1) % 4] = 1.0  # never the logged arm: every weight is 0
     predicted = rng.random((300, 4))
     assert dr(rewards, propensities, target, arms, predicted, n_bootstrap=0).value == pytest.approx(
-        dm(target, predicted, n_bootstrap=0).value, abs=1e-14)
+        dm(target, predicted, n_bootstrap=0).value, abs=1e-14
+    )
 
 
 def test_dr_equals_ips_when_the_model_predicts_zero():
@@ -111,7 +112,8 @@ def test_dr_equals_ips_when_the_model_predicts_zero():
     arms, rewards, propensities = draw_log(problem, rng)
     zero = np.zeros((300, 4))
     assert dr(rewards, propensities, problem.target, arms, zero, n_bootstrap=0).value == pytest.approx(
-        ips(rewards, propensities, problem.target, arms, n_bootstrap=0).value, abs=1e-14)
+        ips(rewards, propensities, problem.target, arms, n_bootstrap=0).value, abs=1e-14
+    )
 
 
 def test_switch_dr_spans_dr_and_dm():
@@ -122,13 +124,14 @@ def test_switch_dr_spans_dr_and_dm():
     args = (rewards, propensities, problem.target, arms, predicted)
     assert switch_dr(*args, max_weight=np.inf, n_bootstrap=0).value == dr(*args, n_bootstrap=0).value
     assert switch_dr(*args, max_weight=0.0, n_bootstrap=0).value == pytest.approx(
-        dm(problem.target, predicted, n_bootstrap=0).value)
+        dm(problem.target, predicted, n_bootstrap=0).value
+    )
 
 
 def test_replay_with_deterministic_target_averages_matching_rows():
     arms = np.array([0, 1, 2, 0, 1, 2])
     rewards = np.array([1.0, 0.0, 1.0, 0.0, 1.0, 1.0])
-    target = np.eye(3)[[0, 0, 2, 0, 1, 1]]                  # matches rows 0, 2, 3, 4
+    target = np.eye(3)[[0, 0, 2, 0, 1, 1]]  # matches rows 0, 2, 3, 4
     estimate = replay(rewards, arms, np.full(6, 1 / 3), target, n_bootstrap=100)
     assert estimate.value == pytest.approx(3 / 4) and estimate.ess == 4
 
@@ -145,6 +148,7 @@ def test_same_seed_same_interval_and_seeds_differ():
 
     def run_with(seed):
         return snips(rewards, propensities, problem.target, arms, rng=seed, n_bootstrap=300)
+
     first, again, other = run_with(5), run_with(5), run_with(6)
     assert (first.low, first.high) == (again.low, again.high)
     assert (first.low, first.high) != (other.low, other.high)
@@ -179,8 +183,7 @@ BAD_ARRAYS = [
 
 @pytest.mark.parametrize(("change", "message"), BAD_ARRAYS)
 def test_bad_arrays_are_rejected_with_a_clear_message(change, message):
-    arguments = dict(rewards=[1.0, 0.0], propensities=[0.5, 0.5], target_probs=[[0.5, 0.5], [0.1, 0.9]],
-                     arms=[0, 1])
+    arguments = dict(rewards=[1.0, 0.0], propensities=[0.5, 0.5], target_probs=[[0.5, 0.5], [0.1, 0.9]], arms=[0, 1])
     arguments.update(change)
     with pytest.raises(InvalidParameterError) as error:
         ips(arguments["rewards"], arguments["propensities"], arguments["target_probs"], arguments["arms"])

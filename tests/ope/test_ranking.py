@@ -20,8 +20,8 @@ def test_closed_form_for_three_items():
     # theta ~ Beta(2,1), U(0,1), Beta(1,2): P(first is top) = 3/5, P(third is top) = 1/10, by integration.
     result = thompson_ranking_distribution([2.0, 1.0, 1.0], [1.0, 1.0, 2.0], 3)
     np.testing.assert_allclose(result.probabilities[:, 0], [0.6, 0.3, 0.1], atol=1e-9)
-    np.testing.assert_allclose(result.probabilities[:, 2], [0.1, 0.3, 0.6], atol=1e-9)   # by symmetry
-    np.testing.assert_allclose(result.probabilities.sum(axis=1), 1.0, atol=1e-9)        # L = K: a permutation
+    np.testing.assert_allclose(result.probabilities[:, 2], [0.1, 0.3, 0.6], atol=1e-9)  # by symmetry
+    np.testing.assert_allclose(result.probabilities.sum(axis=1), 1.0, atol=1e-9)  # L = K: a permutation
 
 
 def test_first_position_equals_the_single_choice_propensity():
@@ -38,8 +38,9 @@ def test_exact_agrees_with_monte_carlo_on_the_zozotown_prior(obd_dir):
 
     prior = json.loads((obd_dir / "bts_prior_all.json").read_text())
     exact = thompson_ranking_distribution(prior["alpha"], prior["beta"], 3)
-    monte_carlo = thompson_ranking_distribution(prior["alpha"], prior["beta"], 3, method="monte_carlo",
-                                                rng=np.random.default_rng(5), n_draws=100_000)
+    monte_carlo = thompson_ranking_distribution(
+        prior["alpha"], prior["beta"], 3, method="monte_carlo", rng=np.random.default_rng(5), n_draws=100_000
+    )
     # 240 probabilities; 4.5 standard errors keeps the family-wise false alarm rate below 0.2%.
     tolerance = 4.5 * np.maximum(monte_carlo.standard_error, 1 / 100_000)
     assert np.all(np.abs(exact.probabilities - monte_carlo.probabilities) <= tolerance)
@@ -48,18 +49,23 @@ def test_exact_agrees_with_monte_carlo_on_the_zozotown_prior(obd_dir):
 
 
 def test_monte_carlo_is_seeded():
-    first = thompson_ranking_distribution([3, 2, 1], [1, 2, 3], 2, method="monte_carlo",
-                                          rng=np.random.default_rng(1), n_draws=1000)
-    again = thompson_ranking_distribution([3, 2, 1], [1, 2, 3], 2, method="monte_carlo",
-                                          rng=np.random.default_rng(1), n_draws=1000)
+    first = thompson_ranking_distribution(
+        [3, 2, 1], [1, 2, 3], 2, method="monte_carlo", rng=np.random.default_rng(1), n_draws=1000
+    )
+    again = thompson_ranking_distribution(
+        [3, 2, 1], [1, 2, 3], 2, method="monte_carlo", rng=np.random.default_rng(1), n_draws=1000
+    )
     assert np.array_equal(first.probabilities, again.probabilities)
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (([1.0, 0.0], [1.0, 1.0], 1), "alpha must be finite and > 0"),
-    (([1.0, 1.0], [1.0], 1), "alpha and beta must be 1-d of one length"),
-    (([1.0, 1.0], [1.0, 1.0], 3), "n_positions must be in [1, 2], got 3"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (([1.0, 0.0], [1.0, 1.0], 1), "alpha must be finite and > 0"),
+        (([1.0, 1.0], [1.0], 1), "alpha and beta must be 1-d of one length"),
+        (([1.0, 1.0], [1.0, 1.0], 3), "n_positions must be in [1, 2], got 3"),
+    ],
+)
 def test_bad_parameters(args, message):
     with pytest.raises(InvalidParameterError) as error:
         thompson_ranking_distribution(*args)

@@ -10,8 +10,12 @@ import pytest
 
 from banditkit.ope import evaluate
 
-LOG = {"arm": [0, 1, 1, 0, 1], "reward": [1.0, 0.0, 1.0, 0.0, 1.0], "propensity": [0.5] * 5,
-       "x0": [0.1, 0.5, 0.9, 0.2, 0.4]}
+LOG = {
+    "arm": [0, 1, 1, 0, 1],
+    "reward": [1.0, 0.0, 1.0, 0.0, 1.0],
+    "propensity": [0.5] * 5,
+    "x0": [0.1, 0.5, 0.9, 0.2, 0.4],
+}
 
 
 def test_index_iterate_and_unknown_name():
@@ -24,7 +28,7 @@ def test_index_iterate_and_unknown_name():
 
 def test_json_has_no_nan_and_round_trips():
     report = evaluate(LOG, np.array([[0.3, 0.7]]), ["ips", "dm"], n_bootstrap=0)
-    text = json.dumps(report.to_dict(), allow_nan=False)          # NaN intervals become null
+    text = json.dumps(report.to_dict(), allow_nan=False)  # NaN intervals become null
     rows = json.loads(text)["estimates"]
     assert rows[0]["low"] is None and rows[1]["max_weight"] is None
     assert rows[0]["value"] == report["ips"].value

@@ -38,16 +38,17 @@ def test_cross_fitting_predicts_each_row_from_the_other_folds():
     spiked[17] = 1e6
     base = cross_fit_predictions(RidgeRewardModel(), features, arms, rewards, 2, np.random.default_rng(3))
     moved = cross_fit_predictions(RidgeRewardModel(), features, arms, spiked, 2, np.random.default_rng(3))
-    assert np.allclose(moved[17], base[17])                      # row 17 never sees its own reward
-    assert np.abs(moved - base).max() > 1000                     # the rows of the other folds do
+    assert np.allclose(moved[17], base[17])  # row 17 never sees its own reward
+    assert np.abs(moved - base).max() > 1000  # the rows of the other folds do
 
 
 def test_cross_fit_ridge_equals_refitting_on_the_other_folds():
     rng = np.random.default_rng(2)
     features, arms = rng.normal(size=(120, 3)), rng.integers(0, 3, 120)
     rewards = rng.normal(size=120)
-    predictions = cross_fit_predictions(RidgeRewardModel(l2=0.5), features, arms, rewards, 3,
-                                        np.random.default_rng(4), n_folds=4)
+    predictions = cross_fit_predictions(
+        RidgeRewardModel(l2=0.5), features, arms, rewards, 3, np.random.default_rng(4), n_folds=4
+    )
     folds = np.random.default_rng(4).permutation(120) % 4
     for fold in range(4):
         train = folds != fold
@@ -86,7 +87,8 @@ def test_bad_models_and_sizes():
     with pytest.raises(InvalidTypeError, match="reward_model must be a RidgeRewardModel or a scikit-learn"):
         cross_fit_predictions(object(), np.zeros((4, 1)), np.zeros(4, int), np.zeros(4), 1, np.random.default_rng(0))
     with pytest.raises(InvalidParameterError, match="at least 2 logged rows"):
-        cross_fit_predictions(RidgeRewardModel(), np.zeros((1, 1)), np.zeros(1, int), np.zeros(1), 1,
-                              np.random.default_rng(0))
+        cross_fit_predictions(
+            RidgeRewardModel(), np.zeros((1, 1)), np.zeros(1, int), np.zeros(1), 1, np.random.default_rng(0)
+        )
     with pytest.raises(InvalidParameterError, match="l2 must be in"):
         RidgeRewardModel(l2=0.0)

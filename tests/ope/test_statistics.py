@@ -20,7 +20,7 @@ def test_ips_and_dr_are_unbiased_over_many_logs():
     """Mean over 200 logs of IPS and cross-fitted DR within 3 standard errors of the true value."""
     rng = np.random.default_rng(20261128)
     environment = Environment.random(rng)
-    problem = environment.problem(rng, 1000)          # contexts fixed: the truth is known exactly
+    problem = environment.problem(rng, 1000)  # contexts fixed: the truth is known exactly
     truth = problem.true_value
     ips_values, dr_values = [], []
     for _ in range(200):
@@ -39,15 +39,19 @@ def test_bootstrap_intervals_cover_the_truth_about_95_percent_of_the_time():
     """200 fresh logs (fresh contexts too): coverage of the 95% intervals lies in [90%, 99%]."""
     rng = np.random.default_rng(7)
     environment = Environment.random(rng)
-    truth = environment.problem(np.random.default_rng(99), 400_000).true_value   # MC error ~2e-4
+    truth = environment.problem(np.random.default_rng(99), 400_000).true_value  # MC error ~2e-4
     names = ["ips", "snips", "dr"]
     covered = {name: 0 for name in names}
     normal_covered = {name: 0 for name in names}
     for _ in range(200):
         problem = environment.problem(rng, 1000)
         arms, rewards, propensities = draw_log(problem, rng)
-        log = {"arm": arms, "reward": rewards, "propensity": propensities,
-               **{f"x{j}": problem.contexts[:, j] for j in range(problem.contexts.shape[1])}}
+        log = {
+            "arm": arms,
+            "reward": rewards,
+            "propensity": propensities,
+            **{f"x{j}": problem.contexts[:, j] for j in range(problem.contexts.shape[1])},
+        }
         report = evaluate(log, problem.target, names, n_bootstrap=400, rng=rng)
         for name in names:
             covered[name] += report[name].low <= truth <= report[name].high

@@ -12,14 +12,15 @@ from banditkit.ope.targets import resolve_target
 
 
 def named_log():
-    return load_log({"arm": ["blue", "red", "blue", "green"], "reward": [1.0, 0.0, 1.0, 0.0],
-                     "propensity": [0.25, 0.5, 0.25, 0.25]})
+    return load_log(
+        {"arm": ["blue", "red", "blue", "green"], "reward": [1.0, 0.0, 1.0, 0.0], "propensity": [0.25, 0.5, 0.25, 0.25]}
+    )
 
 
 def test_bandit_target_is_mapped_by_arm_name():
     bandit = bk.Bandit(["red", "green", "blue"], policy="epsilon_greedy", seed=1)
     bandit.update_many(["blue"] * 20 + ["red"] * 20, [1.0] * 20 + [0.0] * 20)
-    log = named_log()                                # arm_names sorted: blue, green, red
+    log = named_log()  # arm_names sorted: blue, green, red
     rows = resolve_target(bandit, log)
     assert rows.arm_names == ("red", "green", "blue")
     assert rows.arms.tolist() == [2, 0, 2, 1]
@@ -54,9 +55,10 @@ def test_deterministic_actions_and_callables():
 
 
 def test_position_based_target_is_read_at_each_rows_position():
-    log = load_log({"arm": [0, 1, 1, 0], "reward": [1.0, 1.0, 0.0, 0.0], "propensity": [0.5] * 4,
-                    "position": [0, 0, 1, 1]})
-    per_position = np.array([[[0.9, 0.2], [0.1, 0.8]]])        # (1, K=2, L=2): column l is position l
+    log = load_log(
+        {"arm": [0, 1, 1, 0], "reward": [1.0, 1.0, 0.0, 0.0], "propensity": [0.5] * 4, "position": [0, 0, 1, 1]}
+    )
+    per_position = np.array([[[0.9, 0.2], [0.1, 0.8]]])  # (1, K=2, L=2): column l is position l
     rows = resolve_target(per_position, log)
     assert rows.probabilities.tolist() == [[0.9, 0.1], [0.9, 0.1], [0.2, 0.8], [0.2, 0.8]]
     report = evaluate(log, per_position, ["ips"], n_bootstrap=50)

@@ -21,7 +21,8 @@ VARIANTS: dict[str, list[dict[str, float]]] = {
 }
 
 SPECS = [{"name": name, "params": {}} for name in NON_CONTEXTUAL] + [
-    {"name": name, "params": params} for name in NON_CONTEXTUAL for params in VARIANTS.get(name, [])]
+    {"name": name, "params": params} for name in NON_CONTEXTUAL for params in VARIANTS.get(name, [])
+]
 
 
 def spec_id(spec: dict) -> str:
@@ -42,8 +43,9 @@ def trained_state(policy, n_arms: int = 4, n_rewards: int = 60, seed: int = 5, b
     return state
 
 
-def bernoulli_run(bandit: bk.Bandit, steps: int, env_seed: int = 2024, means=(0.2, 0.5, 0.7),
-                  propensity_every: int = 0) -> tuple[list[int], list[float]]:
+def bernoulli_run(
+    bandit: bk.Bandit, steps: int, env_seed: int = 2024, means=(0.2, 0.5, 0.7), propensity_every: int = 0
+) -> tuple[list[int], list[float]]:
     """Play ``steps`` select/update rounds against Bernoulli arms; one environment uniform per round.
 
     The environment's stream does not depend on the decisions, so two bandits

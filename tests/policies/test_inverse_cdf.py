@@ -60,16 +60,23 @@ def test_every_form_follows_the_design_walk_at_the_edges(name, probabilities):
     points = edge_points(probabilities)
     expected = [design_walk(probabilities, point) for point in points]
     n = points.shape[0]
-    per_row = inverse_cdf(np.tile(vector, (n, 1)), points)                          # one distribution per row
-    shared = inverse_cdf(np.broadcast_to(vector, (n, vector.shape[0])), points)    # a broadcast view
-    single = inverse_cdf(vector[None], points)                                     # one row for every point
-    scalar = [int(inverse_cdf(vector, point)) for point in points]                 # (K,) and a float
+    per_row = inverse_cdf(np.tile(vector, (n, 1)), points)  # one distribution per row
+    shared = inverse_cdf(np.broadcast_to(vector, (n, vector.shape[0])), points)  # a broadcast view
+    single = inverse_cdf(vector[None], points)  # one row for every point
+    scalar = [int(inverse_cdf(vector, point)) for point in points]  # (K,) and a float
     cumulative, last = np.cumsum(vector).tolist(), int(last_positive(vector))
     by_row = [inverse_cdf_row(cumulative, last, float(point)) for point in points]
     kernel = compiled_inverse_cdf()
     by_kernel = [kernel(vector, float(point)) for point in points]
-    for form in (per_row.tolist(), shared.tolist(), single.tolist(), scalar, by_row, by_kernel, assign(
-            np.tile(vector, (n, 1)), points).tolist()):
+    for form in (
+        per_row.tolist(),
+        shared.tolist(),
+        single.tolist(),
+        scalar,
+        by_row,
+        by_kernel,
+        assign(np.tile(vector, (n, 1)), points).tolist(),
+    ):
         assert form == expected
     assert all(vector[arm] > 0 for arm in expected), "an arm of zero probability was chosen"
 

@@ -89,28 +89,38 @@ def random_stream(seed, n, n_arms=3, n_features=4, scale=1.0):
     return (rng.integers(0, n_arms, n), rng.normal(size=n), scale * rng.normal(size=(n, n_features)))
 
 
-@pytest.mark.parametrize("policy", [LinUCB(alpha=0.7), LinTS(v=0.5, l2=2.0), LinUCB(standardize=True),
-                                    LinTS(standardize=True)], ids=["linucb", "lints", "linucb-std", "lints-std"])
+@pytest.mark.parametrize(
+    "policy",
+    [LinUCB(alpha=0.7), LinTS(v=0.5, l2=2.0), LinUCB(standardize=True), LinTS(standardize=True)],
+    ids=["linucb", "lints", "linucb-std", "lints-std"],
+)
 def test_update_many_equals_one_by_one(policy, jit_mode):
     arms, rewards, contexts = random_stream(1, 300)
     contexts[:, 0] += 50.0  # an offset, so standardisation has work to do
     batch = policy.update(policy.init_state(3, n_features=4), arms, rewards, context=contexts)
     single = policy.init_state(3, n_features=4)
     for i in range(arms.shape[0]):
-        single = policy.update(single, arms[i:i + 1], rewards[i:i + 1], context=contexts[i:i + 1])
+        single = policy.update(single, arms[i : i + 1], rewards[i : i + 1], context=contexts[i : i + 1])
     for key in set(batch) - {"rank1_updates"}:  # that one counts cache steps since a rebuild
         np.testing.assert_allclose(batch[key], single[key], rtol=1e-9, atol=1e-9, err_msg=key)
     probe = np.random.default_rng(2).normal(size=(20, 4))
     mask = np.ones((20, 3), dtype=bool)
     np.testing.assert_allclose(policy.means(batch, probe), policy.means(single, probe), atol=1e-9)
-    np.testing.assert_allclose(policy.probabilities(batch, mask, probe), policy.probabilities(single, mask, probe),
-                               atol=1e-9)
+    np.testing.assert_allclose(
+        policy.probabilities(batch, mask, probe), policy.probabilities(single, mask, probe), atol=1e-9
+    )
 
 
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 60), n_arms=st.integers(1, 4),
-       n_features=st.integers(1, 6), scale=st.sampled_from([1e-3, 1.0, 1e3]), standardize=st.booleans(),
-       thompson=st.booleans())
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(1, 60),
+    n_arms=st.integers(1, 4),
+    n_features=st.integers(1, 6),
+    scale=st.sampled_from([1e-3, 1.0, 1e3]),
+    standardize=st.booleans(),
+    thompson=st.booleans(),
+)
 def test_invariants(seed, n, n_arms, n_features, scale, standardize, thompson):
     policy = LinTS(standardize=standardize) if thompson else LinUCB(standardize=standardize)
     arms, rewards, contexts = random_stream(seed, n, n_arms, n_features, scale)
@@ -144,10 +154,12 @@ def test_bandit_json_round_trip_is_exact(policy):
     for key, value in bandit.state.items():
         np.testing.assert_array_equal(restored.state[key], value, err_msg=key)
     probe = np.random.default_rng(5).normal(size=(30, 3))
-    np.testing.assert_array_equal(restored.probabilities_many(contexts=probe),
-                                  bandit.probabilities_many(contexts=probe))
-    np.testing.assert_array_equal(restored.policy.means(restored.state, probe),
-                                  bandit.policy.means(bandit.state, probe))
+    np.testing.assert_array_equal(
+        restored.probabilities_many(contexts=probe), bandit.probabilities_many(contexts=probe)
+    )
+    np.testing.assert_array_equal(
+        restored.policy.means(restored.state, probe), bandit.policy.means(bandit.state, probe)
+    )
     assert [restored.select(context=x).arm for x in probe] == [bandit.select(context=x).arm for x in probe]
     assert json.loads(bandit.to_json())["policy"]["name"] == (policy if isinstance(policy, str) else policy["name"])
 
@@ -190,7 +202,7 @@ def test_refresh_rebuilds_the_caches_from_the_additive_state(jit_mode):
     arms, rewards, contexts = random_stream(6, 200)
     state = policy.init_state(3, n_features=4)
     for i in range(200):
-        state = policy.update(state, arms[i:i + 1], rewards[i:i + 1], context=contexts[i:i + 1])
+        state = policy.update(state, arms[i : i + 1], rewards[i : i + 1], context=contexts[i : i + 1])
     assert state["rank1_updates"].sum() == 200
     fresh = policy.refresh(state)
     assert fresh["rank1_updates"].sum() == 0
@@ -219,6 +231,6 @@ def test_caches_are_rebuilt_periodically(monkeypatch, jit_mode):
     state = policy.init_state(1, n_features=4)
     counts = []
     for i in range(12):
-        state = policy.update(state, arms[i:i + 1], rewards[i:i + 1], context=contexts[i:i + 1])
+        state = policy.update(state, arms[i : i + 1], rewards[i : i + 1], context=contexts[i : i + 1])
         counts.append(int(state["rank1_updates"][0, 0]))
     assert counts == [1, 2, 3, 4, 0, 1, 2, 3, 4, 0, 1, 2]

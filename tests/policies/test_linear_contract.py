@@ -10,8 +10,10 @@ from banditkit.policies import REGISTRY, make_policy
 
 CONTEXTUAL = sorted(name for name, cls in REGISTRY.items() if cls.contextual)
 #: Small, fast settings for the model-based policies (the defaults refit every 50 rows).
-PARAMS = {"bootstrapped_thompson": {"n_replicas": 3, "refit_every": 10},
-          "contextual_epsilon_greedy": {"refit_every": 10}}
+PARAMS = {
+    "bootstrapped_thompson": {"n_replicas": 3, "refit_every": 10},
+    "contextual_epsilon_greedy": {"refit_every": 10},
+}
 N_ARMS, N_FEATURES = 3, 2
 
 
@@ -53,8 +55,9 @@ def test_a_state_batch_is_its_rows_side_by_side(name):
     _, batched = trained(name, batch=4)
     contexts = np.random.default_rng(3).normal(size=(4, N_FEATURES))
     mask = np.ones((4, N_ARMS), bool)
-    np.testing.assert_allclose(policy.probabilities(batched, mask, contexts),
-                               policy.probabilities(single, mask, contexts), atol=1e-12)
+    np.testing.assert_allclose(
+        policy.probabilities(batched, mask, contexts), policy.probabilities(single, mask, contexts), atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("name", CONTEXTUAL)

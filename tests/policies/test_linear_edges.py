@@ -68,7 +68,7 @@ def test_features_of_a_million_warn_without_standardisation_and_learn_with_it():
     def fit(policy):
         state = policy.init_state(2, n_features=3)
         for i in range(600):
-            state = policy.update(state, [i % 2], rewards[i:i + 1], context=contexts[i:i + 1])
+            state = policy.update(state, [i % 2], rewards[i : i + 1], context=contexts[i : i + 1])
         return state
 
     with pytest.warns(IllConditionedWarning, match=r"raise l2 \(now 1.0\) or set standardize=True"):
@@ -110,8 +110,9 @@ def test_zero_context_on_the_prior_ties_every_arm_and_sampling_is_uniform():
     for policy in (LinUCB(), LinTS()):
         state = policy.init_state(4, n_features=3)
         rng = np.random.default_rng(5)
-        counts = np.bincount([policy.sample(state, rng, np.ones((1, 4), bool), np.zeros((1, 3)))[0]
-                              for _ in range(4000)], minlength=4)
+        counts = np.bincount(
+            [policy.sample(state, rng, np.ones((1, 4), bool), np.zeros((1, 3)))[0] for _ in range(4000)], minlength=4
+        )
         assert policy.probabilities(state, np.ones((1, 4), bool), np.zeros((1, 3))).tolist() == [[0.25] * 4]
         # Chi-square with 3 degrees of freedom: 16.27 is the 0.1% critical value.
         assert ((counts - 1000) ** 2 / 1000).sum() < 16.27

@@ -17,6 +17,7 @@ def reference(means, sds):
     means, sds = means.tolist(), sds.tolist()
     out = []
     for k in range(len(means)):
+
         def integrand(t, k=k):
             value = math.exp(-0.5 * ((t - means[k]) / sds[k]) ** 2) / (sds[k] * math.sqrt(2 * math.pi))
             for j in range(len(means)):
@@ -25,8 +26,9 @@ def reference(means, sds):
             return value
 
         low, high = means[k] - 12 * sds[k], means[k] + 12 * sds[k]
-        breaks = sorted(p for m, sd in zip(means, sds, strict=True)
-                        for p in (m - 8 * sd, m, m + 8 * sd) if low < p < high)
+        breaks = sorted(
+            p for m, sd in zip(means, sds, strict=True) for p in (m - 8 * sd, m, m + 8 * sd) if low < p < high
+        )
         out.append(integrate.quad(integrand, low, high, points=breaks, epsabs=1e-13, epsrel=1e-12, limit=500)[0])
     return np.array(out)
 
@@ -70,13 +72,13 @@ def test_lints_sampling_frequencies_match_its_probabilities(jit_mode):
     policy = LinTS(v=0.5)
     rng = np.random.default_rng(1)
     contexts = rng.normal(size=(60, 3))
-    state = policy.update(policy.init_state(4, n_features=3), rng.integers(0, 4, 60), contexts @ [0.2, -0.1, 0.3],
-                          context=contexts)
+    state = policy.update(
+        policy.init_state(4, n_features=3), rng.integers(0, 4, 60), contexts @ [0.2, -0.1, 0.3], context=contexts
+    )
     x = np.array([[0.4, 0.1, -0.6]])
     expected = policy.probabilities(state, np.ones((1, 4), bool), x)[0]
     draws = 8_000
-    counts = np.bincount([policy.sample(state, rng, np.ones((1, 4), bool), x)[0] for _ in range(draws)],
-                         minlength=4)
+    counts = np.bincount([policy.sample(state, rng, np.ones((1, 4), bool), x)[0] for _ in range(draws)], minlength=4)
     _, p_value = stats.chisquare(counts, expected * draws)
     assert p_value > 0.001, (counts, expected)
 
@@ -136,5 +138,6 @@ def test_compiled_one_row_quadrature_matches_the_numpy_path():
         mask = rng.random(n_arms) < 0.85
         mask[0] = True
         numpy_path = gaussian_argmax_probabilities(means[None], sds[None], mask[None])[0]
-        np.testing.assert_allclose(compiled.gaussian_argmax_row(means, sds, mask, POINT_MASS_SD), numpy_path,
-                                   atol=1e-13)
+        np.testing.assert_allclose(
+            compiled.gaussian_argmax_row(means, sds, mask, POINT_MASS_SD), numpy_path, atol=1e-13
+        )

@@ -56,8 +56,9 @@ class ReferenceStudent:
     def __init__(self, loc: float, scale: float, dof: float):
         self.frozen = distributions.t(dof, loc=loc, scale=scale)
         self.loc, self.scale, self.dof = loc, scale, dof
-        self.log_norm = (special.gammaln((dof + 1) / 2) - special.gammaln(dof / 2)
-                         - 0.5 * math.log(dof * math.pi) - math.log(scale))
+        self.log_norm = (
+            special.gammaln((dof + 1) / 2) - special.gammaln(dof / 2) - 0.5 * math.log(dof * math.pi) - math.log(scale)
+        )
         self.low, self.high = float(self.frozen.ppf(1e-14)), float(self.frozen.isf(1e-14))
         self.points = [float(self.frozen.ppf(q)) for q in (1e-6, 0.01, 0.25, 0.5, 0.75, 0.99, 1 - 1e-6)]
 
@@ -97,8 +98,12 @@ def _in_probability_scale(others_below) -> float:
     ``others_below(u, upper)`` is that probability at the u-quantile, or at the (1 - u)-quantile when
     ``upper``, so both halves are integrated from their own tail.
     """
-    return sum(integrate.quad(others_below, 0.0, 0.5, args=(upper,), points=_U_BREAKS, limit=200,
-                              epsabs=1e-13, epsrel=1e-10)[0] for upper in (False, True))
+    return sum(
+        integrate.quad(others_below, 0.0, 0.5, args=(upper,), points=_U_BREAKS, limit=200, epsabs=1e-13, epsrel=1e-10)[
+            0
+        ]
+        for upper in (False, True)
+    )
 
 
 def beta_probability_scale(alpha: np.ndarray, beta: np.ndarray, k: int) -> float:
@@ -156,8 +161,12 @@ FAR_BELOW_ONE_CASES = {
 def test_identical_jeffreys_posteriors_are_not_nan():
     """Beta(0.5, 0.5) quantiles round to 0 and 1; the infinite density there must not give NaN."""
     mask = np.ones((1, 3), dtype=bool)
-    np.testing.assert_allclose(max_probabilities(BetaPosteriors(np.full((1, 3), 0.5), np.full((1, 3), 0.5)),
-                                                 mask)[0], [1 / 3] * 3, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(
+        max_probabilities(BetaPosteriors(np.full((1, 3), 0.5), np.full((1, 3), 0.5)), mask)[0],
+        [1 / 3] * 3,
+        rtol=0,
+        atol=1e-9,
+    )
     bandit = bk.Bandit(["a", "b"], policy=bk.ThompsonSampling(prior_alpha=0.5, prior_beta=0.5), seed=0)
     assert bandit.select().propensity == pytest.approx(0.5, abs=1e-9)
     bandit.update("a", 1.0)
@@ -172,11 +181,15 @@ def test_beta_parameters_far_below_one(case):
     # Reference with the algebraic endpoint weight x^(a-1) (1-x)^(b-1) handled exactly by QUADPACK.
     reference = []
     for k in range(3):
+
         def others(x, k=k):
             return np.prod([special.betainc(alpha[j], beta[j], x) for j in range(3) if j != k]) / special.beta(
-                alpha[k], beta[k])
-        reference.append(integrate.quad(others, 0.0, 1.0, weight="alg", wvar=(alpha[k] - 1, beta[k] - 1),
-                                        limit=500, epsabs=1e-14)[0])
+                alpha[k], beta[k]
+            )
+
+        reference.append(
+            integrate.quad(others, 0.0, 1.0, weight="alg", wvar=(alpha[k] - 1, beta[k] - 1), limit=500, epsabs=1e-14)[0]
+        )
     np.testing.assert_allclose(computed, reference, rtol=0, atol=1e-6)
 
 
@@ -240,8 +253,7 @@ def test_identical_posteriors_give_a_uniform_distribution(alpha, beta):
     n_arms = 5
     posteriors = BetaPosteriors(np.full((1, n_arms), alpha), np.full((1, n_arms), beta))
     mask = np.array([[True, True, False, True, True]])
-    np.testing.assert_allclose(max_probabilities(posteriors, mask)[0], [0.25, 0.25, 0.0, 0.25, 0.25],
-                               rtol=0, atol=1e-9)
+    np.testing.assert_allclose(max_probabilities(posteriors, mask)[0], [0.25, 0.25, 0.0, 0.25, 0.25], rtol=0, atol=1e-9)
 
 
 def test_one_allowed_arm_has_probability_one():
@@ -261,7 +273,7 @@ def test_rows_are_independent_in_a_batch():
     mask = np.array([[True, True, True], [True, True, False], [False, True, True]])
     together = max_probabilities(BetaPosteriors(alpha, beta), mask)
     for row in range(3):
-        alone = max_probabilities(BetaPosteriors(alpha[row:row + 1], beta[row:row + 1]), mask[row:row + 1])
+        alone = max_probabilities(BetaPosteriors(alpha[row : row + 1], beta[row : row + 1]), mask[row : row + 1])
         np.testing.assert_allclose(together[row], alone[0], rtol=0, atol=1e-15)
 
 
@@ -275,7 +287,7 @@ def test_a_row_without_allowed_arms_stays_zero():
 def test_gaussian_propensities_do_not_depend_on_where_the_posteriors_sit(monkeypatch, location):
     """Posteriors 100 float spacings wide at 1e12 give the propensities of the same posteriors near 0."""
     policy = bk.GaussianThompsonSampling()
-    offsets = (location + np.array([[0.0, 0.01, -0.01, 0.004]])) - location   # what float64 keeps at 1e12
+    offsets = (location + np.array([[0.0, 0.01, -0.01, 0.004]])) - location  # what float64 keeps at 1e12
     scale, dof, mask = np.full((1, 4), 0.01), np.full((1, 4), 10.0), np.ones((1, 4), dtype=bool)
 
     def at(base):

@@ -50,17 +50,21 @@ def test_fit_points_follow_the_documented_cadence():
     assert fit_points == [0, 0, 50, 550, 605, policy.fit_point(10_000)]
 
 
-@pytest.mark.parametrize("policy", [BootstrappedThompson(TREE, n_replicas=4, refit_every=20),
-                                    ContextualEpsilonGreedy(TREE, refit_every=20),
-                                    BootstrappedThompson(SGDRegressor(), n_replicas=3, refit_every=20,
-                                                         incremental=True)],
-                         ids=["bts-tree", "greedy-tree", "bts-sgd-incremental"])
+@pytest.mark.parametrize(
+    "policy",
+    [
+        BootstrappedThompson(TREE, n_replicas=4, refit_every=20),
+        ContextualEpsilonGreedy(TREE, refit_every=20),
+        BootstrappedThompson(SGDRegressor(), n_replicas=3, refit_every=20, incremental=True),
+    ],
+    ids=["bts-tree", "greedy-tree", "bts-sgd-incremental"],
+)
 def test_update_many_equals_one_by_one(policy):
     arms, rewards, contexts = stream(0, 130)
     batch = policy.update(policy.init_state(3, n_features=2), arms, rewards, context=contexts)
     single = policy.init_state(3, n_features=2)
     for i in range(130):
-        single = policy.update(single, arms[i:i + 1], rewards[i:i + 1], context=contexts[i:i + 1])
+        single = policy.update(single, arms[i : i + 1], rewards[i : i + 1], context=contexts[i : i + 1])
     for key in batch:
         np.testing.assert_array_equal(batch[key], single[key], err_msg=key)
     assert batch["fit_rows"][0] == policy.fit_point(130)
@@ -68,13 +72,23 @@ def test_update_many_equals_one_by_one(policy):
     np.testing.assert_array_equal(policy.means(batch, probe), policy.means(single, probe))
 
 
-@pytest.mark.parametrize("spec", [
-    {"name": "bootstrapped_thompson", "params": {"n_replicas": 3, "refit_every": 25}},
-    {"name": "contextual_epsilon_greedy", "params": {"epsilon": 0.2, "refit_every": 25, "max_rows": 60}},
-    {"name": "bootstrapped_thompson", "params": {
-        "estimator": {"class": "sklearn.linear_model.SGDRegressor", "params": {"alpha": 0.001}},
-        "n_replicas": 2, "refit_every": 25, "incremental": True}},
-], ids=["bts-default-tree", "greedy-window", "bts-sgd-incremental"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"name": "bootstrapped_thompson", "params": {"n_replicas": 3, "refit_every": 25}},
+        {"name": "contextual_epsilon_greedy", "params": {"epsilon": 0.2, "refit_every": 25, "max_rows": 60}},
+        {
+            "name": "bootstrapped_thompson",
+            "params": {
+                "estimator": {"class": "sklearn.linear_model.SGDRegressor", "params": {"alpha": 0.001}},
+                "n_replicas": 2,
+                "refit_every": 25,
+                "incremental": True,
+            },
+        },
+    ],
+    ids=["bts-default-tree", "greedy-window", "bts-sgd-incremental"],
+)
 def test_bandit_json_round_trip_refits_the_same_models(spec):
     bandit = bk.Bandit(["a", "b", "c"], policy=spec, seed=4, n_features=2)
     arms, rewards, contexts = stream(2, 140)
@@ -87,10 +101,12 @@ def test_bandit_json_round_trip_refits_the_same_models(spec):
     for key, value in bandit.state.items():
         np.testing.assert_array_equal(restored.state[key], value, err_msg=key)
     probe = np.random.default_rng(3).uniform(-1, 1, (20, 2))
-    np.testing.assert_array_equal(restored.policy.means(restored.state, probe),
-                                  bandit.policy.means(bandit.state, probe))
-    np.testing.assert_array_equal(restored.probabilities_many(contexts=probe),
-                                  bandit.probabilities_many(contexts=probe))
+    np.testing.assert_array_equal(
+        restored.policy.means(restored.state, probe), bandit.policy.means(bandit.state, probe)
+    )
+    np.testing.assert_array_equal(
+        restored.probabilities_many(contexts=probe), bandit.probabilities_many(contexts=probe)
+    )
     assert [restored.select(context=x).arm for x in probe] == [bandit.select(context=x).arm for x in probe]
     assert json.loads(text)["policy"] == json.loads(json.dumps(bandit.policy.to_dict()))
 
@@ -111,8 +127,9 @@ def test_epsilon_greedy_probabilities_are_exact():
     arms, rewards, contexts = stream(6, 200)
     state = policy.update(policy.init_state(3, n_features=2), arms, rewards, context=contexts)
     x = np.array([[0.5, 0.5], [0.5, -0.5]])  # arm 0 is best where x0 * x1 > 0, arm 1 elsewhere
-    np.testing.assert_allclose(policy.probabilities(state, np.ones((2, 3), bool), x),
-                               [[0.8, 0.1, 0.1], [0.1, 0.8, 0.1]], atol=1e-12)
+    np.testing.assert_allclose(
+        policy.probabilities(state, np.ones((2, 3), bool), x), [[0.8, 0.1, 0.1], [0.1, 0.8, 0.1]], atol=1e-12
+    )
     masked = policy.probabilities(state, np.array([[False, True, True]] * 2), x)
     np.testing.assert_allclose(masked, [[0.0, 0.15, 0.85], [0.0, 0.85, 0.15]], atol=1e-12)
 
@@ -134,8 +151,7 @@ def test_bootstrapped_thompson_samples_its_exact_replica_mixture():
 
 
 def test_untried_arms_come_first_and_arms_can_be_added_and_removed():
-    bandit = bk.Bandit(["a", "b"], policy=BootstrappedThompson(TREE, n_replicas=2, refit_every=5), n_features=2,
-                       seed=0)
+    bandit = bk.Bandit(["a", "b"], policy=BootstrappedThompson(TREE, n_replicas=2, refit_every=5), n_features=2, seed=0)
     arms, rewards, contexts = stream(8, 40, n_arms=2)
     bandit.update_many(arms, rewards, contexts=contexts)
     bandit.add_arm("c")  # no model yet: the most promising
@@ -159,26 +175,47 @@ class NotAnEstimator:
 
 INVALID = [
     (lambda: BootstrappedThompson(NotAnEstimator()), InvalidTypeError, "must have fit, predict and get_params"),
-    (lambda: BootstrappedThompson(DecisionTreeRegressor(criterion=print)), InvalidParameterError,
-     "not JSON values"),
-    (lambda: BootstrappedThompson({"class": "os.system", "params": {"command": "true"}}), InvalidParameterError,
-     "'os.system' is not an estimator class"),
-    (lambda: BootstrappedThompson({"class": "sklearn.tree.NoSuchTree", "params": {}}), InvalidParameterError,
-     "cannot be found"),
-    (lambda: BootstrappedThompson({"class": "some_unloaded_module.Model", "params": {}}), InvalidParameterError,
-     "only scikit-learn classes"),
-    (lambda: BootstrappedThompson({"class": "sklearn.tree.DecisionTreeRegressor", "params": {"depth": 3}}),
-     InvalidParameterError, "depth"),
-    (lambda: BootstrappedThompson(TREE, incremental=True), InvalidParameterError,
-     "needs an estimator with partial_fit"),
-    (lambda: BootstrappedThompson(SGDRegressor(), incremental=True, max_rows=10), InvalidParameterError,
-     "max_rows cannot be used with incremental=True"),
+    (lambda: BootstrappedThompson(DecisionTreeRegressor(criterion=print)), InvalidParameterError, "not JSON values"),
+    (
+        lambda: BootstrappedThompson({"class": "os.system", "params": {"command": "true"}}),
+        InvalidParameterError,
+        "'os.system' is not an estimator class",
+    ),
+    (
+        lambda: BootstrappedThompson({"class": "sklearn.tree.NoSuchTree", "params": {}}),
+        InvalidParameterError,
+        "cannot be found",
+    ),
+    (
+        lambda: BootstrappedThompson({"class": "some_unloaded_module.Model", "params": {}}),
+        InvalidParameterError,
+        "only scikit-learn classes",
+    ),
+    (
+        lambda: BootstrappedThompson({"class": "sklearn.tree.DecisionTreeRegressor", "params": {"depth": 3}}),
+        InvalidParameterError,
+        "depth",
+    ),
+    (
+        lambda: BootstrappedThompson(TREE, incremental=True),
+        InvalidParameterError,
+        "needs an estimator with partial_fit",
+    ),
+    (
+        lambda: BootstrappedThompson(SGDRegressor(), incremental=True, max_rows=10),
+        InvalidParameterError,
+        "max_rows cannot be used with incremental=True",
+    ),
     (lambda: BootstrappedThompson(TREE, n_replicas=0), InvalidParameterError, r"n_replicas must be in \[1, 1000\]"),
     (lambda: ContextualEpsilonGreedy(TREE, epsilon=1.5), InvalidParameterError, r"epsilon must be in \[0.0, 1.0\]"),
     (lambda: ContextualEpsilonGreedy(TREE).init_state(2), InvalidParameterError, "needs n_features"),
-    (lambda: ContextualEpsilonGreedy(TREE).update(ContextualEpsilonGreedy(TREE).init_state(2, n_features=2),
-                                                  np.array([0]), np.array([1.0])),
-     InvalidParameterError, "is contextual: pass context="),
+    (
+        lambda: ContextualEpsilonGreedy(TREE).update(
+            ContextualEpsilonGreedy(TREE).init_state(2, n_features=2), np.array([0]), np.array([1.0])
+        ),
+        InvalidParameterError,
+        "is contextual: pass context=",
+    ),
 ]
 
 
@@ -213,7 +250,7 @@ def average_reward(policy, seed: int, rounds: int = 150, batch: int = 20) -> flo
         means = xor_means(contexts)[np.arange(batch), arms]
         earned.append(means.mean())
         state = policy.update(state, arms, means + 0.1 * rng.normal(size=batch), context=contexts)
-    return float(np.mean(earned[-rounds // 3:]))
+    return float(np.mean(earned[-rounds // 3 :]))
 
 
 @pytest.mark.slow
@@ -221,8 +258,10 @@ def average_reward(policy, seed: int, rounds: int = 150, batch: int = 20) -> flo
 def test_bootstrapped_thompson_with_a_tree_beats_linucb_on_a_nonlinear_surface(seed):
     """LinUCB can at best learn that arm 2 (0.5) is safest; the tree learns the XOR (0.9). Margin 0.15:
     about 0.23 is seen; the standard error of each mean over 1,000 decisions is about 0.013."""
-    tree_ts = average_reward(BootstrappedThompson(DecisionTreeRegressor(max_depth=4, min_samples_leaf=5),
-                                                  n_replicas=5, refit_every=100), seed)
+    tree_ts = average_reward(
+        BootstrappedThompson(DecisionTreeRegressor(max_depth=4, min_samples_leaf=5), n_replicas=5, refit_every=100),
+        seed,
+    )
     linucb = average_reward(LinUCB(alpha=1.0, standardize=True), seed)
     assert tree_ts >= linucb + 0.15, (tree_ts, linucb)
     assert tree_ts >= 0.8

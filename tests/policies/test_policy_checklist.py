@@ -27,8 +27,9 @@ def test_ucb1_uses_the_natural_log():
 
     assert index(0.8, 40, math.log) < index(0.375, 8, math.log)
     assert index(0.8, 40, math.log10) > index(0.375, 8, math.log10)
-    np.testing.assert_allclose(UCB1().indices(bandit.state)[0],
-                               [index(0.8, 40, math.log), index(0.375, 8, math.log)], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        UCB1().indices(bandit.state)[0], [index(0.8, 40, math.log), index(0.375, 8, math.log)], rtol=0, atol=1e-12
+    )
     assert bandit.select().arm == "b"
 
 
@@ -111,7 +112,7 @@ def test_epsilon_greedy_explores_iff_the_uniform_is_below_epsilon():
     arms = policy.sample(state, np.random.default_rng(99), mask)
     replay = np.random.default_rng(99)
     explore = replay.random(5000) < 0.3
-    uniform_arms = np.floor(replay.random(5000) * 4).astype(int)   # the explore draw, by inverse CDF
+    uniform_arms = np.floor(replay.random(5000) * 4).astype(int)  # the explore draw, by inverse CDF
     np.testing.assert_array_equal(arms[~explore], 1)
     np.testing.assert_array_equal(arms[explore], uniform_arms[explore])
     assert set(arms[explore]) == {0, 1, 2, 3}

@@ -20,8 +20,9 @@ from banditkit.policies import _jit, make_policy
 # fails one of them with probability 0.001 for a random seed; the seeds are fixed.
 ALPHA = 1e-3
 
-MASKS = np.array([[True, True, True, True], [True, False, True, False], [False, False, False, True],
-                  [False, True, True, True]])
+MASKS = np.array(
+    [[True, True, True, True], [True, False, True, False], [False, False, False, True], [False, True, True, True]]
+)
 
 
 def copy_state(state):
@@ -119,8 +120,11 @@ def test_bandit_update_many_does_not_mutate_its_arrays(policy_spec):
 # ---- probabilities -------------------------------------------------------------------------------
 @pytest.mark.parametrize("batch", [1, 4], ids=["shared-state", "state-per-row"])
 def test_probabilities_are_a_distribution_over_allowed_arms(policy, batch):
-    for state in (policy.init_state(4, batch), trained_state(policy, batch=batch),
-                  trained_state(policy, n_rewards=400, seed=8, batch=batch)):
+    for state in (
+        policy.init_state(4, batch),
+        trained_state(policy, batch=batch),
+        trained_state(policy, n_rewards=400, seed=8, batch=batch),
+    ):
         probabilities = policy.probabilities(state, MASKS)
         assert probabilities.shape == MASKS.shape
         assert np.isfinite(probabilities).all()
@@ -191,9 +195,13 @@ def test_state_per_row_update_equals_each_row_alone(policy):
     arms, rewards, propensities = np.array([2, 0, 2]), np.array([1.0, 0.0, 0.25]), np.array([0.5, 0.2, 0.9])
     together = policy.update(start, arms, rewards, propensities=propensities)
     for row in range(3):
-        alone = policy.update({key: value[row:row + 1] for key, value in start.items()}, arms[row:row + 1],
-                              rewards[row:row + 1], propensities=propensities[row:row + 1])
-        assert_states_equal({key: value[row:row + 1] for key, value in together.items()}, alone, atol=1e-12)
+        alone = policy.update(
+            {key: value[row : row + 1] for key, value in start.items()},
+            arms[row : row + 1],
+            rewards[row : row + 1],
+            propensities=propensities[row : row + 1],
+        )
+        assert_states_equal({key: value[row : row + 1] for key, value in together.items()}, alone, atol=1e-12)
 
 
 def test_bandit_update_many_equals_update_one_by_one(policy_spec):
@@ -231,8 +239,7 @@ def test_update_one_is_update_with_one_reward(policy):
         state = trained_state(policy)
         for arm in range(4):
             snapshot = copy_state(state)
-            by_update = policy.update(state, np.array([arm]), np.array([reward]),
-                                      propensities=np.array([propensity]))
+            by_update = policy.update(state, np.array([arm]), np.array([reward]), propensities=np.array([propensity]))
             by_update_one = policy.update_one(state, arm, reward, propensity=propensity)
             assert_states_equal(by_update_one, by_update)
             assert_states_equal(state, snapshot)

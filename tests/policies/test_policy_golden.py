@@ -72,8 +72,11 @@ def observed(policy):
 
 
 def test_ucb1_index_by_hand():
-    expected = [2 / 3 + math.sqrt(2 * math.log(6) / 3), 0.0 + math.sqrt(2 * math.log(6) / 1),
-                1.0 + math.sqrt(2 * math.log(6) / 2)]
+    expected = [
+        2 / 3 + math.sqrt(2 * math.log(6) / 3),
+        0.0 + math.sqrt(2 * math.log(6) / 1),
+        1.0 + math.sqrt(2 * math.log(6) / 2),
+    ]
     np.testing.assert_allclose(UCB1().indices(observed(UCB1()))[0], expected, rtol=0, atol=1e-12)
     # Arm 2 has the largest index (2.34 against 1.89 and 1.76): UCB1 plays it for sure.
     np.testing.assert_array_equal(UCB1().probabilities(observed(UCB1()), MASK3)[0], [0.0, 0.0, 1.0])
@@ -141,8 +144,9 @@ def test_thompson_probability_against_a_uniform_arm_is_its_mean():
     """P(X > U) = E[X] for U ~ Uniform(0, 1) = Beta(1, 1): here Beta(3, 2) beats an untried arm w.p. 3/5."""
     policy = ThompsonSampling()
     state = policy.update(policy.init_state(2), np.array([0, 0, 0]), np.array([1.0, 0.0, 1.0]))
-    np.testing.assert_allclose(policy.probabilities(state, np.ones((1, 2), dtype=bool))[0], [0.6, 0.4],
-                               rtol=0, atol=1e-9)
+    np.testing.assert_allclose(
+        policy.probabilities(state, np.ones((1, 2), dtype=bool))[0], [0.6, 0.4], rtol=0, atol=1e-9
+    )
 
 
 def test_gaussian_thompson_posterior_by_hand():
@@ -167,11 +171,14 @@ def test_exp3_weights_after_a_known_update():
     np.testing.assert_allclose(policy.probabilities(state, MASK3)[0], expected, rtol=0, atol=1e-15)
 
 
-@pytest.mark.parametrize("mask, expected", [
-    ([True, True, True, True], [0.05, 0.05, 0.85, 0.05]),
-    ([True, True, False, True], [0.2 / 3 + 0.8, 0.2 / 3, 0.0, 0.2 / 3]),   # best allowed arm is 0
-    ([False, True, False, True], [0.0, 0.5, 0.0, 0.5]),                  # two tied arms of mean 0
-])
+@pytest.mark.parametrize(
+    "mask, expected",
+    [
+        ([True, True, True, True], [0.05, 0.05, 0.85, 0.05]),
+        ([True, True, False, True], [0.2 / 3 + 0.8, 0.2 / 3, 0.0, 0.2 / 3]),  # best allowed arm is 0
+        ([False, True, False, True], [0.0, 0.5, 0.0, 0.5]),  # two tied arms of mean 0
+    ],
+)
 def test_epsilon_greedy_probabilities_by_hand(mask, expected):
     policy = EpsilonGreedy(epsilon=0.2)
     # Means: arm 0 -> 0.5, arm 2 -> 2/3, arms 1 and 3 untried -> 0.
@@ -183,8 +190,9 @@ def test_epsilon_greedy_decay_schedule():
     policy = EpsilonGreedy(epsilon=0.3, decay=0.5)
     state = policy.update(policy.init_state(2), np.array([0, 0, 1, 1]), np.array([1.0, 1.0, 0.0, 0.0]))
     assert policy.exploration_rate(state)[0, 0] == pytest.approx(0.3 / (1 + 0.5 * 4), abs=1e-15)
-    np.testing.assert_allclose(policy.probabilities(state, np.ones((1, 2), dtype=bool))[0],
-                               [0.9 + 0.05, 0.05], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(
+        policy.probabilities(state, np.ones((1, 2), dtype=bool))[0], [0.9 + 0.05, 0.05], rtol=0, atol=1e-15
+    )
 
 
 def test_softmax_probabilities_by_hand():
@@ -192,8 +200,9 @@ def test_softmax_probabilities_by_hand():
     state = policy.update(policy.init_state(2), np.array([0, 1, 1]), np.array([0.2, 0.6, 0.6]))
     temperature = 0.5 / (1 + 0.25 * 3)
     weights = np.exp(np.array([0.2, 0.6]) / temperature)
-    np.testing.assert_allclose(policy.probabilities(state, np.ones((1, 2), dtype=bool))[0],
-                               weights / weights.sum(), rtol=0, atol=1e-15)
+    np.testing.assert_allclose(
+        policy.probabilities(state, np.ones((1, 2), dtype=bool))[0], weights / weights.sum(), rtol=0, atol=1e-15
+    )
 
 
 def test_discounted_thompson_counts_by_hand():

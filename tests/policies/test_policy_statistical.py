@@ -29,8 +29,11 @@ def simulate(spec, means: np.ndarray, horizon: int, replications: int, policy_se
     n_arms = means.shape[-1]
     world = np.random.default_rng(ENV_SEED).random((horizon, replications))
     rng = np.random.default_rng(policy_seed)
-    state, mask, rows = policy.init_state(n_arms, replications), np.ones((replications, n_arms), bool), np.arange(
-        replications)
+    state, mask, rows = (
+        policy.init_state(n_arms, replications),
+        np.ones((replications, n_arms), bool),
+        np.arange(replications),
+    )
     chosen = np.empty((horizon, replications), dtype=np.intp)
     for step in range(horizon):
         step_means = means[step] if means.ndim == 2 else means
@@ -52,16 +55,16 @@ def stationary_run(name: str) -> np.ndarray:
 #: error of at most 0.007; each floor sits 0.05-0.1 below its measurement (over 10 standard errors),
 #: so a failure means the policy stopped learning, not bad luck.
 BEST_ARM_FLOOR = {
-    "bayes_ucb": 0.95,            # 0.996
-    "epsilon_greedy": 0.85,       # measured 0.934 = greedy 0.9 of the time + 1/3 of the exploring 0.1
-    "softmax": 0.90,              # 0.971 (temperature 0.1)
-    "ucb1": 0.90,                 # 0.984
-    "kl_ucb": 0.90,               # 0.996
-    "thompson": 0.95,             # 0.998
-    "gaussian_thompson": 0.95,    # 0.996
-    "exp3": 0.85,                 # 0.934: gamma 0.1 keeps 1/30 per arm on exploration
+    "bayes_ucb": 0.95,  # 0.996
+    "epsilon_greedy": 0.85,  # measured 0.934 = greedy 0.9 of the time + 1/3 of the exploring 0.1
+    "softmax": 0.90,  # 0.971 (temperature 0.1)
+    "ucb1": 0.90,  # 0.984
+    "kl_ucb": 0.90,  # 0.996
+    "thompson": 0.95,  # 0.998
+    "gaussian_thompson": 0.95,  # 0.996
+    "exp3": 0.85,  # 0.934: gamma 0.1 keeps 1/30 per arm on exploration
     "discounted_thompson": 0.85,  # 0.914: forgetting (gamma 0.99) keeps some exploration going
-    "sliding_window_ucb": 0.90,   # 0.987
+    "sliding_window_ucb": 0.90,  # 0.987
 }
 
 
@@ -112,6 +115,7 @@ def test_bayes_ucb_beats_uniform_and_matches_ucb1(means, policy_seed):
     (~0.7), uniform 132. So "no more than UCB1" has a margin near 15 standard
     errors, and "below 0.7 of uniform" (92 on the ten arms) near 8.
     """
+
     def regret(name):
         chosen = simulate({"name": name, "params": {}}, means, HORIZON, REPLICATIONS, policy_seed=policy_seed)
         return (means.max() - means[chosen]).sum(axis=0).mean()
@@ -138,9 +142,14 @@ def test_exp3_beats_uniform_on_an_oblivious_switching_sequence():
     assert earned > uniform + 0.1, (earned, uniform)
 
 
-@pytest.mark.parametrize("spec", [{"name": "discounted_thompson", "params": {"gamma": 0.98}},
-                                  {"name": "sliding_window_ucb", "params": {"window": 200}}],
-                         ids=lambda spec: spec["name"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"name": "discounted_thompson", "params": {"gamma": 0.98}},
+        {"name": "sliding_window_ucb", "params": {"window": 200}},
+    ],
+    ids=lambda spec: spec["name"],
+)
 def test_non_stationary_policies_recover_after_an_abrupt_change(spec):
     """Means (0.8, 0.5, 0.2) flip to (0.2, 0.5, 0.8) at round 1,000 of 1,500.
 

@@ -38,17 +38,22 @@ CASES: dict[str, list[tuple[dict[str, Any], str]]] = {
     "linucb": [({}, ADDITIVE), ({"standardize": True}, ORDERED)],
     "lints": [({}, ADDITIVE), ({"standardize": True}, ORDERED)],
     "contextual_epsilon_greedy": [(MODEL, APPEND)],
-    "bootstrapped_thompson": [({**MODEL, "n_replicas": 3}, APPEND), ({**MODEL, "n_replicas": 2, "max_rows": 6}, APPEND),
-                              ({"estimator": SGDRegressor(random_state=0), "n_replicas": 2, "refit_every": 4,
-                                "incremental": True}, APPEND)],
+    "bootstrapped_thompson": [
+        ({**MODEL, "n_replicas": 3}, APPEND),
+        ({**MODEL, "n_replicas": 2, "max_rows": 6}, APPEND),
+        ({"estimator": SGDRegressor(random_state=0), "n_replicas": 2, "refit_every": 4, "incremental": True}, APPEND),
+    ],
 }
 POLICIES = [(name, params, rule) for name in sorted(REGISTRY) for params, rule in CASES.get(name, [])]
 
 
 def case_id(case) -> str:
     name, params, _ = case
-    shown = [f"{key}={type(value).__name__ if key == 'estimator' else value}" for key, value in params.items()
-             if key not in MODEL or value is not MODEL[key]]
+    shown = [
+        f"{key}={type(value).__name__ if key == 'estimator' else value}"
+        for key, value in params.items()
+        if key not in MODEL or value is not MODEL[key]
+    ]
     return f"{name}({','.join(shown)})" if shown else name
 
 
@@ -103,8 +108,10 @@ def assert_same_state(actual, expected, tolerance=1e-12):
 
 
 def largest_difference(left, right) -> float:
-    return max(float(np.abs(left[key] - right[key]).max(initial=0.0)) if left[key].shape == right[key].shape
-               else np.inf for key in left)
+    return max(
+        float(np.abs(left[key] - right[key]).max(initial=0.0)) if left[key].shape == right[key].shape else np.inf
+        for key in left
+    )
 
 
 # ---- every policy ------------------------------------------------------------------------------------
@@ -114,13 +121,13 @@ def test_merging_the_delta_of_an_update_gives_the_update(case, batch):
     policy, _ = case
     rng = np.random.default_rng(7)
     old = trained(policy, rng, batch)
-    for n in ((1, 5, 2) if batch == 1 else (batch, batch)):
+    for n in (1, 5, 2) if batch == 1 else (batch, batch):
         new = an_update(policy, rng, n)(old)
         snapshot_old, snapshot_new = copied(old), copied(new)
         delta = policy.state_delta(old, new)
         merged = policy.merge_delta(old, delta)
         assert_same_state(merged, new)
-        assert_same_state(old, snapshot_old, 0.0)       # neither input is written to
+        assert_same_state(old, snapshot_old, 0.0)  # neither input is written to
         assert_same_state(new, snapshot_new, 0.0)
         old = merged
 
@@ -133,8 +140,9 @@ def test_deltas_from_a_stale_state_merge_exactly_when_distributable(case):
     base = trained(policy, rng)
     first, second = an_update(policy, rng, 3), an_update(policy, rng, 4)
     sequential = second(first(base))
-    merged = policy.merge_delta(policy.merge_delta(base, policy.state_delta(base, first(base))),
-                                policy.state_delta(base, second(base)))
+    merged = policy.merge_delta(
+        policy.merge_delta(base, policy.state_delta(base, first(base))), policy.state_delta(base, second(base))
+    )
     if rule == ORDERED:
         assert largest_difference(merged, sequential) > 1e-6
     else:
@@ -147,8 +155,9 @@ def test_additive_deltas_commute(additive):
     rng = np.random.default_rng(12)
     base = trained(policy, rng)
     one, two = (policy.state_delta(base, an_update(policy, rng, n)(base)) for n in (3, 5))
-    assert_same_state(policy.merge_delta(policy.merge_delta(base, one), two),
-                      policy.merge_delta(policy.merge_delta(base, two), one))
+    assert_same_state(
+        policy.merge_delta(policy.merge_delta(base, one), two), policy.merge_delta(policy.merge_delta(base, two), one)
+    )
 
 
 # ---- merge rules in detail ----------------------------------------------------------------------------
@@ -177,12 +186,12 @@ def test_a_linear_merge_keeps_caches_only_where_they_still_invert_A(standardize)
     rng = np.random.default_rng(4)
     base = trained(policy, rng)
     contexts = np.round(rng.normal(size=(2, N_FEATURES)), 3)
-    first, second = (policy.update(base, np.array([2]), np.array([1.0]), context=contexts[i:i + 1]) for i in (0, 1))
+    first, second = (policy.update(base, np.array([2]), np.array([1.0]), context=contexts[i : i + 1]) for i in (0, 1))
     in_order = policy.merge_delta(base, policy.state_delta(base, first))
-    np.testing.assert_array_equal(in_order["rank1_updates"], first["rank1_updates"])   # its own caches, kept
+    np.testing.assert_array_equal(in_order["rank1_updates"], first["rank1_updates"])  # its own caches, kept
     assert in_order["rank1_updates"][0, 2] == base["rank1_updates"][0, 2] + 1
-    stale = policy.merge_delta(in_order, policy.state_delta(base, second))              # same arm, older state
-    assert stale["rank1_updates"][0, 2] == 0                                            # rebuilt from A
+    stale = policy.merge_delta(in_order, policy.state_delta(base, second))  # same arm, older state
+    assert stale["rank1_updates"][0, 2] == 0  # rebuilt from A
     assert_same_state(stale, policy.refresh(stale))
     partial = {key: value for key, value in policy.state_delta(base, first).items() if key in ("A", "b")}
     snapshot = copied(base)

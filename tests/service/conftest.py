@@ -35,8 +35,16 @@ def store_url(request, sqlite_url) -> str:
 @pytest.fixture
 def server(store_url, tmp_path):
     """A server on ``store_url``, in a thread of this process; yields its base URL."""
-    settings = Settings(store=store_url, port=0, sweep_interval_s=0.05, admin_token=None, client_tokens=(),
-                        tune_interpreter=False, model_poll_s=0.01, spool_dir=tmp_path / "spool")
+    settings = Settings(
+        store=store_url,
+        port=0,
+        sweep_interval_s=0.05,
+        admin_token=None,
+        client_tokens=(),
+        tune_interpreter=False,
+        model_poll_s=0.01,
+        spool_dir=tmp_path / "spool",
+    )
     with running(settings) as base_url:
         yield base_url
 
@@ -61,6 +69,7 @@ def learn(store_url, server):
         while httpx.get(f"{server}/v1/experiments/{name}").json()["policy_version"] < stored:
             assert time.monotonic() < deadline, f"the server did not reload version {stored} of {name!r}"
             time.sleep(0.005)
+
     yield step
     learner.close()
 
@@ -93,7 +102,7 @@ def server_process():
         process = ServiceProcess(Settings(store=store, port=0, admin_token=None, client_tokens=(), **settings))
         started.append(process)
         return process.start()
+
     yield start
     for process in started:
         process.stop()
-

@@ -45,24 +45,50 @@ def redis_prefix():
     yield client, prefix
     keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
     for first in range(0, len(keys), 500):
-        client.delete(*keys[first:first + 500])
+        client.delete(*keys[first : first + 500])
     client.close()
 
 
-def create(client, prefix: str, name: str, arms: list[str], policy: str = "thompson", *, params=None,
-           window_s: float = 60.0, default_reward: float | None = None, guardrails=None,
-           n_features: int | None = None) -> Bandit:
+def create(
+    client,
+    prefix: str,
+    name: str,
+    arms: list[str],
+    policy: str = "thompson",
+    *,
+    params=None,
+    window_s: float = 60.0,
+    default_reward: float | None = None,
+    guardrails=None,
+    n_features: int | None = None,
+) -> Bandit:
     """An experiment as the Redis store creates it; returns its starting Bandit."""
-    spec = ExperimentCreate(name=name, arms=arms, policy=PolicySpec(name=policy, params=params or {}),
-                            guardrails=guardrails, attribution_window_s=window_s, default_reward=default_reward,
-                            n_features=n_features)
+    spec = ExperimentCreate(
+        name=name,
+        arms=arms,
+        policy=PolicySpec(name=policy, params=params or {}),
+        guardrails=guardrails,
+        attribution_window_s=window_s,
+        default_reward=default_reward,
+        n_features=n_features,
+    )
     bandit = build_bandit(spec)
     model, arrays = split(bandit)
     keys = Keys.of(prefix, name)
     client.sadd(experiments_key(prefix), name)
-    created = client.eval(CREATE_EXPERIMENT, 3, keys.meta, keys.events, keys.reward_stream,
-                          json.dumps(spec.model_dump(mode="json")), repr(time.time()), json.dumps(model),
-                          encode_state(arrays), bandit.version, json.dumps({"kind": "create"}))
+    created = client.eval(
+        CREATE_EXPERIMENT,
+        3,
+        keys.meta,
+        keys.events,
+        keys.reward_stream,
+        json.dumps(spec.model_dump(mode="json")),
+        repr(time.time()),
+        json.dumps(model),
+        encode_state(arrays),
+        bandit.version,
+        json.dumps({"kind": "create"}),
+    )
     assert created == 1
     return bandit
 
@@ -72,8 +98,9 @@ def decision_id(t: float) -> str:
     return f"{int(t * 1000):012x}{next(_SEQUENCE) & 0xFFFFF:05x}{uuid.uuid4().int & (2**60 - 1):015x}"
 
 
-def log_decisions(client, prefix: str, name: str, arms: list[str], arm_names, propensities,
-                  contexts=None, times=None) -> list[DecisionRecord]:
+def log_decisions(
+    client, prefix: str, name: str, arms: list[str], arm_names, propensities, contexts=None, times=None
+) -> list[DecisionRecord]:
     """Decisions logged as a worker logs them (stream entry, pending row, open window, count)."""
     keys = Keys.of(prefix, name)
     now = time.time()
@@ -85,19 +112,29 @@ def log_decisions(client, prefix: str, name: str, arms: list[str], arm_names, pr
         context = None if contexts is None else tuple(float(x) for x in contexts[i])
         records.append(DecisionRecord(decision_id(t), t, name, f"u{i}", context, arm, p, probabilities, 0, False))
     for first in range(0, len(records), 1000):
-        client.eval(LOG_DECISIONS, 5, *log_keys(keys), *log_args(records[first:first + 1000]))
+        client.eval(LOG_DECISIONS, 5, *log_keys(keys), *log_args(records[first : first + 1000]))
     return records
 
 
-def claim(client, prefix: str, name: str, claims: list[tuple[str, float, str]], *, now: float | None = None,
-          window_s: float = 60.0) -> list[tuple[str, str]]:
+def claim(
+    client,
+    prefix: str,
+    name: str,
+    claims: list[tuple[str, float, str]],
+    *,
+    now: float | None = None,
+    window_s: float = 60.0,
+) -> list[tuple[str, str]]:
     """Claim rewards (decision_id, value, source) with the shared script; (answer, row JSON) pairs."""
     keys = Keys.of(prefix, name)
     answers = []
     for first in range(0, len(claims), 1000):
-        flat = client.eval(CLAIM_REWARDS, 6, *claim_keys(keys),
-                           *claim_args(time.time() if now is None else now, window_s, name,
-                                       claims[first:first + 1000]))
+        flat = client.eval(
+            CLAIM_REWARDS,
+            6,
+            *claim_keys(keys),
+            *claim_args(time.time() if now is None else now, window_s, name, claims[first : first + 1000]),
+        )
         answers += list(zip(flat[0::2], flat[1::2], strict=True))
     return answers
 
@@ -105,8 +142,7 @@ def claim(client, prefix: str, name: str, claims: list[tuple[str, float, str]], 
 def stored_bandit(client, prefix: str, name: str) -> Bandit:
     """The Bandit as the learner left it in meta."""
     meta = client.hgetall(Keys.of(prefix, name).meta)
-    return join(json.loads(meta["model"]), decode_state(meta["state"]), int(meta["version"]),
-                np.random.default_rng(0))
+    return join(json.loads(meta["model"]), decode_state(meta["state"]), int(meta["version"]), np.random.default_rng(0))
 
 
 def assert_same_learning(learned: Bandit, reference: Bandit, exact_keys=None) -> None:
@@ -119,8 +155,7 @@ def assert_same_learning(learned: Bandit, reference: Bandit, exact_keys=None) ->
             np.testing.assert_array_equal(learned_state[key], value, err_msg=key)
         else:
             np.testing.assert_allclose(learned_state[key], value, rtol=1e-12, atol=1e-12, err_msg=key)
-    for key in ("pulls", "reward_sums", "reward_sq_sums", "total_reward", "active", "aborted",
-                "disabled_reasons"):
+    for key in ("pulls", "reward_sums", "reward_sq_sums", "total_reward", "active", "aborted", "disabled_reasons"):
         assert learned.to_dict()[key] == reference.to_dict()[key], key
 
 
@@ -160,4 +195,5 @@ class Interposed:
                     raise Killed(f"after call {index} ({name})")  # the process is gone
                 if outcome == "lost":
                     raise redis.ConnectionError(f"connection lost after call {index} ({name})")
+
         return call

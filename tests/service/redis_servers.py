@@ -45,8 +45,10 @@ def redis_binary(name: str) -> str:
     """Path of ``redis-server`` or ``redis-cli``; a missing binary fails the test (never skips it)."""
     path = shutil.which(name)
     if path is None:
-        pytest.fail(f"{name} is not installed, so the Redis fault tests cannot run; install it with: {INSTALL_HINT}",
-                    pytrace=False)
+        pytest.fail(
+            f"{name} is not installed, so the Redis fault tests cannot run; install it with: {INSTALL_HINT}",
+            pytrace=False,
+        )
     return path
 
 
@@ -90,8 +92,9 @@ class RedisServer:
     and the directory, so the append-only file is replayed.
     """
 
-    def __init__(self, directory: Path, *, aof: bool = True, port: int | None = None,
-                 extra: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, directory: Path, *, aof: bool = True, port: int | None = None, extra: tuple[str, ...] = ()
+    ) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.aof = aof
@@ -105,19 +108,35 @@ class RedisServer:
 
     def arguments(self) -> list[str]:
         persistence = ["--appendonly", "yes", "--appendfsync", "always"] if self.aof else ["--appendonly", "no"]
-        return [redis_binary("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
-                str(self.directory), "--save", "", "--logfile", "redis.log", "--daemonize", "no",
-                *persistence, *self.extra]
+        return [
+            redis_binary("redis-server"),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.directory),
+            "--save",
+            "",
+            "--logfile",
+            "redis.log",
+            "--daemonize",
+            "no",
+            *persistence,
+            *self.extra,
+        ]
 
     def start(self, timeout_s: float = 20.0) -> RedisServer:
         """Start and wait until it answers PING (and has finished loading its append-only file)."""
-        self.process = subprocess.Popen(self.arguments(), cwd=self.directory, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            self.arguments(), cwd=self.directory, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server on port {self.port} exited with {self.process.returncode}: "
-                                   f"{self.log()[-2000:]}")
+                raise RuntimeError(
+                    f"redis-server on port {self.port} exited with {self.process.returncode}: {self.log()[-2000:]}"
+                )
             try:
                 with self.client(socket_timeout=1.0) as client:
                     if client.ping():
@@ -125,8 +144,9 @@ class RedisServer:
             except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
                 time.sleep(0.02)
         self.kill()
-        raise RuntimeError(f"redis-server on port {self.port} did not answer PING in {timeout_s} s: "
-                           f"{self.log()[-2000:]}")
+        raise RuntimeError(
+            f"redis-server on port {self.port} did not answer PING in {timeout_s} s: {self.log()[-2000:]}"
+        )
 
     def client(self, **options) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True, **options)
@@ -161,10 +181,22 @@ class RedisCluster3:
         self.ports = [free_port(bus_offset=10000) for _ in range(3)]
         while len(set(self.ports)) < 3 or any(a + 10000 == b for a in self.ports for b in self.ports):
             self.ports = [free_port(bus_offset=10000) for _ in range(3)]
-        self.nodes = [RedisServer(self.directory / f"node-{port}", aof=False, port=port,
-                                  extra=("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                                         "--cluster-node-timeout", "5000"))
-                      for port in self.ports]
+        self.nodes = [
+            RedisServer(
+                self.directory / f"node-{port}",
+                aof=False,
+                port=port,
+                extra=(
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "5000",
+                ),
+            )
+            for port in self.ports
+        ]
 
     @property
     def url(self) -> str:
@@ -175,9 +207,20 @@ class RedisCluster3:
         for node in self.nodes:
             node.start()
         created = subprocess.run(
-            [redis_binary("redis-cli"), "--cluster", "create", *(f"127.0.0.1:{port}" for port in self.ports),
-             "--cluster-replicas", "0", "--cluster-yes"], check=False,
-            capture_output=True, text=True, timeout=timeout_s)
+            [
+                redis_binary("redis-cli"),
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{port}" for port in self.ports),
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+        )
         if created.returncode != 0:
             self.stop()
             raise RuntimeError(f"redis-cli --cluster create failed: {created.stdout}{created.stderr}")
@@ -223,9 +266,14 @@ class BanditkitProcess:
         environment = {key: value for key, value in os.environ.items() if not key.startswith("BANDITKIT_")}
         environment.update({"PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **self.env})
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "banditkit.cli", *self.args], cwd=ROOT,
-                                            env=environment, stdout=log, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "banditkit.cli", *self.args],
+                cwd=ROOT,
+                env=environment,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         return self
 
     def child(self) -> subprocess.Popen:
@@ -275,12 +323,22 @@ class BanditkitProcess:
 class ServeProcess(BanditkitProcess):
     """``banditkit serve --store URL --workers N --port P``, waited for until ``/v1/health`` answers 200."""
 
-    def __init__(self, store: str, log_path: Path, *, workers: int = 1, port: int | None = None,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        store: str,
+        log_path: Path,
+        *,
+        workers: int = 1,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.port = port or free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        super().__init__(["serve", "--store", store, "--workers", workers, "--port", self.port, "--log-level",
-                          "warning"], log_path, env)
+        super().__init__(
+            ["serve", "--store", store, "--workers", workers, "--port", self.port, "--log-level", "warning"],
+            log_path,
+            env,
+        )
 
     def worker_pids(self) -> list[int]:
         """PIDs of the worker processes a ``--workers N`` server spawned (not its resource tracker)."""
@@ -301,7 +359,7 @@ class ServeProcess(BanditkitProcess):
         for table in ("tcp", "tcp6"):
             for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
                 fields = line.split()
-                if int(fields[1].rsplit(":", 1)[1], 16) == self.port and fields[3] == "01":   # ESTABLISHED
+                if int(fields[1].rsplit(":", 1)[1], 16) == self.port and fields[3] == "01":  # ESTABLISHED
                     inodes.add(fields[9])
         owned = 0
         for fd in Path(f"/proc/{pid}/fd").iterdir():
@@ -331,8 +389,15 @@ class ServeProcess(BanditkitProcess):
 class LearnProcess(BanditkitProcess):
     """``banditkit learn --store URL [--every S] [--once]``."""
 
-    def __init__(self, store: str, log_path: Path, *, every: float | None = None, once: bool = False,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        store: str,
+        log_path: Path,
+        *,
+        every: float | None = None,
+        once: bool = False,
+        env: dict[str, str] | None = None,
+    ) -> None:
         args: list[str | float] = ["learn", "--store", store]
         if every is not None:
             args += ["--every", every]
@@ -357,6 +422,7 @@ def processes():
     def keep(process):
         started.append(process)
         return process
+
     yield keep
     for process in reversed(started):
         process.stop()
@@ -441,7 +507,7 @@ class Load:
     def __post_init__(self) -> None:
         self._contested: queue.SimpleQueue[str] = queue.SimpleQueue()
         self._workers: list[threading.Thread] = []
-        self.resolved: list[int] = []                 # per thread: own decisions whose reward was answered
+        self.resolved: list[int] = []  # per thread: own decisions whose reward was answered
 
     def start(self) -> Load:
         self._deadline = time.monotonic() + self.deadline_s
@@ -485,17 +551,20 @@ class Load:
     def _client(self, index: int) -> None:
         rng = np.random.default_rng([self.seed, index])
         route = [index % len(self.urls)]
-        mine: list[tuple[str, float]] = []            # own decisions and the value sent for each
-        waiting: list[tuple[str, float, str]] = []    # (decision id, value, kind) not answered yet
+        mine: list[tuple[str, float]] = []  # own decisions and the value sent for each
+        waiting: list[tuple[str, float, str]] = []  # (decision id, value, kind) not answered yet
         with httpx.Client(timeout=15.0) as http:
             while time.monotonic() < self._deadline:
                 if self.resolved[index] >= self.rewards_per_thread or self.stop.is_set():
                     if not waiting:
                         return
                 else:
-                    response = self._post(http, route, "decisions/batch",
-                                          {"requests": [{"unit": f"u{index}-{len(mine) + i}"}
-                                                        for i in range(self.batch)]})
+                    response = self._post(
+                        http,
+                        route,
+                        "decisions/batch",
+                        {"requests": [{"unit": f"u{index}-{len(mine) + i}"} for i in range(self.batch)]},
+                    )
                     if response is None:
                         continue
                     assert response.status_code == 200, response.text
@@ -503,8 +572,9 @@ class Load:
                     self.acknowledged.decided(answers)
                     self.fallbacks += sum(answer["fallback"] for answer in answers)
                     values = rng.integers(0, 2, len(answers)).astype(float)
-                    fresh = [(answer["decision_id"], float(value))
-                             for answer, value in zip(answers, values, strict=True)]
+                    fresh = [
+                        (answer["decision_id"], float(value)) for answer, value in zip(answers, values, strict=True)
+                    ]
                     for decision_id, _ in fresh[:3]:
                         self._contested.put(decision_id)
                     if mine:
@@ -520,18 +590,22 @@ class Load:
                         except queue.Empty:
                             break
                 waiting = self._reward(http, route, waiting, index)
-        raise AssertionError(f"load thread {index}: deadline of {self.deadline_s} s passed with {len(waiting)} "
-                             f"rewards never answered (first: {waiting[:3]}) and {self.resolved[index]} of "
-                             f"{self.rewards_per_thread} own rewards answered")
+        raise AssertionError(
+            f"load thread {index}: deadline of {self.deadline_s} s passed with {len(waiting)} "
+            f"rewards never answered (first: {waiting[:3]}) and {self.resolved[index]} of "
+            f"{self.rewards_per_thread} own rewards answered"
+        )
 
-    def _reward(self, http: httpx.Client, route: list[int], items: list[tuple[str, float, str]],
-                index: int) -> list[tuple[str, float, str]]:
+    def _reward(
+        self, http: httpx.Client, route: list[int], items: list[tuple[str, float, str]], index: int
+    ) -> list[tuple[str, float, str]]:
         """Send ``items`` once; returns those to send again (no answer, Redis down, decision not shipped)."""
         if not items:
             return items
         items, later = items[:MAX_BATCH], items[MAX_BATCH:]
-        response = self._post(http, route, "rewards/batch",
-                              {"rewards": [{"decision_id": d, "value": v} for d, v, _ in items]})
+        response = self._post(
+            http, route, "rewards/batch", {"rewards": [{"decision_id": d, "value": v} for d, v, _ in items]}
+        )
         if response is None:
             return items + later
         if response.status_code == 503:
@@ -545,17 +619,17 @@ class Load:
             assert result["decision_id"] == decision_id
             status = result["status"]
             if status == 200:
-                assert result["value"] == value, (kind, value, result)   # 200 only for the value accepted
+                assert result["value"] == value, (kind, value, result)  # 200 only for the value accepted
                 self.acknowledged.rewarded(decision_id, value)
                 if kind == "own":
                     self.resolved[index] += 1
                 retries += kind == "retry"
-            elif status == 409:                    # another value came first (a conflict, or a race lost)
+            elif status == 409:  # another value came first (a conflict, or a race lost)
                 conflicts += 1
                 if kind == "own":
                     self.resolved[index] += 1
             elif status in (404, 503) and (status == 503 or self.acknowledged.decisions[decision_id]["fallback"]):
-                again.append((decision_id, value, kind))   # Redis down, or a spooled decision not shipped yet
+                again.append((decision_id, value, kind))  # Redis down, or a spooled decision not shipped yet
             else:
                 raise AssertionError(f"reward {kind} {decision_id}={value}: {result}")
         self.acknowledged.count(conflicts, retries)
@@ -572,8 +646,10 @@ def meta(client, prefix: str, experiment: str) -> dict[str, str]:
 
 def stored_rewards(client, prefix: str, experiment: str) -> dict[str, RewardRecord]:
     """Every accepted reward (the rewards hash): decision id -> record."""
-    return {decision_id: reward_from_json(text)
-            for decision_id, text in client.hgetall(Keys.of(prefix, experiment).rewards).items()}
+    return {
+        decision_id: reward_from_json(text)
+        for decision_id, text in client.hgetall(Keys.of(prefix, experiment).rewards).items()
+    }
 
 
 def stored_decisions(client, prefix: str, experiment: str) -> dict[str, DecisionRecord]:
@@ -599,8 +675,9 @@ def reference_arrays(spec: dict, arms: list[str], values: list[float]) -> tuple[
     return split(bandit)
 
 
-def assert_model_is_reference(client, prefix: str, spec: dict, rewards: dict[str, float],
-                              decisions: dict[str, str]) -> dict[str, str]:
+def assert_model_is_reference(
+    client, prefix: str, spec: dict, rewards: dict[str, float], decisions: dict[str, str]
+) -> dict[str, str]:
     """The stored state equals, bit for bit, the reference Bandit updated with ``rewards`` (decision id ->
     value) on the arms of ``decisions`` (decision id -> arm); returns the meta hash."""
     stored = meta(client, prefix, spec["name"])
@@ -665,13 +742,18 @@ def assert_log_matches(client, prefix: str, experiment: str, acknowledged: Ackno
         assert decision_id in logged, f"acknowledged decision {decision_id} not in the decision stream"
         record = logged[decision_id]
         assert (record.arm, record.propensity, record.policy_version, record.fallback) == (
-            answer["arm"], answer["propensity"], answer["policy_version"], answer["fallback"]), (record, answer)
+            answer["arm"],
+            answer["propensity"],
+            answer["policy_version"],
+            answer["fallback"],
+        ), (record, answer)
     rewards = stored_rewards(client, prefix, experiment)
     assert {i: r.value for i, r in rewards.items()} == acknowledged.rewards
     for decision_id, reward in rewards.items():
         assert reward.arm == logged[decision_id].arm, (reward, logged[decision_id])
-    streamed = [json.loads(fields["reward"])[0]
-                for _, fields in client.xrange(Keys.of(prefix, experiment).reward_stream)]
+    streamed = [
+        json.loads(fields["reward"])[0] for _, fields in client.xrange(Keys.of(prefix, experiment).reward_stream)
+    ]
     assert len(streamed) == len(set(streamed)) and set(streamed) == set(rewards), "reward stream != rewards kept"
     counts = client.hgetall(Keys.of(prefix, experiment).counts)
     assert int(counts["rewards"]) == len(rewards) and int(counts["decisions"]) == len(logged), counts

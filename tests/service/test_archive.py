@@ -36,8 +36,9 @@ def logged(client, prefix, name="hero", n=40, policy="thompson", n_features=None
     rng = np.random.default_rng(0)
     times = np.where(np.arange(n) < n // 2, JAN1, JAN2) + np.arange(n) * 0.001
     contexts = rng.integers(-4, 5, (n, 2)) / 4 if n_features else None
-    records = log_decisions(client, prefix, name, ARMS, [ARMS[i % 3] for i in range(n)], [0.5] * n, contexts,
-                            times=times)
+    records = log_decisions(
+        client, prefix, name, ARMS, [ARMS[i % 3] for i in range(n)], [0.5] * n, contexts, times=times
+    )
     for record in records[::2]:
         assert claim(client, prefix, name, [(record.decision_id, 1.0, "client")], now=record.time + 1)[0][0] == "new"
     return records
@@ -62,11 +63,15 @@ def test_the_archive_writes_each_row_once_trims_redis_and_reads_back(redis_prefi
     assert (report.applied, report.defaulted, report.archived) == (50, 25, 50)
 
     folders = sorted(str(path.relative_to(tmp_path)) for path in tmp_path.glob("*/*"))
-    assert folders == ["experiment=ctx/date=2026-01-01", "experiment=ctx/date=2026-01-02",
-                       "experiment=hero/date=2026-01-01", "experiment=hero/date=2026-01-02"]
+    assert folders == [
+        "experiment=ctx/date=2026-01-01",
+        "experiment=ctx/date=2026-01-02",
+        "experiment=hero/date=2026-01-01",
+        "experiment=hero/date=2026-01-02",
+    ]
     hero = Keys.of(prefix, "hero")
     names = sorted(path.name for path in (tmp_path / "experiment=hero").rglob("*.parquet"))
-    assert len(names) == 4 and all(name.startswith("part-") for name in names)   # 15+15+10 rows over 2 dates
+    assert len(names) == 4 and all(name.startswith("part-") for name in names)  # 15+15+10 rows over 2 dates
     for file in tmp_path.rglob("*.parquet"):
         assert pq.read_schema(file).remove_metadata() == export.arrow_schema()
 
@@ -74,8 +79,9 @@ def test_the_archive_writes_each_row_once_trims_redis_and_reads_back(redis_prefi
     assert [row["decision_id"] for row in rows] == [r.decision_id for r in records]
     assert [row["reward"] for row in rows] == [1.0 if i % 2 == 0 else 0.0 for i in range(40)]
     assert [row["time"] for row in rows] == [r.time for r in records]
-    assert all(row["fallback"] is False and row["policy_version"] == 0 and row["unit"] == f"u{i}"
-               for i, row in enumerate(rows))
+    assert all(
+        row["fallback"] is False and row["policy_version"] == 0 and row["unit"] == f"u{i}" for i, row in enumerate(rows)
+    )
     assert json.loads(rows[0]["probabilities"]) == records[0].probabilities
 
     log = load_log(tmp_path / "experiment=hero")
@@ -86,14 +92,14 @@ def test_the_archive_writes_each_row_once_trims_redis_and_reads_back(redis_prefi
     with_contexts = load_log(tmp_path / "experiment=ctx")
     np.testing.assert_array_equal(with_contexts.contexts, [r.context for r in contextual])
 
-    for keys in (hero, Keys.of(prefix, "ctx")):                 # Redis holds nothing of the archived decisions
+    for keys in (hero, Keys.of(prefix, "ctx")):  # Redis holds nothing of the archived decisions
         assert client.xlen(keys.decisions) == 0 and client.hlen(keys.pending) == 0
         assert client.hlen(keys.rewards) == 0 and client.zcard(keys.due) == 0
-        assert client.xlen(keys.reward_stream) <= 1                         # the last one learned stays
-    assert stored_bandit(client, prefix, "hero").pulls.sum() == 40          # learned before it was archived
+        assert client.xlen(keys.reward_stream) <= 1  # the last one learned stays
+    assert stored_bandit(client, prefix, "hero").pulls.sum() == 40  # learned before it was archived
 
     before = {path: path.stat().st_mtime_ns for path in tmp_path.rglob("*.parquet")}
-    assert learner.step(now=later(), archive_now=True).archived == 0        # a second pass writes nothing
+    assert learner.step(now=later(), archive_now=True).archived == 0  # a second pass writes nothing
     assert {path: path.stat().st_mtime_ns for path in tmp_path.rglob("*.parquet")} == before
 
 
@@ -113,22 +119,24 @@ def test_a_crash_between_writing_and_trimming_archives_no_row_twice(redis_prefix
         dying.step(now=later(), archive_now=True)
     written = sorted(tmp_path.rglob("*.parquet"))
     assert len(archived_rows(tmp_path)) == 20 and client.xlen(Keys.of(prefix, "hero").decisions) == 20
-    client.delete(Keys.of(prefix, "hero").lease)                # the dead learner's lease expires
+    client.delete(Keys.of(prefix, "hero").lease)  # the dead learner's lease expires
     more = log_decisions(client, prefix, "hero", ARMS, ["a"] * 5, [0.5] * 5, times=[JAN2 + 30] * 5)
 
     report = Learner(client, prefix, "heir", archive_dir=tmp_path, retention_s=RETENTION).step(
-        now=later(), archive_now=True)
+        now=later(), archive_now=True
+    )
     assert report.archived == 25
-    assert sorted(tmp_path.rglob("*.parquet")) == written          # the same files, rewritten with more rows
+    assert sorted(tmp_path.rglob("*.parquet")) == written  # the same files, rewritten with more rows
     ids = [row["decision_id"] for row in archived_rows(tmp_path)]
     assert sorted(ids) == sorted(r.decision_id for r in first + more) and len(set(ids)) == 25
-    assert not list(tmp_path.rglob(".*"))                          # no temporary file left behind
+    assert not list(tmp_path.rglob(".*"))  # no temporary file left behind
 
 
 def run_cli(*args, timeout=60):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "banditkit.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "banditkit.cli", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_banditkit_archive_then_evaluate_the_folder(redis_prefix, tmp_path):
@@ -145,8 +153,9 @@ def test_banditkit_archive_then_evaluate_the_folder(redis_prefix, tmp_path):
     assert client.xlen(Keys.of(prefix, "hero").decisions) == 0
     rows = archived_rows(tmp_path / "archive")
     assert sorted(row["reward"] for row in rows) == [0.0] * 20 + [1.0] * 10
-    result = run_cli("evaluate", str(tmp_path / "archive"), "--policy", "ucb1", "--estimators", "ips,snips",
-                     "--bootstrap", "50")
+    result = run_cli(
+        "evaluate", str(tmp_path / "archive"), "--policy", "ucb1", "--estimators", "ips,snips", "--bootstrap", "50"
+    )
     assert result.returncode == 0, result.stderr
     assert "(30 rows)" in result.stdout and "snips" in result.stdout
 
@@ -166,7 +175,7 @@ def test_the_log_export_reads_the_archive_then_redis_each_row_once(redis_prefix,
         proxy.arm(lambda index, name, args: name == "evalsha" and args[0] == trim_sha and _die())
         with pytest.raises(Killed):
             learner.step(now=later(), archive_now=True)
-        assert client.xlen(Keys.of(prefix, "hero").decisions) == 20        # archived and still in Redis
+        assert client.xlen(Keys.of(prefix, "hero").decisions) == 20  # archived and still in Redis
     else:
         assert learner.step(now=later(), archive_now=True).archived == 20
     more = log_decisions(client, prefix, "hero", ARMS, ["b"] * 5, [0.5] * 5, times=[JAN2 + 30] * 5)

@@ -23,9 +23,25 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_serve_without_tokens_binds_loopback_and_says_so(tmp_path):
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "BANDITKIT_ADMIN_TOKEN": "", "BANDITKIT_CLIENT_TOKENS": ""}
-    server = subprocess.Popen([sys.executable, "-m", "banditkit.cli", "serve", "--store", "memory://",
-                               "--host", "0.0.0.0", "--port", str(port)], env=env, cwd=tmp_path,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "banditkit.cli",
+            "serve",
+            "--store",
+            "memory://",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -47,37 +63,53 @@ def test_demo_serves_users_and_writes_the_log(tmp_path):
 
     summaries, regret = run_demo(decisions=200, out=tmp_path, seed=1, concurrency=8, window_s=0.5)
     assert sum(s.pulls for s in summaries) == 200 and [s.arm for s in summaries] == list(ARMS)
-    assert 0 <= regret < 200 * 0.14                      # never worse than always serving the worst arm
+    assert 0 <= regret < 200 * 0.14  # never worse than always serving the worst arm
     with (tmp_path / "decisions.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert tuple(rows[0]) == COLUMNS and len(rows) == 200
-    assert all(row["reward"] in ("0.0", "1.0") for row in rows)     # every decision settled
+    assert all(row["reward"] in ("0.0", "1.0") for row in rows)  # every decision settled
     assert all(0 < float(row["propensity"]) <= 1 for row in rows)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["decisions"] == 200 and (tmp_path / "decisions.parquet").exists()
 
 
-@pytest.mark.parametrize("url, problem", [
-    ("redis://127.0.0.1:1/0", "Redis does not answer"),
-    ("redis://127.0.0.1:6379/zero", "the path must be a database number"),
-    ("redis+cluster://127.0.0.1:6379/0", "not allowed for a cluster"),
-    ("redis://127.0.0.1:6379/0?prefx=a", "unknown option 'prefx'"),
-])
+@pytest.mark.parametrize(
+    "url, problem",
+    [
+        ("redis://127.0.0.1:1/0", "Redis does not answer"),
+        ("redis://127.0.0.1:6379/zero", "the path must be a database number"),
+        ("redis+cluster://127.0.0.1:6379/0", "not allowed for a cluster"),
+        ("redis://127.0.0.1:6379/0?prefx=a", "unknown option 'prefx'"),
+    ],
+)
 def test_serve_with_a_wrong_redis_store_is_a_one_line_error(tmp_path, url, problem):
-    done = subprocess.run([sys.executable, "-m", "banditkit.cli", "serve", "--store", url, "--workers", "2",
-                           "--port", str(free_port())], env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "banditkit.cli", "serve", "--store", url, "--workers", "2", "--port", str(free_port())],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 2
     assert done.stderr.startswith(f"error: store URL {url!r}: ")
     assert problem in done.stderr and len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
 
 
 def test_serve_refuses_workers_without_a_shared_store(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "banditkit.cli", "serve", "--store", "memory://", "--workers", "3"],
-                          env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=tmp_path, capture_output=True, text=True,
-                          timeout=60, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "banditkit.cli", "serve", "--store", "memory://", "--workers", "3"],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 2 and done.stderr.strip() == (
-        "error: --workers 3 needs a shared store (redis://HOST:PORT/DB): memory:// belongs to one process")
+        "error: --workers 3 needs a shared store (redis://HOST:PORT/DB): memory:// belongs to one process"
+    )
 
 
 @pytest.mark.slow
@@ -88,11 +120,35 @@ def test_serve_workers_share_one_redis(tmp_path, shared_store):
 
     url = shared_store[0]
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "BANDITKIT_ADMIN_TOKEN": "", "BANDITKIT_CLIENT_TOKENS": "",
-           "BANDITKIT_SPOOL_DIR": str(tmp_path / "spool")}
-    server = subprocess.Popen([sys.executable, "-m", "banditkit.cli", "serve", "--store", url, "--workers", "2",
-                               "--port", str(port), "--log-level", "warning"], env=env, cwd=tmp_path,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "BANDITKIT_ADMIN_TOKEN": "",
+        "BANDITKIT_CLIENT_TOKENS": "",
+        "BANDITKIT_SPOOL_DIR": str(tmp_path / "spool"),
+    }
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "banditkit.cli",
+            "serve",
+            "--store",
+            url,
+            "--workers",
+            "2",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -106,11 +162,13 @@ def test_serve_workers_share_one_redis(tmp_path, shared_store):
         assert httpx.post(f"{base}/v1/experiments", json={"name": "hero", "arms": ["a", "b"]}).status_code == 201
         decisions = [httpx.post(f"{base}/v1/experiments/hero/decisions", json={}).json() for _ in range(20)]
         assert all(d["fallback"] is False and d["policy_version"] == 0 for d in decisions)
-        for d in decisions:   # a new connection each time: both workers answer, one claim each
-            first = httpx.post(f"{base}/v1/experiments/hero/rewards", json={"decision_id": d["decision_id"],
-                                                                             "value": 1.0})
-            again = httpx.post(f"{base}/v1/experiments/hero/rewards", json={"decision_id": d["decision_id"],
-                                                                             "value": 0.0})
+        for d in decisions:  # a new connection each time: both workers answer, one claim each
+            first = httpx.post(
+                f"{base}/v1/experiments/hero/rewards", json={"decision_id": d["decision_id"], "value": 1.0}
+            )
+            again = httpx.post(
+                f"{base}/v1/experiments/hero/rewards", json={"decision_id": d["decision_id"], "value": 0.0}
+            )
             assert first.status_code == 200 and again.status_code == 409
         learner = Learner.from_url(url)
         try:

@@ -48,8 +48,9 @@ def test_a_failing_batch_fails_every_request_of_it_and_only_those():
 
     async def main():
         coalescer = Coalescer(serve)
-        return await asyncio.gather(coalescer.submit("bad", 1), coalescer.submit("bad", 2),
-                                    coalescer.submit("good", 3), return_exceptions=True)
+        return await asyncio.gather(
+            coalescer.submit("bad", 1), coalescer.submit("bad", 2), coalescer.submit("good", 3), return_exceptions=True
+        )
 
     first, second, third = asyncio.run(main())
     assert isinstance(first, OSError) and isinstance(second, OSError) and third == 3
@@ -94,9 +95,12 @@ def test_a_bad_request_gets_its_own_error_while_its_neighbours_are_served():
     async def main():
         engine = Engine(store, refresh_s=0)
         await engine.create(ExperimentCreate(name="hero", arms=["a", "b"]))
-        return await asyncio.gather(engine.decide_one("hero", DecisionRequest()),
-                                    engine.decide_one("hero", DecisionRequest(allowed=["zzz"])),
-                                    engine.decide_one("hero", DecisionRequest()), return_exceptions=True)
+        return await asyncio.gather(
+            engine.decide_one("hero", DecisionRequest()),
+            engine.decide_one("hero", DecisionRequest(allowed=["zzz"])),
+            engine.decide_one("hero", DecisionRequest()),
+            return_exceptions=True,
+        )
 
     good, bad, other = asyncio.run(main())
     assert isinstance(bad, InvalidRequestError) and "zzz" in str(bad)
@@ -127,10 +131,10 @@ def test_single_reward_out_of_range_is_refused_alone(value):
         engine = Engine(MemoryStore(), refresh_s=0)
         await engine.create(ExperimentCreate(name="hero", arms=["a", "b"]))
         (decision,) = await engine.decide("hero", [DecisionRequest()])
-        return await asyncio.gather(engine.reward_one("hero", RewardRequest(decision_id=decision.decision_id,
-                                                                            value=value)),
-                                    engine.reward_one("hero", RewardRequest(decision_id=decision.decision_id,
-                                                                            value=1.0)))
+        return await asyncio.gather(
+            engine.reward_one("hero", RewardRequest(decision_id=decision.decision_id, value=value)),
+            engine.reward_one("hero", RewardRequest(decision_id=decision.decision_id, value=1.0)),
+        )
 
     refused, accepted = asyncio.run(main())
     assert refused.status == 422 and accepted.status == 200

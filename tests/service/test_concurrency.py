@@ -23,8 +23,9 @@ def value_of(index: int) -> float:
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["sqlite", "redis"])
 def test_concurrent_rewards_are_counted_exactly_once(server_process, tmp_path, create, kind, request):
-    store = f"sqlite:///{tmp_path / 'concurrent.db'}" if kind == "sqlite" else \
-        request.getfixturevalue("shared_store")[0]
+    store = (
+        f"sqlite:///{tmp_path / 'concurrent.db'}" if kind == "sqlite" else request.getfixturevalue("shared_store")[0]
+    )
     server = server_process(store, spool_dir=tmp_path / "spool")
     with httpx.Client(base_url=server.base_url, timeout=60.0) as client:
         create(client, arms=[f"arm{k}" for k in range(10)])
@@ -39,13 +40,14 @@ def test_concurrent_rewards_are_counted_exactly_once(server_process, tmp_path, c
         mine = range(k * PER_THREAD, (k + 1) * PER_THREAD)
         # The neighbour's first batch too, at the same time as the neighbour: racing retries.
         neighbour = range(((k + 1) % THREADS) * PER_THREAD, ((k + 1) % THREADS) * PER_THREAD + BATCH)
-        batches = [mine[i:i + BATCH] for i in range(0, PER_THREAD, BATCH)]
+        batches = [mine[i : i + BATCH] for i in range(0, PER_THREAD, BATCH)]
         batches.insert(1, neighbour)
         try:
             with httpx.Client(base_url=server.base_url, timeout=60.0) as client:
                 for batch in batches:
-                    body = {"rewards": [{"decision_id": decisions[i]["decision_id"], "value": value_of(i)}
-                                        for i in batch]}
+                    body = {
+                        "rewards": [{"decision_id": decisions[i]["decision_id"], "value": value_of(i)} for i in batch]
+                    }
                     results = client.post("/v1/experiments/hero/rewards/batch", json=body).json()["results"]
                     for i, result in zip(batch, results, strict=True):
                         assert result["status"] == 200, result

@@ -35,7 +35,7 @@ def test_settings_from_the_environment(monkeypatch):
     settings = Settings()
     assert [t.get_secret_value() for t in settings.client_tokens] == ["web-1", "mobile-2"]
     assert settings.auth_enabled and settings.safe_host() == "0.0.0.0"
-    assert "root" not in repr(settings)                      # secrets stay out of logs
+    assert "root" not in repr(settings)  # secrets stay out of logs
     assert Settings(**{**settings.model_dump(), "admin_token": None, "client_tokens": ()}).safe_host() == "127.0.0.1"
 
 
@@ -45,17 +45,25 @@ def test_settings_round_trip_through_the_environment(monkeypatch):
         monkeypatch.setenv(key, value)
     again = Settings()
     assert again.model_dump(exclude={"admin_token", "client_tokens"}) == original.model_dump(
-        exclude={"admin_token", "client_tokens"})
+        exclude={"admin_token", "client_tokens"}
+    )
     assert again.admin_token.get_secret_value() == "a"
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("store", "postgres://localhost:5432/0", "sqlite:///PATH, memory://, redis://HOST:PORT/DB"),
-    ("store", "redis://localhost:6379/zero", "store URL 'redis://localhost:6379/zero': the path must be a database"),
-    ("port", 70000, "less than or equal to 65535"),
-    ("sqlite_synchronous", "OFF", "'NORMAL' or 'FULL'"),
-    ("synchronous", "FULL", "Extra inputs are not permitted"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("store", "postgres://localhost:5432/0", "sqlite:///PATH, memory://, redis://HOST:PORT/DB"),
+        (
+            "store",
+            "redis://localhost:6379/zero",
+            "store URL 'redis://localhost:6379/zero': the path must be a database",
+        ),
+        ("port", 70000, "less than or equal to 65535"),
+        ("sqlite_synchronous", "OFF", "'NORMAL' or 'FULL'"),
+        ("synchronous", "FULL", "Extra inputs are not permitted"),
+    ],
+)
 def test_bad_settings_name_the_field(field, value, message):
     with pytest.raises(ValidationError, match=field) as error:
         Settings(**{field: value})
@@ -65,22 +73,23 @@ def test_bad_settings_name_the_field(field, value, message):
 def test_declared_experiments_are_created_at_start_up(tmp_path):
     declared = tmp_path / "experiments.toml"
     declared.write_text(TOML)
-    settings = Settings(store=f"sqlite:///{tmp_path / 'declared.db'}", port=0, experiments_file=declared,
-                        tune_interpreter=False)
+    settings = Settings(
+        store=f"sqlite:///{tmp_path / 'declared.db'}", port=0, experiments_file=declared, tune_interpreter=False
+    )
     with running(settings) as base_url, httpx.Client(base_url=base_url) as client:
         hero = client.get("/v1/experiments/hero-banner").json()
         assert hero["policy"]["name"] == "ucb1" and hero["default_reward"] == 0.0
         assert hero["guardrails"] == {"default_arm": "red", "max_exploration": 0.3}
         assert client.get("/v1/experiments/checkout").json()["sticky"] is True
         client.patch("/v1/experiments/checkout/arms", json={"add": ["express"]}).raise_for_status()
-    with running(settings) as base_url, httpx.Client(base_url=base_url) as client:   # the store wins
+    with running(settings) as base_url, httpx.Client(base_url=base_url) as client:  # the store wins
         arms = [arm["name"] for arm in client.get("/v1/experiments/checkout").json()["arms"]]
         assert arms == ["one-page", "two-page", "express"]
 
 
 def test_a_bad_declaration_names_the_file_entry_and_field(tmp_path):
     declared = tmp_path / "bad.toml"
-    declared.write_text(TOML.replace('sticky = true', 'sticky = "yes"'))
+    declared.write_text(TOML.replace("sticky = true", 'sticky = "yes"'))
     with pytest.raises(InvalidParameterError, match=r"entry 1 \('checkout'\), field 'sticky'"):
         read_experiments(declared)
     declared.write_text("[[experiments]\nname =")

@@ -68,15 +68,30 @@ def test_contextual_decisions_rewards_and_log(http, create, contextual_policy, l
     assert missing.status_code == 422 and "needs a context of 2 numbers" in missing.text
     wrong = http.post("/v1/experiments/ctx/decisions", json={"context": [1.0, 2.0, 3.0]})
     assert wrong.status_code == 422 and wrong.json()["detail"][0]["loc"] == ["body", "context"]
-    batch = http.post("/v1/experiments/ctx/decisions/batch", json={"requests": [
-        {"context": [1.0, 0.0]}, {"context": [0.0, 1.0], "unit": "u1"}, {"context": [1.0, 1.0], "allowed": ["b"]},
-        {"context": [1.0, 2.0, 3.0]}]})
+    batch = http.post(
+        "/v1/experiments/ctx/decisions/batch",
+        json={
+            "requests": [
+                {"context": [1.0, 0.0]},
+                {"context": [0.0, 1.0], "unit": "u1"},
+                {"context": [1.0, 1.0], "allowed": ["b"]},
+                {"context": [1.0, 2.0, 3.0]},
+            ]
+        },
+    )
     assert batch.status_code == 422 and batch.json()["detail"][0]["loc"] == ["body", "requests.3.context"]
-    answers = http.post("/v1/experiments/ctx/decisions/batch", json={"requests": [
-        {"context": [1.0, 0.0]}, {"context": [0.0, 1.0], "unit": "u1"},
-        {"context": [1.0, 1.0], "allowed": ["b"]}]}).json()["decisions"]
+    answers = http.post(
+        "/v1/experiments/ctx/decisions/batch",
+        json={
+            "requests": [
+                {"context": [1.0, 0.0]},
+                {"context": [0.0, 1.0], "unit": "u1"},
+                {"context": [1.0, 1.0], "allowed": ["b"]},
+            ]
+        },
+    ).json()["decisions"]
     assert answers[2]["arm"] == "b" and answers[2]["propensity"] == 1.0
-    assert all(a["propensity"] == pytest.approx(1 / 3) for a in answers[:2])      # no data yet: uniform
+    assert all(a["propensity"] == pytest.approx(1 / 3) for a in answers[:2])  # no data yet: uniform
     # The unit's arm is the library's deterministic walk over this context's distribution.
     again = http.post("/v1/experiments/ctx/decisions", json={"context": [0.0, 1.0], "unit": "u1"}).json()
     assert again["arm"] == answers[1]["arm"]
@@ -88,8 +103,9 @@ def test_contextual_decisions_rewards_and_log(http, create, contextual_policy, l
     assert [json.loads(row["context"]) for row in rows[:3]] == [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]
     learned = http.post("/v1/experiments/ctx/decisions", json={"context": [1.0, 1.0], "allowed": ["a", "b"]}).json()
     assert learned["policy_version"] == 3
-    probabilities = json.loads(list(csv.DictReader(io.StringIO(
-        http.get("/v1/experiments/ctx/log").text)))[-1]["probabilities"])
+    probabilities = json.loads(
+        list(csv.DictReader(io.StringIO(http.get("/v1/experiments/ctx/log").text)))[-1]["probabilities"]
+    )
     assert probabilities["c"] == 0.0 and probabilities["b"] > probabilities["a"]  # b was rewarded on [1, 1]
     assert probabilities[learned["arm"]] == learned["propensity"]
 
@@ -103,8 +119,12 @@ def test_the_library_contextual_policies_are_served(http, create, policy, learn)
         answer = http.post(f"/v1/experiments/{policy}/decisions", json={"context": context}).json()
         assert 0 < answer["propensity"] <= 1
         value = float((context[0] > 0) == (answer["arm"] == "a"))
-        assert http.post(f"/v1/experiments/{policy}/rewards",
-                         json={"decision_id": answer["decision_id"], "value": value}).status_code == 200
+        assert (
+            http.post(
+                f"/v1/experiments/{policy}/rewards", json={"decision_id": answer["decision_id"], "value": value}
+            ).status_code
+            == 200
+        )
         learn(policy)
     stats = http.get(f"/v1/experiments/{policy}/stats").json()
     assert stats["policy_version"] == 20 and sum(row["pulls"] for row in stats["arms"]) == 20

@@ -23,7 +23,7 @@ def traffic(base_url: str, decided: dict, rewarded: dict, stop: threading.Event)
                 else:
                     answers = [client.post("/v1/experiments/hero/decisions", json={}).json()]
                 decided.update((a["decision_id"], a) for a in answers)
-                ids = list(decided)[-len(answers) - 1:-1]
+                ids = list(decided)[-len(answers) - 1 : -1]
                 if not ids:
                     step += 1
                     continue
@@ -48,24 +48,28 @@ def test_acknowledged_writes_survive_kill_9(server_process, tmp_path, create):
     deadline = time.monotonic() + 20
     while len(rewarded) < 300 and time.monotonic() < deadline and worker.is_alive():
         time.sleep(0.02)
-    first.kill()                                          # mid-traffic: requests are in flight
+    first.kill()  # mid-traffic: requests are in flight
     stop.set()
     worker.join()
     assert len(rewarded) >= 300
 
     second = server_process(store)
     with httpx.Client(base_url=second.base_url, timeout=30.0) as client:
-        log = {row["decision_id"]: row for row in csv.DictReader(io.StringIO(
-            client.get("/v1/experiments/hero/log", params={"format": "csv"}).text))}
+        log = {
+            row["decision_id"]: row
+            for row in csv.DictReader(
+                io.StringIO(client.get("/v1/experiments/hero/log", params={"format": "csv"}).text)
+            )
+        }
         for decision_id, answer in decided.items():
-            row = log[decision_id]                        # every acknowledged decision is in the log
+            row = log[decision_id]  # every acknowledged decision is in the log
             assert row["arm"] == answer["arm"] and float(row["propensity"]) == answer["propensity"]
         for decision_id, value in rewarded.items():
             assert float(log[decision_id]["reward"]) == value
         stats = client.get("/v1/experiments/hero/stats").json()
         logged_rewards = [float(row["reward"]) for row in log.values() if row["reward"]]
         assert stats["rewards"] == len(logged_rewards)
-        assert sum(row["pulls"] for row in stats["arms"]) == len(logged_rewards)   # none applied twice or lost
+        assert sum(row["pulls"] for row in stats["arms"]) == len(logged_rewards)  # none applied twice or lost
         # Retries after the restart return the first answers and change nothing.
         retry = {"rewards": [{"decision_id": d, "value": v} for d, v in list(rewarded.items())[:500]]}
         results = client.post("/v1/experiments/hero/rewards/batch", json=retry).json()["results"]

@@ -93,8 +93,13 @@ def test_the_fast_front_answers_only_declared_paths_and_methods():
         return asyncio.run(app.hot_paths.handle(scope, receive, send))
 
     assert handled("POST", "/v1/echo/ann/say")
-    for method, path in [("GET", "/v1/echo/ann/say"), ("POST", "/v1/echo//say"), ("POST", "/v1/echo/ann/say/"),
-                         ("POST", "/v1/echo/ann"), ("POST", "/v2/echo/ann/say")]:
+    for method, path in [
+        ("GET", "/v1/echo/ann/say"),
+        ("POST", "/v1/echo//say"),
+        ("POST", "/v1/echo/ann/say/"),
+        ("POST", "/v1/echo/ann"),
+        ("POST", "/v2/echo/ann/say"),
+    ]:
         assert not handled(method, path), (method, path)
 
 
@@ -111,9 +116,12 @@ def test_every_declared_endpoint_is_documented_as_declared():
     schema = create_app(Settings(store="memory://")).openapi()
     endpoints = [endpoint for router in ROUTERS if isinstance(router, EndpointRouter) for endpoint in router.endpoints]
     assert {(e.method, e.path) for e in endpoints} == {
-        ("GET", "/v1/health"), ("POST", "/v1/experiments/{name}/decisions"),
-        ("POST", "/v1/experiments/{name}/decisions/batch"), ("POST", "/v1/experiments/{name}/rewards"),
-        ("POST", "/v1/experiments/{name}/rewards/batch")}
+        ("GET", "/v1/health"),
+        ("POST", "/v1/experiments/{name}/decisions"),
+        ("POST", "/v1/experiments/{name}/decisions/batch"),
+        ("POST", "/v1/experiments/{name}/rewards"),
+        ("POST", "/v1/experiments/{name}/rewards/batch"),
+    }
     for endpoint in endpoints:
         operation = schema["paths"][endpoint.path][endpoint.method.lower()]
         assert ("security" in operation) == (endpoint.auth is not None), endpoint.path

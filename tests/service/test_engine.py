@@ -45,7 +45,7 @@ def test_store_failure_serves_the_default_arm_and_logs_it_as_fallback():
     assert answer.arm == "b" and answer.fallback and answer.propensity == 1.0
     logged = store.get_decision(answer.decision_id)
     assert logged.fallback and logged.arm == "b" and logged.unit == "u1"
-    store.failures = 2                             # the fallback row cannot be logged either: still answered
+    store.failures = 2  # the fallback row cannot be logged either: still answered
     (answer,) = run(engine.decide("hero", [DecisionRequest()]))
     assert answer.fallback and store.get_decision(answer.decision_id) is None
 
@@ -58,9 +58,10 @@ def test_policy_failure_serves_the_default_arm(monkeypatch):
 
     def broken(*args, **kwargs):
         raise FloatingPointError("policy state is corrupt")
+
     monkeypatch.setattr(experiment.bandit, "probabilities", broken)
     answers = run(engine.decide("hero", [DecisionRequest(), DecisionRequest(unit="x")]))
-    assert [(a.arm, a.fallback) for a in answers] == [("a", True), ("a", True)]   # first active arm
+    assert [(a.arm, a.fallback) for a in answers] == [("a", True), ("a", True)]  # first active arm
     assert all(store.get_decision(a.decision_id).fallback for a in answers)
 
 
@@ -90,7 +91,7 @@ def test_an_slo_breach_disables_the_arm_and_is_stored(tmp_path):
 
 
 def test_default_rewards_survive_a_restart(tmp_path, monkeypatch):
-    monkeypatch.setattr(rewarding, "SWEEP_BATCH", 4)        # several sweep transactions
+    monkeypatch.setattr(rewarding, "SWEEP_BATCH", 4)  # several sweep transactions
     path = tmp_path / "sweep.db"
     store = SQLiteStore(path)
     engine = Engine(store, refresh_s=0)
@@ -98,13 +99,13 @@ def test_default_rewards_survive_a_restart(tmp_path, monkeypatch):
     answers = run(engine.decide("hero", [DecisionRequest() for _ in range(10)]))
     run(engine.reward("hero", [RewardRequest(decision_id=answers[0].decision_id, value=1.0)]))
     engine.close()
-    store.close()                                           # down before any window closed
+    store.close()  # down before any window closed
     time.sleep(0.1)
     reopened = SQLiteStore(path)
     try:
         again = Engine(reopened, refresh_s=0)
         assert run(again.sweep()) == 9
-        assert run(again.sweep()) == 0                      # once only
+        assert run(again.sweep()) == 0  # once only
         assert reopened.counts("hero") == (10, 10)
         stats = again.stats("hero")
         assert sum(row.pulls for row in stats.arms) == 10
@@ -134,11 +135,11 @@ def test_recent_decisions_are_bounded_and_fall_back_to_the_store():
     engine.recent = rewarding.RecentDecisions(capacity=2)
     run(engine.create(spec()))
     answers = run(engine.decide("hero", [DecisionRequest() for _ in range(3)]))
-    run(engine.decide("hero", [DecisionRequest() for _ in range(2)]))           # evicts the first three
+    run(engine.decide("hero", [DecisionRequest() for _ in range(2)]))  # evicts the first three
     first = answers[0].decision_id
     run(engine.reward("hero", [RewardRequest(decision_id=first, value=1.0)]))
     found = engine.recent.find(store, [first])
-    assert found[first][1].value == 1.0                                         # read from the store
+    assert found[first][1].value == 1.0  # read from the store
     retry = run(engine.reward("hero", [RewardRequest(decision_id=first, value=0.0)]))
     assert retry[0].status == 409
 
@@ -152,7 +153,7 @@ def test_the_sweeper_waits_for_decisions_still_being_written():
 
     async def scenario():
         original = store.append_decisions
-        writes = []                                     # the pending writes, kept referenced until done
+        writes = []  # the pending writes, kept referenced until done
 
         def slow_write(rows, assignments=None):
             future = asyncio.get_running_loop().create_future()
@@ -161,17 +162,20 @@ def test_the_sweeper_waits_for_decisions_still_being_written():
                 await release.wait()
                 result = original(rows, assignments)
                 future.set_result(result.result())
+
             writes.append(asyncio.ensure_future(later()))
             return future
+
         store.append_decisions = slow_write
         decision = asyncio.ensure_future(engine.decide("hero", [DecisionRequest()]))
-        await asyncio.sleep(0.05)                       # the window has closed; the row is not written yet
+        await asyncio.sleep(0.05)  # the window has closed; the row is not written yet
         assert await engine.sweep() == 0
         release.set()
         (answer,) = await decision
         await asyncio.sleep(0.02)
-        assert await engine.sweep() == 1                # not skipped by the first sweep
+        assert await engine.sweep() == 1  # not skipped by the first sweep
         return answer
+
     answer = run(scenario())
     assert store.get_reward(answer.decision_id).source == "default"
 
@@ -185,10 +189,12 @@ def test_a_decision_rewarded_twice_in_one_batch_counts_once(kind, tmp_path):
     try:
         run(engine.create(spec(attribution_window_s=600.0)))
         (first, second) = run(engine.decide("hero", [DecisionRequest(), DecisionRequest()]))
-        items = [RewardRequest(decision_id=first.decision_id, value=1.0),
-                 RewardRequest(decision_id=second.decision_id, value=0.0),
-                 RewardRequest(decision_id=first.decision_id, value=1.0),
-                 RewardRequest(decision_id=first.decision_id, value=0.0)]
+        items = [
+            RewardRequest(decision_id=first.decision_id, value=1.0),
+            RewardRequest(decision_id=second.decision_id, value=0.0),
+            RewardRequest(decision_id=first.decision_id, value=1.0),
+            RewardRequest(decision_id=first.decision_id, value=0.0),
+        ]
         results = run(engine.reward("hero", items))
         assert [r.status for r in results] == [200, 200, 200, 409]
         bandit = engine.experiment("hero").bandit
@@ -209,10 +215,12 @@ def test_an_arm_change_waits_for_rewards_committed_before_it(tmp_path):
     async def scenario():
         await engine.create(spec(attribution_window_s=600.0))
         decisions = await engine.decide("hero", [DecisionRequest() for _ in range(40)])
-        batches = [[RewardRequest(decision_id=d.decision_id, value=1.0) for d in decisions[i:i + 10]]
-                   for i in range(0, 40, 10)]
+        batches = [
+            [RewardRequest(decision_id=d.decision_id, value=1.0) for d in decisions[i : i + 10]]
+            for i in range(0, 40, 10)
+        ]
         first = [asyncio.ensure_future(engine.reward("hero", batch)) for batch in batches[:2]]
-        await asyncio.sleep(0)            # the first rewards are queued before the change
+        await asyncio.sleep(0)  # the first rewards are queued before the change
         change = asyncio.ensure_future(engine.change_arms("hero", ArmsPatch(add=["d"])))
         await asyncio.sleep(0)
         later = [asyncio.ensure_future(engine.reward("hero", batch)) for batch in batches[2:]]
@@ -224,7 +232,7 @@ def test_an_arm_change_waits_for_rewards_committed_before_it(tmp_path):
         assert statuses == [200] * 40 and [arm.name for arm in changed.arms] == ["a", "b", "c", "d"]
         served = engine.experiment("hero").bandit
         (record,) = store.load_experiments()
-        assert served.version == record.version == 5          # four reward batches and one change
+        assert served.version == record.version == 5  # four reward batches and one change
         assert record.model["arms"] == served.arms == ["a", "b", "c", "d"]
         assert served.pulls.sum() == 40
         assert [e["kind"] for e in store.events("hero")] == ["create", "arms"]
@@ -243,7 +251,7 @@ def test_memory_that_missed_a_commit_reloads_the_stored_model():
     experiment = engine.experiment("hero")
     missed = [RewardRecord(d.decision_id, "hero", d.arm, 1.0, time.time()) for d in decisions[:2]]
     planner = DeltaPlanner.of(experiment.bandit, {d.decision_id: store.get_decision(d.decision_id) for d in decisions})
-    store.commit_rewards(RewardWork("hero", missed, planner)).result()          # committed, never followed
+    store.commit_rewards(RewardWork("hero", missed, planner)).result()  # committed, never followed
     results = run(engine.reward("hero", [RewardRequest(decision_id=d.decision_id, value=0.0) for d in decisions[2:]]))
     assert [r.status for r in results] == [200, 200]
     (record,) = store.load_experiments()

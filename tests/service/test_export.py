@@ -28,12 +28,24 @@ def store(request, tmp_path):
 
 
 def log_five(store) -> None:
-    rows = [DecisionRecord(f"d{i}", 100.0 + i / 3, "hero", f"u{i}" if i % 2 else None,
-                           (0.1 * i, -2.5) if i % 2 else None, "ab"[i % 2], 0.2 + i / 10,
-                           {"a": 0.8 - i / 10, "b": 0.2 + i / 10}, i, i == 4) for i in range(5)]
+    rows = [
+        DecisionRecord(
+            f"d{i}",
+            100.0 + i / 3,
+            "hero",
+            f"u{i}" if i % 2 else None,
+            (0.1 * i, -2.5) if i % 2 else None,
+            "ab"[i % 2],
+            0.2 + i / 10,
+            {"a": 0.8 - i / 10, "b": 0.2 + i / 10},
+            i,
+            i == 4,
+        )
+        for i in range(5)
+    ]
     store.append_decisions(rows).result()
     rewards = [RewardRecord("d1", "hero", "b", 1.0, 200.0), RewardRecord("d3", "hero", "b", 0.0, 201.0)]
-    store.commit_rewards(RewardWork("hero", rewards)).result()   # recorded, not learned
+    store.commit_rewards(RewardWork("hero", rewards)).result()  # recorded, not learned
 
 
 def test_parquet_row_groups_hold_every_row_once(store):

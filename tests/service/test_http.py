@@ -32,9 +32,13 @@ def test_create_decide_reward_and_read_back(http, create, learn):
     assert decision["propensity"] == pytest.approx(1 / 3) and decision["fallback"] is False
     answer = reward(http, decision["decision_id"], 1.0)
     assert answer.status_code == 200
-    assert answer.json() == {"decision_id": decision["decision_id"], "arm": decision["arm"], "value": 1.0,
-                             "applied": True}
-    assert reward(http, decision["decision_id"], 1.0).json() == answer.json()      # retry: first answer
+    assert answer.json() == {
+        "decision_id": decision["decision_id"],
+        "arm": decision["arm"],
+        "value": 1.0,
+        "applied": True,
+    }
+    assert reward(http, decision["decision_id"], 1.0).json() == answer.json()  # retry: first answer
     learn()
     experiment = http.get("/v1/experiments/hero").json()
     assert experiment["policy_version"] == 1
@@ -49,14 +53,21 @@ def test_create_decide_reward_and_read_back(http, create, learn):
 def test_deterministic_assignment_and_batches(http, create):
     create(http)
     first = [decide(http, {"unit": f"u{i}"})["arm"] for i in range(20)]
-    again = http.post("/v1/experiments/hero/decisions/batch",
-                      json={"requests": [{"unit": f"u{i}"} for i in range(20)]}).json()["decisions"]
-    assert [d["arm"] for d in again] == first                                   # same unit, same arm
-    rewards = http.post("/v1/experiments/hero/rewards/batch", json={"rewards": [
-        {"decision_id": again[0]["decision_id"], "value": 1.0},
-        {"decision_id": again[1]["decision_id"], "value": 0.0},
-        {"decision_id": again[0]["decision_id"], "value": 0.0},                 # another value: 409
-        {"decision_id": "nope", "value": 1.0}]}).json()["results"]
+    again = http.post(
+        "/v1/experiments/hero/decisions/batch", json={"requests": [{"unit": f"u{i}"} for i in range(20)]}
+    ).json()["decisions"]
+    assert [d["arm"] for d in again] == first  # same unit, same arm
+    rewards = http.post(
+        "/v1/experiments/hero/rewards/batch",
+        json={
+            "rewards": [
+                {"decision_id": again[0]["decision_id"], "value": 1.0},
+                {"decision_id": again[1]["decision_id"], "value": 0.0},
+                {"decision_id": again[0]["decision_id"], "value": 0.0},  # another value: 409
+                {"decision_id": "nope", "value": 1.0},
+            ]
+        },
+    ).json()["results"]
     assert [r["status"] for r in rewards] == [200, 200, 409, 404]
     assert http.get("/v1/experiments/hero/stats").json()["rewards"] == 2
 
@@ -64,7 +75,7 @@ def test_deterministic_assignment_and_batches(http, create):
 def test_sticky_units_keep_their_arm_while_it_is_active(http, create):
     create(http, sticky=True)
     arm = decide(http, {"unit": "user-7"})["arm"]
-    for _ in range(5):                                   # learning moves the policy; the unit keeps its arm
+    for _ in range(5):  # learning moves the policy; the unit keeps its arm
         other = decide(http)
         reward(http, other["decision_id"], 1.0 if other["arm"] != arm else 0.0)
         assert decide(http, {"unit": "user-7"})["arm"] == arm
@@ -146,9 +157,9 @@ def test_snapshots_and_rollback(http, create, learn):
     before = http.get("/v1/experiments/hero/stats").json()
     assert sum(row["pulls"] for row in before["arms"]) == 5
     restored = http.post("/v1/experiments/hero/rollback", json={"snapshot_id": snapshot["snapshot_id"]}).json()
-    assert restored["policy_version"] == 6                                        # versions only go up
+    assert restored["policy_version"] == 6  # versions only go up
     after = http.get("/v1/experiments/hero/stats").json()
-    assert sum(row["pulls"] for row in after["arms"]) == 3 and after["decisions"] == 5   # log not rewritten
+    assert sum(row["pulls"] for row in after["arms"]) == 3 and after["decisions"] == 5  # log not rewritten
     kinds = [event["kind"] for event in http.get("/v1/experiments/hero/events").json()]
     assert kinds == ["create", "snapshot", "rollback"]
     assert [s["snapshot_id"] for s in http.get("/v1/experiments/hero/snapshots").json()] == [snapshot["snapshot_id"]]
@@ -178,11 +189,19 @@ def test_late_reward_without_default_is_410(http, create):
 
 def test_openapi_and_docs(http, create):
     schema = http.get("/openapi.json").json()
-    for path in ("/v1/experiments", "/v1/experiments/{name}", "/v1/experiments/{name}/arms",
-                 "/v1/experiments/{name}/decisions", "/v1/experiments/{name}/decisions/batch",
-                 "/v1/experiments/{name}/rewards", "/v1/experiments/{name}/rewards/batch",
-                 "/v1/experiments/{name}/stats", "/v1/experiments/{name}/log",
-                 "/v1/experiments/{name}/snapshots", "/v1/experiments/{name}/rollback"):
+    for path in (
+        "/v1/experiments",
+        "/v1/experiments/{name}",
+        "/v1/experiments/{name}/arms",
+        "/v1/experiments/{name}/decisions",
+        "/v1/experiments/{name}/decisions/batch",
+        "/v1/experiments/{name}/rewards",
+        "/v1/experiments/{name}/rewards/batch",
+        "/v1/experiments/{name}/stats",
+        "/v1/experiments/{name}/log",
+        "/v1/experiments/{name}/snapshots",
+        "/v1/experiments/{name}/rollback",
+    ):
         assert path in schema["paths"], path
     assert http.get("/docs").status_code == 200
 
@@ -194,8 +213,9 @@ def test_the_fastapi_routes_answer_like_the_hot_paths(tmp_path):
 
     from banditkit.service import Settings, create_app
 
-    settings = Settings(store=f"sqlite:///{tmp_path / 'routes.db'}", admin_token="root", client_tokens="user",
-                        tune_interpreter=False)
+    settings = Settings(
+        store=f"sqlite:///{tmp_path / 'routes.db'}", admin_token="root", client_tokens="user", tune_interpreter=False
+    )
     with TestClient(create_app(settings), root_path="/api") as client:
         admin, user = {"Authorization": "Bearer root"}, {"Authorization": "Bearer user"}
         client.post("/v1/experiments", json={"name": "hero", "arms": ["a", "b"]}, headers=admin).raise_for_status()
@@ -204,14 +224,19 @@ def test_the_fastapi_routes_answer_like_the_hot_paths(tmp_path):
         assert set(decision) == {"decision_id", "arm", "propensity", "policy_version", "fallback"}
         batch = client.post("/v1/experiments/hero/decisions/batch", json={"requests": [{}, {}]}, headers=user)
         assert len(batch.json()["decisions"]) == 2
-        first = client.post("/v1/experiments/hero/rewards", headers=user,
-                            json={"decision_id": decision["decision_id"], "value": 1.0})
+        first = client.post(
+            "/v1/experiments/hero/rewards", headers=user, json={"decision_id": decision["decision_id"], "value": 1.0}
+        )
         assert first.json()["applied"] is True
-        conflict = client.post("/v1/experiments/hero/rewards", headers=user,
-                               json={"decision_id": decision["decision_id"], "value": 0.0})
+        conflict = client.post(
+            "/v1/experiments/hero/rewards", headers=user, json={"decision_id": decision["decision_id"], "value": 0.0}
+        )
         assert conflict.status_code == 409
-        results = client.post("/v1/experiments/hero/rewards/batch", headers=user,
-                              json={"rewards": [{"decision_id": "nope", "value": 1.0}]}).json()["results"]
+        results = client.post(
+            "/v1/experiments/hero/rewards/batch",
+            headers=user,
+            json={"rewards": [{"decision_id": "nope", "value": 1.0}]},
+        ).json()["results"]
         assert results[0]["status"] == 404
         invalid = client.post("/v1/experiments/hero/decisions", content=b'{"context": [NaN]}', headers=user)
         assert invalid.status_code == 422 and invalid.json()["detail"][0]["loc"][:2] == ["body", "context"]

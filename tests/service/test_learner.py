@@ -43,15 +43,15 @@ def workload(client, prefix, name, policy, n, seed, **create_options):
     return bandit, arms, rewards, contexts, propensities, records
 
 
-POLICIES = [("thompson", {}, None), ("ucb1", {}, None), ("exp3", {"gamma": 0.5}, None),
-            ("linucb", {"alpha": 0.5}, 3)]
+POLICIES = [("thompson", {}, None), ("ucb1", {}, None), ("exp3", {"gamma": 0.5}, None), ("linucb", {"alpha": 0.5}, 3)]
 
 
 @pytest.mark.parametrize(("policy", "params", "n_features"), POLICIES, ids=[p for p, _, _ in POLICIES])
 def test_the_learned_model_is_update_many_bit_for_bit(redis_prefix, policy, params, n_features):
     client, prefix = redis_prefix
-    start, arms, rewards, contexts, propensities, _ = workload(client, prefix, "hero", policy, 1500, 7,
-                                                               params=params, n_features=n_features)
+    start, arms, rewards, contexts, propensities, _ = workload(
+        client, prefix, "hero", policy, 1500, 7, params=params, n_features=n_features
+    )
     learner = Learner(client, prefix, batch_size=256)
     report = learner.step()
     assert (report.applied, report.batches, report.acknowledged) == (1500, 6, 0)
@@ -67,20 +67,33 @@ def test_the_learned_model_is_update_many_bit_for_bit(redis_prefix, policy, para
         in_process = start.__class__.from_dict(start.to_dict())
         for first in range(0, 1500, 256):
             rows = slice(first, first + 256)
-            delta = reward_delta(in_process.policy, len(in_process.arms), in_process.state, arms[rows], rewards[rows],
-                                 contexts[rows], None)
+            delta = reward_delta(
+                in_process.policy,
+                len(in_process.arms),
+                in_process.state,
+                arms[rows],
+                rewards[rows],
+                contexts[rows],
+                None,
+            )
             apply_rewards(in_process, delta, arms[rows], rewards[rows])
         assert_same_learning(learned, in_process)
     else:
         assert_same_learning(learned, reference)
-    assert learner.step().applied == 0                      # nothing left, nothing learned twice
+    assert learner.step().applied == 0  # nothing left, nothing learned twice
     assert client.xpending(Keys.of(prefix, "hero").reward_stream, LEARNERS)["pending"] == 0
 
 
 def test_guardrails_act_in_the_learner_and_are_stored_with_the_model(redis_prefix):
     client, prefix = redis_prefix
-    create(client, prefix, "hero", ARMS, "thompson",
-           guardrails={"default_arm": "a", "min_reward_rate": 0.5, "slo_window": 10})
+    create(
+        client,
+        prefix,
+        "hero",
+        ARMS,
+        "thompson",
+        guardrails={"default_arm": "a", "min_reward_rate": 0.5, "slo_window": 10},
+    )
     records = log_decisions(client, prefix, "hero", ARMS, ["b"] * 12 + ["a"] * 4, [0.25] * 16)
     claim(client, prefix, "hero", [(r.decision_id, 0.0 if r.arm == "b" else 1.0, "client") for r in records])
     Learner(client, prefix).step()
@@ -99,7 +112,7 @@ def test_the_abort_rule_fires_in_the_learner_and_is_stored_with_the_model(redis_
     Learner(client, prefix).step()
     learned = stored_bandit(client, prefix, "hero")
     assert learned.aborted and learned.total_reward == -8.0
-    assert learned.probabilities() == {"a": 1.0, "b": 0.0, "c": 0.0, "d": 0.0}     # what workers now serve
+    assert learned.probabilities() == {"a": 1.0, "b": 0.0, "c": 0.0, "d": 0.0}  # what workers now serve
     events = [json.loads(e) for e in client.lrange(Keys.of(prefix, "hero").events, 0, -1)]
     assert events[-1]["kind"] == "guardrail" and events[-1]["aborted"] is True
 
@@ -142,7 +155,7 @@ def test_a_learner_killed_after_reading_loses_nothing(redis_prefix):
     with pytest.raises(Killed):
         dying.step()
     keys = Keys.of(prefix, "hero")
-    assert client.xpending(keys.reward_stream, LEARNERS)["pending"] == 200      # read, not applied
+    assert client.xpending(keys.reward_stream, LEARNERS)["pending"] == 200  # read, not applied
     del dying
     wait_for_expiry(client, keys.lease)
     report = Learner(client, prefix, "heir", batch_size=200).step()
@@ -168,7 +181,7 @@ def test_a_learner_killed_at_any_call_neither_loses_nor_doubles(redis_prefix):
         return reference
 
     scenario("warm-up")
-    Learner(client, prefix, "warm-up").step(now=now)         # the scripts are loaded: every pass is alike
+    Learner(client, prefix, "warm-up").step(now=now)  # the scripts are loaded: every pass is alike
     client.srem(experiments_key(prefix), "warm-up")
     scenario("probe")
     counted = Interposed(client)
@@ -195,14 +208,14 @@ def test_a_learner_killed_at_any_call_neither_loses_nor_doubles(redis_prefix):
             with pytest.raises(Killed):
                 dying.step(now=now)
             del dying
-            client.delete(Keys.of(prefix, name).lease)          # its lease expires
+            client.delete(Keys.of(prefix, name).lease)  # its lease expires
             Learner(client, prefix, f"heir-{name}", batch_size=64).step(now=now)
             learned = stored_bandit(client, prefix, name)
             assert_same_learning(learned, reference)
             keys = Keys.of(prefix, name)
             assert client.xlen(keys.reward_stream) == 160 and client.hlen(keys.rewards) == 160
             assert client.xpending(keys.reward_stream, LEARNERS)["pending"] == 0
-            client.srem(experiments_key(prefix), name)          # the next scenario's learners skip it
+            client.srem(experiments_key(prefix), name)  # the next scenario's learners skip it
 
 
 def test_a_learner_whose_lease_was_stolen_cannot_write(redis_prefix):
@@ -215,8 +228,8 @@ def test_a_learner_whose_lease_was_stolen_cannot_write(redis_prefix):
     def steal_before_apply(index, name, args):
         if name == "evalsha" and args[0] == APPLY_SHA and not stolen:
             stolen.append(True)
-            client.delete(keys.lease)           # the lease expired (this learner stalled) ...
-            assert heir.step().applied == 400   # ... and another learner took it over, with what was read
+            client.delete(keys.lease)  # the lease expired (this learner stalled) ...
+            assert heir.step().applied == 400  # ... and another learner took it over, with what was read
 
     proxy = Interposed(client)
     stale = Learner(proxy, prefix, "stale", batch_size=1000)
@@ -224,7 +237,7 @@ def test_a_learner_whose_lease_was_stolen_cannot_write(redis_prefix):
     version_before = int(client.hget(keys.meta, "version"))
     report = stale.step()
     assert stolen and report.applied == 0 and report.leased_elsewhere == ["hero"]
-    assert int(client.hget(keys.meta, "version")) == version_before + 1      # the heir's update only
+    assert int(client.hget(keys.meta, "version")) == version_before + 1  # the heir's update only
 
     # It believes it holds the lease again (taken back when the heir let go), and loses it just before
     # reading: it cannot take entries the heir would never claim.
@@ -248,8 +261,9 @@ def test_a_learner_whose_lease_was_stolen_cannot_write(redis_prefix):
     assert client.xpending(keys.reward_stream, LEARNERS)["pending"] == 0
     assert heir.step().applied == 5
     reference = start.__class__.from_dict(start.to_dict())
-    reference.update_many(np.concatenate([arms, np.zeros(10, int), np.ones(5, int)]),
-                          np.concatenate([rewards, np.ones(15)]))
+    reference.update_many(
+        np.concatenate([arms, np.zeros(10, int), np.ones(5, int)]), np.concatenate([rewards, np.ones(15)])
+    )
     assert_same_learning(stored_bandit(client, prefix, "hero"), reference)
 
 
@@ -282,13 +296,12 @@ def test_the_default_reward_and_a_late_client_reward_never_both_win(redis_prefix
     # A client reward after the window: late; the default wins at window close.
     assert claim(client, prefix, "hero", [(closed[0].decision_id, 1.0, "client")], now=now)[0][0] == "late"
     # A client reward inside the window wins; the default then finds it.
-    assert claim(client, prefix, "hero", [(closed[1].decision_id, 1.0, "client")],
-                 now=now - 2)[0][0] == "new"
+    assert claim(client, prefix, "hero", [(closed[1].decision_id, 1.0, "client")], now=now - 2)[0][0] == "new"
     learner = Learner(client, prefix)
     report = learner.step(now=now)
     assert (report.defaulted, report.applied) == (1, 2)
     answer, row = claim(client, prefix, "hero", [(closed[0].decision_id, 1.0, "client")], now=now)[0]
-    assert answer == "old" and json.loads(row)[5] == "default"              # the caller answers 410
+    assert answer == "old" and json.loads(row)[5] == "default"  # the caller answers 410
 
     # Racing: clients reward inside the window while the learner settles the same windows, a few at a time.
     monkeypatch.setattr(learner_module, "SETTLE_BATCH", 7)
@@ -298,12 +311,14 @@ def test_the_default_reward_and_a_late_client_reward_never_both_win(redis_prefix
 
     def clients():
         for count, record in enumerate(reversed(racing)):
-            answers[record.decision_id] = claim(client, prefix, "hero", [(record.decision_id, 1.0, "client")],
-                                                now=now - 0.001)[0]
+            answers[record.decision_id] = claim(
+                client, prefix, "hero", [(record.decision_id, 1.0, "client")], now=now - 0.001
+            )[0]
             if count == 50:
                 started.set()
             if count > 50:
                 time.sleep(0.0005)
+
     thread = threading.Thread(target=clients)
     thread.start()
     started.wait(10)
@@ -312,8 +327,9 @@ def test_the_default_reward_and_a_late_client_reward_never_both_win(redis_prefix
         defaulted += learner.step(now=now + 0.5).defaulted
     thread.join()
     client_wins = sum(answer == "new" for answer, _ in answers.values())
-    assert all(answer == "new" or (answer == "old" and json.loads(row)[5] == "default")
-               for answer, row in answers.values())
+    assert all(
+        answer == "new" or (answer == "old" and json.loads(row)[5] == "default") for answer, row in answers.values()
+    )
     assert client_wins + defaulted == 400 and client_wins > 50 and defaulted > 0
     keys = Keys.of(prefix, "hero")
     assert client.hlen(keys.rewards) == 402 and client.xlen(keys.reward_stream) == 402
@@ -324,8 +340,9 @@ def test_the_default_reward_and_a_late_client_reward_never_both_win(redis_prefix
 
 def run_cli(*args, timeout=60):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "banditkit.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "banditkit.cli", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_learn_once_drains_settles_and_exits(redis_prefix):
@@ -335,18 +352,19 @@ def test_learn_once_drains_settles_and_exits(redis_prefix):
     closed = log_decisions(client, prefix, "hero", ARMS, ["a"] * 30, [0.5] * 30, times=[now - 31] * 30)
     rewarded = log_decisions(client, prefix, "hero", ARMS, ["b"] * 70, [0.5] * 70)
     claim(client, prefix, "hero", [(r.decision_id, 1.0, "client") for r in rewarded])
-    log_decisions(client, prefix, "hero", ARMS, ["c"] * 5, [0.5] * 5)       # window still open: left alone
+    log_decisions(client, prefix, "hero", ARMS, ["c"] * 5, [0.5] * 5)  # window still open: left alone
     result = run_cli("learn", "--store", f"redis://127.0.0.1:6379/0?prefix={prefix}", "--once")
     assert result.returncode == 0, result.stderr
     assert "learned 100 rewards" in result.stderr and "claimed 30 default rewards" in result.stderr
     learned = stored_bandit(client, prefix, "hero")
     assert learned.pulls.tolist() == [30.0, 70.0, 0.0, 0.0] and learned.reward_sums.tolist() == [0, 70, 0, 0]
-    assert not client.exists(Keys.of(prefix, "hero").lease)                  # released on exit
+    assert not client.exists(Keys.of(prefix, "hero").lease)  # released on exit
     assert len(closed) == 30 and start.version + 1 <= learned.version
 
 
-@pytest.mark.parametrize("url", ["redis://127.0.0.1:99999/0", "http://127.0.0.1:6379", "redis://127.0.0.1:6379/x",
-                                 "redis://127.0.0.1:1/0"])
+@pytest.mark.parametrize(
+    "url", ["redis://127.0.0.1:99999/0", "http://127.0.0.1:6379", "redis://127.0.0.1:6379/x", "redis://127.0.0.1:1/0"]
+)
 def test_a_bad_store_url_is_one_line_naming_it(url):
     for command in (["learn", "--store", url, "--once"], ["archive", "--store", url, "--out", "unused"]):
         result = run_cli(*command)
@@ -360,11 +378,15 @@ def test_learn_keeps_learning_until_terminated(redis_prefix, mode):
     client, prefix = redis_prefix
     create(client, prefix, "hero", ARMS, "thompson")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    learner = subprocess.Popen([sys.executable, "-m", "banditkit.cli", "learn", "--store",
-                                f"redis://127.0.0.1:6379/0?prefix={prefix}", *mode], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    learner = subprocess.Popen(
+        [sys.executable, "-m", "banditkit.cli", "learn", "--store", f"redis://127.0.0.1:6379/0?prefix={prefix}", *mode],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
-        for round_ in range(2):                 # rewards arriving while it runs are learned, round after round
+        for round_ in range(2):  # rewards arriving while it runs are learned, round after round
             records = log_decisions(client, prefix, "hero", ARMS, ["b"] * 25, [0.5] * 25)
             claim(client, prefix, "hero", [(r.decision_id, 1.0, "client") for r in records])
             deadline = time.monotonic() + 30
@@ -377,7 +399,7 @@ def test_learn_keeps_learning_until_terminated(redis_prefix, mode):
         _, stderr = learner.communicate(timeout=30)
     assert learner.returncode == 0, stderr
     assert "learned 50 rewards" in stderr
-    assert not client.exists(Keys.of(prefix, "hero").lease)          # given up on the way out
+    assert not client.exists(Keys.of(prefix, "hero").lease)  # given up on the way out
 
 
 @pytest.mark.parametrize("when", ["before", "after"])

@@ -9,8 +9,18 @@ import banditkit as bk
 from banditkit.service.model import apply_rewards, guarded, join, reward_delta, split
 from banditkit.service.stores.base import merge_delta, policy_state
 
-POLICIES = ["thompson", "ucb1", "epsilon_greedy", "gaussian_thompson", "exp3", "kl_ucb", "softmax",
-            "discounted_thompson", "sliding_window_ucb", "bayes_ucb"]
+POLICIES = [
+    "thompson",
+    "ucb1",
+    "epsilon_greedy",
+    "gaussian_thompson",
+    "exp3",
+    "kl_ucb",
+    "softmax",
+    "discounted_thompson",
+    "sliding_window_ucb",
+    "bayes_ucb",
+]
 
 
 def trained(policy: str, seed: int = 3, **kwargs) -> bk.Bandit:
@@ -51,7 +61,7 @@ def test_a_delta_learns_what_update_many_learns(policy):
         np.testing.assert_array_equal(served.state[key], policy_state(stored)[key])
     _, after = split(served)
     assert after.keys() == stored.keys()
-    for key, value in after.items():                 # memory = what the store computes, the ledger included
+    for key, value in after.items():  # memory = what the store computes, the ledger included
         np.testing.assert_array_equal(value, stored[key])
     np.testing.assert_array_equal(served.pulls, reference.pulls)
 
@@ -65,8 +75,9 @@ def test_computing_a_delta_changes_nothing():
 
 
 def test_reactive_guardrails_run_when_rewards_are_applied():
-    bandit = bk.Bandit(["a", "b"], policy="thompson", seed=1,
-                       guardrails={"default_arm": "a", "min_reward_rate": 0.5, "slo_window": 3})
+    bandit = bk.Bandit(
+        ["a", "b"], policy="thompson", seed=1, guardrails={"default_arm": "a", "min_reward_rate": 0.5, "slo_window": 3}
+    )
     before = guarded(bandit)
     arms, rewards = np.array([1, 1, 1]), np.zeros(3)
     delta = reward_delta(bandit.policy, len(bandit.arms), bandit.state, arms, rewards, None, None)

@@ -33,8 +33,10 @@ def test_cluster_runs_a_hash_tagged_multi_and_refuses_a_cross_slot_one(redis_clu
         # The server itself refuses a script over two slots and runs it over one hash tag.
         slot_owner = client.get_node_from_key("bk:{hero}:meta")
         with redis.Redis(host=slot_owner.host, port=slot_owner.port, decode_responses=True) as owner:
-            assert owner.eval("return redis.call('HGET', KEYS[1], 'version')", 2, "bk:{hero}:meta",
-                              "bk:{hero}:counts") == "1"
+            assert (
+                owner.eval("return redis.call('HGET', KEYS[1], 'version')", 2, "bk:{hero}:meta", "bk:{hero}:counts")
+                == "1"
+            )
             with pytest.raises(redis.ResponseError, match=r"same slot|MOVED"):
                 owner.eval("return 1", 2, "bk:hero:meta", "bk:hero:decisions")
         assert len(shards) > 1
@@ -42,8 +44,13 @@ def test_cluster_runs_a_hash_tagged_multi_and_refuses_a_cross_slot_one(redis_clu
         client.close()
 
 
-SPEC = {"name": "hero", "arms": ["a", "b", "c"], "policy": {"name": "thompson", "params": {}},
-        "attribution_window_s": 3600.0, "seed": 2}
+SPEC = {
+    "name": "hero",
+    "arms": ["a", "b", "c"],
+    "policy": {"name": "thompson", "params": {}},
+    "attribution_window_s": 3600.0,
+    "seed": 2,
+}
 
 
 @pytest.mark.slow
@@ -52,7 +59,7 @@ def test_serve_and_learn_on_the_cluster(tmp_path, processes, redis_cluster):
     store = f"{redis_cluster.url}?prefix={prefix}"
     serve = processes(ServeProcess(store, tmp_path / "serve.log", workers=2)).start()
     create_experiment(serve.base_url, SPEC)
-    create_experiment(serve.base_url, dict(SPEC, name="other"))     # a second experiment, likely another slot
+    create_experiment(serve.base_url, dict(SPEC, name="other"))  # a second experiment, likely another slot
     acknowledged = Load([serve.base_url], "hero", threads=4, rewards_per_thread=300, batch=20).run()
     client = redis_cluster.client()
     try:
@@ -60,10 +67,13 @@ def test_serve_and_learn_on_the_cluster(tmp_path, processes, redis_cluster):
         learn_once(store, tmp_path / "learn.log")
         stored = check_against_acknowledged(client, prefix, SPEC, acknowledged)
         assert int(stored["version"]) > int(before["hero"]["version"])  # the model moved
-        assert meta(client, prefix, "other") == before["other"]          # nothing to learn there: untouched
+        assert meta(client, prefix, "other") == before["other"]  # nothing to learn there: untouched
         # Every key of an experiment is in its hash slot (only the catalogue is not).
-        slots = {client.keyslot(key) for key in client.scan_iter(match=f"{prefix}:*")
-                 if key != f"{prefix}:experiments" and "{hero}" in key}
+        slots = {
+            client.keyslot(key)
+            for key in client.scan_iter(match=f"{prefix}:*")
+            if key != f"{prefix}:experiments" and "{hero}" in key
+        }
         assert slots == {client.keyslot(Keys.of(prefix, "hero").meta)}
         # The workers serve the learner's model.
         deadline = time.monotonic() + 5

@@ -17,8 +17,13 @@ from redis_servers import (
     wait_for,
 )
 
-SPEC = {"name": "hero", "arms": ["a", "b", "c"], "policy": {"name": "thompson", "params": {}},
-        "attribution_window_s": 3600.0, "seed": 11}
+SPEC = {
+    "name": "hero",
+    "arms": ["a", "b", "c"],
+    "policy": {"name": "thompson", "params": {}},
+    "attribution_window_s": 3600.0,
+    "seed": 11,
+}
 #: 8 client threads x 2,000 rewards each, through two worker processes.
 THREADS, REWARDS_PER_THREAD = 8, 2000
 
@@ -35,14 +40,13 @@ def test_model_equals_update_many_over_acknowledged_rewards(round_, serving, tmp
     store, prefix, client, serve = serving
     spec = dict(SPEC, name=f"hero{round_}")
     create_experiment(serve.base_url, spec)
-    load = Load([serve.base_url], spec["name"], threads=THREADS, rewards_per_thread=REWARDS_PER_THREAD,
-                seed=round_)
+    load = Load([serve.base_url], spec["name"], threads=THREADS, rewards_per_thread=REWARDS_PER_THREAD, seed=round_)
     acknowledged = load.run()
     assert min(load.resolved) >= REWARDS_PER_THREAD, load.resolved
-    assert acknowledged.refused_conflicts > 0 and acknowledged.confirmed_retries > 0   # both kinds were sent
+    assert acknowledged.refused_conflicts > 0 and acknowledged.confirmed_retries > 0  # both kinds were sent
     assert load.transport_errors == 0 and load.fallbacks == 0, (load.transport_errors, load.fallbacks)
 
-    learn_once(store, tmp_path / "learn.log")            # the real command, in its own process
+    learn_once(store, tmp_path / "learn.log")  # the real command, in its own process
     stored = check_against_acknowledged(client, prefix, spec, acknowledged)
     # A second drain finds nothing: the model does not move.
     drain(store)
@@ -53,7 +57,12 @@ def test_model_equals_update_many_over_acknowledged_rewards(round_, serving, tmp
     def served_version() -> bool:
         url = f"{serve.base_url}/v1/experiments/{spec['name']}"
         versions = {httpx.get(url, timeout=10).json()["policy_version"]}
-        versions |= {answer["policy_version"] for answer in httpx.post(
-            f"{url}/decisions/batch", json={"requests": [{}] * 20}, timeout=10).json()["decisions"]}
+        versions |= {
+            answer["policy_version"]
+            for answer in httpx.post(f"{url}/decisions/batch", json={"requests": [{}] * 20}, timeout=10).json()[
+                "decisions"
+            ]
+        }
         return versions == {int(stored["version"])}
+
     wait_for(served_version, 5, f"the workers to serve version {stored['version']}")

@@ -32,8 +32,13 @@ from redis_servers import (
 from banditkit.service import Settings
 from banditkit.service.runner import running
 
-SPEC = {"name": "hero", "arms": ["a", "b", "c"], "policy": {"name": "thompson", "params": {}},
-        "attribution_window_s": 3600.0, "seed": 5}
+SPEC = {
+    "name": "hero",
+    "arms": ["a", "b", "c"],
+    "policy": {"name": "thompson", "params": {}},
+    "attribution_window_s": 3600.0,
+    "seed": 5,
+}
 
 
 def test_append_only_redis_keeps_an_acknowledged_write_through_kill_9(redis_aof):
@@ -74,7 +79,7 @@ def test_worker_killed_mid_load_loses_no_acknowledged_decision_or_reward(round_,
     assert serve.connections(victim) > 0
     os.kill(victim, signal.SIGKILL)
     load.join()
-    assert load.transport_errors > 0                      # clients connected to it saw it die and sent again
+    assert load.transport_errors > 0  # clients connected to it saw it die and sent again
     drain(store)
     check_against_acknowledged(client, prefix, spec, load.acknowledged)
 
@@ -92,8 +97,13 @@ def test_learner_killed_mid_batch_neither_loses_nor_doubles(round_, serving, tmp
             before = int(meta(client, prefix, spec["name"])["version"])
             learner = LearnProcess(store, tmp_path / f"learn-{kill}.log").start()
             # Once it learns (the version moves), kill it at a random moment: reading, applying, or idle.
-            wait_for(lambda before=before, learner=learner: int(meta(client, prefix, spec["name"])["version"]) > before
-                     or load.errors or not learner.alive(), 30, f"learner {kill} to apply a batch")
+            wait_for(
+                lambda before=before, learner=learner: (
+                    int(meta(client, prefix, spec["name"])["version"]) > before or load.errors or not learner.alive()
+                ),
+                30,
+                f"learner {kill} to apply a batch",
+            )
             assert learner.alive(), learner.output()[-3000:]
             time.sleep(rng.uniform(0.0, 0.4))
             learner.kill()
@@ -111,8 +121,9 @@ def on_own_redis(tmp_path_factory):
     directory = tmp_path_factory.mktemp("outage")
     server = RedisServer(directory / "redis", aof=True).start()
     store = f"{server.url}?prefix=bk"
-    serve = ServeProcess(store, directory / "serve.log", workers=2,
-                         env={"BANDITKIT_SPOOL_DIR": str(directory / "spool")})
+    serve = ServeProcess(
+        store, directory / "serve.log", workers=2, env={"BANDITKIT_SPOOL_DIR": str(directory / "spool")}
+    )
     try:
         yield server, store, serve.start()
     finally:
@@ -131,13 +142,16 @@ def test_redis_killed_with_aof_always_loses_no_acknowledged_write(round_, on_own
     kill_at = rng.randrange(200, 1500)
     wait_for(lambda: load.rewards_acknowledged() >= kill_at or load.errors, 30, f"{kill_at} rewards")
     server.kill()
-    time.sleep(rng.uniform(0.5, 1.5))                     # the outage: fallbacks spooled, rewards 503
+    time.sleep(rng.uniform(0.5, 1.5))  # the outage: fallbacks spooled, rewards 503
     server.start()
     load.join()
     assert load.fallbacks > 0 and load.unavailable > 0, (load.fallbacks, load.unavailable)
     with server.client() as client:
-        wait_for(lambda: set(load.acknowledged.decisions) <= set(stored_decisions(client, "bk", spec["name"])),
-                 20, "the spooled decisions to be shipped")
+        wait_for(
+            lambda: set(load.acknowledged.decisions) <= set(stored_decisions(client, "bk", spec["name"])),
+            20,
+            "the spooled decisions to be shipped",
+        )
         drain(store)
         check_against_acknowledged(client, "bk", spec, load.acknowledged)
 
@@ -145,17 +159,29 @@ def test_redis_killed_with_aof_always_loses_no_acknowledged_write(round_, on_own
 def test_worker_turns_available_again_without_decision_traffic(redis_aof, tmp_path):
     """A worker that saw Redis down (its model poll failed) must notice it is back by itself: clients that
     only send rewards (503 while down) would otherwise be refused forever."""
-    service = Settings(store=f"{redis_aof.url}?prefix=bk", port=0, admin_token=None, client_tokens=(),
-                       tune_interpreter=False, spool_dir=tmp_path / "spool", model_poll_s=0.05)
+    service = Settings(
+        store=f"{redis_aof.url}?prefix=bk",
+        port=0,
+        admin_token=None,
+        client_tokens=(),
+        tune_interpreter=False,
+        spool_dir=tmp_path / "spool",
+        model_poll_s=0.05,
+    )
     with running(service) as base_url, httpx.Client(base_url=base_url, timeout=10.0) as http:
         create_experiment(base_url, SPEC)
         decision = http.post("/v1/experiments/hero/decisions", json={}).json()
         redis_aof.kill()
         wait_for(lambda: http.get("/v1/health").json()["status"] == "degraded", 10, "the worker to see Redis down")
-        assert http.post("/v1/experiments/hero/rewards",
-                         json={"decision_id": decision["decision_id"], "value": 1.0}).status_code == 503
+        assert (
+            http.post(
+                "/v1/experiments/hero/rewards", json={"decision_id": decision["decision_id"], "value": 1.0}
+            ).status_code
+            == 503
+        )
         redis_aof.start()
         wait_for(lambda: http.get("/v1/health").json()["status"] == "ok", 5, "the worker to see Redis again")
-        response = http.post("/v1/experiments/hero/rewards", json={"decision_id": decision["decision_id"],
-                                                                   "value": 1.0})
+        response = http.post(
+            "/v1/experiments/hero/rewards", json={"decision_id": decision["decision_id"], "value": 1.0}
+        )
         assert response.status_code == 200, response.text

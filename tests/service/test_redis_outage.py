@@ -31,8 +31,9 @@ def wait_for(condition, what: str, timeout_s: float = 20.0) -> None:
 def test_decisions_fall_back_and_are_shipped_once_when_redis_returns(tmp_path, processes):
     redis_server = processes(RedisServer(tmp_path / "redis", aof=False)).start()
     spool = tmp_path / "spool"
-    settings = Settings(store=f"{redis_server.url}?prefix=outage", port=0, tune_interpreter=False, spool_dir=spool,
-                        model_poll_s=0.01)
+    settings = Settings(
+        store=f"{redis_server.url}?prefix=outage", port=0, tune_interpreter=False, spool_dir=spool, model_poll_s=0.01
+    )
     answers: list[dict] = []
     stop = threading.Event()
     failures: list[str] = []
@@ -40,35 +41,39 @@ def test_decisions_fall_back_and_are_shipped_once_when_redis_returns(tmp_path, p
     def load(base_url: str) -> None:
         with httpx.Client(base_url=base_url, timeout=30.0) as client:
             while not stop.is_set():
-                response = client.post("/v1/experiments/hero/decisions/batch",
-                                       json={"requests": [{"unit": f"u{len(answers) + i}"} for i in range(5)]})
+                response = client.post(
+                    "/v1/experiments/hero/decisions/batch",
+                    json={"requests": [{"unit": f"u{len(answers) + i}"} for i in range(5)]},
+                )
                 if response.status_code != 200:
                     failures.append(response.text)
                     return
                 answers.extend(response.json()["decisions"])
 
     with running(settings) as base_url, httpx.Client(base_url=base_url, timeout=30.0) as http:
-        created = http.post("/v1/experiments", json={"name": "hero", "arms": ["a", "b", "c"],
-                                                     "guardrails": {"default_arm": "b"}})
+        created = http.post(
+            "/v1/experiments", json={"name": "hero", "arms": ["a", "b", "c"], "guardrails": {"default_arm": "b"}}
+        )
         assert created.status_code == 201, created.text
         loader = threading.Thread(target=load, args=(base_url,), daemon=True)
         loader.start()
         wait_for(lambda: len(answers) >= 100, "decisions before the outage")
-        redis_server.kill()                                           # kill -9 by PID, mid-load
+        redis_server.kill()  # kill -9 by PID, mid-load
         wait_for(lambda: len(answers) >= 5 and answers[-1]["fallback"], "fallback decisions")
         decision = http.post("/v1/experiments/hero/decisions", json={"unit": "during"}).json()
         assert decision["fallback"] is True and decision["arm"] == "b" and decision["propensity"] == 1.0
-        refused = http.post("/v1/experiments/hero/rewards", json={"decision_id": decision["decision_id"],
-                                                                  "value": 1.0})
+        refused = http.post("/v1/experiments/hero/rewards", json={"decision_id": decision["decision_id"], "value": 1.0})
         assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
         assert "unavailable" in refused.json()["detail"]
-        batch = http.post("/v1/experiments/hero/rewards/batch", json={"rewards": [
-            {"decision_id": decision["decision_id"], "value": 1.0}]})
+        batch = http.post(
+            "/v1/experiments/hero/rewards/batch",
+            json={"rewards": [{"decision_id": decision["decision_id"], "value": 1.0}]},
+        )
         assert batch.status_code == 503 and batch.headers["retry-after"] == "1"
         assert http.get("/v1/health").json() == {"status": "degraded", "store": "unavailable"}
         during = len(answers)
         wait_for(lambda: len(answers) >= during + 50, "decisions during the outage")
-        redis_server.start()                                          # same port, empty: no persistence
+        redis_server.start()  # same port, empty: no persistence
         wait_for(lambda: http.get("/v1/health").json() == {"status": "ok"}, "health back to ok")
         wait_for(lambda: sum(not a["fallback"] for a in answers[during:]) >= 20, "decisions after the outage")
         stop.set()
@@ -81,13 +86,13 @@ def test_decisions_fall_back_and_are_shipped_once_when_redis_returns(tmp_path, p
         keys = Keys.of("outage", "hero")
         logged = [json.loads(fields["row"]) for _, fields in client.xrange(keys.decisions)]
         ids = [row[0] for row in logged]
-        assert len(ids) == len(set(ids))                                       # nothing logged twice
+        assert len(ids) == len(set(ids))  # nothing logged twice
         shipped = {row[0] for row in logged if row[9]}
-        assert shipped == set(fallback)                                        # every fallback exactly once
+        assert shipped == set(fallback)  # every fallback exactly once
         after = [a["decision_id"] for a in answers if not a["fallback"] and a["decision_id"] not in shipped]
-        assert set(after[-20:]) <= set(ids)                                    # served normally again
+        assert set(after[-20:]) <= set(ids)  # served normally again
         assert client.hlen(keys.pending) == len(ids) and int(client.hget(keys.counts, "decisions")) == len(ids)
-    assert all(path.stat().st_size == 0 for path in spool.glob("*.spool.jsonl"))   # shipped, then emptied
+    assert all(path.stat().st_size == 0 for path in spool.glob("*.spool.jsonl"))  # shipped, then emptied
 
 
 def test_scripts_a_server_lost_are_loaded_again(tmp_path, processes):
@@ -96,23 +101,29 @@ def test_scripts_a_server_lost_are_loaded_again(tmp_path, processes):
     redis_server = processes(RedisServer(tmp_path / "redis", aof=False)).start()
     store = RedisStore(f"{redis_server.url}?prefix=flush", spool_dir=tmp_path / "spool")
     try:
-        store.create_experiment(ExperimentRecord("hero", {}, {"arms": ["a", "b"]}, {"c": np.zeros(2)}, 0, 1.0),
-                                {"kind": "create"}).result()
+        store.create_experiment(
+            ExperimentRecord("hero", {}, {"arms": ["a", "b"]}, {"c": np.zeros(2)}, 0, 1.0), {"kind": "create"}
+        ).result()
         with redis_server.client() as client:
             client.script_flush()
         now = time.time()
-        record = DecisionRecord(f"{int(now * 1000):012x}{0:020x}", now, "hero", None, None, "a", 0.5,
-                                {"a": 0.5, "b": 0.5}, 0, False)
+        record = DecisionRecord(
+            f"{int(now * 1000):012x}{0:020x}", now, "hero", None, None, "a", 0.5, {"a": 0.5, "b": 0.5}, 0, False
+        )
         store.append_decisions([record]).result()
         with redis_server.client() as client:
             client.script_flush()
-        (outcome,) = store.commit_rewards(RewardWork("hero", [RewardRecord(record.decision_id, "hero", "", 1.0,
-                                                                            now)])).result().outcomes
+        (outcome,) = (
+            store.commit_rewards(RewardWork("hero", [RewardRecord(record.decision_id, "hero", "", 1.0, now)]))
+            .result()
+            .outcomes
+        )
         assert outcome.first and outcome.reward.arm == "a"
         with redis_server.client() as client:
             client.script_flush()
-        store.create_experiment(ExperimentRecord("other", {}, {"arms": ["x"]}, {"c": np.zeros(1)}, 0, 2.0),
-                                {"kind": "create"}).result()
+        store.create_experiment(
+            ExperimentRecord("other", {}, {"arms": ["x"]}, {"c": np.zeros(1)}, 0, 2.0), {"kind": "create"}
+        ).result()
         assert store.counts("hero") == (1, 1) and store.experiment_names() == {"hero", "other"}
         assert store.available
     finally:

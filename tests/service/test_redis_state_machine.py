@@ -41,8 +41,10 @@ from banditkit.service.runner import running
 from banditkit.service.stores.redis_keys import APPLY_BATCH, LEARNERS, READ_REWARDS, Keys
 
 LEASE_TTL_S = 0.3
-SCRIPT_SHAS = {"after_read": hashlib.sha1(READ_REWARDS.encode()).hexdigest(),
-               "after_apply": hashlib.sha1(APPLY_BATCH.encode()).hexdigest()}
+SCRIPT_SHAS = {
+    "after_read": hashlib.sha1(READ_REWARDS.encode()).hexdigest(),
+    "after_apply": hashlib.sha1(APPLY_BATCH.encode()).hexdigest(),
+}
 
 
 class LearningLoop(RuleBasedStateMachine):
@@ -58,21 +60,36 @@ class LearningLoop(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         number = next(self.names)
-        self.prefix = f"m{number}"   # a key prefix per example: its learners see its experiment only
+        self.prefix = f"m{number}"  # a key prefix per example: its learners see its experiment only
         # A worker of its own per example (in a thread of this process), so no example inherits another's state.
         self.service = contextlib.ExitStack()
-        self.base_url = self.service.enter_context(running(Settings(
-            store=f"{self.server.url}?prefix={self.prefix}", port=0, admin_token=None, client_tokens=(),
-            tune_interpreter=False, spool_dir=self.directory / f"spool-{number}", model_poll_s=0.05)))
+        self.base_url = self.service.enter_context(
+            running(
+                Settings(
+                    store=f"{self.server.url}?prefix={self.prefix}",
+                    port=0,
+                    admin_token=None,
+                    client_tokens=(),
+                    tune_interpreter=False,
+                    spool_dir=self.directory / f"spool-{number}",
+                    model_poll_s=0.05,
+                )
+            )
+        )
         self.client = self.server.client()
-        self.spec: dict[str, Any] = {"name": f"machine{number}", "arms": ["a", "b", "c"],
-                     "policy": {"name": "thompson", "params": {}}, "attribution_window_s": 3600.0, "seed": 1}
+        self.spec: dict[str, Any] = {
+            "name": f"machine{number}",
+            "arms": ["a", "b", "c"],
+            "policy": {"name": "thompson", "params": {}},
+            "attribution_window_s": 3600.0,
+            "seed": 1,
+        }
         self.name = self.spec["name"]
         self.keys = Keys.of(self.prefix, self.name)
         self.http = httpx.Client(base_url=f"{self.base_url}/v1/experiments/{self.name}", timeout=10.0)
         create_experiment(self.base_url, self.spec)
-        self.decisions: dict[str, dict] = {}      # acknowledged decisions: id -> answer
-        self.accepted: dict[str, float] = {}      # the one reward value of each rewarded decision
+        self.decisions: dict[str, dict] = {}  # acknowledged decisions: id -> answer
+        self.accepted: dict[str, float] = {}  # the one reward value of each rewarded decision
         self.learner: tuple[Learner, Interposed] | None = None
 
     def teardown(self) -> None:
@@ -102,7 +119,8 @@ class LearningLoop(RuleBasedStateMachine):
         while True:
             response = self.http.post("/rewards", json={"decision_id": decision_id, "value": value})
             retry = response.status_code == 503 or (
-                response.status_code == 404 and self.decisions[decision_id]["fallback"])
+                response.status_code == 404 and self.decisions[decision_id]["fallback"]
+            )
             if not retry or time.monotonic() > deadline:
                 return response
             time.sleep(0.05)
@@ -143,8 +161,11 @@ class LearningLoop(RuleBasedStateMachine):
 
     def wait_for_lease(self) -> None:
         """Until the lease is free or the current learner's (a dead learner's expires after LEASE_TTL_S)."""
-        wait_for(lambda: self.client.get(self.keys.lease) in (None, self.current_learner()[0].learner_id), 5,
-                 "a dead learner's lease to expire")
+        wait_for(
+            lambda: self.client.get(self.keys.lease) in (None, self.current_learner()[0].learner_id),
+            5,
+            "a dead learner's lease to expire",
+        )
 
     def drop_learner(self) -> None:
         """The learner process is gone: its lease stays until it expires, its deliveries stay unacknowledged."""
@@ -157,7 +178,7 @@ class LearningLoop(RuleBasedStateMachine):
         learner, _ = self.current_learner()
         try:
             learner.step()
-        except redis.ConnectionError:                # Redis restarted under it: the process dies
+        except redis.ConnectionError:  # Redis restarted under it: the process dies
             self.drop_learner()
 
     def unapplied(self) -> bool:
@@ -190,19 +211,28 @@ class LearningLoop(RuleBasedStateMachine):
         """kill -9 and restart the append-only Redis (down long enough for the worker to notice, or not);
         wait until the worker sees it again."""
         self.server.kill()
-        if noticed:   # the worker's model poll fails within model_poll_s
-            wait_for(lambda: httpx.get(f"{self.base_url}/v1/health", timeout=5).json()["status"] == "degraded", 10,
-                     "the worker to see Redis down")
+        if noticed:  # the worker's model poll fails within model_poll_s
+            wait_for(
+                lambda: httpx.get(f"{self.base_url}/v1/health", timeout=5).json()["status"] == "degraded",
+                10,
+                "the worker to see Redis down",
+            )
         self.server.start()
         self.exercised["redis restart"] += 1
-        wait_for(lambda: httpx.get(f"{self.base_url}/v1/health", timeout=5).json()["status"] == "ok", 10,
-                 "the worker to see Redis again")
+        wait_for(
+            lambda: httpx.get(f"{self.base_url}/v1/health", timeout=5).json()["status"] == "ok",
+            10,
+            "the worker to see Redis again",
+        )
 
     @rule()
     def drain(self):
         """Learn everything (waiting for a dead learner's lease): the model is the reference over all."""
-        wait_for(lambda: set(self.decisions) <= set(stored_decisions(self.client, self.prefix, self.name)), 10,
-                 "spooled decisions to be shipped")
+        wait_for(
+            lambda: set(self.decisions) <= set(stored_decisions(self.client, self.prefix, self.name)),
+            10,
+            "spooled decisions to be shipped",
+        )
         self.wait_for_lease()
         learner, _ = self.current_learner()
         learner.run(once=True)
@@ -220,10 +250,13 @@ class LearningLoop(RuleBasedStateMachine):
     def model_counts_each_reward_up_to_its_offset_once(self):
         stored = meta(self.client, self.prefix, self.name)
         offset = tuple(map(int, stored["reward_offset"].split("-")))
-        learned = [json.loads(fields["reward"]) for entry_id, fields in self.client.xrange(self.keys.reward_stream)
-                   if tuple(map(int, entry_id.split("-"))) <= offset]
+        learned = [
+            json.loads(fields["reward"])
+            for entry_id, fields in self.client.xrange(self.keys.reward_stream)
+            if tuple(map(int, entry_id.split("-"))) <= offset
+        ]
         rewards = {row[0]: row[3] for row in learned}
-        assert len(rewards) == len(learned)                       # no decision twice in the stream
+        assert len(rewards) == len(learned)  # no decision twice in the stream
         arms = {decision_id: answer["arm"] for decision_id, answer in self.decisions.items()}
         assert_model_is_reference(self.client, self.prefix, self.spec, rewards, arms)
 
@@ -231,9 +264,22 @@ class LearningLoop(RuleBasedStateMachine):
 @pytest.mark.slow
 def test_learning_loop_state_machine(redis_aof, tmp_path):
     LearningLoop.server, LearningLoop.directory = redis_aof, tmp_path
-    run_state_machine_as_test(LearningLoop, settings=settings(
-        max_examples=15, stateful_step_count=30, deadline=None, database=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
-    missing = {"learner crash after_read", "learner crash after_apply", "redis restart", "drain",
-               "duplicate reward", "conflicting reward"} - set(LearningLoop.exercised)
+    run_state_machine_as_test(
+        LearningLoop,
+        settings=settings(
+            max_examples=15,
+            stateful_step_count=30,
+            deadline=None,
+            database=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+        ),
+    )
+    missing = {
+        "learner crash after_read",
+        "learner crash after_apply",
+        "redis restart",
+        "drain",
+        "duplicate reward",
+        "conflicting reward",
+    } - set(LearningLoop.exercised)
     assert not missing, f"the runs never did {missing}: {LearningLoop.exercised}"

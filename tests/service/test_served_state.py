@@ -101,10 +101,12 @@ def serve(base_url: str, name: str, spec: dict, contextual: bool, seed: int):
 
         def request(i):
             return {"context": contexts[i].tolist()} if contextual else {"unit": f"u{i}"} if i % 3 else {}
+
         half = N_DECISIONS // 2
         decisions = [http.post(f"/v1/experiments/{name}/decisions", json=request(i)).json() for i in range(half)]
-        batch = http.post(f"/v1/experiments/{name}/decisions/batch",
-                          json={"requests": [request(i) for i in range(half, N_DECISIONS)]})
+        batch = http.post(
+            f"/v1/experiments/{name}/decisions/batch", json={"requests": [request(i) for i in range(half, N_DECISIONS)]}
+        )
         assert batch.status_code == 200, batch.text
         decisions += batch.json()["decisions"]
         assert not any(d["fallback"] for d in decisions)
@@ -115,6 +117,7 @@ def serve(base_url: str, name: str, spec: dict, contextual: bool, seed: int):
 
         def reward(i):
             return {"decision_id": decisions[i]["decision_id"], "value": float(values[i])}
+
         for i in order[:5]:
             answer = http.post(f"/v1/experiments/{name}/rewards", json=reward(i))
             assert answer.status_code == 200 and answer.json()["applied"], answer.text
@@ -124,8 +127,12 @@ def serve(base_url: str, name: str, spec: dict, contextual: bool, seed: int):
             assert all(result["status"] == 200 for result in answer.json()["results"]), answer.text
         retry = http.post(f"/v1/experiments/{name}/rewards", json=reward(order[0]))  # learned once only
         assert retry.status_code == 200
-    return ([decisions[i]["arm"] for i in order], values[order], contexts[order] if contextual else None,
-            np.array([decisions[i]["propensity"] for i in order]))
+    return (
+        [decisions[i]["arm"] for i in order],
+        values[order],
+        contexts[order] if contextual else None,
+        np.array([decisions[i]["propensity"] for i in order]),
+    )
 
 
 @pytest.fixture(params=["memory", "sqlite", "redis"])
@@ -139,7 +146,7 @@ def learned(engine: Engine, store_url: str, name: str) -> int:
     """On Redis, one learner pass over the rewards, then the server's reload of the stored model; the
     number of versions the rewards made (the stores that learn in process: one per reward request)."""
     if not is_redis_url(store_url):
-        return 7                                   # 5 single rewards and 2 batches; the retry changed nothing
+        return 7  # 5 single rewards and 2 batches; the retry changed nothing
     learner = Learner.from_url(store_url)
     try:
         learner.step()
@@ -149,7 +156,7 @@ def learned(engine: Engine, store_url: str, name: str) -> int:
     while engine.experiment(name).bandit.version < 1:
         assert time.monotonic() < deadline, "the server did not reload the learned model"
         time.sleep(0.005)
-    return 1                                       # one learner batch held every reward
+    return 1  # one learner batch held every reward
 
 
 @pytest.mark.parametrize("case", SERVED, ids=case_id)
@@ -157,8 +164,16 @@ def test_the_served_state_is_what_update_many_learns(store_url, case, tmp_path):
     name, params = case
     contextual = REGISTRY[name].contextual
     spec = {"name": name, "params": params}
-    settings = Settings(store=store_url, port=0, sweep_interval_s=60.0, admin_token=None, client_tokens=(),
-                        tune_interpreter=False, model_poll_s=0.01, spool_dir=tmp_path / "spool")
+    settings = Settings(
+        store=store_url,
+        port=0,
+        sweep_interval_s=60.0,
+        admin_token=None,
+        client_tokens=(),
+        tune_interpreter=False,
+        model_poll_s=0.01,
+        spool_dir=tmp_path / "spool",
+    )
     app = create_app(settings)
     with running(settings, app=app) as base_url:
         arms, rewards, contexts, propensities = serve(base_url, "served", spec, contextual, seed=len(name))
@@ -180,8 +195,7 @@ def test_the_served_state_is_what_update_many_learns(store_url, case, tmp_path):
     np.testing.assert_array_equal(served.pulls, reference.pulls)
     if contextual:
         probe = np.array([[0.3, -1.2]])
-        assert served.probabilities(context=probe) == pytest.approx(reference.probabilities(context=probe),
-                                                                      abs=1e-9)
+        assert served.probabilities(context=probe) == pytest.approx(reference.probabilities(context=probe), abs=1e-9)
     else:
         assert served.probabilities() == pytest.approx(reference.probabilities(), abs=1e-9)
 
@@ -196,11 +210,13 @@ def test_reward_batches_in_one_group_commit_learn_in_order(tmp_path):
     async def scenario():
         await engine.create(ExperimentCreate(name="hero", arms=["a", "b"], policy=spec, attribution_window_s=600.0))
         decisions = await engine.decide("hero", [DecisionRequest() for _ in range(6)])
-        batches = [[RewardRequest(decision_id=d.decision_id, value=value) for d in chunk]
-                   for chunk, value in ((decisions[:3], 1.0), (decisions[3:], 0.0))]
+        batches = [
+            [RewardRequest(decision_id=d.decision_id, value=value) for d in chunk]
+            for chunk, value in ((decisions[:3], 1.0), (decisions[3:], 0.0))
+        ]
         groups = store.writer.groups_committed
         await asyncio.gather(*(engine.reward("hero", batch) for batch in batches))
-        assert store.writer.groups_committed == groups + 1     # one transaction held both batches
+        assert store.writer.groups_committed == groups + 1  # one transaction held both batches
         return decisions
 
     try:
@@ -230,8 +246,12 @@ def test_a_store_with_several_writers_refuses_what_it_cannot_merge(name):
     """Creation answers 422 naming ``policy`` exactly for the policies whose deltas merge only in order."""
     params = CASES[name][-1]
     policy = bk.policies.make_policy({"name": name, "params": params})
-    spec = ExperimentCreate(name="hero", arms=["a", "b"], policy={"name": name, "params": params},
-                            n_features=N_FEATURES if policy.contextual else None)
+    spec = ExperimentCreate(
+        name="hero",
+        arms=["a", "b"],
+        policy={"name": name, "params": params},
+        n_features=N_FEATURES if policy.contextual else None,
+    )
     engine = Engine(SharedStore(), refresh_s=0)
     try:
         if policy.distributable:

@@ -17,8 +17,10 @@ from banditkit.service.serving import DistributionCache, compute, draw
 
 def bandit_with_data(seed=5) -> bk.Bandit:
     bandit = bk.Bandit(["a", "b", "c", "d"], policy="thompson", seed=seed, name="hero")
-    bandit.update_many(np.array([0] * 10 + [1] * 10 + [2] * 10), np.array([1.0] * 6 + [0.0] * 4 + [1.0] * 3
-                                                                         + [0.0] * 7 + [1.0] * 8 + [0.0] * 2))
+    bandit.update_many(
+        np.array([0] * 10 + [1] * 10 + [2] * 10),
+        np.array([1.0] * 6 + [0.0] * 4 + [1.0] * 3 + [0.0] * 7 + [1.0] * 8 + [0.0] * 2),
+    )
     return bandit
 
 
@@ -67,7 +69,7 @@ def test_cache_serves_a_recent_entry_while_refreshing_but_never_across_arm_chang
         cache = DistributionCache(lock, refresh_s=30.0, executor=executor)
         first = cache.get(bandit, None)
         assert cache.get(bandit, None) is first
-        bandit.update("d", 1.0)                      # a new version: the old entry may still serve
+        bandit.update("d", 1.0)  # a new version: the old entry may still serve
         served = cache.get(bandit, None)
         if first.cost_s >= 0.001:
             assert served is first
@@ -75,7 +77,7 @@ def test_cache_serves_a_recent_entry_while_refreshing_but_never_across_arm_chang
             while cache.get(bandit, None).version != bandit.version and time.monotonic() < deadline:
                 time.sleep(0.01)
         assert cache.get(bandit, None).version == bandit.version
-        bandit.disable_arm("a")                      # a change of arms: computed afresh at once
+        bandit.disable_arm("a")  # a change of arms: computed afresh at once
         fresh = cache.get(bandit, None)
         assert fresh.version == bandit.version and fresh.as_dict["a"] == 0.0
 
@@ -98,7 +100,7 @@ def test_a_policy_changing_all_the_time_is_integrated_twice_per_refresh_period_a
             bandit.update("d", 1.0)
             served = cache.get(bandit, None)
             assert served.version <= bandit.version and time.monotonic() - served.computed_at < 30.0
-            deadline = time.monotonic() + 0.05   # long enough for an integral, were one started
+            deadline = time.monotonic() + 0.05  # long enough for an integral, were one started
             while cache.get(bandit, None).version != bandit.version and time.monotonic() < deadline:
                 time.sleep(0.002)
     assert len(submitted) == 1

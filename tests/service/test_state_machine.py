@@ -20,8 +20,7 @@ if TYPE_CHECKING:
     from fastapi.testclient import TestClient
 from banditkit.service.stores.redis_keys import Keys
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")]
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")]
 ARMS = ["a", "b", "c"]
 
 
@@ -35,8 +34,14 @@ class ServiceMachine(RuleBasedStateMachine):
         import tempfile
 
         self.folder = tempfile.TemporaryDirectory()
-        self.settings = Settings(store=self.store(), sweep_interval_s=60.0, sqlite_synchronous="NORMAL",
-                                 tune_interpreter=False, model_poll_s=0.005, spool_dir=f"{self.folder.name}/spool")
+        self.settings = Settings(
+            store=self.store(),
+            sweep_interval_s=60.0,
+            sqlite_synchronous="NORMAL",
+            tune_interpreter=False,
+            model_poll_s=0.005,
+            spool_dir=f"{self.folder.name}/spool",
+        )
         self.client = self._open()
         created = self.client.post("/v1/experiments", json={"name": "m", "arms": ARMS, "sticky": True})
         assert created.status_code == 201
@@ -98,7 +103,7 @@ class ServiceMachine(RuleBasedStateMachine):
         for row in stats["arms"]:
             assert row["pulls"] == pulls[row["arm"]]
             assert row["mean"] == (sums[row["arm"]] / pulls[row["arm"]] if pulls[row["arm"]] else None)
-        assert stats["policy_version"] == len(self.reward_of)   # one version per applied reward here
+        assert stats["policy_version"] == len(self.reward_of)  # one version per applied reward here
 
     def teardown(self):
         self.client.__exit__(None, None, None)
@@ -134,7 +139,8 @@ class RedisServiceMachine(ServiceMachine):
 
 
 for machine in (ServiceMachine, RedisServiceMachine):
-    machine.TestCase.settings = settings(max_examples=8, stateful_step_count=20, deadline=None,
-                                         suppress_health_check=list(HealthCheck))
+    machine.TestCase.settings = settings(
+        max_examples=8, stateful_step_count=20, deadline=None, suppress_health_check=list(HealthCheck)
+    )
 TestServiceMachine = ServiceMachine.TestCase
 TestRedisServiceMachine = RedisServiceMachine.TestCase

@@ -81,6 +81,7 @@ def redis_prefixes():
     def new() -> str:
         made.append(f"t{uuid.uuid4().hex[:12]}")
         return made[-1]
+
     yield new
     client = redis.Redis(host="127.0.0.1", port=6379, decode_responses=True)
     for prefix in made:
@@ -95,8 +96,18 @@ def make_experiment(name="hero", arms=2):
 
 
 def decision(i, t=1000.0, experiment="hero", arm="a", unit=None):
-    return DecisionRecord(f"d{i:04d}", t + i, experiment, unit, (0.5, -1.0) if i % 2 else None, arm,
-                          0.25, {"a": 0.25, "b": 0.75}, 3, bool(i % 3 == 0))
+    return DecisionRecord(
+        f"d{i:04d}",
+        t + i,
+        experiment,
+        unit,
+        (0.5, -1.0) if i % 2 else None,
+        arm,
+        0.25,
+        {"a": 0.25, "b": 0.75},
+        3,
+        bool(i % 3 == 0),
+    )
 
 
 class Counting:
@@ -142,15 +153,34 @@ finite = st.floats(allow_nan=False, allow_infinity=False)
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(times=st.lists(finite, min_size=1, max_size=20), propensity=st.floats(0.0, 1.0),
-       unit=st.none() | st.text(min_size=1, max_size=12), context=st.none() | st.lists(finite, max_size=4),
-       arm=st.text(min_size=1, max_size=12), version=st.integers(0, 2**62))
-def test_logged_values_come_back_exactly(tmp_path_factory, redis_prefixes, times, propensity, unit, context, arm,
-                                        version):
+@given(
+    times=st.lists(finite, min_size=1, max_size=20),
+    propensity=st.floats(0.0, 1.0),
+    unit=st.none() | st.text(min_size=1, max_size=12),
+    context=st.none() | st.lists(finite, max_size=4),
+    arm=st.text(min_size=1, max_size=12),
+    version=st.integers(0, 2**62),
+)
+def test_logged_values_come_back_exactly(
+    tmp_path_factory, redis_prefixes, times, propensity, unit, context, arm, version
+):
     """Every double, text (NUL included) and integer of a decision row reads back exactly (multi-row inserts,
     JSON through Lua)."""
-    rows = [DecisionRecord(f"d{i:04d}", t, "hero", unit, None if context is None else tuple(context), arm,
-                           propensity, {arm: propensity}, version, bool(i % 2)) for i, t in enumerate(times)]
+    rows = [
+        DecisionRecord(
+            f"d{i:04d}",
+            t,
+            "hero",
+            unit,
+            None if context is None else tuple(context),
+            arm,
+            propensity,
+            {arm: propensity},
+            version,
+            bool(i % 2),
+        )
+        for i, t in enumerate(times)
+    ]
     directory = tmp_path_factory.mktemp("log")
     for store in (MemoryStore(), SQLiteStore(directory / "store.db"), open_redis(redis_prefixes(), directory)):
         try:
@@ -181,7 +211,7 @@ def test_the_memory_log_adds_nothing_to_garbage_collection():
     store.commit_rewards(work([reward(i) for i in range(0, 5000, 2)])).result()
     gc.collect()
     gc.collect()
-    assert len(gc.get_objects()) - tracked < 1000   # as records: 7,500 more
+    assert len(gc.get_objects()) - tracked < 1000  # as records: 7,500 more
     assert store.get_decision("d4999") == decision(4999) and store.get_reward("d0002").value == 1.0
 
 
@@ -199,7 +229,7 @@ def test_a_reward_is_recorded_once(store):
     assert [o.first for o in outcomes] == [True, True]
     again = store.commit_rewards(work([reward(2, 0.5), reward(0, 5.0), reward(1, 0.0)])).result().outcomes
     assert [o.first for o in again] == [True, False, False]
-    assert again[1].reward.value == 1.0 and again[2].reward.value == 0.0   # a retry gets the stored reward
+    assert again[1].reward.value == 1.0 and again[2].reward.value == 0.0  # a retry gets the stored reward
     assert store.get_reward("d0000").value == 1.0 and store.get_reward("d0001").arm == "a"
     assert store.counts("hero") == (3, 3)
 
@@ -219,7 +249,7 @@ def test_a_reward_is_applied_once(learning_store):
     np.testing.assert_array_equal(first.delta.arrays["policy/pulls"], [[2.0, 0.0]])
     again = store.commit_rewards(work([reward(1, 0.0), reward(0, 5.0)])).result()
     assert [o.first for o in again.outcomes] == [False, False]
-    assert again.delta is None and again.version == 1   # the retry changed nothing
+    assert again.delta is None and again.version == 1  # the retry changed nothing
     (record,) = store.load_experiments()
     np.testing.assert_array_equal(record.state["policy/pulls"], [[2.0, 0.0]])
     np.testing.assert_array_equal(record.state["policy/reward_sums"], [[1.0, 0.0]])
@@ -265,19 +295,26 @@ def test_unrewarded_and_watermark(store):
     store.commit_rewards(work([reward(0, 0.0, source="default")], watermark=1004.0)).result()
     assert store.get_reward("d0000").source == "default"
     assert [row.decision_id for row in store.unrewarded("hero", 1000.0, 1004.0, 10)] == ["d0002", "d0003"]
-    if store.learns_in_process:   # the in-process sweeper's progress (a Redis learner settles windows itself)
+    if store.learns_in_process:  # the in-process sweeper's progress (a Redis learner settles windows itself)
         assert store.load_experiments()[0].sweep_watermark == 1004.0
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(times=st.lists(st.integers(0, 10_000), min_size=1, max_size=40, unique=True),
-       rewarded=st.sets(st.integers(0, 39)), since=st.integers(0, 10_000), span=st.integers(0, 10_000),
-       limit=st.integers(1, 50))
-def test_every_store_finds_the_same_unrewarded_decisions(tmp_path_factory, redis_prefixes, times, rewarded, since,
-                                                         span, limit):
+@given(
+    times=st.lists(st.integers(0, 10_000), min_size=1, max_size=40, unique=True),
+    rewarded=st.sets(st.integers(0, 39)),
+    since=st.integers(0, 10_000),
+    span=st.integers(0, 10_000),
+    limit=st.integers(1, 50),
+)
+def test_every_store_finds_the_same_unrewarded_decisions(
+    tmp_path_factory, redis_prefixes, times, rewarded, since, span, limit
+):
     """Decisions logged out of time order: every store settles, exports and counts them alike."""
-    rows = [DecisionRecord(f"d{i:04d}", float(t), "hero", None, None, "a", 0.5, {"a": 0.5, "b": 0.5}, 1, False)
-            for i, t in enumerate(times)]
+    rows = [
+        DecisionRecord(f"d{i:04d}", float(t), "hero", None, None, "a", 0.5, {"a": 0.5, "b": 0.5}, 1, False)
+        for i, t in enumerate(times)
+    ]
     directory = tmp_path_factory.mktemp("sweep")
     stores = [MemoryStore(), SQLiteStore(directory / "store.db"), open_redis(redis_prefixes(), directory)]
     try:
@@ -287,11 +324,17 @@ def test_every_store_finds_the_same_unrewarded_decisions(tmp_path_factory, redis
             for batch in (rows[::2], rows[1::2]):  # two appends, each in no particular order of time
                 store.append_decisions(batch).result()
             store.commit_rewards(work([reward(i) for i in sorted(rewarded) if i < len(times)])).result()
-            answers.append(([row.decision_id for row in store.unrewarded("hero", since, since + span, limit)],
-                            [row[0] for row in store.iter_log("hero")], store.counts("hero")))
+            answers.append(
+                (
+                    [row.decision_id for row in store.unrewarded("hero", since, since + span, limit)],
+                    [row[0] for row in store.iter_log("hero")],
+                    store.counts("hero"),
+                )
+            )
         assert answers[0] == answers[1] == answers[2]
-        expected = sorted((t, f"d{i:04d}") for i, t in enumerate(times)
-                          if since <= t < since + span and i not in rewarded)[:limit]
+        expected = sorted(
+            (t, f"d{i:04d}") for i, t in enumerate(times) if since <= t < since + span and i not in rewarded
+        )[:limit]
         assert answers[0][0] == [decision_id for _, decision_id in expected]
     finally:
         for store in stores:
@@ -303,8 +346,9 @@ def test_models_snapshots_and_events(store):
     state = {"policy/pulls": np.array([[4.0, 1.0]]), "policy/reward_sums": np.array([[2.0, 0.5]])}
     snapshot_id = store.save_snapshot("hero", {"arms": ["a", "b"]}, state, 7).result()
     store.replace_model("hero", change({"arms": ["a", "b", "c"]}, make_experiment(arms=2).state, 8, 0)).result()
-    with pytest.raises(ModelMovedError, match="'hero' is at version 8, the model change \\(arms\\) was built for "
-                                              "version 7"):
+    with pytest.raises(
+        ModelMovedError, match="'hero' is at version 8, the model change \\(arms\\) was built for version 7"
+    ):
         store.replace_model("hero", change({"arms": ["a"]}, make_experiment(arms=1).state, 8, 7)).result()
     snapshot = store.get_snapshot("hero", snapshot_id)
     assert snapshot.policy_version == 7 and snapshot.model == {"arms": ["a", "b"]}
@@ -321,7 +365,7 @@ def test_sticky_assignments_are_stored_with_their_decision(store):
     first = Assignment("a", 0.25, {"a": 0.25, "b": 0.75})
     store.append_decisions([decision(0, unit="u1")], {"u1": first}).result()
     assert store.get_assignment("hero", "u1") == first
-    second = Assignment("b", 0.75, {"a": 0.25, "b": 0.75})   # after "a" was disabled
+    second = Assignment("b", 0.75, {"a": 0.25, "b": 0.75})  # after "a" was disabled
     store.append_decisions([decision(1, unit="u1", arm="b")], {"u1": second}).result()
     assert store.get_assignment("hero", "u1") == second
     assert store.get_assignment("hero", "u2") is None
@@ -360,6 +404,7 @@ def test_group_commit_shares_transactions(tmp_path):
         futures = [store.append_decisions([decision(offset + i)]) for i in range(200)]
         for future in futures:
             future.result()
+
     threads = [threading.Thread(target=client, args=(k * 1000,)) for k in range(4)]
     for thread in threads:
         thread.start()
@@ -373,17 +418,23 @@ def test_group_commit_shares_transactions(tmp_path):
 def test_open_store_rejects_unknown_schemes_and_malformed_redis_urls():
     with pytest.raises(ValueError, match="redis://HOST:PORT/DB"):
         open_store("postgres://localhost")
-    for url, problem in (("redis://localhost/zero", "database number"), ("redis://localhost:0x/0", "port"),
-                         ("redis://localhost/0?prefx=a", "unknown option 'prefx'"),
-                         ("redis+cluster://localhost/1", "not allowed for a cluster"),
-                         ("redis://127.0.0.1:1/0", "does not answer")):
+    for url, problem in (
+        ("redis://localhost/zero", "database number"),
+        ("redis://localhost:0x/0", "port"),
+        ("redis://localhost/0?prefx=a", "unknown option 'prefx'"),
+        ("redis+cluster://localhost/1", "not allowed for a cluster"),
+        ("redis://127.0.0.1:1/0", "does not answer"),
+    ):
         with pytest.raises(RedisURLError, match=problem) as caught:
             open_store(url)
         assert url in str(caught.value) and "\n" not in str(caught.value)
 
 
-arrays = hnp.arrays(st.sampled_from([np.float64, np.int64]), hnp.array_shapes(min_dims=1, max_dims=4),
-                    elements=st.integers(-10**6, 10**6))
+arrays = hnp.arrays(
+    st.sampled_from([np.float64, np.int64]),
+    hnp.array_shapes(min_dims=1, max_dims=4),
+    elements=st.integers(-(10**6), 10**6),
+)
 
 
 @settings(max_examples=40, deadline=None)
@@ -398,17 +449,22 @@ def test_state_encoding_round_trips_exactly(state):
 
 def test_merge_delta_merges_the_policy_part_by_its_rule_and_adds_the_rest():
     from banditkit.policies import DiscountedThompsonSampling
+
     policy = DiscountedThompsonSampling(gamma=0.5)
-    state = {"policy/successes": np.array([[1.0, 2.0]]), "policy/failures": np.array([[4.0, 4.0]]),
-             "ledger/pulls": np.array([3.0, 4.0]), "ledger/total_reward": np.array([3.0])}
+    state = {
+        "policy/successes": np.array([[1.0, 2.0]]),
+        "policy/failures": np.array([[4.0, 4.0]]),
+        "ledger/pulls": np.array([3.0, 4.0]),
+        "ledger/total_reward": np.array([3.0]),
+    }
     policy_state = {"successes": state["policy/successes"], "failures": state["policy/failures"]}
     updated = policy.update(policy_state, np.array([0]), np.array([1.0]))
     delta = {f"policy/{key}": value for key, value in policy.state_delta(policy_state, updated).items()}
     merged = merge_delta(policy, state, {**delta, "ledger/pulls": np.array([1.0, 0.0])})
     assert merged["policy/successes"].tolist() == [[1.5, 1.0]] and merged["policy/failures"].tolist() == [[2.0, 2.0]]
     assert merged["ledger/pulls"].tolist() == [4.0, 4.0]
-    assert merged["ledger/total_reward"] is state["ledger/total_reward"]   # absent from the delta: kept
-    assert state["ledger/pulls"].tolist() == [3.0, 4.0]                      # inputs untouched
+    assert merged["ledger/total_reward"] is state["ledger/total_reward"]  # absent from the delta: kept
+    assert state["ledger/pulls"].tolist() == [3.0, 4.0]  # inputs untouched
     assert merge_delta(policy, state, {})["policy/successes"] is state["policy/successes"]
 
 

@@ -13,9 +13,11 @@ EXAMPLES = sorted(Path(__file__).resolve().parents[2].joinpath("examples").glob(
 
 
 def base() -> dict:
-    return {"run": {"horizon": 100, "replications": 5, "seed": 1},
-            "environment": {"kind": "bernoulli", "means": [0.2, 0.4]},
-            "policies": {"TS": {"name": "thompson"}}}
+    return {
+        "run": {"horizon": 100, "replications": 5, "seed": 1},
+        "environment": {"kind": "bernoulli", "means": [0.2, 0.4]},
+        "policies": {"TS": {"name": "thompson"}},
+    }
 
 
 def test_a_valid_config_builds_the_experiment():
@@ -86,12 +88,21 @@ ENVIRONMENTS = [
     ({"kind": "gaussian", "means": [0.0, 1.0], "sigma": [1.0, 1.0, 1.0]}, "environment.sigma", "one value per arm"),
     ({"kind": "gaussian", "means": [0.0, 1.0], "sigma": -1.0}, "environment.sigma", "sigma must be in"),
     ({"kind": "non_stationary", "means": [[0.1], [0.2]], "times": [0, 0]}, "environment.times", "increase strictly"),
-    ({"kind": "non_stationary", "means": [[0.1]], "times": [0], "drift": "yes"}, "environment.drift",
-     "drift must be true or false"),
-    ({"kind": "linear_contextual", "n_arms": 2, "n_features": 2, "coefficients_scale": 0.0},
-     "environment.coefficients_scale", "scale must be in"),
-    ({"kind": "linear_contextual", "n_arms": 2, "n_features": 2, "coefficients_seed": -1},
-     "environment.coefficients_seed", "seed must be in"),
+    (
+        {"kind": "non_stationary", "means": [[0.1]], "times": [0], "drift": "yes"},
+        "environment.drift",
+        "drift must be true or false",
+    ),
+    (
+        {"kind": "linear_contextual", "n_arms": 2, "n_features": 2, "coefficients_scale": 0.0},
+        "environment.coefficients_scale",
+        "scale must be in",
+    ),
+    (
+        {"kind": "linear_contextual", "n_arms": 2, "n_features": 2, "coefficients_seed": -1},
+        "environment.coefficients_seed",
+        "seed must be in",
+    ),
     ({"kind": "linear_contextual", "n_features": 2}, "environment.n_arms", "n_arms must be an integer"),
     ({"kind": "adversarial", "table": [[1.0, 0.0]], "repeat": 0}, "environment.repeat", "repeat must be in"),
 ]

@@ -31,8 +31,10 @@ def replay(env, replications, horizon):
                 seen[row].append(int(sent))
         arrivals.append(seen)
         # The "arm" carries the decision time so that arrivals can be traced back.
-        feedback.add(env.arrival_steps(time, chunk, time),
-                     Observations(None, np.full(replications, time), np.zeros(replications)))
+        feedback.add(
+            env.arrival_steps(time, chunk, time),
+            Observations(None, np.full(replications, time), np.zeros(replications)),
+        )
     return arrivals, chunk
 
 
@@ -70,8 +72,11 @@ def test_geometric_delays_deliver_each_reward_once_at_its_drawn_step():
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.one_of(st.none(), st.lists(st.integers(0, 4), min_size=1, max_size=6, unique=True)),
-                min_size=1, max_size=5))
+@given(
+    st.lists(
+        st.one_of(st.none(), st.lists(st.integers(0, 4), min_size=1, max_size=6, unique=True)), min_size=1, max_size=5
+    )
+)
 def test_passes_keep_every_observation_once_in_arrival_order(groups):
     replications = 5
     batches = [observations(rows, tag) for tag, rows in enumerate(groups)]

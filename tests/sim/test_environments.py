@@ -27,8 +27,11 @@ def rngs(count: int, seed: int = 0) -> list[np.random.Generator]:
 
 
 INVALID = [
-    (lambda: Bernoulli([0.2, 1.5]), InvalidParameterError,
-     "means must be finite and in [0.0, 1.0], got 1.5 at position 1"),
+    (
+        lambda: Bernoulli([0.2, 1.5]),
+        InvalidParameterError,
+        "means must be finite and in [0.0, 1.0], got 1.5 at position 1",
+    ),
     (lambda: Bernoulli([]), InvalidParameterError, "means must be a non-empty 1-d array"),
     (lambda: Bernoulli([0.1, float("nan")]), InvalidParameterError, "got nan at position 1"),
     (lambda: Bernoulli(["a"]), InvalidTypeError, "means must be numbers"),
@@ -57,8 +60,13 @@ def test_invalid_parameters_are_named(build, error, message):
 def test_bernoulli_rewards_follow_the_means_with_one_shared_uniform():
     env = Bernoulli([0.1, 0.5, 0.9])
     chunk = env.draw(rngs(400), 0, 250)
-    rewards = np.stack([env.rewards(chunk, s, np.full(400, arm), env.expected_rewards(chunk, s))
-                        for s in range(250) for arm in range(3)]).reshape(250, 3, 400)
+    rewards = np.stack(
+        [
+            env.rewards(chunk, s, np.full(400, arm), env.expected_rewards(chunk, s))
+            for s in range(250)
+            for arm in range(3)
+        ]
+    ).reshape(250, 3, 400)
     # Common random numbers: a better arm pays whenever a worse one does.
     assert np.all(rewards[:, 0] <= rewards[:, 1]) and np.all(rewards[:, 1] <= rewards[:, 2])
     # 100,000 draws per arm: the standard error is at most 0.0016; 5 sigma is 0.008.
@@ -68,8 +76,9 @@ def test_bernoulli_rewards_follow_the_means_with_one_shared_uniform():
 def test_gaussian_rewards_have_the_stated_mean_and_noise():
     env = Gaussian([0.0, 2.0], sigma=[1.0, 0.5])
     chunk = env.draw(rngs(200), 0, 500)
-    rewards = np.stack([env.rewards(chunk, s, np.ones(200, dtype=int), env.expected_rewards(chunk, s))
-                        for s in range(500)])
+    rewards = np.stack(
+        [env.rewards(chunk, s, np.ones(200, dtype=int), env.expected_rewards(chunk, s)) for s in range(500)]
+    )
     assert abs(rewards.mean() - 2.0) < 5 * 0.5 / np.sqrt(rewards.size)
     assert abs(rewards.std() - 0.5) < 0.01
 

@@ -16,8 +16,9 @@ from .reference_policies import FixedArm
 
 @pytest.fixture(scope="module")
 def result() -> SimulationResult:
-    return run({"TS": "thompson", "worst": FixedArm(0)}, Bernoulli([0.2, 0.5, 0.45]), horizon=300,
-               replications=8, seed=3)
+    return run(
+        {"TS": "thompson", "worst": FixedArm(0)}, Bernoulli([0.2, 0.5, 0.45]), horizon=300, replications=8, seed=3
+    )
 
 
 def test_summary_has_one_row_per_policy_with_the_final_numbers(result):
@@ -80,8 +81,22 @@ def test_long_horizons_are_recorded_on_a_log_spaced_grid():
 def test_log_slope_recovers_a_known_rate():
     steps = recording_steps(50_000)
     curve = 7.5 * np.log(steps) + 3.0
-    result = SimulationResult(["p"], [{}], {"kind": "x"}, 50_000, 2, 0, steps, curve[None], curve[None],
-                              curve[None], np.zeros((1, 2)), np.zeros((1, 2)), np.ones((1, 1)), np.ones(1))
+    result = SimulationResult(
+        ["p"],
+        [{}],
+        {"kind": "x"},
+        50_000,
+        2,
+        0,
+        steps,
+        curve[None],
+        curve[None],
+        curve[None],
+        np.zeros((1, 2)),
+        np.zeros((1, 2)),
+        np.ones((1, 1)),
+        np.ones(1),
+    )
     assert result.log_slope("p", 5_000) == pytest.approx(7.5)
     with pytest.raises(InvalidParameterError, match="no policy 'q'"):
         result.regret("q")

@@ -33,8 +33,9 @@ def bandit_loop(policy, env, horizon, seed):
     For a ``Delayed`` environment each reward is held back until its arrival step and
     applied, in decision order, just before that step's decision.
     """
-    bandit = bk.Bandit([f"arm{k}" for k in range(env.n_arms)], policy=policy, seed=policy_seed(seed, 0),
-                       n_features=env.n_features)
+    bandit = bk.Bandit(
+        [f"arm{k}" for k in range(env.n_arms)], policy=policy, seed=policy_seed(seed, 0), n_features=env.n_features
+    )
     chunk = env.draw([np.random.default_rng(environment_seed(seed, 0))], 0, horizon)
     regret, rewards, pending = [], [], []
     for time in range(horizon):
@@ -51,9 +52,19 @@ def bandit_loop(policy, env, horizon, seed):
     return np.cumsum(regret), float(np.sum(rewards))
 
 
-@pytest.mark.parametrize("policy", [bk.ThompsonSampling(), bk.UCB1(), bk.KLUCB(), bk.EXP3(gamma=0.2),
-                                    bk.EpsilonGreedy(), bk.DiscountedThompsonSampling(gamma=0.95),
-                                    bk.SlidingWindowUCB(window=50)], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "policy",
+    [
+        bk.ThompsonSampling(),
+        bk.UCB1(),
+        bk.KLUCB(),
+        bk.EXP3(gamma=0.2),
+        bk.EpsilonGreedy(),
+        bk.DiscountedThompsonSampling(gamma=0.95),
+        bk.SlidingWindowUCB(window=50),
+    ],
+    ids=lambda p: p.name,
+)
 def test_one_replication_equals_a_step_by_step_bandit_loop(policy, jit_mode):
     env = Bernoulli(MEANS)
     result = run({"p": policy}, env, horizon=400, replications=1, seed=11)
@@ -107,8 +118,9 @@ def test_the_same_seed_gives_the_same_result_whatever_the_threads(monkeypatch):
 
 def test_every_policy_faces_the_same_environment_draws():
     # With one shared uniform per step, the better fixed arm pays whenever the worse one does.
-    result = run({"a": FixedArm(3), "b": FixedArm(0), "c": FixedArm(1)}, Bernoulli(MEANS), horizon=200,
-                 replications=50, seed=4)
+    result = run(
+        {"a": FixedArm(3), "b": FixedArm(0), "c": FixedArm(1)}, Bernoulli(MEANS), horizon=200, replications=50, seed=4
+    )
     low, middle, high = result.reward_per_step
     assert np.all(low <= middle) and np.all(middle <= high) and np.any(low < high)
     # Adding a policy changes nobody else's numbers.
@@ -143,8 +155,11 @@ INVALID = [
     (dict(horizon=0), InvalidParameterError, "horizon must be in [1"),
     (dict(replications=-1), InvalidParameterError, "replications must be in [1"),
     (dict(horizon=2.5), InvalidTypeError, "horizon must be an integer"),
-    (dict(policies={"g": "gaussian_thompson", "t": "thompson"}, env=Gaussian([0.0, 1.0])), InvalidParameterError,
-     "policy 't' accepts rewards in [0.0, 1.0] but the environment pays in [-inf, inf]"),
+    (
+        dict(policies={"g": "gaussian_thompson", "t": "thompson"}, env=Gaussian([0.0, 1.0])),
+        InvalidParameterError,
+        "policy 't' accepts rewards in [0.0, 1.0] but the environment pays in [-inf, inf]",
+    ),
     (dict(policies={"x": "no_such_policy"}), InvalidParameterError, "policy name must be one of"),
     (dict(policies={}), InvalidParameterError, "at least one policy"),
     (dict(policies=["thompson", "thompson"]), InvalidParameterError, "distinct names"),
@@ -160,13 +175,26 @@ def test_invalid_runs_are_rejected_with_the_argument_named(change, error, messag
     assert message in str(caught.value)
 
 
-STATIONARY_POLICIES = ["thompson", "ucb1", "kl_ucb", "epsilon_greedy", "softmax", "exp3", "discounted_thompson",
-                       "sliding_window_ucb"]
+STATIONARY_POLICIES = [
+    "thompson",
+    "ucb1",
+    "kl_ucb",
+    "epsilon_greedy",
+    "softmax",
+    "exp3",
+    "discounted_thompson",
+    "sliding_window_ucb",
+]
 
 
 @settings(max_examples=25, deadline=None)
-@given(means=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=5), horizon=st.integers(1, 60),
-       replications=st.integers(1, 4), policy=st.sampled_from(STATIONARY_POLICIES), seed=st.integers(0, 2**32))
+@given(
+    means=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=5),
+    horizon=st.integers(1, 60),
+    replications=st.integers(1, 4),
+    policy=st.sampled_from(STATIONARY_POLICIES),
+    seed=st.integers(0, 2**32),
+)
 def test_invariants_hold_for_any_bernoulli_problem(means, horizon, replications, policy, seed):
     result = run({"p": policy}, Bernoulli(means), horizon=horizon, replications=replications, seed=seed, workers=1)
     worst_gap = max(means) - min(means)

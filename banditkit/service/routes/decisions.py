@@ -10,15 +10,21 @@ from ..schemas import DecisionBatchRequest, DecisionBatchResponse, DecisionReque
 router = EndpointRouter(tags=["decisions"])
 
 
-@router.endpoint("POST", "/v1/experiments/{name}/decisions", body=DecisionRequest, response=DecisionResponse,
-                 auth=CLIENT)
+@router.endpoint(
+    "POST", "/v1/experiments/{name}/decisions", body=DecisionRequest, response=DecisionResponse, auth=CLIENT
+)
 async def decide(engine: Engine, request: DecisionRequest, name: str) -> bytes:
     """Choose an arm (deterministic for a ``unit``, restricted to ``allowed`` arms if given)."""
     return to_json(await engine.decide_one(name, request))
 
 
-@router.endpoint("POST", "/v1/experiments/{name}/decisions/batch", body=DecisionBatchRequest,
-                 response=DecisionBatchResponse, auth=CLIENT)
+@router.endpoint(
+    "POST",
+    "/v1/experiments/{name}/decisions/batch",
+    body=DecisionBatchRequest,
+    response=DecisionBatchResponse,
+    auth=CLIENT,
+)
 async def decide_batch(engine: Engine, request: DecisionBatchRequest, name: str) -> bytes:
     """Up to 1,000 decisions in one call, logged in one transaction."""
     return to_json(DecisionBatchResponse(decisions=await engine.decide(name, request.requests, field="requests.")))

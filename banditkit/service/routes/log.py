@@ -14,10 +14,12 @@ from ..errors import UnavailableError
 router = APIRouter(prefix="/v1/experiments/{name}", tags=["log"], dependencies=[ClientAuth])
 
 
-@router.get("/log", response_class=Response,
-            responses={200: {"content": {"text/csv": {}, "application/vnd.apache.parquet": {}}}})
-def decision_log(name: str, engine: EngineDep, request: Request,
-                 format: Literal["csv", "parquet"] = "csv") -> Response:
+@router.get(
+    "/log",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}, "application/vnd.apache.parquet": {}}}},
+)
+def decision_log(name: str, engine: EngineDep, request: Request, format: Literal["csv", "parquet"] = "csv") -> Response:
     """Every decision with its propensity, probabilities, version and reward (columns in docs/service.md),
     archived ones included when ``archive_dir`` is set."""
     engine.experiment(name)
@@ -25,8 +27,9 @@ def decision_log(name: str, engine: EngineDep, request: Request,
     filename = f"{name}-decisions.{format}"
     headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
     if format == "csv":
-        return StreamingResponse(export.csv_chunks(engine.store, name, archive=archive), media_type="text/csv",
-                                 headers=headers)
+        return StreamingResponse(
+            export.csv_chunks(engine.store, name, archive=archive), media_type="text/csv", headers=headers
+        )
     try:
         content = export.parquet_bytes(engine.store, name, archive=archive)
     except ImportError as error:

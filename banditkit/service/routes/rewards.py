@@ -12,8 +12,14 @@ router = EndpointRouter(tags=["rewards"])
 _ERRORS = {404: NotFoundError, 409: ConflictError, 410: GoneError}
 
 
-@router.endpoint("POST", "/v1/experiments/{name}/rewards", body=RewardRequest, response=RewardResponse,
-                 auth=CLIENT, responses={404: {}, 409: {}, 410: {}})
+@router.endpoint(
+    "POST",
+    "/v1/experiments/{name}/rewards",
+    body=RewardRequest,
+    response=RewardResponse,
+    auth=CLIENT,
+    responses={404: {}, 409: {}, 410: {}},
+)
 async def reward(engine: Engine, request: RewardRequest, name: str) -> bytes:
     """Reward a decision; a retry with the same value returns the first answer."""
     result = await engine.reward_one(name, request)
@@ -22,12 +28,14 @@ async def reward(engine: Engine, request: RewardRequest, name: str) -> bytes:
         if result.status == 422:
             raise InvalidRequestError(result.detail, "value")
         raise _ERRORS[result.status](result.detail)
-    return to_json(RewardResponse(decision_id=result.decision_id, arm=result.arm, value=result.value,
-                                  applied=result.applied))
+    return to_json(
+        RewardResponse(decision_id=result.decision_id, arm=result.arm, value=result.value, applied=result.applied)
+    )
 
 
-@router.endpoint("POST", "/v1/experiments/{name}/rewards/batch", body=RewardBatchRequest,
-                 response=RewardBatchResponse, auth=CLIENT)
+@router.endpoint(
+    "POST", "/v1/experiments/{name}/rewards/batch", body=RewardBatchRequest, response=RewardBatchResponse, auth=CLIENT
+)
 async def reward_batch(engine: Engine, request: RewardBatchRequest, name: str) -> bytes:
     """Up to 1,000 rewards; each result carries the status its single call would have had."""
     return to_json(RewardBatchResponse(results=await engine.reward(name, request.rewards)))

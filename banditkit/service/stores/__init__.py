@@ -26,21 +26,37 @@ from .sqlite import SQLiteStore
 STORE_URLS = "sqlite:///PATH, memory://, redis://HOST:PORT/DB or redis+cluster://HOST:PORT"
 
 
-def open_store(url: str, *, synchronous: str = "FULL", commit_interval_s: float = 0.0,
-               spool_dir: str | Path = "banditkit-spool") -> Store:
+def open_store(
+    url: str, *, synchronous: str = "FULL", commit_interval_s: float = 0.0, spool_dir: str | Path = "banditkit-spool"
+) -> Store:
     """A store from its URL: ``memory://``, ``sqlite:///relative/or/absolute/path.db``, or a Redis URL
     (:mod:`.redis_keys`; ``spool_dir`` keeps the decisions served while Redis is down)."""
     if url == "memory://":
         return MemoryStore()
     if url.startswith("sqlite:///"):
-        return SQLiteStore(url.removeprefix("sqlite:///"), synchronous=synchronous,
-                           commit_interval_s=commit_interval_s)
+        return SQLiteStore(url.removeprefix("sqlite:///"), synchronous=synchronous, commit_interval_s=commit_interval_s)
     if is_redis_url(url):
         from .redis import RedisStore  # imports redis-py: only when asked for
+
         return RedisStore(url, spool_dir=spool_dir)
     raise ValueError(f"store must be {STORE_URLS}, got {url!r}")
 
 
-__all__ = ["Assignment", "DecisionRecord", "ExperimentExistsError", "ExperimentRecord", "MemoryStore", "ModelChange",
-           "ModelMovedError", "RewardCommit", "RewardOutcome", "RewardRecord", "RewardWork", "SQLiteStore",
-           "SnapshotRecord", "Store", "StoreUnavailableError", "open_store"]
+__all__ = [
+    "Assignment",
+    "DecisionRecord",
+    "ExperimentExistsError",
+    "ExperimentRecord",
+    "MemoryStore",
+    "ModelChange",
+    "ModelMovedError",
+    "RewardCommit",
+    "RewardOutcome",
+    "RewardRecord",
+    "RewardWork",
+    "SQLiteStore",
+    "SnapshotRecord",
+    "Store",
+    "StoreUnavailableError",
+    "open_store",
+]

@@ -84,8 +84,10 @@ class ModelMovedError(Exception):
 
 def moved(name: str, stored: int, change: ModelChange) -> ModelMovedError:
     """The error of a :class:`ModelChange` refused because the stored version is ``stored``."""
-    return ModelMovedError(f"experiment {name!r} is at version {stored}, the model change "
-                           f"({change.event.get('kind', 'change')}) was built for version {change.expected_version}")
+    return ModelMovedError(
+        f"experiment {name!r} is at version {stored}, the model change "
+        f"({change.event.get('kind', 'change')}) was built for version {change.expected_version}"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,13 +95,13 @@ class DecisionRecord:
     """One row of the decision log: what was served, to whom, with which probability."""
 
     decision_id: str
-    time: float                        # seconds since the epoch, UTC
+    time: float  # seconds since the epoch, UTC
     experiment: str
     unit: str | None
     context: tuple[float, ...] | None
     arm: str
     propensity: float
-    probabilities: dict[str, float]    # arm -> probability of every arm at decision time
+    probabilities: dict[str, float]  # arm -> probability of every arm at decision time
     policy_version: int
     fallback: bool
 
@@ -114,7 +116,7 @@ class RewardRecord:
     value: float
     time: float
     source: str = "client"
-    applied: bool = True               # False when the arm no longer existed in the policy
+    applied: bool = True  # False when the arm no longer existed in the policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,12 +146,12 @@ class ExperimentRecord:
     """An experiment as stored: its configuration, the Bandit's model, state and version."""
 
     name: str
-    config: dict[str, Any]             # the validated creation request
-    model: dict[str, Any]              # Bandit.to_dict() without its policy state
-    state: State                       # the policy state, changed by deltas
+    config: dict[str, Any]  # the validated creation request
+    model: dict[str, Any]  # Bandit.to_dict() without its policy state
+    state: State  # the policy state, changed by deltas
     version: int
     created_at: float
-    sweep_watermark: float = 0.0       # decisions before this time have been settled
+    sweep_watermark: float = 0.0  # decisions before this time have been settled
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,8 +204,10 @@ class RewardWork:
 
     def __post_init__(self) -> None:
         if len({reward.decision_id for reward in self.rewards}) != len(self.rewards):
-            raise ValueError("RewardWork.rewards must hold one reward per decision id; the first of several "
-                             "is chosen above the store (banditkit.service.rewarding)")
+            raise ValueError(
+                "RewardWork.rewards must hold one reward per decision id; the first of several "
+                "is chosen above the store (banditkit.service.rewarding)"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,15 +250,21 @@ def claim(work: RewardWork, stored: dict[str, RewardRecord], arrays: State) -> C
     ``arrays`` (the experiment's arrays at this point of the transaction), which is merged here.
     Every store that learns in process commits what this returns, so they all do it alike."""
     new = [reward for reward in work.rewards if reward.decision_id not in stored]
-    if work.planner is None or not new:   # nothing to learn: recorded only
+    if work.planner is None or not new:  # nothing to learn: recorded only
         delta, applied = None, [False] * len(new)
     else:
         delta, applied = work.planner.plan(new, arrays)
-    rows = [RewardRecord(r.decision_id, r.experiment, r.arm, r.value, r.time, r.source, flag)
-            for r, flag in zip(new, applied, strict=True)]
+    rows = [
+        RewardRecord(r.decision_id, r.experiment, r.arm, r.value, r.time, r.source, flag)
+        for r, flag in zip(new, applied, strict=True)
+    ]
     kept = {row.decision_id: row for row in rows}
-    outcomes = [RewardOutcome(kept[r.decision_id], True) if r.decision_id in kept
-                else RewardOutcome(stored[r.decision_id], False) for r in work.rewards]
+    outcomes = [
+        RewardOutcome(kept[r.decision_id], True)
+        if r.decision_id in kept
+        else RewardOutcome(stored[r.decision_id], False)
+        for r in work.rewards
+    ]
     merged = arrays if delta is None else merge_delta(delta.policy, arrays, delta.arrays)
     return Claim(rows, merged, delta, outcomes)
 
@@ -320,8 +330,7 @@ class Store(ABC):
 
     # ---- decision log ------------------------------------------------------
     @abstractmethod
-    def append_decisions(self, rows: list[DecisionRecord],
-                         assignments: dict[str, Assignment] | None = None) -> Future:
+    def append_decisions(self, rows: list[DecisionRecord], assignments: dict[str, Assignment] | None = None) -> Future:
         """Append decisions (and set sticky assignments by unit); durable when the future completes."""
 
     @abstractmethod
@@ -368,22 +377,48 @@ class Store(ABC):
 # ---- encodings shared by the stores -------------------------------------------------------
 def decision_row(record: DecisionRecord) -> tuple:
     """A decision as a tuple of plain values (context and probabilities as JSON), in the log's column order."""
-    return (record.decision_id, record.time, record.experiment, record.unit,
-            None if record.context is None else json.dumps(record.context), record.arm, record.propensity,
-            probabilities_json(record.probabilities), record.policy_version, int(record.fallback))
+    return (
+        record.decision_id,
+        record.time,
+        record.experiment,
+        record.unit,
+        None if record.context is None else json.dumps(record.context),
+        record.arm,
+        record.propensity,
+        probabilities_json(record.probabilities),
+        record.policy_version,
+        int(record.fallback),
+    )
 
 
 def decision_from_row(row) -> DecisionRecord:
     """Inverse of :func:`decision_row`."""
     decision_id, t, experiment, unit, context, arm, propensity, probabilities, version, fallback = row
-    return DecisionRecord(decision_id, t, experiment, unit, None if context is None else tuple(json.loads(context)),
-                          arm, propensity, json.loads(probabilities), version, bool(fallback))
+    return DecisionRecord(
+        decision_id,
+        t,
+        experiment,
+        unit,
+        None if context is None else tuple(json.loads(context)),
+        arm,
+        propensity,
+        json.loads(probabilities),
+        version,
+        bool(fallback),
+    )
 
 
 def reward_row(record: RewardRecord) -> tuple:
     """A reward as a tuple of plain values, in the column order of the rewards table."""
-    return (record.decision_id, record.experiment, record.arm, record.value, record.time, record.source,
-            int(record.applied))
+    return (
+        record.decision_id,
+        record.experiment,
+        record.arm,
+        record.value,
+        record.time,
+        record.source,
+        int(record.applied),
+    )
 
 
 def reward_from_row(row) -> RewardRecord:
@@ -412,8 +447,11 @@ def merge_delta(policy: Policy, state: State, delta: State) -> State:
     if policy_delta:
         own = policy.merge_delta(own, policy_delta)
     merged = {POLICY_PREFIX + key: value for key, value in own.items()}
-    merged.update((key, value + delta[key] if key in delta else value) for key, value in state.items()
-                  if not key.startswith(POLICY_PREFIX))
+    merged.update(
+        (key, value + delta[key] if key in delta else value)
+        for key, value in state.items()
+        if not key.startswith(POLICY_PREFIX)
+    )
     return merged
 
 
@@ -425,9 +463,11 @@ def policy_state(arrays: State) -> State:
 def unservable_reason(store: Store, policy: Policy) -> str | None:
     """Why ``store`` cannot serve ``policy`` (an ORDERED policy on a store with several writers), or None."""
     if store.several_writers and not policy.distributable:
-        return (f"policy {policy.name!r} cannot be served by {type(store).__name__}: its state merges only in "
-                f"order ({policy.merge_rule}), and this store's writers compute deltas from states that may "
-                f"not be the latest; use a distributable policy or a store with one writer (sqlite, memory)")
+        return (
+            f"policy {policy.name!r} cannot be served by {type(store).__name__}: its state merges only in "
+            f"order ({policy.merge_rule}), and this store's writers compute deltas from states that may "
+            f"not be the latest; use a distributable policy or a store with one writer (sqlite, memory)"
+        )
     return None
 
 

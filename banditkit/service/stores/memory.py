@@ -50,10 +50,10 @@ class MemoryStore(Store):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._experiments: dict[str, ExperimentRecord] = {}
-        self._decisions: dict[str, tuple] = {}              # decision_id -> decision_row(...)
-        self._rewards: dict[str, tuple] = {}                # decision_id -> reward_row(...)
+        self._decisions: dict[str, tuple] = {}  # decision_id -> decision_row(...)
+        self._rewards: dict[str, tuple] = {}  # decision_id -> reward_row(...)
         self._log: dict[str, list[tuple[float, str]]] = {}  # experiment -> sorted (time, decision_id)
-        self._rewarded: dict[str, int] = {}                 # experiment -> rewards recorded
+        self._rewarded: dict[str, int] = {}  # experiment -> rewards recorded
         self._assignments: dict[tuple[str, str], Assignment] = {}
         self._snapshots: dict[int, SnapshotRecord] = {}
         self._events: list[dict] = []
@@ -90,8 +90,9 @@ class MemoryStore(Store):
     def save_snapshot(self, name: str, model: dict, state: State, version: int) -> Future:
         with self._lock:
             snapshot_id = next(self._snapshot_ids)
-            self._snapshots[snapshot_id] = SnapshotRecord(snapshot_id, name, version, time.time(),
-                                                          copy.deepcopy(model), dict(state))
+            self._snapshots[snapshot_id] = SnapshotRecord(
+                snapshot_id, name, version, time.time(), copy.deepcopy(model), dict(state)
+            )
             self._add_event(name, version, {"kind": "snapshot", "snapshot_id": snapshot_id})
         return completed(snapshot_id)
 
@@ -109,8 +110,7 @@ class MemoryStore(Store):
         self._events.append({"experiment": name, "time": time.time(), "policy_version": version, **event})
 
     # ---- decision log ------------------------------------------------------
-    def append_decisions(self, rows: list[DecisionRecord],
-                         assignments: dict[str, Assignment] | None = None) -> Future:
+    def append_decisions(self, rows: list[DecisionRecord], assignments: dict[str, Assignment] | None = None) -> Future:
         with self._lock:
             for row in rows:
                 self._decisions[row.decision_id] = decision_row(row)
@@ -140,8 +140,11 @@ class MemoryStore(Store):
 
     def commit_rewards(self, work: RewardWork) -> Future:
         with self._lock:
-            stored = {r.decision_id: reward_from_row(self._rewards[r.decision_id]) for r in work.rewards
-                      if r.decision_id in self._rewards}
+            stored = {
+                r.decision_id: reward_from_row(self._rewards[r.decision_id])
+                for r in work.rewards
+                if r.decision_id in self._rewards
+            }
             record = self._experiments[work.experiment]
             try:
                 claimed = claim(work, stored, record.state)
@@ -178,4 +181,3 @@ class MemoryStore(Store):
     def counts(self, name: str) -> tuple[int, int]:
         with self._lock:
             return len(self._log.get(name, ())), self._rewarded.get(name, 0)
-

@@ -90,13 +90,13 @@ class RedisStore(Store):
         self._available = True
         owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._spool_path = self.spool_dir / f"{owner}{_SPOOL_SUFFIX}"
-        self._spool: TextIO | None = None      # the open spool file, written by the writer thread only
-        self._spooled = 0                      # decisions in it not shipped yet
+        self._spool: TextIO | None = None  # the open spool file, written by the writer thread only
+        self._spooled = 0  # decisions in it not shipped yet
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._closed = False
         self.groups_sent = 0
         self.jobs_sent = 0
-        self._recover()                        # ship the spools of workers that died, before serving
+        self._recover()  # ship the spools of workers that died, before serving
         self._thread = threading.Thread(target=self._run, name="banditkit-redis-writer", daemon=True)
         self._thread.start()
 
@@ -123,14 +123,24 @@ class RedisStore(Store):
         keys = self.keys(record.name)
 
         def job(client) -> None:
-            client.sadd(rk.experiments_key(self.prefix), record.name)   # first: a crash leaves no hidden experiment
-            created = client.evalsha(self._sha["create"], 3, keys.meta, keys.events, keys.reward_stream,
-                                     json.dumps(record.config), repr(record.created_at), json.dumps(record.model),
-                                     encode_state(record.state), record.version,
-                                     _event_json(record.name, record.version, event))
+            client.sadd(rk.experiments_key(self.prefix), record.name)  # first: a crash leaves no hidden experiment
+            created = client.evalsha(
+                self._sha["create"],
+                3,
+                keys.meta,
+                keys.events,
+                keys.reward_stream,
+                json.dumps(record.config),
+                repr(record.created_at),
+                json.dumps(record.model),
+                encode_state(record.state),
+                record.version,
+                _event_json(record.name, record.version, event),
+            )
             if not created:
                 raise ExperimentExistsError(record.name)
             self._windows[record.name] = _window(record.config)
+
         return self._submit_alone(job)
 
     def load_experiments(self) -> list[ExperimentRecord]:
@@ -158,8 +168,14 @@ class RedisStore(Store):
     def _record(self, name: str, meta: dict) -> ExperimentRecord:
         config = json.loads(meta["config"])
         self._windows[name] = _window(config)
-        return ExperimentRecord(name, config, json.loads(meta["model"]), decode_state(meta["state"]),
-                                int(meta["version"]), float(meta["created_at"]))
+        return ExperimentRecord(
+            name,
+            config,
+            json.loads(meta["model"]),
+            decode_state(meta["state"]),
+            int(meta["version"]),
+            float(meta["created_at"]),
+        )
 
     def replace_model(self, name: str, change: ModelChange) -> Future:
         """Compare-and-set on the stored version: :class:`~.base.ModelMovedError` if the change was built on
@@ -173,13 +189,20 @@ class RedisStore(Store):
                 if stored != change.expected_version:
                     raise moved(name, stored, change)
                 pipe.multi()
-                pipe.hset(keys.meta, mapping={"model": json.dumps(change.model), "state": encode_state(change.state),
-                                              "version": change.version})
+                pipe.hset(
+                    keys.meta,
+                    mapping={
+                        "model": json.dumps(change.model),
+                        "state": encode_state(change.state),
+                        "version": change.version,
+                    },
+                )
                 pipe.rpush(keys.events, _event_json(name, change.version, change.event))
                 try:
                     pipe.execute()
                 except WatchError:
                     raise ModelMovedError(f"experiment {name!r} changed while the change was written") from None
+
         return self._submit_alone(job)
 
     def save_snapshot(self, name: str, model: dict, state: State, version: int) -> Future:
@@ -188,11 +211,17 @@ class RedisStore(Store):
         def job(client) -> int:
             snapshot_id = int(client.incr(keys.snapshot_seq))
             pipe = client.pipeline(transaction=True)
-            pipe.hset(keys.snapshots, snapshot_id, json.dumps({
-                "policy_version": version, "created_at": time.time(), "model": model, "state": encode_state(state)}))
+            pipe.hset(
+                keys.snapshots,
+                snapshot_id,
+                json.dumps(
+                    {"policy_version": version, "created_at": time.time(), "model": model, "state": encode_state(state)}
+                ),
+            )
             pipe.rpush(keys.events, _event_json(name, version, {"kind": "snapshot", "snapshot_id": snapshot_id}))
             pipe.execute()
             return snapshot_id
+
         return self._submit_alone(job)
 
     def get_snapshot(self, name: str, snapshot_id: int) -> SnapshotRecord | None:
@@ -207,8 +236,7 @@ class RedisStore(Store):
         return [json.loads(text) for text in self._call(self.client.lrange, self.keys(name).events, 0, -1)]
 
     # ---- decision log ------------------------------------------------------
-    def append_decisions(self, rows: list[DecisionRecord],
-                         assignments: dict[str, Assignment] | None = None) -> Future:
+    def append_decisions(self, rows: list[DecisionRecord], assignments: dict[str, Assignment] | None = None) -> Future:
         """Log ``rows`` (all of one experiment); while Redis is down, spool them if they are all fallbacks
         (what the engine serves then) and refuse them otherwise."""
         if not rows:
@@ -245,14 +273,17 @@ class RedisStore(Store):
             pipe.hmget(keys.pending, unique)
             pipe.hmget(keys.rewards, unique)
         replies = self._call(pipe.execute)
-        located: dict[str, tuple[str, str, str | None]] = {}    # id -> (experiment, stream id, reward JSON)
+        located: dict[str, tuple[str, str, str | None]] = {}  # id -> (experiment, stream id, reward JSON)
         for index, name in enumerate(names):
             for decision_id, pending, reward in zip(unique, replies[2 * index], replies[2 * index + 1], strict=True):
                 if pending is not None and decision_id not in located:
                     located[decision_id] = (name, rk.pending_stream_id(pending), reward)
         rows = self._stream_rows([(self.keys(name).decisions, sid) for name, sid, _ in located.values()])
-        return {decision_id: (decision_from_row(row), None if reward is None else rk.reward_from_json(reward))
-                for (decision_id, (_, _, reward)), row in zip(located.items(), rows, strict=True) if row is not None}
+        return {
+            decision_id: (decision_from_row(row), None if reward is None else rk.reward_from_json(reward))
+            for (decision_id, (_, _, reward)), row in zip(located.items(), rows, strict=True)
+            if row is not None
+        }
 
     def _stream_rows(self, entries: list[tuple[str, str]]) -> list[tuple | None]:
         """The decision rows at (stream key, entry id), in one round trip."""
@@ -293,8 +324,7 @@ class RedisStore(Store):
         if window is None:
             window = self._windows[name] = _window(json.loads(self._call(self.client.hget, keys.meta, "config")))
         claims = [(r.decision_id, r.value, r.source) for r in work.rewards]
-        args = [self._sha["claim"], 6, *rk.claim_keys(keys),
-                *rk.claim_args(work.rewards[0].time, window, name, claims)]
+        args = [self._sha["claim"], 6, *rk.claim_keys(keys), *rk.claim_args(work.rewards[0].time, window, name, claims)]
         return self._submit(("evalsha", args, _commit))
 
     def unrewarded(self, name: str, since: float, before: float, limit: int) -> list[DecisionRecord]:
@@ -402,7 +432,7 @@ class RedisStore(Store):
             try:
                 try:
                     result = job(self.client)
-                except NoScriptError:            # a restarted server lost its scripts: the job did not run
+                except NoScriptError:  # a restarted server lost its scripts: the job did not run
                     self._load_scripts()
                     result = job(self.client)
                 future.set_result(result)
@@ -426,7 +456,7 @@ class RedisStore(Store):
             return
         pipe = self.client.pipeline(transaction=False)
         for (_, args, _), _ in jobs:
-            pipe.execute_command("EVALSHA", *args)   # a cluster pipeline blocks .evalsha(), not the command
+            pipe.execute_command("EVALSHA", *args)  # a cluster pipeline blocks .evalsha(), not the command
         try:
             replies = pipe.execute(raise_on_error=False)
         except DOWN as error:
@@ -439,7 +469,7 @@ class RedisStore(Store):
         unloaded = []
         for (job, future), reply in zip(jobs, replies, strict=True):
             if isinstance(reply, NoScriptError) and not retried:
-                unloaded.append((job, future))          # not run: a restarted server lost its scripts
+                unloaded.append((job, future))  # not run: a restarted server lost its scripts
             elif isinstance(reply, Exception):
                 future.set_exception(reply)
             else:
@@ -463,7 +493,7 @@ class RedisStore(Store):
             if spool is None:
                 self.spool_dir.mkdir(parents=True, exist_ok=True)
                 spool = self._spool = open(self._spool_path, "a", encoding="utf-8")  # noqa: SIM115 - kept open
-                fcntl.flock(spool, fcntl.LOCK_EX | fcntl.LOCK_NB)   # ours while this process lives
+                fcntl.flock(spool, fcntl.LOCK_EX | fcntl.LOCK_NB)  # ours while this process lives
             rows = [row for (_, records), _ in jobs for row in records]
             spool.write("".join(json.dumps(decision_row(row)) + "\n" for row in rows))
             spool.flush()
@@ -492,8 +522,12 @@ class RedisStore(Store):
 
     def _down(self, error: Exception) -> None:
         if self._available:
-            logger.warning("Redis at %s does not answer (%s): serving fallback decisions, spooled to %s",
-                           self.location.url, error, self._spool_path)
+            logger.warning(
+                "Redis at %s does not answer (%s): serving fallback decisions, spooled to %s",
+                self.location.url,
+                error,
+                self._spool_path,
+            )
         self._available = False
 
     def _ship_spools(self) -> None:
@@ -512,7 +546,7 @@ class RedisStore(Store):
                 try:
                     fcntl.flock(orphan, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except OSError:
-                    continue                            # a live worker's spool: it ships its own
+                    continue  # a live worker's spool: it ships its own
                 self._ship(path)
                 path.unlink()
 
@@ -527,11 +561,14 @@ class RedisStore(Store):
         for name, rows in by_experiment.items():
             keys = self.keys(name)
             for start in range(0, len(rows), 1000):
-                chunk = rows[start:start + 1000]
+                chunk = rows[start : start + 1000]
                 shipped += self.client.evalsha(self._sha["log"], 5, *rk.log_keys(keys), *rk.log_args(chunk))
         if records:
-            logger.warning("shipped %d decisions spooled while Redis was down (%d were already logged)",
-                           shipped, len(records) - shipped)
+            logger.warning(
+                "shipped %d decisions spooled while Redis was down (%d were already logged)",
+                shipped,
+                len(records) - shipped,
+            )
 
 
 def _window(config: dict) -> float:
@@ -559,5 +596,6 @@ def _event_json(name: str, version: int, event: dict) -> str:
 
 def _snapshot(name: str, snapshot_id: int, text: str) -> SnapshotRecord:
     data = json.loads(text)
-    return SnapshotRecord(snapshot_id, name, data["policy_version"], data["created_at"], data["model"],
-                          decode_state(data["state"]))
+    return SnapshotRecord(
+        snapshot_id, name, data["policy_version"], data["created_at"], data["model"], decode_state(data["state"])
+    )

@@ -69,16 +69,17 @@ def parse_url(url: str) -> RedisURL:
         raise RedisURLError(f"store URL {url!r}: no host (expected {parts.scheme}://HOST:PORT)")
     path = parts.path.strip("/")
     if path and (cluster or not path.isdigit()):
-        raise RedisURLError(f"store URL {url!r}: the path must be a database number"
-                            + (" and is not allowed for a cluster" if cluster else f", got {path!r}"))
+        raise RedisURLError(
+            f"store URL {url!r}: the path must be a database number"
+            + (" and is not allowed for a cluster" if cluster else f", got {path!r}")
+        )
     query = parse_qs(parts.query, keep_blank_values=True)
     unknown = sorted(set(query) - {"prefix"})
     if unknown:
         raise RedisURLError(f"store URL {url!r}: unknown option {unknown[0]!r} (only prefix=NAME)")
     prefix = query.get("prefix", [DEFAULT_PREFIX])[-1]
     if not prefix or any(c in prefix for c in "{} "):
-        raise RedisURLError(f"store URL {url!r}: prefix must be non-empty, without braces or spaces, "
-                            f"got {prefix!r}")
+        raise RedisURLError(f"store URL {url!r}: prefix must be non-empty, without braces or spaces, got {prefix!r}")
     return RedisURL(url, cluster, parts.hostname, port, int(path or 0), prefix)
 
 
@@ -96,13 +97,25 @@ def connect(url: str | RedisURL, *, timeout_s: float = 2.0):
     client: redis.Redis | RedisCluster
     try:
         if location.cluster:
-            client = RedisCluster(host=location.host, port=location.port, decode_responses=True,
-                                  socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+            client = RedisCluster(
+                host=location.host,
+                port=location.port,
+                decode_responses=True,
+                socket_timeout=timeout_s,
+                socket_connect_timeout=timeout_s,
+            )
         else:
             # One immediate retry (a connection the server dropped), no backoff: an outage shows at once.
-            client = redis.Redis(host=location.host, port=location.port, db=location.db,
-                                 retry=Retry(NoBackoff(), 1), health_check_interval=30, decode_responses=True,
-                                 socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+            client = redis.Redis(
+                host=location.host,
+                port=location.port,
+                db=location.db,
+                retry=Retry(NoBackoff(), 1),
+                health_check_interval=30,
+                decode_responses=True,
+                socket_timeout=timeout_s,
+                socket_connect_timeout=timeout_s,
+            )
         client.ping()
     except (redis.RedisError, OSError) as error:
         detail = str(error).splitlines()[0] if str(error) else type(error).__name__
@@ -149,16 +162,34 @@ def decision_json(record: DecisionRecord) -> str:
 
 def pending_json(record: DecisionRecord) -> str:
     """What a reward join needs: ``[time, arm, propensity, context|null, unit|null, policy_version, fallback]``."""
-    return json.dumps([record.time, record.arm, record.propensity,
-                       None if record.context is None else list(record.context), record.unit,
-                       record.policy_version, int(record.fallback)])
+    return json.dumps(
+        [
+            record.time,
+            record.arm,
+            record.propensity,
+            None if record.context is None else list(record.context),
+            record.unit,
+            record.policy_version,
+            int(record.fallback),
+        ]
+    )
 
 
 def decision_from_pending(decision_id: str, experiment: str, text: str) -> DecisionRecord:
     """The decision a pending row describes (its probabilities are not kept there: ``{}``)."""
     t, arm, propensity, context, unit, version, fallback = json.loads(text)[:7]
-    return DecisionRecord(decision_id, t, experiment, unit, None if context is None else tuple(context), arm,
-                          propensity, {}, version, bool(fallback))
+    return DecisionRecord(
+        decision_id,
+        t,
+        experiment,
+        unit,
+        None if context is None else tuple(context),
+        arm,
+        propensity,
+        {},
+        version,
+        bool(fallback),
+    )
 
 
 def pending_stream_id(text: str) -> str:
@@ -235,7 +266,8 @@ return out
 #: The version goes up by one when the model or the state changes (entries that were all learned before
 #: are only acknowledged, and workers have nothing to reload). Returns the version, or :data:`LEASE_LOST` /
 #: :data:`VERSION_MOVED` having written nothing.
-APPLY_BATCH = """
+APPLY_BATCH = (
+    """
 if redis.call('GET', KEYS[3]) ~= ARGV[1] then return -1 end
 local version = tonumber(redis.call('HGET', KEYS[1], 'version'))
 if version ~= tonumber(ARGV[2]) then return -2 end
@@ -247,10 +279,13 @@ if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'model', ARGV[3]) end
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'state', ARGV[4]) end
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'reward_offset', ARGV[5]) end
 for first = 6, #ARGV, 1000 do
-  redis.call('XACK', KEYS[2], '""" + LEARNERS + """', unpack(ARGV, first, math.min(first + 999, #ARGV)))
+  redis.call('XACK', KEYS[2], '"""
+    + LEARNERS
+    + """', unpack(ARGV, first, math.min(first + 999, #ARGV)))
 end
 return version
 """
+)
 
 #: KEYS lease. ARGV holder id, ttl in ms. Renews the lease if the caller holds it: 1, else 0.
 RENEW_LEASE = """
@@ -281,14 +316,18 @@ return logged
 
 #: KEYS meta, events, reward_stream. ARGV config, created_at, model, state, version, event JSON.
 #: Creates the experiment and its reward stream's consumer group unless meta exists: 1, else 0.
-CREATE_EXPERIMENT = """
+CREATE_EXPERIMENT = (
+    """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'config', ARGV[1], 'created_at', ARGV[2], 'model', ARGV[3], 'state', ARGV[4],
            'version', ARGV[5], 'reward_offset', '0-0', 'archive_offset', '0-0')
 redis.call('RPUSH', KEYS[2], ARGV[6])
-pcall(redis.call, 'XGROUP', 'CREATE', KEYS[3], '""" + LEARNERS + """', '0', 'MKSTREAM')
+pcall(redis.call, 'XGROUP', 'CREATE', KEYS[3], '"""
+    + LEARNERS
+    + """', '0', 'MKSTREAM')
 return 1
 """
+)
 
 
 def claim_keys(keys: Keys) -> list[str]:
@@ -330,13 +369,17 @@ def log_args(records: list[DecisionRecord], assignments: dict[str, str] | None =
 #: a learner that lost its lease cannot take entries the new holder would never claim. Returns the
 #: entries ``[[id, [field, value, ...] or nil], ...]`` (nil: trimmed since delivered), or
 #: :data:`LEASE_LOST`.
-READ_REWARDS = """
+READ_REWARDS = (
+    """
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
-local read = redis.call('XREADGROUP', 'GROUP', '""" + LEARNERS + """', ARGV[1], 'COUNT', ARGV[2],
+local read = redis.call('XREADGROUP', 'GROUP', '"""
+    + LEARNERS
+    + """', ARGV[1], 'COUNT', ARGV[2],
                         'STREAMS', KEYS[1], ARGV[3])
 if not read then return {} end
 return read[1][2]
 """
+)
 
 #: KEYS meta, decisions, pending, rewards, due, reward_stream, lease. ARGV holder id, expected
 #: archive_offset, new archive_offset, then the archived decision ids. Once the archived rows are on

@@ -62,8 +62,9 @@ CREATE TABLE IF NOT EXISTS events (
     event_id INTEGER PRIMARY KEY AUTOINCREMENT, experiment TEXT NOT NULL, time REAL NOT NULL,
     policy_version INTEGER NOT NULL, detail TEXT NOT NULL);
 """
-_DECISION_COLUMNS = ("decision_id, time, experiment, unit, context, arm, propensity, probabilities, "
-                     "policy_version, fallback")
+_DECISION_COLUMNS = (
+    "decision_id, time, experiment, unit, context, arm, propensity, probabilities, policy_version, fallback"
+)
 
 #: Parameters per multi-row INSERT at most (SQLite allows 32,766).
 _MAX_PARAMETERS = 30_000
@@ -81,7 +82,7 @@ def _insert(db: sqlite3.Connection, statement: str, rows: list[tuple]) -> None:
     per_chunk = _MAX_PARAMETERS // width
     placeholder = "(" + ", ".join("?" * width) + ")"
     for begin in range(0, len(rows), per_chunk):
-        chunk = rows[begin:begin + per_chunk]
+        chunk = rows[begin : begin + per_chunk]
         db.execute(f"{statement} " + ", ".join([placeholder] * len(chunk)), [value for row in chunk for value in row])
 
 
@@ -107,8 +108,9 @@ class SQLiteStore(Store):
         # What the last commit wrote for each experiment, (state, version), so that the next transaction
         # neither reads nor decodes it; dropped with an abandoned transaction or a rewrite of the model.
         self._written: dict[str, tuple[State, int]] = {}
-        self._writer = GroupCommitWriter(self._write_connection, commit_interval_s,
-                                         before_commit=self._flush_states, discard=self._discard_states)
+        self._writer = GroupCommitWriter(
+            self._write_connection, commit_interval_s, before_commit=self._flush_states, discard=self._discard_states
+        )
         self._checkpointer = Checkpointer(self._connect)
 
     def _connect(self) -> sqlite3.Connection:
@@ -145,81 +147,129 @@ class SQLiteStore(Store):
     def create_experiment(self, record: ExperimentRecord, event: dict) -> Future:
         def job(db: sqlite3.Connection, _after) -> None:
             try:
-                db.execute("INSERT INTO experiments VALUES (?, ?, ?, ?, ?, ?, ?)",
-                           (record.name, json.dumps(record.config), json.dumps(record.model),
-                            encode_state(record.state), record.version, record.created_at,
-                            record.sweep_watermark))
+                db.execute(
+                    "INSERT INTO experiments VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        record.name,
+                        json.dumps(record.config),
+                        json.dumps(record.model),
+                        encode_state(record.state),
+                        record.version,
+                        record.created_at,
+                        record.sweep_watermark,
+                    ),
+                )
             except sqlite3.IntegrityError as error:
                 raise ExperimentExistsError(record.name) from error
             _insert_event(db, record.name, record.version, event)
+
         return self._writer.submit(job, exclusive=True)
 
     def load_experiments(self) -> list[ExperimentRecord]:
-        rows = self._reader().execute("SELECT name, config, model, state, version, created_at, sweep_watermark "
-                                      "FROM experiments ORDER BY created_at").fetchall()
-        return [ExperimentRecord(name, json.loads(config), json.loads(model), decode_state(state), version,
-                                 created_at, watermark)
-                for name, config, model, state, version, created_at, watermark in rows]
+        rows = (
+            self._reader()
+            .execute(
+                "SELECT name, config, model, state, version, created_at, sweep_watermark "
+                "FROM experiments ORDER BY created_at"
+            )
+            .fetchall()
+        )
+        return [
+            ExperimentRecord(
+                name, json.loads(config), json.loads(model), decode_state(state), version, created_at, watermark
+            )
+            for name, config, model, state, version, created_at, watermark in rows
+        ]
 
     def replace_model(self, name: str, change: ModelChange) -> Future:
         def job(db: sqlite3.Connection, _after) -> None:
             (stored,) = db.execute("SELECT version FROM experiments WHERE name = ?", (name,)).fetchone()
             if stored != change.expected_version:
                 raise moved(name, stored, change)
-            db.execute("UPDATE experiments SET model = ?, state = ?, version = ? WHERE name = ?",
-                       (json.dumps(change.model), encode_state(change.state), change.version, name))
+            db.execute(
+                "UPDATE experiments SET model = ?, state = ?, version = ? WHERE name = ?",
+                (json.dumps(change.model), encode_state(change.state), change.version, name),
+            )
             self._written.pop(name, None)
             _insert_event(db, name, change.version, change.event)
+
         return self._writer.submit(job, exclusive=True)
 
     def save_snapshot(self, name: str, model: dict, state: State, version: int) -> Future:
         def job(db: sqlite3.Connection, _after) -> int:
-            cursor = db.execute("INSERT INTO snapshots (experiment, policy_version, created_at, model, state) "
-                                "VALUES (?, ?, ?, ?, ?)",
-                                (name, version, time.time(), json.dumps(model), encode_state(state)))
+            cursor = db.execute(
+                "INSERT INTO snapshots (experiment, policy_version, created_at, model, state) VALUES (?, ?, ?, ?, ?)",
+                (name, version, time.time(), json.dumps(model), encode_state(state)),
+            )
             snapshot_id = cursor.lastrowid
-            assert snapshot_id is not None                 # an INSERT into a rowid table
+            assert snapshot_id is not None  # an INSERT into a rowid table
             _insert_event(db, name, version, {"kind": "snapshot", "snapshot_id": snapshot_id})
             return snapshot_id
+
         return self._writer.submit(job, exclusive=True)
 
     def get_snapshot(self, name: str, snapshot_id: int) -> SnapshotRecord | None:
-        row = self._reader().execute("SELECT snapshot_id, experiment, policy_version, created_at, model, state "
-                                     "FROM snapshots WHERE experiment = ? AND snapshot_id = ?",
-                                     (name, snapshot_id)).fetchone()
+        row = (
+            self._reader()
+            .execute(
+                "SELECT snapshot_id, experiment, policy_version, created_at, model, state "
+                "FROM snapshots WHERE experiment = ? AND snapshot_id = ?",
+                (name, snapshot_id),
+            )
+            .fetchone()
+        )
         return None if row is None else _snapshot(row)
 
     def list_snapshots(self, name: str) -> list[SnapshotRecord]:
-        rows = self._reader().execute("SELECT snapshot_id, experiment, policy_version, created_at, model, state "
-                                      "FROM snapshots WHERE experiment = ? ORDER BY snapshot_id", (name,))
+        rows = self._reader().execute(
+            "SELECT snapshot_id, experiment, policy_version, created_at, model, state "
+            "FROM snapshots WHERE experiment = ? ORDER BY snapshot_id",
+            (name,),
+        )
         return [_snapshot(row) for row in rows]
 
     def events(self, name: str) -> list[dict]:
-        rows = self._reader().execute("SELECT time, policy_version, detail FROM events WHERE experiment = ? "
-                                      "ORDER BY event_id", (name,))
+        rows = self._reader().execute(
+            "SELECT time, policy_version, detail FROM events WHERE experiment = ? ORDER BY event_id", (name,)
+        )
         return [{"experiment": name, "time": t, "policy_version": v, **json.loads(detail)} for t, v, detail in rows]
 
     # ---- decision log ------------------------------------------------------
-    def append_decisions(self, rows: list[DecisionRecord],
-                         assignments: dict[str, Assignment] | None = None) -> Future:
+    def append_decisions(self, rows: list[DecisionRecord], assignments: dict[str, Assignment] | None = None) -> Future:
         values = [decision_row(r) for r in rows]
-        sticky = [(rows[0].experiment, unit, a.arm, a.propensity, json.dumps(a.probabilities))
-                  for unit, a in (assignments or {}).items()] if rows else []
+        sticky = (
+            [
+                (rows[0].experiment, unit, a.arm, a.propensity, json.dumps(a.probabilities))
+                for unit, a in (assignments or {}).items()
+            ]
+            if rows
+            else []
+        )
 
         def job(db: sqlite3.Connection, after_commit) -> None:
             _insert(db, f"INSERT INTO decisions ({_DECISION_COLUMNS}) VALUES", values)
             _insert(db, "INSERT OR REPLACE INTO assignments VALUES", sticky)
             after_commit(lambda: self._tally(0, [r.experiment for r in rows]))
+
         return self._writer.submit(job)
 
     def get_decision(self, decision_id: str) -> DecisionRecord | None:
-        row = self._reader().execute(f"SELECT {_DECISION_COLUMNS} FROM decisions WHERE decision_id = ?",
-                                     (decision_id,)).fetchone()
+        row = (
+            self._reader()
+            .execute(f"SELECT {_DECISION_COLUMNS} FROM decisions WHERE decision_id = ?", (decision_id,))
+            .fetchone()
+        )
         return None if row is None else decision_from_row(row)
 
     def get_reward(self, decision_id: str) -> RewardRecord | None:
-        row = self._reader().execute("SELECT decision_id, experiment, arm, value, time, source, applied "
-                                     "FROM rewards WHERE decision_id = ?", (decision_id,)).fetchone()
+        row = (
+            self._reader()
+            .execute(
+                "SELECT decision_id, experiment, arm, value, time, source, applied FROM rewards WHERE decision_id = ?",
+                (decision_id,),
+            )
+            .fetchone()
+        )
         return None if row is None else reward_from_row(row)
 
     def find_decisions(self, ids: list[str]) -> dict[str, tuple[DecisionRecord, RewardRecord | None]]:
@@ -227,18 +277,25 @@ class SQLiteStore(Store):
         columns = ", ".join("d." + column.strip() for column in _DECISION_COLUMNS.split(","))
         unique = list(dict.fromkeys(ids))
         for start in range(0, len(unique), 500):
-            chunk = unique[start:start + 500]
+            chunk = unique[start : start + 500]
             rows = self._reader().execute(
                 f"SELECT {columns}, r.decision_id, r.experiment, r.arm, r.value, r.time, r.source, r.applied "
                 "FROM decisions d LEFT JOIN rewards r ON r.decision_id = d.decision_id "
-                f"WHERE d.decision_id IN ({', '.join('?' * len(chunk))})", chunk)
+                f"WHERE d.decision_id IN ({', '.join('?' * len(chunk))})",
+                chunk,
+            )
             for row in rows:
                 found[row[0]] = (decision_from_row(row[:10]), None if row[10] is None else reward_from_row(row[10:]))
         return found
 
     def get_assignment(self, name: str, unit: str) -> Assignment | None:
-        row = self._reader().execute("SELECT arm, propensity, probabilities FROM assignments "
-                                     "WHERE experiment = ? AND unit = ?", (name, unit)).fetchone()
+        row = (
+            self._reader()
+            .execute(
+                "SELECT arm, propensity, probabilities FROM assignments WHERE experiment = ? AND unit = ?", (name, unit)
+            )
+            .fetchone()
+        )
         return None if row is None else Assignment(row[0], row[1], json.loads(row[2]))
 
     def commit_rewards(self, work: RewardWork) -> Future:
@@ -254,6 +311,7 @@ class SQLiteStore(Store):
             recorded = [work.experiment] * len(claimed.rows)
             after_commit(lambda: self._tally(1, recorded))
             return RewardCommit(claimed.outcomes, claimed.delta, pending[1])
+
         return self._writer.submit(job)
 
     def _pending_state(self, db: sqlite3.Connection, name: str) -> list:
@@ -264,17 +322,18 @@ class SQLiteStore(Store):
         if pending is None:
             written = self._written.get(name)
             if written is None:
-                text, version = db.execute("SELECT state, version FROM experiments WHERE name = ?",
-                                           (name,)).fetchone()
+                text, version = db.execute("SELECT state, version FROM experiments WHERE name = ?", (name,)).fetchone()
                 written = decode_state(text), version
             pending = self._pending[name] = [*written, None]
         return pending
 
     def _flush_states(self, db: sqlite3.Connection) -> None:
         for name, (state, version, watermark) in self._pending.items():
-            db.execute("UPDATE experiments SET state = ?, version = ?, "
-                       "sweep_watermark = COALESCE(?, sweep_watermark) WHERE name = ?",
-                       (encode_state(state), version, watermark, name))
+            db.execute(
+                "UPDATE experiments SET state = ?, version = ?, "
+                "sweep_watermark = COALESCE(?, sweep_watermark) WHERE name = ?",
+                (encode_state(state), version, watermark, name),
+            )
             self._written[name] = state, version
         self._pending.clear()
 
@@ -286,7 +345,9 @@ class SQLiteStore(Store):
         rows = self._reader().execute(
             f"SELECT {_DECISION_COLUMNS} FROM decisions d WHERE experiment = ? AND time >= ? AND time < ? "
             "AND NOT EXISTS (SELECT 1 FROM rewards r WHERE r.decision_id = d.decision_id) "
-            "ORDER BY time LIMIT ?", (name, since, before, limit))
+            "ORDER BY time LIMIT ?",
+            (name, since, before, limit),
+        )
         return [decision_from_row(row) for row in rows]
 
     def iter_log(self, name: str) -> Iterator[tuple]:
@@ -295,7 +356,9 @@ class SQLiteStore(Store):
             yield from connection.execute(
                 f"SELECT {', '.join('d.' + c.strip() for c in _DECISION_COLUMNS.split(','))}, r.value "
                 "FROM decisions d LEFT JOIN rewards r ON r.decision_id = d.decision_id "
-                "WHERE d.experiment = ? ORDER BY d.time, d.decision_id", (name,))
+                "WHERE d.experiment = ? ORDER BY d.time, d.decision_id",
+                (name,),
+            )
         finally:
             connection.close()
 
@@ -321,16 +384,21 @@ def _count_rows(db: sqlite3.Connection) -> dict[str, list[int]]:
 def _existing_rewards(db: sqlite3.Connection, ids: list[str]) -> dict[str, RewardRecord]:
     found: dict[str, RewardRecord] = {}
     for start in range(0, len(ids), 500):
-        chunk = ids[start:start + 500]
-        rows = db.execute("SELECT decision_id, experiment, arm, value, time, source, applied FROM rewards "
-                          f"WHERE decision_id IN ({', '.join('?' * len(chunk))})", chunk)
+        chunk = ids[start : start + 500]
+        rows = db.execute(
+            "SELECT decision_id, experiment, arm, value, time, source, applied FROM rewards "
+            f"WHERE decision_id IN ({', '.join('?' * len(chunk))})",
+            chunk,
+        )
         found.update((row[0], reward_from_row(row)) for row in rows)
     return found
 
 
 def _insert_event(db: sqlite3.Connection, name: str, version: int, event: dict) -> None:
-    db.execute("INSERT INTO events (experiment, time, policy_version, detail) VALUES (?, ?, ?, ?)",
-               (name, time.time(), version, json.dumps(event)))
+    db.execute(
+        "INSERT INTO events (experiment, time, policy_version, detail) VALUES (?, ?, ?, ?)",
+        (name, time.time(), version, json.dumps(event)),
+    )
 
 
 def _snapshot(row) -> SnapshotRecord:

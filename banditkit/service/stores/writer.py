@@ -34,9 +34,14 @@ _STOP = object()
 class GroupCommitWriter:
     """Runs jobs on one SQLite connection in a background thread, committing them in groups."""
 
-    def __init__(self, connect: Callable[[], sqlite3.Connection], interval_s: float = 0.0, *,
-                 before_commit: Callable[[sqlite3.Connection], None] | None = None,
-                 discard: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        connect: Callable[[], sqlite3.Connection],
+        interval_s: float = 0.0,
+        *,
+        before_commit: Callable[[sqlite3.Connection], None] | None = None,
+        discard: Callable[[], None] | None = None,
+    ) -> None:
         """``before_commit`` runs last in every transaction (to flush what jobs gathered in memory);
         ``discard`` runs when a transaction is abandoned (to drop it)."""
         self._connect = connect

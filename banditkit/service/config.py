@@ -75,8 +75,8 @@ class Settings(BaseSettings):
     archive_dir: Path | None = Field(
         None,
         description=(
-            "shared store (Redis): the folder `banditkit learn --archive` writes; the log export reads the experiment's "
-            "archived decisions from it before those still in Redis"
+            "shared store (Redis): the folder `banditkit learn --archive` writes; the log export reads the "
+            "experiment's archived decisions from it before those still in Redis"
         ),
     )
     refresh_s: float = Field(

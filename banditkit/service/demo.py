@@ -232,7 +232,7 @@ def run_demo(
             f"{s.pulls / len(rows):.1%}",
             f"{s.last_share:.1%}",
             f"{s.mean_reward:.3f}",
-            f"{s.propensity_low:.2g}–{s.propensity_high:.2g}",
+            f"{s.propensity_low:.2g}–{s.propensity_high:.2g}",  # noqa: RUF001 - a range, with its en dash
         )
     console.print(table)
     uniform = len(rows) * (max(CLICK_RATES) - float(np.mean(CLICK_RATES)))

@@ -41,6 +41,10 @@ from banditkit.service.runner import running
 from banditkit.service.stores.redis_keys import APPLY_BATCH, LEARNERS, READ_REWARDS, Keys
 
 LEASE_TTL_S = 0.3
+#: Redis restarts per example at most (each takes about a second).
+MAX_RESTARTS = 2
+#: Full drains per example at most.
+MAX_DRAINS = 3
 SCRIPT_SHAS = {
     "after_read": hashlib.sha1(READ_REWARDS.encode()).hexdigest(),
     "after_apply": hashlib.sha1(APPLY_BATCH.encode()).hexdigest(),
@@ -91,6 +95,8 @@ class LearningLoop(RuleBasedStateMachine):
         self.decisions: dict[str, dict] = {}  # acknowledged decisions: id -> answer
         self.accepted: dict[str, float] = {}  # the one reward value of each rewarded decision
         self.learner: tuple[Learner, Interposed] | None = None
+        # Restarts and drains are capped per example, so the other rules get their turns.
+        self.restarts = self.drains = 0
 
     def teardown(self) -> None:
         try:
@@ -206,6 +212,7 @@ class LearningLoop(RuleBasedStateMachine):
     def learner_crash_after_apply(self):
         self.crash("after_apply")
 
+    @precondition(lambda self: self.restarts < MAX_RESTARTS)
     @rule(noticed=st.booleans())
     def restart_redis(self, noticed):
         """kill -9 and restart the append-only Redis (down long enough for the worker to notice, or not);
@@ -218,6 +225,7 @@ class LearningLoop(RuleBasedStateMachine):
                 "the worker to see Redis down",
             )
         self.server.start()
+        self.restarts += 1
         self.exercised["redis restart"] += 1
         wait_for(
             lambda: httpx.get(f"{self.base_url}/v1/health", timeout=5).json()["status"] == "ok",
@@ -225,6 +233,7 @@ class LearningLoop(RuleBasedStateMachine):
             "the worker to see Redis again",
         )
 
+    @precondition(lambda self: self.drains < MAX_DRAINS)
     @rule()
     def drain(self):
         """Learn everything (waiting for a dead learner's lease): the model is the reference over all."""
@@ -239,6 +248,7 @@ class LearningLoop(RuleBasedStateMachine):
         arms = {decision_id: answer["arm"] for decision_id, answer in self.decisions.items()}
         assert_model_is_reference(self.client, self.prefix, self.spec, self.accepted, arms)
         assert self.client.xpending(self.keys.reward_stream, LEARNERS)["pending"] == 0
+        self.drains += 1
         self.exercised["drain"] += 1
 
     # ---- after every step ---------------------------------------------------------------------
@@ -269,6 +279,7 @@ def test_learning_loop_state_machine(redis_aof, tmp_path):
         settings=settings(
             max_examples=15,
             stateful_step_count=30,
+            derandomize=True,  # the same runs here and in CI, so the coverage check below is stable
             deadline=None,
             database=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],

@@ -251,7 +251,9 @@ class Bandit:
                 None,
                 False,
                 self._version,
-                compute=lambda: self._distribution_at(current, active, None)[0],
+                None,
+                self._distribution_row,
+                (current, active, None),
             )
         context = self._context_rows(context, 1)
         unit = None if unit is None else _check_unit(unit)
@@ -260,7 +262,7 @@ class Bandit:
             return self._fallback_decision(context, unit)
         state = self._state
         assert state is not None  # _context_rows made it for a contextual policy
-        distribution = compute = None
+        distribution = None
         try:
             if unit is not None or self._guardrails.max_exploration is not None:
                 distribution = self._distribution_at(state, mask, context)[0]
@@ -270,7 +272,6 @@ class Bandit:
                     index = int(categorical(distribution[None], self._rng)[0])
             else:
                 index = self._policy.choose(state, self._rng, mask, context)
-                compute = lambda: self._distribution_at(state, mask, context)[0]
         except Exception:
             if self._guardrails.default_arm is None:
                 raise
@@ -283,8 +284,8 @@ class Bandit:
             unit,
             False,
             self._version,
-            distribution=distribution,
-            compute=compute,
+            distribution,
+            *((None, ()) if distribution is not None else (self._distribution_row, (state, mask, context))),
         )
 
     def select_many(
@@ -304,7 +305,7 @@ class Bandit:
         state = self._state
         assert state is not None  # _context_rows made it for a contextual policy
         masks = np.broadcast_to(mask, (n, mask.shape[1]))
-        probabilities = compute = None
+        probabilities = None
         try:
             if units is not None:
                 probabilities = self._distribution_at(state, masks, contexts)
@@ -315,7 +316,6 @@ class Bandit:
                 indices = categorical(probabilities, self._rng)
             else:
                 indices = self._policy.sample(state, self._rng, masks, contexts)
-                compute = lambda: self._distribution_at(state, masks, contexts)
         except Exception:
             if self._guardrails.default_arm is None:
                 raise
@@ -328,7 +328,8 @@ class Bandit:
             fallback=np.zeros(n, dtype=bool),
             version=self._version,
             probabilities=probabilities,
-            compute=compute,
+            compute=None if probabilities is not None else self._distribution_at,
+            arguments=() if probabilities is not None else (state, masks, contexts),
         )
 
     def probabilities(self, context: ArrayLike | None = None, allowed: Sequence[str] | None = None) -> dict[str, float]:
@@ -700,6 +701,11 @@ class Bandit:
                 cached = self._distribution_cache = (key, state, self._capped_distribution(state, mask[:1], None))
             return np.broadcast_to(cached[2], mask.shape)
         return self._capped_distribution(state, mask, contexts)
+
+    def _distribution_row(self, state: State, mask: BoolArray, context: FloatArray | None) -> FloatArray:
+        """:meth:`_distribution_at` for one decision: its row (K,)."""
+        row: FloatArray = self._distribution_at(state, mask, context)[0]
+        return row
 
     def _capped_distribution(self, state: State, mask: BoolArray, contexts: FloatArray | None) -> FloatArray:
         probabilities = self._policy.probabilities(state, mask, contexts)

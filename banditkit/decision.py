@@ -11,14 +11,14 @@ from .errors import InvalidParameterError
 
 
 def _computed(owner: Decision | DecisionBatch, slot: str) -> np.ndarray:
-    """The array in ``owner``'s ``slot``, computed by its ``_compute`` on first use (then dropped)."""
+    """The array in ``owner``'s ``slot``, ``_compute(*_arguments)`` on first use (both then dropped)."""
     value: np.ndarray | None = getattr(owner, slot)
     if value is None:
         compute = owner._compute
         assert compute is not None  # the constructor took exactly one of the two
-        value = compute()
+        value = compute(*owner._arguments)
         setattr(owner, slot, value)
-        owner._compute = None
+        owner._compute, owner._arguments = None, ()
     return value
 
 
@@ -42,6 +42,7 @@ class Decision:
         "_version",
         "_distribution",
         "_compute",
+        "_arguments",
     )
 
     def __init__(
@@ -53,16 +54,18 @@ class Decision:
         unit: str | None,
         fallback: bool,
         version: int,
-        *,
         distribution: np.ndarray | None = None,
-        compute: Callable[[], np.ndarray] | None = None,
+        compute: Callable[..., np.ndarray] | None = None,
+        arguments: tuple = (),
     ):
-        """Give exactly one of ``distribution`` (K,) or ``compute``, called once when it is first needed."""
-        if (distribution is None) == (compute is None):
+        """Give exactly one of ``distribution`` (K,) or ``compute``, called with ``arguments`` once when the
+        distribution is first needed (a function and its arguments, not a closure: the fast path makes one
+        Decision per call and a closure costs more to build)."""
+        if (distribution is None) is (compute is None):
             raise InvalidParameterError("a Decision takes exactly one of distribution and compute")
         self._arm, self._arm_index, self._arms = arm, arm_index, arms
         self._context, self._unit, self._fallback, self._version = context, unit, fallback, version
-        self._distribution, self._compute = distribution, compute
+        self._distribution, self._compute, self._arguments = distribution, compute, arguments
 
     arm = property(lambda self: self._arm, doc="Name of the chosen arm.")
     arm_index = property(lambda self: self._arm_index, doc="Index of the arm in ``arms`` at decision time.")
@@ -97,7 +100,17 @@ class Decision:
 class DecisionBatch:
     """Many decisions at once, as arrays of length n (from ``Bandit.select_many``)."""
 
-    __slots__ = ("arm_indices", "arm_names", "contexts", "units", "fallback", "version", "_probabilities", "_compute")
+    __slots__ = (
+        "arm_indices",
+        "arm_names",
+        "contexts",
+        "units",
+        "fallback",
+        "version",
+        "_probabilities",
+        "_compute",
+        "_arguments",
+    )
 
     def __init__(
         self,
@@ -109,14 +122,16 @@ class DecisionBatch:
         fallback: np.ndarray,
         version: int,
         probabilities: np.ndarray | None = None,
-        compute: Callable[[], np.ndarray] | None = None,
+        compute: Callable[..., np.ndarray] | None = None,
+        arguments: tuple = (),
     ):
-        """Give exactly one of ``probabilities`` (n, K) or ``compute``, called once when they are first needed."""
-        if (probabilities is None) == (compute is None):
+        """Give exactly one of ``probabilities`` (n, K) or ``compute``, called with ``arguments`` once when they
+        are first needed."""
+        if (probabilities is None) is (compute is None):
             raise InvalidParameterError("a DecisionBatch takes exactly one of probabilities and compute")
         self.arm_indices, self.arm_names = arm_indices, arm_names
         self.contexts, self.units, self.fallback, self.version = contexts, units, fallback, version
-        self._probabilities, self._compute = probabilities, compute
+        self._probabilities, self._compute, self._arguments = probabilities, compute, arguments
 
     def __len__(self) -> int:
         return self.arm_indices.shape[0]

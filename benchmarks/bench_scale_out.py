@@ -112,6 +112,22 @@ class Server:
             self.process.wait()
 
 
+def redis_calls(client: redis.Redis) -> int:
+    """Commands Redis has run so far (every command, from INFO commandstats)."""
+    return sum(stats["calls"] for stats in client.info("commandstats").values())
+
+
+def context_switches(pids: list[int]) -> int:
+    """Voluntary plus involuntary context switches of ``pids`` so far (every thread, from /proc)."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(FileNotFoundError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if "ctxt_switches:" in line:
+                    total += int(line.split()[1])
+    return total
+
+
 def redis_pid(client: redis.Redis) -> int:
     return int(client.info("server")["process_id"])
 
@@ -123,16 +139,25 @@ def drop_prefix(client: redis.Redis, prefix: str) -> None:
 
 
 def serving_rows(args, redis_url: str, client: redis.Redis, folder: Path) -> list[dict]:
-    """POST decisions on SQLite x1, Redis x1, Redis x2; each configuration in its own server."""
+    """POST decisions on SQLite x1, Redis x1, Redis x2; each configuration in its own server.
+
+    A last configuration, one Redis worker with half the connections, is the control for two workers:
+    each of two workers sees about half the concurrent requests, so it groups fewer decisions into one
+    store call per loop turn; the control shows what that alone costs one worker.
+    """
     script = folder / "bench.lua"
     script.write_text(WRK_SCRIPT)
     use_wrk = shutil.which("wrk") is not None
-    configurations = [("SQLite, 1 worker", "sqlite", 1)]
-    for workers in (1, 2):
-        configurations.append((f"Redis, {workers} worker{'s' * (workers > 1)}", None, workers))
+    full, half = args.connections, args.connections // 2
+    configurations = [
+        ("SQLite, 1 worker", "sqlite", 1, full),
+        ("Redis, 1 worker", None, 1, full),
+        ("Redis, 2 workers", None, 2, full),
+        (f"Redis, 1 worker, {half} conn.", None, 1, half),
+    ]
     rows = []
     for _ in range(args.repeats):
-        for label, store, workers in configurations:
+        for label, store, workers, connections in configurations:
             prefix = f"bench-{uuid.uuid4().hex[:8]}"
             url = f"sqlite:///{folder}/{prefix}.db" if store == "sqlite" else f"{redis_url}?prefix={prefix}"
             server = Server(url, workers)
@@ -142,25 +167,28 @@ def serving_rows(args, redis_url: str, client: redis.Redis, folder: Path) -> lis
                 path = "/v1/experiments/bench/decisions"
                 env = {"BENCH_METHOD": "POST", "BENCH_PATH": path, "BENCH_BODY": "{}"}
                 if use_wrk:  # every worker past its first requests (compiled kernels loaded, caches warm)
-                    run_wrk(server.base_url + path, 2, args.connections, env, script)
+                    run_wrk(server.base_url + path, 2, connections, env, script)
                 else:
-                    run_asyncio(server.base_url, "POST", path, ["{}"], 2, args.connections)
+                    run_asyncio(server.base_url, "POST", path, ["{}"], 2, connections)
                 cpu_before = tree_cpu_seconds(server.pids)
                 redis_before = process_cpu_seconds(redis_pid(client))
+                calls_before, switches_before = redis_calls(client), context_switches(server.pids)
                 if use_wrk:
-                    result = run_wrk(server.base_url + path, args.seconds, args.connections, env, script)
+                    result = run_wrk(server.base_url + path, args.seconds, connections, env, script)
                 else:
-                    result = run_asyncio(server.base_url, "POST", path, ["{}"], args.seconds, args.connections)
+                    result = run_asyncio(server.base_url, "POST", path, ["{}"], args.seconds, connections)
                 workers_cpu = tree_cpu_seconds(server.pids) - cpu_before
                 redis_cpu = process_cpu_seconds(redis_pid(client)) - redis_before
+                calls = redis_calls(client) - calls_before
+                switches = context_switches(server.pids) - switches_before
                 # The same server's no-op (GET /v1/health, no store): what a request costs the HTTP stack alone
                 # with this many worker processes on this machine.
                 noop_env = {"BENCH_METHOD": "GET", "BENCH_PATH": "/v1/health", "BENCH_BODY": ""}
                 cpu_before = tree_cpu_seconds(server.pids)
                 if use_wrk:
-                    noop = run_wrk(server.base_url + "/v1/health", args.seconds, args.connections, noop_env, script)
+                    noop = run_wrk(server.base_url + "/v1/health", args.seconds, connections, noop_env, script)
                 else:
-                    noop = run_asyncio(server.base_url, "GET", "/v1/health", [""], args.seconds, args.connections)
+                    noop = run_asyncio(server.base_url, "GET", "/v1/health", [""], args.seconds, connections)
                 noop_ms = 1e3 * (tree_cpu_seconds(server.pids) - cpu_before) / max(noop["requests"], 1)
             finally:
                 server.stop()
@@ -173,6 +201,8 @@ def serving_rows(args, redis_url: str, client: redis.Redis, folder: Path) -> lis
                     "workers_ms": 1e3 * workers_cpu / requests,
                     "redis_ms": 1e3 * redis_cpu / requests if store is None else 0.0,
                     "noop_ms": noop_ms,
+                    "per_call": requests / calls if store is None and calls else 0.0,
+                    "switches": switches / requests,
                 }
             )
     return rows
@@ -180,8 +210,9 @@ def serving_rows(args, redis_url: str, client: redis.Redis, folder: Path) -> lis
 
 def print_serving(rows: list[dict]) -> None:
     print(
-        f"{'configuration':<20}{'decisions/s':>13}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+        f"{'configuration':<28}{'decisions/s':>13}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
         f"{'worker CPU ms/dec':>19}{'Redis CPU ms/dec':>18}{'total ms/dec':>14}{'no-op CPU ms/req':>18}"
+        f"{'dec/Redis call':>16}{'switches/dec':>14}"
     )
     for label in dict.fromkeys(row["label"] for row in rows):
         mine = [row for row in rows if row["label"] == label]
@@ -190,9 +221,10 @@ def print_serving(rows: list[dict]) -> None:
             return statistics.median(row[key] for row in mine)
 
         print(
-            f"{label:<20}{median('rps'):>13.0f}{median('p50_ms'):>9.2f}{median('p99_ms'):>9.2f}"
+            f"{label:<28}{median('rps'):>13.0f}{median('p50_ms'):>9.2f}{median('p99_ms'):>9.2f}"
             f"{sum(row['errors'] for row in mine):>8d}{median('workers_ms'):>19.3f}{median('redis_ms'):>18.3f}"
             f"{median('workers_ms') + median('redis_ms'):>14.3f}{median('noop_ms'):>18.3f}"
+            f"{median('per_call'):>16.2f}{median('switches'):>14.2f}"
         )
 
 

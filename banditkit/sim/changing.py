@@ -88,7 +88,7 @@ class Adversarial(Environment):
     ----------
     table : array_like, shape (S, K)
         Reward of each arm at each step (or block of steps).
-    repeat : int
+    repeat : int >= 1
         Each row holds for this many consecutive steps; the horizon must be S * repeat.
 
     Examples

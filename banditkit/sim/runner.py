@@ -187,6 +187,7 @@ def run(
     Returns
     -------
     SimulationResult
+        Regret curves, final regret, reward per step, pull shares and timings of each policy.
 
     Examples
     --------

@@ -77,9 +77,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 class ServiceApp(FastAPI):
-    """The FastAPI app, with the endpoints of its :class:`.EndpointRouter` answered before its middleware.
+    """The FastAPI app, with the endpoints of its :class:`.EndpointRouter` answered before its middleware stack.
 
-    Those endpoints skip the middleware stack (see :mod:`.hot`).
+    See :mod:`.hot`.
     """
 
     hot_paths: HotPaths | None = None

@@ -152,10 +152,9 @@ def _filled(results: list[RewardResult | None]) -> list[RewardResult]:
 
 
 def first_per_decision(rewards: list[RewardRecord]) -> tuple[list[RewardRecord], list[int]]:
-    """The first reward of each decision in ``rewards``, and for every reward where that first one is.
+    """The first reward of each decision in ``rewards``, and for every reward the position of its decision's first.
 
-    The first reward is the one a store may record; for every reward, the position of its decision's first
-    reward among them: a later one gets the first one's answer.
+    The first reward is the one a store may record; a later one gets the first one's answer.
     """
     positions: dict[str, int] = {}
     unique: list[RewardRecord] = []
@@ -219,10 +218,9 @@ async def learn(
     on_guardrail: Callable[[Experiment], None],
     watermark: float | None = None,
 ) -> list[RewardOutcome]:
-    """Record ``rewards`` at most once and merge their delta in one transaction, then learn it in memory.
+    """Record ``rewards`` at most once and merge their delta in one transaction, then learn that delta in memory.
 
-    The committed delta is learned in memory; one outcome per reward (a later reward of the same decision
-    gets the first one's).
+    One outcome per reward (a later reward of the same decision gets the first one's).
 
     The store computes the delta with the experiment's :class:`~.model.DeltaPlanner` from its arrays as
     they stand in the transaction (earlier work of the same group commit merged), so it is exact for every

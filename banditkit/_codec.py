@@ -30,8 +30,11 @@ _KINDS = "biufc"
 
 
 def encode_arrays(arrays: Mapping[str, np.ndarray]) -> dict[str, dict[str, Any]]:
-    """``{name: {"dtype", "shape", "data"}}``, JSON-ready; ``data`` is the little- or big-endian bytes that
-    ``dtype`` (numpy's ``dtype.str``, byte order included) says, in C order, base64-encoded."""
+    """``{name: {"dtype", "shape", "data"}}``, JSON-ready.
+
+    ``data`` is the little- or big-endian bytes that ``dtype`` (numpy's ``dtype.str``, byte order included)
+    says, in C order, base64-encoded.
+    """
     return {
         name: {
             "dtype": array.dtype.str,

@@ -122,9 +122,11 @@ class Bandit:
 
     @property
     def state(self) -> State | None:
-        """The policy's learned arrays, each with a leading batch axis of 1 (a copy of the mapping;
-        the arrays are replaced on update, never changed in place). None for a contextual policy
-        before its first context."""
+        """The policy's learned arrays, each with a leading batch axis of 1.
+
+        A copy of the mapping; the arrays are replaced on update, never changed in place. None for a
+        contextual policy before its first context.
+        """
         return None if self._state is None else dict(self._state)
 
     @property

@@ -305,8 +305,10 @@ def learn(
     ),
     learner_id: str | None = typer.Option(None, "--id", help="consumer and lease name (default host-pid-random)"),
 ) -> None:
-    """Learn the rewards the serving workers accepted (Redis store): one atomic model update per batch,
-    default rewards when attribution windows close, one lease per experiment."""
+    """Learn the rewards the serving workers accepted (Redis store).
+
+    One atomic model update per batch, default rewards when attribution windows close, one lease per experiment.
+    """
     import logging
     import signal
     import threading
@@ -360,8 +362,11 @@ def archive_command(
         3600.0, "--retention", min=0.0, help="seconds a decision stays in Redis after its attribution window closes"
     ),
 ) -> None:
-    """Archive decisions older than their attribution window plus --retention (one pass): Parquet partitions
-    OUT/experiment=E/date=YYYY-MM-DD/part-*.parquet for `banditkit evaluate OUT`, then removed from Redis."""
+    """Archive decisions older than their attribution window plus --retention (one pass).
+
+    They are written as Parquet partitions OUT/experiment=E/date=YYYY-MM-DD/part-*.parquet for
+    `banditkit evaluate OUT`, then removed from Redis.
+    """
     from redis.exceptions import RedisError
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn

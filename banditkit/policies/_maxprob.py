@@ -251,7 +251,7 @@ def _log_cdfs(
     points: FloatArray,
     rows: IntArray,
 ) -> tuple[FloatArray, FloatArray]:
-    """log F_j at each point (N,) for the allowed arms of its row, 0 for the others (N, K), and log G (N, 1).
+    """The log of F_j at each point (N,) for the allowed arms of its row, 0 for the others (N, K), and log G (N, 1).
 
     G = prod_j F_j^(m_j), the CDF of the largest draw, a column of m identical arms entering m times.
     """

@@ -148,7 +148,9 @@ def add_rows(
 
 
 def check_merged(new: Ridge, delta: Ridge, l2: float) -> None:
-    """After a delta was added to every ridge array (fresh arrays in ``new``): keep the summed caches of each
+    """Check the caches of a merged ridge state: keep the summed ones that are still exact, rebuild the others.
+
+    After a delta was added to every ridge array (fresh arrays in ``new``): keep the summed caches of each
     touched (state row, arm) only if they still invert ``A`` and solve ``A theta = b``, else rebuild them.
 
     ``A`` and ``b`` are the truth. Summed caches are the caches the delta's

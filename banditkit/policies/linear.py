@@ -74,13 +74,19 @@ class LinearPolicy(Policy):
     # ---- deltas ------------------------------------------------------------
     @property
     def merge_rule(self) -> str:
-        """ADDITIVE: ``A`` and ``b`` are sums. ORDERED with ``standardize``: each context is scaled by the
-        running statistics at the time of its update, so a delta holds only against the state it came from."""
+        """ADDITIVE (``A`` and ``b`` are sums), or ORDERED with ``standardize``.
+
+        With ``standardize`` each context is scaled by the running statistics at the time of its update, so a
+        delta holds only against the state it came from.
+        """
         return ORDERED if self.standardize else ADDITIVE
 
     def merge_delta(self, state: State, delta: State) -> State:
-        """Every array plus the delta; ``A`` and ``b`` are the truth, and the touched arms' caches are kept
-        only where they still invert ``A``, else rebuilt from it (see :func:`._ridge.check_merged`)."""
+        """Every array plus the delta.
+
+        ``A`` and ``b`` are the truth, and the touched arms' caches are kept only where they still invert
+        ``A``, else rebuilt from it (see :func:`._ridge.check_merged`).
+        """
         merged = super().merge_delta(state, delta)
         for key in ("A_inv", "theta", "rank1_updates"):
             if key not in delta:  # a delta of A and b alone: its caches are rebuilt, into fresh arrays

@@ -163,8 +163,11 @@ class ModelPolicy(Policy):
         return self._settle(state, new)
 
     def state_delta(self, old: State, new: State) -> State:
-        """The rows ``new`` holds beyond ``old`` (ids counted from ``old``'s ``rows_seen``) and the counters'
-        increments; the fit point and its key are recomputed by :meth:`merge_delta`, never carried."""
+        """The rows ``new`` holds beyond ``old`` and the counters' increments.
+
+        Row ids are counted from ``old``'s ``rows_seen``; the fit point and its key are recomputed by
+        :meth:`merge_delta`, never carried.
+        """
         fresh = new["row_ids"][0] >= old["rows_seen"][0]  # the same columns in every state row
         delta = {key: new[key][:, fresh] for key in _BUFFER_KEYS}
         delta["row_ids"] = delta["row_ids"] - old["rows_seen"][:, None]
@@ -173,8 +176,11 @@ class ModelPolicy(Policy):
         return delta
 
     def merge_delta(self, state: State, delta: State) -> State:
-        """``state`` with the delta's rows appended after its own (numbered from its ``rows_seen``), the
-        counters added, then refit and trimmed exactly as :meth:`update` does."""
+        """``state`` with the delta's rows appended after its own and the counters added.
+
+        The rows are numbered from the state's ``rows_seen``; the result is then refit and trimmed exactly as
+        :meth:`update` does.
+        """
         new = dict(state)
         ids = delta["row_ids"] + state["rows_seen"][:, None]
         for key, value in zip(_BUFFER_KEYS, (delta["contexts"], delta["arms"], delta["rewards"], ids), strict=True):

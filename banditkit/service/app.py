@@ -77,8 +77,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 class ServiceApp(FastAPI):
-    """The FastAPI app, with the endpoints of its :class:`.EndpointRouter` answered before its middleware stack
-    (see :mod:`.hot`)."""
+    """The FastAPI app, with the endpoints of its :class:`.EndpointRouter` answered before its middleware stack.
+
+    See :mod:`.hot`.
+    """
 
     hot_paths: HotPaths | None = None
 
@@ -89,14 +91,16 @@ class ServiceApp(FastAPI):
 
 
 def _tune_interpreter() -> None:
-    """Server-process settings that cut latency: a 0.2 ms GIL switch interval and the start-up objects frozen
-    out of the garbage collector (full collections then scan only what the service allocated, not every
-    loaded module).
+    """Server-process settings that cut latency.
+
+    A 0.2 ms GIL switch interval and the start-up objects frozen out of the garbage collector (full
+    collections then scan only what the service allocated, not every loaded module).
 
     The SQLite writer thread takes the interpreter lock back after every SQLite call (begin, each insert,
     commit) and, while the event loop is busy, waits up to one switch interval each time. Under decision
     load a group commit took 4.0 ms at the median with 1 ms and 2.3 ms with 0.2 ms; rewards and mixed
-    load gained 6-11% in throughput. At 0.05 ms the forced switches cost more than they save."""
+    load gained 6-11% in throughput. At 0.05 ms the forced switches cost more than they save.
+    """
     sys.setswitchinterval(0.0002)
     gc.collect()
     gc.freeze()
@@ -113,8 +117,11 @@ async def _declare(engine: Engine, experiments_file: Path) -> None:
 
 
 async def _follow_forever(engine: Engine, settings: Settings) -> None:
-    """Reload models whose stored version moved every ``model_poll_s``, and serve experiments other workers
-    created every second; a failure (the store down) is retried at the next round."""
+    """Reload models whose stored version moved every ``model_poll_s``, and serve new experiments.
+
+    Experiments other workers created are looked for every second; a failure (the store down) is retried at
+    the next round.
+    """
     loop = asyncio.get_running_loop()
     next_discovery = loop.time()
     while True:

@@ -76,8 +76,10 @@ def archive_experiment(
 
 
 def write_batch(out: Path, name: str, ids: list[str], rows: list[tuple], schema=None) -> list[Path]:
-    """Write log rows (in :data:`.export.COLUMNS` order) logged as stream entries ``ids``: one file per
-    decision date, named after the date's first entry. Returns the paths written."""
+    """Write log rows (in :data:`.export.COLUMNS` order) logged as stream entries ``ids``.
+
+    One file per decision date, named after the date's first entry. Returns the paths written.
+    """
     schema = arrow_schema() if schema is None else schema
     days = np.floor(np.array([row[1] for row in rows], dtype=np.float64) / 86_400).astype(np.int64)
     written = []

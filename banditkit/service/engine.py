@@ -97,8 +97,11 @@ class Engine:
             self._executor.shutdown(wait=True)
 
     def health(self) -> dict[str, str]:
-        """The liveness answer, without a round trip to the store: degraded while a shared store does not
-        answer (decisions then fall back to the default arm, rewards get 503)."""
+        """The liveness answer, without a round trip to the store.
+
+        Degraded while a shared store does not answer (decisions then fall back to the default arm, rewards
+        get 503).
+        """
         return {"status": "ok"} if self.store.available else {"status": "degraded", "store": "unavailable"}
 
     def experiment(self, name: str) -> Experiment:
@@ -114,8 +117,10 @@ class Engine:
 
     # ---- following a shared store ---------------------------------------------------------
     async def follow(self) -> int:
-        """Reload the experiments whose stored version moved (a learner or another worker changed them);
-        how many were reloaded. One round trip when nothing moved."""
+        """Reload the experiments whose stored version moved; how many were reloaded.
+
+        A learner or another worker changed them. One round trip when nothing moved.
+        """
         names = list(self.experiments)
         if not names:
             return 0
@@ -228,8 +233,9 @@ class Engine:
     async def _change_model(
         self, experiment: Experiment, change: Callable[[Bandit], tuple[ModelChange, Bandit | None]]
     ) -> None:
-        """Store the model change that ``change`` builds from the served Bandit, then serve the Bandit it
-        returns (None: the served one, its distributions recomputed).
+        """Store the model change that ``change`` builds from the served Bandit, then serve the Bandit it returns.
+
+        When it returns None, the served Bandit stays, its distributions recomputed.
 
         Rewards wait while the change is written (:meth:`Experiment.model_written`). The store refuses a
         change built on an older version than its own (:class:`ModelMovedError`): rewards submitted before

@@ -43,8 +43,9 @@ COLUMNS = (
 
 
 def rows(store: Store, experiment: str, archive: Path | None = None) -> Iterator[tuple]:
-    """The log rows of ``experiment`` as tuples in :data:`COLUMNS` order; context and probabilities are the
-    JSON text they were logged as.
+    """The log rows of ``experiment`` as tuples in :data:`COLUMNS` order.
+
+    Context and probabilities are the JSON text they were logged as.
 
     ``archive``: the folder ``banditkit learn --archive`` writes (Redis store); its rows of the experiment come
     first, then those still in the store. A row in both (archived, and not yet trimmed when the archiver
@@ -65,8 +66,11 @@ def rows(store: Store, experiment: str, archive: Path | None = None) -> Iterator
 
 
 def archived_rows(out: Path, name: str) -> Iterator[tuple]:
-    """The log rows of experiment ``name`` that the Redis learner archived under ``out`` (its
-    ``experiment=E/date=D/part-<first stream id>.parquet`` files), in :data:`COLUMNS` order, oldest file first."""
+    """The log rows of experiment ``name`` that the Redis learner archived under ``out``.
+
+    Read from its ``experiment=E/date=D/part-<first stream id>.parquet`` files, in :data:`COLUMNS` order,
+    oldest file first.
+    """
     import pyarrow.parquet as pq
 
     for path in sorted(Path(out).glob(f"experiment={name}/date=*/part-*.parquet"), key=_first_entry):
@@ -106,8 +110,11 @@ def csv_chunks(store: Store, experiment: str, rows_per_chunk: int = 2000, archiv
 
 
 def arrow_schema():
-    """The log's Parquet schema: :data:`COLUMNS` with their pyarrow types (needs pyarrow: ``pip install
-    'banditkit[io]'``). The export and the archive both write it, so their files read back alike."""
+    """The log's Parquet schema: :data:`COLUMNS` with their pyarrow types.
+
+    Needs pyarrow (``pip install 'banditkit[io]'``). The export and the archive both write it, so their files
+    read back alike.
+    """
     pa = _pyarrow()
     types = (
         pa.string(),
@@ -136,8 +143,11 @@ def arrow_table(rows: list[tuple], schema=None):
 
 
 def parquet_bytes(store: Store, experiment: str, rows_per_group: int = 65_536, archive: Path | None = None) -> bytes:
-    """The log as a Parquet file (needs pyarrow: ``pip install 'banditkit[io]'``), built one row group at a
-    time, so memory holds the compressed file and one group of rows, not the whole log as Python objects."""
+    """The log as a Parquet file (needs pyarrow: ``pip install 'banditkit[io]'``).
+
+    Built one row group at a time, so memory holds the compressed file and one group of rows, not the whole
+    log as Python objects.
+    """
     import pyarrow.parquet as pq
 
     schema = arrow_schema()

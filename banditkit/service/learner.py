@@ -177,8 +177,10 @@ class Learner:
 
     @classmethod
     def from_url(cls, url: str, **options) -> Learner:
-        """A learner on the store at ``url`` (``redis://`` or ``redis+cluster://``); a bad or unreachable URL
-        raises :class:`.stores.redis_keys.RedisURLError` naming it."""
+        """A learner on the store at ``url`` (``redis://`` or ``redis+cluster://``).
+
+        A bad or unreachable URL raises :class:`.stores.redis_keys.RedisURLError` naming it.
+        """
         client, location = connect(url)
         return cls(client, location.prefix, **options)
 
@@ -201,8 +203,9 @@ class Learner:
         stop: threading.Event | None = None,
         on_pass=None,
     ) -> Pass:
-        """Learn until ``stop`` is set: streaming (poll every ``poll_s`` when idle), or a pass every
-        ``every`` seconds (batch updates), or with ``once`` until everything due now is learned and archived.
+        """Learn until ``stop`` is set, or with ``once`` until everything due now is learned and archived.
+
+        Streaming (poll every ``poll_s`` when idle), or a pass every ``every`` seconds (batch updates).
 
         With ``once``, experiments leased by another learner are waited for (a learner that died keeps its
         lease for at most its time to live); :class:`LeaseLost` names those another live learner still
@@ -339,8 +342,10 @@ class Learner:
                 return
 
     def _apply(self, held: _Held, entries: list, report: Pass) -> None:
-        """Add the batch's delta to the model and acknowledge it in one script; reload and retry when the model
-        moved (a worker changed arms, or a rollback)."""
+        """Add the batch's delta to the model and acknowledge it in one script.
+
+        Reload and retry when the model moved (a worker changed arms, or a rollback).
+        """
         ids = [entry[0] for entry in entries]
         while True:
             bandit = held.bandit
@@ -436,9 +441,11 @@ class Learner:
         held.renewed_at = now
 
     def _take_over(self, held: _Held) -> None:
-        """On taking the lease: make sure the consumer group exists and claim what other learners were
-        delivered and did not acknowledge (the lease says they are gone; a learner without the lease cannot
-        read, so nothing is delivered to them after this)."""
+        """On taking the lease: make sure the consumer group exists and claim what other learners left.
+
+        That is what they were delivered and did not acknowledge (the lease says they are gone; a learner
+        without the lease cannot read, so nothing is delivered to them after this).
+        """
         from redis.exceptions import ResponseError
 
         stream = held.keys.reward_stream

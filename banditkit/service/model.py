@@ -88,8 +88,10 @@ def reward_delta(
 
 @dataclass(frozen=True, slots=True)
 class DeltaPlanner:
-    """The :class:`~.stores.base.RewardPlanner` of a served Bandit: its policy and arms (as served when the
-    rewards were submitted), and the logged decisions the rewards join (their contexts and propensities).
+    """The :class:`~.stores.base.RewardPlanner` of a served Bandit.
+
+    It plans with the Bandit's policy and arms (as served when the rewards were submitted), and the logged
+    decisions the rewards join (their contexts and propensities).
 
     It holds no reference to the Bandit, so a store may call it from its writer thread while the server
     goes on serving.

@@ -63,8 +63,10 @@ class RecentDecisions:
             self._rows.popitem(last=False)
 
     def find(self, store: Store, ids: list[str]) -> dict[str, tuple[DecisionRecord, RewardRecord | None]]:
-        """Like :meth:`Store.find_decisions` (without the probabilities, which rewards do not need); a
-        reward is only known for decisions read from the store."""
+        """Like :meth:`Store.find_decisions`, without the probabilities, which rewards do not need.
+
+        A reward is only known for decisions read from the store.
+        """
         found: dict[str, tuple[DecisionRecord, RewardRecord | None]] = {}
         for i in ids:
             entry = self._rows.get(i)
@@ -119,8 +121,10 @@ async def record(
 
 
 async def claim(store: Store, experiment: Experiment, items: list[RewardRequest]) -> list[RewardResult]:
-    """:func:`record` for a store that joins and claims rewards itself and learns elsewhere (Redis): the
-    store's claim answers whether the decision exists, is already rewarded or is past its window."""
+    """:func:`record` for a store that joins and claims rewards itself and learns elsewhere (Redis).
+
+    The store's claim answers whether the decision exists, is already rewarded or is past its window.
+    """
     now = time.time()
     results: list[RewardResult | None] = [_out_of_range(item, experiment) for item in items]
     rows = [row for row, result in enumerate(results) if result is None]
@@ -148,8 +152,10 @@ def _filled(results: list[RewardResult | None]) -> list[RewardResult]:
 
 
 def first_per_decision(rewards: list[RewardRecord]) -> tuple[list[RewardRecord], list[int]]:
-    """The first reward of each decision in ``rewards`` (the one a store may record), and for every reward
-    the position of its decision's first reward among them: a later one gets the first one's answer."""
+    """The first reward of each decision in ``rewards``, and for every reward the position of its decision's first.
+
+    The first reward is the one a store may record; a later one gets the first one's answer.
+    """
     positions: dict[str, int] = {}
     unique: list[RewardRecord] = []
     where = []
@@ -162,8 +168,10 @@ def first_per_decision(rewards: list[RewardRecord]) -> tuple[list[RewardRecord],
 
 
 def decision_id_time(decision_id: str) -> float:
-    """The time a decision id was made (its first 12 hex digits are milliseconds since the epoch); +inf
-    for an id that does not start that way (it is never older than a window)."""
+    """The time a decision id was made: its first 12 hex digits are milliseconds since the epoch.
+
+    +inf for an id that does not start that way (it is never older than a window).
+    """
     try:
         return int(decision_id[:12], 16) / 1000 if len(decision_id) >= 12 else float("inf")
     except ValueError:
@@ -210,8 +218,9 @@ async def learn(
     on_guardrail: Callable[[Experiment], None],
     watermark: float | None = None,
 ) -> list[RewardOutcome]:
-    """Record ``rewards`` at most once and merge their delta in one transaction, then learn the committed
-    delta in memory; one outcome per reward (a later reward of the same decision gets the first one's).
+    """Record ``rewards`` at most once and merge their delta in one transaction, then learn that delta in memory.
+
+    One outcome per reward (a later reward of the same decision gets the first one's).
 
     The store computes the delta with the experiment's :class:`~.model.DeltaPlanner` from its arrays as
     they stand in the transaction (earlier work of the same group commit merged), so it is exact for every

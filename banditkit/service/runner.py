@@ -123,7 +123,7 @@ class ServiceProcess:
         raise RuntimeError(f"the decision service did not start on port {self.port}")
 
     def kill(self) -> None:
-        """kill -9: no shutdown handler runs."""
+        """Kill with SIGKILL (kill -9): no shutdown handler runs."""
         if self.process is None:
             raise RuntimeError("the decision service process was never started")
         self.process.send_signal(signal.SIGKILL)

@@ -17,12 +17,18 @@ class NonStationary(Environment):
     Regret is *dynamic*: measured against the best arm at each step, so a policy
     must track the changes to keep it low.
 
-    Args:
-        means: arm means at each waypoint, shape (S, K), each in [0, 1].
-        times: the step of each waypoint, shape (S,), strictly increasing, starting at 0.
-        drift: False for abrupt changes (``means[i]`` holds on [times[i], times[i+1])),
-            True for means moving linearly from one waypoint to the next.
+    Parameters
+    ----------
+    means : array_like, shape (S, K)
+        Arm means at each waypoint, each in [0, 1].
+    times : sequence of int, shape (S,)
+        The step of each waypoint, strictly increasing, starting at 0.
+    drift : bool
+        False for abrupt changes (``means[i]`` holds on [times[i], times[i+1])),
+        True for means moving linearly from one waypoint to the next.
 
+    Examples
+    --------
     >>> env = NonStationary([[0.9, 0.1], [0.1, 0.9]], times=[0, 100], drift=True)
     >>> env.means_at(np.array([0, 50, 100, 500])).round(2).tolist()
     [[0.9, 0.1], [0.5, 0.5], [0.1, 0.9], [0.1, 0.9]]
@@ -78,10 +84,15 @@ class Adversarial(Environment):
     the benchmark EXP3 is designed for; it can decrease, since a policy that
     switches arms may beat every fixed arm.
 
-    Args:
-        table: reward of each arm at each step (or block of steps), shape (S, K).
-        repeat: each row holds for this many consecutive steps; the horizon must be S * repeat.
+    Parameters
+    ----------
+    table : array_like, shape (S, K)
+        Reward of each arm at each step (or block of steps).
+    repeat : int >= 1
+        Each row holds for this many consecutive steps; the horizon must be S * repeat.
 
+    Examples
+    --------
     >>> env = Adversarial([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]], repeat=10)
     >>> env.best_arm, env.length
     (1, 30)

@@ -51,11 +51,17 @@ class _Contextual(Environment):
 class LinearContextual(_Contextual):
     """Expected reward ``x . theta_k``, observed with Gaussian noise of sd ``noise_sigma``.
 
-    Args:
-        coefficients: theta per arm, shape (K, d).
-        noise_sigma: standard deviation of the reward noise, > 0.
-        context_sigma: standard deviation of each context feature, > 0.
+    Parameters
+    ----------
+    coefficients : array_like, shape (K, d)
+        Theta per arm.
+    noise_sigma : float > 0
+        Standard deviation of the reward noise.
+    context_sigma : float > 0
+        Standard deviation of each context feature.
 
+    Examples
+    --------
     >>> env = LinearContextual(random_coefficients(3, 4, seed=1))
     >>> env.n_arms, env.n_features
     (3, 4)
@@ -87,10 +93,15 @@ class LinearContextual(_Contextual):
 class LogisticContextual(_Contextual):
     """Binary rewards with success probability ``sigmoid(x . theta_k)`` (clicks given features).
 
-    Args:
-        coefficients: theta per arm, shape (K, d).
-        context_sigma: standard deviation of each context feature, > 0.
+    Parameters
+    ----------
+    coefficients : array_like, shape (K, d)
+        Theta per arm.
+    context_sigma : float > 0
+        Standard deviation of each context feature.
 
+    Examples
+    --------
     >>> env = LogisticContextual([[1.0, 0.0], [0.0, 1.0]])
     >>> env.reward_bounds
     (0.0, 1.0)

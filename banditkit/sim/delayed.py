@@ -22,12 +22,19 @@ from .environments import Chunk, Environment
 class Delayed(Environment):
     """Wrap ``environment`` so that feedback arrives late; give exactly one of the three rules.
 
-    Args:
-        environment: the environment whose rewards are delayed.
-        delay: fixed delay in steps (>= 0): the reward of step t is seen before decision t + 1 + delay.
-        mean_delay: random delay, geometric on {0, 1, ...} with this mean (> 0), drawn per decision.
-        batch: updates applied in batches: all feedback of steps [jB, (j+1)B) before decision (j+1)B.
+    Parameters
+    ----------
+    environment : Environment
+        The environment whose rewards are delayed.
+    delay : int >= 0, optional
+        Fixed delay in steps: the reward of step t is seen before decision t + 1 + delay.
+    mean_delay : float > 0, optional
+        Random delay, geometric on {0, 1, ...} with this mean, drawn per decision.
+    batch : int, optional
+        Updates applied in batches: all feedback of steps [jB, (j+1)B) before decision (j+1)B.
 
+    Examples
+    --------
     >>> from banditkit.sim import Bernoulli
     >>> Delayed(Bernoulli([0.1, 0.2]), batch=100).describe()["batch"]
     100

@@ -119,9 +119,13 @@ def uniform_noise(rngs: Sequence[np.random.Generator], n_steps: int) -> np.ndarr
 class Bernoulli(Environment):
     """Arms paying 1 with probability ``means[k]`` and 0 otherwise.
 
-    Args:
-        means: success probability of each arm, shape (K,), each in [0, 1].
+    Parameters
+    ----------
+    means : array_like, shape (K,)
+        Success probability of each arm, each in [0, 1].
 
+    Examples
+    --------
     >>> env = Bernoulli([0.2, 0.5])
     >>> round(env.lower_bound_constant(), 4)
     1.5565
@@ -146,7 +150,7 @@ class Bernoulli(Environment):
         return (chunk.arrays["uniform"][step] < self.means[arms]).astype(np.float64)
 
     def lower_bound_constant(self) -> float | None:
-        """sum over suboptimal arms of gap / KL(mean, best mean) (Lai and Robbins, 1985)."""
+        """Sum over suboptimal arms of gap / KL(mean, best mean) (Lai and Robbins, 1985)."""
         best = self.means.max()
         if best >= 1.0 or best <= 0.0:
             return None
@@ -160,10 +164,15 @@ class Bernoulli(Environment):
 class Gaussian(Environment):
     """Arms paying ``means[k] + sigma[k] * z`` with z standard normal.
 
-    Args:
-        means: expected reward of each arm, shape (K,).
-        sigma: noise standard deviation, a scalar or shape (K,), each > 0.
+    Parameters
+    ----------
+    means : array_like, shape (K,)
+        Expected reward of each arm.
+    sigma : float or array_like, shape (K,)
+        Noise standard deviation, each > 0.
 
+    Examples
+    --------
     >>> Gaussian([0.0, 1.0], sigma=0.5).describe()
     {'kind': 'gaussian', 'means': [0.0, 1.0], 'sigma': [0.5, 0.5]}
     """

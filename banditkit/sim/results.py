@@ -42,15 +42,23 @@ def _student_quantile(replications: int) -> float:
 class SimulationResult:
     """Results of :func:`banditkit.sim.run`; per-policy arrays are indexed in ``policies`` order.
 
-    Attributes:
-        policies: policy labels, length P.
-        steps: decision counts at which regret is recorded, shape (G,).
-        regret_mean, regret_low, regret_high: mean cumulative pseudo-regret and its 95%
-            Student-t interval over replications, shape (P, G) (NaN bounds when R = 1).
-        final_regret: cumulative regret at the horizon per replication, shape (P, R).
-        reward_per_step: mean reward per decision per replication, shape (P, R).
-        pull_shares: share of all decisions given to each arm, shape (P, K).
-        seconds: wall-clock time per policy, shape (P,).
+    Attributes
+    ----------
+    policies : list of str, length P
+        Policy labels.
+    steps : ndarray, shape (G,)
+        Decision counts at which regret is recorded.
+    regret_mean, regret_low, regret_high : ndarray, shape (P, G)
+        Mean cumulative pseudo-regret and its 95% Student-t interval over replications
+        (NaN bounds when R = 1).
+    final_regret : ndarray, shape (P, R)
+        Cumulative regret at the horizon per replication.
+    reward_per_step : ndarray, shape (P, R)
+        Mean reward per decision per replication.
+    pull_shares : ndarray, shape (P, K)
+        Share of all decisions given to each arm.
+    seconds : ndarray, shape (P,)
+        Wall-clock time per policy.
     """
 
     policies: list[str]

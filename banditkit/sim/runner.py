@@ -167,15 +167,30 @@ def run(
 ) -> SimulationResult:
     """Simulate each policy for ``horizon`` steps in ``replications`` independent runs of ``env``.
 
-    Args:
-        policies: ``{"label": policy}`` (a Policy, registry name or spec dict), or a list labelled by name.
-        env: a banditkit.sim environment; every policy sees the same draws.
-        horizon: decisions per replication (>= 1).
-        replications: independent runs (>= 1); intervals need at least 2.
-        seed: int or SeedSequence; None draws fresh entropy (recorded in the result).
-        workers: threads (default: the machine's cores); the numbers do not depend on it.
-        progress: called as ``progress(label, decisions_done)`` after each chunk of steps.
+    Parameters
+    ----------
+    policies : mapping or sequence
+        ``{"label": policy}`` (a Policy, registry name or spec dict), or a list labelled by name.
+    env : Environment
+        A banditkit.sim environment; every policy sees the same draws.
+    horizon : int >= 1
+        Decisions per replication.
+    replications : int >= 1
+        Independent runs; intervals need at least 2.
+    seed : int, SeedSequence or None
+        None draws fresh entropy (recorded in the result).
+    workers : int, optional
+        Threads (default: the machine's cores); the numbers do not depend on it.
+    progress : callable, optional
+        Called as ``progress(label, decisions_done)`` after each chunk of steps.
 
+    Returns
+    -------
+    SimulationResult
+        Regret curves, final regret, reward per step, pull shares and timings of each policy.
+
+    Examples
+    --------
     >>> from banditkit.sim import Bernoulli
     >>> result = run({"greedy": "epsilon_greedy"}, Bernoulli([0.2, 0.8]), horizon=50, replications=4)
     >>> result.regret("greedy").shape

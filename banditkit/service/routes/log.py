@@ -20,8 +20,10 @@ router = APIRouter(prefix="/v1/experiments/{name}", tags=["log"], dependencies=[
     responses={200: {"content": {"text/csv": {}, "application/vnd.apache.parquet": {}}}},
 )
 def decision_log(name: str, engine: EngineDep, request: Request, format: Literal["csv", "parquet"] = "csv") -> Response:
-    """Every decision with its propensity, probabilities, version and reward (columns in docs/service.md),
-    archived ones included when ``archive_dir`` is set."""
+    """Every decision with its propensity, probabilities, version and reward (columns in docs/service.md).
+
+    Archived ones are included when ``archive_dir`` is set.
+    """
     engine.experiment(name)
     archive = request.app.state.settings.archive_dir
     filename = f"{name}-decisions.{format}"

@@ -29,8 +29,10 @@ STORE_URLS = "sqlite:///PATH, memory://, redis://HOST:PORT/DB or redis+cluster:/
 def open_store(
     url: str, *, synchronous: str = "FULL", commit_interval_s: float = 0.0, spool_dir: str | Path = "banditkit-spool"
 ) -> Store:
-    """A store from its URL: ``memory://``, ``sqlite:///relative/or/absolute/path.db``, or a Redis URL
-    (:mod:`.redis_keys`; ``spool_dir`` keeps the decisions served while Redis is down)."""
+    """A store from its URL: ``memory://``, ``sqlite:///relative/or/absolute/path.db``, or a Redis URL.
+
+    Redis URLs are read by :mod:`.redis_keys`; ``spool_dir`` keeps the decisions served while Redis is down.
+    """
     if url == "memory://":
         return MemoryStore()
     if url.startswith("sqlite:///"):

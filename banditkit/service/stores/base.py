@@ -78,8 +78,10 @@ class StoreUnavailableError(Exception):
 
 
 class ModelMovedError(Exception):
-    """A model change was built on another version than the stored one (a reward or another process changed
-    the model meanwhile): build it again from the model as it is now."""
+    """A model change was built on another version than the stored one.
+
+    A reward or another process changed the model meanwhile: build it again from the model as it is now.
+    """
 
 
 def moved(name: str, stored: int, change: ModelChange) -> ModelMovedError:
@@ -182,9 +184,12 @@ class RewardPlanner(Protocol):
     """The policy side of learning rewards: a pure function of the rewards and the arrays they join."""
 
     def plan(self, new: list[RewardRecord], arrays: State) -> tuple[Delta | None, list[bool]]:
-        """The delta of ``new`` (rewards not recorded before) computed from ``arrays`` (the experiment's arrays
-        as the store holds them at that point of its transaction), None when nothing changes, and per reward
-        whether it changed the policy (False when its arm no longer exists)."""
+        """The delta of ``new`` computed from ``arrays``, and per reward whether it changed the policy.
+
+        ``new`` holds the rewards not recorded before, ``arrays`` the experiment's arrays as the store holds
+        them at that point of its transaction. The delta is None when nothing changes; a reward whose arm no
+        longer exists did not change the policy (False).
+        """
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,8 +217,11 @@ class RewardWork:
 
 @dataclass(frozen=True, slots=True)
 class RewardCommit:
-    """What a committed :class:`RewardWork` did: one :class:`RewardOutcome` per reward, in order, the delta
-    merged (None if none) and the experiment's version after it (None for a store that learns elsewhere)."""
+    """What a committed :class:`RewardWork` did.
+
+    One :class:`RewardOutcome` per reward, in order, the delta merged (None if none) and the experiment's
+    version after it (None for a store that learns elsewhere).
+    """
 
     outcomes: list[RewardOutcome]
     delta: Delta | None = None
@@ -222,9 +230,11 @@ class RewardCommit:
 
 @dataclass(frozen=True, slots=True)
 class ModelChange:
-    """A new model and state for an experiment (arm change, rollback, guardrail action), built by the caller
-    from the model at ``expected_version``; the store writes it with ``version`` and logs ``event`` only if
-    its version is still ``expected_version``, else it raises :class:`ModelMovedError`."""
+    """A new model and state for an experiment (arm change, rollback, guardrail action).
+
+    Built by the caller from the model at ``expected_version``; the store writes it with ``version`` and logs
+    ``event`` only if its version is still ``expected_version``, else it raises :class:`ModelMovedError`.
+    """
 
     model: dict[str, Any]
     state: State
@@ -235,8 +245,11 @@ class ModelChange:
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """What a learning store commits of a :class:`RewardWork`: the new reward rows, the merged arrays (the
-    same object when nothing changed) and the delta; and the outcome of each reward, for its answer."""
+    """What a learning store commits of a :class:`RewardWork`, and the outcome of each reward.
+
+    The new reward rows, the merged arrays (the same object when nothing changed) and the delta; the outcome
+    of each reward is for its answer.
+    """
 
     rows: list[RewardRecord]
     arrays: State
@@ -245,10 +258,13 @@ class Claim:
 
 
 def claim(work: RewardWork, stored: dict[str, RewardRecord], arrays: State) -> Claim:
-    """Inside a learning store's transaction: the rewards of ``work`` whose decision has no reward in
-    ``stored`` (what the store holds for these ids) are new; ``work.planner`` computes their delta from
-    ``arrays`` (the experiment's arrays at this point of the transaction), which is merged here.
-    Every store that learns in process commits what this returns, so they all do it alike."""
+    """Claim the new rewards of ``work`` and merge their delta, inside a learning store's transaction.
+
+    The rewards of ``work`` whose decision has no reward in ``stored`` (what the store holds for these ids)
+    are new; ``work.planner`` computes their delta from ``arrays`` (the experiment's arrays at this point of
+    the transaction), which is merged here. Every store that learns in process commits what this returns, so
+    they all do it alike.
+    """
     new = [reward for reward in work.rewards if reward.decision_id not in stored]
     if work.planner is None or not new:  # nothing to learn: recorded only
         delta, applied = None, [False] * len(new)
@@ -310,9 +326,11 @@ class Store(ABC):
 
     @abstractmethod
     def replace_model(self, name: str, change: ModelChange) -> Future:
-        """Write ``change`` (compare-and-set on the version) in a transaction of its own, after every earlier
-        write; the future raises :class:`ModelMovedError` when the stored version is not
-        ``change.expected_version`` (a reward or another process moved it: rebuild the change and retry)."""
+        """Write ``change`` (compare-and-set on the version) in a transaction of its own, after every earlier write.
+
+        The future raises :class:`ModelMovedError` when the stored version is not ``change.expected_version``
+        (a reward or another process moved it: rebuild the change and retry).
+        """
 
     @abstractmethod
     def save_snapshot(self, name: str, model: dict[str, Any], state: State, version: int) -> Future:
@@ -348,8 +366,9 @@ class Store(ABC):
 
     @abstractmethod
     def commit_rewards(self, work: RewardWork) -> Future:
-        """Record each reward of ``work`` whose decision has none yet, in one transaction; the future gives a
-        :class:`RewardCommit`.
+        """Record each reward of ``work`` whose decision has none yet, in one transaction.
+
+        The future gives a :class:`RewardCommit`.
 
         A store that learns in process merges the planned delta in the same transaction (see
         :func:`claim`), computed from the arrays as they stand there (earlier work of the same group commit
@@ -362,8 +381,11 @@ class Store(ABC):
 
     @abstractmethod
     def iter_log(self, name: str) -> Iterator[tuple]:
-        """Every decision of an experiment in time order, as its :func:`decision_row` values followed by
-        its reward (None if none): what the log export writes, without decoding and encoding it again."""
+        """Every decision of an experiment in time order, as its :func:`decision_row` values and its reward.
+
+        The reward (None if none) follows the values: what the log export writes, without decoding and
+        encoding it again.
+        """
 
     @abstractmethod
     def counts(self, name: str) -> tuple[int, int]:

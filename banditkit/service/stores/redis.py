@@ -178,8 +178,11 @@ class RedisStore(Store):
         )
 
     def replace_model(self, name: str, change: ModelChange) -> Future:
-        """Compare-and-set on the stored version: :class:`~.base.ModelMovedError` if the change was built on
-        another version than the stored one (a learner moved it; reload and build it again)."""
+        """Compare-and-set on the stored version.
+
+        :class:`~.base.ModelMovedError` if the change was built on another version than the stored one (a
+        learner moved it; reload and build it again).
+        """
         keys = self.keys(name)
 
         def job(client) -> None:
@@ -237,8 +240,11 @@ class RedisStore(Store):
 
     # ---- decision log ------------------------------------------------------
     def append_decisions(self, rows: list[DecisionRecord], assignments: dict[str, Assignment] | None = None) -> Future:
-        """Log ``rows`` (all of one experiment); while Redis is down, spool them if they are all fallbacks
-        (what the engine serves then) and refuse them otherwise."""
+        """Log ``rows`` (all of one experiment).
+
+        While Redis is down, spool them if they are all fallbacks (what the engine serves then) and refuse them
+        otherwise.
+        """
         if not rows:
             return completed()
         if not self._available:
@@ -306,7 +312,8 @@ class RedisStore(Store):
         return None if text is None else rk.assignment_from_json(text)
 
     def commit_rewards(self, work: RewardWork) -> Future:
-        """Claim each reward at most once (:data:`~.redis_keys.CLAIM_REWARDS`) and learn nothing here:
+        """Claim each reward at most once (:data:`~.redis_keys.CLAIM_REWARDS`) and learn nothing here.
+
         ``work.planner`` is not used, nor ``work.watermark`` kept (the learner learns and settles windows);
         the commit has no delta and no version.
 

@@ -86,7 +86,10 @@ def parse_url(url: str) -> RedisURL:
 def connect(url: str | RedisURL, *, timeout_s: float = 2.0):
     """A connected client (``redis.Redis`` or ``redis.cluster.RedisCluster``, str replies) and the location.
 
-    Raises :class:`RedisURLError` naming the URL when it is malformed or the server does not answer a PING.
+    Raises
+    ------
+    RedisURLError
+        Naming the URL, when it is malformed or the server does not answer a PING.
     """
     import redis
     from redis.backoff import NoBackoff

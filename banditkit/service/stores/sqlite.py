@@ -315,9 +315,11 @@ class SQLiteStore(Store):
         return self._writer.submit(job)
 
     def _pending_state(self, db: sqlite3.Connection, name: str) -> list:
-        """The transaction's copy of an experiment's [state, version, watermark or None], written before the
-        commit: what the last commit wrote (read from the file only the first time) with this transaction's
-        deltas merged, so each delta is computed from the state it is merged into."""
+        """The transaction's copy of an experiment's [state, version, watermark or None].
+
+        Written before the commit: what the last commit wrote (read from the file only the first time) with
+        this transaction's deltas merged, so each delta is computed from the state it is merged into.
+        """
         pending = self._pending.get(name)
         if pending is None:
             written = self._written.get(name)

@@ -42,8 +42,10 @@ class GroupCommitWriter:
         before_commit: Callable[[sqlite3.Connection], None] | None = None,
         discard: Callable[[], None] | None = None,
     ) -> None:
-        """``before_commit`` runs last in every transaction (to flush what jobs gathered in memory);
-        ``discard`` runs when a transaction is abandoned (to drop it)."""
+        """``before_commit`` runs last in every transaction (to flush what jobs gathered in memory).
+
+        ``discard`` runs when a transaction is abandoned (to drop it).
+        """
         self._connect = connect
         self._before_commit = before_commit or (lambda connection: None)
         self._discard = discard or (lambda: None)

@@ -58,9 +58,11 @@ class Decision:
         compute: Callable[..., np.ndarray] | None = None,
         arguments: tuple = (),
     ):
-        """Give exactly one of ``distribution`` (K,) or ``compute``, called with ``arguments`` once when the
-        distribution is first needed (a function and its arguments, not a closure: the fast path makes one
-        Decision per call and a closure costs more to build)."""
+        """Give exactly one of ``distribution`` (K,) or ``compute``, called with ``arguments`` when first needed.
+
+        A function and its arguments rather than a closure: the fast path makes one Decision per call, and a
+        closure costs more to build.
+        """
         if (distribution is None) is (compute is None):
             raise InvalidParameterError("a Decision takes exactly one of distribution and compute")
         self._arm, self._arm_index, self._arms = arm, arm_index, arms
@@ -125,8 +127,7 @@ class DecisionBatch:
         compute: Callable[..., np.ndarray] | None = None,
         arguments: tuple = (),
     ):
-        """Give exactly one of ``probabilities`` (n, K) or ``compute``, called with ``arguments`` once when they
-        are first needed."""
+        """Give exactly one of ``probabilities`` (n, K) or ``compute``, called with ``arguments`` when first needed."""
         if (probabilities is None) is (compute is None):
             raise InvalidParameterError("a DecisionBatch takes exactly one of probabilities and compute")
         self.arm_indices, self.arm_names = arm_indices, arm_names

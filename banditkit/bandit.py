@@ -44,6 +44,16 @@ FORMAT_1 = "banditkit.bandit/1"
 _Z95 = 1.959963984540054  # standard normal 97.5% quantile
 
 
+def _distribution_row(bandit: Bandit, state: State, mask: BoolArray, context: FloatArray | None) -> FloatArray:
+    """The action distribution (K,) of one decision, computed when the Decision is first asked for it.
+
+    A module function, not a bound method or a closure: the one-row select hands it to every Decision, and a
+    global costs the least to pass.
+    """
+    row: FloatArray = bandit._distribution_at(state, mask, context)[0]
+    return row
+
+
 class Bandit:
     """A multi-armed bandit experiment over named arms.
 
@@ -254,8 +264,8 @@ class Bandit:
                 False,
                 self._version,
                 None,
-                self._distribution_row,
-                (current, active, None),
+                _distribution_row,
+                (self, current, active, None),
             )
         context = self._context_rows(context, 1)
         unit = None if unit is None else _check_unit(unit)
@@ -287,7 +297,7 @@ class Bandit:
             False,
             self._version,
             distribution,
-            *((None, ()) if distribution is not None else (self._distribution_row, (state, mask, context))),
+            *((None, ()) if distribution is not None else (_distribution_row, (self, state, mask, context))),
         )
 
     def select_many(
@@ -703,11 +713,6 @@ class Bandit:
                 cached = self._distribution_cache = (key, state, self._capped_distribution(state, mask[:1], None))
             return np.broadcast_to(cached[2], mask.shape)
         return self._capped_distribution(state, mask, contexts)
-
-    def _distribution_row(self, state: State, mask: BoolArray, context: FloatArray | None) -> FloatArray:
-        """:meth:`_distribution_at` for one decision: its row (K,)."""
-        row: FloatArray = self._distribution_at(state, mask, context)[0]
-        return row
 
     def _capped_distribution(self, state: State, mask: BoolArray, contexts: FloatArray | None) -> FloatArray:
         probabilities = self._policy.probabilities(state, mask, contexts)

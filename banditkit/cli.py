@@ -20,13 +20,25 @@ _FLAG_SPELLING = {"drop_unrewarded=True": "--drop-unrewarded", "experiment=NAME"
 _PIPE_WIDTH = 10_000
 
 
+class CommandError(Exception):
+    """A failure a command explains in one line; ``code`` is the exit code (2: a usage error)."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
-    """Print ``error: message`` as one line on stderr (no markup is read in it) and exit with ``code``."""
+    """Stop the command with ``error: message`` on one line (see :class:`_Group`)."""
+    raise CommandError(message, code)
+
+
+def _print_error(message: str) -> None:
+    """``error: message`` as one line on stderr; no markup is read in the message."""
     from rich.console import Console
     from rich.text import Text
 
     Console(stderr=True, soft_wrap=True, highlight=False).print(Text.assemble(("error:", "red"), " ", message))
-    raise typer.Exit(code=code)
 
 
 def _console(*, stderr: bool = False):
@@ -69,9 +81,14 @@ class _Group(TyperGroup):
         except Exception as error:
             if ctx.meta.get("banditkit.debug"):
                 raise
-            if isinstance(error, BanditkitError):
-                fail(str(error))
-            fail(f"{type(error).__name__}: {error} (run banditkit --debug … for the traceback)", code=1)
+            if isinstance(error, CommandError):
+                message, code = str(error), error.code
+            elif isinstance(error, BanditkitError):
+                message, code = str(error), 2
+            else:
+                message, code = f"{type(error).__name__}: {error} (banditkit --debug … shows the traceback)", 1
+            _print_error(message)
+            raise typer.Exit(code=code) from None
 
 
 app = typer.Typer(
@@ -392,8 +409,7 @@ def _learner(store: str, **options):
     try:
         return Learner.from_url(store, **options)
     except RedisURLError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(code=2) from None
+        fail(str(error))
 
 
 def _summary(total) -> str:
@@ -431,8 +447,7 @@ def learn(
     from .service.learner import LeaseLost
 
     if every is not None and once:
-        typer.echo("error: --every and --once exclude each other", err=True)
-        raise typer.Exit(code=2)
+        fail("--every and --once exclude each other")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("banditkit.learner")
     learner = _learner(store, learner_id=learner_id, archive_dir=archive, retention_s=retention)
@@ -459,8 +474,7 @@ def learn(
     except KeyboardInterrupt:
         return
     except (LeaseLost, RedisError, OSError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(code=1) from None
+        fail(str(error), code=1)
     finally:
         learner.close()
     typer.echo(_summary(total), err=True)
@@ -501,8 +515,7 @@ def archive_command(
 
             total = learner.archive_pass(on_archived=advance)
     except (LeaseLost, RedisError, OSError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(code=1) from None
+        fail(str(error), code=1)
     finally:
         learner.close()
     typer.echo(

@@ -76,8 +76,14 @@ class _Group(TyperGroup):
 
         try:
             return super().invoke(ctx)
-        except (typer.Exit, typer.Abort, typer.exceptions.TyperException):
+        except (typer.Exit, typer.Abort):
             raise
+        except typer.TyperException as error:  # the command line's own: exit code 2 is a usage error
+            if error.exit_code != 2 or ctx.meta.get("banditkit.debug"):
+                raise
+            where = getattr(error, "ctx", None)
+            _print_error(error.format_message() + (f" (see {where.command_path} --help)" if where else ""))
+            raise typer.Exit(code=2) from None
         except Exception as error:
             if ctx.meta.get("banditkit.debug"):
                 raise

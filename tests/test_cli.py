@@ -123,6 +123,14 @@ SETUP_MISTAKES = [
         ["experiments file 'experiments.toml'", "entry 0 ('hero')", "field 'policy'", "'thompsn'"],
     ),
     (
+        "an experiments file that does not exist",
+        {},
+        ["serve", "--store", "memory://", "--experiments", "nope.toml"],
+        {},
+        2,
+        ["'--experiments'", "'nope.toml' does not exist", "serve --help"],
+    ),
+    (
         "a misspelt BANDITKIT_ variable",
         {},
         ["serve"],

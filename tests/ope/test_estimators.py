@@ -32,19 +32,22 @@ GOLDEN = {
 }
 
 
-def run(name: str, **options):
+def run(name: str, repeat: int = 1, **options):
+    """The estimator on the four golden rows, each repeated ``repeat`` times (the same value)."""
     common = dict(n_bootstrap=200, **options)
+    rewards, propensities, arms = (np.tile(array, repeat) for array in (REWARDS, PROPENSITIES, ARMS))
+    target, predicted = np.tile(TARGET, (repeat, 1)), np.tile(PREDICTED, (repeat, 1))
     if name == "ips":
-        return ips(REWARDS, PROPENSITIES, TARGET, ARMS, **common)
+        return ips(rewards, propensities, target, arms, **common)
     if name == "snips":
-        return snips(REWARDS, PROPENSITIES, TARGET, ARMS, **common)
+        return snips(rewards, propensities, target, arms, **common)
     if name == "clipped_ips":
-        return clipped_ips(REWARDS, PROPENSITIES, TARGET, ARMS, max_weight=1.5, **common)
+        return clipped_ips(rewards, propensities, target, arms, max_weight=1.5, **common)
     if name == "dm":
-        return dm(TARGET, PREDICTED, **common)
+        return dm(target, predicted, **common)
     if name == "dr":
-        return dr(REWARDS, PROPENSITIES, TARGET, ARMS, PREDICTED, **common)
-    return switch_dr(REWARDS, PROPENSITIES, TARGET, ARMS, PREDICTED, max_weight=1.9, **common)
+        return dr(rewards, propensities, target, arms, predicted, **common)
+    return switch_dr(rewards, propensities, target, arms, predicted, max_weight=1.9, **common)
 
 
 @pytest.mark.parametrize("name", sorted(GOLDEN))
@@ -52,7 +55,10 @@ def test_golden_values(name):
     estimate = run(name)
     assert estimate.value == pytest.approx(GOLDEN[name], abs=1e-12)
     assert estimate.estimator == name and estimate.n_rows == 4
-    assert estimate.low <= estimate.high and estimate.normal_low <= estimate.value <= estimate.normal_high
+    assert math.isnan(estimate.low) and math.isnan(estimate.normal_low)  # 4 rows: too few for an interval
+    repeated = run(name, repeat=3)  # 12 rows, the same value, enough rows for intervals
+    assert repeated.value == pytest.approx(GOLDEN[name], abs=1e-12) and repeated.support >= MIN_INTERVAL_ROWS
+    assert repeated.low <= repeated.high and repeated.normal_low <= repeated.value <= repeated.normal_high
 
 
 def test_weight_diagnostics():

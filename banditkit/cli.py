@@ -1,23 +1,129 @@
-"""The banditkit command line (typer + rich); heavy imports stay inside the commands."""
+"""The banditkit command line (typer + rich); heavy imports stay inside the commands.
+
+A failure is one line on stderr, ``error: …``, naming the file, entry, field or URL at fault: exit code 2
+for a usage error (bad input, a bad setting), 1 for anything else. ``banditkit --debug COMMAND`` shows the
+traceback instead.
+"""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
+from typer.core import TyperGroup
+
+#: Where the command line's own flags replace the Python keywords a library message suggests.
+_FLAG_SPELLING = {"drop_unrewarded=True": "--drop-unrewarded", "experiment=NAME": "--experiment NAME"}
+#: Width of a console that writes to a pipe or a file: wide enough that no table cell is cut or wrapped.
+_PIPE_WIDTH = 10_000
+
+
+class CommandError(Exception):
+    """A failure a command explains in one line; ``code`` is the exit code (2: a usage error)."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Stop the command with ``error: message`` on one line (see :class:`_Group`)."""
+    raise CommandError(message, code)
+
+
+def _print_error(message: str) -> None:
+    """``error: message`` as one line on stderr; no markup is read in the message."""
+    from rich.console import Console
+    from rich.text import Text
+
+    Console(stderr=True, soft_wrap=True, highlight=False).print(Text.assemble(("error:", "red"), " ", message))
+
+
+def _console(*, stderr: bool = False):
+    """A rich console; when it writes to a pipe or a file, lines are never wrapped, so tables keep every
+    character of every name and number."""
+    from rich.console import Console
+
+    terminal = Console(stderr=stderr)
+    return terminal if terminal.is_terminal else Console(stderr=stderr, width=_PIPE_WIDTH)
+
+
+def _hide_flag_types(params) -> None:
+    """A flag takes no value: show no ``<bool>`` after it in the help."""
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+
+
+class _Group(TyperGroup):
+    """The command group: any failure of a command ends in one ``error:`` line unless ``--debug`` is given."""
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        _hide_flag_types(params)
+        return params
+
+    def get_command(self, ctx, cmd_name):
+        found = super().get_command(ctx, cmd_name)
+        if found is not None:
+            _hide_flag_types(found.get_params(ctx))
+        return found
+
+    def invoke(self, ctx):
+        from .errors import BanditkitError
+
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort):
+            raise
+        except typer.TyperException as error:  # the command line's own: exit code 2 is a usage error
+            if error.exit_code != 2 or ctx.meta.get("banditkit.debug"):
+                raise
+            where = getattr(error, "ctx", None)
+            _print_error(error.format_message() + (f" (see {where.command_path} --help)" if where else ""))
+            raise typer.Exit(code=2) from None
+        except Exception as error:
+            if ctx.meta.get("banditkit.debug"):
+                raise
+            if isinstance(error, CommandError):
+                message, code = str(error), error.code
+            elif isinstance(error, BanditkitError):
+                message, code = str(error), 2
+            else:
+                message, code = f"{type(error).__name__}: {error} (banditkit --debug … shows the traceback)", 1
+            _print_error(message)
+            raise typer.Exit(code=code) from None
+
 
 app = typer.Typer(
     name="banditkit",
     help="Multi-armed bandits from the algorithm to production.",
     no_args_is_help=True,
     add_completion=False,
+    cls=_Group,
 )
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"banditkit {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def main() -> None:
+def main(
+    ctx: typer.Context,
+    debug: bool = typer.Option(False, "--debug", help="Show the traceback of a failure instead of one line."),
+    version: bool = typer.Option(
+        False, "--version", callback=_show_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
     """banditkit: policies, simulator, offline evaluation and a decision service."""
+    ctx.meta["banditkit.debug"] = debug
 
 
 # ---- bench ------------------------------------------------------------------------------------
@@ -27,14 +133,13 @@ def bench(
     repeats: int = typer.Option(3, help="runs per figure; the median is reported"),
 ):
     """Measure the core's speed and memory on this machine and print a table."""
-    from rich.console import Console
     from rich.progress import Progress
     from rich.table import Table
 
     from . import benchmark
     from .policies import _jit
 
-    console = Console()
+    console = _console()
     with Progress(console=console, transient=True) as progress:
         online_task = progress.add_task(
             "online loop, every policy", total=sum(not cls.contextual for cls in benchmark.REGISTRY.values())
@@ -49,7 +154,7 @@ def bench(
     ):
         table = Table(title=title)
         for column in ("measure", "value", "unit", "target"):
-            table.add_column(column, justify="right" if column != "measure" else "left")
+            table.add_column(column, justify="right" if column != "measure" else "left", overflow="fold")
         for measure in measures:
             table.add_row(
                 measure.name,
@@ -68,19 +173,15 @@ def simulate(
     workers: int = typer.Option(None, "--workers", help="Threads (default: all cores); results do not change."),
 ):
     """Simulate the config's policies on its environment: regret table, result.json, curves.parquet, regret.png."""
-    from rich.console import Console
-
     from .errors import BanditkitError
     from .sim.config import load_config
     from .sim.report import simulate_to_directory
 
-    console = Console()
     try:
         experiment = load_config(config)
     except BanditkitError as error:
-        console.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(code=2) from error
-    simulate_to_directory(experiment, out, workers=workers, console=console)
+        fail(f"{config}: {error}")
+    simulate_to_directory(experiment, out, workers=workers, console=_console())
 
 
 # ---- offline evaluation -----------------------------------------------------------------------
@@ -131,25 +232,30 @@ def evaluate(
     """Estimate a policy's value from a logged policy's decisions, with intervals and diagnostics."""
     import json
 
-    from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from .errors import BanditkitError
     from .ope import evaluate as run_evaluation
     from .ope import load_log
 
-    console = Console()
+    out_console = _console()
     try:
-        with console.status("Evaluating..."):
+        with out_console.status("Evaluating..."):
             data = load_log(log, drop_unrewarded=drop_unrewarded, experiment=experiment)
             names = None if estimators is None else [name.strip() for name in estimators.split(",") if name.strip()]
             report = run_evaluation(data, _load_target(policy), names, n_bootstrap=n_bootstrap, rng=seed)
     except (BanditkitError, OSError, ValueError) as error:
-        console.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(code=2) from None
-    table = Table(title=f"Offline evaluation of {Path(policy).name} on {log.name} ({data.n_rows} rows)")
+        message = str(error)
+        for keyword, flag in _FLAG_SPELLING.items():
+            message = message.replace(keyword, flag)
+        fail(message)
+    table = Table(
+        title=escape(f"Offline evaluation of {Path(policy).name} on {log.name} ({data.n_rows} rows)"),
+        title_justify="left",
+    )
     for column in ("position", "estimator", "value", "95% bootstrap", "95% normal", "ESS", "max weight", "p < 1e-3"):
-        table.add_column(column, justify="left" if column in ("position", "estimator") else "right")
+        table.add_column(column, justify="left" if column in ("position", "estimator") else "right", overflow="fold")
     for row in report.rows():
         table.add_row(
             str(row["position"]),
@@ -161,12 +267,12 @@ def evaluate(
             _number(row["max_weight"]),
             "-" if row["tiny_propensity_share"] is None else f"{row['tiny_propensity_share']:.2%}",
         )
-    console.print(table)
+    out_console.print(table)
     for warning in report.warnings:
-        console.print(f"[yellow]warning:[/yellow] {warning}")
+        out_console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
     if out is not None:
         out.write_text(json.dumps(report.to_dict(), indent=2))
-        console.print(f"report written to {out}")
+        out_console.print(escape(f"report written to {out}"))
 
 
 def _number(value) -> str:
@@ -193,51 +299,53 @@ def serve(
     import uvicorn
     from pydantic import ValidationError
     from rich.console import Console
+    from rich.markup import escape
 
+    from .errors import BanditkitError
     from .service import Settings, create_app
+    from .service.declared import read_experiments
     from .service.runner import settings_env
     from .service.stores.redis_keys import RedisURLError, connect, is_redis_url
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
     overrides: dict[str, Any] = {"store": store, "host": host, "port": port, "experiments_file": experiments}
     try:
         settings = Settings(**{key: value for key, value in overrides.items() if value is not None})
     except ValidationError as error:
-        problem = error.errors()[0]
-        field, message = ".".join(map(str, problem["loc"])), problem["msg"].removeprefix("Value error, ")
-        console.print(
-            f"[red]error:[/red] {message if message.startswith(field) else f'{field}: {message}'}",
-            highlight=False,
-            soft_wrap=True,
-        )
-        raise typer.Exit(code=2) from None
+        fail(_setting_problem(error, given={key for key, value in overrides.items() if value is not None}))
     shared = is_redis_url(settings.store)
     if workers > 1 and not shared:
-        console.print(
-            f"[red]error:[/red] --workers {workers} needs a shared store (redis://HOST:PORT/DB): "
-            f"{settings.store} belongs to one process",
-            highlight=False,
-            soft_wrap=True,
+        fail(
+            f"--workers {workers} needs a shared store (redis://HOST:PORT/DB, see docs/scale-out.md): "
+            f"{settings.store} belongs to one process"
         )
-        raise typer.Exit(code=2)
     if shared:
         try:  # fail here, in one line, rather than in every worker's start-up
             client, _ = connect(settings.store)
             client.close()
         except RedisURLError as error:
-            console.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
-            raise typer.Exit(code=2) from None
+            fail(str(error))
+    elif settings.store.startswith("sqlite:///"):
+        _check_sqlite(settings.store)
+    if settings.experiments_file is not None:
+        try:  # the same check the start-up runs, before the banner rather than in a failed start-up
+            read_experiments(settings.experiments_file)
+        except BanditkitError as error:
+            fail(str(error))
     bind = settings.safe_host()
     if not settings.auth_enabled:
         console.print(
-            "[yellow]No token configured (BANDITKIT_ADMIN_TOKEN, BANDITKIT_CLIENT_TOKENS): "
-            f"the service is open to anyone who can reach it, so it binds {bind} only.[/]"
+            "[yellow]No token configured (BANDITKIT_ADMIN_TOKEN, BANDITKIT_CLIENT_TOKENS): the service is open to "
+            f"anyone who can reach it, so it binds {bind} only, which other machines and a container's published "
+            "port cannot reach. To serve them, set a token and --host 0.0.0.0 (BANDITKIT_HOST).[/]"
         )
         if settings.host != bind:
-            console.print(f"[yellow]--host {settings.host} ignored: set a token to serve other machines.[/]")
+            console.print(f"[yellow]--host {escape(settings.host)} ignored: set a token to serve other machines.[/]")
     console.print(
-        f"banditkit decision service on http://{bind}:{settings.port} (store {settings.store}"
-        f"{f', {workers} workers' if workers > 1 else ''}); API docs at http://{bind}:{settings.port}/docs"
+        escape(
+            f"banditkit decision service on http://{bind}:{settings.port} (store {settings.store}"
+            f"{f', {workers} workers' if workers > 1 else ''}); API docs at http://{bind}:{settings.port}/docs"
+        )
     )
     if workers == 1:
         uvicorn.run(create_app(settings), host=bind, port=settings.port, log_level=log_level)
@@ -251,6 +359,35 @@ def serve(
         port=settings.port,
         log_level=log_level,
     )
+
+
+def _setting_problem(error, given: set[str]) -> str:
+    """One line from a settings ValidationError: the setting, where its value came from, and what is wrong."""
+    import os
+
+    problem = error.errors()[0]
+    field = ".".join(map(str, problem["loc"]))
+    message = problem["msg"].removeprefix("Value error, ")
+    if not field or message.startswith(field):
+        return message
+    variable = f"BANDITKIT_{field.upper()}"
+    if field not in given and variable in os.environ:
+        return f"{variable}={os.environ[variable]!r}: {message}"
+    return f"{field}: {message}, got {problem['input']!r}"
+
+
+def _check_sqlite(url: str) -> None:
+    """Open the SQLite file of ``url`` once, so that a path that cannot hold a database fails here, named."""
+    import sqlite3
+
+    path = Path(url.removeprefix("sqlite:///"))
+    if not path.parent.is_dir():
+        fail(f"store {url}: the folder {str(path.parent)!r} of {str(path)!r} does not exist")
+    try:
+        with contextlib.closing(sqlite3.connect(path)) as connection:
+            connection.execute("PRAGMA schema_version")
+    except sqlite3.Error as error:
+        fail(f"store {url}: {error}: {str(path)!r}")
 
 
 @app.command()
@@ -278,8 +415,7 @@ def _learner(store: str, **options):
     try:
         return Learner.from_url(store, **options)
     except RedisURLError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(code=2) from None
+        fail(str(error))
 
 
 def _summary(total) -> str:
@@ -319,8 +455,7 @@ def learn(
     from .service.learner import LeaseLost
 
     if every is not None and once:
-        typer.echo("error: --every and --once exclude each other", err=True)
-        raise typer.Exit(code=2)
+        fail("--every and --once exclude each other")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("banditkit.learner")
     learner = _learner(store, learner_id=learner_id, archive_dir=archive, retention_s=retention)
@@ -347,8 +482,7 @@ def learn(
     except KeyboardInterrupt:
         return
     except (LeaseLost, RedisError, OSError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(code=1) from None
+        fail(str(error), code=1)
     finally:
         learner.close()
     typer.echo(_summary(total), err=True)
@@ -392,8 +526,7 @@ def archive_command(
 
             total = learner.archive_pass(on_archived=advance)
     except (LeaseLost, RedisError, OSError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(code=1) from None
+        fail(str(error), code=1)
     finally:
         learner.close()
     typer.echo(

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -50,3 +51,22 @@ def test_delayed_feedback_example_runs_every_pattern(tmp_path, capsys):
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
     assert len(rows) == 1 + len(module.PATTERNS)
     assert plot.stat().st_size > 0
+
+
+def test_drifting_config_says_where_the_arms_cross():
+    """The comment of examples/drifting.toml states the steps where the best arm changes; they are true."""
+    from banditkit.sim.config import load_config
+
+    path = EXAMPLES / "drifting.toml"
+    environment = load_config(path).environment
+    steps = np.arange(10_001)
+    means = environment.means_at(steps)
+    best = means.argmax(axis=1)
+    changes = steps[1:][best[1:] != best[:-1]]
+    assert len(changes) == 2 and abs(changes[0] - 2500) <= 1 and abs(changes[1] - 7500) <= 1  # ties at the crossings
+    assert best[0] == 0 and best[5000] == 1 and best[10_000] == 2
+    np.testing.assert_allclose(means[2500, :2], [0.5, 0.5])
+    np.testing.assert_allclose(means[7500, 1:], [0.6, 0.6])
+    comment = " ".join(line for line in path.read_text().splitlines() if line.startswith("#"))
+    assert "crossing at step 2,500" in comment and "crossing at step 7,500" in comment
+    assert "5,000" not in comment

@@ -31,6 +31,9 @@ from .bootstrap import percentile_interval, poisson_bootstrap_sums, ratio_replic
 from .report import Estimate
 
 TINY_PROPENSITY = 1e-3
+#: Fewest rows that must carry an estimate for it to get intervals. An interval from fewer rows, such as
+#: replay's [1, 1] from a single accepted row, claims a certainty the log does not hold: none is given.
+MIN_INTERVAL_ROWS = 10
 
 
 @dataclass(frozen=True, eq=False)
@@ -150,9 +153,12 @@ def _estimate(terms: Terms, sums: FloatArray | None, confidence: float) -> Estim
 
     numerator, denominator = terms.numerator, terms.denominator
     n_rows = numerator.shape[0]
+    support = n_rows if denominator is None else int(np.count_nonzero(denominator))
     total = float(n_rows) if denominator is None else denominator.sum()
     value = float(numerator.sum() / total) if total != 0 else math.nan
-    if n_rows > 1 and total != 0:
+    if support < MIN_INTERVAL_ROWS:
+        sums, std_error = None, math.nan  # too few rows for an honest interval (see MIN_INTERVAL_ROWS)
+    elif n_rows > 1 and total != 0:
         residual = numerator - value * (1.0 if denominator is None else denominator)
         std_error = float(math.sqrt(n_rows / (n_rows - 1) * (residual @ residual)) / abs(total))
     else:
@@ -181,6 +187,7 @@ def _estimate(terms: Terms, sums: FloatArray | None, confidence: float) -> Estim
         max_weight,
         tiny,
         n_rows,
+        support,
         confidence,
     )
 

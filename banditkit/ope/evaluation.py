@@ -167,6 +167,13 @@ def _warnings(estimates: dict[str, Estimate], n_rows: int) -> list[str]:
                 f"{estimate.estimator}: effective sample size {estimate.ess:.1f} of {n_rows} rows; "
                 "the target rarely agrees with the logged arms, so this estimate is unreliable"
             )
+    for estimate in estimates.values():
+        if estimate.support < est.MIN_INTERVAL_ROWS:
+            rows = "rows accepted" if estimate.estimator == "replay" else "rows carry the estimate"
+            out.append(
+                f"{estimate.estimator}: only {estimate.support} of {n_rows} {rows}, fewer than "
+                f"{est.MIN_INTERVAL_ROWS}: no interval is reported and the value is little more than a guess"
+            )
     tiny = max((e.tiny_propensity_share or 0.0 for e in estimates.values()), default=0.0)
     if tiny > 0:
         out.append(

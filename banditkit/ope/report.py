@@ -18,7 +18,9 @@ class Estimate:
     +- z * std_error. ``ess``: effective sample size (sum w)^2 / sum w^2 of the importance weights
     the estimator applies (n for DM, accepted rows for replay); ``max_weight``: the largest weight
     (None when the estimator applies none); ``tiny_propensity_share``: share of rows whose logged
-    propensity is below 1e-3 (None when the estimator does not use propensities).
+    propensity is below 1e-3 (None when the estimator does not use propensities). ``support``: the rows
+    that carry the estimate, every row for a mean and the rows with a nonzero denominator for a ratio
+    (replay's accepted rows); below ``MIN_INTERVAL_ROWS`` (10) the intervals and standard error are NaN.
     """
 
     estimator: str
@@ -32,6 +34,7 @@ class Estimate:
     max_weight: float | None
     tiny_propensity_share: float | None
     n_rows: int
+    support: int
     confidence: float = 0.95
 
     def to_dict(self) -> dict[str, Any]:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import difflib
+import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .stores import STORE_URLS
 from .stores.redis_keys import is_redis_url, parse_url
 
 DEFAULT_STORE = "sqlite:///./banditkit.db"
+#: ``BANDITKIT_*`` variables read outside these settings: the switch of the compiled kernels and the folder
+#: of the Open Bandit Dataset sample. Any other ``BANDITKIT_*`` variable is a typo and is refused.
+OTHER_VARIABLES = frozenset({"BANDITKIT_DISABLE_JIT", "BANDITKIT_DATA_DIR"})
 
 
 class Settings(BaseSettings):
@@ -89,6 +94,21 @@ class Settings(BaseSettings):
         ),
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_unknown_variables(cls, data: Any) -> Any:
+        """Refuse a ``BANDITKIT_*`` environment variable that names no setting, with the closest valid name:
+        a misspelt setting would otherwise leave its default in force without a word."""
+        prefix = "BANDITKIT_"
+        known = sorted({f"{prefix}{name.upper()}" for name in cls.model_fields} | OTHER_VARIABLES)
+        for variable in sorted(os.environ):
+            if variable.upper().startswith(prefix) and variable.upper() not in known:
+                names = [name.removeprefix(prefix) for name in known]  # compared without the common prefix
+                close = difflib.get_close_matches(variable.upper().removeprefix(prefix), names, n=1, cutoff=0.6)
+                hint = f"did you mean {prefix}{close[0]}?" if close else f"the variables read are {', '.join(known)}"
+                raise ValueError(f"unknown environment variable {variable}: {hint}")
+        return data
+
     @field_validator("client_tokens", mode="before")
     @classmethod
     def _split_tokens(cls, value):
@@ -107,7 +127,8 @@ class Settings(BaseSettings):
         if is_redis_url(value):
             parse_url(value)  # a malformed Redis URL fails here, naming the part at fault
         elif not (value.startswith("sqlite:///") or value == "memory://"):
-            raise ValueError(f"store must be {STORE_URLS}, got {value!r}")
+            hint = f" (a SQLite file is sqlite:///{value})" if "://" not in value else ""
+            raise ValueError(f"store must be {STORE_URLS}, got {value!r}{hint}")
         return value
 
     @property

@@ -23,13 +23,16 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from ..errors import InvalidParameterError
+from .errors import InvalidRequestError
+from .experiment import build_bandit
 from .schemas import ExperimentCreate
 
 logger = logging.getLogger("banditkit.service")
 
 
 def read_experiments(path: str | Path) -> list[ExperimentCreate]:
-    """Validate every ``[[experiments]]`` table; errors name the file, the entry and the field."""
+    """Validate every ``[[experiments]]`` table, down to building its Bandit; errors name the file, the entry and
+    the field."""
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text())
@@ -40,13 +43,18 @@ def read_experiments(path: str | Path) -> list[ExperimentCreate]:
         raise InvalidParameterError(f"experiments file {str(path)!r}: 'experiments' must be an array of tables")
     specs = []
     for position, entry in enumerate(entries):
+        name = entry.get("name", "?") if isinstance(entry, dict) else "?"
+        where = f"experiments file {str(path)!r}, entry {position} ({name!r})"
         try:
-            specs.append(ExperimentCreate.model_validate(entry))
+            spec = ExperimentCreate.model_validate(entry)
         except ValidationError as error:
             first = error.errors()[0]
-            where = ".".join(str(part) for part in first["loc"])
-            raise InvalidParameterError(
-                f"experiments file {str(path)!r}, entry {position} "
-                f"({entry.get('name', '?')!r}), field {where!r}: {first['msg']}"
-            ) from None
+            field = ".".join(str(part) for part in first["loc"])
+            raise InvalidParameterError(f"{where}, field {field!r}: {first['msg']}") from None
+        try:  # the policy, guardrails and arms together, as creating the experiment will check them
+            build_bandit(spec)
+        except InvalidRequestError as error:
+            field = f", field {error.field!r}" if error.field else ""
+            raise InvalidParameterError(f"{where}{field}: {error.detail}") from None
+        specs.append(spec)
     return specs

@@ -26,6 +26,7 @@ from .errors import InvalidRequestError, NotFoundError
 from .experiment import Experiment, build_bandit, restore
 from .model import join, split
 from .schemas import (
+    MAX_ARMS,
     ArmsPatch,
     ArmStatsOut,
     DecisionRequest,
@@ -187,6 +188,10 @@ class Engine:
                         operation(arm)
                     except BanditkitError as error:
                         raise InvalidRequestError(f"{field_name} {arm!r}: {error}", field_name) from None
+            if len(bandit.arms) > MAX_ARMS:
+                raise InvalidRequestError(
+                    f"an experiment holds at most {MAX_ARMS} arms; this change would leave {len(bandit.arms)}", "add"
+                )
             # One change, one version, however many arms it touched.
             model, arrays = split(bandit)
             version = current.version + 1
@@ -203,8 +208,9 @@ class Engine:
         with experiment.lock:
             bandit = experiment.bandit
             model, arrays = split(bandit)
-        snapshot_id = await settled(self.store.save_snapshot(name, model, arrays, bandit.version))
-        return SnapshotOut(snapshot_id=snapshot_id, policy_version=bandit.version, created_at=time.time())
+        created_at = time.time()  # one time, stored and answered
+        snapshot_id = await settled(self.store.save_snapshot(name, model, arrays, bandit.version, created_at))
+        return SnapshotOut(snapshot_id=snapshot_id, policy_version=bandit.version, created_at=created_at)
 
     def snapshots(self, name: str) -> list[SnapshotOut]:
         self.experiment(name)

@@ -8,6 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 #: Decisions or rewards in one batch call at most.
 MAX_BATCH = 1000
+#: Arms of one experiment at most (at creation and after any change of arms).
+MAX_ARMS = 1000
 ArmName = Annotated[str, Field(min_length=1, max_length=128)]
 ExperimentName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", examples=["hero-banner"])]
 
@@ -25,8 +27,11 @@ class PolicySpec(Body):
 
 class ExperimentCreate(Body):
     name: ExperimentName
-    arms: list[ArmName] = Field(min_length=1, max_length=1000)
-    policy: PolicySpec = Field(default_factory=PolicySpec)
+    arms: list[ArmName] = Field(min_length=1, max_length=MAX_ARMS)
+    policy: PolicySpec = Field(
+        default_factory=PolicySpec,
+        description='{"name", "params"}, or a registry name alone ("thompson") for its default parameters',
+    )
     guardrails: dict[str, Any] | None = Field(None, description="keyword arguments of banditkit.Guardrails")
     attribution_window_s: float = Field(
         86_400.0, gt=0, le=366 * 86_400.0, description="rewards later than this after the decision get 410"
@@ -44,14 +49,20 @@ class ExperimentCreate(Body):
             raise ValueError(f"arm names must be unique, {repeated[0]!r} appears more than once")
         return arms
 
+    @field_validator("policy", mode="before")
+    @classmethod
+    def _name_alone(cls, policy: Any) -> Any:
+        """A plain registry name, as the library and the experiments file take it."""
+        return {"name": policy} if isinstance(policy, str) else policy
+
 
 class ArmsPatch(Body):
     """Arm changes, applied in the order add, enable, disable, remove."""
 
-    add: list[ArmName] = Field(default_factory=list, max_length=1000)
-    enable: list[ArmName] = Field(default_factory=list, max_length=1000)
-    disable: list[ArmName] = Field(default_factory=list, max_length=1000)
-    remove: list[ArmName] = Field(default_factory=list, max_length=1000)
+    add: list[ArmName] = Field(default_factory=list, max_length=MAX_ARMS)
+    enable: list[ArmName] = Field(default_factory=list, max_length=MAX_ARMS)
+    disable: list[ArmName] = Field(default_factory=list, max_length=MAX_ARMS)
+    remove: list[ArmName] = Field(default_factory=list, max_length=MAX_ARMS)
 
 
 class DecisionRequest(Body):

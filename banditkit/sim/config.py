@@ -33,6 +33,7 @@ from .contextual import LinearContextual, LogisticContextual, random_coefficient
 from .delayed import Delayed
 from .environments import Bernoulli, Environment, Gaussian
 from .results import SimulationResult
+from .runner import check_compatible, run
 
 ENVIRONMENTS: dict[str, type[Environment]] = {
     "bernoulli": Bernoulli,
@@ -73,8 +74,6 @@ class Experiment:
     source: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def run(self, *, workers: int | None = None, progress=None) -> SimulationResult:
-        from .runner import run
-
         return run(
             self.policies,
             self.environment,
@@ -188,8 +187,14 @@ def parse_config(data: dict[str, Any]) -> Experiment:
         environment.check_horizon(settings["horizon"])
     except BanditkitError as error:
         raise ConfigError("run.horizon", str(error)) from error  # the horizon is the only argument
+    policies = _policies(_section(data, "policies"))
+    for label, policy in policies.items():
+        try:
+            check_compatible(label, policy, environment)
+        except BanditkitError as error:
+            raise ConfigError(f"policies.{label}", str(error)) from error
     return Experiment(
-        policies=_policies(_section(data, "policies")),
+        policies=policies,
         environment=environment,
         title=str(data.get("title", "")),
         source=data,

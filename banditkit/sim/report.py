@@ -51,6 +51,7 @@ def simulate_to_directory(
 ) -> SimulationResult:
     """Run ``experiment`` with a progress bar per policy; write result.json, curves.parquet, regret.png, summary.md."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.table import Table as RichTable
 
@@ -59,14 +60,15 @@ def simulate_to_directory(
     total = experiment.horizon * experiment.replications
     columns = (TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=False) as progress:
-        tasks = {name: progress.add_task(name, total=total) for name in experiment.policies}
+        tasks = {name: progress.add_task(escape(name), total=total) for name in experiment.policies}
         result = experiment.run(workers=workers, progress=lambda name, done: progress.advance(tasks[name], done))
     table = summary_with_rates(result)
-    shown = RichTable(title=experiment.title or "simulation", title_justify="left")
+    # Labels are the config's own text: escaped, so that "[...]" in a label is shown, not read as markup.
+    shown = RichTable(title=escape(experiment.title or "simulation"), title_justify="left")
     for column in table.columns:
         shown.add_column(column, justify="left" if column == "policy" else "right", overflow="fold")
     for row in table.rows():
-        shown.add_row(*(f"{v:,.3f}" if isinstance(v, float) else str(v) for v in row.values()))
+        shown.add_row(*(f"{v:,.3f}" if isinstance(v, float) else escape(str(v)) for v in row.values()))
     console.print(shown)
     if result.lower_bound is not None:
         console.print(f"Lai-Robbins constant (asymptotic slope of regret against ln t): {result.lower_bound:.3f}")
@@ -80,8 +82,8 @@ def simulate_to_directory(
         try:
             write(out / name)
         except ImportError as error:
-            console.print(f"[yellow]skipped {name}: {error}[/yellow]")
+            console.print(f"[yellow]skipped {name}: {escape(str(error))}[/yellow]")
         else:
             written.append(name)
-    console.print(f"wrote {', '.join(written)} to {out}")
+    console.print(escape(f"wrote {', '.join(written)} to {out}"))
     return result

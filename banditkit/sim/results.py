@@ -220,8 +220,21 @@ class SimulationResult:
         return text
 
     @classmethod
-    def from_json(cls, text: str) -> SimulationResult:
-        return cls.from_dict(json.loads(text))
+    def from_json(cls, source: str | Path) -> SimulationResult:
+        """A result from :meth:`to_json`'s text, or from the file it wrote (a ``Path``, or a string that is not
+        a JSON object, such as ``"runs/drifting/result.json"``).
+
+        >>> import tempfile
+        >>> from banditkit.sim import Bernoulli, run
+        >>> result = run({"TS": "thompson"}, Bernoulli([0.2, 0.8]), horizon=20, replications=2)
+        >>> path = Path(tempfile.mkdtemp()) / "result.json"
+        >>> _ = result.to_json(path)
+        >>> SimulationResult.from_json(path).policies == SimulationResult.from_json(str(path)).policies == ["TS"]
+        True
+        """
+        if isinstance(source, str) and source.lstrip().startswith("{"):
+            return cls.from_dict(json.loads(source))
+        return cls.from_dict(json.loads(Path(source).read_text()))
 
     def to_parquet(self, path: str | Path) -> None:
         """Write the regret curves (:meth:`curves`) to Parquet; needs pyarrow (``banditkit[io]``)."""

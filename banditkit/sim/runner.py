@@ -26,7 +26,7 @@ import numpy as np
 
 from .._validation import check_int
 from ..errors import InvalidParameterError, InvalidTypeError
-from ..policies import Policy, make_policy
+from ..policies import REGISTRY, Policy, make_policy
 from .environments import Environment
 from .feedback import Feedback, Observations
 from .results import SimulationResult, recording_steps
@@ -142,17 +142,28 @@ def _policies(policies) -> dict[str, Policy]:
     return out
 
 
-def _check_compatible(name: str, policy: Policy, env: Environment) -> None:
+def incompatibility(policy: Policy | type[Policy], env: Environment) -> str | None:
+    """Why ``policy`` cannot run on ``env`` (the end of a sentence about the policy), or None when it can."""
     if policy.contextual and env.n_features is None:
-        raise InvalidParameterError(f"policy {name!r} is contextual but the environment shows no context")
+        return "is contextual but the environment shows no context"
     low, high = policy.reward_bounds
     env_low, env_high = env.reward_bounds
     # A policy that accepts rewards up to 1e100 in size is fit for unbounded (Gaussian) rewards.
     unbounded_ok = low <= -1e100 and high >= 1e100
     if not unbounded_ok and (env_low < low or env_high > high):
-        raise InvalidParameterError(
-            f"policy {name!r} accepts rewards in [{low}, {high}] but the environment pays in [{env_low}, {env_high}]"
-        )
+        return f"accepts rewards in [{low}, {high}] but the environment pays in [{env_low}, {env_high}]"
+    return None
+
+
+def check_compatible(name: str, policy: Policy, env: Environment) -> None:
+    """Refuse a policy that cannot learn from ``env``; the message names the registered policies that can."""
+    reason = incompatibility(policy, env)
+    if reason is None:
+        return
+    fitting = [key for key, cls in sorted(REGISTRY.items()) if incompatibility(cls, env) is None]
+    raise InvalidParameterError(
+        f"policy {name!r} ({policy.name}) {reason}; policies that fit this environment: {', '.join(fitting)}"
+    )
 
 
 def run(
@@ -203,7 +214,7 @@ def run(
     env.check_horizon(horizon)
     named = _policies(policies)
     for name, policy in named.items():
-        _check_compatible(name, policy, env)
+        check_compatible(name, policy, env)
     entropy = (seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)).entropy
     grid = recording_steps(horizon)
     blocks = [range(b, min(b + BLOCK_SIZE, replications)) for b in range(0, replications, BLOCK_SIZE)]

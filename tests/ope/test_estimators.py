@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from banditkit.errors import InvalidParameterError
-from banditkit.ope import clipped_ips, dm, dr, ips, replay, snips, switch_dr
+from banditkit.ope import clipped_ips, dm, dr, evaluate, ips, replay, snips, switch_dr
+from banditkit.ope.estimators import MIN_INTERVAL_ROWS
 
 from .conftest import draw_log, make_problem
 
@@ -31,19 +32,22 @@ GOLDEN = {
 }
 
 
-def run(name: str, **options):
+def run(name: str, repeat: int = 1, **options):
+    """The estimator on the four golden rows, each repeated ``repeat`` times (the same value)."""
     common = dict(n_bootstrap=200, **options)
+    rewards, propensities, arms = (np.tile(array, repeat) for array in (REWARDS, PROPENSITIES, ARMS))
+    target, predicted = np.tile(TARGET, (repeat, 1)), np.tile(PREDICTED, (repeat, 1))
     if name == "ips":
-        return ips(REWARDS, PROPENSITIES, TARGET, ARMS, **common)
+        return ips(rewards, propensities, target, arms, **common)
     if name == "snips":
-        return snips(REWARDS, PROPENSITIES, TARGET, ARMS, **common)
+        return snips(rewards, propensities, target, arms, **common)
     if name == "clipped_ips":
-        return clipped_ips(REWARDS, PROPENSITIES, TARGET, ARMS, max_weight=1.5, **common)
+        return clipped_ips(rewards, propensities, target, arms, max_weight=1.5, **common)
     if name == "dm":
-        return dm(TARGET, PREDICTED, **common)
+        return dm(target, predicted, **common)
     if name == "dr":
-        return dr(REWARDS, PROPENSITIES, TARGET, ARMS, PREDICTED, **common)
-    return switch_dr(REWARDS, PROPENSITIES, TARGET, ARMS, PREDICTED, max_weight=1.9, **common)
+        return dr(rewards, propensities, target, arms, predicted, **common)
+    return switch_dr(rewards, propensities, target, arms, predicted, max_weight=1.9, **common)
 
 
 @pytest.mark.parametrize("name", sorted(GOLDEN))
@@ -51,7 +55,10 @@ def test_golden_values(name):
     estimate = run(name)
     assert estimate.value == pytest.approx(GOLDEN[name], abs=1e-12)
     assert estimate.estimator == name and estimate.n_rows == 4
-    assert estimate.low <= estimate.high and estimate.normal_low <= estimate.value <= estimate.normal_high
+    assert math.isnan(estimate.low) and math.isnan(estimate.normal_low)  # 4 rows: too few for an interval
+    repeated = run(name, repeat=3)  # 12 rows, the same value, enough rows for intervals
+    assert repeated.value == pytest.approx(GOLDEN[name], abs=1e-12) and repeated.support >= MIN_INTERVAL_ROWS
+    assert repeated.low <= repeated.high and repeated.normal_low <= repeated.value <= repeated.normal_high
 
 
 def test_weight_diagnostics():
@@ -156,8 +163,33 @@ def test_same_seed_same_interval_and_seeds_differ():
 
 def test_one_row_and_one_arm():
     estimate = ips([1.0], [1.0], np.ones((1, 1)), [0], n_bootstrap=50)
-    assert estimate.value == 1.0 and math.isnan(estimate.std_error)
-    assert estimate.low == estimate.high == 1.0
+    assert estimate.value == 1.0 and estimate.support == 1 and math.isnan(estimate.std_error)
+    assert math.isnan(estimate.low) and math.isnan(estimate.high)  # one row says nothing about the spread
+
+
+def test_replay_from_too_few_accepted_rows_reports_no_interval():
+    """One accepted row used to give [1, 1]; under MIN_INTERVAL_ROWS accepted rows there is no interval."""
+    arms = np.array([0, 1, 2] * 10)
+    rewards = np.ones(30)
+    for accepted in (1, MIN_INTERVAL_ROWS - 1, MIN_INTERVAL_ROWS):
+        target = np.eye(3)[(arms + 1) % 3]  # never the logged arm...
+        target[:accepted] = np.eye(3)[arms[:accepted]]  # ...but on the first rows
+        estimate = replay(rewards, arms, np.full(30, 1 / 3), target, n_bootstrap=200)
+        assert estimate.value == 1.0 and estimate.support == accepted
+        intervals = (estimate.low, estimate.high, estimate.normal_low, estimate.normal_high, estimate.std_error)
+        if accepted < MIN_INTERVAL_ROWS:
+            assert all(math.isnan(bound) for bound in intervals)
+            assert estimate.to_dict()["low"] is None  # null in JSON, "-" in the command line's table
+        else:
+            assert not any(math.isnan(bound) for bound in intervals)
+    report = evaluate(
+        {"arm": arms[:12], "reward": rewards[:12], "propensity": np.full(12, 1 / 3)},
+        np.eye(3)[[0] + [2, 0, 1] * 3 + [2, 0]],  # agrees with the log on the first row only
+        estimators=["replay"],
+        n_bootstrap=100,
+    )
+    assert report["replay"].support == 1 and math.isnan(report["replay"].low)
+    assert any("replay: only 1 of 12 rows accepted" in warning for warning in report.warnings)
 
 
 def test_zero_rewards_give_zero_with_a_zero_width_interval():

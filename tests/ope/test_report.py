@@ -19,7 +19,8 @@ LOG = {
 
 
 def test_index_iterate_and_unknown_name():
-    report = evaluate(LOG, np.array([[0.3, 0.7]]), ["ips", "dm"], n_bootstrap=100)
+    twice = {column: values * 2 for column, values in LOG.items()}  # 10 rows: enough for an interval
+    report = evaluate(twice, np.array([[0.3, 0.7]]), ["ips", "dm"], n_bootstrap=100)
     assert list(report) == ["ips", "dm"] and len(report) == 2
     assert report["ips"].low <= report["ips"].value <= report["ips"].high
     with pytest.raises(KeyError, match="no estimate 'dr'; the report holds"):

@@ -55,6 +55,9 @@ def test_serve_without_tokens_binds_loopback_and_says_so(tmp_path):
         server.terminate()
         _, stderr = server.communicate(timeout=15)
     assert "binds 127.0.0.1 only" in stderr and "--host 0.0.0.0 ignored" in stderr
+    # Why a container's published port reaches nothing, and the two settings that change it.
+    assert "container's published port" in stderr
+    assert "set a token and --host 0.0.0.0 (BANDITKIT_HOST)" in stderr
 
 
 @pytest.mark.slow
@@ -108,7 +111,8 @@ def test_serve_refuses_workers_without_a_shared_store(tmp_path):
         check=False,
     )
     assert done.returncode == 2 and done.stderr.strip() == (
-        "error: --workers 3 needs a shared store (redis://HOST:PORT/DB): memory:// belongs to one process"
+        "error: --workers 3 needs a shared store (redis://HOST:PORT/DB, see docs/scale-out.md): "
+        "memory:// belongs to one process"
     )
 
 

@@ -95,3 +95,31 @@ def test_a_bad_declaration_names_the_file_entry_and_field(tmp_path):
     declared.write_text("[[experiments]\nname =")
     with pytest.raises(InvalidParameterError, match=r"bad\.toml"):
         read_experiments(declared)
+    declared.write_text(TOML.replace('name = "ucb1"', 'name = "thompsn"'))
+    with pytest.raises(InvalidParameterError, match=r"entry 0 \('hero-banner'\), field 'policy': .*'thompsn'"):
+        read_experiments(declared)  # the policy is built, as creating the experiment will build it
+    declared.write_text(TOML.replace('default_arm = "red"', 'default_arm = "purple"'))
+    with pytest.raises(InvalidParameterError, match=r"entry 0 \('hero-banner'\), field 'guardrails'"):
+        read_experiments(declared)
+
+
+@pytest.mark.parametrize(
+    "variable, message",
+    [
+        ("BANDITKIT_STROE", "unknown environment variable BANDITKIT_STROE: did you mean BANDITKIT_STORE?"),
+        ("BANDITKIT_ADMIN_TOKN", "did you mean BANDITKIT_ADMIN_TOKEN?"),
+        ("banditkit_client_token", "did you mean BANDITKIT_CLIENT_TOKENS?"),
+        ("BANDITKIT_XYZZY", "the variables read are BANDITKIT_ADMIN_TOKEN, BANDITKIT_ARCHIVE_DIR"),
+    ],
+)
+def test_an_unknown_banditkit_variable_is_refused_with_the_closest_name(monkeypatch, variable, message):
+    monkeypatch.setenv(variable, "memory://")
+    with pytest.raises(ValidationError) as error:
+        Settings()
+    assert message in str(error.value)
+
+
+def test_the_library_variables_are_not_settings_but_are_allowed(monkeypatch):
+    monkeypatch.setenv("BANDITKIT_DISABLE_JIT", "1")
+    monkeypatch.setenv("BANDITKIT_DATA_DIR", "/tmp")
+    assert Settings(store="memory://").store == "memory://"

@@ -162,8 +162,31 @@ def test_snapshots_and_rollback(http, create, learn):
     assert sum(row["pulls"] for row in after["arms"]) == 3 and after["decisions"] == 5  # log not rewritten
     kinds = [event["kind"] for event in http.get("/v1/experiments/hero/events").json()]
     assert kinds == ["create", "snapshot", "rollback"]
-    assert [s["snapshot_id"] for s in http.get("/v1/experiments/hero/snapshots").json()] == [snapshot["snapshot_id"]]
+    assert http.get("/v1/experiments/hero/snapshots").json() == [snapshot]  # created_at as answered, to the bit
     assert http.post("/v1/experiments/hero/rollback", json={"snapshot_id": 99}).status_code == 404
+
+
+def test_a_plain_policy_name_is_a_policy(http, create):
+    created = create(http, policy="ucb1")
+    assert created["policy"]["name"] == "ucb1"
+    assert http.get("/v1/experiments/hero").json()["policy"] == created["policy"]
+    decide(http)
+    answer = http.post("/v1/experiments", json={"name": "other", "arms": ["a", "b"], "policy": "thompsn"})
+    assert answer.status_code == 422 and answer.json()["detail"][0]["loc"] == ["body", "policy"]
+    assert "'thompsn'" in answer.json()["detail"][0]["msg"]
+
+
+def test_an_experiment_holds_at_most_a_thousand_arms(http, create):
+    arms = [f"arm-{i}" for i in range(1000)]
+    too_many = http.post("/v1/experiments", json={"name": "wide", "arms": [*arms, "one-more"], "policy": "ucb1"})
+    assert too_many.status_code == 422 and too_many.json()["detail"][0]["loc"] == ["body", "arms"]
+    create(http, "wide", arms=arms, policy="ucb1")
+    answer = http.patch("/v1/experiments/wide/arms", json={"add": ["one-more"]})
+    assert answer.status_code == 422 and answer.json()["detail"][0]["loc"] == ["body", "add"]
+    assert "at most 1000 arms" in answer.json()["detail"][0]["msg"]
+    # Removing as many as it adds, in the same change, keeps it within the limit.
+    swapped = http.patch("/v1/experiments/wide/arms", json={"add": ["one-more"], "remove": ["arm-0"]})
+    assert swapped.status_code == 200 and len(swapped.json()["arms"]) == 1000
 
 
 def test_default_reward_at_window_close_and_late_rewards(http, create, learn):

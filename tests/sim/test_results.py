@@ -44,6 +44,15 @@ def test_json_round_trip_is_exact(result, tmp_path):
             assert mine == theirs, field
 
 
+def test_from_json_reads_the_file_to_json_wrote(result, tmp_path):
+    path = tmp_path / "result.json"
+    result.to_json(path)
+    for source in (path, str(path), path.read_text()):
+        np.testing.assert_array_equal(SimulationResult.from_json(source).regret_mean, result.regret_mean)
+    with pytest.raises(FileNotFoundError):
+        SimulationResult.from_json(str(tmp_path / "missing.json"))
+
+
 def test_nan_bounds_of_a_single_replication_survive_json():
     single = run({"TS": "thompson"}, Bernoulli([0.2, 0.5]), horizon=5, replications=1)
     assert json.loads(single.to_json())["regret_low"][0][0] is None

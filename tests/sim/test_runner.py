@@ -158,7 +158,8 @@ INVALID = [
     (
         dict(policies={"g": "gaussian_thompson", "t": "thompson"}, env=Gaussian([0.0, 1.0])),
         InvalidParameterError,
-        "policy 't' accepts rewards in [0.0, 1.0] but the environment pays in [-inf, inf]",
+        "policy 't' (thompson) accepts rewards in [0.0, 1.0] but the environment pays in [-inf, inf]; "
+        "policies that fit this environment: epsilon_greedy, gaussian_thompson",
     ),
     (dict(policies={"x": "no_such_policy"}), InvalidParameterError, "policy name must be one of"),
     (dict(policies={}), InvalidParameterError, "at least one policy"),

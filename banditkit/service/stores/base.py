@@ -333,8 +333,13 @@ class Store(ABC):
         """
 
     @abstractmethod
-    def save_snapshot(self, name: str, model: dict[str, Any], state: State, version: int) -> Future:
-        """Keep a full model (as served at ``version``) and log the event; the future gives its id."""
+    def save_snapshot(
+        self, name: str, model: dict[str, Any], state: State, version: int, created_at: float | None = None
+    ) -> Future:
+        """Keep a full model (as served at ``version``) and log the event; the future gives its id.
+
+        ``created_at`` (seconds since the epoch, default now) is the time stored and listed, so that the caller
+        can answer the same time it stored."""
 
     @abstractmethod
     def get_snapshot(self, name: str, snapshot_id: int) -> SnapshotRecord | None: ...

@@ -87,11 +87,14 @@ class MemoryStore(Store):
             self._add_event(name, change.version, change.event)
         return completed()
 
-    def save_snapshot(self, name: str, model: dict, state: State, version: int) -> Future:
+    def save_snapshot(
+        self, name: str, model: dict, state: State, version: int, created_at: float | None = None
+    ) -> Future:
+        created_at = time.time() if created_at is None else created_at
         with self._lock:
             snapshot_id = next(self._snapshot_ids)
             self._snapshots[snapshot_id] = SnapshotRecord(
-                snapshot_id, name, version, time.time(), copy.deepcopy(model), dict(state)
+                snapshot_id, name, version, created_at, copy.deepcopy(model), dict(state)
             )
             self._add_event(name, version, {"kind": "snapshot", "snapshot_id": snapshot_id})
         return completed(snapshot_id)

@@ -208,7 +208,10 @@ class RedisStore(Store):
 
         return self._submit_alone(job)
 
-    def save_snapshot(self, name: str, model: dict, state: State, version: int) -> Future:
+    def save_snapshot(
+        self, name: str, model: dict, state: State, version: int, created_at: float | None = None
+    ) -> Future:
+        created_at = time.time() if created_at is None else created_at
         keys = self.keys(name)
 
         def job(client) -> int:
@@ -218,7 +221,7 @@ class RedisStore(Store):
                 keys.snapshots,
                 snapshot_id,
                 json.dumps(
-                    {"policy_version": version, "created_at": time.time(), "model": model, "state": encode_state(state)}
+                    {"policy_version": version, "created_at": created_at, "model": model, "state": encode_state(state)}
                 ),
             )
             pipe.rpush(keys.events, _event_json(name, version, {"kind": "snapshot", "snapshot_id": snapshot_id}))

@@ -195,11 +195,15 @@ class SQLiteStore(Store):
 
         return self._writer.submit(job, exclusive=True)
 
-    def save_snapshot(self, name: str, model: dict, state: State, version: int) -> Future:
+    def save_snapshot(
+        self, name: str, model: dict, state: State, version: int, created_at: float | None = None
+    ) -> Future:
+        created_at = time.time() if created_at is None else created_at
+
         def job(db: sqlite3.Connection, _after) -> int:
             cursor = db.execute(
                 "INSERT INTO snapshots (experiment, policy_version, created_at, model, state) VALUES (?, ?, ?, ?, ?)",
-                (name, version, time.time(), json.dumps(model), encode_state(state)),
+                (name, version, created_at, json.dumps(model), encode_state(state)),
             )
             snapshot_id = cursor.lastrowid
             assert snapshot_id is not None  # an INSERT into a rowid table

@@ -42,8 +42,10 @@ def _print_error(message: str) -> None:
 
 
 def _console(*, stderr: bool = False):
-    """A rich console; when it writes to a pipe or a file, lines are never wrapped, so tables keep every
-    character of every name and number."""
+    """A rich console that never wraps lines written to a pipe or a file.
+
+    Tables then keep every character of every name and number.
+    """
     from rich.console import Console
 
     terminal = Console(stderr=stderr)

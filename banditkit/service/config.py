@@ -97,8 +97,10 @@ class Settings(BaseSettings):
     @model_validator(mode="before")
     @classmethod
     def _no_unknown_variables(cls, data: Any) -> Any:
-        """Refuse a ``BANDITKIT_*`` environment variable that names no setting, with the closest valid name:
-        a misspelt setting would otherwise leave its default in force without a word."""
+        """Refuse a ``BANDITKIT_*`` environment variable that names no setting, with the closest valid name.
+
+        A misspelt setting would otherwise leave its default in force without a word.
+        """
         prefix = "BANDITKIT_"
         known = sorted({f"{prefix}{name.upper()}" for name in cls.model_fields} | OTHER_VARIABLES)
         for variable in sorted(os.environ):

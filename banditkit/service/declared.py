@@ -31,8 +31,10 @@ logger = logging.getLogger("banditkit.service")
 
 
 def read_experiments(path: str | Path) -> list[ExperimentCreate]:
-    """Validate every ``[[experiments]]`` table, down to building its Bandit; errors name the file, the entry and
-    the field."""
+    """Validate every ``[[experiments]]`` table, down to building its Bandit.
+
+    Errors name the file, the entry and the field.
+    """
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text())

@@ -221,8 +221,10 @@ class SimulationResult:
 
     @classmethod
     def from_json(cls, source: str | Path) -> SimulationResult:
-        """A result from :meth:`to_json`'s text, or from the file it wrote (a ``Path``, or a string that is not
-        a JSON object, such as ``"runs/drifting/result.json"``).
+        """A result from :meth:`to_json`'s text, or from the file it wrote.
+
+        ``source`` is the JSON text, or a path: a ``Path``, or a string that is not a JSON object, such as
+        ``"runs/drifting/result.json"``.
 
         >>> import tempfile
         >>> from banditkit.sim import Bernoulli, run

@@ -339,7 +339,8 @@ class Store(ABC):
         """Keep a full model (as served at ``version``) and log the event; the future gives its id.
 
         ``created_at`` (seconds since the epoch, default now) is the time stored and listed, so that the caller
-        can answer the same time it stored."""
+        can answer the same time it stored.
+        """
 
     @abstractmethod
     def get_snapshot(self, name: str, snapshot_id: int) -> SnapshotRecord | None: ...

@@ -9,6 +9,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from .. import export
 from ..deps import ClientAuth, EngineDep
+from ..endpoints import error_responses
 from ..errors import UnavailableError
 
 router = APIRouter(prefix="/v1/experiments/{name}", tags=["log"], dependencies=[ClientAuth])
@@ -17,11 +18,15 @@ router = APIRouter(prefix="/v1/experiments/{name}", tags=["log"], dependencies=[
 @router.get(
     "/log",
     response_class=Response,
-    responses={200: {"content": {"text/csv": {}, "application/vnd.apache.parquet": {}}}},
+    responses={
+        200: {"content": {"text/csv": {}, "application/vnd.apache.parquet": {}}},
+        **error_responses([400, 401, 404, 422, 503]),
+    },
 )
 def decision_log(name: str, engine: EngineDep, request: Request, format: Literal["csv", "parquet"] = "csv") -> Response:
     """Every decision with its propensity, probabilities, version and reward (columns in docs/service.md),
-    archived ones included when ``archive_dir`` is set."""
+    archived ones included when ``archive_dir`` is set. In CSV, a text cell a spreadsheet would run as a
+    formula (``=1+1``) starts with ``'``; Parquet keeps every value as logged."""
     engine.experiment(name)
     archive = request.app.state.settings.archive_dir
     filename = f"{name}-decisions.{format}"

@@ -238,6 +238,10 @@ def test_the_fastapi_routes_answer_like_the_hot_paths(tmp_path):
             json={"rewards": [{"decision_id": "nope", "value": 1.0}]},
         ).json()["results"]
         assert results[0]["status"] == 404
-        invalid = client.post("/v1/experiments/hero/decisions", content=b'{"context": [NaN]}', headers=user)
+        invalid = client.post(
+            "/v1/experiments/hero/decisions",
+            content=b'{"context": [NaN]}',
+            headers={**user, "content-type": "application/json"},
+        )
         assert invalid.status_code == 422 and invalid.json()["detail"][0]["loc"][:2] == ["body", "context"]
         assert client.get("/v1/health").json() == {"status": "ok"}

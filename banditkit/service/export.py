@@ -91,7 +91,9 @@ def csv_chunks(store: Store, experiment: str, rows_per_chunk: int = 2000, archiv
     (:func:`banditkit._csv.escape_cell`), which ``banditkit.ope`` removes when it reads the file; Parquet keeps
     every value as it was logged."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    # CRLF (RFC 4180): the csv module quotes a cell holding a character of the line terminator, so a unit with
+    # a carriage return in it is quoted (with "\n" alone it was written bare and split its row in two).
+    writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(COLUMNS)
     for count, row in enumerate(rows(store, experiment, archive), start=1):
         writer.writerow(

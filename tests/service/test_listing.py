@@ -17,7 +17,9 @@ def http(tmp_path_factory):
     from banditkit.service.runner import ServiceProcess
 
     folder = tmp_path_factory.mktemp("listing")
-    settings = Settings(store=f"sqlite:///{folder / 'listing.db'}", tune_interpreter=False, spool_dir=folder / "spool")
+    settings = Settings(
+        store=f"sqlite:///{folder / 'listing.db'}", port=0, tune_interpreter=False, spool_dir=folder / "spool"
+    )
     with ServiceProcess(settings) as process, httpx.Client(base_url=process.base_url, timeout=30.0) as client:
         for name in NAMES:
             client.post("/v1/experiments", json={"name": name, "arms": ["a", "b"]}).raise_for_status()
@@ -70,7 +72,9 @@ def test_experiments_created_during_a_walk(tmp_path):
     from banditkit.service import Settings
     from banditkit.service.runner import ServiceProcess
 
-    settings = Settings(store=f"sqlite:///{tmp_path / 'walk.db'}", tune_interpreter=False, spool_dir=tmp_path / "spool")
+    settings = Settings(
+        store=f"sqlite:///{tmp_path / 'walk.db'}", port=0, tune_interpreter=False, spool_dir=tmp_path / "spool"
+    )
     with ServiceProcess(settings) as process, httpx.Client(base_url=process.base_url, timeout=30.0) as client:
         for name in ("b1", "b2", "b3", "b4"):
             client.post("/v1/experiments", json={"name": name, "arms": ["a"]}).raise_for_status()

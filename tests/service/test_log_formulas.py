@@ -39,7 +39,9 @@ def logged(tmp_path_factory):
     from banditkit.service.runner import ServiceProcess
 
     folder = tmp_path_factory.mktemp("formulas")
-    settings = Settings(store=f"sqlite:///{folder / 'log.db'}", tune_interpreter=False, spool_dir=folder / "spool")
+    settings = Settings(
+        store=f"sqlite:///{folder / 'log.db'}", port=0, tune_interpreter=False, spool_dir=folder / "spool"
+    )
     with ServiceProcess(settings) as process, httpx.Client(base_url=process.base_url, timeout=30.0) as http:
         http.post("/v1/experiments", json={"name": "hero", "arms": ARMS}).raise_for_status()
         http.post(

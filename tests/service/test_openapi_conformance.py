@@ -49,6 +49,7 @@ def served(tmp_path_factory):
     folder = tmp_path_factory.mktemp("conformance")
     settings = Settings(
         store=f"sqlite:///{folder / 'conformance.db'}",
+        port=0,
         admin_token=ADMIN,
         client_tokens=CLIENT,
         tune_interpreter=False,

@@ -46,6 +46,7 @@ def service(tmp_path_factory):
     process = ServiceProcess(
         Settings(
             store=f"sqlite:///{folder / 'statuses.db'}",
+            port=0,
             admin_token=ADMIN,
             client_tokens=CLIENT,
             max_body_bytes=MAX_BODY,
@@ -172,6 +173,8 @@ CALLS: list[Call] = [
     Call("GET", "/v1/experiments", 422, query="limit=0", fragment='"query","limit"'),
     Call("GET", "/v1/experiments", 422, query="limit=1&limit=2", fragment="more than once"),
     Call("GET", "/v1/experiments", 422, query="page=2", fragment='"query","page"'),
+    Call("GET", "/v1/experiments", 401, token=None, query="limit=0", fragment="missing bearer token"),
+    Call("GET", "/v1/experiments/{name}/log", 401, token=None, query="format=xml", fragment="missing bearer token"),
     Call("GET", "/v1/experiments/{name}", 200),
     Call("PATCH", "/v1/experiments/{name}/arms", 200, body={"add": ["c"]}, token=ADMIN, name="arms"),
     Call("PATCH", "/v1/experiments/{name}/arms", 422, body={"disable": ["zzz"]}, token=ADMIN, fragment="zzz"),

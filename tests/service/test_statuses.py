@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 import httpx
 import pytest
+from redis_servers import RedisServer
 
 from banditkit.service import Settings
 from banditkit.service.errors import STATUSES
@@ -198,13 +199,19 @@ CALLS: list[Call] = [
     Call("GET", "/v1/experiments/{name}/events", 200),
     Call("GET", "/v1/health", 200, token=None),
 ]
-#: Documented answers no call here provokes: a store that does not answer (503; tests/service/test_redis_outage.py
-#: stops Redis under a server) and a model change overtaken at every attempt (409; it takes a writer racing
-#: the change several times in a row).
-NOT_PROVOKED = {(m, p, 503) for m, p, op in OPERATIONS if "503" in op["responses"]} | {
-    ("PATCH", "/v1/experiments/{name}/arms", 409),
-    ("POST", "/v1/experiments/{name}/rollback", 409),
+#: With the store down (Redis killed under the server), each operation on a served experiment ('hero') and on an
+#: unknown one ('nope'): 503 with Retry-After, but for what the server answers from memory (decisions fall back
+#: to the default arm, a served experiment's description, the list, health).
+OUTAGE: dict[tuple[str, str], tuple[int, int]] = {
+    (m, p): (503, 503) if "503" in op["responses"] else (200, 200) for m, p, op in OPERATIONS
+} | {
+    ("GET", "/v1/experiments/{name}"): (200, 503),
+    ("POST", "/v1/experiments/{name}/decisions"): (200, 503),
+    ("POST", "/v1/experiments/{name}/decisions/batch"): (200, 503),
 }
+#: Documented answers no call provokes: a model change overtaken at every attempt (409; it takes a writer
+#: racing the change several times in a row).
+NOT_PROVOKED = {("PATCH", "/v1/experiments/{name}/arms", 409), ("POST", "/v1/experiments/{name}/rollback", 409)}
 
 
 def _id(call: Call) -> str:
@@ -235,6 +242,7 @@ def test_each_answer_is_the_documented_one(service, call):
 
 def test_every_documented_answer_is_provoked():
     provoked = {(call.method, call.template, call.status) for call in CALLS}
+    provoked |= {(m, p, status) for (m, p), statuses in OUTAGE.items() for status in statuses}
     documented = {
         (method, path, int(status))
         for method, path, op in OPERATIONS
@@ -302,3 +310,39 @@ def test_the_bearer_scheme_is_case_insensitive_and_whitespace_is_not(service, he
     assert answered == status, body
     if status == 401 and b"Bearer" in head and SECRET in head:
         assert b"malformed Authorization header" in body
+
+
+def test_with_the_store_down_every_answer_is_documented(tmp_path, processes):
+    redis_server = processes(RedisServer(tmp_path / "redis", aof=False)).start()
+    settings = Settings(
+        store=f"{redis_server.url}?prefix=statuses",
+        port=0,
+        admin_token=ADMIN,
+        client_tokens=CLIENT,
+        tune_interpreter=False,
+        spool_dir=tmp_path / "spool",
+    )
+    with ServiceProcess(settings) as process, httpx.Client(base_url=process.base_url, timeout=30.0) as http:
+        admin = {"Authorization": f"Bearer {ADMIN}"}
+        http.post("/v1/experiments", headers=admin, json={"name": "hero", "arms": ["a", "b"]}).raise_for_status()
+        decision = http.post("/v1/experiments/hero/decisions", headers=admin, json={}).json()["decision_id"]
+        http.post("/v1/experiments/hero/snapshots", headers=admin).raise_for_status()
+        redis_server.kill()
+        schema = http.get("/openapi.json").json()
+        reward = {"decision_id": decision, "value": 1.0}  # a decision logged before the outage
+        bodies = {
+            **VALID,
+            ("POST", "/v1/experiments/{name}/rewards"): reward,
+            ("POST", "/v1/experiments/{name}/rewards/batch"): {"rewards": [reward]},
+        }
+        for (method, template), (served, unknown) in OUTAGE.items():
+            for name, status in (("hero", served), ("nope", unknown)):
+                call = Call(method, template, status, body=bodies.get((method, template)), token=ADMIN, name=name)
+                response = send(http, call, {})
+                assert response.status_code == status, (method, template, name, response.text)
+                assert str(status) in schema["paths"][template][method.lower()]["responses"]
+                if status == 503:
+                    assert (
+                        response.headers["retry-after"] == "1" and "store is unavailable" in response.json()["detail"]
+                    )
+        assert http.get("/v1/health").json() == {"status": "degraded", "store": "unavailable"}

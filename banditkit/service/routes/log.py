@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Literal
 
 from fastapi import APIRouter, Request
@@ -32,9 +33,11 @@ def decision_log(name: str, engine: EngineDep, request: Request, format: Literal
     filename = f"{name}-decisions.{format}"
     headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
     if format == "csv":
-        return StreamingResponse(
-            export.csv_chunks(engine.store, name, archive=archive), media_type="text/csv", headers=headers
-        )
+        chunks = export.csv_chunks(engine.store, name, archive=archive)
+        # The first rows are read before the answer starts: a store that does not answer gets a 503, not a
+        # 200 cut off after its status line.
+        first = next(chunks)
+        return StreamingResponse(itertools.chain([first], chunks), media_type="text/csv", headers=headers)
     try:
         content = export.parquet_bytes(engine.store, name, archive=archive)
     except ImportError as error:

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from .._csv import unescape_cell
 from .._typing import AnyArray
 from ..errors import BanditkitError, InvalidParameterError, InvalidTypeError
 
@@ -141,13 +142,19 @@ def _pyarrow_module(name: str, purpose: str) -> ModuleType:
 
 
 def read_csv(path: Path) -> Columns:
-    """Read a CSV with pyarrow when installed, else with the standard library (numbers parsed per column)."""
+    """Read a CSV with pyarrow when installed, else with the standard library (numbers parsed per column).
+
+    Text cells the decision log export escaped for spreadsheets (``'=1+1``, see :mod:`banditkit._csv`) are read
+    back as they were logged (``=1+1``).
+    """
     try:
         import pyarrow.csv as pa_csv
     except ImportError:
         pa_csv = None
     if pa_csv is not None:
-        return read_columns(pa_csv.read_csv(path))
+        # A quoted cell may hold a line break (a client's unit can): the log export writes it, so read it.
+        columns = read_columns(pa_csv.read_csv(path, parse_options=pa_csv.ParseOptions(newlines_in_values=True)))
+        return {name: _unescaped(values) if values.dtype == object else values for name, values in columns.items()}
     with open(path, newline="", encoding="utf-8") as handle:
         rows = list(csv.reader(handle))
     if not rows:
@@ -157,13 +164,18 @@ def read_csv(path: Path) -> Columns:
 
 
 def _parse_text_column(texts: list[str]) -> AnyArray:
-    """Integers, else floats (empty -> NaN), else the text itself."""
+    """Integers, else floats (empty -> NaN), else the text itself (unescaped)."""
     for parse in (_parse_ints, _parse_floats):
         try:
             return parse(texts)
         except ValueError:
             continue
-    return _object_array(texts)
+    return _unescaped(_object_array(texts))
+
+
+def _unescaped(texts: AnyArray) -> AnyArray:
+    """A text column with the spreadsheet escaping of the log export undone (other values as they are)."""
+    return _object_array([unescape_cell(text) if isinstance(text, str) else text for text in texts])
 
 
 def _parse_ints(texts: list[str]) -> np.ndarray:

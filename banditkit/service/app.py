@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from .. import __version__
 from .config import Settings
 from .declared import read_experiments
-from .endpoints import EndpointRouter, document_bodies
+from .endpoints import EndpointRouter, document_endpoints
 from .engine import Engine
 from .errors import install_error_handlers
 from .hot import HotPaths
@@ -63,7 +63,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="banditkit decision service",
         version=__version__,
         lifespan=lifespan,
-        max_body_size=settings.max_body_bytes,
+        # No Starlette limit: the endpoints read their bodies themselves, up to settings.max_body_bytes, and
+        # answer 413 in JSON on both paths (Starlette's limit answers in plain text).
+        max_body_size=None,
         description="Adaptive experiments: decisions with propensities, delayed rewards, versions.",
     )
     app.state.settings = settings
@@ -71,7 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router)
     endpoints = [endpoint for router in ROUTERS if isinstance(router, EndpointRouter) for endpoint in router.endpoints]
-    document_bodies(app, endpoints)
+    document_endpoints(app, endpoints)
     app.hot_paths = HotPaths(app, endpoints)
     return app
 

@@ -123,6 +123,20 @@ class Settings(BaseSettings):
     def _empty_is_none(cls, value):
         return None if value == "" else value
 
+    @field_validator("admin_token", "client_tokens")
+    @classmethod
+    def _sendable(cls, value, info):
+        """A token is visible ASCII with no whitespace.
+
+        The only tokens an ``Authorization: Bearer`` header
+        carries as the service reads it (see :func:`.deps.authorize`), so another could never be sent.
+        """
+        tokens = () if value is None else value if isinstance(value, tuple) else (value,)
+        for token in tokens:
+            if not all("\x21" <= character <= "\x7e" for character in token.get_secret_value()):
+                raise ValueError(f"{info.field_name}: a token must be visible ASCII characters without whitespace")
+        return value
+
     @field_validator("store")
     @classmethod
     def _known_scheme(cls, value: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import re
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
@@ -21,14 +22,40 @@ def _matches(token: str, secret) -> bool:
     return secret is not None and hmac.compare_digest(token.encode(), secret.get_secret_value().encode())
 
 
+#: ``Bearer TOKEN``: the scheme in any case (RFC 7235 makes schemes case-insensitive), one space, then the token
+#: in visible ASCII. No other whitespace: a proxy and the service must not read one header two ways.
+_CREDENTIALS = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] ([\x21-\x7e]+)")
+
+
+def repeated_authorization(headers: list[tuple[bytes, bytes]]) -> bool:
+    """True when the raw ASGI ``headers`` hold more than one ``Authorization`` (refused: which would count?)."""
+    seen = False
+    for name, _ in headers:
+        if name == b"authorization":
+            if seen:
+                return True
+            seen = True
+    return False
+
+
 def authorize(settings: Settings, authorization: str | None, *, admin: bool) -> str:
-    """The caller's role from an ``Authorization`` header value: 401 if missing or unknown, 403 if not enough."""
+    """The caller's role from an ``Authorization`` header value.
+
+    401 if missing, malformed or unknown, 403 if
+    not enough.
+    """
     if not settings.auth_enabled:
         return "admin"
-    scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    if not authorization:
         raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
-    token = token.strip()
+    credentials = _CREDENTIALS.fullmatch(authorization)
+    if credentials is None:
+        raise HTTPException(
+            401,
+            "malformed Authorization header: expected 'Bearer TOKEN' with one space and no other whitespace",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_request"'},
+        )
+    token = credentials[1]
     if _matches(token, settings.admin_token):
         return "admin"
     if not any(_matches(token, secret) for secret in settings.client_tokens):

@@ -29,6 +29,10 @@ class ServiceError(Exception):
         self.field = field
 
 
+class BadRequestError(ServiceError):
+    status = 400
+
+
 class NotFoundError(ServiceError):
     status = 404
 
@@ -41,12 +45,41 @@ class GoneError(ServiceError):
     status = 410
 
 
+class TooLargeError(ServiceError):
+    status = 413
+
+
+class UnsupportedMediaTypeError(ServiceError):
+    status = 415
+
+
 class InvalidRequestError(ServiceError):
     status = 422
 
 
 class UnavailableError(ServiceError):
     status = 503
+
+
+#: Every error status the service answers with, and when (docs/service.md's table and the OpenAPI document's
+#: descriptions both say this; a test holds them together). 422 answers list the fields at fault
+#: (``{"detail": [{"loc": [...], "msg": ..., "type": ...}]}``), every other status says what is wrong in one
+#: message (``{"detail": "..."}``).
+STATUSES: dict[int, str] = {
+    400: "more than one Authorization header; a body that is not JSON (a syntax error, not UTF-8, empty)",
+    401: "a missing, malformed or unknown bearer token (with WWW-Authenticate: Bearer)",
+    403: "a client token on an admin endpoint",
+    404: "an unknown experiment, decision (or a decision of another experiment) or snapshot",
+    409: "an existing experiment name; a reward for an already rewarded decision with a different value; "
+    "a model change that kept being overtaken",
+    410: "a reward after the attribution window, or after the window's default reward was applied",
+    413: "a body over max_body_bytes",
+    415: "a body without Content-Type: application/json",
+    422: "JSON that is not a valid request: a missing or unknown field, a wrong type, NaN or infinity, "
+    "a wrong context length, an unknown arm, a reward outside the policy's bounds, a batch over 1,000, "
+    "a bad query parameter",
+    503: "the store is unavailable (with Retry-After), or the Parquet export lacks pyarrow",
+}
 
 
 def error_body(status: int, detail: str, field: str | None) -> dict:

@@ -15,6 +15,9 @@ policy_version  version of the policy that made it
 fallback        true when a guardrail served the default arm
 reward          the reward received (client or default), or empty
 =============== ==========================================================
+
+In CSV, a text cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return gets a leading ``'``
+so that a spreadsheet shows it rather than running it (see :mod:`banditkit._csv`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
+from .._csv import escape_cell
 from .stores import Store
 
 COLUMNS = (
@@ -85,14 +89,23 @@ def _first_entry(path: Path) -> tuple[int, int]:
 
 
 def csv_chunks(store: Store, experiment: str, rows_per_chunk: int = 2000, archive: Path | None = None) -> Iterator[str]:
-    """The log as CSV text, in chunks (for streaming); floats keep round-trip precision."""
+    """The log as CSV text, in chunks (for streaming); floats keep round-trip precision.
+
+    A text cell a spreadsheet would run as a formula (a client's ``unit`` of ``=1+1``) is prefixed with ``'``
+    (:func:`banditkit._csv.escape_cell`), which ``banditkit.ope`` removes when it reads the file; Parquet keeps
+    every value as it was logged.
+    """
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    # CRLF (RFC 4180): the csv module quotes a cell holding a character of the line terminator, so a unit with
+    # a carriage return in it is quoted (with "\n" alone it was written bare and split its row in two).
+    writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(COLUMNS)
     for count, row in enumerate(rows(store, experiment, archive), start=1):
         writer.writerow(
             [
-                ""
+                escape_cell(value)
+                if isinstance(value, str)
+                else ""
                 if value is None
                 else repr(value)
                 if isinstance(value, float)

@@ -5,24 +5,28 @@ routers, dependency resolution, body handling) costs more CPU than choosing,
 logging and answering a decision. :class:`HotPaths` therefore matches the
 declared endpoints' paths itself and takes the same steps in the same order as
 their FastAPI routes: the token (the endpoint's :class:`~.deps.BearerToken`),
-the body size (the app's ``max_body_size``), validation and the handler
-(:meth:`~.endpoints.Endpoint.answer`), and the error answers
-(:func:`~.errors.error_answer`). Every other request, and every request under a
-``root_path``, goes through FastAPI, whose routes for these endpoints are
-generated from the same declarations and document them in OpenAPI.
+then :meth:`~.endpoints.Endpoint.answer` (media type, body size, JSON,
+validation, handler), and the error answers (:func:`~.errors.error_answer`).
+Every other request, and every request under a ``root_path``, goes through
+FastAPI, whose routes for these endpoints are generated from the same
+declarations and document them in OpenAPI.
+
+It is also the service's front door for one check on every request, whatever
+its path: more than one ``Authorization`` header gets 400.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from operator import itemgetter
 
+from .deps import repeated_authorization
 from .endpoints import Endpoint
-from .errors import error_answer
+from .errors import BadRequestError, error_answer
 
-#: The 413 answer of the fast front (on FastAPI's routes, Starlette's limit answers in plain text).
-TOO_LARGE = b'{"detail":"Content Too Large"}'
+#: The answer to a request with more than one Authorization header (whichever one a component reads, another
+#: may read the other).
+REPEATED_AUTHORIZATION = BadRequestError("more than one Authorization header: send exactly one")
 
 
 class _Pattern:
@@ -50,15 +54,23 @@ class HotPaths:
 
     def __init__(self, app, endpoints: list[Endpoint]) -> None:
         self.app = app
-        self.max_body_bytes = math.inf if app.max_body_size is None else app.max_body_size
+        self.max_body_bytes: int = app.state.settings.max_body_bytes
         self._patterns: dict[tuple[str, int], list[_Pattern]] = {}
         for endpoint in endpoints:
             pattern = _Pattern(endpoint)
             self._patterns.setdefault((endpoint.method, pattern.length), []).append(pattern)
 
     async def handle(self, scope, receive, send) -> bool:
-        """Answer the request if it is one of the endpoints (True); leave it untouched otherwise (False)."""
-        if scope["type"] != "http" or scope.get("root_path"):
+        """Answer the request if it is one of the endpoints or has more than one Authorization header.
+
+        True when answered; False leaves the request untouched for the application.
+        """
+        if scope["type"] != "http":
+            return False
+        if repeated_authorization(scope["headers"]):
+            await _respond_error(send, REPEATED_AUTHORIZATION)
+            return True
+        if scope.get("root_path"):
             return False
         parts = scope["path"].split("/")
         for pattern in self._patterns.get((scope["method"], len(parts)), ()):
@@ -70,41 +82,28 @@ class HotPaths:
 
     async def _serve(self, endpoint: Endpoint, path: dict[str, str], scope, receive, send) -> None:
         app = self.app
-        body = b""
         try:
-            if endpoint.auth is not None or endpoint.body is not None:
-                headers = dict(scope["headers"])
-                if endpoint.auth is not None:
-                    endpoint.auth.role(app.state.settings, headers.get(b"authorization", b"").decode("latin-1"))
-                if endpoint.body is not None:
-                    received = await self._body(headers, receive)
-                    if received is None:
-                        return await _respond(send, 413, TOO_LARGE)
-                    body = received
-            payload = await endpoint.answer(app.state.engine, path, body)
+            headers = dict(scope["headers"]) if endpoint.auth is not None or endpoint.body is not None else {}
+            if endpoint.auth is not None:
+                endpoint.auth.role(app.state.settings, headers.get(b"authorization", b"").decode("latin-1"))
+            payload = await endpoint.answer(app.state.engine, path, scope, headers, receive, self.max_body_bytes)
         except Exception as error:
-            answer = error_answer(error)
-            if answer is None:
+            if not await _respond_error(send, error):
                 raise
-            extra = [(key.encode(), value.encode()) for key, value in (answer.headers or {}).items()]
-            return await _respond(send, answer.status, json.dumps(answer.body).encode(), extra)
-        await _respond(send, 200, payload)
+            return
+        await _respond(send, endpoint.status, payload)
 
-    async def _body(self, headers: dict, receive) -> bytes | None:
-        """The request body, or None once it exceeds the limit (declared or streamed)."""
-        declared = headers.get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > self.max_body_bytes:
-            return None
-        chunks, size, more = [], 0, True
-        while more:
-            message = await receive()
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                return None
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        return b"".join(chunks)
+
+async def _respond_error(send, error: Exception) -> bool:
+    """Send the answer to ``error`` (True), or nothing if it is a real failure (False: a 500, left to the server)."""
+    answer = error_answer(error)
+    if answer is None:
+        return False
+    extra = [(key.encode(), value.encode()) for key, value in (answer.headers or {}).items()]
+    # The bytes FastAPI's JSONResponse writes for the same answer on the routes.
+    body = json.dumps(answer.body, ensure_ascii=False, separators=(",", ":")).encode()
+    await _respond(send, answer.status, body, extra)
+    return True
 
 
 async def _respond(send, status: int, payload: bytes, headers: list | None = None) -> None:

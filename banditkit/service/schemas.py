@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 MAX_BATCH = 1000
 #: Arms of one experiment at most (at creation and after any change of arms).
 MAX_ARMS = 1000
+#: Experiments in one page of ``GET /v1/experiments`` at most.
+MAX_PAGE = 1000
 ArmName = Annotated[str, Field(min_length=1, max_length=128)]
 ExperimentName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", examples=["hero-banner"])]
 
@@ -162,6 +164,27 @@ class StatsOut(BaseModel):
     alerts: list[str]
 
 
+class ExperimentPage(BaseModel):
+    """One page of experiments, in name order."""
+
+    experiments: list[ExperimentOut]
+    next_cursor: str | None = Field(
+        description="pass it as `cursor` to get the next page; null on the last page",
+        examples=["hero-banner"],
+    )
+
+
+class PageQuery(BaseModel):
+    """Query parameters of a paginated list (text in the URL, converted: ``?limit=50``)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    limit: int = Field(100, ge=1, le=MAX_PAGE, description=f"experiments per page, 1 to {MAX_PAGE}")
+    cursor: str | None = Field(
+        None, min_length=1, max_length=64, description="the `next_cursor` of the previous page; none: the first page"
+    )
+
+
 class SnapshotOut(BaseModel):
     snapshot_id: int
     policy_version: int
@@ -170,3 +193,23 @@ class SnapshotOut(BaseModel):
 
 class RollbackRequest(Body):
     snapshot_id: int = Field(ge=1, le=2**63 - 1)
+
+
+class ErrorOut(BaseModel):
+    """Every error answer but 422: what is wrong, in one message."""
+
+    detail: str
+
+
+class FieldError(BaseModel):
+    """One invalid field: where (``["body", "context"]``, ``["query", "limit"]``), what, and its kind."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ValidationErrorOut(BaseModel):
+    """A 422 answer: every field at fault."""
+
+    detail: list[FieldError]

@@ -31,7 +31,12 @@ from ..policies.base import inverse_cdf_row, last_positive
 from .model import guarded
 from .stores.base import Probabilities
 
+#: Serve-time masks one experiment's cache keeps at most ...
 _MAX_ENTRIES = 256
+#: ... and arm probabilities in all (about 165 bytes each with their dict and running sums: some 0.7 MB), so a
+#: client sending many different ``allowed`` lists to an experiment of many arms cannot grow its memory without
+#: bound: 256 masks of up to 16 arms, 4 distributions of 1,000 arms. The cache empties when either is reached.
+_MAX_CACHED_ARMS = 4096
 #: Distributions cheaper than this are always computed for the current version.
 _CHEAP_S = 0.001
 
@@ -111,7 +116,9 @@ class DistributionCache:
         self._refresh_started.clear()
 
     def _store(self, allowed, entry: Distribution) -> Distribution:
-        if len(self._entries) >= _MAX_ENTRIES:
+        if allowed not in self._entries and (
+            len(self._entries) >= _MAX_ENTRIES or (len(self._entries) + 1) * len(entry.arms) > _MAX_CACHED_ARMS
+        ):
             self.clear()
         current = self._entries.get(allowed)
         if current is None or current.version <= entry.version:

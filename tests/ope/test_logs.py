@@ -276,6 +276,27 @@ def test_csv_without_pyarrow_uses_the_standard_library(tmp_path, monkeypatch):
     assert log.n_rows == 1 and log.arm_names == ("a",) and log.contexts.tolist() == [[0.25]]
 
 
+@pytest.mark.parametrize("reader", ["pyarrow", "standard library"])
+def test_cells_escaped_for_spreadsheets_are_read_as_logged(tmp_path, monkeypatch, reader):
+    """The decision log export writes ``'=1+1`` for ``=1+1`` (and ``''=q`` for ``'=q``); both readers undo it,
+    and leave every other text, numbers and JSON as they are."""
+    import sys
+
+    arms = ["=1+1", "-10%", "'=q", "'plain", "a-b"]
+    write_csv(
+        tmp_path / "log.csv",
+        [
+            {"arm": cell, "reward": "-1.0", "propensity": "0.5", "probabilities": json.dumps({arm: 0.5, "other": 0.5})}
+            for arm, cell in zip(arms, ["'=1+1", "'-10%", "''=q", "'plain", "a-b"], strict=True)
+        ],
+    )
+    if reader == "standard library":
+        monkeypatch.setitem(sys.modules, "pyarrow.csv", None)  # import now raises ImportError
+    log = load_log(tmp_path / "log.csv")
+    assert [log.arm_names[index] for index in log.arms] == arms
+    assert log.rewards.tolist() == [-1.0] * len(arms)
+
+
 @settings(max_examples=30, deadline=None)
 @given(data=st.data())
 def test_any_valid_log_survives_a_csv_round_trip(tmp_path_factory, data):

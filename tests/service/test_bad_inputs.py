@@ -75,7 +75,7 @@ CASES = [
     ),
     ("missing value", "POST", "/rewards", {"decision_id": "d"}, CLIENT, 422, "Field required"),
     ("unknown field", "POST", "/decisions", {"user": "u1"}, CLIENT, 422, "Extra inputs"),
-    ("malformed JSON", "POST", "/decisions", b'{"unit": ', CLIENT, 422, "Invalid JSON"),
+    ("malformed JSON", "POST", "/decisions", b'{"unit": ', CLIENT, 400, "not valid JSON"),
     (
         "context for a non-contextual policy",
         "POST",

@@ -62,6 +62,8 @@ def test_settings_round_trip_through_the_environment(monkeypatch):
         ("port", 70000, "less than or equal to 65535"),
         ("sqlite_synchronous", "OFF", "'NORMAL' or 'FULL'"),
         ("synchronous", "FULL", "Extra inputs are not permitted"),
+        ("admin_token", "two words", "visible ASCII characters without whitespace"),
+        ("client_tokens", "good,caf\u00e9", "visible ASCII characters without whitespace"),
     ],
 )
 def test_bad_settings_name_the_field(field, value, message):

@@ -74,4 +74,4 @@ def test_csv_and_parquet_agree(store):
 def test_an_empty_log_exports_its_columns(store):
     table = pq.read_table(io.BytesIO(export.parquet_bytes(store, "hero")))
     assert tuple(table.column_names) == export.COLUMNS and table.num_rows == 0
-    assert "".join(export.csv_chunks(store, "hero")) == ",".join(export.COLUMNS) + "\n"
+    assert "".join(export.csv_chunks(store, "hero")) == ",".join(export.COLUMNS) + "\r\n"

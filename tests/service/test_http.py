@@ -261,6 +261,20 @@ def test_the_fastapi_routes_answer_like_the_hot_paths(tmp_path):
             json={"rewards": [{"decision_id": "nope", "value": 1.0}]},
         ).json()["results"]
         assert results[0]["status"] == 404
-        invalid = client.post("/v1/experiments/hero/decisions", content=b'{"context": [NaN]}', headers=user)
+        invalid = client.post(
+            "/v1/experiments/hero/decisions",
+            content=b'{"context": [NaN]}',
+            headers={**user, "content-type": "application/json"},
+        )
         assert invalid.status_code == 422 and invalid.json()["detail"][0]["loc"][:2] == ["body", "context"]
+        plain = client.post(
+            "/v1/experiments/hero/decisions", content=b"{}", headers={**user, "content-type": "text/plain"}
+        )
+        assert plain.status_code == 415
+        page = client.get("/v1/experiments", params={"limit": 1}, headers=user).json()
+        assert [experiment["name"] for experiment in page["experiments"]] == ["hero"] and page["next_cursor"] is None
+        assert client.get("/v1/experiments", params={"limit": 0}, headers=user).json()["detail"][0]["loc"] == [
+            "query",
+            "limit",
+        ]
         assert client.get("/v1/health").json() == {"status": "ok"}

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import gc
+import itertools
 import threading
 import time
+import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -112,3 +115,25 @@ def test_without_background_refresh_every_version_is_exact():
     cache.get(bandit, None)
     bandit.update("a", 1.0)
     assert cache.get(bandit, None).version == bandit.version
+
+
+@pytest.mark.parametrize("n_arms, n_masks", [(10, 300), (100, 100), (1000, 12)])
+def test_the_cache_of_one_experiment_stays_under_a_megabyte(n_arms, n_masks):
+    """However many different ``allowed`` lists clients send, one experiment's cache holds at most 256 of them
+    and 4,096 arm probabilities in all (about 0.7 MB). Without the second bound, the 100 masks of 100 arms here
+    held 1.6 MB, the 12 masks of 1,000 arms 2 MB (and 256 such masks some 40 MB)."""
+    bandit = bk.Bandit([f"arm-{i}" for i in range(n_arms)], policy="ucb1", seed=3)
+    cache = DistributionCache(threading.Lock(), refresh_s=0.0, executor=None)
+    masks = list(itertools.islice(itertools.combinations(bandit.arms, 4), n_masks))
+    tracemalloc.start()
+    try:
+        for mask in masks:
+            assert cache.get(bandit, mask).probabilities.shape == (n_arms,)
+        gc.collect()
+        full = tracemalloc.get_traced_memory()[0]
+        cache.clear()
+        gc.collect()
+        held = full - tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert 0 < held < 1_000_000, held

@@ -11,7 +11,12 @@ router = EndpointRouter(tags=["decisions"])
 
 
 @router.endpoint(
-    "POST", "/v1/experiments/{name}/decisions", body=DecisionRequest, response=DecisionResponse, auth=CLIENT
+    "POST",
+    "/v1/experiments/{name}/decisions",
+    body=DecisionRequest,
+    response=DecisionResponse,
+    auth=CLIENT,
+    errors=(404, 503),
 )
 async def decide(engine: Engine, request: DecisionRequest, name: str) -> bytes:
     """Choose an arm (deterministic for a ``unit``, restricted to ``allowed`` arms if given)."""
@@ -24,6 +29,7 @@ async def decide(engine: Engine, request: DecisionRequest, name: str) -> bytes:
     body=DecisionBatchRequest,
     response=DecisionBatchResponse,
     auth=CLIENT,
+    errors=(404, 503),
 )
 async def decide_batch(engine: Engine, request: DecisionBatchRequest, name: str) -> bytes:
     """Up to 1,000 decisions in one call, logged in one transaction."""

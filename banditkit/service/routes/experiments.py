@@ -1,39 +1,71 @@
-"""Experiments: create, read, change arms, statistics."""
+"""Experiments: create, list (a page at a time), read, change arms, statistics."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from bisect import bisect_right
 
-from ..deps import AdminAuth, ClientAuth, EngineDep
-from ..schemas import ArmsPatch, ExperimentCreate, ExperimentOut, StatsOut
+from ..deps import ADMIN, CLIENT
+from ..endpoints import EndpointRouter, to_json
+from ..engine import Engine
+from ..schemas import ArmsPatch, ExperimentCreate, ExperimentOut, ExperimentPage, PageQuery, StatsOut
 
-router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
+router = EndpointRouter(tags=["experiments"])
 
 
-@router.post("", status_code=201, dependencies=[AdminAuth])
-async def create_experiment(body: ExperimentCreate, engine: EngineDep) -> ExperimentOut:
+@router.endpoint(
+    "POST",
+    "/v1/experiments",
+    body=ExperimentCreate,
+    response=ExperimentOut,
+    auth=ADMIN,
+    status=201,
+    errors=(409, 503),
+)
+async def create_experiment(engine: Engine, spec: ExperimentCreate) -> bytes:
     """Create an experiment: arms, policy and parameters, guardrails, attribution window."""
-    return await engine.create(body)
+    return to_json(await engine.create(spec))
 
 
-@router.get("", dependencies=[ClientAuth])
-async def list_experiments(engine: EngineDep) -> list[ExperimentOut]:
-    return [experiment.describe() for experiment in engine.experiments.values()]
+@router.endpoint("GET", "/v1/experiments", query=PageQuery, response=ExperimentPage, auth=CLIENT)
+async def list_experiments(engine: Engine, page: PageQuery) -> bytes:
+    """The served experiments in name order, ``limit`` at a time.
+
+    Pass a page's ``next_cursor`` as ``cursor`` to
+    get the next (null on the last page). Experiments created meanwhile appear on later pages if their names
+    sort after the cursor.
+    """
+    names = sorted(engine.experiments)
+    start = 0 if page.cursor is None else bisect_right(names, page.cursor)
+    chosen = names[start : start + page.limit]
+    more = start + page.limit < len(names)
+    return to_json(
+        ExperimentPage(
+            experiments=[engine.experiments[name].describe() for name in chosen],
+            next_cursor=chosen[-1] if more else None,
+        )
+    )
 
 
-@router.get("/{name}", dependencies=[ClientAuth])
-async def get_experiment(name: str, engine: EngineDep) -> ExperimentOut:
+@router.endpoint("GET", "/v1/experiments/{name}", response=ExperimentOut, auth=CLIENT, errors=(404, 503))
+async def get_experiment(engine: Engine, name: str) -> bytes:
     """Configuration, policy version and the state of every arm."""
-    return engine.experiment(name).describe()
+    return to_json(engine.experiment(name).describe())
 
 
-@router.patch("/{name}/arms", dependencies=[AdminAuth])
-async def change_arms(name: str, body: ArmsPatch, engine: EngineDep) -> ExperimentOut:
+@router.endpoint(
+    "PATCH",
+    "/v1/experiments/{name}/arms",
+    body=ArmsPatch,
+    response=ExperimentOut,
+    auth=ADMIN,
+    errors=(404, 409, 503),
+)
+async def change_arms(engine: Engine, patch: ArmsPatch, name: str) -> bytes:
     """Add, enable, disable and remove arms (in that order); the policy version goes up by one."""
-    return await engine.change_arms(name, body)
+    return to_json(await engine.change_arms(name, patch))
 
 
-@router.get("/{name}/stats", dependencies=[ClientAuth])
-async def stats(name: str, engine: EngineDep) -> StatsOut:
+@router.endpoint("GET", "/v1/experiments/{name}/stats", response=StatsOut, auth=CLIENT, errors=(404, 503))
+async def stats(engine: Engine, name: str) -> bytes:
     """Per arm: pulls, mean reward with a 95% interval, probability; entropy and alerts."""
-    return engine.stats(name)
+    return to_json(engine.stats(name))

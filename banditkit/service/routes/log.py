@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Literal
 
 from fastapi import APIRouter, Request
@@ -9,6 +10,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from .. import export
 from ..deps import ClientAuth, EngineDep
+from ..endpoints import error_responses
 from ..errors import UnavailableError
 
 router = APIRouter(prefix="/v1/experiments/{name}", tags=["log"], dependencies=[ClientAuth])
@@ -17,21 +19,27 @@ router = APIRouter(prefix="/v1/experiments/{name}", tags=["log"], dependencies=[
 @router.get(
     "/log",
     response_class=Response,
-    responses={200: {"content": {"text/csv": {}, "application/vnd.apache.parquet": {}}}},
+    responses={
+        200: {"content": {"text/csv": {}, "application/vnd.apache.parquet": {}}},
+        **error_responses([400, 401, 404, 422, 503]),
+    },
 )
 def decision_log(name: str, engine: EngineDep, request: Request, format: Literal["csv", "parquet"] = "csv") -> Response:
     """Every decision with its propensity, probabilities, version and reward (columns in docs/service.md).
 
-    Archived ones are included when ``archive_dir`` is set.
+    Archived ones are included when ``archive_dir`` is set. In CSV, a text cell a spreadsheet would run as a
+    formula (``=1+1``) starts with ``'``; Parquet keeps every value as logged.
     """
     engine.experiment(name)
     archive = request.app.state.settings.archive_dir
     filename = f"{name}-decisions.{format}"
     headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
     if format == "csv":
-        return StreamingResponse(
-            export.csv_chunks(engine.store, name, archive=archive), media_type="text/csv", headers=headers
-        )
+        chunks = export.csv_chunks(engine.store, name, archive=archive)
+        # The first rows are read before the answer starts: a store that does not answer gets a 503, not a
+        # 200 cut off after its status line.
+        first = next(chunks)
+        return StreamingResponse(itertools.chain([first], chunks), media_type="text/csv", headers=headers)
     try:
         content = export.parquet_bytes(engine.store, name, archive=archive)
     except ImportError as error:

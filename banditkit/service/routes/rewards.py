@@ -18,7 +18,7 @@ _ERRORS = {404: NotFoundError, 409: ConflictError, 410: GoneError}
     body=RewardRequest,
     response=RewardResponse,
     auth=CLIENT,
-    responses={404: {}, 409: {}, 410: {}},
+    errors=(404, 409, 410, 503),
 )
 async def reward(engine: Engine, request: RewardRequest, name: str) -> bytes:
     """Reward a decision; a retry with the same value returns the first answer."""
@@ -34,7 +34,12 @@ async def reward(engine: Engine, request: RewardRequest, name: str) -> bytes:
 
 
 @router.endpoint(
-    "POST", "/v1/experiments/{name}/rewards/batch", body=RewardBatchRequest, response=RewardBatchResponse, auth=CLIENT
+    "POST",
+    "/v1/experiments/{name}/rewards/batch",
+    body=RewardBatchRequest,
+    response=RewardBatchResponse,
+    auth=CLIENT,
+    errors=(404, 503),
 )
 async def reward_batch(engine: Engine, request: RewardBatchRequest, name: str) -> bytes:
     """Up to 1,000 rewards; each result carries the status its single call would have had."""

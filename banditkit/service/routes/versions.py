@@ -2,33 +2,49 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Any
 
-from ..deps import AdminAuth, ClientAuth, EngineDep
+from pydantic import TypeAdapter
+
+from ..deps import ADMIN, CLIENT
+from ..endpoints import EndpointRouter, to_json
+from ..engine import Engine
 from ..schemas import ExperimentOut, RollbackRequest, SnapshotOut
 
-router = APIRouter(prefix="/v1/experiments/{name}", tags=["versions"])
+router = EndpointRouter(tags=["versions"])
+_SNAPSHOTS = TypeAdapter(list[SnapshotOut])
+_EVENTS = TypeAdapter(list[dict[str, Any]])
 
 
-@router.post("/snapshots", status_code=201, dependencies=[AdminAuth])
-async def create_snapshot(name: str, engine: EngineDep) -> SnapshotOut:
+@router.endpoint(
+    "POST", "/v1/experiments/{name}/snapshots", response=SnapshotOut, auth=ADMIN, status=201, errors=(404, 503)
+)
+async def create_snapshot(engine: Engine, name: str) -> bytes:
     """Keep the full current model (arms, policy state, ledger) under a snapshot id."""
-    return await engine.snapshot(name)
+    return to_json(await engine.snapshot(name))
 
 
-@router.get("/snapshots", dependencies=[ClientAuth])
-async def list_snapshots(name: str, engine: EngineDep) -> list[SnapshotOut]:
-    return engine.snapshots(name)
+@router.endpoint("GET", "/v1/experiments/{name}/snapshots", response=list[SnapshotOut], auth=CLIENT, errors=(404, 503))
+async def list_snapshots(engine: Engine, name: str) -> bytes:
+    """The snapshots kept: id, policy version, time."""
+    return _SNAPSHOTS.dump_json(engine.snapshots(name))
 
 
-@router.post("/rollback", dependencies=[AdminAuth])
-async def rollback(name: str, body: RollbackRequest, engine: EngineDep) -> ExperimentOut:
+@router.endpoint(
+    "POST",
+    "/v1/experiments/{name}/rollback",
+    body=RollbackRequest,
+    response=ExperimentOut,
+    auth=ADMIN,
+    errors=(404, 409, 503),
+)
+async def rollback(engine: Engine, request: RollbackRequest, name: str) -> bytes:
     """Serve a snapshot's model again, as a new policy version; the decision log is not rewritten."""
-    return await engine.rollback(name, body.snapshot_id)
+    return to_json(await engine.rollback(name, request.snapshot_id))
 
 
-@router.get("/events", dependencies=[ClientAuth])
-async def events(name: str, engine: EngineDep) -> list[dict]:
+@router.endpoint("GET", "/v1/experiments/{name}/events", response=list[dict], auth=CLIENT, errors=(404, 503))
+async def events(engine: Engine, name: str) -> bytes:
     """The audit log: creation, arm changes, snapshots, rollbacks, guardrail actions."""
     engine.experiment(name)
-    return engine.store.events(name)
+    return _EVENTS.dump_json(engine.store.events(name))

@@ -60,6 +60,19 @@ def test_golden_sequence(name, jit_mode):
     np.testing.assert_allclose([probabilities[arm] for arm in "abc"], expected_probabilities, rtol=0, atol=1e-9)
 
 
+def test_gaussian_thompson_with_the_former_unit_prior_keeps_its_golden_sequence(jit_mode):
+    """Experiments stored with the former default prior (its parameters spelled out, as every stored policy
+    has them) decide as they did: the prior set from the rewards is the default only, not a change of them."""
+    policy = {"name": "gaussian_thompson", "params": {"prior_mean": 0.0, "prior_count": 0.01, "prior_rate": 1.0}}
+    bandit = bk.Bandit(["a", "b", "c"], policy=policy, seed=0)
+    arms, _ = bernoulli_run(bandit, 30, env_seed=2024, means=(0.2, 0.5, 0.7))
+    assert "".join("abc"[arm] for arm in arms) == "bacabaaacabcacccaaccccccbacccc"
+    probabilities = bandit.probabilities()
+    np.testing.assert_allclose(
+        [probabilities[arm] for arm in "abc"], (0.056244194657, 0.062072336731, 0.881683468612), rtol=0, atol=1e-9
+    )
+
+
 # ---- hand-computed values ------------------------------------------------------------------------
 # Three arms observed as: arm 0 -> 1, 0, 1; arm 1 -> 0; arm 2 -> 1, 1 (t = 6 pulls in all).
 PULL_ARMS = np.array([0, 1, 2, 0, 2, 0])

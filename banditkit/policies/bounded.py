@@ -39,7 +39,9 @@ def check_reward_range(value: object) -> tuple[float, float]:
     low, high = value
     for bound in (low, high):
         if isinstance(bound, bool) or not isinstance(bound, Real):
-            raise InvalidTypeError(f"reward_range must be two real numbers (low, high), got {value!r}", field="reward_range")
+            raise InvalidTypeError(
+                f"reward_range must be two real numbers (low, high), got {value!r}", field="reward_range"
+            )
     low, high = float(low), float(high)
     if not (math.isfinite(low) and math.isfinite(high) and low < high and math.isfinite(high - low)):
         raise InvalidParameterError(

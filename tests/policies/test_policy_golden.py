@@ -36,7 +36,7 @@ GOLDEN = {
     "discounted_thompson": ("cacccccbccbccccccccabccccbbbbc", (0.024279436247, 0.363390603382, 0.612329960371)),
     "epsilon_greedy": ("ccccaccccccccccccccccccccccccc", (0.1 / 3, 0.1 / 3, 0.9 + 0.1 / 3)),
     "exp3": ("baaaccbcbccacacacbbbaacccbcccc", (0.211694447867, 0.303849376183, 0.48445617595)),
-    "gaussian_thompson": ("bacabaaacabcacccaaccccccbacccc", (0.056244194657, 0.062072336731, 0.881683468612)),
+    "gaussian_thompson": ("bacacaaacabcacacaaccccccbacccc", (0.083317984709, 0.097071026774, 0.819610988516)),
     "kl_ucb": ("acbbcbbbbbbccccccbcccccccccacc", (0.0, 0.0, 1.0)),
     "sliding_window_ucb": ("acbbcbbbbccccbcccacccbbbcccccc", (0.0, 0.0, 1.0)),
     "softmax": ("baaacccccccccccccccccccccccccc", (0.00031043248, 0.00031043248, 0.999379135039)),

@@ -80,8 +80,12 @@ class Policy(ABC):
 
     # ---- hyperparameters -------------------------------------------------
     def get_params(self) -> dict[str, Any]:
-        """Constructor arguments as JSON-ready values: ``type(self)(**p.get_params())`` rebuilds it."""
-        return {name: getattr(self, name) for name in parameter_names(type(self))}
+        """Constructor arguments as JSON-ready values: ``type(self)(**p.get_params())`` rebuilds it.
+
+        A pair (``reward_range``) is given as a list, the form it has after a trip through JSON.
+        """
+        params = {name: getattr(self, name) for name in parameter_names(type(self))}
+        return {name: list(value) if isinstance(value, tuple) else value for name, value in params.items()}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
@@ -91,7 +95,7 @@ class Policy(ABC):
         return type(self) is type(other) and self.get_params() == other.get_params()
 
     def __hash__(self) -> int:
-        return hash((type(self), tuple(sorted(self.get_params().items()))))
+        return hash((type(self), repr(sorted(self.get_params().items()))))
 
     # ---- state -----------------------------------------------------------
     @abstractmethod

@@ -120,7 +120,7 @@ def test_revenue_means_and_json_round_trip():
     bandit = bk.Bandit(["a", "b"], policy=bk.UCB1(reward_range=(0, 500)), seed=1)
     bandit.update_many(["a", "a", "b"], [100.0, 300.0, 129.99])
     np.testing.assert_allclose(bandit.policy.means(bandit.state), [[200.0, 129.99]], rtol=1e-15)
-    assert bandit.policy.to_dict() == {"name": "ucb1", "params": {"reward_range": (0.0, 500.0)}}
+    assert bandit.policy.to_dict() == {"name": "ucb1", "params": {"reward_range": [0.0, 500.0]}}
     restored = bk.Bandit.from_json(bandit.to_json())
     assert restored.policy == bandit.policy and restored.policy.reward_range == (0.0, 500.0)
     assert restored.to_json() == bandit.to_json()

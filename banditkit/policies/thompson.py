@@ -104,20 +104,25 @@ class GaussianThompsonSampling(CountPolicy):
     """Thompson sampling for real-valued rewards of unknown mean and variance (Normal-Gamma prior).
 
     Prior per arm: precision ~ Gamma(prior_shape, rate), mean | precision ~
-    Normal(location, 1 / (prior_count * precision)). By default the prior takes
-    its location and scale from the rewards of all arms so far (empirical
-    Bayes): the location is their mean and the rate is prior_shape times their
-    variance, so the prior is as wide as the rewards are, whatever their unit.
-    Multiplying every reward by c > 0 and adding d then changes no decision and
-    no propensity. ``prior_mean`` and ``prior_rate`` fix either one instead.
+    Normal(location, 1 / (prior_count * precision)); the posterior of each
+    arm's mean is a Student-t with 2 * prior_shape + n degrees of freedom,
+    drawn directly. By default the prior takes its location and scale from the
+    rewards of all arms so far (empirical Bayes): the location is their mean
+    and the rate prior_shape times their variance, so the prior is as wide as
+    the rewards are, whatever their unit. An arm's posterior is then never
+    narrower than the one a single variance shared by all arms gives (learned
+    from every reward, 2 * prior_shape + N degrees of freedom): a run of equal
+    rewards (no conversion yet) does not make an arm look certain. Multiplying
+    every reward by c > 0 and adding d changes no decision and no propensity.
     Before two different rewards have been seen the scale is 1; every arm then
     has the same location, so that unit cannot change a decision either.
+    ``prior_mean`` and ``prior_rate`` fix the prior instead; with a fixed
+    ``prior_rate`` the posterior is the plain conjugate one. See
+    docs/policies.md, "Gaussian Thompson sampling's prior", for the reasons.
 
-    The posterior of each arm's mean is a Student-t with 2 * prior_shape + n
-    degrees of freedom, drawn directly. State is counts, sums and sums of
-    squares, so updates add (the prior is a function of those sums); spreads are
-    computed as max(sum_sq - sum^2 / n, 0), which stays finite for rewards up
-    to 1e100.
+    State is counts, sums and sums of squares, so updates add (the prior is a
+    function of those sums); spreads are computed as max(sum_sq - sum^2 / n,
+    0), which stays finite for rewards up to 1e100.
 
     Parameters
     ----------
@@ -132,7 +137,8 @@ class GaussianThompsonSampling(CountPolicy):
 
     Reference: Murphy, "Conjugate Bayesian analysis of the Gaussian
     distribution" (2007), section 3; Honda & Takemura (2014); Efron & Morris
-    (1973) and Smyth (2004) for priors estimated from all arms.
+    (1973) and Smyth (2004) for priors estimated from all arms; Agrawal &
+    Goyal (2013) for Gaussian posteriors with one variance for all arms.
 
     >>> import numpy as np
     >>> policy = GaussianThompsonSampling()

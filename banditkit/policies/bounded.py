@@ -32,7 +32,7 @@ _Rewards = TypeVar("_Rewards", float, FloatArray)
 
 def check_reward_range(value: object) -> tuple[float, float]:
     """``value`` as a (low, high) pair of finite floats with low < high, or an error naming ``reward_range``."""
-    if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence | np.ndarray):
         raise InvalidTypeError(f"reward_range must be a pair (low, high), got {value!r}", field="reward_range")
     if len(value) != 2:
         raise InvalidParameterError(f"reward_range must be a pair (low, high), got {value!r}", field="reward_range")

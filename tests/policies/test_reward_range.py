@@ -125,6 +125,7 @@ def test_revenue_means_and_json_round_trip():
     assert restored.policy == bandit.policy and restored.policy.reward_range == (0.0, 500.0)
     assert restored.to_json() == bandit.to_json()
     assert make_policy({"name": "ucb1", "params": {"reward_range": [0, 500]}}) == bandit.policy
+    assert bk.UCB1(reward_range=np.array([0.0, 500.0])) == bandit.policy
 
 
 @pytest.mark.parametrize(

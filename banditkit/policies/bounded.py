@@ -58,7 +58,9 @@ class BoundedPolicy(Policy):
     this class supplies ``update``, ``update_one`` and ``means`` around them.
     """
 
-    reward_range: tuple[float, float]
+    #: The default interval, on the class too: a check that reads the registry's classes sees (0, 1).
+    reward_range: tuple[float, float] = (0.0, 1.0)
+    reward_bounds: tuple[float, float] = (0.0, 1.0)
 
     def __init__(self, reward_range: Sequence[float] = (0.0, 1.0)):
         self.reward_range = self.reward_bounds = check_reward_range(reward_range)

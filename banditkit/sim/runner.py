@@ -152,6 +152,7 @@ def _check_compatible(name: str, policy: Policy, env: Environment) -> None:
     if not unbounded_ok and (env_low < low or env_high > high):
         raise InvalidParameterError(
             f"policy {name!r} accepts rewards in [{low}, {high}] but the environment pays in [{env_low}, {env_high}]"
+            f"{policy.reward_advice()}"
         )
 
 

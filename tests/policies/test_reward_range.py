@@ -40,6 +40,7 @@ def test_every_policy_limited_to_an_interval_can_widen_it():
             assert low <= -1e100 and high >= 1e100, name
         else:
             assert policy.reward_range == policy.reward_bounds == (0.0, 1.0), name
+            assert REGISTRY[name].reward_range == REGISTRY[name].reward_bounds == (0.0, 1.0), name  # on the class
             widened = REGISTRY[name](reward_range=(0, 500))
             assert widened.reward_bounds == widened.reward_range == (0.0, 500.0), name
 
@@ -183,8 +184,9 @@ def test_unbounded_policies_give_no_advice():
 def test_the_simulator_pairs_a_widened_policy_with_a_revenue_environment():
     """An environment paying 0-100 is refused for UCB1 on [0, 1] and accepted with reward_range=(0, 100)."""
     env = bk.sim.Adversarial(100.0 * np.array([[0.0, 1.0], [1.0, 1.0], [0.0, 0.0], [1.0, 0.0]]))
-    with pytest.raises(bk.InvalidParameterError, match=r"accepts rewards in \[0\.0, 1\.0\]"):
+    with pytest.raises(bk.InvalidParameterError, match=r"accepts rewards in \[0\.0, 1\.0\]") as refused:
         bk.sim.run({"ucb1": bk.UCB1()}, env, horizon=4, replications=2)
+    assert "set reward_range=(low, high)" in str(refused.value)
     result = bk.sim.run({"ucb1": bk.UCB1(reward_range=(0, 100))}, env, horizon=4, replications=2)
     assert result.summary()["reward_mean"][0] >= 0.0
 

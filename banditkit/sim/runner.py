@@ -150,9 +150,11 @@ def _check_compatible(name: str, policy: Policy, env: Environment) -> None:
     # A policy that accepts rewards up to 1e100 in size is fit for unbounded (Gaussian) rewards.
     unbounded_ok = low <= -1e100 and high >= 1e100
     if not unbounded_ok and (env_low < low or env_high > high):
+        # A range helps only where the environment's own rewards are bounded.
+        advice = policy.reward_advice() if np.isfinite([env_low, env_high]).all() else ""
         raise InvalidParameterError(
             f"policy {name!r} accepts rewards in [{low}, {high}] but the environment pays in [{env_low}, {env_high}]"
-            f"{policy.reward_advice()}"
+            f"{advice}"
         )
 
 

@@ -187,6 +187,8 @@ def test_the_simulator_pairs_a_widened_policy_with_a_revenue_environment():
     with pytest.raises(bk.InvalidParameterError, match=r"accepts rewards in \[0\.0, 1\.0\]") as refused:
         bk.sim.run({"ucb1": bk.UCB1()}, env, horizon=4, replications=2)
     assert "set reward_range=(low, high)" in str(refused.value)
+    with pytest.raises(bk.InvalidParameterError, match=r"pays in \[-inf, inf\]$"):  # no range helps there
+        bk.sim.run({"ucb1": bk.UCB1()}, bk.sim.Gaussian([0.0, 1.0]), horizon=4, replications=2)
     result = bk.sim.run({"ucb1": bk.UCB1(reward_range=(0, 100))}, env, horizon=4, replications=2)
     assert result.summary()["reward_mean"][0] >= 0.0
 

@@ -189,8 +189,9 @@ class GaussianThompsonSampling(CountPolicy):
         scale, dof = np.sqrt(rate / (shape * count)), 2 * shape
         if self.prior_rate is not None:
             return StudentPosteriors(loc, scale, dof)
-        # The same means under one variance for all arms, learned from every reward (squared distances from
-        # the arms' posterior means, over N); an arm is never taken to be surer of its mean than that model is.
+        # The same means under one variance for all arms, learned from every reward: squared distances of the
+        # rewards and of the prior's pseudo-reward from each arm's posterior mean (the conjugate rate's terms),
+        # over N. An arm is never taken to be surer of its mean than that model is.
         rewards = pulls.sum(axis=1, keepdims=True)
         common = (spread + self.prior_count * pulls * (mean - prior_mean) ** 2 / count).sum(axis=1, keepdims=True)
         variance = np.divide(common, rewards, out=np.ones_like(common), where=common > 0)

@@ -270,3 +270,31 @@ def test_one_large_reward_does_not_take_the_traffic():
     former = bk.Bandit(["a", "b"], policy={"name": "gaussian_thompson", "params": unit_prior}, seed=0)
     former.update("a", 129.99)
     assert former.probabilities()["a"] > 0.99
+
+
+def test_gaussian_thompson_widens_a_run_of_zeros_to_the_shared_variance_by_hand():
+    """Eight zeros on arm 0, 0 and 100 on arm 1: arm 0's own posterior would have scale 4.8; under one
+    variance for both arms (the conjugate rate's terms summed over arms, over N = 10) it is wider, and that
+    is what it gets (8.3), with 2 * prior_shape + N degrees of freedom. Arm 1's own posterior is the wider one."""
+    policy = bk.GaussianThompsonSampling()
+    count, shape = policy.prior_count, policy.prior_shape
+    arms, rewards = np.array([0] * 8 + [1, 1]), np.array([0.0] * 8 + [0.0, 100.0])
+    state = policy.update(policy.init_state(2), arms, rewards)
+    centre = 10.0  # mean of all ten rewards
+    rate0 = shape * sum((r - centre) ** 2 for r in rewards) / 9
+    own, shared_terms = [], 0.0
+    for arm in (0, 1):
+        mine = rewards[arms == arm]
+        n, mean = len(mine), float(mine.mean())
+        spread = float(((mine - mean) ** 2).sum())
+        shrink = count * n * (mean - centre) ** 2 / (count + n)
+        own.append((math.sqrt((rate0 + spread / 2 + shrink / 2) / ((shape + n / 2) * (count + n))), 2 * shape + n))
+        shared_terms += spread + shrink
+    shared = [math.sqrt(shared_terms / 10 / (count + n)) for n in (8, 2)]
+    assert shared[0] > own[0][0] and own[1][0] > shared[1]  # the case exercises both sides
+    posterior = policy.posterior(state)
+    np.testing.assert_allclose(posterior.scale[0], [shared[0], own[1][0]], rtol=1e-12)
+    np.testing.assert_allclose(posterior.dof[0], [2 * shape + 10, own[1][1]], rtol=1e-12)
+    # A fixed prior_rate gives the plain conjugate posterior: no widening.
+    fixed = bk.GaussianThompsonSampling(prior_rate=float(rate0)).posterior(state)
+    np.testing.assert_allclose(fixed.scale[0], [own[0][0], own[1][0]], rtol=1e-12)

@@ -38,8 +38,13 @@ def check_int(name: str, value, *, low: int | None = None, high: int | None = No
     return value
 
 
-def check_rewards(name: str, rewards, bounds: tuple[float, float], rule: str = " for this policy") -> np.ndarray:
-    """Return rewards as a 1-d float array; reject non-numbers, NaN/inf and values outside ``bounds``."""
+def check_rewards(
+    name: str, rewards, bounds: tuple[float, float], rule: str = " for this policy", advice: str = ""
+) -> np.ndarray:
+    """Return rewards as a 1-d float array; reject non-numbers, NaN/inf and values outside ``bounds``.
+
+    ``advice`` ends the message for a value outside ``bounds`` (what to change to accept it).
+    """
     try:
         array = np.asarray(rewards, dtype=np.float64)
     except (TypeError, ValueError) as error:
@@ -55,7 +60,8 @@ def check_rewards(name: str, rewards, bounds: tuple[float, float], rule: str = "
     if outside.any():
         row = int(np.flatnonzero(outside)[0])
         raise InvalidParameterError(
-            f"{name} must be in [{low}, {high}]{rule}, got {float(array[row])!r} at position {row}", field=name
+            f"{name} must be in [{low}, {high}]{rule}, got {float(array[row])!r} at position {row}{advice}",
+            field=name,
         )
     return array
 
@@ -80,8 +86,8 @@ def check_contexts(name: str, contexts, n_features: int) -> np.ndarray:
     return array
 
 
-def check_reward(name: str, value, bounds: tuple[float, float]) -> float:
-    """One reward as a float: a finite real number inside ``bounds``, or a clear error."""
+def check_reward(name: str, value, bounds: tuple[float, float], advice: str = "") -> float:
+    """One reward as a float: a finite real number inside ``bounds``, or a clear error ending with ``advice``."""
     if type(value) is not float:
         if isinstance(value, bool) or not isinstance(value, Real):
             raise InvalidTypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}", field=name)
@@ -90,6 +96,6 @@ def check_reward(name: str, value, bounds: tuple[float, float]) -> float:
         raise InvalidParameterError(f"{name} must be finite, got {value!r}", field=name)
     if not bounds[0] <= value <= bounds[1]:
         raise InvalidParameterError(
-            f"{name} must be in [{bounds[0]}, {bounds[1]}] for this policy, got {value!r}", field=name
+            f"{name} must be in [{bounds[0]}, {bounds[1]}] for this policy, got {value!r}{advice}", field=name
         )
     return value

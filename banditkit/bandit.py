@@ -391,7 +391,7 @@ class Bandit:
             index = self._arm_index(arm)
         low, high = policy.reward_bounds
         if not (type(reward) is float and low <= reward <= high):  # NaN and inf fail here too
-            reward = check.check_reward("reward", reward, (low, high))
+            reward = check.check_reward("reward", reward, (low, high), advice=policy.reward_advice())
         rows = checked
         if rows is None and (context is not None or policy.contextual):
             rows = self._context_rows(context, 1)
@@ -414,7 +414,7 @@ class Bandit:
     ) -> None:
         """Learn from many rewards at once; ``arms`` are names or indices, shape (n,)."""
         indices = self._arm_indices(arms)
-        rewards = check.check_rewards("rewards", rewards, self._policy.reward_bounds)
+        rewards = self._checked_rewards(rewards)
         if rewards.shape[0] != indices.shape[0]:
             raise InvalidParameterError(f"rewards has {rewards.shape[0]} values but arms has {indices.shape[0]}")
         contexts = self._context_rows(contexts, indices.shape[0])
@@ -446,7 +446,7 @@ class Bandit:
         the version goes up by one, as on any update.
         """
         indices = self._arm_indices(arms)
-        rewards = check.check_rewards("rewards", rewards, self._policy.reward_bounds)
+        rewards = self._checked_rewards(rewards)
         if rewards.shape[0] != indices.shape[0]:
             raise InvalidParameterError(f"rewards has {rewards.shape[0]} values but arms has {indices.shape[0]}")
         if version is not None:
@@ -467,6 +467,14 @@ class Bandit:
             if not np.isfinite(value).all():
                 raise InvalidParameterError(f"state[{key!r}] holds NaN or infinite values")
         self._record(indices, rewards, {key: np.asarray(value) for key, value in state.items()}, version)
+
+    def _checked_rewards(self, rewards: ArrayLike) -> FloatArray:
+        """``rewards`` as a float array inside the policy's bounds, or an error that says how to widen them."""
+        policy = self._policy
+        checked: FloatArray = check.check_rewards(
+            "rewards", rewards, policy.reward_bounds, advice=policy.reward_advice()
+        )
+        return checked
 
     def _apply(
         self, indices: IntArray, rewards: FloatArray, contexts: FloatArray | None, propensities: FloatArray | None
@@ -520,11 +528,13 @@ class Bandit:
         """Per arm: pulls, mean reward with a 95% interval, current probability, and status."""
         probabilities = None if self._policy.contextual else self.probabilities()
         diagnostics = {} if self._state is None else self._policy.diagnostics(self._state, self._arms)
-        bounded = self._policy.reward_bounds[0] >= 0.0 and self._policy.reward_bounds[1] <= 1.0
+        bounds = self._policy.reward_range
+        if bounds is None and self._policy.reward_bounds[0] >= 0.0 and self._policy.reward_bounds[1] <= 1.0:
+            bounds = (0.0, 1.0)
         rows = []
         for index, arm in enumerate(self._arms):
             mean, low, high = _mean_interval(
-                self._pulls[index], self._reward_sums[index], self._reward_sq_sums[index], bounded
+                self._pulls[index], self._reward_sums[index], self._reward_sq_sums[index], bounds
             )
             rows.append(
                 ArmStats(
@@ -865,18 +875,24 @@ def _make_guardrails(guardrails: Any) -> Guardrails:
 
 
 def _mean_interval(
-    pulls: float, total: float, sq_total: float, bounded: bool
+    pulls: float, total: float, sq_total: float, bounds: tuple[float, float] | None
 ) -> tuple[float | None, float | None, float | None]:
-    """Mean and 95% interval: Wilson score for rewards in [0, 1], normal otherwise (None before data)."""
+    """Mean and 95% interval of one arm's rewards (None before data).
+
+    For rewards in known ``bounds``: the Wilson score on them mapped onto [0, 1], mapped back; normal otherwise.
+    """
     if pulls == 0:
         return None, None, None
     mean = total / pulls
     z = _Z95
-    if bounded:
-        p = min(max(mean, 0.0), 1.0)
+    if bounds is not None:
+        low, high = bounds
+        width = high - low
+        p = min(max((mean - low) / width, 0.0), 1.0)
         centre = (p + z * z / (2 * pulls)) / (1 + z * z / pulls)
         half = z * math.sqrt(p * (1 - p) / pulls + z * z / (4 * pulls * pulls)) / (1 + z * z / pulls)
-        return mean, min(max(centre - half, 0.0), mean), max(min(centre + half, 1.0), mean)
+        lower, upper = max(centre - half, 0.0), min(centre + half, 1.0)
+        return mean, min(low + width * lower, mean), max(low + width * upper, mean)
     if pulls < 2:
         return mean, None, None
     variance = max(sq_total - total * mean, 0.0) / (pulls - 1)

@@ -84,10 +84,16 @@ def test_format_1_still_loads_and_continues_exactly(case):
         array = bandit.state[key]
         assert array.dtype.str == item["dtype"] and list(array.shape) == item["shape"]
         assert array.ravel().tolist() == item["data"]
-    assert bandit.to_dict()["format"] == FORMAT
-    assert {k: v for k, v in bandit.to_dict().items() if k not in ("format", "state")} == {
-        k: v for k, v in data.items() if k not in ("format", "state")
+    current = bandit.to_dict()
+    assert current["format"] == FORMAT
+    assert {k: v for k, v in current.items() if k not in ("format", "state", "policy")} == {
+        k: v for k, v in data.items() if k not in ("format", "state", "policy")
     }
+    # The policy as written; parameters added since (reward_range) are listed with their defaults.
+    stored, policy = data["policy"], current["policy"]
+    assert policy["name"] == stored["name"]
+    assert all(policy["params"][key] == value for key, value in stored["params"].items())
+    assert bk.make_policy(stored) == bandit.policy
     # Written again in the current format, it is the same bandit: the same next decisions as then.
     again = bk.Bandit.from_json(bandit.to_json())
     for restored in (bandit, again):

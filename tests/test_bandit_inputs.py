@@ -407,10 +407,12 @@ def test_gaussian_thompson_with_rewards_of_1e12():
     assert big.mean == pytest.approx(1e12, rel=1e-15) and small.mean == 2.0
     assert big.low < 1e12 < big.high and math.isfinite(big.high - big.low)
     posterior = bandit.policy.posterior(bandit.state)
-    # Posterior mean: the sample mean shrunk by prior_count 0.01 towards 0 (6 / 6.01 of it).
-    assert posterior.loc[0, 0] == pytest.approx(1e12 * 6 / 6.01, rel=1e-12)
+    # Posterior mean: the sample mean shrunk by prior_count 1 towards the mean of all nine rewards.
+    everything = (rewards.sum() + 6.0) / 9
+    assert posterior.loc[0, 0] == pytest.approx((everything + rewards.sum()) / 7, rel=1e-12)
     assert np.isfinite(posterior.scale).all() and (posterior.scale > 0).all()
+    # The prior is as wide as all nine rewards (1e12 apart): three rewards of 1-3 leave "small" a 0.8% chance.
     probabilities = bandit.probabilities()
-    assert probabilities["big"] == pytest.approx(1.0, abs=1e-9) and math.isfinite(probabilities["small"])
+    assert probabilities["big"] > 0.99 and math.isfinite(probabilities["small"])
     assert bandit.select().arm == "big"
     assert bk.Bandit.from_json(bandit.to_json()).to_json() == bandit.to_json()

@@ -286,8 +286,37 @@ def kl_ucb_argmax(pointers, pulls, reward_sums, c, mask):
 
 @numba.njit(cache=True)
 def gaussian_thompson_argmax(pointers, pulls, sums, sq_sums, prior_mean, prior_count, prior_shape, prior_rate, mask):
-    """Largest Student-t posterior draw of the mean among allowed arms; draws every arm in order."""
+    """Largest Student-t posterior draw of the mean among allowed arms; draws every arm in order.
+
+    A NaN ``prior_mean`` or ``prior_rate`` is set from all arms' rewards, as ``GaussianThompsonSampling.prior``;
+    with a NaN ``prior_rate`` an arm's posterior is widened to the common-variance one, as in its ``posterior``.
+    """
     rng = _generator(pointers)
+    widen = math.isnan(prior_rate)
+    all_pulls = 0.0
+    if math.isnan(prior_mean) or widen:
+        all_sums, all_sq_sums = 0.0, 0.0
+        for arm in range(pulls.shape[1]):
+            all_pulls += pulls[0, arm]
+            all_sums += sums[0, arm]
+            all_sq_sums += sq_sums[0, arm]
+        pooled_mean = all_sums / all_pulls if all_pulls > 0 else 0.0
+        pooled_spread = max(all_sq_sums - all_sums * pooled_mean, 0.0)
+        variance = pooled_spread / max(all_pulls - 1.0, 1.0) if pooled_spread > 0 else 1.0
+        if math.isnan(prior_mean):
+            prior_mean = pooled_mean
+        if widen:
+            prior_rate = prior_shape * variance
+    common_variance = 1.0
+    if widen:
+        common = 0.0
+        for arm in range(pulls.shape[1]):
+            n, total = pulls[0, arm], sums[0, arm]
+            mean = total / n if n > 0 else 0.0
+            spread = max(sq_sums[0, arm] - total * mean, 0.0)
+            common += spread + prior_count * n * (mean - prior_mean) ** 2 / (prior_count + n)
+        if common > 0:
+            common_variance = common / all_pulls
     best_arm, best = -1, -np.inf
     for arm in range(pulls.shape[1]):
         n, total = pulls[0, arm], sums[0, arm]
@@ -297,7 +326,12 @@ def gaussian_thompson_argmax(pointers, pulls, sums, sq_sums, prior_mean, prior_c
         spread = max(sq_sums[0, arm] - total * mean, 0.0)
         shape = prior_shape + n / 2
         rate = prior_rate + spread / 2 + prior_count * n * (mean - prior_mean) ** 2 / (2 * count)
-        draw = loc + math.sqrt(rate / (shape * count)) * rng.standard_t(2 * shape)
+        scale, dof = math.sqrt(rate / (shape * count)), 2 * shape
+        if widen:
+            common_scale = math.sqrt(common_variance / count)
+            if common_scale > scale:
+                scale, dof = common_scale, 2 * prior_shape + all_pulls
+        draw = loc + scale * rng.standard_t(dof)
         if mask[0, arm] and (best_arm < 0 or draw > best):
             best_arm, best = arm, draw
     return best_arm

@@ -67,7 +67,10 @@ class Policy(ABC):
     #: True for policies that need a context vector on every call.
     contextual: ClassVar[bool] = False
     #: Closed interval of rewards the policy accepts; others are rejected at the boundary.
-    reward_bounds: ClassVar[tuple[float, float]] = (-np.inf, np.inf)
+    reward_bounds: tuple[float, float] = (-np.inf, np.inf)
+    #: The interval a policy of bounded rewards maps onto [0, 1] before learning (``policies/bounded.py``);
+    #: None for a policy that learns rewards as they come.
+    reward_range: tuple[float, float] | None = None
     #: State keys whose arrays have no arm axis (e.g. a global step counter).
     shared_keys: ClassVar[frozenset[str]] = frozenset()
     #: True when ``update`` needs the propensity each arm was chosen with (EXP3).
@@ -77,8 +80,12 @@ class Policy(ABC):
 
     # ---- hyperparameters -------------------------------------------------
     def get_params(self) -> dict[str, Any]:
-        """Constructor arguments as JSON-ready values: ``type(self)(**p.get_params())`` rebuilds it."""
-        return {name: getattr(self, name) for name in parameter_names(type(self))}
+        """Constructor arguments as JSON-ready values: ``type(self)(**p.get_params())`` rebuilds it.
+
+        A pair (``reward_range``) is given as a list, the form it has after a trip through JSON.
+        """
+        params = {name: getattr(self, name) for name in parameter_names(type(self))}
+        return {name: list(value) if isinstance(value, tuple) else value for name, value in params.items()}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
@@ -88,7 +95,7 @@ class Policy(ABC):
         return type(self) is type(other) and self.get_params() == other.get_params()
 
     def __hash__(self) -> int:
-        return hash((type(self), tuple(sorted(self.get_params().items()))))
+        return hash((type(self), repr(sorted(self.get_params().items()))))
 
     # ---- state -----------------------------------------------------------
     @abstractmethod
@@ -162,6 +169,10 @@ class Policy(ABC):
     @abstractmethod
     def means(self, state: State, context: FloatArray | None = None) -> FloatArray:
         """Point estimate of each arm's expected reward, shape (B or n, K)."""
+
+    def reward_advice(self) -> str:
+        """What to change when a reward falls outside ``reward_bounds``, appended to the error ('' if nothing)."""
+        return ""
 
     def diagnostics(self, state: State, arm_names: list[str] | None = None) -> dict[str, FloatArray]:
         """Per-arm numerical health, each array (B, K), for ``Bandit.stats()``; may warn about an arm."""

@@ -8,6 +8,8 @@ their theorem).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from .._typing import FloatArray
@@ -35,6 +37,8 @@ class BayesUCB(IndexPolicy):
         Exponent of the log-horizon factor.
     horizon : int >= 2 or None
         The number of rounds n, when known.
+    reward_range : (low, high), default (0, 1)
+        The interval rewards come in; they are learned mapped onto [0, 1], the scale of the Beta posterior.
 
     >>> import numpy as np
     >>> policy = BayesUCB()
@@ -45,9 +49,10 @@ class BayesUCB(IndexPolicy):
 
     name = "bayes_ucb"
 
-    def __init__(self, c: float = 0.0, horizon: int | None = None):
+    def __init__(self, c: float = 0.0, horizon: int | None = None, reward_range: Sequence[float] = (0.0, 1.0)):
         self.c = check_real("c", c, low=0.0)
         self.horizon = None if horizon is None else check_int("horizon", horizon, low=2)
+        super().__init__(reward_range)
 
     def quantile_level(self, state: State) -> FloatArray:
         """Level 1 - 1 / (t (log n)^c) of the round being decided, per state row, shape (B, 1)."""
@@ -65,5 +70,6 @@ class BayesUCB(IndexPolicy):
         indices: FloatArray = betaincinv(1.0 + successes, 1.0 + pulls - successes, level)
         return indices
 
-    def means(self, state: State, context: FloatArray | None = None) -> FloatArray:
-        return (1.0 + state["reward_sums"]) / (2.0 + state["pulls"])
+    def unit_means(self, state: State) -> FloatArray:
+        unit_means: FloatArray = (1.0 + state["reward_sums"]) / (2.0 + state["pulls"])
+        return unit_means

@@ -8,6 +8,7 @@ sliding-window UCB.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import ModuleType
 
 import numpy as np
@@ -15,20 +16,22 @@ import numpy as np
 from .._typing import BoolArray, FloatArray, IntArray
 from .._validation import check_int, check_real
 from . import _jit
-from .base import ORDERED, Policy, State, arm_sums, batch_rows, empirical_means
+from .base import ORDERED, State, arm_sums, batch_rows, empirical_means
+from .bounded import BoundedPolicy
 from .registry import register
 from .thompson import beta_argmax, beta_max_probabilities
 from .ucb import IndexPolicy
 
 
 @register
-class DiscountedThompsonSampling(Policy):
+class DiscountedThompsonSampling(BoundedPolicy):
     """Beta Thompson sampling whose success and failure counts all decay by ``gamma`` per reward.
 
     Each reward first multiplies every arm's discounted counts by gamma, then
     adds (r, 1 - r) to the played arm; the posterior is Beta(prior_alpha +
     successes, prior_beta + failures). n rewards applied at once give exactly
-    the same state as n applied one by one (weights gamma^(n-1-i)).
+    the same state as n applied one by one (weights gamma^(n-1-i)). Rewards in
+    another interval ``reward_range`` are mapped onto [0, 1] first.
 
     >>> import numpy as np
     >>> policy = DiscountedThompsonSampling(gamma=0.5)
@@ -38,14 +41,20 @@ class DiscountedThompsonSampling(Policy):
     """
 
     name = "discounted_thompson"
-    reward_bounds = (0.0, 1.0)
     #: Each reward multiplies every count by gamma: a delta is exact only against the state it came from.
     merge_rule = ORDERED
 
-    def __init__(self, gamma: float = 0.99, prior_alpha: float = 1.0, prior_beta: float = 1.0):
+    def __init__(
+        self,
+        gamma: float = 0.99,
+        prior_alpha: float = 1.0,
+        prior_beta: float = 1.0,
+        reward_range: Sequence[float] = (0.0, 1.0),
+    ):
         self.gamma = check_real("gamma", gamma, low=0.0, high=1.0, low_open=True)
         self.prior_alpha = check_real("prior_alpha", prior_alpha, low=0.0, low_open=True)
         self.prior_beta = check_real("prior_beta", prior_beta, low=0.0, low_open=True)
+        super().__init__(reward_range)
 
     def init_state(self, n_arms: int, batch: int = 1, n_features: int | None = None) -> State:
         return {"successes": np.zeros((batch, n_arms)), "failures": np.zeros((batch, n_arms))}
@@ -61,19 +70,11 @@ class DiscountedThompsonSampling(Policy):
     ) -> IntArray:
         return beta_argmax(*self.posterior(state), rng, mask)
 
-    def update(
-        self,
-        state: State,
-        arms: IntArray,
-        rewards: FloatArray,
-        *,
-        propensities: FloatArray | None = None,
-        context: FloatArray | None = None,
-    ) -> State:
+    def learn(self, state: State, arms: IntArray, rewards: FloatArray, propensities: FloatArray | None) -> State:
         batch, n_arms = state["successes"].shape
         n = arms.shape[0]
         if batch == 1 and n == 1:
-            return self.update_one(state, int(arms[0]), float(rewards[0]))
+            return self.learn_one(state, int(arms[0]), float(rewards[0]), None)
         if batch == 1:
             # Row i is followed by n-1-i later rewards, each discounting it once more.
             weights = self.gamma ** np.arange(n - 1, -1, -1, dtype=np.float64)
@@ -85,22 +86,14 @@ class DiscountedThompsonSampling(Policy):
             "failures": decay * state["failures"] + arm_sums(state, arms, weights * (1 - rewards), n_arms),
         }
 
-    def update_one(
-        self,
-        state: State,
-        arm: int,
-        reward: float,
-        *,
-        propensity: float | None = None,
-        context: FloatArray | None = None,
-    ) -> State:
-        """The same as :meth:`update` for one reward into one state: discount every count, add to one arm."""
+    def learn_one(self, state: State, arm: int, reward: float, propensity: float | None) -> State:
+        """The same as :meth:`learn` for one reward into one state: discount every count, add to one arm."""
         successes, failures = self.gamma * state["successes"], self.gamma * state["failures"]
         successes[0, arm] += reward
         failures[0, arm] += 1 - reward
         return {"successes": successes, "failures": failures}
 
-    def means(self, state: State, context: FloatArray | None = None) -> FloatArray:
+    def unit_means(self, state: State) -> FloatArray:
         alpha, beta = self.posterior(state)
         means: FloatArray = alpha / (alpha + beta)
         return means
@@ -112,7 +105,8 @@ class SlidingWindowUCB(IndexPolicy):
 
     The state keeps the window as a ring buffer (arms and rewards) beside the
     windowed per-arm counts and sums; a new reward adds its delta and evicts
-    the oldest entry's. Arms absent from the window are tried first.
+    the oldest entry's. Arms absent from the window are tried first. Rewards
+    in ``reward_range`` are kept mapped onto [0, 1], the scale of the bonus.
 
     >>> import numpy as np
     >>> policy = SlidingWindowUCB(window=2)
@@ -126,9 +120,10 @@ class SlidingWindowUCB(IndexPolicy):
     #: A reward overwrites the ring slot ``steps % window``: a delta is exact only against the state it came from.
     merge_rule = ORDERED
 
-    def __init__(self, window: int = 1000, xi: float = 0.6):
+    def __init__(self, window: int = 1000, xi: float = 0.6, reward_range: Sequence[float] = (0.0, 1.0)):
         self.window = check_int("window", window, low=1)
         self.xi = check_real("xi", xi, low=0.0, low_open=True)
+        super().__init__(reward_range)
 
     def init_state(self, n_arms: int, batch: int = 1, n_features: int | None = None) -> State:
         state = super().init_state(n_arms, batch)
@@ -157,18 +152,10 @@ class SlidingWindowUCB(IndexPolicy):
         )
         return arm
 
-    def update(
-        self,
-        state: State,
-        arms: IntArray,
-        rewards: FloatArray,
-        *,
-        propensities: FloatArray | None = None,
-        context: FloatArray | None = None,
-    ) -> State:
+    def learn(self, state: State, arms: IntArray, rewards: FloatArray, propensities: FloatArray | None) -> State:
         batch, n_arms = state["pulls"].shape
         if batch == 1 and arms.shape[0] == 1:
-            return self.update_one(state, int(arms[0]), float(rewards[0]))
+            return self.learn_one(state, int(arms[0]), float(rewards[0]), None)
         rows = batch_rows(state, arms.shape[0])
         # Rows that a later row of the same batch would evict never enter the window.
         skipped = max(arms.shape[0] - self.window, 0) if batch == 1 else 0
@@ -195,16 +182,8 @@ class SlidingWindowUCB(IndexPolicy):
             new[key] = np.maximum(state[key] + delta, 0.0)
         return new
 
-    def update_one(
-        self,
-        state: State,
-        arm: int,
-        reward: float,
-        *,
-        propensity: float | None = None,
-        context: FloatArray | None = None,
-    ) -> State:
-        """The same delta as :meth:`update` for one reward into one state, on scalars."""
+    def learn_one(self, state: State, arm: int, reward: float, propensity: float | None) -> State:
+        """The same delta as :meth:`learn` for one reward into one state, on scalars."""
         step = int(state["steps"][0])
         slot = step % self.window
         new = {key: value.copy() for key, value in state.items()}

@@ -7,6 +7,7 @@ Sampling for the Multi-armed Bandit Problem" (COLT 2012).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import ModuleType
 
 import numpy as np
@@ -16,6 +17,7 @@ from .._validation import check_real
 from . import _jit
 from ._maxprob import BetaPosteriors, StudentPosteriors, broadcast_rows, max_probabilities
 from .base import State, batch_rows
+from .bounded import BoundedCountPolicy
 from .counts import CountPolicy
 from .registry import register
 
@@ -38,13 +40,14 @@ def beta_max_probabilities(alpha: np.ndarray, beta: np.ndarray, mask: np.ndarray
 
 
 @register
-class ThompsonSampling(CountPolicy):
+class ThompsonSampling(BoundedCountPolicy):
     """Beta-Bernoulli Thompson sampling with a Beta(prior_alpha, prior_beta) prior per arm.
 
     Each round draws one success rate per arm from its posterior and plays the
     largest. Rewards in [0, 1] use the *fractional* update (alpha += r,
     beta += 1 - r): exact for 0/1 rewards, deterministic and additive for
     fractional ones (unlike the Bernoulli trick, which spends randomness).
+    Rewards in another interval ``reward_range`` are mapped onto [0, 1] first.
 
     >>> import numpy as np
     >>> policy = ThompsonSampling()
@@ -54,11 +57,11 @@ class ThompsonSampling(CountPolicy):
     """
 
     name = "thompson"
-    reward_bounds = (0.0, 1.0)
 
-    def __init__(self, prior_alpha: float = 1.0, prior_beta: float = 1.0):
+    def __init__(self, prior_alpha: float = 1.0, prior_beta: float = 1.0, reward_range: Sequence[float] = (0.0, 1.0)):
         self.prior_alpha = check_real("prior_alpha", prior_alpha, low=0.0, low_open=True)
         self.prior_beta = check_real("prior_beta", prior_beta, low=0.0, low_open=True)
+        super().__init__(reward_range)
 
     def posterior(self, state: State) -> tuple[np.ndarray, np.ndarray]:
         """Beta parameters (alpha, beta), each (B, K)."""
@@ -90,7 +93,7 @@ class ThompsonSampling(CountPolicy):
             self.prior_beta,
         )
 
-    def means(self, state: State, context: FloatArray | None = None) -> FloatArray:
+    def unit_means(self, state: State) -> FloatArray:
         alpha, beta = self.posterior(state)
         means: FloatArray = alpha / (alpha + beta)
         return means
@@ -100,20 +103,48 @@ class ThompsonSampling(CountPolicy):
 class GaussianThompsonSampling(CountPolicy):
     """Thompson sampling for real-valued rewards of unknown mean and variance (Normal-Gamma prior).
 
-    Prior: precision ~ Gamma(prior_shape, prior_rate), mean | precision ~
-    Normal(prior_mean, 1 / (prior_count * precision)). The posterior of each
-    arm's mean is a Student-t, drawn directly. State is counts, sums and sums
-    of squares, so updates add; the spread is computed as
-    max(sum_sq - sum^2 / n, 0), which stays finite for rewards up to 1e100.
+    Prior per arm: precision ~ Gamma(prior_shape, rate), mean | precision ~
+    Normal(location, 1 / (prior_count * precision)); the posterior of each
+    arm's mean is a Student-t with 2 * prior_shape + n degrees of freedom,
+    drawn directly. By default the prior takes its location and scale from the
+    rewards of all arms so far (empirical Bayes): the location is their mean
+    and the rate prior_shape times their variance, so the prior is as wide as
+    the rewards are, whatever their unit. An arm's posterior is then never
+    narrower than the one a single variance shared by all arms gives (learned
+    from every reward, 2 * prior_shape + N degrees of freedom): a run of equal
+    rewards (no conversion yet) does not make an arm look certain. Multiplying
+    every reward by c > 0 and adding d changes no decision and no propensity.
+    Before two different rewards have been seen the scale is 1; every arm then
+    has the same location, so that unit cannot change a decision either.
+    ``prior_mean`` and ``prior_rate`` fix the prior instead; with a fixed
+    ``prior_rate`` the posterior is the plain conjugate one. See
+    docs/policies.md, "Gaussian Thompson sampling's prior", for the reasons.
+
+    State is counts, sums and sums of squares, so updates add (the prior is a
+    function of those sums); spreads are computed as max(sum_sq - sum^2 / n,
+    0), which stays finite for rewards up to 1e100.
+
+    Parameters
+    ----------
+    prior_mean : float or None
+        Location of the prior on each arm's mean; None: the mean of every reward so far (0 before any).
+    prior_count : float > 0
+        How many rewards the prior on the mean is worth.
+    prior_shape : float > 0
+        Gamma shape of the prior on the precision: the prior variance is worth 2 * prior_shape rewards.
+    prior_rate : float > 0 or None
+        Gamma rate of the prior on the precision; None: prior_shape times the variance of every reward so far.
 
     Reference: Murphy, "Conjugate Bayesian analysis of the Gaussian
-    distribution" (2007), section 3; Honda & Takemura (2014).
+    distribution" (2007), section 3; Honda & Takemura (2014); Efron & Morris
+    (1973) and Smyth (2004) for priors estimated from all arms; Agrawal &
+    Goyal (2013) for Gaussian posteriors with one variance for all arms.
 
     >>> import numpy as np
     >>> policy = GaussianThompsonSampling()
-    >>> state = policy.update(policy.init_state(2), np.array([1, 1]), np.array([10.0, 12.0]))
-    >>> policy.means(state).round(2).tolist()
-    [[0.0, 10.95]]
+    >>> state = policy.update(policy.init_state(2), np.array([0, 1, 1]), np.array([0.0, 10.0, 12.0]))
+    >>> policy.means(state).round(2).tolist()  # shrunk towards the mean of all rewards, 22 / 3
+    [[3.67, 9.78]]
     """
 
     name = "gaussian_thompson"
@@ -121,23 +152,54 @@ class GaussianThompsonSampling(CountPolicy):
     squares = True
 
     def __init__(
-        self, prior_mean: float = 0.0, prior_count: float = 0.01, prior_shape: float = 1.0, prior_rate: float = 1.0
+        self,
+        prior_mean: float | None = None,
+        prior_count: float = 1.0,
+        prior_shape: float = 1.0,
+        prior_rate: float | None = None,
     ):
-        self.prior_mean = check_real("prior_mean", prior_mean)
+        self.prior_mean = None if prior_mean is None else check_real("prior_mean", prior_mean)
         self.prior_count = check_real("prior_count", prior_count, low=0.0, low_open=True)
         self.prior_shape = check_real("prior_shape", prior_shape, low=0.0, low_open=True)
-        self.prior_rate = check_real("prior_rate", prior_rate, low=0.0, low_open=True)
+        self.prior_rate = None if prior_rate is None else check_real("prior_rate", prior_rate, low=0.0, low_open=True)
+
+    def prior(self, state: State) -> tuple[FloatArray | float, FloatArray | float]:
+        """The prior's location and Gamma rate: the fixed values, or per state row (B, 1) from all its rewards."""
+        if self.prior_mean is not None and self.prior_rate is not None:
+            return self.prior_mean, self.prior_rate
+        pulls = state["pulls"].sum(axis=1, keepdims=True)
+        sums = state["reward_sums"].sum(axis=1, keepdims=True)
+        mean = np.divide(sums, pulls, out=np.zeros_like(sums), where=pulls > 0)
+        spread = np.maximum(state["reward_sq_sums"].sum(axis=1, keepdims=True) - sums * mean, 0.0)
+        variance = np.divide(spread, np.maximum(pulls - 1.0, 1.0), out=np.ones_like(spread), where=spread > 0)
+        location = mean if self.prior_mean is None else self.prior_mean
+        rate = self.prior_shape * variance if self.prior_rate is None else self.prior_rate
+        return location, rate
 
     def posterior(self, state: State) -> StudentPosteriors:
         """Student-t posterior of each arm's mean: loc, scale and degrees of freedom, each (B, K)."""
+        prior_mean, prior_rate = self.prior(state)
         pulls, sums = state["pulls"], state["reward_sums"]
         count = self.prior_count + pulls
-        loc = (self.prior_count * self.prior_mean + sums) / count
+        loc = (self.prior_count * prior_mean + sums) / count
         mean = np.divide(sums, pulls, out=np.zeros_like(sums), where=pulls > 0)
         spread = np.maximum(state["reward_sq_sums"] - sums * mean, 0.0)
         shape = self.prior_shape + pulls / 2
-        rate = self.prior_rate + spread / 2 + self.prior_count * pulls * (mean - self.prior_mean) ** 2 / (2 * count)
-        return StudentPosteriors(loc, np.sqrt(rate / (shape * count)), 2 * shape)
+        rate = prior_rate + spread / 2 + self.prior_count * pulls * (mean - prior_mean) ** 2 / (2 * count)
+        scale, dof = np.sqrt(rate / (shape * count)), 2 * shape
+        if self.prior_rate is not None:
+            return StudentPosteriors(loc, scale, dof)
+        # The same means under one variance for all arms, learned from every reward: squared distances of the
+        # rewards and of the prior's pseudo-reward from each arm's posterior mean (the conjugate rate's terms),
+        # over N. An arm is never taken to be surer of its mean than that model is.
+        rewards = pulls.sum(axis=1, keepdims=True)
+        common = (spread + self.prior_count * pulls * (mean - prior_mean) ** 2 / count).sum(axis=1, keepdims=True)
+        variance = np.divide(common, rewards, out=np.ones_like(common), where=common > 0)
+        common_scale = np.sqrt(variance / count)
+        wider = common_scale > scale
+        return StudentPosteriors(
+            loc, np.where(wider, common_scale, scale), np.where(wider, 2 * self.prior_shape + rewards, dof)
+        )
 
     def probabilities(self, state: State, mask: BoolArray, context: FloatArray | None = None) -> FloatArray:
         t = self.posterior(state)
@@ -166,10 +228,10 @@ class GaussianThompsonSampling(CountPolicy):
             state["pulls"],
             state["reward_sums"],
             state["reward_sq_sums"],
-            self.prior_mean,
+            np.nan if self.prior_mean is None else self.prior_mean,  # NaN: the kernel sets it from the rewards
             self.prior_count,
             self.prior_shape,
-            self.prior_rate,
+            np.nan if self.prior_rate is None else self.prior_rate,
             mask,
         )
         return arm

@@ -9,6 +9,7 @@ Cappé, "The KL-UCB Algorithm for Bounded Stochastic Bandits and Beyond"
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Sequence
 from types import ModuleType
 
 import numpy as np
@@ -17,14 +18,16 @@ from .._typing import BoolArray, FloatArray, IntArray
 from .._validation import check_real
 from . import _jit
 from .base import State, argmax_probabilities, argmax_random_ties, empirical_means
-from .counts import CountPolicy
+from .bounded import BoundedCountPolicy
 from .registry import register
 
 
-class IndexPolicy(CountPolicy):
-    """A policy that plays the argmax of a per-arm index, ties broken uniformly at random."""
+class IndexPolicy(BoundedCountPolicy):
+    """A policy that plays the argmax of a per-arm index, ties broken uniformly at random.
 
-    reward_bounds = (0.0, 1.0)
+    Its rewards lie in ``reward_range`` (default (0, 1)) and are learned mapped onto [0, 1], so
+    indices are on that unit scale (see ``policies/bounded.py``).
+    """
 
     @abstractmethod
     def indices(self, state: State) -> np.ndarray:
@@ -45,6 +48,8 @@ def _rows(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
 @register
 class UCB1(IndexPolicy):
     """UCB1: mean + sqrt(2 ln t / n), natural log, every arm played once first.
+
+    The mean is of rewards mapped from ``reward_range`` onto [0, 1], where the bonus is calibrated.
 
     >>> import numpy as np
     >>> policy = UCB1()
@@ -83,7 +88,7 @@ def bernoulli_kl(p: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 @register
 class KLUCB(IndexPolicy):
-    """KL-UCB for rewards in [0, 1]: the largest q with n * kl(mean, q) <= ln t + c ln ln t.
+    """KL-UCB: the largest q with n * kl(mean, q) <= ln t + c ln ln t, for rewards mapped onto [0, 1].
 
     Solved by 50 bisection steps (error below 1e-15), vectorized over arms and rows.
     ``c = 0`` is the choice Garivier & Cappé recommend in practice (c = 3 in their theorem).
@@ -97,8 +102,9 @@ class KLUCB(IndexPolicy):
 
     name = "kl_ucb"
 
-    def __init__(self, c: float = 0.0):
+    def __init__(self, c: float = 0.0, reward_range: Sequence[float] = (0.0, 1.0)):
         self.c = check_real("c", c, low=0.0)
+        super().__init__(reward_range)
 
     def indices(self, state: State) -> FloatArray:
         pulls = state["pulls"]

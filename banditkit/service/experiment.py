@@ -101,7 +101,8 @@ def build_bandit(spec: ExperimentCreate) -> Bandit:
         low, high = policy.reward_bounds
         if not low <= spec.default_reward <= high:
             raise InvalidRequestError(
-                f"default_reward must be in [{low}, {high}] for policy {policy.name!r}, got {spec.default_reward!r}",
+                f"default_reward must be in [{low}, {high}] for policy {policy.name!r}, got {spec.default_reward!r}"
+                f"{policy.reward_advice()}",
                 "default_reward",
             )
     try:

@@ -272,13 +272,16 @@ def _follow(
 
 
 def _out_of_range(item: RewardRequest, experiment: Experiment) -> RewardResult | None:
-    low, high = experiment.bandit.policy.reward_bounds
+    policy = experiment.bandit.policy
+    low, high = policy.reward_bounds
     if low <= item.value <= high:
         return None
     return RewardResult(
         decision_id=item.decision_id,
         status=422,
-        detail=(f"value must be in [{low}, {high}] for policy {experiment.bandit.policy.name!r}, got {item.value!r}"),
+        detail=(
+            f"value must be in [{low}, {high}] for policy {policy.name!r}, got {item.value!r}{policy.reward_advice()}"
+        ),
     )
 
 

@@ -24,7 +24,10 @@ class Body(BaseModel):
 
 class PolicySpec(Body):
     name: str = Field("thompson", description="registry name, e.g. thompson, ucb1, epsilon_greedy, linucb")
-    params: dict[str, Any] = Field(default_factory=dict, description="constructor arguments of the policy")
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description='constructor arguments of the policy, e.g. {"reward_range": [0, 500]} for rewards from 0 to 500',
+    )
 
 
 class ExperimentCreate(Body):

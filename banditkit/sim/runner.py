@@ -161,8 +161,12 @@ def check_compatible(name: str, policy: Policy, env: Environment) -> None:
     if reason is None:
         return
     fitting = [key for key, cls in sorted(REGISTRY.items()) if incompatibility(cls, env) is None]
+    # A reward range helps only a policy that fails on rewards the environment bounds.
+    advice = ""
+    if not (policy.contextual and env.n_features is None) and np.isfinite(env.reward_bounds).all():
+        advice = policy.reward_advice()
     raise InvalidParameterError(
-        f"policy {name!r} ({policy.name}) {reason}; policies that fit this environment: {', '.join(fitting)}"
+        f"policy {name!r} ({policy.name}) {reason}{advice}; policies that fit this environment: {', '.join(fitting)}"
     )
 
 

@@ -36,7 +36,7 @@ GOLDEN = {
     "discounted_thompson": ("cacccccbccbccccccccabccccbbbbc", (0.024279436247, 0.363390603382, 0.612329960371)),
     "epsilon_greedy": ("ccccaccccccccccccccccccccccccc", (0.1 / 3, 0.1 / 3, 0.9 + 0.1 / 3)),
     "exp3": ("baaaccbcbccacacacbbbaacccbcccc", (0.211694447867, 0.303849376183, 0.48445617595)),
-    "gaussian_thompson": ("bacabaaacabcacccaaccccccbacccc", (0.056244194657, 0.062072336731, 0.881683468612)),
+    "gaussian_thompson": ("bacacaaacabcacacaaccccccbacccc", (0.083317984709, 0.097071026774, 0.819610988516)),
     "kl_ucb": ("acbbcbbbbbbccccccbcccccccccacc", (0.0, 0.0, 1.0)),
     "sliding_window_ucb": ("acbbcbbbbccccbcccacccbbbcccccc", (0.0, 0.0, 1.0)),
     "softmax": ("baaacccccccccccccccccccccccccc", (0.00031043248, 0.00031043248, 0.999379135039)),
@@ -58,6 +58,19 @@ def test_golden_sequence(name, jit_mode):
     assert "".join("abc"[arm] for arm in arms) == expected_arms
     probabilities = bandit.probabilities()
     np.testing.assert_allclose([probabilities[arm] for arm in "abc"], expected_probabilities, rtol=0, atol=1e-9)
+
+
+def test_gaussian_thompson_with_the_former_unit_prior_keeps_its_golden_sequence(jit_mode):
+    """Experiments stored with the former default prior (its parameters spelled out, as every stored policy
+    has them) decide as they did: the prior set from the rewards is the default only, not a change of them."""
+    policy = {"name": "gaussian_thompson", "params": {"prior_mean": 0.0, "prior_count": 0.01, "prior_rate": 1.0}}
+    bandit = bk.Bandit(["a", "b", "c"], policy=policy, seed=0)
+    arms, _ = bernoulli_run(bandit, 30, env_seed=2024, means=(0.2, 0.5, 0.7))
+    assert "".join("abc"[arm] for arm in arms) == "bacabaaacabcacccaaccccccbacccc"
+    probabilities = bandit.probabilities()
+    np.testing.assert_allclose(
+        [probabilities[arm] for arm in "abc"], (0.056244194657, 0.062072336731, 0.881683468612), rtol=0, atol=1e-9
+    )
 
 
 # ---- hand-computed values ------------------------------------------------------------------------

@@ -25,15 +25,15 @@ MODEL = {"estimator": DecisionTreeRegressor(max_depth=3), "refit_every": 4, "ref
 #: Each registered policy, with the hyperparameters that change how its state merges, and the merge rule it
 #: must declare for them.
 CASES: dict[str, list[tuple[dict[str, Any], str]]] = {
-    "thompson": [({}, ADDITIVE)],
-    "gaussian_thompson": [({}, ADDITIVE)],
+    "thompson": [({}, ADDITIVE), ({"reward_range": (0.0, 500.0)}, ADDITIVE)],
+    "gaussian_thompson": [({}, ADDITIVE), ({"prior_mean": 0.0, "prior_rate": 1.0}, ADDITIVE)],
     "epsilon_greedy": [({"epsilon": 0.3, "decay": 0.1}, ADDITIVE)],
     "softmax": [({}, ADDITIVE)],
-    "ucb1": [({}, ADDITIVE)],
+    "ucb1": [({}, ADDITIVE), ({"reward_range": (-2.0, 8.0)}, ADDITIVE)],
     "bayes_ucb": [({}, ADDITIVE)],
     "kl_ucb": [({}, ADDITIVE)],
-    "exp3": [({"gamma": 0.3}, ADDITIVE)],
-    "discounted_thompson": [({"gamma": 0.8}, ORDERED)],
+    "exp3": [({"gamma": 0.3}, ADDITIVE), ({"gamma": 0.3, "reward_range": (-2.0, 8.0)}, ADDITIVE)],
+    "discounted_thompson": [({"gamma": 0.8}, ORDERED), ({"gamma": 0.8, "reward_range": (0.0, 500.0)}, ORDERED)],
     "sliding_window_ucb": [({"window": 7}, ORDERED)],
     "linucb": [({}, ADDITIVE), ({"standardize": True}, ORDERED)],
     "lints": [({}, ADDITIVE), ({"standardize": True}, ORDERED)],

@@ -39,14 +39,14 @@ MODEL = {"estimator": TREE, "refit_every": 4, "refit_fraction": 0.5}
 #: Every registered policy with the hyperparameters it is served with here; a policy missing from this
 #: table fails ``test_every_registered_policy_has_a_case``.
 CASES: dict[str, list[dict[str, Any]]] = {
-    "thompson": [{}],
+    "thompson": [{}, {"reward_range": [0.0, 500.0]}],
     "gaussian_thompson": [{}],
     "epsilon_greedy": [{"epsilon": 0.3, "decay": 0.1}],
     "softmax": [{"temperature": 0.5}],
     "ucb1": [{}],
     "bayes_ucb": [{}],
     "kl_ucb": [{}],
-    "exp3": [{"gamma": 0.3}],
+    "exp3": [{"gamma": 0.3}, {"gamma": 0.3, "reward_range": [-2.0, 8.0]}],
     "discounted_thompson": [{"gamma": 0.9}],
     "sliding_window_ucb": [{"window": 7}],
     "linucb": [{}, {"standardize": True}],
@@ -80,10 +80,11 @@ def test_every_registered_policy_has_a_case():
 
 
 def reward_values(policy: bk.Bandit, rng: np.random.Generator, n: int) -> np.ndarray:
-    """Rewards the policy accepts: multiples of 1/8 in [0, 1], or real values rounded to 1e-3."""
-    low, high = policy.policy.reward_bounds
-    if low >= 0.0 and high <= 1.0:
-        return rng.integers(0, 9, n) / 8
+    """Rewards the policy accepts: multiples of 1/8 of its ``reward_range`` (exact on [0, 1] once mapped), or
+    real values rounded to 1e-3."""
+    if policy.policy.reward_range is not None:
+        low, high = policy.policy.reward_range
+        return low + (high - low) * rng.integers(0, 9, n) / 8
     return np.round(rng.normal(0.5, 1.0, n), 3)
 
 

@@ -113,7 +113,8 @@ class BoundedPolicy(Policy):
         propensity: float | None = None,
         context: FloatArray | None = None,
     ) -> State:
-        return self.learn_one(state, arm, self.to_unit(reward), propensity)
+        low, high = self.reward_range  # to_unit, inline: this runs once per served reward
+        return self.learn_one(state, arm, (reward - low) / (high - low), propensity)
 
     def means(self, state: State, context: FloatArray | None = None) -> FloatArray:
         low, high = self.reward_range

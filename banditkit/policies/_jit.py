@@ -51,7 +51,11 @@ def kernels() -> ModuleType | None:
 
 
 def load() -> ModuleType | None:
-    """Load the compiled kernels now; None when numba is absent or the compiled path is switched off."""
+    """Load the compiled kernels now; None when numba is absent or the compiled path is switched off.
+
+    One small kernel is called here, so that readying numba's compiler (most of the cost of loading)
+    happens now rather than in the first compiled decision.
+    """
     global _kernels, _unavailable
     if _kernels is None and not _unavailable:
         if os.environ.get("BANDITKIT_DISABLE_JIT", "") not in ("", "0"):
@@ -62,6 +66,7 @@ def load() -> ModuleType | None:
         except ImportError:
             _unavailable = True
             return None
+        _jit_kernels.inverse_cdf(np.ones(1), 0.0)
         _kernels = _jit_kernels
     return _kernels
 

@@ -125,7 +125,12 @@ print(first, time.perf_counter() - start)
 def first_decision_seconds(cache_dir: Path) -> tuple[float, float]:
     """In a fresh interpreter with numba's cache in ``cache_dir``: seconds to a first decision (import,
     Bandit, select, update), then seconds to load the compiled kernels and make a compiled decision."""
-    environment = {**os.environ, "NUMBA_CACHE_DIR": str(cache_dir), "PYTHONPATH": str(Path(__file__).parent.parent)}
+    here = str(Path(__file__).parent.parent)  # this banditkit, whatever the working directory
+    environment = {
+        **os.environ,
+        "NUMBA_CACHE_DIR": str(cache_dir),
+        "PYTHONPATH": os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")])),
+    }
     environment.pop("BANDITKIT_DISABLE_JIT", None)
     output = subprocess.run(
         [sys.executable, "-c", FIRST_DECISION], capture_output=True, text=True, check=True, env=environment

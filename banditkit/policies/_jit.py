@@ -9,15 +9,16 @@ are bit-identical to the numpy path (tests compare them). Set
 ``BANDITKIT_DISABLE_JIT=1`` to force the numpy path.
 
 The kernels are loaded when they pay for themselves. Importing numba and
-readying its compiler take about 0.6 s even when numba's on-disk cache holds
+readying its compiler take about 0.5 s even when numba's on-disk cache holds
 the kernels (``cache=True``), and compiling a kernel the first time on a
 machine 1-2 s, while a decision on the numpy path costs only ~25 µs more than
 a compiled one. So a process starts on the numpy path and loads the kernels
 once its numpy-path decisions have taken :data:`LOAD_AFTER_SECONDS` in all
-(ski rental: never more than about twice the cost of the better choice made in
-hindsight). A short script never imports numba; a long run ends up compiled;
-as both paths draw alike, the switch changes no decision. A caller that knows
-it will run long (a benchmark) calls :func:`load` up front.
+(ski rental: with the cache filled, never much more than twice the cost of the
+better choice made in hindsight). A short script never imports numba; a long
+run ends up compiled; as both paths draw alike, the switch changes no
+decision. A caller that knows it will run long (a benchmark) calls
+:func:`load` up front.
 """
 
 from __future__ import annotations

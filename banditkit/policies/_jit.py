@@ -37,6 +37,8 @@ from .._typing import BoolArray, IntArray
 
 #: Seconds of numpy-path decisions after which the compiled kernels are loaded: about what loading costs.
 LOAD_AFTER_SECONDS = 0.5
+#: Most one call counts toward it: one-time work in a first call (Bayes-UCB's first imports scipy) is not rent.
+CALL_SECONDS_COUNTED = 0.01
 
 _kernels: ModuleType | None = None
 _unavailable = False  # numba absent or the compiled path switched off: never try to load
@@ -79,7 +81,7 @@ def numpy_path(decide: Callable[..., _Result], *arguments: Any) -> _Result:
     try:
         return decide(*arguments)
     finally:  # threads (simulator blocks) may race on the sum: a lost increment only delays the load
-        _numpy_seconds += time.perf_counter() - start
+        _numpy_seconds += min(time.perf_counter() - start, CALL_SECONDS_COUNTED)
         if _numpy_seconds >= LOAD_AFTER_SECONDS and not _unavailable:
             load()
 

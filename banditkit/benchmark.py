@@ -1,23 +1,29 @@
 """Speed and memory of the core, measured through the public API (``banditkit bench``).
 
 Every online figure is select() then update() one at a time on K=10
-Bernoulli arms with rewards from a fixed stream; batch figures include each
-row's propensity. Timings are medians over repeated runs.
+Bernoulli arms with rewards from a fixed stream, on the compiled kernels a long
+run ends up on; batch figures include each row's propensity. First-decision
+figures come from fresh interpreters, with numba's on-disk cache empty (a new
+user's first run) and filled (every later run). Timings are medians over
+repeated runs.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from .bandit import Bandit
-from .policies import REGISTRY
+from .policies import REGISTRY, _jit
 
 MEANS = np.linspace(0.1, 0.55, 10)
 ONLINE_TARGETS = {"thompson": 100_000, "ucb1": 200_000}
@@ -39,10 +45,11 @@ def _arms(n: int) -> list[str]:
 
 def online_rate(policy: str, rounds: int) -> float:
     """Decisions per second of select() then update() through the Bandit."""
+    _jit.load()  # the steady state: a long run loads the compiled kernels once they pay for themselves
     bandit = Bandit(_arms(10), policy=policy, seed=0)
     uniforms = np.random.default_rng(1).random(rounds).tolist()
     means = MEANS.tolist()
-    bandit.update(bandit.select(), 0.0)  # compile and warm caches outside the timing
+    bandit.update(bandit.select(), 0.0)  # load this policy's kernel and warm caches outside the timing
     start = time.perf_counter()
     for u in uniforms:
         decision = bandit.select()
@@ -98,6 +105,68 @@ def import_seconds(runs: int = 5) -> float:
         float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
         for _ in range(runs)
     )
+
+
+FIRST_DECISION = """
+import time
+start = time.perf_counter()
+import banditkit
+bandit = banditkit.Bandit(["red", "green", "blue"], policy="thompson", seed=0)
+bandit.update(bandit.select(), 1.0)
+first = time.perf_counter() - start
+from banditkit.policies import _jit
+start = time.perf_counter()
+_jit.load()
+bandit.update(bandit.select(), 1.0)
+print(first, time.perf_counter() - start)
+"""
+
+
+def first_decision_seconds(cache_dir: Path) -> tuple[float, float]:
+    """Seconds to a first decision, then to the compiled kernels, in a fresh interpreter.
+
+    The first figure is import, Bandit, select and update; the second loads the compiled kernels and makes a
+    compiled decision. numba's cache is in ``cache_dir``.
+    """
+    here = str(Path(__file__).parent.parent)  # this banditkit, whatever the working directory
+    environment = {
+        **os.environ,
+        "NUMBA_CACHE_DIR": str(cache_dir),
+        "PYTHONPATH": os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")])),
+    }
+    environment.pop("BANDITKIT_DISABLE_JIT", None)
+    output = subprocess.run(
+        [sys.executable, "-c", FIRST_DECISION], capture_output=True, text=True, check=True, env=environment
+    ).stdout.split()
+    return float(output[0]), float(output[1])
+
+
+def first_decision_measures(repeats: int) -> list[Measure]:
+    """Time to a first decision and to load the kernels, medians of fresh interpreters, cache cold and warm."""
+    with tempfile.TemporaryDirectory() as folder:
+        cold = [first_decision_seconds(Path(folder, f"cold{i}")) for i in range(repeats)]
+        warm_cache = Path(folder, "warm")
+        first_decision_seconds(warm_cache)  # fills the cache
+        warm = [first_decision_seconds(warm_cache) for _ in range(repeats)]
+    rows = []
+    for state, runs in (("cold", cold), ("warm", warm)):
+        rows.append(
+            Measure(
+                f"first decision (import, Bandit, select, update), numba cache {state}",
+                statistics.median(run[0] for run in runs),
+                "s",
+                "< 0.3",
+            )
+        )
+    for state, runs in (("cold", cold), ("warm", warm)):
+        rows.append(
+            Measure(
+                f"then loading the compiled kernels, one compiled decision, numba cache {state}",
+                statistics.median(run[1] for run in runs),
+                "s",
+            )
+        )
+    return rows
 
 
 def online_measures(rounds: int, repeats: int, progress=None) -> list[Measure]:

@@ -134,7 +134,7 @@ def bench(
     rounds: int = typer.Option(50_000, help="select()+update() rounds per online measurement"),
     repeats: int = typer.Option(3, help="runs per figure; the median is reported"),
 ):
-    """Measure the core's speed and memory on this machine and print a table."""
+    """Measure the core's speed, memory and time to a first decision on this machine and print tables."""
     from rich.progress import Progress
     from rich.table import Table
 
@@ -149,10 +149,13 @@ def bench(
         online = benchmark.online_measures(rounds, repeats, lambda: progress.advance(online_task))
         progress.add_task("batch, propensities, memory, import", total=None)
         core = benchmark.core_measures(repeats)
+        progress.add_task("first decision, fresh interpreters", total=None)
+        first = benchmark.first_decision_measures(repeats)
     path = "numba kernels" if _jit.kernels() is not None else "numpy only (install banditkit[fast])"
     for title, measures in (
         (f"Online select()+update(), K=10, {rounds:,} rounds, median of {repeats} ({path})", online),
         ("Batch, propensities, memory, import", core),
+        (f"First decision, Thompson sampling, median of {repeats} fresh interpreters", first),
     ):
         table = Table(title=title)
         for column in ("measure", "value", "unit", "target"):

@@ -10,7 +10,7 @@ from banditkit.policies import _jit
 @pytest.fixture(params=[True, False], ids=["jit", "numpy"])
 def jit_mode(request):
     """Run a test once with the compiled one-row kernels and once on the pure numpy path."""
-    if request.param and _jit.kernels() is None:
+    if request.param and _jit.load() is None:
         pytest.fail("numba is not installed: the compiled path cannot be tested (install banditkit[fast])")
     _jit.set_enabled(request.param)
     yield request.param

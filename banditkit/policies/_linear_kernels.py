@@ -1,4 +1,4 @@
-"""Compiled one-row kernels of the linear policies (loaded through :func:`banditkit.policies._jit.kernels`).
+"""Compiled one-row kernels of the linear policies (loaded through :func:`banditkit.policies._ridge.linear_kernels`).
 
 Each mirrors the numpy path in :mod:`banditkit.policies._ridge` and
 :mod:`banditkit.policies.linear`: the same formulas, the same random draws in

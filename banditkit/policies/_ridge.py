@@ -38,9 +38,14 @@ _compiled: ModuleType | None = None
 
 
 def linear_kernels() -> ModuleType | None:
-    """The compiled linear kernels (:mod:`._linear_kernels`) when numba is enabled, else None."""
+    """The compiled linear kernels (:mod:`._linear_kernels`) when numba is enabled, else None.
+
+    Loaded on first use, not after a numpy-path budget as the other kernels are: they agree with
+    the numpy path only to rounding (another summation order), so a switch in the middle of a
+    run would make a seeded run's state depend on what else the process had run before.
+    """
     global _compiled
-    if _jit.kernels() is None:
+    if _jit.load() is None:
         return None
     if _compiled is None:
         from . import _linear_kernels

@@ -4,8 +4,8 @@ Such a policy keeps ``pulls`` and ``reward_sums`` (and ``reward_sq_sums`` when
 it needs a variance), each of shape (B, K), learns by adding to them, and
 decides from them. What differs between the policies is only how a decision
 is drawn; this base supplies the rest, and the choice between the compiled
-one-request kernel (when numba is installed) and the numpy path, which give
-identical decisions.
+one-request kernel (when numba is installed and loaded, see :mod:`._jit`) and
+the numpy path, which give identical decisions.
 
 A subclass implements :meth:`CountPolicy.sample_numpy` (its numpy decision
 for any number of rows) and, when it has a compiled kernel,
@@ -54,7 +54,7 @@ class CountPolicy(Policy):
     ) -> IntArray:
         compiled = _jit.kernels()
         if compiled is None:
-            return self.sample_numpy(state, rng, mask)
+            return _jit.numpy_path(self.sample_numpy, state, rng, mask)
         if mask.shape[0] == 1 and state["pulls"].shape[0] == 1:
             return np.array([self.choose_compiled(compiled, state, rng, mask)])
         return self.sample_compiled(compiled, state, rng, mask)
@@ -62,7 +62,7 @@ class CountPolicy(Policy):
     def choose(self, state: State, rng: np.random.Generator, mask: BoolArray, context: FloatArray | None = None) -> int:
         compiled = _jit.kernels()
         if compiled is None:
-            return int(self.sample_numpy(state, rng, mask)[0])
+            return int(_jit.numpy_path(self.sample_numpy, state, rng, mask)[0])
         return self.choose_compiled(compiled, state, rng, mask)
 
     def update(

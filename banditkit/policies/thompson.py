@@ -23,10 +23,15 @@ from .registry import register
 
 
 def beta_argmax(alpha: np.ndarray, beta: np.ndarray, rng: np.random.Generator, mask: np.ndarray) -> np.ndarray:
-    """Arm of the largest Beta(alpha, beta) draw per row; alpha, beta (B, K), mask (n, K)."""
+    """Arm of the largest Beta(alpha, beta) draw per row; alpha, beta (B, K), mask (n, K); compiled once loaded."""
     compiled = _jit.kernels()
     if compiled is not None:
         return _jit.choose_rows(compiled.beta_argmax, rng, mask, alpha, beta)
+    return _jit.numpy_path(beta_argmax_numpy, alpha, beta, rng, mask)
+
+
+def beta_argmax_numpy(alpha: np.ndarray, beta: np.ndarray, rng: np.random.Generator, mask: np.ndarray) -> IntArray:
+    """:func:`beta_argmax` on the numpy path."""
     draws = rng.beta(alpha, beta, size=mask.shape)
     arms: IntArray = np.where(mask, draws, -np.inf).argmax(axis=1)
     return arms
@@ -72,7 +77,7 @@ class ThompsonSampling(BoundedCountPolicy):
         return beta_max_probabilities(*self.posterior(state), mask)
 
     def sample_numpy(self, state: State, rng: np.random.Generator, mask: BoolArray) -> IntArray:
-        return beta_argmax(*self.posterior(state), rng, mask)
+        return beta_argmax_numpy(*self.posterior(state), rng, mask)
 
     def choose_compiled(self, compiled: ModuleType, state: State, rng: np.random.Generator, mask: BoolArray) -> int:
         arm: int = compiled.bernoulli_thompson_choice(

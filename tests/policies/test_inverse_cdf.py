@@ -48,7 +48,7 @@ def edge_points(probabilities: list[float]) -> np.ndarray:
 
 
 def compiled_inverse_cdf():
-    compiled = _jit.kernels()
+    compiled = _jit.load()
     if compiled is None:
         pytest.fail("numba is not installed: the compiled draw cannot be tested (install banditkit[fast])")
     return compiled.inverse_cdf

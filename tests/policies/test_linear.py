@@ -168,7 +168,7 @@ def test_compiled_path_matches_numpy_path():
     """The compiled one-row kernels choose the same arms and reach the same state as numpy, to rounding."""
     from banditkit.policies import _jit
 
-    if _jit.kernels() is None:
+    if _jit.load() is None:
         pytest.fail("numba is not installed: the compiled path cannot be tested (install banditkit[fast])")
     rng0 = np.random.default_rng(0)
     theta = rng0.normal(size=(6, 8))

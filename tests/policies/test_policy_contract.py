@@ -249,22 +249,28 @@ def test_update_one_is_update_with_one_reward(policy):
 # ---- the compiled path -----------------------------------------------------------------------------
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NON_CONTEXTUAL)
-def test_compiled_path_equals_numpy_path(name, both_paths):
-    """Bit-identical decisions over 2,000 steps, with and without a serve-time mask."""
+def test_compiled_path_equals_numpy_path(name, both_paths, monkeypatch):
+    """Bit-identical decisions over 2,000 steps, with and without a serve-time mask: compiled throughout, numpy
+    throughout, and by default (numpy first, the kernels loaded mid-run once the numpy path has cost the budget)."""
+    monkeypatch.setattr(_jit, "LOAD_AFTER_SECONDS", 0.002)
     runs = {}
-    for enabled in (True, False):
+    for enabled in (True, False, None):
         _jit.set_enabled(enabled)
-        assert (_jit.kernels() is not None) is enabled
+        assert (_jit.kernels() is not None) is bool(enabled)
         bandit = bk.Bandit(["a", "b", "c", "d"], policy=name, seed=21)
         env = np.random.default_rng(8)
-        chosen = []
+        chosen, compiled = [], []
         for step in range(2000):
             allowed = ["a", "c", "d"] if step % 7 == 3 else None
+            compiled.append(_jit.kernels() is not None)
             decision = bandit.select(allowed=allowed)
             chosen.append(decision.arm_index)
             bandit.update(decision, float(env.random() < (0.3, 0.5, 0.6, 0.4)[decision.arm_index]))
         runs[enabled] = (chosen, bandit.to_json())
-    assert runs[True] == runs[False]
+        if enabled is None:
+            switch = compiled.index(True)  # a ValueError if the kernels were never loaded
+            assert switch > 0 and all(compiled[switch:])
+    assert runs[True] == runs[False] == runs[None]
 
 
 def test_a_decision_reports_the_distribution_at_decision_time(policy_name):

@@ -116,6 +116,27 @@ def test_the_same_seed_gives_the_same_result_whatever_the_threads(monkeypatch):
     assert not np.array_equal(one.final_regret, other.final_regret)
 
 
+def test_results_do_not_depend_on_when_the_compiled_kernels_load(monkeypatch):
+    """Compiled throughout, numpy throughout, or switching mid-run (the default): the same numbers, bit for bit."""
+    from banditkit.policies import _jit
+
+    monkeypatch.setattr(runner, "BLOCK_SIZE", 8)  # 20 replications in 3 blocks, on two threads
+    monkeypatch.setattr(_jit, "LOAD_AFTER_SECONDS", 0.005)
+    policies = ["thompson", "ucb1", "discounted_thompson"]  # the policies with compiled kernels for many rows
+    results = {}
+    try:
+        for enabled in (True, False, None):
+            _jit.set_enabled(enabled)
+            result = run(policies, Bernoulli(MEANS), horizon=300, replications=20, seed=5, workers=2)
+            results[enabled] = (result.regret_mean, result.final_regret, result.pull_shares)
+            assert (_jit.kernels() is not None) is (enabled is not False)  # the default run ended up compiled
+    finally:
+        _jit.set_enabled(True)
+    for enabled in (False, None):
+        for compiled, other in zip(results[True], results[enabled], strict=True):
+            np.testing.assert_array_equal(compiled, other)
+
+
 def test_every_policy_faces_the_same_environment_draws():
     # With one shared uniform per step, the better fixed arm pays whenever the worse one does.
     result = run(

@@ -101,7 +101,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 class ServiceProcess:
-    """``python -m uvicorn`` on the app factory in a child process: a real, separate server that can be killed."""
+    """``banditkit serve`` in a child process, its settings in the environment: a real, separate server that can
+    be killed."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -119,20 +120,7 @@ class ServiceProcess:
             "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])),
         }
         self.process = process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "--factory",
-                "banditkit.service.app:create_app",
-                "--host",
-                self.settings.safe_host(),
-                "--port",
-                str(self.port),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-            ],
+            [sys.executable, "-m", "banditkit.cli", "serve", "--port", str(self.port), "--log-level", "warning"],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

@@ -137,7 +137,6 @@ class ServerConfig(uvicorn.Config):
         super().__init__(
             app,
             http=GuardedProtocol,
-            ws="none",
             timeout_keep_alive=settings.keep_alive_timeout_s,  # type: ignore[arg-type]  # a delay for call_later
             **options,
         )
@@ -170,6 +169,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self.waiting: str | None = None  # what the deadline is for: _HEAD, _BODY or nothing
         self.opened = 0.0
         self.closed_here = False
+        self.upgraded = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -189,6 +189,8 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
+        if self.upgraded:  # a WebSocket's protocol has the connection now
+            return
         cycle = self.cycle
         if self.scope is not None and "method" not in self.scope:
             waiting: str | None = _HEAD  # a head has begun and is not complete
@@ -198,6 +200,11 @@ class GuardedProtocol(HttpToolsProtocol):
             waiting = None if self.timeout_keep_alive_task is not None else _HEAD
         if waiting is not self.waiting:
             self._wait(waiting)
+
+    def handle_websocket_upgrade(self) -> None:
+        self.upgraded = True
+        self._wait(None)
+        super().handle_websocket_upgrade()
 
     def _wait(self, waiting: str | None) -> None:
         if self.deadline is not None:

@@ -111,15 +111,16 @@ class Outage:
         self._started = self._last = 0.0
         self._refused = 0
 
-    def failed(self, cause: str) -> StoreUnavailableError:
-        """Count a write refused for ``cause`` (logged if it starts an outage); the error to answer it with."""
+    def failed(self, cause: str, refused: int = 1) -> StoreUnavailableError:
+        """Count ``refused`` writes refused for ``cause`` (0: a probe failed), logged if it starts an outage;
+        the error to answer them with."""
         with self._lock:
             now = time.monotonic()
             if self.cause is None:
                 self._started, self._refused = now, 0
                 logger.warning("%s at %s cannot take writes: %s; %s", self.store, self.location, cause, self.while_down)
             self.cause, self._last = cause, now
-            self._refused += 1
+            self._refused += refused
         return StoreUnavailableError(f"{self.store}: {cause}")
 
     @property

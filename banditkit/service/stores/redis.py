@@ -549,19 +549,19 @@ class RedisStore(Store):
                 self._load_scripts()
             self._ship_spools()
         except DOWN as error:
-            self._down(f"does not answer ({error})")
+            self._down(f"does not answer ({error})", refused=0)
             return
         except ResponseError as error:  # MISCONF, or another refusal: retried at the next round either way
-            self._down(_refusal(error) or f"refuses writes ({error})")
+            self._down(_refusal(error) or f"refuses writes ({error})", refused=0)
             return
         if not self._available:
             self._outage.succeeded()
         self._available = True
 
-    def _down(self, cause: str) -> StoreUnavailableError:
+    def _down(self, cause: str, refused: int = 1) -> StoreUnavailableError:
         """Redis failed a round trip for ``cause``: unavailable until :meth:`_recover`; the error to answer."""
         self._available = False
-        return self._outage.failed(cause)
+        return self._outage.failed(cause, refused)
 
     def _unavailable(self) -> StoreUnavailableError:
         """The error of a write refused without a round trip while Redis is unavailable."""

@@ -208,3 +208,31 @@ def test_the_memory_store_does_not_need_the_disk(small_disk, banditkit_serve):
         assert http.post("/v1/experiments/hero/rollback", json={"snapshot_id": snapshot_id}).status_code == 200
         assert http.get("/v1/health").json() == {"status": "ok"}
     assert "cannot take writes" not in server.log()
+
+
+def test_a_decision_that_cannot_be_spooled_is_refused(tmp_path, small_disk, banditkit_serve, processes):
+    """Redis down and the spool's disk full: a decision can be logged nowhere, so it is answered 503, never
+    given unlogged; once the spool takes writes again it is served on the default arm and shipped later."""
+    redis_server = processes(RedisServer(tmp_path / "redis", aof=False)).start()
+    server = banditkit_serve(
+        "--store", f"{redis_server.url}?prefix=spoolfull", env={"BANDITKIT_SPOOL_DIR": str(small_disk.path / "spool")}
+    )
+    with httpx.Client(base_url=server.url, timeout=10.0) as http:
+        started(http)
+        small_disk.fill(server.pid)
+        redis_server.kill()
+        assert_refused(http.post("/v1/experiments/hero/decisions", json={"unit": "lost"}), "the decision spool: disk")
+        assert_refused(http.post("/v1/experiments/hero/decisions/batch", json={"requests": [{}]}), "spool")
+        health = http.get("/v1/health").json()
+        assert health["status"] == "degraded" and health["cause"].startswith("Redis: does not answer"), health
+        small_disk.free()
+        fallback = http.post("/v1/experiments/hero/decisions", json={"unit": "spooled"})
+        assert fallback.status_code == 200 and fallback.json()["fallback"] is True, fallback.text
+        redis_server.start()
+        wait_for(lambda: http.get("/v1/health").json() == {"status": "ok"}, "health to be ok again")
+        log_export = http.get("/v1/experiments/hero/log?format=csv").text
+        assert fallback.json()["decision_id"] in log_export and "lost" not in log_export
+    log = server.log()
+    assert log.count("the decision spool at") == 2, log  # it cannot take writes, then it takes them again
+    assert log.count("Redis at") == 2, log
+    assert "Traceback" not in log, log

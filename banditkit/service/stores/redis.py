@@ -519,7 +519,10 @@ class RedisStore(Store):
 
     # ---- outage: spool and ship ------------------------------------------------------------
     def _spool_rows(self, jobs: list) -> None:
-        """Append fallback decisions to the spool file, fsync once, then complete their futures."""
+        """Append fallback decisions to the spool file, fsync once, then complete their futures.
+
+        The rows go straight to the file, unbuffered: if the write fails (a full disk), the file is cut back
+        to what it held, so decisions answered 503 are never shipped later."""
         try:
             spool = self._spool
             if spool is None:
@@ -527,9 +530,7 @@ class RedisStore(Store):
                 spool = self._spool = open(self._spool_path, "a", encoding="utf-8")  # noqa: SIM115 - kept open
                 fcntl.flock(spool, fcntl.LOCK_EX | fcntl.LOCK_NB)  # ours while this process lives
             rows = [row for (_, records), _ in jobs for row in records]
-            spool.write("".join(json.dumps(decision_row(row)) + "\n" for row in rows))
-            spool.flush()
-            os.fsync(spool.fileno())
+            _append(spool.fileno(), "".join(json.dumps(decision_row(row)) + "\n" for row in rows).encode())
         except OSError as error:
             refused = self._spool_outage.failed(disk_failure(error) or str(error))
             for _, future in jobs:
@@ -606,6 +607,19 @@ class RedisStore(Store):
                 shipped,
                 len(records) - shipped,
             )
+
+
+def _append(descriptor: int, data: bytes) -> None:
+    """Append ``data`` to an open file and fsync it; on failure the file is cut back to its size before."""
+    size = os.fstat(descriptor).st_size
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(descriptor, view) :]
+        os.fsync(descriptor)
+    except OSError:
+        os.ftruncate(descriptor, size)
+        raise
 
 
 def _refusal(error: Exception) -> str | None:

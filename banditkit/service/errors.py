@@ -7,9 +7,8 @@ from typing import NamedTuple
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect
 
 from ..errors import InvalidParameterError, InvalidTypeError, NoActiveArmError
 from .stores import ExperimentExistsError
@@ -136,18 +135,13 @@ def error_answer(error: Exception) -> Answer | None:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Map domain errors (ours and the library's) to status codes, through :func:`error_answer`; a request whose
-    client left before its body arrived (or whose body timed out) is dropped without a traceback."""
+    """Map domain errors (ours and the library's) to status codes, through :func:`error_answer`."""
 
     async def respond(request: Request, error: Exception) -> JSONResponse:
         answer = error_answer(error)
         assert answer is not None  # every kind this handler is installed for has an answer
         return JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)
 
-    async def gone(request: Request, error: Exception) -> Response:
-        return Response(status_code=400)  # never sent: the client left before its body arrived
-
-    app.add_exception_handler(ClientDisconnect, gone)
     for kind in (
         ServiceError,
         RequestValidationError,

@@ -116,17 +116,23 @@ def test_idle_and_half_sent_connections_time_out_while_other_clients_are_served(
         pending = http.post("/v1/experiments/hero/decisions", json={}).json()["decision_id"]
     before = Load(server.url, 50)  # the same load without the stale connections, to tell a busy machine apart
     baseline = open_descriptors(server.pid)
-    # A reward whose body stops 10 bytes short: a valid JSON prefix, which must never be applied.
+    # Bodies that stop 10 bytes short: valid JSON prefixes, which must never be handled.
     reward = b'{"decision_id": "%s", "value": 1.0}' % pending.encode()
     half_body = (
         b"POST /v1/experiments/hero/rewards HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
         b"content-length: %d\r\n\r\n%s" % (len(reward) + 10, reward)
+    )
+    create = b'{"name": "ghost", "arms": ["a", "b"]}'  # through FastAPI's routes
+    half_create = (
+        b"POST /v1/experiments HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        b"content-length: %d\r\n\r\n%s" % (len(create) + 10, create)
     )
     payloads = [
         b"",  # connects and sends nothing
         b"POST /v1/experiments/hero/rewa",  # half a request line
         b"POST /v1/experiments/hero/decisions HTTP/1.1\r\nhost: x\r\ncontent-le",  # half the headers
         half_body,
+        half_create,
     ]
     started = time.monotonic()
     stale = [connect(server.port, payloads[i % len(payloads)]) for i in range(STALE)]
@@ -155,6 +161,7 @@ def test_idle_and_half_sent_connections_time_out_while_other_clients_are_served(
     with httpx.Client(base_url=server.url, timeout=10.0) as http:
         stats = http.get("/v1/experiments/hero/stats").json()
         assert stats["rewards"] == before.rewards + load.rewards  # the half-sent reward was not applied
+        assert http.get("/v1/experiments/ghost").status_code == 404  # nor the half-sent creation
         assert http.get("/v1/health").json() == {"status": "ok"}
     assert "Traceback" not in server.log(), server.log()
 

@@ -52,8 +52,10 @@ _REFUSED = (
 
 
 def raise_descriptor_limit() -> int:
-    """Lift this process's soft limit on open files to its hard limit (where the system allows); the soft limit
-    it has then."""
+    """Lift this process's soft limit on open files to its hard limit, where the system allows.
+
+    Returns the soft limit the process has then.
+    """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != hard:
         try:
@@ -64,8 +66,11 @@ def raise_descriptor_limit() -> int:
 
 
 def connection_cap(requested: int | None) -> int:
-    """The open connections a server process allows: ``requested`` (None: as many as the descriptor limit
-    allows), and never more than the limit less its spare descriptors (:data:`MIN_SPARE_DESCRIPTORS`)."""
+    """The open connections a server process allows.
+
+    ``requested`` (None: as many as the descriptor limit allows), and never more than the limit less its
+    spare descriptors (:data:`MIN_SPARE_DESCRIPTORS`).
+    """
     soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     limit = soft if soft != resource.RLIM_INFINITY else 1 << 20
     bound = max(1, limit - max(MIN_SPARE_DESCRIPTORS, limit // 10))
@@ -88,8 +93,10 @@ class ConnectionGuard:
         self.refused = 0  # new connections refused at the cap (this episode)
 
     def make_room(self, newcomer: GuardedProtocol, connections: set) -> None:
-        """At the cap: close a batch of the connections waiting longest for a request, or refuse ``newcomer``
-        when every connection has a request in flight."""
+        """At the cap: close a batch of the connections waiting longest for a request.
+
+        When every connection has a request in flight, ``newcomer`` is refused instead.
+        """
         if not self.capped:
             self.capped, self.closed, self.refused = True, 0, 0
             logger.warning(
@@ -130,8 +137,11 @@ class ConnectionGuard:
 
 
 class ServerConfig(uvicorn.Config):
-    """uvicorn's configuration for the decision service: :class:`GuardedProtocol`, the settings' timeouts
-    and connection cap. ``options`` are uvicorn's (host, port, log_level, workers, ...)."""
+    """uvicorn's configuration for the decision service.
+
+    :class:`GuardedProtocol` with the settings' timeouts and connection cap; ``options`` are uvicorn's
+    (host, port, log_level, workers, ...).
+    """
 
     def __init__(self, app: Any, settings: Settings, **options: Any) -> None:
         super().__init__(

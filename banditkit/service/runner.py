@@ -62,10 +62,10 @@ def running(settings: Settings, timeout_s: float = 20.0, app=None) -> Iterator[s
 
 
 def serve(settings: Settings, *, workers: int = 1, log_level: str = "info") -> None:
-    """Run the decision service in this process until it is stopped (``workers`` > 1: that many child
-    processes sharing the listening socket, each building its app from the environment).
+    """Run the decision service in this process until it is stopped.
 
-    The open-file limit is raised to the hard limit first; the connections' timeouts and cap are the
+    With ``workers`` > 1, that many child processes share the listening socket, each building its app from
+    the environment. The open-file limit is raised to the hard limit first; the connections' timeouts and cap are the
     settings' (:mod:`.connections`).
     """
     import uvicorn
@@ -101,8 +101,10 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 class ServiceProcess:
-    """``banditkit serve`` in a child process, its settings in the environment: a real, separate server that can
-    be killed."""
+    """``banditkit serve`` in a child process: a real, separate server that can be killed.
+
+    Its settings go to it in the environment.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

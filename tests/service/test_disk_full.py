@@ -4,7 +4,7 @@ line for the outage (no traceback); once space is freed, a retried reward is app
 and the log has one line for that.
 
 The disk is a 2 MB tmpfs each test mounts. Where mounting is not allowed (or with
-``BANDITKIT_TEST_DISK=limit``), a file-size limit set on the writing process (RLIMIT_FSIZE, with prlimit)
+``TEST_SMALL_DISK=limit``), a file-size limit set on the writing process (RLIMIT_FSIZE, with prlimit)
 stands in for it: its writes then fail as they would on a full disk. If neither works, the tests fail.
 """
 
@@ -65,7 +65,7 @@ class SmallDisk:
 def small_disk(tmp_path):
     path = tmp_path / "disk"
     path.mkdir()
-    disk = SmallDisk(path, mount=os.environ.get("BANDITKIT_TEST_DISK") != "limit")
+    disk = SmallDisk(path, mount=os.environ.get("TEST_SMALL_DISK") != "limit")
     yield disk
     disk.free()
     disk.unmount()

@@ -78,13 +78,17 @@ class ExperimentExistsError(Exception):
 
 
 class StoreUnavailableError(Exception):
-    """The store cannot take the write now (a shared store's server is down or unreachable, a full disk); its
-    message names the cause; retry later."""
+    """The store cannot take the write now; retry later.
+
+    A shared store's server is down or unreachable, or a disk is full: the message names the cause.
+    """
 
 
 def disk_failure(error: OSError) -> str | None:
-    """The cause when ``error`` is the file system refusing a write for lack of room (a full disk, a quota, a
-    file-size limit), else None."""
+    """The cause when ``error`` is the file system refusing a write for lack of room, else None.
+
+    Lack of room: a full disk, a quota, a file-size limit.
+    """
     if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         return f"disk full ({error.strerror})"
     return None
@@ -100,8 +104,11 @@ class Outage:
     """
 
     def __init__(self, store: str, location: str, while_down: str, quiet_s: float = 0.0) -> None:
-        """``store`` names the store in errors (clients see it), ``location`` only in the log; ``while_down``
-        says in the log what the service does meanwhile."""
+        """Track the outages of ``store``.
+
+        ``store`` names the store in errors (clients see it), ``location`` only in the log; ``while_down``
+        says in the log what the service does meanwhile.
+        """
         self.store = store
         self.location = location
         self.while_down = while_down
@@ -112,8 +119,10 @@ class Outage:
         self._refused = 0
 
     def failed(self, cause: str, refused: int = 1) -> StoreUnavailableError:
-        """Count ``refused`` writes refused for ``cause`` (0: a probe failed), logged if it starts an outage;
-        the error to answer them with."""
+        """Count ``refused`` writes refused for ``cause`` (0: a probe failed); the error to answer them with.
+
+        The first failure of an outage is logged.
+        """
         with self._lock:
             now = time.monotonic()
             if self.cause is None:

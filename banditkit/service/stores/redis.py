@@ -522,7 +522,8 @@ class RedisStore(Store):
         """Append fallback decisions to the spool file, fsync once, then complete their futures.
 
         The rows go straight to the file, unbuffered: if the write fails (a full disk), the file is cut back
-        to what it held, so decisions answered 503 are never shipped later."""
+        to what it held, so decisions answered 503 are never shipped later.
+        """
         try:
             spool = self._spool
             if spool is None:
@@ -542,8 +543,11 @@ class RedisStore(Store):
             future.set_result(None)
 
     def _recover(self) -> None:
-        """If Redis takes writes: reload the scripts (a restarted server has none), ship the spools, turn
-        available. (PING is refused too while Redis cannot persist writes.)"""
+        """If Redis takes writes, turn available again.
+
+        Reload the scripts (a restarted server has none) and ship the spools first. PING is refused too
+        while Redis cannot persist writes.
+        """
         try:
             self.client.ping()
             if not self._available:
@@ -623,8 +627,10 @@ def _append(descriptor: int, data: bytes) -> None:
 
 
 def _refusal(error: Exception) -> str | None:
-    """The cause when Redis refuses a write because it cannot persist it (``MISCONF``: its disk is full or
-    failing), else None (an error of the command itself)."""
+    """The cause when Redis refuses a write because it cannot persist it, else None.
+
+    ``MISCONF``: its disk is full or failing; anything else is an error of the command itself.
+    """
     message = str(error)
     return f"cannot persist writes ({message})" if message.startswith("MISCONF") else None
 

@@ -297,23 +297,42 @@ def serve(
     experiments: Path = typer.Option(None, exists=True, dir_okay=False, help="TOML file of experiments to create"),
     log_level: str = typer.Option("info", help="uvicorn log level"),
     workers: int = typer.Option(1, min=1, max=256, help="server processes (more than one needs a redis store)"),
+    header_timeout: float = typer.Option(
+        None, help="seconds a request's head may take to arrive (default 10; BANDITKIT_HEADER_TIMEOUT_S)"
+    ),
+    body_timeout: float = typer.Option(
+        None, help="seconds a request's body may take to arrive after its head (default 30; BANDITKIT_BODY_TIMEOUT_S)"
+    ),
+    keep_alive_timeout: float = typer.Option(
+        None, help="seconds an idle connection is kept after an answer (default 5; BANDITKIT_KEEP_ALIVE_TIMEOUT_S)"
+    ),
+    max_connections: int = typer.Option(
+        None,
+        help="open connections per process at most (default 90% of the open-file limit; BANDITKIT_MAX_CONNECTIONS)",
+    ),
 ) -> None:
     """Run the decision service (tokens from BANDITKIT_ADMIN_TOKEN and BANDITKIT_CLIENT_TOKENS)."""
-    import os
-
-    import uvicorn
     from pydantic import ValidationError
     from rich.console import Console
     from rich.markup import escape
 
     from .errors import BanditkitError
-    from .service import Settings, create_app
+    from .service import Settings
     from .service.declared import read_experiments
-    from .service.runner import settings_env
+    from .service.runner import serve as run_service
     from .service.stores.redis_keys import RedisURLError, connect, is_redis_url
 
     console = Console(stderr=True, highlight=False, soft_wrap=True)
-    overrides: dict[str, Any] = {"store": store, "host": host, "port": port, "experiments_file": experiments}
+    overrides: dict[str, Any] = {
+        "store": store,
+        "host": host,
+        "port": port,
+        "experiments_file": experiments,
+        "header_timeout_s": header_timeout,
+        "body_timeout_s": body_timeout,
+        "keep_alive_timeout_s": keep_alive_timeout,
+        "max_connections": max_connections,
+    }
     try:
         settings = Settings(**{key: value for key, value in overrides.items() if value is not None})
     except ValidationError as error:
@@ -352,18 +371,7 @@ def serve(
             f"{f', {workers} workers' if workers > 1 else ''}); API docs at http://{bind}:{settings.port}/docs"
         )
     )
-    if workers == 1:
-        uvicorn.run(create_app(settings), host=bind, port=settings.port, log_level=log_level)
-        return
-    os.environ.update(settings_env(settings))  # each worker process builds its app from the environment
-    uvicorn.run(
-        "banditkit.service.app:create_app",
-        factory=True,
-        workers=workers,
-        host=bind,
-        port=settings.port,
-        log_level=log_level,
-    )
+    run_service(settings, workers=workers, log_level=log_level)
 
 
 def _setting_problem(error, given: set[str]) -> str:

@@ -131,6 +131,22 @@ SETUP_MISTAKES = [
         ["'--experiments'", "'nope.toml' does not exist", "serve --help"],
     ),
     (
+        "a header timeout of zero",
+        {},
+        ["serve", "--store", "memory://", "--header-timeout", "0"],
+        {},
+        2,
+        ["header_timeout_s", "greater than 0", "got 0.0"],
+    ),
+    (
+        "a connection cap of zero in the environment",
+        {},
+        ["serve", "--store", "memory://"],
+        {"BANDITKIT_MAX_CONNECTIONS": "0"},
+        2,
+        ["BANDITKIT_MAX_CONNECTIONS='0'", "greater than 0"],
+    ),
+    (
         "a misspelt BANDITKIT_ variable",
         {},
         ["serve"],

@@ -145,5 +145,7 @@ async def _sweep_forever(engine: Engine, interval_s: float) -> None:
         await asyncio.sleep(interval_s)
         try:
             await engine.sweep()
+        except StoreUnavailableError:
+            pass  # the store logs its outage once; the decisions are settled when it takes writes again
         except Exception:
             logger.exception("default-reward sweep failed; retrying in %.1f s", interval_s)

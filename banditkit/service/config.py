@@ -84,6 +84,34 @@ class Settings(BaseSettings):
             "experiment's archived decisions from it before those still in Redis"
         ),
     )
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0.0,
+        le=3600.0,
+        description=(
+            "a connection is closed when a request's head (request line and headers) has not fully arrived this "
+            "many seconds after the connection opened or the head's first byte"
+        ),
+    )
+    body_timeout_s: float = Field(
+        30.0,
+        gt=0.0,
+        le=3600.0,
+        description=(
+            "a connection is closed when a request's body has not fully arrived this many seconds after its head"
+        ),
+    )
+    keep_alive_timeout_s: float = Field(
+        5.0, gt=0.0, le=3600.0, description="an idle connection is closed this many seconds after its last answer"
+    )
+    max_connections: int | None = Field(
+        None,
+        gt=0,
+        description=(
+            "open connections per server process at most (default: 90% of the descriptor limit); at the cap the "
+            "longest-waiting idle connections are closed to make room"
+        ),
+    )
     refresh_s: float = Field(
         0.1,
         ge=0.0,
@@ -118,7 +146,7 @@ class Settings(BaseSettings):
             return tuple(token.strip() for token in value.split(",") if token.strip())
         return value
 
-    @field_validator("admin_token", "experiments_file", "archive_dir", mode="before")
+    @field_validator("admin_token", "experiments_file", "archive_dir", "max_connections", mode="before")
     @classmethod
     def _empty_is_none(cls, value):
         return None if value == "" else value

@@ -95,14 +95,24 @@ def check_json_media_type(content_type: bytes | None) -> None:
         raise UnsupportedMediaTypeError(f"Content-Type must be application/json, got {received}")
 
 
+class ClientGone(Exception):
+    """The connection closed before the whole request body arrived: there is nobody to answer."""
+
+
 async def read_body(headers: dict[bytes, bytes], receive: Receive, max_bytes: int) -> bytes:
-    """The request body; 413 once it is over ``max_bytes``, declared (Content-Length) or streamed."""
+    """The request body; 413 once it is over ``max_bytes``, declared (Content-Length) or streamed.
+
+    Raises :class:`ClientGone` if the connection closes first (the client left, or its body did not arrive
+    in time): a partial body is never handled.
+    """
     declared = headers.get(b"content-length", b"")
     if declared.isdigit() and int(declared) > max_bytes:
         raise TooLargeError(f"Content Too Large: the body is over max_body_bytes ({max_bytes} bytes)")
     chunks, size, more = [], 0, True
     while more:
         message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > max_bytes:
@@ -302,14 +312,17 @@ def _route(endpoint: Endpoint) -> Callable[..., Awaitable[Response]]:
 
     async def route(request: Request, **path: str) -> Response:
         app = request.app
-        payload = await endpoint.answer(
-            app.state.engine,
-            path,
-            request.scope,
-            dict(request.scope["headers"]),
-            request.receive,
-            app.state.settings.max_body_bytes,
-        )
+        try:
+            payload = await endpoint.answer(
+                app.state.engine,
+                path,
+                request.scope,
+                dict(request.scope["headers"]),
+                request.receive,
+                app.state.settings.max_body_bytes,
+            )
+        except ClientGone:
+            return Response(status_code=400)  # never sent: the client is gone
         return Response(payload, status_code=endpoint.status, media_type="application/json")
 
     route.__name__ = endpoint.name

@@ -100,10 +100,12 @@ class Engine:
     def health(self) -> dict[str, str]:
         """The liveness answer, without a round trip to the store.
 
-        Degraded while a shared store does not answer (decisions then fall back to the default arm, rewards
-        get 503).
+        Degraded, with the cause, while the store cannot take writes (Redis does not answer, a full disk):
+        decisions then fall back to the default arm where they can be logged (Redis's spool) and get 503
+        where not; rewards and changes get 503.
         """
-        return {"status": "ok"} if self.store.available else {"status": "degraded", "store": "unavailable"}
+        cause = self.store.unavailable_cause
+        return {"status": "ok"} if cause is None else {"status": "degraded", "store": "unavailable", "cause": cause}
 
     def experiment(self, name: str) -> Experiment:
         try:
@@ -330,14 +332,9 @@ class Engine:
                 else:
                     logger.exception("decision log unavailable for %r: serving the default arm", name)
                 records = [_fallback(experiment, r.unit, r.context, now) for r in records]
-                try:
-                    await settled(self.store.append_decisions(records))
-                except Exception:
-                    logger.error(
-                        "fallback decisions of %r could not be logged either: %s",
-                        name,
-                        [r.decision_id for r in records],
-                    )
+                # Not logged either (a full disk; Redis down and its spool's disk full): the error answers
+                # (503 for an outage), since a decision is never answered without being logged.
+                await settled(self.store.append_decisions(records))
         finally:
             del self._in_flight[token]
         return [

@@ -21,7 +21,7 @@ import json
 from operator import itemgetter
 
 from .deps import repeated_authorization
-from .endpoints import Endpoint
+from .endpoints import ClientGone, Endpoint
 from .errors import BadRequestError, error_answer
 
 #: The answer to a request with more than one Authorization header (whichever one a component reads, another
@@ -87,6 +87,8 @@ class HotPaths:
             if endpoint.auth is not None:
                 endpoint.auth.role(app.state.settings, headers.get(b"authorization", b"").decode("latin-1"))
             payload = await endpoint.answer(app.state.engine, path, scope, headers, receive, self.max_body_bytes)
+        except ClientGone:
+            return  # nobody to answer; a partial body is never handled
         except Exception as error:
             if not await _respond_error(send, error):
                 raise

@@ -34,9 +34,12 @@ def running(settings: Settings, timeout_s: float = 20.0, app=None) -> Iterator[s
     """
     import uvicorn
 
+    from .connections import ServerConfig
+
     port = settings.port or free_port()
-    config = uvicorn.Config(
+    config = ServerConfig(
         create_app(settings) if app is None else app,
+        settings,
         host=settings.safe_host(),
         port=port,
         log_level="warning",
@@ -58,6 +61,31 @@ def running(settings: Settings, timeout_s: float = 20.0, app=None) -> Iterator[s
         thread.join(timeout_s)
 
 
+def serve(settings: Settings, *, workers: int = 1, log_level: str = "info") -> None:
+    """Run the decision service in this process until it is stopped.
+
+    With ``workers`` > 1, that many child processes share the listening socket, each building its app from
+    the environment. The open-file limit is raised to the hard limit first; the connections' timeouts and cap are the
+    settings' (:mod:`.connections`).
+    """
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    from .connections import ServerConfig, raise_descriptor_limit
+
+    raise_descriptor_limit()
+    options = {"host": settings.safe_host(), "port": settings.port, "log_level": log_level}
+    if workers == 1:
+        server = uvicorn.Server(ServerConfig(create_app(settings), settings, **options))
+        server.run()
+        if not server.started:
+            sys.exit(3)  # uvicorn's start-up failure status (the port is taken, the store would not open)
+        return
+    os.environ.update(settings_env(settings))  # each worker process builds its app from the environment
+    config = ServerConfig("banditkit.service.app:create_app", settings, factory=True, workers=workers, **options)
+    Multiprocess(config, sockets=[config.bind_socket()]).run()
+
+
 def settings_env(settings: Settings) -> dict[str, str]:
     """``settings`` as the ``BANDITKIT_*`` environment variables that reproduce them in another process."""
     env = {}
@@ -73,7 +101,10 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 class ServiceProcess:
-    """``python -m uvicorn`` on the app factory in a child process: a real, separate server that can be killed."""
+    """``banditkit serve`` in a child process: a real, separate server that can be killed.
+
+    Its settings go to it in the environment.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -91,20 +122,7 @@ class ServiceProcess:
             "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])),
         }
         self.process = process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "--factory",
-                "banditkit.service.app:create_app",
-                "--host",
-                self.settings.safe_host(),
-                "--port",
-                str(self.port),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-            ],
+            [sys.executable, "-m", "banditkit.cli", "serve", "--port", str(self.port), "--log-level", "warning"],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

@@ -8,9 +8,11 @@ import httpx
 import pytest
 
 # Fixtures, found by pytest by name: a key prefix on the shared Redis (the learner's tests); real
-# redis-server processes (single, append-only, a 3-master cluster) and banditkit serve/learn children.
+# redis-server processes (single, append-only, a 3-master cluster) and banditkit serve/learn children;
+# `banditkit serve` as a user runs it, its log read as it comes.
 from redis_loop import redis_prefix  # noqa: F401
 from redis_servers import processes, redis_aof, redis_cluster, shared_store  # noqa: F401
+from serve_cli import banditkit_serve  # noqa: F401
 
 from banditkit.service import Settings
 from banditkit.service.runner import ServiceProcess, running

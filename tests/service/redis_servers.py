@@ -129,7 +129,13 @@ class RedisServer:
     def start(self, timeout_s: float = 20.0) -> RedisServer:
         """Start and wait until it answers PING (and has finished loading its append-only file)."""
         self.process = subprocess.Popen(
-            self.arguments(), cwd=self.directory, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            self.arguments(),
+            cwd=self.directory,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            # SIGXFSZ stays ignored as in this process: a file-size limit then fails the server's writes
+            # (EFBIG) rather than killing it.
+            restore_signals=False,
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

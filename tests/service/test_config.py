@@ -40,7 +40,14 @@ def test_settings_from_the_environment(monkeypatch):
 
 
 def test_settings_round_trip_through_the_environment(monkeypatch):
-    original = Settings(store="memory://", admin_token="a", client_tokens="b,c", commit_interval_ms=0.5)
+    original = Settings(
+        store="memory://",
+        admin_token="a",
+        client_tokens="b,c",
+        commit_interval_ms=0.5,
+        header_timeout_s=2.5,
+        max_connections=500,
+    )
     for key, value in settings_env(original).items():
         monkeypatch.setenv(key, value)
     again = Settings()
@@ -64,6 +71,10 @@ def test_settings_round_trip_through_the_environment(monkeypatch):
         ("synchronous", "FULL", "Extra inputs are not permitted"),
         ("admin_token", "two words", "visible ASCII characters without whitespace"),
         ("client_tokens", "good,caf\u00e9", "visible ASCII characters without whitespace"),
+        ("header_timeout_s", 0, "greater than 0"),
+        ("body_timeout_s", -1.0, "greater than 0"),
+        ("keep_alive_timeout_s", "never", "a valid number"),
+        ("max_connections", 0, "greater than 0"),
     ],
 )
 def test_bad_settings_name_the_field(field, value, message):

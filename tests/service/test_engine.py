@@ -45,9 +45,10 @@ def test_store_failure_serves_the_default_arm_and_logs_it_as_fallback():
     assert answer.arm == "b" and answer.fallback and answer.propensity == 1.0
     logged = store.get_decision(answer.decision_id)
     assert logged.fallback and logged.arm == "b" and logged.unit == "u1"
-    store.failures = 2  # the fallback row cannot be logged either: still answered
-    (answer,) = run(engine.decide("hero", [DecisionRequest()]))
-    assert answer.fallback and store.get_decision(answer.decision_id) is None
+    store.failures = 2  # the fallback row cannot be logged either: the error answers, no unlogged decision
+    with pytest.raises(OSError, match="disk full"):
+        run(engine.decide("hero", [DecisionRequest()]))
+    assert store.counts("hero") == (1, 0)
 
 
 def test_policy_failure_serves_the_default_arm(monkeypatch):

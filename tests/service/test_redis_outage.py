@@ -70,7 +70,9 @@ def test_decisions_fall_back_and_are_shipped_once_when_redis_returns(tmp_path, p
             json={"rewards": [{"decision_id": decision["decision_id"], "value": 1.0}]},
         )
         assert batch.status_code == 503 and batch.headers["retry-after"] == "1"
-        assert http.get("/v1/health").json() == {"status": "degraded", "store": "unavailable"}
+        health = http.get("/v1/health").json()
+        assert health["status"] == "degraded" and health["store"] == "unavailable"
+        assert health["cause"].startswith("Redis: does not answer"), health
         during = len(answers)
         wait_for(lambda: len(answers) >= during + 50, "decisions during the outage")
         redis_server.start()  # same port, empty: no persistence

@@ -345,4 +345,6 @@ def test_with_the_store_down_every_answer_is_documented(tmp_path, processes):
                     assert (
                         response.headers["retry-after"] == "1" and "store is unavailable" in response.json()["detail"]
                     )
-        assert http.get("/v1/health").json() == {"status": "degraded", "store": "unavailable"}
+        health = http.get("/v1/health").json()
+        assert health["status"] == "degraded" and health["store"] == "unavailable"
+        assert health["cause"].startswith("Redis: does not answer"), health

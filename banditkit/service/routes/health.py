@@ -1,7 +1,8 @@
 """Liveness: answers without a round trip to the store (also the baseline of the service benchmark).
 
-``{"status": "degraded", "store": "unavailable"}`` while a shared store does not answer: decisions are
-still served (on the default arm), rewards get 503.
+``{"status": "degraded", "store": "unavailable", "cause": ...}`` while the store cannot take writes (Redis
+does not answer or cannot persist, a full disk under SQLite): decisions are served on the default arm where
+they can still be logged (Redis's spool) and get 503 where not; rewards and experiment changes get 503.
 """
 
 from __future__ import annotations

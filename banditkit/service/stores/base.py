@@ -36,8 +36,11 @@ callback and the store keeps no reference to the caller's objects:
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
+import logging
 import threading
+import time
 import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -51,6 +54,7 @@ from ..._codec import decode_arrays, encode_arrays
 from ...policies import Policy
 from ...policies.base import State
 
+logger = logging.getLogger("banditkit.service")
 #: Key prefixes of an experiment's arrays: the policy state, and the reward ledger (always additive).
 POLICY_PREFIX, LEDGER_PREFIX = "policy/", "ledger/"
 
@@ -74,7 +78,82 @@ class ExperimentExistsError(Exception):
 
 
 class StoreUnavailableError(Exception):
-    """The store does not answer (a shared store's server is down or unreachable); retry later."""
+    """The store cannot take the write now; retry later.
+
+    A shared store's server is down or unreachable, or a disk is full: the message names the cause.
+    """
+
+
+def disk_failure(error: OSError) -> str | None:
+    """The cause when ``error`` is the file system refusing a write for lack of room, else None.
+
+    Lack of room: a full disk, a quota, a file-size limit.
+    """
+    if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return f"disk full ({error.strerror})"
+    return None
+
+
+class Outage:
+    """Whether a store takes writes, with one log line when an outage starts and one when it ends.
+
+    A store calls :meth:`failed` for each write its storage refused (the error then answers 503 with the
+    cause) and :meth:`succeeded` for each that went through. The outage ends at a write that succeeds
+    ``quiet_s`` after the last refused one, so a nearly full disk, where small writes fit and large ones do
+    not, is one outage and two log lines, not two per write.
+    """
+
+    def __init__(self, store: str, location: str, while_down: str, quiet_s: float = 0.0) -> None:
+        """Track the outages of ``store``.
+
+        ``store`` names the store in errors (clients see it), ``location`` only in the log; ``while_down``
+        says in the log what the service does meanwhile.
+        """
+        self.store = store
+        self.location = location
+        self.while_down = while_down
+        self.quiet_s = quiet_s
+        self.cause: str | None = None
+        self._lock = threading.Lock()
+        self._started = self._last = 0.0
+        self._refused = 0
+
+    def failed(self, cause: str, refused: int = 1) -> StoreUnavailableError:
+        """Count ``refused`` writes refused for ``cause`` (0: a probe failed); the error to answer them with.
+
+        The first failure of an outage is logged.
+        """
+        with self._lock:
+            now = time.monotonic()
+            if self.cause is None:
+                self._started, self._refused = now, 0
+                logger.warning("%s at %s cannot take writes: %s; %s", self.store, self.location, cause, self.while_down)
+            self.cause, self._last = cause, now
+            self._refused += refused
+        return StoreUnavailableError(f"{self.store}: {cause}")
+
+    @property
+    def reason(self) -> str | None:
+        """The store and the cause while the outage lasts (what health reports), else None."""
+        cause = self.cause
+        return None if cause is None else f"{self.store}: {cause}"
+
+    def succeeded(self) -> None:
+        """A write went through: the outage, if any, ends unless a write was refused less than ``quiet_s`` ago."""
+        if self.cause is None:  # the usual case, on every commit: one attribute read
+            return
+        with self._lock:
+            now = time.monotonic()
+            if self.cause is None or now - self._last < self.quiet_s:
+                return
+            self.cause = None
+            logger.warning(
+                "%s at %s takes writes again, after %.1f s (%d refused meanwhile)",
+                self.store,
+                self.location,
+                now - self._started,
+                self._refused,
+            )
 
 
 class ModelMovedError(Exception):
@@ -294,8 +373,13 @@ class Store(ABC):
 
     @property
     def available(self) -> bool:
-        """False while the store does not answer (decisions then fall back, rewards get 503)."""
-        return True
+        """False while the store cannot take writes (decisions then fall back or get 503, rewards get 503)."""
+        return self.unavailable_cause is None
+
+    @property
+    def unavailable_cause(self) -> str | None:
+        """Why the store cannot take writes now (its server does not answer, its disk is full), or None."""
+        return None
 
     def experiment_names(self) -> set[str]:
         """The names in the catalogue (for a server following experiments other processes create)."""

@@ -14,6 +14,11 @@ then fail at once (the engine answers them on the default arm, flagged
 fallback, and logs those here), fallback decisions are appended to a local
 spool file (fsync) and shipped, each exactly once, by the same thread as soon
 as Redis answers again; rewards fail with :class:`~.base.StoreUnavailableError`.
+Redis refusing writes because it cannot persist them (``MISCONF``: its disk is
+full) is the same outage, named by its cause; so is a full disk under the spool
+for the decisions that cannot be spooled then (they get 503, never an answer
+that is not logged). Each outage is logged once when it starts and once when it
+ends (:class:`~.base.Outage`).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from pathlib import Path
 from typing import TextIO
 
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, WatchError
+from redis.exceptions import NoScriptError, ResponseError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import redis_keys as rk
@@ -44,6 +49,7 @@ from .base import (
     ExperimentRecord,
     ModelChange,
     ModelMovedError,
+    Outage,
     RewardCommit,
     RewardOutcome,
     RewardRecord,
@@ -56,6 +62,7 @@ from .base import (
     decision_from_row,
     decision_row,
     decode_state,
+    disk_failure,
     encode_state,
     moved,
 )
@@ -92,6 +99,15 @@ class RedisStore(Store):
         self._spool_path = self.spool_dir / f"{owner}{_SPOOL_SUFFIX}"
         self._spool: TextIO | None = None  # the open spool file, written by the writer thread only
         self._spooled = 0  # decisions in it not shipped yet
+        self._outage = Outage(
+            "Redis",
+            self.location.url,
+            f"serving fallback decisions, spooled to {self._spool_path}; rewards and experiment changes are "
+            "answered 503 with Retry-After",
+        )
+        self._spool_outage = Outage(
+            "the decision spool", str(self.spool_dir), "fallback decisions are answered 503 with Retry-After"
+        )
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._closed = False
         self.groups_sent = 0
@@ -104,6 +120,10 @@ class RedisStore(Store):
     def available(self) -> bool:
         """False from a failed round trip to Redis until the spool is shipped after it answers again."""
         return self._available
+
+    @property
+    def unavailable_cause(self) -> str | None:
+        return None if self._available else self._outage.reason or "Redis: does not answer"
 
     def keys(self, name: str) -> rk.Keys:
         keys = self._keys.get(name)
@@ -253,7 +273,7 @@ class RedisStore(Store):
         if not self._available:
             if all(row.fallback for row in rows):
                 return self._submit(("spool", rows))
-            return completed(error=StoreUnavailableError("Redis is unavailable"))
+            return completed(error=self._unavailable())
         keys = self.keys(rows[0].experiment)
         sticky = {unit: rk.assignment_json(a) for unit, a in (assignments or {}).items()}
         args = [self._sha["log"], 5, *rk.log_keys(keys), *rk.log_args(rows, sticky)]
@@ -310,7 +330,7 @@ class RedisStore(Store):
         try:
             text = self.client.hget(self.keys(name).assignments, unit)
         except DOWN as error:
-            self._down(error)
+            self._down(f"does not answer ({error})")
             return None
         return None if text is None else rk.assignment_from_json(text)
 
@@ -327,7 +347,7 @@ class RedisStore(Store):
         if not work.rewards:
             return completed(RewardCommit([]))
         if not self._available:
-            return completed(error=StoreUnavailableError("Redis is unavailable"))
+            return completed(error=self._unavailable())
         name = work.experiment
         keys = self.keys(name)
         window = self._windows.get(name)
@@ -373,8 +393,7 @@ class RedisStore(Store):
         try:
             return method(*args, **kwargs)
         except DOWN as error:
-            self._down(error)
-            raise StoreUnavailableError(f"Redis is unavailable: {error}") from None
+            raise self._down(f"does not answer ({error})") from None
 
     # ---- the writer thread ---------------------------------------------------
     def _submit(self, job: tuple) -> Future:
@@ -388,7 +407,7 @@ class RedisStore(Store):
     def _submit_alone(self, job: Callable) -> Future:
         """A write run by itself on the client, after every earlier write (experiments, models, snapshots)."""
         if not self._available:
-            return completed(error=StoreUnavailableError("Redis is unavailable"))
+            return completed(error=self._unavailable())
         return self._submit(("alone", job))
 
     def _run(self) -> None:
@@ -447,8 +466,10 @@ class RedisStore(Store):
                     result = job(self.client)
                 future.set_result(result)
             except DOWN as error:
-                self._down(error)
-                future.set_exception(StoreUnavailableError(f"Redis is unavailable: {error}"))
+                future.set_exception(self._down(f"does not answer ({error})"))
+            except ResponseError as error:
+                cause = _refusal(error)
+                future.set_exception(error if cause is None else self._down(cause))
             except Exception as error:
                 future.set_exception(error)
             return
@@ -462,7 +483,7 @@ class RedisStore(Store):
     def _run_scripts(self, jobs: list, retried: bool = False) -> None:
         if not self._available:
             for _, future in jobs:
-                future.set_exception(StoreUnavailableError("Redis is unavailable"))
+                future.set_exception(self._unavailable())
             return
         pipe = self.client.pipeline(transaction=False)
         for (_, args, _), _ in jobs:
@@ -470,9 +491,9 @@ class RedisStore(Store):
         try:
             replies = pipe.execute(raise_on_error=False)
         except DOWN as error:
-            self._down(error)
+            refused = self._down(f"does not answer ({error})")
             for _, future in jobs:
-                future.set_exception(StoreUnavailableError(f"Redis is unavailable: {error}"))
+                future.set_exception(refused)
             return
         self.groups_sent += 1
         self.jobs_sent += len(jobs)
@@ -481,14 +502,15 @@ class RedisStore(Store):
             if isinstance(reply, NoScriptError) and not retried:
                 unloaded.append((job, future))  # not run: a restarted server lost its scripts
             elif isinstance(reply, Exception):
-                future.set_exception(reply)
+                cause = _refusal(reply)
+                future.set_exception(reply if cause is None else self._down(cause))
             else:
                 future.set_result(job[2](reply))
         if unloaded:
             try:
                 self._load_scripts()
             except DOWN as error:
-                self._down(error)
+                self._down(f"does not answer ({error})")
             self._run_scripts(unloaded, retried=True)
 
     def _load_scripts(self) -> None:
@@ -497,7 +519,11 @@ class RedisStore(Store):
 
     # ---- outage: spool and ship ------------------------------------------------------------
     def _spool_rows(self, jobs: list) -> None:
-        """Append fallback decisions to the spool file, fsync once, then complete their futures."""
+        """Append fallback decisions to the spool file, fsync once, then complete their futures.
+
+        The rows go straight to the file, unbuffered: if the write fails (a full disk), the file is cut back
+        to what it held, so decisions answered 503 are never shipped later.
+        """
         try:
             spool = self._spool
             if spool is None:
@@ -505,40 +531,46 @@ class RedisStore(Store):
                 spool = self._spool = open(self._spool_path, "a", encoding="utf-8")  # noqa: SIM115 - kept open
                 fcntl.flock(spool, fcntl.LOCK_EX | fcntl.LOCK_NB)  # ours while this process lives
             rows = [row for (_, records), _ in jobs for row in records]
-            spool.write("".join(json.dumps(decision_row(row)) + "\n" for row in rows))
-            spool.flush()
-            os.fsync(spool.fileno())
+            _append(spool.fileno(), "".join(json.dumps(decision_row(row)) + "\n" for row in rows).encode())
         except OSError as error:
+            refused = self._spool_outage.failed(disk_failure(error) or str(error))
             for _, future in jobs:
-                future.set_exception(error)
+                future.set_exception(refused)
             return
+        self._spool_outage.succeeded()
         self._spooled += len(rows)
         for _, future in jobs:
             future.set_result(None)
 
     def _recover(self) -> None:
-        """If Redis answers: reload the scripts (a restarted server has none), ship the spools, turn available."""
+        """If Redis takes writes, turn available again.
+
+        Reload the scripts (a restarted server has none) and ship the spools first. PING is refused too
+        while Redis cannot persist writes.
+        """
         try:
             self.client.ping()
             if not self._available:
                 self._load_scripts()
             self._ship_spools()
         except DOWN as error:
-            self._down(error)
+            self._down(f"does not answer ({error})", refused=0)
+            return
+        except ResponseError as error:  # MISCONF, or another refusal: retried at the next round either way
+            self._down(_refusal(error) or f"refuses writes ({error})", refused=0)
             return
         if not self._available:
-            logger.warning("Redis at %s answers again", self.location.url)
+            self._outage.succeeded()
         self._available = True
 
-    def _down(self, error: Exception) -> None:
-        if self._available:
-            logger.warning(
-                "Redis at %s does not answer (%s): serving fallback decisions, spooled to %s",
-                self.location.url,
-                error,
-                self._spool_path,
-            )
+    def _down(self, cause: str, refused: int = 1) -> StoreUnavailableError:
+        """Redis failed a round trip for ``cause``: unavailable until :meth:`_recover`; the error to answer."""
         self._available = False
+        return self._outage.failed(cause, refused)
+
+    def _unavailable(self) -> StoreUnavailableError:
+        """The error of a write refused without a round trip while Redis is unavailable."""
+        return StoreUnavailableError(self.unavailable_cause)
 
     def _ship_spools(self) -> None:
         """Log every spooled decision once: this process's spool, and those of processes that died."""
@@ -579,6 +611,28 @@ class RedisStore(Store):
                 shipped,
                 len(records) - shipped,
             )
+
+
+def _append(descriptor: int, data: bytes) -> None:
+    """Append ``data`` to an open file and fsync it; on failure the file is cut back to its size before."""
+    size = os.fstat(descriptor).st_size
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(descriptor, view) :]
+        os.fsync(descriptor)
+    except OSError:
+        os.ftruncate(descriptor, size)
+        raise
+
+
+def _refusal(error: Exception) -> str | None:
+    """The cause when Redis refuses a write because it cannot persist it, else None.
+
+    ``MISCONF``: its disk is full or failing; anything else is an error of the command itself.
+    """
+    message = str(error)
+    return f"cannot persist writes ({message})" if message.startswith("MISCONF") else None
 
 
 def _window(config: dict) -> float:

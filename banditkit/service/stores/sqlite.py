@@ -4,6 +4,11 @@ Durability: ``synchronous=FULL`` (the default) makes every commit survive a
 power loss; ``NORMAL`` survives a crash of the process (kill -9) but may lose
 the last commits on power loss. Either way a decision or reward is answered
 only after the transaction that holds it has committed.
+
+A full disk (or quota, or file-size limit) and disk I/O errors make writes
+fail with :class:`~.base.StoreUnavailableError` naming the cause (503 with
+Retry-After); the store is unavailable from the first such failure until a
+write succeeds a second after the last one (:class:`~.base.Outage`).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from .base import (
     ExperimentExistsError,
     ExperimentRecord,
     ModelChange,
+    Outage,
     RewardCommit,
     RewardRecord,
     RewardWork,
@@ -33,6 +39,7 @@ from .base import (
     decision_from_row,
     decision_row,
     decode_state,
+    disk_failure,
     encode_state,
     moved,
     reward_from_row,
@@ -68,6 +75,8 @@ _DECISION_COLUMNS = (
 
 #: Parameters per multi-row INSERT at most (SQLite allows 32,766).
 _MAX_PARAMETERS = 30_000
+#: Seconds without a refused write before a successful one ends an outage (a nearly full disk takes some).
+_QUIET_S = 1.0
 
 
 def _insert(db: sqlite3.Connection, statement: str, rows: list[tuple]) -> None:
@@ -108,8 +117,20 @@ class SQLiteStore(Store):
         # What the last commit wrote for each experiment, (state, version), so that the next transaction
         # neither reads nor decodes it; dropped with an abandoned transaction or a rewrite of the model.
         self._written: dict[str, tuple[State, int]] = {}
+        self.outage = Outage(
+            "the SQLite store",
+            self.path,
+            "decisions, rewards and experiment changes are answered 503 with Retry-After until it takes writes",
+            quiet_s=_QUIET_S,
+        )
         self._writer = GroupCommitWriter(
-            self._write_connection, commit_interval_s, before_commit=self._flush_states, discard=self._discard_states
+            self._write_connection,
+            commit_interval_s,
+            before_commit=self._flush_states,
+            discard=self._discard_states,
+            outage=self.outage,
+            refusal=refused_write,
+            probe=_probe,
         )
         self._checkpointer = Checkpointer(self._connect)
 
@@ -142,6 +163,10 @@ class SQLiteStore(Store):
     @property
     def writer(self) -> GroupCommitWriter:
         return self._writer
+
+    @property
+    def unavailable_cause(self) -> str | None:
+        return self.outage.reason
 
     # ---- catalogue ---------------------------------------------------------
     def create_experiment(self, record: ExperimentRecord, event: dict) -> Future:
@@ -376,6 +401,23 @@ class SQLiteStore(Store):
         """After a commit, in the writer thread: count what it logged (column 0 decisions, 1 rewards)."""
         for name, added in Counter(experiments).items():
             self._counts.setdefault(name, [0, 0])[column] += added
+
+
+def refused_write(error: Exception) -> str | None:
+    """The cause when ``error`` is the disk refusing a write (full, quota, file-size limit, I/O error), else None."""
+    if isinstance(error, OSError):
+        return disk_failure(error)
+    code = getattr(error, "sqlite_errorcode", None) if isinstance(error, sqlite3.Error) else None
+    if code == sqlite3.SQLITE_FULL:
+        return f"disk full ({error})"
+    if code is not None and code & 0xFF == sqlite3.SQLITE_IOERR:  # extended codes: IOERR_WRITE, IOERR_FSYNC, ...
+        return f"disk I/O error ({error})"
+    return None
+
+
+def _probe(db: sqlite3.Connection) -> None:
+    """A write that changes nothing but still has pages to write (the catalogue's), to see the disk take them."""
+    db.execute("UPDATE experiments SET sweep_watermark = sweep_watermark")
 
 
 def _count_rows(db: sqlite3.Connection) -> dict[str, list[int]]:

@@ -10,10 +10,17 @@ commit (one fsync with ``synchronous=FULL``) is shared by all the requests
 of the group. An *exclusive* job (a change of the model's shape,
 such as adding an arm) runs in a transaction of its own, after every earlier
 job has committed and run its hooks.
+
+When the storage refuses writes (a full disk), a group fails as a whole with
+:class:`~.base.StoreUnavailableError` naming the cause, counted by the store's
+:class:`~.base.Outage`; while the outage lasts, the writer tries a small probe
+write whenever no job has come for :data:`PROBE_S`, so the outage ends without
+waiting for traffic.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import sqlite3
@@ -23,10 +30,14 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
+from .base import Outage
+
 #: A job gets the connection and a function to register a hook to run after the commit (the store's own
 #: bookkeeping, such as its row counts: what a caller needs comes back as the job's result).
 Job = Callable[[sqlite3.Connection, Callable[[Callable[[], None]], None]], Any]
 MAX_GROUP = 4096
+#: Seconds without a job after which the writer probes a store that refuses writes.
+PROBE_S = 0.5
 logger = logging.getLogger("banditkit.service")
 _STOP = object()
 
@@ -41,14 +52,22 @@ class GroupCommitWriter:
         *,
         before_commit: Callable[[sqlite3.Connection], None] | None = None,
         discard: Callable[[], None] | None = None,
+        outage: Outage | None = None,
+        refusal: Callable[[Exception], str | None] | None = None,
+        probe: Callable[[sqlite3.Connection], None] | None = None,
     ) -> None:
         """``before_commit`` runs last in every transaction (to flush what jobs gathered in memory).
 
-        ``discard`` runs when a transaction is abandoned (to drop it).
+        ``discard`` runs when a transaction is abandoned (to drop it). ``refusal(error)`` says why the
+        storage refused a write (None: the error is the job's own), ``outage`` counts such refusals and the
+        commits, and ``probe`` is a small write tried while the outage lasts.
         """
         self._connect = connect
         self._before_commit = before_commit or (lambda connection: None)
         self._discard = discard or (lambda: None)
+        self._outage = outage or Outage("the store", "", "")
+        self._refusal = refusal or (lambda error: None)
+        self._probe = probe
         self._interval_s = interval_s
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="banditkit-sqlite-writer", daemon=True)
@@ -80,7 +99,7 @@ class GroupCommitWriter:
         try:
             stopping = False
             while not stopping:
-                first = carried if carried is not None else self._queue.get()
+                first = carried if carried is not None else self._next(connection)
                 if first is _STOP:
                     break
                 group, carried, stopping = self._gather(first)
@@ -89,6 +108,27 @@ class GroupCommitWriter:
                 self._commit(connection, [carried])
         finally:
             connection.close()
+
+    def _next(self, connection: sqlite3.Connection):
+        """The next queued item; while the store refuses writes, a probe every :data:`PROBE_S` until it comes."""
+        while self._outage.cause is not None and self._probe is not None:
+            try:
+                return self._queue.get(timeout=PROBE_S)
+            except queue.Empty:
+                self._try_probe(connection, self._probe)
+        return self._queue.get()
+
+    def _try_probe(self, connection: sqlite3.Connection, probe: Callable[[sqlite3.Connection], None]) -> None:
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            probe(connection)
+            connection.execute("COMMIT")
+        except Exception:  # still refused, or an error a write will show
+            if connection.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    connection.execute("ROLLBACK")
+            return
+        self._outage.succeeded()
 
     def _gather(self, first) -> tuple[list, object, bool]:
         """The next group, the exclusive job that ended it (if any), and whether to stop after it."""
@@ -127,7 +167,14 @@ class GroupCommitWriter:
         except Exception as error:
             self._discard()
             if connection.in_transaction:
-                connection.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):  # the transaction is abandoned either way
+                    connection.execute("ROLLBACK")
+            cause = self._refusal(error)
+            if cause is not None:  # the storage refuses writes: every job of the group fails alike, unretried
+                refused = self._outage.failed(cause)
+                for _, future, _ in group:
+                    future.set_exception(refused)
+                return
             if len(group) > 1 and len(results) < len(group):  # one bad job must not sink its group
                 for item in group:
                     self._commit(connection, [item])
@@ -135,6 +182,7 @@ class GroupCommitWriter:
             for _, future, _ in group:
                 future.set_exception(error)
             return
+        self._outage.succeeded()
         self.groups_committed += 1
         self.jobs_committed += len(group)
         for hook in hooks:

@@ -125,11 +125,31 @@ class BoundedPolicy(Policy):
 class BoundedCountPolicy(BoundedPolicy, CountPolicy):
     """A :class:`CountPolicy` for rewards in ``reward_range``: ``pulls`` and ``reward_sums`` of [0, 1] rewards."""
 
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        """A family that learns more than counts from one reward (its own ``learn_one``) maps, then calls it."""
+        super().__init_subclass__(**kwargs)
+        if "learn_one" in cls.__dict__ and "update_one" not in cls.__dict__:
+            cls.update_one = BoundedPolicy.update_one  # type: ignore[method-assign]
+
     def learn(self, state: State, arms: IntArray, rewards: FloatArray, propensities: FloatArray | None) -> State:
         return add_counts(state, arms, rewards, self.squares)
 
     def learn_one(self, state: State, arm: int, reward: float, propensity: float | None) -> State:
         return add_count(state, arm, reward, self.squares)
+
+    def update_one(
+        self,
+        state: State,
+        arm: int,
+        reward: float,
+        *,
+        propensity: float | None = None,
+        context: FloatArray | None = None,
+    ) -> State:
+        # learn_one inline: every served reward passes here, and counts need no more (a family with its own
+        # learn_one gets the generic form back: see __init_subclass__).
+        low, high = self.reward_range
+        return add_count(state, arm, (reward - low) / (high - low), self.squares)
 
     def unit_means(self, state: State) -> FloatArray:
         return empirical_means(state)

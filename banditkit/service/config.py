@@ -51,6 +51,15 @@ class Settings(BaseSettings):
         "FULL", description="FULL survives power loss; NORMAL survives a process crash only"
     )
     sweep_interval_s: float = Field(1.0, gt=0.0, description="how often default rewards are applied")
+    checkpoint_s: float = Field(
+        10.0,
+        gt=0.0,
+        le=3600.0,
+        description=(
+            "SQLite: an experiment's policy state is written at most this many seconds after it changed (the "
+            "rewards logged since are learned again on opening), and sooner once they hold as many bytes as the state"
+        ),
+    )
     tune_interpreter: bool = Field(
         True,
         description=(

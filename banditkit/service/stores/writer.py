@@ -34,19 +34,8 @@ _STOP = object()
 class GroupCommitWriter:
     """Runs jobs on one SQLite connection in a background thread, committing them in groups."""
 
-    def __init__(
-        self,
-        connect: Callable[[], sqlite3.Connection],
-        interval_s: float = 0.0,
-        *,
-        before_commit: Callable[[sqlite3.Connection], None] | None = None,
-        discard: Callable[[], None] | None = None,
-    ) -> None:
-        """``before_commit`` runs last in every transaction (to flush what jobs gathered in memory);
-        ``discard`` runs when a transaction is abandoned (to drop it)."""
+    def __init__(self, connect: Callable[[], sqlite3.Connection], interval_s: float = 0.0) -> None:
         self._connect = connect
-        self._before_commit = before_commit or (lambda connection: None)
-        self._discard = discard or (lambda: None)
         self._interval_s = interval_s
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="banditkit-sqlite-writer", daemon=True)
@@ -120,10 +109,8 @@ class GroupCommitWriter:
             connection.execute("BEGIN IMMEDIATE")
             for job, _, _ in group:
                 results.append(job(connection, hooks.append))
-            self._before_commit(connection)
             connection.execute("COMMIT")
         except Exception as error:
-            self._discard()
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
             if len(group) > 1 and len(results) < len(group):  # one bad job must not sink its group

@@ -59,13 +59,18 @@ from .writer import Checkpointer, GroupCommitWriter
 
 logger = logging.getLogger("banditkit.service")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS experiments (
-    name TEXT PRIMARY KEY, config TEXT NOT NULL, model TEXT NOT NULL,
-    version INTEGER NOT NULL, created_at REAL NOT NULL, sweep_watermark REAL NOT NULL DEFAULT 0);
+#: An experiment's policy state as of a version, one row per array (in the store's file and in the lanes').
+CHECKPOINTS = """
 CREATE TABLE IF NOT EXISTS checkpoints (
     experiment TEXT NOT NULL, key TEXT NOT NULL, version INTEGER NOT NULL, dtype TEXT NOT NULL,
     shape TEXT NOT NULL, data BLOB NOT NULL, PRIMARY KEY (experiment, key));
+"""
+SCHEMA = (
+    CHECKPOINTS
+    + """
+CREATE TABLE IF NOT EXISTS experiments (
+    name TEXT PRIMARY KEY, config TEXT NOT NULL, model TEXT NOT NULL,
+    version INTEGER NOT NULL, created_at REAL NOT NULL, sweep_watermark REAL NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS decisions (
     decision_id TEXT PRIMARY KEY, experiment TEXT NOT NULL, time REAL NOT NULL, unit TEXT,
     context TEXT, arm TEXT NOT NULL, propensity REAL NOT NULL, probabilities TEXT NOT NULL,
@@ -85,6 +90,9 @@ CREATE TABLE IF NOT EXISTS events (
     event_id INTEGER PRIMARY KEY AUTOINCREMENT, experiment TEXT NOT NULL, time REAL NOT NULL,
     policy_version INTEGER NOT NULL, detail TEXT NOT NULL);
 """
+)
+#: The lanes' checkpoints go to the file named after the store's with this suffix.
+CHECKPOINT_SUFFIX = "-checkpoints"
 #: The learned rewards of an experiment after a version (made after :func:`_migrate`, which adds the column).
 LEARNED_INDEX = "CREATE INDEX IF NOT EXISTS rewards_learned ON rewards (experiment, version) WHERE version IS NOT NULL"
 _DECISION_COLUMNS = (
@@ -178,6 +186,15 @@ class SQLiteStore(Store):
         self._learned_lock = threading.RLock()
         self._writer = GroupCommitWriter(self._write_connection, commit_interval_s)
         self._checkpointer = Checkpointer(self._connect)
+        # The lanes' checkpoints go to a file of their own: writing megabytes there never holds the main
+        # file's write lock, for which every decision's commit waits. Creation and model changes write
+        # theirs in the main file, with the model; the newer of the two is the experiment's checkpoint.
+        self.checkpoint_path = self.path + CHECKPOINT_SUFFIX
+        self._side = sqlite3.connect(self.checkpoint_path, isolation_level=None, check_same_thread=False, timeout=30.0)
+        self._side.execute("PRAGMA journal_mode=WAL")
+        self._side.execute(f"PRAGMA synchronous={synchronous}")
+        self._side.executescript(CHECKPOINTS)
+        self._side_lock = threading.Lock()
         self._lanes = Lanes(self._learn, self._replace)
 
     def _connect(self) -> sqlite3.Connection:
@@ -206,6 +223,7 @@ class SQLiteStore(Store):
             changed = [(name, learned) for name, learned in self._learned.items() if learned.rewards_since]
         for name, learned in changed:
             self._checkpoint(name, learned)
+        self._side.close()
         self._writer.close()
         self._checkpointer.close()
         with self._readers_lock:
@@ -438,7 +456,9 @@ class SQLiteStore(Store):
         it learned again) the first time. Called with ``_learned_lock`` held."""
         learned = self._learned.get(name)
         if learned is None:
-            learned = self._learned[name] = _restore(self._reader(), name)
+            with self._side_lock:
+                side = _read_checkpoint(self._side, name)
+            learned = self._learned[name] = _restore(self._reader(), name, side)
         return learned
 
     def _checkpoint_due(self, learned: _Learned) -> bool:
@@ -448,18 +468,22 @@ class SQLiteStore(Store):
         return elapsed >= self.checkpoint_s or learned.rewards_since * _REWARD_BYTES >= learned.state_bytes()
 
     def _checkpoint(self, name: str, learned: _Learned) -> None:
-        """Queue a checkpoint of what ``learned`` holds now (the writer skips it if a model change came
-        first; that change wrote its own)."""
+        """Write what ``learned`` holds now to the checkpoint file (in the lane: nothing waits for it but the
+        experiment's next rewards). A failure is logged: the rewards since stay in the log, and the next
+        checkpoint, or the next opening, catches up."""
         with self._learned_lock:
-            version, rows = learned.version, _checkpoint_rows(name, learned.arrays, learned.version)
+            version, arrays = learned.version, learned.arrays
             learned.checkpoint_at, learned.rewards_since = time.monotonic(), 0
-
-        def job(db: sqlite3.Connection, _after) -> None:
-            (stored,) = db.execute("SELECT version FROM experiments WHERE name = ?", (name,)).fetchone()
-            if stored == version:
-                _write_checkpoint(db, name, rows)
-
-        self._writer.submit(job).add_done_callback(lambda done: _log_failure(done, name))
+        rows = _checkpoint_rows(name, arrays, version)
+        with self._side_lock:
+            try:
+                self._side.execute("BEGIN IMMEDIATE")
+                _write_checkpoint(self._side, name, rows)
+                self._side.execute("COMMIT")
+            except sqlite3.Error as error:
+                if self._side.in_transaction:
+                    self._side.execute("ROLLBACK")
+                logger.error("checkpoint of experiment %r not written: %s", name, error)
 
     def unrewarded(self, name: str, since: float, before: float, limit: int) -> list[DecisionRecord]:
         rows = self._reader().execute(
@@ -520,14 +544,18 @@ def _migrate(db: sqlite3.Connection) -> None:
     db.execute("COMMIT")
 
 
-def _restore(db: sqlite3.Connection, name: str) -> _Learned:
-    """An experiment as last learned: its checkpoint, with the rewards logged after it learned again, one
-    version after the other, each in the order it was learned (so the arrays are the very ones served)."""
+def _restore(db: sqlite3.Connection, name: str, side: tuple[State, int] | None) -> _Learned:
+    """An experiment as last learned: its newest checkpoint (the main file's, written with the model, or
+    ``side``, the lanes' file's), with the rewards logged after it learned again, one version after the
+    other, each in the order it was learned (so the arrays are the very ones served)."""
     found = db.execute("SELECT model, version FROM experiments WHERE name = ?", (name,)).fetchone()
     if found is None:
         raise KeyError(f"experiment {name!r} is not in {db.execute('PRAGMA database_list').fetchone()[2]}")
     model, version = json.loads(found[0]), found[1]
-    arrays, learned = _read_checkpoint(db, name)
+    main = _read_checkpoint(db, name)
+    if main is None:
+        raise RuntimeError(f"experiment {name!r} has no checkpoint")
+    arrays, learned = side if side is not None and side[1] >= main[1] else main
     columns = ", ".join("d." + column.strip() for column in _DECISION_COLUMNS.split(","))
     rows = db.execute(
         f"SELECT r.version, r.decision_id, r.experiment, r.arm, r.value, r.time, r.source, r.applied, {columns} "
@@ -566,26 +594,18 @@ def _write_checkpoint(db: sqlite3.Connection, name: str, rows: list[tuple]) -> N
         db.execute("INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?, ?)", row)
 
 
-def _read_checkpoint(db: sqlite3.Connection, name: str) -> tuple[State, int]:
-    """The checkpointed state of ``name`` and its version."""
+def _read_checkpoint(db: sqlite3.Connection, name: str) -> tuple[State, int] | None:
+    """The checkpointed state of ``name`` and its version, or None."""
     rows = db.execute(
         "SELECT key, version, dtype, shape, data FROM checkpoints WHERE experiment = ? ORDER BY rowid", (name,)
     ).fetchall()
     if not rows:
-        raise RuntimeError(f"experiment {name!r} has no checkpoint")
+        return None
     state = {
         key: array_from_bytes(dtype, json.loads(shape), data, f"checkpoint[{key!r}]")
         for key, _, dtype, shape, data in rows
     }
     return state, rows[0][1]
-
-
-def _log_failure(done: Future, name: str) -> None:
-    """A checkpoint's outcome: a failed one is logged (the rewards since stay in the log, and the next
-    checkpoint or the next opening catches up)."""
-    error = done.exception()
-    if error is not None:
-        logger.error("checkpoint of experiment %r not written: %s", name, error)
 
 
 def _existing_rewards(db: sqlite3.Connection, ids: list[str]) -> dict[str, RewardRecord]:

@@ -6,8 +6,8 @@
 The first form serves a LinUCB experiment of ``--features`` x ``--arms`` (its
 state holds two d x d matrices per arm) and a small Thompson-sampling one from
 a real ``banditkit serve`` process, and measures the small experiment's
-decision latency alone, then while one client sends the heavy experiment
-decisions and rewards as fast as they are answered. It prints, per phase, the
+decision latency alone, then while one client (in a process of its own) sends
+the heavy experiment decisions and rewards as fast as they are answered. It prints, per phase, the
 heavy experiment's reward latency, the small experiment's decision latency
 (p50, p99, max), the largest SQLite WAL file and the server's resident memory
 (largest sample, and the peak the kernel reports). With ``--store redis`` a
@@ -23,6 +23,7 @@ supported size (``docs/service.md``).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -70,11 +71,13 @@ def small_decisions(base_url: str, stop: threading.Event, latencies: list[float]
             response.raise_for_status()
 
 
-def heavy_rewards(base_url: str, features: int, stop: threading.Event, latencies: list[float]) -> None:
-    """A decision of the heavy experiment, then its reward, until ``stop``; the rewards' latencies."""
+def heavy_rewards(base_url: str, features: int, seconds: float) -> list[float]:
+    """A decision of the heavy experiment, then its reward, for ``seconds``; the rewards' latencies."""
     rng = np.random.default_rng(0)
+    latencies = []
+    deadline = time.monotonic() + seconds
     with httpx.Client(base_url=base_url, timeout=120.0) as client:
-        while not stop.is_set():
+        while time.monotonic() < deadline:
             context = rng.standard_normal(features).round(6).tolist()
             decision = client.post("/v1/experiments/heavy/decisions", json={"context": context})
             decision.raise_for_status()
@@ -83,6 +86,16 @@ def heavy_rewards(base_url: str, features: int, stop: threading.Event, latencies
             reward = client.post("/v1/experiments/heavy/rewards", json=body)
             latencies.append(time.perf_counter() - started)
             reward.raise_for_status()
+    return latencies
+
+
+def heavy_process(base_url: str, features: int, seconds: float) -> subprocess.Popen:
+    """:func:`heavy_rewards` in a process of its own (its work would delay the measuring thread's)."""
+    return subprocess.Popen(
+        [sys.executable, __file__, "--heavy-client", base_url, "--features", str(features), "--seconds", str(seconds)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
 
 
 class Sampler(threading.Thread):
@@ -157,17 +170,14 @@ def stall(args: argparse.Namespace, folder: Path, prefix: str) -> None:
                 stop = threading.Event()
                 small: list[float] = []
                 rewards: list[float] = []
-                threads = [threading.Thread(target=small_decisions, args=(server.base_url, stop, small))]
-                if heavy:
-                    threads.append(
-                        threading.Thread(target=heavy_rewards, args=(server.base_url, args.features, stop, rewards))
-                    )
-                for thread in threads:
-                    thread.start()
+                thread = threading.Thread(target=small_decisions, args=(server.base_url, stop, small))
+                heavy_client = heavy_process(server.base_url, args.features, args.seconds) if heavy else None
+                thread.start()
                 time.sleep(args.seconds if heavy else max(3.0, args.seconds / 3))
                 stop.set()
-                for thread in threads:
-                    thread.join()
+                thread.join()
+                if heavy_client is not None:
+                    rewards = json.loads(heavy_client.communicate()[0])
                 sampler.stop.set()
                 sampler.join()
                 rows.append((phase, rewards, small, sampler.wal_mb, sampler.rss_mb))
@@ -249,7 +259,11 @@ def main() -> None:
     parser.add_argument("--arms", type=int, default=2)
     parser.add_argument("--sizes", help="FEATURESxARMS,... : measure each size instead")
     parser.add_argument("--repeats", type=int, default=30, help="calls per size with --sizes")
+    parser.add_argument("--heavy-client", metavar="URL", help=argparse.SUPPRESS)  # the heavy client's process
     args = parser.parse_args()
+    if args.heavy_client:
+        print(json.dumps(heavy_rewards(args.heavy_client, args.features, args.seconds)))
+        return
     prefix = f"bench-heavy-{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory() as directory:
         try:

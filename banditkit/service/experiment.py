@@ -19,11 +19,11 @@ from .schemas import ArmState, ExperimentCreate, ExperimentOut
 from .serving import DistributionCache
 from .stores import ExperimentRecord
 
-#: The largest policy state an experiment may start with: every reward copies it once, and a checkpoint writes
-#: it (``docs/service.md``, "Large experiments", has the measurements behind it).
-MAX_LINEAR_CELLS = 1024 * 1024 * 2
-LARGEST_LINEAR = "1024 features x 2 arms"
-MAX_STATE_BYTES = 2 * 8 * MAX_LINEAR_CELLS + 2 * 8 * 1024 * 2 + 8 * 2  # LinUCB's A, A_inv, b, theta, counters
+#: The largest policy state an experiment may start with, in bytes: each reward copies it in the experiment's
+#: lane and each checkpoint writes it (``docs/service.md``, "Large experiments", has the measurements).
+MAX_STATE_BYTES = 34_000_000
+#: The largest linear contextual experiments under it (LinUCB and LinTS keep two d x d matrices per arm).
+LARGEST_LINEAR = "1030 features x 2 arms, 728 x 4, 514 x 8 or 363 x 16 for linucb and lints"
 
 
 @dataclass
@@ -108,8 +108,7 @@ def build_bandit(spec: ExperimentCreate) -> Bandit:
         raise InvalidRequestError(
             f"n_features x arms = {spec.n_features} x {len(spec.arms)} is too large for policy {policy.name!r}: "
             f"its state would take {size / 1e6:.1f} MB, and the service serves at most {MAX_STATE_BYTES / 1e6:.1f} MB "
-            f"per experiment ({LARGEST_LINEAR}, or fewer features with more arms: "
-            f"n_features^2 x arms <= {MAX_LINEAR_CELLS:,} for linucb and lints)",
+            f"per experiment (at most {LARGEST_LINEAR})",
             "n_features" if spec.n_features is not None else "arms",
         )
     if spec.default_reward is not None:

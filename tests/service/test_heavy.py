@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from redis_servers import BanditkitProcess
 
-from banditkit.service.experiment import LARGEST_LINEAR, MAX_STATE_BYTES
+from banditkit.policies import UCB1, LinTS, LinUCB
+from banditkit.service.experiment import LARGEST_LINEAR, MAX_STATE_BYTES, state_bytes
 
 FEATURES = 512
 HEAVY = {
@@ -125,11 +126,11 @@ def test_a_heavy_experiment_does_not_stall_the_decisions_of_another(store, serve
 def test_an_experiment_over_the_size_limit_is_refused_at_creation(store, server_process, tmp_path):
     server = server_process(store, spool_dir=tmp_path / "spool")
     with httpx.Client(base_url=server.base_url, timeout=60.0) as client:
-        too_large = client.post("/v1/experiments", json={**HEAVY, "name": "huge", "n_features": 2048})
+        too_large = client.post("/v1/experiments", json={**HEAVY, "name": "huge", "n_features": 1031})
         assert too_large.status_code == 422, too_large.text
         (detail,) = too_large.json()["detail"]
         assert detail["loc"] == ["body", "n_features"]
-        assert "2048 x 2" in detail["msg"] and LARGEST_LINEAR in detail["msg"]
+        assert "1031 x 2" in detail["msg"] and LARGEST_LINEAR in detail["msg"]
         assert f"{MAX_STATE_BYTES / 1e6:.1f} MB" in detail["msg"]
         many_arms = client.post(
             "/v1/experiments", json={**HEAVY, "name": "wide", "arms": [f"arm{i}" for i in range(300)]}
@@ -188,3 +189,17 @@ def test_a_killed_server_serves_the_heavy_model_it_had_learned(server_process, t
         assert [arm["pulls"] for arm in again["arms"]] == [arm["pulls"] for arm in stats["arms"]]
         assert sum(arm["pulls"] for arm in again["arms"]) == learned
         assert probe(client) == [(arm, propensity, version) for arm, propensity, version in before]
+
+
+@pytest.mark.parametrize(
+    "policy, arms, features",
+    [(LinUCB(), 2, 1030), (LinTS(), 4, 728), (LinUCB(), 8, 514), (LinTS(), 16, 363)],
+)
+def test_the_largest_linear_experiments_are_the_ones_the_limit_names(policy, arms, features):
+    """``state_bytes`` is read off small states; it equals the real state's size, and the sizes the 422
+    names are the largest under the limit."""
+    assert f"{features} x {arms}" in LARGEST_LINEAR or f"{features} features x {arms}" in LARGEST_LINEAR
+    assert state_bytes(policy, arms, features) <= MAX_STATE_BYTES < state_bytes(policy, arms, features + 1)
+    for policy_of_size, n_arms, n_features in [(LinUCB(standardize=True), 3, 7), (LinTS(), 5, 9), (UCB1(), 1000, None)]:
+        state = policy_of_size.init_state(n_arms, n_features=n_features)
+        assert state_bytes(policy_of_size, n_arms, n_features) == sum(array.nbytes for array in state.values())

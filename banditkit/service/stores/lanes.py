@@ -35,7 +35,7 @@ from .base import ModelChange, RewardCommit, RewardRecord, RewardWork, State, cl
 #: Items handed to a lane's function at once at most.
 MAX_BATCH = 256
 #: How much lower the lanes' threads are scheduled than the serving threads (Linux niceness, 0 to 19).
-NICE = 10
+NICE = 5
 
 Item = RewardWork | ModelChange
 #: What a store does with a run of one experiment's reward work: learn it and complete every future.

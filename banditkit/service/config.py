@@ -63,8 +63,8 @@ class Settings(BaseSettings):
     tune_interpreter: bool = Field(
         True,
         description=(
-            "at start-up, set a 0.2 ms GIL switch interval and freeze start-up objects out of the garbage collector "
-            "(process-wide; turn off when the app is embedded in another program)"
+            "at start-up, set a 0.2 ms GIL switch interval, freeze start-up objects out of the garbage collector and "
+            "run BLAS with one thread per call (process-wide; turn off when the app is embedded in another program)"
         ),
     )
     model_poll_s: float = Field(

@@ -54,18 +54,31 @@ def decode_arrays(data: Mapping[str, Any], field: str = "state") -> dict[str, np
 
 def _decode(item: Any, where: str) -> np.ndarray:
     try:
-        dtype, shape, text = np.dtype(item["dtype"]), [int(n) for n in item["shape"]], item["data"]
+        dtype, shape, text = item["dtype"], item["shape"], item["data"]
         raw = base64.b64decode(text, validate=True)
     except (KeyError, TypeError, ValueError, binascii.Error) as error:
         raise InvalidParameterError(
             f"{where} must be {{'dtype', 'shape', 'data' (base64)}}, got {item!r:.200}: {error}", field=where
         ) from None
-    if dtype.kind not in _KINDS:
-        raise InvalidParameterError(f"{where} must hold booleans or numbers, got dtype {dtype.str!r}", field=where)
-    if len(raw) != math.prod(shape) * dtype.itemsize:
+    return array_from_bytes(dtype, shape, raw, where)
+
+
+def array_from_bytes(dtype: Any, shape: Any, raw: bytes, where: str) -> np.ndarray:
+    """A new, writeable array from its raw C-order bytes (what :func:`encode_arrays` base64-encodes).
+
+    The array has numpy dtype ``dtype`` (``dtype.str``) and ``shape``; errors name ``where``.
+    """
+    try:
+        kind, dims = np.dtype(dtype), [int(n) for n in shape]
+    except (TypeError, ValueError) as error:
         raise InvalidParameterError(
-            f"{where} has {len(raw)} bytes, expected {math.prod(shape) * dtype.itemsize} "
-            f"for {dtype.str} of shape {shape}",
+            f"{where} must have a numpy dtype and a shape, got {dtype!r:.50} and {shape!r:.100}: {error}", field=where
+        ) from None
+    if kind.kind not in _KINDS:
+        raise InvalidParameterError(f"{where} must hold booleans or numbers, got dtype {kind.str!r}", field=where)
+    if len(raw) != math.prod(dims) * kind.itemsize:
+        raise InvalidParameterError(
+            f"{where} has {len(raw)} bytes, expected {math.prod(dims) * kind.itemsize} for {kind.str} of shape {dims}",
             field=where,
         )
-    return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+    return np.frombuffer(raw, dtype=kind).reshape(dims).copy()

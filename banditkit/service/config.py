@@ -56,11 +56,20 @@ class Settings(BaseSettings):
         "FULL", description="FULL survives power loss; NORMAL survives a process crash only"
     )
     sweep_interval_s: float = Field(1.0, gt=0.0, description="how often default rewards are applied")
+    checkpoint_s: float = Field(
+        10.0,
+        gt=0.0,
+        le=3600.0,
+        description=(
+            "SQLite: an experiment's policy state is written at most this many seconds after it changed (the "
+            "rewards logged since are learned again on opening), and sooner once they hold as many bytes as the state"
+        ),
+    )
     tune_interpreter: bool = Field(
         True,
         description=(
-            "at start-up, set a 0.2 ms GIL switch interval and freeze start-up objects out of the garbage collector "
-            "(process-wide; turn off when the app is embedded in another program)"
+            "at start-up, set a 0.2 ms GIL switch interval, freeze start-up objects out of the garbage collector and "
+            "run BLAS with one thread per call (process-wide; turn off when the app is embedded in another program)"
         ),
     )
     model_poll_s: float = Field(

@@ -23,7 +23,7 @@ from ..errors import BanditkitError
 from . import rewarding
 from .coalesce import Coalescer
 from .errors import InvalidRequestError, NotFoundError
-from .experiment import Experiment, build_bandit, restore
+from .experiment import LARGEST_LINEAR, MAX_STATE_BYTES, Experiment, build_bandit, restore, state_bytes
 from .model import join, split
 from .schemas import (
     MAX_ARMS,
@@ -176,6 +176,16 @@ class Engine:
 
     async def change_arms(self, name: str, patch: ArmsPatch) -> ExperimentOut:
         experiment = self.experiment(name)
+        if patch.add:  # checked before the arrays are made: too many arms of a large model would not fit in memory
+            served = experiment.bandit
+            size = state_bytes(served.policy, len(served.arms) + len(patch.add), served.n_features)
+            if size > MAX_STATE_BYTES:
+                raise InvalidRequestError(
+                    f"adding {len(patch.add)} arms would make the state of experiment {name!r} take "
+                    f"{size / 1e6:.1f} MB, and the service serves at most {MAX_STATE_BYTES / 1e6:.1f} MB per "
+                    f"experiment (at most {LARGEST_LINEAR})",
+                    "add",
+                )
 
         def change(current: Bandit) -> tuple[ModelChange, Bandit]:
             bandit = join(*split(current), current.version, current.rng)

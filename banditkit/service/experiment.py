@@ -12,12 +12,18 @@ import numpy as np
 from ..bandit import Bandit
 from ..errors import BanditkitError
 from ..guardrails import Guardrails
-from ..policies import make_policy
+from ..policies import Policy, make_policy
 from .errors import InvalidRequestError
 from .model import join
 from .schemas import ArmState, ExperimentCreate, ExperimentOut
 from .serving import DistributionCache
 from .stores import ExperimentRecord
+
+#: The largest policy state an experiment may start with, in bytes: each reward copies it in the experiment's
+#: lane and each checkpoint writes it (``docs/service.md``, "Large experiments", has the measurements).
+MAX_STATE_BYTES = 34_000_000
+#: The largest linear contextual experiments under it (LinUCB and LinTS keep two d x d matrices per arm).
+LARGEST_LINEAR = "1030 features x 2 arms, 728 x 4, 514 x 8 or 363 x 16 for linucb and lints"
 
 
 @dataclass
@@ -97,6 +103,14 @@ def build_bandit(spec: ExperimentCreate) -> Bandit:
         )
     if policy.contextual and spec.n_features is None:
         raise InvalidRequestError(f"policy {policy.name!r} is contextual: n_features is required", "n_features")
+    size = state_bytes(policy, len(spec.arms), spec.n_features)
+    if size > MAX_STATE_BYTES:
+        raise InvalidRequestError(
+            f"n_features x arms = {spec.n_features} x {len(spec.arms)} is too large for policy {policy.name!r}: "
+            f"its state would take {size / 1e6:.1f} MB, and the service serves at most {MAX_STATE_BYTES / 1e6:.1f} MB "
+            f"per experiment (at most {LARGEST_LINEAR})",
+            "n_features" if spec.n_features is not None else "arms",
+        )
     if spec.default_reward is not None:
         low, high = policy.reward_bounds
         if not low <= spec.default_reward <= high:
@@ -111,6 +125,31 @@ def build_bandit(spec: ExperimentCreate) -> Bandit:
         )
     except BanditkitError as error:
         raise InvalidRequestError(str(error)) from None
+
+
+def state_bytes(policy: Policy, n_arms: int, n_features: int | None) -> int:
+    """Bytes of ``policy``'s initial state for ``n_arms`` arms and ``n_features`` features, without making it.
+
+    A contextual policy's state is per-arm arrays of at most ``n_features`` squared numbers plus shared
+    arrays, so its size is linear in the arms and at most quadratic in the features: it is read off the states of
+    one and two arms with one, two and three features (a 4096-feature state would take hundreds of MB just
+    to be measured).
+    """
+    if n_features is None:
+        return sum(array.nbytes for array in policy.init_state(n_arms).values())
+
+    def size(arms: int, features: int) -> int:
+        return sum(array.nbytes for array in policy.init_state(arms, n_features=features).values())
+
+    per_arm = [size(2, d) - size(1, d) for d in (1, 2, 3)]
+    shared = [size(1, d) - arm for d, arm in zip((1, 2, 3), per_arm, strict=True)]
+    return n_arms * _quadratic(per_arm, n_features) + _quadratic(shared, n_features)
+
+
+def _quadratic(values: list[int], x: int) -> int:
+    """The quadratic through (1, values[0]), (2, values[1]), (3, values[2]) at ``x`` (exact in integers)."""
+    first, second, third = values
+    return (first * (x - 2) * (x - 3) - 2 * second * (x - 1) * (x - 3) + third * (x - 1) * (x - 2)) // 2
 
 
 def restore(record: ExperimentRecord, refresh_s: float, executor: ThreadPoolExecutor | None) -> Experiment:

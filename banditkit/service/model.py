@@ -10,22 +10,15 @@ changes only on arm changes, guardrail actions and rollback.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..bandit import Bandit
-from ..policies import Policy
-from .stores.base import (
-    LEDGER_PREFIX,
-    POLICY_PREFIX,
-    DecisionRecord,
-    Delta,
-    RewardRecord,
-    State,
-    policy_state,
-)
+from .stores.base import LEDGER_PREFIX, POLICY_PREFIX, State, policy_state
+from .stores.planner import DeltaPlanner, reward_delta
+
+__all__ = ["DeltaPlanner", "adopt_rewards", "apply_rewards", "guarded", "join", "reward_delta", "served_state", "split"]
 
 _LEDGER = ("pulls", "reward_sums", "reward_sq_sums")
 _ADDITIVE = {"state", "version", "rng", "total_reward", *_LEDGER}
@@ -63,67 +56,6 @@ def join(model: dict[str, Any], arrays: State, version: int, rng: np.random.Gene
     return Bandit.from_dict(data, state=policy_state(arrays))
 
 
-def reward_delta(
-    policy: Policy,
-    n_arms: int,
-    state: State,
-    arm_indices: np.ndarray,
-    rewards: np.ndarray,
-    contexts: np.ndarray | None,
-    propensities: np.ndarray | None,
-) -> State:
-    """The delta of the arrays of :func:`split` for ``rewards`` (n,) of ``arm_indices`` (n,); nothing is changed.
-
-    ``state`` is the policy state the delta is computed from and will be
-    merged into. The policy forms its part (:meth:`Policy.state_delta`).
-    """
-    new_state = policy.update(state, arm_indices, rewards, propensities=propensities, context=contexts)
-    delta = {POLICY_PREFIX + key: value for key, value in policy.state_delta(state, new_state).items()}
-    delta[LEDGER_PREFIX + "pulls"] = np.bincount(arm_indices, minlength=n_arms).astype(np.float64)
-    delta[LEDGER_PREFIX + "reward_sums"] = np.bincount(arm_indices, weights=rewards, minlength=n_arms)
-    delta[LEDGER_PREFIX + "reward_sq_sums"] = np.bincount(arm_indices, weights=rewards * rewards, minlength=n_arms)
-    delta[LEDGER_PREFIX + "total_reward"] = np.array([rewards.sum()])
-    return delta
-
-
-@dataclass(frozen=True, slots=True)
-class DeltaPlanner:
-    """The :class:`~.stores.base.RewardPlanner` of a served Bandit.
-
-    It plans with the Bandit's policy and arms (as served when the rewards were submitted), and the logged
-    decisions the rewards join (their contexts and propensities).
-
-    It holds no reference to the Bandit, so a store may call it from its writer thread while the server
-    goes on serving.
-    """
-
-    policy: Policy
-    arm_index: dict[str, int]
-    decisions: dict[str, DecisionRecord]
-
-    @classmethod
-    def of(cls, bandit: Bandit, decisions: dict[str, DecisionRecord]) -> DeltaPlanner:
-        return cls(bandit.policy, {arm: i for i, arm in enumerate(bandit.arms)}, decisions)
-
-    def plan(self, new: list[RewardRecord], arrays: State) -> tuple[Delta | None, list[bool]]:
-        """See :meth:`RewardPlanner.plan`: a reward whose arm was removed is recorded, not learned."""
-        index = self.arm_index
-        applied = [reward.arm in index for reward in new]
-        kept = [reward for reward, ok in zip(new, applied, strict=True) if ok]
-        if not kept:
-            return None, applied
-        policy = self.policy
-        rows = [self.decisions[reward.decision_id] for reward in kept]
-        arms = np.array([index[reward.arm] for reward in kept], dtype=np.intp)
-        values = np.array([reward.value for reward in kept], dtype=np.float64)
-        contexts = np.array([row.context for row in rows], dtype=np.float64) if policy.contextual else None
-        propensities = (
-            np.array([row.propensity for row in rows], dtype=np.float64) if policy.needs_propensities else None
-        )
-        change = reward_delta(policy, len(index), policy_state(arrays), arms, values, contexts, propensities)
-        return Delta(policy, change, arms, values), applied
-
-
 def apply_rewards(
     bandit: Bandit, delta: State, arm_indices: np.ndarray, rewards: np.ndarray, *, version: int | None = None
 ) -> None:
@@ -139,6 +71,17 @@ def apply_rewards(
     bandit.absorb(
         arm_indices, rewards, bandit.policy.merge_delta(served_state(bandit), policy_state(delta)), version=version
     )
+
+
+def adopt_rewards(
+    bandit: Bandit, arrays: State, arm_indices: np.ndarray, rewards: np.ndarray, *, version: int | None = None
+) -> None:
+    """Serve the arrays a store merged the rewards' delta into (its commit's ``arrays``).
+
+    The very same arrays, so memory and store are identical, and the server does no work in proportion to the
+    state's size beyond :meth:`Bandit.absorb`'s checks. The ledger and guardrails follow as in :func:`apply_rewards`.
+    """
+    bandit.absorb(arm_indices, rewards, policy_state(arrays), version=version)
 
 
 def guarded(bandit: Bandit) -> tuple[tuple[bool, ...], bool]:

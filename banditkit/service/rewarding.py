@@ -1,4 +1,4 @@
-"""Rewards: joined to their logged decision, recorded once, learned as a delta in the same transaction.
+"""Rewards: joined to their logged decision, recorded once, learned as a delta committed with them.
 
 A reward for decision ``d`` is accepted once. A retry with the same value gets
 the first answer again; another value gets 409; an unknown decision 404; a
@@ -23,7 +23,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from .experiment import Experiment
-from .model import DeltaPlanner, apply_rewards, guarded
+from .model import DeltaPlanner, adopt_rewards, guarded
 from .schemas import RewardRequest, RewardResult
 from .stores import DecisionRecord, RewardRecord, Store
 from .stores.base import RewardCommit, RewardOutcome, RewardWork, settled
@@ -218,13 +218,13 @@ async def learn(
     on_guardrail: Callable[[Experiment], None],
     watermark: float | None = None,
 ) -> list[RewardOutcome]:
-    """Record ``rewards`` at most once and merge their delta in one transaction, then learn that delta in memory.
+    """Record ``rewards`` at most once with their delta merged, then serve the merged arrays.
 
     One outcome per reward (a later reward of the same decision gets the first one's).
 
-    The store computes the delta with the experiment's :class:`~.model.DeltaPlanner` from its arrays as
-    they stand in the transaction (earlier work of the same group commit merged), so it is exact for every
-    merge rule; the commits come back in commit order, and memory merges them in that order.
+    The store computes the delta with the experiment's :class:`~.model.DeltaPlanner` from the arrays its
+    previous commit left, so it is exact for every merge rule; the commits come back in commit order, and
+    memory follows them in that order.
     """
     await experiment.model_written()
     repeated = len(decisions) < len(rewards)  # ``decisions`` holds each rewarded decision once
@@ -246,14 +246,19 @@ async def learn(
 def _follow(
     store: Store, experiment: Experiment, commit: RewardCommit, on_guardrail: Callable[[Experiment], None]
 ) -> None:
-    """Learn a committed delta in memory, bit for bit as the store merged it (:func:`apply_rewards`)."""
-    delta, version = commit.delta, commit.version
-    assert delta is not None and delta.arm_indices is not None and delta.rewards is not None and version is not None
+    """Serve the arrays the store merged a committed delta into (:func:`adopt_rewards`).
+
+    The store's own arrays, so memory and store are identical, and nothing here costs in proportion to the
+    state's size.
+    """
+    delta, version, arrays = commit.delta, commit.version, commit.arrays
+    assert delta is not None and delta.arm_indices is not None and delta.rewards is not None
+    assert version is not None and arrays is not None  # a store that learns in process gives them
     with experiment.lock:
         bandit = experiment.bandit
         if version == bandit.version + 1:
             before = guarded(bandit)
-            apply_rewards(bandit, delta.arrays, delta.arm_indices, delta.rewards, version=version)
+            adopt_rewards(bandit, arrays, delta.arm_indices, delta.rewards, version=version)
             changed = guarded(bandit) != before
         else:
             changed = False

@@ -509,3 +509,116 @@ def test_find_decisions_joins_rewards(store):
     assert set(found) == {"d0000", "d0001"}
     assert found["d0000"] == (decision(0), None)
     assert found["d0001"][0] == decision(1) and found["d0001"][1].value == 0.5
+
+
+def test_a_reward_writes_its_rows_not_the_state(tmp_path):
+    """However large the state, a reward's commit writes its rows and the version: the WAL grows by kilobytes
+    per reward, not by the 8 MB state (which it did, 11 MB per reward, before checkpoints)."""
+    path = tmp_path / "large.db"
+    store = SQLiteStore(path, checkpoint_s=3600.0)
+    record = make_experiment()
+    record.state["policy/weights"] = np.zeros((1, 2, 1_000_000))  # 16 MB the Counting planner leaves alone
+    store.create_experiment(record, {"kind": "create"}).result()
+    store.append_decisions([decision(i) for i in range(40)]).result()
+    wal = tmp_path / "large.db-wal"
+    written = wal.stat().st_size
+    for i in range(40):
+        store.commit_rewards(work([reward(i)])).result()
+    assert wal.stat().st_size - written < 1_000_000
+    (learned,) = store.load_experiments()
+    assert learned.version == 40 and learned.state["policy/pulls"].tolist() == [[40.0, 0.0]]
+    store.close()
+
+
+def test_sqlite_learns_the_rewards_after_its_checkpoint_again_when_it_opens(tmp_path):
+    """A store that stopped without a checkpoint (kill -9) learns the rewards logged since its last one again,
+    in the groups and the order it learned them, into the very same arrays."""
+    from banditkit import Bandit
+    from banditkit.policies import LinTS
+    from banditkit.service.model import DeltaPlanner, split
+
+    path = tmp_path / "replay.db"
+    bandit = Bandit(["a", "b", "c"], LinTS(v=0.5), n_features=4, name="hero")
+    model, arrays = split(bandit)
+    first = SQLiteStore(path, checkpoint_s=3600.0)
+    first.create_experiment(ExperimentRecord("hero", {}, model, arrays, 0, 1000.0), {"kind": "create"}).result()
+    rng = np.random.default_rng(3)
+    rows = [
+        DecisionRecord(
+            f"d{i:04d}", 1000.0 + i, "hero", None, tuple(rng.standard_normal(4)), "abc"[i % 3], 0.5, {}, 0, False
+        )
+        for i in range(60)
+    ]
+    first.append_decisions(rows).result()
+    decisions = {row.decision_id: row for row in rows}
+    for begin, end in [(0, 1), (1, 9), (9, 10), (10, 35), (35, 36), (36, 60)]:  # one reward, or many at once
+        rewards = [RewardRecord(r.decision_id, "hero", r.arm, float(rng.random()), 2000.0) for r in rows[begin:end]]
+        first.commit_rewards(RewardWork("hero", rewards[::-1], DeltaPlanner.of(bandit, decisions))).result()
+    (served,) = first.load_experiments()  # `first` is left open, as a killed process leaves its file
+    second = SQLiteStore(path)
+    try:
+        (reopened,) = second.load_experiments()
+        assert reopened.version == served.version == 6
+        assert reopened.state.keys() == served.state.keys()
+        for key, value in served.state.items():
+            assert reopened.state[key].tobytes() == value.tobytes(), key
+    finally:
+        second.close()
+        first.close()
+
+
+def test_a_file_written_before_checkpoints_opens_with_its_state(tmp_path):
+    """The state moves from the experiments table into the checkpoints, and rewards learn on top of it."""
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    old.executescript(
+        """
+        CREATE TABLE experiments (
+            name TEXT PRIMARY KEY, config TEXT NOT NULL, model TEXT NOT NULL, state TEXT NOT NULL,
+            version INTEGER NOT NULL, created_at REAL NOT NULL, sweep_watermark REAL NOT NULL DEFAULT 0);
+        CREATE TABLE rewards (
+            decision_id TEXT PRIMARY KEY, experiment TEXT NOT NULL, arm TEXT NOT NULL, value REAL NOT NULL,
+            time REAL NOT NULL, source TEXT NOT NULL, applied INTEGER NOT NULL) WITHOUT ROWID;
+        """
+    )
+    state = {"policy/pulls": np.array([[3.0, 1.0]]), "policy/reward_sums": np.array([[2.0, 0.5]])}
+    old.execute(
+        "INSERT INTO experiments VALUES (?, ?, ?, ?, ?, ?, ?)",
+        ("hero", "{}", '{"arms": ["a", "b"]}', encode_state(state), 4, 1000.0, 0.0),
+    )
+    old.execute("INSERT INTO rewards VALUES ('d9999', 'hero', 'a', 1.0, 1500.0, 'client', 1)")
+    old.commit()
+    old.close()
+    store = SQLiteStore(path)
+    try:
+        (record,) = store.load_experiments()
+        assert record.version == 4 and record.state["policy/pulls"].tolist() == [[3.0, 1.0]]
+        assert store.get_reward("d9999").value == 1.0 and store.counts("hero") == (0, 1)
+        store.append_decisions([decision(0)]).result()
+        assert store.commit_rewards(work([reward(0)])).result().version == 5
+        assert store.load_experiments()[0].state["policy/pulls"].tolist() == [[4.0, 1.0]]
+    finally:
+        store.close()
+
+
+def test_rewards_queued_behind_a_commit_are_learned_in_order_and_committed_together(learning_store):
+    """An experiment's lane hands over what queued while it was busy: each work is learned on the arrays the
+    previous one left (versions 1, 2, 3, ... in submission order), and on SQLite they share commits."""
+    store = learning_store
+    store.create_experiment(make_experiment(), {"kind": "create"}).result()
+    store.append_decisions([decision(i) for i in range(60)]).result()
+    groups = store.writer.groups_committed if isinstance(store, SQLiteStore) else 0
+    futures = [store.commit_rewards(work([reward(i, float(i % 2))])) for i in range(60)]
+    commits = [future.result() for future in futures]
+    assert [commit.version for commit in commits] == list(range(1, 61))
+    assert [commit.arrays["policy/pulls"].tolist() for commit in commits[:3]] == [
+        [[1.0, 0.0]],
+        [[2.0, 0.0]],
+        [[3.0, 0.0]],
+    ]
+    (record,) = store.load_experiments()
+    assert record.version == 60 and record.state["policy/reward_sums"].tolist() == [[30.0, 0.0]]
+    if isinstance(store, SQLiteStore):
+        assert store.writer.groups_committed - groups < 30

@@ -27,16 +27,28 @@ STORE_URLS = "sqlite:///PATH, memory://, redis://HOST:PORT/DB or redis+cluster:/
 
 
 def open_store(
-    url: str, *, synchronous: str = "FULL", commit_interval_s: float = 0.0, spool_dir: str | Path = "banditkit-spool"
+    url: str,
+    *,
+    synchronous: str = "FULL",
+    commit_interval_s: float = 0.0,
+    spool_dir: str | Path = "banditkit-spool",
+    checkpoint_s: float = 10.0,
 ) -> Store:
     """A store from its URL: ``memory://``, ``sqlite:///relative/or/absolute/path.db``, or a Redis URL.
 
     Redis URLs are read by :mod:`.redis_keys`; ``spool_dir`` keeps the decisions served while Redis is down.
+    ``checkpoint_s``: how long an SQLite experiment's state may go unwritten after it changed
+    (:class:`.SQLiteStore`).
     """
     if url == "memory://":
         return MemoryStore()
     if url.startswith("sqlite:///"):
-        return SQLiteStore(url.removeprefix("sqlite:///"), synchronous=synchronous, commit_interval_s=commit_interval_s)
+        return SQLiteStore(
+            url.removeprefix("sqlite:///"),
+            synchronous=synchronous,
+            commit_interval_s=commit_interval_s,
+            checkpoint_s=checkpoint_s,
+        )
     if is_redis_url(url):
         from .redis import RedisStore  # imports redis-py: only when asked for
 

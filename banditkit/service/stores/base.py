@@ -17,13 +17,14 @@ callback and the store keeps no reference to the caller's objects:
 
 - :class:`RewardWork` (experiment, rewards, planner, sweep watermark) ->
   :class:`RewardCommit` (one :class:`RewardOutcome` per reward, the delta
-  merged, the new version). The planner (:class:`RewardPlanner`) is a pure
-  function of the new rewards and the arrays they join: a store that learns
-  in process calls it inside its transaction, on the arrays as that
-  transaction holds them, so work committed together learns in commit order.
+  merged, the new version, the merged arrays). The planner
+  (:class:`RewardPlanner`) is a pure function of the new rewards and the
+  arrays they join: a store that learns in process calls it on the arrays the
+  experiment's previous work left, one work after the other per experiment
+  (:class:`~.lanes.Lanes`), and commits the rows only if no other write moved
+  the experiment meanwhile, so work learns in commit order.
   :func:`claim` is that step, written once for every such store; the store
-  provides only which decisions already have a reward (looked up in the same
-  transaction). Which reward of a batch counts, and what a client is
+  provides only which decisions already have a reward. Which reward of a batch counts, and what a client is
   answered, is decided once above the stores
   (:mod:`banditkit.service.rewarding`).
 - :class:`ModelChange` (model, state, version, the version it was built on,
@@ -51,6 +52,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..._codec import decode_arrays, encode_arrays
+from ...errors import InvalidParameterError
 from ...policies import Policy
 from ...policies.base import State
 
@@ -250,13 +252,18 @@ class Delta:
     """What new rewards change in an experiment's arrays, and the policy whose rule merges it.
 
     ``arm_indices`` (n,) and ``rewards`` (n,) are the rewards it was computed from, in order: what the
-    server's Bandit needs to learn the same delta in memory (:func:`~banditkit.service.model.apply_rewards`).
+    server's Bandit needs to follow it in memory (its ledger and guardrails:
+    :func:`~banditkit.service.model.adopt_rewards`). ``merged``, when given, is the arrays it was computed
+    from with it merged, as the policy's update made them: :func:`claim` takes them rather than merging
+    again, which for the state it came from gives the same arrays up to rounding, at the cost of another
+    pass over the state (and, for linear policies, a cubic-time check of their cached inverses).
     """
 
     policy: Policy
     arrays: State
     arm_indices: np.ndarray | None = None
     rewards: np.ndarray | None = None
+    merged: State | None = field(default=None, repr=False)
 
 
 class RewardPlanner(Protocol):
@@ -275,9 +282,9 @@ class RewardPlanner(Protocol):
 class RewardWork:
     """Rewards for a store to record at most once, each for a different decision of ``experiment``.
 
-    A store that learns in process asks ``planner`` for the delta of the rewards that are new and commits
-    their rows, the merged arrays, a version one higher and ``watermark`` (sweeper progress) together;
-    without a planner the rewards are recorded only. A store that learns elsewhere (Redis) only claims the
+    A store that learns in process asks ``planner`` for the delta of the rewards that are new, merges it, and
+    commits their rows, a version one higher and ``watermark`` (sweeper progress) together; without a planner
+    the rewards are recorded only. A store that learns elsewhere (Redis) only claims the
     rewards and ignores ``planner`` and ``watermark``.
     """
 
@@ -298,13 +305,15 @@ class RewardWork:
 class RewardCommit:
     """What a committed :class:`RewardWork` did.
 
-    One :class:`RewardOutcome` per reward, in order, the delta merged (None if none) and the experiment's
-    version after it (None for a store that learns elsewhere).
+    One :class:`RewardOutcome` per reward, in order, the delta merged (None if none), the experiment's version
+    after it (None for a store that learns elsewhere) and its arrays with the delta merged (None without a
+    delta): the server serves these very arrays, rather than merging the delta a second time.
     """
 
     outcomes: list[RewardOutcome]
     delta: Delta | None = None
     version: int | None = None
+    arrays: State | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,11 +346,11 @@ class Claim:
 
 
 def claim(work: RewardWork, stored: dict[str, RewardRecord], arrays: State) -> Claim:
-    """Claim the new rewards of ``work`` and merge their delta, inside a learning store's transaction.
+    """Claim the new rewards of ``work`` and merge their delta, in a learning store.
 
     The rewards of ``work`` whose decision has no reward in ``stored`` (what the store holds for these ids)
-    are new; ``work.planner`` computes their delta from ``arrays`` (the experiment's arrays at this point of
-    the transaction), which is merged here. Every store that learns in process commits what this returns, so
+    are new; ``work.planner`` computes their delta from ``arrays`` (the experiment's arrays as its previous
+    work left them), which is merged here. Every store that learns in process commits what this returns, so
     they all do it alike.
     """
     new = [reward for reward in work.rewards if reward.decision_id not in stored]
@@ -360,7 +369,17 @@ def claim(work: RewardWork, stored: dict[str, RewardRecord], arrays: State) -> C
         else RewardOutcome(stored[r.decision_id], False)
         for r in work.rewards
     ]
-    merged = arrays if delta is None else merge_delta(delta.policy, arrays, delta.arrays)
+    if delta is None:
+        merged = arrays
+    else:  # the planner computed the delta from these very arrays: its merged arrays are theirs
+        merged = delta.merged if delta.merged is not None else merge_delta(delta.policy, arrays, delta.arrays)
+    if delta is not None:
+        for key in delta.arrays:
+            if not np.isfinite(merged[key]).all():  # never into the state: nothing of this work is recorded
+                raise InvalidParameterError(
+                    f"these rewards would make the experiment's {key!r} NaN or infinite (contexts too large?)",
+                    field="context",
+                )
     return Claim(rows, merged, delta, outcomes)
 
 
@@ -412,8 +431,9 @@ class Store(ABC):
     def replace_model(self, name: str, change: ModelChange) -> Future:
         """Write ``change`` (compare-and-set on the version) in a transaction of its own, after every earlier write.
 
-        The future raises :class:`ModelMovedError` when the stored version is not ``change.expected_version``
-        (a reward or another process moved it: rebuild the change and retry).
+        Every reward of the experiment submitted before it is included. The future raises
+        :class:`ModelMovedError` when the stored version is not ``change.expected_version`` (a reward or
+        another process moved it: rebuild the change and retry).
         """
 
     @abstractmethod
@@ -460,9 +480,11 @@ class Store(ABC):
 
         The future gives a :class:`RewardCommit`.
 
-        A store that learns in process merges the planned delta in the same transaction (see
-        :func:`claim`), computed from the arrays as they stand there (earlier work of the same group commit
-        merged), so an order-dependent policy learns as if each work committed alone.
+        A store that learns in process merges the planned delta (see :func:`claim`), computed from the
+        arrays the experiment's previous work left, and commits the rows only if nothing else moved the
+        experiment since (else it plans again), so an order-dependent policy learns as if each work committed
+        alone. The rows are the truth: the store may write the merged arrays later (a checkpoint), and
+        learns the rewards logged after its last checkpoint again when it opens.
         """
 
     @abstractmethod

@@ -1,5 +1,9 @@
 """A store in process memory: for tests and for a service embedded in another program.
 
+Decisions and model changes apply at once, under one lock; rewards are
+learned in their experiment's lane (:mod:`.lanes`), so a large policy state
+takes its time away from the event loop and from other experiments.
+
 The log keeps decisions and rewards as the same tuples of plain values the
 SQLite store writes (:func:`~.base.decision_row`). The garbage collector stops
 tracking such tuples, so a long log adds almost nothing to its full
@@ -26,13 +30,11 @@ from .base import (
     ExperimentExistsError,
     ExperimentRecord,
     ModelChange,
-    RewardCommit,
     RewardRecord,
     RewardWork,
     SnapshotRecord,
     State,
     Store,
-    claim,
     completed,
     decision_from_row,
     decision_row,
@@ -40,6 +42,7 @@ from .base import (
     reward_from_row,
     reward_row,
 )
+from .lanes import Lanes, learn_in_order, settle
 
 _VALUE = 3  # position in a reward row
 
@@ -58,9 +61,11 @@ class MemoryStore(Store):
         self._snapshots: dict[int, SnapshotRecord] = {}
         self._events: list[dict] = []
         self._snapshot_ids = itertools.count(1)
+        self._lanes = Lanes(self._learn, self._replace)
 
     def close(self) -> None:
-        """Nothing to flush: every write already happened."""
+        """Finish the rewards being learned; every other write already happened."""
+        self._lanes.close()
 
     # ---- catalogue ---------------------------------------------------------
     def create_experiment(self, record: ExperimentRecord, event: dict) -> Future:
@@ -78,14 +83,17 @@ class MemoryStore(Store):
             return [copy.deepcopy(record) for record in self._experiments.values()]
 
     def replace_model(self, name: str, change: ModelChange) -> Future:
+        """In the experiment's lane: after every reward submitted before it, before any submitted after it."""
+        return self._lanes.submit(name, change)
+
+    def _replace(self, name: str, change: ModelChange) -> None:
         with self._lock:
             record = self._experiments[name]
             if record.version != change.expected_version:
-                return completed(error=moved(name, record.version, change))
+                raise moved(name, record.version, change)
             record.model, record.state = copy.deepcopy(change.model), dict(change.state)
             record.version = change.version
             self._add_event(name, change.version, change.event)
-        return completed()
 
     def save_snapshot(
         self, name: str, model: dict, state: State, version: int, created_at: float | None = None
@@ -142,26 +150,33 @@ class MemoryStore(Store):
         return self._assignments.get((name, unit))
 
     def commit_rewards(self, work: RewardWork) -> Future:
-        with self._lock:
-            stored = {
-                r.decision_id: reward_from_row(self._rewards[r.decision_id])
-                for r in work.rewards
-                if r.decision_id in self._rewards
-            }
-            record = self._experiments[work.experiment]
-            try:
-                claimed = claim(work, stored, record.state)
-            except Exception as error:
-                return completed(error=error)
-            for row in claimed.rows:
-                self._rewards[row.decision_id] = reward_row(row)
-            self._rewarded[work.experiment] = self._rewarded.get(work.experiment, 0) + len(claimed.rows)
-            if claimed.delta is not None:
-                record.state = claimed.arrays
-                record.version += 1
-            if work.watermark is not None:
-                record.sweep_watermark = work.watermark
-            return completed(RewardCommit(claimed.outcomes, claimed.delta, record.version))
+        """Learn ``work`` in its experiment's lane (:mod:`.lanes`).
+
+        The delta is planned outside the lock, so
+        neither another experiment's rewards nor any decision waits for it.
+        """
+        return self._lanes.submit(work.experiment, work)
+
+    def _learn(self, name: str, run: list[tuple[RewardWork, Future]]) -> None:
+        works = [work for work, _ in run]
+        ids = [reward.decision_id for work in works for reward in work.rewards]
+        while True:
+            with self._lock:
+                record = self._experiments[name]
+                arrays, version = record.state, record.version
+                stored = {i: reward_from_row(self._rewards[i]) for i in ids if i in self._rewards}
+            plan = learn_in_order(works, stored, arrays, version)
+            with self._lock:
+                if record.version != version or any(row.decision_id in self._rewards for row, _, _ in plan.rows):
+                    continue  # moved meanwhile (never through this lane): plan again on what is stored now
+                for row, _, _ in plan.rows:
+                    self._rewards[row.decision_id] = reward_row(row)
+                self._rewarded[name] = self._rewarded.get(name, 0) + len(plan.rows)
+                record.state, record.version = plan.arrays, plan.version
+                if plan.watermark is not None:
+                    record.sweep_watermark = plan.watermark
+            settle(run, plan)
+            return
 
     def unrewarded(self, name: str, since: float, before: float, limit: int) -> list[DecisionRecord]:
         with self._lock:

@@ -9,19 +9,35 @@ A full disk (or quota, or file-size limit) and disk I/O errors make writes
 fail with :class:`~.base.StoreUnavailableError` naming the cause (503 with
 Retry-After); the store is unavailable from the first such failure until a
 write succeeds a second after the last one (:class:`~.base.Outage`).
+
+The reward rows are the truth of what an experiment learned: each learned
+reward is logged with the policy version its delta made and its place in that
+delta. The policy state is a *checkpoint*, written when it pays (see
+:class:`SQLiteStore`), never once per commit: a reward's commit writes its
+rows and a new version, a few hundred bytes, however large the state. On
+opening, the store reads each experiment's checkpoint and learns the rewards
+logged after it again, in the same groups and order, so the model it serves is
+the one it served before a crash, bit for bit.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import logging
 import sqlite3
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+
+from ..._codec import array_from_bytes
 from .base import (
     Assignment,
     DecisionRecord,
@@ -29,7 +45,6 @@ from .base import (
     ExperimentRecord,
     ModelChange,
     Outage,
-    RewardCommit,
     RewardRecord,
     RewardWork,
     SnapshotRecord,
@@ -45,11 +60,23 @@ from .base import (
     reward_from_row,
     reward_row,
 )
+from .lanes import Lanes, learn_in_order, settle
+from .planner import DeltaPlanner
 from .writer import Checkpointer, GroupCommitWriter
 
-SCHEMA = """
+logger = logging.getLogger("banditkit.service")
+
+#: An experiment's policy state as of a version, one row per array (in the store's file and in the lanes').
+CHECKPOINTS = """
+CREATE TABLE IF NOT EXISTS checkpoints (
+    experiment TEXT NOT NULL, key TEXT NOT NULL, version INTEGER NOT NULL, dtype TEXT NOT NULL,
+    shape TEXT NOT NULL, data BLOB NOT NULL, PRIMARY KEY (experiment, key));
+"""
+SCHEMA = (
+    CHECKPOINTS
+    + """
 CREATE TABLE IF NOT EXISTS experiments (
-    name TEXT PRIMARY KEY, config TEXT NOT NULL, model TEXT NOT NULL, state TEXT NOT NULL,
+    name TEXT PRIMARY KEY, config TEXT NOT NULL, model TEXT NOT NULL,
     version INTEGER NOT NULL, created_at REAL NOT NULL, sweep_watermark REAL NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS decisions (
     decision_id TEXT PRIMARY KEY, experiment TEXT NOT NULL, time REAL NOT NULL, unit TEXT,
@@ -58,7 +85,8 @@ CREATE TABLE IF NOT EXISTS decisions (
 CREATE INDEX IF NOT EXISTS decisions_by_time ON decisions (experiment, time);
 CREATE TABLE IF NOT EXISTS rewards (
     decision_id TEXT PRIMARY KEY, experiment TEXT NOT NULL, arm TEXT NOT NULL, value REAL NOT NULL,
-    time REAL NOT NULL, source TEXT NOT NULL, applied INTEGER NOT NULL) WITHOUT ROWID;
+    time REAL NOT NULL, source TEXT NOT NULL, applied INTEGER NOT NULL,
+    version INTEGER, position INTEGER) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS assignments (
     experiment TEXT NOT NULL, unit TEXT NOT NULL, arm TEXT NOT NULL, propensity REAL NOT NULL,
     probabilities TEXT NOT NULL, PRIMARY KEY (experiment, unit)) WITHOUT ROWID;
@@ -69,6 +97,11 @@ CREATE TABLE IF NOT EXISTS events (
     event_id INTEGER PRIMARY KEY AUTOINCREMENT, experiment TEXT NOT NULL, time REAL NOT NULL,
     policy_version INTEGER NOT NULL, detail TEXT NOT NULL);
 """
+)
+#: The lanes' checkpoints go to the file named after the store's with this suffix.
+CHECKPOINT_SUFFIX = "-checkpoints"
+#: The learned rewards of an experiment after a version (made after :func:`_migrate`, which adds the column).
+LEARNED_INDEX = "CREATE INDEX IF NOT EXISTS rewards_learned ON rewards (experiment, version) WHERE version IS NOT NULL"
 _DECISION_COLUMNS = (
     "decision_id, time, experiment, unit, context, arm, propensity, probabilities, policy_version, fallback"
 )
@@ -77,6 +110,13 @@ _DECISION_COLUMNS = (
 _MAX_PARAMETERS = 30_000
 #: Seconds without a refused write before a successful one ends an outage (a nearly full disk takes some).
 _QUIET_S = 1.0
+#: About what a learned reward adds to the log, in bytes: a checkpoint is due once the rewards since the last
+#: one hold as many bytes as the state (learning them again on opening costs about what writing it costs).
+_REWARD_BYTES = 100
+#: Seconds between two checkpoints of one experiment at least, however many rewards it learns.
+_CHECKPOINT_MIN_S = 1.0
+#: The WAL file is cut back to this size once checkpointed (it keeps its largest size otherwise).
+_WAL_LIMIT_BYTES = 64 * 1024 * 1024
 
 
 def _insert(db: sqlite3.Connection, statement: str, rows: list[tuple]) -> None:
@@ -95,15 +135,54 @@ def _insert(db: sqlite3.Connection, statement: str, rows: list[tuple]) -> None:
         db.execute(f"{statement} " + ", ".join([placeholder] * len(chunk)), [value for row in chunk for value in row])
 
 
-class SQLiteStore(Store):
-    """A store in one SQLite file; safe for one server process with any number of threads."""
+@dataclass
+class _Learned:
+    """An experiment as its lane learned it: model, arrays and version, and what its last checkpoint holds."""
 
-    def __init__(self, path: str | Path, *, synchronous: str = "FULL", commit_interval_s: float = 0.0) -> None:
+    model: dict[str, Any]
+    arrays: State
+    version: int
+    checkpoint_at: float  # time.monotonic() of the last checkpoint
+    rewards_since: int = 0  # rewards learned since it
+
+    def state_bytes(self) -> int:
+        return sum(array.nbytes for array in self.arrays.values())
+
+
+class _Moved(Exception):
+    """A reward commit found its experiment moved since it planned (a model change came first): plan again."""
+
+
+class SQLiteStore(Store):
+    """A store in one SQLite file; safe for one server process with any number of threads.
+
+    Rewards are learned in their experiment's lane (:class:`~.lanes.Lanes`):
+    the delta is planned on the arrays the experiment's previous reward left,
+    then the writer thread commits the rows and the new version, provided the
+    experiment did not move meanwhile. The writer thread therefore never
+    computes a delta, and a heavy experiment delays no other experiment's
+    decisions or rewards. An experiment's state is checkpointed by the writer
+    when it changed and either ``checkpoint_s`` seconds passed since the last
+    checkpoint, or the rewards learned since then hold as many bytes as the
+    state (and a second passed); and on :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        synchronous: str = "FULL",
+        commit_interval_s: float = 0.0,
+        checkpoint_s: float = 10.0,
+    ) -> None:
         self.path = str(path)
         self.synchronous = synchronous
+        self.checkpoint_s = checkpoint_s
         setup = self._connect()
         setup.execute("PRAGMA journal_mode=WAL")
         setup.executescript(SCHEMA)
+        _migrate(setup)
+        setup.execute(LEARNED_INDEX)
         # experiment -> [decisions, rewards]: counted once here, then kept by the writer thread after each
         # commit, so that `counts` (the stats endpoint) costs nothing however long the log grows.
         self._counts = _count_rows(setup)
@@ -111,12 +190,9 @@ class SQLiteStore(Store):
         self._readers: list[sqlite3.Connection] = []
         self._local = threading.local()
         self._readers_lock = threading.Lock()
-        # Policy state changed by the current transaction's jobs, written once before its commit:
-        # name -> [state, version, watermark or None]. Touched by the writer thread only.
-        self._pending: dict[str, list] = {}
-        # What the last commit wrote for each experiment, (state, version), so that the next transaction
-        # neither reads nor decodes it; dropped with an abandoned transaction or a rewrite of the model.
-        self._written: dict[str, tuple[State, int]] = {}
+        # What each experiment's lane learned (loaded, and learned again since its checkpoint, on first use).
+        self._learned: dict[str, _Learned] = {}
+        self._learned_lock = threading.RLock()
         self.outage = Outage(
             "the SQLite store",
             self.path,
@@ -124,15 +200,21 @@ class SQLiteStore(Store):
             quiet_s=_QUIET_S,
         )
         self._writer = GroupCommitWriter(
-            self._write_connection,
-            commit_interval_s,
-            before_commit=self._flush_states,
-            discard=self._discard_states,
-            outage=self.outage,
-            refusal=refused_write,
-            probe=_probe,
+            self._write_connection, commit_interval_s, outage=self.outage, refusal=refused_write, probe=_probe
         )
         self._checkpointer = Checkpointer(self._connect)
+        # The lanes' checkpoints go to a file of their own: writing megabytes there never holds the main
+        # file's write lock, for which every decision's commit waits. Creation and model changes write
+        # theirs in the main file, with the model; the newer of the two is the experiment's checkpoint.
+        self.checkpoint_path = self.path + CHECKPOINT_SUFFIX
+        self._side = sqlite3.connect(self.checkpoint_path, isolation_level=None, check_same_thread=False, timeout=30.0)
+        self._side.execute("PRAGMA journal_mode=WAL")
+        # No fsync per checkpoint: its commit would flush megabytes while decisions' commits wait for the same
+        # disk. A checkpoint lost in a power cut is no loss: the rewards since the one before are learned again.
+        self._side.execute("PRAGMA synchronous=NORMAL")
+        self._side.executescript(CHECKPOINTS)
+        self._side_lock = threading.Lock()
+        self._lanes = Lanes(self._learn, self._replace)
 
     def _connect(self) -> sqlite3.Connection:
         connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
@@ -142,6 +224,7 @@ class SQLiteStore(Store):
     def _write_connection(self) -> sqlite3.Connection:
         connection = self._connect()
         connection.execute("PRAGMA wal_autocheckpoint=0")  # the Checkpointer's job, off the commit path
+        connection.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT_BYTES}")
         return connection
 
     def _reader(self) -> sqlite3.Connection:
@@ -153,6 +236,13 @@ class SQLiteStore(Store):
         return connection
 
     def close(self) -> None:
+        """Learn what is queued, checkpoint every experiment that changed since its checkpoint, then close."""
+        self._lanes.close()
+        with self._learned_lock:
+            changed = [(name, learned) for name, learned in self._learned.items() if learned.rewards_since]
+        for name, learned in changed:
+            self._checkpoint(name, learned)
+        self._side.close()
         self._writer.close()
         self._checkpointer.close()
         with self._readers_lock:
@@ -170,15 +260,16 @@ class SQLiteStore(Store):
 
     # ---- catalogue ---------------------------------------------------------
     def create_experiment(self, record: ExperimentRecord, event: dict) -> Future:
-        def job(db: sqlite3.Connection, _after) -> None:
+        checkpoint = _checkpoint_rows(record.name, record.state, record.version)
+
+        def job(db: sqlite3.Connection, after_commit) -> None:
             try:
                 db.execute(
-                    "INSERT INTO experiments VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO experiments VALUES (?, ?, ?, ?, ?, ?)",
                     (
                         record.name,
                         json.dumps(record.config),
                         json.dumps(record.model),
-                        encode_state(record.state),
                         record.version,
                         record.created_at,
                         record.sweep_watermark,
@@ -186,39 +277,52 @@ class SQLiteStore(Store):
                 )
             except sqlite3.IntegrityError as error:
                 raise ExperimentExistsError(record.name) from error
+            _write_checkpoint(db, record.name, checkpoint)
             _insert_event(db, record.name, record.version, event)
+            after_commit(lambda: self._learn_model(record.name, record.model, record.state, record.version))
 
         return self._writer.submit(job, exclusive=True)
 
     def load_experiments(self) -> list[ExperimentRecord]:
         rows = (
             self._reader()
-            .execute(
-                "SELECT name, config, model, state, version, created_at, sweep_watermark "
-                "FROM experiments ORDER BY created_at"
-            )
+            .execute("SELECT name, config, created_at, sweep_watermark FROM experiments ORDER BY created_at")
             .fetchall()
         )
-        return [
-            ExperimentRecord(
-                name, json.loads(config), json.loads(model), decode_state(state), version, created_at, watermark
-            )
-            for name, config, model, state, version, created_at, watermark in rows
-        ]
+        records = []
+        for name, config, created_at, watermark in rows:
+            with self._learned_lock:
+                learned = self._current(name)
+                model, arrays, version = learned.model, learned.arrays, learned.version
+            records.append(ExperimentRecord(name, json.loads(config), model, arrays, version, created_at, watermark))
+        return records
 
     def replace_model(self, name: str, change: ModelChange) -> Future:
-        def job(db: sqlite3.Connection, _after) -> None:
+        """In the experiment's lane: after every reward submitted before it, before any submitted after it."""
+        return self._lanes.submit(name, change)
+
+    def _replace(self, name: str, change: ModelChange) -> None:
+        """Write ``change`` alone, with its state as the experiment's checkpoint (what later rewards add to)."""
+        checkpoint = _checkpoint_rows(name, change.state, change.version)
+
+        def job(db: sqlite3.Connection, after_commit) -> None:
             (stored,) = db.execute("SELECT version FROM experiments WHERE name = ?", (name,)).fetchone()
             if stored != change.expected_version:
                 raise moved(name, stored, change)
             db.execute(
-                "UPDATE experiments SET model = ?, state = ?, version = ? WHERE name = ?",
-                (json.dumps(change.model), encode_state(change.state), change.version, name),
+                "UPDATE experiments SET model = ?, version = ? WHERE name = ?",
+                (json.dumps(change.model), change.version, name),
             )
-            self._written.pop(name, None)
+            _write_checkpoint(db, name, checkpoint)
             _insert_event(db, name, change.version, change.event)
+            after_commit(lambda: self._learn_model(name, change.model, change.state, change.version))
 
-        return self._writer.submit(job, exclusive=True)
+        self._writer.submit(job, exclusive=True).result()
+
+    def _learn_model(self, name: str, model: dict[str, Any], arrays: State, version: int) -> None:
+        """After a commit that wrote a whole model (creation, model change): what the lane learns from next."""
+        with self._learned_lock:
+            self._learned[name] = _Learned(model, arrays, version, time.monotonic())
 
     def save_snapshot(
         self, name: str, model: dict, state: State, version: int, created_at: float | None = None
@@ -328,49 +432,96 @@ class SQLiteStore(Store):
         return None if row is None else Assignment(row[0], row[1], json.loads(row[2]))
 
     def commit_rewards(self, work: RewardWork) -> Future:
-        def job(db: sqlite3.Connection, after_commit) -> RewardCommit:
-            stored = _existing_rewards(db, [r.decision_id for r in work.rewards])
-            pending = self._pending_state(db, work.experiment)
-            claimed = claim(work, stored, pending[0])
-            _insert(db, "INSERT INTO rewards VALUES", [reward_row(r) for r in claimed.rows])
-            if claimed.delta is not None:
-                pending[0], pending[1] = claimed.arrays, pending[1] + 1
-            if work.watermark is not None:
-                pending[2] = work.watermark
-            recorded = [work.experiment] * len(claimed.rows)
-            after_commit(lambda: self._tally(1, recorded))
-            return RewardCommit(claimed.outcomes, claimed.delta, pending[1])
+        """Learn ``work`` in its experiment's lane; the writer thread commits only its rows and version."""
+        return self._lanes.submit(work.experiment, work)
 
-        return self._writer.submit(job)
+    def _learn(self, name: str, run: list[tuple[RewardWork, Future]]) -> None:
+        """In the experiment's lane.
 
-    def _pending_state(self, db: sqlite3.Connection, name: str) -> list:
-        """The transaction's copy of an experiment's [state, version, watermark or None].
-
-        Written before the commit: what the last commit wrote (read from the file only the first time) with
-        this transaction's deltas merged, so each delta is computed from the state it is merged into.
+        Plan the works on the arrays the previous ones left, commit them together,
+        checkpoint if due.
         """
-        pending = self._pending.get(name)
-        if pending is None:
-            written = self._written.get(name)
-            if written is None:
-                text, version = db.execute("SELECT state, version FROM experiments WHERE name = ?", (name,)).fetchone()
-                written = decode_state(text), version
-            pending = self._pending[name] = [*written, None]
-        return pending
+        works = [work for work, _ in run]
+        ids = [reward.decision_id for work in works for reward in work.rewards]
+        while True:
+            with self._learned_lock:
+                learned = self._current(name)
+                arrays, version = learned.arrays, learned.version
+            plan = learn_in_order(works, _existing_rewards(self._reader(), ids), arrays, version)
+            rows = [(*reward_row(row), made, position) for row, made, position in plan.rows]
+            try:
+                self._writer.submit(self._record(name, rows, version, plan.version, plan.watermark)).result()
+            except _Moved:
+                continue
+            break
+        with self._learned_lock:
+            if self._learned.get(name) is learned and learned.version == version:
+                learned.arrays, learned.version = plan.arrays, plan.version
+                learned.rewards_since += plan.learned
+        settle(run, plan)
+        if self._checkpoint_due(learned):
+            self._checkpoint(name, learned)
 
-    def _flush_states(self, db: sqlite3.Connection) -> None:
-        for name, (state, version, watermark) in self._pending.items():
-            db.execute(
-                "UPDATE experiments SET state = ?, version = ?, "
-                "sweep_watermark = COALESCE(?, sweep_watermark) WHERE name = ?",
-                (encode_state(state), version, watermark, name),
-            )
-            self._written[name] = state, version
-        self._pending.clear()
+    def _record(self, name: str, rows: list[tuple], version: int, after: int, watermark: float | None):
+        """The writer's job for a planned reward work.
 
-    def _discard_states(self) -> None:
-        self._pending.clear()
-        self._written.clear()
+        Its rows and version, if the experiment is still at
+        ``version`` and none of its rewards was recorded meanwhile (else :class:`_Moved`).
+        """
+
+        def job(db: sqlite3.Connection, after_commit) -> None:
+            (stored,) = db.execute("SELECT version FROM experiments WHERE name = ?", (name,)).fetchone()
+            if stored != version or _existing_rewards(db, [row[0] for row in rows]):
+                raise _Moved(name)
+            _insert(db, "INSERT INTO rewards VALUES", rows)
+            if after != version or watermark is not None:
+                db.execute(
+                    "UPDATE experiments SET version = ?, sweep_watermark = COALESCE(?, sweep_watermark) WHERE name = ?",
+                    (after, watermark, name),
+                )
+            recorded = [name] * len(rows)
+            after_commit(lambda: self._tally(1, recorded))
+
+        return job
+
+    def _current(self, name: str) -> _Learned:
+        """What the lane of ``name`` learned.
+
+        Read from the file (checkpoint, then the rewards logged after
+        it learned again) the first time. Called with ``_learned_lock`` held.
+        """
+        learned = self._learned.get(name)
+        if learned is None:
+            with self._side_lock:
+                side = _read_checkpoint(self._side, name)
+            learned = self._learned[name] = _restore(self._reader(), name, side)
+        return learned
+
+    def _checkpoint_due(self, learned: _Learned) -> bool:
+        elapsed = time.monotonic() - learned.checkpoint_at
+        if not learned.rewards_since or elapsed < _CHECKPOINT_MIN_S:
+            return False
+        return elapsed >= self.checkpoint_s or learned.rewards_since * _REWARD_BYTES >= learned.state_bytes()
+
+    def _checkpoint(self, name: str, learned: _Learned) -> None:
+        """Write what ``learned`` holds now to the checkpoint file, in the lane.
+
+        Nothing waits for it but the experiment's next rewards. A failure is logged: the rewards since stay in
+        the log, and the next checkpoint, or the next opening, catches up.
+        """
+        with self._learned_lock:
+            version, arrays = learned.version, learned.arrays
+            learned.checkpoint_at, learned.rewards_since = time.monotonic(), 0
+        rows = _checkpoint_rows(name, arrays, version)
+        with self._side_lock:
+            try:
+                self._side.execute("BEGIN IMMEDIATE")
+                _write_checkpoint(self._side, name, rows)
+                self._side.execute("COMMIT")
+            except sqlite3.Error as error:
+                if self._side.in_transaction:
+                    self._side.execute("ROLLBACK")
+                logger.error("checkpoint of experiment %r not written: %s", name, error)
 
     def unrewarded(self, name: str, since: float, before: float, limit: int) -> list[DecisionRecord]:
         rows = self._reader().execute(
@@ -427,6 +578,98 @@ def _count_rows(db: sqlite3.Connection) -> dict[str, list[int]]:
         for name, rows in db.execute(f"SELECT experiment, COUNT(*) FROM {table} GROUP BY experiment"):
             counts.setdefault(name, [0, 0])[column] = rows
     return counts
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a file written before checkpoints up to date, once.
+
+    The state moves from the experiments table
+    into ``checkpoints`` (at the version it was written with), and rewards get the columns that say which
+    version they made (none for the earlier ones, which that state holds already).
+    """
+    experiments = {row[1] for row in db.execute("PRAGMA table_info(experiments)")}
+    rewards = {row[1] for row in db.execute("PRAGMA table_info(rewards)")}
+    if "state" not in experiments and "version" in rewards:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    if "version" not in rewards:
+        db.execute("ALTER TABLE rewards ADD COLUMN version INTEGER")
+        db.execute("ALTER TABLE rewards ADD COLUMN position INTEGER")
+    if "state" in experiments:
+        for name, text, version in db.execute("SELECT name, state, version FROM experiments").fetchall():
+            _write_checkpoint(db, name, _checkpoint_rows(name, decode_state(text), version))
+        db.execute("ALTER TABLE experiments DROP COLUMN state")
+    db.execute("COMMIT")
+
+
+def _restore(db: sqlite3.Connection, name: str, side: tuple[State, int] | None) -> _Learned:
+    """An experiment as last learned.
+
+    Its newest checkpoint (the main file's, written with the model, or
+    ``side``, the lanes' file's), with the rewards logged after it learned again, one version after the
+    other, each in the order it was learned (so the arrays are the very ones served).
+    """
+    found = db.execute("SELECT model, version FROM experiments WHERE name = ?", (name,)).fetchone()
+    if found is None:
+        raise KeyError(f"experiment {name!r} is not in {db.execute('PRAGMA database_list').fetchone()[2]}")
+    model, version = json.loads(found[0]), found[1]
+    main = _read_checkpoint(db, name)
+    if main is None:
+        raise RuntimeError(f"experiment {name!r} has no checkpoint")
+    arrays, learned = side if side is not None and side[1] >= main[1] else main
+    columns = ", ".join("d." + column.strip() for column in _DECISION_COLUMNS.split(","))
+    rows = db.execute(
+        f"SELECT r.version, r.decision_id, r.experiment, r.arm, r.value, r.time, r.source, r.applied, {columns} "
+        "FROM rewards r JOIN decisions d ON d.decision_id = r.decision_id "
+        "WHERE r.experiment = ? AND r.version > ? ORDER BY r.version, r.position",
+        (name, learned),
+    )
+    replayed = 0
+    for made, group in itertools.groupby(rows, key=lambda row: row[0]):
+        batch = list(group)
+        rewards = [reward_from_row(row[1:8]) for row in batch]
+        planner = DeltaPlanner.of_model(model, {row[1]: decision_from_row(row[8:]) for row in batch})
+        arrays = claim(RewardWork(name, rewards, planner), {}, arrays).arrays
+        learned, replayed = made, replayed + len(rewards)
+    if learned != version:
+        raise RuntimeError(
+            f"experiment {name!r} is at version {version} but its checkpoint and learned rewards reach {learned}"
+        )
+    if replayed:
+        logger.info("experiment %r: learned %d rewards logged after its checkpoint again", name, replayed)
+    return _Learned(model, arrays, version, time.monotonic(), replayed)
+
+
+def _checkpoint_rows(name: str, state: State, version: int) -> list[tuple]:
+    """A state as rows of ``checkpoints``.
+
+    Each array's dtype, shape and raw bytes (no text encoding, so
+    writing a large state holds the interpreter lock only to copy it).
+    """
+    return [
+        (name, key, version, array.dtype.str, json.dumps(list(array.shape)), np.ascontiguousarray(array).tobytes())
+        for key, array in state.items()
+    ]
+
+
+def _write_checkpoint(db: sqlite3.Connection, name: str, rows: list[tuple]) -> None:
+    db.execute("DELETE FROM checkpoints WHERE experiment = ?", (name,))
+    for row in rows:  # one statement per array: a multi-row INSERT would copy the arrays once more
+        db.execute("INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?, ?)", row)
+
+
+def _read_checkpoint(db: sqlite3.Connection, name: str) -> tuple[State, int] | None:
+    """The checkpointed state of ``name`` and its version, or None."""
+    rows = db.execute(
+        "SELECT key, version, dtype, shape, data FROM checkpoints WHERE experiment = ? ORDER BY rowid", (name,)
+    ).fetchall()
+    if not rows:
+        return None
+    state = {
+        key: array_from_bytes(dtype, json.loads(shape), data, f"checkpoint[{key!r}]")
+        for key, _, dtype, shape, data in rows
+    }
+    return state, rows[0][1]
 
 
 def _existing_rewards(db: sqlite3.Connection, ids: list[str]) -> dict[str, RewardRecord]:

@@ -50,21 +50,16 @@ class GroupCommitWriter:
         connect: Callable[[], sqlite3.Connection],
         interval_s: float = 0.0,
         *,
-        before_commit: Callable[[sqlite3.Connection], None] | None = None,
-        discard: Callable[[], None] | None = None,
         outage: Outage | None = None,
         refusal: Callable[[Exception], str | None] | None = None,
         probe: Callable[[sqlite3.Connection], None] | None = None,
     ) -> None:
-        """``before_commit`` runs last in every transaction (to flush what jobs gathered in memory).
+        """``refusal(error)`` says why the storage refused a write (None: the error is the job's own).
 
-        ``discard`` runs when a transaction is abandoned (to drop it). ``refusal(error)`` says why the
-        storage refused a write (None: the error is the job's own), ``outage`` counts such refusals and the
-        commits, and ``probe`` is a small write tried while the outage lasts.
+        ``outage`` counts such refusals and the commits, and ``probe`` is a small write tried while the
+        outage lasts.
         """
         self._connect = connect
-        self._before_commit = before_commit or (lambda connection: None)
-        self._discard = discard or (lambda: None)
         self._outage = outage or Outage("the store", "", "")
         self._refusal = refusal or (lambda error: None)
         self._probe = probe
@@ -162,10 +157,8 @@ class GroupCommitWriter:
             connection.execute("BEGIN IMMEDIATE")
             for job, _, _ in group:
                 results.append(job(connection, hooks.append))
-            self._before_commit(connection)
             connection.execute("COMMIT")
         except Exception as error:
-            self._discard()
             if connection.in_transaction:
                 with contextlib.suppress(sqlite3.Error):  # the transaction is abandoned either way
                     connection.execute("ROLLBACK")

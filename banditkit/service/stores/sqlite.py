@@ -443,15 +443,19 @@ class SQLiteStore(Store):
         """
         works = [work for work, _ in run]
         ids = [reward.decision_id for work in works for reward in work.rewards]
+        # First planned as if none of the rewards were recorded yet (the common case: no retry), which the
+        # writer's job checks; only when it finds one recorded (or the experiment moved) are they read.
+        stored: dict[str, RewardRecord] = {}
         while True:
             with self._learned_lock:
                 learned = self._current(name)
                 arrays, version = learned.arrays, learned.version
-            plan = learn_in_order(works, _existing_rewards(self._reader(), ids), arrays, version)
+            plan = learn_in_order(works, stored, arrays, version)
             rows = [(*reward_row(row), made, position) for row, made, position in plan.rows]
             try:
                 self._writer.submit(self._record(name, rows, version, plan.version, plan.watermark)).result()
             except _Moved:
+                stored = _existing_rewards(self._reader(), ids)
                 continue
             break
         with self._learned_lock:

@@ -20,7 +20,8 @@ from .engine import Engine
 from .errors import install_error_handlers
 from .hot import HotPaths
 from .routes import ROUTERS
-from .stores import ExperimentExistsError, StoreUnavailableError, open_store
+from .stores import ExperimentExistsError, Store, StoreUnavailableError, open_store
+from .stores.redis_keys import RedisUnreachableError
 
 logger = logging.getLogger("banditkit.service")
 
@@ -33,14 +34,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.tune_interpreter:  # first: the store may learn rewards again as it opens (one BLAS thread)
             _tune_interpreter()
-        store = open_store(
-            settings.store,
-            synchronous=settings.sqlite_synchronous,
-            commit_interval_s=settings.commit_interval_ms / 1000,
-            spool_dir=settings.spool_dir,
-            checkpoint_s=settings.checkpoint_s,
-        )
-        engine = Engine(store, refresh_s=settings.refresh_s)
+        store, engine = await _open(settings)
         app.state.engine = engine
         try:
             if settings.experiments_file is not None:
@@ -91,6 +85,40 @@ class ServiceApp(FastAPI):
         if self.hot_paths is not None and await self.hot_paths.handle(scope, receive, send):
             return
         await super().__call__(scope, receive, send)
+
+
+async def _open(settings: Settings) -> tuple[Store, Engine]:
+    """The store and the engine over it, the experiments loaded.
+
+    With ``settings.wait_for_store``, a shared store that does not answer is retried each second until it
+    does: a worker of ``serve --workers N`` restarted during a Redis outage must wait, because a worker that
+    fails its start-up stops the whole server.
+    """
+    waited = False
+    while True:
+        store = None
+        try:
+            store = open_store(
+                settings.store,
+                synchronous=settings.sqlite_synchronous,
+                commit_interval_s=settings.commit_interval_ms / 1000,
+                spool_dir=settings.spool_dir,
+                checkpoint_s=settings.checkpoint_s,
+            )
+            engine = Engine(store, refresh_s=settings.refresh_s)
+        except (RedisUnreachableError, StoreUnavailableError) as error:
+            if store is not None:
+                store.close()
+            if not settings.wait_for_store:
+                raise
+            if not waited:
+                logger.warning("%s; this worker starts when it answers, retrying every second", error)
+                waited = True
+            await asyncio.sleep(1.0)
+            continue
+        if waited:
+            logger.warning("the store answers again; this worker starts")
+        return store, engine
 
 
 def _tune_interpreter() -> None:

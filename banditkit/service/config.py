@@ -80,6 +80,14 @@ class Settings(BaseSettings):
             "shared store (Redis): how often each worker checks the stored model versions and reloads moved ones"
         ),
     )
+    wait_for_store: bool = Field(
+        False,
+        description=(
+            "shared store (Redis): at start-up, retry a store that does not answer each second until it does, "
+            "instead of failing; always on in the workers of `serve --workers N` (the command checks the store "
+            "first), so that a worker restarted during an outage waits rather than stopping the server"
+        ),
+    )
     spool_dir: Path = Field(
         Path("banditkit-spool"),
         description=(

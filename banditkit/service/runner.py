@@ -81,7 +81,9 @@ def serve(settings: Settings, *, workers: int = 1, log_level: str = "info") -> N
         if not server.started:
             sys.exit(3)  # uvicorn's start-up failure status (the port is taken, the store would not open)
         return
-    os.environ.update(settings_env(settings))  # each worker process builds its app from the environment
+    # Each worker process builds its app from the environment. uvicorn stops every worker when a restarted
+    # one fails its start-up: during a Redis outage a restarted worker must wait for Redis instead.
+    os.environ.update(settings_env(settings.model_copy(update={"wait_for_store": True})))
     config = ServerConfig("banditkit.service.app:create_app", settings, factory=True, workers=workers, **options)
     Multiprocess(config, sockets=[config.bind_socket()]).run()
 

@@ -50,7 +50,8 @@ def later() -> float:
 
 
 def archived_rows(out: Path) -> list[dict]:
-    files = sorted(out.rglob("*.parquet"))
+    """Every archived row under ``out``, oldest part first (parts sort by their stream id as numbers, not text)."""
+    files = sorted(out.rglob("*.parquet"), key=export._first_entry)
     return [row for file in files for row in pq.read_table(file).to_pylist()]
 
 

@@ -156,6 +156,42 @@ def test_redis_killed_with_aof_always_loses_no_acknowledged_write(round_, on_own
         check_against_acknowledged(client, "bk", spec, load.acknowledged)
 
 
+def test_a_worker_restarted_while_redis_is_down_waits_for_it_and_the_server_keeps_serving(
+    redis_aof, processes, tmp_path
+):
+    """uvicorn stops every worker when a restarted one fails its start-up; a worker that dies during a Redis
+    outage must come back waiting for Redis, not take the server down with it."""
+    serve = processes(
+        ServeProcess(
+            f"{redis_aof.url}?prefix=bk",
+            tmp_path / "serve.log",
+            workers=2,
+            env={"BANDITKIT_SPOOL_DIR": str(tmp_path / "spool")},
+        )
+    ).start()
+    create_experiment(serve.base_url, SPEC)
+    wait_for(lambda: len(serve.worker_pids()) == 2, 30, "two worker processes")
+    victim = serve.worker_pids()[0]
+    redis_aof.kill()
+    os.kill(victim, signal.SIGKILL)
+    wait_for(lambda: "this worker starts when it answers" in serve.output(), 30, "a new worker waiting for Redis")
+    time.sleep(1.0)  # the supervisor's next checks: a failed start-up would stop the server within them
+    assert serve.alive(), serve.output()[-3000:]
+    with httpx.Client(base_url=serve.base_url, timeout=10.0) as http:
+        answer = http.post("/v1/experiments/hero/decisions", json={"unit": "u1"})
+        assert answer.status_code == 200 and answer.json()["fallback"] is True, answer.text
+        assert http.get("/v1/health").json()["status"] == "degraded"
+
+        redis_aof.start()
+        wait_for(lambda: "the store answers again; this worker starts" in serve.output(), 30, "the new worker")
+        wait_for(lambda: http.get("/v1/health").json()["status"] == "ok", 10, "the old worker to see Redis again")
+        for unit in range(20):  # both workers serve (connections are spread over them), none falls back
+            with httpx.Client(base_url=serve.base_url, timeout=10.0) as fresh:
+                answer = fresh.post("/v1/experiments/hero/decisions", json={"unit": f"v{unit}"})
+            assert answer.status_code == 200 and answer.json()["fallback"] is False, answer.text
+    assert len(serve.worker_pids()) == 2 and victim not in serve.worker_pids()
+
+
 def test_worker_turns_available_again_without_decision_traffic(redis_aof, tmp_path):
     """A worker that saw Redis down (its model poll failed) must notice it is back by itself: clients that
     only send rewards (503 while down) would otherwise be refused forever."""

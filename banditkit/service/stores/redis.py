@@ -80,7 +80,8 @@ class RedisStore(Store):
     """A store in Redis shared by many serving processes; see the module docstring.
 
     ``RedisStore("redis://127.0.0.1:6379/0?prefix=bk")`` connects (a
-    :class:`~.redis_keys.RedisURLError` naming the URL if it cannot);
+    :class:`~.redis_keys.RedisURLError` naming the URL if it cannot, a :class:`~.base.StoreUnavailableError`
+    if Redis stops answering while it opens);
     ``spool_dir`` holds the decisions served while Redis was down.
     """
 
@@ -91,7 +92,7 @@ class RedisStore(Store):
         self.prefix = self.location.prefix
         self.spool_dir = Path(spool_dir)
         self.recheck_s = recheck_s
-        self._sha = {name: self.client.script_load(text) for name, text in _SCRIPTS.items()}
+        self._sha: dict[str, str] = {}
         self._keys: dict[str, rk.Keys] = {}
         self._windows: dict[str, float] = {}
         self._available = True
@@ -108,6 +109,11 @@ class RedisStore(Store):
         self._spool_outage = Outage(
             "the decision spool", str(self.spool_dir), "fallback decisions are answered 503 with Retry-After"
         )
+        try:
+            self._call(self._load_scripts)  # Redis may stop between the PING and here
+        except StoreUnavailableError:
+            self.client.close()
+            raise
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._closed = False
         self.groups_sent = 0

@@ -39,6 +39,10 @@ class RedisURLError(ValueError):
     """A Redis store URL that is malformed, or names a server that does not answer."""
 
 
+class RedisUnreachableError(RedisURLError):
+    """A well-formed Redis store URL whose server does not answer (yet): worth retrying, unlike a malformed one."""
+
+
 @dataclass(frozen=True, slots=True)
 class RedisURL:
     """A parsed store URL: ``redis://HOST:PORT/DB?prefix=P`` or ``redis+cluster://HOST:PORT?prefix=P``."""
@@ -89,7 +93,8 @@ def connect(url: str | RedisURL, *, timeout_s: float = 2.0):
     Raises
     ------
     RedisURLError
-        Naming the URL, when it is malformed or the server does not answer a PING.
+        Naming the URL, when it is malformed; :class:`RedisUnreachableError` when the server does not answer a
+        PING.
     """
     import redis
     from redis.backoff import NoBackoff
@@ -122,7 +127,7 @@ def connect(url: str | RedisURL, *, timeout_s: float = 2.0):
         client.ping()
     except (redis.RedisError, OSError) as error:
         detail = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise RedisURLError(f"store URL {location.url!r}: Redis does not answer ({detail})") from None
+        raise RedisUnreachableError(f"store URL {location.url!r}: Redis does not answer ({detail})") from None
     return client, location
 
 

@@ -188,6 +188,13 @@ class Policy(ABC):
         """
         return ADDITIVE
 
+    def growth_bytes(self, n_features: int | None) -> int | None:
+        """Bytes the state can grow beyond its initial size as it learns.
+
+        0 for a state of fixed size; None for one that grows without bound (an append buffer keeping every row).
+        """
+        return 0
+
     @property
     def distributable(self) -> bool:
         """True when deltas computed from stale states (several writers) still merge exactly: not ORDERED."""

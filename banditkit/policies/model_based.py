@@ -9,9 +9,10 @@ same models.
 Refit cadence. Models are refit at fixed row counts c_1 = ``refit_every``,
 c_{j+1} = c_j + max(``refit_every``, ceil(``refit_fraction`` * c_j)): frequent
 while data is scarce, amortised O(N log N) later. The models always cover the
-first c_j rows seen (the last ``max_rows`` of them if set), so one update of n
-rows and n updates of one row give the same models. With ``incremental=True``
-the estimator's ``partial_fit`` is called on each new chunk [c_j, c_{j+1});
+first c_j rows seen (the last ``max_rows`` of them if set, refit at least every
+``max(refit_every, max_rows)`` rows so that the buffer stays bounded), so one
+update of n rows and n updates of one row give the same models. With
+``incremental=True`` the estimator's ``partial_fit`` is called on each new chunk [c_j, c_{j+1});
 the whole history is then kept, because a restored state replays the chunks.
 Before c_1 (and for an arm without rows) an arm has no model and is treated
 as the most promising one, so every arm is tried.
@@ -126,8 +127,25 @@ class ModelPolicy(Policy):
         return point
 
     def next_fit_point(self, point: int) -> int:
-        """The fit point after ``point``: ``point + max(refit_every, ceil(refit_fraction * point))``."""
-        return point + max(self.refit_every, math.ceil(self.refit_fraction * point))
+        """The fit point after ``point``: ``point + max(refit_every, ceil(refit_fraction * point))``.
+
+        With ``max_rows`` the step is at most ``max(refit_every, max_rows)``, so that the buffer (the
+        window the models cover and the rows since) never holds more than :attr:`max_buffer_rows`.
+        """
+        step = max(self.refit_every, math.ceil(self.refit_fraction * point))
+        if self.max_rows is not None:
+            step = min(step, max(self.refit_every, self.max_rows))
+        return point + step
+
+    @property
+    def max_buffer_rows(self) -> int | None:
+        """The most rows the buffer holds: ``max_rows + max(refit_every, max_rows)``; None without ``max_rows``."""
+        return None if self.max_rows is None else self.max_rows + max(self.refit_every, self.max_rows)
+
+    def growth_bytes(self, n_features: int | None) -> int | None:
+        """The buffer at its fullest: per row the context, the arm, the reward and the row id (8 bytes each)."""
+        rows = self.max_buffer_rows
+        return None if rows is None else rows * 8 * ((n_features or 0) + 3)
 
     # ---- operations ------------------------------------------------------
     def _contexts(self, state: State, context: FloatArray | None) -> FloatArray:

@@ -111,6 +111,9 @@ def build_bandit(spec: ExperimentCreate) -> Bandit:
             f"per experiment (at most {LARGEST_LINEAR})",
             "n_features" if spec.n_features is not None else "arms",
         )
+    growth = policy.growth_bytes(spec.n_features)
+    if growth is None or size + growth > MAX_STATE_BYTES:
+        _refuse_unbounded(policy, spec, size)
     if spec.default_reward is not None:
         low, high = policy.reward_bounds
         if not low <= spec.default_reward <= high:
@@ -125,6 +128,35 @@ def build_bandit(spec: ExperimentCreate) -> Bandit:
         )
     except BanditkitError as error:
         raise InvalidRequestError(str(error)) from None
+
+
+def _refuse_unbounded(policy: Policy, spec: ExperimentCreate, size: int) -> None:
+    """Refuse a policy whose state would grow past the limit as it learns (an append buffer), naming the fix.
+
+    The largest ``max_rows`` that fits is read off :meth:`~banditkit.policies.Policy.growth_bytes`, which
+    is linear in ``max_rows`` once it reaches ``refit_every``.
+    """
+    params = policy.get_params()
+    if params.get("incremental"):
+        raise InvalidRequestError(
+            f"policy {policy.name!r} with incremental=true keeps every row it learns from, so its state grows "
+            f"without bound; the service serves at most {MAX_STATE_BYTES / 1e6:.1f} MB per experiment: use "
+            "incremental=false with max_rows",
+            "policy",
+        )
+
+    def growth(max_rows: int) -> int:
+        return type(policy)(**{**params, "max_rows": max_rows}).growth_bytes(spec.n_features) or 0
+
+    per_row = growth(params["refit_every"] + 1) - growth(params["refit_every"])
+    largest = max(0, (MAX_STATE_BYTES - size) // per_row)
+    given = "" if params.get("max_rows") is None else f" (max_rows={params['max_rows']} is too many)"
+    raise InvalidRequestError(
+        f"policy {policy.name!r} keeps the rows it learns from: set policy.params.max_rows{given}, at most "
+        f"{largest} with n_features={spec.n_features}, so that its state stays under the "
+        f"{MAX_STATE_BYTES / 1e6:.1f} MB the service serves per experiment",
+        "policy",
+    )
 
 
 def state_bytes(policy: Policy, n_arms: int, n_features: int | None) -> int:

@@ -122,6 +122,27 @@ def test_max_rows_bounds_the_buffer():
     assert state["row_ids"][0].min() >= state["fit_rows"][0] - 100
 
 
+@pytest.mark.parametrize("max_rows, refit_every", [(60, 10), (5, 20)])
+def test_max_rows_bounds_the_buffer_however_long_the_stream(max_rows, refit_every):
+    """With a growing refit step (refit_fraction 0.5) the rows since the last fit would grow with the stream;
+    max_rows caps the step, so the buffer never holds more than max_buffer_rows, and growth_bytes is its size."""
+    policy = BootstrappedThompson(TREE, n_replicas=2, refit_every=refit_every, refit_fraction=0.5, max_rows=max_rows)
+    state = policy.init_state(3, n_features=2)
+    initial = sum(array.nbytes for array in state.values())
+    arms, rewards, contexts = stream(8, 3000)
+    largest = 0
+    for start in range(0, 3000, 37):
+        rows = slice(start, start + 37)
+        state = policy.update(state, arms[rows], rewards[rows], context=contexts[rows])
+        largest = max(largest, state["contexts"].shape[1])
+    assert largest <= policy.max_buffer_rows == max_rows + max(refit_every, max_rows)
+    assert largest > policy.max_buffer_rows - 37  # the bound is reached, not loose
+    full = sum(array.nbytes for array in state.values()) - initial
+    assert full <= policy.growth_bytes(2) == policy.max_buffer_rows * 8 * (2 + 3)
+    assert state["fit_rows"][0] > 3000 - max(refit_every, max_rows)
+    assert BootstrappedThompson(TREE).growth_bytes(2) is None  # without max_rows the buffer keeps every row
+
+
 def test_epsilon_greedy_probabilities_are_exact():
     policy = ContextualEpsilonGreedy(TREE, epsilon=0.3, refit_every=10)
     arms, rewards, contexts = stream(6, 200)

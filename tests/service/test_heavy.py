@@ -157,6 +157,20 @@ def test_an_experiment_over_the_size_limit_is_refused_at_creation(store, server_
         assert "at most 34.0 MB" in grown.json()["detail"][0]["msg"]
         assert [arm["name"] for arm in client.get("/v1/experiments/fits").json()["arms"]][-1] == "arm7"
         create(client, {**SMALL, "name": "many", "arms": [f"arm{i}" for i in range(1000)]})
+        # A policy that keeps the rows it learns from must bound them, to the largest max_rows that fits.
+        buffered = {
+            "name": "buffered",
+            "arms": ["a", "b"],
+            "n_features": 20,
+            "policy": {"name": "bootstrapped_thompson", "params": {}},
+        }
+        unbounded = client.post("/v1/experiments", json=buffered)
+        assert unbounded.status_code == 422 and unbounded.json()["detail"][0]["loc"] == ["body", "policy"]
+        largest = int(unbounded.json()["detail"][0]["msg"].split("at most ")[1].split()[0])
+        assert largest == 92_391  # 2 x max_rows rows of 20 features, an arm, a reward and an id: 8 bytes each
+        policy = {"name": "bootstrapped_thompson", "params": {"max_rows": largest + 1}}
+        assert client.post("/v1/experiments", json={**buffered, "policy": policy}).status_code == 422
+        create(client, {**buffered, "policy": {"name": "bootstrapped_thompson", "params": {"max_rows": largest}}})
 
 
 @pytest.mark.parametrize("checkpoint_s", [60.0, 0.5])

@@ -51,8 +51,8 @@ CASES: dict[str, list[dict[str, Any]]] = {
     "sliding_window_ucb": [{"window": 7}],
     "linucb": [{}, {"standardize": True}],
     "lints": [{"v": 0.5}, {"standardize": True}],
-    "contextual_epsilon_greedy": [{**MODEL, "epsilon": 0.2}],
-    "bootstrapped_thompson": [{**MODEL, "n_replicas": 3}, {**MODEL, "n_replicas": 2, "max_rows": 9}],
+    "contextual_epsilon_greedy": [{**MODEL, "epsilon": 0.2, "max_rows": 400}],
+    "bootstrapped_thompson": [{**MODEL, "n_replicas": 3, "max_rows": 400}, {**MODEL, "n_replicas": 2, "max_rows": 9}],
 }
 #: Policies whose served state matches update_many to 1e-12 rather than bit for bit, because the service
 #: sums the same terms in another order: per reward batch, then the batches, where update_many sums them

@@ -12,6 +12,9 @@ and before every reward submitted after it.
 What queued while a lane was busy is handed over at once, so the rewards of
 many requests are learned one after the other and committed together
 (:func:`learn_in_order`): one commit for all of them, as a group commit does.
+A run of rewards never straddles a model change, and a store may take the
+rewards queued behind the run it learns (:meth:`Lanes.take_rewards`) to plan
+them while that run commits.
 
 Learning is background work next to serving: on Linux the lanes' threads run
 at a lower scheduling priority (nice :data:`NICE`), so when the cores are
@@ -78,35 +81,45 @@ class Lanes:
                 if not queue:
                     del self._queues[name]
                     return
-                batch = [queue.popleft() for _ in range(min(len(queue), MAX_BATCH))]
-            self._run(name, batch)
-
-    def _run(self, name: str, batch: list[tuple[Item, Future]]) -> None:
-        start = 0
-        while start < len(batch):
-            item, future = batch[start]
+                item, future = queue[0]
+                if isinstance(item, ModelChange):
+                    queue.popleft()
             if isinstance(item, ModelChange):
                 try:
                     future.set_result(self._replace(name, item))
                 except BaseException as error:  # handed to the caller, who waits on the future
                     future.set_exception(error)
-                start += 1
                 continue
-            end = start
-            while end < len(batch) and isinstance(batch[end][0], RewardWork):
-                end += 1
-            run: list[tuple[RewardWork, Future]] = batch[start:end]  # type: ignore[assignment]  # checked above
+            run = self.take_rewards(name)
             try:
                 self._learn(name, run)
             except BaseException as error:  # a failure of the store itself: every caller hears of it
-                for _, pending in run:
-                    if not pending.done():
-                        pending.set_exception(error)
-            start = end
+                fail(run, error)
+
+    def take_rewards(self, name: str) -> list[tuple[RewardWork, Future]]:
+        """The reward work at the head of the queue of ``name`` (up to a model change), taken off it.
+
+        Called by the lane of ``name`` only, from its ``learn``, a store may take the work queued behind the
+        run it learns and plan it while that run commits: it still comes after that run and before anything
+        queued after it.
+        """
+        run: list[tuple[RewardWork, Future]] = []
+        with self._lock:
+            queue = self._queues[name]
+            while queue and len(run) < MAX_BATCH and isinstance(queue[0][0], RewardWork):
+                run.append(queue.popleft())  # type: ignore[arg-type]  # a RewardWork, checked above
+        return run
 
     def close(self) -> None:
         """Finish everything queued, then stop the threads."""
         self._executor.shutdown(wait=True)
+
+
+def fail(run: list[tuple[RewardWork, Future]], error: BaseException) -> None:
+    """Complete with ``error`` every future of ``run`` not completed yet."""
+    for _, future in run:
+        if not future.done():
+            future.set_exception(error)
 
 
 def _background() -> None:

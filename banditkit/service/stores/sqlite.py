@@ -60,7 +60,7 @@ from .base import (
     reward_from_row,
     reward_row,
 )
-from .lanes import Lanes, learn_in_order, settle
+from .lanes import Lanes, Plan, fail, learn_in_order, settle
 from .planner import DeltaPlanner
 from .writer import Checkpointer, GroupCommitWriter
 
@@ -147,6 +147,16 @@ class _Learned:
 
     def state_bytes(self) -> int:
         return sum(array.nbytes for array in self.arrays.values())
+
+
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    """A run of reward work planned on ``version`` and sent to the writer; ``future`` answers its commit."""
+
+    run: list[tuple[RewardWork, Future]]
+    plan: Plan
+    version: int
+    future: Future
 
 
 class _Moved(Exception):
@@ -436,17 +446,73 @@ class SQLiteStore(Store):
         return self._lanes.submit(work.experiment, work)
 
     def _learn(self, name: str, run: list[tuple[RewardWork, Future]]) -> None:
-        """In the experiment's lane.
+        """In the experiment's lane: plan each run on the arrays the previous one left, commit, checkpoint if due.
 
-        Plan the works on the arrays the previous ones left, commit them together,
-        checkpoint if due.
+        While a run commits, the rewards queued behind it are taken and planned on the arrays it will leave,
+        and sent to the writer too, so that every group commit can carry an experiment's rewards. Each run
+        is planned as if none of its rewards were recorded yet (the common case: no retry), which the writer's
+        job checks; a run that finds one recorded, or its experiment moved (the run before it failed), is
+        planned again on what is stored, in order (:meth:`_learn_alone`).
         """
+        current: _Sent | None = self._send(name, run, None)
+        while current is not None:
+            taken = self._lanes.take_rewards(name)
+            following = self._send(name, taken, current) if taken else None
+            try:
+                committed = self._settle(name, current)
+            except BaseException as error:  # the writer failed: its callers hear of it, the next run goes on
+                fail(current.run, error)
+                committed = True
+            if not committed:
+                # Planned on arrays not stored: the run after it (planned on those) waits for its own answer.
+                retry = [current.run]
+                if following is not None and not self._settle_quietly(name, following):
+                    retry.append(following.run)
+                for again in retry:
+                    self._learn_alone(name, again)
+                following = None
+            current = following
+        learned = self._learned.get(name)
+        if learned is not None and self._checkpoint_due(learned):
+            self._checkpoint(name, learned)
+
+    def _send(self, name: str, run: list[tuple[RewardWork, Future]], after: _Sent | None) -> _Sent:
+        """Plan ``run`` on what the experiment learned, or on what ``after`` will leave, and send it to the writer."""
+        if after is None:
+            with self._learned_lock:
+                learned = self._current(name)
+                arrays, version = learned.arrays, learned.version
+        else:
+            arrays, version = after.plan.arrays, after.plan.version
+        plan = learn_in_order([work for work, _ in run], {}, arrays, version)
+        rows = [(*reward_row(row), made, position) for row, made, position in plan.rows]
+        job = self._record(name, rows, version, plan.version, plan.watermark)
+        return _Sent(run, plan, version, self._writer.submit(job))
+
+    def _settle(self, name: str, sent: _Sent) -> bool:
+        """Wait for ``sent``'s commit and settle its callers; False if it found its experiment moved."""
+        try:
+            sent.future.result()
+        except _Moved:
+            return False
+        self._learned_from(name, sent.plan, sent.version)
+        settle(sent.run, sent.plan)
+        return True
+
+    def _settle_quietly(self, name: str, sent: _Sent) -> bool:
+        """:meth:`_settle`, with a failure of the writer handed to ``sent``'s callers (True: nothing to retry)."""
+        try:
+            return self._settle(name, sent)
+        except BaseException as error:
+            fail(sent.run, error)
+            return True
+
+    def _learn_alone(self, name: str, run: list[tuple[RewardWork, Future]]) -> None:
+        """Plan ``run`` on what is stored (its recorded rewards read) and commit it, until it commits unmoved."""
         works = [work for work, _ in run]
         ids = [reward.decision_id for work in works for reward in work.rewards]
-        # First planned as if none of the rewards were recorded yet (the common case: no retry), which the
-        # writer's job checks; only when it finds one recorded (or the experiment moved) are they read.
-        stored: dict[str, RewardRecord] = {}
         while True:
+            stored = _existing_rewards(self._reader(), ids)
             with self._learned_lock:
                 learned = self._current(name)
                 arrays, version = learned.arrays, learned.version
@@ -455,16 +521,18 @@ class SQLiteStore(Store):
             try:
                 self._writer.submit(self._record(name, rows, version, plan.version, plan.watermark)).result()
             except _Moved:
-                stored = _existing_rewards(self._reader(), ids)
                 continue
-            break
+            self._learned_from(name, plan, version)
+            settle(run, plan)
+            return
+
+    def _learned_from(self, name: str, plan: Plan, version: int) -> None:
+        """After ``plan``, made on ``version``, committed: the lane learns from its arrays next."""
         with self._learned_lock:
-            if self._learned.get(name) is learned and learned.version == version:
+            learned = self._learned.get(name)
+            if learned is not None and learned.version == version:
                 learned.arrays, learned.version = plan.arrays, plan.version
                 learned.rewards_since += plan.learned
-        settle(run, plan)
-        if self._checkpoint_due(learned):
-            self._checkpoint(name, learned)
 
     def _record(self, name: str, rows: list[tuple], version: int, after: int, watermark: float | None):
         """The writer's job for a planned reward work.

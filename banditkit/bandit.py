@@ -41,6 +41,24 @@ from .policies.base import State, categorical
 FORMAT = "banditkit.bandit/2"
 #: The first format, still read: state arrays as lists of numbers.
 FORMAT_1 = "banditkit.bandit/1"
+#: The keys of a bandit's JSON (:meth:`Bandit.to_dict`), in both formats.
+_MODEL_KEYS = (
+    "arms",
+    "policy",
+    "name",
+    "guardrails",
+    "n_features",
+    "state",
+    "pulls",
+    "reward_sums",
+    "reward_sq_sums",
+    "active",
+    "disabled_reasons",
+    "total_reward",
+    "aborted",
+    "version",
+    "rng",
+)
 _Z95 = 1.959963984540054  # standard normal 97.5% quantile
 
 
@@ -590,10 +608,12 @@ class Bandit:
         given = data.get("format") if isinstance(data, dict) else data
         if given not in (FORMAT, FORMAT_1):
             raise InvalidParameterError(f"format must be {FORMAT!r} or {FORMAT_1!r}, got {given!r}", field="format")
+        missing = [key for key in _MODEL_KEYS if key not in data]
+        if missing:
+            raise InvalidParameterError(f"bandit JSON lacks {', '.join(missing)}", field=missing[0])
         if state is not None and data["state"] is not None:
             raise InvalidParameterError("state is given twice: in data['state'] and as state")
-        bit_generator = getattr(np.random, data["rng"]["bit_generator"])()
-        bit_generator.state = data["rng"]
+        bit_generator = _bit_generator(data["rng"])
         bandit = cls(
             data["arms"],
             data["policy"],
@@ -602,24 +622,25 @@ class Bandit:
             guardrails=data["guardrails"],
             n_features=data["n_features"],
         )
-        if data["state"] is not None:
-            state = (
+        if data["state"] is not None:  # from outside: every array checked
+            decoded = (
                 decode_arrays(data["state"])
                 if given == FORMAT
                 else {key: _decode_listed(value) for key, value in data["state"].items()}
             )
-        if state is not None:
-            prior = bandit._state
-            if prior is None or state.keys() != prior.keys():
-                raise InvalidParameterError(
-                    f"state must have the keys {None if prior is None else sorted(prior)} "
-                    f"of policy {bandit._policy.name!r}, got {sorted(state)}"
-                )
-            bandit._state = dict(state)
-        bandit._pulls = [float(value) for value in data["pulls"]]
-        bandit._reward_sums = [float(value) for value in data["reward_sums"]]
-        bandit._reward_sq_sums = [float(value) for value in data["reward_sq_sums"]]
-        bandit._active = np.array(data["active"], dtype=bool)
+            bandit._state = _checked_state(decoded, bandit._state, bandit._policy.name)
+        elif state is not None:  # a store's own arrays: only their keys
+            bandit._state = _checked_keys(state, bandit._state, bandit._policy.name)
+        n_arms = len(bandit._arms)
+        bandit._pulls = _ledger(data, "pulls", n_arms, low=0.0)
+        bandit._reward_sums = _ledger(data, "reward_sums", n_arms)
+        bandit._reward_sq_sums = _ledger(data, "reward_sq_sums", n_arms, low=0.0)
+        active = data["active"]
+        if not isinstance(active, list) or len(active) != n_arms or not all(isinstance(on, bool) for on in active):
+            raise InvalidParameterError(
+                f"active must be {n_arms} booleans, one per arm, got {active!r:.100}", field="active"
+            )
+        bandit._active = np.array(active, dtype=bool)
         bandit._disabled_reasons = dict(data["disabled_reasons"])
         bandit._total_reward = float(data["total_reward"])
         bandit._aborted = bool(data["aborted"])
@@ -898,6 +919,73 @@ def _mean_interval(
     variance = max(sq_total - total * mean, 0.0) / (pulls - 1)
     half = z * math.sqrt(variance / pulls)
     return mean, mean - half, mean + half
+
+
+def _bit_generator(state: Any) -> np.random.BitGenerator:
+    """The bit generator a model's ``rng`` describes (numpy's ``bit_generator.state``)."""
+    name = state.get("bit_generator") if isinstance(state, dict) else None
+    kind = getattr(np.random, name, None) if isinstance(name, str) else None
+    if not (isinstance(kind, type) and issubclass(kind, np.random.BitGenerator)):
+        raise InvalidParameterError(f"rng must be a numpy bit generator's state, got {state!r:.100}", field="rng")
+    generator = kind()
+    try:
+        generator.state = state
+    except (TypeError, ValueError, KeyError) as error:
+        raise InvalidParameterError(f"rng is not a valid {name} state: {error}", field="rng") from None
+    return generator
+
+
+def _checked_keys(state: State, prior: State | None, policy: str) -> State:
+    """``state`` (a copy of the mapping) if it has the keys of ``prior``, the policy's initial state."""
+    if prior is None or state.keys() != prior.keys():
+        raise InvalidParameterError(
+            f"state must have the keys {None if prior is None else sorted(prior)} of policy {policy!r}, "
+            f"got {sorted(state)}",
+            field="state",
+        )
+    return dict(state)
+
+
+def _checked_state(state: State, prior: State | None, policy: str) -> State:
+    """``state`` if it has the keys, dtypes and shapes of ``prior`` (the policy's initial state) and finite numbers.
+
+    A dimension that is 0 in ``prior`` (the rows of an append buffer) may have any length.
+    """
+    _checked_keys(state, prior, policy)
+    assert prior is not None  # checked by _checked_keys
+    for key, array in state.items():
+        expected = prior[key]
+        if array.dtype != expected.dtype or array.ndim != expected.ndim:
+            raise InvalidParameterError(
+                f"state[{key!r}] must be {expected.dtype} with {expected.ndim} dimensions for policy {policy!r}, "
+                f"got {array.dtype} with {array.ndim}",
+                field="state",
+            )
+        if any(want and have != want for have, want in zip(array.shape, expected.shape, strict=True)):
+            raise InvalidParameterError(
+                f"state[{key!r}] must have shape {expected.shape} for policy {policy!r} "
+                f"(0: any length), got {array.shape}",
+                field="state",
+            )
+        if array.dtype.kind in "fc" and not np.isfinite(array).all():
+            raise InvalidParameterError(f"state[{key!r}] holds NaN or infinity", field="state")
+    return dict(state)
+
+
+def _ledger(data: dict[str, Any], key: str, n_arms: int, low: float | None = None) -> list[float]:
+    """``data[key]``: one finite number per arm (at least ``low``), as floats."""
+    values = data[key]
+    try:
+        numbers = [float(value) for value in values] if isinstance(values, list) else None
+    except (TypeError, ValueError):
+        numbers = None
+    if numbers is None or len(numbers) != n_arms or not all(math.isfinite(value) for value in numbers):
+        raise InvalidParameterError(
+            f"{key} must be {n_arms} finite numbers, one per arm, got {values!r:.100}", field=key
+        )
+    if low is not None and min(numbers, default=low) < low:
+        raise InvalidParameterError(f"{key} must be at least {low}, got {min(numbers)}", field=key)
+    return numbers
 
 
 def _decode_listed(data: dict[str, Any]) -> AnyArray:

@@ -211,17 +211,54 @@ def _load_target(policy: str):
     return make_policy(policy)
 
 
+def _load_model(path: Path):
+    """A trained Bandit from a JSON file: its ``to_json``, or the service's ``GET …/model`` answer."""
+    import json
+
+    from . import Bandit
+    from .errors import InvalidParameterError
+
+    if not path.exists():
+        raise InvalidParameterError(f"model file {str(path)!r} does not exist")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise InvalidParameterError(f"model file {str(path)!r} is not JSON: {error}") from None
+    if isinstance(data, dict) and isinstance(data.get("model"), dict) and "experiment" in data:
+        data = data["model"]
+    if not isinstance(data, dict):
+        raise InvalidParameterError(f"model file {str(path)!r} must hold a Bandit's JSON object")
+    return Bandit.from_dict(data)
+
+
+def _untrained(target) -> bool:
+    """True for a policy (or a Bandit) that has learned nothing: evaluating it evaluates its prior."""
+    from . import Bandit
+    from .policies import Policy
+
+    if isinstance(target, Policy):
+        return True
+    return isinstance(target, Bandit) and not any(arm.pulls for arm in target.stats())
+
+
 @app.command()
 def evaluate(
     log: Path = typer.Argument(
         ..., help="Decision log: CSV, Parquet, or a folder of Parquet partitions (the service's export or archive)."
     ),
-    policy: str = typer.Option(
-        ...,
+    policy: str | None = typer.Option(
+        None,
         "--policy",
         "-p",
         help="Target: a Bandit JSON, a policy JSON {name, params}, an .npy array "
-        "of probabilities (n, K) or (n, K, L), or a policy name.",
+        "of probabilities (n, K) or (n, K, L), or a policy name (untrained: its prior).",
+    ),
+    model: Path | None = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help="Target: a trained model, a Bandit JSON file (Bandit.to_json) or the answer of GET "
+        "/v1/experiments/NAME/model.",
     ),
     estimators: str | None = typer.Option(
         None, "--estimators", "-e", help="Comma-separated estimators (default: all that apply)."
@@ -244,19 +281,22 @@ def evaluate(
     from .ope import evaluate as run_evaluation
     from .ope import load_log
 
+    if (policy is None) == (model is None):
+        fail("give the target as --policy or as --model (one of them)")
     out_console = _console()
     try:
         with out_console.status("Evaluating..."):
+            target = _load_model(model) if model is not None else _load_target(str(policy))
             data = load_log(log, drop_unrewarded=drop_unrewarded, experiment=experiment)
             names = None if estimators is None else [name.strip() for name in estimators.split(",") if name.strip()]
-            report = run_evaluation(data, _load_target(policy), names, n_bootstrap=n_bootstrap, rng=seed)
+            report = run_evaluation(data, target, names, n_bootstrap=n_bootstrap, rng=seed)
     except (BanditkitError, OSError, ValueError) as error:
         message = str(error)
         for keyword, flag in _FLAG_SPELLING.items():
             message = message.replace(keyword, flag)
         fail(message)
     table = Table(
-        title=escape(f"Offline evaluation of {Path(policy).name} on {log.name} ({data.n_rows} rows)"),
+        title=escape(f"Offline evaluation of {(model or Path(str(policy))).name} on {log.name} ({data.n_rows} rows)"),
         title_justify="left",
     )
     for column in ("position", "estimator", "value", "95% bootstrap", "95% normal", "ESS", "max weight", "p < 1e-3"):
@@ -275,6 +315,13 @@ def evaluate(
     out_console.print(table)
     for warning in report.warnings:
         out_console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
+    if _untrained(target):
+        out_console.print(
+            escape(
+                f"note: {policy} has learned no rewards, so this evaluates its prior, which chooses uniformly at "
+                "random for every built-in policy; to evaluate a trained model, pass its JSON with --model"
+            )
+        )
     if out is not None:
         out.write_text(json.dumps(report.to_dict(), indent=2))
         out_console.print(escape(f"report written to {out}"))

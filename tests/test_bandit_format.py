@@ -107,3 +107,49 @@ def test_an_unknown_format_is_refused():
     expected = r"format must be 'banditkit\.bandit/2' or 'banditkit\.bandit/1'"
     with pytest.raises(bk.InvalidParameterError, match=expected):
         bk.Bandit.from_dict(dict(data, format="banditkit.bandit/0"))
+
+
+def _trained(policy: str = "thompson") -> dict:
+    bandit = bk.Bandit(["a", "b"], policy, seed=0, n_features=2 if policy == "linucb" else None)
+    context = np.array([[0.5, -0.5], [1.0, 0.0]]) if policy == "linucb" else None
+    bandit.update_many(["a", "b"], [1.0, 0.0], contexts=context)
+    return json.loads(bandit.to_json())
+
+
+def _with_state(data: dict, key: str, array: np.ndarray) -> dict:
+    return dict(data, state=dict(data["state"], **encode_arrays({key: array})))
+
+
+@pytest.mark.parametrize(
+    "change, field, message",
+    [
+        (lambda d: {k: v for k, v in d.items() if k != "pulls"}, "pulls", "lacks pulls"),
+        (lambda d: dict(d, pulls=[1.0]), "pulls", "2 finite numbers, one per arm"),
+        (lambda d: dict(d, pulls=[-1.0, 1.0]), "pulls", "at least 0.0"),
+        (lambda d: dict(d, reward_sums=[1.0, "x"]), "reward_sums", "finite numbers"),
+        (lambda d: dict(d, active=[True]), "active", "2 booleans"),
+        (lambda d: dict(d, rng={"bit_generator": "os"}), "rng", "bit generator"),
+        (lambda d: dict(d, rng={"bit_generator": "PCG64", "state": "no"}), "rng", "not a valid PCG64 state"),
+        (lambda d: _with_state(d, "pulls", np.array([[1.0, np.nan]])), "state", r"state\['pulls'\] holds NaN"),
+        (lambda d: _with_state(d, "pulls", np.ones((1, 3))), "state", r"shape \(1, 2\)"),
+        (lambda d: _with_state(d, "reward_sums", np.ones((1, 2), dtype=np.float32)), "state", "must be float64"),
+        (lambda d: dict(d, state={}), "state", "must have the keys"),
+    ],
+)
+def test_a_bad_model_is_refused_naming_the_field(change, field, message):
+    """A model from outside (a file, the service's warm start) is checked before anything is built on it."""
+    with pytest.raises(bk.InvalidParameterError, match=message) as caught:
+        bk.Bandit.from_dict(change(_trained()))
+    assert caught.value.field == field
+
+
+def test_an_append_buffer_of_any_length_loads_but_not_of_another_width():
+    data = _trained("linucb")
+    assert bk.Bandit.from_dict(data).probabilities(context=np.array([0.1, 0.2])) is not None
+    policy = {"name": "bootstrapped_thompson", "params": {"n_replicas": 2, "refit_every": 2, "max_rows": 10}}
+    bandit = bk.Bandit(["a", "b"], policy, seed=0, n_features=2)
+    bandit.update_many(["a", "b", "a"], [1.0, 0.0, 1.0], contexts=np.ones((3, 2)))
+    data = json.loads(bandit.to_json())
+    assert bk.Bandit.from_dict(data).to_dict()["state"] == data["state"]  # 3 rows where the prior has 0
+    with pytest.raises(bk.InvalidParameterError, match=r"state\['contexts'\] must have shape \(1, 0, 2\)"):
+        bk.Bandit.from_dict(_with_state(data, "contexts", np.ones((1, 3, 5))))

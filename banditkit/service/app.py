@@ -67,8 +67,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    document_endpoints(app, ROUTERS)
     endpoints = [endpoint for router in ROUTERS if isinstance(router, EndpointRouter) for endpoint in router.endpoints]
-    document_endpoints(app, endpoints)
     app.hot_paths = HotPaths(app, endpoints)
     return app
 

@@ -29,6 +29,7 @@ from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 
@@ -335,13 +336,22 @@ def _route(endpoint: Endpoint) -> Callable[..., Awaitable[Response]]:
     return route
 
 
-def document_endpoints(app: FastAPI, endpoints: list[Endpoint]) -> None:
+def document_endpoints(app: FastAPI, routers: list[APIRouter]) -> None:
     """Complete the OpenAPI document for ``endpoints``.
 
     Their request models (parsed by the endpoints, not by
     FastAPI) in the components, and exactly the error statuses each can answer (FastAPI adds a 422 to every
-    operation with a path parameter, which an endpoint without a body or query never answers).
+    operation with a path parameter, which an endpoint without a body or query never answers; the same holds
+    for the plain FastAPI routes that do not declare a 422).
     """
+    endpoints = [endpoint for router in routers if isinstance(router, EndpointRouter) for endpoint in router.endpoints]
+    plain = [
+        route
+        for router in routers
+        if not isinstance(router, EndpointRouter)
+        for route in router.routes
+        if isinstance(route, APIRoute) and route.include_in_schema
+    ]
     models = list(dict.fromkeys(endpoint.body for endpoint in endpoints if endpoint.body is not None))
     generate = app.openapi
 
@@ -358,6 +368,10 @@ def document_endpoints(app: FastAPI, endpoints: list[Endpoint]) -> None:
                 allowed = {str(endpoint.status), *map(str, endpoint.error_statuses)}
                 for status in [status for status in responses if status not in allowed]:
                     del responses[status]
+            for route in plain:  # the plain FastAPI routes: a 422 only where they declare one
+                if 422 not in route.responses:
+                    for method in route.methods:
+                        schema["paths"][route.path_format][method.lower()]["responses"].pop("422", None)
             # FastAPI's own 422 models, unused once every 422 documents the service's answer.
             components = schema["components"]["schemas"]
             for unused in ("HTTPValidationError", "ValidationError"):

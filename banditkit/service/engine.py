@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
 import os
 import random
@@ -163,9 +164,12 @@ class Engine:
             raise InvalidRequestError(refusal, "policy")
         model, arrays = split(bandit)
         now = time.time()
-        record = ExperimentRecord(spec.name, spec.model_dump(mode="json"), model, arrays, bandit.version, now, now)
+        # The configuration keeps what the request asked for, not the trained model it started from (the state).
+        config = spec.model_dump(mode="json", exclude={"model"})
+        record = ExperimentRecord(spec.name, config, model, arrays, bandit.version, now, now)
+        event = {"kind": "create", "warm_start": spec.model is not None}
         try:
-            await settled(self.store.create_experiment(record, {"kind": "create"}))
+            await settled(self.store.create_experiment(record, event))
         except ExperimentExistsError:
             if not self.store.learns_in_process:  # created by another worker: serve it from now on
                 await self.reload(spec.name)
@@ -277,6 +281,19 @@ class Engine:
                         experiment.bandit = bandit
                     experiment.cache.clear()
                 return
+
+    def model_json(self, name: str) -> tuple[int, bytes]:
+        """The served model of ``name`` as JSON bytes of :class:`~.schemas.ModelOut`, and its version.
+
+        Taken under the experiment's lock, so a reward never lands half-way; for a state of megabytes this
+        takes milliseconds, so call it off the event loop.
+        """
+        experiment = self.experiment(name)
+        with experiment.lock:
+            bandit = experiment.bandit
+            data = bandit.to_dict()
+        body = {"experiment": name, "version": bandit.version, "model": data}
+        return bandit.version, json.dumps(body, allow_nan=False, separators=(",", ":")).encode()
 
     def stats(self, name: str) -> StatsOut:
         experiment = self.experiment(name)

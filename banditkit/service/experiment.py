@@ -122,12 +122,38 @@ def build_bandit(spec: ExperimentCreate) -> Bandit:
                 f"{policy.reward_advice()}",
                 "default_reward",
             )
+    if spec.model is not None:
+        return _warm_started(spec, policy, guardrails)
     try:
         return Bandit(
             spec.arms, policy, seed=spec.seed, name=spec.name, guardrails=guardrails, n_features=spec.n_features
         )
     except BanditkitError as error:
         raise InvalidRequestError(str(error)) from None
+
+
+def _warm_started(spec: ExperimentCreate, policy: Policy, guardrails: Guardrails) -> Bandit:
+    """The Bandit of ``spec.model`` (checked as any model from outside), renamed, at version 0 of this experiment.
+
+    Arms, policy, features and guardrails the request gives must be the model's own.
+    """
+    assert spec.model is not None
+    try:
+        bandit = Bandit.from_dict({**spec.model, "name": spec.name, "version": 0})
+    except BanditkitError as error:
+        where = f"model.{error.field}" if error.field else "model"
+        raise InvalidRequestError(f"{where}: {error}", "model") from None
+    except (TypeError, ValueError, LookupError, AttributeError) as error:  # a wrong JSON type deep inside
+        raise InvalidRequestError(f"model is not a Bandit's JSON: {error}", "model") from None
+    for name, asked, own in (
+        ("arms", spec.arms, bandit.arms),
+        ("policy", policy, bandit.policy),
+        ("n_features", spec.n_features, bandit.n_features),
+        ("guardrails", guardrails, bandit.guardrails),
+    ):
+        if asked != own:
+            raise InvalidRequestError(f"{name} must be the model's ({own!r}) or left out, got {asked!r}", name)
+    return bandit
 
 
 def _refuse_unbounded(policy: Policy, spec: ExperimentCreate, size: int) -> None:

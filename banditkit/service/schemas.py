@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 #: Decisions or rewards in one batch call at most.
 MAX_BATCH = 1000
@@ -30,6 +30,10 @@ class PolicySpec(Body):
     )
 
 
+#: What an experiment created from a trained model takes from it when the request leaves it out.
+_FROM_MODEL = ("arms", "policy", "n_features", "guardrails")
+
+
 class ExperimentCreate(Body):
     name: ExperimentName
     arms: list[ArmName] = Field(min_length=1, max_length=MAX_ARMS)
@@ -45,6 +49,23 @@ class ExperimentCreate(Body):
     sticky: bool = Field(False, description="a unit keeps its first arm while that arm is active")
     n_features: int | None = Field(None, ge=1, le=4096, description="context length (contextual policies)")
     seed: int | None = Field(None, ge=0, description="seed of the service's random draws")
+    model: dict[str, Any] | None = Field(
+        None,
+        description=(
+            "a trained model to start from: a Bandit's JSON (Bandit.to_json, or the `model` of GET "
+            "/v1/experiments/{name}/model); arms, policy, n_features and guardrails then come from it when left "
+            "out, and must equal its own when given"
+        ),
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_model(cls, data: Any) -> Any:
+        """Arms, policy, features and guardrails left out of a request with a ``model`` are the model's."""
+        if isinstance(data, dict) and isinstance(data.get("model"), dict):
+            model = data["model"]
+            return {**{key: model[key] for key in _FROM_MODEL if key in model and key not in data}, **data}
+        return data
 
     @field_validator("arms")
     @classmethod
@@ -144,6 +165,12 @@ class ExperimentOut(BaseModel):
     n_features: int | None
     policy_version: int
     created_at: float
+
+
+class ModelOut(BaseModel):
+    experiment: str
+    version: int = Field(description="the policy version the model is at (its ETag names it too)")
+    model: dict[str, Any] = Field(description="the Bandit's JSON, as Bandit.to_dict writes it")
 
 
 class ArmStatsOut(BaseModel):

@@ -37,6 +37,7 @@ class Call(NamedTuple):
     content_type: str | None = None
     fragment: str = ""
     twice: bool = False  # two Authorization headers
+    if_none_match: str | None = None
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +90,8 @@ def send(http: httpx.Client, call: Call, ids: dict[str, str]) -> httpx.Response:
         content: bytes | None = httpx.Request("POST", "/", json=_filled(call.body, ids)).content
     else:
         content = call.body
+    if call.if_none_match is not None:
+        headers.append(("If-None-Match", call.if_none_match))
     if content is not None and call.content_type != "":  # "": no Content-Type at all
         headers.append(("Content-Type", call.content_type or "application/json"))
     return http.request(call.method, url, content=content, headers=headers)
@@ -180,6 +183,8 @@ CALLS: list[Call] = [
     Call("PATCH", "/v1/experiments/{name}/arms", 200, body={"add": ["c"]}, token=ADMIN, name="arms"),
     Call("PATCH", "/v1/experiments/{name}/arms", 422, body={"disable": ["zzz"]}, token=ADMIN, fragment="zzz"),
     Call("GET", "/v1/experiments/{name}/stats", 200),
+    Call("GET", "/v1/experiments/{name}/model", 200, fragment='"model":{"format":"banditkit.bandit/2"'),
+    Call("GET", "/v1/experiments/{name}/model", 304, if_none_match='W/"hero:0", *'),
     Call("POST", "/v1/experiments/{name}/decisions", 200, body={"unit": "u1"}),
     Call("POST", "/v1/experiments/{name}/decisions", 422, body={"allowed": ["zzz"]}, fragment="allowed arm"),
     Call("POST", "/v1/experiments/{name}/decisions/batch", 200, body={"requests": [{}, {}]}),
@@ -206,6 +211,7 @@ OUTAGE: dict[tuple[str, str], tuple[int, int]] = {
     (m, p): (503, 503) if "503" in op["responses"] else (200, 200) for m, p, op in OPERATIONS
 } | {
     ("GET", "/v1/experiments/{name}"): (200, 503),
+    ("GET", "/v1/experiments/{name}/model"): (200, 503),
     ("POST", "/v1/experiments/{name}/decisions"): (200, 503),
     ("POST", "/v1/experiments/{name}/decisions/batch"): (200, 503),
 }

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from . import decisions, experiments, health, log, rewards, versions
+from . import decisions, experiments, health, log, model, rewards, versions
 
-ROUTERS = [module.router for module in (experiments, decisions, rewards, log, versions, health)]
+ROUTERS = [module.router for module in (experiments, model, decisions, rewards, log, versions, health)]

@@ -370,7 +370,7 @@ def document_endpoints(app: FastAPI, routers: list[APIRouter]) -> None:
                     del responses[status]
             for route in plain:  # the plain FastAPI routes: a 422 only where they declare one
                 if 422 not in route.responses:
-                    for method in route.methods:
+                    for method in route.methods or ():
                         schema["paths"][route.path_format][method.lower()]["responses"].pop("422", None)
             # FastAPI's own 422 models, unused once every 422 documents the service's answer.
             components = schema["components"]["schemas"]

@@ -563,10 +563,9 @@ class Bandit:
             )
             for index, arm in enumerate(self._arms)
         )
-        regret = report.regret
-        if regret is None:
-            return ExperimentStats(rows, None, None, None)
-        return ExperimentStats(rows, regret.estimate, regret.low, regret.high)
+        return ExperimentStats(
+            rows, optional(report.regret_estimate), optional(report.regret_low), optional(report.regret_high)
+        )
 
     # ---- serialisation ------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

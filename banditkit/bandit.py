@@ -536,13 +536,13 @@ class Bandit:
         if bounds is None and self._policy.reward_bounds[0] >= 0.0 and self._policy.reward_bounds[1] <= 1.0:
             bounds = (0.0, 1.0)
         default = self._guardrails.default_arm
-        report = health.assess(
-            self._pulls,
-            self._reward_sums,
-            self._reward_sq_sums,
+        report = health.assess_ledger(
+            tuple(self._pulls),
+            tuple(self._reward_sums),
+            tuple(self._reward_sq_sums),
             bounds,
             None if default is None else self._index[default],
-            comparable=not self._policy.contextual,
+            not self._policy.contextual,
         )
         optional = health.optional
         rows = tuple(

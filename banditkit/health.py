@@ -81,6 +81,7 @@ Lattimore & Szepesvari, "Bandit Algorithms" (2020).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, fields
 
@@ -103,6 +104,7 @@ _LOG_ODDS_LIMIT = 1000.0
 # Cauchy, whose tails the quadrature of policies/_maxprob.py resolves only to a few percent (checked with
 # scipy's adaptive quad: P(t_1(2, 1) > t_1(1, 1)) comes out 0.588 for 0.648); from 1.3 on it agrees to 1e-9.
 _STUDENT_MIN_PULLS = 3
+_MEMO_SIZE = 64  # ledgers remembered by assess_ledger: a few per experiment being watched
 
 
 def fixed_n_interval(
@@ -329,6 +331,11 @@ class Health:
     regret_low: float
     regret_high: float
 
+    def __post_init__(self) -> None:
+        for value in vars(self).values():
+            if isinstance(value, np.ndarray):
+                value.flags.writeable = False
+
 
 def assess(
     pulls: ArrayLike,
@@ -368,6 +375,25 @@ def assess(
     p_best = best_probabilities(posteriors, proper)
     beats = missing if default is None else beat_probabilities(posteriors, proper, default)
     return Health(mean, low, high, cs_low, cs_high, p_best, beats, float(estimate), regret_low, regret_high)
+
+
+@functools.lru_cache(maxsize=_MEMO_SIZE)
+def assess_ledger(
+    pulls: tuple[float, ...],
+    sums: tuple[float, ...],
+    sq_sums: tuple[float, ...],
+    bounds: tuple[float, float] | None,
+    default: int | None,
+    comparable: bool,
+) -> Health:
+    """:func:`assess` of a ledger given as tuples, remembered for the last few ledgers.
+
+    The quadratures take milliseconds (3 ms for 10 arms, 90 ms for 1,000); a
+    dashboard that reads ``/stats`` again before a new reward arrives gets
+    the same numbers for the cost of hashing the sums. The arrays returned
+    are read-only, since they are shared.
+    """
+    return assess(pulls, sums, sq_sums, bounds, default, comparable=comparable)
 
 
 def optional(value: float) -> float | None:

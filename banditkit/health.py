@@ -89,6 +89,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ._typing import BoolArray, FloatArray
+from .errors import InvalidParameterError
 from .policies._maxprob import BetaPosteriors, StudentPosteriors, max_probabilities
 
 #: Level of every interval reported: 95%.
@@ -151,7 +152,8 @@ def confidence_sequence(
     docstring, for rewards in ``bounds``; ``pulls`` and ``sums`` are each
     arm's count and sum of rewards, ``alpha`` in (0, 1) broadcasts against
     them. Before any reward it is the whole range. It always holds the
-    observed mean.
+    observed mean. A bad ``bounds``, ``alpha``, ``pulls`` or ``sums`` is an
+    InvalidParameterError naming it.
 
     >>> low, high = confidence_sequence([10, 0], [7.0, 0.0], (0.0, 1.0))
     >>> low.round(4).tolist(), high.round(4).tolist()
@@ -159,9 +161,18 @@ def confidence_sequence(
     """
     lo, hi = bounds
     width = hi - lo
-    n, total = np.broadcast_arrays(np.asarray(pulls, dtype=float), np.asarray(sums, dtype=float))
-    log_alpha = np.log(np.asarray(alpha, dtype=float))
-    n, total, log_alpha = np.broadcast_arrays(n, total, log_alpha)
+    if not (math.isfinite(lo) and math.isfinite(hi) and math.isfinite(width) and lo < hi):
+        message = f"bounds must be finite (low, high) with low < high, got {bounds!r}"
+        raise InvalidParameterError(message, field="bounds")
+    levels = np.asarray(alpha, dtype=float)
+    if not ((levels > 0) & (levels < 1)).all():
+        raise InvalidParameterError(f"alpha must be in (0, 1), got {alpha!r}", field="alpha")
+    n, total = np.asarray(pulls, dtype=float), np.asarray(sums, dtype=float)
+    if not (np.isfinite(n) & (n >= 0)).all():
+        raise InvalidParameterError(f"pulls must be finite and >= 0, got {pulls!r}", field="pulls")
+    if not np.isfinite(total).all():
+        raise InvalidParameterError(f"sums must be finite, got {sums!r}", field="sums")
+    n, total, log_alpha = np.broadcast_arrays(n, total, np.log(levels))
     successes = np.clip((total - n * lo) / width, 0.0, n)
     lower, upper = _unit_sequence(n, successes, log_alpha)
     low, high = lo + width * lower, lo + width * upper

@@ -8,6 +8,7 @@ coverage of adaptive runs looked at after every reward, and edge cases through
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -112,6 +113,27 @@ def test_stats_of_a_thompson_bandit():
     assert report.regret_estimate == pytest.approx(1.0)
     assert 0.0 <= report.regret_low <= 1.0 <= report.regret_high <= 40.0
     assert bandit.stats() == report  # deterministic: nothing is drawn
+
+
+INVALID = {
+    # name: (keyword arguments of confidence_sequence, the start of the message)
+    "alpha 0": ({"alpha": 0.0}, "alpha must be in (0, 1), got 0.0"),
+    "alpha 1": ({"alpha": 1.0}, "alpha must be in (0, 1)"),
+    "alpha NaN": ({"alpha": [0.05, math.nan]}, "alpha must be in (0, 1)"),
+    "bounds backwards": ({"bounds": (1.0, 0.0)}, "bounds must be finite (low, high) with low < high, got (1.0, 0.0)"),
+    "bounds infinite": ({"bounds": (0.0, math.inf)}, "bounds must be finite"),
+    "negative pulls": ({"pulls": [-1.0]}, "pulls must be finite and >= 0"),
+    "NaN pulls": ({"pulls": [math.nan]}, "pulls must be finite and >= 0"),
+    "NaN sums": ({"sums": [math.nan]}, "sums must be finite"),
+}
+
+
+@pytest.mark.parametrize("case", INVALID, ids=str)
+def test_invalid_inputs_name_the_argument(case):
+    changes, message = INVALID[case]
+    arguments = {"pulls": [3.0], "sums": [1.0], "bounds": UNIT, "alpha": 0.05, **changes}
+    with pytest.raises(bk.InvalidParameterError, match="^" + re.escape(message)):
+        confidence_sequence(**arguments)
 
 
 # ---- properties ------------------------------------------------------------------------------------------------

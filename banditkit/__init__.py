@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 
 from .bandit import Bandit
-from .decision import ArmStats, Decision, DecisionBatch
+from .decision import ArmStats, Decision, DecisionBatch, ExperimentStats
 from .errors import BanditkitError, InvalidParameterError, InvalidTypeError, NoActiveArmError, UnknownArmError
 from .guardrails import Guardrails
 from .policies import (
@@ -49,6 +49,7 @@ __all__ = [
     "Decision",
     "DecisionBatch",
     "ArmStats",
+    "ExperimentStats",
     "Guardrails",
     "Policy",
     "REGISTRY",

@@ -23,10 +23,11 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from . import _validation as check
+from . import health
 from ._codec import decode_arrays, encode_arrays
 from ._typing import AnyArray, BoolArray, FloatArray, IntArray
 from .assign import assign, unit_uniform
-from .decision import ArmStats, Decision, DecisionBatch
+from .decision import ArmStats, Decision, DecisionBatch, ExperimentStats
 from .errors import (
     InvalidParameterError,
     InvalidTypeError,
@@ -59,7 +60,6 @@ _MODEL_KEYS = (
     "version",
     "rng",
 )
-_Z95 = 1.959963984540054  # standard normal 97.5% quantile
 
 
 def _distribution_row(bandit: Bandit, state: State, mask: BoolArray, context: FloatArray | None) -> FloatArray:
@@ -542,32 +542,49 @@ class Bandit:
             self._check_guardrails()
 
     # ---- reporting ----------------------------------------------------------
-    def stats(self) -> list[ArmStats]:
-        """Per arm: pulls, mean reward with a 95% interval, current probability, and status."""
+    def stats(self) -> ExperimentStats:
+        """Per arm: pulls, mean with 95% intervals, P(best), current probability, status; and the regret so far.
+
+        Each arm's mean has a fixed-n interval and a confidence sequence, and P(beats the default arm). The
+        numbers and their guarantees are described in :mod:`banditkit.health`; they read the ledger of observed
+        rewards, never the random stream.
+        """
         probabilities = None if self._policy.contextual else self.probabilities()
         diagnostics = {} if self._state is None else self._policy.diagnostics(self._state, self._arms)
         bounds = self._policy.reward_range
         if bounds is None and self._policy.reward_bounds[0] >= 0.0 and self._policy.reward_bounds[1] <= 1.0:
             bounds = (0.0, 1.0)
-        rows = []
-        for index, arm in enumerate(self._arms):
-            mean, low, high = _mean_interval(
-                self._pulls[index], self._reward_sums[index], self._reward_sq_sums[index], bounds
+        default = self._guardrails.default_arm
+        report = health.assess_ledger(
+            tuple(self._pulls),
+            tuple(self._reward_sums),
+            tuple(self._reward_sq_sums),
+            bounds,
+            None if default is None else self._index[default],
+            not self._policy.contextual,
+        )
+        optional = health.optional
+        rows = tuple(
+            ArmStats(
+                arm=arm,
+                pulls=int(self._pulls[index]),
+                mean=optional(report.mean[index]),
+                low=optional(report.low[index]),
+                high=optional(report.high[index]),
+                probability=None if probabilities is None else probabilities[arm],
+                active=bool(self._active[index]),
+                disabled_reason=self._disabled_reasons.get(arm),
+                diagnostics={key: float(value[0, index]) for key, value in diagnostics.items()},
+                cs_low=optional(report.cs_low[index]),
+                cs_high=optional(report.cs_high[index]),
+                p_best=optional(report.p_best[index]),
+                p_beats_default=optional(report.p_beats_default[index]),
             )
-            rows.append(
-                ArmStats(
-                    arm=arm,
-                    pulls=int(self._pulls[index]),
-                    mean=mean,
-                    low=low,
-                    high=high,
-                    probability=None if probabilities is None else probabilities[arm],
-                    active=bool(self._active[index]),
-                    disabled_reason=self._disabled_reasons.get(arm),
-                    diagnostics={key: float(value[0, index]) for key, value in diagnostics.items()},
-                )
-            )
-        return rows
+            for index, arm in enumerate(self._arms)
+        )
+        return ExperimentStats(
+            rows, optional(report.regret_estimate), optional(report.regret_low), optional(report.regret_high)
+        )
 
     # ---- serialisation ------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -893,32 +910,6 @@ def _make_guardrails(guardrails: Any) -> Guardrails:
         except TypeError as error:
             raise InvalidParameterError(f"guardrails: {error}") from None
     raise InvalidTypeError(f"guardrails must be a Guardrails or a dict, got {type(guardrails).__name__}")
-
-
-def _mean_interval(
-    pulls: float, total: float, sq_total: float, bounds: tuple[float, float] | None
-) -> tuple[float | None, float | None, float | None]:
-    """Mean and 95% interval of one arm's rewards (None before data).
-
-    For rewards in known ``bounds``: the Wilson score on them mapped onto [0, 1], mapped back; normal otherwise.
-    """
-    if pulls == 0:
-        return None, None, None
-    mean = total / pulls
-    z = _Z95
-    if bounds is not None:
-        low, high = bounds
-        width = high - low
-        p = min(max((mean - low) / width, 0.0), 1.0)
-        centre = (p + z * z / (2 * pulls)) / (1 + z * z / pulls)
-        half = z * math.sqrt(p * (1 - p) / pulls + z * z / (4 * pulls * pulls)) / (1 + z * z / pulls)
-        lower, upper = max(centre - half, 0.0), min(centre + half, 1.0)
-        return mean, min(low + width * lower, mean), max(low + width * upper, mean)
-    if pulls < 2:
-        return mean, None, None
-    variance = max(sq_total - total * mean, 0.0) / (pulls - 1)
-    half = z * math.sqrt(variance / pulls)
-    return mean, mean - half, mean + half
 
 
 def _bit_generator(state: Any) -> np.random.BitGenerator:

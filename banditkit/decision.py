@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import overload
 
 import numpy as np
 
@@ -156,7 +157,15 @@ class DecisionBatch:
 
 @dataclass(frozen=True)
 class ArmStats:
-    """One arm's summary: what was observed and what the policy would do now."""
+    """One arm's summary: what was observed and what the policy would do now.
+
+    ``low`` and ``high`` are the fixed-n 95% interval of the mean reward, valid
+    for a sample size fixed in advance; ``cs_low`` and ``cs_high`` the 95%
+    confidence sequence, valid at every sample size at once under adaptive
+    allocation. ``p_best`` is the posterior probability that this arm's mean
+    is the largest, ``p_beats_default`` that it is above the default arm's.
+    None where a number is not defined (see :mod:`banditkit.health`).
+    """
 
     arm: str
     pulls: int
@@ -168,3 +177,36 @@ class ArmStats:
     disabled_reason: str | None
     #: Policy-specific numerical health, e.g. ``{"condition_number": ...}`` for linear policies.
     diagnostics: dict[str, float] = field(default_factory=dict)
+    cs_low: float | None = None
+    cs_high: float | None = None
+    p_best: float | None = None
+    p_beats_default: float | None = None
+
+
+@dataclass(frozen=True)
+class ExperimentStats(Sequence[ArmStats]):
+    """What ``Bandit.stats()`` returns: the arms' rows (it is a sequence of them) and the regret so far.
+
+    ``regret_estimate`` is the cumulative regret of the rewards observed,
+    sum_k n_k (mu* - mu_k), estimated with the observed means;
+    ``regret_low`` and ``regret_high`` bound it at every step with
+    probability 0.95 (None without a known reward range). All three are None
+    for a contextual policy, whose arms have no single mean.
+    """
+
+    arms: tuple[ArmStats, ...]
+    regret_estimate: float | None
+    regret_low: float | None
+    regret_high: float | None
+
+    @overload
+    def __getitem__(self, index: int) -> ArmStats: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[ArmStats, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> ArmStats | tuple[ArmStats, ...]:
+        return self.arms[index]
+
+    def __len__(self) -> int:
+        return len(self.arms)

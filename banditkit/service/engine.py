@@ -312,6 +312,9 @@ class Engine:
             decisions=decisions,
             rewards=rewards,
             entropy=entropy,
+            regret_estimate=rows.regret_estimate,
+            regret_low=rows.regret_low,
+            regret_high=rows.regret_high,
             arms=[
                 ArmStatsOut(
                     arm=row.arm,
@@ -319,6 +322,10 @@ class Engine:
                     mean=row.mean,
                     low=row.low,
                     high=row.high,
+                    cs_low=row.cs_low,
+                    cs_high=row.cs_high,
+                    p_best=row.p_best,
+                    p_beats_default=row.p_beats_default,
                     probability=row.probability,
                     active=row.active,
                     disabled_reason=row.disabled_reason,

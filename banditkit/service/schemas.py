@@ -177,8 +177,25 @@ class ArmStatsOut(BaseModel):
     arm: str
     pulls: int
     mean: float | None
-    low: float | None
-    high: float | None
+    low: float | None = Field(
+        description="fixed-n 95% interval of the mean reward: valid for a sample size fixed in advance, looked at "
+        "once; not under adaptive allocation or repeated looks (then read cs_low, cs_high)"
+    )
+    high: float | None = Field(description="upper end of the fixed-n 95% interval (see low)")
+    cs_low: float | None = Field(
+        None,
+        description="95% confidence sequence of the mean reward: holds the true mean at every sample size at once, "
+        "under adaptive allocation; null for rewards without a reward_range and for contextual policies",
+    )
+    cs_high: float | None = Field(None, description="upper end of the 95% confidence sequence (see cs_low)")
+    p_best: float | None = Field(
+        None, description="posterior probability that this arm has the largest mean reward (sums to 1 over arms)"
+    )
+    p_beats_default: float | None = Field(
+        None,
+        description="posterior probability that this arm's mean reward is above the default arm's; null for the "
+        "default arm itself and without a default arm",
+    )
     probability: float | None = Field(description="None for contextual policies: it depends on the context")
     active: bool
     disabled_reason: str | None = None
@@ -190,6 +207,15 @@ class StatsOut(BaseModel):
     decisions: int
     rewards: int
     entropy: float | None = Field(description="entropy of the arm probabilities, in nats (None if contextual)")
+    regret_estimate: float | None = Field(
+        None,
+        description="cumulative regret of the rewards so far, sum over arms of pulls x (best mean - arm mean), "
+        "estimated with the observed means; null for contextual policies",
+    )
+    regret_low: float | None = Field(
+        None, description="lower end of an anytime-valid 95% interval of that regret; null without a reward_range"
+    )
+    regret_high: float | None = Field(None, description="upper end of that interval (see regret_low)")
     arms: list[ArmStatsOut]
     alerts: list[str]
 

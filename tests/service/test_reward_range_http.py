@@ -3,7 +3,9 @@
 An experiment whose policy has ``reward_range`` accepts and learns rewards in
 that interval (on every store, the learner's included); a reward or a
 default reward outside a policy's range is a 422 naming the field, the
-interval, and how to set ``reward_range``.
+interval, and how to set ``reward_range``. ``/stats`` reports the anytime-valid
+intervals, P(best), P(beats the default arm) and the regret on the rewards' own
+scale, as a local Bandit does; without a range there is no confidence sequence.
 """
 
 from __future__ import annotations
@@ -52,6 +54,49 @@ def test_an_experiment_with_a_reward_range_learns_revenue(http, create, learn):
             assert (row["mean"], row["low"], row["high"]) == pytest.approx((expected.mean, expected.low, expected.high))
             assert 0.0 <= row["low"] <= row["mean"] <= row["high"] <= 500.0
         assert row["probability"] == pytest.approx(local.probabilities()[row["arm"]], abs=1e-9)
+
+
+def test_stats_report_confidence_sequences_and_regret_on_the_rewards_scale(http, create, learn):
+    """cs_low/cs_high, p_best, p_beats_default and the regret with its interval are a local Bandit's; an
+    experiment without a reward range has no confidence sequence and no regret interval (null), but an estimate."""
+    create(http, name="shop", arms=["a", "b", "c"], policy=REVENUE, guardrails={"default_arm": "a"})
+    arms, values = ["a", "a", "b", "b", "b", "c"], [0.0, 100.0, 400.0, 500.0, 350.0, 250.0]
+    local = bk.Bandit(["a", "b", "c"], policy=REVENUE, guardrails={"default_arm": "a"})
+    served = {}
+    while sorted(served) != sorted(range(len(arms))):  # decisions until each of the six rewards has its arm
+        decision = http.post("/v1/experiments/shop/decisions", json={}).json()
+        free = [i for i, arm in enumerate(arms) if arm == decision["arm"] and i not in served]
+        if free:
+            served[free[0]] = decision["decision_id"]
+    for index, decision_id in served.items():
+        answer = http.post("/v1/experiments/shop/rewards", json={"decision_id": decision_id, "value": values[index]})
+        assert answer.status_code == 200 and answer.json()["applied"], answer.text
+    local.update_many(arms, values)
+    learn("shop")
+    stats = http.get("/v1/experiments/shop/stats").json()
+    expected = local.stats()
+    assert (stats["regret_estimate"], stats["regret_low"], stats["regret_high"]) == pytest.approx(
+        (expected.regret_estimate, expected.regret_low, expected.regret_high), rel=1e-12
+    )
+    assert stats["regret_estimate"] == pytest.approx(6 * 1250 / 3 - 1600)  # always b (mean 1250 / 3), less 1600
+    assert 0.0 <= stats["regret_low"] <= stats["regret_estimate"] <= stats["regret_high"]
+    for row, arm in zip(stats["arms"], expected, strict=True):
+        for key in ("cs_low", "cs_high", "p_best", "p_beats_default", "low", "high"):
+            value = getattr(arm, key)
+            assert row[key] == (None if value is None else pytest.approx(value, rel=1e-12, abs=1e-12)), key
+        assert 0.0 <= row["cs_low"] <= row["low"] <= row["mean"] <= row["high"] <= row["cs_high"] <= 500.0
+    assert stats["arms"][0]["p_beats_default"] is None  # a is the default arm
+    assert sum(row["p_best"] for row in stats["arms"]) == pytest.approx(1.0, abs=1e-9)
+
+    create(http, name="plain", arms=["a", "b"], policy="epsilon_greedy")
+    for _ in range(4):
+        decision = http.post("/v1/experiments/plain/decisions", json={}).json()
+        http.post("/v1/experiments/plain/rewards", json={"decision_id": decision["decision_id"], "value": 2.0})
+    learn("plain")
+    plain = http.get("/v1/experiments/plain/stats").json()
+    assert plain["regret_estimate"] == 0.0 and plain["regret_low"] is None and plain["regret_high"] is None
+    assert all(row["cs_low"] is None and row["cs_high"] is None for row in plain["arms"])
+    assert all(row["p_beats_default"] is None for row in plain["arms"])
 
 
 def test_a_serve_process_says_how_to_set_reward_range(server_process, sqlite_url, create):

@@ -3,6 +3,7 @@
     report = bk.ope.evaluate(log, target, estimators=["replay", "ips", "snips", "dm", "dr"])
     report["dr"].value, report["dr"].low, report["dr"].high, report["dr"].ess
     report.to_frame()      # one row per estimator (pandas)
+    bk.ope.replay_learning(log, bandit)   # a learning policy replayed: .value, .low, .high, .curve()
 
 See docs/ope.md for the estimators, the log format and an experiment on the Open Bandit Dataset.
 """
@@ -14,11 +15,14 @@ from .estimators import clipped_ips, dm, dr, importance_weights, ips, replay, sn
 from .evaluation import ESTIMATORS, evaluate, model_features
 from .logs import LoggedData, load_log
 from .ranking import RankingDistribution, thompson_ranking_distribution
+from .replay import ReplayResult, replay_learning
 from .report import Estimate, Report
 from .reward_model import RidgeRewardModel, cross_fit_predictions
 
 __all__ = [
     "evaluate",
+    "replay_learning",
+    "ReplayResult",
     "ESTIMATORS",
     "model_features",
     "Report",

@@ -3,6 +3,7 @@
     report = bk.ope.evaluate(log, target, estimators=["replay", "ips", "snips", "dm", "dr"])
     report["dr"].value, report["dr"].low, report["dr"].high, report["dr"].ess
     report.to_frame()      # one row per estimator (pandas)
+    bk.ope.evaluate(log, {"new": bandit, "current": probs})   # candidates side by side: a Comparison
     bk.ope.replay_learning(log, bandit)   # a learning policy replayed: .value, .low, .high, .curve()
 
 See docs/ope.md for the estimators, the log format and an experiment on the Open Bandit Dataset.
@@ -11,11 +12,12 @@ See docs/ope.md for the estimators, the log format and an experiment on the Open
 from __future__ import annotations
 
 from .bootstrap import poisson_bootstrap_sums
+from .comparison import Comparison, Ratio
 from .estimators import clipped_ips, dm, dr, importance_weights, ips, replay, snips, switch_dr
 from .evaluation import ESTIMATORS, evaluate, model_features
+from .learning import ReplayResult, replay_learning
 from .logs import LoggedData, load_log
 from .ranking import RankingDistribution, thompson_ranking_distribution
-from .replay import ReplayResult, replay_learning
 from .report import Estimate, Report
 from .reward_model import RidgeRewardModel, cross_fit_predictions
 
@@ -26,6 +28,8 @@ __all__ = [
     "ESTIMATORS",
     "model_features",
     "Report",
+    "Comparison",
+    "Ratio",
     "Estimate",
     "LoggedData",
     "load_log",

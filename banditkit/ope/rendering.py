@@ -11,15 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BanditkitError
-from .report import Estimate
 
 _COLUMNS = ("value", "low", "high", "ratio", "ratio_low", "ratio_high", "ess", "max_weight", "support")
 
 
-def plot_estimates(
-    groups: dict[str, dict[str, Estimate]], logged: Estimate | None = None, path: str | Path | None = None
-) -> Any:
+def plot_estimates(groups: dict[str, dict[str, Any]], logged: Any = None, path: str | Path | None = None) -> Any:
     """Every estimate as a point with its interval, one row per (group, estimator); return the Figure.
+
+    Estimates are :class:`~banditkit.ope.report.Estimate` (not imported: the report imports this module).
 
     ``groups`` maps a candidate (or "target" for a one-target report) to its estimates by estimator;
     ``logged``, when given, is drawn as a vertical line with its interval as a band.

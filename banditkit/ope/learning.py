@@ -35,6 +35,7 @@ import numpy as np
 from .._typing import FloatArray, IntArray, RngLike
 from .._validation import check_int, check_real
 from ..errors import InvalidParameterError, InvalidTypeError, UnknownArmError
+from ..policies import make_policy
 from ..policies.base import Policy
 from .logs import LoggedData, _rows, load_log
 
@@ -241,10 +242,9 @@ def _bandit(policy_or_bandit: Any, log: LoggedData) -> Any:
         raise InvalidTypeError(
             f"policy_or_bandit must be a Bandit, a policy or a policy name, got {type(policy_or_bandit).__name__}"
         )
-    bandit = Bandit(list(log.arm_names), policy=policy_or_bandit)
-    if bandit.policy.contextual and log.contexts is not None:
-        bandit = Bandit(list(log.arm_names), policy=policy_or_bandit, n_features=log.contexts.shape[1])
-    return bandit
+    policy = make_policy(policy_or_bandit)
+    n_features = log.contexts.shape[1] if policy.contextual and log.contexts is not None else None
+    return Bandit(list(log.arm_names), policy=policy, n_features=n_features)
 
 
 def _bandit_arms(bandit: Any, log: LoggedData, smallest: float) -> IntArray:

@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import banditkit as bk
 from banditkit.errors import InvalidParameterError, InvalidTypeError
@@ -87,6 +89,27 @@ def test_recommendation_picks_only_a_clear_winner(problem_log):
     without_bootstrap = evaluate(log, {"target": problem.target}, ["snips"], n_bootstrap=0)
     assert "no interval on the ratio" in without_bootstrap.recommendation
     assert math.isnan(without_bootstrap.ratios["target"]["snips"].low)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**16), n_rows=st.integers(1, 60), n_candidates=st.integers(1, 3))
+def test_ratios_and_values_match_one_target_evaluations(seed, n_rows, n_candidates):
+    rng = np.random.default_rng(seed)
+    propensities = rng.uniform(0.2, 0.5, n_rows)
+    columns = {"arm": rng.integers(0, 2, n_rows), "reward": rng.random(n_rows), "propensity": propensities}
+    log = load_log(columns, arms=["0", "1"])
+    candidates = {f"c{i}": rng.dirichlet([1.0, 1.0], n_rows) for i in range(n_candidates)}
+    report = evaluate(log, candidates, ["ips", "snips"], n_bootstrap=20, rng=seed)
+    assert report.logged.value == pytest.approx(np.mean(columns["reward"]))
+    for name, target in candidates.items():
+        alone = evaluate(log, target, ["ips", "snips"], n_bootstrap=0)
+        for estimator in ("ips", "snips"):
+            value = report[name][estimator].value
+            assert value == pytest.approx(alone[estimator].value, rel=1e-12, abs=1e-15)
+            assert report.ratios[name][estimator].value == pytest.approx(value / report.logged.value, nan_ok=True)
+            ratio = report.ratios[name][estimator]
+            assert math.isnan(ratio.low) or ratio.low <= ratio.high
+    assert report.recommendation.startswith(("recommend", "no recommendation"))
 
 
 def test_too_few_rows_refuse_to_recommend():

@@ -45,6 +45,13 @@ def test_hand_worked_log_is_replayed_exactly():
     assert np.isnan(result.low) and any("only 3 rows" in w for w in result.warnings)
 
 
+def test_a_log_the_bandit_never_agrees_with():
+    columns = {"arm": ["b"] * 30, "reward": [1.0] * 30, "propensity": [0.5] * 30}
+    result = replay_learning(bk.ope.load_log(columns, arms=["a", "b"]), greedy_bandit(), n_bootstrap=5)
+    assert result.steps == 0 and np.isnan(result.value) and np.isnan(result.low)
+    assert result.curve()["reward"].shape == (0,) and any("only 0 rows" in w for w in result.warnings)
+
+
 def test_max_steps_stops_the_replay():
     result = replay_learning(HAND_LOG, greedy_bandit(), max_steps=2)
     assert result.rows.tolist() == [1, 3]

@@ -21,7 +21,8 @@ Exactness with batches: between two accepted rows the bandit's state does not
 change, so it decides for a batch of upcoming rows at once (``select_many``);
 the rows up to and including the first accepted one are final, later rows are
 decided again after the update. Each row is decided on exactly the state it
-would see row by row.
+would see row by row. Without contexts the bandit decides with ``select()`` per
+row: its fast path costs less than a batch's exact action distribution.
 """
 
 from __future__ import annotations
@@ -142,8 +143,9 @@ def replay_learning(
 ) -> ReplayResult:
     """Replay a learning policy on ``log``: the rewards it would have earned online, learning as it goes.
 
-    The bandit learns only from accepted rows (see the module docstring), through its public
-    ``select_many``/``update``; the Bandit passed in is copied, never changed, and its copy draws from ``rng``.
+    The bandit learns only from accepted rows (see the module docstring), through its public API
+    (``select_many`` in batches with contexts, ``select`` per row without, and ``update``); the Bandit
+    passed in is copied, never changed, and its copy draws from ``rng``.
 
     Parameters
     ----------

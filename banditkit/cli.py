@@ -241,17 +241,49 @@ def _untrained(target) -> bool:
     return isinstance(target, Bandit) and not any(arm.pulls for arm in target.stats())
 
 
+def _candidates(policies: list[str]) -> dict[str, str] | None:
+    """``NAME=SPEC`` values of --policy as candidates by name; None for one target given without a name."""
+    import re
+
+    if len(policies) == 1 and not _named(policies[0]):
+        return None
+    candidates: dict[str, str] = {}
+    for value in policies:
+        name, spec = value.split("=", 1) if _named(value) else (Path(value).stem, value)
+        if name in candidates:
+            fail(f"--policy names candidate {name!r} twice; give each a name, as NAME=SPEC")
+        if not re.fullmatch(r"[\w.-]+", name):
+            fail(f"--policy candidate name must be letters, digits, '.', '-' or '_', got {name!r}")
+        candidates[name] = spec
+    return candidates
+
+
+def _load_candidate(name: str, spec: str):
+    """:func:`_load_target` for a named candidate; its errors say which candidate."""
+    from .errors import BanditkitError
+
+    try:
+        return _load_target(spec)
+    except BanditkitError as error:
+        raise type(error)(f"candidate {name!r}: {error}") from error
+
+
+def _named(value: str) -> bool:
+    """``NAME=SPEC``: a '=' that is not part of an existing path (a partition folder ``experiment=hero/``)."""
+    return "=" in value and not Path(value).exists()
+
+
 @app.command()
 def evaluate(
     log: Path = typer.Argument(
         ..., help="Decision log: CSV, Parquet, or a folder of Parquet partitions (the service's export or archive)."
     ),
-    policy: str | None = typer.Option(
+    policy: list[str] | None = typer.Option(
         None,
         "--policy",
         "-p",
-        help="Target: a Bandit JSON, a policy JSON {name, params}, an .npy array "
-        "of probabilities (n, K) or (n, K, L), or a policy name (untrained: its prior).",
+        help="Target: a Bandit JSON, a policy JSON {name, params}, an .npy array of probabilities (n, K) or "
+        "(n, K, L), or a policy name (untrained: its prior). Repeat as NAME=TARGET to compare candidates.",
     ),
     model: Path | None = typer.Option(
         None,
@@ -263,7 +295,12 @@ def evaluate(
     estimators: str | None = typer.Option(
         None, "--estimators", "-e", help="Comma-separated estimators (default: all that apply)."
     ),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Write the report as JSON here."),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="A .json path: the report as JSON; any other path: a folder with report.json, report.png, report.html.",
+    ),
     n_bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the intervals."),
     seed: int = typer.Option(0, "--seed", help="Seed of the folds, replay draws and bootstrap."),
     drop_unrewarded: bool = typer.Option(
@@ -271,7 +308,7 @@ def evaluate(
     ),
     experiment: str | None = typer.Option(None, "--experiment", help="Experiment to keep from a shared log."),
 ) -> None:
-    """Estimate a policy's value from a logged policy's decisions, with intervals and diagnostics."""
+    """Estimate a policy's value (or compare candidates) from a logged policy's decisions, with intervals."""
     import json
 
     from rich.markup import escape
@@ -281,50 +318,93 @@ def evaluate(
     from .ope import evaluate as run_evaluation
     from .ope import load_log
 
-    if (policy is None) == (model is None):
+    if bool(policy) == (model is not None):
         fail("give the target as --policy or as --model (one of them)")
     out_console = _console()
+    policies = policy or []
+    candidates = _candidates(policies) if policies else None
     try:
         with out_console.status("Evaluating..."):
-            target = _load_model(model) if model is not None else _load_target(str(policy))
             data = load_log(log, drop_unrewarded=drop_unrewarded, experiment=experiment)
             names = None if estimators is None else [name.strip() for name in estimators.split(",") if name.strip()]
+            if model is not None:
+                target = _load_model(model)
+            elif candidates is None:
+                target = _load_target(policies[0])
+            else:
+                target = {name: _load_candidate(name, spec) for name, spec in candidates.items()}
             report = run_evaluation(data, target, names, n_bootstrap=n_bootstrap, rng=seed)
     except (BanditkitError, OSError, ValueError) as error:
         message = str(error)
         for keyword, flag in _FLAG_SPELLING.items():
             message = message.replace(keyword, flag)
         fail(message)
+    subject = (model or Path(policies[0])).name if candidates is None else ", ".join(candidates)
     table = Table(
-        title=escape(f"Offline evaluation of {(model or Path(str(policy))).name} on {log.name} ({data.n_rows} rows)"),
-        title_justify="left",
+        title=escape(f"Offline evaluation of {subject} on {log.name} ({data.n_rows} rows)"), title_justify="left"
     )
-    for column in ("position", "estimator", "value", "95% bootstrap", "95% normal", "ESS", "max weight", "p < 1e-3"):
-        table.add_column(column, justify="left" if column in ("position", "estimator") else "right", overflow="fold")
+    first = "position" if candidates is None else "candidate"
+    columns = [first, "estimator", "value", "95% bootstrap", "95% normal"]
+    columns += [] if candidates is None else ["vs logged"]
+    columns += ["ESS", "max weight", "p < 1e-3"]
+    for column in columns:
+        table.add_column(column, justify="left" if column in (first, "estimator") else "right", overflow="fold")
     for row in report.rows():
+        ratio = [] if candidates is None else [_ratio(row)]
         table.add_row(
-            str(row["position"]),
+            str(row[first]),
             row["estimator"],
             _number(row["value"]),
             f"[{_number(row['low'])}, {_number(row['high'])}]",
             f"[{_number(row['normal_low'])}, {_number(row['normal_high'])}]",
+            *ratio,
             f"{row['ess']:.0f}",
             _number(row["max_weight"]),
             "-" if row["tiny_propensity_share"] is None else f"{row['tiny_propensity_share']:.2%}",
         )
     out_console.print(table)
+    recommendation = getattr(report, "recommendation", None)
+    if recommendation is not None:
+        out_console.print(escape(recommendation))
     for warning in report.warnings:
         out_console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
-    if _untrained(target):
+    targets = target if isinstance(target, dict) else {subject: target}
+    untrained = [name for name, one in targets.items() if _untrained(one)]
+    if untrained:
         out_console.print(
             escape(
-                f"note: {policy} has learned no rewards, so this evaluates its prior, which chooses uniformly at "
-                "random for every built-in policy; to evaluate a trained model, pass its JSON with --model"
+                f"note: {', '.join(untrained)} {'has' if len(untrained) == 1 else 'have'} learned no rewards, so "
+                "this evaluates a prior, which chooses uniformly at random for every built-in policy; to evaluate "
+                "a trained model, pass its JSON with --model"
             )
         )
     if out is not None:
-        out.write_text(json.dumps(report.to_dict(), indent=2))
+        _write_report(report, out, json.dumps(report.to_dict(), indent=2))
         out_console.print(escape(f"report written to {out}"))
+
+
+def _write_report(report: Any, out: Path, text: str) -> None:
+    """JSON to a .json path; else a folder with report.json, report.png (the plot) and report.html."""
+    from .errors import BanditkitError
+
+    if out.suffix == ".json":
+        out.write_text(text)
+        return
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "report.json").write_text(text)
+        report.plot(out / "report.png")
+        report.to_html(out / "report.html")
+    except (OSError, BanditkitError) as error:
+        fail(f"--out {out}: {error}")
+
+
+def _ratio(row: dict[str, Any]) -> str:
+    """``x1.23 [1.1, 1.4]``: a candidate's value over the logged policy's."""
+    if row["ratio"] is None:
+        return "-"
+    interval = "" if row["ratio_low"] is None else f" [{row['ratio_low']:.3g}, {row['ratio_high']:.3g}]"
+    return f"x{row['ratio']:.3g}{interval}"
 
 
 def _number(value) -> str:

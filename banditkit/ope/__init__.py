@@ -3,6 +3,8 @@
     report = bk.ope.evaluate(log, target, estimators=["replay", "ips", "snips", "dm", "dr"])
     report["dr"].value, report["dr"].low, report["dr"].high, report["dr"].ess
     report.to_frame()      # one row per estimator (pandas)
+    bk.ope.evaluate(log, {"new": bandit, "current": probs})   # candidates side by side: a Comparison
+    bk.ope.replay_learning(log, bandit)   # a learning policy replayed: .value, .low, .high, .curve()
 
 See docs/ope.md for the estimators, the log format and an experiment on the Open Bandit Dataset.
 """
@@ -10,8 +12,10 @@ See docs/ope.md for the estimators, the log format and an experiment on the Open
 from __future__ import annotations
 
 from .bootstrap import poisson_bootstrap_sums
+from .comparison import Comparison, Ratio
 from .estimators import clipped_ips, dm, dr, importance_weights, ips, replay, snips, switch_dr
 from .evaluation import ESTIMATORS, evaluate, model_features
+from .learning import ReplayResult, replay_learning
 from .logs import LoggedData, load_log
 from .ranking import RankingDistribution, thompson_ranking_distribution
 from .report import Estimate, Report
@@ -19,9 +23,13 @@ from .reward_model import RidgeRewardModel, cross_fit_predictions
 
 __all__ = [
     "evaluate",
+    "replay_learning",
+    "ReplayResult",
     "ESTIMATORS",
     "model_features",
     "Report",
+    "Comparison",
+    "Ratio",
     "Estimate",
     "LoggedData",
     "load_log",

@@ -134,21 +134,32 @@ def finish(
     terms_list: list[Terms], rng: np.random.Generator, n_bootstrap: int = 1000, confidence: float = 0.95
 ) -> list[Estimate]:
     """Estimates of several estimators on the same rows, their intervals from one shared bootstrap."""
-    sums = None
-    if n_bootstrap:
-        n_rows = terms_list[0].numerator.shape[0]
-        columns = np.empty((n_rows, 2 * len(terms_list)))
-        for j, terms in enumerate(terms_list):
-            columns[:, 2 * j] = terms.numerator
-            columns[:, 2 * j + 1] = 1.0 if terms.denominator is None else terms.denominator
-        sums = poisson_bootstrap_sums(columns, n_bootstrap, rng)
+    return estimates_from(terms_list, bootstrap_sums(terms_list, rng, n_bootstrap), confidence)
+
+
+def estimates_from(terms_list: list[Terms], sums: FloatArray | None, confidence: float) -> list[Estimate]:
+    """The Estimate of each terms from its two columns of :func:`bootstrap_sums` (None: no resamples)."""
     return [
-        _estimate(terms, None if sums is None else sums[:, 2 * j : 2 * j + 2], confidence)
+        estimate_from(terms, None if sums is None else sums[:, 2 * j : 2 * j + 2], confidence)
         for j, terms in enumerate(terms_list)
     ]
 
 
-def _estimate(terms: Terms, sums: FloatArray | None, confidence: float) -> Estimate:
+def bootstrap_sums(terms_list: list[Terms], rng: np.random.Generator, n_bootstrap: int) -> FloatArray | None:
+    """Bootstrap sums (B, 2m): numerator then denominator of each of the m terms, or None without resamples."""
+    if not n_bootstrap:
+        return None
+    n_rows = terms_list[0].numerator.shape[0]
+    columns = np.empty((n_rows, 2 * len(terms_list)))
+    for j, terms in enumerate(terms_list):
+        columns[:, 2 * j] = terms.numerator
+        columns[:, 2 * j + 1] = 1.0 if terms.denominator is None else terms.denominator
+    sums: FloatArray = poisson_bootstrap_sums(columns, n_bootstrap, rng)
+    return sums
+
+
+def estimate_from(terms: Terms, sums: FloatArray | None, confidence: float) -> Estimate:
+    """The Estimate of one estimator from its terms and its two columns of bootstrap sums (B, 2), or None."""
     from scipy.special import ndtri
 
     numerator, denominator = terms.numerator, terms.denominator

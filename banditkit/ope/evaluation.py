@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import copy
+from collections.abc import Mapping, Sequence
+from typing import Any, overload
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from .._typing import FloatArray, IntArray, RngLike
 from .._validation import check_int, check_real
-from ..errors import InvalidParameterError
+from ..errors import BanditkitError, InvalidParameterError, InvalidTypeError
 from . import estimators as est
+from .bootstrap import percentile_interval
+from .comparison import Comparison, Ratio, recommend
 from .logs import LoggedData, load_log
 from .report import Estimate, Report
 from .reward_model import RidgeRewardModel, cross_fit_predictions
@@ -22,6 +25,42 @@ MODEL_BASED = frozenset({"dm", "dr", "switch_dr"})
 #: An estimate whose effective sample size is below this share of the rows (or 100) gets a warning.
 SMALL_ESS_SHARE = 0.01
 SMALL_ESS_ROWS = 100
+
+
+@overload
+def evaluate(
+    log: Any,
+    target: Mapping[str, Any],
+    estimators: str | Sequence[str] | None = None,
+    *,
+    reward_model: Any = None,
+    predicted_rewards: ArrayLike | None = None,
+    n_folds: int = 5,
+    n_bootstrap: int = 1000,
+    confidence: float = 0.95,
+    clip_weight: float = 100.0,
+    switch_weight: float = 20.0,
+    rng: RngLike = 0,
+    drop_unrewarded: bool = False,
+) -> Comparison: ...
+
+
+@overload
+def evaluate(
+    log: Any,
+    target: Any,
+    estimators: str | Sequence[str] | None = None,
+    *,
+    reward_model: Any = None,
+    predicted_rewards: ArrayLike | None = None,
+    n_folds: int = 5,
+    n_bootstrap: int = 1000,
+    confidence: float = 0.95,
+    clip_weight: float = 100.0,
+    switch_weight: float = 20.0,
+    rng: RngLike = 0,
+    drop_unrewarded: bool = False,
+) -> Report: ...
 
 
 def evaluate(
@@ -38,13 +77,18 @@ def evaluate(
     switch_weight: float = 20.0,
     rng: RngLike = 0,
     drop_unrewarded: bool = False,
-) -> Report:
+) -> Report | Comparison:
     """Estimate the value of ``target`` from ``log`` with each estimator; one row per estimator.
+
+    A mapping of named candidates gives a :class:`Comparison` instead: every estimator per candidate on
+    one fold split and one set of bootstrap resamples, each value also relative to the logged policy's
+    own, and a recommendation line (whole-log estimates; no per-position rows).
 
     Parameters
     ----------
     log : path, DataFrame, pyarrow Table, mapping of columns or LoggedData (see :func:`load_log`)
-    target : Bandit, policy, deterministic actions, or probabilities (n, K) / (n, K, L)
+    target : Bandit, policy, deterministic actions, or probabilities (n, K) / (n, K, L); or a mapping
+        name -> any of these, the candidates to compare
     estimators : names from ``ESTIMATORS``; default all of them ("replay" only for uniform logs)
     reward_model : RidgeRewardModel (default) or a scikit-learn regressor/classifier, cross-fitted
     predicted_rewards : (n, K) array used instead of fitting a reward model
@@ -58,6 +102,9 @@ def evaluate(
     >>> report = evaluate(log, np.array([[1.0, 0.0]]), ["ips", "snips"], n_bootstrap=200)
     >>> report["ips"].value, report["snips"].value
     (1.0, 1.0)
+    >>> both = evaluate(log, {"first": np.array([[1.0, 0.0]]), "second": np.array([[0.0, 1.0]])}, "ips")
+    >>> both["first"]["ips"].value, both["second"]["ips"].value, both.ratios["first"]["ips"].value
+    (1.0, 0.5, 1.3333333333333333)
     """
     generator = est.as_rng(rng)
     log = load_log(log, drop_unrewarded=drop_unrewarded)
@@ -65,6 +112,22 @@ def evaluate(
     confidence = check_real("confidence", confidence, low=0.0, high=1.0, low_open=True, high_open=True)
     uniform = float(np.ptp(log.propensities)) <= 1e-12 * float(log.propensities.max())
     names = _estimator_names(estimators, uniform)
+    if isinstance(target, Mapping):
+        return _compare(
+            log,
+            target,
+            names,
+            generator,
+            dict(
+                reward_model=reward_model,
+                predicted_rewards=predicted_rewards,
+                n_folds=n_folds,
+                clip_weight=clip_weight,
+                switch_weight=switch_weight,
+            ),
+            n_bootstrap,
+            confidence,
+        )
     target_rows = resolve_target(target, log)
     probabilities, arms = target_rows.probabilities, target_rows.arms
     predictions = None
@@ -84,6 +147,83 @@ def evaluate(
                 subset = [t.subset(rows) for t in terms]
                 by_position[position] = _keyed(est.finish(subset, generator, n_bootstrap, confidence))
     return Report(estimates, by_position, tuple(_warnings(estimates, log.n_rows)))
+
+
+def _compare(
+    log: LoggedData,
+    candidates: Mapping[str, Any],
+    names: list[str],
+    generator: np.random.Generator,
+    options: dict[str, Any],
+    n_bootstrap: int,
+    confidence: float,
+) -> Comparison:
+    """Every estimator per candidate, the logged policy's own value, and ratios from one shared bootstrap."""
+    if not candidates:
+        raise InvalidParameterError("target must name at least one candidate, got an empty mapping")
+    folds = copy.deepcopy(generator)  # every candidate's reward model sees the folds a one-target evaluate would
+    predictions: dict[tuple[str, ...], FloatArray] = {}
+    terms: dict[str, list[est.Terms]] = {}
+    for name, target in candidates.items():
+        if not isinstance(name, str) or not name:
+            raise InvalidTypeError(f"candidate names must be non-empty strings, got {name!r}")
+        try:
+            rows = resolve_target(target, log)
+        except BanditkitError as error:
+            raise type(error)(f"candidate {name!r}: {error}") from error
+        if MODEL_BASED & set(names) and rows.arm_names not in predictions:
+            predictions[rows.arm_names] = _predictions(
+                log,
+                rows.arms,
+                rows.probabilities.shape[1],
+                options["reward_model"],
+                options["predicted_rewards"],
+                copy.deepcopy(folds),
+                options["n_folds"],
+            )
+        terms[name] = [
+            _terms(
+                estimator,
+                log,
+                rows.probabilities,
+                rows.arms,
+                predictions.get(rows.arm_names),
+                generator,
+                options["clip_weight"],
+                options["switch_weight"],
+            )
+            for estimator in names
+        ]
+    logged_terms = est.Terms("logged", log.rewards)
+    flat = [t for candidate in terms.values() for t in candidate] + [logged_terms]
+    sums = est.bootstrap_sums(flat, generator, n_bootstrap)
+    estimates = est.estimates_from(flat, sums, confidence)
+    logged = estimates[-1]
+    results: dict[str, dict[str, Estimate]] = {}
+    ratios: dict[str, dict[str, Ratio]] = {}
+    for c, name in enumerate(terms):
+        results[name] = {estimate.estimator: estimate for estimate in estimates[c * len(names) : (c + 1) * len(names)]}
+        ratios[name] = {
+            estimator: _ratio(results[name][estimator], logged, sums, c * len(names) + k, len(flat) - 1, confidence)
+            for k, estimator in enumerate(names)
+        }
+    warnings = [f"{name}: {text}" for name in results for text in _warnings(results[name], log.n_rows)]
+    return Comparison(results, logged, ratios, recommend(results, ratios), tuple(dict.fromkeys(warnings)))
+
+
+def _ratio(
+    estimate: Estimate, logged: Estimate, sums: FloatArray | None, column: int, base: int, confidence: float
+) -> Ratio:
+    """A candidate's value over the logged value; the interval from the ratio in each bootstrap resample."""
+    value = estimate.value / logged.value if logged.value != 0 else np.nan
+    if sums is None or np.isnan(estimate.low):
+        return Ratio(float(value), np.nan, np.nan)
+    numerator, denominator = sums[:, 2 * column], sums[:, 2 * column + 1]
+    logged_sum, logged_rows = sums[:, 2 * base], sums[:, 2 * base + 1]
+    keep = (denominator != 0) & (logged_sum != 0)
+    replicates = (numerator[keep] / denominator[keep]) / (logged_sum[keep] / logged_rows[keep])
+    low, high = percentile_interval(replicates, confidence)
+    return Ratio(float(value), low, high)
 
 
 def _estimator_names(estimators: str | Sequence[str] | None, uniform: bool) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..errors import BanditkitError
@@ -36,6 +37,12 @@ class Estimate:
     n_rows: int
     support: int
     confidence: float = 0.95
+
+    def interval(self) -> tuple[float, float]:
+        """The bootstrap interval, else (no resamples) the normal one; NaN when there are too few rows."""
+        if not math.isnan(self.low):
+            return self.low, self.high
+        return self.normal_low, self.normal_high
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values (NaN becomes None)."""
@@ -82,3 +89,16 @@ class Report:
         except ImportError as error:
             raise BanditkitError("to_frame needs pandas: pip install pandas (or use report.rows())") from error
         return pd.DataFrame(self.rows())
+
+    def plot(self, path: str | Path | None = None) -> Any:
+        """Each estimate with its interval (and per position, for position-based logs); the matplotlib Figure."""
+        from .rendering import plot_estimates
+
+        groups = {"all": self.estimates, **{f"position {p}": e for p, e in sorted(self.by_position.items())}}
+        return plot_estimates(groups, None, path)
+
+    def to_html(self, path: str | Path) -> None:
+        """A self-contained HTML page: the table, the plot (embedded PNG) and the warnings."""
+        from .rendering import write_html
+
+        write_html(path, "Offline evaluation", self.rows(), self.plot(), [], self.warnings)

@@ -81,3 +81,37 @@ def test_a_bad_log_exits_with_its_message(tmp_path):
     result = runner.invoke(app, ["evaluate", str(path), "--policy", "thompson"])
     assert result.exit_code == 2
     assert "propensity must be in (0, 1]" in result.output
+
+
+def test_compare_candidates_and_write_a_report_folder(tmp_path):
+    path, problem = service_log(tmp_path)
+    target = tmp_path / "target.npy"
+    np.save(target, problem.target)
+    behaviour = tmp_path / "behaviour.npy"
+    np.save(behaviour, problem.behaviour)
+    out = tmp_path / "report"
+    candidates = ["-p", f"new={target}", "-p", f"current={behaviour}", "-p", "ts=thompson"]
+    options = ["-e", "ips,snips", "--bootstrap", "100", "--out", str(out)]
+    result = runner.invoke(app, ["evaluate", str(path), *candidates, *options])
+    assert result.exit_code == 0, result.output
+    assert "candidate" in result.output and "vs logged" in result.output and "current" in result.output
+    assert "recommend" in result.output
+    report = json.loads((out / "report.json").read_text())
+    expected = ["new", "new", "current", "current", "ts", "ts", "logged policy"]
+    assert [row["candidate"] for row in report["estimates"]] == expected
+    assert report["recommendation"].startswith(("recommend", "no recommendation"))
+    assert (out / "report.png").read_bytes()[:4] == b"\x89PNG"
+    assert "data:image/png;base64," in (out / "report.html").read_text()
+
+
+def test_one_target_writes_a_folder_too_and_bad_candidate_names_fail(tmp_path):
+    path, _ = service_log(tmp_path, n=300)
+    out = tmp_path / "single"
+    options = ["-e", "ips", "--bootstrap", "0", "-o", str(out)]
+    result = runner.invoke(app, ["evaluate", str(path), "-p", "thompson", *options])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["report.html", "report.json", "report.png"]
+    twice = runner.invoke(app, ["evaluate", str(path), "-p", "a=thompson", "-p", "a=ucb1"])
+    assert twice.exit_code == 2 and "names candidate 'a' twice" in twice.output
+    unknown = runner.invoke(app, ["evaluate", str(path), "-p", "a=thompson", "-p", "b=no_such_policy"])
+    assert unknown.exit_code == 2 and "candidate 'b'" in unknown.output and "no_such_policy" in unknown.output

@@ -30,6 +30,17 @@ class Decision:
     the state at decision time (states are never mutated in place): a plain
     ``select()`` stays on the fast path and a later ``update`` cannot change
     what this decision reports.
+
+    Examples
+    --------
+    >>> import banditkit as bk
+    >>> bandit = bk.Bandit(["a", "b"], policy=bk.EpsilonGreedy(0.1), seed=0)
+    >>> decision = bandit.select()
+    >>> decision.arm, decision.propensity, decision.probabilities
+    ('a', 0.5, {'a': 0.5, 'b': 0.5})
+    >>> bandit.update(decision, 1.0)  # the propensity stays that of the decision
+    >>> decision.propensity, round(bandit.probabilities()["a"], 2)
+    (0.5, 0.95)
     """
 
     __slots__ = (
@@ -100,7 +111,19 @@ class Decision:
 
 
 class DecisionBatch:
-    """Many decisions at once, as arrays of length n (from ``Bandit.select_many``)."""
+    """Many decisions at once, as arrays of length n (from ``Bandit.select_many``).
+
+    Examples
+    --------
+    >>> import banditkit as bk
+    >>> bandit = bk.Bandit(["a", "b"], policy=bk.EpsilonGreedy(0.1), seed=0)
+    >>> bandit.update("a", 1.0)
+    >>> batch = bandit.select_many(4)
+    >>> len(batch), batch.arms.tolist(), batch.propensities.round(2).tolist()
+    (4, ['a', 'a', 'a', 'a'], [0.95, 0.95, 0.95, 0.95])
+    >>> batch.probabilities.shape  # every arm's probability, per row
+    (4, 2)
+    """
 
     __slots__ = (
         "arm_indices",
@@ -156,7 +179,17 @@ class DecisionBatch:
 
 @dataclass(frozen=True)
 class ArmStats:
-    """One arm's summary: what was observed and what the policy would do now."""
+    """One arm's summary: what was observed and what the policy would do now.
+
+    Examples
+    --------
+    >>> import banditkit as bk
+    >>> bandit = bk.Bandit(["a", "b"], policy=bk.EpsilonGreedy(0.1), seed=0)
+    >>> bandit.update("a", 1.0)
+    >>> first = bandit.stats()[0]
+    >>> first.arm, first.pulls, first.mean, round(first.probability, 2), first.active
+    ('a', 1, 1.0, 0.95, True)
+    """
 
     arm: str
     pulls: int

@@ -18,6 +18,12 @@ from .reward_model import RidgeRewardModel, cross_fit_predictions
 from .targets import resolve_target
 
 ESTIMATORS = ("replay", "ips", "clipped_ips", "snips", "dm", "dr", "switch_dr")
+"""The estimators ``evaluate`` knows, by the names its ``estimators`` argument takes (all of them by default).
+
+>>> import banditkit as bk
+>>> bk.ope.ESTIMATORS
+('replay', 'ips', 'clipped_ips', 'snips', 'dm', 'dr', 'switch_dr')
+"""
 MODEL_BASED = frozenset({"dm", "dr", "switch_dr"})
 #: An estimate whose effective sample size is below this share of the rows (or 100) gets a warning.
 SMALL_ESS_SHARE = 0.01

@@ -19,31 +19,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("banditkit", "banditkit.sim", "banditkit.ope")
 
-#: Public names whose docstring has no example yet. The list only shrinks: a name listed here that gains an
-#: example fails until it is removed, and a name missing from it needs an example.
-MISSING_EXAMPLES: frozenset[str] = frozenset(
-    {
-        "banditkit.ope.Estimate",
-        "banditkit.ope.LoggedData",
-        "banditkit.ope.RankingDistribution",
-        "banditkit.ope.Report",
-        "banditkit.ope.clipped_ips",
-        "banditkit.ope.cross_fit_predictions",
-        "banditkit.ope.dm",
-        "banditkit.ope.dr",
-        "banditkit.ope.importance_weights",
-        "banditkit.ope.model_features",
-        "banditkit.ope.replay",
-        "banditkit.ope.snips",
-        "banditkit.ope.switch_dr",
-        "banditkit.sim.Environment",
-        "banditkit.sim.SimulationResult",
-        "banditkit.sim.environment_seed",
-        "banditkit.sim.policy_seed",
-        "banditkit.sim.random_coefficients",
-    }
-)
-
 
 def _public_objects() -> dict[str, griffe.Object]:
     loaded = griffe.load("banditkit", search_paths=[str(ROOT)], resolve_aliases=True, resolve_external=False)
@@ -79,14 +54,7 @@ def test_the_packages_export_names():
 def test_a_public_name_has_a_docstring_with_an_example(name):
     text = _docstring(name)
     assert text.strip(), f"{name} ({PUBLIC[name].path}) has no docstring"
-    if name in MISSING_EXAMPLES:
-        assert not _has_example(text), f"{name} has an example now: remove it from MISSING_EXAMPLES"
-    else:
-        assert _has_example(text), f"{name} ({PUBLIC[name].path}): its docstring has no example (>>> or Examples)"
-
-
-def test_the_list_of_missing_examples_names_only_public_names():
-    assert not MISSING_EXAMPLES - PUBLIC.keys(), sorted(MISSING_EXAMPLES - PUBLIC.keys())
+    assert _has_example(text), f"{name} ({PUBLIC[name].path}): its docstring has no example (>>> or Examples)"
 
 
 ATTRIBUTES = sorted(name for name, target in PUBLIC.items() if target.is_attribute and _has_example(_docstring(name)))

@@ -287,7 +287,9 @@ def log_reference() -> str:
         raise PluginError(f"banditkit.service.export: column(s) {', '.join(missing)} not explained in its docstring")
     lines = ["| # | column | meaning |", "|---|---|---|"]
     lines += [f"| {i} | `{column}` | {_cell(meaning[column])} |" for i, column in enumerate(export.COLUMNS, 1)]
-    return "\n".join(lines) + "\n"
+    after_table = (export.__doc__ or "").rsplit("=" * 15, 1)[-1]  # the paragraphs under the reST table
+    notes = [re.sub(r":[a-z]+:`([^`]+)`", r"`\1`", _text(paragraph)) for paragraph in after_table.split("\n\n")]
+    return "\n".join([*lines, "", *[f"{note}\n" for note in notes if note]])
 
 
 GENERATORS: dict[str, Callable[[], str]] = {

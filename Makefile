@@ -4,14 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo check test bench clean redis-tools
+.PHONY: demo check test docs bench clean redis-tools
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e ".[all,test]"
+	$(BIN)/python -m pip install --quiet -e ".[all,test,docs]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -32,8 +32,14 @@ check: $(STAMP)
 test: check redis-tools
 	$(BIN)/python -m pytest -q
 
+# The documentation site into site/ (open site/index.html; no network needed to build or read it). Strict: a
+# broken link or anchor, a missing reference or a docstring griffe cannot parse fails. `make test` builds it
+# too (tests/test_docs_site.py).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_policies.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) site .pytest_cache .hypothesis .mypy_cache .ruff_cache build *.egg-info

@@ -33,6 +33,13 @@ from .policies import (
 )
 
 __version__ = "0.1.0"
+"""The version of this banditkit (PEP 440), as its package metadata gives it.
+
+>>> import importlib.metadata
+>>> import banditkit
+>>> banditkit.__version__ == importlib.metadata.version("banditkit")
+True
+"""
 
 _SUBPACKAGES = {"sim", "ope", "service", "datasets"}
 

@@ -31,6 +31,17 @@ class Decision:
     the state at decision time (states are never mutated in place): a plain
     ``select()`` stays on the fast path and a later ``update`` cannot change
     what this decision reports.
+
+    Examples
+    --------
+    >>> import banditkit as bk
+    >>> bandit = bk.Bandit(["a", "b"], policy=bk.EpsilonGreedy(0.1), seed=0)
+    >>> decision = bandit.select()
+    >>> decision.arm, decision.propensity, decision.probabilities
+    ('a', 0.5, {'a': 0.5, 'b': 0.5})
+    >>> bandit.update(decision, 1.0)  # the propensity stays that of the decision
+    >>> decision.propensity, round(bandit.probabilities()["a"], 2)
+    (0.5, 0.95)
     """
 
     __slots__ = (
@@ -101,7 +112,19 @@ class Decision:
 
 
 class DecisionBatch:
-    """Many decisions at once, as arrays of length n (from ``Bandit.select_many``)."""
+    """Many decisions at once, as arrays of length n (from ``Bandit.select_many``).
+
+    Examples
+    --------
+    >>> import banditkit as bk
+    >>> bandit = bk.Bandit(["a", "b"], policy=bk.EpsilonGreedy(0.1), seed=0)
+    >>> bandit.update("a", 1.0)
+    >>> batch = bandit.select_many(4)
+    >>> len(batch), batch.arms.tolist(), batch.propensities.round(2).tolist()
+    (4, ['a', 'a', 'a', 'a'], [0.95, 0.95, 0.95, 0.95])
+    >>> batch.probabilities.shape  # every arm's probability, per row
+    (4, 2)
+    """
 
     __slots__ = (
         "arm_indices",
@@ -165,6 +188,15 @@ class ArmStats:
     allocation. ``p_best`` is the posterior probability that this arm's mean
     is the largest, ``p_beats_default`` that it is above the default arm's.
     None where a number is not defined (see :mod:`banditkit.health`).
+
+    Examples
+    --------
+    >>> import banditkit as bk
+    >>> bandit = bk.Bandit(["a", "b"], policy=bk.EpsilonGreedy(0.1), seed=0)
+    >>> bandit.update("a", 1.0)
+    >>> first = bandit.stats()[0]
+    >>> first.arm, first.pulls, first.mean, round(first.probability, 2), first.active
+    ('a', 1, 1.0, 0.95, True)
     """
 
     arm: str
@@ -192,6 +224,15 @@ class ExperimentStats(Sequence[ArmStats]):
     ``regret_low`` and ``regret_high`` bound it at every step with
     probability 0.95 (None without a known reward range). All three are None
     for a contextual policy, whose arms have no single mean.
+
+    Examples
+    --------
+    >>> import banditkit as bk
+    >>> bandit = bk.Bandit(["a", "b"], seed=0)
+    >>> bandit.update_many(["a", "a", "b"], [1.0, 1.0, 0.0])
+    >>> stats = bandit.stats()
+    >>> len(stats), stats[0].arm, stats.regret_estimate, stats.regret_low
+    (2, 'a', 1.0, 0.0)
     """
 
     arms: tuple[ArmStats, ...]

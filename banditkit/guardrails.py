@@ -22,7 +22,18 @@ from .errors import InvalidTypeError
 
 @dataclass(frozen=True)
 class Guardrails:
-    """Production safety settings; every field is optional and off by default."""
+    """Production safety settings; every field is optional and off by default.
+
+    Each field turns on the guardrail of the same name described in this module's docstring.
+
+    Examples
+    --------
+    >>> import banditkit as bk
+    >>> guardrails = bk.Guardrails(default_arm="a", max_exploration=0.1)
+    >>> bandit = bk.Bandit(["a", "b", "c"], policy=bk.EpsilonGreedy(0.5), seed=0, guardrails=guardrails)
+    >>> {arm: round(p, 2) for arm, p in bandit.probabilities().items()}  # 10% at most away from the best
+    {'a': 0.9, 'b': 0.05, 'c': 0.05}
+    """
 
     default_arm: str | None = None
     max_exploration: float | None = None

@@ -71,9 +71,9 @@ def argv(command: str) -> list[str]:
 
 
 def test_the_documents_mark_commands_to_run():
-    """The marker is found where it is used: the README's first steps and the offline evaluation's demo."""
+    """The marker is found where it is used: the first steps of Get started and the offline evaluation's demo."""
     marked = {block.document for block in BLOCKS}
-    assert {"README.md", "docs/ope.md"} <= marked
+    assert {"docs/index.md", "docs/ope.md"} <= marked
     commands = [command for block in BLOCKS for command in block.commands]
     assert "python examples/quickstart.py" in commands and "banditkit --version" in commands
 

@@ -17,7 +17,21 @@ PREFERRED = ("dr", "switch_dr", "snips", "ips", "clipped_ips", "dm", "replay")
 
 @dataclass(frozen=True)
 class Ratio:
-    """A candidate's value over the logged policy's own (mean logged reward), with a bootstrap interval."""
+    """A candidate's value over the logged policy's own (mean logged reward), with a bootstrap interval.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from banditkit.ope import evaluate
+    >>> rng = np.random.default_rng(0)
+    >>> arms = rng.integers(0, 2, 2000)
+    >>> log = {"arm": arms, "reward": (rng.random(2000) < np.where(arms == 1, 0.7, 0.3)).astype(float),
+    ...        "propensity": np.full(2000, 0.5)}
+    >>> comparison = evaluate(log, {"always_b": np.tile([0.0, 1.0], (2000, 1))}, ["ips"], n_bootstrap=100, rng=0)
+    >>> ratio = comparison.ratios["always_b"]["ips"]
+    >>> round(ratio.value, 2), ratio.low > 1.0
+    (1.44, True)
+    """
 
     value: float
     low: float
@@ -33,6 +47,21 @@ class Comparison:
     [estimator]`` the candidate's value over it, with a percentile interval from the same Poisson
     bootstrap resamples (numerator and denominator reweighted together). ``recommendation`` names the best
     candidate only when its interval clears every other candidate's, else says why it does not pick.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from banditkit.ope import evaluate
+    >>> rng = np.random.default_rng(0)
+    >>> arms = rng.integers(0, 2, 2000)
+    >>> log = {"arm": arms, "reward": (rng.random(2000) < np.where(arms == 1, 0.7, 0.3)).astype(float),
+    ...        "propensity": np.full(2000, 0.5)}
+    >>> candidates = {"always_b": np.tile([0.0, 1.0], (2000, 1)), "uniform": np.full((2000, 2), 0.5)}
+    >>> comparison = evaluate(log, candidates, ["ips"], n_bootstrap=100, rng=0)
+    >>> round(comparison.candidates["always_b"]["ips"].value, 3)
+    0.742
+    >>> comparison.recommendation.startswith("recommend 'always_b' by ips")
+    True
     """
 
     candidates: dict[str, dict[str, Estimate]]

@@ -61,7 +61,15 @@ def as_rng(rng: RngLike) -> np.random.Generator:
 
 
 def importance_weights(propensities: ArrayLike, target_probs: ArrayLike, arms: ArrayLike | None = None) -> FloatArray:
-    """``pi(a_i | x_i) / mu_i``; ``target_probs`` is (n,) for the logged arms or (n, K) with ``arms``."""
+    """``pi(a_i | x_i) / mu_i``; ``target_probs`` is (n,) for the logged arms or (n, K) with ``arms``.
+
+    Examples
+    --------
+    >>> rewards, arms, propensities = [1.0, 0.0, 1.0, 0.0], [0, 1, 1, 0], [0.5] * 4  # a uniform logger
+    >>> target = [[0.0, 1.0]] * 4  # the target always plays arm 1
+    >>> importance_weights(propensities, target, arms).tolist()
+    [0.0, 2.0, 2.0, 0.0]
+    """
     target_probs = np.asarray(target_probs, dtype=np.float64)
     if target_probs.ndim == 2:
         target_probs = logged_entries(target_probs, np.asarray(arms))
@@ -273,6 +281,14 @@ def replay(
 
     Unbiased only for logs of a uniform-random policy; ``target_probs`` (n, K); ``rng`` draws the
     target's arm per row (a seed or a Generator) and then the bootstrap.
+
+    Examples
+    --------
+    >>> rewards, arms, propensities = [1.0, 0.0, 1.0, 0.0], [0, 1, 1, 0], [0.5] * 4  # a uniform logger
+    >>> target = [[0.0, 1.0]] * 4  # the target always plays arm 1
+    >>> estimate = replay(rewards, arms, propensities, target)
+    >>> estimate.value, estimate.support  # the mean reward of the 2 rows that logged arm 1
+    (0.5, 2)
     """
     rng = as_rng(rng)
     a = check_arrays(rewards, propensities, target_probs, arms)
@@ -313,7 +329,16 @@ def clipped_ips(
     n_bootstrap: int = 1000,
     confidence: float = 0.95,
 ) -> Estimate:
-    """IPS with weights capped at ``max_weight``: less variance, a downward bias on capped rows."""
+    """IPS with weights capped at ``max_weight``: less variance, a downward bias on capped rows.
+
+    Examples
+    --------
+    >>> rewards, arms, propensities = [1.0, 0.0, 1.0, 0.0], [0, 1, 1, 0], [0.5] * 4  # a uniform logger
+    >>> target = [[0.0, 1.0]] * 4  # the target always plays arm 1
+    >>> estimate = clipped_ips(rewards, propensities, target, arms, max_weight=1.5)
+    >>> estimate.value, estimate.max_weight  # weights 2 capped at 1.5: 1.5 / 4 instead of IPS's 2 / 4
+    (0.375, 1.5)
+    """
     a = check_arrays(rewards, propensities, target_probs, arms)
     terms = ips_terms(
         a["rewards"], a["propensities"], a["target_probs"], a.get("arms"), max_weight=max_weight, name="clipped_ips"
@@ -331,7 +356,17 @@ def snips(
     n_bootstrap: int = 1000,
     confidence: float = 0.95,
 ) -> Estimate:
-    """Self-normalised IPS: sum w_i r_i / sum w_i; invariant to rescaling all propensities."""
+    """Self-normalised IPS: sum w_i r_i / sum w_i; invariant to rescaling all propensities.
+
+    Examples
+    --------
+    >>> rewards, arms, propensities = [1.0, 0.0, 1.0, 0.0], [0, 1, 1, 0], [0.5] * 4  # a uniform logger
+    >>> target = [[0.0, 1.0]] * 4  # the target always plays arm 1
+    >>> snips(rewards, propensities, target, arms).value  # (2 * 0 + 2 * 1) / (2 + 2)
+    0.5
+    >>> snips(rewards, [0.25] * 4, target, arms).value  # the same under propensities half as large
+    0.5
+    """
     a = check_arrays(rewards, propensities, target_probs, arms)
     return _one(
         snips_terms(a["rewards"], a["propensities"], a["target_probs"], a.get("arms")), rng, n_bootstrap, confidence
@@ -346,7 +381,14 @@ def dm(
     n_bootstrap: int = 1000,
     confidence: float = 0.95,
 ) -> Estimate:
-    """Direct method: the reward model averaged over the target's distribution, both (n, K)."""
+    """Direct method: the reward model averaged over the target's distribution, both (n, K).
+
+    Examples
+    --------
+    >>> target, predicted = [[0.0, 1.0]] * 4, [[0.4, 0.6]] * 4  # a model that predicts 0.6 for arm 1
+    >>> dm(target, predicted).value
+    0.6
+    """
     a = check_arrays(target_probs=target_probs, predicted_rewards=predicted_rewards)
     return _one(dm_terms(a["target_probs"], a["predicted_rewards"]), rng, n_bootstrap, confidence)
 
@@ -362,7 +404,16 @@ def dr(
     n_bootstrap: int = 1000,
     confidence: float = 0.95,
 ) -> Estimate:
-    """Doubly robust: DM plus the importance-weighted residual of the logged arm."""
+    """Doubly robust: DM plus the importance-weighted residual of the logged arm.
+
+    Examples
+    --------
+    >>> rewards, arms, propensities = [1.0, 0.0, 1.0, 0.0], [0, 1, 1, 0], [0.5] * 4  # a uniform logger
+    >>> target = [[0.0, 1.0]] * 4  # the target always plays arm 1
+    >>> predicted = [[0.4, 0.6]] * 4  # the model's 0.6 for arm 1 is corrected by the rows that logged it
+    >>> dr(rewards, propensities, target, arms, predicted).value
+    0.5
+    """
     a = check_arrays(rewards, propensities, target_probs, arms, predicted_rewards)
     terms = dr_terms(a["rewards"], a["propensities"], a["target_probs"], a["arms"], a["predicted_rewards"])
     return _one(terms, rng, n_bootstrap, confidence)
@@ -380,7 +431,18 @@ def switch_dr(
     n_bootstrap: int = 1000,
     confidence: float = 0.95,
 ) -> Estimate:
-    """DR on rows with weight <= ``max_weight``, the reward model alone on the others."""
+    """DR on rows with weight <= ``max_weight``, the reward model alone on the others.
+
+    Examples
+    --------
+    >>> rewards, arms, propensities = [1.0, 0.0, 1.0, 0.0], [0, 1, 1, 0], [0.5] * 4  # a uniform logger
+    >>> target = [[0.0, 1.0]] * 4  # the target always plays arm 1
+    >>> predicted = [[0.4, 0.6]] * 4
+    >>> switch_dr(rewards, propensities, target, arms, predicted, max_weight=20.0).value  # DR: no weight above 20
+    0.5
+    >>> switch_dr(rewards, propensities, target, arms, predicted, max_weight=1.5).value  # DM: every weight is 2
+    0.6
+    """
     a = check_arrays(rewards, propensities, target_probs, arms, predicted_rewards)
     terms = dr_terms(
         a["rewards"],

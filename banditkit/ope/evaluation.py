@@ -21,6 +21,12 @@ from .reward_model import RidgeRewardModel, cross_fit_predictions
 from .targets import resolve_target
 
 ESTIMATORS = ("replay", "ips", "clipped_ips", "snips", "dm", "dr", "switch_dr")
+"""The estimators ``evaluate`` knows, by the names its ``estimators`` argument takes (all of them by default).
+
+>>> import banditkit as bk
+>>> bk.ope.ESTIMATORS
+('replay', 'ips', 'clipped_ips', 'snips', 'dm', 'dr', 'switch_dr')
+"""
 MODEL_BASED = frozenset({"dm", "dr", "switch_dr"})
 #: An estimate whose effective sample size is below this share of the rows (or 100) gets a warning.
 SMALL_ESS_SHARE = 0.01
@@ -262,7 +268,15 @@ def _predictions(
 
 
 def model_features(log: LoggedData) -> np.ndarray:
-    """Reward-model features: the context, plus a one-hot of the position (slot 0 as baseline)."""
+    """Reward-model features: the context, plus a one-hot of the position (slot 0 as baseline).
+
+    Examples
+    --------
+    >>> from banditkit.ope import load_log
+    >>> log = load_log({"arm": [0, 1, 1], "reward": [1.0, 0.0, 1.0], "propensity": [0.5] * 3, "position": [0, 1, 2]})
+    >>> model_features(log).tolist()  # no context: the one-hot of positions 1 and 2
+    [[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]
+    """
     parts = [np.zeros((log.n_rows, 0))] if log.contexts is None else [log.contexts]
     if log.positions is not None and log.n_positions > 1:
         parts.append((log.positions[:, None] == np.arange(1, log.n_positions)).astype(np.float64))

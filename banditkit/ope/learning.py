@@ -57,6 +57,19 @@ class ReplayResult:
     ``curve_low``/``curve_high``: interval of the cumulative reward after each step, shape (steps,).
     ``kept_rows``: rows left after the rejection thinning (every row of a uniform log); ``floor``: the
     propensity the thinning used. ``bandit``: the replayed copy, after learning from every accepted step.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import banditkit as bk
+    >>> from banditkit.ope import replay_learning
+    >>> rng = np.random.default_rng(0)
+    >>> arms = rng.integers(0, 2, 2000)
+    >>> log = {"arm": arms, "reward": (rng.random(2000) < np.where(arms == 1, 0.7, 0.3)).astype(float),
+    ...        "propensity": np.full(2000, 0.5)}
+    >>> result = replay_learning(log, bk.ThompsonSampling(), rng=1)
+    >>> result.steps, sorted(result.curve())
+    (1047, ['high', 'low', 'mean_reward', 'reward', 'step'])
     """
 
     value: float

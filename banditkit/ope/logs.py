@@ -35,6 +35,14 @@ class LoggedData:
     arms : (n,) int indices into ``arm_names``; rewards, propensities : (n,) float;
     contexts : (n, d) float or None; positions : (n,) int in [0, n_positions) or None;
     behaviour_probabilities : (n, K) or None.
+
+    Built by :func:`load_log`, which checks every column once, so the estimators trust it.
+
+    Examples
+    --------
+    >>> log = load_log({"arm": ["red", "blue", "blue"], "reward": [1.0, 0.0, 1.0], "propensity": [0.5] * 3})
+    >>> log.n_rows, log.n_arms, log.arm_names, log.arms.tolist()
+    (3, 2, ('blue', 'red'), [1, 0, 0])
     """
 
     arms: np.ndarray

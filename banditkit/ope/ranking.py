@@ -32,7 +32,20 @@ _NODES, _WEIGHTS = np.polynomial.legendre.leggauss(8)
 
 @dataclass(frozen=True, eq=False)
 class RankingDistribution:
-    """probabilities : (K, L), column l sums to 1; standard_error : (K, L), zeros when exact."""
+    """P(item k shown at position l) of a ranking policy, the target of a position-based evaluation.
+
+    probabilities : (K, L), column l sums to 1; standard_error : (K, L), zeros when exact;
+    method : how it was computed ("exact" or "monte_carlo"); n_draws : the Monte-Carlo draws, or None.
+
+    Examples
+    --------
+    >>> from banditkit.ope import thompson_ranking_distribution
+    >>> ranking = thompson_ranking_distribution([2.0, 1.0, 1.0], [1.0, 1.0, 2.0], n_positions=2)
+    >>> ranking.method, ranking.probabilities.round(4).tolist()
+    ('exact', [[0.6, 0.3], [0.3, 0.4], [0.1, 0.3]])
+    >>> ranking.for_rows(5).shape  # the same distribution on every logged row
+    (5, 3, 2)
+    """
 
     probabilities: np.ndarray
     standard_error: np.ndarray

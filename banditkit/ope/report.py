@@ -22,6 +22,19 @@ class Estimate:
     propensity is below 1e-3 (None when the estimator does not use propensities). ``support``: the rows
     that carry the estimate, every row for a mean and the rows with a nonzero denominator for a ratio
     (replay's accepted rows); below ``MIN_INTERVAL_ROWS`` (10) the intervals and standard error are NaN.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from banditkit.ope import ips
+    >>> rewards = (np.random.default_rng(0).random(40) < 0.5).astype(float)
+    >>> estimate = ips(rewards, [0.5] * 40, [[0.0, 1.0]] * 40, [0, 1] * 20, n_bootstrap=200)
+    >>> estimate.value, estimate.ess, estimate.max_weight, estimate.support
+    (0.55, 20.0, 2.0, 40)
+    >>> bool(estimate.low < estimate.value < estimate.high)
+    True
+    >>> ips([1.0], [0.5], [1.0]).to_dict()["low"] is None  # one row: no interval (NaN, None in JSON)
+    True
     """
 
     estimator: str
@@ -54,7 +67,24 @@ class Estimate:
 
 @dataclass(frozen=True)
 class Report:
-    """Estimates by estimator name; ``by_position[l]`` holds the estimates on the rows of slot l."""
+    """Estimates by estimator name; ``by_position[l]`` holds the estimates on the rows of slot l.
+
+    ``warnings`` says, in words, which estimates to distrust and why (too few rows, a small effective
+    sample size, tiny propensities).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from banditkit.ope import evaluate
+    >>> log = {"arm": [0, 1, 0, 1], "reward": [1.0, 0.0, 1.0, 1.0], "propensity": [0.5] * 4}
+    >>> report = evaluate(log, np.array([[1.0, 0.0]]), ["ips", "snips"], n_bootstrap=200)
+    >>> list(report), report["snips"].value
+    (['ips', 'snips'], 1.0)
+    >>> print(report.warnings[1].split(", fewer")[0])  # and so no interval
+    snips: only 2 of 4 rows carry the estimate
+    >>> report.rows()[0]["position"], report.rows()[0]["low"]  # one JSON-ready dict per estimate
+    ('all', None)
+    """
 
     estimates: dict[str, Estimate]
     by_position: dict[int, dict[str, Estimate]] = field(default_factory=dict)

@@ -105,6 +105,14 @@ def cross_fit_predictions(
 
     ``model`` is a :class:`RidgeRewardModel` or a scikit-learn regressor/classifier; rows are split
     into ``n_folds`` (at most n) random folds with ``rng`` and each fold is predicted by a model fit on the others.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> arms, rewards = np.array([0, 1, 0, 1, 0, 1]), np.array([1.0, 0.0, 1.0, 0.0, 1.0, 1.0])
+    >>> predicted = cross_fit_predictions(RidgeRewardModel(), None, arms, rewards, 2, np.random.default_rng(0), 3)
+    >>> predicted.shape, bool((predicted[:, 0] > predicted[:, 1]).all())  # arm 0 rewarded more often
+    ((6, 2), True)
     """
     n_rows = arms.shape[0]
     n_folds = min(check_int("n_folds", n_folds, low=2), n_rows)  # at most one fold per row

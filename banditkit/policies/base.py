@@ -61,7 +61,24 @@ ADDITIVE, APPEND, ORDERED = "additive", "append", "ordered"
 
 
 class Policy(ABC):
-    """Base class of every bandit policy; subclasses set ``name`` and implement the operations."""
+    """Base class of every bandit policy; subclasses set ``name`` and implement the operations.
+
+    A policy holds hyperparameters only; its learned state is a dict of arrays with a batch axis, passed in
+    and returned, never kept. The three operations: ``probabilities`` from state (and context), ``sample`` an
+    arm from them with a given generator, ``update`` to a new state from (arm, reward, context).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import banditkit as bk
+    >>> policy = bk.ThompsonSampling()
+    >>> state = policy.update(policy.init_state(2), np.array([0, 1]), np.array([1.0, 0.0]))
+    >>> mask = np.ones((1, 2), bool)  # every arm allowed, one state row
+    >>> policy.probabilities(state, mask).round(2).tolist()
+    [[0.83, 0.17]]
+    >>> policy.choose(state, np.random.default_rng(0), mask) in (0, 1)
+    True
+    """
 
     name: ClassVar[str]
     #: True for policies that need a context vector on every call.

@@ -40,6 +40,8 @@ class BayesUCB(IndexPolicy):
     reward_range : (low, high), default (0, 1)
         The interval rewards come in; they are learned mapped onto [0, 1], the scale of the Beta posterior.
 
+    Examples
+    --------
     >>> import numpy as np
     >>> policy = BayesUCB()
     >>> state = policy.update(policy.init_state(2), np.array([0, 1, 1]), np.array([1.0, 0.0, 1.0]))

@@ -235,13 +235,17 @@ class LinUCB(LinearPolicy):
     l2 : float > 0, ridge penalty (the prior precision ``A = l2*I``).
     standardize : bool, standardise contexts online and add an intercept.
 
+    Examples
+    --------
     >>> policy = LinUCB(alpha=1.0)
     >>> state = policy.init_state(2, n_features=2)
     >>> state = policy.update(state, [0, 1], [1.0, 0.0], context=[[1.0, 0.0], [1.0, 0.0]])
     >>> policy.probabilities(state, np.ones((1, 2), bool), context=[[1.0, 0.0]]).tolist()
     [[1.0, 0.0]]
 
-    Reference: Li, Chu, Langford, Schapire, "A contextual-bandit approach to
+    References
+    ----------
+    Li, Chu, Langford, Schapire, "A contextual-bandit approach to
     personalized news article recommendation", WWW 2010.
     """
 
@@ -283,13 +287,17 @@ class LinTS(LinearPolicy):
     l2 : float > 0, ridge penalty (the prior precision ``A = l2*I``).
     standardize : bool, standardise contexts online and add an intercept.
 
+    Examples
+    --------
     >>> policy = LinTS(v=1.0)
     >>> state = policy.init_state(2, n_features=2)
     >>> p = policy.probabilities(state, np.ones((1, 2), bool), context=[[1.0, 0.0]])
     >>> bool(np.allclose(p, 0.5))
     True
 
-    Reference: Agrawal, Goyal, "Thompson sampling for contextual bandits with
+    References
+    ----------
+    Agrawal, Goyal, "Thompson sampling for contextual bandits with
     linear payoffs", ICML 2013.
     """
 

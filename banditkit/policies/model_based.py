@@ -340,6 +340,8 @@ class ContextualEpsilonGreedy(ModelPolicy):
     epsilon : float in [0, 1], exploration rate.
     refit_every, refit_fraction, max_rows, incremental, seed : see the module docstring.
 
+    Examples
+    --------
     >>> from sklearn.tree import DecisionTreeRegressor
     >>> policy = ContextualEpsilonGreedy(DecisionTreeRegressor(max_depth=2), epsilon=0.2, refit_every=2)
     >>> state = policy.init_state(2, n_features=1)
@@ -347,7 +349,9 @@ class ContextualEpsilonGreedy(ModelPolicy):
     >>> policy.probabilities(state, np.ones((1, 2), bool), context=[[0.5]]).round(3).tolist()
     [[0.9, 0.1]]
 
-    Reference: Langford, Zhang, "The epoch-greedy algorithm for contextual
+    References
+    ----------
+    Langford, Zhang, "The epoch-greedy algorithm for contextual
     multi-armed bandits", NeurIPS 2007.
     """
 
@@ -396,9 +400,20 @@ class BootstrappedThompson(ModelPolicy):
     n_replicas : int >= 1, bootstrap replicas B.
     refit_every, refit_fraction, max_rows, incremental, seed : see the module docstring.
 
-    Reference: Eckles, Kaptein, "Thompson sampling with the online bootstrap",
+    References
+    ----------
+    Eckles, Kaptein, "Thompson sampling with the online bootstrap",
     arXiv:1410.4009 (2014); Osband, Van Roy, "Bootstrapped Thompson sampling
     and deep exploration", arXiv:1507.00300 (2015).
+
+    Examples
+    --------
+    >>> from sklearn.tree import DecisionTreeRegressor
+    >>> policy = BootstrappedThompson(DecisionTreeRegressor(max_depth=2), n_replicas=4, refit_every=2, seed=0)
+    >>> state = policy.init_state(2, n_features=1)
+    >>> state = policy.update(state, [0, 1, 0, 1], [1.0, 0.0, 1.0, 0.0], context=[[0.5], [0.5], [0.2], [0.2]])
+    >>> policy.probabilities(state, np.ones((1, 2), bool), context=[[0.5]]).tolist()  # 7 replicas of 8 say arm 0
+    [[0.875, 0.125]]
     """
 
     name = "bootstrapped_thompson"

@@ -8,6 +8,14 @@ from ..errors import InvalidParameterError, InvalidTypeError
 from .base import Policy, parameter_names
 
 REGISTRY: dict[str, type[Policy]] = {}
+"""Every policy class by its ``name``, as ``make_policy``, configs and the service name them.
+
+>>> import banditkit as bk
+>>> bk.REGISTRY["thompson"] is bk.ThompsonSampling
+True
+>>> "ucb1" in bk.REGISTRY and "linucb" in bk.REGISTRY
+True
+"""
 
 
 def register(cls: type[Policy]) -> type[Policy]:
@@ -19,7 +27,20 @@ def register(cls: type[Policy]) -> type[Policy]:
 
 
 def make_policy(spec: Policy | str | dict[str, Any]) -> Policy:
-    """A policy from an instance, a registry name, or ``{"name": ..., "params": {...}}``."""
+    """A policy from an instance, a registry name, or ``{"name": ..., "params": {...}}``.
+
+    Examples
+    --------
+    >>> import banditkit as bk
+    >>> bk.make_policy("ucb1")
+    UCB1(reward_range=[0.0, 1.0])
+    >>> bk.make_policy({"name": "epsilon_greedy", "params": {"epsilon": 0.2}}).epsilon
+    0.2
+    >>> bk.make_policy({"name": "ucb1", "params": {"alpha": 2}})
+    Traceback (most recent call last):
+    ...
+    banditkit.errors.InvalidParameterError: policy 'ucb1' has no parameter 'alpha'; it accepts ['reward_range']
+    """
     if isinstance(spec, Policy):
         return spec
     if isinstance(spec, str):

@@ -140,11 +140,15 @@ class GaussianThompsonSampling(CountPolicy):
     prior_rate : float > 0 or None
         Gamma rate of the prior on the precision; None: prior_shape times the variance of every reward so far.
 
-    Reference: Murphy, "Conjugate Bayesian analysis of the Gaussian
+    References
+    ----------
+    Murphy, "Conjugate Bayesian analysis of the Gaussian
     distribution" (2007), section 3; Honda & Takemura (2014); Efron & Morris
     (1973) and Smyth (2004) for priors estimated from all arms; Agrawal &
     Goyal (2013) for Gaussian posteriors with one variance for all arms.
 
+    Examples
+    --------
     >>> import numpy as np
     >>> policy = GaussianThompsonSampling()
     >>> state = policy.update(policy.init_state(2), np.array([0, 1, 1]), np.array([0.0, 10.0, 12.0]))

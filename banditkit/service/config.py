@@ -38,10 +38,18 @@ class Settings(BaseSettings):
             "sqlite:///path/to/file.db, memory://, redis://HOST:PORT/DB?prefix=NAME or redis+cluster://HOST:PORT"
         ),
     )
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=0, le=65535)
-    admin_token: SecretStr | None = None
-    client_tokens: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+    host: str = Field("127.0.0.1", description="address to listen on; without any token the host is 127.0.0.1")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port to listen on")
+    admin_token: SecretStr | None = Field(
+        None,
+        description=(
+            "bearer token for creating experiments, changing arms, snapshots and rollback "
+            "(visible ASCII, no whitespace)"
+        ),
+    )
+    client_tokens: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
+        (), description="comma-separated bearer tokens for decisions, rewards and reads"
+    )
     experiments_file: Path | None = Field(None, description="TOML file of experiments created at start-up")
     max_body_bytes: int = Field(2_000_000, gt=0, description="larger request bodies get 413")
     commit_interval_ms: float = Field(

@@ -15,7 +15,19 @@ from .environments import Chunk, Environment, check_vector
 
 
 def random_coefficients(n_arms: int, n_features: int, seed: int = 0, scale: float = 1.0) -> np.ndarray:
-    """Arm coefficients (K, d) drawn N(0, scale^2 / d), a reproducible problem for examples and benchmarks."""
+    """Arm coefficients (K, d) drawn N(0, scale^2 / d), a reproducible problem for examples and benchmarks.
+
+    The variance 1 / d keeps an arm's score ``x @ theta_k`` of the same spread whatever the number of features.
+
+    Examples
+    --------
+    >>> from banditkit.sim import LinearContextual
+    >>> coefficients = random_coefficients(3, 4, seed=0)
+    >>> coefficients.shape, coefficients[0].round(2).tolist()
+    ((3, 4), [0.06, -0.07, 0.32, 0.05])
+    >>> LinearContextual(coefficients).n_features
+    4
+    """
     n_arms = check_int("n_arms", n_arms, low=1)
     n_features = check_int("n_features", n_features, low=1)
     scale = check_real("scale", scale, low=0.0, low_open=True)

@@ -58,7 +58,24 @@ def bernoulli_kl(p: np.ndarray, q: float) -> np.ndarray:
 
 
 class Environment(ABC):
-    """Base class of simulated environments; ``n_arms`` arms, rewards within ``reward_bounds``."""
+    """Base class of simulated environments; ``n_arms`` arms, rewards within ``reward_bounds``.
+
+    The runner asks an environment for chunks of draws (one generator per replication, so a replication's
+    rewards do not depend on how many run beside it), then for the expected and realised rewards of the arms
+    the policies chose at each step.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from banditkit.sim import Bernoulli
+    >>> env = Bernoulli([0.2, 0.5])
+    >>> chunk = env.draw([np.random.default_rng(0), np.random.default_rng(1)], start=0, n_steps=5)
+    >>> env.expected_rewards(chunk, step=0).tolist()
+    [[0.2, 0.5]]
+    >>> rewards, regret = env.outcome(chunk, 0, arms=np.array([1, 0]))  # replication 0 chose arm 1, 1 chose 0
+    >>> regret.tolist()
+    [0.0, 0.3]
+    """
 
     n_arms: int
     #: Width of the context vector for contextual environments, None otherwise.

@@ -59,6 +59,19 @@ class SimulationResult:
         Share of all decisions given to each arm.
     seconds : ndarray, shape (P,)
         Wall-clock time per policy.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from banditkit.sim import Bernoulli, SimulationResult, run
+    >>> result = run({"TS": "thompson", "greedy": "epsilon_greedy"}, Bernoulli([0.2, 0.8]), horizon=200,
+    ...              replications=4, seed=0)
+    >>> result.policies, result.regret_mean.shape, result.final_regret.shape
+    (['TS', 'greedy'], (2, 200), (2, 4))
+    >>> round(result.regret_at("TS", 200), 2), result.pull_shares.round(2).tolist()
+    (3.3, [[0.03, 0.97], [0.09, 0.91]])
+    >>> bool(np.array_equal(SimulationResult.from_json(result.to_json()).regret_mean, result.regret_mean))
+    True
     """
 
     policies: list[str]

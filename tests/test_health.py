@@ -174,7 +174,8 @@ def test_the_ends_are_where_the_posterior_density_is_alpha(n, share, alpha):
     s = n * share
     low, high = confidence_sequence([n], [s], UNIT, alpha)
     for end in (low[0], high[0]):
-        if 1e-300 < end < 1 - 1e-12:
+        # Within 1e-9 of 1 the double 1 - end has too few digits left to check the density by (not the solver's).
+        if 1e-300 < end < 1 - 1e-9:
             log_pdf = stats.beta.logpdf(end, 1 + s, 1 + n - s)
             assert log_pdf == pytest.approx(math.log(alpha), abs=1e-6 * max(1.0, math.sqrt(n)))
 

@@ -28,7 +28,8 @@ is accurate to about 1e-10: it agrees with adaptive quadrature and with
 integrals in each arm's probability scale to 2e-10 for posteriors of 1e5
 pulls (the references' own accuracy there) and to 5e-11 elsewhere, heavy
 Student-t tails, 1,000 distinct arms and Beta parameters down to 0.05
-included. Below about 0.03 a Beta parameter puts mass beyond the smallest
+included; two Cauchy posteriors match their closed form to 1e-9, and half a
+degree of freedom (outer quantiles 1e23 scales out) quadrature to 1e-6. Below about 0.03 a Beta parameter puts mass beyond the smallest
 double (Beta(1, 0.02) holds 1e-6 within 1e-300 of 1), which is lost. scipy
 is imported on first use.
 """
@@ -282,8 +283,13 @@ def _panels(
     width = _PIECE_FRACTION * np.minimum(
         np.concatenate([gaps[..., :1], gaps], axis=-1), np.concatenate([gaps, gaps[..., -1:]], axis=-1)
     )
-    # A zero gap (quantiles clipped or rounded together) would ask for infinitely many panels.
-    width = np.maximum(width, (1e-9 * (stop - start) + np.spacing(np.abs(stop)))[:, None, None])
+    # A zero gap (quantiles clipped or rounded together) would ask for infinitely many panels: widths stay above
+    # a millionth of the arm's own central piece and a few doubles' spacing at the point (a floor relative to
+    # the whole range, or to the spacing at its far end, would swamp the core of a heavy-tailed arm, whose
+    # outer quantiles lie up to 1e23 scales away).
+    middle = quantiles.shape[-1] // 2
+    central = np.minimum(gaps[..., middle - 1], gaps[..., middle])[..., None]
+    width = np.maximum(width, 1e-6 * central + 4 * np.spacing(np.abs(quantiles)))
     width = np.concatenate(
         [
             np.where(mask[..., None], width, np.inf).reshape(n, -1),

@@ -29,6 +29,9 @@ STUDENT_CASES = {
     "equal": ([0.3, 0.3, 0.3, 0.3], [1.0, 1.0, 1.0, 1.0], [4.0, 4.0, 4.0, 4.0]),
     "peaked-close": ([5.0, 5.001, 4.999], [1e-3, 1e-3, 2e-3], [2e5, 2e5, 1e5]),
     "huge-locations": ([1e12, 1e12 + 3e5], [1e5, 2e5], [50.0, 8.0]),
+    # Outer quantiles 1e11 (Cauchy) and 1e23 (half a degree of freedom) scales away: before the panel widths'
+    # floor followed the arm's own core, one panel spanned the core and the probabilities were off by 0.06.
+    "cauchy": ([0.0, 1.0, 0.4], [1.0, 1.0, 3.0], [1.0, 1.0, 1.0]),
 }
 
 
@@ -225,6 +228,30 @@ def test_a_thousand_distinct_beta_posteriors():
     assert computed.sum() == pytest.approx(1.0, abs=1e-12)
     for k in _most_median_and_least_probable(computed):
         assert computed[k] == pytest.approx(beta_probability_scale(alpha, beta, k), abs=1e-10)
+
+
+@pytest.mark.parametrize("shift, scale", [(1.0, 1.0), (0.01, 1.0), (30.0, 0.5)])
+def test_two_cauchy_posteriors_give_the_closed_form(shift, scale):
+    """X1 - X0 of two Cauchy draws of scale c is Cauchy of scale 2c: P(X1 > X0) = 1/2 + arctan(shift / 2c) / pi."""
+    posteriors = StudentPosteriors(np.array([[0.0, shift]]), np.full((1, 2), scale), np.ones((1, 2)))
+    computed = max_probabilities(posteriors, np.ones((1, 2), bool))[0]
+    assert computed[1] == pytest.approx(0.5 + np.arctan(shift / (2 * scale)) / np.pi, abs=1e-9)
+
+
+def test_half_a_degree_of_freedom_matches_quadrature_over_the_whole_line():
+    """Tails so heavy that a finite reference range loses 2% of the mass: quad over (-inf, inf) keeps it."""
+    from scipy import integrate, stats
+
+    loc, scale, dof = np.array([0.0, 1.0]), np.array([1.0, 2.0]), np.array([0.5, 0.5])
+    computed = max_probabilities(StudentPosteriors(loc[None], scale[None], dof[None]), np.ones((1, 2), bool))[0]
+    arm1 = integrate.quad(
+        lambda x: stats.t.pdf(x, dof[1], loc[1], scale[1]) * stats.t.cdf(x, dof[0], loc[0], scale[0]),
+        -np.inf,
+        np.inf,
+        limit=500,
+        epsabs=1e-12,
+    )[0]
+    assert computed[1] == pytest.approx(arm1, abs=1e-6)
 
 
 def test_a_thousand_distinct_student_posteriors():

@@ -29,7 +29,8 @@ integrals in each arm's probability scale to 2e-10 for posteriors of 1e5
 pulls (the references' own accuracy there) and to 5e-11 elsewhere, heavy
 Student-t tails, 1,000 distinct arms and Beta parameters down to 0.05
 included; two Cauchy posteriors match their closed form to 1e-9, and half a
-degree of freedom (outer quantiles 1e23 scales out) quadrature to 1e-6. Below about 0.03 a Beta parameter puts mass beyond the smallest
+degree of freedom (outer quantiles 1e23 scales out) quadrature to 1e-6.
+Below about 0.03 a Beta parameter puts mass beyond the smallest
 double (Beta(1, 0.02) holds 1e-6 within 1e-300 of 1), which is lost. scipy
 is imported on first use.
 """

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from bisect import bisect_right
 
+from fastapi.concurrency import run_in_threadpool
+
 from ..deps import ADMIN, CLIENT
 from ..endpoints import EndpointRouter, to_json
 from ..engine import Engine
@@ -67,5 +69,10 @@ async def change_arms(engine: Engine, patch: ArmsPatch, name: str) -> bytes:
 
 @router.endpoint("GET", "/v1/experiments/{name}/stats", response=StatsOut, auth=CLIENT, errors=(404, 503))
 async def stats(engine: Engine, name: str) -> bytes:
-    """Per arm: pulls, mean reward with a 95% interval, probability; entropy and alerts."""
-    return to_json(engine.stats(name))
+    """Per arm: pulls, mean reward with its intervals, P(best), probability; the regret so far; entropy, alerts.
+
+    Computed off the event loop (after a reward it integrates every arm's posterior: milliseconds for ten
+    arms, about 90 for a thousand), on a copy of the experiment taken under its lock.
+    """
+    engine.experiment(name)  # found (or adopted from a shared store) on the event loop; 404 otherwise
+    return to_json(await run_in_threadpool(engine.stats, name))

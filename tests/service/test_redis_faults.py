@@ -171,6 +171,12 @@ def test_a_worker_restarted_while_redis_is_down_waits_for_it_and_the_server_keep
     ).start()
     create_experiment(serve.base_url, SPEC)
     wait_for(lambda: len(serve.worker_pids()) == 2, 30, "two worker processes")
+    # Both workers serve the experiment before Redis goes (one that never loaded it answers 503 meanwhile):
+    # the other picks it up within a second, or at its first request.
+    time.sleep(1.5)
+    for unit in range(10):
+        with httpx.Client(base_url=serve.base_url, timeout=10.0) as fresh:
+            assert fresh.post("/v1/experiments/hero/decisions", json={"unit": f"w{unit}"}).status_code == 200
     victim = serve.worker_pids()[0]
     redis_aof.kill()
     os.kill(victim, signal.SIGKILL)
@@ -178,7 +184,10 @@ def test_a_worker_restarted_while_redis_is_down_waits_for_it_and_the_server_keep
     time.sleep(1.0)  # the supervisor's next checks: a failed start-up would stop the server within them
     assert serve.alive(), serve.output()[-3000:]
     with httpx.Client(base_url=serve.base_url, timeout=10.0) as http:
-        answer = http.post("/v1/experiments/hero/decisions", json={"unit": "u1"})
+        try:
+            answer = http.post("/v1/experiments/hero/decisions", json={"unit": "u1"})
+        except httpx.TimeoutException as error:
+            raise AssertionError(f"no answer while Redis is down ({error}):\n{serve.output()[-3000:]}") from None
         assert answer.status_code == 200 and answer.json()["fallback"] is True, answer.text
         assert http.get("/v1/health").json()["status"] == "degraded"
 

@@ -11,6 +11,7 @@ import importlib
 from .bandit import Bandit
 from .decision import ArmStats, Decision, DecisionBatch, ExperimentStats
 from .errors import BanditkitError, InvalidParameterError, InvalidTypeError, NoActiveArmError, UnknownArmError
+from .changes import ShiftDetector, ShiftState
 from .guardrails import Guardrails
 from .policies import (
     EXP3,
@@ -58,6 +59,8 @@ __all__ = [
     "ArmStats",
     "ExperimentStats",
     "Guardrails",
+    "ShiftDetector",
+    "ShiftState",
     "Policy",
     "REGISTRY",
     "make_policy",

@@ -9,9 +9,9 @@ from __future__ import annotations
 import importlib
 
 from .bandit import Bandit
+from .changes import ShiftDetector, ShiftState
 from .decision import ArmStats, Decision, DecisionBatch, ExperimentStats
 from .errors import BanditkitError, InvalidParameterError, InvalidTypeError, NoActiveArmError, UnknownArmError
-from .changes import ShiftDetector, ShiftState
 from .guardrails import Guardrails
 from .policies import (
     EXP3,

@@ -34,9 +34,9 @@ def test_a_step_of_the_rate_is_detected_within_the_stated_delay(before, after):
     """A step at reward 1,000: median delay within 1.5 x h / E[llr] (Lorden's first-order delay), 90% caught."""
     rng = np.random.default_rng(7)
     n, step, length = 300, 1_000, 3_000
-    rewards = np.concatenate(
-        [rng.random((n, step)) < before, rng.random((n, length - step)) < after], axis=1
-    ).astype(float)
+    rewards = np.concatenate([rng.random((n, step)) < before, rng.random((n, length - step)) < after], axis=1).astype(
+        float
+    )
     _, alarms = DETECTOR.update(DETECTOR.init_state(n), rewards)
     early = alarms[:, :step].any(axis=1)
     late = alarms[:, step:]

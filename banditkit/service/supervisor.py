@@ -194,7 +194,7 @@ class LogFollower:
                 detail=f"reward rate moved by at least {self.spec.shift:g} of the reward range",
                 threshold=detector.threshold,
             )
-            for arm, alarmed in zip(arms, alarms.any(axis=1).tolist(), strict=True)
+            for arm, alarmed in zip(arms, np.any(alarms, axis=1).tolist(), strict=True)
             if alarmed
         ]
 

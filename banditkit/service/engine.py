@@ -360,6 +360,7 @@ class Engine:
             regret_estimate=rows.regret_estimate,
             regret_low=rows.regret_low,
             regret_high=rows.regret_high,
+            learner_lag_s=self.store.learner_lag_s(name, time.time()),
             arms=[
                 ArmStatsOut(
                     arm=row.arm,

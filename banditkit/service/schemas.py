@@ -321,8 +321,13 @@ class StatsOut(BaseModel):
         None, description="lower end of an anytime-valid 95% interval of that regret; null without a reward_range"
     )
     regret_high: float | None = Field(None, description="upper end of that interval (see regret_low)")
+    learner_lag_s: float = Field(
+        0.0,
+        description="seconds since the oldest reward recorded but not yet learned was recorded (0 when the "
+        "server learns rewards as it records them)",
+    )
     arms: list[ArmStatsOut]
-    alerts: list[str]
+    alerts: list[str] = Field(description="guardrail actions and the supervisor's open alerts, one line each")
 
 
 class ExperimentPage(BaseModel):

@@ -112,11 +112,24 @@ def arm_alerts(spec: SupervisorSpec, stats: StatsOut) -> list[AlertRequest]:
     return alerts
 
 
-def level_alert(kind: str, value: float, limit: float, what: str) -> AlertRequest | None:
-    """An experiment-level alert when ``value`` is above ``limit``."""
-    if not value > limit:
-        return None
-    return AlertRequest(kind=kind, detail=f"{what} {value:.3g} above {limit:g}", value=value, threshold=limit)  # type: ignore[arg-type]
+def level_alerts(
+    spec: SupervisorSpec, stats: StatsOut, decisions: int, fallbacks: int, latency_s: float
+) -> list[AlertRequest]:
+    """The alerts of the experiment itself, and those of its arms (:func:`arm_alerts`), found in one check.
+
+    ``decisions`` and ``fallbacks`` count the decisions made since the last check; ``latency_s`` is how long
+    a read of the store took.
+    """
+    levels = [
+        ("fallback_rate", fallbacks / decisions if decisions >= spec.min_decisions else 0.0, spec.max_fallback_rate),
+        ("learner_lag", stats.learner_lag_s, spec.max_learner_lag_s),
+        ("store_latency", latency_s, spec.max_store_latency_s),
+    ]
+    found = arm_alerts(spec, stats)
+    for kind, value, limit in levels:
+        if value > limit:
+            found.append(AlertRequest(kind=kind, detail=f"{value:.3g} above {limit:g}", value=value, threshold=limit))  # type: ignore[arg-type]
+    return found
 
 
 @dataclass
@@ -270,19 +283,15 @@ class Supervisor:
         started = time.perf_counter()
         events = await asyncio.to_thread(store.events, name)
         latency = time.perf_counter() - started
-        lag = await asyncio.to_thread(store.learner_lag_s, name, now)
         window = experiment.config.attribution_window_s
         rows = await asyncio.to_thread(_rows_after, store, name, follower.position)
         bounds = experiment.bandit.policy.reward_bounds
         found, decisions, fallbacks = follower.feed(rows, now, now - window - 2 * self.interval_s, bounds)
-        found += arm_alerts(spec, engine.stats(name))
-        if decisions >= spec.min_decisions:
-            found.append(level_alert("fallback_rate", fallbacks / decisions, spec.max_fallback_rate, "fallback share"))  # type: ignore[arg-type]
-        found.append(level_alert("learner_lag", lag, spec.max_learner_lag_s, "seconds behind"))  # type: ignore[arg-type]
-        found.append(level_alert("store_latency", latency, spec.max_store_latency_s, "seconds per read"))  # type: ignore[arg-type]
+        stats = await asyncio.to_thread(engine.stats, name)
+        found += level_alerts(spec, stats, decisions, fallbacks, latency)
         opened = open_alerts(events)
         written = []
-        for alert in transitions([a for a in found if a is not None], opened, set(experiment.bandit.active_arms)):
+        for alert in transitions(found, opened, {row.arm for row in stats.arms if row.active}):
             answer = await engine.record_alert(name, alert)
             if answer.written and answer.event is not None:
                 written.append(answer.event)

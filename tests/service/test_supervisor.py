@@ -62,7 +62,9 @@ def test_an_slo_breach_disables_the_arm_once_and_the_remediation_survives_a_rest
         )
         arms = {arm["name"]: arm for arm in http.get("/v1/experiments/hero").json()["arms"]}
         assert not arms["c"]["active"] and arms["c"]["disabled_reason"].startswith("supervisor: slo_breach")
-        assert any(line.startswith("slo_breach on arm 'c'") for line in http.get("/v1/experiments/hero/stats").json()["alerts"])
+        assert any(
+            line.startswith("slo_breach on arm 'c'") for line in http.get("/v1/experiments/hero/stats").json()["alerts"]
+        )
         served = {http.post("/v1/experiments/hero/decisions", json={}).json()["arm"] for _ in range(50)}
         assert "c" not in served
     first.stop()
@@ -252,3 +254,50 @@ def test_transitions_open_new_alerts_and_resolve_cleared_ones_of_active_arms():
         ("store_latency", None, "open"),
         ("learner_lag", None, "resolved"),  # 'c' is disabled: its alert stays open
     ]
+
+
+def test_banditkit_watch_applies_the_same_remediation_through_the_api(tmp_path, sqlite_url):
+    """The server's own supervisor waits 300 s: every alert here comes from `banditkit watch URL --once`."""
+    from typer.testing import CliRunner
+
+    from banditkit.cli import app
+
+    settings = Settings(
+        store=sqlite_url,
+        port=0,
+        admin_token="admin-secret",
+        client_tokens="client-secret",
+        tune_interpreter=False,
+        spool_dir=tmp_path / "spool",
+    )
+    spec = {
+        "name": "hero",
+        "arms": ["a", "b", "c"],
+        "supervisor": {
+            "min_reward": 0.5,
+            "remediation": {"slo_breach": "disable_arm"},
+            "max_store_latency_s": 1e-9,  # a call of the API takes longer: store_latency opens
+        },
+    }
+    admin = {"Authorization": "Bearer admin-secret"}
+    with running(settings) as base_url, httpx.Client(base_url=base_url, headers=admin, timeout=30.0) as http:
+        assert http.post("/v1/experiments", json=spec).status_code == 201
+        decided = http.post(
+            "/v1/experiments/hero/decisions/batch", json={"requests": [{"allowed": ["c"]}] * 600}
+        ).json()["decisions"]
+        rewards = [{"decision_id": d["decision_id"], "value": 0.0} for d in decided[:-1]]  # one still unrewarded
+        http.post("/v1/experiments/hero/rewards/batch", json={"rewards": rewards}).raise_for_status()
+        runner = CliRunner()
+        first = runner.invoke(app, ["watch", base_url, "--once", "--token", "admin-secret"])
+        assert first.exit_code == 0, first.output
+        assert "hero: slo_breach arm c open -> disable_arm ['c']" in first.output
+        assert "hero: store_latency open -> alert_only []" in first.output
+        arms = {arm["name"]: arm["active"] for arm in http.get("/v1/experiments/hero").json()["arms"]}
+        assert arms == {"a": True, "b": True, "c": False}
+        again = runner.invoke(app, ["watch", base_url, "--once"], env={"BANDITKIT_ADMIN_TOKEN": "admin-secret"})
+        assert again.exit_code == 0 and again.output == "", again.output
+        assert len(alert_events(http, "hero", "slo_breach")) == 1
+        refused = runner.invoke(app, ["watch", base_url, "--once", "--token", "wrong"])
+        assert refused.exit_code == 2 and "401" in refused.output
+    bad = CliRunner().invoke(app, ["watch", "ftp://example.com", "--once"])
+    assert bad.exit_code == 2 and "URL must be http" in bad.output

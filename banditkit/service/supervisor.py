@@ -342,12 +342,13 @@ class Webhook:
 
     async def _deliver(self, client, url: str, payload: dict) -> None:
         for attempt in range(self.attempts):
+            if attempt:
+                await asyncio.sleep(min(self.backoff_s * 2 ** (attempt - 1), self.max_backoff_s))
             with contextlib.suppress(Exception):
                 response = await client.post(url, json=payload)
-                if response.status_code < 300:
+                if 200 <= response.status_code < 300:
                     self.delivered += 1
                     return
-            await asyncio.sleep(min(self.backoff_s * 2**attempt, self.max_backoff_s))
         self.failed += 1
         logger.error("webhook %s did not take alert %s after %d tries", url, payload.get("alert"), self.attempts)
 

@@ -14,7 +14,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -263,16 +263,21 @@ class Engine:
         """Write an alert raised or resolved as an event, with its configured remediation, exactly once.
 
         Built as any model change, on the stored version, and written by compare-and-set: when several
-        processes raise the same alert, the first one writes it (and its remediation, e.g. an arm disabled,
-        which bumps the version), the others rebuild on the new version, find it open and write nothing.
-        Whether it is open is read from the stored events, so this holds across restarts.
+        processes raise the same alert, the first one writes it (and its remediation, e.g. an arm disabled;
+        the version goes up by one), the others rebuild on the new version, find it open and write nothing.
+        Whether it is open is read from the stored events (off the event loop) before each attempt, so this
+        holds across restarts too.
         """
         experiment = self.experiment(name)
         action = experiment.config.supervisor.remediation.get(alert.kind, "alert_only")
+        opened: dict = {}
+
+        async def read_events() -> None:
+            opened.clear()
+            opened.update(open_alerts(await asyncio.to_thread(self.store.events, name)))
 
         def change(current: Bandit) -> tuple[ModelChange, Bandit] | None:
-            is_open = (alert.kind, alert.arm) in open_alerts(self.store.events(name))
-            if is_open == (alert.state == "open"):
+            if ((alert.kind, alert.arm) in opened) == (alert.state == "open"):
                 return None
             bandit = join(*split(current), current.version, current.rng)
             disabled = remediate(bandit, alert, action) if alert.state == "open" else []
@@ -283,7 +288,7 @@ class Engine:
             version = current.version + 1
             return ModelChange(model, arrays, version, current.version, event), join(model, arrays, version, bandit.rng)
 
-        written = await self._change_model(experiment, change)
+        written = await self._change_model(experiment, change, before=read_events)
         if written is None:
             return AlertOut(written=False)
         event = {"experiment": name, "time": time.time(), "policy_version": written.version, **written.event}
@@ -292,12 +297,16 @@ class Engine:
         return AlertOut(written=True, event=event)
 
     async def _change_model(
-        self, experiment: Experiment, change: Callable[[Bandit], tuple[ModelChange, Bandit | None] | None]
+        self,
+        experiment: Experiment,
+        change: Callable[[Bandit], tuple[ModelChange, Bandit | None] | None],
+        before: Callable[[], Awaitable[None]] | None = None,
     ) -> ModelChange | None:
         """Store the model change that ``change`` builds from the served Bandit, then serve the Bandit it returns.
 
         When it returns None as the Bandit, the served Bandit stays, its distributions recomputed; when it
-        returns None alone, there is nothing to write. Returns the change written.
+        returns None alone, there is nothing to write. Returns the change written. ``before`` is awaited
+        before each attempt, once the model is reloaded: what ``change`` reads from the store besides it.
 
         Rewards wait while the change is written (:meth:`Experiment.model_written`). The store refuses a
         change built on an older version than its own (:class:`ModelMovedError`): rewards submitted before
@@ -308,6 +317,8 @@ class Engine:
             for attempt in range(_MODEL_CHANGE_ATTEMPTS):
                 if not self.store.learns_in_process:
                     await self.reload(experiment.name)
+                if before is not None:
+                    await before()
                 with experiment.lock:
                     planned = change(experiment.bandit)
                 if planned is None:

@@ -287,7 +287,7 @@ class Supervisor:
         rows = await asyncio.to_thread(_rows_after, store, name, follower.position)
         bounds = experiment.bandit.policy.reward_bounds
         found, decisions, fallbacks = follower.feed(rows, now, now - window - 2 * self.interval_s, bounds)
-        stats = await asyncio.to_thread(engine.stats, name)
+        stats = engine.stats(name)  # on the event loop, as GET .../stats computes it
         found += level_alerts(spec, stats, decisions, fallbacks, latency)
         opened = open_alerts(events)
         written = []

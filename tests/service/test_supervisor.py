@@ -176,15 +176,17 @@ def test_a_supervisor_block_survives_as_configured(tmp_path):
     assert made.json()["supervisor"] == SupervisorSpec(**block).model_dump(mode="json")
 
 
-def _engine(tmp_path, **supervisor) -> Engine:
-    engine = Engine(open_store(f"sqlite:///{tmp_path / 'engine.db'}"), refresh_s=0)
+def _engine(url: str, **supervisor) -> Engine:
+    engine = Engine(open_store(url), refresh_s=0)
     spec = ExperimentCreate(name="hero", arms=["a", "b", "c"], supervisor=SupervisorSpec(**supervisor))
     asyncio.run(engine.create(spec))
     return engine
 
 
-def test_the_same_alert_raised_at_once_is_written_once(tmp_path):
-    engine = _engine(tmp_path, remediation={"reward_shift": "pause_exploration"})
+@pytest.mark.parametrize("store", ["sqlite", "memory"])
+def test_the_same_alert_raised_at_once_is_written_once(tmp_path, store):
+    url = f"sqlite:///{tmp_path / 'engine.db'}" if store == "sqlite" else "memory://"
+    engine = _engine(url, remediation={"reward_shift": "pause_exploration"})
     alert = AlertRequest(kind="reward_shift", arm="a")
 
     async def scenario():

@@ -47,7 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 if store.learns_in_process
                 else _follow_forever(engine, settings)
             )
-            webhook = Webhook()
+            webhook = app.state.webhook = Webhook()
             engine.on_alert = webhook_hook(engine, webhook)
             supervisor = app.state.supervisor = Supervisor(engine, settings.check_interval_s)
             tasks = [background, asyncio.create_task(supervisor.run_forever()), asyncio.create_task(webhook.run())]

@@ -269,6 +269,8 @@ class Engine:
         holds across restarts too.
         """
         experiment = self.experiment(name)
+        if alert.arm is not None and alert.arm not in experiment.bandit.arms:
+            raise InvalidRequestError(f"arm {alert.arm!r} is not one of {experiment.bandit.arms}", "arm")
         action = experiment.config.supervisor.remediation.get(alert.kind, "alert_only")
         opened: dict = {}
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..bandit import Bandit
 from ..changes import ShiftDetector, ShiftState
-from .schemas import AlertRequest, StatsOut, SupervisorSpec
+from .schemas import AlertKind, AlertRequest, StatsOut, SupervisorSpec
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -120,7 +120,7 @@ def level_alerts(
     ``decisions`` and ``fallbacks`` count the decisions made since the last check; ``latency_s`` is how long
     a read of the store took.
     """
-    levels = [
+    levels: list[tuple[AlertKind, float, float]] = [
         ("fallback_rate", fallbacks / decisions if decisions >= spec.min_decisions else 0.0, spec.max_fallback_rate),
         ("learner_lag", stats.learner_lag_s, spec.max_learner_lag_s),
         ("store_latency", latency_s, spec.max_store_latency_s),
@@ -128,7 +128,7 @@ def level_alerts(
     found = arm_alerts(spec, stats)
     for kind, value, limit in levels:
         if value > limit:
-            found.append(AlertRequest(kind=kind, detail=f"{value:.3g} above {limit:g}", value=value, threshold=limit))  # type: ignore[arg-type]
+            found.append(AlertRequest(kind=kind, detail=f"{value:.3g} above {limit:g}", value=value, threshold=limit))
     return found
 
 
@@ -312,14 +312,18 @@ def _rows_after(store, name: str, position: int) -> list[tuple]:
 class Webhook:
     """POSTs alert events as JSON in a background task: retried with exponential backoff, never blocking.
 
-    :meth:`send` only queues; the task sends one event at a time, waiting ``backoff_s`` x 2^attempt (at
-    most ``max_backoff_s``) between tries, for ``attempts`` tries.
+    :meth:`send` only queues; the task delivers up to ``concurrency`` events at once (a receiver that is down
+    does not hold back another's), waiting ``backoff_s`` x 2^(try - 1) (at most ``max_backoff_s``) before
+    each retry, for ``attempts`` tries.
     """
 
-    def __init__(self, *, backoff_s: float = 0.5, max_backoff_s: float = 60.0, attempts: int = 12) -> None:
+    def __init__(
+        self, *, backoff_s: float = 0.5, max_backoff_s: float = 60.0, attempts: int = 12, concurrency: int = 16
+    ) -> None:
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
         self.attempts = attempts
+        self.concurrency = concurrency
         self.queue: asyncio.Queue[tuple[str, dict]] = asyncio.Queue(maxsize=10_000)
         self.delivered = 0
         self.failed = 0
@@ -335,10 +339,26 @@ class Webhook:
     async def run(self) -> None:
         import httpx  # the service extra's
 
-        async with httpx.AsyncClient(timeout=httpx.Timeout(5.0)) as client:
-            while True:
-                url, payload = await self.queue.get()
+        slots = asyncio.Semaphore(self.concurrency)
+        sending: set[asyncio.Task] = set()  # the loop keeps only weak references to tasks
+
+        async def deliver(client, url: str, payload: dict) -> None:
+            try:
                 await self._deliver(client, url, payload)
+            finally:
+                slots.release()
+
+        async with httpx.AsyncClient(timeout=httpx.Timeout(5.0)) as client:
+            try:
+                while True:
+                    url, payload = await self.queue.get()
+                    await slots.acquire()  # at most `concurrency` being delivered: the rest wait in the queue
+                    task = asyncio.create_task(deliver(client, url, payload))
+                    sending.add(task)
+                    task.add_done_callback(sending.discard)
+            finally:
+                for task in sending:
+                    task.cancel()
 
     async def _deliver(self, client, url: str, payload: dict) -> None:
         for attempt in range(self.attempts):

@@ -14,10 +14,11 @@ import pytest
 
 from banditkit.service import Settings
 from banditkit.service.engine import Engine
+from banditkit.service.errors import InvalidRequestError
 from banditkit.service.runner import free_port, running
 from banditkit.service.schemas import AlertRequest, DecisionRequest, ExperimentCreate, RewardRequest, SupervisorSpec
 from banditkit.service.stores import open_store
-from banditkit.service.supervisor import LogFollower, open_alerts, transitions
+from banditkit.service.supervisor import LogFollower, Webhook, open_alerts, transitions
 
 CHECK_S = 0.2
 
@@ -83,17 +84,26 @@ def test_an_slo_breach_disables_the_arm_once_and_the_remediation_survives_a_rest
 
 
 class Receiver:
-    """A local HTTP server that takes webhook POSTs; started later than the service to play one that is down."""
+    """A local HTTP server that takes webhook POSTs; started later than the service to play one that is down.
 
-    def __init__(self, port: int) -> None:
+    It answers 503 to its first ``refuse`` POSTs (kept in ``refused``), 204 to the others (kept in ``bodies``).
+    """
+
+    def __init__(self, port: int, refuse: int = 0) -> None:
         self.port = port
         self.bodies: list[dict] = []
-        received = self.bodies
+        self.refused: list[dict] = []
+        received, refused = self.bodies, self.refused
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                self.send_response(204)
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if len(refused) < refuse:
+                    refused.append(body)
+                    self.send_response(503)
+                else:
+                    received.append(body)
+                    self.send_response(204)
                 self.end_headers()
 
             def log_message(self, *args) -> None:
@@ -141,6 +151,34 @@ def test_a_webhook_receiver_down_delays_the_alert_and_not_serving(tmp_path, sqli
             assert len(receiver.bodies) == 1  # still open: not sent again
         finally:
             receiver.close()
+
+
+def test_the_webhook_retries_an_error_answer_and_gives_up_after_its_tries():
+    port = free_port()
+    receiver = Receiver(port, refuse=2)
+
+    async def deliver(webhook: Webhook, url: str) -> None:
+        task = asyncio.create_task(webhook.run())
+        webhook.send(url, {"alert": "learner_lag"})
+        deadline = time.monotonic() + 10
+        while webhook.delivered + webhook.failed == 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        task.cancel()
+
+    try:
+        webhook = Webhook(backoff_s=0.01, attempts=3)
+        asyncio.run(deliver(webhook, f"http://127.0.0.1:{port}/hook"))
+        assert (webhook.delivered, webhook.failed, len(receiver.refused), receiver.bodies) == (
+            1,
+            0,
+            2,
+            [{"alert": "learner_lag"}],
+        )
+        down = Webhook(backoff_s=0.01, attempts=3)
+        asyncio.run(deliver(down, f"http://127.0.0.1:{free_port()}/hook"))  # nothing listens there
+        assert (down.delivered, down.failed) == (0, 1)
+    finally:
+        receiver.close()
 
 
 @pytest.mark.parametrize(
@@ -200,6 +238,9 @@ def test_the_same_alert_raised_at_once_is_written_once(tmp_path, store):
     assert list(open_alerts(engine.store.events("hero"))) == [("reward_shift", "a")]
     resolved = asyncio.run(engine.record_alert("hero", AlertRequest(kind="reward_shift", arm="a", state="resolved")))
     assert resolved.written and open_alerts(engine.store.events("hero")) == {}
+    with pytest.raises(InvalidRequestError, match="arm 'z' is not one of") as caught:
+        asyncio.run(engine.record_alert("hero", AlertRequest(kind="slo_breach", arm="z")))
+    assert caught.value.field == "arm"
     engine.close()
     engine.store.close()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 
 from .bandit import Bandit
+from .changes import ShiftDetector, ShiftState
 from .decision import ArmStats, Decision, DecisionBatch, ExperimentStats
 from .errors import BanditkitError, InvalidParameterError, InvalidTypeError, NoActiveArmError, UnknownArmError
 from .guardrails import Guardrails
@@ -58,6 +59,8 @@ __all__ = [
     "ArmStats",
     "ExperimentStats",
     "Guardrails",
+    "ShiftDetector",
+    "ShiftState",
     "Policy",
     "REGISTRY",
     "make_policy",

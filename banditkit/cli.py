@@ -501,6 +501,55 @@ def serve(
     run_service(settings, workers=workers, log_level=log_level)
 
 
+@app.command()
+def watch(
+    url: str = typer.Argument(..., help="Base URL of the decision service, e.g. http://127.0.0.1:8000."),
+    interval: float = typer.Option(300.0, "--interval", min=0.01, help="Seconds between two checks."),
+    token: str = typer.Option(
+        None, "--token", envvar="BANDITKIT_ADMIN_TOKEN", help="Admin token of the service (BANDITKIT_ADMIN_TOKEN)."
+    ),
+    once: bool = typer.Option(False, "--once", help="Check every experiment once and exit."),
+) -> None:
+    """Run the supervisor's checks from outside: alerts and remediations through the admin API.
+
+    Each alert written prints one line. A service that does not answer is retried at the next check (with
+    --once, the command fails).
+    """
+    import time
+    from urllib.parse import urlsplit
+
+    import httpx
+
+    from .service.watch import Watcher, WatchError
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        fail(f"URL must be http://HOST:PORT or https://HOST:PORT, got {url!r}")
+    console = _console()
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=30.0) as client:
+        watcher = Watcher(client, interval)
+        while True:
+            try:
+                for event in watcher.check_all():
+                    console.print(_alert_line(event), markup=False)
+            except (httpx.HTTPError, WatchError) as error:
+                if once:
+                    fail(f"{url}: {error}")
+                console.print(f"{url}: {error}; next check in {interval:g} s", markup=False)
+            if once:
+                return
+            time.sleep(interval)
+
+
+def _alert_line(event: dict) -> str:
+    """One line for an alert event: experiment, kind, arm, state, remediation and what was found."""
+    where = f" arm {event['arm']}" if event.get("arm") else ""
+    action = f" -> {event['remediation']} {event['disabled']}" if event["state"] == "open" else ""
+    detail = f": {event['detail']}" if event.get("detail") else ""
+    return f"{event['experiment']}: {event['alert']}{where} {event['state']}{action}{detail}"
+
+
 def _setting_problem(error, given: set[str]) -> str:
     """One line from a settings ValidationError: the setting, where its value came from, and what is wrong."""
     import os

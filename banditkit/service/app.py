@@ -22,6 +22,7 @@ from .hot import HotPaths
 from .routes import ROUTERS
 from .stores import ExperimentExistsError, Store, StoreUnavailableError, open_store
 from .stores.redis_keys import RedisUnreachableError
+from .supervisor import Supervisor, Webhook, webhook_hook
 
 logger = logging.getLogger("banditkit.service")
 
@@ -46,10 +47,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 if store.learns_in_process
                 else _follow_forever(engine, settings)
             )
+            webhook = app.state.webhook = Webhook()
+            engine.on_alert = webhook_hook(engine, webhook)
+            supervisor = app.state.supervisor = Supervisor(engine, settings.check_interval_s)
+            tasks = [background, asyncio.create_task(supervisor.run_forever()), asyncio.create_task(webhook.run())]
             yield
-            background.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await background
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         finally:
             engine.close()
             store.close()

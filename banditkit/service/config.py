@@ -64,6 +64,12 @@ class Settings(BaseSettings):
         "FULL", description="FULL survives power loss; NORMAL survives a process crash only"
     )
     sweep_interval_s: float = Field(1.0, gt=0.0, description="how often default rewards are applied")
+    check_interval_s: float = Field(
+        300.0,
+        gt=0.0,
+        le=86_400.0,
+        description="how often the supervisor checks every experiment and raises its alerts (docs/supervisor.md)",
+    )
     checkpoint_s: float = Field(
         10.0,
         gt=0.0,

@@ -14,7 +14,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -28,6 +28,8 @@ from .experiment import LARGEST_LINEAR, MAX_STATE_BYTES, Experiment, build_bandi
 from .model import join, split
 from .schemas import (
     MAX_ARMS,
+    AlertOut,
+    AlertRequest,
     ArmsPatch,
     ArmStatsOut,
     DecisionRequest,
@@ -54,6 +56,7 @@ from .stores.base import (
     settled,
     unservable_reason,
 )
+from .supervisor import open_alerts, remediate
 
 logger = logging.getLogger("banditkit.service")
 #: Attempts at a model change whose version keeps moving (rewards queued before it; another process's writes).
@@ -91,6 +94,10 @@ class Engine:
         # Decision times being written now: the sweeper must not move past a decision not yet visible.
         self._in_flight: dict[object, float] = {}
         self._background: set[asyncio.Task] = set()  # guardrail changes being written (the loop keeps weak refs)
+        #: Called with (experiment, event) after an alert event is written (the webhook queues it; never blocks).
+        self.on_alert: Callable[[str, dict], None] | None = None
+        #: The supervisor's open alerts per experiment, as lines for ``/stats`` (set by :mod:`.supervisor`).
+        self.supervisor_alerts: dict[str, list[str]] = {}
         for record in store.load_experiments():
             self.experiments[record.name] = restore(record, refresh_s, self._executor)
 
@@ -252,12 +259,56 @@ class Engine:
         await self._change_model(experiment, change)
         return experiment.describe()
 
+    async def record_alert(self, name: str, alert: AlertRequest) -> AlertOut:
+        """Write an alert raised or resolved as an event, with its configured remediation, exactly once.
+
+        Built as any model change, on the stored version, and written by compare-and-set: when several
+        processes raise the same alert, the first one writes it (and its remediation, e.g. an arm disabled;
+        the version goes up by one), the others rebuild on the new version, find it open and write nothing.
+        Whether it is open is read from the stored events (off the event loop) before each attempt, so this
+        holds across restarts too.
+        """
+        experiment = self.experiment(name)
+        if alert.arm is not None and alert.arm not in experiment.bandit.arms:
+            raise InvalidRequestError(f"arm {alert.arm!r} is not one of {experiment.bandit.arms}", "arm")
+        action = experiment.config.supervisor.remediation.get(alert.kind, "alert_only")
+        opened: dict = {}
+
+        async def read_events() -> None:
+            opened.clear()
+            opened.update(open_alerts(await asyncio.to_thread(self.store.events, name)))
+
+        def change(current: Bandit) -> tuple[ModelChange, Bandit] | None:
+            if ((alert.kind, alert.arm) in opened) == (alert.state == "open"):
+                return None
+            bandit = join(*split(current), current.version, current.rng)
+            disabled = remediate(bandit, alert, action) if alert.state == "open" else []
+            event = {"kind": "alert", "alert": alert.kind, **alert.model_dump(exclude={"kind"})}
+            if alert.state == "open":
+                event.update(remediation=action, disabled=disabled)
+            model, arrays = split(bandit)
+            version = current.version + 1
+            return ModelChange(model, arrays, version, current.version, event), join(model, arrays, version, bandit.rng)
+
+        written = await self._change_model(experiment, change, before=read_events)
+        if written is None:
+            return AlertOut(written=False)
+        event = {"experiment": name, "time": time.time(), "policy_version": written.version, **written.event}
+        if self.on_alert is not None:
+            self.on_alert(name, event)
+        return AlertOut(written=True, event=event)
+
     async def _change_model(
-        self, experiment: Experiment, change: Callable[[Bandit], tuple[ModelChange, Bandit | None]]
-    ) -> None:
+        self,
+        experiment: Experiment,
+        change: Callable[[Bandit], tuple[ModelChange, Bandit | None] | None],
+        before: Callable[[], Awaitable[None]] | None = None,
+    ) -> ModelChange | None:
         """Store the model change that ``change`` builds from the served Bandit, then serve the Bandit it returns.
 
-        When it returns None, the served Bandit stays, its distributions recomputed.
+        When it returns None as the Bandit, the served Bandit stays, its distributions recomputed; when it
+        returns None alone, there is nothing to write. Returns the change written. ``before`` is awaited
+        before each attempt, once the model is reloaded: what ``change`` reads from the store besides it.
 
         Rewards wait while the change is written (:meth:`Experiment.model_written`). The store refuses a
         change built on an older version than its own (:class:`ModelMovedError`): rewards submitted before
@@ -268,8 +319,13 @@ class Engine:
             for attempt in range(_MODEL_CHANGE_ATTEMPTS):
                 if not self.store.learns_in_process:
                     await self.reload(experiment.name)
+                if before is not None:
+                    await before()
                 with experiment.lock:
-                    built, bandit = change(experiment.bandit)
+                    planned = change(experiment.bandit)
+                if planned is None:
+                    return None
+                built, bandit = planned
                 try:
                     await settled(self.store.replace_model(experiment.name, built))
                 except ModelMovedError:
@@ -280,7 +336,8 @@ class Engine:
                     if bandit is not None:
                         experiment.bandit = bandit
                     experiment.cache.clear()
-                return
+                return built
+        return None  # not reached: the last attempt raises
 
     def model_json(self, name: str) -> tuple[int, bytes]:
         """The served model of ``name`` as JSON bytes of :class:`~.schemas.ModelOut`, and its version.
@@ -305,6 +362,7 @@ class Engine:
         alerts = [f"arm {row.arm!r} disabled: {row.disabled_reason}" for row in rows if row.disabled_reason]
         if view.aborted:
             alerts.append("abort rule fired: serving the default arm until resumed")
+        alerts.extend(self.supervisor_alerts.get(name, ()))
         decisions, rewards = self.store.counts(name)
         return StatsOut(
             experiment=name,
@@ -315,6 +373,7 @@ class Engine:
             regret_estimate=rows.regret_estimate,
             regret_low=rows.regret_low,
             regret_high=rows.regret_high,
+            learner_lag_s=self.store.learner_lag_s(name, time.time()),
             arms=[
                 ArmStatsOut(
                     arm=row.arm,

@@ -82,6 +82,7 @@ class Experiment:
             n_features=bandit.n_features,
             policy_version=bandit.version,
             created_at=self.created_at,
+            supervisor=self.config.supervisor,
         )
 
 

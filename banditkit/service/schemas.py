@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 #: Decisions or rewards in one batch call at most.
 MAX_BATCH = 1000
@@ -30,6 +30,107 @@ class PolicySpec(Body):
     )
 
 
+#: The supervisor's alerts (``docs/supervisor.md``); the first three concern one arm.
+AlertKind = Literal[
+    "exploration_collapsed", "slo_breach", "reward_shift", "fallback_rate", "learner_lag", "store_latency"
+]
+ARM_ALERTS = ("exploration_collapsed", "slo_breach", "reward_shift")
+Remediation = Literal["disable_arm", "pause_exploration", "alert_only"]
+
+
+class SupervisorSpec(Body):
+    """What the supervisor checks in one experiment, its thresholds, and what it does about each alert."""
+
+    min_probability: float = Field(
+        0.01, gt=0, lt=1, description="exploration_collapsed: an active arm served with less than this probability..."
+    )
+    min_pulls: int = Field(100, ge=1, le=10**9, description="...before it has this many rewards")
+    min_reward: float | None = Field(
+        None,
+        description="slo_breach: an arm whose 95% confidence sequence (else interval) of the mean reward lies "
+        "wholly below this (none: off)",
+    )
+    shift: float = Field(
+        0.1,
+        gt=0,
+        le=0.5,
+        description="reward_shift: the smallest change of an arm's reward rate to detect, "
+        "as a fraction of the reward range",
+    )
+    shift_arl: float = Field(
+        10_000.0,
+        ge=100,
+        le=1e12,
+        description="reward_shift: an arm with a steady rate alarms within its first n "
+        "rewards with probability at most n / shift_arl",
+    )
+    shift_warmup: int = Field(100, ge=10, le=10**7, description="reward_shift: rewards per arm before it can alarm")
+    max_fallback_rate: float = Field(
+        0.05, gt=0, le=1, description="fallback_rate: share of the decisions since the last check served as fallback"
+    )
+    min_decisions: int = Field(100, ge=1, le=10**9, description="fallback_rate: decisions since the last check needed")
+    max_learner_lag_s: float = Field(
+        60.0, gt=0, le=86_400 * 366, description="learner_lag: age of the oldest recorded reward not yet learned"
+    )
+    max_store_latency_s: float = Field(
+        0.5, gt=0, le=3600, description="store_latency: seconds a read of the store may take"
+    )
+    remediation: dict[AlertKind, Remediation] = Field(
+        default_factory=dict,
+        description="per alert kind: disable_arm (arm alerts only), pause_exploration (serve the current best "
+        "arm alone) or alert_only (the default)",
+    )
+    webhook_url: str | None = Field(
+        None, max_length=2048, description="alerts are POSTed here as JSON (http or https), retried with backoff"
+    )
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _http(cls, url: str | None) -> str | None:
+        from urllib.parse import urlsplit
+
+        if url is None:
+            return url
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"webhook_url must be an http:// or https:// URL with a host, got {url!r}")
+        return url
+
+    @field_validator("remediation")
+    @classmethod
+    def _applicable(cls, remediation: dict[str, str]) -> dict[str, str]:
+        for kind, action in remediation.items():
+            if action == "disable_arm" and kind not in ARM_ALERTS:
+                raise ValueError(f"disable_arm applies to the alerts of one arm ({', '.join(ARM_ALERTS)}), not {kind}")
+        return remediation
+
+
+class AlertRequest(Body):
+    """An alert the supervisor raises or resolves, with the remediation configured for it."""
+
+    kind: AlertKind
+    arm: ArmName | None = Field(None, validate_default=True, description="the arm, for an alert of one arm")
+    state: Literal["open", "resolved"] = "open"
+    detail: str = Field("", max_length=1000)
+    value: float | None = None
+    threshold: float | None = None
+
+    @field_validator("arm")
+    @classmethod
+    def _arm_alerts_name_an_arm(cls, arm: str | None, info: ValidationInfo) -> str | None:
+        kind = info.data.get("kind")
+        if kind is not None and (kind in ARM_ALERTS) != (arm is not None):
+            raise ValueError(f"an alert of kind {kind} {'needs an' if kind in ARM_ALERTS else 'takes no'} arm")
+        return arm
+
+
+class AlertOut(BaseModel):
+    """What recording an alert did: the event written, or none when the alert was already in that state."""
+
+    written: bool
+    event: dict[str, Any] | None = None
+
+
 #: What an experiment created from a trained model takes from it when the request leaves it out.
 _FROM_MODEL = ("arms", "policy", "n_features", "guardrails")
 
@@ -49,6 +150,9 @@ class ExperimentCreate(Body):
     sticky: bool = Field(False, description="a unit keeps its first arm while that arm is active")
     n_features: int | None = Field(None, ge=1, le=4096, description="context length (contextual policies)")
     seed: int | None = Field(None, ge=0, description="seed of the service's random draws")
+    supervisor: SupervisorSpec = Field(
+        default_factory=SupervisorSpec, description="the supervisor's thresholds, remediations and webhook"
+    )
     model: dict[str, Any] | None = Field(
         None,
         description=(
@@ -165,6 +269,7 @@ class ExperimentOut(BaseModel):
     n_features: int | None
     policy_version: int
     created_at: float
+    supervisor: SupervisorSpec | None = None
 
 
 class ModelOut(BaseModel):
@@ -216,8 +321,13 @@ class StatsOut(BaseModel):
         None, description="lower end of an anytime-valid 95% interval of that regret; null without a reward_range"
     )
     regret_high: float | None = Field(None, description="upper end of that interval (see regret_low)")
+    learner_lag_s: float = Field(
+        0.0,
+        description="seconds since the oldest reward recorded but not yet learned was recorded (0 when the "
+        "server learns rewards as it records them)",
+    )
     arms: list[ArmStatsOut]
-    alerts: list[str]
+    alerts: list[str] = Field(description="guardrail actions and the supervisor's open alerts, one line each")
 
 
 class ExperimentPage(BaseModel):

@@ -125,6 +125,7 @@ VALID: dict[tuple[str, str], dict] = {
     ("POST", "/v1/experiments/{name}/rewards"): {"decision_id": "d", "value": 1.0},
     ("POST", "/v1/experiments/{name}/rewards/batch"): {"rewards": [{"decision_id": "d", "value": 1.0}]},
     ("POST", "/v1/experiments/{name}/rollback"): {"snapshot_id": 1},
+    ("POST", "/v1/experiments/{name}/alerts"): {"kind": "store_latency", "state": "resolved"},
 }
 
 CALLS: list[Call] = [
@@ -202,6 +203,16 @@ CALLS: list[Call] = [
     Call("POST", "/v1/experiments/{name}/rollback", 200, body={"snapshot_id": 1}, token=ADMIN),
     Call("POST", "/v1/experiments/{name}/rollback", 404, body={"snapshot_id": 99}, token=ADMIN, fragment="snapshot 99"),
     Call("GET", "/v1/experiments/{name}/events", 200),
+    Call("POST", "/v1/experiments/{name}/alerts", 200, body={"kind": "learner_lag", "detail": "x"}, token=ADMIN),
+    Call("POST", "/v1/experiments/{name}/alerts", 404, body={"kind": "learner_lag"}, token=ADMIN, name="nope"),
+    Call(
+        "POST",
+        "/v1/experiments/{name}/alerts",
+        422,
+        body={"kind": "slo_breach"},
+        token=ADMIN,
+        fragment='"body","arm"',
+    ),
     Call("GET", "/v1/health", 200, token=None),
 ]
 #: With the store down (Redis killed under the server), each operation on a served experiment ('hero') and on an
@@ -217,7 +228,11 @@ OUTAGE: dict[tuple[str, str], tuple[int, int]] = {
 }
 #: Documented answers no call provokes: a model change overtaken at every attempt (409; it takes a writer
 #: racing the change several times in a row).
-NOT_PROVOKED = {("PATCH", "/v1/experiments/{name}/arms", 409), ("POST", "/v1/experiments/{name}/rollback", 409)}
+NOT_PROVOKED = {
+    ("PATCH", "/v1/experiments/{name}/arms", 409),
+    ("POST", "/v1/experiments/{name}/rollback", 409),
+    ("POST", "/v1/experiments/{name}/alerts", 409),
+}
 
 
 def _id(call: Call) -> str:

@@ -9,7 +9,7 @@ from pydantic import TypeAdapter
 from ..deps import ADMIN, CLIENT
 from ..endpoints import EndpointRouter, to_json
 from ..engine import Engine
-from ..schemas import ExperimentOut, RollbackRequest, SnapshotOut
+from ..schemas import AlertOut, AlertRequest, ExperimentOut, RollbackRequest, SnapshotOut
 
 router = EndpointRouter(tags=["versions"])
 _SNAPSHOTS = TypeAdapter(list[SnapshotOut])
@@ -45,6 +45,17 @@ async def rollback(engine: Engine, request: RollbackRequest, name: str) -> bytes
 
 @router.endpoint("GET", "/v1/experiments/{name}/events", response=list[dict], auth=CLIENT, errors=(404, 503))
 async def events(engine: Engine, name: str) -> bytes:
-    """The audit log: creation, arm changes, snapshots, rollbacks, guardrail actions."""
+    """The audit log: creation, arm changes, snapshots, rollbacks, guardrail actions, the supervisor's alerts."""
     engine.experiment(name)
     return _EVENTS.dump_json(engine.store.events(name))
+
+
+@router.endpoint(
+    "POST", "/v1/experiments/{name}/alerts", body=AlertRequest, response=AlertOut, auth=ADMIN, errors=(404, 409, 503)
+)
+async def record_alert(engine: Engine, alert: AlertRequest, name: str) -> bytes:
+    """Raise or resolve a supervisor alert (what ``banditkit watch`` posts); its remediation is applied once.
+
+    ``written`` is false when the alert was already in that state: nothing changed.
+    """
+    return to_json(await engine.record_alert(name, alert))

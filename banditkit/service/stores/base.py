@@ -499,6 +499,13 @@ class Store(ABC):
         encoding it again.
         """
 
+    def learner_lag_s(self, name: str, now: float) -> float:
+        """Seconds since the oldest reward recorded but not yet learned was recorded (0 when none waits).
+
+        0 for a store that learns in process: a reward is learned in the transaction that records it.
+        """
+        return 0.0
+
     @abstractmethod
     def counts(self, name: str) -> tuple[int, int]:
         """(decisions logged, rewards recorded) for an experiment."""

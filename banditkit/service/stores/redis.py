@@ -390,6 +390,18 @@ class RedisStore(Store):
         rows.sort(key=lambda row: (row[1], row[0]))
         yield from rows
 
+    def learner_lag_s(self, name: str, now: float) -> float:
+        """The age of the first reward stream entry after the offset the learner stored with the model.
+
+        Stream ids start with the milliseconds at which Redis added the entry.
+        """
+        keys = self.keys(name)
+        offset = self._call(self.client.hget, keys.meta, "reward_offset") or "0-0"
+        waiting = self._call(self.client.xrange, keys.reward_stream, f"({offset}", "+", count=1)
+        if not waiting:
+            return 0.0
+        return max(0.0, now - int(waiting[0][0].split("-")[0]) / 1000)
+
     def counts(self, name: str) -> tuple[int, int]:
         decisions, rewards = self._call(self.client.hmget, self.keys(name).counts, ["decisions", "rewards"])
         return int(decisions or 0), int(rewards or 0)

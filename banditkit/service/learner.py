@@ -40,7 +40,6 @@ import numpy as np
 from ..bandit import Bandit
 from . import archive
 from .model import apply_rewards, guarded, join, reward_delta, served_state, split
-from .stores.base import decode_state, encode_state
 from .stores.redis_keys import (
     APPLY_BATCH,
     ARCHIVE_TRIM,
@@ -57,7 +56,10 @@ from .stores.redis_keys import (
     claim_keys,
     connect,
     experiments_key,
+    pack_state,
+    parse_meta,
     read_keys,
+    read_meta,
 )
 
 logger = logging.getLogger("banditkit.learner")
@@ -111,7 +113,7 @@ class _Held:
     version: int = -1
     reward_offset: str = "0-0"
     archived_at: float = float("-inf")
-    state_bytes: int = 0  # length of the stored state's text
+    state_bytes: int = 0  # bytes of the stored state
     written_at: float = float("-inf")  # time.monotonic() of this learner's last state write
     stale: bool = True  # the Bandit is not loaded, or may hold a batch Redis does not
     claimed: bool = False  # the entries other learners were delivered are claimed
@@ -380,7 +382,8 @@ class Learner:
             assert bandit is not None  # loaded by _drain (a held experiment starts stale)
             first_new = bisect.bisect_right(ids, _stream_key(held.reward_offset), key=_stream_key)
             rows = [entry[1] for entry in entries[first_new:] if entry[1]]
-            applied = state = model = ""
+            applied = model = ""
+            state = b""
             usable = 0
             if rows:
                 arms, values, contexts, propensities = _arrays(bandit, rows)
@@ -392,7 +395,7 @@ class Learner:
                     )
                     apply_rewards(bandit, delta, arms, values, version=held.version + 1)
                     new_model, arrays = split(bandit)
-                    state = encode_state(arrays)
+                    state = pack_state(arrays)
                     model = json.dumps(new_model) if guarded(bandit) != before else ""
             if first_new < len(ids):
                 applied = ids[-1]
@@ -492,20 +495,18 @@ class Learner:
 
     def _load(self, held: _Held) -> None:
         """The model, version and offsets from meta; :class:`_Gone` when there is no meta."""
-        meta = self.client.hgetall(held.keys.meta)
-        if not meta:
+        raw = read_meta(self.client, held.keys.meta)
+        if not raw:
             raise _Gone(held.name)
-        config = json.loads(meta["config"])
-        held.window_s = float(config["attribution_window_s"])
-        default = config.get("default_reward")
+        meta = parse_meta(raw)
+        held.window_s = float(meta.config["attribution_window_s"])
+        default = meta.config.get("default_reward")
         held.default_reward = None if default is None else float(default)
-        held.version = int(meta["version"])
-        held.state_bytes = len(meta["state"])
-        held.reward_offset = meta.get("reward_offset") or "0-0"
+        held.version = meta.version
+        held.state_bytes = meta.state_size
+        held.reward_offset = meta.reward_offset
         # The learner never draws: any generator will do.
-        held.bandit = join(
-            json.loads(meta["model"]), decode_state(meta["state"]), held.version, np.random.default_rng(0)
-        )
+        held.bandit = join(meta.model, meta.state, held.version, np.random.default_rng(0))
         held.stale = False
 
     def _script(self, name: str, keys: list[str], args: list):

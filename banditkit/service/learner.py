@@ -60,6 +60,7 @@ from .stores.redis_keys import (
     parse_meta,
     read_keys,
     read_meta,
+    refusal,
 )
 
 logger = logging.getLogger("banditkit.learner")
@@ -230,20 +231,24 @@ class Learner:
 
         With ``once``, experiments leased by another learner are waited for (a learner that died keeps its
         lease for at most its time to live); :class:`LeaseLost` names those another live learner still
-        holds after twice that long. Redis being unreachable while streaming is logged and retried every
+        holds after twice that long. Redis being unreachable while streaming, or refusing writes for a state of
+        its own (:func:`.stores.redis_keys.refusal`: out of memory, a full disk), is logged and retried every
         second. ``on_pass(report)`` is called after every streaming pass. Returns the summed passes.
         """
         stop = stop or threading.Event()
         if once:
             return self._until_leased(lambda: self._pass(None, True, True, None), stop)
-        from redis.exceptions import ConnectionError, TimeoutError
+        from redis.exceptions import ConnectionError, ResponseError, TimeoutError
 
         total = Pass()
         while not stop.is_set():
             try:
                 report = self._pass(None, True, False, None, paced=True)
-            except (ConnectionError, TimeoutError) as error:
-                logger.warning("Redis unavailable (%s); retrying in 1 s", error)
+            except (ConnectionError, TimeoutError, ResponseError) as error:
+                cause = str(error) if not isinstance(error, ResponseError) else refusal(error)
+                if cause is None:
+                    raise
+                logger.warning("Redis unavailable (%s); retrying in 1 s", cause)
                 stop.wait(1.0)
                 continue
             total.add(report)

@@ -15,7 +15,8 @@ fallback, and logs those here), fallback decisions are appended to a local
 spool file (fsync) and shipped, each exactly once, by the same thread as soon
 as Redis answers again; rewards fail with :class:`~.base.StoreUnavailableError`.
 Redis refusing writes because it cannot persist them (``MISCONF``: its disk is
-full) is the same outage, named by its cause; so is a full disk under the spool
+full) or because it is out of memory (``OOM``: used memory above ``maxmemory``,
+nothing it may evict) is the same outage, named by its cause; so is a full disk under the spool
 for the decisions that cannot be spooled then (they get 503, never an answer
 that is not logged). Each outage is logged once when it starts and once when it
 ends (:class:`~.base.Outage`).
@@ -477,7 +478,7 @@ class RedisStore(Store):
             except DOWN as error:
                 future.set_exception(self._down(f"does not answer ({error})"))
             except ResponseError as error:
-                cause = _refusal(error)
+                cause = rk.refusal(error)
                 future.set_exception(error if cause is None else self._down(cause))
             except Exception as error:
                 future.set_exception(error)
@@ -511,7 +512,7 @@ class RedisStore(Store):
             if isinstance(reply, NoScriptError) and not retried:
                 unloaded.append((job, future))  # not run: a restarted server lost its scripts
             elif isinstance(reply, Exception):
-                cause = _refusal(reply)
+                cause = rk.refusal(reply)
                 future.set_exception(reply if cause is None else self._down(cause))
             else:
                 future.set_result(job[2](reply))
@@ -555,18 +556,20 @@ class RedisStore(Store):
         """If Redis takes writes, turn available again.
 
         Reload the scripts (a restarted server has none) and ship the spools first. PING is refused too
-        while Redis cannot persist writes.
+        while Redis cannot persist writes, not while it is out of memory: :func:`~.redis_keys.probe_writes`
+        is.
         """
         try:
             self.client.ping()
             if not self._available:
+                rk.probe_writes(self.client, self.prefix)
                 self._load_scripts()
             self._ship_spools()
         except DOWN as error:
             self._down(f"does not answer ({error})", refused=0)
             return
-        except ResponseError as error:  # MISCONF, or another refusal: retried at the next round either way
-            self._down(_refusal(error) or f"refuses writes ({error})", refused=0)
+        except ResponseError as error:  # MISCONF, OOM, or another refusal: retried at the next round either way
+            self._down(rk.refusal(error) or f"refuses writes ({error})", refused=0)
             return
         if not self._available:
             self._outage.succeeded()
@@ -633,15 +636,6 @@ def _append(descriptor: int, data: bytes) -> None:
     except OSError:
         os.ftruncate(descriptor, size)
         raise
-
-
-def _refusal(error: Exception) -> str | None:
-    """The cause when Redis refuses a write because it cannot persist it, else None.
-
-    ``MISCONF``: its disk is full or failing; anything else is an error of the command itself.
-    """
-    message = str(error)
-    return f"cannot persist writes ({message})" if message.startswith("MISCONF") else None
 
 
 def _window(config: dict) -> float:

@@ -4,7 +4,8 @@ Every key of one experiment carries the hash tag ``{experiment}``, so an
 experiment lives in one Redis Cluster slot and its multi-key scripts and
 MULTI blocks are atomic there. Layout, per experiment ``E`` under prefix ``P``:
 
-- ``P:experiments`` SET of names (the one key without a hash tag);
+- ``P:experiments`` SET of names and ``P:probe`` (never created, :func:`probe_writes`): the keys without a
+  hash tag;
 - ``P:{E}:meta`` HASH ``config``, ``created_at``, ``model``, ``state`` (:func:`pack_state`, binary),
   ``version``, ``reward_offset`` (last reward stream id in the model), ``archive_offset``;
 - ``P:{E}:decisions`` STREAM, field ``row`` = :func:`decision_json`;
@@ -145,9 +146,39 @@ def connect(url: str | RedisURL, *, timeout_s: float = 2.0):
     return client, location
 
 
+def refusal(error: Exception) -> str | None:
+    """The cause when Redis refuses a write for a state of its own that passes, else None.
+
+    ``MISCONF``: it cannot persist writes (its disk is full or failing); ``OOM``: its used memory is above
+    ``maxmemory`` and its ``maxmemory-policy`` evicts nothing (more). Anything else is an error of the command.
+    """
+    from redis.exceptions import OutOfMemoryError  # redis-py is imported only when a Redis store is used
+
+    message = str(error)
+    if message.startswith("MISCONF"):
+        return f"cannot persist writes ({message})"
+    if isinstance(error, OutOfMemoryError):
+        return "is out of memory (OOM: used memory > maxmemory, and maxmemory-policy evicts nothing more)"
+    return None
+
+
+def probe_writes(client, prefix: str) -> None:
+    """A write that changes nothing and that Redis refuses like any other while it is out of memory.
+
+    ``LPUSHX`` on :func:`probe_key`, which never exists: Redis refuses the command (``OOM``) before it runs
+    while over ``maxmemory``, and otherwise it pushes nothing. PING answers then, so it cannot tell.
+    """
+    client.lpushx(probe_key(prefix), "")
+
+
 # ---- keys ----------------------------------------------------------------------------------------
 def experiments_key(prefix: str) -> str:
     return f"{prefix}:experiments"
+
+
+def probe_key(prefix: str) -> str:
+    """The key of :func:`probe_writes`: never created."""
+    return f"{prefix}:probe"
 
 
 @dataclass(frozen=True, slots=True)

@@ -508,7 +508,9 @@ return read[1][2]
 #: archive_offset, new archive_offset, then the archived decision ids. Once the archived rows are on
 #: disk: forget the decisions' pending rows, rewards and due entries, move archive_offset, trim the
 #: decision stream up to and including the new offset and the reward stream below reward_offset.
-#: Returns 1, :data:`LEASE_LOST` or :data:`ARCHIVE_MOVED` having written nothing.
+#: Returns 1, :data:`LEASE_LOST` or :data:`ARCHIVE_MOVED` having written nothing. The deletes come before
+#: the first write that may take memory: Redis out of memory refuses a script only at such a write made
+#: before any other, so the trim still runs whole then, and frees memory.
 ARCHIVE_MOVED = -3
 ARCHIVE_TRIM = """
 if redis.call('GET', KEYS[7]) ~= ARGV[1] then return -1 end

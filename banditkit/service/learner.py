@@ -233,8 +233,8 @@ class Learner:
 
         With ``once``, experiments leased by another learner are waited for (a learner that died keeps its
         lease for at most its time to live); :class:`LeaseLost` names those another live learner still
-        holds after twice that long. Redis being unreachable while streaming, or refusing writes for a state of
-        its own (:func:`.stores.redis_keys.refusal`: out of memory, a full disk), is logged and retried every
+        holds after twice that long. Redis being unreachable while streaming, or refusing writes because of its
+        own condition (:func:`.stores.redis_keys.refusal`: out of memory, a full disk), is logged and retried every
         second. ``on_pass(report)`` is called after every streaming pass. Returns the summed passes.
         """
         stop = stop or threading.Event()

@@ -147,7 +147,7 @@ def connect(url: str | RedisURL, *, timeout_s: float = 2.0):
 
 
 def refusal(error: Exception) -> str | None:
-    """The cause when Redis refuses a write for a state of its own that passes, else None.
+    """The cause when Redis refuses a write because of its own condition, one that passes (retry), else None.
 
     ``MISCONF``: it cannot persist writes (its disk is full or failing); ``OOM``: its used memory is above
     ``maxmemory`` and its ``maxmemory-policy`` evicts nothing (more). Anything else is an error of the command.

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import redis
 from redis_loop import Interposed, Killed, assert_same_learning, claim, create, log_decisions, stored_bandit
+from redis_servers import RedisServer
 
 from banditkit._codec import PACK_MAGIC
 from banditkit.service import learner as learner_module
@@ -469,3 +470,32 @@ def test_an_experiment_without_meta_is_skipped_not_waited_for(redis_prefix):
     ghost = Keys.of(prefix, "ghost")
     time.sleep(0.01)
     assert not any(client.exists(key) for key in ghost.all())
+
+
+def test_a_streaming_learner_waits_out_redis_out_of_memory(tmp_path, processes, caplog):
+    """Redis out of memory refuses the learner's update: a streaming learner logs the cause and retries every
+    second instead of stopping, and learns the rewards once Redis has room again."""
+    redis_server = processes(
+        RedisServer(tmp_path / "redis", aof=False, extra=("--maxmemory-policy", "noeviction"))
+    ).start()
+    prefix = "oom"
+    with redis_server.client() as client:
+        workload(client, prefix, "hero", "thompson", 50, 1)
+        client.config_set("maxmemory", client.info("memory")["used_memory"] - 256 * 1024)
+        stop = threading.Event()
+        learner = Learner(client, prefix)
+        running = threading.Thread(target=learner.run, kwargs={"stop": stop})
+        with caplog.at_level("WARNING", logger="banditkit.learner"):
+            running.start()
+            deadline = time.monotonic() + 10
+            while "out of memory" not in caplog.text:
+                assert running.is_alive() and time.monotonic() < deadline, caplog.text
+                time.sleep(0.05)
+            assert stored_bandit(client, prefix, "hero").pulls.sum() == 0
+            client.config_set("maxmemory", 0)
+            while stored_bandit(client, prefix, "hero").pulls.sum() < 50:
+                assert running.is_alive() and time.monotonic() < deadline + 10
+                time.sleep(0.05)
+        stop.set()
+        running.join(10)
+        learner.close()

@@ -1,9 +1,13 @@
-"""Exact JSON for named numpy arrays: dtype, shape and the raw bytes in base64.
+"""Exact encodings of named numpy arrays: JSON (dtype, shape, base64 bytes) and a binary pack.
 
-The one encoding of learned state in banditkit: the Bandit's JSON and the
-service stores both write it, so a round trip is bit-identical (NaN payloads
-and negative zeros included) and costs one base64 pass, not a float-to-text
-conversion per number.
+The JSON form is the encoding of learned state in banditkit's JSON: the
+Bandit's JSON and the SQLite store write it, so a round trip is bit-identical
+(NaN payloads and negative zeros included) and costs one base64 pass, not a
+float-to-text conversion per number. The binary form (:func:`pack_arrays`)
+holds the same dtype, shape and bytes without base64 or JSON around the data:
+a store that reads a large state often (Redis's serving workers follow every
+new model) decodes it with one copy of the bytes instead of a JSON parse and
+a base64 pass over 1.33 times as many.
 
 >>> import numpy as np
 >>> arrays = {"pulls": np.array([[1.0, -0.0, 2.5]])}
@@ -11,13 +15,17 @@ conversion per number.
 {'pulls': {'dtype': '<f8', 'shape': [1, 3], 'data': 'AAAAAAAA8D8AAAAAAAAAgAAAAAAAAARA'}}
 >>> decode_arrays(encode_arrays(arrays))["pulls"].tobytes() == arrays["pulls"].tobytes()
 True
+>>> unpack_arrays(pack_arrays(arrays))["pulls"].tobytes() == arrays["pulls"].tobytes()
+True
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import json
 import math
+import struct
 from collections.abc import Mapping
 from typing import Any
 
@@ -68,6 +76,73 @@ def array_from_bytes(dtype: Any, shape: Any, raw: bytes, where: str) -> np.ndarr
 
     The array has numpy dtype ``dtype`` (``dtype.str``) and ``shape``; errors name ``where``.
     """
+    kind, dims = _layout(dtype, shape, where)
+    _check_size(kind, dims, len(raw), where)
+    return np.frombuffer(raw, dtype=kind).reshape(dims).copy()
+
+
+#: First bytes of :func:`pack_arrays` output ("banditkit arrays", layout version 1).
+PACK_MAGIC = b"BKA\x01"
+#: Offsets of the arrays in a pack are multiples of this, so that every array is aligned for its dtype.
+_ALIGN = 16
+_HEADER = struct.Struct("<4sI")  # magic, length of the JSON layout
+
+
+def pack_arrays(arrays: Mapping[str, np.ndarray]) -> bytes:
+    """Named arrays as one ``bytes``: a JSON layout and then every array's raw bytes.
+
+    The layout is ``[[name, dtype.str, shape, offset], ...]``; each array's C-order bytes start at its
+    offset counted from the end of the (padded) layout, a multiple of 16. Inverse: :func:`unpack_arrays`.
+    """
+    layout: list[list[Any]] = []
+    buffers: list[tuple[int, memoryview]] = []
+    offset = 0
+    for name, array in arrays.items():
+        offset += -offset % _ALIGN
+        layout.append([name, array.dtype.str, list(array.shape), offset])
+        buffers.append((offset, np.ascontiguousarray(array).reshape(-1).view(np.uint8).data))
+        offset += array.nbytes
+    text = json.dumps(layout, separators=(",", ":")).encode()
+    text += b" " * (-(_HEADER.size + len(text)) % _ALIGN)
+    parts: list[bytes | memoryview] = [_HEADER.pack(PACK_MAGIC, len(text)), text]
+    end = 0
+    for start, data in buffers:
+        parts += [b"\0" * (start - end), data]
+        end = start + len(data)
+    return b"".join(parts)
+
+
+def unpack_arrays(blob: bytes, field: str = "state") -> dict[str, np.ndarray]:
+    """Inverse of :func:`pack_arrays`: new, writeable arrays (one copy of their bytes); errors name ``field``.
+
+    Copies rather than views of ``blob``: the arrays can be updated in place like any others, and compiled
+    kernels see the same (writeable) array types as for a state made in memory.
+    """
+    if len(blob) < _HEADER.size or blob[:4] != PACK_MAGIC:
+        raise InvalidParameterError(
+            f"{field} must start with {PACK_MAGIC!r} (packed arrays), got {bytes(blob[:8])!r}", field=field
+        )
+    _, length = _HEADER.unpack_from(blob)
+    start = _HEADER.size + length
+    try:
+        layout = json.loads(blob[_HEADER.size : start])
+        entries = [(str(name), dtype, shape, int(offset)) for name, dtype, shape, offset in layout]
+    except (TypeError, ValueError) as error:
+        raise InvalidParameterError(f"{field} has a malformed layout: {error}", field=field) from None
+    arrays = {}
+    for name, dtype, shape, offset in entries:
+        where = f"{field}[{name!r}]"
+        kind, dims = _layout(dtype, shape, where)
+        count = math.prod(dims)
+        if offset < 0:
+            raise InvalidParameterError(f"{where} has a negative offset {offset}", field=where)
+        _check_size(kind, dims, max(0, min(len(blob) - start - offset, count * kind.itemsize)), where)
+        arrays[name] = np.frombuffer(blob, dtype=kind, count=count, offset=start + offset).reshape(dims).copy()
+    return arrays
+
+
+def _layout(dtype: Any, shape: Any, where: str) -> tuple[np.dtype, list[int]]:
+    """The numpy dtype and the dimensions of a stored array; errors name ``where``."""
     try:
         kind, dims = np.dtype(dtype), [int(n) for n in shape]
     except (TypeError, ValueError) as error:
@@ -76,9 +151,14 @@ def array_from_bytes(dtype: Any, shape: Any, raw: bytes, where: str) -> np.ndarr
         ) from None
     if kind.kind not in _KINDS:
         raise InvalidParameterError(f"{where} must hold booleans or numbers, got dtype {kind.str!r}", field=where)
-    if len(raw) != math.prod(dims) * kind.itemsize:
+    if any(n < 0 for n in dims):
+        raise InvalidParameterError(f"{where} must have a shape of sizes >= 0, got {dims}", field=where)
+    return kind, dims
+
+
+def _check_size(kind: np.dtype, dims: list[int], size: int, where: str) -> None:
+    expected = math.prod(dims) * kind.itemsize
+    if size != expected:
         raise InvalidParameterError(
-            f"{where} has {len(raw)} bytes, expected {math.prod(dims) * kind.itemsize} for {kind.str} of shape {dims}",
-            field=where,
+            f"{where} has {size} bytes, expected {expected} for {kind.str} of shape {dims}", field=where
         )
-    return np.frombuffer(raw, dtype=kind).reshape(dims).copy()

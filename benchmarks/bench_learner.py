@@ -33,7 +33,7 @@ from banditkit.service.experiment import build_bandit
 from banditkit.service.learner import Learner
 from banditkit.service.model import split
 from banditkit.service.schemas import ExperimentCreate
-from banditkit.service.stores.base import DecisionRecord, Probabilities, encode_state
+from banditkit.service.stores.base import DecisionRecord, Probabilities
 from banditkit.service.stores.redis_keys import (
     APPLY_BATCH,
     CLAIM_REWARDS,
@@ -48,6 +48,8 @@ from banditkit.service.stores.redis_keys import (
     experiments_key,
     log_args,
     log_keys,
+    pack_state,
+    read_meta,
 )
 
 ARMS = [f"arm{i}" for i in range(10)]
@@ -77,7 +79,7 @@ class Timed:
         return call
 
 
-def fill(client, prefix: str, rewards: int) -> tuple[dict, float]:
+def fill(client, prefix: str, rewards: int) -> tuple[dict[bytes, bytes], float]:
     """Create the experiment, log and reward ``rewards`` decisions; its starting meta and the seconds taken."""
     started = time.perf_counter()
     spec = ExperimentCreate(
@@ -95,7 +97,7 @@ def fill(client, prefix: str, rewards: int) -> tuple[dict, float]:
         json.dumps(spec.model_dump(mode="json")),
         repr(time.time()),
         json.dumps(model),
-        encode_state(arrays),
+        pack_state(arrays),
         0,
         json.dumps({"kind": "create"}),
     )
@@ -127,10 +129,10 @@ def fill(client, prefix: str, rewards: int) -> tuple[dict, float]:
         claims = [(r.decision_id, v, "client") for r, v in zip(records, values, strict=True)]
         reward(keys=claim_keys(keys), args=claim_args(now, 3600.0, "bench", claims), client=pipe)
         pipe.execute()
-    return client.hgetall(keys.meta), time.perf_counter() - started
+    return read_meta(client, keys.meta), time.perf_counter() - started
 
 
-def reset(client, prefix: str, meta: dict) -> None:
+def reset(client, prefix: str, meta: dict[bytes, bytes]) -> None:
     """The model as created and every reward undelivered again, so the next run learns the same stream."""
     keys = Keys.of(prefix, "bench")
     client.hset(keys.meta, mapping=meta)

@@ -292,7 +292,6 @@ def reward_latency(redis_url: str, rate: int, seconds: float) -> tuple[float, fl
     ``banditkit learn`` process learns; a reward is in the model once the stored ledger counts it."""
     from bench_learner import fill
 
-    from banditkit.service.stores.base import decode_state
     from banditkit.service.stores.redis_keys import (
         CLAIM_REWARDS,
         LOG_DECISIONS,
@@ -302,6 +301,8 @@ def reward_latency(redis_url: str, rate: int, seconds: float) -> tuple[float, fl
         connect,
         log_args,
         log_keys,
+        parse_meta,
+        read_meta,
     )
 
     client, _ = connect(redis_url)
@@ -310,7 +311,7 @@ def reward_latency(redis_url: str, rate: int, seconds: float) -> tuple[float, fl
     total = int(rate * seconds)
     try:
         fill(client, prefix, 0)
-        meta_pulls = lambda: decode_state(client.hget(keys.meta, "state"))["ledger/pulls"].sum()
+        meta_pulls = lambda: parse_meta(read_meta(client, keys.meta)).state["ledger/pulls"].sum()
         from banditkit.service.stores.base import DecisionRecord, Probabilities
 
         probabilities = Probabilities({f"arm{i}": 0.1 for i in range(10)})
@@ -351,7 +352,7 @@ def reward_latency(redis_url: str, rate: int, seconds: float) -> tuple[float, fl
                 current = watcher.hget(keys.meta, "version")
                 if current != version:
                     version = current
-                    pulls = decode_state(watcher.hget(keys.meta, "state"))["ledger/pulls"].sum()
+                    pulls = parse_meta(read_meta(watcher, keys.meta)).state["ledger/pulls"].sum()
                     applied.append((time.perf_counter(), pulls))
                 time.sleep(0.001)
 

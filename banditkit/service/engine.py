@@ -150,10 +150,26 @@ class Engine:
         return new
 
     async def reload(self, name: str) -> None:
-        """Serve ``name`` as stored now (if the store has a newer version than the one served)."""
-        record = await asyncio.to_thread(self.store.load_experiment, name)
-        if record is not None:
-            self._adopt(record)
+        """Serve ``name`` as stored now (if the store has a newer version than the one served).
+
+        Read and built in a worker thread: a linear model of megabytes takes milliseconds to build, which the
+        event loop spends serving (numpy releases the interpreter lock for most of it).
+        """
+        record, built = await asyncio.to_thread(self._load, name)
+        if built is not None:
+            served = self.experiments.setdefault(name, built)
+            if served is not built:  # created or discovered meanwhile
+                served.adopt(record)
+
+    def _load(self, name: str) -> tuple[ExperimentRecord | None, Experiment | None]:
+        """In a worker thread: the stored record, adopted by the served experiment, or built if none is served."""
+        record = self.store.load_experiment(name)
+        served = self.experiments.get(name)
+        if record is None or served is not None:
+            if served is not None:
+                served.adopt(record)
+            return record, None
+        return record, restore(record, self.refresh_s, self._executor)
 
     def _adopt(self, record: ExperimentRecord) -> Experiment:
         experiment = self.experiments.get(record.name)

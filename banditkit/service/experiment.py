@@ -51,12 +51,18 @@ class Experiment:
                 pass
 
     def adopt(self, record: ExperimentRecord | None) -> None:
-        """Serve ``record`` if its version is newer than the served Bandit's (another writer moved it)."""
+        """Serve ``record`` if its version is newer than the served Bandit's (another writer moved it).
+
+        Safe from any thread: the Bandit is built outside the lock (milliseconds for a linear model of megabytes,
+        so the engine builds it off the event loop) and swapped in under it, where its generator takes the
+        served one's state as it is then, so draws made while it was built are not drawn again.
+        """
         if record is None or record.version <= self.bandit.version:
             return
         bandit = join(record.model, record.state, record.version, self.bandit.rng)
         with self.lock:  # the distribution cache sees the new version (and any change of arms)
             if record.version > self.bandit.version:  # not overtaken while it was built
+                bandit.rng.bit_generator.state = self.bandit.rng.bit_generator.state
                 self.bandit = bandit
 
     def default_arm(self) -> str:

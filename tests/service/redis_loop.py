@@ -17,7 +17,7 @@ from banditkit.bandit import Bandit
 from banditkit.service.experiment import build_bandit
 from banditkit.service.model import join, served_state, split
 from banditkit.service.schemas import ExperimentCreate, PolicySpec
-from banditkit.service.stores.base import DecisionRecord, decode_state, encode_state
+from banditkit.service.stores.base import DecisionRecord
 from banditkit.service.stores.redis_keys import (
     CLAIM_REWARDS,
     CREATE_EXPERIMENT,
@@ -28,6 +28,9 @@ from banditkit.service.stores.redis_keys import (
     experiments_key,
     log_args,
     log_keys,
+    pack_state,
+    parse_meta,
+    read_meta,
 )
 
 _SEQUENCE = itertools.count()
@@ -85,7 +88,7 @@ def create(
         json.dumps(spec.model_dump(mode="json")),
         repr(time.time()),
         json.dumps(model),
-        encode_state(arrays),
+        pack_state(arrays),
         bandit.version,
         json.dumps({"kind": "create"}),
     )
@@ -141,8 +144,8 @@ def claim(
 
 def stored_bandit(client, prefix: str, name: str) -> Bandit:
     """The Bandit as the learner left it in meta."""
-    meta = client.hgetall(Keys.of(prefix, name).meta)
-    return join(json.loads(meta["model"]), decode_state(meta["state"]), int(meta["version"]), np.random.default_rng(0))
+    meta = parse_meta(read_meta(client, Keys.of(prefix, name).meta))
+    return join(meta.model, meta.state, meta.version, np.random.default_rng(0))
 
 
 def assert_same_learning(learned: Bandit, reference: Bandit, exact_keys=None) -> None:

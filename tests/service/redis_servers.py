@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -34,8 +35,8 @@ from banditkit.service.experiment import build_bandit
 from banditkit.service.learner import Learner
 from banditkit.service.model import split
 from banditkit.service.schemas import MAX_BATCH, ExperimentCreate
-from banditkit.service.stores.base import DecisionRecord, RewardRecord, decision_from_row, decode_state
-from banditkit.service.stores.redis_keys import LEARNERS, Keys, reward_from_json
+from banditkit.service.stores.base import DecisionRecord, RewardRecord, decision_from_row
+from banditkit.service.stores.redis_keys import LEARNERS, Keys, read_meta, reward_from_json, unpack_state
 
 ROOT = Path(__file__).resolve().parents[2]
 INSTALL_HINT = "sudo apt-get install -y redis-server redis-tools"
@@ -645,9 +646,10 @@ class Load:
 
 
 # ---- reading the store back ------------------------------------------------------------------------
-def meta(client, prefix: str, experiment: str) -> dict[str, str]:
-    """The experiment's meta hash (model, state, version, reward offset)."""
-    return client.hgetall(Keys.of(prefix, experiment).meta)
+def meta(client, prefix: str, experiment: str) -> dict[str, Any]:
+    """The experiment's meta hash (model, state, version, reward offset): ``str`` values, the packed state ``bytes``."""
+    raw = read_meta(client, Keys.of(prefix, experiment).meta)
+    return {key.decode(): value if key == b"state" else value.decode() for key, value in raw.items()}
 
 
 def stored_rewards(client, prefix: str, experiment: str) -> dict[str, RewardRecord]:
@@ -683,13 +685,13 @@ def reference_arrays(spec: dict, arms: list[str], values: list[float]) -> tuple[
 
 def assert_model_is_reference(
     client, prefix: str, spec: dict, rewards: dict[str, float], decisions: dict[str, str]
-) -> dict[str, str]:
+) -> dict[str, Any]:
     """The stored state equals, bit for bit, the reference Bandit updated with ``rewards`` (decision id ->
     value) on the arms of ``decisions`` (decision id -> arm); returns the meta hash."""
     stored = meta(client, prefix, spec["name"])
     ids = sorted(rewards)
     model, expected = reference_arrays(spec, [decisions[i] for i in ids], [rewards[i] for i in ids])
-    state = decode_state(stored["state"])
+    state = unpack_state(stored["state"])
     assert sorted(state) == sorted(expected), (sorted(state), sorted(expected))
     for key, value in expected.items():
         assert state[key].dtype == value.dtype and state[key].shape == value.shape, key
@@ -765,7 +767,7 @@ def assert_log_matches(client, prefix: str, experiment: str, acknowledged: Ackno
     assert int(counts["rewards"]) == len(rewards) and int(counts["decisions"]) == len(logged), counts
 
 
-def assert_drained(client, prefix: str, experiment: str) -> dict[str, str]:
+def assert_drained(client, prefix: str, experiment: str) -> dict[str, Any]:
     """The learners' group has nothing pending and the model holds every reward of the stream."""
     keys = Keys.of(prefix, experiment)
     stored = meta(client, prefix, experiment)
@@ -787,7 +789,7 @@ def drain(store: str) -> None:
         learner.client.close()
 
 
-def check_against_acknowledged(client, prefix: str, spec: dict, acknowledged: Acknowledged) -> dict[str, str]:
+def check_against_acknowledged(client, prefix: str, spec: dict, acknowledged: Acknowledged) -> dict[str, Any]:
     """After a drain: the log holds what was acknowledged, and the model is the reference over it."""
     assert_log_matches(client, prefix, spec["name"], acknowledged)
     arms = {decision_id: answer["arm"] for decision_id, answer in acknowledged.decisions.items()}

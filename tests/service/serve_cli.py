@@ -1,6 +1,8 @@
 """``banditkit serve`` in a child process, as a user runs it: the real command line, its log read as it comes.
 
 The log is read from a pipe (not a file), so it keeps flowing when a test limits the server's file sizes.
+Also the checks of a store that cannot take writes (a full disk, Redis out of memory) over HTTP: 503 naming
+the cause, degraded health, and a recovery with one log line for the outage and one for its end.
 """
 
 from __future__ import annotations
@@ -103,3 +105,68 @@ def banditkit_serve(tmp_path):
     yield start
     for server in started:
         server.stop()
+
+
+# ---- a store that cannot take writes, seen over HTTP ----------------------------------------------------
+def wait_for(condition, what: str, timeout_s: float = 10.0):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def assert_refused(response: httpx.Response, cause: str) -> None:
+    """503, JSON naming ``cause``, Retry-After."""
+    assert response.status_code == 503, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["retry-after"] == "1"
+    assert cause in response.json()["detail"], response.json()
+
+
+def refused_changes(http: httpx.Client, decision_id: str, snapshot_id: int, cause: str) -> None:
+    """Every write but decisions is refused: rewards (single, batch), create, arms, snapshot, rollback."""
+    reward = {"decision_id": decision_id, "value": 1.0}
+    assert_refused(http.post("/v1/experiments/hero/rewards", json=reward), cause)
+    assert_refused(http.post("/v1/experiments/hero/rewards/batch", json={"rewards": [reward]}), cause)
+    assert_refused(http.post("/v1/experiments", json={"name": "other", "arms": ["x", "y"]}), cause)
+    assert_refused(http.patch("/v1/experiments/hero/arms", json={"add": ["d"]}), cause)
+    assert_refused(http.post("/v1/experiments/hero/snapshots"), cause)
+    assert_refused(http.post("/v1/experiments/hero/rollback", json={"snapshot_id": snapshot_id}), cause)
+    health = http.get("/v1/health").json()
+    assert health["status"] == "degraded" and health["store"] == "unavailable" and cause in health["cause"], health
+    assert http.get("/v1/experiments/hero").status_code == 200  # reads go on
+
+
+def recovers(http: httpx.Client, server, decision_id: str, arm_count: int = 3) -> None:
+    """After space is freed: the retried reward is applied once, health is ok again, nothing refused was kept,
+    and the log has one line for the outage, one for its end, and no traceback."""
+    reward = {"decision_id": decision_id, "value": 1.0}
+    first = wait_for(
+        lambda: (answer := http.post("/v1/experiments/hero/rewards", json=reward)).status_code == 200 and answer,
+        "the retried reward to be accepted",
+    )
+    assert first.json()["applied"] is True
+    again = http.post("/v1/experiments/hero/rewards", json=reward)
+    assert again.status_code == 200 and again.json() == first.json()
+    wait_for(lambda: http.get("/v1/health").json() == {"status": "ok"}, "health to be ok again")
+    assert http.get("/v1/experiments/hero/stats").json()["rewards"] == 1
+    assert http.get("/v1/experiments/other").status_code == 404
+    assert len(http.get("/v1/experiments/hero").json()["arms"]) == arm_count
+    log = server.log()
+    assert log.count("cannot take writes") == 1, log
+    assert log.count("takes writes again") == 1, log
+    assert "Traceback" not in log, log
+
+
+def started(http: httpx.Client) -> tuple[str, int]:
+    """An experiment "hero" with a snapshot and a decision waiting for its reward: (decision id, snapshot id)."""
+    created = http.post("/v1/experiments", json={"name": "hero", "arms": ["a", "b", "c"], "attribution_window_s": 3600})
+    assert created.status_code == 201, created.text
+    snapshot = http.post("/v1/experiments/hero/snapshots")
+    assert snapshot.status_code == 201, snapshot.text
+    decision = http.post("/v1/experiments/hero/decisions", json={"unit": "first"})
+    assert decision.status_code == 200 and decision.json()["fallback"] is False
+    return decision.json()["decision_id"], snapshot.json()["snapshot_id"]

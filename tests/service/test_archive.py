@@ -15,7 +15,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from redis.exceptions import OutOfMemoryError
 from redis_loop import Interposed, Killed, claim, create, log_decisions, stored_bandit
+from redis_servers import RedisServer
 
 from banditkit.ope import load_log
 from banditkit.service import export
@@ -193,3 +195,30 @@ def test_the_log_export_reads_the_archive_then_redis_each_row_once(redis_prefix,
 
 def _die():
     raise Killed("after writing, before trimming")
+
+
+def test_the_archive_frees_a_redis_out_of_memory_and_keeps_every_reward(tmp_path, processes):
+    """Out of memory, Redis refuses a script at a write that may take memory made before any other: the trim
+    deletes first, so it runs whole and frees memory (were the offset written first, it would be refused and
+    the archive could not free anything)."""
+    redis_server = processes(
+        RedisServer(tmp_path / "redis", aof=False, extra=("--maxmemory-policy", "noeviction"))
+    ).start()
+    prefix = "oom"
+    with redis_server.client() as client:
+        records = logged(client, prefix, n=20)
+        learning = Learner(client, prefix)
+        learning.step(now=later())  # learned and settled, nothing archived yet
+        learning.close()
+        learner = Learner(client, prefix, archive_dir=tmp_path / "archive", retention_s=RETENTION)
+        assert learner.archive_pass(now=time.time()).archived == 0  # leased (taking it writes), nothing old yet
+        client.config_set("maxmemory", client.info("memory")["used_memory"] - 256 * 1024)
+        with pytest.raises(OutOfMemoryError):
+            client.set("one-more", "x")
+        assert learner.archive_pass(now=later()).archived == 20
+        keys = Keys.of(prefix, "hero")
+        assert client.hlen(keys.pending) == client.hlen(keys.rewards) == client.xlen(keys.decisions) == 0
+        assert client.hget(keys.meta, "archive_offset") != "0-0"
+    rows = archived_rows(tmp_path / "archive" / "experiment=hero")
+    assert [row["decision_id"] for row in rows] == [r.decision_id for r in records]
+    assert [row["reward"] for row in rows] == [1.0 if i % 2 == 0 else 0.0 for i in range(20)]

@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pytest
 
+from banditkit.service import experiment as experiment_module
 from banditkit.service import rewarding
 from banditkit.service.engine import Engine
 from banditkit.service.model import DeltaPlanner, split
@@ -262,3 +263,31 @@ def test_memory_that_missed_a_commit_reloads_the_stored_model():
     assert arrays.keys() == record.state.keys()
     for key, value in arrays.items():
         np.testing.assert_array_equal(value, record.state[key], err_msg=key)
+
+
+def test_an_adopted_model_continues_the_served_random_stream(monkeypatch):
+    """A model adopted from the store (built off the event loop while decisions go on) draws on from where the
+    served Bandit's generator is at the swap: the draws made while it was built are not drawn again."""
+    engine = Engine(MemoryStore())
+    try:
+        run(engine.create(spec(seed=5)))
+        experiment = engine.experiments["hero"]
+        served = experiment.bandit
+        model, arrays = split(served)
+        record = engine.store.load_experiment("hero")
+        newer = type(record)(record.name, record.config, model, arrays, served.version + 1, record.created_at)
+        drawn_meanwhile: list[float] = []
+        join = experiment_module.join
+
+        def join_while_serving(*args):
+            built = join(*args)
+            drawn_meanwhile.extend(served.rng.random(3).tolist())  # decisions served while it was built
+            return built
+
+        monkeypatch.setattr(experiment_module, "join", join_while_serving)
+        experiment.adopt(newer)
+        assert experiment.bandit is not served and experiment.bandit.version == served.version + 1
+        assert experiment.bandit.rng.random(4).tolist() == served.rng.random(4).tolist()
+        assert not set(drawn_meanwhile) & set(experiment.bandit.rng.random(100).tolist())
+    finally:
+        engine.close()

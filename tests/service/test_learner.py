@@ -16,10 +16,14 @@ import numpy as np
 import pytest
 import redis
 from redis_loop import Interposed, Killed, assert_same_learning, claim, create, log_decisions, stored_bandit
+from redis_servers import RedisServer
 
+from banditkit._codec import PACK_MAGIC
 from banditkit.service import learner as learner_module
 from banditkit.service.learner import Learner
-from banditkit.service.model import apply_rewards, reward_delta
+from banditkit.service.model import apply_rewards, reward_delta, split
+from banditkit.service.stores.base import encode_state
+from banditkit.service.stores.redis import RedisStore
 from banditkit.service.stores.redis_keys import APPLY_BATCH, LEARNERS, READ_REWARDS, Keys, experiments_key
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,6 +86,32 @@ def test_the_learned_model_is_update_many_bit_for_bit(redis_prefix, policy, para
         assert_same_learning(learned, reference)
     assert learner.step().applied == 0  # nothing left, nothing learned twice
     assert client.xpending(Keys.of(prefix, "hero").reward_stream, LEARNERS)["pending"] == 0
+
+
+def test_a_state_stored_as_json_before_the_binary_pack_loads_and_is_packed_at_the_next_update(redis_prefix, tmp_path):
+    """Stores written before the state was packed hold it (and their snapshots' states) as JSON text: serving
+    workers and the learner read it as it is, and the learner's next update writes the pack."""
+    client, prefix = redis_prefix
+    start, arms, rewards, contexts, _, _ = workload(client, prefix, "hero", "linucb", 40, 3, n_features=3)
+    keys = Keys.of(prefix, "hero")
+    _, arrays = split(start)
+    client.hset(keys.meta, "state", encode_state(arrays))
+    snapshot = {"policy_version": 0, "created_at": 1000.0, "model": {"arms": ARMS}, "state": encode_state(arrays)}
+    client.hset(keys.snapshots, 1, json.dumps(snapshot))
+    store = RedisStore(f"redis://127.0.0.1:6379/0?prefix={prefix}", spool_dir=tmp_path)
+    try:
+        for loaded in (store.load_experiment("hero").state, store.get_snapshot("hero", 1).state):
+            assert {key: value.tobytes() for key, value in loaded.items()} == {
+                key: value.tobytes() for key, value in arrays.items()
+            }
+        assert [s.snapshot_id for s in store.list_snapshots("hero")] == [1]
+    finally:
+        store.close()
+    assert Learner(client, prefix).step().applied == 40
+    assert client.execute_command("HGET", keys.meta, "state", NEVER_DECODE=True).startswith(PACK_MAGIC)
+    reference = start.__class__.from_dict(start.to_dict())
+    reference.update_many(arms, rewards, contexts=contexts)
+    assert_same_learning(stored_bandit(client, prefix, "hero"), reference, exact_keys={"A", "b"})
 
 
 def test_guardrails_act_in_the_learner_and_are_stored_with_the_model(redis_prefix):
@@ -440,3 +470,32 @@ def test_an_experiment_without_meta_is_skipped_not_waited_for(redis_prefix):
     ghost = Keys.of(prefix, "ghost")
     time.sleep(0.01)
     assert not any(client.exists(key) for key in ghost.all())
+
+
+def test_a_streaming_learner_waits_out_redis_out_of_memory(tmp_path, processes, caplog):
+    """Redis out of memory refuses the learner's update: a streaming learner logs the cause and retries every
+    second instead of stopping, and learns the rewards once Redis has room again."""
+    redis_server = processes(
+        RedisServer(tmp_path / "redis", aof=False, extra=("--maxmemory-policy", "noeviction"))
+    ).start()
+    prefix = "oom"
+    with redis_server.client() as client:
+        workload(client, prefix, "hero", "thompson", 50, 1)
+        client.config_set("maxmemory", client.info("memory")["used_memory"] - 256 * 1024)
+        stop = threading.Event()
+        learner = Learner(client, prefix)
+        running = threading.Thread(target=learner.run, kwargs={"stop": stop})
+        with caplog.at_level("WARNING", logger="banditkit.learner"):
+            running.start()
+            deadline = time.monotonic() + 10
+            while "out of memory" not in caplog.text:
+                assert running.is_alive() and time.monotonic() < deadline, caplog.text
+                time.sleep(0.05)
+            assert stored_bandit(client, prefix, "hero").pulls.sum() == 0
+            client.config_set("maxmemory", 0)
+            while stored_bandit(client, prefix, "hero").pulls.sum() < 50:
+                assert running.is_alive() and time.monotonic() < deadline + 10
+                time.sleep(0.05)
+        stop.set()
+        running.join(10)
+        learner.close()

@@ -1,7 +1,7 @@
 """Redis goes away under load: decisions keep being answered (the default arm, flagged fallback, spooled to a
 local file), rewards get 503 with Retry-After, health says degraded; when Redis is back the spooled decisions
 are logged, each exactly once. The Redis here is a redis-server of the test's own (no persistence), killed
-and restarted by its PID."""
+and restarted by its PID. Redis out of memory is the same outage, though it answers."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ import time
 
 import httpx
 import numpy as np
+import pytest
+from redis.exceptions import OutOfMemoryError
 from redis_servers import RedisServer
+from serve_cli import recovers, refused_changes, started
 
 from banditkit.service import Settings
 from banditkit.service.runner import running
@@ -130,3 +133,37 @@ def test_scripts_a_server_lost_are_loaded_again(tmp_path, processes):
         assert store.available
     finally:
         store.close()
+
+
+def test_redis_out_of_memory_answers_503_and_recovers(tmp_path, processes, banditkit_serve):
+    """Redis at ``maxmemory`` with nothing it may evict refuses writes (OOM), though it still answers PING:
+    rewards and model changes get 503 naming the cause, decisions fall back to the default arm and are
+    spooled, health is degraded. Once ``maxmemory`` is raised, the retried reward is applied once, the spooled
+    decision is logged, and the log has one line for the outage and one for its end."""
+    redis_server = processes(
+        RedisServer(tmp_path / "redis", aof=False, extra=("--maxmemory", "4mb", "--maxmemory-policy", "noeviction"))
+    ).start()
+    server = banditkit_serve(
+        "--store", f"{redis_server.url}?prefix=oom", env={"BANDITKIT_SPOOL_DIR": str(tmp_path / "spool")}
+    )
+    cause = "Redis: is out of memory (OOM"
+    with httpx.Client(base_url=server.url, timeout=10.0) as http, redis_server.client() as client:
+        decision_id, snapshot_id = started(http)
+        with pytest.raises(OutOfMemoryError):
+            for index in range(10_000):
+                client.set(f"filler:{index}", "x" * 4000)
+        # Full: the data sits a few kilobytes under the limit, where a small write may still fit. A limit
+        # 256 KB below the data (the data grew, or maxmemory was lowered) refuses every write.
+        client.config_set("maxmemory", client.info("memory")["used_memory"] - 256 * 1024)
+        refused_changes(http, decision_id, snapshot_id, cause)
+        fallback = http.post("/v1/experiments/hero/decisions", json={"unit": "during"})
+        assert fallback.status_code == 200 and fallback.json()["fallback"] is True, fallback.text
+        time.sleep(0.5)  # the store probes Redis every 0.2 s meanwhile: it stays unavailable, logging nothing
+        assert http.get("/v1/health").json()["cause"].startswith(cause)
+        client.config_set("maxmemory", "0")  # no limit
+        recovers(http, server, decision_id)
+        wait_for(
+            lambda: fallback.json()["decision_id"] in http.get("/v1/experiments/hero/log?format=csv").text,
+            "the spooled decision to be logged",
+        )
+        assert client.exists("oom:probe") == 0  # the probe wrote nothing

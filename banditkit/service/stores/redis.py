@@ -15,7 +15,8 @@ fallback, and logs those here), fallback decisions are appended to a local
 spool file (fsync) and shipped, each exactly once, by the same thread as soon
 as Redis answers again; rewards fail with :class:`~.base.StoreUnavailableError`.
 Redis refusing writes because it cannot persist them (``MISCONF``: its disk is
-full) is the same outage, named by its cause; so is a full disk under the spool
+full) or because it is out of memory (``OOM``: used memory above ``maxmemory``,
+nothing it may evict) is the same outage, named by its cause; so is a full disk under the spool
 for the decisions that cannot be spooled then (they get 503, never an answer
 that is not logged). Each outage is logged once when it starts and once when it
 ends (:class:`~.base.Outage`).
@@ -61,9 +62,7 @@ from .base import (
     completed,
     decision_from_row,
     decision_row,
-    decode_state,
     disk_failure,
-    encode_state,
     moved,
 )
 
@@ -159,7 +158,7 @@ class RedisStore(Store):
                 json.dumps(record.config),
                 repr(record.created_at),
                 json.dumps(record.model),
-                encode_state(record.state),
+                rk.pack_state(record.state),
                 record.version,
                 _event_json(record.name, record.version, event),
             )
@@ -173,7 +172,7 @@ class RedisStore(Store):
         names = sorted(self.experiment_names())
         pipe = self.client.pipeline(transaction=False)
         for name in names:
-            pipe.hgetall(self.keys(name).meta)
+            rk.read_meta(pipe, self.keys(name).meta)
         records = [self._record(name, meta) for name, meta in zip(names, self._call(pipe.execute), strict=True) if meta]
         return sorted(records, key=lambda record: record.created_at)
 
@@ -181,7 +180,7 @@ class RedisStore(Store):
         return self._call(self.client.smembers, rk.experiments_key(self.prefix))
 
     def load_experiment(self, name: str) -> ExperimentRecord | None:
-        meta = self._call(self.client.hgetall, self.keys(name).meta)
+        meta = self._call(rk.read_meta, self.client, self.keys(name).meta)
         return self._record(name, meta) if meta else None
 
     def versions(self, names: list[str]) -> dict[str, int]:
@@ -191,17 +190,11 @@ class RedisStore(Store):
             pipe.hget(self.keys(name).meta, "version")
         return {name: int(v) for name, v in zip(names, self._call(pipe.execute), strict=True) if v is not None}
 
-    def _record(self, name: str, meta: dict) -> ExperimentRecord:
-        config = json.loads(meta["config"])
-        self._windows[name] = _window(config)
-        return ExperimentRecord(
-            name,
-            config,
-            json.loads(meta["model"]),
-            decode_state(meta["state"]),
-            int(meta["version"]),
-            float(meta["created_at"]),
-        )
+    def _record(self, name: str, meta: dict[bytes, bytes]) -> ExperimentRecord:
+        """The record of a meta hash read by :func:`~.redis_keys.read_meta`."""
+        stored = rk.parse_meta(meta)
+        self._windows[name] = _window(stored.config)
+        return ExperimentRecord(name, stored.config, stored.model, stored.state, stored.version, stored.created_at)
 
     def replace_model(self, name: str, change: ModelChange) -> Future:
         """Compare-and-set on the stored version.
@@ -222,7 +215,7 @@ class RedisStore(Store):
                     keys.meta,
                     mapping={
                         "model": json.dumps(change.model),
-                        "state": encode_state(change.state),
+                        "state": rk.pack_state(change.state),
                         "version": change.version,
                     },
                 )
@@ -246,10 +239,9 @@ class RedisStore(Store):
             pipe.hset(
                 keys.snapshots,
                 snapshot_id,
-                json.dumps(
-                    {"policy_version": version, "created_at": created_at, "model": model, "state": encode_state(state)}
-                ),
+                json.dumps({"policy_version": version, "created_at": created_at, "model": model}),
             )
+            pipe.hset(keys.snapshot_states, snapshot_id, rk.pack_state(state))
             pipe.rpush(keys.events, _event_json(name, version, {"kind": "snapshot", "snapshot_id": snapshot_id}))
             pipe.execute()
             return snapshot_id
@@ -257,12 +249,24 @@ class RedisStore(Store):
         return self._submit_alone(job)
 
     def get_snapshot(self, name: str, snapshot_id: int) -> SnapshotRecord | None:
-        text = self._call(self.client.hget, self.keys(name).snapshots, snapshot_id)
-        return None if text is None else _snapshot(name, snapshot_id, text)
+        return next(iter(self._snapshots(name, [snapshot_id])), None)
 
     def list_snapshots(self, name: str) -> list[SnapshotRecord]:
-        stored = self._call(self.client.hgetall, self.keys(name).snapshots)
-        return [_snapshot(name, int(i), text) for i, text in sorted(stored.items(), key=lambda item: int(item[0]))]
+        ids = self._call(self.client.hkeys, self.keys(name).snapshots)
+        return self._snapshots(name, sorted(int(i) for i in ids))
+
+    def _snapshots(self, name: str, ids: list[int]) -> list[SnapshotRecord]:
+        """The snapshots of ``name`` with these ids (those that exist), in one round trip."""
+        if not ids:
+            return []
+        keys = self.keys(name)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hmget(keys.snapshots, ids)
+        rk.read_snapshot_states(pipe, keys.snapshot_states, ids)
+        texts, blobs = self._call(pipe.execute)
+        return [
+            _snapshot(name, i, text, blob) for i, text, blob in zip(ids, texts, blobs, strict=True) if text is not None
+        ]
 
     def events(self, name: str) -> list[dict]:
         return [json.loads(text) for text in self._call(self.client.lrange, self.keys(name).events, 0, -1)]
@@ -486,7 +490,7 @@ class RedisStore(Store):
             except DOWN as error:
                 future.set_exception(self._down(f"does not answer ({error})"))
             except ResponseError as error:
-                cause = _refusal(error)
+                cause = rk.refusal(error)
                 future.set_exception(error if cause is None else self._down(cause))
             except Exception as error:
                 future.set_exception(error)
@@ -520,7 +524,7 @@ class RedisStore(Store):
             if isinstance(reply, NoScriptError) and not retried:
                 unloaded.append((job, future))  # not run: a restarted server lost its scripts
             elif isinstance(reply, Exception):
-                cause = _refusal(reply)
+                cause = rk.refusal(reply)
                 future.set_exception(reply if cause is None else self._down(cause))
             else:
                 future.set_result(job[2](reply))
@@ -564,18 +568,20 @@ class RedisStore(Store):
         """If Redis takes writes, turn available again.
 
         Reload the scripts (a restarted server has none) and ship the spools first. PING is refused too
-        while Redis cannot persist writes.
+        while Redis cannot persist writes, not while it is out of memory: :func:`~.redis_keys.probe_writes`
+        is.
         """
         try:
             self.client.ping()
             if not self._available:
+                rk.probe_writes(self.client, self.prefix)
                 self._load_scripts()
             self._ship_spools()
         except DOWN as error:
             self._down(f"does not answer ({error})", refused=0)
             return
-        except ResponseError as error:  # MISCONF, or another refusal: retried at the next round either way
-            self._down(_refusal(error) or f"refuses writes ({error})", refused=0)
+        except ResponseError as error:  # MISCONF, OOM, or another refusal: retried at the next round either way
+            self._down(rk.refusal(error) or f"refuses writes ({error})", refused=0)
             return
         if not self._available:
             self._outage.succeeded()
@@ -644,15 +650,6 @@ def _append(descriptor: int, data: bytes) -> None:
         raise
 
 
-def _refusal(error: Exception) -> str | None:
-    """The cause when Redis refuses a write because it cannot persist it, else None.
-
-    ``MISCONF``: its disk is full or failing; anything else is an error of the command itself.
-    """
-    message = str(error)
-    return f"cannot persist writes ({message})" if message.startswith("MISCONF") else None
-
-
 def _window(config: dict) -> float:
     return float(config.get("attribution_window_s", float("inf")))
 
@@ -676,8 +673,8 @@ def _event_json(name: str, version: int, event: dict) -> str:
     return json.dumps({"experiment": name, "time": time.time(), "policy_version": version, **event})
 
 
-def _snapshot(name: str, snapshot_id: int, text: str) -> SnapshotRecord:
+def _snapshot(name: str, snapshot_id: int, text: str, blob: bytes | None) -> SnapshotRecord:
+    """A snapshot from its JSON and packed state (stores written before the state was packed kept it in the JSON)."""
     data = json.loads(text)
-    return SnapshotRecord(
-        snapshot_id, name, data["policy_version"], data["created_at"], data["model"], decode_state(data["state"])
-    )
+    state = rk.unpack_state(data["state"].encode() if blob is None else blob)
+    return SnapshotRecord(snapshot_id, name, data["policy_version"], data["created_at"], data["model"], state)

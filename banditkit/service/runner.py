@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from .app import create_app
 from .config import Settings
+from .metrics import Metrics
 
 
 def free_port() -> int:
@@ -83,9 +85,18 @@ def serve(settings: Settings, *, workers: int = 1, log_level: str = "info") -> N
         return
     # Each worker process builds its app from the environment. uvicorn stops every worker when a restarted
     # one fails its start-up: during a Redis outage a restarted worker must wait for Redis instead.
-    os.environ.update(settings_env(settings.model_copy(update={"wait_for_store": True})))
-    config = ServerConfig("banditkit.service.app:create_app", settings, factory=True, workers=workers, **options)
-    Multiprocess(config, sockets=[config.bind_socket()]).run()
+    update: dict = {"wait_for_store": True}
+    with contextlib.ExitStack() as cleanup:
+        if settings.metrics:  # the workers add up each other's counts in one folder (see .metrics)
+            folder = settings.metrics_dir
+            if folder is None:
+                folder = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="banditkit-metrics-")))
+            folder.mkdir(parents=True, exist_ok=True)
+            Metrics.clear_folder(folder)
+            update["metrics_dir"] = folder
+        os.environ.update(settings_env(settings.model_copy(update=update)))
+        config = ServerConfig("banditkit.service.app:create_app", settings, factory=True, workers=workers, **options)
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

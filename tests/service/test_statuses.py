@@ -203,6 +203,7 @@ CALLS: list[Call] = [
     Call("POST", "/v1/experiments/{name}/rollback", 404, body={"snapshot_id": 99}, token=ADMIN, fragment="snapshot 99"),
     Call("GET", "/v1/experiments/{name}/events", 200),
     Call("GET", "/v1/health", 200, token=None),
+    Call("GET", "/metrics", 200),
 ]
 #: With the store down (Redis killed under the server), each operation on a served experiment ('hero') and on an
 #: unknown one ('nope'): 503 with Retry-After, but for what the server answers from memory (decisions fall back

@@ -286,7 +286,7 @@ def test_metrics_can_be_turned_off():
 def test_two_workers_add_up_and_the_learning_loop_is_reported(tmp_path, processes, shared_store):
     """``serve --workers 2`` on Redis: the decisions and rewards both workers answered are counted once each,
     whichever worker answers the scrape; the reward stream's gauges follow a learner's pass."""
-    url, prefix, _ = shared_store
+    url = shared_store[0]
     folder = tmp_path / "metrics"
     server = processes(
         ServeProcess(
@@ -317,17 +317,22 @@ def test_two_workers_add_up_and_the_learning_loop_is_reported(tmp_path, processe
         """Scrapes (new connections: either worker) until ``check`` holds for two in a row, at most 10 s."""
         deadline, streak = time.monotonic() + 10, 0
         while True:
-            samples = scrape(httpx.Client(base_url=base, timeout=30.0))
+            with httpx.Client(base_url=base, timeout=30.0) as http:
+                samples = scrape(http)
             streak = streak + 1 if check(samples) else 0
             if streak == 2:
                 return samples
             assert time.monotonic() < deadline, "the metrics did not settle"
             time.sleep(0.2)
 
-    decided = lambda s: sum(series(s, "banditkit_decisions_total", experiment="hero").values())  # noqa: E731
+    def decided(samples: Samples) -> float:
+        return sum(series(samples, "banditkit_decisions_total", experiment="hero").values())
+
     samples = settled(
-        lambda s: decided(s) == len(answers)
-        and value(s, "banditkit_rewards_total", experiment="hero", outcome="applied") == 10
+        lambda s: (
+            decided(s) == len(answers)
+            and value(s, "banditkit_rewards_total", experiment="hero", outcome="applied") == 10
+        )
     )
     for arm in "ab":
         expected = sum(answer["arm"] == arm for answer in answers)
@@ -346,8 +351,10 @@ def test_two_workers_add_up_and_the_learning_loop_is_reported(tmp_path, processe
     finally:
         learner.close()
     samples = settled(
-        lambda s: value(s, "banditkit_rewards_total", experiment="hero", outcome="defaulted") == len(answers) - 10
-        and value(s, "banditkit_policy_version", experiment="hero") >= 1
+        lambda s: (
+            value(s, "banditkit_rewards_total", experiment="hero", outcome="defaulted") == len(answers) - 10
+            and value(s, "banditkit_policy_version", experiment="hero") >= 1
+        )
     )
     assert value(samples, "banditkit_reward_stream_length", experiment="hero") == len(answers)
     assert value(samples, "banditkit_learner_lag_rewards", experiment="hero") == 0

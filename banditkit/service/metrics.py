@@ -31,9 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from .stores.base import DecisionRecord, LoopHealth, Store, StoreUnavailableError
 
@@ -278,11 +279,15 @@ class Metrics:
             loops = store.learning_loop([view.name for view in views])
         except StoreUnavailableError:
             loops = {}  # the store does not answer: its gauges are left out of this scrape
-        return generate_latest(_Families(counts, views, loops, self.max_arms))
+        return exposition(MetricFamilies(counts, views, loops, self.max_arms))
 
 
-class _Families(Collector):
-    """The metric families of one scrape."""
+class MetricFamilies(Collector):
+    """The metric families of one scrape.
+
+    From the summed ``counts``, the served experiments' ``views`` and the shared store's learning ``loops``,
+    with at most ``max_arms`` arm labels per experiment (plus :data:`OTHER_ARMS`).
+    """
 
     def __init__(
         self, counts: Counts, views: list[ExperimentView], loops: dict[str, LoopHealth], max_arms: int
@@ -316,7 +321,8 @@ class _Families(Collector):
             store.add_metric([operation], _buckets(histogram), histogram[-1])
         yield store
 
-        # Every series of a served experiment starts at 0, so that rate() sees its first increase.
+        # Every arm of a served experiment starts at 0, so that rate() sees its first decision. Fallback reasons
+        # and reward outcomes appear once they happen (12 series per experiment would add a quarter to a scrape).
         served = set(self.views)
         decisions = CounterMetricFamily("banditkit_decisions", "Decisions answered", labels=["experiment", "arm"])
         for experiment in sorted(served | set(counts.decisions)):
@@ -333,19 +339,17 @@ class _Families(Collector):
         fallbacks = CounterMetricFamily(
             "banditkit_fallbacks", "Decisions that served the default arm, by reason", labels=["experiment", "reason"]
         )
-        for experiment in sorted(served | set(counts.fallbacks)):
-            counter = counts.fallbacks.get(experiment, Counter())
-            for reason in sorted({*FALLBACK_REASONS, *counter}):
-                fallbacks.add_metric([experiment, reason], counter[reason])
+        for experiment, counter in sorted(counts.fallbacks.items()):
+            for reason, count in sorted(counter.items()):
+                fallbacks.add_metric([experiment, reason], count)
         yield fallbacks
         rewards = CounterMetricFamily("banditkit_rewards", "Rewards by outcome", labels=["experiment", "outcome"])
         rewarded = {experiment: Counter(counter) for experiment, counter in counts.rewards.items()}
         for experiment, loop in self.loops.items():  # a shared store's learner applies the default rewards
             rewarded.setdefault(experiment, Counter())["defaulted"] += loop.defaulted
-        for experiment in sorted(served | set(rewarded)):
-            counter = rewarded.get(experiment, Counter())
-            for outcome in sorted({*REWARD_OUTCOMES, *counter}):
-                rewards.add_metric([experiment, outcome], counter[outcome])
+        for experiment, counter in sorted(rewarded.items()):
+            for outcome, count in sorted(counter.items()):
+                rewards.add_metric([experiment, outcome], count)
         yield rewards
         yield from self._model_families()
         yield from self._loop_families()
@@ -359,13 +363,19 @@ class _Families(Collector):
         arms = view.arms if view is not None else tuple(counted)
         return set(sorted(arms)[: self.max_arms])
 
-    def _groups(self, arms: tuple[str, ...]) -> list[tuple[str, np.ndarray]]:
-        """(label, indices of the arms it sums): the first ``max_arms`` arms by name alone, the rest together."""
+    def _groups(self, arms: tuple[str, ...]) -> tuple[list[str], np.ndarray]:
+        """The arm labels, and for each arm the position of its label (sums per label: ``np.bincount``).
+
+        The first ``max_arms`` arms by name have a label each, in name order; the others share
+        :data:`OTHER_ARMS`, last.
+        """
         ordered = sorted(range(len(arms)), key=arms.__getitem__)
-        groups = [(arms[index], np.array([index])) for index in ordered[: self.max_arms]]
-        if len(ordered) > self.max_arms:
-            groups.append((OTHER_ARMS, np.array(ordered[self.max_arms :])))
-        return groups
+        labels = [arms[index] for index in ordered[: self.max_arms]]
+        group_of = np.empty(len(arms), dtype=np.intp)
+        group_of[ordered] = np.minimum(np.arange(len(arms)), self.max_arms)
+        if len(arms) > self.max_arms:
+            labels.append(OTHER_ARMS)
+        return labels, group_of
 
     def _model_families(self) -> Iterator[Metric]:
         version = GaugeMetricFamily("banditkit_policy_version", "Policy version served", labels=["experiment"])
@@ -387,16 +397,18 @@ class _Families(Collector):
         )
         for name, view in sorted(self.views.items()):
             version.add_metric([name], view.version)
-            groups = self._groups(view.arms)
-            for arm, indices in groups:
-                pulls = view.pulls[indices].sum()
-                if pulls > 0:
-                    rate.add_metric([name, arm], float(view.reward_sums[indices].sum() / pulls))
+            labels, group_of = self._groups(view.arms)
+            pulls = np.bincount(group_of, weights=view.pulls, minlength=len(labels))
+            sums = np.bincount(group_of, weights=view.reward_sums, minlength=len(labels))
+            for arm, arm_pulls, arm_sum in zip(labels, pulls.tolist(), sums.tolist(), strict=True):
+                if arm_pulls > 0:
+                    rate.add_metric([name, arm], arm_sum / arm_pulls)
             if view.served is None or view.served[0] != view.arms:
                 continue  # nothing served here yet, or the arms changed since: no distribution to report
             probabilities = view.served[1]
-            for arm, indices in groups:
-                share.add_metric([name, arm], float(probabilities[indices].sum()))
+            shares = np.bincount(group_of, weights=probabilities, minlength=len(labels))
+            for arm, arm_share in zip(labels, shares.tolist(), strict=True):
+                share.add_metric([name, arm], arm_share)
             positive = probabilities[probabilities > 0]
             entropy.add_metric([name], float(-(positive * np.log(positive)).sum()))
             rewarded = view.pulls > 0
@@ -431,6 +443,35 @@ class _Families(Collector):
                 lag.add_metric([name], loop.lag)
             age.add_metric([name], loop.unlearned_age_s)
         yield from (length, pending, lag, age)
+
+
+def exposition(collector: Collector) -> bytes:
+    """The text format of ``collector``'s families: the bytes ``prometheus_client.generate_latest`` writes.
+
+    Several times faster, for the families of this module only: their metric and label names are valid as they
+    are, so only label values are escaped (backslash, double quote, line feed), and none has a timestamp or an
+    OpenMetrics-only sample. ``generate_latest`` spends about 9 us per sample checking and escaping names, 30 ms
+    for 100 experiments of 10 arms; tests/service/test_metrics.py checks that both write the same bytes.
+    """
+    lines: list[str] = []
+    for family in collector.collect():
+        name = family.name + "_total" if family.type == "counter" else family.name
+        lines.append(f"# HELP {name} {family.documentation}\n# TYPE {name} {family.type}\n")
+        for sample in family.samples:
+            labels = ",".join(f'{key}="{_escaped(value)}"' for key, value in sorted(sample.labels.items()))
+            lines.append(
+                f"{sample.name}{{{labels}}} {floatToGoString(sample.value)}\n"
+                if labels
+                else f"{sample.name} {floatToGoString(sample.value)}\n"
+            )
+    return "".join(lines).encode()
+
+
+def _escaped(value: str) -> str:
+    """A label value as the text format quotes it."""
+    if "\\" in value or '"' in value or "\n" in value:
+        return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+    return value
 
 
 def _buckets(histogram: list[float]) -> list[tuple[str, float]]:

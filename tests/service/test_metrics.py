@@ -11,15 +11,27 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from redis_servers import ServeProcess
 
 from banditkit.service import Settings, create_app
 from banditkit.service.learner import Learner
-from banditkit.service.metrics import BUCKETS, FALLBACK_REASONS, OTHER_ARMS, REWARD_OUTCOMES
+from banditkit.service.metrics import (
+    BUCKETS,
+    FALLBACK_REASONS,
+    OTHER_ARMS,
+    REWARD_OUTCOMES,
+    Counts,
+    ExperimentView,
+    MetricFamilies,
+    Metrics,
+    exposition,
+)
 from banditkit.service.runner import running
-from banditkit.service.stores.base import StoreUnavailableError
+from banditkit.service.stores.base import DecisionRecord, LoopHealth, StoreUnavailableError
 
 Samples = dict[tuple[str, frozenset], float]
 DECIDE = "/v1/experiments/{name}/decisions"
@@ -53,6 +65,11 @@ def value(samples: Samples, name: str, **labels: str) -> float:
     return samples[key]
 
 
+def so_far(samples: Samples, name: str, **labels: str) -> float:
+    """A counter that appears once it happens: its sample, 0 while absent."""
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
 def series(samples: Samples, name: str, **labels: str) -> dict[frozenset, float]:
     """Every sample of ``name`` whose labels include ``labels``."""
     wanted = set(labels.items())
@@ -61,7 +78,7 @@ def series(samples: Samples, name: str, **labels: str) -> dict[frozenset, float]
 
 def moved(before: Samples, after: Samples, name: str, **labels: str) -> float:
     """How much ``name{labels}`` rose between two scrapes (a series absent before counts from 0)."""
-    return value(after, name, **labels) - before.get((name, frozenset(labels.items())), 0.0)
+    return value(after, name, **labels) - so_far(before, name, **labels)
 
 
 @pytest.fixture
@@ -97,16 +114,14 @@ def test_each_metric_moves_as_it_should_under_a_scripted_sequence(served, monkey
         default_reward=0.0,
     )
     start = scrape(http)
-    # Every series of a served experiment is there from the start, at 0.
+    # Every arm of a served experiment is there from the start, at 0; fallbacks and rewards once they happen.
     assert {arm: value(start, "banditkit_decisions_total", experiment="hero", arm=arm) for arm in "abc"} == {
         "a": 0,
         "b": 0,
         "c": 0,
     }
-    for reason in FALLBACK_REASONS:
-        assert value(start, "banditkit_fallbacks_total", experiment="hero", reason=reason) == 0
-    for outcome in REWARD_OUTCOMES:
-        assert value(start, "banditkit_rewards_total", experiment="hero", outcome=outcome) == 0
+    assert not series(start, "banditkit_fallbacks_total", experiment="hero")
+    assert not series(start, "banditkit_rewards_total", experiment="hero")
     assert value(start, "banditkit_policy_version", experiment="hero") == 0
     assert not series(start, "banditkit_selection_share", experiment="hero")  # nothing served yet
     assert not series(start, "banditkit_reward_rate", experiment="hero")
@@ -145,7 +160,8 @@ def test_each_metric_moves_as_it_should_under_a_scripted_sequence(served, monkey
     rewarded = scrape(http)
     for outcome, count in (("applied", 1), ("repeated", 1), ("conflicting", 1), ("not_found", 1), ("invalid", 1)):
         assert moved(after, rewarded, "banditkit_rewards_total", experiment="hero", outcome=outcome) == count
-    assert moved(after, rewarded, "banditkit_rewards_total", experiment="hero", outcome="late") == 0
+    assert not series(rewarded, "banditkit_rewards_total", experiment="hero", outcome="late")
+    assert {dict(key)["outcome"] for key in series(rewarded, "banditkit_rewards_total")} <= set(REWARD_OUTCOMES)
     conflict = {"route": "/v1/experiments/{name}/rewards", "method": "POST", "status": "409"}
     assert value(rewarded, "banditkit_http_requests_total", **conflict) == 1
     # the first reward, its retry and the conflicting one reach the store (which holds the reward to compare with)
@@ -167,7 +183,7 @@ def test_each_metric_moves_as_it_should_under_a_scripted_sequence(served, monkey
     unrewarded = len(answers)  # the 15 decisions and the one just made, less the one rewarded
     deadline = time.monotonic() + 10
     while (
-        value(scrape(http), "banditkit_rewards_total", experiment="hero", outcome="defaulted") < unrewarded
+        so_far(scrape(http), "banditkit_rewards_total", experiment="hero", outcome="defaulted") < unrewarded
         and time.monotonic() < deadline
     ):
         time.sleep(0.05)
@@ -223,7 +239,8 @@ def test_each_metric_moves_as_it_should_under_a_scripted_sequence(served, monkey
         ("ruin", "aborted"),
     ):
         assert value(fell, "banditkit_fallbacks_total", experiment=experiment, reason=reason) == 1, reason
-    assert value(fell, "banditkit_fallbacks_total", experiment="hero", reason="aborted") == 0
+    assert not series(fell, "banditkit_fallbacks_total", experiment="hero", reason="aborted")
+    assert {dict(key)["reason"] for key in series(fell, "banditkit_fallbacks_total")} == set(FALLBACK_REASONS)
     # every decision answered is counted once, the fallbacks on the default arm
     answered = len(answers) + 1 + 3
     assert sum(series(fell, "banditkit_decisions_total", experiment="hero").values()) == answered
@@ -331,7 +348,7 @@ def test_two_workers_add_up_and_the_learning_loop_is_reported(tmp_path, processe
     samples = settled(
         lambda s: (
             decided(s) == len(answers)
-            and value(s, "banditkit_rewards_total", experiment="hero", outcome="applied") == 10
+            and so_far(s, "banditkit_rewards_total", experiment="hero", outcome="applied") == 10
         )
     )
     for arm in "ab":
@@ -352,7 +369,7 @@ def test_two_workers_add_up_and_the_learning_loop_is_reported(tmp_path, processe
         learner.close()
     samples = settled(
         lambda s: (
-            value(s, "banditkit_rewards_total", experiment="hero", outcome="defaulted") == len(answers) - 10
+            so_far(s, "banditkit_rewards_total", experiment="hero", outcome="defaulted") == len(answers) - 10
             and value(s, "banditkit_policy_version", experiment="hero") >= 1
         )
     )
@@ -374,3 +391,83 @@ def _counted(folder: Path) -> dict[str, int]:
 
 def _workers_with_decisions(folder: Path) -> list[str]:
     return [name for name, count in _counted(folder).items() if count > 0]
+
+
+def test_the_exposition_is_byte_for_byte_prometheus_clients():
+    """The service writes the text format itself (several times faster); the same bytes as generate_latest, label
+    values that need escaping included, and they parse back to the same values."""
+    metrics = Metrics(max_arms=2)
+    arms = ('quo"te', "back\\slash", "line\nfeed", "ünï", "plain")
+    for experiment in ("hero", 'we"ird\\name'):
+        records = [
+            DecisionRecord(f"d{i}", 0.0, experiment, None, None, arms[i % 5], 0.2, {}, 1, i == 0) for i in range(9)
+        ]
+        metrics.decided(experiment, records, {"aborted": 1})
+        metrics.rewarded(experiment, ["applied", "late", "applied"])
+    metrics.request("/v1/experiments/{name}/decisions", "POST", 200, 0.0004)
+    metrics.request("unmatched", "GET", 404, 20.0)
+    metrics.store_latency("log_decisions", 0.001)
+    views = [
+        ExperimentView(
+            "hero", 7, arms, np.array([1.0, 0, 2, 0, 4]), np.array([1.0, 0, 1, 0, 3]), (arms, np.full(5, 0.2))
+        ),
+        ExperimentView('we"ird\\name', 0, arms, np.zeros(5), np.zeros(5), None),
+    ]
+    loops = {"hero": LoopHealth(12, 3, None, 1.5, 4), 'we"ird\\name': LoopHealth(0, 0, 0, 0.0, 0)}
+    families = MetricFamilies(metrics.totals(metrics.counts.copy()), views, loops, metrics.max_arms)
+    text = exposition(families)
+    assert text == generate_latest(families)
+    parsed = {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text.decode())
+        for sample in family.samples
+    }
+    assert value(parsed, "banditkit_decisions_total", experiment='we"ird\\name', arm="back\\slash") == 2
+    assert value(parsed, "banditkit_decisions_total", experiment="hero", arm=OTHER_ARMS) == 5
+    assert value(parsed, "banditkit_selection_share", experiment="hero", arm="line\nfeed") == pytest.approx(0.2)
+    assert value(parsed, "banditkit_reward_rate", experiment="hero", arm=OTHER_ARMS) == pytest.approx(4 / 5)
+    assert value(parsed, "banditkit_rewards_total", experiment="hero", outcome="defaulted") == 4
+    assert value(parsed, "banditkit_reward_to_model_seconds", experiment="hero") == 1.5
+    assert not series(parsed, "banditkit_learner_lag_rewards", experiment="hero")  # the store could not tell
+    assert (
+        value(
+            parsed,
+            "banditkit_http_request_duration_seconds_bucket",
+            route="unmatched",
+            method="GET",
+            status="404",
+            le="+Inf",
+        )
+        == 1
+    )
+    assert (
+        value(
+            parsed,
+            "banditkit_http_request_duration_seconds_bucket",
+            route="unmatched",
+            method="GET",
+            status="404",
+            le="10.0",
+        )
+        == 0
+    )
+
+
+def test_counts_survive_their_file_and_add_up():
+    """What a worker writes to its file reads back as written, and adds bucket by bucket."""
+    metrics = Metrics()
+    metrics.request("/metrics", "GET", 200, 0.003)
+    metrics.decided("hero", [DecisionRecord("d", 0.0, "hero", None, None, "a", 1.0, {}, 1, True)], {"aborted": 1})
+    metrics.rewarded("hero", ["applied"])
+    metrics.store_latency("commit_rewards", 0.02)
+    total = Counts.from_json(json.loads(json.dumps(metrics.counts.to_json())))
+    total.add(metrics.counts)
+    requests = total.requests[("/metrics", "GET", "200")]
+    assert requests[BUCKETS.index(0.005)] == 2 and sum(requests[:-1]) == 2 and requests[-1] == pytest.approx(0.006)
+    store = total.store["commit_rewards"]
+    assert store[BUCKETS.index(0.025)] == 2 and sum(store[:-1]) == 2
+    assert (total.decisions, total.fallbacks, total.rewards) == (
+        {"hero": {"a": 2}},
+        {"hero": {"aborted": 2}},
+        {"hero": {"applied": 2}},
+    )

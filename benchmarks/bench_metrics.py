@@ -1,0 +1,156 @@
+"""What GET /metrics costs: decisions with metrics on and off, and the scrape of 100 experiments x 10 arms.
+
+Two servers (one uvicorn worker each, the same store kind) serve the same
+Thompson-sampling experiment with 10 arms, one with ``metrics`` on and one with
+it off; each is loaded in turn with POST decisions by the load generator of
+``bench_service.py`` (wrk if installed, else its asyncio clients), the rounds
+interleaved, and the server's CPU time per decision is compared: the
+overhead of counting requests, decisions and store latencies. Then a third
+server holds 100 experiments of 10 arms, each with decisions and rewards
+behind it, and ``GET /metrics`` is timed over a kept-alive connection.
+
+    python benchmarks/bench_metrics.py [--seconds 5] [--connections 32] [--repeats 3]
+                                       [--store sqlite|memory] [--scrapes 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_service import WRK_SCRIPT, _spread, process_cpu_seconds, run_asyncio, run_wrk
+
+from banditkit.service import Settings
+from banditkit.service.runner import ServiceProcess
+
+ARMS = [f"arm{i}" for i in range(10)]
+
+
+def start(store: str, metrics: bool) -> ServiceProcess:
+    settings = Settings(store=store, port=0, admin_token=None, client_tokens=(), metrics=metrics)
+    return ServiceProcess(settings).start()
+
+
+def decisions_round(server: ServiceProcess, seconds: int, connections: int, script: Path, use_wrk: bool) -> dict:
+    """POST decisions for ``seconds``: requests per second, and the server's CPU milliseconds per decision."""
+    path = "/v1/experiments/bench/decisions"
+    cpu_before = process_cpu_seconds(server.process.pid)
+    if use_wrk:
+        env = {"BENCH_METHOD": "POST", "BENCH_PATH": path, "BENCH_BODY": "{}"}
+        result = run_wrk(server.base_url + path, seconds, connections, env, script)
+    else:
+        result = run_asyncio(server.base_url, "POST", path, ["{}"], seconds, connections)
+    cpu = process_cpu_seconds(server.process.pid) - cpu_before
+    return {**result, "cpu_ms": 1e3 * cpu / max(result["requests"], 1)}
+
+
+def measure_overhead(args, folder: Path, use_wrk: bool) -> dict[str, list[dict]]:
+    """Interleaved rounds of decisions on a server with metrics off and one with metrics on."""
+    script = folder / "bench.lua"
+    script.write_text(WRK_SCRIPT)
+    servers = {}
+    try:
+        for label, on in (("metrics off", False), ("metrics on", True)):
+            store = f"sqlite:///{folder}/{label.replace(' ', '-')}.db" if args.store == "sqlite" else "memory://"
+            servers[label] = server = start(store, on)
+            with httpx.Client(base_url=server.base_url, timeout=60.0) as client:
+                client.post("/v1/experiments", json={"name": "bench", "arms": ARMS}).raise_for_status()
+        rounds: dict[str, list[dict]] = {label: [] for label in servers}
+        for _ in range(args.repeats):
+            for label, server in servers.items():
+                rounds[label].append(decisions_round(server, args.seconds, args.connections, script, use_wrk))
+        return rounds
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
+def measure_scrape(args, folder: Path) -> dict:
+    """``GET /metrics`` of 100 experiments x 10 arms, each with 200 decisions and 100 rewards behind it."""
+    store = f"sqlite:///{folder}/scrape.db" if args.store == "sqlite" else "memory://"
+    server = start(store, True)
+    try:
+        with httpx.Client(base_url=server.base_url, timeout=60.0) as client:
+            for index in range(100):
+                name = f"experiment-{index:03d}"
+                client.post("/v1/experiments", json={"name": name, "arms": ARMS}).raise_for_status()
+                answers = client.post(f"/v1/experiments/{name}/decisions/batch", json={"requests": [{}] * 200})
+                rewards = [
+                    {"decision_id": d["decision_id"], "value": float(i % 2)}
+                    for i, d in enumerate(answers.json()["decisions"][:100])
+                ]
+                client.post(f"/v1/experiments/{name}/rewards/batch", json={"rewards": rewards}).raise_for_status()
+                client.post(f"/v1/experiments/{name}/decisions", json={}).raise_for_status()  # the new model's shares
+            client.get("/metrics").raise_for_status()  # warm
+            times, size, samples = [], 0, 0
+            for _ in range(args.scrapes):
+                started = time.perf_counter()
+                response = client.get("/metrics")
+                times.append(time.perf_counter() - started)
+                response.raise_for_status()
+                size = len(response.content)
+                samples = sum(1 for line in response.text.splitlines() if line and not line.startswith("#"))
+    finally:
+        server.stop()
+    times.sort()
+    return {
+        "median_ms": 1e3 * statistics.median(times),
+        "p95_ms": 1e3 * times[int(0.95 * (len(times) - 1))],
+        "max_ms": 1e3 * times[-1],
+        "bytes": size,
+        "samples": samples,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of each server, interleaved")
+    parser.add_argument("--store", choices=["sqlite", "memory"], default="sqlite")
+    parser.add_argument("--scrapes", type=int, default=50)
+    parser.add_argument("--generator", choices=["auto", "wrk", "asyncio"], default="auto")
+    args = parser.parse_args()
+    load = os.getloadavg()
+    use_wrk = args.generator == "wrk" or (args.generator == "auto" and shutil.which("wrk") is not None)
+    with tempfile.TemporaryDirectory() as folder:
+        rounds = measure_overhead(args, Path(folder), use_wrk)
+        scrape = measure_scrape(args, Path(folder))
+    print(
+        f"load generator: {'wrk, 2 threads' if use_wrk else 'raw asyncio HTTP/1.1 clients (separate process)'}, "
+        f"{args.connections} connections, {args.seconds} s per round, {args.repeats} rounds interleaved; one uvicorn "
+        f"worker; {args.store} store; Thompson sampling, K=10; load average before {load[0]:.2f}, after "
+        f"{os.getloadavg()[0]:.2f}"
+    )
+    print("median over the rounds, range in brackets")
+    print(f"{'POST decisions':<16}{'requests/s':>24}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'server CPU ms/req':>26}")
+    for label, rows in rounds.items():
+        print(
+            f"{label:<16}{_spread([r['rps'] for r in rows], '.0f'):>24}"
+            f"{statistics.median(r['p50_ms'] for r in rows):>9.2f}{statistics.median(r['p99_ms'] for r in rows):>9.2f}"
+            f"{sum(r['errors'] for r in rows):>8d}{_spread([r['cpu_ms'] for r in rows], '.4f'):>26}"
+        )
+    off, on = (statistics.median(r["cpu_ms"] for r in rounds[label]) for label in ("metrics off", "metrics on"))
+    rps_off, rps_on = (statistics.median(r["rps"] for r in rounds[label]) for label in ("metrics off", "metrics on"))
+    print(
+        f"metrics overhead: CPU per decision {100 * (on / off - 1):+.1f}%, "
+        f"throughput {100 * (rps_on / rps_off - 1):+.1f}%"
+    )
+    print(
+        f"GET /metrics, 100 experiments x 10 arms ({scrape['samples']} samples, {scrape['bytes'] / 1e3:.0f} kB), "
+        f"{args.scrapes} scrapes: median {scrape['median_ms']:.1f} ms, p95 {scrape['p95_ms']:.1f} ms, "
+        f"max {scrape['max_ms']:.1f} ms"
+    )
+
+
+if __name__ == "__main__":
+    main()

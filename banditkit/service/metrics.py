@@ -187,7 +187,10 @@ class Metrics:
         counter = self.counts.decisions.get(experiment)
         if counter is None:
             counter = self.counts.decisions[experiment] = Counter()
-        counter.update(record.arm for record in records)
+        if len(records) == 1:  # most calls (single decisions not coalesced): skip Counter.update's type checks
+            counter[records[0].arm] += 1
+        else:
+            counter.update(record.arm for record in records)
         if fallbacks:
             self.counts.fallbacks.setdefault(experiment, Counter()).update(fallbacks)
         self._changes += 1

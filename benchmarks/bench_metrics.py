@@ -93,6 +93,7 @@ def measure_scrape(args, folder: Path) -> dict:
                 client.post(f"/v1/experiments/{name}/decisions", json={}).raise_for_status()  # the new model's shares
             client.get("/metrics").raise_for_status()  # warm
             times, size, samples = [], 0, 0
+            cpu_before = process_cpu_seconds(server.process.pid)
             for _ in range(args.scrapes):
                 started = time.perf_counter()
                 response = client.get("/metrics")
@@ -100,6 +101,7 @@ def measure_scrape(args, folder: Path) -> dict:
                 response.raise_for_status()
                 size = len(response.content)
                 samples = sum(1 for line in response.text.splitlines() if line and not line.startswith("#"))
+            cpu = process_cpu_seconds(server.process.pid) - cpu_before
             # The server's own time per scrape, from its request histogram (the client's reading adds to the above).
             served = {
                 sample.name: sample.value
@@ -116,6 +118,7 @@ def measure_scrape(args, folder: Path) -> dict:
         "max_ms": 1e3 * times[-1],
         "bytes": size,
         "samples": samples,
+        "cpu_ms": 1e3 * cpu / args.scrapes,
         "server_mean_ms": 1e3
         * served["banditkit_http_request_duration_seconds_sum"]
         / served["banditkit_http_request_duration_seconds_count"],
@@ -159,7 +162,8 @@ def main() -> None:
     print(
         f"GET /metrics, 100 experiments x 10 arms ({scrape['samples']} samples, {scrape['bytes'] / 1e3:.0f} kB), "
         f"{args.scrapes} scrapes: median {scrape['median_ms']:.1f} ms, p95 {scrape['p95_ms']:.1f} ms, "
-        f"max {scrape['max_ms']:.1f} ms; in the server {scrape['server_mean_ms']:.1f} ms on average"
+        f"max {scrape['max_ms']:.1f} ms; in the server {scrape['server_mean_ms']:.1f} ms on average, "
+        f"{scrape['cpu_ms']:.1f} ms of its CPU"
     )
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import textwrap
 import time
 from collections import Counter
 from pathlib import Path
@@ -471,3 +473,38 @@ def test_counts_survive_their_file_and_add_up():
         {"hero": {"aborted": 2}},
         {"hero": {"applied": 2}},
     )
+
+
+MONITORING = Path(__file__).resolve().parents[2] / "docs" / "monitoring.md"
+
+
+def test_docs_monitoring_lists_every_metric_and_its_yaml_loads():
+    """docs/monitoring.md's table holds exactly the metrics served, with their labels; its scrape configuration and
+    alert rules are valid YAML naming metrics that exist."""
+    yaml = pytest.importorskip("yaml")
+    metrics = Metrics()  # one sample of every metric
+    metrics.request("/metrics", "GET", 200, 0.001)
+    metrics.store_latency("log_decisions", 0.001)
+    metrics.decided("hero", [DecisionRecord("d", 0.0, "hero", None, None, "a", 1.0, {}, 1, True)], {"aborted": 1})
+    metrics.rewarded("hero", ["applied"])
+    view = ExperimentView("hero", 1, ("a", "b"), np.ones(2), np.ones(2), (("a", "b"), np.full(2, 0.5)))
+    loops = {"hero": LoopHealth(1, 0, 0, 0.0, 0)}
+    served = {}
+    for family in MetricFamilies(metrics.counts, [view], loops, metrics.max_arms).collect():
+        name = family.name + "_total" if family.type == "counter" else family.name
+        labels = set().union(*(sample.labels for sample in family.samples)) - {"le"}
+        served[name] = (family.type, sorted(labels))
+    text = MONITORING.read_text()
+    rows = re.findall(r"^\| `(banditkit_\w+)` \| (\w+) \| ([^|]*) \|", text, flags=re.MULTILINE)
+    documented = {name: (kind, sorted(re.findall(r"`(\w+)`", labels))) for name, kind, labels in rows}
+    assert documented == served
+    blocks = re.findall(r"\n\n((?:    .*\n|\n)+)", text)
+    loaded = [
+        yaml.safe_load(textwrap.dedent(block)) for block in blocks if "scrape_configs" in block or "groups" in block
+    ]
+    assert loaded[0]["scrape_configs"][0]["authorization"]["type"] == "Bearer"
+    rules = loaded[1]["groups"][0]["rules"]
+    assert len(rules) == 3
+    for rule in rules:
+        used = set(re.findall(r"banditkit_\w+", rule["expr"]))
+        assert used and used <= set(served), rule["alert"]

@@ -77,6 +77,9 @@ def serve(settings: Settings, *, workers: int = 1, log_level: str = "info") -> N
 
     raise_descriptor_limit()
     options = {"host": settings.safe_host(), "port": settings.port, "log_level": log_level}
+    if settings.metrics and settings.metrics_dir is not None:  # the counts of an earlier server are not this one's
+        settings.metrics_dir.mkdir(parents=True, exist_ok=True)
+        Metrics.clear_folder(settings.metrics_dir)
     if workers == 1:
         server = uvicorn.Server(ServerConfig(create_app(settings), settings, **options))
         server.run()
@@ -87,13 +90,9 @@ def serve(settings: Settings, *, workers: int = 1, log_level: str = "info") -> N
     # one fails its start-up: during a Redis outage a restarted worker must wait for Redis instead.
     update: dict = {"wait_for_store": True}
     with contextlib.ExitStack() as cleanup:
-        if settings.metrics:  # the workers add up each other's counts in one folder (see .metrics)
-            folder = settings.metrics_dir
-            if folder is None:
-                folder = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="banditkit-metrics-")))
-            folder.mkdir(parents=True, exist_ok=True)
-            Metrics.clear_folder(folder)
-            update["metrics_dir"] = folder
+        if settings.metrics and settings.metrics_dir is None:  # the workers add up each other's counts there
+            folder = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="banditkit-metrics-"))
+            update["metrics_dir"] = Path(folder)
         os.environ.update(settings_env(settings.model_copy(update=update)))
         config = ServerConfig("banditkit.service.app:create_app", settings, factory=True, workers=workers, **options)
         Multiprocess(config, sockets=[config.bind_socket()]).run()

@@ -5,8 +5,9 @@ A decision costs the server about 0.2 ms of CPU, so nothing on its path calls
 latencies are added to dicts of plain numbers (:class:`Counts`), once per
 request or per batch, and the model's gauges (policy version, selection
 share, entropy, exploration share, reward rate) are read off the served
-experiments when Prometheus asks. A scrape renders all of it with
-``prometheus_client``'s own text exposition, off the event loop.
+experiments when Prometheus asks. A scrape turns all of it into
+``prometheus_client`` metric families and writes them in the text format
+(:func:`exposition`), off the event loop.
 
 Several worker processes (``banditkit serve --workers N``) each count their own
 requests. Each writes its :class:`Counts` to a small JSON file in
@@ -36,6 +37,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from .experiment import Experiment
 from .stores.base import DecisionRecord, LoopHealth, Store, StoreUnavailableError
 
 logger = logging.getLogger("banditkit.service")
@@ -171,8 +173,7 @@ class Metrics:
         histogram = self.counts.requests.get(key)
         if histogram is None:
             histogram = self.counts.requests[key] = new_histogram()
-        histogram[bisect_left(BUCKETS, seconds)] += 1
-        histogram[-1] += seconds
+        observe(histogram, seconds)
         self._changes += 1
 
     def store_latency(self, operation: str, seconds: float) -> None:
@@ -254,7 +255,7 @@ class Metrics:
                 path.unlink()
 
     # ---- scraping -----------------------------------------------------------------------------
-    async def scrape(self, experiments: Iterable, store: Store) -> bytes:
+    async def scrape(self, experiments: Iterable[Experiment], store: Store) -> bytes:
         """The text exposition of every metric.
 
         ``experiments`` are the engine's served experiments. Their numbers are copied here, on the event
@@ -265,7 +266,8 @@ class Metrics:
         views = [self.view(experiment) for experiment in experiments]
         return await asyncio.to_thread(self._render, own, views, store)
 
-    def view(self, experiment) -> ExperimentView:
+    def view(self, experiment: Experiment) -> ExperimentView:
+        """What the gauges of ``experiment`` are computed from, as served now."""
         bandit = experiment.bandit
         return ExperimentView(
             experiment.name,

@@ -306,16 +306,14 @@ def test_two_workers_add_up_and_the_learning_loop_is_reported(tmp_path, processe
     """``serve --workers 2`` on Redis: the decisions and rewards both workers answered are counted once each,
     whichever worker answers the scrape; the reward stream's gauges follow a learner's pass."""
     url = shared_store[0]
-    folder = tmp_path / "metrics"
     server = processes(
-        ServeProcess(
-            url,
-            tmp_path / "serve.log",
-            workers=2,
-            env={"BANDITKIT_METRICS_DIR": str(folder), "BANDITKIT_SPOOL_DIR": str(tmp_path / "spool")},
-        )
+        ServeProcess(url, tmp_path / "serve.log", workers=2, env={"BANDITKIT_SPOOL_DIR": str(tmp_path / "spool")})
     ).start()
     base = server.base_url
+    # The folder the command made for its workers' counts (no metrics_dir given), read from a worker's environment.
+    environ = Path(f"/proc/{server.worker_pids()[0]}/environ").read_bytes().split(b"\0")
+    folder = Path(next(v for v in environ if v.startswith(b"BANDITKIT_METRICS_DIR=")).split(b"=", 1)[1].decode())
+    assert folder.name.startswith("banditkit-metrics-")
     response = httpx.post(
         f"{base}/v1/experiments",
         json={"name": "hero", "arms": ["a", "b"], "attribution_window_s": WINDOW_S, "default_reward": 0.0},
@@ -380,6 +378,8 @@ def test_two_workers_add_up_and_the_learning_loop_is_reported(tmp_path, processe
     assert value(samples, "banditkit_reward_stream_pending", experiment="hero") == 0
     assert value(samples, "banditkit_reward_to_model_seconds", experiment="hero") == 0
     assert value(samples, "banditkit_reward_rate", experiment="hero", arm="a") >= 0
+    server.stop()
+    assert not folder.exists()  # the command removes the folder it made
 
 
 def _counted(folder: Path) -> dict[str, int]:

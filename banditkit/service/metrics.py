@@ -453,22 +453,25 @@ class MetricFamilies(Collector):
 def exposition(collector: Collector) -> bytes:
     """The text format of ``collector``'s families: the bytes ``prometheus_client.generate_latest`` writes.
 
-    Several times faster, for the families of this module only: their metric and label names are valid as they
-    are, so only label values are escaped (backslash, double quote, line feed), and none has a timestamp or an
-    OpenMetrics-only sample. ``generate_latest`` spends about 9 us per sample checking and escaping names, 30 ms
-    for 100 experiments of 10 arms; tests/service/test_metrics.py checks that both write the same bytes.
+    For the families of this module only: their metric and label names are valid as they are, so only label
+    values are escaped (backslash, double quote, line feed), and none has a timestamp or an OpenMetrics-only
+    sample. ``generate_latest`` checks and escapes every name of every sample: 13 ms of CPU for 100 experiments
+    of 10 arms (3,400 samples), 4 ms here. tests/service/test_metrics.py checks that both write the same bytes.
     """
     lines: list[str] = []
+    quoted: dict[tuple[str, str], str] = {}  # ``key="value"`` per label: names and arms repeat in every family
     for family in collector.collect():
         name = family.name + "_total" if family.type == "counter" else family.name
         lines.append(f"# HELP {name} {family.documentation}\n# TYPE {name} {family.type}\n")
         for sample in family.samples:
-            labels = ",".join(f'{key}="{_escaped(value)}"' for key, value in sorted(sample.labels.items()))
-            lines.append(
-                f"{sample.name}{{{labels}}} {floatToGoString(sample.value)}\n"
-                if labels
-                else f"{sample.name} {floatToGoString(sample.value)}\n"
-            )
+            parts = []
+            for pair in sorted(sample.labels.items()):
+                part = quoted.get(pair)
+                if part is None:
+                    part = quoted[pair] = f'{pair[0]}="{_escaped(pair[1])}"'
+                parts.append(part)
+            value = floatToGoString(sample.value)
+            lines.append(f"{sample.name}{{{','.join(parts)}}} {value}\n" if parts else f"{sample.name} {value}\n")
     return "".join(lines).encode()
 
 

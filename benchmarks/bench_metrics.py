@@ -5,7 +5,11 @@ Thompson-sampling experiment with 10 arms, one with ``metrics`` on and one with
 it off; each is loaded in turn with POST decisions by the load generator of
 ``bench_service.py`` (wrk if installed, else its asyncio clients), the rounds
 interleaved, and the server's CPU time per decision is compared: the
-overhead of counting requests, decisions and store latencies. Then a third
+overhead of counting requests, decisions and store latencies. On a shared
+machine that comparison is noisy, so the same single decision is also sent
+as an ASGI call straight into two apps (memory store, no HTTP parsing or
+socket), 1,000 calls a round, 15 rounds interleaved, and the fastest round of
+each app gives the process CPU the counting adds per decision. Then a third
 server holds 100 experiments of 10 arms, each with decisions and rewards
 behind it, and ``GET /metrics`` is timed over a kept-alive connection.
 
@@ -16,6 +20,7 @@ behind it, and ``GET /metrics`` is timed over a kept-alive connection.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import shutil
 import statistics
@@ -30,8 +35,9 @@ from prometheus_client.parser import text_string_to_metric_families
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_service import WRK_SCRIPT, _spread, process_cpu_seconds, run_asyncio, run_wrk
 
-from banditkit.service import Settings
+from banditkit.service import Settings, create_app
 from banditkit.service.runner import ServiceProcess
+from banditkit.service.schemas import ExperimentCreate
 
 ARMS = [f"arm{i}" for i in range(10)]
 
@@ -73,6 +79,57 @@ def measure_overhead(args, folder: Path, use_wrk: bool) -> dict[str, list[dict]]
     finally:
         for server in servers.values():
             server.stop()
+
+
+async def _asgi_decisions(app, count: int) -> float:
+    """Process CPU seconds per decision for ``count`` single decisions sent to ``app`` as ASGI calls."""
+    body = b"{}"
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/experiments/bench/decisions",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"2")],
+    }
+    statuses: list[int] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    started = time.process_time()
+    for _ in range(count):
+        await app(dict(scope), receive, send)
+    elapsed = time.process_time() - started
+    assert set(statuses) == {200}, set(statuses)
+    return elapsed / count
+
+
+def measure_in_process(rounds: int = 15, calls: int = 1000) -> dict[str, float]:
+    """The fastest round's process CPU per single decision, for an app with metrics off and one with them on."""
+
+    async def run() -> dict[str, float]:
+        apps, lifespans = {}, []
+        for label, on in (("metrics off", False), ("metrics on", True)):
+            app = create_app(Settings(store="memory://", metrics=on, tune_interpreter=False))
+            lifespan = app.router.lifespan_context(app)
+            await lifespan.__aenter__()
+            lifespans.append(lifespan)
+            await app.state.engine.create(ExperimentCreate(name="bench", arms=ARMS))
+            apps[label] = app
+        best = dict.fromkeys(apps, float("inf"))
+        for _ in range(rounds):
+            for label, app in apps.items():
+                best[label] = min(best[label], await _asgi_decisions(app, calls))
+        for lifespan in lifespans:
+            await lifespan.__aexit__(None, None, None)
+        return best
+
+    return asyncio.run(run())
 
 
 def measure_scrape(args, folder: Path) -> dict:
@@ -138,6 +195,7 @@ def main() -> None:
     use_wrk = args.generator == "wrk" or (args.generator == "auto" and shutil.which("wrk") is not None)
     with tempfile.TemporaryDirectory() as folder:
         rounds = measure_overhead(args, Path(folder), use_wrk)
+        in_process = measure_in_process()
         scrape = measure_scrape(args, Path(folder))
     print(
         f"load generator: {'wrk, 2 threads' if use_wrk else 'raw asyncio HTTP/1.1 clients (separate process)'}, "
@@ -158,6 +216,12 @@ def main() -> None:
     print(
         f"metrics overhead: CPU per decision {100 * (on / off - 1):+.1f}%, "
         f"throughput {100 * (rps_on / rps_off - 1):+.1f}%"
+    )
+    added = in_process["metrics on"] - in_process["metrics off"]
+    print(
+        f"in process (ASGI calls, memory store, fastest of 15 rounds of 1,000): "
+        f"{1e6 * in_process['metrics off']:.1f} us per decision off, {1e6 * in_process['metrics on']:.1f} us on: "
+        f"{1e6 * added:+.1f} us, {100 * added / (off / 1e3):+.1f}% of the server CPU per decision above"
     )
     print(
         f"GET /metrics, 100 experiments x 10 arms ({scrape['samples']} samples, {scrape['bytes'] / 1e3:.0f} kB), "

@@ -4,10 +4,10 @@ Two servers (one uvicorn worker each, the same store kind) serve the same
 Thompson-sampling experiment with 10 arms, one with ``metrics`` on and one with
 it off; each is loaded in turn with POST decisions by the load generator of
 ``bench_service.py`` (wrk if installed, else its asyncio clients), the rounds
-interleaved (each first in every other round), and the server's CPU time
-per decision is compared: the
-overhead of counting requests, decisions and store latencies. On a shared
-machine that comparison is noisy, so the same single decision is also sent
+interleaved (each first in every other round), and the server's CPU time per
+decision is compared: the overhead of counting requests, decisions and store
+latencies. On a shared machine that comparison is noisy, so the same single
+decision is also sent
 as an ASGI call straight into two apps (memory store, no HTTP parsing or
 socket), 1,000 calls a round, 15 rounds interleaved, and the fastest round of
 each app gives the process CPU the counting adds per decision. Then a third

@@ -6,11 +6,11 @@ it off; each is loaded in turn with POST decisions by the load generator of
 ``bench_service.py`` (wrk if installed, else its asyncio clients), the rounds
 interleaved (each first in every other round), and the server's CPU time per
 decision is compared: the overhead of counting requests, decisions and store
-latencies. On a shared machine that comparison is noisy, so the same single
-decision is also sent
-as an ASGI call straight into two apps (memory store, no HTTP parsing or
-socket), 1,000 calls a round, 15 rounds interleaved, and the fastest round of
-each app gives the process CPU the counting adds per decision. Then a third
+latencies. On a shared machine that comparison is noisy, so the instructions
+per decision are also counted by callgrind (valgrind), for single decisions
+sent as ASGI calls straight into an app (memory store, no HTTP parsing or
+socket) with metrics off and on: a figure noise does not move, as in
+``bench_instructions.py``. Then a third
 server holds 100 experiments of 10 arms, each with decisions and rewards
 behind it, and ``GET /metrics`` is timed over a kept-alive connection.
 
@@ -22,12 +22,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
+import re
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -84,9 +88,13 @@ def measure_overhead(args, folder: Path, use_wrk: bool) -> dict[str, list[dict]]
             server.stop()
 
 
-async def _asgi_decisions(app, count: int) -> float:
-    """Process CPU seconds per decision for ``count`` single decisions sent to ``app`` as ASGI calls."""
-    body = b"{}"
+async def _asgi_decisions(metrics: bool, count: int) -> None:
+    """``count`` single decisions sent as ASGI calls to an app (memory store) with ``metrics`` on or off.
+
+    A few decisions first (the first computes the distribution), then the garbage collector is off, so that
+    callgrind counts the same instructions on every run.
+    """
+    app = create_app(Settings(store="memory://", metrics=metrics, tune_interpreter=False))
     scope = {
         "type": "http",
         "method": "POST",
@@ -98,41 +106,59 @@ async def _asgi_decisions(app, count: int) -> float:
     statuses: list[int] = []
 
     async def receive() -> dict:
-        return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.request", "body": b"{}", "more_body": False}
 
     async def send(message: dict) -> None:
         if message["type"] == "http.response.start":
             statuses.append(message["status"])
 
-    started = time.process_time()
-    for _ in range(count):
-        await app(dict(scope), receive, send)
-    elapsed = time.process_time() - started
+    async with app.router.lifespan_context(app):
+        await app.state.engine.create(ExperimentCreate(name="bench", arms=ARMS, seed=1))
+        for _ in range(20):
+            await app(dict(scope), receive, send)
+        gc.collect()
+        gc.disable()
+        for _ in range(count):
+            await app(dict(scope), receive, send)
+        gc.enable()
     assert set(statuses) == {200}, set(statuses)
-    return elapsed / count
 
 
-def measure_in_process(rounds: int = 15, calls: int = 1000) -> dict[str, float]:
-    """The fastest round's process CPU per single decision, for an app with metrics off and one with them on."""
+def instructions(metrics: bool, count: int) -> int:
+    """Instructions callgrind counts for a process that serves ``count`` decisions (see :func:`_asgi_decisions`)."""
+    with tempfile.TemporaryDirectory() as folder:
+        command = [
+            "valgrind",
+            "--tool=callgrind",
+            f"--callgrind-out-file={folder}/callgrind.out",
+            sys.executable,
+            __file__,
+            "--asgi-decisions",
+            str(count),
+            "--metrics",
+            "on" if metrics else "off",
+        ]
+        result = subprocess.run(command, capture_output=True, text=True, check=True)
+    match = re.search(r"Collected : (\d+)", result.stderr)
+    if match is None:
+        raise RuntimeError(f"no instruction count from callgrind: {result.stderr[-500:]}")
+    return int(match.group(1))
 
-    async def run() -> dict[str, float]:
-        apps, lifespans = {}, []
-        for label, on in (("metrics off", False), ("metrics on", True)):
-            app = create_app(Settings(store="memory://", metrics=on, tune_interpreter=False))
-            lifespan = app.router.lifespan_context(app)
-            await lifespan.__aenter__()
-            lifespans.append(lifespan)
-            await app.state.engine.create(ExperimentCreate(name="bench", arms=ARMS))
-            apps[label] = app
-        best = dict.fromkeys(apps, float("inf"))
-        for _ in range(rounds):
-            for label, app in apps.items():
-                best[label] = min(best[label], await _asgi_decisions(app, calls))
-        for lifespan in lifespans:
-            await lifespan.__aexit__(None, None, None)
-        return best
 
-    return asyncio.run(run())
+def measure_instructions(count: int = 1000, base: int = 200) -> dict[str, float] | None:
+    """Instructions per decision with metrics off and on: the count for ``base + count`` less that for ``base``.
+
+    Start-up and imports cancel out; noise does not move the figure. None without valgrind.
+    """
+    if shutil.which("valgrind") is None:
+        return None
+    cases = [(metrics, n) for metrics in (False, True) for n in (base, base + count)]
+    with ThreadPoolExecutor(2) as pool:
+        counts = dict(zip(cases, pool.map(lambda case: instructions(*case), cases), strict=True))
+    return {
+        label: (counts[metrics, base + count] - counts[metrics, base]) / count
+        for label, metrics in (("metrics off", False), ("metrics on", True))
+    }
 
 
 def measure_scrape(args, folder: Path) -> dict:
@@ -187,6 +213,8 @@ def measure_scrape(args, folder: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--asgi-decisions", type=int, help=argparse.SUPPRESS)  # the process callgrind counts
+    parser.add_argument("--metrics", choices=["on", "off"], help=argparse.SUPPRESS)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3, help="rounds of each server, interleaved")
@@ -194,11 +222,14 @@ def main() -> None:
     parser.add_argument("--scrapes", type=int, default=50)
     parser.add_argument("--generator", choices=["auto", "wrk", "asyncio"], default="auto")
     args = parser.parse_args()
+    if args.asgi_decisions is not None:
+        asyncio.run(_asgi_decisions(args.metrics == "on", args.asgi_decisions))
+        return
     load = os.getloadavg()
     use_wrk = args.generator == "wrk" or (args.generator == "auto" and shutil.which("wrk") is not None)
     with tempfile.TemporaryDirectory() as folder:
         rounds = measure_overhead(args, Path(folder), use_wrk)
-        in_process = measure_in_process()
+        counted = measure_instructions()
         scrape = measure_scrape(args, Path(folder))
     print(
         f"load generator: {'wrk, 2 threads' if use_wrk else 'raw asyncio HTTP/1.1 clients (separate process)'}, "
@@ -220,12 +251,14 @@ def main() -> None:
         f"metrics overhead: CPU per decision {100 * (on / off - 1):+.1f}%, "
         f"throughput {100 * (rps_on / rps_off - 1):+.1f}%"
     )
-    added = in_process["metrics on"] - in_process["metrics off"]
-    print(
-        f"in process (ASGI calls, memory store, fastest of 15 rounds of 1,000): "
-        f"{1e6 * in_process['metrics off']:.1f} us per decision off, {1e6 * in_process['metrics on']:.1f} us on: "
-        f"{1e6 * added:+.1f} us, {100 * added / (off / 1e3):+.1f}% of the server CPU per decision above"
-    )
+    if counted is None:
+        print("instructions per decision: skipped (needs valgrind: apt-get install valgrind)")
+    else:
+        added = counted["metrics on"] / counted["metrics off"] - 1
+        print(
+            f"instructions per decision (callgrind, ASGI calls into the app, memory store): "
+            f"{counted['metrics off']:,.0f} off, {counted['metrics on']:,.0f} on ({100 * added:+.1f}%)"
+        )
     print(
         f"GET /metrics, 100 experiments x 10 arms ({scrape['samples']} samples, {scrape['bytes'] / 1e3:.0f} kB), "
         f"{args.scrapes} scrapes: median {scrape['median_ms']:.1f} ms, p95 {scrape['p95_ms']:.1f} ms, "

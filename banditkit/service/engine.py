@@ -535,7 +535,7 @@ def _fallback_reasons(experiment: Experiment, records: list[DecisionRecord], pol
     ``policy_errors`` of them because the policy raised; the others because the abort rule fired or no
     allowed arm was active.
     """
-    flagged = sum(record.fallback for record in records)
+    flagged = int(records[0].fallback) if len(records) == 1 else sum(record.fallback for record in records)
     if not flagged:
         return {}
     guarded = flagged - policy_errors

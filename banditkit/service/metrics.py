@@ -83,7 +83,7 @@ class Counts:
     """
 
     def __init__(self) -> None:
-        self.requests: dict[tuple[str, str, str], list[float]] = {}
+        self.requests: dict[tuple[str, str, int], list[float]] = {}
         self.store: dict[str, list[float]] = {}
         self.decisions: dict[str, Counter[str]] = {}
         self.fallbacks: dict[str, Counter[str]] = {}
@@ -169,7 +169,7 @@ class Metrics:
     # ---- counting (hot paths: plain dict and list operations) ------------------------------------
     def request(self, route: str, method: str, status: int, seconds: float) -> None:
         """One HTTP request answered with ``status`` after ``seconds``."""
-        key = (route, method, str(status))
+        key = (route, method, status)
         histogram = self.counts.requests.get(key)
         if histogram is None:
             histogram = self.counts.requests[key] = new_histogram()
@@ -312,9 +312,10 @@ class MetricFamilies(Collector):
             "Time from a request's arrival to its answer's last byte",
             labels=["route", "method", "status"],
         )
-        for key, histogram in sorted(counts.requests.items()):
-            requests.add_metric(list(key), sum(histogram[:-1]))
-            durations.add_metric(list(key), _buckets(histogram), histogram[-1])
+        for (route, method, status), histogram in sorted(counts.requests.items()):
+            labels = [route, method, str(status)]
+            requests.add_metric(labels, sum(histogram[:-1]))
+            durations.add_metric(labels, _buckets(histogram), histogram[-1])
         yield requests
         yield durations
         store = HistogramMetricFamily(

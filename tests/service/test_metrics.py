@@ -464,7 +464,7 @@ def test_counts_survive_their_file_and_add_up():
     metrics.store_latency("commit_rewards", 0.02)
     total = Counts.from_json(json.loads(json.dumps(metrics.counts.to_json())))
     total.add(metrics.counts)
-    requests = total.requests[("/metrics", "GET", "200")]
+    requests = total.requests[("/metrics", "GET", 200)]
     assert requests[BUCKETS.index(0.005)] == 2 and sum(requests[:-1]) == 2 and requests[-1] == pytest.approx(0.006)
     store = total.store["commit_rewards"]
     assert store[BUCKETS.index(0.025)] == 2 and sum(store[:-1]) == 2

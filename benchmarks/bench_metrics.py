@@ -10,7 +10,8 @@ latencies. On a shared machine that comparison is noisy, so the instructions
 per decision are also counted by callgrind (valgrind), for single decisions
 sent as ASGI calls straight into an app (memory store, no HTTP parsing or
 socket) with metrics off and on: a figure noise does not move, as in
-``bench_instructions.py``. Then a third
+``bench_instructions.py`` (about 7 minutes on 2 cores: valgrind runs the
+imports too; skipped without valgrind). Then a third
 server holds 100 experiments of 10 arms, each with decisions and rewards
 behind it, and ``GET /metrics`` is timed over a kept-alive connection.
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import banditkit
 
 ROOT = Path(banditkit.__file__).parent
-HEAVY = ("fastapi", "uvicorn", "redis", "matplotlib", "pyarrow", "pyspark", "sklearn", "numba")
+HEAVY = ("fastapi", "uvicorn", "redis", "prometheus_client", "matplotlib", "pyarrow", "pyspark", "sklearn", "numba")
 
 
 def modules() -> dict[str, Path]:

@@ -7,6 +7,7 @@ import contextlib
 import gc
 import logging
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,7 +20,9 @@ from .endpoints import EndpointRouter, document_endpoints
 from .engine import Engine
 from .errors import install_error_handlers
 from .hot import HotPaths
+from .metrics import UNMATCHED_ROUTE, Metrics
 from .routes import ROUTERS
+from .routes import metrics as metrics_route
 from .stores import ExperimentExistsError, Store, StoreUnavailableError, open_store
 from .stores.redis_keys import RedisUnreachableError
 from .supervisor import Supervisor, Webhook, webhook_hook
@@ -30,12 +33,13 @@ logger = logging.getLogger("banditkit.service")
 def create_app(settings: Settings | None = None) -> FastAPI:
     """A decision service app; ``settings`` default to the ``BANDITKIT_*`` environment."""
     settings = settings or Settings()
+    metrics = Metrics(settings.metrics_max_arms, settings.metrics_dir) if settings.metrics else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.tune_interpreter:  # first: the store may learn rewards again as it opens (one BLAS thread)
             _tune_interpreter()
-        store, engine = await _open(settings)
+        store, engine = await _open(settings, metrics)
         app.state.engine = engine
         try:
             if settings.experiments_file is not None:
@@ -51,6 +55,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             engine.on_alert = webhook_hook(engine, webhook)
             supervisor = app.state.supervisor = Supervisor(engine, settings.check_interval_s)
             tasks = [background, asyncio.create_task(supervisor.run_forever()), asyncio.create_task(webhook.run())]
+            if metrics is not None and metrics.folder is not None:  # one of several workers
+                tasks.append(asyncio.create_task(metrics.flush_forever()))
             yield
             for task in tasks:
                 task.cancel()
@@ -60,6 +66,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             engine.close()
             store.close()
+            if metrics is not None:
+                with contextlib.suppress(OSError):
+                    metrics.flush()
 
     app = ServiceApp(
         title="banditkit decision service",
@@ -71,10 +80,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Adaptive experiments: decisions with propensities, delayed rewards, versions.",
     )
     app.state.settings = settings
+    app.metrics = metrics
     install_error_handlers(app)
-    for router in ROUTERS:
+    routers = ROUTERS if metrics is None else [*ROUTERS, metrics_route.router]
+    for router in routers:
         app.include_router(router)
-    document_endpoints(app, ROUTERS)
+    document_endpoints(app, routers)
     endpoints = [endpoint for router in ROUTERS if isinstance(router, EndpointRouter) for endpoint in router.endpoints]
     app.hot_paths = HotPaths(app, endpoints)
     return app
@@ -83,19 +94,53 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 class ServiceApp(FastAPI):
     """The FastAPI app, with the endpoints of its :class:`.EndpointRouter` answered before its middleware stack.
 
-    See :mod:`.hot`.
+    See :mod:`.hot`. Every HTTP request, on either path, is counted here in ``metrics`` (when on): its route,
+    method, status and time to the last byte of its answer.
     """
 
     hot_paths: HotPaths | None = None
+    metrics: Metrics | None = None
 
     async def __call__(self, scope, receive, send) -> None:
-        if self.hot_paths is not None and await self.hot_paths.handle(scope, receive, send):
+        if scope["type"] != "http" or self.hot_paths is None:
+            await super().__call__(scope, receive, send)
             return
-        await super().__call__(scope, receive, send)
+        if self.metrics is None:
+            if await self.hot_paths.handle(scope, receive, send) is None:
+                await super().__call__(scope, receive, send)
+            return
+        started = time.perf_counter()
+        answer = _Status(send)
+        route = None
+        try:
+            route = await self.hot_paths.handle(scope, receive, answer.send)
+            if route is None:
+                await super().__call__(scope, receive, answer.send)
+                matched = scope.get("route")  # set by FastAPI's router on the scope it was given
+                route = getattr(matched, "path", UNMATCHED_ROUTE)
+        finally:
+            self.metrics.request(
+                route or UNMATCHED_ROUTE, scope["method"], answer.status, time.perf_counter() - started
+            )
 
 
-async def _open(settings: Settings) -> tuple[Store, Engine]:
-    """The store and the engine over it, the experiments loaded.
+class _Status:
+    """An ASGI ``send`` that notes the status of the answer it passes on (500 until one starts)."""
+
+    __slots__ = ("_send", "status")
+
+    def __init__(self, send) -> None:
+        self._send = send
+        self.status = 500
+
+    def send(self, message):
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+        return self._send(message)
+
+
+async def _open(settings: Settings, metrics: Metrics | None = None) -> tuple[Store, Engine]:
+    """The store and the engine over it (counting in ``metrics``), the experiments loaded.
 
     With ``settings.wait_for_store``, a shared store that does not answer is retried each second until it
     does: a worker of ``serve --workers N`` restarted during a Redis outage must wait, because a worker that
@@ -112,7 +157,7 @@ async def _open(settings: Settings) -> tuple[Store, Engine]:
                 spool_dir=settings.spool_dir,
                 checkpoint_s=settings.checkpoint_s,
             )
-            engine = Engine(store, refresh_s=settings.refresh_s)
+            engine = Engine(store, refresh_s=settings.refresh_s, metrics=metrics)
         except (RedisUnreachableError, StoreUnavailableError) as error:
             if store is not None:
                 store.close()

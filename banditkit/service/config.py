@@ -143,6 +143,25 @@ class Settings(BaseSettings):
             "longest-waiting idle connections are closed to make room"
         ),
     )
+    metrics: bool = Field(
+        True, description="serve Prometheus metrics at GET /metrics, counted as requests are answered"
+    )
+    metrics_max_arms: int = Field(
+        20,
+        ge=1,
+        le=1000,
+        description=(
+            "arms with a label of their own in the metrics, per experiment (the first by name); the others are "
+            'summed under arm="__other__"'
+        ),
+    )
+    metrics_dir: Path | None = Field(
+        None,
+        description=(
+            "folder where the workers of `serve --workers N` keep their counts for each other's scrapes (default: "
+            "a temporary folder made by the command; emptied of worker files when it starts)"
+        ),
+    )
     refresh_s: float = Field(
         0.1,
         ge=0.0,
@@ -177,7 +196,7 @@ class Settings(BaseSettings):
             return tuple(token.strip() for token in value.split(",") if token.strip())
         return value
 
-    @field_validator("admin_token", "experiments_file", "archive_dir", "max_connections", mode="before")
+    @field_validator("admin_token", "experiments_file", "archive_dir", "metrics_dir", "max_connections", mode="before")
     @classmethod
     def _empty_is_none(cls, value):
         return None if value == "" else value

@@ -22,9 +22,11 @@ import numpy as np
 from ..bandit import Bandit
 from ..errors import BanditkitError
 from . import rewarding
+from .alerts import open_alerts, remediate
 from .coalesce import Coalescer
 from .errors import InvalidRequestError, NotFoundError
 from .experiment import LARGEST_LINEAR, MAX_STATE_BYTES, Experiment, build_bandit, restore, state_bytes
+from .metrics import Metrics
 from .model import join, split
 from .schemas import (
     MAX_ARMS,
@@ -56,7 +58,6 @@ from .stores.base import (
     settled,
     unservable_reason,
 )
-from .supervisor import open_alerts, remediate
 
 logger = logging.getLogger("banditkit.service")
 #: Attempts at a model change whose version keeps moving (rewards queued before it; another process's writes).
@@ -80,12 +81,14 @@ class Engine:
     """Serves every experiment of one store.
 
     ``refresh_s``: how long a cached action distribution may be served while
-    a newer state's is computed in the background (0 = always the newest).
+    a newer state's is computed in the background (0 = always the newest);
+    ``metrics``: where decisions, fallbacks, rewards and store latencies are counted (None: nowhere).
     """
 
-    def __init__(self, store: Store, *, refresh_s: float = 0.1) -> None:
+    def __init__(self, store: Store, *, refresh_s: float = 0.1, metrics: Metrics | None = None) -> None:
         self.store = store
         self.refresh_s = refresh_s
+        self.metrics = metrics
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="banditkit-distributions") if refresh_s > 0 else None
         self.experiments: dict[str, Experiment] = {}
         self.recent = rewarding.RecentDecisions()
@@ -380,6 +383,7 @@ class Engine:
             alerts.append("abort rule fired: serving the default arm until resumed")
         alerts.extend(self.supervisor_alerts.get(name, ()))
         decisions, rewards = self.store.counts(name)
+        loop = self.store.learning_loop([name]).get(name)  # a shared store's: what its learners have not learned
         return StatsOut(
             experiment=name,
             policy_version=view.version,
@@ -389,7 +393,7 @@ class Engine:
             regret_estimate=rows.regret_estimate,
             regret_low=rows.regret_low,
             regret_high=rows.regret_high,
-            learner_lag_s=self.store.learner_lag_s(name, time.time()),
+            learner_lag_s=loop.unlearned_age_s if loop is not None else 0.0,
             arms=[
                 ArmStatsOut(
                     arm=row.arm,
@@ -427,14 +431,17 @@ class Engine:
     async def _serve(self, name: str, requests: list[DecisionRequest]) -> list[DecisionResponse]:
         """:meth:`decide` for requests already checked."""
         experiment = self.experiment(name)
+        metrics = self.metrics
         now = time.time()
         token = object()
         self._in_flight[token] = now
         try:
-            records, assignments = self._choose(experiment, requests, now)
+            records, assignments, policy_errors = self._choose(experiment, requests, now)
+            started = time.perf_counter()
             try:
                 await settled(self.store.append_decisions(records, assignments))
                 self.recent.add(records)
+                fallbacks = _fallback_reasons(experiment, records, policy_errors) if metrics is not None else {}
             except Exception as error:
                 if isinstance(error, StoreUnavailableError):  # an outage (the store logs it once)
                     logger.debug("decision log unavailable for %r: serving the default arm", name)
@@ -444,6 +451,10 @@ class Engine:
                 # Not logged either (a full disk; Redis down and its spool's disk full): the error answers
                 # (503 for an outage), since a decision is never answered without being logged.
                 await settled(self.store.append_decisions(records))
+                fallbacks = {"store_unavailable": len(records)}
+            if metrics is not None:
+                metrics.store_latency("log_decisions", time.perf_counter() - started)
+                metrics.decided(name, records, fallbacks)
         finally:
             del self._in_flight[token]
         return [
@@ -459,8 +470,10 @@ class Engine:
 
     def _choose(
         self, experiment: Experiment, requests: list[DecisionRequest], now: float
-    ) -> tuple[list[DecisionRecord], dict[str, Assignment]]:
+    ) -> tuple[list[DecisionRecord], dict[str, Assignment], int]:
+        """A record per request, the sticky assignments to store, and how many fell back because the policy failed."""
         records: list[DecisionRecord | None] = [None] * len(requests)
+        policy_errors = 0
         assignments: dict[str, Assignment] = {}
         sticky = experiment.config.sticky
         groups: dict[tuple[str, ...] | None, list[int]] = {}
@@ -487,6 +500,7 @@ class Engine:
             except Exception:
                 logger.exception("policy failed for %r: serving the default arm", experiment.name)
                 chosen = None
+                policy_errors += len(rows)
             for position, row in enumerate(rows):
                 request = requests[row]
                 if chosen is None:
@@ -496,7 +510,7 @@ class Engine:
                 records[row] = _record(experiment, request, arm, propensity, probabilities, version, fallback, now)
                 if sticky and request.unit is not None and not fallback:
                     assignments[request.unit] = Assignment(arm, propensity, probabilities)
-        return records, assignments  # type: ignore[return-value]  # every row is kept, drawn or a fallback
+        return records, assignments, policy_errors  # type: ignore[return-value]  # every row is kept, drawn or a fallback
 
     def _kept(self, experiment: Experiment, request: DecisionRequest, unit: str) -> Assignment | None:
         """The unit's stored arm if it may still be served to this request."""
@@ -514,6 +528,8 @@ class Engine:
         if not bandit.policy.contextual:
             entry = experiment.cache.get(bandit, allowed)
             indices = draw(entry, experiment.name, units, bandit.rng)
+            if allowed is None and self.metrics is not None:
+                self.metrics.serving(experiment.name, entry.arms, entry.probabilities)
             return [
                 (entry.arms[i], float(entry.probabilities[i]), entry.as_dict, entry.version, entry.fallback)
                 for i in indices
@@ -527,6 +543,8 @@ class Engine:
         fallback = view.aborted or not (set(view.active_arms) & set(allowed or view.arms))
         drawn = draw_rows(matrix, experiment.name, units, view.rng)
         arms = view.arms
+        if allowed is None and self.metrics is not None:
+            self.metrics.serving(experiment.name, tuple(arms), matrix.mean(axis=0))
         return [
             (arms[i], float(matrix[row, i]), dict(zip(arms, matrix[row].tolist(), strict=True)), view.version, fallback)
             for row, i in enumerate(drawn.tolist())
@@ -534,7 +552,9 @@ class Engine:
 
     # ---- rewards -----------------------------------------------------------
     async def reward(self, name: str, items: list[RewardRequest]) -> list[RewardResult]:
-        return await rewarding.record(self.store, self.experiment(name), items, self._persist_guardrails, self.recent)
+        return await rewarding.record(
+            self.store, self.experiment(name), items, self._persist_guardrails, self.recent, self.metrics
+        )
 
     async def reward_one(self, name: str, item: RewardRequest) -> RewardResult:
         """One reward, recorded and learned with the other single rewards of this loop turn."""
@@ -547,9 +567,12 @@ class Engine:
         for experiment in list(self.experiments.values()):
             # Decisions still being written are not visible yet: settle only what is older than all of them.
             horizon = min(self._in_flight.values(), default=float("inf"))
-            total += await rewarding.sweep(
+            applied = await rewarding.sweep(
                 self.store, experiment, now or time.time(), horizon, self._persist_guardrails
             )
+            if self.metrics is not None:
+                self.metrics.defaulted(experiment.name, applied)
+            total += applied
         return total
 
     def _persist_guardrails(self, experiment: Experiment) -> None:
@@ -580,6 +603,22 @@ def _guardrail_change(current: Bandit) -> tuple[ModelChange, None]:
     model, arrays = split(current)
     event = {"kind": "guardrail", "disabled": dict(current.disabled_reasons), "aborted": current.aborted}
     return ModelChange(model, arrays, current.version, current.version, event), None
+
+
+def _fallback_reasons(experiment: Experiment, records: list[DecisionRecord], policy_errors: int) -> dict[str, int]:
+    """How many of the logged ``records`` served the default arm, by reason (the metrics' ``reason`` label).
+
+    ``policy_errors`` of them because the policy raised; the others because the abort rule fired or no
+    allowed arm was active.
+    """
+    flagged = int(records[0].fallback) if len(records) == 1 else sum(record.fallback for record in records)
+    if not flagged:
+        return {}
+    guarded = flagged - policy_errors
+    reasons = {"policy_error": policy_errors} if policy_errors else {}
+    if guarded:
+        reasons["aborted" if experiment.bandit.aborted else "no_active_arm"] = guarded
+    return reasons
 
 
 def _check_request(experiment: Experiment, request: DecisionRequest, prefix: str) -> None:

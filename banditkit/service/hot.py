@@ -23,6 +23,7 @@ from operator import itemgetter
 from .deps import repeated_authorization
 from .endpoints import ClientGone, Endpoint
 from .errors import BadRequestError, error_answer
+from .metrics import UNMATCHED_ROUTE
 
 #: The answer to a request with more than one Authorization header (whichever one a component reads, another
 #: may read the other).
@@ -60,25 +61,25 @@ class HotPaths:
             pattern = _Pattern(endpoint)
             self._patterns.setdefault((endpoint.method, pattern.length), []).append(pattern)
 
-    async def handle(self, scope, receive, send) -> bool:
+    async def handle(self, scope, receive, send) -> str | None:
         """Answer the request if it is one of the endpoints or has more than one Authorization header.
 
-        True when answered; False leaves the request untouched for the application.
+        The route it was answered as when answered (the endpoint's path template;
+        :data:`~.metrics.UNMATCHED_ROUTE` for two Authorization headers); None leaves the request untouched
+        for the application.
         """
-        if scope["type"] != "http":
-            return False
         if repeated_authorization(scope["headers"]):
             await _respond_error(send, REPEATED_AUTHORIZATION)
-            return True
+            return UNMATCHED_ROUTE
         if scope.get("root_path"):
-            return False
+            return None
         parts = scope["path"].split("/")
         for pattern in self._patterns.get((scope["method"], len(parts)), ()):
             path = pattern.match(parts)
             if path is not None:
                 await self._serve(pattern.endpoint, path, scope, receive, send)
-                return True
-        return False
+                return pattern.endpoint.path
+        return None
 
     async def _serve(self, endpoint: Endpoint, path: dict[str, str], scope, receive, send) -> None:
         app = self.app

@@ -23,6 +23,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from .experiment import Experiment
+from .metrics import Metrics, reward_outcome
 from .model import DeltaPlanner, adopt_rewards, guarded
 from .schemas import RewardRequest, RewardResult
 from .stores import DecisionRecord, RewardRecord, Store
@@ -88,12 +89,17 @@ async def record(
     items: list[RewardRequest],
     on_guardrail: Callable[[Experiment], None],
     recent: RecentDecisions,
+    metrics: Metrics | None = None,
 ) -> list[RewardResult]:
-    """One result per reward, in order; ``status`` is 200, 404, 409, 410 or 422."""
+    """One result per reward, in order; ``status`` is 200, 404, 409, 410 or 422.
+
+    ``metrics`` counts each reward's outcome and the store's commit time.
+    """
     if not store.learns_in_process:
-        return await claim(store, experiment, items)
+        return await claim(store, experiment, items, metrics)
     now = time.time()
     results: list[RewardResult | None] = [None] * len(items)
+    first = [False] * len(items)
     pending: list[tuple[int, RewardRecord]] = []
     decisions: dict[str, DecisionRecord] = {}
     known = recent.find(store, [item.decision_id for item in items])
@@ -113,36 +119,61 @@ async def record(
             decisions[item.decision_id] = decision
             pending.append((row, RewardRecord(item.decision_id, experiment.name, decision.arm, item.value, now)))
     if pending:
+        started = time.perf_counter()
         outcomes = await learn(store, experiment, [reward for _, reward in pending], decisions, on_guardrail)
+        if metrics is not None:
+            metrics.store_latency("commit_rewards", time.perf_counter() - started)
         for (row, _), outcome in zip(pending, outcomes, strict=True):
             assert outcome.reward is not None  # a store that learns in process refuses no reward
             results[row] = _answer(outcome.reward, items[row])
-    return _filled(results)
+            first[row] = outcome.first
+    return _counted(_filled(results), first, experiment, metrics)
 
 
-async def claim(store: Store, experiment: Experiment, items: list[RewardRequest]) -> list[RewardResult]:
+async def claim(
+    store: Store, experiment: Experiment, items: list[RewardRequest], metrics: Metrics | None = None
+) -> list[RewardResult]:
     """:func:`record` for a store that joins and claims rewards itself and learns elsewhere (Redis).
 
     The store's claim answers whether the decision exists, is already rewarded or is past its window.
     """
     now = time.time()
     results: list[RewardResult | None] = [_out_of_range(item, experiment) for item in items]
+    first = [False] * len(items)
     rows = [row for row, result in enumerate(results) if result is None]
     if not rows:
-        return _filled(results)
+        return _counted(_filled(results), first, experiment, metrics)
     rewards = [RewardRecord(items[row].decision_id, experiment.name, "", items[row].value, now) for row in rows]
     unique, positions = first_per_decision(rewards)
+    started = time.perf_counter()
     commit = await settled(store.commit_rewards(RewardWork(experiment.name, unique)))  # no planner: not learned
+    if metrics is not None:
+        metrics.store_latency("commit_rewards", time.perf_counter() - started)
     window = experiment.config.attribution_window_s
+    claimed: set[int] = set()
     for row, position in zip(rows, positions, strict=True):
         item, outcome = items[row], commit.outcomes[position]
         if outcome.reward is not None:
             results[row] = _answer(outcome.reward, item)
+            first[row] = outcome.first and position not in claimed  # a later reward of the same decision repeats
+            claimed.add(position)
         elif outcome.refused == "late" or now > decision_id_time(item.decision_id) + window:
             results[row] = _late(item, experiment)  # a decision past its window may be archived already
         else:
             results[row] = _not_found(item, experiment)
-    return _filled(results)
+    return _counted(_filled(results), first, experiment, metrics)
+
+
+def _counted(
+    results: list[RewardResult], first: list[bool], experiment: Experiment, metrics: Metrics | None
+) -> list[RewardResult]:
+    """``results``, each counted in ``metrics`` by its outcome (``first``: the reward was recorded by this call)."""
+    if metrics is not None:
+        metrics.rewarded(
+            experiment.name,
+            (reward_outcome(result.status, result.applied, new) for result, new in zip(results, first, strict=True)),
+        )
+    return results
 
 
 def _filled(results: list[RewardResult | None]) -> list[RewardResult]:

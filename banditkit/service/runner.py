@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from .app import create_app
 from .config import Settings
+from .metrics import Metrics
 
 
 def free_port() -> int:
@@ -75,6 +77,9 @@ def serve(settings: Settings, *, workers: int = 1, log_level: str = "info") -> N
 
     raise_descriptor_limit()
     options = {"host": settings.safe_host(), "port": settings.port, "log_level": log_level}
+    if settings.metrics and settings.metrics_dir is not None:  # the counts of an earlier server are not this one's
+        settings.metrics_dir.mkdir(parents=True, exist_ok=True)
+        Metrics.clear_folder(settings.metrics_dir)
     if workers == 1:
         server = uvicorn.Server(ServerConfig(create_app(settings), settings, **options))
         server.run()
@@ -83,9 +88,14 @@ def serve(settings: Settings, *, workers: int = 1, log_level: str = "info") -> N
         return
     # Each worker process builds its app from the environment. uvicorn stops every worker when a restarted
     # one fails its start-up: during a Redis outage a restarted worker must wait for Redis instead.
-    os.environ.update(settings_env(settings.model_copy(update={"wait_for_store": True})))
-    config = ServerConfig("banditkit.service.app:create_app", settings, factory=True, workers=workers, **options)
-    Multiprocess(config, sockets=[config.bind_socket()]).run()
+    update: dict = {"wait_for_store": True}
+    with contextlib.ExitStack() as cleanup:
+        if settings.metrics and settings.metrics_dir is None:  # the workers add up each other's counts there
+            folder = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="banditkit-metrics-"))
+            update["metrics_dir"] = Path(folder)
+        os.environ.update(settings_env(settings.model_copy(update=update)))
+        config = ServerConfig("banditkit.service.app:create_app", settings, factory=True, workers=workers, **options)
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

@@ -18,8 +18,9 @@ import httpx
 
 from .._csv import unescape_cell
 from ..policies import make_policy
+from .alerts import open_alerts
 from .schemas import StatsOut, SupervisorSpec
-from .supervisor import LogFollower, level_alerts, open_alerts, transitions
+from .supervisor import LogFollower, level_alerts, transitions
 
 
 class Watcher:

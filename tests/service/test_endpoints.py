@@ -127,8 +127,13 @@ def test_every_declared_endpoint_is_documented_as_declared():
     endpoints = [endpoint for router in ROUTERS if isinstance(router, EndpointRouter) for endpoint in router.endpoints]
     declared = {(e.method, e.path) for e in endpoints}
     documented = {(method.upper(), path) for path, methods in schema["paths"].items() for method in methods}
-    # FastAPI routes: the log is streamed, not JSON; the model answers with an ETag, and 304 without a body.
-    assert documented - declared == {("GET", "/v1/experiments/{name}/log"), ("GET", "/v1/experiments/{name}/model")}
+    # FastAPI routes: the log is streamed, not JSON; the model answers with an ETag, and 304 without a body;
+    # the metrics are text.
+    assert documented - declared == {
+        ("GET", "/v1/experiments/{name}/log"),
+        ("GET", "/v1/experiments/{name}/model"),
+        ("GET", "/metrics"),
+    }
     for endpoint in endpoints:
         operation = schema["paths"][endpoint.path][endpoint.method.lower()]
         assert ("security" in operation) == (endpoint.auth is not None), endpoint.path

@@ -214,6 +214,7 @@ CALLS: list[Call] = [
         fragment='"body","arm"',
     ),
     Call("GET", "/v1/health", 200, token=None),
+    Call("GET", "/metrics", 200),
 ]
 #: With the store down (Redis killed under the server), each operation on a served experiment ('hero') and on an
 #: unknown one ('nope'): 503 with Retry-After, but for what the server answers from memory (decisions fall back

@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 
 from banditkit.service import Settings
+from banditkit.service.alerts import open_alerts
 from banditkit.service.engine import Engine
 from banditkit.service.errors import InvalidRequestError
 from banditkit.service.runner import free_port, running
 from banditkit.service.schemas import AlertRequest, DecisionRequest, ExperimentCreate, RewardRequest, SupervisorSpec
 from banditkit.service.stores import open_store
-from banditkit.service.supervisor import LogFollower, Webhook, open_alerts, transitions
+from banditkit.service.supervisor import LogFollower, Webhook, transitions
 
 CHECK_S = 0.2
 

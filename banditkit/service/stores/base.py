@@ -383,6 +383,22 @@ def claim(work: RewardWork, stored: dict[str, RewardRecord], arrays: State) -> C
     return Claim(rows, merged, delta, outcomes)
 
 
+@dataclass(frozen=True, slots=True)
+class LoopHealth:
+    """The learning loop of one experiment of a shared store, as its metrics report it.
+
+    ``stream_length``: entries in the reward stream; ``pending``: delivered to a learner, not acknowledged;
+    ``lag``: not yet delivered to any learner (None when the store cannot tell); ``unlearned_age_s``: age of
+    the oldest reward not yet in the stored model (0 when all are); ``defaulted``: default rewards applied.
+    """
+
+    stream_length: int
+    pending: int
+    lag: int | None
+    unlearned_age_s: float
+    defaulted: int
+
+
 class Store(ABC):
     """The interface of the memory, SQLite and Redis stores."""
 
@@ -499,12 +515,12 @@ class Store(ABC):
         encoding it again.
         """
 
-    def learner_lag_s(self, name: str, now: float) -> float:
-        """Seconds since the oldest reward recorded but not yet learned was recorded (0 when none waits).
+    def learning_loop(self, names: list[str]) -> dict[str, LoopHealth]:
+        """The learning loop of each experiment of ``names``, for a store that other processes learn from.
 
-        0 for a store that learns in process: a reward is learned in the transaction that records it.
+        Empty for a store that learns in process: it has no loop.
         """
-        return 0.0
+        return {}
 
     @abstractmethod
     def counts(self, name: str) -> tuple[int, int]:

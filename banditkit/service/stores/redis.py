@@ -48,6 +48,7 @@ from .base import (
     DecisionRecord,
     ExperimentExistsError,
     ExperimentRecord,
+    LoopHealth,
     ModelChange,
     ModelMovedError,
     Outage,
@@ -394,21 +395,46 @@ class RedisStore(Store):
         rows.sort(key=lambda row: (row[1], row[0]))
         yield from rows
 
-    def learner_lag_s(self, name: str, now: float) -> float:
-        """The age of the first reward stream entry after the offset the learner stored with the model.
-
-        Stream ids start with the milliseconds at which Redis added the entry.
-        """
-        keys = self.keys(name)
-        offset = self._call(self.client.hget, keys.meta, "reward_offset") or "0-0"
-        waiting = self._call(self.client.xrange, keys.reward_stream, f"({offset}", "+", count=1)
-        if not waiting:
-            return 0.0
-        return max(0.0, now - int(waiting[0][0].split("-")[0]) / 1000)
-
     def counts(self, name: str) -> tuple[int, int]:
         decisions, rewards = self._call(self.client.hmget, self.keys(name).counts, ["decisions", "rewards"])
         return int(decisions or 0), int(rewards or 0)
+
+    def learning_loop(self, names: list[str]) -> dict[str, LoopHealth]:
+        """Each experiment's reward stream as the learners see it: two pipelined round trips for all of them.
+
+        The first reads the stream's length, its consumer group (pending entries, lag), the model's reward
+        offset and the default rewards claimed; the second the first reward after the offset, whose stream
+        id gives its time. Names not (or no longer) in Redis are left out.
+        """
+        if not names or not self._available:
+            return {}
+        keys = [self.keys(name) for name in names]
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.xlen(key.reward_stream)
+            pipe.xinfo_groups(key.reward_stream)
+            pipe.hget(key.meta, "reward_offset")
+            pipe.hget(key.counts, "defaulted")
+        first = self._call(pipe.execute, raise_on_error=False)
+        known = [
+            (name, key, *first[4 * row : 4 * row + 4])
+            for row, (name, key) in enumerate(zip(names, keys, strict=True))
+            if first[4 * row + 2] is not None and not isinstance(first[4 * row + 1], Exception)
+        ]
+        pipe = self.client.pipeline(transaction=False)
+        for _, key, _, _, offset, _ in known:
+            pipe.xrange(key.reward_stream, f"({offset}", "+", count=1)
+        oldest = self._call(pipe.execute) if known else []
+        now_ms = time.time() * 1000
+        health = {}
+        for (name, _, length, groups, _, defaulted), entries in zip(known, oldest, strict=True):
+            group: dict = next((g for g in groups if g["name"] == rk.LEARNERS), {})
+            age_s = max(0.0, (now_ms - int(entries[0][0].split("-")[0])) / 1000) if entries else 0.0
+            lag = group.get("lag")
+            health[name] = LoopHealth(
+                int(length), int(group.get("pending", 0)), None if lag is None else int(lag), age_s, int(defaulted or 0)
+            )
+        return health
 
     def _call(self, method, *args, **kwargs):
         """A read: Redis's answer, or :class:`~.base.StoreUnavailableError` (and the store marked down)."""

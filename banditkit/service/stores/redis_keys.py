@@ -341,6 +341,7 @@ def reward_from_json(text: str) -> RewardRecord:
 #: then (decision_id, value as float text, source) per reward. Returns per reward a pair:
 #: ("old", reward JSON) already rewarded, ("new", reward JSON) claimed now, ("missing", "") no pending
 #: row, ("late", "") a client reward after the window. ``applied`` = the arm is in meta's model.
+#: A claimed reward adds one to counts' ``rewards``, a default reward also to ``defaulted`` (a metric).
 CLAIM_REWARDS = """
 local now = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
@@ -374,6 +375,7 @@ for i = 4, #ARGV, 3 do
         redis.call('HSET', KEYS[2], id, row)
         redis.call('XADD', KEYS[3], '*', 'reward', row, 'decision', pending)
         redis.call('HINCRBY', KEYS[4], 'rewards', 1)
+        if source == 'default' then redis.call('HINCRBY', KEYS[4], 'defaulted', 1) end
         redis.call('ZREM', KEYS[5], id)
         out[#out + 1] = 'new'; out[#out + 1] = row
       end

@@ -313,6 +313,8 @@ class Engine:
         if written is None:
             return AlertOut(written=False)
         event = {"experiment": name, "time": time.time(), "policy_version": written.version, **written.event}
+        if self.metrics is not None:
+            self.metrics.alerted(name, alert.kind, alert.state)
         if self.on_alert is not None:
             self.on_alert(name, event)
         return AlertOut(written=True, event=event)

@@ -79,7 +79,8 @@ class Counts:
 
     ``requests`` maps (route, method, status) and ``store`` an operation to a histogram
     (:func:`new_histogram`); ``decisions`` maps experiment to arm to count, ``fallbacks`` experiment to
-    reason, ``rewards`` experiment to outcome.
+    reason, ``rewards`` experiment to outcome, ``alerts`` experiment to "kind/state" (an alert written as
+    opened or resolved: once, by the process that wrote it).
     """
 
     def __init__(self) -> None:
@@ -88,6 +89,7 @@ class Counts:
         self.decisions: dict[str, Counter[str]] = {}
         self.fallbacks: dict[str, Counter[str]] = {}
         self.rewards: dict[str, Counter[str]] = {}
+        self.alerts: dict[str, Counter[str]] = {}
 
     def to_json(self) -> dict:
         return {
@@ -96,6 +98,7 @@ class Counts:
             "decisions": self.decisions,
             "fallbacks": self.fallbacks,
             "rewards": self.rewards,
+            "alerts": self.alerts,
         }
 
     @classmethod
@@ -103,8 +106,8 @@ class Counts:
         counts = cls()
         counts.requests = {(route, method, status): values for route, method, status, values in data["requests"]}
         counts.store = dict(data["store"])
-        for name in ("decisions", "fallbacks", "rewards"):
-            setattr(counts, name, {key: Counter(value) for key, value in data[name].items()})
+        for name in ("decisions", "fallbacks", "rewards", "alerts"):
+            setattr(counts, name, {key: Counter(value) for key, value in data.get(name, {}).items()})
         return counts
 
     def copy(self) -> Counts:
@@ -124,6 +127,7 @@ class Counts:
             (self.decisions, other.decisions),
             (self.fallbacks, other.fallbacks),
             (self.rewards, other.rewards),
+            (self.alerts, other.alerts),
         ):
             for experiment, counter in list(theirs_by_experiment.items()):
                 mine_by_experiment.setdefault(experiment, Counter()).update(dict(counter))
@@ -209,6 +213,11 @@ class Metrics:
         if count:
             self.counts.rewards.setdefault(experiment, Counter())["defaulted"] += count
             self._changes += 1
+
+    def alerted(self, experiment: str, kind: str, state: str) -> None:
+        """A supervisor alert of ``experiment`` written as ``state`` ("open" or "resolved")."""
+        self.counts.alerts.setdefault(experiment, Counter())[f"{kind}/{state}"] += 1
+        self._changes += 1
 
     def serving(self, experiment: str, arms: tuple[str, ...], probabilities: np.ndarray) -> None:
         """The action distribution just served to requests without ``allowed`` (mean over a batch's contexts)."""
@@ -357,6 +366,15 @@ class MetricFamilies(Collector):
             for outcome, count in sorted(counter.items()):
                 rewards.add_metric([experiment, outcome], count)
         yield rewards
+        alerts = CounterMetricFamily(
+            "banditkit_alerts",
+            "Supervisor alerts written, by kind and state (open, resolved)",
+            labels=["experiment", "kind", "state"],
+        )
+        for experiment, counter in sorted(counts.alerts.items()):
+            for kind_state, count in sorted(counter.items()):
+                alerts.add_metric([experiment, *kind_state.split("/", 1)], count)
+        yield alerts
         yield from self._model_families()
         yield from self._loop_families()
 

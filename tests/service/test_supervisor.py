@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import numpy as np
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from banditkit.service import Settings
 from banditkit.service.alerts import open_alerts
@@ -69,6 +70,14 @@ def test_an_slo_breach_disables_the_arm_once_and_the_remediation_survives_a_rest
         )
         served = {http.post("/v1/experiments/hero/decisions", json={}).json()["arm"] for _ in range(50)}
         assert "c" not in served
+        # The alert is a metric too: counted once, as opened.
+        families = {family.name: family for family in text_string_to_metric_families(http.get("/metrics").text)}
+        alerts = {
+            tuple(sample.labels[key] for key in ("experiment", "kind", "state")): sample.value
+            for sample in families["banditkit_alerts"].samples
+            if sample.name == "banditkit_alerts_total"
+        }
+        assert alerts == {("hero", "slo_breach", "open"): 1.0}
     first.stop()
 
     second = server_process(sqlite_url, check_interval_s=CHECK_S, tune_interpreter=False)

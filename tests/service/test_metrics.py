@@ -481,7 +481,7 @@ MONITORING = Path(__file__).resolve().parents[2] / "docs" / "monitoring.md"
 def test_docs_monitoring_lists_every_metric_and_its_yaml_loads():
     """docs/monitoring.md's table holds exactly the metrics served, with their labels; its scrape configuration and
     alert rules are valid YAML naming metrics that exist."""
-    import yaml  # installed with the docs tools
+    import yaml  # type: ignore[import-untyped]  # installed with the docs tools
 
     metrics = Metrics()  # one sample of every metric
     metrics.request("/metrics", "GET", 200, 0.001)

@@ -210,4 +210,5 @@ def test_a_runnable_session_runs_in_order(document, tmp_path):
     for block, process in servers:
         output = (folder / f"server-{block.line}.log").read_text()
         stopped = process.returncode in (0, 130)  # 130: the status of a command stopped by Ctrl+C
-        assert stopped and "Application shutdown complete" in output and "Traceback" not in output, f"{block.name}: the server failed\n{output}"
+        clean = "Application shutdown complete" in output and "Traceback" not in output
+        assert stopped and clean, f"{block.name}: the server failed\n{output}"

@@ -186,6 +186,25 @@ def test_the_tutorial_shows_its_config_as_it_is():
     assert shown[1] == (ROOT / "examples" / "tutorial" / "buttons.toml").read_text()
 
 
+def test_the_peer_side_of_the_guides_is_the_code_that_runs_in_the_peers_environment():
+    """A ``<!-- peer: NAME -->`` block of docs/coming-from.md is the body of benchmarks/peers/guide_peers.NAME()."""
+    import ast
+    import textwrap
+
+    page = (ROOT / "docs" / "coming-from.md").read_text()
+    shown = dict(re.findall(r"<!-- peer: (\w+) -->\n```python\n(.*?)```", page, re.DOTALL))
+    source = (ROOT / "benchmarks" / "peers" / "guide_peers.py").read_text()
+    lines = source.splitlines(keepends=True)
+    bodies = {
+        node.name: textwrap.dedent("".join(lines[node.lineno : node.end_lineno]))
+        for node in ast.parse(source).body
+        if isinstance(node, ast.FunctionDef)
+    }
+    assert set(shown) == {"mabwiser", "obp", "vw"}
+    for name, code in shown.items():
+        assert code == bodies[name], f"docs/coming-from.md shows {name}'s code other than guide_peers.{name}()"
+
+
 @pytest.mark.parametrize("block", ALONE, ids=[block.name for block in ALONE])
 def test_a_runnable_block_runs_as_printed(block, tmp_path):
     run_block(block, folder_with_examples(tmp_path), {**os.environ, "PYTHONPATH": str(ROOT)})

@@ -46,6 +46,7 @@ def obp() -> None:
         "reward": reward,
         "pscore": np.full(n, 1 / n_actions),
         "position": None,
+        "context": np.zeros((n, 1)),  # required, even without contexts
     }
     action_dist = np.tile([0.1, 0.3, 0.6], (n, 1))[:, :, None]  # the target, (n, K, 1)
     q_hat = np.tile([0.2, 0.5, 0.6], (n, 1))[:, :, None]  # reward predictions, from a model fit elsewhere
@@ -59,11 +60,11 @@ def obp() -> None:
         ],
     )
     print(ope.estimate_policy_values(action_dist=action_dist, estimated_rewards_by_reg_model=q_hat))
-    estimates, relative = ope.summarize_off_policy_estimates(
+    values, intervals = ope.summarize_off_policy_estimates(
         action_dist=action_dist, estimated_rewards_by_reg_model=q_hat, n_bootstrap_samples=1000, random_state=0
     )
-    print(estimates)
-    print(relative)
+    print(values)  # estimated_policy_value, relative_estimated_policy_value
+    print(intervals)  # bootstrap mean, 95.0% CI (lower), 95.0% CI (upper)
 
 
 def vw() -> None:

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo check test docs bench clean redis-tools
+.PHONY: demo check test docs figures bench clean redis-tools
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,12 @@ test: check redis-tools
 # too (tests/test_docs_site.py).
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict
+
+# The images docs/ shows, made by the code in docs/figures.py (simulation regret plots, with the numbers the
+# pages quote in docs/runs/): every one takes several minutes, `make figures ONLY="tutorial_regret drifting"`
+# makes those named. Commit the images it changes with the change that changed them.
+figures: $(STAMP)
+	$(BIN)/python docs/figures.py $(ONLY)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_policies.py

@@ -68,3 +68,18 @@ def test_the_reference_names_every_command_route_setting_and_column(site):
     python = (site / "reference" / "python.html").read_text()
     for qualified in ("banditkit.Bandit", "banditkit.sim.run", "banditkit.ope.evaluate"):
         assert f'id="{qualified}"' in python
+
+
+def test_every_image_of_the_docs_is_made_by_code():
+    """Each image a page shows exists, and each image in docs/img/ is a figure of docs/figures.py (make figures)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("figures", ROOT / "docs" / "figures.py")
+    assert spec is not None and spec.loader is not None
+    figures = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(figures)
+    images = {path.name for path in (ROOT / "docs" / "img").iterdir()}
+    assert images == {f"{name}.png" for name in figures.FIGURES}, "an image without a figure, or a figure without it"
+    for page in (ROOT / "docs").glob("*.md"):
+        for shown in re.findall(r"!\[[^\]]*\]\(img/([^)]+)\)", page.read_text()):
+            assert shown in images, f"{page.name} shows img/{shown}, which docs/figures.py does not make"

@@ -645,7 +645,8 @@ class Bandit:
                 if given == FORMAT
                 else {key: _decode_listed(value) for key, value in data["state"].items()}
             )
-            bandit._state = _checked_state(decoded, bandit._state, bandit._policy.name)
+            _checked_keys(decoded, bandit._state, bandit._policy.name)
+            bandit._state = bandit._policy.check_state(decoded, len(bandit._arms), bandit._n_features)
         elif state is not None:  # a store's own arrays: only their keys
             bandit._state = _checked_keys(state, bandit._state, bandit._policy.name)
         n_arms = len(bandit._arms)
@@ -934,32 +935,6 @@ def _checked_keys(state: State, prior: State | None, policy: str) -> State:
             f"got {sorted(state)}",
             field="state",
         )
-    return dict(state)
-
-
-def _checked_state(state: State, prior: State | None, policy: str) -> State:
-    """``state`` if it has the keys, dtypes and shapes of ``prior`` (the policy's initial state) and finite numbers.
-
-    A dimension that is 0 in ``prior`` (the rows of an append buffer) may have any length.
-    """
-    _checked_keys(state, prior, policy)
-    assert prior is not None  # checked by _checked_keys
-    for key, array in state.items():
-        expected = prior[key]
-        if array.dtype != expected.dtype or array.ndim != expected.ndim:
-            raise InvalidParameterError(
-                f"state[{key!r}] must be {expected.dtype} with {expected.ndim} dimensions for policy {policy!r}, "
-                f"got {array.dtype} with {array.ndim}",
-                field="state",
-            )
-        if any(want and have != want for have, want in zip(array.shape, expected.shape, strict=True)):
-            raise InvalidParameterError(
-                f"state[{key!r}] must have shape {expected.shape} for policy {policy!r} "
-                f"(0: any length), got {array.shape}",
-                field="state",
-            )
-        if array.dtype.kind in "fc" and not np.isfinite(array).all():
-            raise InvalidParameterError(f"state[{key!r}] holds NaN or infinity", field="state")
     return dict(state)
 
 

@@ -52,6 +52,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .._typing import AnyArray, BoolArray, FloatArray, IntArray
+from ..errors import InvalidParameterError
 
 #: A policy's learned state: named arrays, batch first (float64 sums; integer buffers for model-based ones).
 State = dict[str, AnyArray]
@@ -118,6 +119,37 @@ class Policy(ABC):
     @abstractmethod
     def init_state(self, n_arms: int, batch: int = 1, n_features: int | None = None) -> State:
         """Prior state: per-arm arrays of shape (batch, n_arms, ...), shared ones (batch, ...)."""
+
+    def check_state(self, state: State, n_arms: int, n_features: int | None = None) -> State:
+        """``state`` (a new mapping of the same arrays) if it can be this policy's for ``n_arms`` arms.
+
+        Its keys, dtypes and shapes must be those of :meth:`init_state` (a dimension that is 0 there, the rows
+        of an append buffer, may have any length) and its numbers finite; else
+        :class:`~banditkit.errors.InvalidParameterError` naming the array. For a state from outside (a model
+        file, a warm start) or one kept across a change of hyperparameters.
+        """
+        prior = self.init_state(n_arms, 1, n_features)
+        if state.keys() != prior.keys():
+            raise InvalidParameterError(
+                f"state must have the keys {sorted(prior)} of policy {self.name!r}, got {sorted(state)}", field="state"
+            )
+        for key, array in state.items():
+            expected = prior[key]
+            if array.dtype != expected.dtype or array.ndim != expected.ndim:
+                raise InvalidParameterError(
+                    f"state[{key!r}] must be {expected.dtype} with {expected.ndim} dimensions for policy "
+                    f"{self.name!r}, got {array.dtype} with {array.ndim}",
+                    field="state",
+                )
+            if any(want and have != want for have, want in zip(array.shape, expected.shape, strict=True)):
+                raise InvalidParameterError(
+                    f"state[{key!r}] must have shape {expected.shape} for policy {self.name!r} (0: any length), "
+                    f"got {array.shape}",
+                    field="state",
+                )
+            if array.dtype.kind in "fc" and not np.isfinite(array).all():
+                raise InvalidParameterError(f"state[{key!r}] holds NaN or infinity", field="state")
+        return dict(state)
 
     def add_arms(self, state: State, count: int, n_features: int | None = None) -> State:
         """State with ``count`` new arms appended, each starting from the prior."""

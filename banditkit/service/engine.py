@@ -16,6 +16,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 
 import numpy as np
 
@@ -25,7 +26,15 @@ from . import rewarding
 from .alerts import open_alerts, remediate
 from .coalesce import Coalescer
 from .errors import InvalidRequestError, NotFoundError
-from .experiment import LARGEST_LINEAR, MAX_STATE_BYTES, Experiment, build_bandit, restore, state_bytes
+from .experiment import (
+    LARGEST_LINEAR,
+    MAX_STATE_BYTES,
+    Experiment,
+    build_bandit,
+    checked_configuration,
+    restore,
+    state_bytes,
+)
 from .metrics import Metrics
 from .model import join, split
 from .schemas import (
@@ -38,10 +47,12 @@ from .schemas import (
     DecisionResponse,
     ExperimentCreate,
     ExperimentOut,
+    ExperimentPatch,
     RewardRequest,
     RewardResult,
     SnapshotOut,
     StatsOut,
+    SupervisorSpec,
 )
 from .serving import draw, draw_rows
 from .stores import (
@@ -55,6 +66,7 @@ from .stores.base import (
     ModelChange,
     ModelMovedError,
     StoreUnavailableError,
+    policy_state,
     settled,
     unservable_reason,
 )
@@ -241,6 +253,61 @@ class Engine:
             return ModelChange(model, arrays, version, current.version, event), join(model, arrays, version, bandit.rng)
 
         await self._change_model(experiment, change)
+        return experiment.describe()
+
+    async def patch(self, name: str, patch: ExperimentPatch) -> ExperimentOut:
+        """Edit a served experiment's guardrails, window, default reward, policy parameters or supervisor.
+
+        One new policy version, whose event lists the changes; the learned state is kept.
+        """
+        experiment = self.experiment(name)
+        changes = patch.model_dump(mode="json", exclude_unset=True)
+        if not changes:
+            raise InvalidRequestError(f"give at least one of {', '.join(ExperimentPatch.model_fields)}")
+        if "attribution_window_s" in changes and changes["attribution_window_s"] is None:
+            raise InvalidRequestError("attribution_window_s must be a number of seconds", "attribution_window_s")
+        current = experiment.config
+        config = current.model_dump(mode="json", exclude={"model"})
+        for key in ("guardrails", "attribution_window_s", "default_reward"):
+            if key in changes:
+                config[key] = changes[key]
+        if "supervisor" in changes:
+            config["supervisor"] = changes["supervisor"] or SupervisorSpec().model_dump(mode="json")
+        if changes.get("policy_params"):
+            config["policy"] = {
+                "name": current.policy.name,
+                "params": {**current.policy.params, **changes["policy_params"]},
+            }
+        spec = ExperimentCreate.model_validate(config)
+        try:
+            policy, guardrails = checked_configuration(spec)
+        except InvalidRequestError as error:
+            if error.field == "policy":
+                error.field = "policy_params"
+            raise
+        refusal = unservable_reason(self.store, policy)
+        if refusal is not None:
+            raise InvalidRequestError(refusal, "policy_params")
+
+        def change(served: Bandit) -> tuple[ModelChange, Bandit]:
+            model, arrays = split(served)
+            try:  # the learned state must fit the new parameters: it is kept
+                policy.check_state(policy_state(arrays), len(served.arms), served.n_features)
+            except BanditkitError as error:
+                raise InvalidRequestError(
+                    f"policy_params: the learned state does not fit them ({error}); create a new experiment instead",
+                    "policy_params",
+                ) from None
+            model = {**model, "policy": policy.to_dict(), "guardrails": asdict(guardrails)}
+            version = served.version + 1
+            event = {"kind": "patch", **changes}
+            return (
+                ModelChange(model, arrays, version, served.version, event, config=config),
+                join(model, arrays, version, served.rng),
+            )
+
+        await self._change_model(experiment, change)
+        experiment.config = spec
         return experiment.describe()
 
     async def snapshot(self, name: str) -> SnapshotOut:

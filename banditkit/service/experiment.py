@@ -60,10 +60,11 @@ class Experiment:
         if record is None or record.version <= self.bandit.version:
             return
         bandit = join(record.model, record.state, record.version, self.bandit.rng)
+        config = ExperimentCreate.model_validate(record.config)  # edited by a PATCH, perhaps
         with self.lock:  # the distribution cache sees the new version (and any change of arms)
             if record.version > self.bandit.version:  # not overtaken while it was built
                 bandit.rng.bit_generator.state = self.bandit.rng.bit_generator.state
-                self.bandit = bandit
+                self.bandit, self.config = bandit, config
 
     def default_arm(self) -> str:
         """The arm served when anything fails: the guardrails' default arm, else the first active arm."""
@@ -94,6 +95,24 @@ class Experiment:
 
 def build_bandit(spec: ExperimentCreate) -> Bandit:
     """The Bandit an experiment starts from; configuration errors name the field at fault."""
+    policy, guardrails = checked_configuration(spec)
+    if spec.model is not None:
+        return _warm_started(spec, policy, guardrails)
+    try:
+        return Bandit(
+            spec.arms, policy, seed=spec.seed, name=spec.name, guardrails=guardrails, n_features=spec.n_features
+        )
+    except BanditkitError as error:
+        raise InvalidRequestError(str(error)) from None
+
+
+def checked_configuration(spec: ExperimentCreate) -> tuple[Policy, Guardrails]:
+    """The policy and guardrails ``spec`` asks for, once every rule of a served experiment holds.
+
+    The policy and guardrails build, the default arm is an arm, a contextual policy has ``n_features``, the
+    state fits the size limit however much it learns, and the default reward is within the policy's bounds;
+    else :class:`~.errors.InvalidRequestError` naming the field.
+    """
     try:
         policy = make_policy(spec.policy.model_dump())
     except BanditkitError as error:
@@ -129,14 +148,7 @@ def build_bandit(spec: ExperimentCreate) -> Bandit:
                 f"{policy.reward_advice()}",
                 "default_reward",
             )
-    if spec.model is not None:
-        return _warm_started(spec, policy, guardrails)
-    try:
-        return Bandit(
-            spec.arms, policy, seed=spec.seed, name=spec.name, guardrails=guardrails, n_features=spec.n_features
-        )
-    except BanditkitError as error:
-        raise InvalidRequestError(str(error)) from None
+    return policy, guardrails
 
 
 def _warm_started(spec: ExperimentCreate, policy: Policy, guardrails: Guardrails) -> Bandit:

@@ -186,6 +186,24 @@ class ExperimentCreate(Body):
         return {"name": policy} if isinstance(policy, str) else policy
 
 
+class ExperimentPatch(Body):
+    """Changes to a served experiment; the fields left out stay as they are. At least one is needed."""
+
+    guardrails: dict[str, Any] | None = Field(
+        None, description="keyword arguments of banditkit.Guardrails, replacing the current ones ({} for none)"
+    )
+    attribution_window_s: float | None = Field(
+        None, gt=0, le=366 * 86_400.0, description="from now on, for decisions still waiting for their reward too"
+    )
+    default_reward: float | None = Field(None, description="applied when a window closes with no reward; null: none")
+    policy_params: dict[str, Any] | None = Field(
+        None,
+        description="policy hyperparameters merged into the current ones (same policy); the learned state is kept, "
+        "so a parameter that changes its layout (standardize) is refused",
+    )
+    supervisor: SupervisorSpec | None = Field(None, description="the supervisor's thresholds, remediations, webhook")
+
+
 class ArmsPatch(Body):
     """Arm changes, applied in the order add, enable, disable, remove."""
 
@@ -338,6 +356,20 @@ class ExperimentPage(BaseModel):
         description="pass it as `cursor` to get the next page; null on the last page",
         examples=["hero-banner"],
     )
+
+
+class NoQuery(BaseModel):
+    """No query parameter at all."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class LogQuery(BaseModel):
+    """Query parameters of the decision log export: its format, nothing else."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["csv", "parquet"] = "csv"
 
 
 class PageQuery(BaseModel):

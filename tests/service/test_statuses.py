@@ -120,6 +120,7 @@ HUGE = {"unit": "x" * (MAX_BODY + 1)}
 VALID: dict[tuple[str, str], dict] = {
     ("POST", "/v1/experiments"): {"name": "other", "arms": ["a"]},
     ("PATCH", "/v1/experiments/{name}/arms"): {},
+    ("PATCH", "/v1/experiments/{name}"): {"default_reward": 0.0},
     ("POST", "/v1/experiments/{name}/decisions"): {},
     ("POST", "/v1/experiments/{name}/decisions/batch"): {"requests": [{}]},
     ("POST", "/v1/experiments/{name}/rewards"): {"decision_id": "d", "value": 1.0},
@@ -182,10 +183,14 @@ CALLS: list[Call] = [
     Call("GET", "/v1/experiments/{name}/log", 401, token=None, query="format=xml", fragment="missing bearer token"),
     Call("GET", "/v1/experiments/{name}", 200),
     Call("PATCH", "/v1/experiments/{name}/arms", 200, body={"add": ["c"]}, token=ADMIN, name="arms"),
+    Call("PATCH", "/v1/experiments/{name}", 200, body={"default_reward": 0.0}, token=ADMIN, name="arms"),
+    Call("PATCH", "/v1/experiments/{name}", 422, body={"policy_params": {"zzz": 1}}, token=ADMIN, fragment="zzz"),
     Call("PATCH", "/v1/experiments/{name}/arms", 422, body={"disable": ["zzz"]}, token=ADMIN, fragment="zzz"),
     Call("GET", "/v1/experiments/{name}/stats", 200),
     Call("GET", "/v1/experiments/{name}/model", 200, fragment='"model":{"format":"banditkit.bandit/2"'),
     Call("GET", "/v1/experiments/{name}/model", 304, if_none_match='W/"hero:0", *'),
+    Call("GET", "/v1/experiments/{name}/model", 422, query="format=csv", fragment='"query","format"'),
+    Call("GET", "/v1/experiments/{name}/log", 422, query="format=csv&zzz=1", fragment='"query","zzz"'),
     Call("POST", "/v1/experiments/{name}/decisions", 200, body={"unit": "u1"}),
     Call("POST", "/v1/experiments/{name}/decisions", 422, body={"allowed": ["zzz"]}, fragment="allowed arm"),
     Call("POST", "/v1/experiments/{name}/decisions/batch", 200, body={"requests": [{}, {}]}),
@@ -231,6 +236,7 @@ OUTAGE: dict[tuple[str, str], tuple[int, int]] = {
 #: racing the change several times in a row).
 NOT_PROVOKED = {
     ("PATCH", "/v1/experiments/{name}/arms", 409),
+    ("PATCH", "/v1/experiments/{name}", 409),
     ("POST", "/v1/experiments/{name}/rollback", 409),
     ("POST", "/v1/experiments/{name}/alerts", 409),
 }

@@ -9,7 +9,15 @@ from fastapi.concurrency import run_in_threadpool
 from ..deps import ADMIN, CLIENT
 from ..endpoints import EndpointRouter, to_json
 from ..engine import Engine
-from ..schemas import ArmsPatch, ExperimentCreate, ExperimentOut, ExperimentPage, PageQuery, StatsOut
+from ..schemas import (
+    ArmsPatch,
+    ExperimentCreate,
+    ExperimentOut,
+    ExperimentPage,
+    ExperimentPatch,
+    PageQuery,
+    StatsOut,
+)
 
 router = EndpointRouter(tags=["experiments"])
 
@@ -52,6 +60,22 @@ async def list_experiments(engine: Engine, page: PageQuery) -> bytes:
 async def get_experiment(engine: Engine, name: str) -> bytes:
     """Configuration, policy version and the state of every arm."""
     return to_json(engine.experiment(name).describe())
+
+
+@router.endpoint(
+    "PATCH",
+    "/v1/experiments/{name}",
+    body=ExperimentPatch,
+    response=ExperimentOut,
+    auth=ADMIN,
+    errors=(404, 409, 503),
+)
+async def patch_experiment(engine: Engine, patch: ExperimentPatch, name: str) -> bytes:
+    """Edit guardrails, attribution window, default reward, policy parameters or supervisor, without a restart.
+
+    The policy version goes up by one and the event log records the changes; the learned state is kept.
+    """
+    return to_json(await engine.patch(name, patch))
 
 
 @router.endpoint(

@@ -7,8 +7,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from ..deps import ClientAuth, EngineDep
-from ..endpoints import error_responses
-from ..schemas import ModelOut
+from ..endpoints import error_responses, parse_query
+from ..schemas import ModelOut, NoQuery
 
 router = APIRouter(prefix="/v1/experiments/{name}", tags=["experiments"], dependencies=[ClientAuth])
 
@@ -18,7 +18,7 @@ router = APIRouter(prefix="/v1/experiments/{name}", tags=["experiments"], depend
     response_model=ModelOut,
     responses={
         304: {"description": "the model is still the one the ETag given in If-None-Match names (no body)"},
-        **error_responses([400, 401, 404, 503]),
+        **error_responses([400, 401, 404, 422, 503]),
     },
 )
 async def get_model(name: str, engine: EngineDep, request: Request) -> Response:
@@ -27,6 +27,7 @@ async def get_model(name: str, engine: EngineDep, request: Request) -> Response:
     The ETag names the version: a client that sends it back in ``If-None-Match`` gets 304 until the model
     changes. ``POST /v1/experiments`` with this ``model`` starts another experiment from it.
     """
+    parse_query(NoQuery, request.scope["query_string"])  # 422 for any query parameter
     served = engine.experiment(name).bandit.version  # 404 before any work
     known = {tag.strip() for tag in request.headers.get("if-none-match", "").split(",")}
     if _etag(name, served) in known or "*" in known:

@@ -318,7 +318,7 @@ class RewardCommit:
 
 @dataclass(frozen=True, slots=True)
 class ModelChange:
-    """A new model and state for an experiment (arm change, rollback, guardrail action).
+    """A new model and state for an experiment (arm change, rollback, guardrail action, configuration edit).
 
     Built by the caller from the model at ``expected_version``; the store writes it with ``version`` and logs
     ``event`` only if its version is still ``expected_version``, else it raises :class:`ModelMovedError`.
@@ -329,6 +329,8 @@ class ModelChange:
     version: int
     expected_version: int
     event: dict[str, Any]
+    #: The experiment's configuration as it is to be stored from now on, when the change edits it (PATCH).
+    config: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

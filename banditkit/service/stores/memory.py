@@ -93,6 +93,8 @@ class MemoryStore(Store):
                 raise moved(name, record.version, change)
             record.model, record.state = copy.deepcopy(change.model), dict(change.state)
             record.version = change.version
+            if change.config is not None:
+                record.config = copy.deepcopy(change.config)
             self._add_event(name, change.version, change.event)
 
     def save_snapshot(

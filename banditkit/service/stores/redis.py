@@ -212,19 +212,21 @@ class RedisStore(Store):
                 if stored != change.expected_version:
                     raise moved(name, stored, change)
                 pipe.multi()
-                pipe.hset(
-                    keys.meta,
-                    mapping={
-                        "model": json.dumps(change.model),
-                        "state": rk.pack_state(change.state),
-                        "version": change.version,
-                    },
-                )
+                written = {
+                    "model": json.dumps(change.model),
+                    "state": rk.pack_state(change.state),
+                    "version": change.version,
+                }
+                if change.config is not None:
+                    written["config"] = json.dumps(change.config)
+                pipe.hset(keys.meta, mapping=written)
                 pipe.rpush(keys.events, _event_json(name, change.version, change.event))
                 try:
                     pipe.execute()
                 except WatchError:
                     raise ModelMovedError(f"experiment {name!r} changed while the change was written") from None
+            if change.config is not None:
+                self._windows[name] = _window(change.config)
 
         return self._submit_alone(job)
 

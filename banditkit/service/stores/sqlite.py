@@ -319,9 +319,10 @@ class SQLiteStore(Store):
             (stored,) = db.execute("SELECT version FROM experiments WHERE name = ?", (name,)).fetchone()
             if stored != change.expected_version:
                 raise moved(name, stored, change)
+            config = None if change.config is None else json.dumps(change.config)
             db.execute(
-                "UPDATE experiments SET model = ?, version = ? WHERE name = ?",
-                (json.dumps(change.model), change.version, name),
+                "UPDATE experiments SET model = ?, version = ?, config = COALESCE(?, config) WHERE name = ?",
+                (json.dumps(change.model), change.version, config, name),
             )
             _write_checkpoint(db, name, checkpoint)
             _insert_event(db, name, change.version, change.event)

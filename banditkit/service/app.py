@@ -21,7 +21,7 @@ from .engine import Engine
 from .errors import install_error_handlers
 from .hot import HotPaths
 from .metrics import UNMATCHED_ROUTE, Metrics
-from .routes import ROUTERS
+from .routes import ROUTERS, dashboard
 from .routes import metrics as metrics_route
 from .stores import ExperimentExistsError, Store, StoreUnavailableError, open_store
 from .stores.redis_keys import RedisUnreachableError
@@ -78,6 +78,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # answer 413 in JSON on both paths (Starlette's limit answers in plain text).
         max_body_size=None,
         description="Adaptive experiments: decisions with propensities, delayed rewards, versions.",
+        # /docs is served from the package's own copy of Swagger UI (routes/dashboard.py), not from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.metrics = metrics
@@ -86,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in routers:
         app.include_router(router)
     document_endpoints(app, routers)
+    dashboard.install(app)
     endpoints = [endpoint for router in ROUTERS if isinstance(router, EndpointRouter) for endpoint in router.endpoints]
     app.hot_paths = HotPaths(app, endpoints)
     return app

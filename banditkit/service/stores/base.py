@@ -59,6 +59,8 @@ from ...policies.base import State
 logger = logging.getLogger("banditkit.service")
 #: Key prefixes of an experiment's arrays: the policy state, and the reward ledger (always additive).
 POLICY_PREFIX, LEDGER_PREFIX = "policy/", "ledger/"
+#: Widths, in seconds, of the time buckets :meth:`Store.decision_counts` counts decisions in (a minute, an hour).
+COUNT_WIDTHS = (60, 3600)
 
 
 class Probabilities(dict):
@@ -187,6 +189,41 @@ class DecisionRecord:
     probabilities: dict[str, float]  # arm -> probability of every arm at decision time
     policy_version: int
     fallback: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionCounts:
+    """Decisions of one experiment per arm and per time bucket: the allocation over time.
+
+    Bucket ``i`` holds the decisions made in ``[buckets[i] * width_s, (buckets[i] + 1) * width_s)`` seconds
+    since the epoch; only buckets with a decision are listed, in increasing order. ``counts`` has shape
+    (n_buckets, n_arms), its columns in the order of ``arms`` (every arm that was served at least once).
+    """
+
+    width_s: int
+    buckets: np.ndarray
+    arms: tuple[str, ...]
+    counts: np.ndarray
+
+    @classmethod
+    def of(cls, width_s: int, times: np.ndarray, arms: list[str]) -> DecisionCounts:
+        """The counts of decisions made at ``times`` (seconds since the epoch, shape (n,)) on ``arms`` (n,)."""
+        names, column = np.unique(np.asarray(arms, dtype=str), return_inverse=True)
+        unique, row = np.unique(np.floor(np.asarray(times, dtype=np.float64) / width_s), return_inverse=True)
+        table = np.zeros((len(unique), len(names)), dtype=np.int64)
+        np.add.at(table, (row, column), 1)
+        return cls(width_s, unique.astype(np.int64), tuple(names.tolist()), table)
+
+    @classmethod
+    def from_rows(cls, width_s: int, buckets, arms: list[str], counts) -> DecisionCounts:
+        """From one (bucket, arm, decisions) triple per row, each pair once, in any order."""
+        names = tuple(sorted(set(arms)))
+        unique, row = np.unique(np.asarray(buckets, dtype=np.int64), return_inverse=True)
+        table = np.zeros((len(unique), len(names)), dtype=np.int64)
+        if len(arms):
+            column = np.searchsorted(np.array(names, dtype=object), np.asarray(arms, dtype=object))
+            table[row, column] = counts
+        return cls(width_s, unique, names, table)
 
 
 @dataclass(frozen=True, slots=True)
@@ -528,9 +565,28 @@ class Store(ABC):
     def counts(self, name: str) -> tuple[int, int]:
         """(decisions logged, rewards recorded) for an experiment."""
 
+    def decision_counts(self, name: str, width_s: int) -> DecisionCounts:
+        """The experiment's decisions per arm and per bucket of ``width_s`` seconds (one of :data:`COUNT_WIDTHS`).
+
+        This default reads the whole log (:meth:`iter_log`); a store that keeps the counts as it logs
+        (SQLite) answers without reading it.
+        """
+        check_count_width(width_s)
+        times, arms = [], []
+        for row in self.iter_log(name):
+            times.append(row[1])
+            arms.append(row[5])
+        return DecisionCounts.of(width_s, np.array(times, dtype=np.float64), arms)
+
     @abstractmethod
     def close(self) -> None:
         """Flush pending writes and release files."""
+
+
+def check_count_width(width_s: int) -> None:
+    """ValueError naming ``width_s`` unless it is one of :data:`COUNT_WIDTHS`."""
+    if width_s not in COUNT_WIDTHS:
+        raise ValueError(f"width_s must be one of {COUNT_WIDTHS} seconds, got {width_s!r}")
 
 
 # ---- encodings shared by the stores -------------------------------------------------------

@@ -25,6 +25,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
 import sqlite3
 import threading
 import time
@@ -39,7 +40,9 @@ import numpy as np
 
 from ..._codec import array_from_bytes
 from .base import (
+    COUNT_WIDTHS,
     Assignment,
+    DecisionCounts,
     DecisionRecord,
     ExperimentExistsError,
     ExperimentRecord,
@@ -50,6 +53,7 @@ from .base import (
     SnapshotRecord,
     State,
     Store,
+    check_count_width,
     claim,
     decision_from_row,
     decision_row,
@@ -87,6 +91,9 @@ CREATE TABLE IF NOT EXISTS rewards (
     decision_id TEXT PRIMARY KEY, experiment TEXT NOT NULL, arm TEXT NOT NULL, value REAL NOT NULL,
     time REAL NOT NULL, source TEXT NOT NULL, applied INTEGER NOT NULL,
     version INTEGER, position INTEGER) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS decision_counts (
+    experiment TEXT NOT NULL, width INTEGER NOT NULL, bucket INTEGER NOT NULL, arm TEXT NOT NULL,
+    decisions INTEGER NOT NULL, PRIMARY KEY (experiment, width, bucket, arm)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS assignments (
     experiment TEXT NOT NULL, unit TEXT NOT NULL, arm TEXT NOT NULL, propensity REAL NOT NULL,
     probabilities TEXT NOT NULL, PRIMARY KEY (experiment, unit)) WITHOUT ROWID;
@@ -190,8 +197,11 @@ class SQLiteStore(Store):
         self.checkpoint_s = checkpoint_s
         setup = self._connect()
         setup.execute("PRAGMA journal_mode=WAL")
+        counted = _has_table(setup, "decision_counts")
         setup.executescript(SCHEMA)
         _migrate(setup)
+        if not counted:
+            _count_decisions(setup)
         setup.execute(LEARNED_INDEX)
         # experiment -> [decisions, rewards]: counted once here, then kept by the writer thread after each
         # commit, so that `counts` (the stats endpoint) costs nothing however long the log grows.
@@ -390,9 +400,12 @@ class SQLiteStore(Store):
             else []
         )
 
+        counted = _bucket_counts(rows)
+
         def job(db: sqlite3.Connection, after_commit) -> None:
             _insert(db, f"INSERT INTO decisions ({_DECISION_COLUMNS}) VALUES", values)
             _insert(db, "INSERT OR REPLACE INTO assignments VALUES", sticky)
+            db.executemany(_ADD_COUNTS, counted)
             after_commit(lambda: self._tally(0, [r.experiment for r in rows]))
 
         return self._writer.submit(job)
@@ -621,6 +634,20 @@ class SQLiteStore(Store):
         decisions, rewards = self._counts.get(name, (0, 0))
         return decisions, rewards
 
+    def decision_counts(self, name: str, width_s: int) -> DecisionCounts:
+        """From the counts kept per bucket as decisions are logged: one row per bucket and arm, not per decision."""
+        check_count_width(width_s)
+        rows = (
+            self._reader()
+            .execute(
+                "SELECT bucket, arm, decisions FROM decision_counts WHERE experiment = ? AND width = ?",
+                (name, width_s),
+            )
+            .fetchall()
+        )
+        buckets, arms, counts = zip(*rows, strict=True) if rows else ((), (), ())
+        return DecisionCounts.from_rows(width_s, buckets, list(arms), counts)
+
     def _tally(self, column: int, experiments: list[str]) -> None:
         """After a commit, in the writer thread: count what it logged (column 0 decisions, 1 rewards)."""
         for name, added in Counter(experiments).items():
@@ -651,6 +678,38 @@ def _count_rows(db: sqlite3.Connection) -> dict[str, list[int]]:
         for name, rows in db.execute(f"SELECT experiment, COUNT(*) FROM {table} GROUP BY experiment"):
             counts.setdefault(name, [0, 0])[column] = rows
     return counts
+
+
+#: Adds a bucket's decisions of an arm to the counts (the row is created by the first).
+_ADD_COUNTS = (
+    "INSERT INTO decision_counts VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (experiment, width, bucket, arm) DO UPDATE SET decisions = decisions + excluded.decisions"
+)
+
+
+def _bucket_counts(rows: list[DecisionRecord]) -> list[tuple[str, int, int, str, int]]:
+    """The rows of ``decision_counts`` that ``rows`` add to: (experiment, width, bucket, arm, decisions).
+
+    A bucket is ``floor(time / width)``, as SQLite computes it in :func:`_count_decisions` (times are positive).
+    """
+    tally = Counter((r.experiment, width, math.floor(r.time / width), r.arm) for r in rows for width in COUNT_WIDTHS)
+    return [(*key, added) for key, added in tally.items()]
+
+
+def _has_table(db: sqlite3.Connection, table: str) -> bool:
+    return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone() is not None
+
+
+def _count_decisions(db: sqlite3.Connection) -> None:
+    """Count the decisions of a file written before ``decision_counts`` existed, once, when it is opened."""
+    db.execute("BEGIN IMMEDIATE")
+    for width in COUNT_WIDTHS:
+        db.execute(
+            "INSERT INTO decision_counts SELECT experiment, ?, CAST(time / ? AS INTEGER) AS bucket, arm, COUNT(*) "
+            "FROM decisions GROUP BY experiment, bucket, arm",
+            (width, width),
+        )
+    db.execute("COMMIT")
 
 
 def _migrate(db: sqlite3.Connection) -> None:

@@ -1,0 +1,171 @@
+"""The dashboard's charts as SVG geometry computed here, drawn by its templates: no JavaScript to chart.
+
+Each function returns plain data (coordinates rounded to 0.1 px, labels, colours) for a template of
+``templates/`` to write out; the values themselves go along unrounded, so a reader (or a test) can check a
+chart against ``/stats``. Every chart is drawn in its own ``viewBox`` and scales with the page.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+
+#: Arm colours, in arm order (Tableau 10, readable on white and by most colour-blind readers).
+PALETTE = (
+    "#4e79a7",
+    "#f28e2b",
+    "#e15759",
+    "#76b7b2",
+    "#59a14f",
+    "#edc948",
+    "#b07aa1",
+    "#ff9da7",
+    "#9c755f",
+    "#bab0ac",
+)
+#: Chart width and the left margin kept for arm names and axis labels, in SVG units.
+WIDTH, LEFT = 640.0, 150.0
+ROW = 26.0
+
+
+def color(position: int) -> str:
+    return PALETTE[position % len(PALETTE)]
+
+
+@dataclass(frozen=True)
+class Tick:
+    at: float
+    label: str
+
+
+@dataclass
+class Chart:
+    """One SVG chart: its size, axis ticks and the marks of each series (keys as the template reads them)."""
+
+    height: float
+    width: float = WIDTH
+    ticks: list[Tick] = field(default_factory=list)
+    marks: list[dict] = field(default_factory=list)
+    lines: list[Tick] = field(default_factory=list)
+
+
+def nice_ticks(low: float, high: float, count: int = 5) -> np.ndarray:
+    """Round values between ``low`` and ``high`` (about ``count``), at a step of 1, 2 or 5 times a power of ten."""
+    raw = (high - low) / max(count, 1)
+    power = 10.0 ** math.floor(math.log10(raw))
+    step = next(multiple * power for multiple in (1, 2, 5, 10) if multiple * power >= raw)
+    return np.arange(math.ceil(low / step) * step, high + step * 1e-9, step)
+
+
+def domain(values: list[float]) -> tuple[float, float]:
+    """A range holding ``values``, widened by 5% each side (and around a single value)."""
+    low, high = min(values), max(values)
+    pad = (high - low) * 0.05 if high > low else max(abs(high) * 0.1, 0.5)
+    return low - pad, high + pad
+
+
+def reward_chart(rows: list[dict]) -> Chart | None:
+    """Mean reward per arm with its 95% confidence sequence (thick) and fixed-n interval (thin).
+
+    ``rows`` are the arms of ``/stats`` (``arm``, ``mean``, ``low``, ``high``, ``cs_low``, ``cs_high``) with a
+    ``color``; None when no arm has a reward yet.
+    """
+    keys = ("mean", "low", "high", "cs_low", "cs_high")
+    values = [row[key] for row in rows for key in keys if row.get(key) is not None]
+    if not values:
+        return None
+    low, high = domain(values)
+    scale = (WIDTH - LEFT - 20) / (high - low)
+
+    def x(value: float | None) -> float | None:
+        return None if value is None else round(LEFT + (value - low) * scale, 1)
+
+    chart = Chart(height=ROW * len(rows) + 30)
+    chart.ticks = [Tick(x(float(t)) or 0.0, f"{t:g}") for t in nice_ticks(low, high)]
+    for position, row in enumerate(rows):
+        chart.marks.append(
+            {
+                **{key: row.get(key) for key in ("arm", "color", *keys)},
+                "y": round(ROW * position + ROW / 2, 1),
+                **{f"x_{key}": x(row.get(key)) for key in keys},
+            }
+        )
+    return chart
+
+
+def bar_chart(rows: list[dict], key: str) -> Chart | None:
+    """A horizontal bar per arm for ``key``, a probability in [0, 1] (None for an arm: no bar); None if none."""
+    if all(row.get(key) is None for row in rows):
+        return None
+    span = WIDTH - LEFT - 20
+    chart = Chart(height=ROW * len(rows) + 30)
+    chart.ticks = [Tick(round(LEFT + t * span, 1), f"{t:g}") for t in (0.0, 0.25, 0.5, 0.75, 1.0)]
+    for position, row in enumerate(rows):
+        value = row.get(key)
+        chart.marks.append(
+            {
+                "arm": row["arm"],
+                "color": row["color"],
+                "value": value,
+                "y": round(ROW * position + 5, 1),
+                "width": None if value is None else round(value * span, 1),
+            }
+        )
+    return chart
+
+
+def allocation_chart(
+    start_s: float, width_s: int, arms: list[str], counts: np.ndarray, colors: dict[str, str], events: list[dict]
+) -> Chart:
+    """Each arm's share of the decisions per time bucket, stacked to 100% (a step area per arm).
+
+    ``counts`` has shape (n_buckets, n_arms), bucket ``i`` starting at ``start_s + i * width_s`` seconds since
+    the epoch; a bucket without decisions is left empty. ``events`` (``time``, ``label``) become vertical
+    lines where they fall inside the chart.
+    """
+    height, top, plot = 220.0, 10.0, 180.0
+    span = WIDTH - LEFT - 20
+    n = len(counts)
+    totals = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
+    upper = np.cumsum(shares, axis=1)
+    edges = LEFT + np.arange(n + 1) * (span / n)
+    xs = np.repeat(edges, 2)[1:-1]  # each bucket's left and right edge: a step shape
+
+    def y(level: np.ndarray) -> np.ndarray:
+        return top + plot * (1 - np.repeat(level, 2))
+
+    chart = Chart(height=height)
+    for column, arm in enumerate(arms):
+        top_y = y(upper[:, column])
+        bottom_y = y(upper[:, column] - shares[:, column])
+        points = np.concatenate([np.stack([xs, top_y], 1), np.stack([xs[::-1], bottom_y[::-1]], 1)])
+        chart.marks.append(
+            {
+                "arm": arm,
+                "color": colors[arm],
+                "decisions": int(counts[:, column].sum()),
+                "points": " ".join(f"{px:.1f},{py:.1f}" for px, py in points),
+            }
+        )
+    end_s = start_s + n * width_s
+    fmt = "%H:%M" if end_s - start_s <= 2 * 86_400 else "%m-%d %H:%M" if width_s < 86_400 else "%Y-%m-%d"
+    chart.ticks = [
+        Tick(round(float(edges[i]), 1), _utc(start_s + i * width_s, fmt)) for i in _tick_positions(n)
+    ]
+    for event in events:
+        if start_s <= event["time"] <= end_s:
+            chart.lines.append(Tick(round(LEFT + (event["time"] - start_s) / (end_s - start_s) * span, 1), event["label"]))
+    return chart
+
+
+def _tick_positions(n: int, count: int = 5) -> list[int]:
+    """Up to ``count`` + 1 evenly spread bucket edges among the ``n`` + 1 of the chart."""
+    return sorted({round(i * n / count) for i in range(count + 1)})
+
+
+def _utc(seconds: float, fmt: str) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime(fmt)

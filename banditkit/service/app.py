@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import importlib
 import logging
 import sys
 import time
@@ -37,6 +38,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The posterior integrals (P(best), Thompson propensities) import scipy.special on first use: half a
+        # second that the first decision or the first /stats and dashboard page would otherwise wait.
+        importlib.import_module("scipy.special")
         if settings.tune_interpreter:  # first: the store may learn rewards again as it opens (one BLAS thread)
             _tune_interpreter()
         store, engine = await _open(settings, metrics)

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo check test docs figures bench clean redis-tools
+.PHONY: demo check test docs figures bench clean redis-tools browser screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,13 +23,22 @@ redis-tools:
 	@command -v redis-server >/dev/null && command -v redis-cli >/dev/null || \
 		(apt-get update -qq && apt-get install -y -qq redis-server redis-tools)
 
+# The dashboard's tests drive Debian's chromium headless (Playwright through executable_path: it never downloads
+# a browser); install it when a fresh machine lacks it. The tests fail, not skip, when it cannot start.
+browser:
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+
+# The dashboard's screenshots in docs/img/ (docs/dashboard.md shows them), taken by its browser tests.
+screenshots: $(STAMP) browser
+	DASHBOARD_SCREENSHOTS=docs/img $(BIN)/python -m pytest -q tests/service/test_dashboard.py
+
 # Static checks: lint, formatting, types (configured in pyproject.toml). `make test` runs them first.
 check: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: check redis-tools
+test: check redis-tools browser
 	$(BIN)/python -m pytest -q
 
 # The documentation site into site/ (open site/index.html; no network needed to build or read it). Strict: a

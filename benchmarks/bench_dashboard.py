@@ -89,7 +89,9 @@ def log_appends(folder: Path, counted: bool, appends: int = 2000, round_: int = 
         probabilities = Probabilities(dict.fromkeys(ARMS, 1 / 3))
         started = time.perf_counter()
         for i in range(appends):
-            row = DecisionRecord(new_decision_id(), time.time(), "x", None, None, ARMS[i % 3], 1 / 3, probabilities, 1, False)
+            row = DecisionRecord(
+                new_decision_id(), time.time(), "x", None, None, ARMS[i % 3], 1 / 3, probabilities, 1, False
+            )
             store.append_decisions([row]).result()
         took = time.perf_counter() - started
         store.close()
@@ -127,15 +129,19 @@ def main() -> None:
     print(f"\n/experiments/hero with {args.decisions:,} logged decisions (SQLite store)")
     print(f"{'load':<30}{'server ms':>12}{'client ms':>12}")
     print(f"{'first (a new process)':<30}{first[0]:>12.1f}{first[1]:>12.1f}")
-    print(f"{'steady (median of 20)':<30}{statistics.median(s for s, _ in rest):>12.1f}"
-          f"{statistics.median(c for _, c in rest):>12.1f}")
+    print(
+        f"{'steady (median of 20)':<30}{statistics.median(s for s, _ in rest):>12.1f}"
+        f"{statistics.median(c for _, c in rest):>12.1f}"
+    )
     print(f"{'allocation read from the log':<30}{log_ms:>12.1f}")
     print(f"\npage weight{'':<19}{'KB':>12}")
     for name, size in weight.items():
         print(f"{name:<30}{size / 1024:>12.1f}")
     print(f"{'total':<30}{sum(weight.values()) / 1024:>12.1f}")
-    print(f"\nlogging one decision per commit (synchronous=OFF): {with_counts:.0f} us with the kept counts, "
-          f"{without:.0f} us without")
+    print(
+        f"\nlogging one decision per commit (synchronous=OFF): {with_counts:.0f} us with the kept counts, "
+        f"{without:.0f} us without"
+    )
 
 
 if __name__ == "__main__":

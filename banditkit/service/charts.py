@@ -153,12 +153,12 @@ def allocation_chart(
         )
     end_s = start_s + n * width_s
     fmt = "%H:%M" if end_s - start_s <= 2 * 86_400 else "%m-%d %H:%M" if width_s < 86_400 else "%Y-%m-%d"
-    chart.ticks = [
-        Tick(round(float(edges[i]), 1), _utc(start_s + i * width_s, fmt)) for i in _tick_positions(n)
-    ]
+    chart.ticks = [Tick(round(float(edges[i]), 1), _utc(start_s + i * width_s, fmt)) for i in _tick_positions(n)]
     for event in events:
         if start_s <= event["time"] <= end_s:
-            chart.lines.append(Tick(round(LEFT + (event["time"] - start_s) / (end_s - start_s) * span, 1), event["label"]))
+            chart.lines.append(
+                Tick(round(LEFT + (event["time"] - start_s) / (end_s - start_s) * span, 1), event["label"])
+            )
     return chart
 
 

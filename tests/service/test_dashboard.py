@@ -19,8 +19,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Dialog, Error, Page, expect, sync_playwright
 
 from banditkit.service import Settings
 from banditkit.service.charts import LEFT, WIDTH
@@ -88,15 +87,27 @@ def service(tmp_path_factory):
 
 @pytest.fixture
 def page(browser: Browser, service):
-    """A new tab (its own sessionStorage), with a record of the dialogs the page opened and of its errors."""
+    """A new tab, with its own sessionStorage."""
     context = browser.new_context(viewport={"width": 1100, "height": 900})
-    tab = context.new_page()
-    tab.dialogs = []  # type: ignore[attr-defined]
-    tab.errors = []  # type: ignore[attr-defined]
-    tab.on("dialog", lambda dialog: (tab.dialogs.append(dialog.message), dialog.dismiss()))  # type: ignore[attr-defined]
-    tab.on("pageerror", lambda error: tab.errors.append(str(error)))  # type: ignore[attr-defined]
-    yield tab
+    yield context.new_page()
     context.close()
+
+
+@pytest.fixture
+def seen(page: Page) -> dict[str, list[str]]:
+    """What the page did besides drawing: the dialogs it opened (an alert() that ran) and its script errors."""
+    record: dict[str, list[str]] = {"dialogs": [], "errors": []}
+
+    def on_dialog(dialog: Dialog) -> None:
+        record["dialogs"].append(dialog.message)
+        dialog.dismiss()
+
+    def on_error(error: Error) -> None:
+        record["errors"].append(str(error))
+
+    page.on("dialog", on_dialog)
+    page.on("pageerror", on_error)
+    return record
 
 
 def api(service, path: str, method: str = "GET", token: str = CLIENT, **body) -> dict:
@@ -120,10 +131,10 @@ def sign_in(page: Page, service, path: str) -> None:
 
 
 def number(text: str | None) -> float | None:
-    return None if text in (None, "") else float(text)  # type: ignore[arg-type]
+    return None if not text else float(text)
 
 
-def test_experiment_page_shows_what_stats_says(page, service, screenshots):
+def test_experiment_page_shows_what_stats_says(page, seen, service, screenshots):
     sign_in(page, service, "/experiments/hero")
     expect(page.locator("#panel h1")).to_have_text("hero")
     stats = api(service, "/v1/experiments/hero/stats")
@@ -167,10 +178,13 @@ def test_experiment_page_shows_what_stats_says(page, service, screenshots):
 
     # Allocation over time: every decision counted once, on the arm it was served.
     areas = page.locator("#allocation-chart polygon")
-    drawn = {areas.nth(i).get_attribute("data-arm"): int(areas.nth(i).get_attribute("data-decisions")) for i in range(areas.count())}
+    drawn = {
+        areas.nth(i).get_attribute("data-arm"): int(areas.nth(i).get_attribute("data-decisions"))
+        for i in range(areas.count())
+    }
     assert drawn == dict(served)
 
-    assert page.dialogs == [] and page.errors == []  # the <script> arm never ran
+    assert seen == {"dialogs": [], "errors": []}  # the <script> arm never ran
     page.screenshot(path=screenshots / "dashboard-experiment.png", full_page=True)
 
 
@@ -179,7 +193,7 @@ def css(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
-def test_admin_actions_ask_for_the_admin_token_and_take_effect(page, service, screenshots):
+def test_admin_actions_ask_for_the_admin_token_and_take_effect(page, seen, service, screenshots):
     sign_in(page, service, "/experiments/hero")
     admin = page.locator("#admin")
 
@@ -214,7 +228,7 @@ def test_admin_actions_ask_for_the_admin_token_and_take_effect(page, service, sc
     kinds = [event["kind"] for event in api(service, "/v1/experiments/hero/events")]
     assert kinds[-4:] == ["arms", "snapshot", "arms", "rollback"]
     expect(page.locator("table.events tbody tr").first).to_contain_text("rollback")
-    assert page.dialogs == [] and page.errors == []
+    assert seen == {"dialogs": [], "errors": []}
 
 
 def test_experiments_page_lists_them_and_links_each(page, service, screenshots):
@@ -254,7 +268,9 @@ def test_panels_need_a_token_and_an_unknown_experiment_is_404(service):
     for path in ("/dashboard/panels/experiments", "/dashboard/panels/experiments/hero"):
         assert httpx.get(process.base_url + path).status_code == 401
         assert httpx.get(process.base_url + path, headers={"Authorization": "Bearer guess"}).status_code == 401
-    unknown = httpx.get(process.base_url + "/dashboard/panels/experiments/nope", headers={"Authorization": f"Bearer {CLIENT}"})
+    unknown = httpx.get(
+        process.base_url + "/dashboard/panels/experiments/nope", headers={"Authorization": f"Bearer {CLIENT}"}
+    )
     assert unknown.status_code == 404 and "experiment 'nope' not found" in unknown.text
     shell = httpx.get(process.base_url + "/experiments/hero")
     assert shell.status_code == 200 and "control" not in shell.text  # no data without a token
@@ -262,8 +278,9 @@ def test_panels_need_a_token_and_an_unknown_experiment_is_404(service):
 
 
 def test_without_tokens_the_page_holds_its_data_and_escapes_names(tmp_path):
-    settings = Settings(store=f"sqlite:///{tmp_path / 'open.db'}", port=0, admin_token=None, client_tokens=(),
-                        tune_interpreter=False)
+    settings = Settings(
+        store=f"sqlite:///{tmp_path / 'open.db'}", port=0, admin_token=None, client_tokens=(), tune_interpreter=False
+    )
     with running(settings) as base_url, httpx.Client(base_url=base_url) as http:
         http.post("/v1/experiments", json={"name": "hero", "arms": ["a", SCRIPT_ARM]}).raise_for_status()
         http.post("/v1/experiments/hero/decisions/batch", json={"requests": [{}] * 20}).raise_for_status()

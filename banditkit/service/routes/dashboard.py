@@ -50,7 +50,7 @@ def _raw(value: Any) -> str:
 
 
 def _num(value: float | None, digits: int = 3) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
+    return "\N{EN DASH}" if value is None else f"{value:.{digits}f}"
 
 
 def _duration(seconds: int) -> str:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import fnmatch
 import sqlite3
+import tomllib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -156,3 +159,24 @@ def test_reward_and_bar_charts_place_values_on_their_scale():
 )
 def test_nice_ticks(low, high, expected):
     assert charts.nice_ticks(low, high).tolist() == pytest.approx(expected)
+
+
+def test_every_template_and_asset_is_package_data():
+    """pyproject.toml's package-data covers every file the pages and /docs load: the wheel needs no CDN."""
+    root = Path(__file__).resolve().parents[2]
+    globs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"][
+        "banditkit.service"
+    ]
+    package = root / "banditkit" / "service"
+    shipped = [
+        path.relative_to(package).as_posix()
+        for folder in ("static", "templates")
+        for path in (package / folder).rglob("*")
+        if path.is_file()
+    ]
+    assert {"static/dashboard.js", "static/swagger-ui/swagger-ui-bundle.js", "static/swagger-ui/LICENSE"} <= set(
+        shipped
+    )
+    for path in shipped:  # setuptools' globs do not cross folders: the file's folder must be the glob's
+        folder = path.rsplit("/", 1)[0]
+        assert any(fnmatch.fnmatch(path, glob) and glob.rsplit("/", 1)[0] == folder for glob in globs), path

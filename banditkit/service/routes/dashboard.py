@@ -18,6 +18,7 @@ from importlib.resources import files
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
@@ -113,9 +114,12 @@ def _overview(request: Request) -> str:
     return _render("overview.html", lines=dashboard.overview(engine), base=_base(request))
 
 
-def _panel(request: Request, name: str) -> str:
+async def _panel(request: Request, name: str) -> str:
+    """An experiment's content; built off the event loop, as ``/stats`` is (its integrals take milliseconds)."""
     engine: Engine = request.app.state.engine
-    return _render("panel.html", base=_base(request), **dashboard.experiment_view(engine, name))
+    engine.experiment(name)  # found (or adopted from a shared store) on the event loop; 404 otherwise
+    view = await run_in_threadpool(dashboard.experiment_view, engine, name)
+    return _render("panel.html", base=_base(request), **view)
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -138,7 +142,7 @@ async def experiment_page(name: str, request: Request) -> HTMLResponse:
     if request.app.state.settings.auth_enabled:
         return _page(request, name, url, None, started, experiment=name)
     try:
-        panel = _panel(request, name)
+        panel = await _panel(request, name)
     except NotFoundError as error:
         missing = f"<h1>Not found</h1><p>{escape(error.detail)}</p>"
         return _page(request, name, url, missing, started, experiment=name, status=404)
@@ -158,7 +162,7 @@ async def experiment_panel(name: str, request: Request) -> HTMLResponse:
     """The content of ``/experiments/{name}`` (any valid token: 401 without; 404 for an unknown experiment)."""
     started = time.perf_counter()
     CLIENT.role(request.app.state.settings, request.headers.get("authorization"))
-    return _html(_panel(request, name), started)
+    return _html(await _panel(request, name), started)
 
 
 @router.get("/docs", response_class=HTMLResponse)

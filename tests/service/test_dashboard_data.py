@@ -45,6 +45,9 @@ def test_counts_golden():
     )
     empty = DecisionCounts.of(3600, np.array([]), [])
     assert empty.arms == () and empty.counts.shape == (0, 0)
+    # a time no clock gives (a bucket beyond 64 bits) or NaN is not counted, and warns of nothing
+    odd = DecisionCounts.of(60, np.array([1e300, -1e300, np.nan, 60.0]), ["a", "a", "a", "b"])
+    assert odd.arms == ("b",) and odd.buckets.tolist() == [1] and odd.counts.tolist() == [[1]]
 
 
 def test_a_width_not_kept_is_refused_by_name():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import threading
 import uuid
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -378,6 +379,23 @@ def test_log_joins_rewards_in_time_order(store):
     log = list(store.iter_log("hero"))
     assert [(row[0], row[-1]) for row in log] == [("d0000", None), ("d0001", 0.5), ("d0002", None)]
     assert [row[:-1] for row in log] == [decision_row(decision(i)) for i in range(3)]
+
+
+def test_decisions_are_counted_per_arm_and_bucket(store):
+    """The allocation over time (the dashboard's): per minute and per hour, every decision once."""
+    store.create_experiment(make_experiment(), {"kind": "create"}).result()
+    times = [3600.0 * 500 + offset for offset in (0.0, 59.0, 60.0, 3599.0, 3600.0, 7300.0)]
+    rows = [decision(0, t, arm=arm) for t, arm in zip(times, "abaaba", strict=True)]
+    rows = [replace(row, decision_id=f"c{i}") for i, row in enumerate(rows)]
+    store.append_decisions(rows[:3]).result()
+    store.append_decisions(rows[3:]).result()
+    minutes = store.decision_counts("hero", 60)
+    assert minutes.arms == ("a", "b")
+    assert (minutes.buckets - 30_000).tolist() == [0, 1, 59, 60, 121]
+    assert minutes.counts.tolist() == [[1, 1], [1, 0], [1, 0], [0, 1], [1, 0]]
+    hours = store.decision_counts("hero", 3600)
+    assert hours.buckets.tolist() == [500, 501, 502] and hours.counts.tolist() == [[3, 1], [0, 1], [1, 0]]
+    assert store.decision_counts("other", 3600).counts.shape == (0, 0)
 
 
 def test_sqlite_survives_reopening(tmp_path):

@@ -207,9 +207,14 @@ class DecisionCounts:
 
     @classmethod
     def of(cls, width_s: int, times: np.ndarray, arms: list[str]) -> DecisionCounts:
-        """The counts of decisions made at ``times`` (seconds since the epoch, shape (n,)) on ``arms`` (n,)."""
-        names, column = np.unique(np.asarray(arms, dtype=str), return_inverse=True)
-        unique, row = np.unique(np.floor(np.asarray(times, dtype=np.float64) / width_s), return_inverse=True)
+        """The counts of decisions made at ``times`` (seconds since the epoch, shape (n,)) on ``arms`` (n,).
+
+        A time whose bucket is not a signed 64-bit integer (:func:`countable`) is not counted.
+        """
+        bucket = np.floor(np.asarray(times, dtype=np.float64) / width_s)
+        kept = (bucket >= -(2.0**63)) & (bucket < 2.0**63)
+        names, column = np.unique(np.asarray(arms, dtype=str)[kept], return_inverse=True)
+        unique, row = np.unique(bucket[kept], return_inverse=True)
         table = np.zeros((len(unique), len(names)), dtype=np.int64)
         np.add.at(table, (row, column), 1)
         return cls(width_s, unique.astype(np.int64), tuple(names.tolist()), table)
@@ -581,6 +586,14 @@ class Store(ABC):
     @abstractmethod
     def close(self) -> None:
         """Flush pending writes and release files."""
+
+
+def countable(bucket: float) -> bool:
+    """True when a time bucket fits a signed 64-bit integer (a time within about 2.9e11 years of 1970).
+
+    Every real decision time does; a store logs any finite time it is given, and counts only these.
+    """
+    return -(2.0**63) <= bucket < 2.0**63
 
 
 def check_count_width(width_s: int) -> None:

@@ -55,6 +55,7 @@ from .base import (
     Store,
     check_count_width,
     claim,
+    countable,
     decision_from_row,
     decision_row,
     decode_state,
@@ -690,9 +691,15 @@ _ADD_COUNTS = (
 def _bucket_counts(rows: list[DecisionRecord]) -> list[tuple[str, int, int, str, int]]:
     """The rows of ``decision_counts`` that ``rows`` add to: (experiment, width, bucket, arm, decisions).
 
-    A bucket is ``floor(time / width)``, as SQLite computes it in :func:`_count_decisions` (times are positive).
+    A bucket is ``floor(time / width)``, as SQLite computes it in :func:`_count_decisions` (times are positive);
+    a time whose bucket is not a 64-bit integer is not counted (:func:`~.base.countable`).
     """
-    tally = Counter((r.experiment, width, math.floor(r.time / width), r.arm) for r in rows for width in COUNT_WIDTHS)
+    tally = Counter(
+        (r.experiment, width, math.floor(r.time / width), r.arm)
+        for r in rows
+        for width in COUNT_WIDTHS
+        if countable(math.floor(r.time / width))
+    )
     return [(*key, added) for key, added in tally.items()]
 
 

@@ -10,20 +10,28 @@ temporary folder.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
+import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+import numpy as np
 import pytest
 from playwright.sync_api import Browser, Dialog, Error, Page, expect, sync_playwright
 
 from banditkit.service import Settings
 from banditkit.service.charts import LEFT, WIDTH
+from banditkit.service.engine import Engine
 from banditkit.service.runner import ServiceProcess, running
+from banditkit.service.schemas import ExperimentCreate
+from banditkit.service.stores import DecisionRecord, SQLiteStore
+from banditkit.service.stores.base import Probabilities
 
 ADMIN, CLIENT = "admin-secret", "client-secret"
 SCRIPT_ARM = "<script>alert(1)</script>"
@@ -56,12 +64,21 @@ def screenshots(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
-    """`banditkit serve` with both tokens, experiment 'hero' (arms of :data:`ARMS`, 300 decisions, each rewarded
-    at its arm's rate) and 'empty' (no decision); yields the process and the arms served per decision."""
+    """`banditkit serve` with both tokens on a file holding experiment 'hero' (arms of :data:`ARMS`) with six
+    hours of logged decisions (:func:`history`), then 300 decisions served and rewarded at each arm's rate, and
+    'empty' (no decision); yields the process and the arms logged per decision."""
     folder = tmp_path_factory.mktemp("dashboard")
+    path = folder / "dashboard.db"
+    store = SQLiteStore(path)
+    create = Engine(store, refresh_s=0).create(ExperimentCreate(name="hero", arms=ARMS, seed=7))
+    with ThreadPoolExecutor(1) as thread:  # a loop of its own: Playwright's runs in this thread
+        thread.submit(asyncio.run, create).result()
+    logged = history()
+    store.append_decisions(logged).result()
+    store.close()
     process = ServiceProcess(
         Settings(
-            store=f"sqlite:///{folder / 'dashboard.db'}",
+            store=f"sqlite:///{path}",
             port=0,
             admin_token=ADMIN,
             client_tokens=CLIENT,
@@ -71,10 +88,9 @@ def service(tmp_path_factory):
     ).start()
     try:
         with httpx.Client(base_url=process.base_url, headers={"Authorization": f"Bearer {ADMIN}"}) as http:
-            http.post("/v1/experiments", json={"name": "hero", "arms": ARMS, "seed": 7}).raise_for_status()
             http.post("/v1/experiments", json={"name": "empty", "arms": ["a"]}).raise_for_status()
             decisions = http.post("/v1/experiments/hero/decisions/batch", json={"requests": [{}] * 300}).json()
-            served = [d["arm"] for d in decisions["decisions"]]
+            served = [d["arm"] for d in decisions["decisions"]] + [row.arm for row in logged]
             rewards = [
                 {"decision_id": d["decision_id"], "value": float(i % EVERY[d["arm"]] == 0)}
                 for i, d in enumerate(decisions["decisions"])
@@ -83,6 +99,20 @@ def service(tmp_path_factory):
         yield process, Counter(served)
     finally:
         process.stop()
+
+
+def history(decisions: int = 1800, hours: float = 6.0) -> list[DecisionRecord]:
+    """Decisions logged over the last ``hours`` hours, the <script> arm's share growing from a third to 80%."""
+    rng = np.random.default_rng(11)
+    now = time.time()
+    times = now - 600 - hours * 3600 * (1 - np.arange(decisions) / decisions)
+    share = np.linspace(1 / 3, 0.8, decisions)
+    picks = np.where(rng.random(decisions) < share, 1, np.where(rng.random(decisions) < 0.5, 0, 2))
+    probabilities = Probabilities(dict.fromkeys(ARMS, 1 / 3))
+    return [
+        DecisionRecord(f"h{i:05d}", t, "hero", None, None, ARMS[arm], 1 / 3, probabilities, 0, False)
+        for i, (t, arm) in enumerate(zip(times.tolist(), picks.tolist(), strict=True))
+    ]
 
 
 @pytest.fixture
@@ -174,7 +204,7 @@ def test_experiment_page_shows_what_stats_says(page, seen, service, screenshots)
     # Regret and the counts of the log.
     regret = page.locator('[data-field="regret_estimate"]')
     assert number(regret.get_attribute("data-value")) == stats["regret_estimate"]
-    assert page.locator('b[data-field="decisions"]').inner_text() == str(stats["decisions"]) == "300"
+    assert page.locator('b[data-field="decisions"]').inner_text() == str(stats["decisions"]) == "2100"
 
     # Allocation over time: every decision counted once, on the arm it was served.
     areas = page.locator("#allocation-chart polygon")

@@ -153,7 +153,7 @@ def allocation_chart(
         )
     end_s = start_s + n * width_s
     fmt = "%H:%M" if end_s - start_s <= 2 * 86_400 else "%m-%d %H:%M" if width_s < 86_400 else "%Y-%m-%d"
-    chart.ticks = [Tick(round(float(edges[i]), 1), _utc(start_s + i * width_s, fmt)) for i in _tick_positions(n)]
+    chart.ticks = [Tick(round(float(edges[i]), 1), utc(start_s + i * width_s, fmt)) for i in _tick_positions(n)]
     for event in events:
         if start_s <= event["time"] <= end_s:
             chart.lines.append(
@@ -167,5 +167,6 @@ def _tick_positions(n: int, count: int = 5) -> list[int]:
     return sorted({round(i * n / count) for i in range(count + 1)})
 
 
-def _utc(seconds: float, fmt: str) -> str:
+def utc(seconds: float, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    """Seconds since the epoch as UTC text (by default ``YYYY-MM-DD HH:MM:SS``, the dashboard's time format)."""
     return datetime.fromtimestamp(seconds, UTC).strftime(fmt)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -48,7 +47,7 @@ def allocation(store: Store, name: str, max_points: int = MAX_POINTS) -> Allocat
     """The decisions of ``name`` per arm over time, in at most ``max_points`` buckets; None before any decision.
 
     Read per hour, and per minute when the log spans at most :data:`MINUTES_UP_TO_S`; the bucket width is the
-    smallest of :data:`BUCKET_WIDTHS` (or a multiple of a week) that a multiple of the stored width and keeps
+    smallest of :data:`BUCKET_WIDTHS` (or a multiple of a week) that is a multiple of the stored width and keeps
     the chart within ``max_points``.
     """
     counted = store.decision_counts(name, 3600)
@@ -135,8 +134,3 @@ def _event(event: dict[str, Any]) -> dict[str, Any]:
         "kind": event.get("kind", ""),
         "detail": json.dumps(detail, sort_keys=True) if detail else "",
     }
-
-
-def utc(seconds: float) -> str:
-    """Seconds since the epoch as ``YYYY-MM-DD HH:MM:SS`` UTC (the dashboard's one time format)."""
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from importlib.resources import files
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -25,7 +26,7 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup, escape
 
-from .. import dashboard
+from .. import charts, dashboard
 from ..deps import CLIENT
 from ..engine import Engine
 from ..errors import NotFoundError
@@ -68,7 +69,7 @@ TEMPLATES = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-TEMPLATES.filters.update(raw=_raw, num=_num, utc=dashboard.utc, duration=_duration)
+TEMPLATES.filters.update(raw=_raw, num=_num, utc=charts.utc, duration=_duration)
 
 
 def _render(template: str, **values: Any) -> str:
@@ -138,7 +139,7 @@ async def experiment_page(name: str, request: Request) -> HTMLResponse:
     answers 404.
     """
     started = time.perf_counter()
-    url = f"{_base(request)}/dashboard/panels/experiments/{name}"
+    url = f"{_base(request)}/dashboard/panels/experiments/{quote(name, safe='')}"
     if request.app.state.settings.auth_enabled:
         return _page(request, name, url, None, started, experiment=name)
     try:

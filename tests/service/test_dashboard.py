@@ -34,6 +34,9 @@ from banditkit.service.stores import DecisionRecord, SQLiteStore
 from banditkit.service.stores.base import Probabilities
 
 ADMIN, CLIENT = "admin-secret", "client-secret"
+#: How long a step may wait for the page (a loaded CI machine is slower than Playwright's default 5 s).
+TIMEOUT_MS = 20_000
+expect.set_options(timeout=TIMEOUT_MS)
 SCRIPT_ARM = "<script>alert(1)</script>"
 ARMS = ["control", SCRIPT_ARM, "green"]
 #: Reward rate of each arm in the fixture's traffic (every third, every second, every fifth decision).
@@ -49,7 +52,12 @@ def chromium_path() -> str:
 def browser():
     with sync_playwright() as playwright:
         try:
-            launched = playwright.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"], headless=True)
+            launched = playwright.chromium.launch(
+                executable_path=chromium_path(),
+                # root in CI: no sandbox; a container's small /dev/shm: shared memory in /tmp
+                args=["--no-sandbox", "--disable-dev-shm-usage"],
+                headless=True,
+            )
         except Exception as error:  # fail loudly: a dashboard test that cannot start a browser has tested nothing
             pytest.fail(f"chromium did not start from {chromium_path()} (apt-get install -y chromium): {error}")
         yield launched
@@ -119,6 +127,7 @@ def history(decisions: int = 1800, hours: float = 6.0) -> list[DecisionRecord]:
 def page(browser: Browser, service):
     """A new tab, with its own sessionStorage."""
     context = browser.new_context(viewport={"width": 1100, "height": 900})
+    context.set_default_timeout(TIMEOUT_MS)
     yield context.new_page()
     context.close()
 

@@ -495,7 +495,8 @@ def serve(
     console.print(
         escape(
             f"banditkit decision service on http://{bind}:{settings.port} (store {settings.store}"
-            f"{f', {workers} workers' if workers > 1 else ''}); API docs at http://{bind}:{settings.port}/docs"
+            f"{f', {workers} workers' if workers > 1 else ''}); dashboard at http://{bind}:{settings.port}/, "
+            f"API docs at http://{bind}:{settings.port}/docs"
         )
     )
     run_service(settings, workers=workers, log_level=log_level)

@@ -100,7 +100,12 @@ def experiment_view(engine: Engine, name: str) -> dict[str, Any]:
         "allocation": counted,
         "allocation_chart": allocation_chart,
         "events": [_event(event) for event in reversed(events[-MAX_EVENTS:])],
-        "snapshots": list(reversed(engine.snapshots(name))),
+        # From the audit log, which lists every snapshot: the store's list would decode each one's state.
+        "snapshots": [
+            {"snapshot_id": event["snapshot_id"], "policy_version": event["policy_version"], "taken": event["time"]}
+            for event in reversed(events)
+            if event.get("kind") == "snapshot"
+        ],
     }
 
 

@@ -248,11 +248,11 @@ def test_admin_actions_ask_for_the_admin_token_and_take_effect(page, seen, servi
     page.locator('tr[data-arm="green"] button[data-action="disable"]').click()
     expect(admin).to_be_visible()
     admin.locator("input[name=token]").fill(ADMIN)
+    page.screenshot(path=screenshots / "dashboard-admin.png")  # the question, the token typed
     admin.locator('button[value="ok"]').click()
     expect(page.locator("#status")).to_have_text("arm green disabled")
     expect(page.locator('tr[data-arm="green"] td[data-field="active"]')).to_contain_text("disabled")
     assert {a["name"]: a["active"] for a in api(service, "/v1/experiments/hero")["arms"]}["green"] is False
-    page.screenshot(path=screenshots / "dashboard-admin.png")
 
     # A snapshot (the admin token is kept for the tab: no second question), then enable, then roll back to it.
     page.locator('button[data-action="snapshot"]').click()
@@ -275,6 +275,7 @@ def test_experiments_page_lists_them_and_links_each(page, service, screenshots):
     rows = page.locator("table.experiments tbody tr")
     expect(rows).to_have_count(2)
     assert [rows.nth(i).get_attribute("data-experiment") for i in range(2)] == ["empty", "hero"]
+    page.set_viewport_size({"width": 1100, "height": 260})
     page.screenshot(path=screenshots / "dashboard-experiments.png")
     page.locator('tr[data-experiment="empty"] a').click()
     expect(page.locator("#panel h1")).to_have_text("empty")  # the token is kept for the tab

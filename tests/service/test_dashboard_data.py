@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 import sqlite3
 import tomllib
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from banditkit.service import charts
+from banditkit.service import Settings, charts
 from banditkit.service.dashboard import BUCKET_WIDTHS, MAX_POINTS, allocation
+from banditkit.service.runner import running
 from banditkit.service.stores import DecisionRecord, ExperimentRecord, MemoryStore, SQLiteStore, Store
 from banditkit.service.stores.base import DecisionCounts, Probabilities
 
@@ -183,3 +186,29 @@ def test_every_template_and_asset_is_package_data():
     for path in shipped:  # setuptools' globs do not cross folders: the file's folder must be the glob's
         folder = path.rsplit("/", 1)[0]
         assert any(fnmatch.fnmatch(path, glob) and glob.rsplit("/", 1)[0] == folder for glob in globs), path
+
+
+@pytest.mark.parametrize(
+    ("spec", "request_body", "absent"),
+    [
+        # contextual: no probability, P(best) nor regret without a context; the table and allocation still show
+        ({"policy": "linucb", "n_features": 2, "arms": ["a", "b"]}, {"context": [0.1, 0.2]}, "p-best-chart"),
+        # one arm, rewards without a range: no confidence sequence
+        ({"policy": "gaussian_thompson", "arms": ["only"]}, {}, 'class="cs"'),
+    ],
+)
+def test_pages_of_policies_without_some_statistics(spec, request_body, absent):
+    settings = Settings(store="memory://", port=0, admin_token=None, client_tokens=(), tune_interpreter=False)
+    with running(settings) as base_url, httpx.Client(base_url=base_url) as http:
+        http.post("/v1/experiments", json={"name": "hero", **spec}).raise_for_status()
+        assert "No decision yet." in http.get("/experiments/hero").text
+        made = http.post("/v1/experiments/hero/decisions/batch", json={"requests": [request_body] * 12}).json()
+        rewards = [{"decision_id": d["decision_id"], "value": float(i % 2)} for i, d in enumerate(made["decisions"])]
+        http.post("/v1/experiments/hero/rewards/batch", json={"rewards": rewards}).raise_for_status()
+        page = http.get("/experiments/hero")
+        stats = http.get("/v1/experiments/hero/stats").json()
+    assert page.status_code == 200
+    assert absent not in page.text
+    assert sum(int(n) for n in re.findall(r'data-decisions="(\d+)"', page.text)) == stats["decisions"] == 12
+    for arm in stats["arms"]:
+        assert f'data-arm="{arm["arm"]}" data-mean="{arm["mean"]!r}"' in page.text

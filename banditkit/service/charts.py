@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from .schemas import ArmStatsOut
+
 #: Arm colours, in arm order (Tableau 10, readable on white and by most colour-blind readers).
 PALETTE = (
     "#4e79a7",
@@ -41,14 +43,54 @@ class Tick:
     label: str
 
 
+@dataclass(frozen=True)
+class Interval:
+    """One arm of the reward chart: its values as ``/stats`` gives them and their x positions (None: none)."""
+
+    arm: str
+    color: str
+    y: float
+    mean: float | None
+    low: float | None
+    high: float | None
+    cs_low: float | None
+    cs_high: float | None
+    x_mean: float | None
+    x_low: float | None
+    x_high: float | None
+    x_cs_low: float | None
+    x_cs_high: float | None
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One arm's bar: its value in [0, 1] (None: no bar) and the bar's length."""
+
+    arm: str
+    color: str
+    y: float
+    value: float | None
+    width: float | None
+
+
+@dataclass(frozen=True)
+class Area:
+    """One arm's band of the allocation chart: its decisions and the polygon's points (``"x,y x,y ..."``)."""
+
+    arm: str
+    color: str
+    decisions: int
+    points: str
+
+
 @dataclass
 class Chart:
-    """One SVG chart: its size, axis ticks and the marks of each series (keys as the template reads them)."""
+    """One SVG chart: its size, axis ticks, one mark per arm, and vertical lines (events)."""
 
     height: float
     width: float = WIDTH
     ticks: list[Tick] = field(default_factory=list)
-    marks: list[dict] = field(default_factory=list)
+    marks: list[Interval | Bar | Area] = field(default_factory=list)
     lines: list[Tick] = field(default_factory=list)
 
 
@@ -67,14 +109,12 @@ def domain(values: list[float]) -> tuple[float, float]:
     return low - pad, high + pad
 
 
-def reward_chart(rows: list[dict]) -> Chart | None:
+def reward_chart(arms: list[ArmStatsOut], colors: dict[str, str]) -> Chart | None:
     """Mean reward per arm with its 95% confidence sequence (thick) and fixed-n interval (thin).
 
-    ``rows`` are the arms of ``/stats`` (``arm``, ``mean``, ``low``, ``high``, ``cs_low``, ``cs_high``) with a
-    ``color``; None when no arm has a reward yet.
+    ``arms`` are those of ``/stats``, ``colors`` each one's colour; None when no arm has a reward yet.
     """
-    keys = ("mean", "low", "high", "cs_low", "cs_high")
-    values = [row[key] for row in rows for key in keys if row.get(key) is not None]
+    values = [v for a in arms for v in (a.mean, a.low, a.high, a.cs_low, a.cs_high) if v is not None]
     if not values:
         return None
     low, high = domain(values)
@@ -83,48 +123,57 @@ def reward_chart(rows: list[dict]) -> Chart | None:
     def x(value: float | None) -> float | None:
         return None if value is None else round(LEFT + (value - low) * scale, 1)
 
-    chart = Chart(height=ROW * len(rows) + 30)
+    chart = Chart(height=ROW * len(arms) + 30)
     chart.ticks = [Tick(x(float(t)) or 0.0, f"{t:g}") for t in nice_ticks(low, high)]
-    for position, row in enumerate(rows):
-        chart.marks.append(
-            {
-                **{key: row.get(key) for key in ("arm", "color", *keys)},
-                "y": round(ROW * position + ROW / 2, 1),
-                **{f"x_{key}": x(row.get(key)) for key in keys},
-            }
+    chart.marks = [
+        Interval(
+            a.arm,
+            colors[a.arm],
+            round(ROW * position + ROW / 2, 1),
+            a.mean,
+            a.low,
+            a.high,
+            a.cs_low,
+            a.cs_high,
+            x(a.mean),
+            x(a.low),
+            x(a.high),
+            x(a.cs_low),
+            x(a.cs_high),
         )
+        for position, a in enumerate(arms)
+    ]
     return chart
 
 
-def bar_chart(rows: list[dict], key: str) -> Chart | None:
-    """A horizontal bar per arm for ``key``, a probability in [0, 1] (None for an arm: no bar); None if none."""
-    if all(row.get(key) is None for row in rows):
+def p_best_chart(arms: list[ArmStatsOut], colors: dict[str, str]) -> Chart | None:
+    """A bar per arm for its ``p_best`` on a 0 to 1 axis; None when the policy gives none (contextual)."""
+    if all(a.p_best is None for a in arms):
         return None
     span = WIDTH - LEFT - 20
-    chart = Chart(height=ROW * len(rows) + 30)
+    chart = Chart(height=ROW * len(arms) + 30)
     chart.ticks = [Tick(round(LEFT + t * span, 1), f"{t:g}") for t in (0.0, 0.25, 0.5, 0.75, 1.0)]
-    for position, row in enumerate(rows):
-        value = row.get(key)
-        chart.marks.append(
-            {
-                "arm": row["arm"],
-                "color": row["color"],
-                "value": value,
-                "y": round(ROW * position + 5, 1),
-                "width": None if value is None else round(value * span, 1),
-            }
+    chart.marks = [
+        Bar(
+            a.arm,
+            colors[a.arm],
+            round(ROW * position + 5, 1),
+            a.p_best,
+            None if a.p_best is None else round(a.p_best * span, 1),
         )
+        for position, a in enumerate(arms)
+    ]
     return chart
 
 
 def allocation_chart(
-    start_s: float, width_s: int, arms: list[str], counts: np.ndarray, colors: dict[str, str], events: list[dict]
+    start_s: float, width_s: int, arms: list[str], counts: np.ndarray, colors: dict[str, str], events: list[Tick]
 ) -> Chart:
     """Each arm's share of the decisions per time bucket, stacked to 100% (a step area per arm).
 
     ``counts`` has shape (n_buckets, n_arms), bucket ``i`` starting at ``start_s + i * width_s`` seconds since
-    the epoch; a bucket without decisions is left empty. ``events`` (``time``, ``label``) become vertical
-    lines where they fall inside the chart.
+    the epoch; a bucket without decisions is left empty. ``events`` (at a time in seconds since the epoch,
+    with a label) become vertical lines where they fall inside the chart.
     """
     height, top, plot = 220.0, 10.0, 180.0
     span = WIDTH - LEFT - 20
@@ -144,21 +193,14 @@ def allocation_chart(
         bottom_y = y(upper[:, column] - shares[:, column])
         points = np.concatenate([np.stack([xs, top_y], 1), np.stack([xs[::-1], bottom_y[::-1]], 1)])
         chart.marks.append(
-            {
-                "arm": arm,
-                "color": colors[arm],
-                "decisions": int(counts[:, column].sum()),
-                "points": " ".join(f"{px:.1f},{py:.1f}" for px, py in points),
-            }
+            Area(arm, colors[arm], int(counts[:, column].sum()), " ".join(f"{px:.1f},{py:.1f}" for px, py in points))
         )
     end_s = start_s + n * width_s
     fmt = "%H:%M" if end_s - start_s <= 2 * 86_400 else "%m-%d %H:%M" if width_s < 86_400 else "%Y-%m-%d"
     chart.ticks = [Tick(round(float(edges[i]), 1), utc(start_s + i * width_s, fmt)) for i in _tick_positions(n)]
     for event in events:
-        if start_s <= event["time"] <= end_s:
-            chart.lines.append(
-                Tick(round(LEFT + (event["time"] - start_s) / (end_s - start_s) * span, 1), event["label"])
-            )
+        if start_s <= event.at <= end_s:
+            chart.lines.append(Tick(round(LEFT + (event.at - start_s) / (end_s - start_s) * span, 1), event.label))
     return chart
 
 

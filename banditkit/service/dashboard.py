@@ -43,6 +43,47 @@ class Allocation:
     counts: np.ndarray
 
 
+@dataclass(frozen=True)
+class Event:
+    """An audit event as a line of the events table: time, version and kind, its other fields as JSON."""
+
+    time: float
+    policy_version: int
+    kind: str
+    detail: str
+
+    @classmethod
+    def of(cls, event: dict[str, Any]) -> Event:
+        """From an event of :meth:`~.stores.Store.events`."""
+        fields = ("experiment", "time", "policy_version", "kind")
+        detail = {key: value for key, value in event.items() if key not in fields}
+        text = json.dumps(detail, sort_keys=True) if detail else ""
+        return cls(event["time"], event["policy_version"], event.get("kind", ""), text)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A snapshot as a line of the versions table (from its audit event)."""
+
+    snapshot_id: int
+    policy_version: int
+    taken: float
+
+
+@dataclass(frozen=True)
+class ExperimentLine:
+    """An experiment as a line of the experiments table."""
+
+    name: str
+    policy: str
+    arms: int
+    active: int
+    version: int
+    decisions: int
+    rewards: int
+    created_at: float
+
+
 def allocation(store: Store, name: str, max_points: int = MAX_POINTS) -> Allocation | None:
     """The decisions of ``name`` per arm over time, in at most ``max_points`` buckets; None before any decision.
 
@@ -70,16 +111,15 @@ def experiment_view(engine: Engine, name: str) -> dict[str, Any]:
     """Everything an experiment's page shows, for ``templates/panel.html``; 404 (NotFoundError) if unknown."""
     experiment = engine.experiment(name)
     described = experiment.describe()
-    stats = engine.stats(name).model_dump()
+    stats = engine.stats(name)
     served = [arm.name for arm in described.arms]
     counted = allocation(engine.store, name)
     # Served arms in their order, then arms removed since (they are in the log, not in the model).
     order = served + [arm for arm in (counted.arms if counted else ()) if arm not in served]
     colors = {arm: charts.color(position) for position, arm in enumerate(order)}
-    rows = [{**row, "color": colors[row["arm"]]} for row in stats["arms"]]
     events = engine.store.events(name)
     chart_events = [
-        {"time": event["time"], "label": f"v{event['policy_version']} {event.get('kind', '')}"}
+        charts.Tick(event["time"], f"v{event['policy_version']} {event.get('kind', '')}")
         for event in events
         if event.get("kind") in ("arms", "rollback", "guardrail")
     ]
@@ -94,48 +134,39 @@ def experiment_view(engine: Engine, name: str) -> dict[str, Any]:
         "name": name,
         "experiment": described,
         "stats": stats,
-        "rows": rows,
-        "reward_chart": charts.reward_chart(rows),
-        "p_best_chart": charts.bar_chart(rows, "p_best"),
+        "colors": colors,
+        "reward_chart": charts.reward_chart(stats.arms, colors),
+        "p_best_chart": charts.p_best_chart(stats.arms, colors),
         "allocation": counted,
         "allocation_chart": allocation_chart,
-        "events": [_event(event) for event in reversed(events[-MAX_EVENTS:])],
+        "events": [Event.of(event) for event in reversed(events[-MAX_EVENTS:])],
         # From the audit log, which lists every snapshot: the store's list would decode each one's state.
         "snapshots": [
-            {"snapshot_id": event["snapshot_id"], "policy_version": event["policy_version"], "taken": event["time"]}
+            Snapshot(event["snapshot_id"], event["policy_version"], event["time"])
             for event in reversed(events)
             if event.get("kind") == "snapshot"
         ],
     }
 
 
-def overview(engine: Engine) -> list[dict[str, Any]]:
+def overview(engine: Engine) -> list[ExperimentLine]:
     """One line per experiment, in name order: its configuration, version and log counts."""
     lines = []
     for name in sorted(engine.experiments):
         described = engine.experiments[name].describe()
         decisions, rewards = engine.store.counts(name)
+        active = sum(arm.active for arm in described.arms)
+        policy = described.policy.get("name", "")
         lines.append(
-            {
-                "name": name,
-                "policy": described.policy.get("name", ""),
-                "arms": len(described.arms),
-                "active": sum(arm.active for arm in described.arms),
-                "version": described.policy_version,
-                "decisions": decisions,
-                "rewards": rewards,
-                "created_at": described.created_at,
-            }
+            ExperimentLine(
+                name,
+                policy,
+                len(described.arms),
+                active,
+                described.policy_version,
+                decisions,
+                rewards,
+                described.created_at,
+            )
         )
     return lines
-
-
-def _event(event: dict[str, Any]) -> dict[str, Any]:
-    """An audit event as a table line: its time, version and kind, the rest of its fields as JSON."""
-    detail = {key: value for key, value in event.items() if key not in ("experiment", "time", "policy_version", "kind")}
-    return {
-        "time": event["time"],
-        "policy_version": event["policy_version"],
-        "kind": event.get("kind", ""),
-        "detail": json.dumps(detail, sort_keys=True) if detail else "",
-    }

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from banditkit.service import Settings, charts
 from banditkit.service.dashboard import BUCKET_WIDTHS, MAX_POINTS, allocation
 from banditkit.service.runner import running
+from banditkit.service.schemas import ArmStatsOut
 from banditkit.service.stores import DecisionRecord, ExperimentRecord, MemoryStore, SQLiteStore, Store
 from banditkit.service.stores.base import DecisionCounts, Probabilities
 
@@ -119,44 +120,42 @@ def test_allocation_of_an_experiment_without_decisions_is_none_and_one_arm_fills
     assert series is not None and series.arms == ("a",) and series.width_s == 60
     chart = charts.allocation_chart(series.start_s, series.width_s, ["a"], series.counts, {"a": "#000"}, [])
     (mark,) = chart.marks
-    assert mark["decisions"] == 3
-    ys = {float(point.split(",")[1]) for point in mark["points"].split()}
+    assert isinstance(mark, charts.Area) and mark.decisions == 3
+    ys = {float(point.split(",")[1]) for point in mark.points.split()}
     assert ys == {10.0, 190.0}  # 100% where it served, 0% (an empty bucket) elsewhere
 
 
-def test_reward_and_bar_charts_place_values_on_their_scale():
-    rows = [
-        {
-            "arm": "a",
-            "color": "#000",
-            "mean": 0.2,
-            "low": 0.1,
-            "high": 0.3,
-            "cs_low": 0.05,
-            "cs_high": 0.35,
-            "p_best": 0.1,
-        },
-        {
-            "arm": "b",
-            "color": "#111",
-            "mean": 0.6,
-            "low": 0.5,
-            "high": 0.7,
-            "cs_low": 0.45,
-            "cs_high": 0.75,
-            "p_best": 0.9,
-        },
-    ]
-    chart = charts.reward_chart(rows)
+def arm_stats(arm: str, mean=None, low=None, high=None, cs_low=None, cs_high=None, p_best=None) -> ArmStatsOut:
+    return ArmStatsOut(
+        arm=arm,
+        pulls=10,
+        mean=mean,
+        low=low,
+        high=high,
+        cs_low=cs_low,
+        cs_high=cs_high,
+        p_best=p_best,
+        probability=0.5,
+        active=True,
+    )
+
+
+def test_reward_and_p_best_charts_place_values_on_their_scale():
+    arms = [arm_stats("a", 0.2, 0.1, 0.3, 0.05, 0.35, 0.1), arm_stats("b", 0.6, 0.5, 0.7, 0.45, 0.75, 0.9)]
+    colors = {"a": "#000", "b": "#111"}
+    chart = charts.reward_chart(arms, colors)
     assert chart is not None
     a, b = chart.marks
-    assert a["x_cs_low"] < a["x_low"] < a["x_mean"] < a["x_high"] < a["x_cs_high"] < b["x_mean"]
-    assert a["x_cs_low"] >= charts.LEFT and b["x_cs_high"] <= charts.WIDTH - 20
-    bars = charts.bar_chart(rows, "p_best")
+    assert isinstance(a, charts.Interval) and isinstance(b, charts.Interval)
+    assert a.x_cs_low < a.x_low < a.x_mean < a.x_high < a.x_cs_high < b.x_mean
+    assert a.x_cs_low >= charts.LEFT and b.x_cs_high <= charts.WIDTH - 20
+    assert (a.mean, b.cs_high) == (0.2, 0.75)
+    bars = charts.p_best_chart(arms, colors)
     assert bars is not None
-    assert [m["width"] for m in bars.marks] == [pytest.approx(0.1 * 470, abs=0.05), pytest.approx(0.9 * 470, abs=0.05)]
-    assert charts.reward_chart([{"arm": "a", "color": "#000", "mean": None}]) is None
-    assert charts.bar_chart([{"arm": "a", "color": "#000", "p_best": None}], "p_best") is None
+    widths = [mark.width for mark in bars.marks if isinstance(mark, charts.Bar)]
+    assert widths == [pytest.approx(0.1 * 470, abs=0.05), pytest.approx(0.9 * 470, abs=0.05)]
+    assert charts.reward_chart([arm_stats("a")], colors) is None
+    assert charts.p_best_chart([arm_stats("a", mean=0.5)], colors) is None
 
 
 @pytest.mark.parametrize(

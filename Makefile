@@ -28,9 +28,10 @@ redis-tools:
 browser:
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 
-# The dashboard's screenshots in docs/img/ (docs/dashboard.md shows them), taken by its browser tests.
+# The dashboard's screenshots in docs/img/ (docs/dashboard.md shows them), taken by its browser tests: the
+# figures of docs/figures.py named dashboard-*.
 screenshots: $(STAMP) browser
-	DASHBOARD_SCREENSHOTS=docs/img $(BIN)/python -m pytest -q tests/service/test_dashboard.py
+	$(BIN)/python docs/figures.py dashboard-experiment dashboard-experiments dashboard-admin
 
 # Static checks: lint, formatting, types (configured in pyproject.toml). `make test` runs them first.
 check: $(STAMP)

@@ -9,13 +9,14 @@ by hand.
     python docs/figures.py                     # every figure: several minutes (the Chapelle & Li runs)
     python docs/figures.py tutorial_regret     # only the figures named
 
-Screenshots of the decision service (a dashboard page) belong here too, as a figure whose function starts
-the service (``banditkit.service.runner.ServiceProcess``), drives traffic and captures the page into
-docs/img/; the test above then requires it of every such image like of the others.
+The dashboard's screenshots are figures too: its browser tests (tests/service/test_dashboard.py) start
+``banditkit serve``, drive it and capture the pages into docs/img/ when ``DASHBOARD_SCREENSHOTS`` names it.
 """
 
 from __future__ import annotations
 
+import functools
+import os
 import shutil
 import subprocess
 import sys
@@ -51,9 +52,21 @@ def script(path: str) -> Callable[[str], None]:
     return make
 
 
-def run(command: list[str]) -> None:
+@functools.cache
+def dashboard_tests() -> None:
+    """Run the dashboard's browser tests once; they save their screenshots into docs/img/ as they go."""
+    test = ["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/service/test_dashboard.py"]
+    run([sys.executable, *test], env={**os.environ, "DASHBOARD_SCREENSHOTS": str(IMAGES)})
+
+
+def screenshot(name: str) -> None:
+    """A screenshot of the dashboard, taken by tests/service/test_dashboard.py in headless chromium."""
+    dashboard_tests()
+
+
+def run(command: list[str], env: dict[str, str] | None = None) -> None:
     print("$", " ".join(Path(word).name if word == sys.executable else word for word in command), flush=True)
-    subprocess.run(command, cwd=ROOT, check=True)
+    subprocess.run(command, cwd=ROOT, check=True, env=env)
 
 
 # docs/img/NAME.png -> how it is made
@@ -67,6 +80,10 @@ FIGURES: dict[str, Callable[[str], None]] = {
     "contextual": simulation("contextual.toml"),
     "delayed_feedback": script("delayed_feedback.py"),
     "adversarial": script("adversarial.py"),
+    # against `banditkit serve` with six hours of logged decisions (the tests' fixture); one run makes all three
+    "dashboard-experiment": screenshot,
+    "dashboard-experiments": screenshot,
+    "dashboard-admin": screenshot,
 }
 
 

@@ -315,6 +315,7 @@ def test_panels_need_a_token_and_an_unknown_experiment_is_404(service):
     shell = httpx.get(process.base_url + "/experiments/hero")
     assert shell.status_code == 200 and "control" not in shell.text  # no data without a token
     assert "script-src 'self'" in shell.headers["content-security-policy"]
+    assert 'href="/metrics"' not in shell.text  # a link would open it without the token it needs
 
 
 def test_without_tokens_the_page_holds_its_data_and_escapes_names(tmp_path):
@@ -331,3 +332,4 @@ def test_without_tokens_the_page_holds_its_data_and_escapes_names(tmp_path):
         missing = http.get("/experiments/nope")
         assert missing.status_code == 404 and "experiment &#39;nope&#39; not found" in missing.text
         assert http.get("/").status_code == 200 and 'data-experiment="hero"' in http.get("/").text
+        assert 'href="/metrics"' in page.text and http.get("/metrics").status_code == 200

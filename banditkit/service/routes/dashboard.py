@@ -102,6 +102,8 @@ def _page(
         title=title,
         base=_base(request),
         auth=settings.auth_enabled,
+        # A link opens /metrics without a bearer header: it is offered where that works (no tokens).
+        metrics=settings.metrics and not settings.auth_enabled,
         panel_url=panel_url,
         # With tokens, the panel is fetched by the page's script with the visitor's token.
         panel_html=None if settings.auth_enabled else Markup(panel),

@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from ..assign import assign_rows, contextual_probabilities
 from ..bandit import Bandit
 from ..errors import BanditkitError
 from . import rewarding
@@ -45,7 +46,7 @@ from .schemas import (
     SnapshotOut,
     StatsOut,
 )
-from .serving import draw, draw_rows
+from .serving import draw
 from .stores import (
     Assignment,
     DecisionRecord,
@@ -624,12 +625,9 @@ class Engine:
             ]
         view = experiment.cache.view(bandit)
         contexts = np.array([request.context for request in requests], dtype=np.float64)
-        if allowed is None:
-            matrix = view.probabilities_many(contexts=contexts)
-        else:
-            matrix = np.array([list(view.probabilities(context=x, allowed=list(allowed)).values()) for x in contexts])
+        matrix = contextual_probabilities(view, contexts, allowed)
         fallback = view.aborted or not (set(view.active_arms) & set(allowed or view.arms))
-        drawn = draw_rows(matrix, experiment.name, units, view.rng)
+        drawn = assign_rows(matrix, experiment.name, units, view.rng)
         arms = view.arms
         if allowed is None and self.metrics is not None:
             self.metrics.serving(experiment.name, tuple(arms), matrix.mean(axis=0))

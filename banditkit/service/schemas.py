@@ -303,6 +303,9 @@ class ExperimentOut(BaseModel):
     policy_version: int
     created_at: float
     supervisor: SupervisorSpec | None = None
+    default_arm: str | None = Field(
+        None, description="the arm served when anything fails (a client falls back to it while it cannot reach us)"
+    )
 
 
 class ModelOut(BaseModel):

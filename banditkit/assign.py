@@ -46,9 +46,7 @@ def cumulative(probabilities: np.ndarray) -> tuple[list[float], int]:
     return np.cumsum(probabilities).tolist(), int(last_positive(probabilities))
 
 
-def assign_one(
-    sums: list[float], last: int, experiment: str, unit: str | None, rng: np.random.Generator
-) -> int:
+def assign_one(sums: list[float], last: int, experiment: str, unit: str | None, rng: np.random.Generator) -> int:
     """Arm index for one decision: the unit's point if it has one, else a fresh uniform from ``rng``.
 
     >>> assign_one([0.5, 1.0], 1, "default", "user-42", np.random.default_rng(0))

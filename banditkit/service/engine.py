@@ -38,9 +38,9 @@ from .schemas import (
     ArmStatsOut,
     DecisionRequest,
     DecisionResponse,
-    LoggedDecision,
     ExperimentCreate,
     ExperimentOut,
+    LoggedDecision,
     RewardRequest,
     RewardResult,
     SnapshotOut,
@@ -449,46 +449,46 @@ class Engine:
         return await self._serve(name, requests)
 
     async def _deduplicated(self, name: str, requests: list[DecisionRequest], field: str) -> list[DecisionResponse]:
-        """:meth:`_serve` for requests of which some carry a ``request_id``: those already logged are answered
-        from the log (409 if their body differs), the others are served once under their derived decision id.
+        """:meth:`_serve` for requests of which some carry a ``request_id``: each is logged once.
+
+        Those already logged are answered from the log (409 if their body differs), the others are served
+        once under their derived decision id.
         """
-        ids = [None if r.request_id is None else request_decision_id(name, r.request_id) for r in requests]
+        ids: list[str | None] = [
+            None if r.request_id is None else request_decision_id(name, r.request_id) for r in requests
+        ]
         answers: list[DecisionResponse | None] = [None] * len(requests)
-        waiting = {i for i in ids if i is not None and i in self._pending_ids}
-        for decision_id in waiting:  # a retry of a request still being served here: its answer is the first's
-            await asyncio.shield(self._pending_ids[decision_id])
-        wanted = [i for i in dict.fromkeys(ids) if i is not None]
-        logged = await asyncio.to_thread(self.store.find_decisions, wanted)
-        new: dict[str, int] = {}
-        for row, (request, decision_id) in enumerate(zip(requests, ids, strict=True)):
-            prefix = f"{field}{row}." if field else ""
-            if decision_id is None:
+        for waited in {i for i in ids if i is not None and i in self._pending_ids}:
+            await asyncio.shield(self._pending_ids[waited])  # a retry of a request being served here: the first's
+        logged = await asyncio.to_thread(self.store.find_decisions, [i for i in dict.fromkeys(ids) if i is not None])
+        first: dict[str | None, int] = {}  # id -> the row that serves it
+        for row, (request, key) in enumerate(zip(requests, ids, strict=True)):
+            if key is None:
                 continue
-            found = logged.get(decision_id)
+            prefix = f"{field}{row}." if field else ""
+            found = logged.get(key)
             if found is not None:
                 _check_replay(found[0], request, prefix)
                 answers[row] = _response(found[0])
-            elif decision_id in new:
-                _check_replay_request(requests[new[decision_id]], request, prefix)
+            elif key in first:
+                _check_replay_request(requests[first[key]], request, prefix)
             else:
-                new[decision_id] = row
-        serve = [row for row, answer in enumerate(answers) if answer is None and (ids[row] is None or new.get(ids[row]) == row)]
+                first[key] = row
+        serve = [row for row, key in enumerate(ids) if answers[row] is None and (key is None or first[key] == row)]
         if serve:
-            claimed = {ids[row]: asyncio.get_running_loop().create_future() for row in serve if ids[row] is not None}
-            self._pending_ids.update(claimed)  # type: ignore[arg-type]  # keys are the rows' ids, never None
+            claimed = {key: asyncio.get_running_loop().create_future() for key in (ids[row] for row in serve) if key}
+            self._pending_ids.update(claimed)
             try:
                 served = await self._serve(name, [requests[row] for row in serve])
             finally:
-                for decision_id, future in claimed.items():
-                    del self._pending_ids[decision_id]  # type: ignore[arg-type]
+                for key, future in claimed.items():
+                    del self._pending_ids[key]
                     future.set_result(None)
-            by_id = {}
             for row, answer in zip(serve, served, strict=True):
                 answers[row] = answer
-                by_id[ids[row]] = answer
-            for row, decision_id in enumerate(ids):
+            for row, key in enumerate(ids):
                 if answers[row] is None:
-                    answers[row] = by_id[decision_id]
+                    answers[row] = answers[first[key]]
         return answers  # type: ignore[return-value]  # every row is answered
 
     async def log_decisions(self, name: str, decisions: list[LoggedDecision]) -> tuple[int, int]:
@@ -593,7 +593,8 @@ class Engine:
             for position, row in enumerate(rows):
                 request = requests[row]
                 if chosen is None:
-                    records[row] = _fallback(experiment, request.unit, request.context, now, _new_id(experiment, request))
+                    decision_id = _new_id(experiment, request)
+                    records[row] = _fallback(experiment, request.unit, request.context, now, decision_id)
                     continue
                 arm, propensity, probabilities, version, fallback = chosen[position]
                 records[row] = _record(experiment, request, arm, propensity, probabilities, version, fallback, now)
@@ -795,9 +796,7 @@ def _check_replay_request(first: DecisionRequest, request: DecisionRequest, pref
     """409 for a ``request_id`` given twice in one batch with different bodies."""
     for name in ("unit", "context", "allowed"):
         if getattr(first, name) != getattr(request, name):
-            raise ConflictError(
-                f"{prefix}request_id {request.request_id!r} was used with another {name} in this batch"
-            )
+            raise ConflictError(f"{prefix}request_id {request.request_id!r} was used with another {name} in this batch")
 
 
 def _logged_key(record: DecisionRecord) -> tuple:

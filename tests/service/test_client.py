@@ -1,0 +1,243 @@
+"""banditkit.client against real served processes: retries across a kill and restart, request_id deduplication,
+the circuit breaker's fallback and its later report, rewards flushed at exit, and local decisions that match the
+server's bit for bit."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from banditkit.client import CircuitBreaker, Client, Retry, ServiceError, Unavailable, new_decision_id
+
+ROOT = Path(__file__).resolve().parents[2]
+#: Patient enough to wait out a restart of the server (about a second here), quick between attempts.
+PATIENT = Retry(attempts=80, backoff_s=0.02, max_backoff_s=0.2)
+
+
+@pytest.fixture
+def service(server_process, tmp_path):
+    """A child-process server on SQLite with experiment 'hero' (Thompson, arms a, b, c; default arm b)."""
+    store = f"sqlite:///{tmp_path / 'client.db'}"
+    process = server_process(store, tune_interpreter=False, spool_dir=tmp_path / "spool")
+    body = {"name": "hero", "arms": ["a", "b", "c"], "guardrails": {"default_arm": "b"}}
+    httpx.post(f"{process.base_url}/v1/experiments", json=body).raise_for_status()
+    return process
+
+
+def stats(process) -> dict:
+    return httpx.get(f"{process.base_url}/v1/experiments/hero/stats").json()
+
+
+def log_ids(process) -> list[str]:
+    text = httpx.get(f"{process.base_url}/v1/experiments/hero/log", params={"format": "csv"}).text
+    return [line.split(",", 1)[0] for line in text.splitlines()[1:]]
+
+
+def restart_later(process, delay_s: float) -> threading.Thread:
+    thread = threading.Thread(target=lambda: (time.sleep(delay_s), process.start()))
+    thread.start()
+    return thread
+
+
+class LosingTransport(httpx.HTTPTransport):
+    """Delivers every request but loses the first ``lose`` answers (as a dropped connection would)."""
+
+    def __init__(self, lose: int) -> None:
+        super().__init__()
+        self.lose = lose
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        if self.lose and request.url.path.endswith(("/decisions", "/rewards", "/batch")):
+            self.lose -= 1
+            response.read()
+            raise httpx.ReadError("connection reset after the request was sent")
+        return response
+
+
+def test_a_decision_whose_answer_was_lost_is_logged_once(service):
+    with Client(service.base_url, retry=PATIENT, transport=LosingTransport(lose=6)) as client:
+        decisions = [client.decide("hero", unit=f"u{i}") for i in range(3)]
+        decisions += client.decide_batch("hero", [{"unit": f"v{i}"} for i in range(3)])
+        assert not any(d.fallback for d in decisions)
+        results = [client.reward(d, 1.0) for d in decisions[:3]]  # each reward's first answer is lost too
+    assert all(result["applied"] for result in results)
+    ids = log_ids(service)
+    assert sorted(ids) == sorted(d.decision_id for d in decisions)  # six logged, none twice
+    assert stats(service)["rewards"] == 3
+
+
+def test_retries_through_a_kill_and_restart_lose_and_double_nothing(service):
+    with Client(service.base_url, retry=PATIENT, breaker=CircuitBreaker(failures=100)) as client:
+        sender = client.sender(max_size=10, interval_s=60)
+        decisions = []
+        for i in range(30):
+            if i == 10:
+                service.kill()  # mid-batch: ten decisions and rewards in, twenty to come
+                thread = restart_later(service, 0.3)
+            decision = client.decide("hero", unit=f"u{i}")
+            decisions.append(decision)
+            sender.reward(decision, float(i % 2))
+        thread.join()
+        assert sender.flush()
+    assert not any(d.fallback for d in decisions)
+    assert sorted(log_ids(service)) == sorted(d.decision_id for d in decisions)
+    counted = stats(service)
+    assert counted["decisions"] == 30 and counted["rewards"] == 30
+    assert sum(arm["pulls"] for arm in counted["arms"]) == 30  # each reward learned once
+
+
+def test_the_breaker_serves_the_default_arm_and_reports_it_when_the_service_returns(service):
+    breaker = CircuitBreaker(failures=1, reset_s=0.2)
+    with Client(service.base_url, retry=Retry(attempts=2, backoff_s=0.01), breaker=breaker) as client:
+        served = client.decide("hero", unit="u0")  # learns the default arm
+        service.kill()
+        down = [client.decide("hero", unit=f"u{i}") for i in range(1, 5)]
+        assert all(d.fallback and d.arm == "b" and d.propensity == 1.0 for d in down)
+        assert breaker.open and client.unreported == 4
+        started = time.perf_counter()
+        client.decide("hero", unit="u9")
+        assert time.perf_counter() - started < 0.05  # open: answered without trying the service
+        service.start()
+        time.sleep(0.25)  # the breaker lets a call through again
+        back = client.decide("hero", unit="u5")
+        assert not back.fallback and client.unreported == 0
+        assert client.reward(down[0], 1.0)["applied"]  # a reported fallback joins its reward
+    ids = set(log_ids(service))
+    assert {served.decision_id, back.decision_id, *(d.decision_id for d in down)} <= ids
+    assert len(ids) == 7
+
+
+def test_a_fallback_needs_the_experiment_to_have_been_reached_once(service):
+    service.kill()
+    with Client(service.base_url, retry=Retry(attempts=1)) as client, pytest.raises(Unavailable, match="default"):
+        client.decide("hero")
+
+
+def test_rewards_queued_by_a_sender_are_flushed_at_exit(service):
+    with Client(service.base_url) as client:
+        ids = [client.decide("hero").decision_id for _ in range(5)]
+    script = f"""
+        from banditkit.client import Client
+        sender = Client({service.base_url!r}).sender(max_size=1000, interval_s=3600)
+        for decision_id in {ids!r}:
+            sender.reward(decision_id, 1.0, experiment="hero")
+        # no close: the interpreter's exit flushes the sender
+    """
+    subprocess.run([sys.executable, "-c", textwrap.dedent(script)], cwd=ROOT, check=True, timeout=60)
+    assert stats(service)["rewards"] == 5
+
+
+def test_a_reused_request_id_gets_the_first_answer_or_409(service):
+    url = f"{service.base_url}/v1/experiments/hero/decisions"
+    first = httpx.post(url, json={"unit": "u1", "request_id": "r-1"}).json()
+    assert httpx.post(url, json={"unit": "u1", "request_id": "r-1"}).json() == first
+    batch = httpx.post(f"{url}/batch", json={"requests": [{"unit": "u1", "request_id": "r-1"}, {"unit": "u2"}]})
+    assert batch.json()["decisions"][0] == first
+    conflict = httpx.post(url, json={"unit": "u2", "request_id": "r-1"})
+    assert conflict.status_code == 409 and "request_id 'r-1'" in conflict.json()["detail"]
+    assert len(log_ids(service)) == 2
+    service.stop()
+    service.start()  # a restart keeps the mapping: it is the decision log
+    assert httpx.post(url, json={"unit": "u1", "request_id": "r-1"}).json() == first
+
+
+def _reward_some(service, n: int = 20) -> None:
+    """Rewards that move Thompson's distribution away from uniform."""
+    with Client(service.base_url) as client:
+        for i in range(n):
+            decision = client.decide("hero", unit=f"w{i}")
+            client.reward(decision, float(decision.arm == "a"))
+
+
+def test_local_decisions_are_the_servers_bit_for_bit(service):
+    _reward_some(service)
+    with Client(service.base_url) as client:
+        local = client.local("hero", ship_interval_s=3600)
+        for i in range(60):
+            unit = f"u{i}"
+            remote = client.decide("hero", unit=unit, allowed=["a", "c"] if i % 3 == 0 else None)
+            mine = local.decide(unit=unit, allowed=["a", "c"] if i % 3 == 0 else None)
+            assert remote.policy_version == mine.policy_version == local.version
+            assert (mine.arm, mine.propensity) == (remote.arm, remote.propensity)  # exact, not approximate
+        assert local.flush()
+    assert stats(service)["decisions"] == 20 + 60 + 60
+
+
+def test_shipped_local_decisions_are_idempotent_and_join_rewards(service):
+    shipped: list[dict] = []
+    with Client(service.base_url) as client:
+        local = client.local("hero", ship_interval_s=3600)
+        send = client._json
+        client._json = lambda method, path, body=None: (shipped.append(body), send(method, path, body))[1]  # type: ignore[method-assign]
+        made = [local.decide(unit=f"u{i}") for i in range(5)] + [local.decide() for _ in range(5)]
+        assert local.flush() and local.log.pending == 0
+        assert local.flush()  # nothing left: nothing sent again
+        result = client.reward(made[0], 1.0)
+        assert result["applied"] and result["arm"] == made[0].arm
+    (body,) = [b for b in shipped if b and "decisions" in b]
+    assert [row["decision_id"] for row in body["decisions"]] == [d.decision_id for d in made]
+    log = f"{service.base_url}/v1/experiments/hero/log"
+    before = httpx.get(log, params={"format": "csv"}).text
+    again = httpx.post(f"{service.base_url}/v1/experiments/hero/decisions/log", json=body).json()
+    assert again == {"logged": 0, "duplicates": 10}  # a retried shipment writes nothing
+    assert httpx.get(log, params={"format": "csv"}).text == before
+    assert sorted(log_ids(service)) == sorted(d.decision_id for d in made)
+
+
+def test_a_local_decider_refreshes_when_the_version_changes(service):
+    with Client(service.base_url) as client:
+        local = client.local("hero", ship_interval_s=3600)
+        assert local.version == 0 and not local.refresh()  # 304: same version
+        decision = client.decide("hero")
+        client.reward(decision, 1.0)
+        assert local.refresh() and local.version == 1
+        assert local.decide(unit="u1").policy_version == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"arm": "zzz"}, "arm"),
+        ({"propensity": 0.0}, "propensity"),
+        ({"propensity": 0.25}, "propensity"),
+        ({"policy_version": 5}, "policy_version"),
+        ({"decision_id": "not-an-id"}, "decision_id"),
+        ({"decision_id": new_decision_id(time.time() - 100)}, "decision_id"),
+        ({"time": time.time() - 10 * 86400}, "time"),
+        ({"probabilities": {"a": 0.5, "b": 0.5}}, "probabilities"),
+        ({"context": [1.0]}, "context"),
+    ],
+)
+def test_bad_client_made_decisions_get_422_naming_the_field(service, change, field):
+    now = time.time()
+    row = {
+        "decision_id": new_decision_id(now),
+        "time": now,
+        "arm": "a",
+        "propensity": 1 / 3,
+        "probabilities": {"a": 1 / 3, "b": 1 / 3, "c": 1 / 3},
+        "policy_version": 0,
+        **change,
+    }
+    response = httpx.post(f"{service.base_url}/v1/experiments/hero/decisions/log", json={"decisions": [row]})
+    assert response.status_code == 422, response.text
+    location = response.json()["detail"][0]["loc"]
+    assert location[-1] == field or location[-1].endswith(f".{field}"), location
+
+
+def test_a_4xx_is_not_retried_and_names_the_problem(service):
+    with Client(service.base_url, retry=PATIENT) as client:
+        started = time.perf_counter()
+        with pytest.raises(ServiceError) as raised:
+            client.decide("hero", allowed=["zzz"])
+        assert raised.value.status == 422 and time.perf_counter() - started < 1.0
+        with pytest.raises(ValueError, match="experiment"):
+            client.reward("unknown-id", 1.0)

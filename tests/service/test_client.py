@@ -4,6 +4,7 @@ server's bit for bit."""
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 import textwrap
@@ -15,28 +16,62 @@ import httpx
 import pytest
 
 from banditkit.client import CircuitBreaker, Client, Retry, ServiceError, Unavailable, new_decision_id
+from banditkit.service import Settings
+from banditkit.service.runner import ServiceProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Patient enough to wait out a restart of the server (about a second here), quick between attempts.
 PATIENT = Retry(attempts=80, backoff_s=0.02, max_backoff_s=0.2)
 
 
+def _create(process, name: str = "hero") -> None:
+    """Experiment ``name``: Thompson sampling on arms a, b, c; default arm b."""
+    body = {"name": name, "arms": ["a", "b", "c"], "guardrails": {"default_arm": "b"}}
+    httpx.post(f"{process.base_url}/v1/experiments", json=body).raise_for_status()
+
+
 @pytest.fixture
 def service(server_process, tmp_path):
-    """A child-process server on SQLite with experiment 'hero' (Thompson, arms a, b, c; default arm b)."""
+    """A child-process server on SQLite of its own (it is killed and restarted), with experiment 'hero'."""
     store = f"sqlite:///{tmp_path / 'client.db'}"
     process = server_process(store, tune_interpreter=False, spool_dir=tmp_path / "spool")
-    body = {"name": "hero", "arms": ["a", "b", "c"], "guardrails": {"default_arm": "b"}}
-    httpx.post(f"{process.base_url}/v1/experiments", json=body).raise_for_status()
+    _create(process)
     return process
 
 
-def stats(process) -> dict:
-    return httpx.get(f"{process.base_url}/v1/experiments/hero/stats").json()
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    """One server for the tests that do not stop it: each gets an experiment of its own (:func:`served`)."""
+    folder = tmp_path_factory.mktemp("client")
+    settings = Settings(
+        store=f"sqlite:///{folder / 'shared.db'}",
+        port=0,
+        admin_token=None,
+        client_tokens=(),
+        tune_interpreter=False,
+        spool_dir=folder / "spool",
+    )
+    with ServiceProcess(settings) as process:
+        yield process
 
 
-def log_ids(process) -> list[str]:
-    text = httpx.get(f"{process.base_url}/v1/experiments/hero/log", params={"format": "csv"}).text
+_NAMES = itertools.count()
+
+
+@pytest.fixture
+def served(shared):
+    """(process, name): a fresh experiment named like :func:`_create`'s on the shared server."""
+    name = f"hero{next(_NAMES)}"
+    _create(shared, name)
+    return shared, name
+
+
+def stats(process, name: str = "hero") -> dict:
+    return httpx.get(f"{process.base_url}/v1/experiments/{name}/stats").json()
+
+
+def log_ids(process, name: str = "hero") -> list[str]:
+    text = httpx.get(f"{process.base_url}/v1/experiments/{name}/log", params={"format": "csv"}).text
     return [line.split(",", 1)[0] for line in text.splitlines()[1:]]
 
 
@@ -62,16 +97,17 @@ class LosingTransport(httpx.HTTPTransport):
         return response
 
 
-def test_a_decision_whose_answer_was_lost_is_logged_once(service):
+def test_a_decision_whose_answer_was_lost_is_logged_once(served):
+    service, name = served
     with Client(service.base_url, retry=PATIENT, transport=LosingTransport(lose=6)) as client:
-        decisions = [client.decide("hero", unit=f"u{i}") for i in range(3)]
-        decisions += client.decide_batch("hero", [{"unit": f"v{i}"} for i in range(3)])
+        decisions = [client.decide(name, unit=f"u{i}") for i in range(3)]
+        decisions += client.decide_batch(name, [{"unit": f"v{i}"} for i in range(3)])
         assert not any(d.fallback for d in decisions)
         results = [client.reward(d, 1.0) for d in decisions[:3]]  # each reward's first answer is lost too
     assert all(result["applied"] for result in results)
-    ids = log_ids(service)
+    ids = log_ids(service, name)
     assert sorted(ids) == sorted(d.decision_id for d in decisions)  # six logged, none twice
-    assert stats(service)["rewards"] == 3
+    assert stats(service, name)["rewards"] == 3
 
 
 def test_retries_through_a_kill_and_restart_lose_and_double_nothing(service):
@@ -115,24 +151,24 @@ def test_the_breaker_serves_the_default_arm_and_reports_it_when_the_service_retu
     assert len(ids) == 7
 
 
-def test_a_fallback_needs_the_experiment_to_have_been_reached_once(service):
-    service.kill()
-    with Client(service.base_url, retry=Retry(attempts=1)) as client, pytest.raises(Unavailable, match="default"):
+def test_a_fallback_needs_the_experiment_to_have_been_reached_once():
+    with Client("http://127.0.0.1:9", retry=Retry(attempts=1)) as client, pytest.raises(Unavailable, match="default"):
         client.decide("hero")
 
 
-def test_rewards_queued_by_a_sender_are_flushed_at_exit(service):
+def test_rewards_queued_by_a_sender_are_flushed_at_exit(served):
+    service, name = served
     with Client(service.base_url) as client:
-        ids = [client.decide("hero").decision_id for _ in range(5)]
+        ids = [client.decide(name).decision_id for _ in range(5)]
     script = f"""
         from banditkit.client import Client
         sender = Client({service.base_url!r}).sender(max_size=1000, interval_s=3600)
         for decision_id in {ids!r}:
-            sender.reward(decision_id, 1.0, experiment="hero")
+            sender.reward(decision_id, 1.0, experiment={name!r})
         # no close: the interpreter's exit flushes the sender
     """
     subprocess.run([sys.executable, "-c", textwrap.dedent(script)], cwd=ROOT, check=True, timeout=60)
-    assert stats(service)["rewards"] == 5
+    assert stats(service, name)["rewards"] == 5
 
 
 def test_a_reused_request_id_gets_the_first_answer_or_409(service):
@@ -149,32 +185,34 @@ def test_a_reused_request_id_gets_the_first_answer_or_409(service):
     assert httpx.post(url, json={"unit": "u1", "request_id": "r-1"}).json() == first
 
 
-def _reward_some(service, n: int = 20) -> None:
+def _reward_some(service, name: str, n: int = 20) -> None:
     """Rewards that move Thompson's distribution away from uniform."""
     with Client(service.base_url) as client:
         for i in range(n):
-            decision = client.decide("hero", unit=f"w{i}")
+            decision = client.decide(name, unit=f"w{i}")
             client.reward(decision, float(decision.arm == "a"))
 
 
-def test_local_decisions_are_the_servers_bit_for_bit(service):
-    _reward_some(service)
+def test_local_decisions_are_the_servers_bit_for_bit(served):
+    service, name = served
+    _reward_some(service, name)
     with Client(service.base_url) as client:
-        local = client.local("hero", ship_interval_s=3600)
+        local = client.local(name, ship_interval_s=3600)
         for i in range(60):
             unit = f"u{i}"
-            remote = client.decide("hero", unit=unit, allowed=["a", "c"] if i % 3 == 0 else None)
+            remote = client.decide(name, unit=unit, allowed=["a", "c"] if i % 3 == 0 else None)
             mine = local.decide(unit=unit, allowed=["a", "c"] if i % 3 == 0 else None)
             assert remote.policy_version == mine.policy_version == local.version
             assert (mine.arm, mine.propensity) == (remote.arm, remote.propensity)  # exact, not approximate
         assert local.flush()
-    assert stats(service)["decisions"] == 20 + 60 + 60
+    assert stats(service, name)["decisions"] == 20 + 60 + 60
 
 
-def test_shipped_local_decisions_are_idempotent_and_join_rewards(service):
+def test_shipped_local_decisions_are_idempotent_and_join_rewards(served):
+    service, name = served
     shipped: list[dict] = []
     with Client(service.base_url) as client:
-        local = client.local("hero", ship_interval_s=3600)
+        local = client.local(name, ship_interval_s=3600)
         send = client._json
         client._json = lambda method, path, body=None: (shipped.append(body), send(method, path, body))[1]  # type: ignore[method-assign]
         made = [local.decide(unit=f"u{i}") for i in range(5)] + [local.decide() for _ in range(5)]
@@ -184,19 +222,20 @@ def test_shipped_local_decisions_are_idempotent_and_join_rewards(service):
         assert result["applied"] and result["arm"] == made[0].arm
     (body,) = [b for b in shipped if b and "decisions" in b]
     assert [row["decision_id"] for row in body["decisions"]] == [d.decision_id for d in made]
-    log = f"{service.base_url}/v1/experiments/hero/log"
+    log = f"{service.base_url}/v1/experiments/{name}/log"
     before = httpx.get(log, params={"format": "csv"}).text
-    again = httpx.post(f"{service.base_url}/v1/experiments/hero/decisions/log", json=body).json()
+    again = httpx.post(f"{service.base_url}/v1/experiments/{name}/decisions/log", json=body).json()
     assert again == {"logged": 0, "duplicates": 10}  # a retried shipment writes nothing
     assert httpx.get(log, params={"format": "csv"}).text == before
-    assert sorted(log_ids(service)) == sorted(d.decision_id for d in made)
+    assert sorted(log_ids(service, name)) == sorted(d.decision_id for d in made)
 
 
-def test_a_local_decider_refreshes_when_the_version_changes(service):
+def test_a_local_decider_refreshes_when_the_version_changes(served):
+    service, name = served
     with Client(service.base_url) as client:
-        local = client.local("hero", ship_interval_s=3600)
+        local = client.local(name, ship_interval_s=3600)
         assert local.version == 0 and not local.refresh()  # 304: same version
-        decision = client.decide("hero")
+        decision = client.decide(name)
         client.reward(decision, 1.0)
         assert local.refresh() and local.version == 1
         assert local.decide(unit="u1").policy_version == 1
@@ -216,7 +255,8 @@ def test_a_local_decider_refreshes_when_the_version_changes(service):
         ({"context": [1.0]}, "context"),
     ],
 )
-def test_bad_client_made_decisions_get_422_naming_the_field(service, change, field):
+def test_bad_client_made_decisions_get_422_naming_the_field(served, change, field):
+    service, name = served
     now = time.time()
     row = {
         "decision_id": new_decision_id(now),
@@ -227,17 +267,18 @@ def test_bad_client_made_decisions_get_422_naming_the_field(service, change, fie
         "policy_version": 0,
         **change,
     }
-    response = httpx.post(f"{service.base_url}/v1/experiments/hero/decisions/log", json={"decisions": [row]})
+    response = httpx.post(f"{service.base_url}/v1/experiments/{name}/decisions/log", json={"decisions": [row]})
     assert response.status_code == 422, response.text
     location = response.json()["detail"][0]["loc"]
     assert location[-1] == field or location[-1].endswith(f".{field}"), location
 
 
-def test_a_4xx_is_not_retried_and_names_the_problem(service):
+def test_a_4xx_is_not_retried_and_names_the_problem(served):
+    service, name = served
     with Client(service.base_url, retry=PATIENT) as client:
         started = time.perf_counter()
         with pytest.raises(ServiceError) as raised:
-            client.decide("hero", allowed=["zzz"])
+            client.decide(name, allowed=["zzz"])
         assert raised.value.status == 422 and time.perf_counter() - started < 1.0
         with pytest.raises(ValueError, match="experiment"):
             client.reward("unknown-id", 1.0)

@@ -12,14 +12,11 @@ with the functions below, so one unit gets one arm, bit for bit, in either.
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
 from .policies.base import inverse_cdf, inverse_cdf_row, last_positive
-
-if TYPE_CHECKING:
-    from .bandit import Bandit
 
 
 def unit_uniform(experiment: str, unit: str) -> float:
@@ -71,8 +68,8 @@ def assign_rows(
     return np.asarray(assign(probabilities, points)).reshape(len(units))
 
 
-def contextual_probabilities(bandit: Bandit, contexts: np.ndarray, allowed: tuple[str, ...] | None) -> np.ndarray:
-    """(n, K) served probabilities of a contextual ``bandit`` for ``contexts`` (n, d), restricted to ``allowed``.
+def contextual_probabilities(bandit: Any, contexts: np.ndarray, allowed: tuple[str, ...] | None) -> np.ndarray:
+    """(n, K) served probabilities of a contextual :class:`~banditkit.Bandit` for ``contexts`` (n, d), restricted to ``allowed``.
 
     >>> from banditkit import Bandit
     >>> b = Bandit(["a", "b"], policy="linucb", n_features=1)

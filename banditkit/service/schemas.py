@@ -415,3 +415,11 @@ class ValidationErrorOut(BaseModel):
     """A 422 answer: every field at fault."""
 
     detail: list[FieldError]
+
+
+class LogQuery(BaseModel):
+    """Query parameters of the log export: unknown ones are refused like any endpoint's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["csv", "parquet"] = "csv"

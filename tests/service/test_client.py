@@ -76,7 +76,11 @@ def log_ids(process, name: str = "hero") -> list[str]:
 
 
 def restart_later(process, delay_s: float) -> threading.Thread:
-    thread = threading.Thread(target=lambda: (time.sleep(delay_s), process.start()))
+    def restart() -> None:
+        time.sleep(delay_s)
+        process.start()
+
+    thread = threading.Thread(target=restart)
     thread.start()
     return thread
 
@@ -214,7 +218,7 @@ def test_shipped_local_decisions_are_idempotent_and_join_rewards(served):
     with Client(service.base_url) as client:
         local = client.local(name, ship_interval_s=3600)
         send = client._json
-        client._json = lambda method, path, body=None: (shipped.append(body), send(method, path, body))[1]  # type: ignore[method-assign]
+        client._json = lambda method, path, body=None: (shipped.append(body), send(method, path, body))[1]
         made = [local.decide(unit=f"u{i}") for i in range(5)] + [local.decide() for _ in range(5)]
         assert local.flush() and local.log.pending == 0
         assert local.flush()  # nothing left: nothing sent again

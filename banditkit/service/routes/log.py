@@ -10,8 +10,9 @@ from fastapi.responses import Response, StreamingResponse
 
 from .. import export
 from ..deps import ClientAuth, EngineDep
-from ..endpoints import error_responses
+from ..endpoints import error_responses, parse_query
 from ..errors import UnavailableError
+from ..schemas import LogQuery
 
 router = APIRouter(prefix="/v1/experiments/{name}", tags=["log"], dependencies=[ClientAuth])
 
@@ -30,6 +31,7 @@ def decision_log(name: str, engine: EngineDep, request: Request, format: Literal
     Archived ones are included when ``archive_dir`` is set. In CSV, a text cell a spreadsheet would run as a
     formula (``=1+1``) starts with ``'``; Parquet keeps every value as logged.
     """
+    parse_query(LogQuery, request.scope.get("query_string", b""))  # an unknown parameter: 422, as elsewhere
     engine.experiment(name)
     archive = request.app.state.settings.archive_dir
     filename = f"{name}-decisions.{format}"

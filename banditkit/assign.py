@@ -69,7 +69,7 @@ def assign_rows(
 
 
 def contextual_probabilities(bandit: Any, contexts: np.ndarray, allowed: tuple[str, ...] | None) -> np.ndarray:
-    """(n, K) served probabilities of a contextual :class:`~banditkit.Bandit` for ``contexts`` (n, d), restricted to ``allowed``.
+    """(n, K) served probabilities of a contextual :class:`~banditkit.Bandit` for ``contexts`` (n, d) and ``allowed``.
 
     >>> from banditkit import Bandit
     >>> b = Bandit(["a", "b"], policy="linucb", n_features=1)

@@ -89,7 +89,7 @@ class Unavailable(Exception):
 
 
 class Decision(NamedTuple):
-    """A served arm: pass it to :meth:`Client.reward`.
+    """A served arm: pass it to :meth:`Client.reward` (a local decision's id alone needs ``experiment=``).
 
     >>> Decision("hero", "0190a1b2c3d4", "a", 0.5, 3, False).arm
     'a'
@@ -456,6 +456,8 @@ class Client(_Base):
 class BatchSender:
     """Rows sent in batches by a background thread: at ``max_size`` rows, every ``interval_s``, at exit.
 
+    Each call sends 1,000 rows at most (the service's limit).
+
     ``send(key, rows)`` sends one batch of one key; when it raises :class:`Unavailable` the rows are kept
     and sent again later (what is sent must be idempotent: rewards and client-made decisions are). Nothing
     is dropped unless the service refuses it (4xx), which is logged.
@@ -471,7 +473,8 @@ class BatchSender:
         self, send: Callable[[str, list], None], *, max_size: int = 500, interval_s: float = 1.0, tick=None
     ) -> None:
         self._send = send
-        self.max_size = min(max_size, MAX_BATCH)
+        self.max_size = max_size
+        self._chunk = min(max_size, MAX_BATCH)
         self.interval_s = interval_s
         self._tick = tick
         self._rows: dict[str, list] = {}
@@ -502,8 +505,8 @@ class BatchSender:
             taken, self._rows, self._count = self._rows, {}, 0
         left: dict[str, list] = {}
         for key, rows in taken.items():
-            for start in range(0, len(rows), self.max_size):
-                chunk = rows[start : start + self.max_size]
+            for start in range(0, len(rows), self._chunk):
+                chunk = rows[start : start + self._chunk]
                 if left:
                     left.setdefault(key, []).extend(chunk)
                     continue
@@ -579,7 +582,7 @@ class _Entry(NamedTuple):
     """One allowed-set's distribution of the local model (what the service's cache keeps)."""
 
     arms: tuple[str, ...]
-    vector: np.ndarray
+    values: list[float]  # the probabilities as Python floats (the same doubles as the service's)
     sums: list[float]
     last: int
     probabilities: dict[str, float]
@@ -633,6 +636,7 @@ class LocalDecider:
         body = response.json()
         bandit = Bandit.from_dict(body["model"])
         self.bandit, self.version, self._entries = bandit, body["version"], {}
+        self._contextual = bandit.policy.contextual
         self._etag = response.headers.get("etag")
         arms = list(bandit.arms)
         active = bandit.active_arms
@@ -652,7 +656,8 @@ class LocalDecider:
         vector = np.fromiter(probabilities.values(), dtype=np.float64, count=len(probabilities))
         sums, last = cumulative(vector)
         active = set(bandit.active_arms if allowed is None else set(allowed) & set(bandit.active_arms))
-        entry = _Entry(tuple(bandit.arms), vector, sums, last, probabilities, bool(bandit.aborted or not active))
+        fallback = bool(bandit.aborted or not active)
+        entry = _Entry(tuple(bandit.arms), vector.tolist(), sums, last, probabilities, fallback)
         self._entries[allowed] = entry
         return entry
 
@@ -663,8 +668,8 @@ class LocalDecider:
         key = None if allowed is None else tuple(sorted(set(allowed)))
         bandit = self.bandit
         now = time.time()
-        decision_id = new_decision_id(now)
-        if bandit.policy.contextual:
+        decision_id = f"{int(now * 1000):012x}{_ID_BITS.getrandbits(80):020x}"  # new_decision_id, inlined
+        if self._contextual:
             if context is None:
                 raise ValueError(f"context: policy {bandit.policy.name!r} needs {bandit.n_features} numbers")
             row = [float(x) for x in context]
@@ -678,16 +683,13 @@ class LocalDecider:
             entry = self._entries.get(key) or self._entry(key)
             index = assign_one(entry.sums, entry.last, self.experiment, unit, bandit.rng)
             arms, probabilities, fallback = entry.arms, entry.probabilities, entry.fallback
-            propensity = float(entry.vector[index])
+            propensity = entry.values[index]
             row = None
         arm = arms[index]
         self.log.add(
-            self.experiment,
-            (decision_id, now, unit, row, arm, propensity, probabilities, self.version, fallback),
+            self.experiment, (decision_id, now, unit, row, arm, propensity, probabilities, self.version, fallback)
         )
-        decision = Decision(self.experiment, decision_id, arm, propensity, self.version, fallback)
-        self.client._recent[decision_id] = self.experiment
-        return decision
+        return Decision(self.experiment, decision_id, arm, propensity, self.version, fallback)
 
     def _ship(self, name: str, rows: list) -> None:
         body = {"decisions": [dict(zip(_LOGGED_FIELDS, row, strict=True)) for row in rows]}

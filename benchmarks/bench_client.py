@@ -68,7 +68,7 @@ def local_rows(base_url: str, n: int) -> list[tuple[str, float, str]]:
         assert local.flush()
         elapsed = time.perf_counter() - started
         rows.append(("shipping them to decisions/log", queued / elapsed, f"{queued} decisions in {elapsed:.2f} s"))
-        deciding = 2 * n / sum(1 / rate for _, rate, _ in rows[:2]) / 2
+        deciding = 2 / sum(1 / rate for _, rate, _ in rows[:2])
         rows.append(
             ("decided and shipped, end to end", 1 / (1 / deciding + 1 / (queued / elapsed)), "both costs added")
         )

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 from banditkit.client import CircuitBreaker, Client, Retry, ServiceError, Unavailable, new_decision_id
@@ -286,3 +287,48 @@ def test_a_4xx_is_not_retried_and_names_the_problem(served):
         assert raised.value.status == 422 and time.perf_counter() - started < 1.0
         with pytest.raises(ValueError, match="experiment"):
             client.reward("unknown-id", 1.0)
+
+
+def test_the_async_client_retries_falls_back_and_reports_like_the_sync_one(served):
+    import asyncio
+
+    from banditkit.client import AsyncClient
+
+    service, name = served
+
+    async def scenario() -> tuple[list, list]:
+        breaker = CircuitBreaker(failures=1, reset_s=60)
+        async with AsyncClient(service.base_url, retry=Retry(attempts=2, backoff_s=0.01), breaker=breaker) as client:
+            served_ = [await client.decide(name, unit=f"u{i}") for i in range(3)]
+            served_ += await client.decide_batch(name, [{"unit": "v"}, {"unit": "w"}])
+            assert (await client.reward(served_[0], 1.0))["applied"]
+            breaker.failure()  # as if the service had just failed: the breaker is open
+            down = [await client.decide(name, unit="x")]
+            assert down[0].fallback and down[0].arm == "b" and client.unreported == 1
+            breaker.success()
+            assert await client.report() == 1
+            return served_, down
+
+    made, down = asyncio.run(scenario())
+    assert sorted(log_ids(service, name)) == sorted(d.decision_id for d in made + down)
+
+
+def test_contextual_local_decisions_match_the_server(served):
+    service, _ = served
+    name = "ctx"
+    body = {"name": name, "arms": ["a", "b", "c"], "policy": {"name": "lints", "params": {}}, "n_features": 2}
+    httpx.post(f"{service.base_url}/v1/experiments", json=body).raise_for_status()
+    rng = np.random.default_rng(3)
+    with Client(service.base_url) as client:
+        for i in range(20):
+            x = rng.normal(size=2).tolist()
+            client.reward(client.decide(name, unit=f"t{i}", context=x), float(x[0] > 0))
+        local = client.local(name, ship_interval_s=3600)
+        for i in range(30):
+            x = rng.normal(size=2).tolist()
+            remote = client.decide(name, unit=f"u{i}", context=x)
+            mine = local.decide(unit=f"u{i}", context=x)
+            assert remote.policy_version == mine.policy_version
+            assert mine.arm == remote.arm
+            assert mine.propensity == pytest.approx(remote.propensity, rel=1e-12, abs=1e-15)
+        assert local.flush()

@@ -332,3 +332,28 @@ def test_contextual_local_decisions_match_the_server(served):
             assert mine.arm == remote.arm
             assert mine.propensity == pytest.approx(remote.propensity, rel=1e-12, abs=1e-15)
         assert local.flush()
+
+
+def test_request_ids_and_client_made_decisions_are_idempotent_on_every_store(http, create):
+    """The dedupe lives where decisions are stored: memory, SQLite and Redis (shared by workers) alike."""
+    create(http)
+    first = http.post("/v1/experiments/hero/decisions", json={"unit": "u1", "request_id": "q"}).json()
+    again = http.post("/v1/experiments/hero/decisions/batch", json={"requests": [{"unit": "u1", "request_id": "q"}]})
+    assert again.json()["decisions"] == [first]
+    assert http.post("/v1/experiments/hero/decisions", json={"request_id": "q"}).status_code == 409
+    now = time.time()
+    row = {
+        "decision_id": new_decision_id(now),
+        "time": now,
+        "unit": "u2",
+        "arm": "c",
+        "propensity": 1 / 3,
+        "probabilities": {"a": 1 / 3, "b": 1 / 3, "c": 1 / 3},
+        "policy_version": 0,
+    }
+    path = "/v1/experiments/hero/decisions/log"
+    assert http.post(path, json={"decisions": [row, row]}).json() == {"logged": 1, "duplicates": 1}
+    assert http.post(path, json={"decisions": [row]}).json() == {"logged": 0, "duplicates": 1}
+    reward = http.post("/v1/experiments/hero/rewards", json={"decision_id": row["decision_id"], "value": 1.0})
+    assert reward.status_code == 200 and reward.json()["arm"] == "c"
+    assert http.get("/v1/experiments/hero/stats").json()["decisions"] == 2

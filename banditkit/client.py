@@ -557,6 +557,9 @@ class RewardSender:
 
     Flushed at ``max_size`` rewards, every ``interval_s``, at :meth:`close` and at interpreter exit; rewards
     that could not be sent (the service down) are kept and sent again: rewards are idempotent.
+
+    >>> sender = Client("http://bandits:8000").sender(max_size=500, interval_s=1.0)  # doctest: +SKIP
+    >>> sender.reward(decision, 1.0)  # doctest: +SKIP
     """
 
     def __init__(self, client: Client, *, max_size: int = 500, interval_s: float = 1.0) -> None:
@@ -602,6 +605,10 @@ class LocalDecider:
     (:mod:`banditkit.assign`), so a unit gets the arm the service would give at the same version. Decisions
     are shipped to ``POST …/decisions/log`` in batches (idempotent by id), so rewards join them as usual.
     A sticky experiment's stored assignments are the service's: local decisions do not read them.
+
+    >>> local = Client("http://bandits:8000").local("hero")  # doctest: +SKIP
+    >>> local.decide(unit="u42").arm  # doctest: +SKIP
+    'b'
     """
 
     def __init__(

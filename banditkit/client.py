@@ -56,6 +56,8 @@ logger = logging.getLogger("banditkit.client")
 #: Rows of one batch call at most (the service's limit).
 MAX_BATCH = 1000
 _ID_BITS = random.Random(os.urandom(32))
+#: Decision ids remembered with their experiment (for rewards given by id) before the memory is cleared.
+_RECENT = 100_000
 
 
 def new_decision_id(now: float) -> str:
@@ -89,7 +91,7 @@ class Unavailable(Exception):
 
 
 class Decision(NamedTuple):
-    """A served arm: pass it to :meth:`Client.reward` (a local decision's id alone needs ``experiment=``).
+    """A served arm: pass it, or its id, to :meth:`Client.reward`.
 
     >>> Decision("hero", "0190a1b2c3d4", "a", 0.5, 3, False).arm
     'a'
@@ -226,7 +228,7 @@ class _Base:
 
     def _remember(self, decisions: list[Decision]) -> None:
         recent = self._recent
-        if len(recent) > 100_000:
+        if len(recent) > _RECENT:
             recent.clear()
         for d in decisions:
             recent[d.decision_id] = d.experiment
@@ -480,6 +482,7 @@ class BatchSender:
         self._rows: dict[str, list] = {}
         self._count = 0
         self._lock = threading.Lock()
+        self._flushing = threading.Lock()
         self._wake = threading.Event()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="banditkit-sender", daemon=True)
@@ -500,7 +503,15 @@ class BatchSender:
         return self._count
 
     def flush(self) -> bool:
-        """Send everything pending now; True when nothing is left (False: the service is unreachable)."""
+        """Send everything pending now; True when nothing is left (False: the service is unreachable).
+
+        One flush at a time: a flush waits for one under way in the background thread, so that when it
+        returns True every row added before it was sent.
+        """
+        with self._flushing:
+            return self._flush()
+
+    def _flush(self) -> bool:
         with self._lock:
             taken, self._rows, self._count = self._rows, {}, 0
         left: dict[str, list] = {}
@@ -696,6 +707,10 @@ class LocalDecider:
         self.log.add(
             self.experiment, (decision_id, now, unit, row, arm, propensity, probabilities, self.version, fallback)
         )
+        recent = self.client._recent  # so that ``client.reward(decision_id, value)`` finds its experiment
+        if len(recent) > _RECENT:
+            recent.clear()
+        recent[decision_id] = self.experiment
         return Decision(self.experiment, decision_id, arm, propensity, self.version, fallback)
 
     def _ship(self, name: str, rows: list) -> None:

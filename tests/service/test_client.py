@@ -357,3 +357,18 @@ def test_request_ids_and_client_made_decisions_are_idempotent_on_every_store(htt
     reward = http.post("/v1/experiments/hero/rewards", json={"decision_id": row["decision_id"], "value": 1.0})
     assert reward.status_code == 200 and reward.json()["arm"] == "c"
     assert http.get("/v1/experiments/hero/stats").json()["decisions"] == 2
+
+
+def test_a_local_decider_follows_the_served_version_by_itself(served):
+    service, name = served
+    with Client(service.base_url) as client:
+        local = client.local(name, refresh_s=0.05, ship_interval_s=0.05)
+        made = local.decide(unit="u1")
+        client.reward(client.decide(name), 1.0)  # version 1 on the server
+        deadline = time.monotonic() + 10
+        while local.version < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert local.version == 1 and local.decide(unit="u1").policy_version == 1
+        assert local.flush()  # waits for a shipment under way in the background
+        assert client.reward(made.decision_id, 0.0)["applied"]  # by id: the client knows its experiment
+    assert stats(service, name)["decisions"] == 3

@@ -8,6 +8,7 @@ truth: nothing is answered before the store has it. Rewards live in
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import json
 import logging
@@ -20,12 +21,13 @@ from dataclasses import asdict
 
 import numpy as np
 
+from ..assign import assign_rows, contextual_probabilities
 from ..bandit import Bandit
 from ..errors import BanditkitError
 from . import rewarding
 from .alerts import open_alerts, remediate
 from .coalesce import Coalescer
-from .errors import InvalidRequestError, NotFoundError
+from .errors import ConflictError, InvalidRequestError, NotFoundError
 from .experiment import (
     LARGEST_LINEAR,
     MAX_STATE_BYTES,
@@ -48,13 +50,14 @@ from .schemas import (
     ExperimentCreate,
     ExperimentOut,
     ExperimentPatch,
+    LoggedDecision,
     RewardRequest,
     RewardResult,
     SnapshotOut,
     StatsOut,
     SupervisorSpec,
 )
-from .serving import draw, draw_rows
+from .serving import draw
 from .stores import (
     Assignment,
     DecisionRecord,
@@ -89,6 +92,15 @@ def new_decision_id() -> str:
     return f"{int(time.time() * 1000):012x}{sequence:05x}{_ID_BITS.getrandbits(60):015x}"
 
 
+def request_decision_id(experiment: str, request_id: str) -> str:
+    """The decision id of a request carrying a client ``request_id``: ``r`` and 31 hex digits of its SHA-256.
+
+    Derived, not drawn, so a retry names the decision the first attempt logged, in any worker and after a
+    restart: the store is the only record of which requests were answered.
+    """
+    return "r" + hashlib.sha256(f"{experiment}\x00{request_id}".encode()).hexdigest()[:31]
+
+
 class Engine:
     """Serves every experiment of one store.
 
@@ -109,6 +121,8 @@ class Engine:
         # Decision times being written now: the sweeper must not move past a decision not yet visible.
         self._in_flight: dict[object, float] = {}
         self._background: set[asyncio.Task] = set()  # guardrail changes being written (the loop keeps weak refs)
+        #: Decisions with a client id being served or logged now: a concurrent retry waits for the first.
+        self._pending_ids: dict[str, asyncio.Future] = {}
         #: Called with (experiment, event) after an alert event is written (the webhook queues it; never blocks).
         self.on_alert: Callable[[str, dict], None] | None = None
         #: The supervisor's open alerts per experiment, as lines for ``/stats`` (set by :mod:`.supervisor`).
@@ -488,6 +502,8 @@ class Engine:
         """One decision, chosen, logged and answered with the other single decisions of this loop turn."""
         experiment = self.experiment(name)
         _check_request(experiment, request, "")
+        if request.request_id is not None:
+            return (await self._deduplicated(name, [request], ""))[0]
         return await self._single_decisions.submit(name, request)
 
     async def decide(self, name: str, requests: list[DecisionRequest], field: str = "") -> list[DecisionResponse]:
@@ -495,7 +511,87 @@ class Engine:
         experiment = self.experiment(name)
         for row, request in enumerate(requests):
             _check_request(experiment, request, f"{field}{row}." if field else "")
+        if any(request.request_id is not None for request in requests):
+            return await self._deduplicated(name, requests, field)
         return await self._serve(name, requests)
+
+    async def _deduplicated(self, name: str, requests: list[DecisionRequest], field: str) -> list[DecisionResponse]:
+        """:meth:`_serve` for requests of which some carry a ``request_id``: each is logged once.
+
+        Those already logged are answered from the log (409 if their body differs), the others are served
+        once under their derived decision id.
+        """
+        ids: list[str | None] = [
+            None if r.request_id is None else request_decision_id(name, r.request_id) for r in requests
+        ]
+        answers: list[DecisionResponse | None] = [None] * len(requests)
+        for waited in {i for i in ids if i is not None and i in self._pending_ids}:
+            await asyncio.shield(self._pending_ids[waited])  # a retry of a request being served here: the first's
+        logged = await asyncio.to_thread(self.store.find_decisions, [i for i in dict.fromkeys(ids) if i is not None])
+        first: dict[str | None, int] = {}  # id -> the row that serves it
+        for row, (request, key) in enumerate(zip(requests, ids, strict=True)):
+            if key is None:
+                continue
+            prefix = f"{field}{row}." if field else ""
+            found = logged.get(key)
+            if found is not None:
+                _check_replay(found[0], request, prefix)
+                answers[row] = _response(found[0])
+            elif key in first:
+                _check_replay_request(requests[first[key]], request, prefix)
+            else:
+                first[key] = row
+        serve = [row for row, key in enumerate(ids) if answers[row] is None and (key is None or first[key] == row)]
+        if serve:
+            claimed = {key: asyncio.get_running_loop().create_future() for key in (ids[row] for row in serve) if key}
+            self._pending_ids.update(claimed)
+            try:
+                served = await self._serve(name, [requests[row] for row in serve])
+            finally:
+                for key, future in claimed.items():
+                    del self._pending_ids[key]
+                    future.set_result(None)
+            for row, answer in zip(serve, served, strict=True):
+                answers[row] = answer
+            for row, key in enumerate(ids):
+                if answers[row] is None:
+                    answers[row] = answers[first[key]]
+        return answers  # type: ignore[return-value]  # every row is answered
+
+    async def log_decisions(self, name: str, decisions: list[LoggedDecision]) -> tuple[int, int]:
+        """Log decisions a client made itself; (written, already logged). Idempotent by decision id.
+
+        Each is checked against the served experiment (arms, probabilities, context, version, time) and 422
+        names the field at fault; one already logged with another arm, unit or time is a 409.
+        """
+        experiment = self.experiment(name)
+        now = time.time()
+        records = [_logged_record(experiment, d, f"decisions.{row}.", now) for row, d in enumerate(decisions)]
+        unique = list({record.decision_id: record for record in records}.values())
+        for decision_id in [r.decision_id for r in unique if r.decision_id in self._pending_ids]:
+            await asyncio.shield(self._pending_ids[decision_id])
+        logged = await asyncio.to_thread(self.store.find_decisions, [r.decision_id for r in unique])
+        for row, record in enumerate(records):
+            found = logged.get(record.decision_id)
+            if found is not None and _logged_key(found[0]) != _logged_key(record):
+                raise ConflictError(
+                    f"decisions.{row}.decision_id {record.decision_id!r} is logged already with another arm, unit "
+                    "or time"
+                )
+        fresh = [record for record in unique if record.decision_id not in logged]
+        if fresh:
+            claimed = {record.decision_id: asyncio.get_running_loop().create_future() for record in fresh}
+            self._pending_ids.update(claimed)
+            try:
+                await settled(self.store.append_decisions(fresh))
+            finally:
+                for decision_id, future in claimed.items():
+                    del self._pending_ids[decision_id]
+                    future.set_result(None)
+            self.recent.add(fresh)
+            if self.metrics is not None:
+                self.metrics.decided(name, fresh, {})
+        return len(fresh), len(decisions) - len(fresh)
 
     async def _serve(self, name: str, requests: list[DecisionRequest]) -> list[DecisionResponse]:
         """:meth:`decide` for requests already checked."""
@@ -516,7 +612,7 @@ class Engine:
                     logger.debug("decision log unavailable for %r: serving the default arm", name)
                 else:
                     logger.exception("decision log unavailable for %r: serving the default arm", name)
-                records = [_fallback(experiment, r.unit, r.context, now) for r in records]
+                records = [_fallback(experiment, r.unit, r.context, now, r.decision_id) for r in records]
                 # Not logged either (a full disk; Redis down and its spool's disk full): the error answers
                 # (503 for an outage), since a decision is never answered without being logged.
                 await settled(self.store.append_decisions(records))
@@ -526,16 +622,7 @@ class Engine:
                 metrics.decided(name, records, fallbacks)
         finally:
             del self._in_flight[token]
-        return [
-            DecisionResponse(
-                decision_id=r.decision_id,
-                arm=r.arm,
-                propensity=r.propensity,
-                policy_version=r.policy_version,
-                fallback=r.fallback,
-            )
-            for r in records
-        ]
+        return [_response(r) for r in records]
 
     def _choose(
         self, experiment: Experiment, requests: list[DecisionRequest], now: float
@@ -573,7 +660,8 @@ class Engine:
             for position, row in enumerate(rows):
                 request = requests[row]
                 if chosen is None:
-                    records[row] = _fallback(experiment, request.unit, request.context, now)
+                    decision_id = _new_id(experiment, request)
+                    records[row] = _fallback(experiment, request.unit, request.context, now, decision_id)
                     continue
                 arm, propensity, probabilities, version, fallback = chosen[position]
                 records[row] = _record(experiment, request, arm, propensity, probabilities, version, fallback, now)
@@ -605,12 +693,9 @@ class Engine:
             ]
         view = experiment.cache.view(bandit)
         contexts = np.array([request.context for request in requests], dtype=np.float64)
-        if allowed is None:
-            matrix = view.probabilities_many(contexts=contexts)
-        else:
-            matrix = np.array([list(view.probabilities(context=x, allowed=list(allowed)).values()) for x in contexts])
+        matrix = contextual_probabilities(view, contexts, allowed)
         fallback = view.aborted or not (set(view.active_arms) & set(allowed or view.arms))
-        drawn = draw_rows(matrix, experiment.name, units, view.rng)
+        drawn = assign_rows(matrix, experiment.name, units, view.rng)
         arms = view.arms
         if allowed is None and self.metrics is not None:
             self.metrics.serving(experiment.name, tuple(arms), matrix.mean(axis=0))
@@ -721,7 +806,7 @@ def _record(
 ) -> DecisionRecord:
     context = None if request.context is None else tuple(request.context)
     return DecisionRecord(
-        new_decision_id(),
+        _new_id(experiment, request),
         now,
         experiment.name,
         request.unit,
@@ -734,11 +819,110 @@ def _record(
     )
 
 
-def _fallback(experiment: Experiment, unit: str | None, context, now: float) -> DecisionRecord:
+def _new_id(experiment: Experiment, request: DecisionRequest) -> str:
+    """A fresh decision id, or the one derived from the request's ``request_id``."""
+    if request.request_id is None:
+        return new_decision_id()
+    return request_decision_id(experiment.name, request.request_id)
+
+
+def _response(record: DecisionRecord) -> DecisionResponse:
+    return DecisionResponse(
+        decision_id=record.decision_id,
+        arm=record.arm,
+        propensity=record.propensity,
+        policy_version=record.policy_version,
+        fallback=record.fallback,
+    )
+
+
+def _check_replay(record: DecisionRecord, request: DecisionRequest, prefix: str) -> None:
+    """409 naming the field when a reused ``request_id`` comes with another body than the logged decision's.
+
+    Unit and context are compared exactly (they are logged); ``allowed`` is not logged, so a body whose
+    ``allowed`` excludes the logged arm is the conflict that can be seen.
+    """
+    context = None if request.context is None else tuple(request.context)
+    differs = (
+        "unit"
+        if record.unit != request.unit
+        else "context"
+        if record.context != context
+        else "allowed"
+        if request.allowed is not None and not record.fallback and record.arm not in request.allowed
+        else None
+    )
+    if differs is not None:
+        raise ConflictError(
+            f"{prefix}request_id {request.request_id!r} was used with another {differs}: a retry must repeat the "
+            "first request's body"
+        )
+
+
+def _check_replay_request(first: DecisionRequest, request: DecisionRequest, prefix: str) -> None:
+    """409 for a ``request_id`` given twice in one batch with different bodies."""
+    for name in ("unit", "context", "allowed"):
+        if getattr(first, name) != getattr(request, name):
+            raise ConflictError(f"{prefix}request_id {request.request_id!r} was used with another {name} in this batch")
+
+
+def _logged_key(record: DecisionRecord) -> tuple:
+    """What makes two logs of one client-made decision the same decision."""
+    return record.arm, record.unit, round(record.time, 3)
+
+
+def _logged_record(experiment: Experiment, decision: LoggedDecision, prefix: str, now: float) -> DecisionRecord:
+    """A client-made decision as a log row, or 422 naming the field that the served experiment contradicts."""
+    bandit = experiment.bandit
+    if decision.arm not in bandit.arms:
+        raise InvalidRequestError(f"arm {decision.arm!r} is not one of {bandit.arms}", f"{prefix}arm")
+    if sorted(decision.probabilities) != sorted(bandit.arms):
+        raise InvalidRequestError(f"probabilities must name every arm of {bandit.arms}", f"{prefix}probabilities")
+    values = np.fromiter(decision.probabilities.values(), dtype=np.float64)
+    if np.any(values < 0) or abs(float(values.sum()) - 1.0) > 1e-6:
+        raise InvalidRequestError("probabilities must be non-negative and sum to 1", f"{prefix}probabilities")
+    if decision.probabilities[decision.arm] != decision.propensity:
+        raise InvalidRequestError(
+            f"propensity {decision.propensity} is not the arm's probability {decision.probabilities[decision.arm]}",
+            f"{prefix}propensity",
+        )
+    if decision.policy_version > bandit.version:
+        raise InvalidRequestError(
+            f"policy_version {decision.policy_version} is newer than the served version {bandit.version}",
+            f"{prefix}policy_version",
+        )
+    window = experiment.config.attribution_window_s
+    if not now - window <= decision.time <= now + 60:
+        raise InvalidRequestError(
+            f"time {decision.time} is not within the attribution window ({window} s) before now, nor a minute "
+            "ahead at most",
+            f"{prefix}time",
+        )
+    if abs(int(decision.decision_id[:12], 16) / 1000 - decision.time) > 1.0:
+        raise InvalidRequestError(
+            "decision_id must start with the decision time in milliseconds (12 hex digits)", f"{prefix}decision_id"
+        )
+    request = DecisionRequest(unit=decision.unit, context=decision.context)
+    _check_request(experiment, request, prefix)
+    return DecisionRecord(
+        decision.decision_id,
+        decision.time,
+        experiment.name,
+        decision.unit,
+        None if decision.context is None else tuple(decision.context),
+        decision.arm,
+        decision.propensity,
+        {arm: decision.probabilities[arm] for arm in bandit.arms},
+        decision.policy_version,
+        decision.fallback,
+    )
+
+
+def _fallback(experiment: Experiment, unit: str | None, context, now: float, decision_id: str) -> DecisionRecord:
     arm = experiment.default_arm()
     probabilities = {name: float(name == arm) for name in experiment.bandit.arms}
     return DecisionRecord(
-        new_decision_id(),
+        decision_id,
         now,
         experiment.name,
         unit,

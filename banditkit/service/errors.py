@@ -71,13 +71,15 @@ STATUSES: dict[int, str] = {
     403: "a client token on an admin endpoint",
     404: "an unknown experiment, decision (or a decision of another experiment) or snapshot",
     409: "an existing experiment name; a reward for an already rewarded decision with a different value; "
-    "a model change that kept being overtaken",
+    "a model change that kept being overtaken; a decision request_id reused with another body; a client-made "
+    "decision id logged already with another arm, unit or time",
     410: "a reward after the attribution window, or after the window's default reward was applied",
     413: "a body over max_body_bytes",
     415: "a body without Content-Type: application/json",
     422: "JSON that is not a valid request: a missing or unknown field, a wrong type, NaN or infinity, "
     "a wrong context length, an unknown arm, a reward outside the policy's bounds, a batch over 1,000, "
-    "a bad query parameter",
+    "a bad query parameter, a client-made decision that the experiment contradicts (arm, probabilities, "
+    "propensity, a policy version from the future, a time outside the window, a malformed id)",
     503: "the store is unavailable (with Retry-After), or the Parquet export lacks pyarrow",
 }
 

@@ -90,6 +90,7 @@ class Experiment:
             policy_version=bandit.version,
             created_at=self.created_at,
             supervisor=self.config.supervisor,
+            default_arm=self.default_arm(),
         )
 
 

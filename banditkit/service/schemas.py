@@ -221,6 +221,13 @@ class DecisionRequest(Body):
     allowed: list[ArmName] | None = Field(
         None, min_length=1, max_length=1000, description="this request may only get these arms"
     )
+    request_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=128,
+        description="the client's id of this request: a retry with the same id gets the first answer, not a "
+        "second logged decision (409 if the body differs)",
+    )
 
 
 class DecisionBatchRequest(Body):
@@ -237,6 +244,32 @@ class DecisionResponse(BaseModel):
 
 class DecisionBatchResponse(BaseModel):
     decisions: list[DecisionResponse]
+
+
+class LoggedDecision(Body):
+    """A decision a client made itself (from ``GET …/model``), shipped to the log."""
+
+    decision_id: str = Field(
+        pattern=r"^[0-9a-f]{32}$",
+        description="32 lowercase hex digits, the first 12 the decision time in milliseconds since the epoch",
+    )
+    time: float = Field(description="seconds since the epoch, UTC: within the attribution window, not ahead")
+    unit: str | None = Field(None, min_length=1, max_length=256)
+    context: list[float] | None = Field(None, max_length=4096)
+    arm: ArmName
+    propensity: float = Field(gt=0, le=1, description="the probability the chosen arm had: in (0, 1]")
+    probabilities: dict[ArmName, float] = Field(description="every arm's probability; ``arm``'s is ``propensity``")
+    policy_version: int = Field(ge=0, description="the model version decided with: not newer than the served one")
+    fallback: bool = Field(False, description="the default arm, served because the service could not be reached")
+
+
+class DecisionLogRequest(Body):
+    decisions: list[LoggedDecision] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class DecisionLogResponse(BaseModel):
+    logged: int = Field(description="decisions written by this call")
+    duplicates: int = Field(description="decisions already in the log (a retry): not written again")
 
 
 class RewardRequest(Body):
@@ -288,6 +321,9 @@ class ExperimentOut(BaseModel):
     policy_version: int
     created_at: float
     supervisor: SupervisorSpec | None = None
+    default_arm: str | None = Field(
+        None, description="the arm served when anything fails (a client falls back to it while it cannot reach us)"
+    )
 
 
 class ModelOut(BaseModel):

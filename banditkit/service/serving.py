@@ -25,9 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..assign import assign, unit_uniform
+from ..assign import assign_one, assign_rows, cumulative
 from ..bandit import Bandit
-from ..policies.base import inverse_cdf_row, last_positive
 from .model import guarded
 from .stores.base import Probabilities
 
@@ -64,13 +63,13 @@ def compute(bandit: Bandit, allowed: tuple[str, ...] | None) -> Distribution:
     vector = np.fromiter(probabilities.values(), dtype=np.float64, count=len(probabilities))
     active = set(bandit.active_arms if allowed is None else set(allowed) & set(bandit.active_arms))
     fallback = bool(bandit.aborted or not active)
-    last = int(last_positive(vector))
+    sums, last = cumulative(vector)
     return Distribution(
         bandit.version,
         tuple(bandit.arms),
         guarded(bandit),
         vector,
-        np.cumsum(vector).tolist(),
+        sums,
         last,
         Probabilities(probabilities),
         fallback,
@@ -145,21 +144,9 @@ class DistributionCache:
 def draw(entry: Distribution, experiment: str, units: list[str | None], rng: np.random.Generator) -> list[int]:
     """Arm indices for rows sharing ``entry``: deterministic for rows with a unit, random otherwise.
 
-    One row takes :func:`~banditkit.policies.base.inverse_cdf_row` on the cached sums, skipping numpy's overhead.
+    One row takes :func:`~banditkit.assign.assign_one` on the cached sums, skipping numpy's overhead.
     """
     if len(units) > 1:
-        return draw_rows(entry.probabilities[None, :], experiment, units, rng).tolist()
+        return assign_rows(entry.probabilities[None, :], experiment, units, rng).tolist()
     (unit,) = units
-    point = rng.random() if unit is None else unit_uniform(experiment, unit)
-    return [inverse_cdf_row(entry.cumulative, entry.last, point)]
-
-
-def draw_rows(
-    probabilities: np.ndarray, experiment: str, units: list[str | None], rng: np.random.Generator
-) -> np.ndarray:
-    """Arm index per row from ``probabilities`` (1 or n, K): the unit's hash or a fresh uniform as the point."""
-    points = rng.random(len(units))
-    for row, unit in enumerate(units):
-        if unit is not None:
-            points[row] = unit_uniform(experiment, unit)
-    return np.asarray(assign(probabilities, points)).reshape(len(units))
+    return [assign_one(entry.cumulative, entry.last, experiment, unit, rng)]

@@ -15,6 +15,7 @@ import httpx
 import pytest
 from redis_servers import RedisServer
 
+from banditkit.client import new_decision_id
 from banditkit.service import Settings
 from banditkit.service.errors import STATUSES
 from banditkit.service.runner import ServiceProcess
@@ -116,6 +117,16 @@ OPERATIONS = _declared()
 BODY_OPERATIONS = [(method, path) for method, path, op in OPERATIONS if "requestBody" in op]
 ADMIN_OPERATIONS = [(method, path) for method, path, op in OPERATIONS if "403" in op["responses"]]
 HUGE = {"unit": "x" * (MAX_BODY + 1)}
+
+
+def _made(arm: str = "a", **fields) -> dict:
+    """A client-made decision of 'hero' (arms a, b), made now."""
+    now = time.time()
+    row = {"decision_id": new_decision_id(now), "time": now, "arm": arm, "propensity": 0.5}
+    return {**row, "probabilities": {"a": 0.5, "b": 0.5}, "policy_version": 0, **fields}
+
+
+LOGGED = _made()
 #: A body each operation with one accepts (so that what is refused is what a call changes).
 VALID: dict[tuple[str, str], dict] = {
     ("POST", "/v1/experiments"): {"name": "other", "arms": ["a"]},
@@ -123,6 +134,7 @@ VALID: dict[tuple[str, str], dict] = {
     ("PATCH", "/v1/experiments/{name}"): {"default_reward": 0.0},
     ("POST", "/v1/experiments/{name}/decisions"): {},
     ("POST", "/v1/experiments/{name}/decisions/batch"): {"requests": [{}]},
+    ("POST", "/v1/experiments/{name}/decisions/log"): {"decisions": [_made()]},
     ("POST", "/v1/experiments/{name}/rewards"): {"decision_id": "d", "value": 1.0},
     ("POST", "/v1/experiments/{name}/rewards/batch"): {"rewards": [{"decision_id": "d", "value": 1.0}]},
     ("POST", "/v1/experiments/{name}/rollback"): {"snapshot_id": 1},
@@ -194,6 +206,37 @@ CALLS: list[Call] = [
     Call("POST", "/v1/experiments/{name}/decisions", 200, body={"unit": "u1"}),
     Call("POST", "/v1/experiments/{name}/decisions", 422, body={"allowed": ["zzz"]}, fragment="allowed arm"),
     Call("POST", "/v1/experiments/{name}/decisions/batch", 200, body={"requests": [{}, {}]}),
+    Call("POST", "/v1/experiments/{name}/decisions", 200, body={"unit": "u1", "request_id": "q1"}),
+    Call(
+        "POST",
+        "/v1/experiments/{name}/decisions",
+        409,
+        body={"unit": "u2", "request_id": "q1"},
+        fragment="request_id 'q1' was used with another unit",
+    ),
+    Call(
+        "POST",
+        "/v1/experiments/{name}/decisions/batch",
+        409,
+        body={"requests": [{"unit": "u1", "request_id": "q2"}, {"unit": "u3", "request_id": "q2"}]},
+        fragment="requests.1.request_id 'q2'",
+    ),
+    Call("POST", "/v1/experiments/{name}/decisions/log", 200, body={"decisions": [LOGGED]}, fragment='"logged":1'),
+    Call("POST", "/v1/experiments/{name}/decisions/log", 200, body={"decisions": [LOGGED]}, fragment='"duplicates":1'),
+    Call(
+        "POST",
+        "/v1/experiments/{name}/decisions/log",
+        409,
+        body={"decisions": [{**LOGGED, "arm": "b"}]},
+        fragment="decisions.0.decision_id",
+    ),
+    Call(
+        "POST",
+        "/v1/experiments/{name}/decisions/log",
+        422,
+        body={"decisions": [_made(policy_version=99)]},
+        fragment='"body","decisions.0.policy_version"',
+    ),
     Call("POST", "/v1/experiments/{name}/rewards", 200, body={"decision_id": "{fresh}", "value": 1.0}),
     Call("POST", "/v1/experiments/{name}/rewards", 404, body={"decision_id": "nope", "value": 1.0}, fragment="nope"),
     Call("POST", "/v1/experiments/{name}/rewards", 409, body={"decision_id": "{rewarded}", "value": 0.0}),

@@ -31,7 +31,7 @@ def decision_log(name: str, engine: EngineDep, request: Request, format: Literal
     Archived ones are included when ``archive_dir`` is set. In CSV, a text cell a spreadsheet would run as a
     formula (``=1+1``) starts with ``'``; Parquet keeps every value as logged.
     """
-    parse_query(LogQuery, request.scope["query_string"])  # 422 for a parameter given twice or unknown
+    parse_query(LogQuery, request.scope.get("query_string", b""))  # an unknown parameter: 422, as elsewhere
     engine.experiment(name)
     archive = request.app.state.settings.archive_dir
     filename = f"{name}-decisions.{format}"

@@ -27,7 +27,7 @@ async def get_model(name: str, engine: EngineDep, request: Request) -> Response:
     The ETag names the version: a client that sends it back in ``If-None-Match`` gets 304 until the model
     changes. ``POST /v1/experiments`` with this ``model`` starts another experiment from it.
     """
-    parse_query(NoQuery, request.scope["query_string"])  # 422 for any query parameter
+    parse_query(NoQuery, request.scope.get("query_string", b""))  # 422 for any query parameter
     served = engine.experiment(name).bandit.version  # 404 before any work
     known = {tag.strip() for tag in request.headers.get("if-none-match", "").split(",")}
     if _etag(name, served) in known or "*" in known:

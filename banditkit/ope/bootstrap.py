@@ -189,7 +189,9 @@ def keyed_bootstrap_sums(
     return out
 
 
-def _numpy_pass(key: np.uint64, first_row: int, first_resample: int, columns: np.ndarray, out: np.ndarray) -> np.ndarray:
+def _numpy_pass(
+    key: np.uint64, first_row: int, first_resample: int, columns: np.ndarray, out: np.ndarray
+) -> np.ndarray:
     """Add table counts times columns into ``out``; return the straddling cells (resample, row, cell)."""
     n_rows = columns.shape[0]
     first_word, lane = first_row >> 2, first_row & 3
@@ -204,9 +206,7 @@ def _numpy_pass(key: np.uint64, first_row: int, first_resample: int, columns: np
     return np.stack([resample + first_resample, row, bits[resample, row]], axis=1)
 
 
-def _resolve_fallbacks(
-    cells: np.ndarray, columns: np.ndarray, out: np.ndarray, key: np.uint64, first_row: int
-) -> None:
+def _resolve_fallbacks(cells: np.ndarray, columns: np.ndarray, out: np.ndarray, key: np.uint64, first_row: int) -> None:
     """Exact count of each straddling cell (resample, row, cell) from a hashed uniform inside it."""
     if cells.shape[0] == 0:
         return

@@ -218,13 +218,18 @@ def bootstrap_sums(terms_list: list[Terms], rng: np.random.Generator, n_bootstra
     """Bootstrap sums (B, 2m): numerator then denominator of each of the m terms, or None without resamples."""
     if not n_bootstrap:
         return None
+    sums: FloatArray = poisson_bootstrap_sums(bootstrap_columns(terms_list), n_bootstrap, rng)
+    return sums
+
+
+def bootstrap_columns(terms_list: list[Terms]) -> FloatArray:
+    """Per-row columns (n, 2m) the bootstrap resamples: numerator then denominator (1 for a mean) of each terms."""
     n_rows = terms_list[0].numerator.shape[0]
     columns = np.empty((n_rows, 2 * len(terms_list)))
     for j, terms in enumerate(terms_list):
         columns[:, 2 * j] = terms.numerator
         columns[:, 2 * j + 1] = 1.0 if terms.denominator is None else terms.denominator
-    sums: FloatArray = poisson_bootstrap_sums(columns, n_bootstrap, rng)
-    return sums
+    return columns
 
 
 def estimate_from(terms: Terms | TermTotals, sums: FloatArray | None, confidence: float) -> Estimate:

@@ -22,8 +22,8 @@ import numpy as np
 
 from .._typing import AnyArray, FloatArray, IntArray
 from .._validation import check_int, check_real
-from .bootstrap import draw_key, mix
 from ..errors import InvalidParameterError, InvalidTypeError
+from .bootstrap import draw_key, mix
 
 
 class RidgeRewardModel:

@@ -17,6 +17,7 @@ from . import estimators as est
 from .bootstrap import percentile_interval
 from .comparison import Comparison, Ratio, recommend
 from .logs import LoggedData, load_log
+from .per_row import MODEL_BASED, estimator_terms, model_features
 from .report import Estimate, Report
 from .reward_model import RidgeRewardModel, cross_fit_predictions
 from .streaming import DEFAULT_CHUNK_ROWS, evaluate_streamed, streams
@@ -29,7 +30,6 @@ ESTIMATORS = ("replay", "ips", "clipped_ips", "snips", "dm", "dr", "switch_dr")
 >>> bk.ope.ESTIMATORS
 ('replay', 'ips', 'clipped_ips', 'snips', 'dm', 'dr', 'switch_dr')
 """
-MODEL_BASED = frozenset({"dm", "dr", "switch_dr"})
 #: An estimate whose effective sample size is below this share of the rows (or 100) gets a warning.
 SMALL_ESS_SHARE = 0.01
 SMALL_ESS_ROWS = 100
@@ -331,52 +331,6 @@ def _predictions(
     return cross_fit_predictions(
         reward_model or RidgeRewardModel(), model_features(log), arms, log.rewards, n_arms, rng, n_folds
     )
-
-
-def model_features(log: LoggedData, n_positions: int | None = None) -> np.ndarray:
-    """Reward-model features: the context, plus a one-hot of the position (slot 0 as baseline).
-
-    ``n_positions`` sets the one-hot's width (default: the log's own), so chunks of a log get the whole
-    log's features.
-
-    Examples
-    --------
-    >>> from banditkit.ope import load_log
-    >>> log = load_log({"arm": [0, 1, 1], "reward": [1.0, 0.0, 1.0], "propensity": [0.5] * 3, "position": [0, 1, 2]})
-    >>> model_features(log).tolist()  # no context: the one-hot of positions 1 and 2
-    [[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]
-    """
-    parts = [np.zeros((log.n_rows, 0))] if log.contexts is None else [log.contexts]
-    width = log.n_positions if n_positions is None else n_positions
-    if log.positions is not None and width > 1:
-        parts.append((log.positions[:, None] == np.arange(1, width)).astype(np.float64))
-    return np.hstack(parts)
-
-
-def estimator_terms(
-    name: str,
-    log: LoggedData,
-    probabilities: FloatArray,
-    arms: IntArray,
-    predictions: FloatArray | None,
-    rng: np.random.Generator,
-    clip_weight: float,
-    switch_weight: float,
-) -> est.Terms:
-    """Per-row terms of estimator ``name`` on ``log`` (a whole log or one chunk of it)."""
-    rewards, propensities = log.rewards, log.propensities
-    if name == "replay":
-        return est.replay_terms(rewards, arms, propensities, probabilities, rng)
-    if name in ("ips", "clipped_ips"):
-        cap = clip_weight if name == "clipped_ips" else np.inf
-        return est.ips_terms(rewards, propensities, probabilities, arms, max_weight=cap, name=name)
-    if name == "snips":
-        return est.snips_terms(rewards, propensities, probabilities, arms)
-    assert predictions is not None, "the model-based estimators get predictions from evaluate()"
-    if name == "dm":
-        return est.dm_terms(probabilities, predictions)
-    cap = switch_weight if name == "switch_dr" else np.inf
-    return est.dr_terms(rewards, propensities, probabilities, arms, predictions, max_weight=cap, name=name)
 
 
 def _keyed(estimates: list[Estimate]) -> dict[str, Estimate]:

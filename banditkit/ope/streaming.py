@@ -32,9 +32,10 @@ from . import estimators as est
 from ._io import parquet_files, pyarrow_module
 from .bootstrap import draw_key, keyed_bootstrap_sums
 from .logs import LoggedData, load_log
+from .per_row import MODEL_BASED, estimator_terms, model_features
 from .report import Estimate
 from .reward_model import RidgeRewardModel, fold_coefficients, predict_folds, ridge_statistics, row_folds
-from .targets import resolve_target
+from .targets import RowTarget, resolve_target
 
 #: A Parquet log with more rows than this streams even without ``chunk_rows``.
 STREAM_ROWS = 5_000_000
@@ -144,8 +145,8 @@ def scan_layout(path: Path, drop_unrewarded: bool) -> Layout:
     return Layout(tuple(files), tuple(schema.names), names, named, tuple(int(c) for c in position_rows), n_rows)
 
 
-def chunks(layout: Layout, chunk_rows: int, drop_unrewarded: bool) -> Iterator[LoggedData]:
-    """The log's rows as validated chunks of at most ``chunk_rows``; errors name the file and its row."""
+def chunks(layout: Layout, chunk_rows: int, drop_unrewarded: bool) -> Iterator[tuple[Path, LoggedData]]:
+    """The log's rows as validated chunks of at most ``chunk_rows``, with their file; errors name the file and row."""
     parquet = pyarrow_module("pyarrow.parquet", "stream a Parquet log")
     for file in layout.files:
         first_row = 0
@@ -160,7 +161,15 @@ def chunks(layout: Layout, chunk_rows: int, drop_unrewarded: bool) -> Iterator[L
             except BanditkitError as error:
                 raise type(error)(f"log file {str(file)!r}: {error}") from None
             first_row += batch.num_rows
-            yield replace(chunk, arm_names=layout.arm_names)
+            yield file, replace(chunk, arm_names=layout.arm_names)
+
+
+def target_rows(target: Any, chunk: LoggedData, file: Path) -> RowTarget:
+    """The target's distribution on a chunk's rows; an error names the chunk's file."""
+    try:
+        return resolve_target(target, chunk)
+    except BanditkitError as error:
+        raise type(error)(f"log file {str(file)!r}: {error}") from None
 
 
 def evaluate_streamed(
@@ -183,8 +192,6 @@ def evaluate_streamed(
     Draws from ``generator`` in the order the in-memory path does: the folds' key, then one bootstrap key
     for the whole log and one per position present.
     """
-    from .evaluation import MODEL_BASED, estimator_terms, model_features  # evaluation dispatches here: a late import
-
     layout = scan_layout(path, drop_unrewarded)
     model_based = bool(MODEL_BASED & set(names))
     coefficients = None
@@ -214,8 +221,8 @@ def evaluate_streamed(
     position_sums = {p: np.zeros((n_bootstrap, 2 * len(names))) for p in positions}
     position_offsets = dict.fromkeys(positions, 0)
     first_row, n_chunks = 0, 0
-    for chunk in chunks(layout, chunk_rows, drop_unrewarded):
-        rows = resolve_target(target, chunk)
+    for file, chunk in chunks(layout, chunk_rows, drop_unrewarded):
+        rows = target_rows(target, chunk, file)
         predictions = None
         if coefficients is not None:
             features = model_features(chunk, layout.n_positions)
@@ -285,13 +292,11 @@ def _streamed_ridge(
     drop_unrewarded: bool,
 ) -> tuple[FloatArray, FloatArray]:
     """Per-fold ridge coefficients from per-(fold, arm) statistics summed over the chunks."""
-    from .evaluation import model_features
-
     gram: FloatArray | None = None
     moments: FloatArray | None = None
     first_row = 0
-    for chunk in chunks(layout, chunk_rows, drop_unrewarded):
-        rows = resolve_target(target, chunk)
+    for file, chunk in chunks(layout, chunk_rows, drop_unrewarded):
+        rows = target_rows(target, chunk, file)
         folds = row_folds(fold_key, first_row, chunk.n_rows, n_folds)
         features = model_features(chunk, layout.n_positions)
         chunk_gram, chunk_moments = ridge_statistics(

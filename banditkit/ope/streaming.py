@@ -74,7 +74,8 @@ def streams(log: Any, chunk_rows: int | None) -> bool:
         return False
     assert path is not None
     parquet_module = pyarrow_module("pyarrow.parquet", "read a Parquet log")
-    return sum(parquet_module.read_metadata(file).num_rows for file in parquet_files(path)) > STREAM_ROWS
+    rows = sum(int(parquet_module.read_metadata(file).num_rows) for file in parquet_files(path))
+    return rows > STREAM_ROWS
 
 
 def scan_layout(path: Path, drop_unrewarded: bool) -> Layout:
@@ -111,7 +112,8 @@ def scan_layout(path: Path, drop_unrewarded: bool) -> Layout:
     named = not pa.types.is_integer(schema.field("arm").type)
     wanted = [c for c in ("arm", "position", "experiment", "reward") if c in schema.names]
     labels: set[Any] = set()
-    largest, n_rows, experiments = -1, 0, set()
+    largest, n_rows = -1, 0
+    experiments: set[str] = set()
     position_rows = np.zeros(0, dtype=np.int64)
     for file in files:
         for batch in parquet.ParquetFile(file).iter_batches(batch_size=DEFAULT_CHUNK_ROWS, columns=wanted):
@@ -235,7 +237,7 @@ def evaluate_streamed(
         ]
         _add(totals, sums, terms, keys[0], first_row)
         for index, position in enumerate(positions):
-            mask = chunk.positions == position
+            mask: np.ndarray = np.asarray(chunk.positions) == position
             if mask.any():
                 offset = position_offsets[position]
                 subset = [t.subset(mask) for t in terms]

@@ -71,9 +71,13 @@ def child(path: str, mode: str, n_bootstrap: int, chunk_rows: int, memory_rows: 
         print(json.dumps({"wall": wall, "peak": peak, "rows": n_rows}))
         return
     if mode == "memory":
-        import pyarrow.dataset as ds
+        import pyarrow as pa
+        import pyarrow.parquet as pq
 
-        table = ds.dataset(path, format="parquet").head(memory_rows)
+        from banditkit.ope._io import parquet_files
+
+        files = parquet_files(Path(path))[: max(1, memory_rows // ROWS_PER_FILE)]
+        table = pa.concat_tables([pq.read_table(file) for file in files])
         report = bk.ope.evaluate(table, target, names, n_bootstrap=n_bootstrap)
     else:
         report = bk.ope.evaluate(path, target, names, n_bootstrap=n_bootstrap, chunk_rows=chunk_rows)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -118,6 +119,8 @@ def main() -> None:
     workloads += [("memory", 0, "ips,snips,dr")] + (
         [("stream", args.bootstrap, "ips,snips,dr")] if args.bootstrap else []
     )
+    load = os.getloadavg()[0]
+    print(f"load average before the run {load:.1f} on {os.cpu_count()} cores; chunk_rows {args.chunk_rows:,}")
     print("| workload | rows | wall | rows/s | peak RSS | target |\n|---|---|---|---|---|---|")
     for mode, n_bootstrap, names in workloads:
         result = run(args, mode, n_bootstrap, names or "ips")

@@ -108,8 +108,9 @@ def evaluate(
     rng : seed or numpy.random.Generator for the folds, the replay draws and the bootstrap
     drop_unrewarded : drop rows whose reward is missing instead of failing
     chunk_rows : stream a Parquet file or folder ``chunk_rows`` rows at a time (bounded memory, the same
-        estimates); a Parquet log of more than ``streaming.STREAM_ROWS`` rows streams by default. See
-        :mod:`banditkit.ope.streaming` for what a streamed log supports.
+        estimates); a Parquet log of more than ``streaming.STREAM_ROWS`` rows streams by default when
+        the request can (see :mod:`banditkit.ope.streaming` for what a streamed log supports; by
+        default its estimators are all but replay).
 
     Examples
     --------
@@ -124,7 +125,10 @@ def evaluate(
     generator = est.as_rng(rng)
     n_bootstrap = check_int("n_bootstrap", n_bootstrap, low=0)
     confidence = check_real("confidence", confidence, low=0.0, high=1.0, low_open=True, high_open=True)
-    if streams(log, chunk_rows):
+    # chunk_rows given: stream (or say why not); else a large Parquet log streams when the request can
+    if (chunk_rows is not None or _streamable(target, estimators, reward_model, predicted_rewards)) and streams(
+        log, chunk_rows
+    ):
         return _evaluate_streamed(
             Path(log),
             target,
@@ -208,6 +212,16 @@ def _evaluate_streamed(
         )
     estimates, by_position, source, note, n_rows = evaluate_streamed(path, target, names, generator, **options)
     return Report(estimates, by_position, tuple(_warnings(estimates, n_rows)), source, note)
+
+
+def _streamable(
+    target: Any, estimators: str | Sequence[str] | None, reward_model: Any, predicted_rewards: ArrayLike | None
+) -> bool:
+    """Whether a request can stream: a large log streams by itself only then (else it is read in memory)."""
+    per_row = isinstance(target, np.ndarray) and target.ndim >= 2 and target.shape[0] > 1
+    replay = estimators is not None and "replay" in ([estimators] if isinstance(estimators, str) else estimators)
+    model = reward_model is None or isinstance(reward_model, RidgeRewardModel)
+    return not (isinstance(target, Mapping) or per_row or replay or predicted_rewards is not None or not model)
 
 
 def _model_note(reward_model: Any, predicted_rewards: ArrayLike | None, n_folds: int, n_rows: int) -> str:

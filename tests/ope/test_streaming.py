@@ -15,7 +15,7 @@ import pytest
 
 import banditkit as bk
 from banditkit.errors import InvalidParameterError
-from banditkit.ope import evaluate
+from banditkit.ope import evaluate, streaming
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -240,3 +240,15 @@ def test_streaming_peak_rss_stays_below_what_an_in_memory_load_needs(tmp_path: P
     assert streamed["ips"] == pytest.approx(in_memory["ips"], rel=1e-12)
     bound = 500 * 2**20
     assert streamed["peak"] < bound < in_memory["peak"], (streamed["peak"] / 2**20, in_memory["peak"] / 2**20)
+
+
+def test_a_large_parquet_log_streams_by_itself_when_the_request_can(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(streaming, "STREAM_ROWS", 300)  # "large" for this test: more than 300 rows
+    folder = write_partitions(tmp_path / "log", log_columns(400, seed=9), [200])
+    target = np.array([[0.2, 0.3, 0.5]])
+    assert evaluate(folder, target, ["ips", "dr"], n_bootstrap=0).source.startswith("streamed: 400 rows")
+    # requests that cannot stream read the log in memory, as before
+    assert evaluate(folder, np.full((400, 3), 1 / 3), ["ips"], n_bootstrap=0).source == "in memory"
+    assert isinstance(evaluate(folder, {"a": target, "b": target[:, ::-1]}, ["ips"], n_bootstrap=0), bk.ope.Comparison)
+    monkeypatch.setattr(streaming, "STREAM_ROWS", 400)
+    assert evaluate(folder, target, ["ips"], n_bootstrap=0).source == "in memory"

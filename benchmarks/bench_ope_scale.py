@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -52,6 +51,17 @@ def write_log(folder: Path, n_rows: int, seed: int = 0) -> None:
     (folder / "_SUCCESS").write_text(str(n_rows))
 
 
+def peak_rss() -> int:
+    """This process's peak resident set in bytes: VmHWM, which starts afresh at exec.
+
+    (``ru_maxrss`` does not: on Linux it keeps the parent's resident set at the fork.)
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status: the peak RSS is measured on Linux")
+
+
 def child(path: str, mode: str, n_bootstrap: int, chunk_rows: int, memory_rows: int, names: list[str]) -> None:
     """Run one workload in this process and print its timing and peak RSS as JSON."""
     import banditkit as bk
@@ -68,7 +78,7 @@ def child(path: str, mode: str, n_bootstrap: int, chunk_rows: int, memory_rows: 
             for batch in pq.ParquetFile(file).iter_batches(batch_size=chunk_rows):
                 n_rows += sum(0 * column.to_numpy().shape[0] for column in batch.columns) + batch.num_rows
         wall = time.perf_counter() - start
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        peak = peak_rss()
         print(json.dumps({"wall": wall, "peak": peak, "rows": n_rows}))
         return
     if mode == "memory":
@@ -83,7 +93,7 @@ def child(path: str, mode: str, n_bootstrap: int, chunk_rows: int, memory_rows: 
     else:
         report = bk.ope.evaluate(path, target, names, n_bootstrap=n_bootstrap, chunk_rows=chunk_rows)
     wall = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kilobytes on Linux
+    peak = peak_rss()
     values = {name: report[name].value for name in report}
     print(json.dumps({"wall": wall, "peak": peak, "rows": report["ips"].n_rows, "values": values}))
 

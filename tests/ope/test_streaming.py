@@ -223,7 +223,8 @@ def test_streaming_peak_rss_stays_below_what_an_in_memory_load_needs(tmp_path: P
     """3M rows in 6 files: the streamed evaluation stays under 500 MB; the in-memory load needs more.
 
     Measured on 2M rows: 0.26 GB streamed (0.09 GB of it the interpreter and imports) against 0.58 GB in
-    memory; more rows raise only the latter. The bound leaves room for the allocator's retained pages. The 20M-row figures are in docs/benchmarks.md.
+    memory; more rows raise only the latter. The bound leaves room for the allocator's retained pages.
+    The 20M- and 100M-row figures are in docs/benchmarks.md.
     """
     rng = np.random.default_rng(8)
     folder = tmp_path / "log"

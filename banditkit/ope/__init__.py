@@ -14,9 +14,10 @@ from __future__ import annotations
 from .bootstrap import poisson_bootstrap_sums
 from .comparison import Comparison, Ratio
 from .estimators import clipped_ips, dm, dr, importance_weights, ips, replay, snips, switch_dr
-from .evaluation import ESTIMATORS, evaluate, model_features
+from .evaluation import ESTIMATORS, evaluate
 from .learning import ReplayResult, replay_learning
 from .logs import LoggedData, load_log
+from .per_row import model_features
 from .ranking import RankingDistribution, thompson_ranking_distribution
 from .report import Estimate, Report
 from .reward_model import RidgeRewardModel, cross_fit_predictions

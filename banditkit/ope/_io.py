@@ -100,7 +100,7 @@ def _read_path(path: Path) -> Columns:
         return _read_parquet_folder(path)
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
-        parquet = _pyarrow_module("pyarrow.parquet", "read a Parquet log")
+        parquet = pyarrow_module("pyarrow.parquet", "read a Parquet log")
         return read_columns(parquet.read_table(path))
     if suffix in (".csv", ".txt"):
         return read_csv(path)
@@ -115,15 +115,9 @@ def _read_parquet_folder(path: Path) -> Columns:
     rows come back in the order they were logged. Columns are read from the files, not from the folder
     names, so a file's own ``experiment`` column is kept as written.
     """
-    files = [
-        file
-        for file in sorted(path.rglob("*.parquet"))
-        if not any(part.startswith((".", "_")) for part in file.relative_to(path).parts)
-    ]
-    if not files:
-        raise InvalidParameterError(f"log folder {str(path)!r} holds no .parquet files")
-    pa = _pyarrow_module("pyarrow", "read a folder of Parquet files")
-    parquet = _pyarrow_module("pyarrow.parquet", "read a folder of Parquet files")
+    files = parquet_files(path)
+    pa = pyarrow_module("pyarrow", "read a folder of Parquet files")
+    parquet = pyarrow_module("pyarrow.parquet", "read a folder of Parquet files")
     tables = [parquet.read_table(file) for file in files]
     try:
         table = pa.concat_tables(tables, promote_options="default")
@@ -132,7 +126,21 @@ def _read_parquet_folder(path: Path) -> Columns:
     return read_columns(table)
 
 
-def _pyarrow_module(name: str, purpose: str) -> ModuleType:
+def parquet_files(path: Path) -> list[Path]:
+    """A Parquet log's files: the file itself, or a folder's ``*.parquet`` in path order (``.``/``_`` skipped)."""
+    if path.is_file():
+        return [path]
+    files = [
+        file
+        for file in sorted(path.rglob("*.parquet"))
+        if not any(part.startswith((".", "_")) for part in file.relative_to(path).parts)
+    ]
+    if not files:
+        raise InvalidParameterError(f"log folder {str(path)!r} holds no .parquet files")
+    return files
+
+
+def pyarrow_module(name: str, purpose: str) -> ModuleType:
     import importlib
 
     try:

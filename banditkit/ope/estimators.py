@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -52,6 +53,66 @@ class Terms:
 
         return Terms(
             self.name, self.numerator[rows], take(self.denominator), take(self.weights), take(self.propensities)
+        )
+
+    def totals(self) -> TermTotals:
+        """The sums over these rows that the estimate and its diagnostics need."""
+        numerator, denominator, weights = self.numerator, self.denominator, self.weights
+        n_rows = numerator.shape[0]
+        return TermTotals(
+            self.name,
+            n_rows,
+            n_rows if denominator is None else int(np.count_nonzero(denominator)),
+            float(numerator.sum()),
+            float(n_rows) if denominator is None else float(denominator.sum()),
+            float(numerator @ numerator),
+            float(numerator.sum()) if denominator is None else float(numerator @ denominator),
+            float(n_rows) if denominator is None else float(denominator @ denominator),
+            None if weights is None else float(weights.sum()),
+            None if weights is None else float(weights @ weights),
+            None if weights is None else (float(weights.max()) if n_rows else -math.inf),
+            None if self.propensities is None else int(np.count_nonzero(self.propensities < TINY_PROPENSITY)),
+        )
+
+
+@dataclass(frozen=True)
+class TermTotals:
+    """Sums over rows of one estimator's terms: additive, so chunks of a log combine with ``+``.
+
+    ``squares`` are sum n^2, sum n d, sum d^2 (numerator n, denominator d; d = 1 for a mean), from which
+    the delta-method standard error follows; the weight sums give the effective sample size.
+    """
+
+    name: str
+    n_rows: int
+    support: int
+    numerator: float
+    denominator: float
+    numerator_square: float
+    cross: float
+    denominator_square: float
+    weight_sum: float | None = None
+    weight_square: float | None = None
+    max_weight: float | None = None
+    tiny_propensities: int | None = None
+
+    def __add__(self, other: TermTotals) -> TermTotals:
+        def add(a: float | int | None, b: float | int | None) -> Any:
+            return None if a is None or b is None else a + b
+
+        return TermTotals(
+            self.name,
+            self.n_rows + other.n_rows,
+            self.support + other.support,
+            self.numerator + other.numerator,
+            self.denominator + other.denominator,
+            self.numerator_square + other.numerator_square,
+            self.cross + other.cross,
+            self.denominator_square + other.denominator_square,
+            add(self.weight_sum, other.weight_sum),
+            add(self.weight_square, other.weight_square),
+            None if self.max_weight is None or other.max_weight is None else max(self.max_weight, other.max_weight),
+            add(self.tiny_propensities, other.tiny_propensities),
         )
 
 
@@ -157,45 +218,47 @@ def bootstrap_sums(terms_list: list[Terms], rng: np.random.Generator, n_bootstra
     """Bootstrap sums (B, 2m): numerator then denominator of each of the m terms, or None without resamples."""
     if not n_bootstrap:
         return None
+    sums: FloatArray = poisson_bootstrap_sums(bootstrap_columns(terms_list), n_bootstrap, rng)
+    return sums
+
+
+def bootstrap_columns(terms_list: list[Terms]) -> FloatArray:
+    """Per-row columns (n, 2m) the bootstrap resamples: numerator then denominator (1 for a mean) of each terms."""
     n_rows = terms_list[0].numerator.shape[0]
     columns = np.empty((n_rows, 2 * len(terms_list)))
     for j, terms in enumerate(terms_list):
         columns[:, 2 * j] = terms.numerator
         columns[:, 2 * j + 1] = 1.0 if terms.denominator is None else terms.denominator
-    sums: FloatArray = poisson_bootstrap_sums(columns, n_bootstrap, rng)
-    return sums
+    return columns
 
 
-def estimate_from(terms: Terms, sums: FloatArray | None, confidence: float) -> Estimate:
-    """The Estimate of one estimator from its terms and its two columns of bootstrap sums (B, 2), or None."""
+def estimate_from(terms: Terms | TermTotals, sums: FloatArray | None, confidence: float) -> Estimate:
+    """The Estimate of one estimator from its terms (or their totals) and its two columns of bootstrap sums (B, 2)."""
     from scipy.special import ndtri
 
-    numerator, denominator = terms.numerator, terms.denominator
-    n_rows = numerator.shape[0]
-    support = n_rows if denominator is None else int(np.count_nonzero(denominator))
-    total = float(n_rows) if denominator is None else denominator.sum()
-    value = float(numerator.sum() / total) if total != 0 else math.nan
-    if support < MIN_INTERVAL_ROWS:
+    totals = terms.totals() if isinstance(terms, Terms) else terms
+    n_rows, total = totals.n_rows, totals.denominator
+    value = totals.numerator / total if total != 0 else math.nan
+    if totals.support < MIN_INTERVAL_ROWS:
         sums, std_error = None, math.nan  # too few rows for an honest interval (see MIN_INTERVAL_ROWS)
     elif n_rows > 1 and total != 0:
-        residual = numerator - value * (1.0 if denominator is None else denominator)
-        std_error = float(math.sqrt(n_rows / (n_rows - 1) * (residual @ residual)) / abs(total))
+        # sum (n_i - value d_i)^2, expanded so that it adds over chunks of the log
+        square = totals.numerator_square - 2 * value * totals.cross + value**2 * totals.denominator_square
+        std_error = math.sqrt(n_rows / (n_rows - 1) * max(square, 0.0)) / abs(total)
     else:
         std_error = math.nan
     z = float(ndtri(0.5 + confidence / 2))
     low, high = (
         percentile_interval(ratio_replicates(sums, 0, 1), confidence) if sums is not None else (math.nan, math.nan)
     )
-    weights, propensities = terms.weights, terms.propensities
-    if weights is None:
+    if totals.weight_sum is None or totals.weight_square is None:
         ess, max_weight = float(n_rows), None
     else:
-        square = weights @ weights
-        ess = float(weights.sum() ** 2 / square) if square > 0 else 0.0
-        max_weight = float(weights.max()) if n_rows else math.nan
-    tiny = None if propensities is None else float((propensities < TINY_PROPENSITY).mean())
+        ess = totals.weight_sum**2 / totals.weight_square if totals.weight_square > 0 else 0.0
+        max_weight = totals.max_weight if n_rows else math.nan
+    tiny = None if totals.tiny_propensities is None else totals.tiny_propensities / n_rows
     return Estimate(
-        terms.name,
+        totals.name,
         value,
         low,
         high,
@@ -206,7 +269,7 @@ def estimate_from(terms: Terms, sums: FloatArray | None, confidence: float) -> E
         max_weight,
         tiny,
         n_rows,
-        support,
+        totals.support,
         confidence,
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, overload
 
 import numpy as np
@@ -16,8 +17,10 @@ from . import estimators as est
 from .bootstrap import percentile_interval
 from .comparison import Comparison, Ratio, recommend
 from .logs import LoggedData, load_log
+from .per_row import MODEL_BASED, estimator_terms, model_features
 from .report import Estimate, Report
 from .reward_model import RidgeRewardModel, cross_fit_predictions
+from .streaming import DEFAULT_CHUNK_ROWS, evaluate_streamed, streams
 from .targets import resolve_target
 
 ESTIMATORS = ("replay", "ips", "clipped_ips", "snips", "dm", "dr", "switch_dr")
@@ -27,7 +30,6 @@ ESTIMATORS = ("replay", "ips", "clipped_ips", "snips", "dm", "dr", "switch_dr")
 >>> bk.ope.ESTIMATORS
 ('replay', 'ips', 'clipped_ips', 'snips', 'dm', 'dr', 'switch_dr')
 """
-MODEL_BASED = frozenset({"dm", "dr", "switch_dr"})
 #: An estimate whose effective sample size is below this share of the rows (or 100) gets a warning.
 SMALL_ESS_SHARE = 0.01
 SMALL_ESS_ROWS = 100
@@ -48,6 +50,7 @@ def evaluate(
     switch_weight: float = 20.0,
     rng: RngLike = 0,
     drop_unrewarded: bool = False,
+    chunk_rows: int | None = None,
 ) -> Comparison: ...
 
 
@@ -66,6 +69,7 @@ def evaluate(
     switch_weight: float = 20.0,
     rng: RngLike = 0,
     drop_unrewarded: bool = False,
+    chunk_rows: int | None = None,
 ) -> Report: ...
 
 
@@ -83,6 +87,7 @@ def evaluate(
     switch_weight: float = 20.0,
     rng: RngLike = 0,
     drop_unrewarded: bool = False,
+    chunk_rows: int | None = None,
 ) -> Report | Comparison:
     """Estimate the value of ``target`` from ``log`` with each estimator; one row per estimator.
 
@@ -101,6 +106,11 @@ def evaluate(
     n_folds, n_bootstrap, confidence : cross-fitting folds, bootstrap resamples, interval level
     clip_weight, switch_weight : weight cap of clipped_ips and switch threshold of switch_dr
     rng : seed or numpy.random.Generator for the folds, the replay draws and the bootstrap
+    drop_unrewarded : drop rows whose reward is missing instead of failing
+    chunk_rows : stream a Parquet file or folder ``chunk_rows`` rows at a time (bounded memory, the same
+        estimates); a Parquet log of more than ``streaming.STREAM_ROWS`` rows streams by default when
+        the request can (see :mod:`banditkit.ope.streaming` for what a streamed log supports; by
+        default its estimators are all but replay).
 
     Examples
     --------
@@ -113,9 +123,30 @@ def evaluate(
     (1.0, 0.5, 1.3333333333333333)
     """
     generator = est.as_rng(rng)
-    log = load_log(log, drop_unrewarded=drop_unrewarded)
     n_bootstrap = check_int("n_bootstrap", n_bootstrap, low=0)
     confidence = check_real("confidence", confidence, low=0.0, high=1.0, low_open=True, high_open=True)
+    # chunk_rows given: stream (or say why not); else a large Parquet log streams when the request can
+    if (chunk_rows is not None or _streamable(target, estimators, reward_model, predicted_rewards)) and streams(
+        log, chunk_rows
+    ):
+        return _evaluate_streamed(
+            Path(log),
+            target,
+            estimators,
+            generator,
+            dict(
+                reward_model=reward_model,
+                n_folds=n_folds,
+                n_bootstrap=n_bootstrap,
+                confidence=confidence,
+                clip_weight=clip_weight,
+                switch_weight=switch_weight,
+                chunk_rows=chunk_rows or DEFAULT_CHUNK_ROWS,
+                drop_unrewarded=drop_unrewarded,
+            ),
+            predicted_rewards,
+        )
+    log = load_log(log, drop_unrewarded=drop_unrewarded)
     uniform = float(np.ptp(log.propensities)) <= 1e-12 * float(log.propensities.max())
     names = _estimator_names(estimators, uniform)
     if isinstance(target, Mapping):
@@ -142,7 +173,8 @@ def evaluate(
             log, arms, probabilities.shape[1], reward_model, predicted_rewards, generator, n_folds
         )
     terms = [
-        _terms(name, log, probabilities, arms, predictions, generator, clip_weight, switch_weight) for name in names
+        estimator_terms(name, log, probabilities, arms, predictions, generator, clip_weight, switch_weight)
+        for name in names
     ]
     estimates = _keyed(est.finish(terms, generator, n_bootstrap, confidence))
     by_position: dict[int, dict[str, Estimate]] = {}
@@ -152,7 +184,55 @@ def evaluate(
             if rows.any():
                 subset = [t.subset(rows) for t in terms]
                 by_position[position] = _keyed(est.finish(subset, generator, n_bootstrap, confidence))
-    return Report(estimates, by_position, tuple(_warnings(estimates, log.n_rows)))
+    note = _model_note(reward_model, predicted_rewards, n_folds, log.n_rows) if predictions is not None else None
+    return Report(estimates, by_position, tuple(_warnings(estimates, log.n_rows)), "in memory", note)
+
+
+def _evaluate_streamed(
+    path: Path,
+    target: Any,
+    estimators: str | Sequence[str] | None,
+    generator: np.random.Generator,
+    options: dict[str, Any],
+    predicted_rewards: ArrayLike | None,
+) -> Report:
+    """``evaluate`` on a streamed Parquet log (see :mod:`banditkit.ope.streaming`)."""
+    if isinstance(target, Mapping):
+        raise InvalidParameterError("a streamed log evaluates one target at a time; pass each candidate in turn")
+    if predicted_rewards is not None:
+        raise InvalidParameterError(
+            "predicted_rewards holds a row per logged decision and cannot stream; a streamed log fits its own "
+            "ridge reward model (or evaluate in memory with chunk_rows=None)"
+        )
+    names = [name for name in ESTIMATORS if name != "replay"] if estimators is None else None
+    names = names or _estimator_names(estimators, uniform=True)
+    if "replay" in names:
+        raise InvalidParameterError(
+            "replay needs the whole log in memory for its draws; on a streamed log use ips or snips"
+        )
+    estimates, by_position, source, note, n_rows = evaluate_streamed(path, target, names, generator, **options)
+    return Report(estimates, by_position, tuple(_warnings(estimates, n_rows)), source, note)
+
+
+def _streamable(
+    target: Any, estimators: str | Sequence[str] | None, reward_model: Any, predicted_rewards: ArrayLike | None
+) -> bool:
+    """Whether a request can stream: a large log streams by itself only then (else it is read in memory)."""
+    per_row = isinstance(target, np.ndarray) and target.ndim >= 2 and target.shape[0] > 1
+    replay = estimators is not None and "replay" in ([estimators] if isinstance(estimators, str) else estimators)
+    model = reward_model is None or isinstance(reward_model, RidgeRewardModel)
+    return not (isinstance(target, Mapping) or per_row or replay or predicted_rewards is not None or not model)
+
+
+def _model_note(reward_model: Any, predicted_rewards: ArrayLike | None, n_folds: int, n_rows: int) -> str:
+    """How the in-memory path got DM/DR's predicted rewards, for the report."""
+    if predicted_rewards is not None:
+        return "predicted_rewards given by the caller"
+    folds = min(n_folds, n_rows)
+    if reward_model is None or isinstance(reward_model, RidgeRewardModel):
+        l2 = (reward_model or RidgeRewardModel()).l2
+        return f"ridge per arm (l2={l2:g}), {folds}-fold cross-fitted in memory on all {n_rows:,} rows"
+    return f"{type(reward_model).__name__} per arm, {folds}-fold cross-fitted in memory on all {n_rows:,} rows"
 
 
 def _compare(
@@ -188,7 +268,7 @@ def _compare(
                 options["n_folds"],
             )
         terms[name] = [
-            _terms(
+            estimator_terms(
                 estimator,
                 log,
                 rows.probabilities,
@@ -265,47 +345,6 @@ def _predictions(
     return cross_fit_predictions(
         reward_model or RidgeRewardModel(), model_features(log), arms, log.rewards, n_arms, rng, n_folds
     )
-
-
-def model_features(log: LoggedData) -> np.ndarray:
-    """Reward-model features: the context, plus a one-hot of the position (slot 0 as baseline).
-
-    Examples
-    --------
-    >>> from banditkit.ope import load_log
-    >>> log = load_log({"arm": [0, 1, 1], "reward": [1.0, 0.0, 1.0], "propensity": [0.5] * 3, "position": [0, 1, 2]})
-    >>> model_features(log).tolist()  # no context: the one-hot of positions 1 and 2
-    [[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]
-    """
-    parts = [np.zeros((log.n_rows, 0))] if log.contexts is None else [log.contexts]
-    if log.positions is not None and log.n_positions > 1:
-        parts.append((log.positions[:, None] == np.arange(1, log.n_positions)).astype(np.float64))
-    return np.hstack(parts)
-
-
-def _terms(
-    name: str,
-    log: LoggedData,
-    probabilities: FloatArray,
-    arms: IntArray,
-    predictions: FloatArray | None,
-    rng: np.random.Generator,
-    clip_weight: float,
-    switch_weight: float,
-) -> est.Terms:
-    rewards, propensities = log.rewards, log.propensities
-    if name == "replay":
-        return est.replay_terms(rewards, arms, propensities, probabilities, rng)
-    if name in ("ips", "clipped_ips"):
-        cap = clip_weight if name == "clipped_ips" else np.inf
-        return est.ips_terms(rewards, propensities, probabilities, arms, max_weight=cap, name=name)
-    if name == "snips":
-        return est.snips_terms(rewards, propensities, probabilities, arms)
-    assert predictions is not None, "the model-based estimators get predictions from evaluate()"
-    if name == "dm":
-        return est.dm_terms(probabilities, predictions)
-    cap = switch_weight if name == "switch_dr" else np.inf
-    return est.dr_terms(rewards, propensities, probabilities, arms, predictions, max_weight=cap, name=name)
 
 
 def _keyed(estimates: list[Estimate]) -> dict[str, Estimate]:

@@ -67,7 +67,12 @@ class LoggedData:
 
 
 def load_log(
-    source: Any, *, arms: Sequence[str] | None = None, drop_unrewarded: bool = False, experiment: str | None = None
+    source: Any,
+    *,
+    arms: Sequence[str] | None = None,
+    drop_unrewarded: bool = False,
+    experiment: str | None = None,
+    first_row: int = 0,
 ) -> LoggedData:
     """Read and validate a decision log.
 
@@ -81,6 +86,8 @@ def load_log(
         Drop rows whose reward is missing (decisions still waiting for their reward) instead of failing.
     experiment : str, optional
         Keep the rows of this experiment when the log has an ``experiment`` column with several.
+    first_row : int
+        Number of the source's first row in error messages (a chunk read from a larger file).
 
     Examples
     --------
@@ -98,7 +105,7 @@ def load_log(
     for name in ("arm", "reward", "propensity"):
         if name not in columns:
             raise InvalidParameterError(f"log has no {name!r} column; columns are {sorted(columns)}")
-    rewards = _numbers("reward", columns["reward"])
+    rewards = _numbers("reward", columns["reward"], first_row)
     if drop_unrewarded:
         keep &= ~np.isnan(rewards)
     if not keep.all():
@@ -110,16 +117,17 @@ def load_log(
         "reward",
         rewards,
         hint="; pass drop_unrewarded=True to evaluate only rewarded decisions" if np.isnan(rewards).any() else "",
+        first_row=first_row,
     )
-    propensities = _numbers("propensity", columns["propensity"])
+    propensities = _numbers("propensity", columns["propensity"], first_row)
     bad = ~((propensities > 0) & (propensities <= 1))
     if bad.any():
         raise InvalidParameterError(
             f"propensity must be in (0, 1] (missing, 0 or > 1 cannot be evaluated), "
-            f"got {float(propensities[bad][0])!r} {_rows(bad)}"
+            f"got {float(propensities[bad][0])!r} {_rows(bad, first_row)}"
         )
     distributions = _json_objects(columns["probabilities"]) if "probabilities" in columns else None
-    arm_indices, arm_names = _arm_indices(columns["arm"], arms, distributions)
+    arm_indices, arm_names = _arm_indices(columns["arm"], arms, distributions, first_row)
     behaviour = None
     if distributions is not None:
         behaviour = _behaviour_probabilities(distributions, arm_names)
@@ -128,15 +136,15 @@ def load_log(
         if mismatch.any():
             raise InvalidParameterError(
                 f"propensity must equal probabilities[arm], got {float(propensities[mismatch][0])!r} "
-                f"vs {float(logged[mismatch][0])!r} {_rows(mismatch)}"
+                f"vs {float(logged[mismatch][0])!r} {_rows(mismatch, first_row)}"
             )
     return LoggedData(
         arm_indices,
         rewards,
         propensities,
         arm_names,
-        _contexts(columns),
-        _positions(columns.get("position")),
+        _contexts(columns, first_row),
+        _positions(columns.get("position"), first_row),
         behaviour,
     )
 
@@ -148,14 +156,14 @@ def _common_length(columns: dict[str, np.ndarray]) -> int:
     return next(iter(lengths.values()), 0)
 
 
-def _rows(bad: np.ndarray) -> str:
-    """'at rows [3, 17, ...] (n rows)' for a boolean mask of offending rows."""
-    rows = np.flatnonzero(bad)
+def _rows(bad: np.ndarray, first_row: int = 0) -> str:
+    """'at rows [3, 17, ...] (n rows)' for a boolean mask of offending rows (numbered from ``first_row``)."""
+    rows = np.flatnonzero(bad) + first_row
     shown = ", ".join(str(int(r)) for r in rows[:5]) + (", ..." if rows.shape[0] > 5 else "")
     return f"at rows [{shown}] ({rows.shape[0]} row{'s' if rows.shape[0] != 1 else ''})"
 
 
-def _numbers(name: str, values: np.ndarray) -> np.ndarray:
+def _numbers(name: str, values: np.ndarray, first_row: int = 0) -> np.ndarray:
     try:
         return np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError):
@@ -163,7 +171,7 @@ def _numbers(name: str, values: np.ndarray) -> np.ndarray:
     parsed = np.array([_float_or_nan(v) for v in values])
     text = np.isnan(parsed) & np.array([v not in (None, "") and v == v for v in values])
     if text.any():
-        raise InvalidParameterError(f"{name} must be a number, got {values[text][0]!r} {_rows(text)}")
+        raise InvalidParameterError(f"{name} must be a number, got {values[text][0]!r} {_rows(text, first_row)}")
     return parsed
 
 
@@ -174,10 +182,12 @@ def _float_or_nan(value: Any) -> float:
         return np.nan
 
 
-def _check_finite(name: str, values: np.ndarray, hint: str = "") -> None:
+def _check_finite(name: str, values: np.ndarray, hint: str = "", first_row: int = 0) -> None:
     bad = ~np.isfinite(values)
     if bad.any():
-        raise InvalidParameterError(f"{name} must be finite, got {float(values[bad][0])!r} {_rows(bad)}{hint}")
+        raise InvalidParameterError(
+            f"{name} must be finite, got {float(values[bad][0])!r} {_rows(bad, first_row)}{hint}"
+        )
 
 
 def _experiment_rows(values: np.ndarray, experiment: str | None) -> np.ndarray:
@@ -192,12 +202,12 @@ def _experiment_rows(values: np.ndarray, experiment: str | None) -> np.ndarray:
 
 
 def _arm_indices(
-    values: AnyArray, arms: Sequence[str] | None, distributions: list[dict[str, Any]] | None
+    values: AnyArray, arms: Sequence[str] | None, distributions: list[dict[str, Any]] | None, first_row: int = 0
 ) -> tuple[IntArray, tuple[str, ...]]:
     """Arm index per row and the arm vocabulary."""
     if values.dtype.kind in "iu" and arms is None:
         if values.min() < 0:
-            raise InvalidParameterError(f"arm indices must be >= 0, got {values.min()} {_rows(values < 0)}")
+            raise InvalidParameterError(f"arm indices must be >= 0, got {values.min()} {_rows(values < 0, first_row)}")
         return values.astype(np.intp), tuple(str(i) for i in range(int(values.max()) + 1))
     if values.dtype.kind == "f":
         raise InvalidParameterError("arm must be integer indices or names, got floating-point values")
@@ -212,7 +222,9 @@ def _arm_indices(
     indices = np.array([lookup.get(label, -1) for label in labels], dtype=np.intp)
     unknown = indices < 0
     if unknown.any():
-        raise InvalidParameterError(f"arm {labels[unknown][0]!r} is not one of the arms {list(names)} {_rows(unknown)}")
+        raise InvalidParameterError(
+            f"arm {labels[unknown][0]!r} is not one of the arms {list(names)} {_rows(unknown, first_row)}"
+        )
     return indices, names
 
 
@@ -239,20 +251,20 @@ def _behaviour_probabilities(rows: list[dict[str, Any]], arm_names: tuple[str, .
     return out
 
 
-def _contexts(columns: dict[str, np.ndarray]) -> np.ndarray | None:
+def _contexts(columns: dict[str, np.ndarray], first_row: int = 0) -> np.ndarray | None:
     if "context" in columns:
         values = columns["context"]
         empty = np.array([_no_context(value) for value in values], dtype=bool)
         if empty.all():  # a non-contextual experiment's export: null or [] everywhere
             return None
         if empty.any():
-            raise InvalidParameterError(f"context is missing {_rows(empty)} while other rows have one")
-        return _list_column("context", values)
+            raise InvalidParameterError(f"context is missing {_rows(empty, first_row)} while other rows have one")
+        return _list_column("context", values, first_row)
     numbered = sorted((int(m.group(1)), name) for name in columns if (m := _X_COLUMN.match(name)))
     if not numbered:
         return None
     contexts = np.column_stack([np.asarray(columns[name], dtype=np.float64) for _, name in numbered])
-    _check_context_finite(contexts)
+    _check_context_finite(contexts, first_row)
     return contexts
 
 
@@ -264,7 +276,7 @@ def _no_context(value: Any) -> bool:
     return hasattr(value, "__len__") and len(value) == 0
 
 
-def _list_column(name: str, values: np.ndarray) -> np.ndarray:
+def _list_column(name: str, values: np.ndarray, first_row: int = 0) -> np.ndarray:
     """(n, d) floats from a column of lists or JSON list strings, all of one length."""
     if values.dtype.kind == "O" and values.shape[0] and isinstance(values[0], str):
         try:
@@ -277,23 +289,24 @@ def _list_column(name: str, values: np.ndarray) -> np.ndarray:
     mismatch = lengths != lengths[0]
     if mismatch.any():
         raise InvalidParameterError(
-            f"{name} must have {lengths[0]} features on every row, got {lengths[mismatch][0]} {_rows(mismatch)}"
+            f"{name} must have {lengths[0]} features on every row, "
+            f"got {lengths[mismatch][0]} {_rows(mismatch, first_row)}"
         )
     contexts = np.array(rows, dtype=np.float64).reshape(len(rows), int(lengths[0]))
-    _check_context_finite(contexts)
+    _check_context_finite(contexts, first_row)
     return contexts
 
 
-def _check_context_finite(contexts: np.ndarray) -> None:
+def _check_context_finite(contexts: np.ndarray, first_row: int = 0) -> None:
     bad = ~np.isfinite(contexts)
     if bad.any():
         raise InvalidParameterError(
             f"context must be finite, got {float(contexts[bad][0])!r} in feature {int(np.argwhere(bad)[0, 1])} "
-            f"{_rows(bad.any(axis=1))}"
+            f"{_rows(bad.any(axis=1), first_row)}"
         )
 
 
-def _positions(values: AnyArray | None) -> IntArray | None:
+def _positions(values: AnyArray | None, first_row: int = 0) -> IntArray | None:
     if values is None:
         return None
     positions = np.asarray(values)
@@ -301,5 +314,5 @@ def _positions(values: AnyArray | None) -> IntArray | None:
         raise InvalidParameterError("position must be integer slot indices starting at 0")
     bad = positions < 0
     if bad.any():
-        raise InvalidParameterError(f"position must be >= 0, got {positions[bad][0]} {_rows(bad)}")
+        raise InvalidParameterError(f"position must be >= 0, got {positions[bad][0]} {_rows(bad, first_row)}")
     return positions.astype(np.intp)

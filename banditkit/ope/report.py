@@ -70,7 +70,8 @@ class Report:
     """Estimates by estimator name; ``by_position[l]`` holds the estimates on the rows of slot l.
 
     ``warnings`` says, in words, which estimates to distrust and why (too few rows, a small effective
-    sample size, tiny propensities).
+    sample size, tiny propensities). ``source`` says how the log was read (in memory, or streamed in
+    chunks) and ``reward_model`` how DM/DR's reward model was fitted (None without them).
 
     Examples
     --------
@@ -89,6 +90,8 @@ class Report:
     estimates: dict[str, Estimate]
     by_position: dict[int, dict[str, Estimate]] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    source: str = "in memory"
+    reward_model: str | None = None
 
     def __getitem__(self, name: str) -> Estimate:
         try:
@@ -110,7 +113,12 @@ class Report:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {"estimates": self.rows(), "warnings": list(self.warnings)}
+        return {
+            "estimates": self.rows(),
+            "warnings": list(self.warnings),
+            "source": self.source,
+            "reward_model": self.reward_model,
+        }
 
     def to_frame(self) -> Any:
         """A pandas DataFrame with one row per estimator (and per position for position-based logs)."""

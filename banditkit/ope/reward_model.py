@@ -8,7 +8,10 @@ training mean, so an arm with no rows predicts that mean). Any scikit-learn
 regressor (``predict``) or classifier (``predict_proba``, the probability of
 the largest class, e.g. a click) works too, one clone per (fold, arm).
 Cross-fitting (Chernozhukov et al. 2018) means no row is ever predicted by a
-model that saw its reward.
+model that saw its reward. A row's fold is a hash of (key, row index), so a
+log read in chunks gets the folds it gets in one piece, and the ridge
+statistics of the chunks add up to those of the whole log: streamed ridge
+cross-fitting is exact.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import numpy as np
 from .._typing import AnyArray, FloatArray, IntArray
 from .._validation import check_int, check_real
 from ..errors import InvalidParameterError, InvalidTypeError
+from .bootstrap import draw_key, mix
 
 
 class RidgeRewardModel:
@@ -120,39 +124,62 @@ def cross_fit_predictions(
         raise InvalidParameterError(f"cross-fitting needs at least 2 logged rows, got {n_rows}")
     if features is None:
         features = np.zeros((n_rows, 0))
-    folds = rng.permutation(n_rows) % n_folds  # a uniformly random balanced split
+    folds = row_folds(draw_key(rng), 0, n_rows, n_folds)
     if isinstance(model, RidgeRewardModel):
-        return _cross_fit_ridge(model.l2, features, arms, rewards, folds, n_arms, n_folds)
+        gram, moments = ridge_statistics(features, arms, rewards, folds, n_arms, n_folds)
+        return predict_folds(fold_coefficients(gram, moments, model.l2), features, folds)
     if not hasattr(model, "fit") or not (hasattr(model, "predict") or hasattr(model, "predict_proba")):
         raise InvalidTypeError(f"reward_model must be a RidgeRewardModel or a scikit-learn estimator, got {model!r}")
     return _cross_fit_estimator(model, features, arms, rewards, folds, n_arms, n_folds)
 
 
-def _cross_fit_ridge(
-    l2: float,
-    features: FloatArray,
-    arms: IntArray,
-    rewards: FloatArray,
-    folds: IntArray,
-    n_arms: int,
-    n_folds: int,
-    chunk: int = 16_384,
-) -> FloatArray:
-    """Statistics per (fold, arm) in one pass; fold f is predicted by "total - fold f"."""
-    gram, moments = ridge_statistics(features, arms, rewards, folds, n_arms, n_folds)
+def row_folds(key: int, first_row: int, n_rows: int, n_folds: int) -> IntArray:
+    """Fold of rows ``first_row .. first_row + n_rows - 1``: a random, balanced split that chunks reproduce.
+
+    Rows go in consecutive blocks of ``n_folds``; each block is a permutation of the folds, drawn by
+    sorting hashes of (key, row index). Fold sizes differ by at most one block's remainder.
+
+    Examples
+    --------
+    >>> folds = row_folds(key=3, first_row=0, n_rows=10, n_folds=5)
+    >>> np.bincount(folds).tolist()
+    [2, 2, 2, 2, 2]
+    >>> bool((row_folds(3, 4, 6, 5) == folds[4:]).all())  # a chunk gets the folds of its rows
+    True
+    """
+    first_block = first_row // n_folds
+    n_blocks = -(-(first_row + n_rows) // n_folds) - first_block
+    counters = np.uint64(key % (1 << 64)) + np.arange(
+        first_block * n_folds, (first_block + n_blocks) * n_folds, dtype=np.uint64
+    )
+    permutations = np.argsort(mix(counters).reshape(n_blocks, n_folds), axis=1).reshape(-1)
+    start = first_row - first_block * n_folds
+    return permutations[start : start + n_rows]
+
+
+def fold_coefficients(gram: FloatArray, moments: FloatArray, l2: float) -> tuple[FloatArray, FloatArray]:
+    """Ridge slopes (F, d, K) and offsets (F, K) per fold from per-(fold, arm) statistics: "total - fold f"."""
     train_gram, train_moments = gram.sum(axis=0) - gram, moments.sum(axis=0) - moments  # (F, K, ...)
     slopes, offsets = [], []
-    for fold in range(n_folds):
+    for fold in range(gram.shape[0]):
         mean = _mean_from(train_gram[fold], train_moments[fold])
         coefficients = solve_ridge(train_gram[fold], train_moments[fold], l2, mean)  # (K, 1 + d)
         slopes.append(np.ascontiguousarray(coefficients[:, 1:].T))
         offsets.append(coefficients[:, 0] + mean)
-    predictions = np.empty((arms.shape[0], n_arms))
+    return np.stack(slopes), np.stack(offsets)
+
+
+def predict_folds(
+    coefficients: tuple[FloatArray, FloatArray], features: FloatArray, folds: IntArray, chunk: int = 16_384
+) -> FloatArray:
+    """Predicted reward (n, K) of each row by its fold's model (slopes, offsets from :func:`fold_coefficients`)."""
+    slopes, offsets = coefficients
+    predictions = np.empty((features.shape[0], offsets.shape[1]))
     # Chunks of rows small enough to stay in cache while every fold writes its rows of the chunk.
-    for start in range(0, arms.shape[0], chunk):
+    for start in range(0, features.shape[0], chunk):
         chunk_folds, chunk_features = folds[start : start + chunk], features[start : start + chunk]
         out = predictions[start : start + chunk]
-        for fold in range(n_folds):
+        for fold in range(offsets.shape[0]):
             rows = np.flatnonzero(chunk_folds == fold)
             out[rows] = chunk_features[rows] @ slopes[fold] + offsets[fold]
     return predictions

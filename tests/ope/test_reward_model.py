@@ -6,9 +6,13 @@ import importlib
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from banditkit.errors import InvalidParameterError, InvalidTypeError
 from banditkit.ope import RidgeRewardModel, cross_fit_predictions
+from banditkit.ope.bootstrap import draw_key
+from banditkit.ope.reward_model import row_folds
 
 
 def test_ridge_matches_a_direct_solve_per_arm():
@@ -49,7 +53,7 @@ def test_cross_fit_ridge_equals_refitting_on_the_other_folds():
     predictions = cross_fit_predictions(
         RidgeRewardModel(l2=0.5), features, arms, rewards, 3, np.random.default_rng(4), n_folds=4
     )
-    folds = np.random.default_rng(4).permutation(120) % 4
+    folds = row_folds(draw_key(np.random.default_rng(4)), 0, 120, 4)  # the folds cross-fitting drew
     for fold in range(4):
         train = folds != fold
         model = RidgeRewardModel(l2=0.5).fit(features[train], arms[train], rewards[train], 3)
@@ -92,3 +96,15 @@ def test_bad_models_and_sizes():
         )
     with pytest.raises(InvalidParameterError, match="l2 must be in"):
         RidgeRewardModel(l2=0.0)
+
+
+@given(n_rows=st.integers(1, 200), n_folds=st.integers(2, 9), cut=st.integers(0, 200), key=st.integers(0, 2**64 - 1))
+@settings(max_examples=40, deadline=None)
+def test_row_folds_are_balanced_and_chunks_reproduce_them(n_rows: int, n_folds: int, cut: int, key: int) -> None:
+    folds = row_folds(key, 0, n_rows, n_folds)
+    counts = np.bincount(folds, minlength=n_folds)
+    assert folds.min() >= 0 and folds.max() < n_folds and counts.max() - counts.min() <= 1
+    cut = min(cut, n_rows)
+    assert np.array_equal(
+        np.concatenate([row_folds(key, 0, cut, n_folds), row_folds(key, cut, n_rows - cut, n_folds)]), folds
+    )

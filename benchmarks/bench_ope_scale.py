@@ -1,0 +1,152 @@
+"""Offline evaluation of a Parquet log larger than memory: rows/s and peak RSS of the streamed path.
+
+    PYTHONPATH=. python benchmarks/bench_ope_scale.py --rows 20000000            # writes /tmp/bk-ope-scale-20000000
+    PYTHONPATH=. python benchmarks/bench_ope_scale.py --rows 100000000 --dir /big/disk/log
+
+Generates (once; reused when present) a folder of Parquet partitions of 1,000,000 rows each: K=10 arms,
+5 context features, a softmax behaviour policy, click rewards. Then each workload runs in its own
+subprocess, which reports its wall time and peak RSS (``ru_maxrss``): IPS + SNIPS + DR (5-fold ridge
+fitted from streamed statistics) without resamples, the same with --bootstrap resamples, and, as the
+reference, IPS + SNIPS + DR in memory on the first --memory-rows rows, and the floor: one pass that
+only decodes the files' columns to numpy (DR reads the log twice, plus the arm column once). Targets: >= 5M rows/s and a
+peak RSS under 2 GB for the point estimates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROWS_PER_FILE = 1_000_000
+N_ARMS, N_FEATURES = 10, 5
+
+
+def write_log(folder: Path, n_rows: int, seed: int = 0) -> None:
+    """A folder of Parquet partitions ``date=D/part-0.parquet``; each file from its own seeded stream."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    theta = np.random.default_rng(seed).normal(size=(N_FEATURES, N_ARMS))
+    for index, start in enumerate(range(0, n_rows, ROWS_PER_FILE)):
+        rows = min(ROWS_PER_FILE, n_rows - start)
+        rng = np.random.default_rng([seed, index])
+        contexts = rng.normal(size=(rows, N_FEATURES)).astype(np.float32)
+        scores = np.exp(contexts @ theta * 0.5)
+        behaviour = scores / scores.sum(axis=1, keepdims=True)
+        arms = (behaviour.cumsum(axis=1) < rng.random((rows, 1))).sum(axis=1).clip(0, N_ARMS - 1)
+        propensity = behaviour[np.arange(rows), arms]
+        reward = (rng.random(rows) < 1 / (1 + np.exp(1.0 - contexts[:, 0] * theta[0, arms]))).astype(np.float64)
+        columns = {"arm": arms.astype(np.int64), "reward": reward, "propensity": propensity}
+        columns |= {f"x{j}": contexts[:, j].astype(np.float64) for j in range(N_FEATURES)}
+        partition = folder / f"date={index:05d}"
+        partition.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.table(columns), partition / "part-0.parquet")
+    (folder / "_SUCCESS").write_text(str(n_rows))
+
+
+def peak_rss() -> int:
+    """This process's peak resident set in bytes: VmHWM, which starts afresh at exec.
+
+    (``ru_maxrss`` does not: on Linux it keeps the parent's resident set at the fork.)
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status: the peak RSS is measured on Linux")
+
+
+def child(path: str, mode: str, n_bootstrap: int, chunk_rows: int, memory_rows: int, names: list[str]) -> None:
+    """Run one workload in this process and print its timing and peak RSS as JSON."""
+    import banditkit as bk
+
+    target = np.full((1, N_ARMS), 1.0 / N_ARMS)
+    start = time.perf_counter()
+    if mode == "read":  # the floor: decode every column of every file to numpy, nothing else
+        import pyarrow.parquet as pq
+
+        from banditkit.ope._io import parquet_files
+
+        n_rows = 0
+        for file in parquet_files(Path(path)):
+            for batch in pq.ParquetFile(file).iter_batches(batch_size=chunk_rows):
+                n_rows += sum(0 * column.to_numpy().shape[0] for column in batch.columns) + batch.num_rows
+        wall = time.perf_counter() - start
+        peak = peak_rss()
+        print(json.dumps({"wall": wall, "peak": peak, "rows": n_rows}))
+        return
+    if mode == "memory":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from banditkit.ope._io import parquet_files
+
+        files = parquet_files(Path(path))[: max(1, memory_rows // ROWS_PER_FILE)]
+        table = pa.concat_tables([pq.read_table(file) for file in files])
+        report = bk.ope.evaluate(table, target, names, n_bootstrap=n_bootstrap)
+    else:
+        report = bk.ope.evaluate(path, target, names, n_bootstrap=n_bootstrap, chunk_rows=chunk_rows)
+    wall = time.perf_counter() - start
+    peak = peak_rss()
+    values = {name: report[name].value for name in report}
+    print(json.dumps({"wall": wall, "peak": peak, "rows": report["ips"].n_rows, "values": values}))
+
+
+def run(args: argparse.Namespace, mode: str, n_bootstrap: int, names: str) -> dict[str, float]:
+    command = [sys.executable, __file__, "--child", mode, "--dir", str(args.dir), "--bootstrap", str(n_bootstrap)]
+    command += ["--estimators", names]
+    command += ["--chunk-rows", str(args.chunk_rows), "--memory-rows", str(args.memory_rows)]
+    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    result: dict[str, float] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=20_000_000)
+    parser.add_argument("--dir", type=Path, default=None, help="log folder (default /tmp/bk-ope-scale-ROWS)")
+    parser.add_argument("--chunk-rows", type=int, default=1_048_576)
+    parser.add_argument("--bootstrap", type=int, default=100, help="resamples of the interval workload (0: skip)")
+    parser.add_argument("--memory-rows", type=int, default=5_000_000, help="rows of the in-memory reference")
+    parser.add_argument("--estimators", default="ips,snips,dr", help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["stream", "memory", "read"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    args.dir = args.dir or Path(f"/tmp/bk-ope-scale-{args.rows}")
+    if args.child:
+        child(str(args.dir), args.child, args.bootstrap, args.chunk_rows, args.memory_rows, args.estimators.split(","))
+        return
+    if not (args.dir / "_SUCCESS").exists():
+        start = time.perf_counter()
+        write_log(args.dir, args.rows)
+        print(f"wrote {args.rows:,} rows to {args.dir} in {time.perf_counter() - start:.1f} s")
+    workloads = [("read", 0, ""), ("stream", 0, "ips,snips"), ("stream", 0, "ips,snips,dr")]
+    workloads += [("memory", 0, "ips,snips,dr")] + (
+        [("stream", args.bootstrap, "ips,snips,dr")] if args.bootstrap else []
+    )
+    load = os.getloadavg()[0]
+    print(f"load average before the run {load:.1f} on {os.cpu_count()} cores; chunk_rows {args.chunk_rows:,}")
+    print("| workload | rows | wall | rows/s | peak RSS | target |\n|---|---|---|---|---|---|")
+    for mode, n_bootstrap, names in workloads:
+        result = run(args, mode, n_bootstrap, names or "ips")
+        label = names.upper().replace(",", "+")
+        what = (
+            "floor: read every column to numpy, one pass"
+            if mode == "read"
+            else f"{label} {'streamed' if mode == 'stream' else 'in memory'}, {n_bootstrap} resamples"
+        )
+        target = ">= 5M rows/s, < 2 GB" if (mode, n_bootstrap, names) == ("stream", 0, "ips,snips,dr") else ""
+        print(
+            f"| {what} | {result['rows']:,} | {result['wall']:.1f} s | {result['rows'] / result['wall'] / 1e6:.2f} M "
+            f"| {result['peak'] / 2**30:.2f} GB | {target} |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()

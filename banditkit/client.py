@@ -142,7 +142,9 @@ class CircuitBreaker:
     >>> b = CircuitBreaker(failures=1, reset_s=60)
     >>> b.failure(); b.allow()
     False
-    >>> b.success(); b.allow()
+    >>> b.success()  # it was open: the service is back
+    True
+    >>> b.allow()
     True
     """
 

@@ -201,6 +201,9 @@ def _reward_some(service, name: str, n: int = 20) -> None:
 def test_local_decisions_are_the_servers_bit_for_bit(served):
     service, name = served
     _reward_some(service, name)
+    # The server may serve a distribution up to refresh_s (0.1 s) old while it computes the next in the
+    # background; past that it computes the current one first.
+    time.sleep(0.3)
     with Client(service.base_url) as client:
         local = client.local(name, ship_interval_s=3600)
         for i in range(60):

@@ -612,7 +612,10 @@ class Engine:
                     logger.debug("decision log unavailable for %r: serving the default arm", name)
                 else:
                     logger.exception("decision log unavailable for %r: serving the default arm", name)
-                records = [_fallback(experiment, r.unit, r.context, now, r.decision_id) for r in records]
+                # A write that failed may still have reached the store (Redis killed after it took the write, before
+                # its answer): the fallbacks get new ids, so a row the store may hold never stands for an answer
+                # that was not given.
+                records = [_fallback(experiment, r.unit, r.context, now, new_decision_id()) for r in records]
                 # Not logged either (a full disk; Redis down and its spool's disk full): the error answers
                 # (503 for an outage), since a decision is never answered without being logged.
                 await settled(self.store.append_decisions(records))

@@ -14,7 +14,7 @@ from banditkit.service.engine import Engine
 from banditkit.service.model import DeltaPlanner, split
 from banditkit.service.schemas import ArmsPatch, DecisionRequest, ExperimentCreate, RewardRequest
 from banditkit.service.stores import MemoryStore, RewardRecord, RewardWork, SQLiteStore
-from banditkit.service.stores.base import completed
+from banditkit.service.stores.base import StoreUnavailableError, completed
 
 
 class FlakyStore(MemoryStore):
@@ -50,6 +50,37 @@ def test_store_failure_serves_the_default_arm_and_logs_it_as_fallback():
     with pytest.raises(OSError, match="disk full"):
         run(engine.decide("hero", [DecisionRequest()]))
     assert store.counts("hero") == (1, 0)
+
+
+class LostAnswerStore(MemoryStore):
+    """Takes the next decision write, then fails to answer it: Redis killed after the write, before its reply."""
+
+    lose = False
+    landed: tuple[str, ...] = ()
+
+    def append_decisions(self, rows, assignments=None):
+        written = super().append_decisions(rows, assignments)
+        if self.lose:
+            self.lose, self.landed = False, tuple(row.decision_id for row in rows)
+            written.result()
+            return completed(error=StoreUnavailableError("Redis: does not answer (connection lost)"))
+        return written
+
+
+def test_a_fallback_never_shares_its_id_with_a_write_that_may_have_landed():
+    """The answered fallback is what the log holds under its id; the row the failed write left has another."""
+    store = LostAnswerStore()
+    engine = Engine(store, refresh_s=0)
+    run(engine.create(spec(guardrails={"default_arm": "b"}, seed=3)))
+    store.lose = True
+    answers = run(engine.decide("hero", [DecisionRequest(unit=f"u{i}") for i in range(20)]))
+    assert all(answer.fallback and answer.arm == "b" for answer in answers)
+    # A store that ships a spooled row once (Redis) would keep the landed row under a shared id.
+    assert not {answer.decision_id for answer in answers} & set(store.landed)
+    for answer in answers:
+        logged = store.get_decision(answer.decision_id)
+        assert (logged.arm, logged.propensity, logged.fallback) == ("b", 1.0, True)
+    assert store.counts("hero")[0] == 40  # the landed write's 20 rows are not anyone's answer
 
 
 def test_policy_failure_serves_the_default_arm(monkeypatch):

@@ -30,7 +30,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKER = re.compile(r"<!-- runnable(?:: (?P<mode>session|background))? -->")
-DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]  # the guides in docs/guides/ too
 TIMEOUT_S = 120
 
 
@@ -149,9 +149,9 @@ def folder_with_examples(tmp_path: Path) -> Path:
 
 
 def test_the_documents_mark_commands_to_run():
-    """The marker is found where it is used: Get started, the offline evaluation's demo, the tutorial."""
+    """The marker is found where it is used: Get started, the offline evaluation's demo, the tutorial, a guide."""
     marked = {block.document for block in BLOCKS}
-    assert {"docs/index.md", "docs/ope.md", "docs/tutorial.md"} <= marked
+    assert {"docs/index.md", "docs/ope.md", "docs/tutorial.md", "docs/guides/ope-pitfalls.md"} <= marked
     commands = [command for block in BLOCKS for command in block.commands]
     assert "python examples/quickstart.py" in commands and "banditkit --version" in commands
     tutorial = [block for block in BLOCKS if block.document == "docs/tutorial.md"]

@@ -35,7 +35,8 @@ def site(tmp_path_factory) -> Path:
 
 
 def test_every_page_of_the_nav_is_built_for_reading_from_disk(site):
-    for page in ("index", "policies", "service", "benchmarks", "reference/python", "reference/cli"):
+    pages = ("index", "policies", "service", "benchmarks", "guides/choosing-a-policy", "reference/python", "reference/cli")
+    for page in pages:
         assert (site / f"{page}.html").is_file(), page  # file:// needs page.html, not page/ folders
     # nothing is fetched at reading time: no web font, no script or stylesheet from another host
     for page in site.rglob("*.html"):
@@ -80,6 +81,6 @@ def test_every_image_of_the_docs_is_made_by_code():
     spec.loader.exec_module(figures)
     images = {path.name for path in (ROOT / "docs" / "img").iterdir()}
     assert images == {f"{name}.png" for name in figures.FIGURES}, "an image without a figure, or a figure without it"
-    for page in (ROOT / "docs").glob("*.md"):
-        for shown in re.findall(r"!\[[^\]]*\]\(img/([^)]+)\)", page.read_text()):
+    for page in (ROOT / "docs").rglob("*.md"):
+        for shown in re.findall(r"!\[[^\]]*\]\((?:\.\./)*img/([^)]+)\)", page.read_text()):
             assert shown in images, f"{page.name} shows img/{shown}, which docs/figures.py does not make"

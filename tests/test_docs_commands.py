@@ -4,7 +4,8 @@ The convention: a line ``<!-- runnable -->`` right before a code block (indented
 In a fenced ```` ```python ```` block the whole block is one Python script; in any other block each non-empty
 line is a command a reader can paste (``# ...`` ends a line's command), ``banditkit ...`` or ``python ...``.
 A block runs in a fresh folder where ``examples/`` is this repository's, so a command may read what an earlier
-one of its block wrote.
+one of its block wrote. A fenced Python block followed by a line ``It prints`` and an indented block must print
+exactly that (the numbers a page quotes are the ones its code gives).
 
 A step-by-step page marks its blocks ``<!-- runnable: session -->`` instead: they run in order, as one test,
 in one folder, so a step uses what the steps before it wrote. ``<!-- runnable: background -->`` marks a
@@ -41,6 +42,7 @@ class Block:
     commands: tuple[str, ...]  # the commands of a shell block, or the one script of a Python block
     python: bool = False
     mode: str = "alone"  # alone, session or background
+    prints: str | None = None  # what a Python block must print, when the page shows it ("It prints")
 
     @property
     def name(self) -> str:
@@ -71,6 +73,7 @@ def runnable_blocks(path: Path) -> list[Block]:
                 body.append(lines[end])
                 end += 1
         python = fence == "```python"
+        prints = printed_after(lines, end + 1) if python else None
         if python:
             commands: tuple[str, ...] = ("\n".join(body),)
         else:
@@ -83,8 +86,24 @@ def runnable_blocks(path: Path) -> list[Block]:
                 f"{where}: a background block is one `banditkit serve` command"
             )
         document = path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else path.name
-        blocks.append(Block(document, number + 1, commands, python, mode))
+        blocks.append(Block(document, number + 1, commands, python, mode, prints))
     return blocks
+
+
+def printed_after(lines: list[str], start: int) -> str | None:
+    """The indented block under an ``It prints`` line that follows a code block, if there is one."""
+    while start < len(lines) and not lines[start].strip():
+        start += 1
+    if start >= len(lines) or lines[start].strip() != "It prints":
+        return None
+    start += 1
+    while start < len(lines) and not lines[start].strip():
+        start += 1
+    shown = []
+    while start < len(lines) and lines[start].startswith("    "):
+        shown.append(lines[start][4:])
+        start += 1
+    return "\n".join(shown)
 
 
 BLOCKS = [block for path in DOCUMENTS for block in runnable_blocks(path)]
@@ -112,6 +131,8 @@ def run_block(block: Block, folder: Path, env: dict[str, str]) -> None:
         shown = f"the Python block\n{command}" if block.python else command
         assert completed.returncode == 0, f"{block.name}: {shown}\n{completed.stderr}"
         assert "Traceback" not in completed.stderr, f"{block.name}: {shown}\n{completed.stderr}"
+        if block.prints is not None:
+            assert completed.stdout.rstrip() == block.prints, f"{block.name} printed\n{completed.stdout}"
 
 
 def start_server(block: Block, folder: Path, env: dict[str, str]) -> subprocess.Popen:
@@ -165,13 +186,14 @@ def test_the_markers_are_parsed_as_documented(tmp_path):
     page.write_text(
         "<!-- runnable -->\n\n    banditkit --version   # a comment\n    python -V\n\ntext\n"
         "<!-- runnable: session -->\n```python\nimport banditkit  # kept: a script\nprint(1)\n```\n"
+        "\nIt prints\n\n    1\n\n"
         "<!-- runnable: background -->\n```\nbanditkit serve --store memory://\n```\n"
         "<!-- not runnable -->\n    banditkit demo\n"
     )
     alone, script, server = runnable_blocks(page)
     assert alone.commands == ("banditkit --version", "python -V") and (alone.mode, alone.python) == ("alone", False)
     assert script.commands == ("import banditkit  # kept: a script\nprint(1)",) and script.python
-    assert (script.mode, script.line) == ("session", 7)
+    assert (script.mode, script.line, script.prints, alone.prints) == ("session", 7, "1", None)
     assert server.commands == ("banditkit serve --store memory://",) and server.mode == "background"
     page.write_text("<!-- runnable: background -->\n    python -V\n")
     with pytest.raises(AssertionError, match="one `banditkit serve` command"):

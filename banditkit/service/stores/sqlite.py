@@ -417,7 +417,7 @@ class SQLiteStore(Store):
         def job(db: sqlite3.Connection, after_commit) -> None:
             _insert(db, f"INSERT INTO decisions ({_DECISION_COLUMNS}) VALUES", values)
             _insert(db, "INSERT OR REPLACE INTO assignments VALUES", sticky)
-            db.executemany(_ADD_COUNTS, counted)
+            _add_counts(db, counted)
             after_commit(lambda: self._tally(0, [r.experiment for r in rows]))
 
         return self._writer.submit(job)
@@ -764,10 +764,22 @@ def _count_rows(db: sqlite3.Connection) -> dict[str, list[int]]:
 
 
 #: Adds a bucket's decisions of an arm to the counts (the row is created by the first).
-_ADD_COUNTS = (
-    "INSERT INTO decision_counts VALUES (?, ?, ?, ?, ?) "
-    "ON CONFLICT (experiment, width, bucket, arm) DO UPDATE SET decisions = decisions + excluded.decisions"
-)
+_ADD_COUNTS = " ON CONFLICT (experiment, width, bucket, arm) DO UPDATE SET decisions = decisions + excluded.decisions"
+
+
+def _add_counts(db: sqlite3.Connection, counted: list[tuple[str, int, int, str, int]]) -> None:
+    """Add ``counted`` (rows of :func:`_bucket_counts`, one per key) to ``decision_counts``.
+
+    One multi-row upsert per chunk, not ``executemany``: that drops and retakes the interpreter lock once per
+    row, a wait for a busy event loop each time (see :func:`_insert`).
+    """
+    per_chunk = _MAX_PARAMETERS // 5
+    for begin in range(0, len(counted), per_chunk):
+        chunk = counted[begin : begin + per_chunk]
+        db.execute(
+            "INSERT INTO decision_counts VALUES " + ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk)) + _ADD_COUNTS,
+            [value for row in chunk for value in row],
+        )
 
 
 def _bucket_counts(rows: list[DecisionRecord]) -> list[tuple[str, int, int, str, int]]:

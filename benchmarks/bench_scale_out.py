@@ -231,7 +231,7 @@ def serve_floor(port: int, workers: int) -> None:
 class FloorServer(Server):
     """:func:`serve_floor` in a child process, ``mode`` ``bare`` or ``redis``."""
 
-    def __init__(self, mode: str, workers: int, redis_url: str, key: str) -> None:  # noqa: D107
+    def __init__(self, mode: str, workers: int, redis_url: str, key: str) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         here = str(Path(__file__).resolve().parent)
@@ -255,26 +255,34 @@ def floor_rows(args, redis_url: str, client: redis.Redis, folder: Path) -> list[
     """CPU per request of the floor apps (module docstring), one and two workers, rounds interleaved."""
     script = folder / "bench.lua"
     script.write_text(WRK_SCRIPT)
-    env = {"BENCH_METHOD": "POST", "BENCH_PATH": "/floor", "BENCH_BODY": "{}"}
     rows = []
     for _ in range(args.repeats):
         for mode in args.floor_modes.split(","):
             for workers in (1, 2):
-                key = f"bench-{uuid.uuid4().hex[:8]}:floor"
-                server = FloorServer(mode, workers, redis_url, key)
+                prefix = f"bench-{uuid.uuid4().hex[:8]}"
+                key, path = f"{prefix}:floor", "/floor"
+                if mode == "service":  # banditkit serve itself, as in the serving table, for the same rounds
+                    server: Server = Server(f"{redis_url}?prefix={prefix}", workers)
+                    path = "/v1/experiments/bench/decisions"
+                else:
+                    server = FloorServer(mode, workers, redis_url, key)
+                env = {"BENCH_METHOD": "POST", "BENCH_PATH": path, "BENCH_BODY": "{}"}
                 try:
-                    run_wrk(server.base_url + "/floor", 2, args.connections, env, script)  # warm-up
+                    if mode == "service":
+                        httpx.post(f"{server.base_url}/v1/experiments", json=EXPERIMENT, timeout=30).raise_for_status()
+                        time.sleep(1.5)  # the other workers pick the new experiment up
+                    run_wrk(server.base_url + path, 2, args.connections, env, script)  # warm-up
                     cpu_before = tree_cpu_seconds(server.pids)
                     redis_before = process_cpu_seconds(redis_pid(client))
-                    switches_before = context_switches(server.pids)
-                    result = run_wrk(server.base_url + "/floor", args.seconds, args.connections, env, script)
+                    switches_before, calls_before = context_switches(server.pids), redis_calls(client)
+                    result = run_wrk(server.base_url + path, args.seconds, args.connections, env, script)
                     workers_cpu = tree_cpu_seconds(server.pids) - cpu_before
                     redis_cpu = process_cpu_seconds(redis_pid(client)) - redis_before
                     switches = context_switches(server.pids) - switches_before
-                    calls = int(client.get(key) or 0)
+                    calls = redis_calls(client) - calls_before
                 finally:
                     server.stop()
-                    client.delete(key)
+                    drop_prefix(client, prefix)
                 requests = max(result["requests"], 1)
                 rows.append(
                     {
@@ -283,7 +291,7 @@ def floor_rows(args, redis_url: str, client: redis.Redis, folder: Path) -> list[
                         "workers": workers,
                         **result,
                         "workers_ms": 1e3 * workers_cpu / requests,
-                        "redis_ms": 1e3 * redis_cpu / requests if mode == "redis" else 0.0,
+                        "redis_ms": 1e3 * redis_cpu / requests if mode != "bare" else 0.0,
                         "per_call": calls and requests / calls,
                         "switches": switches / requests,
                         "load": os.getloadavg()[0],
@@ -612,7 +620,9 @@ def main() -> None:
     parser.add_argument("--repeats-learner", type=int, default=3)
     parser.add_argument("--skip-serving", action="store_true")
     parser.add_argument("--floor", action="store_true", help="only the floor of the two-worker ratio (docstring)")
-    parser.add_argument("--floor-modes", default="bare,redis", help="floor apps, of bare, redis, redis-async")
+    parser.add_argument(
+        "--floor-modes", default="bare,redis,service", help="of bare, redis, redis-async, service (banditkit serve)"
+    )
     args = parser.parse_args()
     client = redis.Redis.from_url(args.redis)
     load = os.getloadavg()

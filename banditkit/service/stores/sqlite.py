@@ -41,7 +41,6 @@ import numpy as np
 from ..._codec import array_from_bytes
 from .base import (
     COUNT_WIDTHS,
-    RewardCommit,
     Assignment,
     DecisionCounts,
     DecisionRecord,
@@ -49,6 +48,7 @@ from .base import (
     ExperimentRecord,
     ModelChange,
     Outage,
+    RewardCommit,
     RewardRecord,
     RewardWork,
     SnapshotRecord,

@@ -788,12 +788,15 @@ def _bucket_counts(rows: list[DecisionRecord]) -> list[tuple[str, int, int, str,
     A bucket is ``floor(time / width)``, as SQLite computes it in :func:`_count_decisions` (times are positive);
     a time whose bucket is not a 64-bit integer is not counted (:func:`~.base.countable`).
     """
-    tally = Counter(
-        (r.experiment, width, math.floor(r.time / width), r.arm)
-        for r in rows
-        for width in COUNT_WIDTHS
-        if countable(math.floor(r.time / width))
-    )
+    tally: Counter[tuple[str, int, int, str]] = Counter()
+    buckets: dict[float, list[tuple[int, int]]] = {}  # a batch's decisions mostly share one time
+    for (experiment, moment, arm), added in Counter((r.experiment, r.time, r.arm) for r in rows).items():
+        keys = buckets.get(moment)
+        if keys is None:
+            floors = [(width, math.floor(moment / width)) for width in COUNT_WIDTHS]
+            keys = buckets[moment] = [(width, bucket) for width, bucket in floors if countable(bucket)]
+        for width, bucket in keys:
+            tally[experiment, width, bucket, arm] += added
     return [(*key, added) for key, added in tally.items()]
 
 

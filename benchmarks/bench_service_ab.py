@@ -2,7 +2,8 @@
 
 One ``banditkit serve`` per checkout (each its own ``PYTHONPATH``, its own SQLite file, one Thompson-sampling
 experiment with K=10), all started first; then rounds in which every server takes the same load in turn
-(A, B, then B, A in the next round, and so on), so the machine's drift and other load fall on every side alike.
+(A, B, then B, A in the next round, and so on), so the machine's drift and other load fall on every side alike,
+after ``--warm-up`` unmeasured rounds.
 A round of one side: 40,000 decisions made through the batch endpoint for the rewards to go to, then two wrk
 processes at once for ``--seconds``, 16 connections and one thread each, one on POST decisions and one on POST
 rewards (one reward per fresh decision), exactly as the mixed row of ``bench_service.py`` loads its server.
@@ -12,7 +13,7 @@ from /proc, robust to other load on the machine), decisions/s, rewards/s and the
 context switches per request, and the load average of each round.
 
     python benchmarks/bench_service_ab.py --side base=/path/to/checkout-a --side new=/path/to/checkout-b
-                                          [--rounds 4] [--seconds 5]
+                                          [--rounds 4] [--seconds 5] [--warm-up 1]
 """
 
 from __future__ import annotations
@@ -108,6 +109,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--warm-up", type=int, default=1, help="unmeasured rounds first (kernels, caches)")
     args = parser.parse_args()
     named = [tuple(side.split("=", 1)) for side in args.side]
     print(f"load average before {os.getloadavg()[0]:.2f}; {args.rounds} rounds of {args.seconds} s, interleaved")
@@ -117,6 +119,9 @@ def main() -> None:
         sides = [Side(name, root, Path(folder)) for name, root in named]
         results: dict[str, list[dict]] = {side.name: [] for side in sides}
         try:
+            for _ in range(args.warm_up):
+                for side in sides:
+                    side.mixed(args.seconds, args.connections, Path(folder), script)
             for index in range(args.rounds):
                 for side in sides if index % 2 == 0 else sides[::-1]:
                     results[side.name].append(side.mixed(args.seconds, args.connections, Path(folder), script))

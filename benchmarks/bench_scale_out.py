@@ -12,15 +12,17 @@ One table per part, on this machine (2 cores shared by the server, Redis and the
 
     python benchmarks/bench_scale_out.py [--seconds 10] [--repeats 1] [--redis redis://127.0.0.1:6379/0]
                                          [--rewards 200000] [--rate 2000] [--pending 100000]
-    python benchmarks/bench_scale_out.py --floor [--seconds 10] [--repeats 4]
+    python benchmarks/bench_scale_out.py --floor [--floor-modes bare,redis,service] [--seconds 10] [--repeats 4]
 
 ``--floor`` measures only the floor under the serving table's two-worker ratio: CPU per request with one and
 two workers of a bare ASGI app served exactly as ``banditkit serve --workers N`` serves (the same uvicorn
 config class, protocol, loop, supervisor and interpreter tuning), under the same load, answering a fixed JSON
 body at once (``bare``), and after one Redis round trip per loop turn made the way the Redis store makes its
 writes (the turn's requests joined by ``Coalescer``, a pipelined ``EVALSHA`` from a writer thread with
-synchronous redis-py, the answer handed back through ``settled``) (``redis``). Rounds interleave the
-configurations; each row prints its median, range and the two-worker ratio of every round.
+synchronous redis-py, the answer handed back through ``settled``) (``redis``), or from the event loop through
+``redis.asyncio`` (``redis-async``); ``service`` is ``banditkit serve`` itself on POST decisions, in the same
+rounds. Rounds interleave the configurations; each row prints its median and range, and each app the
+two-worker ratio of every round with the load average.
 
 Every run uses its own key prefix and deletes its keys at the end.
 """
@@ -132,7 +134,7 @@ FLOOR_SCRIPT = "return redis.call('INCR', KEYS[1])"
 
 
 def create_floor_app():
-    """The floor's ASGI app, ``$FLOOR_MODE`` ``bare`` or ``redis`` (``$FLOOR_REDIS``, key ``$FLOOR_KEY``)."""
+    """The floor's ASGI app, ``$FLOOR_MODE`` ``bare``, ``redis`` or ``redis-async`` (``$FLOOR_REDIS``, ``$FLOOR_KEY``)."""
     import queue
 
     from banditkit.service.app import _tune_interpreter as tune_interpreter
@@ -229,7 +231,7 @@ def serve_floor(port: int, workers: int) -> None:
 
 
 class FloorServer(Server):
-    """:func:`serve_floor` in a child process, ``mode`` ``bare`` or ``redis``."""
+    """:func:`serve_floor` in a child process, ``mode`` ``bare``, ``redis`` or ``redis-async``."""
 
     def __init__(self, mode: str, workers: int, redis_url: str, key: str) -> None:
         self.port = free_port()

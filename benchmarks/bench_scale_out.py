@@ -134,7 +134,7 @@ FLOOR_SCRIPT = "return redis.call('INCR', KEYS[1])"
 
 
 def create_floor_app():
-    """The floor's ASGI app, ``$FLOOR_MODE`` ``bare``, ``redis`` or ``redis-async`` (``$FLOOR_REDIS``, ``$FLOOR_KEY``)."""
+    """The floor's ASGI app: ``$FLOOR_MODE`` bare, redis or redis-async (``$FLOOR_REDIS``, ``$FLOOR_KEY``)."""
     import queue
 
     from banditkit.service.app import _tune_interpreter as tune_interpreter

@@ -12,6 +12,17 @@ One table per part, on this machine (2 cores shared by the server, Redis and the
 
     python benchmarks/bench_scale_out.py [--seconds 10] [--repeats 1] [--redis redis://127.0.0.1:6379/0]
                                          [--rewards 200000] [--rate 2000] [--pending 100000]
+    python benchmarks/bench_scale_out.py --floor [--floor-modes bare,redis,service] [--seconds 10] [--repeats 4]
+
+``--floor`` measures only the floor under the serving table's two-worker ratio: CPU per request with one and
+two workers of a bare ASGI app served exactly as ``banditkit serve --workers N`` serves (the same uvicorn
+config class, protocol, loop, supervisor and interpreter tuning), under the same load, answering a fixed JSON
+body at once (``bare``), and after one Redis round trip per loop turn made the way the Redis store makes its
+writes (the turn's requests joined by ``Coalescer``, a pipelined ``EVALSHA`` from a writer thread with
+synchronous redis-py, the answer handed back through ``settled``) (``redis``), or from the event loop through
+``redis.asyncio`` (``redis-async``); ``service`` is ``banditkit serve`` itself on POST decisions, in the same
+rounds. Rounds interleave the configurations; each row prints its median and range, and each app the
+two-worker ratio of every round with the load average.
 
 Every run uses its own key prefix and deletes its keys at the end.
 """
@@ -91,12 +102,15 @@ class Server:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
+        self._wait(workers, "/v1/health")
+
+    def _wait(self, workers: int, path: str) -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"serve exited: {self.process.stderr.read().decode()}")
             try:
-                if httpx.get(f"{self.base_url}/v1/health", timeout=1.0).status_code == 200:
+                if httpx.get(f"{self.base_url}{path}", timeout=1.0).status_code == 200:
                     break
             except httpx.TransportError:
                 time.sleep(0.1)
@@ -110,6 +124,210 @@ class Server:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+FLOOR_ANSWER = (
+    b'{"decision_id":"0123456789abcdef0123456789abcdef","arm":"arm3","propensity":0.1,"policy_version":1,'
+    b'"fallback":false}'
+)
+FLOOR_SCRIPT = "return redis.call('INCR', KEYS[1])"
+
+
+def create_floor_app():
+    """The floor's ASGI app: ``$FLOOR_MODE`` bare, redis or redis-async (``$FLOOR_REDIS``, ``$FLOOR_KEY``)."""
+    import queue
+
+    from banditkit.service.app import _tune_interpreter as tune_interpreter
+    from banditkit.service.coalesce import Coalescer
+    from banditkit.service.stores.base import settled
+
+    mode = os.environ["FLOOR_MODE"]
+    durable = None
+    if mode == "redis":
+        from concurrent.futures import Future
+
+        from banditkit.service.stores import redis_keys as rk
+
+        client, _ = rk.connect(os.environ["FLOOR_REDIS"])
+        sha = client.script_load(FLOOR_SCRIPT)
+        key = os.environ["FLOOR_KEY"]
+        jobs: queue.SimpleQueue = queue.SimpleQueue()
+
+        def writer() -> None:  # the Redis store's writer thread: gather what is queued, one pipeline
+            while True:
+                group = [jobs.get()]
+                with contextlib.suppress(queue.Empty):
+                    while len(group) < 256:
+                        group.append(jobs.get_nowait())
+                pipe = client.pipeline(transaction=False)
+                for _ in group:
+                    pipe.execute_command("EVALSHA", sha, 1, key)
+                for future, reply in zip(group, pipe.execute(raise_on_error=False), strict=True):
+                    future.set_result(reply)
+
+        threading.Thread(target=writer, name="floor-redis-writer", daemon=True).start()
+
+        async def write(_key, items: list) -> list:
+            future: Future = Future()
+            jobs.put(future)
+            await settled(future)
+            return items
+
+        durable = Coalescer(write)
+    elif mode == "redis-async":
+        import redis.asyncio
+
+        from banditkit.service.stores import redis_keys as rk
+
+        sync, location = rk.connect(os.environ["FLOOR_REDIS"])
+        sha = sync.script_load(FLOOR_SCRIPT)
+        sync.close()
+        key = os.environ["FLOOR_KEY"]
+        aclient = redis.asyncio.Redis(host=location.host, port=location.port, db=location.db, decode_responses=True)
+
+        async def write_async(_key, items: list) -> list:
+            pipe = aclient.pipeline(transaction=False)
+            pipe.execute_command("EVALSHA", sha, 1, key)
+            await pipe.execute(raise_on_error=False)
+            return items
+
+        durable = Coalescer(write_async)
+    elif mode != "bare":
+        raise ValueError(f"FLOOR_MODE: bare, redis or redis-async, not {mode!r}")
+    tune_interpreter()  # as the service tunes itself
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(FLOOR_ANSWER))]
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        if scope["method"] == "POST":
+            more = True
+            while more:
+                more = (await receive()).get("more_body", False)
+        if durable is not None:
+            await durable.submit("floor", None)
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": FLOOR_ANSWER})
+
+    return app
+
+
+def serve_floor(port: int, workers: int) -> None:
+    """Serve :func:`create_floor_app` the way ``banditkit.service.runner.serve`` serves the service."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    from banditkit.service.config import Settings
+    from banditkit.service.connections import ServerConfig, raise_descriptor_limit
+
+    raise_descriptor_limit()
+    settings = Settings()
+    options = {"host": "127.0.0.1", "port": port, "log_level": "warning"}
+    if workers == 1:
+        uvicorn.Server(ServerConfig(create_floor_app(), settings, **options)).run()
+        return
+    config = ServerConfig("bench_scale_out:create_floor_app", settings, factory=True, workers=workers, **options)
+    Multiprocess(config, sockets=[config.bind_socket()]).run()
+
+
+class FloorServer(Server):
+    """:func:`serve_floor` in a child process, ``mode`` ``bare``, ``redis`` or ``redis-async``."""
+
+    def __init__(self, mode: str, workers: int, redis_url: str, key: str) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        here = str(Path(__file__).resolve().parent)
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([here, str(ROOT)]),
+            "FLOOR_MODE": mode,
+            "FLOOR_REDIS": redis_url,
+            "FLOOR_KEY": key,
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", f"import bench_scale_out; bench_scale_out.serve_floor({self.port}, {workers})"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        self._wait(workers, "/floor")
+
+
+def floor_rows(args, redis_url: str, client: redis.Redis, folder: Path) -> list[dict]:
+    """CPU per request of the floor apps (module docstring), one and two workers, rounds interleaved."""
+    script = folder / "bench.lua"
+    script.write_text(WRK_SCRIPT)
+    rows = []
+    for _ in range(args.repeats):
+        for mode in args.floor_modes.split(","):
+            for workers in (1, 2):
+                prefix = f"bench-{uuid.uuid4().hex[:8]}"
+                key, path = f"{prefix}:floor", "/floor"
+                if mode == "service":  # banditkit serve itself, as in the serving table, for the same rounds
+                    server: Server = Server(f"{redis_url}?prefix={prefix}", workers)
+                    path = "/v1/experiments/bench/decisions"
+                else:
+                    server = FloorServer(mode, workers, redis_url, key)
+                env = {"BENCH_METHOD": "POST", "BENCH_PATH": path, "BENCH_BODY": "{}"}
+                try:
+                    if mode == "service":
+                        httpx.post(f"{server.base_url}/v1/experiments", json=EXPERIMENT, timeout=30).raise_for_status()
+                        time.sleep(1.5)  # the other workers pick the new experiment up
+                    run_wrk(server.base_url + path, 2, args.connections, env, script)  # warm-up
+                    cpu_before = tree_cpu_seconds(server.pids)
+                    redis_before = process_cpu_seconds(redis_pid(client))
+                    switches_before, calls_before = context_switches(server.pids), redis_calls(client)
+                    result = run_wrk(server.base_url + path, args.seconds, args.connections, env, script)
+                    workers_cpu = tree_cpu_seconds(server.pids) - cpu_before
+                    redis_cpu = process_cpu_seconds(redis_pid(client)) - redis_before
+                    switches = context_switches(server.pids) - switches_before
+                    calls = redis_calls(client) - calls_before
+                finally:
+                    server.stop()
+                    drop_prefix(client, prefix)
+                requests = max(result["requests"], 1)
+                rows.append(
+                    {
+                        "label": f"floor, {mode}, {workers} worker{'s' if workers > 1 else ''}",
+                        "mode": mode,
+                        "workers": workers,
+                        **result,
+                        "workers_ms": 1e3 * workers_cpu / requests,
+                        "redis_ms": 1e3 * redis_cpu / requests if mode != "bare" else 0.0,
+                        "per_call": calls and requests / calls,
+                        "switches": switches / requests,
+                        "load": os.getloadavg()[0],
+                    }
+                )
+    return rows
+
+
+def print_floor(rows: list[dict]) -> None:
+    print(
+        f"{'configuration':<28}{'requests/s':>11}{'p99 ms':>9}{'worker CPU ms/req [range]':>28}"
+        f"{'Redis ms/req':>13}{'req/call':>10}{'switches/req':>14}"
+    )
+    for label in dict.fromkeys(row["label"] for row in rows):
+        mine = [row for row in rows if row["label"] == label]
+        cpu = [row["workers_ms"] for row in mine]
+        print(
+            f"{label:<28}{statistics.median(r['rps'] for r in mine):>11.0f}"
+            f"{statistics.median(r['p99_ms'] for r in mine):>9.2f}"
+            f"{f'{statistics.median(cpu):.4f} [{min(cpu):.4f}-{max(cpu):.4f}]':>28}"
+            f"{statistics.median(r['redis_ms'] for r in mine):>13.4f}"
+            f"{statistics.median(r['per_call'] for r in mine):>10.1f}"
+            f"{statistics.median(r['switches'] for r in mine):>14.2f}"
+        )
+    for mode in dict.fromkeys(row["mode"] for row in rows):
+        one = [row["workers_ms"] for row in rows if row["mode"] == mode and row["workers"] == 1]
+        two = [row["workers_ms"] for row in rows if row["mode"] == mode and row["workers"] == 2]
+        ratios = [b / a - 1 for a, b in zip(one, two, strict=True)]
+        loads = [row["load"] for row in rows if row["mode"] == mode and row["workers"] == 2]
+        print(
+            f"floor, {mode}: 2 workers vs 1, CPU per request {statistics.median(two) / statistics.median(one) - 1:+.0%}"
+            f" (medians); per round {', '.join(f'{r:+.0%}' for r in ratios)}; load average "
+            f"{', '.join(f'{load:.1f}' for load in loads)}"
+        )
 
 
 def redis_calls(client: redis.Redis) -> int:
@@ -403,6 +621,10 @@ def main() -> None:
     parser.add_argument("--latency-seconds", type=float, default=10.0)
     parser.add_argument("--repeats-learner", type=int, default=3)
     parser.add_argument("--skip-serving", action="store_true")
+    parser.add_argument("--floor", action="store_true", help="only the floor of the two-worker ratio (docstring)")
+    parser.add_argument(
+        "--floor-modes", default="bare,redis,service", help="of bare, redis, redis-async, service (banditkit serve)"
+    )
     args = parser.parse_args()
     client = redis.Redis.from_url(args.redis)
     load = os.getloadavg()
@@ -410,6 +632,11 @@ def main() -> None:
         f"load average before {load[0]:.2f}; Redis {client.info('server')['redis_version']} at {args.redis}; "
         f"{args.connections} connections, {args.seconds} s per row, {args.repeats} round(s); Thompson K=10"
     )
+    if args.floor:
+        with tempfile.TemporaryDirectory() as folder:
+            print_floor(floor_rows(args, args.redis, client, Path(folder)))
+        print(f"load average after {os.getloadavg()[0]:.2f}")
+        return
     if not args.skip_serving:
         with tempfile.TemporaryDirectory() as folder:
             print_serving(serving_rows(args, args.redis, client, Path(folder)))

@@ -640,3 +640,80 @@ def test_rewards_queued_behind_a_commit_are_learned_in_order_and_committed_toget
     assert record.version == 60 and record.state["policy/reward_sums"].tolist() == [[30.0, 0.0]]
     if isinstance(store, SQLiteStore):
         assert store.writer.groups_committed - groups < 30
+
+
+def test_sqlite_small_experiment_rewards_are_learned_in_the_writers_transaction(tmp_path):
+    """A small experiment's rewards, interleaved with decisions, are planned inside the writer's transaction:
+    no lane thread starts, they share group commits with the decisions, and each is learned on the arrays the
+    one before left (versions 1, 2, 3, ... in submission order)."""
+    store = SQLiteStore(tmp_path / "inline.db")
+    try:
+        store.create_experiment(make_experiment(), {"kind": "create"}).result()
+        store.append_decisions([decision(i) for i in range(40)]).result()
+        groups = store.writer.groups_committed
+        futures = []
+        for i in range(40):
+            futures.append(store.append_decisions([decision(100 + i)]))
+            futures.append(store.commit_rewards(work([reward(i, float(i % 2))])))
+        commits = [future.result() for future in futures][1::2]
+        assert [commit.version for commit in commits] == list(range(1, 41))
+        assert [commit.arrays["policy/pulls"].tolist() for commit in commits[:2]] == [[[1.0, 0.0]], [[2.0, 0.0]]]
+        assert store.writer.groups_committed - groups < 40
+        assert not store._lanes._executor._threads  # no lane was needed
+        (record,) = store.load_experiments()
+        assert record.version == 40 and record.state["policy/reward_sums"].tolist() == [[20.0, 0.0]]
+        assert store.counts("hero") == (80, 40)
+    finally:
+        store.close()
+    reopened = SQLiteStore(tmp_path / "inline.db")
+    try:
+        (record,) = reopened.load_experiments()
+        assert record.version == 40 and record.state["policy/pulls"].tolist() == [[40.0, 0.0]]
+    finally:
+        reopened.close()
+
+
+def test_sqlite_reward_in_the_writer_plans_on_the_stored_state_when_memory_is_behind(tmp_path):
+    """Should what the store learned lag behind the stored version, a reward planned in the writer's transaction
+    is planned on the stored state (checkpoint and the rewards logged after it), and the store catches up."""
+    from banditkit import Bandit
+    from banditkit.service.model import DeltaPlanner, split
+
+    bandit = Bandit(["a", "b"], "thompson", name="hero")
+    model, arrays = split(bandit)
+    store = SQLiteStore(tmp_path / "behind.db")
+    try:
+        store.create_experiment(ExperimentRecord("hero", {}, model, arrays, 0, 1000.0), {"kind": "create"}).result()
+        rows = [decision(i) for i in range(3)]
+        store.append_decisions(rows).result()
+        planner = DeltaPlanner.of(bandit, {row.decision_id: row for row in rows})
+        assert store.commit_rewards(RewardWork("hero", [reward(0)], planner)).result().version == 1
+        store._learned["hero"] = replace(store._learned["hero"], arrays=arrays, version=0)
+        commit = store.commit_rewards(RewardWork("hero", [reward(1, 0.0)], planner)).result()
+        assert commit.version == 2
+        assert commit.arrays["ledger/pulls"].tolist() == [2.0, 0.0]
+        assert commit.arrays["ledger/reward_sums"].tolist() == [1.0, 0.0]
+        assert store._learned["hero"].version == 2
+        third = store.commit_rewards(RewardWork("hero", [reward(2)], planner)).result()
+        assert third.version == 3 and third.arrays["ledger/pulls"].tolist() == [3.0, 0.0]
+    finally:
+        store.close()
+
+
+def test_sqlite_reward_after_a_queued_model_change_comes_after_it(tmp_path):
+    """A reward submitted while a model change waits in the experiment's lane goes behind it (the lane is not
+    idle), so the change commits on the version it was built on and the reward on top of it."""
+    store = SQLiteStore(tmp_path / "behind-change.db")
+    try:
+        store.create_experiment(make_experiment(), {"kind": "create"}).result()
+        store.append_decisions([decision(0)]).result()
+        state = {"policy/pulls": np.ones((1, 2)), "policy/reward_sums": np.zeros((1, 2))}
+        changed = store.replace_model("hero", change({"arms": ["a", "b"]}, state, 1, 0))
+        rewarded = store.commit_rewards(work([reward(0)]))
+        changed.result()
+        commit = rewarded.result()
+        assert commit.version == 2 and commit.arrays["policy/pulls"].tolist() == [[2.0, 1.0]]
+        (record,) = store.load_experiments()
+        assert record.version == 2 and record.state["policy/pulls"].tolist() == [[2.0, 1.0]]
+    finally:
+        store.close()

@@ -14,7 +14,9 @@ many requests are learned one after the other and committed together
 (:func:`learn_in_order`): one commit for all of them, as a group commit does.
 A run of rewards never straddles a model change, and a store may take the
 rewards queued behind the run it learns (:meth:`Lanes.take_rewards`) to plan
-them while that run commits.
+them while that run commits. A store may also learn a small experiment's
+rewards elsewhere (in its writer's transaction) while the experiment's lane is
+:meth:`~Lanes.idle`: nothing of it is then queued that they could overtake.
 
 Learning is background work next to serving: on Linux the lanes' threads run
 at a lower scheduling priority (nice :data:`NICE`), so when the cores are
@@ -95,6 +97,10 @@ class Lanes:
                 self._learn(name, run)
             except BaseException as error:  # a failure of the store itself: every caller hears of it
                 fail(run, error)
+
+    def idle(self, name: str) -> bool:
+        """Whether nothing of experiment ``name`` is queued or being run in its lane (called on any thread)."""
+        return name not in self._queues
 
     def take_rewards(self, name: str) -> list[tuple[RewardWork, Future]]:
         """The reward work at the head of the queue of ``name`` (up to a model change), taken off it.

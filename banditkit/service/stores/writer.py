@@ -69,6 +69,8 @@ class GroupCommitWriter:
         self._closed = False
         self.groups_committed = 0
         self.jobs_committed = 0
+        #: The number of the transaction the writer runs now (a job can tell whether two calls share one).
+        self.transaction = 0
         self._thread.start()
 
     def submit(self, job: Job, *, exclusive: bool = False) -> Future:
@@ -153,6 +155,7 @@ class GroupCommitWriter:
         """Run the group's jobs in one transaction; if a job fails, run each job alone instead."""
         hooks: list[Callable[[], None]] = []
         results = []
+        self.transaction += 1
         try:
             connection.execute("BEGIN IMMEDIATE")
             for job, _, _ in group:

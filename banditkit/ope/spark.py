@@ -27,9 +27,11 @@ the ``banditkit[spark]`` extra, imported only here and only when called.
 
 from __future__ import annotations
 
+import itertools
 import os
 import pickle
 import sys
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
@@ -93,7 +95,7 @@ class _Plan:
 
 
 def session(master: str = DEFAULT_MASTER, **conf: str) -> Any:
-    """A SparkSession (``getOrCreate``) on ``master``, its UI off, its Python workers on this interpreter.
+    """A SparkSession (``getOrCreate``) on ``master``: no UI or progress bar, Python workers on this interpreter.
 
     Parameters
     ----------
@@ -111,7 +113,7 @@ def session(master: str = DEFAULT_MASTER, **conf: str) -> Any:
     pyspark_sql = _pyspark()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers import this interpreter's banditkit
     builder = pyspark_sql.SparkSession.builder.master(master).appName("banditkit")
-    builder = builder.config("spark.ui.enabled", "false")
+    builder = builder.config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
     for name, value in conf.items():
         builder = builder.config("spark." + name.replace("_", "."), value)
     return builder.getOrCreate()
@@ -207,10 +209,10 @@ def evaluate(
         )
     keys = [draw_key(generator) if n_bootstrap else 0 for _ in range(1 + len(plan.positions))]
     options = dict(clip_weight=clip_weight, switch_weight=switch_weight, n_folds=n_folds, fold_key=fold_key)
-    parts = _collect(frame.mapInArrow(_sums_task(plan, target, names, coefficients, keys, n_bootstrap, options), _SCHEMA))
+    parts = _map(frame, _sums_task(plan, target, names, coefficients, keys, n_bootstrap, options))
     totals: list[est.TermTotals | None] = [None] * len(names)
     sums = np.zeros((n_bootstrap, 2 * len(names)))
-    position_totals = {p: [None] * len(names) for p in plan.positions}
+    position_totals: dict[int, list[est.TermTotals | None]] = {p: [None] * len(names) for p in plan.positions}
     position_sums = {p: np.zeros((n_bootstrap, 2 * len(names))) for p in plan.positions}
     for part in parts:
         totals = _plus(totals, part["totals"])
@@ -220,8 +222,7 @@ def evaluate(
             position_sums[p] += part["position_sums"][p]
     estimates = _estimates(totals, sums if n_bootstrap else None, confidence)
     by_position = {
-        p: _estimates(position_totals[p], position_sums[p] if n_bootstrap else None, confidence)
-        for p in plan.positions
+        p: _estimates(position_totals[p], position_sums[p] if n_bootstrap else None, confidence) for p in plan.positions
     }
     if plan.by_row_id:
         read = f"ordered by {plan.by_row_id!r}"
@@ -229,9 +230,6 @@ def evaluate(
         read = f"from {plan.n_files} Parquet file{'s' if plan.n_files != 1 else ''}"
     source = f"spark: {plan.n_rows:,} rows {read} in {len(parts)} partitions of a Spark DataFrame"
     return Report(estimates, by_position, tuple(_warnings(estimates, plan.n_rows)), source, note)
-
-
-_SCHEMA = "payload binary"
 
 
 def _pyspark() -> Any:
@@ -295,9 +293,13 @@ def _file_name(group: str) -> str:
     return unquote(parsed.path) if parsed.scheme in ("", "file") else group
 
 
-def _collect(frame: Any) -> list[dict[str, Any]]:
-    """The partitions' payloads; a payload that carries an error raises it here, as the local path would."""
-    parts = [pickle.loads(row["payload"]) for row in frame.collect()]
+def _map(frame: Any, task: Any) -> list[dict[str, Any]]:
+    """``task`` run on every partition (``mapInArrow``): the payloads; one that carries an error raises it here."""
+    with warnings.catch_warnings():
+        # mapInArrow checks the pandas version as pandas UDFs need it; these tasks take and give Arrow batches only
+        warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas", FutureWarning)
+        rows = frame.mapInArrow(task, "payload binary").collect()
+    parts = [pickle.loads(row["payload"]) for row in rows]
     for part in parts:
         if "error" in part:
             kind, message = part["error"]
@@ -330,7 +332,7 @@ def _runs(batches: Iterator[Any], chunk_rows: int, by_row_id: bool) -> Iterator[
         if len(keys) > 1:
             breaks |= compute.not_equal(groups[1:], groups[:-1]).to_numpy(zero_copy_only=False)
         edges = [0, *(np.flatnonzero(breaks) + 1).tolist(), len(keys)]
-        for start, stop in zip(edges[:-1], edges[1:], strict=True):
+        for start, stop in itertools.pairwise(edges):
             yield str(groups[start].as_py()), int(keys[start]), int(keys[stop - 1]), rows.slice(start, stop - start)
 
     for batch in batches:
@@ -407,7 +409,7 @@ def _layout(frame: Any, row_id: str | None, drop_unrewarded: bool, experiment: s
             segments.append((group, first, last, int(keep.sum()), counts))
         yield _payload(dict(labels=labels, largest=largest, experiments=experiments, segments=segments))
 
-    parts = _collect(frame.select(*wanted).mapInArrow(task, _SCHEMA))
+    parts = _map(frame.select(*wanted), task)
     experiments = set().union(*(part["experiments"] for part in parts))
     if experiment is None and len(experiments) > 1:
         raise InvalidParameterError(f"log holds several experiments {sorted(experiments)}; pass experiment=NAME")
@@ -420,7 +422,7 @@ def _layout(frame: Any, row_id: str | None, drop_unrewarded: bool, experiment: s
     position_rows = np.zeros(width, dtype=np.int64)
     runs: dict[tuple[str, int], _Run] = {}
     offset = 0
-    for index, (group, first, last, kept, counts) in enumerate(segments):
+    for index, (group, first, _, kept, counts) in enumerate(segments):
         if index and segments[index - 1][0] == group and first <= segments[index - 1][2]:
             what = f"values of {row_id!r} repeat" if by_row_id else f"rows of file {_file_name(group)!r} repeat"
             raise InvalidParameterError(f"the log's rows cannot be numbered: {what} (row {first})")
@@ -434,9 +436,7 @@ def _layout(frame: Any, row_id: str | None, drop_unrewarded: bool, experiment: s
     names = tuple(sorted(labels)) if named else tuple(str(i) for i in range(largest + 1))
     files = len({s[0] for s in segments})
     position_counts = tuple(int(c) for c in position_rows)
-    return _Plan(
-        names, named, position_counts, offset, runs, files, row_id, drop_unrewarded, experiment, chunk_rows
-    )
+    return _Plan(names, named, position_counts, offset, runs, files, row_id, drop_unrewarded, experiment, chunk_rows)
 
 
 def _chunks(plan: _Plan, batches: Iterator[Any]) -> Iterator[tuple[str, _Run, LoggedData]]:
@@ -473,7 +473,9 @@ def _target_rows(target: Any, chunk: LoggedData, where: str) -> Any:
         raise type(error)(f"{where}: {error}") from None
 
 
-def _ridge(frame: Any, plan: _Plan, target: Any, l2: float, n_folds: int, fold_key: int) -> tuple[FloatArray, FloatArray]:
+def _ridge(
+    frame: Any, plan: _Plan, target: Any, l2: float, n_folds: int, fold_key: int
+) -> tuple[FloatArray, FloatArray]:
     """Per-fold ridge coefficients from per-(fold, arm) statistics summed over the partitions."""
 
     def task(batches: Iterator[Any]) -> Iterator[Any]:
@@ -494,7 +496,7 @@ def _ridge(frame: Any, plan: _Plan, target: Any, l2: float, n_folds: int, fold_k
         if gram is not None:
             yield _payload(dict(gram=gram, moments=moments))
 
-    parts = _collect(frame.mapInArrow(task, _SCHEMA))
+    parts = _map(frame, task)
     gram = sum(part["gram"] for part in parts)
     moments = sum(part["moments"] for part in parts)
     return fold_coefficients(np.asarray(gram), np.asarray(moments), l2)
@@ -550,9 +552,7 @@ def _sums_task(
             yield _failure(error)
             return
         if seen:
-            yield _payload(
-                dict(totals=totals, sums=sums, position_totals=position_totals, position_sums=position_sums)
-            )
+            yield _payload(dict(totals=totals, sums=sums, position_totals=position_totals, position_sums=position_sums))
 
     return task
 

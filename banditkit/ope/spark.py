@@ -111,7 +111,13 @@ def session(master: str = DEFAULT_MASTER, **conf: str) -> Any:
     'local[2]'
     """
     pyspark_sql = _pyspark()
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers import this interpreter's banditkit
+    # Local workers run this interpreter and import this banditkit (a source checkout too); the environment
+    # is read when the JVM starts. On a cluster, banditkit is installed on the executors.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    root = Path(__file__).resolve().parents[2]
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if root.name not in ("site-packages", "dist-packages") and str(root) not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([str(root), *paths])
     builder = pyspark_sql.SparkSession.builder.master(master).appName("banditkit")
     builder = builder.config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
     for name, value in conf.items():

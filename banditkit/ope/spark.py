@@ -106,9 +106,10 @@ def session(master: str = DEFAULT_MASTER, **conf: str) -> Any:
 
     Examples
     --------
-    >>> spark = session("local[2]", sql_shuffle_partitions="2")  # doctest: +SKIP
-    >>> spark.conf.get("spark.master")  # doctest: +SKIP
-    'local[2]'
+    >>> spark = session("local[1]", sql_shuffle_partitions="2")
+    >>> spark.range(3).count(), spark.conf.get("spark.ui.enabled")
+    (3, 'false')
+    >>> spark.stop()
     """
     pyspark_sql = _pyspark()
     # Local workers run this interpreter and import this banditkit (a source checkout too); the environment
@@ -164,13 +165,13 @@ def evaluate(
 
     Examples
     --------
-    >>> import pyarrow as pa, pyarrow.parquet as pq, tempfile  # doctest: +SKIP
-    >>> path = tempfile.mkdtemp() + "/log.parquet"  # doctest: +SKIP
-    >>> log = {"arm": [0, 1, 0, 1], "reward": [1.0, 0.0, 1.0, 1.0], "propensity": [0.5] * 4}
-    >>> pq.write_table(pa.table(log), path)  # doctest: +SKIP
-    >>> report = evaluate(path, np.array([[1.0, 0.0]]), ["ips", "snips"], spark="local[2]")  # doctest: +SKIP
-    >>> report["ips"].value, report["snips"].value  # doctest: +SKIP
-    (1.0, 1.0)
+    >>> import tempfile
+    >>> import pyarrow as pa, pyarrow.parquet as pq
+    >>> path = tempfile.mkdtemp() + "/log.parquet"
+    >>> pq.write_table(pa.table({"arm": [0, 1, 0, 1], "reward": [1.0, 0.0, 1.0, 1.0], "propensity": [0.5] * 4}), path)
+    >>> report = evaluate(path, np.array([[1.0, 0.0]]), ["ips", "snips"], spark="local[1]", n_bootstrap=0)
+    >>> report["ips"].value, report["snips"].value, report.source
+    (1.0, 1.0, 'spark: 4 rows from 1 Parquet file in 1 partition of a Spark DataFrame')
     """
     from .evaluation import ESTIMATORS, _warnings
 
@@ -234,7 +235,8 @@ def evaluate(
         read = f"ordered by {plan.by_row_id!r}"
     else:
         read = f"from {plan.n_files} Parquet file{'s' if plan.n_files != 1 else ''}"
-    source = f"spark: {plan.n_rows:,} rows {read} in {len(parts)} partitions of a Spark DataFrame"
+    partitions = f"{len(parts)} partition{'s' if len(parts) != 1 else ''}"
+    source = f"spark: {plan.n_rows:,} rows {read} in {partitions} of a Spark DataFrame"
     return Report(estimates, by_position, tuple(_warnings(estimates, plan.n_rows)), source, note)
 
 
@@ -563,4 +565,4 @@ def _sums_task(
     return task
 
 
-__all__ = ["evaluate", "session", "DEFAULT_MASTER"]
+__all__ = ["evaluate", "session"]

@@ -32,7 +32,7 @@ import os
 import pickle
 import sys
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -179,7 +179,7 @@ def evaluate(
     n_bootstrap = check_int("n_bootstrap", n_bootstrap, low=0)
     confidence = check_real("confidence", confidence, low=0.0, high=1.0, low_open=True, high_open=True)
     chunk_rows = check_int("chunk_rows", chunk_rows, low=1)
-    if isinstance(target, dict):
+    if isinstance(target, Mapping):
         raise InvalidParameterError("spark.evaluate evaluates one target at a time; pass each candidate in turn")
     if isinstance(target, np.ndarray) and target.ndim >= 2 and target.shape[0] > 1:
         raise InvalidParameterError(
@@ -332,6 +332,8 @@ def _runs(batches: Iterator[Any], chunk_rows: int, by_row_id: bool) -> Iterator[
 
     def flush() -> Iterator[tuple[str, int, int, Any]]:
         table = pa.Table.from_batches(buffer)
+        if table.column(_KEY).null_count:
+            raise InvalidParameterError("row_id must be given on every row, got a missing value")
         groups = table.column(_GROUP).combine_chunks()
         keys = table.column(_KEY).to_numpy()
         rows = table.drop_columns([_GROUP, _KEY])
@@ -387,6 +389,12 @@ def _layout(frame: Any, row_id: str | None, drop_unrewarded: bool, experiment: s
     by_row_id = row_id is not None
 
     def task(batches: Iterator[Any]) -> Iterator[Any]:
+        try:
+            yield _payload(layout_sums(batches))
+        except BanditkitError as error:
+            yield _failure(error)
+
+    def layout_sums(batches: Iterator[Any]) -> dict[str, Any]:
         compute = _arrow_compute()
         pa = _arrow()
         labels: set[str] = set()
@@ -415,7 +423,7 @@ def _layout(frame: Any, row_id: str | None, drop_unrewarded: bool, experiment: s
                 if values.dtype.kind in "iu" and values.min() >= 0:  # else the sums pass names the row
                     counts = np.bincount(values)
             segments.append((group, first, last, int(keep.sum()), counts))
-        yield _payload(dict(labels=labels, largest=largest, experiments=experiments, segments=segments))
+        return dict(labels=labels, largest=largest, experiments=experiments, segments=segments)
 
     parts = _map(frame.select(*wanted), task)
     experiments = set().union(*(part["experiments"] for part in parts))

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pyspark
 import pytest
+from pyspark.sql import functions
 from typer.testing import CliRunner
 
 import banditkit as bk
@@ -120,6 +121,9 @@ def test_a_dataframe_numbered_by_a_row_id_column(spark) -> None:
         bk_spark.evaluate(repeated, target, ["ips"], row_id="id", drop_unrewarded=True)
     with pytest.raises(InvalidParameterError, match="row_id column 'x0' must hold integers"):
         bk_spark.evaluate(frame, target, ["ips"], row_id="x0")
+    holed = frame.withColumn("id", functions.when(functions.col("id") == 10, None).otherwise(functions.col("id")))
+    with pytest.raises(InvalidParameterError, match="row_id must be given on every row"):
+        bk_spark.evaluate(holed, target, ["ips"], row_id="id", drop_unrewarded=True)
 
 
 def _plain(value: Any) -> Any:

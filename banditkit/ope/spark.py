@@ -52,8 +52,10 @@ from .reward_model import RidgeRewardModel, fold_coefficients, predict_folds, ri
 from .streaming import DEFAULT_CHUNK_ROWS, _add, _estimates
 from .targets import resolve_target
 
-#: Hidden columns the passes add: the row's file (or "" under ``row_id``) and its index there.
-_GROUP, _KEY = "__banditkit_group", "__banditkit_row"
+#: Hidden columns the passes add: the row's file as a 64-bit hash of its path (0 under ``row_id``), the row's
+#: index in it, and (read by the first pass only, as a string per row costs more to move than a row's numbers)
+#: the file's path.
+_GROUP, _KEY, _PATH = "__banditkit_group", "__banditkit_row", "__banditkit_path"
 #: Master of the session made when none is given or active.
 DEFAULT_MASTER = "local[*]"
 
@@ -75,8 +77,8 @@ class _Plan:
     named_arms: bool
     position_rows: tuple[int, ...]
     n_rows: int
-    runs: dict[tuple[str, int], _Run]
-    n_files: int
+    runs: dict[tuple[int, int], _Run]
+    paths: dict[int, str]
     by_row_id: str | None
     drop_unrewarded: bool
     experiment: str | None
@@ -202,6 +204,7 @@ def evaluate(
         )
     frame = _frame(log, spark, row_id)
     plan = _layout(frame, row_id, drop_unrewarded, experiment, chunk_rows)
+    frame = frame.drop(_PATH)  # the plan holds the paths; the later passes move numbers only
     coefficients, fold_key, note = None, 0, None
     if MODEL_BASED & set(names):
         model = reward_model or RidgeRewardModel()
@@ -234,7 +237,7 @@ def evaluate(
     if plan.by_row_id:
         read = f"ordered by {plan.by_row_id!r}"
     else:
-        read = f"from {plan.n_files} Parquet file{'s' if plan.n_files != 1 else ''}"
+        read = f"from {len(plan.paths)} Parquet file{'s' if len(plan.paths) != 1 else ''}"
     partitions = f"{len(parts)} partition{'s' if len(parts) != 1 else ''}"
     source = f"spark: {plan.n_rows:,} rows {read} in {partitions} of a Spark DataFrame"
     return Report(estimates, by_position, tuple(_warnings(estimates, plan.n_rows)), source, note)
@@ -249,7 +252,7 @@ def _pyspark() -> Any:
 
 
 def _frame(log: Any, spark: Any, row_id: str | None) -> Any:
-    """The log as a DataFrame with the hidden row-numbering columns ``_GROUP`` and ``_KEY``."""
+    """The log as a DataFrame with the hidden row-numbering columns ``_GROUP``, ``_KEY`` and ``_PATH``."""
     pyspark_sql = _pyspark()
     functions = pyspark_sql.functions
     if isinstance(log, (str, Path)):
@@ -276,12 +279,18 @@ def _frame(log: Any, spark: Any, row_id: str | None) -> Any:
         if not isinstance(kind, pyspark_sql.types.IntegralType):
             raise InvalidParameterError(f"row_id column {row_id!r} must hold integers, got {kind.simpleString()}")
         ordered = log.repartitionByRange(functions.col(row_id)).sortWithinPartitions(row_id)
-        return ordered.select("*", functions.lit("").alias(_GROUP), functions.col(row_id).cast("long").alias(_KEY))
+        return ordered.select(
+            "*",
+            functions.lit(0).cast("long").alias(_GROUP),
+            functions.col(row_id).cast("long").alias(_KEY),
+            functions.lit("").alias(_PATH),
+        )
     try:
         return log.select(
             "*",
-            functions.col("_metadata.file_path").alias(_GROUP),
+            functions.xxhash64(functions.col("_metadata.file_path")).alias(_GROUP),
             functions.col("_metadata.row_index").alias(_KEY),
+            functions.col("_metadata.file_path").alias(_PATH),
         )
     except pyspark_sql.utils.AnalysisException:
         raise InvalidParameterError(
@@ -319,31 +328,28 @@ def _plus(totals: list[est.TermTotals | None], more: list[est.TermTotals | None]
     return [b if a is None else (a if b is None else a + b) for a, b in zip(totals, more, strict=True)]
 
 
-def _runs(batches: Iterator[Any], chunk_rows: int, by_row_id: bool) -> Iterator[tuple[str, int, int, Any]]:
+def _runs(batches: Iterator[Any], chunk_rows: int, by_row_id: bool) -> Iterator[tuple[int, int, int, Any]]:
     """(group, first key, last key, rows) of each run of consecutive log rows in a partition's batches.
 
     Batches are gathered into chunks of at least ``chunk_rows`` rows; a run ends where the file changes,
     the row index does not step by one (or, under ``row_id``, does not increase) or the chunk ends.
     """
     pa = _arrow()
-    compute = _arrow_compute()
     buffer: list[Any] = []
     size = 0
 
-    def flush() -> Iterator[tuple[str, int, int, Any]]:
+    def flush() -> Iterator[tuple[int, int, int, Any]]:
         table = pa.Table.from_batches(buffer)
         if table.column(_KEY).null_count:
             raise InvalidParameterError("row_id must be given on every row, got a missing value")
-        groups = table.column(_GROUP).combine_chunks()
+        groups = table.column(_GROUP).to_numpy()
         keys = table.column(_KEY).to_numpy()
         rows = table.drop_columns([_GROUP, _KEY])
         step = np.diff(keys)
-        breaks = (step <= 0) if by_row_id else (step != 1)
-        if len(keys) > 1:
-            breaks |= compute.not_equal(groups[1:], groups[:-1]).to_numpy(zero_copy_only=False)
+        breaks = ((step <= 0) if by_row_id else (step != 1)) | (np.diff(groups) != 0)
         edges = [0, *(np.flatnonzero(breaks) + 1).tolist(), len(keys)]
         for start, stop in itertools.pairwise(edges):
-            yield str(groups[start].as_py()), int(keys[start]), int(keys[stop - 1]), rows.slice(start, stop - start)
+            yield int(groups[start]), int(keys[start]), int(keys[stop - 1]), rows.slice(start, stop - start)
 
     for batch in batches:
         if batch.num_rows:
@@ -385,7 +391,7 @@ def _layout(frame: Any, row_id: str | None, drop_unrewarded: bool, experiment: s
             "a log in Spark with arm names and a 'probabilities' column cannot take the arm order from that "
             "column; evaluate it in memory or log integer arms"
         )
-    wanted = [c for c in ("arm", "position", "experiment", "reward") if c in frame.columns] + [_GROUP, _KEY]
+    wanted = [c for c in ("arm", "position", "experiment", "reward") if c in frame.columns] + [_GROUP, _KEY, _PATH]
     by_row_id = row_id is not None
 
     def task(batches: Iterator[Any]) -> Iterator[Any]:
@@ -422,7 +428,7 @@ def _layout(frame: Any, row_id: str | None, drop_unrewarded: bool, experiment: s
                 values = rows.column("position").filter(pa.array(keep)).to_numpy()
                 if values.dtype.kind in "iu" and values.min() >= 0:  # else the sums pass names the row
                     counts = np.bincount(values)
-            segments.append((group, first, last, int(keep.sum()), counts))
+            segments.append((group, first, last, int(keep.sum()), counts, rows.column(_PATH)[0].as_py()))
         return dict(labels=labels, largest=largest, experiments=experiments, segments=segments)
 
     parts = _map(frame.select(*wanted), task)
@@ -431,16 +437,21 @@ def _layout(frame: Any, row_id: str | None, drop_unrewarded: bool, experiment: s
         raise InvalidParameterError(f"log holds several experiments {sorted(experiments)}; pass experiment=NAME")
     if experiment is not None and experiment not in experiments:
         raise InvalidParameterError(f"experiment {experiment!r} is not in the log; it holds {sorted(experiments)}")
+    paths: dict[int, str] = {}
+    for part in parts:
+        for group, *_, path in part["segments"]:
+            if paths.setdefault(group, path) != path:  # two paths, one 64-bit hash: never seen, but not silent
+                raise BanditkitError(f"files {paths[group]!r} and {path!r} hash alike; rename one to evaluate them")
     segments = sorted(
-        (segment for part in parts for segment in part["segments"]), key=lambda s: (_file_order(s[0]), s[1])
+        (segment for part in parts for segment in part["segments"]), key=lambda s: (_file_order(paths[s[0]]), s[1])
     )
     width = max((len(s[4]) for s in segments), default=0)
     position_rows = np.zeros(width, dtype=np.int64)
-    runs: dict[tuple[str, int], _Run] = {}
+    runs: dict[tuple[int, int], _Run] = {}
     offset = 0
-    for index, (group, first, _, kept, counts) in enumerate(segments):
+    for index, (group, first, _, kept, counts, path) in enumerate(segments):
         if index and segments[index - 1][0] == group and first <= segments[index - 1][2]:
-            what = f"values of {row_id!r} repeat" if by_row_id else f"rows of file {_file_name(group)!r} repeat"
+            what = f"values of {row_id!r} repeat" if by_row_id else f"rows of file {_file_name(path)!r} repeat"
             raise InvalidParameterError(f"the log's rows cannot be numbered: {what} (row {first})")
         runs[(group, first)] = _Run(kept, offset, tuple(int(c) for c in position_rows))
         offset += kept
@@ -450,15 +461,17 @@ def _layout(frame: Any, row_id: str | None, drop_unrewarded: bool, experiment: s
     labels = set().union(*(part["labels"] for part in parts))
     largest = max((part["largest"] for part in parts), default=-1)
     names = tuple(sorted(labels)) if named else tuple(str(i) for i in range(largest + 1))
-    files = len({s[0] for s in segments})
     position_counts = tuple(int(c) for c in position_rows)
-    return _Plan(names, named, position_counts, offset, runs, files, row_id, drop_unrewarded, experiment, chunk_rows)
+    return _Plan(names, named, position_counts, offset, runs, paths, row_id, drop_unrewarded, experiment, chunk_rows)
 
 
 def _chunks(plan: _Plan, batches: Iterator[Any]) -> Iterator[tuple[str, _Run, LoggedData]]:
     """Each run of a partition as a validated chunk with its place in the numbering; errors name the file."""
     for group, first, last, rows in _runs(batches, plan.chunk_rows, plan.by_row_id is not None):
-        where = f"rows with {plan.by_row_id} {first}..{last}" if plan.by_row_id else f"log file {_file_name(group)!r}"
+        if plan.by_row_id:
+            where = f"rows with {plan.by_row_id} {first}..{last}"
+        else:
+            where = f"log file {_file_name(plan.paths[group])!r}"
         run = plan.runs.get((group, first))
         if run is None:
             raise BanditkitError(

@@ -125,7 +125,9 @@ def session(master: str = DEFAULT_MASTER, **conf: str) -> Any:
     builder = builder.config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
     for name, value in conf.items():
         builder = builder.config("spark." + name.replace("_", "."), value)
-    return builder.getOrCreate()
+    with warnings.catch_warnings():  # pyspark's pandas check: the evaluation moves Arrow batches, never pandas
+        warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas", FutureWarning)
+        return builder.getOrCreate()
 
 
 def evaluate(

@@ -142,6 +142,20 @@ def test_a_bad_row_fails_with_its_file_and_row(spark, tmp_path: Path) -> None:
         bk_spark.evaluate(write_files(tmp_path / "ok", log_columns(600, seed=5), [300]), bandit, ["ips"])
 
 
+def test_the_rows_of_one_experiment(spark, tmp_path: Path) -> None:
+    """``experiment=`` keeps one experiment's rows, numbered among themselves as ``load_log(experiment=)`` does."""
+    columns: dict[str, Any] = log_columns(1200, seed=9)
+    columns["experiment"] = np.where(np.random.default_rng(1).random(1200) < 0.4, "hero", "other").astype(object)
+    folder = write_files(tmp_path / "log", columns, [500])
+    target = np.array([[0.3, 0.3, 0.4]])
+    local = bk.ope.evaluate(bk.ope.load_log(folder, experiment="hero"), target, ["ips", "dr"], n_bootstrap=100)
+    in_spark = bk_spark.evaluate(folder, target, ["ips", "dr"], n_bootstrap=100, experiment="hero")
+    assert_same(in_spark, local)
+    assert in_spark["ips"].n_rows == int((columns["experiment"] == "hero").sum())
+    with pytest.raises(InvalidParameterError, match=r"several experiments \['hero', 'other'\]; pass experiment=NAME"):
+        bk_spark.evaluate(folder, target, ["ips"])
+
+
 def test_what_spark_does_not_evaluate(spark, tmp_path: Path) -> None:
     folder = write_files(tmp_path / "log", log_columns(400, seed=7), [200])
     target = np.array([[0.2, 0.3, 0.5]])

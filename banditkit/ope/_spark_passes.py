@@ -146,11 +146,12 @@ def run_tasks(frame: Any, task: Any) -> list[dict[str, Any]]:
     return parts
 
 
-def _runs(batches: Iterator[Any], chunk_rows: int, by_row_id: bool) -> Iterator[tuple[int, int, int, Any]]:
-    """(group, first key, last key, rows) of each run of consecutive log rows in a partition's batches.
+def _runs(batches: Iterator[Any], chunk_rows: int) -> Iterator[tuple[int, int, int, Any]]:
+    """(group, first key, last key, rows) of each run of rows in file order in a partition's batches.
 
     Batches are gathered into chunks of at least ``chunk_rows`` rows; a run ends where the file changes,
-    the row index does not step by one (or, under ``row_id``, does not increase) or the chunk ends.
+    the row index (or ``row_id``) does not increase, or the chunk ends. A run may skip rows (a DataFrame
+    filtered in Spark): the rows are numbered among those present, as the local path numbers a filtered log.
     """
     pa = _arrow()
     buffer: list[Any] = []
@@ -164,7 +165,7 @@ def _runs(batches: Iterator[Any], chunk_rows: int, by_row_id: bool) -> Iterator[
         keys = table.column(_KEY).to_numpy()
         rows = table.drop_columns([_GROUP, _KEY])
         step = np.diff(keys)
-        breaks = ((step <= 0) if by_row_id else (step != 1)) | (np.diff(groups) != 0)
+        breaks = (step <= 0) | (np.diff(groups) != 0)
         edges = [0, *(np.flatnonzero(breaks) + 1).tolist(), len(keys)]
         for start, stop in itertools.pairwise(edges):
             yield int(groups[start]), int(keys[start]), int(keys[stop - 1]), rows.slice(start, stop - start)
@@ -229,7 +230,7 @@ def layout(frame: Any, row_id: str | None, drop_unrewarded: bool, experiment: st
         largest = -1
         experiments: set[str] = set()
         segments = []
-        for group, first, last, rows in _runs(batches, chunk_rows, by_row_id):
+        for group, first, last, rows in _runs(batches, chunk_rows):
             keep = np.ones(rows.num_rows, dtype=bool)
             if drop_unrewarded:
                 reward = rows.column("reward").cast(pa.float64())
@@ -273,7 +274,12 @@ def layout(frame: Any, row_id: str | None, drop_unrewarded: bool, experiment: st
     offset = 0
     for index, (group, first, _, kept, counts, path) in enumerate(segments):
         if index and segments[index - 1][0] == group and first <= segments[index - 1][2]:
-            what = f"values of {row_id!r} repeat" if by_row_id else f"rows of file {_file_name(path)!r} repeat"
+            what = (
+                f"values of {row_id!r} repeat"
+                if by_row_id
+                else f"the rows of file {_file_name(path)!r} are out of file order (a shuffle such as repartition "
+                "mixed them: evaluate the DataFrame as read, or pass row_id)"
+            )
             raise InvalidParameterError(f"the log's rows cannot be numbered: {what} (row {first})")
         runs[(group, first)] = Run(kept, offset, tuple(int(c) for c in position_rows))
         offset += kept
@@ -289,11 +295,14 @@ def layout(frame: Any, row_id: str | None, drop_unrewarded: bool, experiment: st
 
 def _chunks(plan: Plan, batches: Iterator[Any]) -> Iterator[tuple[str, Run, LoggedData]]:
     """Each run of a partition as a validated chunk with its place in the numbering; errors name the file."""
-    for group, first, last, rows in _runs(batches, plan.chunk_rows, plan.by_row_id is not None):
+    for group, first, last, rows in _runs(batches, plan.chunk_rows):
+        whole = last - first + 1 == rows.num_rows  # no row skipped: errors name the file's own rows
         if plan.by_row_id:
-            where = f"rows with {plan.by_row_id} {first}..{last}"
-        else:
+            where = f"rows with {plan.by_row_id} {first}..{last} (numbered from 0)"
+        elif whole:
             where = f"log file {_file_name(plan.paths[group])!r}"
+        else:
+            where = f"log file {_file_name(plan.paths[group])!r}, rows {first}..{last} as filtered (numbered from 0)"
         run = plan.runs.get((group, first))
         if run is None:
             raise BanditkitError(
@@ -308,7 +317,7 @@ def _chunks(plan: Plan, batches: Iterator[Any]) -> Iterator[tuple[str, Run, Logg
                 arms=plan.arm_names if plan.named_arms else None,
                 drop_unrewarded=plan.drop_unrewarded,
                 experiment=plan.experiment,
-                first_row=0 if plan.by_row_id else first,
+                first_row=first if whole and not plan.by_row_id else 0,
             )
         except BanditkitError as error:
             raise type(error)(f"{where}: {error}") from None

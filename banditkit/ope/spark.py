@@ -14,9 +14,10 @@ Row numbers. The bootstrap counts and the cross-fitting folds are hashes of the 
 the log, so Spark must number the rows as the local path does. A log read from Parquet (a path, or
 a DataFrame from ``spark.read.parquet``) numbers its rows by file, in the local path's file order,
 then by the row's index in its file (Spark's ``_metadata.row_index``), counting only the rows
-evaluated (after ``drop_unrewarded`` and ``experiment``): the local path's order exactly. Any
-other DataFrame names a ``row_id`` column of unique integers: its rows are numbered in that
-column's order, as the local path numbers the same rows sorted by it.
+evaluated (after ``drop_unrewarded``, ``experiment`` and any filter applied in Spark): the local
+path's order exactly. Any other DataFrame (or one whose rows a shuffle has mixed) names a ``row_id``
+column of unique integers: its rows are numbered in that column's order, as the local path numbers
+the same rows sorted by it. The passes are in :mod:`banditkit.ope._spark_passes`.
 
 Passes over the data, as in the streamed path: one that reads the ``arm``, ``position``,
 ``experiment`` and ``reward`` columns (the arm vocabulary, the rows evaluated per contiguous run of

@@ -100,6 +100,21 @@ def test_a_contextual_bandit_is_asked_where_the_rows_are(spark, tmp_path: Path) 
     assert other["ips"].low != in_spark["ips"].low
 
 
+def test_a_dataframe_filtered_in_spark_and_one_shuffled(spark, tmp_path: Path) -> None:
+    """Rows filtered out in Spark are not in the log; a shuffle loses the file order and is refused by name."""
+    columns = log_columns(2000, seed=10, missing=0.05)
+    folder = write_files(tmp_path / "log", columns, [800])
+    keep = columns["x1"] > -0.5
+    target = np.array([[0.2, 0.5, 0.3]])
+    options: dict[str, Any] = dict(n_bootstrap=200, rng=2, drop_unrewarded=True)
+    local = bk.ope.evaluate({k: v[keep] for k, v in columns.items()}, target, ["ips", "snips", "dr"], **options)
+    frame = spark.read.parquet(str(folder)).filter(functions.col("x1") > -0.5)
+    assert_same(bk_spark.evaluate(frame, target, ["ips", "snips", "dr"], **options), local)
+    shuffled = spark.read.parquet(str(folder)).repartition(3)
+    with pytest.raises(InvalidParameterError, match=r"out of file order \(a shuffle such as repartition"):
+        bk_spark.evaluate(shuffled, target, ["ips"])
+
+
 def test_a_dataframe_numbered_by_a_row_id_column(spark) -> None:
     """Rows in any order, with named arms: numbered by ``row_id`` they are the local log sorted by it."""
     columns = log_columns(1500, seed=3, missing=0.1)

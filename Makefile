@@ -41,7 +41,8 @@ check: $(STAMP)
 
 # Spark's tests (tests/ope/test_spark.py, pyspark from the `spark` extra) start a local JVM: Java 17 or later.
 java:
-	@command -v java >/dev/null || (apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless)
+	@java -version 2>&1 | grep -qE 'version "(1[7-9]|[2-9][0-9])' || \
+		(apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless)
 
 test: check redis-tools browser java
 	$(BIN)/python -m pytest -q

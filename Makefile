@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo check test docs figures bench clean redis-tools browser screenshots
+.PHONY: demo check test docs figures bench clean redis-tools browser java screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +39,12 @@ check: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: check redis-tools browser
+# Spark's tests (tests/ope/test_spark.py, pyspark from the `spark` extra) start a local JVM: Java 17 or later.
+java:
+	@java -version 2>&1 | grep -qE 'version "(1[7-9]|[2-9][0-9])' || \
+		(apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless)
+
+test: check redis-tools browser java
 	$(BIN)/python -m pytest -q
 
 # The documentation site into site/ (open site/index.html; no network needed to build or read it). Strict: a

@@ -307,6 +307,15 @@ def evaluate(
         False, "--drop-unrewarded", help="Skip decisions whose reward has not arrived yet."
     ),
     experiment: str | None = typer.Option(None, "--experiment", help="Experiment to keep from a shared log."),
+    engine: str = typer.Option(
+        "local",
+        "--engine",
+        help="Where the sums run: 'local' (this process) or 'spark' (a Parquet log, summed in Spark; the same "
+        "report; needs banditkit[spark]).",
+    ),
+    spark_master: str = typer.Option(
+        "local[*]", "--spark-master", help="spark.master of --engine spark: local[2], spark://HOST:7077, yarn..."
+    ),
 ) -> None:
     """Estimate a policy's value (or compare candidates) from a logged policy's decisions, with intervals."""
     import json
@@ -320,12 +329,17 @@ def evaluate(
 
     if bool(policy) == (model is not None):
         fail("give the target as --policy or as --model (one of them)")
+    if engine not in ("local", "spark"):
+        fail(f"--engine must be 'local' or 'spark', got {engine!r}")
     out_console = _console()
     policies = policy or []
     candidates = _candidates(policies) if policies else None
+    if engine == "spark" and candidates is not None:
+        fail("--engine spark evaluates one target at a time; give one --policy (or --model) per run")
+    if engine == "spark" and not (log.is_dir() or log.suffix.lower() in (".parquet", ".pq")):
+        fail(f"--engine spark reads a Parquet file or folder, got {str(log)!r}")
     try:
         with out_console.status("Evaluating..."):
-            data = load_log(log, drop_unrewarded=drop_unrewarded, experiment=experiment)
             names = None if estimators is None else [name.strip() for name in estimators.split(",") if name.strip()]
             if model is not None:
                 target = _load_model(model)
@@ -333,16 +347,31 @@ def evaluate(
                 target = _load_target(policies[0])
             else:
                 target = {name: _load_candidate(name, spec) for name, spec in candidates.items()}
-            report = run_evaluation(data, target, names, n_bootstrap=n_bootstrap, rng=seed)
+            if engine == "spark":
+                from .ope import spark
+
+                report = spark.evaluate(
+                    log,
+                    target,
+                    names,
+                    spark=spark_master,
+                    n_bootstrap=n_bootstrap,
+                    rng=seed,
+                    drop_unrewarded=drop_unrewarded,
+                    experiment=experiment,
+                )
+                n_rows = next(iter(report.estimates.values())).n_rows
+            else:
+                data = load_log(log, drop_unrewarded=drop_unrewarded, experiment=experiment)
+                report = run_evaluation(data, target, names, n_bootstrap=n_bootstrap, rng=seed)
+                n_rows = data.n_rows
     except (BanditkitError, OSError, ValueError) as error:
         message = str(error)
         for keyword, flag in _FLAG_SPELLING.items():
             message = message.replace(keyword, flag)
         fail(message)
     subject = (model or Path(policies[0])).name if candidates is None else ", ".join(candidates)
-    table = Table(
-        title=escape(f"Offline evaluation of {subject} on {log.name} ({data.n_rows} rows)"), title_justify="left"
-    )
+    table = Table(title=escape(f"Offline evaluation of {subject} on {log.name} ({n_rows} rows)"), title_justify="left")
     first = "position" if candidates is None else "candidate"
     columns = [first, "estimator", "value", "95% bootstrap", "95% normal"]
     columns += [] if candidates is None else ["vs logged"]

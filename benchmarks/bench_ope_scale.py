@@ -9,13 +9,16 @@ subprocess, which reports its wall time and peak RSS (``ru_maxrss``): IPS + SNIP
 fitted from streamed statistics) without resamples, the same with --bootstrap resamples, and, as the
 reference, IPS + SNIPS + DR in memory on the first --memory-rows rows, and the floor: one pass that
 only decodes the files' columns to numpy (DR reads the log twice, plus the arm column once). Targets: >= 5M rows/s and a
-peak RSS under 2 GB for the point estimates.
+peak RSS under 2 GB for the point estimates. Last (``--no-spark`` skips it), IPS + SNIPS + DR in Spark ``local[2]``
+(``banditkit.ope.spark``, the ``banditkit[spark]`` extra and Java 17), its rows/s beside the local engine's and its
+fixed start-up cost (the JVM, the Python workers) timed apart.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -81,6 +84,9 @@ def child(path: str, mode: str, n_bootstrap: int, chunk_rows: int, memory_rows: 
         peak = peak_rss()
         print(json.dumps({"wall": wall, "peak": peak, "rows": n_rows}))
         return
+    if mode == "spark":
+        spark_child(path, n_bootstrap, chunk_rows, names, target)
+        return
     if mode == "memory":
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -96,6 +102,47 @@ def child(path: str, mode: str, n_bootstrap: int, chunk_rows: int, memory_rows: 
     peak = peak_rss()
     values = {name: report[name].value for name in report}
     print(json.dumps({"wall": wall, "peak": peak, "rows": report["ips"].n_rows, "values": values}))
+
+
+def spark_child(path: str, n_bootstrap: int, chunk_rows: int, names: list[str], target: np.ndarray) -> None:
+    """The same evaluation in Spark ``local[2]``: its fixed start-up cost timed apart from the evaluation.
+
+    Start-up: the session (the JVM) and a first evaluation of 10,000 rows (the Python workers starting and
+    importing banditkit); then the timed evaluation of the whole log. The peak RSS is the driver's Python
+    process only (the JVM and the workers are processes of their own), so it is not reported.
+    """
+    import tempfile
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from banditkit.ope import spark
+
+    start = time.perf_counter()
+    session = spark.session("local[2]")
+    session.sparkContext.setLogLevel("ERROR")
+    started = time.perf_counter() - start
+    small = Path(tempfile.mkdtemp()) / "warm-up.parquet"
+    pq.write_table(pa.table(pq.read_table(next(Path(path).rglob("*.parquet"))).slice(0, 10_000)), small)
+    start = time.perf_counter()
+    spark.evaluate(small, target, names, spark=session, n_bootstrap=n_bootstrap, chunk_rows=chunk_rows)
+    warm_up = time.perf_counter() - start
+    start = time.perf_counter()
+    report = spark.evaluate(path, target, names, spark=session, n_bootstrap=n_bootstrap, chunk_rows=chunk_rows)
+    wall = time.perf_counter() - start
+    values = {name: report[name].value for name in report}
+    frame = session.read.option("recursiveFileLookup", "true").option("pathGlobFilter", "*.parquet").parquet(path)
+    start = time.perf_counter()
+    frame.mapInArrow(_count_rows, "rows long").collect()  # Spark's floor: every column to Python, once
+    floor = time.perf_counter() - start
+    result = {"wall": wall, "peak": math.nan, "rows": report["ips"].n_rows, "values": values}
+    print(json.dumps(result | {"session": started, "warm_up": warm_up, "floor": floor, "source": report.source}))
+
+
+def _count_rows(batches):
+    import pyarrow as pa
+
+    yield pa.RecordBatch.from_pydict({"rows": [sum(batch.num_rows for batch in batches)]})
 
 
 def run(args: argparse.Namespace, mode: str, n_bootstrap: int, names: str) -> dict[str, float]:
@@ -115,7 +162,10 @@ def main() -> None:
     parser.add_argument("--bootstrap", type=int, default=100, help="resamples of the interval workload (0: skip)")
     parser.add_argument("--memory-rows", type=int, default=5_000_000, help="rows of the in-memory reference")
     parser.add_argument("--estimators", default="ips,snips,dr", help=argparse.SUPPRESS)
-    parser.add_argument("--child", choices=["stream", "memory", "read"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["stream", "memory", "read", "spark"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--spark", action=argparse.BooleanOptionalAction, default=True, help="IPS+SNIPS+DR in Spark local[2] too"
+    )
     args = parser.parse_args()
     args.dir = args.dir or Path(f"/tmp/bk-ope-scale-{args.rows}")
     if args.child:
@@ -129,23 +179,36 @@ def main() -> None:
     workloads += [("memory", 0, "ips,snips,dr")] + (
         [("stream", args.bootstrap, "ips,snips,dr")] if args.bootstrap else []
     )
+    workloads += [("spark", 0, "ips,snips,dr")] if args.spark else []
     load = os.getloadavg()[0]
     print(f"load average before the run {load:.1f} on {os.cpu_count()} cores; chunk_rows {args.chunk_rows:,}")
     print("| workload | rows | wall | rows/s | peak RSS | target |\n|---|---|---|---|---|---|")
+    spark_notes: list[str] = []
     for mode, n_bootstrap, names in workloads:
         result = run(args, mode, n_bootstrap, names or "ips")
         label = names.upper().replace(",", "+")
+        engine = {"stream": "streamed", "memory": "in memory", "spark": "in Spark local[2]"}.get(mode, "")
         what = (
             "floor: read every column to numpy, one pass"
             if mode == "read"
-            else f"{label} {'streamed' if mode == 'stream' else 'in memory'}, {n_bootstrap} resamples"
+            else f"{label} {engine}, {n_bootstrap} resamples"
         )
         target = ">= 5M rows/s, < 2 GB" if (mode, n_bootstrap, names) == ("stream", 0, "ips,snips,dr") else ""
+        peak = "-" if math.isnan(result["peak"]) else f"{result['peak'] / 2**30:.2f} GB"
         print(
             f"| {what} | {result['rows']:,} | {result['wall']:.1f} s | {result['rows'] / result['wall'] / 1e6:.2f} M "
-            f"| {result['peak'] / 2**30:.2f} GB | {target} |",
+            f"| {peak} | {target} |",
             flush=True,
         )
+        if mode == "spark":
+            spark_notes.append(
+                f"Spark's fixed start-up, not in the wall above: session (JVM) {result['session']:.1f} s, first "
+                f"evaluation of 10,000 rows (Python workers start) {result['warm_up']:.1f} s; {result['source']}; "
+                f"Spark's floor, every column from the JVM to Python once (Arrow): {result['floor']:.1f} s, "
+                f"{result['rows'] / result['floor'] / 1e6:.2f} M rows/s"
+            )
+    for note in spark_notes:
+        print(note)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import griffe
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("banditkit", "banditkit.sim", "banditkit.ope")
+PACKAGES = ("banditkit", "banditkit.sim", "banditkit.ope", "banditkit.ope.spark")
 
 
 def _public_objects() -> dict[str, griffe.Object]:

@@ -148,3 +148,13 @@ def test_import_banditkit_stays_light():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT.parent)
     loaded = result.stdout.strip()
     assert loaded == "", f"import banditkit loaded {loaded}"
+
+
+def test_offline_evaluation_imports_no_spark():
+    """``banditkit.ope`` (and even ``banditkit.ope.spark``) leave pyspark unimported until Spark is asked for."""
+    code = (
+        "import sys, banditkit, banditkit.ope, banditkit.ope.spark; "
+        "print(','.join(m for m in ('pyspark', 'py4j') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT.parent)
+    assert result.stdout.strip() == "", f"import banditkit.ope loaded {result.stdout.strip()}"

@@ -156,7 +156,7 @@ def check_action_features(action_features: ArrayLike | None, n_arms: int) -> Flo
     if not np.isfinite(z).all():
         row, column = (int(i) for i in np.argwhere(~np.isfinite(z))[0])
         raise InvalidParameterError(
-            f"action_features must be finite, got {z[row, column]!r} at arm {row}, column {column}"
+            f"action_features must be finite, got {float(z[row, column])!r} at arm {row}, column {column}"
         )
     return z
 
@@ -432,7 +432,7 @@ def predict_expected(model: Any, features: FloatArray) -> FloatArray:
     if not np.isfinite(values).all():
         row = int(np.flatnonzero(~np.isfinite(values))[0])
         raise InvalidParameterError(
-            f"reward_model {type(model).__name__} predicted a non-finite reward ({values[row]!r}); "
+            f"reward_model {type(model).__name__} predicted a non-finite reward ({float(values[row])!r}); "
             "DM and DR need finite predictions (check the model and its features)"
         )
     return values

@@ -518,7 +518,8 @@ def describe_model(reward_model: Any, action_features: ArrayLike | None) -> str:
     model = default_model(reward_model, action_features)
     width = "" if action_features is None else f", {np.asarray(action_features).shape[1]} action features"
     if isinstance(model, RidgeRewardModel):
-        return f"ridge per arm (l2={model.l2:g})"
+        unused = "" if action_features is None else "; action features are constant within an arm and add nothing"
+        return f"ridge per arm (l2={model.l2:g}{unused})"
     if isinstance(model, CrossedRidgeRewardModel):
         return f"crossed ridge for all arms (l2={model.l2:g}{width})"
     if action_features is None:

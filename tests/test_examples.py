@@ -39,6 +39,7 @@ def test_open_bandit_example_estimates_the_thompson_policy():
     obd_path()  # fails loudly in CI when the data is missing
     output = run_script("ope_open_bandit.py")
     assert "on-policy" in output and "ips" in output
+    assert "crossed ridge for all arms (l2=1, 41 action features)" in output
 
 
 def test_end_to_end_example_serves_archives_evaluates_and_reports(tmp_path):

@@ -112,10 +112,11 @@ def evaluate(
         name -> any of these, the candidates to compare
     estimators : names from ``ESTIMATORS``; default all of them ("replay" only for uniform logs)
     reward_model : DM/DR's model, cross-fitted: ``RidgeRewardModel()`` per arm by default,
-        ``CrossedRidgeRewardModel()`` by default when ``action_features`` are given; or any object with
-        ``fit`` and ``predict`` / ``predict_proba`` (a scikit-learn regressor or classifier)
-    action_features : (K, m) features of each arm in the log's arm order (e.g. item features); the
-        reward model then fits all arms at once on :func:`~banditkit.ope.reward_model.crossed_features`
+        ``CrossedRidgeRewardModel()``, or any object with ``fit`` and ``predict`` / ``predict_proba``
+        (a scikit-learn regressor or classifier)
+    action_features : (K, m) features of each arm in the log's arm order (e.g. item features); a
+        ``CrossedRidgeRewardModel`` or an estimator then fits all arms at once on
+        :func:`~banditkit.ope.reward_model.crossed_features` (the per-arm ridge cannot use them)
     predicted_rewards : (n, K) array used instead of fitting a reward model
     n_folds, n_bootstrap, confidence : cross-fitting folds, bootstrap resamples, interval level
     clip_weight, switch_weight : weight cap of clipped_ips and switch threshold of switch_dr

@@ -176,7 +176,7 @@ def test_results_are_identical_with_a_fixed_seed():
         "x1": data["contexts"][:, 1],
     }
     target = np.full((1, N_ARMS), 1 / N_ARMS)
-    for model in (None, HistGradientBoostingRegressor(max_iter=10, random_state=0)):
+    for model in (CrossedRidgeRewardModel(), HistGradientBoostingRegressor(max_iter=10, random_state=0)):
         first, second = (
             evaluate(
                 log, target, ["dm", "dr"], reward_model=model, action_features=data["items"], n_bootstrap=50, rng=3
@@ -190,11 +190,11 @@ def test_results_are_identical_with_a_fixed_seed():
                 second[name].high,
             )
         assert "crossed" in first.reward_model or "HistGradientBoostingRegressor for all arms" in first.reward_model
-    other = evaluate(log, target, ["dm"], action_features=data["items"], n_bootstrap=0, rng=4)
+    other = evaluate(log, target, ["dm"], reward_model=model, action_features=data["items"], n_bootstrap=0, rng=4)
     assert other["dm"].value != first["dm"].value  # another seed, other folds
 
 
-def test_evaluate_with_action_features_uses_the_crossed_default_and_the_target_order():
+def test_evaluate_with_action_features_and_the_crossed_model_in_the_target_order():
     data = problem(n_rows=500, seed=8)
     names = [f"item{k}" for k in range(N_ARMS)]
     log = {
@@ -205,20 +205,37 @@ def test_evaluate_with_action_features_uses_the_crossed_default_and_the_target_o
         "x1": data["contexts"][:, 1],
     }
     target = np.full((1, N_ARMS), 1 / N_ARMS)
-    report = evaluate(log, target, ["dm"], action_features=data["items"], n_bootstrap=0, rng=0)
+    options = dict(reward_model=CrossedRidgeRewardModel(), n_bootstrap=0, rng=0)
+    report = evaluate(log, target, ["dm"], action_features=data["items"], **options)
     assert report.reward_model.startswith("crossed ridge for all arms (l2=1, 3 action features), 5-fold")
-    explicit = evaluate(
-        log, target, ["dm"], reward_model=CrossedRidgeRewardModel(), action_features=data["items"], n_bootstrap=0, rng=0
+    direct = cross_fit_predictions(
+        CrossedRidgeRewardModel(),
+        data["contexts"],
+        data["arms"],
+        data["clicks"],
+        N_ARMS,
+        np.random.default_rng(0),
+        action_features=data["items"],
     )
-    assert explicit["dm"].value == report["dm"].value
+    assert report["dm"].value == pytest.approx(direct.mean(), rel=1e-12)  # uniform target: the mean prediction
     per_arm = evaluate(log, target, ["dm"], n_bootstrap=0, rng=0)
     assert per_arm.reward_model.startswith("ridge per arm") and per_arm["dm"].value != report["dm"].value
-    ridge = evaluate(
-        log, target, ["dm"], reward_model=RidgeRewardModel(), action_features=data["items"], n_bootstrap=0, rng=0
-    )
-    assert ridge["dm"].value == per_arm["dm"].value  # per arm, features constant within an arm add nothing
-    both = evaluate(log, {"a": target, "b": np.eye(N_ARMS)[[0]]}, ["dm"], action_features=data["items"], n_bootstrap=0)
+    # A target whose arms come in another order gets the items' rows in its order, by name.
+    bandit = __import__("banditkit").Bandit(names[::-1], policy="thompson")
+    reordered = evaluate(log, bandit, ["dm"], action_features=data["items"], **options)
+    assert reordered["dm"].value == pytest.approx(report["dm"].value, rel=1e-9)
+    both = evaluate(log, {"a": target, "b": np.eye(N_ARMS)[[0]]}, ["dm"], action_features=data["items"], **options)
     assert both["a"]["dm"].value == report["dm"].value
+
+
+def test_action_features_need_a_model_that_uses_them():
+    data = problem(n_rows=100, seed=11)
+    log = {"arm": data["arms"], "reward": data["clicks"], "propensity": np.full(100, 1 / N_ARMS)}
+    for model, named in ((None, "the default reward model"), (RidgeRewardModel(), "RidgeRewardModel")):
+        with pytest.raises(
+            InvalidParameterError, match=f"action_features need a reward model that uses them, and {named}"
+        ):
+            evaluate(log, np.full((1, N_ARMS), 1 / N_ARMS), ["dr"], reward_model=model, action_features=data["items"])
 
 
 def test_bad_models_and_action_features_are_named():
@@ -239,7 +256,7 @@ def test_bad_models_and_action_features_are_named():
     items = data["items"].copy()
     items[2, 1] = np.inf
     with pytest.raises(InvalidParameterError, match="action_features must be finite, got inf at arm 2, column 1"):
-        evaluate(log, np.full((1, N_ARMS), 1 / N_ARMS), ["dm"], action_features=items)
+        evaluate(log, np.full((1, N_ARMS), 1 / N_ARMS), ["dm"], reward_model=LinearRegression(), action_features=items)
 
 
 def test_duck_typed_models_never_import_scikit_learn():
@@ -288,7 +305,7 @@ def test_streamed_crossed_ridge_is_exact_and_partial_fit_models_stream(tmp_path)
     path = tmp_path / "log.parquet"
     pq.write_table(table, path)
     target = np.full((1, N_ARMS), 1 / N_ARMS)
-    options = dict(action_features=data["items"], n_bootstrap=100, rng=2)
+    options = dict(reward_model=CrossedRidgeRewardModel(), action_features=data["items"], n_bootstrap=100, rng=2)
     streamed = evaluate(path, target, ["dm", "dr"], chunk_rows=250, **options)
     in_memory = evaluate(path, target, ["dm", "dr"], **options)
     for name in ("dm", "dr"):

@@ -468,13 +468,10 @@ def _cross_fit_crossed(
     folds: IntArray,
     n_folds: int,
     action_features: FloatArray,
-    block_pairs: int = 1 << 16,
 ) -> FloatArray:
     """One copy of ``model`` per fold on :func:`crossed_features`; every arm of a held-out row predicted."""
     n_arms = action_features.shape[0]
     predictions = np.empty((arms.shape[0], n_arms))
-    all_arms = np.arange(n_arms)
-    rows_per_block = max(1, block_pairs // n_arms)
     for fold in range(n_folds):
         test, train = np.flatnonzero(folds == fold), folds != fold
         if not test.shape[0]:
@@ -486,12 +483,33 @@ def _cross_fit_crossed(
         fitted = fresh_copy(model).fit(
             crossed_features(features[train], arms[train], action_features, n_arms), rewards[train]
         )
-        for start in range(0, test.shape[0], rows_per_block):
-            rows = test[start : start + rows_per_block]
-            pairs = crossed_features(
-                np.repeat(features[rows], n_arms, axis=0), np.tile(all_arms, rows.shape[0]), action_features, n_arms
-            )
-            predictions[rows] = predict_expected(fitted, pairs).reshape(rows.shape[0], n_arms)
+        predictions[test] = predict_every_arm(fitted, features[test], action_features)
+    return predictions
+
+
+def predict_every_arm(
+    fitted: Any, features: FloatArray, action_features: FloatArray, block_pairs: int = 1 << 16
+) -> FloatArray:
+    """A fitted model's expected reward (n, K) for every (row, arm) pair, ``block_pairs`` pairs at a time.
+
+    Examples
+    --------
+    >>> class ArmIndicator:  # predicts the crossed map's indicator of arm 1
+    ...     def predict(self, x):
+    ...         return x[:, 2]
+    >>> predict_every_arm(ArmIndicator(), np.zeros((2, 1)), np.zeros((2, 0))).tolist()
+    [[0.0, 1.0], [0.0, 1.0]]
+    """
+    n_arms = action_features.shape[0]
+    predictions = np.empty((features.shape[0], n_arms))
+    rows_per_block = max(1, block_pairs // n_arms)
+    all_arms = np.arange(n_arms)
+    for start in range(0, features.shape[0], rows_per_block):
+        rows = features[start : start + rows_per_block]
+        pairs = crossed_features(
+            np.repeat(rows, n_arms, axis=0), np.tile(all_arms, rows.shape[0]), action_features, n_arms
+        )
+        predictions[start : start + rows.shape[0]] = predict_expected(fitted, pairs).reshape(rows.shape[0], n_arms)
     return predictions
 
 

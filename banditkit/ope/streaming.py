@@ -47,6 +47,7 @@ from .reward_model import (
     fold_coefficients,
     fresh_copy,
     predict_crossed_folds,
+    predict_every_arm,
     predict_expected,
     predict_folds,
     ridge_statistics,
@@ -426,16 +427,7 @@ class OnlineCopies:
                     predictions[rows, arm] = fallback if fitted is None else predict_expected(fitted, features[rows])
                 continue
             fitted = self.copies.get((fold, -1))
-            if fitted is None:
-                predictions[rows] = fallback
-                continue
-            pairs = crossed_features(
-                np.repeat(features[rows], self.n_arms, axis=0),
-                np.tile(np.arange(self.n_arms), rows.shape[0]),
-                self.z,
-                self.n_arms,
-            )
-            predictions[rows] = predict_expected(fitted, pairs).reshape(rows.shape[0], self.n_arms)
+            predictions[rows] = fallback if fitted is None else predict_every_arm(fitted, features[rows], self.z)
         return predictions
 
 

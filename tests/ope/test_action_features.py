@@ -318,3 +318,16 @@ def test_streamed_crossed_ridge_is_exact_and_partial_fit_models_stream(tmp_path)
             )
             assert np.isfinite(report["dm"].value) and "by partial_fit in one pass" in report.reward_model
     assert 0 <= report["dm"].value <= 1  # the classifier's expected click
+
+
+def test_every_arm_is_predicted_the_same_in_small_blocks():
+    from banditkit.ope.reward_model import predict_every_arm
+
+    data = problem(n_rows=300, seed=12)
+    x, items = data["contexts"], data["items"]
+    fitted = LinearRegression().fit(crossed_features(x, data["arms"], items, N_ARMS), data["clicks"])
+    whole = predict_every_arm(fitted, x, items)
+    np.testing.assert_allclose(predict_every_arm(fitted, x, items, block_pairs=7), whole, rtol=1e-12)
+    for arm in range(N_ARMS):  # each column is the model on that arm's crossed features
+        expected = fitted.predict(crossed_features(x, np.full(300, arm), items, N_ARMS))
+        np.testing.assert_allclose(whole[:, arm], expected, rtol=1e-12)

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from banditkit.datasets import load_open_bandit
-from banditkit.ope import evaluate, thompson_ranking_distribution
+from banditkit.ope import CrossedRidgeRewardModel, evaluate, thompson_ranking_distribution
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,6 +63,24 @@ def main() -> None:
         print(f"  position {position}: {cells}; on-policy {bts_log.log.rewards[rows].mean():.5f}")
     for warning in report.warnings:
         print("warning:", warning)
+    # DM/DR with the item features: one crossed ridge for all 80 items (benchmarks/bench_ope_reward_models.py
+    # compares more reward models over several fold splits)
+    crossed = evaluate(
+        random_log.log,
+        target.for_rows(1),
+        ["dm", "dr"],
+        reward_model=CrossedRidgeRewardModel(),
+        action_features=random_log.item_features,
+        n_bootstrap=0,
+        rng=0,
+    )
+    print(f"\nreward model with item features: {crossed.reward_model}")
+    for name in ("dm", "dr"):
+        per_arm, with_items = report[name].value, crossed[name].value
+        print(
+            f"  {name}: per-arm ridge {per_arm:.5f} (relative error {abs(per_arm - truth) / truth:.3f}), "
+            f"crossed ridge {with_items:.5f} (relative error {abs(with_items - truth) / truth:.3f})"
+        )
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
     report = bk.ope.evaluate(log, target, estimators=["replay", "ips", "snips", "dm", "dr"])
     report["dr"].value, report["dr"].low, report["dr"].high, report["dr"].ess
     report.to_frame()      # one row per estimator (pandas)
+    bk.ope.evaluate(log, target, action_features=item_features)   # DM/DR's model on crossed features
     bk.ope.evaluate(log, {"new": bandit, "current": probs})   # candidates side by side: a Comparison
     bk.ope.replay_learning(log, bandit)   # a learning policy replayed: .value, .low, .high, .curve()
 
@@ -20,7 +21,7 @@ from .logs import LoggedData, load_log
 from .per_row import model_features
 from .ranking import RankingDistribution, thompson_ranking_distribution
 from .report import Estimate, Report
-from .reward_model import RidgeRewardModel, cross_fit_predictions
+from .reward_model import CrossedRidgeRewardModel, RidgeRewardModel, cross_fit_predictions, crossed_features
 
 __all__ = [
     "evaluate",
@@ -43,6 +44,8 @@ __all__ = [
     "switch_dr",
     "importance_weights",
     "RidgeRewardModel",
+    "CrossedRidgeRewardModel",
+    "crossed_features",
     "cross_fit_predictions",
     "poisson_bootstrap_sums",
     "thompson_ranking_distribution",

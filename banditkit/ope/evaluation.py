@@ -10,7 +10,7 @@ from typing import Any, overload
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .._typing import FloatArray, IntArray, RngLike
+from .._typing import FloatArray, RngLike
 from .._validation import check_int, check_real
 from ..errors import BanditkitError, InvalidParameterError, InvalidTypeError
 from . import estimators as est
@@ -19,9 +19,16 @@ from .comparison import Comparison, Ratio, recommend
 from .logs import LoggedData, load_log
 from .per_row import MODEL_BASED, estimator_terms, model_features
 from .report import Estimate, Report
-from .reward_model import RidgeRewardModel, cross_fit_predictions
+from .reward_model import (
+    CrossedRidgeRewardModel,
+    RidgeRewardModel,
+    cross_fit_predictions,
+    default_model,
+    describe_model,
+    target_action_features,
+)
 from .streaming import DEFAULT_CHUNK_ROWS, evaluate_streamed, streams
-from .targets import resolve_target
+from .targets import RowTarget, resolve_target
 
 ESTIMATORS = ("replay", "ips", "clipped_ips", "snips", "dm", "dr", "switch_dr")
 """The estimators ``evaluate`` knows, by the names its ``estimators`` argument takes (all of them by default).
@@ -42,6 +49,7 @@ def evaluate(
     estimators: str | Sequence[str] | None = None,
     *,
     reward_model: Any = None,
+    action_features: ArrayLike | None = None,
     predicted_rewards: ArrayLike | None = None,
     n_folds: int = 5,
     n_bootstrap: int = 1000,
@@ -61,6 +69,7 @@ def evaluate(
     estimators: str | Sequence[str] | None = None,
     *,
     reward_model: Any = None,
+    action_features: ArrayLike | None = None,
     predicted_rewards: ArrayLike | None = None,
     n_folds: int = 5,
     n_bootstrap: int = 1000,
@@ -79,6 +88,7 @@ def evaluate(
     estimators: str | Sequence[str] | None = None,
     *,
     reward_model: Any = None,
+    action_features: ArrayLike | None = None,
     predicted_rewards: ArrayLike | None = None,
     n_folds: int = 5,
     n_bootstrap: int = 1000,
@@ -101,7 +111,12 @@ def evaluate(
     target : Bandit, policy, deterministic actions, or probabilities (n, K) / (n, K, L); or a mapping
         name -> any of these, the candidates to compare
     estimators : names from ``ESTIMATORS``; default all of them ("replay" only for uniform logs)
-    reward_model : RidgeRewardModel (default) or a scikit-learn regressor/classifier, cross-fitted
+    reward_model : DM/DR's model, cross-fitted: ``RidgeRewardModel()`` per arm by default,
+        ``CrossedRidgeRewardModel()``, or any object with ``fit`` and ``predict`` / ``predict_proba``
+        (a scikit-learn regressor or classifier)
+    action_features : (K, m) features of each arm in the log's arm order (e.g. item features); a
+        ``CrossedRidgeRewardModel`` or an estimator then fits all arms at once on
+        :func:`~banditkit.ope.reward_model.crossed_features` (the per-arm ridge cannot use them)
     predicted_rewards : (n, K) array used instead of fitting a reward model
     n_folds, n_bootstrap, confidence : cross-fitting folds, bootstrap resamples, interval level
     clip_weight, switch_weight : weight cap of clipped_ips and switch threshold of switch_dr
@@ -136,6 +151,7 @@ def evaluate(
             generator,
             dict(
                 reward_model=reward_model,
+                action_features=action_features,
                 n_folds=n_folds,
                 n_bootstrap=n_bootstrap,
                 confidence=confidence,
@@ -157,6 +173,7 @@ def evaluate(
             generator,
             dict(
                 reward_model=reward_model,
+                action_features=action_features,
                 predicted_rewards=predicted_rewards,
                 n_folds=n_folds,
                 clip_weight=clip_weight,
@@ -170,7 +187,7 @@ def evaluate(
     predictions = None
     if MODEL_BASED & set(names):
         predictions = _predictions(
-            log, arms, probabilities.shape[1], reward_model, predicted_rewards, generator, n_folds
+            log, target_rows, reward_model, action_features, predicted_rewards, generator, n_folds
         )
     terms = [
         estimator_terms(name, log, probabilities, arms, predictions, generator, clip_weight, switch_weight)
@@ -184,7 +201,11 @@ def evaluate(
             if rows.any():
                 subset = [t.subset(rows) for t in terms]
                 by_position[position] = _keyed(est.finish(subset, generator, n_bootstrap, confidence))
-    note = _model_note(reward_model, predicted_rewards, n_folds, log.n_rows) if predictions is not None else None
+    note = (
+        _model_note(reward_model, action_features, predicted_rewards, n_folds, log.n_rows)
+        if predictions is not None
+        else None
+    )
     return Report(estimates, by_position, tuple(_warnings(estimates, log.n_rows)), "in memory", note)
 
 
@@ -220,19 +241,18 @@ def _streamable(
     """Whether a request can stream: a large log streams by itself only then (else it is read in memory)."""
     per_row = isinstance(target, np.ndarray) and target.ndim >= 2 and target.shape[0] > 1
     replay = estimators is not None and "replay" in ([estimators] if isinstance(estimators, str) else estimators)
-    model = reward_model is None or isinstance(reward_model, RidgeRewardModel)
+    model = reward_model is None or isinstance(reward_model, (RidgeRewardModel, CrossedRidgeRewardModel))
     return not (isinstance(target, Mapping) or per_row or replay or predicted_rewards is not None or not model)
 
 
-def _model_note(reward_model: Any, predicted_rewards: ArrayLike | None, n_folds: int, n_rows: int) -> str:
+def _model_note(
+    reward_model: Any, action_features: ArrayLike | None, predicted_rewards: ArrayLike | None, n_folds: int, n_rows: int
+) -> str:
     """How the in-memory path got DM/DR's predicted rewards, for the report."""
     if predicted_rewards is not None:
         return "predicted_rewards given by the caller"
-    folds = min(n_folds, n_rows)
-    if reward_model is None or isinstance(reward_model, RidgeRewardModel):
-        l2 = (reward_model or RidgeRewardModel()).l2
-        return f"ridge per arm (l2={l2:g}), {folds}-fold cross-fitted in memory on all {n_rows:,} rows"
-    return f"{type(reward_model).__name__} per arm, {folds}-fold cross-fitted in memory on all {n_rows:,} rows"
+    model = describe_model(reward_model, action_features)
+    return f"{model}, {min(n_folds, n_rows)}-fold cross-fitted in memory on all {n_rows:,} rows"
 
 
 def _compare(
@@ -260,9 +280,9 @@ def _compare(
         if MODEL_BASED & set(names) and rows.arm_names not in predictions:
             predictions[rows.arm_names] = _predictions(
                 log,
-                rows.arms,
-                rows.probabilities.shape[1],
+                rows,
                 options["reward_model"],
+                options["action_features"],
                 options["predicted_rewards"],
                 copy.deepcopy(folds),
                 options["n_folds"],
@@ -328,13 +348,14 @@ def _estimator_names(estimators: str | Sequence[str] | None, uniform: bool) -> l
 
 def _predictions(
     log: LoggedData,
-    arms: IntArray,
-    n_arms: int,
+    rows: RowTarget,
     reward_model: Any,
+    action_features: ArrayLike | None,
     predicted_rewards: ArrayLike | None,
     rng: np.random.Generator,
     n_folds: int,
 ) -> FloatArray:
+    n_arms = rows.probabilities.shape[1]
     if predicted_rewards is not None:
         predictions = np.asarray(predicted_rewards, dtype=np.float64)
         if predictions.shape != (log.n_rows, n_arms) or not np.isfinite(predictions).all():
@@ -342,8 +363,16 @@ def _predictions(
                 f"predicted_rewards must be finite with shape {(log.n_rows, n_arms)}, got {predictions.shape}"
             )
         return predictions
+    features = target_action_features(action_features, log.arm_names, rows.arm_names)
     return cross_fit_predictions(
-        reward_model or RidgeRewardModel(), model_features(log), arms, log.rewards, n_arms, rng, n_folds
+        default_model(reward_model, features),
+        model_features(log),
+        rows.arms,
+        log.rewards,
+        n_arms,
+        rng,
+        n_folds,
+        action_features=features,
     )
 
 

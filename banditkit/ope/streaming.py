@@ -18,14 +18,15 @@ bounded by ``chunk_rows``, not by the log.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import inspect
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .._typing import FloatArray
+from .._typing import FloatArray, IntArray
 from .._validation import check_int
 from ..errors import BanditkitError, InvalidParameterError
 from . import estimators as est
@@ -34,13 +35,33 @@ from .bootstrap import draw_key, keyed_bootstrap_sums
 from .logs import LoggedData, load_log
 from .per_row import MODEL_BASED, estimator_terms, model_features
 from .report import Estimate
-from .reward_model import RidgeRewardModel, fold_coefficients, predict_folds, ridge_statistics, row_folds
+from .reward_model import (
+    CrossedRidgeRewardModel,
+    RidgeRewardModel,
+    check_reward_model,
+    crossed_features,
+    crossed_fold_coefficients,
+    crossed_statistics,
+    default_model,
+    describe_model,
+    fold_coefficients,
+    fresh_copy,
+    predict_crossed_folds,
+    predict_every_arm,
+    predict_expected,
+    predict_folds,
+    ridge_statistics,
+    row_folds,
+    target_action_features,
+)
 from .targets import RowTarget, resolve_target
 
 #: A Parquet log with more rows than this streams even without ``chunk_rows``.
 STREAM_ROWS = 5_000_000
 #: Rows per chunk when streaming is chosen by size.
 DEFAULT_CHUNK_ROWS = 262_144
+#: Most distinct reward values the layout pass keeps (the classes a streamed classifier is told of).
+MAX_REWARD_VALUES = 256
 
 
 @dataclass(frozen=True)
@@ -53,6 +74,8 @@ class Layout:
     named_arms: bool
     position_rows: tuple[int, ...]
     n_rows: int
+    #: Distinct rewards (sorted) when there are at most MAX_REWARD_VALUES of them, else empty: a classifier's classes.
+    reward_values: tuple[float, ...] = ()
 
     @property
     def n_positions(self) -> int:
@@ -114,6 +137,7 @@ def scan_layout(path: Path, drop_unrewarded: bool) -> Layout:
     labels: set[Any] = set()
     largest, n_rows = -1, 0
     experiments: set[str] = set()
+    rewards_seen: set[float] = set()
     position_rows = np.zeros(0, dtype=np.int64)
     for file in files:
         for batch in parquet.ParquetFile(file).iter_batches(batch_size=DEFAULT_CHUNK_ROWS, columns=wanted):
@@ -121,6 +145,9 @@ def scan_layout(path: Path, drop_unrewarded: bool) -> Layout:
                 reward = batch.column("reward").cast(pa.float64())
                 batch = batch.filter(compute.and_(compute.is_valid(reward), compute.invert(compute.is_nan(reward))))
             n_rows += batch.num_rows
+            if len(rewards_seen) <= MAX_REWARD_VALUES:
+                values = compute.unique(batch.column("reward").cast(pa.float64())).to_pylist()
+                rewards_seen.update(float(v) for v in values if v is not None and v == v)
             arms = batch.column("arm")
             if named:
                 labels.update(str(v) for v in compute.unique(arms).to_pylist() if v is not None)
@@ -144,7 +171,10 @@ def scan_layout(path: Path, drop_unrewarded: bool) -> Layout:
             "column; evaluate it in memory (chunk_rows=None) or log integer arms"
         )
     names = tuple(sorted(labels)) if named else tuple(str(i) for i in range(largest + 1))
-    return Layout(tuple(files), tuple(schema.names), names, named, tuple(int(c) for c in position_rows), n_rows)
+    reward_values = tuple(sorted(rewards_seen)) if len(rewards_seen) <= MAX_REWARD_VALUES else ()
+    return Layout(
+        tuple(files), tuple(schema.names), names, named, tuple(int(c) for c in position_rows), n_rows, reward_values
+    )
 
 
 def chunks(layout: Layout, chunk_rows: int, drop_unrewarded: bool) -> Iterator[tuple[Path, LoggedData]]:
@@ -181,6 +211,7 @@ def evaluate_streamed(
     generator: np.random.Generator,
     *,
     reward_model: Any,
+    action_features: Any,
     n_folds: int,
     n_bootstrap: int,
     confidence: float,
@@ -196,25 +227,15 @@ def evaluate_streamed(
     """
     layout = scan_layout(path, drop_unrewarded)
     model_based = bool(MODEL_BASED & set(names))
-    coefficients = None
+    predictor: Predictor | None = None
     note = None
     if model_based:
-        if reward_model is not None and not isinstance(reward_model, RidgeRewardModel):
-            raise InvalidParameterError(
-                "a streamed log fits DM/DR's reward model as a ridge regression per arm from streamed sufficient "
-                f"statistics; reward_model must be a RidgeRewardModel, got {type(reward_model).__name__} "
-                "(evaluate in memory for a scikit-learn model)"
-            )
-        model = reward_model or RidgeRewardModel()
         n_folds = min(check_int("n_folds", n_folds, low=2), layout.n_rows)
         if n_folds < 2:
             raise InvalidParameterError(f"cross-fitting needs at least 2 logged rows, got {layout.n_rows}")
         fold_key = draw_key(generator)
-        coefficients = _streamed_ridge(layout, target, model.l2, n_folds, fold_key, chunk_rows, drop_unrewarded)
-        note = (
-            f"ridge per arm (l2={model.l2:g}), {n_folds}-fold cross-fitted from sufficient statistics streamed "
-            f"over all {layout.n_rows:,} rows (exact, as in memory)"
-        )
+        fit = FitPass(layout, target, n_folds, fold_key, chunk_rows, drop_unrewarded, action_features)
+        predictor, note = streamed_reward_model(default_model(reward_model, action_features), fit)
     keys = [draw_key(generator) if n_bootstrap else 0 for _ in range(1 + len(_present(layout)))]
     totals: list[est.TermTotals | None] = [None] * len(names)
     sums = np.zeros((n_bootstrap, 2 * len(names)))
@@ -226,9 +247,9 @@ def evaluate_streamed(
     for file, chunk in chunks(layout, chunk_rows, drop_unrewarded):
         rows = target_rows(target, chunk, file)
         predictions = None
-        if coefficients is not None:
+        if predictor is not None:
             features = model_features(chunk, layout.n_positions)
-            predictions = predict_folds(coefficients, features, row_folds(fold_key, first_row, chunk.n_rows, n_folds))
+            predictions = predictor(features, row_folds(fold_key, first_row, chunk.n_rows, n_folds))
         terms = [
             estimator_terms(
                 name, chunk, rows.probabilities, rows.arms, predictions, generator, clip_weight, switch_weight
@@ -284,28 +305,153 @@ def _estimates(totals: list[est.TermTotals | None], sums: FloatArray | None, con
     return out
 
 
-def _streamed_ridge(
-    layout: Layout,
-    target: Any,
-    l2: float,
-    n_folds: int,
-    fold_key: int,
-    chunk_rows: int,
-    drop_unrewarded: bool,
-) -> tuple[FloatArray, FloatArray]:
+Predictor = Callable[[FloatArray, IntArray], FloatArray]
+
+
+@dataclass(frozen=True)
+class FitPass:
+    """What a reward model's pass over a streamed log needs: the layout, the target, the folds' key."""
+
+    layout: Layout
+    target: Any
+    n_folds: int
+    fold_key: int
+    chunk_rows: int
+    drop_unrewarded: bool
+    action_features: Any
+
+    def chunks(self) -> Iterator[tuple[FloatArray, IntArray, FloatArray, IntArray, FloatArray | None, int]]:
+        """Per chunk: model features, target arm columns, rewards, folds, action features (target order), K."""
+        first_row = 0
+        for file, chunk in chunks(self.layout, self.chunk_rows, self.drop_unrewarded):
+            rows = target_rows(self.target, chunk, file)
+            z = target_action_features(self.action_features, self.layout.arm_names, rows.arm_names)
+            folds = row_folds(self.fold_key, first_row, chunk.n_rows, self.n_folds)
+            features = model_features(chunk, self.layout.n_positions)
+            yield features, rows.arms, chunk.rewards, folds, z, rows.probabilities.shape[1]
+            first_row += chunk.n_rows
+
+
+def streamed_reward_model(model: Any, fit: FitPass) -> tuple[Predictor, str]:
+    """Fit DM/DR's cross-fitted reward model in one pass over the chunks; the per-chunk predictor and its note.
+
+    The ridge models add per-fold sufficient statistics over the chunks (exact: the model fitted in
+    memory). Any other model must have ``partial_fit``: one copy per fold (per (fold, arm) without
+    action features) is updated with each chunk's rows of the other folds, a one-pass online fit that
+    differs from the in-memory ``fit``. A classifier's ``partial_fit`` is told the log's distinct rewards
+    as ``classes``.
+    """
+    check_reward_model(model)
+    n_rows, n_folds = fit.layout.n_rows, fit.n_folds
+    described = describe_model(model, fit.action_features)
+    exact = (
+        f"{described}, {n_folds}-fold cross-fitted from sufficient statistics streamed over all {n_rows:,} rows "
+        "(exact, as in memory)"
+    )
+    if isinstance(model, RidgeRewardModel):
+        ridge = _streamed_ridge(fit, model.l2)
+        return (lambda features, folds: predict_folds(ridge, features, folds)), exact
+    if isinstance(model, CrossedRidgeRewardModel):
+        crossed, z = _streamed_crossed(fit, model.l2)
+        return (lambda features, folds: predict_crossed_folds(crossed, features, folds, z)), exact
+    if not callable(getattr(model, "partial_fit", None)):
+        raise InvalidParameterError(
+            f"a streamed log fits DM/DR's reward model chunk by chunk: {type(model).__name__} has no partial_fit "
+            "(use RidgeRewardModel, CrossedRidgeRewardModel or an estimator with partial_fit such as "
+            "SGDRegressor, or evaluate in memory with chunk_rows=None)"
+        )
+    online = OnlineCopies(model, fit.layout.reward_values)
+    for features, arms, rewards, folds, item_features, n_arms in fit.chunks():
+        online.update(features, arms, rewards, folds, item_features, n_arms, n_folds)
+    note = f"{n_folds}-fold cross-fitted by partial_fit in one pass over all {n_rows:,} rows (an online fit)"
+    return online.predict, f"{described}, {note}"
+
+
+class OnlineCopies:
+    """Copies of a ``partial_fit`` model per fold (and per arm without action features), updated chunk by chunk."""
+
+    def __init__(self, model: Any, reward_values: tuple[float, ...]):
+        self.model = model
+        takes_classes = "classes" in inspect.signature(model.partial_fit).parameters
+        if takes_classes and not reward_values:
+            raise InvalidParameterError(
+                f"reward_model {type(model).__name__} is a classifier, whose partial_fit needs the classes up "
+                f"front; the log has more than {MAX_REWARD_VALUES} distinct rewards"
+            )
+        self.classes = np.asarray(reward_values, dtype=np.float64) if takes_classes else None
+        self.copies: dict[tuple[int, int], Any] = {}
+        self.sums: FloatArray = np.zeros((0, 2))  # per fold: training reward sum and rows (the fallback mean)
+        self.z: FloatArray | None = None
+        self.n_arms = 0
+
+    def update(
+        self,
+        features: FloatArray,
+        arms: IntArray,
+        rewards: FloatArray,
+        folds: IntArray,
+        z: FloatArray | None,
+        n_arms: int,
+        n_folds: int,
+    ) -> None:
+        self.z, self.n_arms = z, n_arms
+        if not self.sums.shape[0]:
+            self.sums = np.zeros((n_folds, 2))
+        design = features if z is None else crossed_features(features, arms, z, n_arms)
+        for fold in range(n_folds):
+            train = folds != fold
+            self.sums[fold] += (rewards[train].sum(), train.sum())
+            for arm in range(n_arms) if z is None else (-1,):
+                rows = train if arm < 0 else train & (arms == arm)
+                if rows.any():
+                    self._copy(fold, arm).partial_fit(design[rows], rewards[rows], **self._classes())
+
+    def _classes(self) -> dict[str, FloatArray]:
+        return {} if self.classes is None else {"classes": self.classes}
+
+    def _copy(self, fold: int, arm: int) -> Any:
+        if (fold, arm) not in self.copies:
+            self.copies[fold, arm] = fresh_copy(self.model)
+        return self.copies[fold, arm]
+
+    def predict(self, features: FloatArray, folds: IntArray) -> FloatArray:
+        predictions = np.empty((features.shape[0], self.n_arms))
+        for fold in range(self.sums.shape[0]):
+            rows = np.flatnonzero(folds == fold)
+            if not rows.shape[0]:
+                continue
+            fallback = self.sums[fold, 0] / self.sums[fold, 1] if self.sums[fold, 1] else 0.0
+            if self.z is None:
+                for arm in range(self.n_arms):
+                    fitted = self.copies.get((fold, arm))
+                    predictions[rows, arm] = fallback if fitted is None else predict_expected(fitted, features[rows])
+                continue
+            fitted = self.copies.get((fold, -1))
+            predictions[rows] = fallback if fitted is None else predict_every_arm(fitted, features[rows], self.z)
+        return predictions
+
+
+def _streamed_ridge(fit: FitPass, l2: float) -> tuple[FloatArray, FloatArray]:
     """Per-fold ridge coefficients from per-(fold, arm) statistics summed over the chunks."""
     gram: FloatArray | None = None
     moments: FloatArray | None = None
-    first_row = 0
-    for file, chunk in chunks(layout, chunk_rows, drop_unrewarded):
-        rows = target_rows(target, chunk, file)
-        folds = row_folds(fold_key, first_row, chunk.n_rows, n_folds)
-        features = model_features(chunk, layout.n_positions)
-        chunk_gram, chunk_moments = ridge_statistics(
-            features, rows.arms, chunk.rewards, folds, rows.probabilities.shape[1], n_folds
-        )
+    for features, arms, rewards, folds, _, n_arms in fit.chunks():
+        chunk_gram, chunk_moments = ridge_statistics(features, arms, rewards, folds, n_arms, fit.n_folds)
         gram = chunk_gram if gram is None else gram + chunk_gram
         moments = chunk_moments if moments is None else moments + chunk_moments
-        first_row += chunk.n_rows
     assert gram is not None and moments is not None, "the layout pass found rows"
     return fold_coefficients(gram, moments, l2)
+
+
+def _streamed_crossed(fit: FitPass, l2: float) -> tuple[tuple[FloatArray, FloatArray], FloatArray]:
+    """Per-fold crossed-ridge coefficients and means from per-fold statistics summed over the chunks."""
+    gram: FloatArray | None = None
+    moments: FloatArray | None = None
+    z: FloatArray | None = None
+    n_arms = 0
+    for features, arms, rewards, folds, z, n_arms in fit.chunks():
+        chunk_gram, chunk_moments = crossed_statistics(features, arms, rewards, folds, fit.n_folds, z, n_arms)
+        gram = chunk_gram if gram is None else gram + chunk_gram
+        moments = chunk_moments if moments is None else moments + chunk_moments
+    assert gram is not None and moments is not None, "the layout pass found rows"
+    return crossed_fold_coefficients(gram, moments, l2), np.zeros((n_arms, 0)) if z is None else z

@@ -88,7 +88,9 @@ def test_an_arm_with_one_reward_value_predicts_that_constant():
 
 
 def test_bad_models_and_sizes():
-    with pytest.raises(InvalidTypeError, match="reward_model must be a RidgeRewardModel or a scikit-learn"):
+    with pytest.raises(
+        InvalidTypeError, match="reward_model must be a RidgeRewardModel, a CrossedRidgeRewardModel or an estimator"
+    ):
         cross_fit_predictions(object(), np.zeros((4, 1)), np.zeros(4, int), np.zeros(4), 1, np.random.default_rng(0))
     with pytest.raises(InvalidParameterError, match="at least 2 logged rows"):
         cross_fit_predictions(

@@ -75,7 +75,7 @@ def make_server(outcomes: Outcomes, host: str = "127.0.0.1", port: int = 0) -> T
     """An HTTP server answering every GET with ``outcomes``' parameters (call ``serve_forever``)."""
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        def do_GET(self) -> None:
             try:
                 status, body = 200, json.dumps(outcomes.answer()).encode()
             except (OSError, ValueError) as error:
@@ -86,7 +86,7 @@ def make_server(outcomes: Outcomes, host: str = "127.0.0.1", port: int = 0) -> T
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args) -> None:  # noqa: A002 (http.server's name)
+        def log_message(self, format: str, *args) -> None:
             pass
 
     return ThreadingHTTPServer((host, port), Handler)

@@ -325,7 +325,7 @@ class SourcePoller:
         experiment = self.engine.experiment(name)
         try:
             parameters = await fetch(self._client, spec, list(experiment.bandit.arms))
-            still = lambda: experiment.config.source == spec  # noqa: E731 (read when the change is built)
+            still = lambda: experiment.config.source == spec
             written = await self.engine._change_model(experiment, source_change(parameters, spec.url, still))
         except SourceError as error:
             return await self._failed(name, state, error.outcome, str(error))

@@ -264,7 +264,7 @@ class FakeSource:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 status, body = 200, fake.body()
                 if fake.mode == "slow":
                     time.sleep(0.6)

@@ -426,22 +426,28 @@ def test_two_workers_on_redis_write_each_change_once(reference, shared_store, se
             http.close()
 
 
-def test_a_restart_with_the_source_down_serves_the_stored_parameters(reference, server_process, tmp_path):
-    store = f"sqlite:///{tmp_path / 'restart.db'}"
+def test_a_restart_with_the_source_down_serves_the_stored_parameters(reference, tmp_path):
+    settings = Settings(
+        store=f"sqlite:///{tmp_path / 'restart.db'}",
+        port=0,
+        admin_token=None,
+        client_tokens=(),
+        tune_interpreter=False,
+        spool_dir=tmp_path / "spool",
+    )
     rows = [("red", 1), ("red", 1), ("green", 0)]
     source = reference(rows)
-    first = server_process(store, tune_interpreter=False, spool_dir=tmp_path / "spool")
     spec = {"url": source.url, "refresh_s": 0.1, "timeout_s": 0.5, "retries": 0}
-    with httpx.Client(base_url=first.base_url, timeout=30.0) as http:
+    with running(settings) as url, httpx.Client(base_url=url, timeout=30.0) as http:
         assert http.post("/v1/experiments", json={"name": "hero", "arms": ARMS, "source": spec}).status_code == 201
         wait_for(lambda: close(served(http), exact(beta_of(rows))))
         ids = decide_exactly(http, exact(beta_of(rows)), n=5)
         for decision_id in ids:  # recorded after the last model change: a restart reads them from the log again
-            assert http.post("/v1/experiments/hero/rewards", json={"decision_id": decision_id, "value": 0.0}).json()
-    first.stop()
+            answer = http.post("/v1/experiments/hero/rewards", json={"decision_id": decision_id, "value": 0.0})
+            assert answer.status_code == 200 and answer.json()["applied"] is False
     source.kill()
-    second = server_process(store, tune_interpreter=False, spool_dir=tmp_path / "spool")
-    with httpx.Client(base_url=second.base_url, timeout=30.0) as http:
+    with running(settings) as url, httpx.Client(base_url=url, timeout=30.0) as http:
         assert close(served(http), exact(beta_of(rows)))
         wait_for(lambda: (http.get("/v1/experiments/hero/stats").json()["source"] or {}).get("failing"))
         decide_exactly(http, exact(beta_of(rows)), n=5)
+        assert http.get("/v1/experiments/hero/stats").json()["rewards"] == 5

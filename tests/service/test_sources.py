@@ -397,19 +397,28 @@ def test_patch_sets_and_clears_the_source(sqlite_server, fake):
 
 
 def test_two_workers_on_redis_write_each_change_once(reference, shared_store, server_process, tmp_path):
+    """A child process and a server in this process, each with its own poller, on one Redis store."""
     store = shared_store[0]
     rows = [("red", 1), ("green", 0)]
     source = reference(rows)
-    workers = [
-        server_process(store, tune_interpreter=False, model_poll_s=0.01, spool_dir=tmp_path / f"spool{i}")
-        for i in range(2)
-    ]
-    clients = [httpx.Client(base_url=worker.base_url, timeout=30.0) for worker in workers]
-    try:
+    child = server_process(store, tune_interpreter=False, model_poll_s=0.01, spool_dir=tmp_path / "spool0")
+    settings = Settings(
+        store=store,
+        port=0,
+        admin_token=None,
+        client_tokens=(),
+        tune_interpreter=False,
+        model_poll_s=0.01,
+        spool_dir=tmp_path / "spool1",
+    )
+    with (
+        running(settings) as url,
+        httpx.Client(base_url=child.base_url, timeout=30.0) as first,
+        httpx.Client(base_url=url, timeout=30.0) as second,
+    ):
+        clients = [first, second]
         spec = {"url": source.url, "refresh_s": 0.1, "timeout_s": 1.0}
-        assert (
-            clients[0].post("/v1/experiments", json={"name": "hero", "arms": ARMS, "source": spec}).status_code == 201
-        )
+        assert first.post("/v1/experiments", json={"name": "hero", "arms": ARMS, "source": spec}).status_code == 201
         for http in clients:
             wait_for(lambda http=http: close(served(http), exact(beta_of(rows))))
         rows = [*rows, ("blue", 1), ("blue", 1)]
@@ -417,13 +426,10 @@ def test_two_workers_on_redis_write_each_change_once(reference, shared_store, se
         for http in clients:
             wait_for(lambda http=http: close(served(http), exact(beta_of(rows))))
         time.sleep(0.5)  # several polls by each worker: none writes again
-        events = [e for e in source_events(clients[1]) if e["kind"] == "source"]
+        events = [e for e in source_events(second) if e["kind"] == "source"]
         assert len(events) == 2 and len({e["digest"] for e in events}) == 2, events
         versions = {http.get("/v1/experiments/hero").json()["policy_version"] for http in clients}
         assert len(versions) == 1, versions
-    finally:
-        for http in clients:
-            http.close()
 
 
 def test_a_restart_with_the_source_down_serves_the_stored_parameters(reference, tmp_path):

@@ -310,6 +310,7 @@ def sqlite_server(tmp_path):
         client_tokens=(),
         tune_interpreter=False,
         spool_dir=tmp_path / "spool",
+        check_interval_s=0.05,  # the supervisor checks often: it must agree with the poller on source_stale
     )
     with running(settings) as url, httpx.Client(base_url=url, timeout=30.0) as http:
         yield http
@@ -337,6 +338,8 @@ def test_a_bad_source_keeps_the_last_good_parameters_and_alerts(sqlite_server, f
     wait_for(lambda: any(e.get("alert") == "source_stale" and e["state"] == "open" for e in source_events(http)))
     decide_exactly(http, good, n=10)  # never a 5xx, never a fallback: the last good parameters
     assert close(served(http), good)
+    time.sleep(0.2)  # several supervisor checks while the source fails: the alert stays open
+    assert [e["state"] for e in source_events(http) if e["kind"] == "alert"] == ["open"]
     assert metric(http, "banditkit_source_fetches_total", experiment="hero", outcome=outcome) >= 1
     # The source recovers with new parameters: they are served and the alert resolves.
     fake.parameters = {"red": (9.0, 2.0), "green": (4.0, 1.0), "blue": (1.0, 3.5)}
@@ -344,6 +347,9 @@ def test_a_bad_source_keeps_the_last_good_parameters_and_alerts(sqlite_server, f
     wait_for(lambda: close(served(http), exact(fake.parameters)))
     wait_for(lambda: any(e.get("alert") == "source_stale" and e["state"] == "resolved" for e in source_events(http)))
     assert not http.get("/v1/experiments/hero/stats").json()["source"]["failing"]
+    time.sleep(0.2)  # a few more supervisor checks: nothing opens or resolves again
+    states = [e["state"] for e in source_events(http) if e["kind"] == "alert"]
+    assert states == ["open", "resolved"], states
 
 
 # ---- configuration -------------------------------------------------------------------------------------

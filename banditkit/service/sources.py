@@ -326,6 +326,7 @@ class SourcePoller:
         try:
             parameters = await fetch(self._client, spec, list(experiment.bandit.arms))
             still = lambda: experiment.config.source == spec
+            # The engine's one path for model changes (reload, build, compare-and-set, retry), as PATCH takes.
             written = await self.engine._change_model(experiment, source_change(parameters, spec.url, still))
         except SourceError as error:
             return await self._failed(name, state, error.outcome, str(error))
@@ -333,6 +334,10 @@ class SourcePoller:
             logger.warning("experiment %r: the reward source's parameters were not stored: %s", name, error)
             self._count(name, "store_error")
             return "store_error"
+        if state.consecutive_failures:
+            logger.warning(
+                "experiment %r: reward source answers again after %d failed polls", name, state.consecutive_failures
+            )
         state.last_success_at = time.time()
         state.consecutive_failures = 0
         if written is not None:
@@ -347,10 +352,13 @@ class SourcePoller:
 
     async def _failed(self, name: str, state: SourceState, outcome: str, message: str) -> str:
         now = time.time()
-        state.last_error, state.last_error_at = f"{outcome}: {message}", now
+        error = f"{outcome}: {message}"
+        # Logged when the source starts failing or fails otherwise, not at every poll of an outage.
+        log = logger.warning if state.consecutive_failures == 0 or error != state.last_error else logger.debug
+        log("experiment %r: reward source %s; serving the last good parameters", name, error)
+        state.last_error, state.last_error_at = error, now
         state.consecutive_failures += 1
         self._count(name, outcome)
-        logger.warning("experiment %r: reward source %s: %s; serving the last good parameters", name, outcome, message)
         if state.alert_open is not True:
             status = state.status(now)
             alert = AlertRequest(

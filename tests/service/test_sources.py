@@ -112,18 +112,18 @@ def served(http: httpx.Client, name: str = "hero") -> dict[str, float]:
     return {row["arm"]: row["probability"] for row in http.get(f"/v1/experiments/{name}/stats").json()["arms"]}
 
 
-def close(a: dict[str, float], b: dict[str, float], tolerance: float = 1e-12) -> bool:
+def close(a: dict[str, float], b: dict[str, float], tolerance: float = 0.0) -> bool:
     return a.keys() == b.keys() and all(abs(a[k] - b[k]) <= tolerance for k in a)
 
 
 def decide_exactly(http: httpx.Client, expected: dict[str, float], n: int = 30, name: str = "hero") -> list[str]:
-    """``n`` decisions, each 200 with the propensity of its arm in ``expected``; their ids."""
+    """``n`` decisions, each 200 with the propensity of its arm in ``expected`` (bit for bit); their ids."""
     ids = []
     for i in range(n):
         answer = http.post(f"/v1/experiments/{name}/decisions", json={"unit": f"u{i}"})
         assert answer.status_code == 200, answer.text
         body = answer.json()
-        assert not body["fallback"] and abs(body["propensity"] - expected[body["arm"]]) <= 1e-12, (body, expected)
+        assert not body["fallback"] and body["propensity"] == expected[body["arm"]], (body, expected)
         ids.append(body["decision_id"])
     return ids
 
@@ -363,6 +363,7 @@ def test_a_bad_source_keeps_the_last_good_parameters_and_alerts(sqlite_server, f
         ({"url": "http://rewards/", "refresh_s": 0}, "thompson", ["body", "source", "refresh_s"], "greater than"),
         ({"url": "http://rewards/", "timeout_s": -1}, "thompson", ["body", "source", "timeout_s"], "greater than"),
         ({"url": "http://rewards/"}, "ucb1", ["body", "source"], "policy 'ucb1' cannot take its parameters"),
+        ({"url": "http://rewards/"}, "gaussian_thompson", ["body", "source"], "policy 'gaussian_thompson' cannot"),
     ],
 )
 def test_a_bad_source_gets_422_naming_the_field(sqlite_server, source, policy, loc, words):

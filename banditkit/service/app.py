@@ -24,6 +24,7 @@ from .hot import HotPaths
 from .metrics import UNMATCHED_ROUTE, Metrics
 from .routes import ROUTERS, dashboard
 from .routes import metrics as metrics_route
+from .sources import SourcePoller
 from .stores import ExperimentExistsError, Store, StoreUnavailableError, open_store
 from .stores.redis_keys import RedisUnreachableError
 from .supervisor import Supervisor, Webhook, webhook_hook
@@ -58,7 +59,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             webhook = app.state.webhook = Webhook()
             engine.on_alert = webhook_hook(engine, webhook)
             supervisor = app.state.supervisor = Supervisor(engine, settings.check_interval_s)
-            tasks = [background, asyncio.create_task(supervisor.run_forever()), asyncio.create_task(webhook.run())]
+            sources = SourcePoller(engine, metrics)
+            tasks = [
+                background,
+                asyncio.create_task(supervisor.run_forever()),
+                asyncio.create_task(webhook.run()),
+                asyncio.create_task(sources.run_forever()),
+            ]
             if metrics is not None and metrics.folder is not None:  # one of several workers
                 tasks.append(asyncio.create_task(metrics.flush_forever()))
             yield

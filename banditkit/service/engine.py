@@ -54,6 +54,7 @@ from .schemas import (
     RewardRequest,
     RewardResult,
     SnapshotOut,
+    SourceStatusOut,
     StatsOut,
     SupervisorSpec,
 )
@@ -127,6 +128,8 @@ class Engine:
         self.on_alert: Callable[[str, dict], None] | None = None
         #: The supervisor's open alerts per experiment, as lines for ``/stats`` (set by :mod:`.supervisor`).
         self.supervisor_alerts: dict[str, list[str]] = {}
+        #: How polling an experiment's reward source goes, for ``/stats`` (set by :mod:`.sources`).
+        self.source_status: Callable[[str], SourceStatusOut | None] | None = None
         for record in store.load_experiments():
             self.experiments[record.name] = restore(record, refresh_s, self._executor)
 
@@ -282,7 +285,7 @@ class Engine:
             raise InvalidRequestError("attribution_window_s must be a number of seconds", "attribution_window_s")
         current = experiment.config
         config = current.model_dump(mode="json", exclude={"model"})
-        for key in ("guardrails", "attribution_window_s", "default_reward"):
+        for key in ("guardrails", "attribution_window_s", "default_reward", "source"):
             if key in changes:
                 config[key] = changes[key]
         if "supervisor" in changes:
@@ -495,6 +498,7 @@ class Engine:
                 for row in rows
             ],
             alerts=alerts,
+            source=None if self.source_status is None else self.source_status(name),
         )
 
     # ---- decisions ---------------------------------------------------------

@@ -17,6 +17,7 @@ from .errors import InvalidRequestError
 from .model import join
 from .schemas import ArmState, ExperimentCreate, ExperimentOut
 from .serving import DistributionCache
+from .sources import check_source
 from .stores import ExperimentRecord
 
 #: The largest policy state an experiment may start with, in bytes: each reward copies it in the experiment's
@@ -91,6 +92,7 @@ class Experiment:
             created_at=self.created_at,
             supervisor=self.config.supervisor,
             default_arm=self.default_arm(),
+            source=self.config.source,
         )
 
 
@@ -141,6 +143,7 @@ def checked_configuration(spec: ExperimentCreate) -> tuple[Policy, Guardrails]:
     growth = policy.growth_bytes(spec.n_features)
     if growth is None or size + growth > MAX_STATE_BYTES:
         _refuse_unbounded(policy, spec, size)
+    check_source(spec, policy)
     if spec.default_reward is not None:
         low, high = policy.reward_bounds
         if not low <= spec.default_reward <= high:

@@ -120,6 +120,7 @@ class _Held:
     written_at: float = float("-inf")  # time.monotonic() of this learner's last state write
     stale: bool = True  # the Bandit is not loaded, or may hold a batch Redis does not
     claimed: bool = False  # the entries other learners were delivered are claimed
+    learns: bool = True  # False while a reward source feeds the policy: rewards are acknowledged, not learned
 
 
 def default_learner_id() -> str:
@@ -392,7 +393,7 @@ class Learner:
             applied = model = ""
             state = b""
             usable = 0
-            if rows:
+            if rows and held.learns:
                 arms, values, contexts, propensities = _arrays(bandit, rows)
                 usable = arms.shape[0]
                 if usable:
@@ -509,6 +510,7 @@ class Learner:
         held.window_s = float(meta.config["attribution_window_s"])
         default = meta.config.get("default_reward")
         held.default_reward = None if default is None else float(default)
+        held.learns = meta.config.get("source") is None
         held.version = meta.version
         held.state_bytes = meta.state_size
         held.reward_offset = meta.reward_offset

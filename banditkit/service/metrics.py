@@ -27,7 +27,7 @@ import logging
 import os
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,7 +80,8 @@ class Counts:
     ``requests`` maps (route, method, status) and ``store`` an operation to a histogram
     (:func:`new_histogram`); ``decisions`` maps experiment to arm to count, ``fallbacks`` experiment to
     reason, ``rewards`` experiment to outcome, ``alerts`` experiment to "kind/state" (an alert written as
-    opened or resolved: once, by the process that wrote it).
+    opened or resolved: once, by the process that wrote it), ``sources`` experiment to the outcome of each poll
+    of its reward source (``sources.FETCH_OUTCOMES``).
     """
 
     def __init__(self) -> None:
@@ -90,6 +91,7 @@ class Counts:
         self.fallbacks: dict[str, Counter[str]] = {}
         self.rewards: dict[str, Counter[str]] = {}
         self.alerts: dict[str, Counter[str]] = {}
+        self.sources: dict[str, Counter[str]] = {}
 
     def to_json(self) -> dict:
         return {
@@ -99,6 +101,7 @@ class Counts:
             "fallbacks": self.fallbacks,
             "rewards": self.rewards,
             "alerts": self.alerts,
+            "sources": self.sources,
         }
 
     @classmethod
@@ -106,7 +109,7 @@ class Counts:
         counts = cls()
         counts.requests = {(route, method, status): values for route, method, status, values in data["requests"]}
         counts.store = dict(data["store"])
-        for name in ("decisions", "fallbacks", "rewards", "alerts"):
+        for name in ("decisions", "fallbacks", "rewards", "alerts", "sources"):
             setattr(counts, name, {key: Counter(value) for key, value in data.get(name, {}).items()})
         return counts
 
@@ -128,6 +131,7 @@ class Counts:
             (self.fallbacks, other.fallbacks),
             (self.rewards, other.rewards),
             (self.alerts, other.alerts),
+            (self.sources, other.sources),
         ):
             for experiment, counter in list(theirs_by_experiment.items()):
                 mine_by_experiment.setdefault(experiment, Counter()).update(dict(counter))
@@ -169,6 +173,8 @@ class Metrics:
         self._path = None if folder is None else folder / f"{_WORKER_FILE}{os.getpid()}.json"
         self._changes = 0
         self._flushed = 0
+        #: Seconds since each experiment's reward source last answered well (set by :mod:`.sources`).
+        self.source_ages: Callable[[], dict[str, float]] | None = None
 
     # ---- counting (hot paths: plain dict and list operations) ------------------------------------
     def request(self, route: str, method: str, status: int, seconds: float) -> None:
@@ -217,6 +223,11 @@ class Metrics:
     def alerted(self, experiment: str, kind: str, state: str) -> None:
         """A supervisor alert of ``experiment`` written as ``state`` ("open" or "resolved")."""
         self.counts.alerts.setdefault(experiment, Counter())[f"{kind}/{state}"] += 1
+        self._changes += 1
+
+    def sourced(self, experiment: str, outcome: str) -> None:
+        """One poll of ``experiment``'s reward source ended with ``outcome`` (``sources.FETCH_OUTCOMES``)."""
+        self.counts.sources.setdefault(experiment, Counter())[outcome] += 1
         self._changes += 1
 
     def serving(self, experiment: str, arms: tuple[str, ...], probabilities: np.ndarray) -> None:
@@ -273,7 +284,8 @@ class Metrics:
         """
         own = self.counts.copy()
         views = [self.view(experiment) for experiment in experiments]
-        return await asyncio.to_thread(self._render, own, views, store)
+        ages = self.source_ages() if self.source_ages is not None else {}
+        return await asyncio.to_thread(self._render, own, views, store, ages)
 
     def view(self, experiment: Experiment) -> ExperimentView:
         """What the gauges of ``experiment`` are computed from, as served now."""
@@ -287,13 +299,15 @@ class Metrics:
             self.served.get(experiment.name),
         )
 
-    def _render(self, own: Counts, views: list[ExperimentView], store: Store) -> bytes:
+    def _render(
+        self, own: Counts, views: list[ExperimentView], store: Store, ages: dict[str, float] | None = None
+    ) -> bytes:
         counts = self.totals(own)
         try:
             loops = store.learning_loop([view.name for view in views])
         except StoreUnavailableError:
             loops = {}  # the store does not answer: its gauges are left out of this scrape
-        return exposition(MetricFamilies(counts, views, loops, self.max_arms))
+        return exposition(MetricFamilies(counts, views, loops, self.max_arms, ages or {}))
 
 
 class MetricFamilies(Collector):
@@ -304,12 +318,18 @@ class MetricFamilies(Collector):
     """
 
     def __init__(
-        self, counts: Counts, views: list[ExperimentView], loops: dict[str, LoopHealth], max_arms: int
+        self,
+        counts: Counts,
+        views: list[ExperimentView],
+        loops: dict[str, LoopHealth],
+        max_arms: int,
+        source_ages: dict[str, float] | None = None,
     ) -> None:
         self.counts = counts
         self.views = {view.name: view for view in views}
         self.loops = loops
         self.max_arms = max_arms
+        self.source_ages = source_ages or {}
 
     def collect(self) -> Iterator[Metric]:
         counts = self.counts
@@ -375,6 +395,24 @@ class MetricFamilies(Collector):
             for kind_state, count in sorted(counter.items()):
                 alerts.add_metric([experiment, *kind_state.split("/", 1)], count)
         yield alerts
+        fetches = CounterMetricFamily(
+            "banditkit_source_fetches",
+            "Polls of an experiment's reward source, by outcome (changed, unchanged, timeout, unreachable, "
+            "http_error, invalid, store_error)",
+            labels=["experiment", "outcome"],
+        )
+        for experiment, counter in sorted(counts.sources.items()):
+            for outcome, count in sorted(counter.items()):
+                fetches.add_metric([experiment, outcome], count)
+        yield fetches
+        age = GaugeMetricFamily(
+            "banditkit_source_age_seconds",
+            "Seconds since the reward source last gave valid parameters (since polling started, before it did)",
+            labels=["experiment"],
+        )
+        for experiment, seconds in sorted(self.source_ages.items()):
+            age.add_metric([experiment], seconds)
+        yield age
         yield from self._model_families()
         yield from self._loop_families()
 

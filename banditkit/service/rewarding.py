@@ -260,7 +260,9 @@ async def learn(
     await experiment.model_written()
     repeated = len(decisions) < len(rewards)  # ``decisions`` holds each rewarded decision once
     unique, positions = first_per_decision(rewards) if repeated else (rewards, None)
-    work = RewardWork(experiment.name, unique, DeltaPlanner.of(experiment.bandit, decisions), watermark)
+    # An experiment fed by a reward source records its rewards without learning them (applied: false).
+    planner = None if experiment.config.source is not None else DeltaPlanner.of(experiment.bandit, decisions)
+    work = RewardWork(experiment.name, unique, planner, watermark)
     commit = await settled(store.commit_rewards(work))
     if commit.delta is not None:
         _follow(store, experiment, commit, on_guardrail)

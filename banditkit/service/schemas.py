@@ -32,7 +32,13 @@ class PolicySpec(Body):
 
 #: The supervisor's alerts (``docs/supervisor.md``); the first three concern one arm.
 AlertKind = Literal[
-    "exploration_collapsed", "slo_breach", "reward_shift", "fallback_rate", "learner_lag", "store_latency"
+    "exploration_collapsed",
+    "slo_breach",
+    "reward_shift",
+    "fallback_rate",
+    "learner_lag",
+    "store_latency",
+    "source_stale",
 ]
 ARM_ALERTS = ("exploration_collapsed", "slo_breach", "reward_shift")
 Remediation = Literal["disable_arm", "pause_exploration", "alert_only"]
@@ -105,6 +111,47 @@ class SupervisorSpec(Body):
         return remediation
 
 
+class SourceSpec(Body):
+    """A reward service the experiment's policy parameters come from (docs/service.md, "Reward sources")."""
+
+    url: str = Field(
+        max_length=2048,
+        description='GET here answers {"arms": {arm: {"alpha": a, "beta": b}, ...}} (http or https)',
+        examples=["http://rewards.internal:8080/parameters"],
+    )
+    refresh_s: float = Field(60.0, ge=0.05, le=86_400.0, description="seconds between two polls of the source")
+    timeout_s: float = Field(5.0, gt=0, le=60.0, description="one attempt's limit, from connecting to the last byte")
+    retries: int = Field(2, ge=0, le=10, description="attempts after a failed one (unreachable, timeout, 5xx) per poll")
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, url: str) -> str:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"source url must be an http:// or https:// URL with a host, got {url!r}")
+        return url
+
+
+class SourceStatusOut(BaseModel):
+    """How polling an experiment's reward source goes, as this process sees it."""
+
+    url: str
+    last_success_at: float | None = Field(description="when the source last gave a valid answer (null: never)")
+    age_s: float = Field(
+        description="seconds since that answer (since polling started when there was none): how stale the "
+        "served parameters may be"
+    )
+    failing: bool = Field(description="the last poll failed: the last good parameters are served")
+    last_error: str | None = Field(None, description="what went wrong at the last failed poll")
+    last_error_at: float | None = None
+    consecutive_failures: int = 0
+    policy_version: int | None = Field(
+        None, description="the policy version that the source's parameters last became (null: none written yet)"
+    )
+
+
 class AlertRequest(Body):
     """An alert the supervisor raises or resolves, with the remediation configured for it."""
 
@@ -161,6 +208,11 @@ class ExperimentCreate(Body):
             "out, and must equal its own when given"
         ),
     )
+    source: SourceSpec | None = Field(
+        None,
+        description="take the policy's parameters from this reward service (thompson only): rewards are then "
+        "logged, not learned",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -202,6 +254,9 @@ class ExperimentPatch(Body):
         "so a parameter that changes its layout (standardize) is refused",
     )
     supervisor: SupervisorSpec | None = Field(None, description="the supervisor's thresholds, remediations, webhook")
+    source: SourceSpec | None = Field(
+        None, description="the reward service the policy parameters come from from now on; null: learn from rewards"
+    )
 
 
 class ArmsPatch(Body):
@@ -324,6 +379,7 @@ class ExperimentOut(BaseModel):
     default_arm: str | None = Field(
         None, description="the arm served when anything fails (a client falls back to it while it cannot reach us)"
     )
+    source: SourceSpec | None = Field(None, description="the reward service the policy parameters come from")
 
 
 class ModelOut(BaseModel):
@@ -382,6 +438,7 @@ class StatsOut(BaseModel):
     )
     arms: list[ArmStatsOut]
     alerts: list[str] = Field(description="guardrail actions and the supervisor's open alerts, one line each")
+    source: SourceStatusOut | None = Field(None, description="polling of the reward source, if the experiment has one")
 
 
 class ExperimentPage(BaseModel):

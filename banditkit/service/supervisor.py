@@ -2,8 +2,10 @@
 
 Six checks (``docs/supervisor.md``), each with thresholds from the experiment's ``supervisor`` block:
 ``exploration_collapsed``, ``slo_breach`` and ``reward_shift`` concern one arm; ``fallback_rate``,
-``learner_lag`` and ``store_latency`` the experiment. An alert opens when its condition holds at a check and
-resolves at the first check where it no longer does (an arm's alerts stay open while the arm is disabled);
+``learner_lag`` and ``store_latency`` the experiment; and ``source_stale`` while the experiment's reward
+source fails (:mod:`.sources` also raises and resolves it as its polls fail and recover). An alert opens
+when its condition holds at a check and resolves at the first check where it no longer does (an arm's
+alerts stay open while the arm is disabled);
 each opening and resolution is written once as an event (:meth:`.Engine.record_alert`, a compare-and-set
 on the model version, so several workers write it once), shown in ``/stats`` while open, and POSTed to
 the experiment's webhook. ``banditkit watch URL`` runs the same checks through the HTTP API
@@ -84,6 +86,9 @@ def level_alerts(
     for kind, value, limit in levels:
         if value > limit:
             found.append(AlertRequest(kind=kind, detail=f"{value:.3g} above {limit:g}", value=value, threshold=limit))
+    source = stats.source
+    if source is not None and source.failing:  # the reward source's last poll failed: its last good answer serves
+        found.append(AlertRequest(kind="source_stale", detail=(source.last_error or "")[:1000], value=source.age_s))
     return found
 
 

@@ -489,10 +489,11 @@ def test_docs_monitoring_lists_every_metric_and_its_yaml_loads():
     metrics.decided("hero", [DecisionRecord("d", 0.0, "hero", None, None, "a", 1.0, {}, 1, True)], {"aborted": 1})
     metrics.rewarded("hero", ["applied"])
     metrics.alerted("hero", "slo_breach", "open")
+    metrics.sourced("hero", "changed")
     view = ExperimentView("hero", 1, ("a", "b"), np.ones(2), np.ones(2), (("a", "b"), np.full(2, 0.5)))
     loops = {"hero": LoopHealth(1, 0, 0, 0.0, 0)}
     served = {}
-    for family in MetricFamilies(metrics.counts, [view], loops, metrics.max_arms).collect():
+    for family in MetricFamilies(metrics.counts, [view], loops, metrics.max_arms, {"hero": 1.5}).collect():
         name = family.name + "_total" if family.type == "counter" else family.name
         labels = set().union(*(sample.labels for sample in family.samples)) - {"le"}
         served[name] = (family.type, sorted(labels))

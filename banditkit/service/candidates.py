@@ -15,7 +15,8 @@ decision (which the log's ``policy`` names), is exact for it given that policy.
 
 The comparison. Per policy, the count and sum of the rewards of the decisions it served since the
 candidate was registered; each mean gets the anytime-valid confidence sequence of
-:func:`banditkit.health.confidence_sequence` (valid however often it is looked at). Once each policy has
+:func:`banditkit.health.confidence_sequence` (valid however often it is looked at) when the experiment's
+rewards are bounded, else the fixed-n interval of ``/stats``. Once each policy has
 ``min_rewards`` rewards, the candidate is *credibly worse* when its upper bound is below the policy's
 lower bound, and *trips its guardrail* when its upper bound is below the floor ``min_reward`` (by default
 the experiment's ``guardrails.min_reward_rate``): either rolls it back.
@@ -33,12 +34,12 @@ import numpy as np
 from ..assign import unit_uniform
 from ..bandit import Bandit
 from ..guardrails import Guardrails
-from ..health import ALPHA, confidence_sequence
+from ..health import ALPHA, confidence_sequence, fixed_n_interval
 from ..policies import make_policy
 from .errors import ConflictError, InvalidRequestError, NotFoundError
 from .model import join, split
 from .serving import DistributionCache
-from .stores.base import CANARY_KEYS, CANDIDATE_PREFIX, LEDGER_PREFIX, ModelChange, State
+from .stores.base import CANARY_KEYS, CANDIDATE_PREFIX, ModelChange, State
 from .stores.planner import Routes, candidate_arrays
 
 #: Appended to the experiment's name to hash units for the split (the arms hash the name alone).
@@ -135,15 +136,17 @@ def check_policy(current: Bandit, spec: dict[str, Any]) -> None:
         policy = make_policy(spec)
     except Exception as error:  # a registry or constructor error: the policy named is not one we can build
         raise InvalidRequestError(f"policy: {error}", "policy") from None
+    low, high = current.policy.reward_bounds
+    own_low, own_high = policy.reward_bounds
+    if not own_low <= low <= high <= own_high:
+        raise InvalidRequestError(
+            f"policy must take every reward the experiment takes, in [{low}, {high}]; it takes "
+            f"[{own_low}, {own_high}] (widen its reward_range)",
+            "policy",
+        )
     if policy.contextual != current.policy.contextual:
         kind = "contextual" if current.policy.contextual else "not contextual"
         raise InvalidRequestError(f"policy must be {kind}, as the experiment's policy is", "policy")
-    if tuple(policy.reward_bounds) != tuple(current.policy.reward_bounds):
-        raise InvalidRequestError(
-            f"policy must take rewards in {list(current.policy.reward_bounds)} as the experiment's policy does, "
-            f"got {list(policy.reward_bounds)} (set its reward_range)",
-            "policy",
-        )
 
 
 def registration(
@@ -158,14 +161,14 @@ def registration(
     version = current.version + 1
     fresh = Bandit(current.arms, make_policy(spec["policy"]), n_features=current.n_features)
     _, fresh_arrays = split(fresh)
-    pulls, sums = _ledger(arrays)
+    pulls, sums, squares = _ledger(current)
     stored = {
         **spec,
         "id": f"candidate-{version}",
         "registered_at": time.time() if now is None else now,
         "registered_version": version,
         # The policy's rewards so far: the comparison counts those after this.
-        "baseline": {"rewards": pulls, "sum": sums},
+        "baseline": {"rewards": pulls, "sum": sums, "sq_sum": squares},
     }
     state = {key: value for key, value in arrays.items() if not key.startswith(CANDIDATE_PREFIX)}
     state.update((CANDIDATE_PREFIX + key, value) for key, value in fresh_arrays.items())
@@ -222,15 +225,13 @@ def promotion(
 
 
 # ---- the comparison -------------------------------------------------------------------------------------
-def _ledger(arrays: State, prefix: str = "") -> tuple[float, float]:
-    """Rewards learned and their sum, from an experiment's (or, with ``prefix``, its candidate's) ledger."""
-    pulls = float(np.sum(arrays[prefix + LEDGER_PREFIX + "pulls"]))
-    total = float(arrays[prefix + LEDGER_PREFIX + "total_reward"][0])
-    return pulls, total
+def _ledger(bandit: Bandit) -> tuple[float, float, float]:
+    """Rewards ``bandit`` learned, their sum and their sum of squares."""
+    return float(np.sum(bandit.pulls)), float(np.sum(bandit.reward_sums)), float(np.sum(bandit.reward_sq_sums))
 
 
 def comparison(current: Bandit, candidate: Candidate, alpha: float = ALPHA) -> dict[str, Any]:
-    """Both policies' rewards since registration, their anytime-valid intervals, and the verdict.
+    """Both policies' rewards since registration, their intervals (anytime-valid for bounded rewards), the verdict.
 
     ``verdict``: ``"worse"`` (the candidate's upper bound is below the policy's lower bound), ``"guardrail"``
     (below the floor ``min_reward``), ``"waiting"`` (fewer than ``min_rewards`` rewards for either) or
@@ -238,19 +239,17 @@ def comparison(current: Bandit, candidate: Candidate, alpha: float = ALPHA) -> d
     """
     spec = candidate.spec
     baseline = spec["baseline"]
-    n_current = max(float(np.sum(current.pulls)) - baseline["rewards"], 0.0)
-    s_current = current.total_reward - baseline["sum"]
-    n_candidate = float(np.sum(candidate.bandit.pulls))
-    s_candidate = candidate.bandit.total_reward
-    bounds = tuple(float(b) for b in current.policy.reward_bounds)
-    finite = all(math.isfinite(b) for b in bounds)
+    pulls, sums, squares = _ledger(current)
+    mine = (max(pulls - baseline["rewards"], 0.0), sums - baseline["sum"], squares - baseline.get("sq_sum", 0.0))
+    bounds = (float(current.policy.reward_bounds[0]), float(current.policy.reward_bounds[1]))
     figures: dict[str, Any] = {
-        "current": _figures(n_current, s_current, bounds, alpha, finite),
-        "candidate": _figures(n_candidate, s_candidate, bounds, alpha, finite),
+        "current": _figures(*mine, bounds, alpha),
+        "candidate": _figures(*_ledger(candidate.bandit), bounds, alpha),
     }
-    low, high = figures["current"]["cs_low"], figures["candidate"]["cs_high"]
+    low, high = figures["current"]["low"], figures["candidate"]["high"]
     floor = spec.get("min_reward")
-    if min(n_current, n_candidate) < spec["min_rewards"] or low is None or high is None:
+    n = min(figures["current"]["rewards"], figures["candidate"]["rewards"])
+    if n < spec["min_rewards"] or low is None or high is None:
         verdict = "waiting"
     elif high < low:
         verdict = "worse"
@@ -262,13 +261,27 @@ def comparison(current: Bandit, candidate: Candidate, alpha: float = ALPHA) -> d
     return figures
 
 
-def _figures(n: float, total: float, bounds: tuple[float, ...], alpha: float, finite: bool) -> dict[str, Any]:
-    """Rewards, mean and anytime-valid interval of one policy (no interval for unbounded rewards)."""
+def _figures(n: float, total: float, squares: float, bounds: tuple[float, float], alpha: float) -> dict[str, Any]:
+    """Rewards, mean and interval of one policy's rewards: ``interval`` says which.
+
+    The anytime-valid confidence sequence for rewards in finite bounds (``"anytime"``); for unbounded rewards,
+    which it does not cover, the fixed-n interval of ``/stats`` (``"fixed_n"``).
+    """
     mean = total / n if n > 0 else None
-    if not finite:
-        return {"rewards": int(n), "mean": mean, "cs_low": None, "cs_high": None}
-    low, high = confidence_sequence(np.array([n]), np.array([total]), (bounds[0], bounds[1]), alpha)
-    return {"rewards": int(n), "mean": mean, "cs_low": float(low[0]), "cs_high": float(high[0])}
+    if all(math.isfinite(b) for b in bounds):
+        low, high = confidence_sequence(np.array([n]), np.array([total]), bounds, alpha)
+        kind = "anytime"
+    else:
+        _, low, high = fixed_n_interval(np.array([n]), np.array([total]), np.array([squares]), None)
+        kind = "fixed_n"
+    lows, highs = float(low[0]), float(high[0])
+    return {
+        "rewards": int(n),
+        "mean": mean,
+        "low": lows if math.isfinite(lows) else None,
+        "high": highs if math.isfinite(highs) else None,
+        "interval": kind,
+    }
 
 
 def describe(current: Bandit, candidate: Candidate) -> dict[str, Any]:

@@ -174,6 +174,8 @@ class Engine:
         moved = [name for name, version in stored.items() if version > self.experiments[name].bandit.version]
         for name in moved:
             await self.reload(name)
+            if self.experiments[name].candidate is not None:  # its learners learned its rewards: compare now
+                await self._checked_candidate(name)
         return len(moved)
 
     async def discover(self) -> list[str]:

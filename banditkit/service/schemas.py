@@ -263,10 +263,13 @@ class CandidateCreate(Body):
 
 
 class PolicyFigures(BaseModel):
-    rewards: int
+    rewards: int = Field(description="rewards of the decisions this policy served since the candidate was registered")
     mean: float | None
-    cs_low: float | None
-    cs_high: float | None
+    low: float | None
+    high: float | None
+    interval: Literal["anytime", "fixed_n"] = Field(
+        description="anytime: the confidence sequence (rewards in finite bounds); fixed_n: the normal interval"
+    )
 
 
 class CandidateComparison(BaseModel):

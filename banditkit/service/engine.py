@@ -405,9 +405,10 @@ class Engine:
                 f"experiment {name!r} has candidate {experiment.candidate.id!r} already: promote or delete it first"
             )
 
-        def change(current: Bandit) -> tuple[ModelChange, None]:
+        def change(current: Bandit) -> tuple[ModelChange, Bandit]:
             model, arrays = _stored(experiment, current)
-            return candidates.registration(current, model, arrays, spec), None
+            built = candidates.registration(current, model, arrays, spec)
+            return built, _at_version(built, current.rng)
 
         await self._change_model(experiment, change)
         return self.candidate(name)
@@ -433,11 +434,12 @@ class Engine:
         if experiment.candidate is None:
             raise NotFoundError(f"experiment {name!r} has no candidate")
 
-        def change(current: Bandit) -> tuple[ModelChange, None] | None:
+        def change(current: Bandit) -> tuple[ModelChange, Bandit] | None:
             if only is not None and (experiment.candidate is None or experiment.candidate.id != only):
                 return None
             model, arrays = _stored(experiment, current)
-            return candidates.removal(current, model, arrays, kind, figures), None
+            built = candidates.removal(current, model, arrays, kind, figures)
+            return built, _at_version(built, current.rng)
 
         return await self._change_model(experiment, change)
 
@@ -456,7 +458,7 @@ class Engine:
             config = experiment.config.model_dump(mode="json", exclude={"model"})
             config["policy"] = candidate.spec["policy"]
             built = candidates.promotion(current, model, arrays, figures, config)
-            return built, join(candidates.bandit_model(built.model), built.state, built.version, current.rng)
+            return built, _at_version(built, current.rng)
 
         written = await self._change_model(experiment, change)
         assert written is not None and written.config is not None  # a promotion always writes, with its config
@@ -945,6 +947,11 @@ def _stored(experiment: Experiment, current: Bandit) -> tuple[dict, dict]:
         own = split(candidate.bandit)[1]
         arrays.update((CANDIDATE_PREFIX + key, value) for key, value in own.items())
     return model, arrays
+
+
+def _at_version(change: ModelChange, rng: np.random.Generator) -> Bandit:
+    """The experiment's Bandit as ``change`` stores it, drawing from ``rng`` (the served one's stream)."""
+    return join(change.model, change.state, change.version, rng)
 
 
 def _carried(experiment: Experiment, change: ModelChange) -> ModelChange:

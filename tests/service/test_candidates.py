@@ -1,0 +1,245 @@
+"""Policy canaries over HTTP: the split by unit hash, exact propensities under the serving policy, rewards learned by
+the policy that served them, automatic rollback, promotion, and the errors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from banditkit import Bandit
+from banditkit.policies import make_policy
+from banditkit.service import Settings
+from banditkit.service.runner import running
+
+pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
+
+ARMS = ["a", "b", "c"]
+CANDIDATE = {"name": "ucb1", "params": {}}
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+def store_url(request, sqlite_url) -> str:
+    """Memory and SQLite here; the Redis learner path has its own test below."""
+    return sqlite_url if request.param == "sqlite" else "memory://"
+
+
+def register(http, name="hero", share=0.3, policy=CANDIDATE, **fields) -> dict:
+    response = http.post(f"/v1/experiments/{name}/candidates", json={"policy": policy, "share": share, **fields})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def decide(http, units, name="hero") -> list[dict]:
+    answers = []
+    for start in range(0, len(units), 1000):
+        body = {"requests": [{} if unit is None else {"unit": unit} for unit in units[start : start + 1000]]}
+        response = http.post(f"/v1/experiments/{name}/decisions/batch", json=body)
+        assert response.status_code == 200, response.text
+        answers.extend(response.json()["decisions"])
+    return answers
+
+
+def reward(http, decisions, values, name="hero") -> None:
+    rewards = [{"decision_id": d["decision_id"], "value": v} for d, v in zip(decisions, values, strict=True)]
+    for start in range(0, len(rewards), 1000):
+        response = http.post(f"/v1/experiments/{name}/rewards/batch", json={"rewards": rewards[start : start + 1000]})
+        assert response.status_code == 200, response.text
+        assert all(r["status"] == 200 and r["applied"] for r in response.json()["results"]), response.text
+
+
+def events(http, name="hero") -> list[dict]:
+    return http.get(f"/v1/experiments/{name}/events").json()
+
+
+def within_binomial(k: int, n: int, p: float, z: float = 4.5) -> bool:
+    return abs(k - n * p) <= z * math.sqrt(n * p * (1 - p))
+
+
+def test_the_candidate_serves_its_share_of_units_and_a_unit_keeps_its_policy(http, create):
+    create(http, policy={"name": "thompson", "params": {}})
+    candidate = register(http, share=0.3)
+    assert candidate["share"] == 0.3 and candidate["comparison"]["verdict"] == "waiting"
+    units = [f"user-{i}" for i in range(4000)]
+    first = decide(http, units)
+    served = [d["policy"] for d in first]
+    assert set(served) == {"current", candidate["id"]}
+    tried = sum(policy == candidate["id"] for policy in served)
+    assert within_binomial(tried, len(units), 0.3), tried
+    again = decide(http, units[::7])
+    assert [d["policy"] for d in again] == served[::7]  # deterministic by unit
+    # The split is independent of the arm: within each policy, the arms of a fresh state are a third each.
+    for policy in set(served):
+        arms = [d["arm"] for d in first if d["policy"] == policy]
+        assert all(within_binomial(arms.count(arm), len(arms), 1 / 3) for arm in ARMS), policy
+    # Without a unit: a draw from the experiment's stream, the same share.
+    anonymous = decide(http, [None] * 3000)
+    assert within_binomial(sum(d["policy"] == candidate["id"] for d in anonymous), 3000, 0.3)
+    log = http.get("/v1/experiments/hero/log", params={"format": "csv"}).text.splitlines()
+    header = log[0].split(",")
+    assert header[-1] == "policy"
+    assert sum(line.endswith("," + candidate["id"]) for line in log[1:]) == tried + sum(
+        d["policy"] == candidate["id"] for d in again + anonymous
+    )
+
+
+def test_propensities_are_the_serving_policys_and_rewards_teach_only_it(http, create):
+    """A known sequence: each policy's model equals Bandit.update_many on the rewards of the decisions it served;
+    every propensity is the serving policy's exact probability of the arm at that point."""
+    create(http, policy={"name": "thompson", "params": {}})
+    # min_rewards out of reach: this candidate is worse (it explores more), and is not to be rolled back here.
+    candidate = register(
+        http, share=0.4, policy={"name": "epsilon_greedy", "params": {"epsilon": 0.3}}, min_rewards=10**9
+    )
+    current = Bandit(ARMS, make_policy({"name": "thompson", "params": {}}))
+    tried = Bandit(ARMS, make_policy({"name": "epsilon_greedy", "params": {"epsilon": 0.3}}))
+    pay = {"a": 1.0, "b": 0.0, "c": 0.0}
+    for round_ in range(4):
+        decisions = decide(http, [f"u{round_}-{i}" for i in range(300)])
+        expected = {"current": current.probabilities(), candidate["id"]: tried.probabilities()}
+        for d in decisions:
+            assert d["propensity"] == pytest.approx(expected[d["policy"]][d["arm"]], abs=1e-9), d
+        values = [pay[d["arm"]] for d in decisions]
+        reward(http, decisions, values)
+        for bandit, policy in ((current, "current"), (tried, candidate["id"])):
+            mine = [(d["arm"], v) for d, v in zip(decisions, values, strict=True) if d["policy"] == policy]
+            bandit.update_many([arm for arm, _ in mine], [v for _, v in mine])
+    model = http.get("/v1/experiments/hero/model").json()["model"]
+    served = Bandit.from_dict(model)
+    assert served.pulls.tolist() == current.pulls.tolist()
+    for key, value in current.state.items():
+        np.testing.assert_array_equal(served.state[key], value)
+    comparison = http.get("/v1/experiments/hero/candidates").json()["comparison"]
+    assert comparison["candidate"]["rewards"] == int(tried.pulls.sum())
+    assert comparison["current"]["rewards"] == int(current.pulls.sum())
+    assert comparison["candidate"]["mean"] == pytest.approx(tried.reward_sums.sum() / tried.pulls.sum())
+    assert comparison["candidate"]["interval"] == "anytime"
+    # Promoted: the experiment's policy is the candidate's, with exactly what it learned, at a new version.
+    version = http.get("/v1/experiments/hero").json()["policy_version"]
+    promoted = http.post("/v1/experiments/hero/candidates/promote")
+    assert promoted.status_code == 200, promoted.text
+    assert promoted.json()["policy"]["name"] == "epsilon_greedy" and promoted.json()["policy_version"] == version + 1
+    served = Bandit.from_dict(http.get("/v1/experiments/hero/model").json()["model"])
+    assert served.pulls.tolist() == tried.pulls.tolist()
+    for key, value in tried.state.items():
+        np.testing.assert_array_equal(served.state[key], value)
+    assert http.get("/v1/experiments/hero/candidates").status_code == 404
+    assert [d["policy"] for d in decide(http, ["x", "y", "z"])] == ["current"] * 3
+    kinds = [event["kind"] for event in events(http)]
+    assert "candidate_registered" in kinds and kinds[-1] == "candidate_promoted"
+
+
+def test_a_reward_after_its_policy_is_gone_is_recorded_not_learned(http, create):
+    create(http, policy={"name": "thompson", "params": {}})
+    candidate = register(http, share=0.5)
+    decisions = decide(http, [f"u{i}" for i in range(200)])
+    assert http.delete("/v1/experiments/hero/candidates").status_code == 200
+    before = Bandit.from_dict(http.get("/v1/experiments/hero/model").json()["model"]).pulls.sum()
+    response = http.post(
+        "/v1/experiments/hero/rewards/batch",
+        json={"rewards": [{"decision_id": d["decision_id"], "value": 1.0} for d in decisions]},
+    )
+    applied = {d["decision_id"]: r["applied"] for d, r in zip(decisions, response.json()["results"], strict=True)}
+    assert all(applied[d["decision_id"]] == (d["policy"] == "current") for d in decisions)
+    after = Bandit.from_dict(http.get("/v1/experiments/hero/model").json()["model"]).pulls.sum()
+    assert after - before == sum(d["policy"] == "current" for d in decisions)
+    assert events(http)[-1]["kind"] == "candidate_removed" and events(http)[-1]["candidate"] == candidate["id"]
+
+
+def simulate(http, rates: dict[str, float], rounds: int, seed: int = 0) -> list[dict]:
+    """Decide for fresh units and reward each decision with probability ``rates[policy]`` until the candidate
+    is gone or ``rounds`` pass; returns the candidate's last description."""
+    rng = np.random.default_rng(seed)
+    seen = []
+    for round_ in range(rounds):
+        decisions = decide(http, [f"r{round_}-{i}" for i in range(200)])
+        values = [float(rng.random() < rates["current" if d["policy"] == "current" else "candidate"]) for d in decisions]
+        reward(http, decisions, values)
+        described = http.get("/v1/experiments/hero/candidates")
+        if described.status_code == 404:
+            return seen
+        seen.append(described.json())
+    return seen
+
+
+def test_a_credibly_worse_candidate_is_rolled_back(http, create):
+    create(http, policy={"name": "thompson", "params": {}})
+    candidate = register(http, share=0.5, min_rewards=50)
+    seen = simulate(http, {"current": 0.8, "candidate": 0.2}, rounds=20)
+    assert len(seen) < 20, "the candidate was never rolled back"
+    assert all(s["comparison"]["verdict"] in ("waiting", "running") for s in seen)
+    event = events(http)[-1]
+    assert event["kind"] == "candidate_rolled_back" and event["candidate"] == candidate["id"]
+    assert event["reason"] == "credibly_worse"
+    figures = event["comparison"]
+    assert figures["candidate"]["high"] < figures["current"]["low"]
+    assert min(figures["candidate"]["rewards"], figures["current"]["rewards"]) >= 50
+    assert {d["policy"] for d in decide(http, [f"after-{i}" for i in range(100)])} == {"current"}
+
+
+def test_a_candidate_below_its_floor_is_rolled_back(http, create):
+    create(http, policy={"name": "thompson", "params": {}})
+    register(http, share=0.5, min_rewards=50, min_reward=0.6)
+    seen = simulate(http, {"current": 0.3, "candidate": 0.3}, rounds=20, seed=1)
+    assert len(seen) < 20
+    event = events(http)[-1]
+    assert event["kind"] == "candidate_rolled_back" and event["reason"] == "guardrail"
+    assert event["comparison"]["candidate"]["high"] < 0.6
+
+
+def test_a_good_candidate_keeps_running(http, create):
+    create(http, policy={"name": "thompson", "params": {}})
+    register(http, share=0.5, min_rewards=50)
+    seen = simulate(http, {"current": 0.5, "candidate": 0.5}, rounds=6, seed=2)
+    assert len(seen) == 6 and seen[-1]["comparison"]["verdict"] == "running"
+
+
+@pytest.mark.parametrize("share", [0, 1, -0.1, 1.5, "NaN"])
+def test_a_share_outside_zero_one_is_422_naming_it(http, create, share):
+    create(http)
+    body = '{"policy": {"name": "ucb1"}, "share": %s}' % share
+    response = http.post(
+        "/v1/experiments/hero/candidates", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422, response.text
+    assert "share" in response.text
+    assert http.get("/v1/experiments/hero/candidates").status_code == 404
+
+
+def test_candidate_conflicts_and_absences(http, create):
+    create(http, policy={"name": "thompson", "params": {}})
+    assert http.get("/v1/experiments/hero/candidates").status_code == 404
+    assert http.post("/v1/experiments/hero/candidates/promote").status_code == 404
+    assert http.delete("/v1/experiments/hero/candidates").status_code == 404
+    assert http.post("/v1/experiments/nope/candidates", json={"policy": CANDIDATE, "share": 0.1}).status_code == 404
+    # A policy that cannot learn the experiment's rewards, or wants contexts it does not get: 422 naming policy.
+    for policy in ({"name": "linucb", "params": {}}, {"name": "nope"}):
+        response = http.post("/v1/experiments/hero/candidates", json={"policy": policy, "share": 0.1})
+        assert response.status_code == 422 and "policy" in response.text, response.text
+    register(http)
+    again = http.post("/v1/experiments/hero/candidates", json={"policy": CANDIDATE, "share": 0.2})
+    assert again.status_code == 409 and "already" in again.text
+    arms = http.patch("/v1/experiments/hero/arms", json={"add": ["d"]})
+    assert arms.status_code == 409 and "candidate" in arms.text
+    create(http, "sticky", sticky=True)
+    sticky = http.post("/v1/experiments/sticky/candidates", json={"policy": CANDIDATE, "share": 0.2})
+    assert sticky.status_code == 409 and "sticky" in sticky.text
+
+
+def test_the_candidate_survives_a_restart_with_what_it_learned(tmp_path, sqlite_url):
+    """SQLite: the candidate's arrays are checkpointed and learned again from the rewards after it."""
+    import httpx
+
+    settings = Settings(store=sqlite_url, port=0, admin_token=None, client_tokens=(), tune_interpreter=False)
+    with running(settings) as url, httpx.Client(base_url=url, timeout=30) as http:
+        http.post("/v1/experiments", json={"name": "hero", "arms": ARMS, "policy": {"name": "thompson"}})
+        register(http, share=0.5)
+        decisions = decide(http, [f"u{i}" for i in range(400)])
+        reward(http, decisions, [float(d["arm"] == "a") for d in decisions])
+        before = http.get("/v1/experiments/hero/candidates").json()
+    with running(settings) as url, httpx.Client(base_url=url, timeout=30) as http:
+        after = http.get("/v1/experiments/hero/candidates").json()
+        assert after == before
+        served = decide(http, [f"u{i}" for i in range(400)])
+        assert [d["policy"] for d in served] == [d["policy"] for d in decisions]

@@ -25,6 +25,23 @@ def store_url(request, sqlite_url) -> str:
     return sqlite_url if request.param == "sqlite" else "memory://"
 
 
+@pytest.fixture
+def server(store_url, tmp_path):
+    """The conftest's server, always serving the newest distribution (``refresh_s=0``): the propensities checked
+    here are those of the state after every reward sent so far."""
+    settings = Settings(
+        store=store_url,
+        port=0,
+        sweep_interval_s=0.05,
+        admin_token=None,
+        client_tokens=(),
+        tune_interpreter=False,
+        refresh_s=0,
+    )
+    with running(settings) as base_url:
+        yield base_url
+
+
 def register(http, name="hero", share=0.3, policy=CANDIDATE, **fields) -> dict:
     response = http.post(f"/v1/experiments/{name}/candidates", json={"policy": policy, "share": share, **fields})
     assert response.status_code == 201, response.text
@@ -154,7 +171,9 @@ def simulate(http, rates: dict[str, float], rounds: int, seed: int = 0) -> list[
     seen = []
     for round_ in range(rounds):
         decisions = decide(http, [f"r{round_}-{i}" for i in range(200)])
-        values = [float(rng.random() < rates["current" if d["policy"] == "current" else "candidate"]) for d in decisions]
+        values = [
+            float(rng.random() < rates["current" if d["policy"] == "current" else "candidate"]) for d in decisions
+        ]
         reward(http, decisions, values)
         described = http.get("/v1/experiments/hero/candidates")
         if described.status_code == 404:
@@ -199,9 +218,7 @@ def test_a_good_candidate_keeps_running(http, create):
 def test_a_share_outside_zero_one_is_422_naming_it(http, create, share):
     create(http)
     body = '{"policy": {"name": "ucb1"}, "share": %s}' % share
-    response = http.post(
-        "/v1/experiments/hero/candidates", content=body, headers={"content-type": "application/json"}
-    )
+    response = http.post("/v1/experiments/hero/candidates", content=body, headers={"content-type": "application/json"})
     assert response.status_code == 422, response.text
     assert "share" in response.text
     assert http.get("/v1/experiments/hero/candidates").status_code == 404
@@ -243,3 +260,65 @@ def test_the_candidate_survives_a_restart_with_what_it_learned(tmp_path, sqlite_
         assert after == before
         served = decide(http, [f"u{i}" for i in range(400)])
         assert [d["policy"] for d in served] == [d["policy"] for d in decisions]
+
+
+def test_on_redis_the_learner_teaches_each_reward_to_the_policy_that_served_it(shared_store, tmp_path):
+    """Workers only claim rewards on Redis; the learner routes each to the experiment's policy or its candidate."""
+    import time
+
+    import httpx
+
+    from banditkit.service.learner import Learner
+    from banditkit.service.stores.redis_keys import Keys
+
+    url, prefix, client = shared_store
+    settings = Settings(
+        store=url,
+        port=0,
+        admin_token=None,
+        client_tokens=(),
+        tune_interpreter=False,
+        model_poll_s=0.01,
+        refresh_s=0,
+        spool_dir=tmp_path / "spool",
+    )
+    learner = Learner.from_url(url)
+
+    def learned(http) -> None:
+        learner.step()
+        stored = int(client.hget(Keys.of(prefix, "hero").meta, "version"))
+        deadline = time.monotonic() + 10.0
+        while http.get("/v1/experiments/hero").json()["policy_version"] < stored:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+
+    try:
+        with running(settings) as base, httpx.Client(base_url=base, timeout=30) as http:
+            http.post("/v1/experiments", json={"name": "hero", "arms": ARMS, "policy": {"name": "thompson"}})
+            candidate = register(http, share=0.5, policy={"name": "kl_ucb", "params": {}}, min_rewards=10**9)
+            current = Bandit(ARMS, make_policy({"name": "thompson", "params": {}}))
+            tried = Bandit(ARMS, make_policy({"name": "kl_ucb", "params": {}}))
+            for round_ in range(2):
+                decisions = decide(http, [f"u{round_}-{i}" for i in range(300)])
+                expected = {"current": current.probabilities(), candidate["id"]: tried.probabilities()}
+                for d in decisions:
+                    assert d["propensity"] == pytest.approx(expected[d["policy"]][d["arm"]], abs=1e-9), d
+                values = [float(d["arm"] != "b") for d in decisions]
+                reward(http, decisions, values)
+                learned(http)
+                for bandit, policy in ((current, "current"), (tried, candidate["id"])):
+                    mine = [(d["arm"], v) for d, v in zip(decisions, values, strict=True) if d["policy"] == policy]
+                    bandit.update_many([arm for arm, _ in mine], [v for _, v in mine])
+            served = Bandit.from_dict(http.get("/v1/experiments/hero/model").json()["model"])
+            assert served.pulls.tolist() == current.pulls.tolist()
+            for key, value in current.state.items():
+                np.testing.assert_array_equal(served.state[key], value)
+            comparison = http.get("/v1/experiments/hero/candidates").json()["comparison"]
+            assert comparison["candidate"]["rewards"] == int(tried.pulls.sum()) > 0
+            assert http.post("/v1/experiments/hero/candidates/promote").status_code == 200
+            served = Bandit.from_dict(http.get("/v1/experiments/hero/model").json()["model"])
+            assert served.policy.name == "kl_ucb" and served.pulls.tolist() == tried.pulls.tolist()
+            for key, value in tried.state.items():
+                np.testing.assert_array_equal(served.state[key], value)
+    finally:
+        learner.close()

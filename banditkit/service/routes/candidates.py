@@ -35,7 +35,9 @@ async def get_candidate(engine: Engine, name: str) -> bytes:
     return to_json(engine.candidate(name))
 
 
-@router.endpoint("DELETE", "/v1/experiments/{name}/candidates", response=ExperimentOut, auth=ADMIN, errors=(404, 503))
+@router.endpoint(
+    "DELETE", "/v1/experiments/{name}/candidates", response=ExperimentOut, auth=ADMIN, errors=(404, 409, 503)
+)
 async def delete_candidate(engine: Engine, name: str) -> bytes:
     """Stop serving the candidate (404 when there is none); a new policy version and a ``candidate_removed`` event."""
     await engine.remove_candidate(name)
@@ -43,7 +45,11 @@ async def delete_candidate(engine: Engine, name: str) -> bytes:
 
 
 @router.endpoint(
-    "POST", "/v1/experiments/{name}/candidates/promote", response=ExperimentOut, auth=ADMIN, errors=(404, 503)
+    "POST",
+    "/v1/experiments/{name}/candidates/promote",
+    response=ExperimentOut,
+    auth=ADMIN,
+    errors=(404, 409, 503),
 )
 async def promote_candidate(engine: Engine, name: str) -> bytes:
     """Make the candidate the experiment's policy, with what it learned (404 when there is none); an event."""

@@ -492,7 +492,7 @@ class Engine:
             return None
         logger.warning("experiment %r: candidate %r rolled back (%s)", name, candidate.id, reason)
         if self.metrics is not None:
-            self.metrics.alerted(name, "candidate_rolled_back", "open")
+            self.metrics.candidate_event(name, "candidate_rolled_back", reason)
         return written.event
 
     async def record_alert(self, name: str, alert: AlertRequest) -> AlertOut:

@@ -38,7 +38,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from .experiment import Experiment
-from .stores.base import DecisionRecord, LoopHealth, Store, StoreUnavailableError
+from .stores.base import CURRENT_POLICY, DecisionRecord, LoopHealth, Store, StoreUnavailableError
 
 logger = logging.getLogger("banditkit.service")
 
@@ -80,7 +80,9 @@ class Counts:
     ``requests`` maps (route, method, status) and ``store`` an operation to a histogram
     (:func:`new_histogram`); ``decisions`` maps experiment to arm to count, ``fallbacks`` experiment to
     reason, ``rewards`` experiment to outcome, ``alerts`` experiment to "kind/state" (an alert written as
-    opened or resolved: once, by the process that wrote it).
+    opened or resolved: once, by the process that wrote it), ``policies`` experiment to the serving policy
+    ("current" or "candidate") of its decisions, ``candidates`` experiment to "event/reason" (a candidate rolled
+    back, by the process that wrote it).
     """
 
     def __init__(self) -> None:
@@ -90,6 +92,8 @@ class Counts:
         self.fallbacks: dict[str, Counter[str]] = {}
         self.rewards: dict[str, Counter[str]] = {}
         self.alerts: dict[str, Counter[str]] = {}
+        self.policies: dict[str, Counter[str]] = {}
+        self.candidates: dict[str, Counter[str]] = {}
 
     def to_json(self) -> dict:
         return {
@@ -99,6 +103,8 @@ class Counts:
             "fallbacks": self.fallbacks,
             "rewards": self.rewards,
             "alerts": self.alerts,
+            "policies": self.policies,
+            "candidates": self.candidates,
         }
 
     @classmethod
@@ -106,7 +112,7 @@ class Counts:
         counts = cls()
         counts.requests = {(route, method, status): values for route, method, status, values in data["requests"]}
         counts.store = dict(data["store"])
-        for name in ("decisions", "fallbacks", "rewards", "alerts"):
+        for name in ("decisions", "fallbacks", "rewards", "alerts", "policies", "candidates"):
             setattr(counts, name, {key: Counter(value) for key, value in data.get(name, {}).items()})
         return counts
 
@@ -128,6 +134,8 @@ class Counts:
             (self.fallbacks, other.fallbacks),
             (self.rewards, other.rewards),
             (self.alerts, other.alerts),
+            (self.policies, other.policies),
+            (self.candidates, other.candidates),
         ):
             for experiment, counter in list(theirs_by_experiment.items()):
                 mine_by_experiment.setdefault(experiment, Counter()).update(dict(counter))
@@ -198,6 +206,13 @@ class Metrics:
             counter.update(record.arm for record in records)
         if fallbacks:
             self.counts.fallbacks.setdefault(experiment, Counter()).update(fallbacks)
+        served = self.counts.policies.get(experiment)
+        if served is None:
+            served = self.counts.policies[experiment] = Counter()
+        if len(records) == 1:
+            served["current" if records[0].policy == CURRENT_POLICY else "candidate"] += 1
+        else:
+            served.update("current" if record.policy == CURRENT_POLICY else "candidate" for record in records)
         self._changes += 1
 
     def rewarded(self, experiment: str, outcomes: Iterable[str]) -> None:
@@ -213,6 +228,11 @@ class Metrics:
         if count:
             self.counts.rewards.setdefault(experiment, Counter())["defaulted"] += count
             self._changes += 1
+
+    def candidate_event(self, experiment: str, event: str, reason: str) -> None:
+        """A candidate of ``experiment`` rolled back (``event``), for ``reason``, by this process."""
+        self.counts.candidates.setdefault(experiment, Counter())[f"{event}/{reason}"] += 1
+        self._changes += 1
 
     def alerted(self, experiment: str, kind: str, state: str) -> None:
         """A supervisor alert of ``experiment`` written as ``state`` ("open" or "resolved")."""
@@ -375,6 +395,24 @@ class MetricFamilies(Collector):
             for kind_state, count in sorted(counter.items()):
                 alerts.add_metric([experiment, *kind_state.split("/", 1)], count)
         yield alerts
+        policies = CounterMetricFamily(
+            "banditkit_decisions_by_policy",
+            "Decisions answered, by the policy that served them (current, or the candidate of a policy canary)",
+            labels=["experiment", "policy"],
+        )
+        for experiment, counter in sorted(counts.policies.items()):
+            for policy, count in sorted(counter.items()):
+                policies.add_metric([experiment, policy], count)
+        yield policies
+        candidates = CounterMetricFamily(
+            "banditkit_candidate_rollbacks",
+            "Candidate policies rolled back automatically, by reason (credibly_worse, guardrail)",
+            labels=["experiment", "reason"],
+        )
+        for experiment, counter in sorted(counts.candidates.items()):
+            for event_reason, count in sorted(counter.items()):
+                candidates.add_metric([experiment, event_reason.split("/", 1)[1]], count)
+        yield candidates
         yield from self._model_families()
         yield from self._loop_families()
 

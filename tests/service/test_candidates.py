@@ -217,7 +217,7 @@ def test_a_good_candidate_keeps_running(http, create):
 @pytest.mark.parametrize("share", [0, 1, -0.1, 1.5, "NaN"])
 def test_a_share_outside_zero_one_is_422_naming_it(http, create, share):
     create(http)
-    body = '{"policy": {"name": "ucb1"}, "share": %s}' % share
+    body = '{"policy": {"name": "ucb1"}, "share": ' + str(share) + "}"
     response = http.post("/v1/experiments/hero/candidates", content=body, headers={"content-type": "application/json"})
     assert response.status_code == 422, response.text
     assert "share" in response.text
@@ -322,3 +322,19 @@ def test_on_redis_the_learner_teaches_each_reward_to_the_policy_that_served_it(s
                 np.testing.assert_array_equal(served.state[key], value)
     finally:
         learner.close()
+
+
+def test_metrics_count_decisions_by_serving_policy_and_rollbacks(http, create):
+    create(http, policy={"name": "thompson", "params": {}})
+    register(http, share=0.5, min_rewards=50)
+    decisions = decide(http, [f"m{i}" for i in range(400)])
+    tried = sum(d["policy"] != "current" for d in decisions)
+    simulate(http, {"current": 0.9, "candidate": 0.1}, rounds=20, seed=3)
+    text = http.get("/metrics").text
+    lines = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line[:1] != "#"}
+    by_policy = {
+        policy: lines[f'banditkit_decisions_by_policy_total{{experiment="hero",policy="{policy}"}}']
+        for policy in ("current", "candidate")
+    }
+    assert by_policy["candidate"] >= tried and sum(by_policy.values()) >= 400 + 200
+    assert lines['banditkit_candidate_rollbacks_total{experiment="hero",reason="credibly_worse"}'] == 1

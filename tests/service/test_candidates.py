@@ -262,11 +262,11 @@ def test_the_candidate_survives_a_restart_with_what_it_learned(tmp_path, sqlite_
         assert [d["policy"] for d in served] == [d["policy"] for d in decisions]
 
 
-def test_on_redis_the_learner_teaches_each_reward_to_the_policy_that_served_it(shared_store, tmp_path):
-    """Workers only claim rewards on Redis; the learner routes each to the experiment's policy or its candidate."""
+@pytest.fixture
+def on_redis(shared_store, tmp_path):
+    """(settings of a server on the shared Redis, ``learned(http)``: one learner pass, then wait until the server
+    serves the version it stored)."""
     import time
-
-    import httpx
 
     from banditkit.service.learner import Learner
     from banditkit.service.stores.redis_keys import Keys
@@ -292,36 +292,72 @@ def test_on_redis_the_learner_teaches_each_reward_to_the_policy_that_served_it(s
             assert time.monotonic() < deadline
             time.sleep(0.01)
 
-    try:
-        with running(settings) as base, httpx.Client(base_url=base, timeout=30) as http:
-            http.post("/v1/experiments", json={"name": "hero", "arms": ARMS, "policy": {"name": "thompson"}})
-            candidate = register(http, share=0.5, policy={"name": "kl_ucb", "params": {}}, min_rewards=10**9)
-            current = Bandit(ARMS, make_policy({"name": "thompson", "params": {}}))
-            tried = Bandit(ARMS, make_policy({"name": "kl_ucb", "params": {}}))
-            for round_ in range(2):
-                decisions = decide(http, [f"u{round_}-{i}" for i in range(300)])
-                expected = {"current": current.probabilities(), candidate["id"]: tried.probabilities()}
-                for d in decisions:
-                    assert d["propensity"] == pytest.approx(expected[d["policy"]][d["arm"]], abs=1e-9), d
-                values = [float(d["arm"] != "b") for d in decisions]
-                reward(http, decisions, values)
-                learned(http)
-                for bandit, policy in ((current, "current"), (tried, candidate["id"])):
-                    mine = [(d["arm"], v) for d, v in zip(decisions, values, strict=True) if d["policy"] == policy]
-                    bandit.update_many([arm for arm, _ in mine], [v for _, v in mine])
-            served = Bandit.from_dict(http.get("/v1/experiments/hero/model").json()["model"])
-            assert served.pulls.tolist() == current.pulls.tolist()
-            for key, value in current.state.items():
-                np.testing.assert_array_equal(served.state[key], value)
-            comparison = http.get("/v1/experiments/hero/candidates").json()["comparison"]
-            assert comparison["candidate"]["rewards"] == int(tried.pulls.sum()) > 0
-            assert http.post("/v1/experiments/hero/candidates/promote").status_code == 200
-            served = Bandit.from_dict(http.get("/v1/experiments/hero/model").json()["model"])
-            assert served.policy.name == "kl_ucb" and served.pulls.tolist() == tried.pulls.tolist()
-            for key, value in tried.state.items():
-                np.testing.assert_array_equal(served.state[key], value)
-    finally:
-        learner.close()
+    yield settings, learned
+    learner.close()
+
+
+def test_on_redis_the_learner_teaches_each_reward_to_the_policy_that_served_it(on_redis):
+    """Workers only claim rewards on Redis; the learner routes each to the experiment's policy or its candidate."""
+    import httpx
+
+    settings, learned = on_redis
+    with running(settings) as base, httpx.Client(base_url=base, timeout=30) as http:
+        http.post("/v1/experiments", json={"name": "hero", "arms": ARMS, "policy": {"name": "thompson"}})
+        candidate = register(http, share=0.5, policy={"name": "kl_ucb", "params": {}}, min_rewards=10**9)
+        current = Bandit(ARMS, make_policy({"name": "thompson", "params": {}}))
+        tried = Bandit(ARMS, make_policy({"name": "kl_ucb", "params": {}}))
+        for round_ in range(2):
+            decisions = decide(http, [f"u{round_}-{i}" for i in range(300)])
+            expected = {"current": current.probabilities(), candidate["id"]: tried.probabilities()}
+            for d in decisions:
+                assert d["propensity"] == pytest.approx(expected[d["policy"]][d["arm"]], abs=1e-9), d
+            values = [float(d["arm"] != "b") for d in decisions]
+            reward(http, decisions, values)
+            learned(http)
+            for bandit, policy in ((current, "current"), (tried, candidate["id"])):
+                mine = [(d["arm"], v) for d, v in zip(decisions, values, strict=True) if d["policy"] == policy]
+                bandit.update_many([arm for arm, _ in mine], [v for _, v in mine])
+        served = Bandit.from_dict(http.get("/v1/experiments/hero/model").json()["model"])
+        assert served.pulls.tolist() == current.pulls.tolist()
+        for key, value in current.state.items():
+            np.testing.assert_array_equal(served.state[key], value)
+        comparison = http.get("/v1/experiments/hero/candidates").json()["comparison"]
+        assert comparison["candidate"]["rewards"] == int(tried.pulls.sum()) > 0
+        assert http.post("/v1/experiments/hero/candidates/promote").status_code == 200
+        served = Bandit.from_dict(http.get("/v1/experiments/hero/model").json()["model"])
+        assert served.policy.name == "kl_ucb" and served.pulls.tolist() == tried.pulls.tolist()
+        for key, value in tried.state.items():
+            np.testing.assert_array_equal(served.state[key], value)
+
+
+def test_on_redis_a_worse_candidate_is_rolled_back_once_its_rewards_are_learned(on_redis):
+    """The workers compare when they follow a model the learner moved; the rollback is written once."""
+    import time
+
+    import httpx
+
+    settings, learned = on_redis
+    rng = np.random.default_rng(4)
+    with running(settings) as base, httpx.Client(base_url=base, timeout=30) as http:
+        http.post("/v1/experiments", json={"name": "hero", "arms": ARMS, "policy": {"name": "thompson"}})
+        candidate = register(http, share=0.5, min_rewards=50)
+        for round_ in range(20):
+            decisions = decide(http, [f"r{round_}-{i}" for i in range(200)])
+            rates = {"current": 0.8, candidate["id"]: 0.2}
+            reward(http, decisions, [float(rng.random() < rates[d["policy"]]) for d in decisions])
+            learned(http)
+            deadline = time.monotonic() + 2.0
+            while http.get("/v1/experiments/hero/candidates").status_code == 200 and time.monotonic() < deadline:
+                if http.get("/v1/experiments/hero/candidates").json()["comparison"]["verdict"] != "worse":
+                    break
+                time.sleep(0.01)
+            if http.get("/v1/experiments/hero/candidates").status_code == 404:
+                break
+        else:
+            pytest.fail("the candidate was never rolled back")
+        kinds = [event["kind"] for event in events(http)]
+        assert kinds.count("candidate_rolled_back") == 1
+        assert events(http)[-1]["reason"] == "credibly_worse"
 
 
 def test_metrics_count_decisions_by_serving_policy_and_rollbacks(http, create):
@@ -338,3 +374,27 @@ def test_metrics_count_decisions_by_serving_policy_and_rollbacks(http, create):
     }
     assert by_policy["candidate"] >= tried and sum(by_policy.values()) >= 400 + 200
     assert lines['banditkit_candidate_rollbacks_total{experiment="hero",reason="credibly_worse"}'] == 1
+
+
+def test_a_contextual_candidate_logs_its_own_probabilities_for_each_context(http, create):
+    create(http, policy={"name": "linucb", "params": {}}, n_features=2)
+    candidate = register(http, share=0.5, policy={"name": "linucb", "params": {"alpha": 3.0}}, min_rewards=10**9)
+    rng = np.random.default_rng(5)
+    contexts = rng.normal(size=(200, 2)).round(3).tolist()
+    body = {"requests": [{"unit": f"c{i}", "context": c} for i, c in enumerate(contexts)]}
+    decisions = http.post("/v1/experiments/hero/decisions/batch", json=body).json()["decisions"]
+    assert {d["policy"] for d in decisions} == {"current", candidate["id"]}
+    reward(http, decisions, [float(d["arm"] == "a") for d in decisions])
+    decisions = http.post("/v1/experiments/hero/decisions/batch", json=body).json()["decisions"]
+    log = {
+        row.split(",")[0]: row
+        for row in http.get("/v1/experiments/hero/log", params={"format": "csv"}).text.splitlines()
+    }
+    for d in decisions:
+        assert log[d["decision_id"]].endswith("," + d["policy"])
+    served = {"current": Bandit.from_dict(http.get("/v1/experiments/hero/model").json()["model"])}
+    assert http.post("/v1/experiments/hero/candidates/promote").status_code == 200
+    served[candidate["id"]] = Bandit.from_dict(http.get("/v1/experiments/hero/model").json()["model"])
+    assert served[candidate["id"]].policy.get_params()["alpha"] == 3.0
+    for d, context in zip(decisions, contexts, strict=True):  # each policy's model gives the logged probability
+        assert d["propensity"] == pytest.approx(served[d["policy"]].probabilities(context=context)[d["arm"]], abs=1e-9)

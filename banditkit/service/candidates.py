@@ -104,11 +104,13 @@ def load(
     return Candidate(spec, bandit, cache)
 
 
-def split_units(name: str, share: float, units: list[str | None], rng: np.random.Generator) -> np.ndarray:
-    """Per request, True when the candidate serves it: the unit's salted point, or a uniform, below ``share``."""
+def split_units(name: str, share: float, units: list[str | None], rng: np.random.Generator) -> list[bool]:
+    """Per request, True when the candidate serves it: the unit's salted point, or a uniform, below ``share``.
+
+    A loop in Python: one SHA-1 per unit dominates it, as in :func:`banditkit.assign.assign_rows`.
+    """
     salted = name + SPLIT_SALT
-    points = np.array([rng.random() if unit is None else unit_uniform(salted, unit) for unit in units])
-    return points < share
+    return [(rng.random() if unit is None else unit_uniform(salted, unit)) < share for unit in units]
 
 
 # ---- model changes ------------------------------------------------------------------------------------

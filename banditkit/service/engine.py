@@ -1046,7 +1046,7 @@ def _split_groups(
     """
     split: dict[tuple[bool, tuple[str, ...] | None], list[int]] = {}
     for key, rows in groups.items():
-        chosen = candidates.split_units(name, candidate.share, [requests[row].unit for row in rows], rng).tolist()
+        chosen = candidates.split_units(name, candidate.share, [requests[row].unit for row in rows], rng)
         for tried in (False, True):
             part = [row for row, flag in zip(rows, chosen, strict=True) if flag == tried]
             if part:

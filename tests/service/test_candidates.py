@@ -398,3 +398,20 @@ def test_a_contextual_candidate_logs_its_own_probabilities_for_each_context(http
     assert served[candidate["id"]].policy.get_params()["alpha"] == 3.0
     for d, context in zip(decisions, contexts, strict=True):  # each policy's model gives the logged probability
         assert d["propensity"] == pytest.approx(served[d["policy"]].probabilities(context=context)[d["arm"]], abs=1e-9)
+
+
+def test_default_rewards_at_window_close_teach_the_policy_that_served(http, create):
+    import time
+
+    create(http, policy={"name": "thompson", "params": {}}, attribution_window_s=0.2, default_reward=0.0)
+    candidate = register(http, share=0.5, min_rewards=10**9)
+    decisions = decide(http, [f"w{i}" for i in range(200)])
+    tried = sum(d["policy"] == candidate["id"] for d in decisions)
+    deadline = time.monotonic() + 10.0
+    while True:
+        comparison = http.get("/v1/experiments/hero/candidates").json()["comparison"]
+        if comparison["current"]["rewards"] + comparison["candidate"]["rewards"] == 200:
+            break
+        assert time.monotonic() < deadline, comparison
+        time.sleep(0.05)
+    assert comparison["candidate"]["rewards"] == tried and comparison["candidate"]["mean"] == 0.0

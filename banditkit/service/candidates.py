@@ -232,6 +232,12 @@ def _ledger(bandit: Bandit) -> tuple[float, float, float]:
     return float(np.sum(bandit.pulls)), float(np.sum(bandit.reward_sums)), float(np.sum(bandit.reward_sq_sums))
 
 
+def enough(current: Bandit, candidate: Candidate) -> bool:
+    """True once both policies have ``min_rewards`` rewards since registration (before, the verdict is waiting)."""
+    rewards = float(np.sum(current.pulls)) - candidate.spec["baseline"]["rewards"]
+    return min(rewards, float(np.sum(candidate.bandit.pulls))) >= candidate.spec["min_rewards"]
+
+
 def comparison(current: Bandit, candidate: Candidate, alpha: float = ALPHA) -> dict[str, Any]:
     """Both policies' rewards since registration, their intervals (anytime-valid for bounded rewards), the verdict.
 

@@ -476,7 +476,7 @@ class Engine:
             return None
         with experiment.lock:
             candidate = experiment.candidate
-            if candidate is None:
+            if candidate is None or not candidates.enough(experiment.bandit, candidate):
                 return None
             figures = candidates.comparison(experiment.bandit, candidate)
         if figures["verdict"] not in ("worse", "guardrail"):
@@ -936,6 +936,18 @@ class Engine:
             logger.error("guardrail change of %r not stored: %s", experiment.name, error)
             return
         experiment.cache.clear()
+        if experiment.candidate is not None:  # it serves the arms the experiment's policy serves
+            with experiment.lock:
+                model, arrays = _stored(experiment, experiment.bandit)
+                version, rng = experiment.bandit.version, experiment.bandit.rng
+            candidate = candidates.load(model, arrays, version, rng, experiment.cache.sibling())
+            with experiment.lock:
+                if (
+                    experiment.candidate is not None
+                    and candidate is not None
+                    and experiment.candidate.id == candidate.id
+                ):
+                    experiment.candidate = candidate
 
 
 def _stored(experiment: Experiment, current: Bandit) -> tuple[dict, dict]:

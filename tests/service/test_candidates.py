@@ -415,3 +415,18 @@ def test_default_rewards_at_window_close_teach_the_policy_that_served(http, crea
         assert time.monotonic() < deadline, comparison
         time.sleep(0.05)
     assert comparison["candidate"]["rewards"] == tried and comparison["candidate"]["mean"] == 0.0
+
+
+def test_an_arm_disabled_for_the_experiment_is_not_served_by_its_candidate(http, create):
+    create(
+        http,
+        policy={"name": "thompson", "params": {}},
+        supervisor={"remediation": {"slo_breach": "disable_arm"}},
+    )
+    candidate = register(http, share=0.5, min_rewards=10**9)
+    alert = http.post("/v1/experiments/hero/alerts", json={"kind": "slo_breach", "arm": "b", "state": "open"})
+    assert alert.status_code == 200 and alert.json()["written"], alert.text
+    decisions = decide(http, [f"d{i}" for i in range(300)])
+    assert {d["policy"] for d in decisions} == {"current", candidate["id"]}
+    assert "b" not in {d["arm"] for d in decisions}
+    assert http.get("/v1/experiments/hero/candidates").json()["id"] == candidate["id"]

@@ -189,6 +189,11 @@ class Bandit:
         return np.array(self._reward_sums)
 
     @property
+    def reward_sq_sums(self) -> FloatArray:
+        """Sum of squared observed rewards per arm, shape (K,)."""
+        return np.array(self._reward_sq_sums)
+
+    @property
     def active(self) -> BoolArray:
         """Which arms can be served, boolean shape (K,) (a copy: change it with the arm methods)."""
         return self._active.copy()

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .export import arrow_schema, arrow_table
+from .stores.base import CURRENT_POLICY
 from .stores.redis_keys import ARCHIVE_MOVED, Keys, archive_trim_keys
 
 #: Decisions read, written and trimmed per batch.
@@ -64,7 +65,10 @@ def archive_experiment(
         decisions = json.loads("[" + ",".join(fields["row"] for _, fields in entries) + "]")
         decision_ids = [row[0] for row in decisions]
         rewards = _reward_values(client.hmget(keys.rewards, decision_ids))
-        rows = [(*row[:9], bool(row[9]), reward) for row, reward in zip(decisions, rewards, strict=True)]
+        rows = [
+            (*row[:9], bool(row[9]), reward, row[10] if len(row) > 10 else CURRENT_POLICY)
+            for row, reward in zip(decisions, rewards, strict=True)
+        ]
         write_batch(out, name, ids, rows, schema)
         if trim(archive_trim_keys(keys), [offset, ids[-1], *decision_ids]) == ARCHIVE_MOVED:
             return archived  # another archiver moved the offset meanwhile: its pass goes on from there

@@ -24,8 +24,10 @@ import numpy as np
 from ..assign import assign_rows, contextual_probabilities
 from ..bandit import Bandit
 from ..errors import BanditkitError
-from . import rewarding
+from ..policies import make_policy
+from . import candidates, rewarding
 from .alerts import open_alerts, remediate
+from .candidates import Candidate
 from .coalesce import Coalescer
 from .errors import ConflictError, InvalidRequestError, NotFoundError
 from .experiment import (
@@ -45,6 +47,8 @@ from .schemas import (
     AlertRequest,
     ArmsPatch,
     ArmStatsOut,
+    CandidateCreate,
+    CandidateOut,
     DecisionRequest,
     DecisionResponse,
     ExperimentCreate,
@@ -58,7 +62,7 @@ from .schemas import (
     StatsOut,
     SupervisorSpec,
 )
-from .serving import draw
+from .serving import DistributionCache, draw
 from .stores import (
     Assignment,
     DecisionRecord,
@@ -67,6 +71,8 @@ from .stores import (
     Store,
 )
 from .stores.base import (
+    CANDIDATE_PREFIX,
+    CURRENT_POLICY,
     ModelChange,
     ModelMovedError,
     StoreUnavailableError,
@@ -171,6 +177,8 @@ class Engine:
         moved = [name for name, version in stored.items() if version > self.experiments[name].bandit.version]
         for name in moved:
             await self.reload(name)
+            if self.experiments[name].candidate is not None:  # its learners learned its rewards: compare now
+                await self._checked_candidate(name)
         return len(moved)
 
     async def discover(self) -> list[str]:
@@ -235,6 +243,11 @@ class Engine:
 
     async def change_arms(self, name: str, patch: ArmsPatch) -> ExperimentOut:
         experiment = self.experiment(name)
+        if experiment.candidate is not None:
+            raise ConflictError(
+                f"experiment {name!r} serves candidate {experiment.candidate.id!r}, which has the same arms: promote "
+                "or delete it before changing arms"
+            )
         if patch.add:  # checked before the arrays are made: too many arms of a large model would not fit in memory
             served = experiment.bandit
             size = state_bytes(served.policy, len(served.arms) + len(patch.add), served.n_features)
@@ -354,13 +367,136 @@ class Engine:
         def change(current: Bandit) -> tuple[ModelChange, Bandit]:
             version = current.version + 1
             event = {"kind": "rollback", "snapshot_id": snapshot_id, "restored_version": snapshot.policy_version}
+            if experiment.candidate is not None:  # compared with the policy it was registered beside: removed
+                event["candidate_removed"] = experiment.candidate.id
+            # A snapshot keeps the experiment's Bandit only: no candidate, and the lineage as it is now.
+            model = {
+                **candidates.bandit_model(snapshot.model),
+                "candidate": None,
+                "lineage": experiment.lineage or None,
+            }
             return (
-                ModelChange(snapshot.model, snapshot.state, version, current.version, event),
+                ModelChange(model, snapshot.state, version, current.version, event),
                 join(snapshot.model, snapshot.state, version, current.rng),
             )
 
         await self._change_model(experiment, change)
         return experiment.describe()
+
+    # ---- policy canaries ---------------------------------------------------------------------
+    async def register_candidate(self, name: str, body: CandidateCreate) -> CandidateOut:
+        """Serve a candidate policy to ``body.share`` of the units: one model change, a new version, an event.
+
+        409 when the experiment has a candidate already or is sticky; 422 naming ``policy`` when the candidate
+        policy does not fit the experiment (its rewards, contexts, or the store).
+        """
+        experiment = self.experiment(name)
+        if experiment.config.sticky:
+            raise ConflictError(
+                f"experiment {name!r} is sticky: each unit keeps its first arm, so a candidate would not choose its "
+                "arms; canaries need an experiment that is not sticky"
+            )
+        requested = body.model_dump(mode="json")
+        candidates.check_policy(experiment.bandit, requested["policy"])
+        spec = candidates.spec_of(requested, experiment.bandit.guardrails)
+        policy = make_policy(spec["policy"])
+        refusal = unservable_reason(self.store, policy)
+        if refusal is not None:
+            raise InvalidRequestError(refusal, "policy")
+        if experiment.candidate is not None:
+            raise ConflictError(
+                f"experiment {name!r} has candidate {experiment.candidate.id!r} already: promote or delete it first"
+            )
+
+        def change(current: Bandit) -> tuple[ModelChange, Bandit]:
+            model, arrays = _stored(experiment, current)
+            built = candidates.registration(current, model, arrays, spec)
+            return built, _at_version(built, current.rng)
+
+        await self._change_model(experiment, change)
+        return self.candidate(name)
+
+    def candidate(self, name: str) -> CandidateOut:
+        """The candidate of ``name`` with its share and the comparison; 404 when it has none."""
+        experiment = self.experiment(name)
+        with experiment.lock:
+            candidate = experiment.candidate
+            if candidate is None:
+                raise NotFoundError(f"experiment {name!r} has no candidate")
+            return CandidateOut.model_validate(candidates.describe(experiment.bandit, candidate))
+
+    async def remove_candidate(
+        self, name: str, kind: str = "candidate_removed", figures: dict | None = None, only: str | None = None
+    ) -> ModelChange | None:
+        """Stop serving the candidate (``kind``: removed by an admin, or rolled back); the change written.
+
+        ``only``: remove it only if it is still this candidate (a rollback decided on figures of that one);
+        None is returned when it is not.
+        """
+        experiment = self.experiment(name)
+        if experiment.candidate is None:
+            raise NotFoundError(f"experiment {name!r} has no candidate")
+
+        def change(current: Bandit) -> tuple[ModelChange, Bandit] | None:
+            if only is not None and (experiment.candidate is None or experiment.candidate.id != only):
+                return None
+            model, arrays = _stored(experiment, current)
+            built = candidates.removal(current, model, arrays, kind, figures)
+            return built, _at_version(built, current.rng)
+
+        return await self._change_model(experiment, change)
+
+    async def promote_candidate(self, name: str) -> ExperimentOut:
+        """Make the candidate the experiment's policy, with what it learned: a new policy version and an event."""
+        experiment = self.experiment(name)
+        if experiment.candidate is None:
+            raise NotFoundError(f"experiment {name!r} has no candidate to promote")
+
+        def change(current: Bandit) -> tuple[ModelChange, Bandit]:
+            candidate = experiment.candidate
+            if candidate is None:  # removed by a rollback while this waited for its turn
+                raise NotFoundError(f"experiment {name!r} has no candidate to promote")
+            model, arrays = _stored(experiment, current)
+            figures = {"comparison": candidates.comparison(current, candidate)}
+            config = experiment.config.model_dump(mode="json", exclude={"model"})
+            config["policy"] = candidate.spec["policy"]
+            built = candidates.promotion(current, model, arrays, figures, config)
+            return built, _at_version(built, current.rng)
+
+        written = await self._change_model(experiment, change)
+        assert written is not None and written.config is not None  # a promotion always writes, with its config
+        experiment.config = ExperimentCreate.model_validate(written.config)
+        return experiment.describe()
+
+    async def check_candidate(self, name: str) -> dict | None:
+        """Roll the candidate of ``name`` back if it is credibly worse or below its floor; the event written, if any.
+
+        Called after rewards are learned (and by the supervisor loop for a shared store, whose learners learn
+        them). Costs a few arithmetic operations while the candidate is waiting for rewards.
+        """
+        experiment = self.experiments.get(name)
+        if experiment is None or experiment.candidate is None:
+            return None
+        with experiment.lock:
+            candidate = experiment.candidate
+            if candidate is None or not candidates.enough(experiment.bandit, candidate):
+                return None
+            figures = candidates.comparison(experiment.bandit, candidate)
+        if figures["verdict"] not in ("worse", "guardrail"):
+            return None
+        reason = "credibly_worse" if figures["verdict"] == "worse" else "guardrail"
+        try:
+            written = await self.remove_candidate(
+                name, "candidate_rolled_back", {"reason": reason, "comparison": figures}, only=candidate.id
+            )
+        except NotFoundError:
+            return None
+        if written is None:
+            return None
+        logger.warning("experiment %r: candidate %r rolled back (%s)", name, candidate.id, reason)
+        if self.metrics is not None:
+            self.metrics.candidate_event(name, "candidate_rolled_back", reason)
+        return written.event
 
     async def record_alert(self, name: str, alert: AlertRequest) -> AlertOut:
         """Write an alert raised or resolved as an event, with its configured remediation, exactly once.
@@ -428,6 +564,8 @@ class Engine:
                     await before()
                 with experiment.lock:
                     planned = change(experiment.bandit)
+                    if planned is not None:  # the candidate and lineage stay unless the change sets them
+                        planned = (_carried(experiment, planned[0]), planned[1])
                 if planned is None:
                     return None
                 built, bandit = planned
@@ -437,9 +575,13 @@ class Engine:
                     if attempt == _MODEL_CHANGE_ATTEMPTS - 1:
                         raise
                     continue
+                candidate = candidates.load(
+                    built.model, built.state, built.version, experiment.bandit.rng, experiment.cache.sibling()
+                )
                 with experiment.lock:
                     if bandit is not None:
                         experiment.bandit = bandit
+                    experiment.candidate, experiment.lineage = candidate, dict(built.model.get("lineage") or {})
                     experiment.cache.clear()
                 return built
         return None  # not reached: the last attempt raises
@@ -657,9 +799,23 @@ class Engine:
                     continue
             key = None if request.allowed is None else tuple(sorted(set(request.allowed)))
             groups.setdefault(key, []).append(row)
-        for key, rows in groups.items():
+        candidate = experiment.candidate
+        # (served by the candidate, allowed arms) -> rows: each group in two while a candidate is served
+        split = (
+            {(False, key): rows for key, rows in groups.items()}
+            if candidate is None
+            else _split_groups(experiment.name, candidate, groups, requests, experiment.bandit.rng)
+        )
+        for (tried, allowed), rows in split.items():
+            served = candidate.id if tried and candidate is not None else CURRENT_POLICY
             try:
-                chosen = self._draw(experiment, key, [requests[row] for row in rows])
+                if not tried:
+                    chosen = self._draw(experiment, allowed, [requests[row] for row in rows])
+                else:
+                    assert candidate is not None  # keyed so only while one is served
+                    chosen = self._draw(
+                        experiment, allowed, [requests[row] for row in rows], candidate.bandit, candidate.cache
+                    )
             except Exception:
                 logger.exception("policy failed for %r: serving the default arm", experiment.name)
                 chosen = None
@@ -671,7 +827,9 @@ class Engine:
                     records[row] = _fallback(experiment, request.unit, request.context, now, decision_id)
                     continue
                 arm, propensity, probabilities, version, fallback = chosen[position]
-                records[row] = _record(experiment, request, arm, propensity, probabilities, version, fallback, now)
+                records[row] = _record(
+                    experiment, request, arm, propensity, probabilities, version, fallback, now, served
+                )
                 if sticky and request.unit is not None and not fallback:
                     assignments[request.unit] = Assignment(arm, propensity, probabilities)
         return records, assignments, policy_errors  # type: ignore[return-value]  # every row is kept, drawn or a fallback
@@ -685,26 +843,38 @@ class Engine:
             return None
         return kept
 
-    def _draw(self, experiment: Experiment, allowed, requests: list[DecisionRequest]) -> list[tuple]:
-        """(arm, propensity, probabilities, version, fallback) per request sharing ``allowed``."""
-        bandit = experiment.bandit
+    def _draw(
+        self,
+        experiment: Experiment,
+        allowed,
+        requests: list[DecisionRequest],
+        policy: Bandit | None = None,
+        cache: DistributionCache | None = None,
+    ) -> list[tuple]:
+        """(arm, propensity, probabilities, version, fallback) per request sharing ``allowed``.
+
+        Drawn from the experiment's Bandit, or from ``policy`` (its candidate's) with that one's ``cache``.
+        """
+        bandit = experiment.bandit if policy is None else policy
+        cache = experiment.cache if cache is None else cache
+        counted = policy is None and self.metrics is not None
         units = [request.unit for request in requests]
         if not bandit.policy.contextual:
-            entry = experiment.cache.get(bandit, allowed)
+            entry = cache.get(bandit, allowed)
             indices = draw(entry, experiment.name, units, bandit.rng)
-            if allowed is None and self.metrics is not None:
+            if allowed is None and counted and self.metrics is not None:
                 self.metrics.serving(experiment.name, entry.arms, entry.probabilities)
             return [
                 (entry.arms[i], float(entry.probabilities[i]), entry.as_dict, entry.version, entry.fallback)
                 for i in indices
             ]
-        view = experiment.cache.view(bandit)
+        view = cache.view(bandit)
         contexts = np.array([request.context for request in requests], dtype=np.float64)
         matrix = contextual_probabilities(view, contexts, allowed)
         fallback = view.aborted or not (set(view.active_arms) & set(allowed or view.arms))
         drawn = assign_rows(matrix, experiment.name, units, view.rng)
         arms = view.arms
-        if allowed is None and self.metrics is not None:
+        if allowed is None and counted and self.metrics is not None:
             self.metrics.serving(experiment.name, tuple(arms), matrix.mean(axis=0))
         return [
             (arms[i], float(matrix[row, i]), dict(zip(arms, matrix[row].tolist(), strict=True)), view.version, fallback)
@@ -713,9 +883,20 @@ class Engine:
 
     # ---- rewards -----------------------------------------------------------
     async def reward(self, name: str, items: list[RewardRequest]) -> list[RewardResult]:
-        return await rewarding.record(
-            self.store, self.experiment(name), items, self._persist_guardrails, self.recent, self.metrics
+        experiment = self.experiment(name)
+        results = await rewarding.record(
+            self.store, experiment, items, self._persist_guardrails, self.recent, self.metrics
         )
+        if experiment.candidate is not None and self.store.learns_in_process:
+            await self._checked_candidate(name)
+        return results
+
+    async def _checked_candidate(self, name: str) -> None:
+        """:meth:`check_candidate`, logging a failure (the rewards were recorded and are answered either way)."""
+        try:
+            await self.check_candidate(name)
+        except Exception as error:
+            logger.error("candidate check of %r failed: %s", name, error)
 
     async def reward_one(self, name: str, item: RewardRequest) -> RewardResult:
         """One reward, recorded and learned with the other single rewards of this loop turn."""
@@ -733,6 +914,8 @@ class Engine:
             )
             if self.metrics is not None:
                 self.metrics.defaulted(experiment.name, applied)
+            if applied and experiment.candidate is not None:
+                await self._checked_candidate(experiment.name)
             total += applied
         return total
 
@@ -742,7 +925,7 @@ class Engine:
         It is queued at once behind the rewards that caused it (which do not wait for it); if rewards
         committed before it moved the version, it is built again and retried. A failure is logged.
         """
-        first = self.store.replace_model(experiment.name, _guardrail_change(experiment.bandit)[0])
+        first = self.store.replace_model(experiment.name, _carried(experiment, _guardrail_change(experiment.bandit)[0]))
         task = asyncio.ensure_future(self._guardrails_written(experiment, first))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -757,6 +940,44 @@ class Engine:
             logger.error("guardrail change of %r not stored: %s", experiment.name, error)
             return
         experiment.cache.clear()
+        if experiment.candidate is not None:  # it serves the arms the experiment's policy serves
+            with experiment.lock:
+                model, arrays = _stored(experiment, experiment.bandit)
+                version, rng = experiment.bandit.version, experiment.bandit.rng
+            candidate = candidates.load(model, arrays, version, rng, experiment.cache.sibling())
+            with experiment.lock:
+                if (
+                    experiment.candidate is not None
+                    and candidate is not None
+                    and experiment.candidate.id == candidate.id
+                ):
+                    experiment.candidate = candidate
+
+
+def _stored(experiment: Experiment, current: Bandit) -> tuple[dict, dict]:
+    """The experiment's model and arrays as stored: ``current``'s, with the candidate's and the lineage."""
+    model, arrays = split(current)
+    candidate = experiment.candidate
+    model = {**model, "candidate": None if candidate is None else candidate.spec, "lineage": experiment.lineage or None}
+    if candidate is not None:
+        own = split(candidate.bandit)[1]
+        arrays.update((CANDIDATE_PREFIX + key, value) for key, value in own.items())
+    return model, arrays
+
+
+def _at_version(change: ModelChange, rng: np.random.Generator) -> Bandit:
+    """The experiment's Bandit as ``change`` stores it, drawing from ``rng`` (the served one's stream)."""
+    return join(change.model, change.state, change.version, rng)
+
+
+def _carried(experiment: Experiment, change: ModelChange) -> ModelChange:
+    """``change`` keeping the experiment's candidate and lineage (:func:`.candidates.carried`)."""
+    candidate = experiment.candidate
+    if candidate is None and not experiment.lineage:
+        return change
+    model = {"candidate": None if candidate is None else candidate.spec, "lineage": experiment.lineage or None}
+    arrays = {} if candidate is None else {CANDIDATE_PREFIX + k: v for k, v in split(candidate.bandit)[1].items()}
+    return candidates.carried(change, model, arrays)
 
 
 def _guardrail_change(current: Bandit) -> tuple[ModelChange, None]:
@@ -810,6 +1031,7 @@ def _record(
     version: int,
     fallback: bool,
     now: float,
+    policy: str = CURRENT_POLICY,
 ) -> DecisionRecord:
     context = None if request.context is None else tuple(request.context)
     return DecisionRecord(
@@ -823,7 +1045,29 @@ def _record(
         probabilities,
         version,
         fallback,
+        policy,
     )
+
+
+def _split_groups(
+    name: str,
+    candidate: Candidate,
+    groups: dict[tuple[str, ...] | None, list[int]],
+    requests: list[DecisionRequest],
+    rng: np.random.Generator,
+) -> dict[tuple[bool, tuple[str, ...] | None], list[int]]:
+    """``groups`` (allowed arms -> rows) keyed ``(served by the candidate, allowed arms)`` instead.
+
+    The split is :func:`.candidates.split_units`: by the unit's salted hash, or a draw from ``rng``.
+    """
+    split: dict[tuple[bool, tuple[str, ...] | None], list[int]] = {}
+    for key, rows in groups.items():
+        chosen = candidates.split_units(name, candidate.share, [requests[row].unit for row in rows], rng)
+        for tried in (False, True):
+            part = [row for row, flag in zip(rows, chosen, strict=True) if flag == tried]
+            if part:
+                split[(tried, key)] = part
+    return split
 
 
 def _new_id(experiment: Experiment, request: DecisionRequest) -> str:
@@ -840,6 +1084,7 @@ def _response(record: DecisionRecord) -> DecisionResponse:
         propensity=record.propensity,
         policy_version=record.policy_version,
         fallback=record.fallback,
+        policy=record.policy,
     )
 
 

@@ -13,6 +13,8 @@ from ..bandit import Bandit
 from ..errors import BanditkitError
 from ..guardrails import Guardrails
 from ..policies import Policy, make_policy
+from . import candidates
+from .candidates import Candidate
 from .errors import InvalidRequestError
 from .model import join
 from .schemas import ArmState, ExperimentCreate, ExperimentOut
@@ -40,6 +42,10 @@ class Experiment:
     #: Held while a model change is written: rewards wait for it, so they are planned on the new model and a
     #: change is never overtaken by rewards submitted after it (its compare-and-set then succeeds on retry).
     model_change: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: The candidate policy served to a share of units (:mod:`.candidates`), if one is registered.
+    candidate: Candidate | None = None
+    #: The stored model's ``lineage`` (the last promoted candidate and the version that retired its predecessor).
+    lineage: dict = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -62,10 +68,12 @@ class Experiment:
             return
         bandit = join(record.model, record.state, record.version, self.bandit.rng)
         config = ExperimentCreate.model_validate(record.config)  # edited by a PATCH, perhaps
+        candidate = candidates.load(record.model, record.state, record.version, bandit.rng, self.cache.sibling())
         with self.lock:  # the distribution cache sees the new version (and any change of arms)
             if record.version > self.bandit.version:  # not overtaken while it was built
                 bandit.rng.bit_generator.state = self.bandit.rng.bit_generator.state
                 self.bandit, self.config = bandit, config
+                self.candidate, self.lineage = candidate, dict(record.model.get("lineage") or {})
 
     def default_arm(self) -> str:
         """The arm served when anything fails: the guardrails' default arm, else the first active arm."""
@@ -239,6 +247,8 @@ def restore(record: ExperimentRecord, refresh_s: float, executor: ThreadPoolExec
     seed = None if config.seed is None else [config.seed, record.version]
     bandit = join(record.model, record.state, record.version, np.random.default_rng(seed))
     lock = threading.Lock()
-    return Experiment(
-        config, bandit, record.created_at, DistributionCache(lock, refresh_s, executor), lock, record.sweep_watermark
-    )
+    cache = DistributionCache(lock, refresh_s, executor)
+    experiment = Experiment(config, bandit, record.created_at, cache, lock, record.sweep_watermark)
+    experiment.candidate = candidates.load(record.model, record.state, record.version, bandit.rng, cache.sibling())
+    experiment.lineage = dict(record.model.get("lineage") or {})
+    return experiment

@@ -14,6 +14,8 @@ probabilities   JSON object arm -> probability of every arm at that time
 policy_version  version of the policy that made it
 fallback        true when a guardrail served the default arm
 reward          the reward received (client or default), or empty
+policy          the policy that served it: ``current``, or the id of the experiment's candidate then
+                (a policy canary); ``propensity`` and ``probabilities`` are that policy's
 =============== ==========================================================
 
 In CSV, a text cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return gets a leading ``'``
@@ -30,6 +32,7 @@ from pathlib import Path
 
 from .._csv import escape_cell
 from .stores import Store
+from .stores.base import CURRENT_POLICY
 
 COLUMNS = (
     "decision_id",
@@ -43,6 +46,7 @@ COLUMNS = (
     "policy_version",
     "fallback",
     "reward",
+    "policy",
 )
 
 
@@ -55,7 +59,7 @@ def rows(store: Store, experiment: str, archive: Path | None = None) -> Iterator
     first, then those still in the store. A row in both (archived, and not yet trimmed when the archiver
     stopped) is given once.
     """
-    live = ((*row[:9], bool(row[9]), row[10]) for row in store.iter_log(experiment))
+    live = ((*row[:9], bool(row[9]), row[10], row[11]) for row in store.iter_log(experiment))
     if archive is None:
         yield from live
         return
@@ -78,8 +82,13 @@ def archived_rows(out: Path, name: str) -> Iterator[tuple]:
     import pyarrow.parquet as pq
 
     for path in sorted(Path(out).glob(f"experiment={name}/date=*/part-*.parquet"), key=_first_entry):
-        table = pq.read_table(path, columns=list(COLUMNS))
-        yield from zip(*(table.column(column).to_pylist() for column in COLUMNS), strict=True)
+        kept = [column for column in COLUMNS if column in pq.read_schema(path).names]  # "policy" came later
+        table = pq.read_table(path, columns=kept)
+        values = [
+            table.column(column).to_pylist() if column in kept else [CURRENT_POLICY] * table.num_rows
+            for column in COLUMNS
+        ]
+        yield from zip(*values, strict=True)
 
 
 def _first_entry(path: Path) -> tuple[int, int]:
@@ -141,6 +150,7 @@ def arrow_schema():
         pa.int64(),
         pa.bool_(),
         pa.float64(),
+        pa.string(),
     )
     return pa.schema(list(zip(COLUMNS, types, strict=True)))
 

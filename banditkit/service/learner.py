@@ -41,7 +41,10 @@ import numpy as np
 
 from ..bandit import Bandit
 from . import archive
+from .candidates import candidate_model
 from .model import apply_rewards, guarded, join, reward_delta, served_state, split
+from .stores.base import CANARY_KEYS, CANDIDATE_PREFIX, DecisionRecord
+from .stores.planner import CANDIDATE, MAIN, Routes, candidate_arrays
 from .stores.redis_keys import (
     APPLY_BATCH,
     ARCHIVE_TRIM,
@@ -60,6 +63,7 @@ from .stores.redis_keys import (
     experiments_key,
     pack_state,
     parse_meta,
+    pending_policy,
     read_keys,
     read_meta,
     refusal,
@@ -121,6 +125,10 @@ class _Held:
     stale: bool = True  # the Bandit is not loaded, or may hold a batch Redis does not
     claimed: bool = False  # the entries other learners were delivered are claimed
     learns: bool = True  # False while a reward source feeds the policy: rewards are acknowledged, not learned
+    #: The stored model's canary entries (candidate, lineage), the candidate's Bandit and who learns what.
+    canary: dict = field(default_factory=dict)
+    candidate: Bandit | None = None
+    routes: Routes = field(default_factory=Routes)
 
 
 def default_learner_id() -> str:
@@ -394,17 +402,25 @@ class Learner:
             state = b""
             usable = 0
             if rows and held.learns:
-                arms, values, contexts, propensities = _arrays(bandit, rows)
-                usable = arms.shape[0]
+                mine, tried = _routed(held, rows)
+                before = guarded(bandit)
+                for policy, chosen in ((bandit, mine), (held.candidate, tried)):
+                    if policy is None or not chosen:
+                        continue
+                    arms, values, contexts, propensities = _arrays(policy, chosen)
+                    if arms.shape[0]:
+                        usable += arms.shape[0]
+                        delta = reward_delta(
+                            policy.policy, len(policy.arms), served_state(policy), arms, values, contexts, propensities
+                        )
+                        apply_rewards(policy, delta, arms, values, version=held.version + 1)
                 if usable:
-                    before = guarded(bandit)
-                    delta = reward_delta(
-                        bandit.policy, len(bandit.arms), served_state(bandit), arms, values, contexts, propensities
-                    )
-                    apply_rewards(bandit, delta, arms, values, version=held.version + 1)
                     new_model, arrays = split(bandit)
+                    if held.candidate is not None:
+                        own = split(held.candidate)[1]
+                        arrays.update((CANDIDATE_PREFIX + key, value) for key, value in own.items())
                     state = pack_state(arrays)
-                    model = json.dumps(new_model) if guarded(bandit) != before else ""
+                    model = json.dumps({**new_model, **held.canary}) if guarded(bandit) != before else ""
             if first_new < len(ids):
                 applied = ids[-1]
             try:
@@ -516,6 +532,19 @@ class Learner:
         held.reward_offset = meta.reward_offset
         # The learner never draws: any generator will do.
         held.bandit = join(meta.model, meta.state, held.version, np.random.default_rng(0))
+        held.canary = {key: meta.model[key] for key in CANARY_KEYS if key in meta.model}
+        spec = meta.model.get("candidate")
+        held.candidate = (
+            None
+            if spec is None
+            else join(
+                candidate_model(meta.model, spec),
+                candidate_arrays(meta.state),
+                held.version,
+                np.random.default_rng(0),
+            )
+        )
+        held.routes = Routes.of_model(meta.model)
         held.stale = False
 
     def _script(self, name: str, keys: list[str], args: list):
@@ -574,6 +603,31 @@ def _arrays(bandit: Bandit, rows: list) -> tuple[np.ndarray, np.ndarray, np.ndar
             [rewards[i][0] for i in np.flatnonzero(~usable)[:5]],
         )
     return arms[usable], values[usable], contexts, None if propensities is None else propensities[usable]
+
+
+def _routed(held: _Held, rows: list) -> tuple[list, list]:
+    """Reward stream entries split by the policy that learns them: the experiment's, and its candidate's.
+
+    An entry whose decision's serving policy is gone (a rolled back candidate, a policy replaced by a
+    promotion) is in neither: recorded, not learned. Decisions are read only when canaries ever ran.
+    """
+    if not held.canary:
+        return rows, []
+    decisions = json.loads("[" + ",".join(row[3] for row in rows) + "]")
+    mine, tried = [], []
+    for row, values in zip(rows, decisions, strict=True):
+        decision = DecisionRecord("", 0.0, held.name, None, None, "", 0.0, {}, values[5], False, pending_policy(values))
+        learner = held.routes.learner(decision)
+        if learner == MAIN:
+            mine.append(row)
+        elif learner == CANDIDATE:
+            tried.append(row)
+    skipped = len(rows) - len(mine) - len(tried)
+    if skipped:
+        logger.info(
+            "%d rewards of experiment %r served by a policy gone since: recorded, not learned", skipped, held.name
+        )
+    return mine, tried
 
 
 def _stream_key(stream_id: str) -> tuple[int, int]:

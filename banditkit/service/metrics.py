@@ -38,7 +38,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from .experiment import Experiment
-from .stores.base import DecisionRecord, LoopHealth, Store, StoreUnavailableError
+from .stores.base import CURRENT_POLICY, DecisionRecord, LoopHealth, Store, StoreUnavailableError
 
 logger = logging.getLogger("banditkit.service")
 
@@ -81,7 +81,9 @@ class Counts:
     (:func:`new_histogram`); ``decisions`` maps experiment to arm to count, ``fallbacks`` experiment to
     reason, ``rewards`` experiment to outcome, ``alerts`` experiment to "kind/state" (an alert written as
     opened or resolved: once, by the process that wrote it), ``sources`` experiment to the outcome of each poll
-    of its reward source (``sources.FETCH_OUTCOMES``).
+    of its reward source (``sources.FETCH_OUTCOMES``), ``policies`` experiment to the serving policy
+    ("current" or "candidate") of its decisions, ``candidates`` experiment to "event/reason" (a candidate rolled
+    back, by the process that wrote it).
     """
 
     def __init__(self) -> None:
@@ -92,6 +94,8 @@ class Counts:
         self.rewards: dict[str, Counter[str]] = {}
         self.alerts: dict[str, Counter[str]] = {}
         self.sources: dict[str, Counter[str]] = {}
+        self.policies: dict[str, Counter[str]] = {}
+        self.candidates: dict[str, Counter[str]] = {}
 
     def to_json(self) -> dict:
         return {
@@ -102,6 +106,8 @@ class Counts:
             "rewards": self.rewards,
             "alerts": self.alerts,
             "sources": self.sources,
+            "policies": self.policies,
+            "candidates": self.candidates,
         }
 
     @classmethod
@@ -109,7 +115,7 @@ class Counts:
         counts = cls()
         counts.requests = {(route, method, status): values for route, method, status, values in data["requests"]}
         counts.store = dict(data["store"])
-        for name in ("decisions", "fallbacks", "rewards", "alerts", "sources"):
+        for name in ("decisions", "fallbacks", "rewards", "alerts", "sources", "policies", "candidates"):
             setattr(counts, name, {key: Counter(value) for key, value in data.get(name, {}).items()})
         return counts
 
@@ -132,6 +138,8 @@ class Counts:
             (self.rewards, other.rewards),
             (self.alerts, other.alerts),
             (self.sources, other.sources),
+            (self.policies, other.policies),
+            (self.candidates, other.candidates),
         ):
             for experiment, counter in list(theirs_by_experiment.items()):
                 mine_by_experiment.setdefault(experiment, Counter()).update(dict(counter))
@@ -204,6 +212,13 @@ class Metrics:
             counter.update(record.arm for record in records)
         if fallbacks:
             self.counts.fallbacks.setdefault(experiment, Counter()).update(fallbacks)
+        served = self.counts.policies.get(experiment)
+        if served is None:
+            served = self.counts.policies[experiment] = Counter()
+        if len(records) == 1:
+            served["current" if records[0].policy == CURRENT_POLICY else "candidate"] += 1
+        else:
+            served.update("current" if record.policy == CURRENT_POLICY else "candidate" for record in records)
         self._changes += 1
 
     def rewarded(self, experiment: str, outcomes: Iterable[str]) -> None:
@@ -219,6 +234,11 @@ class Metrics:
         if count:
             self.counts.rewards.setdefault(experiment, Counter())["defaulted"] += count
             self._changes += 1
+
+    def candidate_event(self, experiment: str, event: str, reason: str) -> None:
+        """A candidate of ``experiment`` rolled back (``event``), for ``reason``, by this process."""
+        self.counts.candidates.setdefault(experiment, Counter())[f"{event}/{reason}"] += 1
+        self._changes += 1
 
     def alerted(self, experiment: str, kind: str, state: str) -> None:
         """A supervisor alert of ``experiment`` written as ``state`` ("open" or "resolved")."""
@@ -413,6 +433,24 @@ class MetricFamilies(Collector):
         for experiment, seconds in sorted(self.source_ages.items()):
             age.add_metric([experiment], seconds)
         yield age
+        policies = CounterMetricFamily(
+            "banditkit_decisions_by_policy",
+            "Decisions answered, by the policy that served them (current, or the candidate of a policy canary)",
+            labels=["experiment", "policy"],
+        )
+        for experiment, counter in sorted(counts.policies.items()):
+            for policy, count in sorted(counter.items()):
+                policies.add_metric([experiment, policy], count)
+        yield policies
+        candidates = CounterMetricFamily(
+            "banditkit_candidate_rollbacks",
+            "Candidate policies rolled back automatically, by reason (credibly_worse, guardrail)",
+            labels=["experiment", "reason"],
+        )
+        for experiment, counter in sorted(counts.candidates.items()):
+            for event_reason, count in sorted(counter.items()):
+                candidates.add_metric([experiment, event_reason.split("/", 1)[1]], count)
+        yield candidates
         yield from self._model_families()
         yield from self._loop_families()
 

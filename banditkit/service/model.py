@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..bandit import Bandit
-from .stores.base import LEDGER_PREFIX, POLICY_PREFIX, State, policy_state
+from .stores.base import CANARY_KEYS, LEDGER_PREFIX, POLICY_PREFIX, State, policy_state
 from .stores.planner import DeltaPlanner, reward_delta
 
 __all__ = ["DeltaPlanner", "adopt_rewards", "apply_rewards", "guarded", "join", "reward_delta", "served_state", "split"]
@@ -47,7 +47,8 @@ def split(bandit: Bandit) -> tuple[dict[str, Any], State]:
 
 def join(model: dict[str, Any], arrays: State, version: int, rng: np.random.Generator) -> Bandit:
     """The Bandit that :func:`split` took apart, at ``version``, drawing from ``rng``."""
-    data = dict(model, state=None)
+    data = {key: value for key, value in model.items() if key not in CANARY_KEYS}  # a candidate's: not the Bandit's
+    data["state"] = None
     for key in _LEDGER:
         data[key] = arrays[LEDGER_PREFIX + key].tolist()
     data["total_reward"] = float(arrays[LEDGER_PREFIX + "total_reward"][0])

@@ -22,12 +22,14 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
+from . import candidates
 from .experiment import Experiment
 from .metrics import Metrics, reward_outcome
 from .model import DeltaPlanner, adopt_rewards, guarded
 from .schemas import RewardRequest, RewardResult
 from .stores import DecisionRecord, RewardRecord, Store
 from .stores.base import RewardCommit, RewardOutcome, RewardWork, settled
+from .stores.planner import candidate_arrays
 
 logger = logging.getLogger("banditkit.service")
 
@@ -59,6 +61,7 @@ class RecentDecisions:
                 row.propensity,
                 row.policy_version,
                 row.fallback,
+                row.policy,
             )
         while len(self._rows) > self.capacity:
             self._rows.popitem(last=False)
@@ -72,9 +75,9 @@ class RecentDecisions:
         for i in ids:
             entry = self._rows.get(i)
             if entry is not None:
-                t, experiment, unit, context, arm, propensity, version, fallback = entry
+                t, experiment, unit, context, arm, propensity, version, fallback, policy = entry
                 found[i] = (
-                    DecisionRecord(i, t, experiment, unit, context, arm, propensity, {}, version, fallback),
+                    DecisionRecord(i, t, experiment, unit, context, arm, propensity, {}, version, fallback, policy),
                     None,
                 )
         missing = [i for i in ids if i not in found]
@@ -261,7 +264,11 @@ async def learn(
     repeated = len(decisions) < len(rewards)  # ``decisions`` holds each rewarded decision once
     unique, positions = first_per_decision(rewards) if repeated else (rewards, None)
     # An experiment fed by a reward source records its rewards without learning them (applied: false).
-    planner = None if experiment.config.source is not None else DeltaPlanner.of(experiment.bandit, decisions)
+    planner = (
+        None
+        if experiment.config.source is not None
+        else DeltaPlanner.of(experiment.bandit, decisions, candidates.routes(experiment.candidate, experiment.lineage))
+    )
     work = RewardWork(experiment.name, unique, planner, watermark)
     commit = await settled(store.commit_rewards(work))
     if commit.delta is not None:
@@ -293,6 +300,16 @@ def _follow(
             before = guarded(bandit)
             adopt_rewards(bandit, arrays, delta.arm_indices, delta.rewards, version=version)
             changed = guarded(bandit) != before
+            candidate = experiment.candidate
+            if candidate is not None and delta.candidate_arm_indices is not None:
+                assert delta.candidate_rewards is not None  # given together
+                adopt_rewards(
+                    candidate.bandit,
+                    candidate_arrays(arrays),
+                    delta.candidate_arm_indices,
+                    delta.candidate_rewards,
+                    version=max(version, candidate.bandit.version + 1),
+                )
         else:
             changed = False
     if version > bandit.version + 1:

@@ -295,6 +295,53 @@ class DecisionResponse(BaseModel):
     propensity: float
     policy_version: int
     fallback: bool
+    policy: str = Field(
+        "current",
+        description='which policy served it: "current" (the experiment\'s), or the id of its candidate (a canary); '
+        "the propensity is that policy's probability of the arm",
+    )
+
+
+class CandidateCreate(Body):
+    """A candidate policy served to a share of the units beside the experiment's policy (a canary)."""
+
+    policy: PolicySpec
+    share: float = Field(gt=0, lt=1, description="the share of units the candidate serves, in (0, 1)")
+    min_rewards: int = Field(
+        100, ge=1, le=10**9, description="rewards each policy needs before the candidate can be rolled back"
+    )
+    min_reward: float | None = Field(
+        None,
+        description="the candidate's guardrail: rolled back once its mean reward is credibly below this "
+        "(default: the experiment's guardrails.min_reward_rate)",
+    )
+
+
+class PolicyFigures(BaseModel):
+    rewards: int = Field(description="rewards of the decisions this policy served since the candidate was registered")
+    mean: float | None
+    low: float | None
+    high: float | None
+    interval: Literal["anytime", "fixed_n"] = Field(
+        description="anytime: the confidence sequence (rewards in finite bounds); fixed_n: the normal interval"
+    )
+
+
+class CandidateComparison(BaseModel):
+    current: PolicyFigures
+    candidate: PolicyFigures
+    verdict: Literal["waiting", "running", "worse", "guardrail"]
+
+
+class CandidateOut(BaseModel):
+    id: str
+    policy: dict[str, Any]
+    share: float
+    min_rewards: int
+    min_reward: float | None
+    registered_at: float
+    registered_version: int
+    comparison: CandidateComparison
 
 
 class DecisionBatchResponse(BaseModel):

@@ -89,6 +89,10 @@ class DistributionCache:
         self._refreshing: set = set()
         self._refresh_started: dict[tuple[str, ...] | None, float] = {}
 
+    def sibling(self) -> DistributionCache:
+        """An empty cache under the same lock and refresh rules (a candidate policy's, beside the experiment's)."""
+        return DistributionCache(self._lock, self._refresh_s, self._executor)
+
     def view(self, bandit: Bandit) -> Bandit:
         """A shallow copy taken under the experiment lock: a consistent state and version to compute on."""
         with self._lock:

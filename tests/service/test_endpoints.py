@@ -144,3 +144,23 @@ def test_every_declared_endpoint_is_documented_as_declared():
         query = [] if endpoint.query is None else list(endpoint.query.model_fields)
         assert [p["name"] for p in operation.get("parameters", [])] == endpoint.parameters + query
         assert sorted(map(int, operation["responses"])) == sorted([endpoint.status, *endpoint.error_statuses])
+
+
+def test_no_two_declared_endpoints_answer_the_same_request():
+    """The fast front takes the first template of a method and length that matches: two templates collide when
+    each segment is equal in both or a parameter in one (``…/candidates/promote`` beside ``…/decisions/batch``)."""
+    endpoints = [endpoint for router in ROUTERS if isinstance(router, EndpointRouter) for endpoint in router.endpoints]
+    assert {
+        ("POST", "/v1/experiments/{name}/candidates"),
+        ("GET", "/v1/experiments/{name}/candidates"),
+        ("DELETE", "/v1/experiments/{name}/candidates"),
+        ("POST", "/v1/experiments/{name}/candidates/promote"),
+    } <= {(e.method, e.path) for e in endpoints}
+    for index, first in enumerate(endpoints):
+        for second in endpoints[index + 1 :]:
+            one, other = first.path.split("/"), second.path.split("/")
+            if first.method != second.method or len(one) != len(other):
+                continue
+            assert any(
+                a != b and not a.startswith("{") and not b.startswith("{") for a, b in zip(one, other, strict=True)
+            ), (first.method, first.path, second.path)

@@ -28,7 +28,8 @@ def test_create_decide_reward_and_read_back(http, create, learn):
     created = create(http, policy={"name": "thompson", "params": {"prior_alpha": 1.0, "prior_beta": 1.0}})
     assert created["policy_version"] == 0 and [arm["name"] for arm in created["arms"]] == ["a", "b", "c"]
     decision = decide(http, {"unit": "user-1"})
-    assert set(decision) == {"decision_id", "arm", "propensity", "policy_version", "fallback"}
+    assert set(decision) == {"decision_id", "arm", "propensity", "policy_version", "fallback", "policy"}
+    assert decision["policy"] == "current"
     assert decision["propensity"] == pytest.approx(1 / 3) and decision["fallback"] is False
     answer = reward(http, decision["decision_id"], 1.0)
     assert answer.status_code == 200
@@ -244,7 +245,7 @@ def test_the_fastapi_routes_answer_like_the_hot_paths(tmp_path):
         client.post("/v1/experiments", json={"name": "hero", "arms": ["a", "b"]}, headers=admin).raise_for_status()
         assert client.post("/v1/experiments/hero/decisions", json={}).status_code == 401
         decision = client.post("/v1/experiments/hero/decisions", json={"unit": "u"}, headers=user).json()
-        assert set(decision) == {"decision_id", "arm", "propensity", "policy_version", "fallback"}
+        assert set(decision) == {"decision_id", "arm", "propensity", "policy_version", "fallback", "policy"}
         batch = client.post("/v1/experiments/hero/decisions/batch", json={"requests": [{}, {}]}, headers=user)
         assert len(batch.json()["decisions"]) == 2
         first = client.post(

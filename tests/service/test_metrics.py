@@ -490,6 +490,7 @@ def test_docs_monitoring_lists_every_metric_and_its_yaml_loads():
     metrics.rewarded("hero", ["applied"])
     metrics.alerted("hero", "slo_breach", "open")
     metrics.sourced("hero", "changed")
+    metrics.candidate_event("hero", "candidate_rolled_back", "credibly_worse")
     view = ExperimentView("hero", 1, ("a", "b"), np.ones(2), np.ones(2), (("a", "b"), np.full(2, 0.5)))
     loops = {"hero": LoopHealth(1, 0, 0, 0.0, 0)}
     served = {}

@@ -139,7 +139,9 @@ VALID: dict[tuple[str, str], dict] = {
     ("POST", "/v1/experiments/{name}/rewards/batch"): {"rewards": [{"decision_id": "d", "value": 1.0}]},
     ("POST", "/v1/experiments/{name}/rollback"): {"snapshot_id": 1},
     ("POST", "/v1/experiments/{name}/alerts"): {"kind": "store_latency", "state": "resolved"},
+    ("POST", "/v1/experiments/{name}/candidates"): {"policy": {"name": "ucb1"}, "share": 0.2},
 }
+CANDIDATE = {"policy": {"name": "ucb1"}, "share": 0.2}
 
 CALLS: list[Call] = [
     # Every operation: two Authorization headers (400), none (401, where a token is needed), an unknown
@@ -261,6 +263,28 @@ CALLS: list[Call] = [
         token=ADMIN,
         fragment='"body","arm"',
     ),
+    # Policy canaries, on an experiment of their own.
+    Call("POST", "/v1/experiments", 201, body={"name": "canary", "arms": ["a", "b"]}, token=ADMIN),
+    Call("GET", "/v1/experiments/{name}/candidates", 404, name="canary", fragment="has no candidate"),
+    Call("POST", "/v1/experiments/{name}/candidates/promote", 404, token=ADMIN, name="canary", fragment="no candidate"),
+    Call("DELETE", "/v1/experiments/{name}/candidates", 404, token=ADMIN, name="canary", fragment="no candidate"),
+    Call(
+        "POST",
+        "/v1/experiments/{name}/candidates",
+        422,
+        body={**CANDIDATE, "share": 1.5},
+        token=ADMIN,
+        name="canary",
+        fragment='"body","share"',
+    ),
+    Call("POST", "/v1/experiments/{name}/candidates", 201, body=CANDIDATE, token=ADMIN, name="canary"),
+    Call(
+        "POST", "/v1/experiments/{name}/candidates", 409, body=CANDIDATE, token=ADMIN, name="canary", fragment="already"
+    ),
+    Call("GET", "/v1/experiments/{name}/candidates", 200, name="canary", fragment='"verdict":"waiting"'),
+    Call("POST", "/v1/experiments/{name}/candidates/promote", 200, token=ADMIN, name="canary", fragment="ucb1"),
+    Call("POST", "/v1/experiments/{name}/candidates", 201, body=CANDIDATE, token=ADMIN, name="canary"),
+    Call("DELETE", "/v1/experiments/{name}/candidates", 200, token=ADMIN, name="canary"),
     Call("GET", "/v1/health", 200, token=None),
     Call("GET", "/metrics", 200),
 ]
@@ -274,6 +298,10 @@ OUTAGE: dict[tuple[str, str], tuple[int, int]] = {
     ("GET", "/v1/experiments/{name}/model"): (200, 503),
     ("POST", "/v1/experiments/{name}/decisions"): (200, 503),
     ("POST", "/v1/experiments/{name}/decisions/batch"): (200, 503),
+    # 'hero' has no candidate, which the server knows without the store.
+    ("GET", "/v1/experiments/{name}/candidates"): (404, 503),
+    ("DELETE", "/v1/experiments/{name}/candidates"): (404, 503),
+    ("POST", "/v1/experiments/{name}/candidates/promote"): (404, 503),
 }
 #: Documented answers no call provokes: a model change overtaken at every attempt (409; it takes a writer
 #: racing the change several times in a row).
@@ -282,6 +310,8 @@ NOT_PROVOKED = {
     ("PATCH", "/v1/experiments/{name}", 409),
     ("POST", "/v1/experiments/{name}/rollback", 409),
     ("POST", "/v1/experiments/{name}/alerts", 409),
+    ("DELETE", "/v1/experiments/{name}/candidates", 409),
+    ("POST", "/v1/experiments/{name}/candidates/promote", 409),
 }
 
 

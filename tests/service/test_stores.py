@@ -377,8 +377,8 @@ def test_log_joins_rewards_in_time_order(store):
     store.append_decisions([decision(i) for i in (2, 0, 1)]).result()
     store.commit_rewards(work([reward(1, 0.5)])).result()
     log = list(store.iter_log("hero"))
-    assert [(row[0], row[-1]) for row in log] == [("d0000", None), ("d0001", 0.5), ("d0002", None)]
-    assert [row[:-1] for row in log] == [decision_row(decision(i)) for i in range(3)]
+    assert [(row[0], row[10]) for row in log] == [("d0000", None), ("d0001", 0.5), ("d0002", None)]
+    assert [(*row[:10], row[11]) for row in log] == [decision_row(decision(i)) for i in range(3)]
 
 
 def test_decisions_are_counted_per_arm_and_bucket(store):

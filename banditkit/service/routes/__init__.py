@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from . import decisions, experiments, health, log, model, rewards, versions
+from . import candidates, decisions, experiments, health, log, model, rewards, versions
 
-ROUTERS = [module.router for module in (experiments, model, decisions, rewards, log, versions, health)]
+ROUTERS = [module.router for module in (experiments, candidates, model, decisions, rewards, log, versions, health)]

@@ -59,6 +59,13 @@ from ...policies.base import State
 logger = logging.getLogger("banditkit.service")
 #: Key prefixes of an experiment's arrays: the policy state, and the reward ledger (always additive).
 POLICY_PREFIX, LEDGER_PREFIX = "policy/", "ledger/"
+#: Prefix of a candidate policy's arrays (its own ``policy/`` and ``ledger/`` keys under it): see
+#: :mod:`banditkit.service.candidates`.
+CANDIDATE_PREFIX = "candidate/"
+#: Keys of a stored model that belong to policy canaries, not to the experiment's Bandit.
+CANARY_KEYS = ("candidate", "lineage")
+#: The ``policy`` of a decision served by the experiment's own policy (a candidate's decisions name it).
+CURRENT_POLICY = "current"
 #: Widths, in seconds, of the time buckets :meth:`Store.decision_counts` counts decisions in (a minute, an hour).
 COUNT_WIDTHS = (60, 3600)
 
@@ -189,6 +196,9 @@ class DecisionRecord:
     probabilities: dict[str, float]  # arm -> probability of every arm at decision time
     policy_version: int
     fallback: bool
+    #: Which policy served it: :data:`CURRENT_POLICY`, or ``"candidate"`` (a policy canary): its propensity is
+    #: that policy's probability of the arm.
+    policy: str = CURRENT_POLICY
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,6 +316,9 @@ class Delta:
     arm_indices: np.ndarray | None = None
     rewards: np.ndarray | None = None
     merged: State | None = field(default=None, repr=False)
+    #: The rewards the experiment's candidate learned (``candidate/`` keys of ``arrays``), when it learned some.
+    candidate_arm_indices: np.ndarray | None = None
+    candidate_rewards: np.ndarray | None = None
 
 
 class RewardPlanner(Protocol):
@@ -555,8 +568,8 @@ class Store(ABC):
     def iter_log(self, name: str) -> Iterator[tuple]:
         """Every decision of an experiment in time order, as its :func:`decision_row` values and its reward.
 
-        The reward (None if none) follows the values: what the log export writes, without decoding and
-        encoding it again.
+        The first ten values, then the reward (None if none), then the serving policy (:func:`decision_row`'s
+        last value): what the log export writes, without decoding and encoding it again.
         """
 
     def learning_loop(self, names: list[str]) -> dict[str, LoopHealth]:
@@ -616,12 +629,13 @@ def decision_row(record: DecisionRecord) -> tuple:
         probabilities_json(record.probabilities),
         record.policy_version,
         int(record.fallback),
+        record.policy,
     )
 
 
 def decision_from_row(row) -> DecisionRecord:
-    """Inverse of :func:`decision_row`."""
-    decision_id, t, experiment, unit, context, arm, propensity, probabilities, version, fallback = row
+    """Inverse of :func:`decision_row`; a row logged before decisions named their policy (10 values) is "current"."""
+    decision_id, t, experiment, unit, context, arm, propensity, probabilities, version, fallback = row[:10]
     return DecisionRecord(
         decision_id,
         t,
@@ -633,6 +647,7 @@ def decision_from_row(row) -> DecisionRecord:
         json.loads(probabilities),
         version,
         bool(fallback),
+        row[10] if len(row) > 10 else CURRENT_POLICY,
     )
 
 

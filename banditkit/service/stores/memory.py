@@ -196,7 +196,8 @@ class MemoryStore(Store):
             ids = [decision_id for _, decision_id in self._log.get(name, ())]
         for decision_id in ids:
             reward = self._rewards.get(decision_id)
-            yield *self._decisions[decision_id], None if reward is None else reward[_VALUE]
+            row = self._decisions[decision_id]
+            yield *row[:10], None if reward is None else reward[_VALUE], row[10]
 
     def counts(self, name: str) -> tuple[int, int]:
         with self._lock:

@@ -44,6 +44,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import redis_keys as rk
 from .base import (
+    CURRENT_POLICY,
     Assignment,
     DecisionRecord,
     ExperimentExistsError,
@@ -392,7 +393,10 @@ class RedisStore(Store):
                 break
             batch = [json.loads(fields["row"]) for _, fields in entries]
             rewards = self._call(self.client.hmget, keys.rewards, [row[0] for row in batch])
-            rows.extend((*row, None if r is None else json.loads(r)[3]) for row, r in zip(batch, rewards, strict=True))
+            rows.extend(
+                (*row[:10], None if r is None else json.loads(r)[3], row[10] if len(row) > 10 else CURRENT_POLICY)
+                for row, r in zip(batch, rewards, strict=True)
+            )
             start = "(" + entries[-1][0]
         rows.sort(key=lambda row: (row[1], row[0]))
         yield from rows

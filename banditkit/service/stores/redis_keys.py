@@ -10,7 +10,7 @@ MULTI blocks are atomic there. Layout, per experiment ``E`` under prefix ``P``:
   ``version``, ``reward_offset`` (last reward stream id in the model), ``archive_offset``;
 - ``P:{E}:decisions`` STREAM, field ``row`` = :func:`decision_json`;
 - ``P:{E}:pending`` HASH decision id -> :func:`pending_json` (what a reward join needs) plus the
-  decision's stream id as an eighth element (read it with :func:`decision_from_pending`);
+  decision's stream id as its last element (read it with :func:`decision_from_pending`);
 - ``P:{E}:due`` ZSET decision id by decision time (attribution windows not settled);
 - ``P:{E}:rewards`` HASH decision id -> :func:`reward_json` (written only by :data:`CLAIM_REWARDS`);
 - ``P:{E}:reward_stream`` STREAM, fields ``reward`` and ``decision`` (the pending row),
@@ -32,6 +32,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from ..._codec import pack_arrays, unpack_arrays
 from .base import (
+    CURRENT_POLICY,
     Assignment,
     DecisionRecord,
     RewardRecord,
@@ -283,7 +284,11 @@ def decision_json(record: DecisionRecord) -> str:
 
 
 def pending_json(record: DecisionRecord) -> str:
-    """What a reward join needs: ``[time, arm, propensity, context|null, unit|null, policy_version, fallback]``."""
+    """What a reward join needs: ``[time, arm, propensity, context|null, unit|null, policy_version, fallback, policy]``.
+
+    :data:`LOG_DECISIONS` appends the decision's stream id; a row logged before decisions named their policy
+    has seven values before it.
+    """
     return json.dumps(
         [
             record.time,
@@ -293,13 +298,15 @@ def pending_json(record: DecisionRecord) -> str:
             record.unit,
             record.policy_version,
             int(record.fallback),
+            record.policy,
         ]
     )
 
 
 def decision_from_pending(decision_id: str, experiment: str, text: str) -> DecisionRecord:
     """The decision a pending row describes (its probabilities are not kept there: ``{}``)."""
-    t, arm, propensity, context, unit, version, fallback = json.loads(text)[:7]
+    values = json.loads(text)
+    t, arm, propensity, context, unit, version, fallback = values[:7]
     return DecisionRecord(
         decision_id,
         t,
@@ -311,12 +318,18 @@ def decision_from_pending(decision_id: str, experiment: str, text: str) -> Decis
         {},
         version,
         bool(fallback),
+        pending_policy(values),
     )
+
+
+def pending_policy(values: list) -> str:
+    """The serving policy of a decoded pending row (with its stream id last): "current" for an older row."""
+    return values[7] if len(values) > 8 else CURRENT_POLICY
 
 
 def pending_stream_id(text: str) -> str:
     """The decision stream id that :data:`LOG_DECISIONS` appended to a pending row."""
-    return json.loads(text)[7]
+    return json.loads(text)[-1]
 
 
 def assignment_json(assignment: Assignment) -> str:
@@ -421,7 +434,7 @@ return 0
 #: JSON, pending JSON, time), then (unit, assignment JSON) pairs. Logs each decision unless its pending row
 #: exists already (a spooled decision shipped before): serving workers log decisions, and ship the ones
 #: spooled while Redis was down, with this one script. The pending row gets the decision's stream id as
-#: an eighth element. Returns how many decisions were new.
+#: its last element. Returns how many decisions were new.
 LOG_DECISIONS = """
 local n = tonumber(ARGV[1])
 local logged = 0

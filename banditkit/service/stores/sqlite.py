@@ -87,7 +87,8 @@ CREATE TABLE IF NOT EXISTS experiments (
 CREATE TABLE IF NOT EXISTS decisions (
     decision_id TEXT PRIMARY KEY, experiment TEXT NOT NULL, time REAL NOT NULL, unit TEXT,
     context TEXT, arm TEXT NOT NULL, propensity REAL NOT NULL, probabilities TEXT NOT NULL,
-    policy_version INTEGER NOT NULL, fallback INTEGER NOT NULL) WITHOUT ROWID;
+    policy_version INTEGER NOT NULL, fallback INTEGER NOT NULL,
+    policy TEXT NOT NULL DEFAULT 'current') WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS decisions_by_time ON decisions (experiment, time);
 CREATE TABLE IF NOT EXISTS rewards (
     decision_id TEXT PRIMARY KEY, experiment TEXT NOT NULL, arm TEXT NOT NULL, value REAL NOT NULL,
@@ -112,7 +113,7 @@ CHECKPOINT_SUFFIX = "-checkpoints"
 #: The learned rewards of an experiment after a version (made after :func:`_migrate`, which adds the column).
 LEARNED_INDEX = "CREATE INDEX IF NOT EXISTS rewards_learned ON rewards (experiment, version) WHERE version IS NOT NULL"
 _DECISION_COLUMNS = (
-    "decision_id, time, experiment, unit, context, arm, propensity, probabilities, policy_version, fallback"
+    "decision_id, time, experiment, unit, context, arm, propensity, probabilities, policy_version, fallback, policy"
 )
 
 #: Parameters per multi-row INSERT at most (SQLite allows 32,766).
@@ -209,6 +210,7 @@ class SQLiteStore(Store):
         counted = _has_table(setup, "decision_counts")
         setup.executescript(SCHEMA)
         _migrate(setup)
+        _migrate_policy(setup)
         if not counted:
             _count_decisions(setup)
         setup.execute(LEARNED_INDEX)
@@ -454,7 +456,7 @@ class SQLiteStore(Store):
                 chunk,
             )
             for row in rows:
-                found[row[0]] = (decision_from_row(row[:10]), None if row[10] is None else reward_from_row(row[10:]))
+                found[row[0]] = (decision_from_row(row[:11]), None if row[11] is None else reward_from_row(row[11:]))
         return found
 
     def get_assignment(self, name: str, unit: str) -> Assignment | None:
@@ -704,8 +706,8 @@ class SQLiteStore(Store):
     def iter_log(self, name: str) -> Iterator[tuple]:
         connection = self._connect()  # its own connection: a consistent read while writes go on
         try:
-            yield from connection.execute(
-                f"SELECT {', '.join('d.' + c.strip() for c in _DECISION_COLUMNS.split(','))}, r.value "
+            yield from connection.execute(  # the ten first columns, the reward, the serving policy (Store.iter_log)
+                f"SELECT {', '.join('d.' + c.strip() for c in _DECISION_COLUMNS.split(',')[:10])}, r.value, d.policy "
                 "FROM decisions d LEFT JOIN rewards r ON r.decision_id = d.decision_id "
                 "WHERE d.experiment = ? ORDER BY d.time, d.decision_id",
                 (name,),
@@ -836,6 +838,12 @@ def _migrate(db: sqlite3.Connection) -> None:
             _write_checkpoint(db, name, _checkpoint_rows(name, decode_state(text), version))
         db.execute("ALTER TABLE experiments DROP COLUMN state")
     db.execute("COMMIT")
+
+
+def _migrate_policy(db: sqlite3.Connection) -> None:
+    """Give a file written before policy canaries the decisions' ``policy`` column ("current" for every row)."""
+    if "policy" not in {row[1] for row in db.execute("PRAGMA table_info(decisions)")}:
+        db.execute("ALTER TABLE decisions ADD COLUMN policy TEXT NOT NULL DEFAULT 'current'")
 
 
 def _restore(db: sqlite3.Connection, name: str, side: tuple[State, int] | None) -> _Learned:

@@ -18,12 +18,18 @@ from .model import join
 from .schemas import ArmState, ExperimentCreate, ExperimentOut
 from .serving import DistributionCache
 from .stores import ExperimentRecord
+from .stores.base import ACTIVE, status_of, with_status
 
 #: The largest policy state an experiment may start with, in bytes: each reward copies it in the experiment's
 #: lane and each checkpoint writes it (``docs/service.md``, "Large experiments", has the measurements).
 MAX_STATE_BYTES = 34_000_000
 #: The largest linear contextual experiments under it (LinUCB and LinTS keep two d x d matrices per arm).
 LARGEST_LINEAR = "1030 features x 2 arms, 728 x 4, 514 x 8 or 363 x 16 for linucb and lints"
+
+
+def creation_spec(config: dict) -> ExperimentCreate:
+    """The creation request a stored configuration holds (its lifecycle status set aside)."""
+    return ExperimentCreate.model_validate(with_status(config, ACTIVE))
 
 
 @dataclass
@@ -39,6 +45,8 @@ class Experiment:
     #: Held while a model change is written: rewards wait for it, so they are planned on the new model and a
     #: change is never overtaken by rewards submitted after it (its compare-and-set then succeeds on retry).
     model_change: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: :data:`ACTIVE` or :data:`ARCHIVED` (a deleted experiment is not served at all).
+    status: str = ACTIVE
 
     @property
     def name(self) -> str:
@@ -60,11 +68,12 @@ class Experiment:
         if record is None or record.version <= self.bandit.version:
             return
         bandit = join(record.model, record.state, record.version, self.bandit.rng)
-        config = ExperimentCreate.model_validate(record.config)  # edited by a PATCH, perhaps
+        config = creation_spec(record.config)  # edited by a PATCH, perhaps
         with self.lock:  # the distribution cache sees the new version (and any change of arms)
             if record.version > self.bandit.version:  # not overtaken while it was built
                 bandit.rng.bit_generator.state = self.bandit.rng.bit_generator.state
                 self.bandit, self.config = bandit, config
+                self.status = status_of(record.config)
 
     def default_arm(self) -> str:
         """The arm served when anything fails: the guardrails' default arm, else the first active arm."""
@@ -91,6 +100,7 @@ class Experiment:
             created_at=self.created_at,
             supervisor=self.config.supervisor,
             default_arm=self.default_arm(),
+            status=self.status,
         )
 
 
@@ -232,10 +242,16 @@ def _quadratic(values: list[int], x: int) -> int:
 
 def restore(record: ExperimentRecord, refresh_s: float, executor: ThreadPoolExecutor | None) -> Experiment:
     """An experiment as it was stored; its random stream restarts from fresh entropy (or seed and version)."""
-    config = ExperimentCreate.model_validate(record.config)
+    config = creation_spec(record.config)
     seed = None if config.seed is None else [config.seed, record.version]
     bandit = join(record.model, record.state, record.version, np.random.default_rng(seed))
     lock = threading.Lock()
     return Experiment(
-        config, bandit, record.created_at, DistributionCache(lock, refresh_s, executor), lock, record.sweep_watermark
+        config,
+        bandit,
+        record.created_at,
+        DistributionCache(lock, refresh_s, executor),
+        lock,
+        record.sweep_watermark,
+        status=status_of(record.config),
     )

@@ -4,7 +4,8 @@ Every key of one experiment carries the hash tag ``{experiment}``, so an
 experiment lives in one Redis Cluster slot and its multi-key scripts and
 MULTI blocks are atomic there. Layout, per experiment ``E`` under prefix ``P``:
 
-- ``P:experiments`` SET of names and ``P:probe`` (never created, :func:`probe_writes`): the keys without a
+- ``P:experiments`` SET of names (served, active or archived), ``P:deleted`` SET of the deleted ones whose log is
+  kept until purged, and ``P:probe`` (never created, :func:`probe_writes`): the keys without a
   hash tag;
 - ``P:{E}:meta`` HASH ``config``, ``created_at``, ``model``, ``state`` (:func:`pack_state`, binary),
   ``version``, ``reward_offset`` (last reward stream id in the model), ``archive_offset``;
@@ -174,6 +175,11 @@ def probe_writes(client, prefix: str) -> None:
 # ---- keys ----------------------------------------------------------------------------------------
 def experiments_key(prefix: str) -> str:
     return f"{prefix}:experiments"
+
+
+def deleted_key(prefix: str) -> str:
+    """The SET of deleted experiments whose keys are kept until purged (learners do not visit them)."""
+    return f"{prefix}:deleted"
 
 
 def probe_key(prefix: str) -> str:

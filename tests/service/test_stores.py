@@ -403,6 +403,29 @@ def test_a_deleted_experiment_is_kept_until_purged_then_nothing_of_it_but_its_ev
     np.testing.assert_array_equal(record.state["policy/pulls"], np.zeros((1, 2)))
 
 
+def test_a_redis_experiment_made_after_a_purge_starts_empty_whatever_a_late_worker_wrote(shared_store, tmp_path):
+    """A worker that has not seen the delete yet may log a decision after the purge: the next creation drops it."""
+    store = open_redis(shared_store[1], tmp_path)
+    try:
+        store.create_experiment(make_experiment(), {"kind": "create"}).result()
+        hero = store.load_experiment("hero")
+        config = with_status(hero.config, DELETED)
+        store.replace_model(
+            "hero", ModelChange(hero.model, hero.state, 1, 0, {"kind": "delete"}, config=config)
+        ).result()
+        with pytest.raises(ExperimentExistsError):
+            store.create_experiment(make_experiment(), {"kind": "create"}).result()
+        assert store.experiment_names() == set() and store.deleted_names() == {"hero"}
+        store.purge_experiment("hero", {"kind": "purge"}).result()
+        store.append_decisions([decision(i) for i in range(3)]).result()  # the late worker
+        assert len(list(store.iter_log("hero"))) == 3
+        store.create_experiment(make_experiment(), {"kind": "create"}).result()
+        assert list(store.iter_log("hero")) == [] and store.counts("hero") == (0, 0)
+        assert store.experiment_names() == {"hero"} and store.deleted_names() == set()
+    finally:
+        store.close()
+
+
 def test_sticky_assignments_are_stored_with_their_decision(store):
     store.create_experiment(make_experiment(), {"kind": "create"}).result()
     first = Assignment("a", 0.25, {"a": 0.25, "b": 0.75})

@@ -151,13 +151,14 @@ class RedisStore(Store):
         keys = self.keys(record.name)
 
         def job(client) -> None:
+            if client.sismember(rk.deleted_key(self.prefix), record.name):  # its log is kept until purged
+                raise ExperimentExistsError(record.name)
             client.sadd(rk.experiments_key(self.prefix), record.name)  # first: a crash leaves no hidden experiment
+            created_keys = rk.create_keys(keys)
             created = client.evalsha(
                 self._sha["create"],
-                3,
-                keys.meta,
-                keys.events,
-                keys.reward_stream,
+                len(created_keys),
+                *created_keys,
                 json.dumps(record.config),
                 repr(record.created_at),
                 json.dumps(record.model),

@@ -444,12 +444,14 @@ for i = 2 + 4 * n, #ARGV, 2 do redis.call('HSET', KEYS[5], ARGV[i], ARGV[i + 1])
 return logged
 """
 
-#: KEYS meta, events, reward_stream. ARGV config, created_at, model, state (:func:`pack_state`), version,
-#: event JSON.
-#: Creates the experiment and its reward stream's consumer group unless meta exists: 1, else 0.
+#: KEYS meta, events, reward_stream, then every other key of the experiment but its events
+#: (:func:`create_keys`). ARGV config, created_at, model, state (:func:`pack_state`), version, event JSON.
+#: Creates the experiment and its reward stream's consumer group unless meta exists: 1, else 0. What a worker
+#: that had not yet seen a purge wrote under the name since is removed first: a new experiment starts empty.
 CREATE_EXPERIMENT = (
     """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('DEL', unpack(KEYS, 3))
 redis.call('HSET', KEYS[1], 'config', ARGV[1], 'created_at', ARGV[2], 'model', ARGV[3], 'state', ARGV[4],
            'version', ARGV[5], 'reward_offset', '0-0', 'archive_offset', '0-0')
 redis.call('RPUSH', KEYS[2], ARGV[6])
@@ -459,6 +461,12 @@ pcall(redis.call, 'XGROUP', 'CREATE', KEYS[3], '"""
 return 1
 """
 )
+
+
+def create_keys(keys: Keys) -> list[str]:
+    """KEYS of :data:`CREATE_EXPERIMENT`."""
+    rest = [key for key in keys.all() if key not in (keys.meta, keys.events, keys.reward_stream)]
+    return [keys.meta, keys.events, keys.reward_stream, *rest]
 
 
 def claim_keys(keys: Keys) -> list[str]:

@@ -333,7 +333,6 @@ class Engine:
                 "params": {**current.policy.params, **changes["policy_params"]},
             }
         spec = ExperimentCreate.model_validate(config)
-        config = with_status(config, experiment.status)  # stored as it is: archived stays archived
         try:
             policy, guardrails = checked_configuration(spec)
         except InvalidRequestError as error:
@@ -356,8 +355,9 @@ class Engine:
             model = {**model, "policy": policy.to_dict(), "guardrails": asdict(guardrails)}
             version = served.version + 1
             event = {"kind": "patch", **changes}
+            stored = with_status(config, experiment.status)  # as reloaded: an archived experiment stays archived
             return (
-                ModelChange(model, arrays, version, served.version, event, config=config),
+                ModelChange(model, arrays, version, served.version, event, config=stored),
                 join(model, arrays, version, served.rng),
             )
 
@@ -532,6 +532,8 @@ class Engine:
             for attempt in range(_MODEL_CHANGE_ATTEMPTS):
                 if not self.store.learns_in_process:
                     await self.reload(experiment.name)
+                    if self.experiments.get(experiment.name) is not experiment:  # another worker deleted it
+                        raise NotFoundError(f"experiment {experiment.name!r} not found")
                 if before is not None:
                     await before()
                 with experiment.lock:

@@ -169,14 +169,15 @@ def test_redis_workers_follow_archive_and_delete_and_the_learner_stops(shared_st
             admin_token=None,
             client_tokens=(),
             tune_interpreter=False,
-            model_poll_s=0.01,
+            model_poll_s=poll_s,
             spool_dir=tmp_path / f"spool-{worker}",
         )
-        for worker in range(2)
+        for worker, poll_s in enumerate((0.01, 0.01, 60.0))  # the third does not follow in this test's time
     ]
     learner = Learner.from_url(url)
-    with running(settings[0]) as first_url, running(settings[1]) as second_url:
+    with running(settings[0]) as first_url, running(settings[1]) as second_url, running(settings[2]) as third_url:
         first, second = httpx.Client(base_url=first_url), httpx.Client(base_url=second_url)
+        stale = httpx.Client(base_url=third_url)
         body = {"name": "hero", "arms": ["a", "b"], "attribution_window_s": 60.0}
         first.post("/v1/experiments", json=body).raise_for_status()
         decided = [second.post("/v1/experiments/hero/decisions", json={}).json() for _ in range(5)]
@@ -193,7 +194,11 @@ def test_redis_workers_follow_archive_and_delete_and_the_learner_stops(shared_st
 
         first.post("/v1/experiments/hero/unarchive").raise_for_status()
         wait_for(lambda: second.post("/v1/experiments/hero/decisions", json={}).status_code == 200)
+        assert stale.get("/v1/experiments/hero").json()["status"] == "active"  # served by the third worker too
         first.delete("/v1/experiments/hero").raise_for_status()
+        # A change made by a worker that has not seen the delete reloads the experiment first, and finds it gone.
+        assert stale.post("/v1/experiments/hero/archive").status_code == 404
+        assert stale.get("/v1/experiments/hero").status_code == 404
         wait_for(lambda: second.post("/v1/experiments/hero/decisions", json={}).status_code == 404)
         assert second.get("/v1/experiments", params={"status": "deleted"}).json()["experiments"][0]["name"] == "hero"
 
@@ -210,6 +215,6 @@ def test_redis_workers_follow_archive_and_delete_and_the_learner_stops(shared_st
         assert sorted(client.keys(f"{prefix}:{{hero}}:*")) == [keys.events]
         first.post("/v1/experiments", json=body).raise_for_status()
         wait_for(lambda: second.post("/v1/experiments/hero/decisions", json={}).status_code == 200)
-        first.close()
-        second.close()
+        for client in (first, second, stale):
+            client.close()
     learner.close()

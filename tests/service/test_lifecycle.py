@@ -218,3 +218,17 @@ def test_redis_workers_follow_archive_and_delete_and_the_learner_stops(shared_st
         for client in (first, second, stale):
             client.close()
     learner.close()
+
+
+def test_the_client_hears_an_archived_experiment_refuse_instead_of_falling_back(server, http, create):
+    from banditkit.client import Client, ServiceError
+
+    create(http)
+    with Client(server) as client:
+        served = client.decide("hero", unit="u1")
+        http.post("/v1/experiments/hero/archive").raise_for_status()
+        with pytest.raises(ServiceError) as refused:
+            client.decide("hero", unit="u2")
+        assert refused.value.status == 409 and "archived" in str(refused.value.detail)
+        assert client.unreported == 0  # not a fallback to report later: the experiment is over
+        assert client.reward(served, 1.0)["applied"]  # its answered decision still takes its reward

@@ -30,9 +30,9 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Generator, Iterable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import httpx
 import numpy as np
@@ -41,13 +41,17 @@ from .assign import assign_one, assign_rows, contextual_probabilities, cumulativ
 from .bandit import Bandit
 
 __all__ = [
+    "AsyncBatchSender",
     "AsyncClient",
+    "AsyncLocalDecider",
+    "AsyncRewardSender",
     "BatchSender",
     "CircuitBreaker",
     "Client",
     "Decision",
     "LocalDecider",
     "Retry",
+    "RewardSender",
     "ServiceError",
     "Unavailable",
 ]
@@ -212,8 +216,102 @@ def _request_body(unit: str | None, context: Iterable[float] | None, allowed: It
     return body
 
 
+def _info(body: dict) -> _Info:
+    """What a fallback needs of an experiment, from its description (``GET /v1/experiments/{name}``)."""
+    arms = [arm["name"] for arm in body["arms"]]
+    return _Info(body.get("default_arm") or arms[0], arms, body["policy_version"])
+
+
+# ---- the logic both clients share, without I/O ----------------------------------------------------------
+# Each operation is written once, as a generator of the calls it needs (:class:`_Call`): the sync client
+# makes each call and sends the answer back in (:func:`_drive`), the async client awaits it (:func:`_adrive`).
+# A call that failed is thrown in, where the operation decides (a fallback, a batch kept for later).
+
+
+class _Call(NamedTuple):
+    """One HTTP call an operation needs.
+
+    ``mode``: ``json``, retried, a 4xx raised as :class:`ServiceError`, the JSON answer sent back;
+    ``response``, retried, the response sent back; ``once``, one attempt, the response sent back (a transport
+    error thrown in).
+    """
+
+    method: str
+    path: str
+    body: Any = None
+    headers: dict | None = None
+    mode: str = "json"
+
+
+T = TypeVar("T")
+#: An operation: yields what to do next (a :class:`_Call`, or a batch to send), is sent the outcome, returns T.
+Steps = Generator[Any, Any, T]
+
+
+def _drive(steps: Steps[T], perform: Callable[[Any], Any]) -> T:
+    """Run ``steps`` to its end, doing each thing it yields with ``perform``; its result."""
+    try:
+        wanted = next(steps)
+        while True:
+            try:
+                outcome = perform(wanted)
+            except Exception as error:  # the operation decides what a failure means
+                wanted = steps.throw(error)
+            else:
+                wanted = steps.send(outcome)
+    except StopIteration as stop:
+        return stop.value
+
+
+async def _adrive(steps: Steps[T], perform: Callable[[Any], Awaitable[Any]]) -> T:
+    """:func:`_drive`, with ``perform`` awaited."""
+    try:
+        wanted = next(steps)
+        while True:
+            try:
+                outcome = await perform(wanted)
+            except Exception as error:
+                wanted = steps.throw(error)
+            else:
+                wanted = steps.send(outcome)
+    except StopIteration as stop:
+        return stop.value
+
+
+class _Attempts:
+    """The retry decisions of one call: what an answer or an error means, and how long to wait before the next.
+
+    :meth:`judge` gives None when the response is the answer (not a 5xx), else the seconds to wait; after the
+    last attempt it records a failure on the breaker and raises :class:`Unavailable`.
+    """
+
+    def __init__(self, retry: Retry, breaker: CircuitBreaker, method: str, path: str) -> None:
+        self.retry, self.breaker, self.what = retry, breaker, f"{method} {path}"
+        self.attempt = 0
+
+    def judge(self, response: httpx.Response | None, error: BaseException | None = None) -> float | None:
+        if response is not None and not _retryable(response):
+            return None
+        retry_after = None
+        if response is not None:
+            error = Unavailable(f"{response.status_code}: {_detail(response)}")
+            retry_after = response.headers.get("retry-after")
+        self.attempt += 1
+        if self.attempt >= self.retry.attempts:
+            self.breaker.failure()
+            raise Unavailable(f"{self.what}: {error}") from error
+        return self.retry.delay(self.attempt - 1, retry_after)
+
+
+def _answer(response: httpx.Response) -> Any:
+    """The JSON of a response that is not an error; :class:`ServiceError` for a 4xx."""
+    if response.status_code >= 400:
+        raise ServiceError(response.status_code, _detail(response))
+    return response.json()
+
+
 class _Base:
-    """What the sync and async clients share: settings, known experiments, unreported fallbacks."""
+    """What the sync and async clients share: settings, known experiments, unreported fallbacks, operations."""
 
     def __init__(
         self, url: str, token: str | None, timeout_s: float, retry: Retry | None, breaker: CircuitBreaker | None
@@ -287,6 +385,77 @@ class _Base:
         """Fallback decisions answered locally and not yet logged to the service."""
         return sum(len(rows) for rows in self._unreported.values())
 
+    # ---- operations (see _drive) -------------------------------------------------------------
+    def _learning(self, experiment: str) -> Steps[None]:
+        """Learn the default arm, arms and version of ``experiment`` once: what a fallback needs."""
+        if experiment not in self._info:
+            self._info[experiment] = _info((yield _Call("GET", f"/v1/experiments/{experiment}")))
+
+    def _deciding(self, experiment: str, requests: list[dict], single: bool) -> Steps[list[Decision]]:
+        """Decisions for ``requests`` in calls of 1,000 at most; the default arm for a call that cannot be made."""
+        bodies = [r if "request_id" in r else {**r, "request_id": uuid.uuid4().hex} for r in requests]
+        decisions: list[Decision] = []
+        for start in range(0, len(bodies), MAX_BATCH):
+            chunk = bodies[start : start + MAX_BATCH]
+            if not self.breaker.allow():
+                decisions.extend(self._fallback(experiment, chunk, Unavailable("circuit breaker open")))
+                continue
+            try:
+                yield from self._learning(experiment)
+                if single:
+                    answers = [(yield _Call("POST", f"/v1/experiments/{experiment}/decisions", chunk[0]))]
+                else:
+                    path = f"/v1/experiments/{experiment}/decisions/batch"
+                    answers = (yield _Call("POST", path, {"requests": chunk}))["decisions"]
+            except Unavailable as error:
+                decisions.extend(self._fallback(experiment, chunk, error))
+                continue
+            decisions.extend(_decision(experiment, answer) for answer in answers)
+        self._remember(decisions)
+        return decisions
+
+    def _reporting(self) -> Steps[int]:
+        """Log the fallback decisions not yet logged, one attempt per call; how many were logged.
+
+        Those the service refuses (4xx: e.g. past the attribution window) are dropped with a warning; when it
+        cannot be reached, what is left is kept for the next report.
+        """
+        taken = self._take_unreported()
+        done = 0
+        try:
+            while taken:
+                name, rows = next(iter(taken.items()))
+                chunk = rows[:MAX_BATCH]
+                path = f"/v1/experiments/{name}/decisions/log"
+                response = yield _Call("POST", path, {"decisions": chunk}, mode="once")
+                if response.status_code >= 500:
+                    raise Unavailable(f"{response.status_code}: {_detail(response)}")
+                if response.status_code >= 400:
+                    logger.warning("fallback decisions of %r not logged: %s", name, _detail(response))
+                else:
+                    done += len(chunk)
+                del rows[:MAX_BATCH]
+                if not rows:
+                    del taken[name]
+        except (httpx.TransportError, Unavailable):
+            self._restore_unreported(taken)
+        return done
+
+    def _rewarding(self, decision: Decision | str, value: float, experiment: str | None) -> Steps[dict]:
+        name, decision_id = self._experiment_of(decision, experiment)
+        if self._unreported:
+            yield from self._reporting()  # a fallback decision must be logged before its reward can join it
+        return (yield _Call("POST", f"/v1/experiments/{name}/rewards", {"decision_id": decision_id, "value": value}))
+
+    def _rewarding_batch(self, experiment: str, rewards: list[tuple[str, float]]) -> Steps[list[dict]]:
+        if self._unreported:
+            yield from self._reporting()
+        results: list[dict] = []
+        for start in range(0, len(rewards), MAX_BATCH):
+            body = {"rewards": [{"decision_id": d, "value": v} for d, v in rewards[start : start + MAX_BATCH]]}
+            results.extend((yield _Call("POST", f"/v1/experiments/{experiment}/rewards/batch", body))["results"])
+        return results
+
 
 class Client(_Base):
     """Decisions and rewards over HTTP, retried safely; the default arm locally while the service is down.
@@ -319,38 +488,32 @@ class Client(_Base):
 
         4xx answers are returned (the caller decides); the breaker records the outcome.
         """
-        cause: BaseException | None = None
-        for attempt in range(self.retry.attempts):
-            retry_after = None
+        attempts = _Attempts(self.retry, self.breaker, method, path)
+        while True:
             try:
                 response = self.http.request(method, path, json=body, headers=headers)
             except httpx.TransportError as error:
-                cause = error
+                wait = attempts.judge(None, error)
             else:
-                if not _retryable(response):
+                wait = attempts.judge(response)
+                if wait is None:
                     if self.breaker.success():
                         self.report()
                     return response
-                cause = Unavailable(f"{response.status_code}: {_detail(response)}")
-                retry_after = response.headers.get("retry-after")
-            if attempt + 1 < self.retry.attempts:
-                time.sleep(self.retry.delay(attempt, retry_after))
-        self.breaker.failure()
-        raise Unavailable(f"{method} {path}: {cause}") from cause
+            time.sleep(wait)  # type: ignore[arg-type]  # judge gives a delay unless it answered
 
     def _json(self, method: str, path: str, body: Any = None) -> Any:
-        response = self.request(method, path, body)
-        if response.status_code >= 400:
-            raise ServiceError(response.status_code, _detail(response))
-        return response.json()
+        return _answer(self.request(method, path, body))
 
-    def _learn(self, experiment: str) -> None:
-        """Learn the default arm, arms and version of ``experiment`` once: what a fallback needs."""
-        if experiment not in self._info:
-            body = self._json("GET", f"/v1/experiments/{experiment}")
-            arms = [arm["name"] for arm in body["arms"]]
-            default = body.get("default_arm") or arms[0]
-            self._info[experiment] = _Info(default, arms, body["policy_version"])
+    def _perform(self, call: _Call) -> Any:
+        if call.mode == "json":
+            return self._json(call.method, call.path, call.body)
+        if call.mode == "response":
+            return self.request(call.method, call.path, call.body, call.headers)
+        return self.http.request(call.method, call.path, json=call.body, headers=call.headers)
+
+    def _run(self, steps: Steps[T]) -> T:
+        return _drive(steps, self._perform)
 
     # ---- decisions -------------------------------------------------------------------------
     def decide(
@@ -361,57 +524,22 @@ class Client(_Base):
         allowed: Iterable[str] | None = None,
     ) -> Decision:
         """One decision; retried with one ``request_id``, so at most one is logged; the default arm if unreachable."""
-        return self.decide_batch(experiment, [_request_body(unit, context, allowed)], _single=True)[0]
+        return self._run(self._deciding(experiment, [_request_body(unit, context, allowed)], True))[0]
 
-    def decide_batch(self, experiment: str, requests: list[dict], *, _single: bool = False) -> list[Decision]:
+    def decide_batch(self, experiment: str, requests: list[dict]) -> list[Decision]:
         """Decisions for ``requests`` (dicts of ``unit``, ``context``, ``allowed``), in calls of 1,000 at most."""
-        bodies = [r if "request_id" in r else {**r, "request_id": uuid.uuid4().hex} for r in requests]
-        decisions: list[Decision] = []
-        for start in range(0, len(bodies), MAX_BATCH):
-            chunk = bodies[start : start + MAX_BATCH]
-            if not self.breaker.allow():
-                decisions.extend(self._fallback(experiment, chunk, Unavailable("circuit breaker open")))
-                continue
-            try:
-                self._learn(experiment)
-                if _single:
-                    answers = [self._json("POST", f"/v1/experiments/{experiment}/decisions", chunk[0])]
-                else:
-                    path = f"/v1/experiments/{experiment}/decisions/batch"
-                    answers = self._json("POST", path, {"requests": chunk})["decisions"]
-            except Unavailable as error:
-                decisions.extend(self._fallback(experiment, chunk, error))
-                continue
-            decisions.extend(_decision(experiment, answer) for answer in answers)
-        self._remember(decisions)
-        return decisions
+        return self._run(self._deciding(experiment, requests, False))
 
     def report(self) -> int:
         """Log the fallback decisions answered while the service was unreachable; how many were logged.
 
         Those the service refuses (422: e.g. past the attribution window) are dropped with a warning.
         """
-        taken = self._take_unreported()
-        done = 0
-        try:
-            while taken:
-                name, rows = next(iter(taken.items()))
-                chunk = rows[:MAX_BATCH]
-                response = self.http.post(f"/v1/experiments/{name}/decisions/log", json={"decisions": chunk})
-                if response.status_code >= 500:
-                    raise Unavailable(f"{response.status_code}: {_detail(response)}")
-                if response.status_code >= 400:
-                    logger.warning("fallback decisions of %r not logged: %s", name, _detail(response))
-                else:
-                    done += len(chunk)
-                del rows[:MAX_BATCH]
-                if not rows:
-                    del taken[name]
-        except (httpx.TransportError, Unavailable):
-            self._restore_unreported(taken)
-        return done
+        return self._run(self._reporting())
 
-    def local(self, experiment: str, *, refresh_s: float = 1.0, ship_size: int = 1000, ship_interval_s: float = 1.0):
+    def local(
+        self, experiment: str, *, refresh_s: float = 1.0, ship_size: int = 1000, ship_interval_s: float = 1.0
+    ) -> LocalDecider:
         """A :class:`LocalDecider` for ``experiment``: decides in this process, ships the log in batches."""
         return LocalDecider(self, experiment, refresh_s=refresh_s, ship_size=ship_size, ship_interval_s=ship_interval_s)
 
@@ -421,20 +549,11 @@ class Client(_Base):
 
         :class:`ServiceError` for 404 (unknown decision), 409 (another value), 410 (past its window).
         """
-        name, decision_id = self._experiment_of(decision, experiment)
-        if self._unreported:
-            self.report()  # a fallback decision must be logged before its reward can join it
-        return self._json("POST", f"/v1/experiments/{name}/rewards", {"decision_id": decision_id, "value": value})
+        return self._run(self._rewarding(decision, value, experiment))
 
     def reward_batch(self, experiment: str, rewards: list[tuple[str, float]]) -> list[dict]:
         """Reward many decisions of ``experiment`` (``(decision_id, value)`` pairs); one result each."""
-        if self._unreported:
-            self.report()
-        results: list[dict] = []
-        for start in range(0, len(rewards), MAX_BATCH):
-            body = {"rewards": [{"decision_id": d, "value": v} for d, v in rewards[start : start + MAX_BATCH]]}
-            results.extend(self._json("POST", f"/v1/experiments/{experiment}/rewards/batch", body)["results"])
-        return results
+        return self._run(self._rewarding_batch(experiment, rewards))
 
     def sender(self, *, max_size: int = 500, interval_s: float = 1.0) -> RewardSender:
         """A :class:`RewardSender`: rewards batched by size or interval, flushed at :meth:`close` and at exit."""
@@ -457,6 +576,52 @@ class Client(_Base):
         self.close()
 
 
+class _Batches:
+    """Rows waiting to be sent, per key, in order; what both batch senders keep (no I/O, thread-safe).
+
+    :meth:`flushing` takes every row and yields ``(key, rows)`` batches of at most ``chunk`` rows for the
+    sender to send; a batch whose sending raised :class:`Unavailable` (thrown in) is kept, with every batch
+    after it, ahead of the rows added meanwhile; one refused (:class:`ServiceError`) is dropped and logged.
+    """
+
+    def __init__(self, max_size: int) -> None:
+        self.max_size = max_size
+        self.chunk = min(max_size, MAX_BATCH)
+        self._rows: dict[str, list] = {}
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def add(self, key: str, row: Any) -> bool:
+        """Queue ``row``; True when ``max_size`` rows are waiting (time to send)."""
+        with self._lock:
+            self._rows.setdefault(key, []).append(row)
+            self.count += 1
+            return self.count >= self.max_size
+
+    def flushing(self) -> Steps[bool]:
+        with self._lock:
+            taken, self._rows, self.count = self._rows, {}, 0
+        left: dict[str, list] = {}
+        for key, rows in taken.items():
+            for start in range(0, len(rows), self.chunk):
+                chunk = rows[start : start + self.chunk]
+                if left:
+                    left.setdefault(key, []).extend(chunk)
+                    continue
+                try:
+                    yield key, chunk
+                except Unavailable:
+                    left.setdefault(key, []).extend(chunk)
+                except ServiceError as error:
+                    logger.warning("%d rows of %r refused: %s", len(chunk), key, error)
+        if left:
+            with self._lock:
+                for key, rows in left.items():
+                    self._rows.setdefault(key, [])[:0] = rows
+                    self.count += len(rows)
+        return not left
+
+
 class BatchSender:
     """Rows sent in batches by a background thread: at ``max_size`` rows, every ``interval_s``, at exit.
 
@@ -464,7 +629,8 @@ class BatchSender:
 
     ``send(key, rows)`` sends one batch of one key; when it raises :class:`Unavailable` the rows are kept
     and sent again later (what is sent must be idempotent: rewards and client-made decisions are). Nothing
-    is dropped unless the service refuses it (4xx), which is logged.
+    is dropped unless the service refuses it (4xx), which is logged. ``tick()``, if given, is called before
+    each background flush.
 
     >>> sent = []
     >>> s = BatchSender(lambda key, rows: sent.append((key, rows)), max_size=2, interval_s=60)
@@ -477,13 +643,10 @@ class BatchSender:
         self, send: Callable[[str, list], None], *, max_size: int = 500, interval_s: float = 1.0, tick=None
     ) -> None:
         self._send = send
+        self._batches = _Batches(max_size)
         self.max_size = max_size
-        self._chunk = min(max_size, MAX_BATCH)
         self.interval_s = interval_s
         self._tick = tick
-        self._rows: dict[str, list] = {}
-        self._count = 0
-        self._lock = threading.Lock()
         self._flushing = threading.Lock()
         self._wake = threading.Event()
         self._closed = False
@@ -492,17 +655,13 @@ class BatchSender:
         atexit.register(_close_at_exit, weakref.ref(self))
 
     def add(self, key: str, row: Any) -> None:
-        with self._lock:
-            self._rows.setdefault(key, []).append(row)
-            self._count += 1
-            full = self._count >= self.max_size
-        if full:
+        if self._batches.add(key, row):
             self._wake.set()
 
     @property
     def pending(self) -> int:
         """Rows not yet sent."""
-        return self._count
+        return self._batches.count
 
     def flush(self) -> bool:
         """Send everything pending now; True when nothing is left (False: the service is unreachable).
@@ -511,30 +670,10 @@ class BatchSender:
         returns True every row added before it was sent.
         """
         with self._flushing:
-            return self._flush()
+            return _drive(self._batches.flushing(), self._send_batch)
 
-    def _flush(self) -> bool:
-        with self._lock:
-            taken, self._rows, self._count = self._rows, {}, 0
-        left: dict[str, list] = {}
-        for key, rows in taken.items():
-            for start in range(0, len(rows), self._chunk):
-                chunk = rows[start : start + self._chunk]
-                if left:
-                    left.setdefault(key, []).extend(chunk)
-                    continue
-                try:
-                    self._send(key, chunk)
-                except Unavailable:
-                    left.setdefault(key, []).extend(chunk)
-                except ServiceError as error:
-                    logger.warning("%d rows of %r refused: %s", len(chunk), key, error)
-        if left:
-            with self._lock:
-                for key, rows in left.items():
-                    self._rows.setdefault(key, [])[:0] = rows
-                    self._count += len(rows)
-        return not left
+    def _send_batch(self, batch: tuple[str, list]) -> None:
+        self._send(*batch)
 
     def close(self) -> None:
         """Stop the thread and send what is pending (one last try)."""
@@ -565,7 +704,96 @@ def _close_at_exit(ref: weakref.ref) -> None:
         sender.close()
 
 
-class RewardSender:
+class AsyncBatchSender:
+    """:class:`BatchSender` for asyncio: a task of the running loop sends the batches, ``send`` is awaited.
+
+    Flushed at ``max_size`` rows, every ``interval_s`` and at :meth:`close` (an event loop cannot run at
+    interpreter exit: close it, as ``async with AsyncClient(...)`` does). ``tick()``, if given, is awaited
+    before each background flush. Made inside a running loop.
+
+    >>> sent = []
+    >>> async def send(key, rows):
+    ...     sent.append((key, rows))
+    >>> async def main():
+    ...     s = AsyncBatchSender(send, max_size=2, interval_s=60)
+    ...     s.add("hero", 1); s.add("hero", 2); s.add("hero", 3)
+    ...     await s.close()
+    >>> asyncio.run(main()); sent
+    [('hero', [1, 2]), ('hero', [3])]
+    """
+
+    def __init__(
+        self,
+        send: Callable[[str, list], Awaitable[None]],
+        *,
+        max_size: int = 500,
+        interval_s: float = 1.0,
+        tick: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self._send = send
+        self._batches = _Batches(max_size)
+        self.max_size = max_size
+        self.interval_s = interval_s
+        self._tick = tick
+        self._flushing = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._closed = False
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="banditkit-async-sender")
+
+    def add(self, key: str, row: Any) -> None:
+        if self._batches.add(key, row):
+            self._wake.set()
+
+    @property
+    def pending(self) -> int:
+        """Rows not yet sent."""
+        return self._batches.count
+
+    async def flush(self) -> bool:
+        """:meth:`BatchSender.flush`, awaited."""
+        async with self._flushing:
+            return await _adrive(self._batches.flushing(), self._send_batch)
+
+    async def _send_batch(self, batch: tuple[str, list]) -> None:
+        await self._send(*batch)
+
+    async def close(self) -> None:
+        """Stop the task and send what is pending (one last try)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._wake.set()
+        await self._task
+        await self.flush()
+
+    async def _run(self) -> None:
+        while not self._closed:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval_s)
+            self._wake.clear()
+            if self._closed:
+                return
+            try:
+                if self._tick is not None:
+                    await self._tick()
+                await self.flush()
+            except Exception:  # the task must outlive any one failure
+                logger.exception("batch sender failed")
+
+
+class _RewardQueue:
+    """Queueing a reward for a batch sender: what :class:`RewardSender` and :class:`AsyncRewardSender` share."""
+
+    client: _Base
+    batches: BatchSender | AsyncBatchSender
+
+    def reward(self, decision: Decision | str, value: float, *, experiment: str | None = None) -> None:
+        """Queue one reward (sent within ``interval_s``)."""
+        name, decision_id = self.client._experiment_of(decision, experiment)
+        self.batches.add(name, (decision_id, float(value)))
+
+
+class RewardSender(_RewardQueue):
     """Rewards batched per experiment and sent by a background thread (:meth:`Client.sender`).
 
     Flushed at ``max_size`` rewards, every ``interval_s``, at :meth:`close` and at interpreter exit; rewards
@@ -575,14 +803,12 @@ class RewardSender:
     >>> sender.reward(decision, 1.0)  # doctest: +SKIP
     """
 
+    client: Client
+    batches: BatchSender
+
     def __init__(self, client: Client, *, max_size: int = 500, interval_s: float = 1.0) -> None:
         self.client = client
         self.batches = BatchSender(self._send, max_size=max_size, interval_s=interval_s)
-
-    def reward(self, decision: Decision | str, value: float, *, experiment: str | None = None) -> None:
-        """Queue one reward (sent within ``interval_s``)."""
-        name, decision_id = self.client._experiment_of(decision, experiment)
-        self.batches.add(name, (decision_id, float(value)))
 
     def _send(self, name: str, rows: list) -> None:
         self.client.reward_batch(name, rows)
@@ -592,6 +818,35 @@ class RewardSender:
 
     def close(self) -> None:
         self.batches.close()
+
+
+class AsyncRewardSender(_RewardQueue):
+    """:class:`RewardSender` for :class:`AsyncClient` (:meth:`AsyncClient.sender`): ``reward`` queues at once.
+
+    Sent by a task of the loop at ``max_size`` rewards, every ``interval_s`` and at ``await close()`` (which
+    ``await client.close()`` does).
+
+    >>> sender = async_client.sender(max_size=500, interval_s=1.0)  # doctest: +SKIP
+    >>> sender.reward(decision, 1.0)  # doctest: +SKIP
+    >>> await sender.flush()  # doctest: +SKIP
+    True
+    """
+
+    client: AsyncClient
+    batches: AsyncBatchSender
+
+    def __init__(self, client: AsyncClient, *, max_size: int = 500, interval_s: float = 1.0) -> None:
+        self.client = client
+        self.batches = AsyncBatchSender(self._send, max_size=max_size, interval_s=interval_s)
+
+    async def _send(self, name: str, rows: list) -> None:
+        await self.client.reward_batch(name, rows)
+
+    async def flush(self) -> bool:
+        return await self.batches.flush()
+
+    async def close(self) -> None:
+        await self.batches.close()
 
 
 class _Entry(NamedTuple):
@@ -610,29 +865,13 @@ _LOGGED_FIELDS: tuple[str, ...] = ("decision_id", "time", "unit", "context", "ar
 _LOGGED_FIELDS += ("probabilities", "policy_version", "fallback")
 
 
-class LocalDecider:
-    """Decisions made in this process from the served model: the service's arm and propensity, bit for bit.
+class _LocalModel:
+    """What the sync and async local deciders share: the model pulled by ETag, the draws, the log's rows."""
 
-    The model comes from ``GET /v1/experiments/{name}/model`` (re-asked every ``refresh_s`` with its ETag:
-    a 304 costs one small round trip); each decision draws with the service's own functions
-    (:mod:`banditkit.assign`), so a unit gets the arm the service would give at the same version. Decisions
-    are shipped to ``POST …/decisions/log`` in batches (idempotent by id), so rewards join them as usual.
-    A sticky experiment's stored assignments are the service's: local decisions do not read them.
+    client: _Base
+    log: BatchSender | AsyncBatchSender
 
-    >>> local = Client("http://bandits:8000").local("hero")  # doctest: +SKIP
-    >>> local.decide(unit="u42").arm  # doctest: +SKIP
-    'b'
-    """
-
-    def __init__(
-        self,
-        client: Client,
-        experiment: str,
-        *,
-        refresh_s: float = 1.0,
-        ship_size: int = 1000,
-        ship_interval_s: float = 1.0,
-    ) -> None:
+    def __init__(self, client: _Base, experiment: str, refresh_s: float) -> None:
         self.client = client
         self.experiment = experiment
         self.refresh_s = refresh_s
@@ -640,20 +879,16 @@ class LocalDecider:
         self._entries: dict[tuple[str, ...] | None, _Entry] = {}
         self.bandit: Bandit
         self.version = -1
-        self.refresh()
         self._refreshed = time.monotonic()
-        self.log = BatchSender(self._ship, max_size=ship_size, interval_s=ship_interval_s, tick=self._maybe_refresh)
-        client._senders.append(self.log)
 
-    def refresh(self) -> bool:
-        """Pull the model if its version changed; True when a new one was loaded."""
+    def _refreshing(self) -> Steps[bool]:
+        """Pull the model if its version changed (a 304 otherwise); True when a new one was loaded."""
         headers = {"If-None-Match": self._etag} if self._etag else None
-        response = self.client.request("GET", f"/v1/experiments/{self.experiment}/model", headers=headers)
+        response = yield _Call("GET", f"/v1/experiments/{self.experiment}/model", None, headers, mode="response")
+        self._refreshed = time.monotonic()
         if response.status_code == 304:
             return False
-        if response.status_code >= 400:
-            raise ServiceError(response.status_code, _detail(response))
-        body = response.json()
+        body = _answer(response)
         bandit = Bandit.from_dict(body["model"])
         self.bandit, self.version, self._entries = bandit, body["version"], {}
         self._contextual = bandit.policy.contextual
@@ -664,11 +899,12 @@ class LocalDecider:
         self.client._info[self.experiment] = _Info(default, arms, body["version"])
         return True
 
-    def _maybe_refresh(self) -> None:
-        if time.monotonic() - self._refreshed >= self.refresh_s:
-            self._refreshed = time.monotonic()
-            with contextlib.suppress(Unavailable):  # keep deciding with the model we have
-                self.refresh()
+    def _refresh_due(self) -> bool:
+        return time.monotonic() - self._refreshed >= self.refresh_s
+
+    def _shipping(self, name: str, rows: list) -> Steps[None]:
+        body = {"decisions": [dict(zip(_LOGGED_FIELDS, row, strict=True)) for row in rows]}
+        yield _Call("POST", f"/v1/experiments/{name}/decisions/log", body)
 
     def _entry(self, allowed: tuple[str, ...] | None) -> _Entry:
         bandit = self.bandit
@@ -684,7 +920,7 @@ class LocalDecider:
     def decide(
         self, unit: str | None = None, context: Iterable[float] | None = None, allowed: Iterable[str] | None = None
     ) -> Decision:
-        """One decision, made here and queued for the log."""
+        """One decision, made here and queued for the log (no I/O: also in the async decider)."""
         key = None if allowed is None else tuple(sorted(set(allowed)))
         bandit = self.bandit
         now = time.time()
@@ -715,9 +951,49 @@ class LocalDecider:
         recent[decision_id] = self.experiment
         return Decision(self.experiment, decision_id, arm, propensity, self.version, fallback)
 
+
+class LocalDecider(_LocalModel):
+    """Decisions made in this process from the served model: the service's arm and propensity, bit for bit.
+
+    The model comes from ``GET /v1/experiments/{name}/model`` (re-asked every ``refresh_s`` with its ETag:
+    a 304 costs one small round trip); each decision draws with the service's own functions
+    (:mod:`banditkit.assign`), so a unit gets the arm the service would give at the same version. Decisions
+    are shipped to ``POST …/decisions/log`` in batches (idempotent by id), so rewards join them as usual.
+    A sticky experiment's stored assignments are the service's: local decisions do not read them.
+
+    >>> local = Client("http://bandits:8000").local("hero")  # doctest: +SKIP
+    >>> local.decide(unit="u42").arm  # doctest: +SKIP
+    'b'
+    """
+
+    client: Client
+    log: BatchSender
+
+    def __init__(
+        self,
+        client: Client,
+        experiment: str,
+        *,
+        refresh_s: float = 1.0,
+        ship_size: int = 1000,
+        ship_interval_s: float = 1.0,
+    ) -> None:
+        super().__init__(client, experiment, refresh_s)
+        self.refresh()
+        self.log = BatchSender(self._ship, max_size=ship_size, interval_s=ship_interval_s, tick=self._maybe_refresh)
+        client._senders.append(self.log)
+
+    def refresh(self) -> bool:
+        """Pull the model if its version changed; True when a new one was loaded."""
+        return self.client._run(self._refreshing())
+
+    def _maybe_refresh(self) -> None:
+        if self._refresh_due():
+            with contextlib.suppress(Unavailable):  # keep deciding with the model we have
+                self.refresh()
+
     def _ship(self, name: str, rows: list) -> None:
-        body = {"decisions": [dict(zip(_LOGGED_FIELDS, row, strict=True)) for row in rows]}
-        self.client._json("POST", f"/v1/experiments/{name}/decisions/log", body)
+        self.client._run(self._shipping(name, rows))
 
     def flush(self) -> bool:
         """Ship every queued decision now; True when none is left."""
@@ -727,8 +1003,60 @@ class LocalDecider:
         self.log.close()
 
 
+class AsyncLocalDecider(_LocalModel):
+    """:class:`LocalDecider` for :class:`AsyncClient`: ``decide`` makes no call; the model and log are awaited.
+
+    Made by ``await client.local(name)`` (which pulls the model first); a task of the loop refreshes the model
+    every ``refresh_s`` by its ETag and ships the decisions in batches, and ``await client.close()`` ships
+    what is left.
+
+    >>> local = await AsyncClient("http://bandits:8000").local("hero")  # doctest: +SKIP
+    >>> local.decide(unit="u42").arm  # doctest: +SKIP
+    'b'
+    """
+
+    client: AsyncClient
+    log: AsyncBatchSender
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        experiment: str,
+        *,
+        refresh_s: float = 1.0,
+        ship_size: int = 1000,
+        ship_interval_s: float = 1.0,
+    ) -> None:
+        super().__init__(client, experiment, refresh_s)
+        self.log = AsyncBatchSender(
+            self._ship, max_size=ship_size, interval_s=ship_interval_s, tick=self._maybe_refresh
+        )
+
+    async def refresh(self) -> bool:
+        """:meth:`LocalDecider.refresh`, awaited."""
+        return await self.client._run(self._refreshing())
+
+    async def _maybe_refresh(self) -> None:
+        if self._refresh_due():
+            with contextlib.suppress(Unavailable):
+                await self.refresh()
+
+    async def _ship(self, name: str, rows: list) -> None:
+        await self.client._run(self._shipping(name, rows))
+
+    async def flush(self) -> bool:
+        """Ship every queued decision now; True when none is left."""
+        return await self.log.flush()
+
+    async def close(self) -> None:
+        await self.log.close()
+
+
 class AsyncClient(_Base):
-    """:class:`Client` for asyncio (httpx.AsyncClient): the same retries, ``request_id`` and fallback.
+    """:class:`Client` for asyncio (httpx.AsyncClient): the same retries, ``request_id``, fallback and report.
+
+    Also the same batched rewards (:meth:`sender`) and local decisions (:meth:`local`), sent by tasks of the
+    running loop and flushed by :meth:`close`.
 
     >>> async def main():
     ...     async with AsyncClient("http://127.0.0.1:9", retry=Retry(attempts=1)) as c:
@@ -749,39 +1077,36 @@ class AsyncClient(_Base):
     ) -> None:
         super().__init__(url, token, timeout_s, retry, breaker)
         self.http = httpx.AsyncClient(base_url=self.url, headers=self.headers, timeout=timeout_s, transport=transport)
+        self._senders: list[AsyncRewardSender | AsyncLocalDecider] = []
 
-    async def request(self, method: str, path: str, body: Any = None) -> httpx.Response:
+    async def request(self, method: str, path: str, body: Any = None, headers: dict | None = None) -> httpx.Response:
         """:meth:`Client.request`, awaited."""
-        cause: BaseException | None = None
-        for attempt in range(self.retry.attempts):
-            retry_after = None
+        attempts = _Attempts(self.retry, self.breaker, method, path)
+        while True:
             try:
-                response = await self.http.request(method, path, json=body)
+                response = await self.http.request(method, path, json=body, headers=headers)
             except httpx.TransportError as error:
-                cause = error
+                wait = attempts.judge(None, error)
             else:
-                if not _retryable(response):
+                wait = attempts.judge(response)
+                if wait is None:
                     if self.breaker.success():
                         await self.report()
                     return response
-                cause = Unavailable(f"{response.status_code}: {_detail(response)}")
-                retry_after = response.headers.get("retry-after")
-            if attempt + 1 < self.retry.attempts:
-                await asyncio.sleep(self.retry.delay(attempt, retry_after))
-        self.breaker.failure()
-        raise Unavailable(f"{method} {path}: {cause}") from cause
+            await asyncio.sleep(wait)  # type: ignore[arg-type]  # judge gives a delay unless it answered
 
     async def _json(self, method: str, path: str, body: Any = None) -> Any:
-        response = await self.request(method, path, body)
-        if response.status_code >= 400:
-            raise ServiceError(response.status_code, _detail(response))
-        return response.json()
+        return _answer(await self.request(method, path, body))
 
-    async def _learn(self, experiment: str) -> None:
-        if experiment not in self._info:
-            body = await self._json("GET", f"/v1/experiments/{experiment}")
-            arms = [arm["name"] for arm in body["arms"]]
-            self._info[experiment] = _Info(body.get("default_arm") or arms[0], arms, body["policy_version"])
+    async def _perform(self, call: _Call) -> Any:
+        if call.mode == "json":
+            return await self._json(call.method, call.path, call.body)
+        if call.mode == "response":
+            return await self.request(call.method, call.path, call.body, call.headers)
+        return await self.http.request(call.method, call.path, json=call.body, headers=call.headers)
+
+    async def _run(self, steps: Steps[T]) -> T:
+        return await _adrive(steps, self._perform)
 
     async def decide(
         self,
@@ -791,72 +1116,49 @@ class AsyncClient(_Base):
         allowed: Iterable[str] | None = None,
     ) -> Decision:
         """:meth:`Client.decide`, awaited."""
-        return (await self.decide_batch(experiment, [_request_body(unit, context, allowed)], _single=True))[0]
+        return (await self._run(self._deciding(experiment, [_request_body(unit, context, allowed)], True)))[0]
 
-    async def decide_batch(self, experiment: str, requests: list[dict], *, _single: bool = False) -> list[Decision]:
+    async def decide_batch(self, experiment: str, requests: list[dict]) -> list[Decision]:
         """:meth:`Client.decide_batch`, awaited."""
-        bodies = [r if "request_id" in r else {**r, "request_id": uuid.uuid4().hex} for r in requests]
-        decisions: list[Decision] = []
-        for start in range(0, len(bodies), MAX_BATCH):
-            chunk = bodies[start : start + MAX_BATCH]
-            if not self.breaker.allow():
-                decisions.extend(self._fallback(experiment, chunk, Unavailable("circuit breaker open")))
-                continue
-            try:
-                await self._learn(experiment)
-                if _single:
-                    answers = [await self._json("POST", f"/v1/experiments/{experiment}/decisions", chunk[0])]
-                else:
-                    path = f"/v1/experiments/{experiment}/decisions/batch"
-                    answers = (await self._json("POST", path, {"requests": chunk}))["decisions"]
-            except Unavailable as error:
-                decisions.extend(self._fallback(experiment, chunk, error))
-                continue
-            decisions.extend(_decision(experiment, answer) for answer in answers)
-        self._remember(decisions)
-        return decisions
+        return await self._run(self._deciding(experiment, requests, False))
 
     async def report(self) -> int:
         """:meth:`Client.report`, awaited."""
-        taken = self._take_unreported()
-        done = 0
+        return await self._run(self._reporting())
+
+    async def local(
+        self, experiment: str, *, refresh_s: float = 1.0, ship_size: int = 1000, ship_interval_s: float = 1.0
+    ) -> AsyncLocalDecider:
+        """An :class:`AsyncLocalDecider` for ``experiment``, its model pulled: :meth:`Client.local`, awaited."""
+        local = AsyncLocalDecider(
+            self, experiment, refresh_s=refresh_s, ship_size=ship_size, ship_interval_s=ship_interval_s
+        )
         try:
-            while taken:
-                name, rows = next(iter(taken.items()))
-                chunk = rows[:MAX_BATCH]
-                response = await self.http.post(f"/v1/experiments/{name}/decisions/log", json={"decisions": chunk})
-                if response.status_code >= 500:
-                    raise Unavailable(f"{response.status_code}: {_detail(response)}")
-                if response.status_code >= 400:
-                    logger.warning("fallback decisions of %r not logged: %s", name, _detail(response))
-                else:
-                    done += len(chunk)
-                del rows[:MAX_BATCH]
-                if not rows:
-                    del taken[name]
-        except (httpx.TransportError, Unavailable):
-            self._restore_unreported(taken)
-        return done
+            await local.refresh()
+        except BaseException:
+            await local.close()
+            raise
+        self._senders.append(local)
+        return local
 
     async def reward(self, decision: Decision | str, value: float, *, experiment: str | None = None) -> dict:
         """:meth:`Client.reward`, awaited."""
-        name, decision_id = self._experiment_of(decision, experiment)
-        if self._unreported:
-            await self.report()
-        body = {"decision_id": decision_id, "value": value}
-        return await self._json("POST", f"/v1/experiments/{name}/rewards", body)
+        return await self._run(self._rewarding(decision, value, experiment))
 
     async def reward_batch(self, experiment: str, rewards: list[tuple[str, float]]) -> list[dict]:
         """:meth:`Client.reward_batch`, awaited."""
-        if self._unreported:
-            await self.report()
-        results: list[dict] = []
-        for start in range(0, len(rewards), MAX_BATCH):
-            body = {"rewards": [{"decision_id": d, "value": v} for d, v in rewards[start : start + MAX_BATCH]]}
-            results.extend((await self._json("POST", f"/v1/experiments/{experiment}/rewards/batch", body))["results"])
-        return results
+        return await self._run(self._rewarding_batch(experiment, rewards))
+
+    def sender(self, *, max_size: int = 500, interval_s: float = 1.0) -> AsyncRewardSender:
+        """An :class:`AsyncRewardSender`: rewards batched by size or interval, flushed at :meth:`close`."""
+        sender = AsyncRewardSender(self, max_size=max_size, interval_s=interval_s)
+        self._senders.append(sender)
+        return sender
 
     async def close(self) -> None:
+        """Flush the senders and local deciders, log the fallbacks that can be, close the connections."""
+        for sender in self._senders:
+            await sender.close()
         if self._unreported:
             await self.report()
         await self.http.aclose()

@@ -112,3 +112,34 @@ def test_edge_distributions_one_arm_equal_arms_zeros(weights):
     sums, last = cumulative(vector)
     arms = {assign_one(sums, last, "hero", f"u{i}", np.random.default_rng(0)) for i in range(200)}
     assert arms == {i for i, w in enumerate(weights) if w > 0}
+
+
+def test_the_async_sender_keeps_what_cannot_be_sent_and_sends_it_once_later_in_order():
+    import asyncio
+
+    from banditkit.client import AsyncBatchSender
+
+    sent: list[list[int]] = []
+    down = True
+
+    async def send(key: str, rows: list[int]) -> None:
+        if down:
+            raise Unavailable("down")
+        if rows == [1300]:
+            raise ServiceError(422, "bad row")  # refused: dropped, not retried
+        sent.append(rows)
+
+    async def scenario() -> None:
+        nonlocal down
+        sender = AsyncBatchSender(send, max_size=1500, interval_s=3600)
+        for i in range(1200):
+            sender.add("hero", i)
+        assert not await sender.flush() and sender.pending == 1200 and not sent
+        down = False
+        sender.add("other", 1300)
+        assert await sender.flush() and sender.pending == 0
+        await sender.close()
+
+    asyncio.run(scenario())
+    assert [len(rows) for rows in sent] == [1000, 200]  # the service's batch limit
+    assert [row for rows in sent for row in rows] == list(range(1200))  # in order, each once

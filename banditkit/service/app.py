@@ -172,7 +172,7 @@ async def _open(settings: Settings, metrics: Metrics | None = None) -> tuple[Sto
                 spool_dir=settings.spool_dir,
                 checkpoint_s=settings.checkpoint_s,
             )
-            engine = Engine(store, refresh_s=settings.refresh_s, metrics=metrics)
+            engine = Engine(store, refresh_s=settings.refresh_s, metrics=metrics, archive_dir=settings.archive_dir)
         except (RedisUnreachableError, StoreUnavailableError) as error:
             if store is not None:
                 store.close()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -124,3 +125,24 @@ def _reward_values(stored: list[str | None]) -> list[float | None]:
         for (i, _), row in zip(present, json.loads("[" + ",".join(text for _, text in present) + "]"), strict=True):
             values[i] = float(row[3])
     return values
+
+
+def remove_archived(out: Path, name: str) -> int:
+    """Delete the Parquet partitions of experiment ``name`` under ``out`` (its purge); how many files went.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> out = Path(tempfile.mkdtemp())
+    >>> (out / "experiment=hero" / "date=2026-12-01").mkdir(parents=True)
+    >>> (out / "experiment=hero" / "date=2026-12-01" / "part-1-0.parquet").write_bytes(b"")
+    0
+    >>> remove_archived(out, "hero"), (out / "experiment=hero").exists()
+    (1, False)
+    """
+    folder = Path(out) / f"experiment={name}"
+    if not folder.is_dir():
+        return 0
+    files = sum(1 for path in folder.rglob("*") if path.is_file())
+    shutil.rmtree(folder)
+    return files

@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 
@@ -27,15 +28,17 @@ from ..errors import BanditkitError
 from ..policies import make_policy
 from . import candidates, rewarding
 from .alerts import open_alerts, remediate
+from .archive import remove_archived
 from .candidates import Candidate
 from .coalesce import Coalescer
-from .errors import ConflictError, InvalidRequestError, NotFoundError
+from .errors import ConflictError, DeletedNameError, InvalidRequestError, NotFoundError
 from .experiment import (
     LARGEST_LINEAR,
     MAX_STATE_BYTES,
     Experiment,
     build_bandit,
     checked_configuration,
+    creation_spec,
     restore,
     state_bytes,
 )
@@ -55,6 +58,7 @@ from .schemas import (
     ExperimentOut,
     ExperimentPatch,
     LoggedDecision,
+    PurgeOut,
     RewardRequest,
     RewardResult,
     SnapshotOut,
@@ -71,14 +75,19 @@ from .stores import (
     Store,
 )
 from .stores.base import (
+    ACTIVE,
+    ARCHIVED,
     CANDIDATE_PREFIX,
     CURRENT_POLICY,
+    DELETED,
     ModelChange,
     ModelMovedError,
     StoreUnavailableError,
     policy_state,
     settled,
+    status_of,
     unservable_reason,
+    with_status,
 )
 
 logger = logging.getLogger("banditkit.service")
@@ -113,11 +122,17 @@ class Engine:
 
     ``refresh_s``: how long a cached action distribution may be served while
     a newer state's is computed in the background (0 = always the newest);
-    ``metrics``: where decisions, fallbacks, rewards and store latencies are counted (None: nowhere).
+    ``metrics``: where decisions, fallbacks, rewards and store latencies are counted (None: nowhere);
+    ``archive_dir``: the Redis learner's Parquet archive, emptied of an experiment when it is purged.
     """
 
-    def __init__(self, store: Store, *, refresh_s: float = 0.1, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self, store: Store, *, refresh_s: float = 0.1, metrics: Metrics | None = None, archive_dir: Path | None = None
+    ) -> None:
         self.store = store
+        #: Where the Redis learner archives decisions to Parquet (the service's ``archive_dir``): a purge empties it
+        #: of the experiment.
+        self.archive_dir = archive_dir
         self.refresh_s = refresh_s
         self.metrics = metrics
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="banditkit-distributions") if refresh_s > 0 else None
@@ -137,7 +152,8 @@ class Engine:
         #: How polling an experiment's reward source goes, for ``/stats`` (set by :mod:`.sources`).
         self.source_status: Callable[[str], SourceStatusOut | None] | None = None
         for record in store.load_experiments():
-            self.experiments[record.name] = restore(record, refresh_s, self._executor)
+            if status_of(record.config) != DELETED:
+                self.experiments[record.name] = restore(record, refresh_s, self._executor)
 
     def close(self) -> None:
         if self._executor is not None:
@@ -160,9 +176,14 @@ class Engine:
             pass
         if not self.store.learns_in_process:  # a shared store: another worker may have created it just now
             record = self.store.load_experiment(name)
-            if record is not None:
+            if record is not None and status_of(record.config) != DELETED:
                 return self._adopt(record)
         raise NotFoundError(f"experiment {name!r} not found")
+
+    def logged(self, name: str) -> None:
+        """Check that ``name``'s log may be read: a served experiment, or a deleted one not purged yet (else 404)."""
+        if name not in self.experiments and name not in self.store.deleted_names():
+            self.experiment(name)  # a shared store's experiment another worker created, or 404
 
     # ---- following a shared store ---------------------------------------------------------
     async def follow(self) -> int:
@@ -174,7 +195,13 @@ class Engine:
         if not names:
             return 0
         stored = await asyncio.to_thread(self.store.versions, names)
-        moved = [name for name, version in stored.items() if version > self.experiments[name].bandit.version]
+        for name in set(names) - set(stored):  # purged by another worker
+            self._forget(name)
+        moved = [
+            name
+            for name, version in stored.items()
+            if name in self.experiments and version > self.experiments[name].bandit.version
+        ]
         for name in moved:
             await self.reload(name)
             if self.experiments[name].candidate is not None:  # its learners learned its rewards: compare now
@@ -196,6 +223,9 @@ class Engine:
         event loop spends serving (numpy releases the interpreter lock for most of it).
         """
         record, built = await asyncio.to_thread(self._load, name)
+        if record is None or status_of(record.config) == DELETED:  # deleted or purged by another worker
+            self._forget(name)
+            return
         if built is not None:
             served = self.experiments.setdefault(name, built)
             if served is not built:  # created or discovered meanwhile
@@ -205,11 +235,17 @@ class Engine:
         """In a worker thread: the stored record, adopted by the served experiment, or built if none is served."""
         record = self.store.load_experiment(name)
         served = self.experiments.get(name)
-        if record is None or served is not None:
-            if served is not None:
-                served.adopt(record)
+        if record is None or status_of(record.config) == DELETED:
+            return record, None
+        if served is not None:
+            served.adopt(record)
             return record, None
         return record, restore(record, self.refresh_s, self._executor)
+
+    def _forget(self, name: str) -> None:
+        """Stop serving ``name`` (deleted or purged): no decision, reward or default reward reaches it any more."""
+        self.experiments.pop(name, None)
+        self.supervisor_alerts.pop(name, None)
 
     def _adopt(self, record: ExperimentRecord) -> Experiment:
         experiment = self.experiments.get(record.name)
@@ -234,6 +270,11 @@ class Engine:
         try:
             await settled(self.store.create_experiment(record, event))
         except ExperimentExistsError:
+            if spec.name in await asyncio.to_thread(self.store.deleted_names):
+                raise DeletedNameError(
+                    f"experiment {spec.name!r} was deleted and its log is kept: the name is free once the log is "
+                    f"purged (DELETE /v1/experiments/{spec.name}/log)"
+                ) from None
             if not self.store.learns_in_process:  # created by another worker: serve it from now on
                 await self.reload(spec.name)
             raise
@@ -331,13 +372,84 @@ class Engine:
             model = {**model, "policy": policy.to_dict(), "guardrails": asdict(guardrails)}
             version = served.version + 1
             event = {"kind": "patch", **changes}
+            stored = with_status(config, experiment.status)  # as reloaded: an archived experiment stays archived
             return (
-                ModelChange(model, arrays, version, served.version, event, config=config),
+                ModelChange(model, arrays, version, served.version, event, config=stored),
                 join(model, arrays, version, served.rng),
             )
 
         await self._change_model(experiment, change)
         experiment.config = spec
+        return experiment.describe()
+
+    # ---- lifecycle ---------------------------------------------------------
+    async def archive(self, name: str) -> ExperimentOut:
+        """Stop serving decisions of ``name`` (409 for each); rewards of its decisions still join and are learned.
+
+        Idempotent: an archived experiment stays as it is, nothing written.
+        """
+        return await self._set_status(name, ARCHIVED)
+
+    async def unarchive(self, name: str) -> ExperimentOut:
+        """Serve an archived experiment again, as it learned meanwhile (idempotent for an active one)."""
+        return await self._set_status(name, ACTIVE)
+
+    async def delete(self, name: str) -> None:
+        """Take ``name`` out of serving and of the catalogue; its log stays readable until :meth:`purge`.
+
+        Rewards for its decisions are refused from now on (404), and no default reward is applied: archive it
+        first and let its attribution window close to keep them.
+        """
+        await self._set_status(name, DELETED)
+        self._forget(name)
+
+    async def purge(self, name: str) -> PurgeOut:
+        """Remove a deleted experiment's log and everything else stored of it, and say how much went.
+
+        404 for a name the store does not hold, 409 for an experiment not deleted (delete it first). The audit
+        events stay, with a ``purge`` event; the name is free afterwards. The Parquet partitions the Redis
+        learner archived for it under :attr:`archive_dir` go too, so a new experiment of that name starts
+        with an empty log.
+        """
+        if name not in await asyncio.to_thread(self.store.deleted_names):
+            self.experiment(name)  # 404 when unknown
+            raise ConflictError(
+                f"experiment {name!r} is not deleted: only a deleted experiment's log is purged "
+                f"(DELETE /v1/experiments/{name} first)"
+            )
+        decisions, rewards = await settled(self.store.purge_experiment(name, {"kind": "purge"}))
+        self._forget(name)
+        files = 0 if self.archive_dir is None else await asyncio.to_thread(remove_archived, self.archive_dir, name)
+        return PurgeOut(experiment=name, decisions=decisions, rewards=rewards, archived_files=files)
+
+    def describe_deleted(self, names: list[str]) -> list[ExperimentOut]:
+        """How each deleted experiment of ``names`` was when deleted (built from the store: call off the loop)."""
+        records = [self.store.load_experiment(name) for name in names]
+        return [
+            restore(record, 0.0, None).describe()
+            for record in records
+            if record is not None and status_of(record.config) == DELETED
+        ]
+
+    async def _set_status(self, name: str, status: str) -> ExperimentOut:
+        """Store ``status`` in the experiment's configuration: one more version and an event named after it."""
+        experiment = self.experiment(name)
+        kind = {ACTIVE: "unarchive", ARCHIVED: "archive", DELETED: "delete"}[status]
+
+        def change(current: Bandit) -> tuple[ModelChange, Bandit] | None:
+            if experiment.status == status:
+                return None
+            config = with_status(experiment.config.model_dump(mode="json", exclude={"model"}), status)
+            model, arrays = split(current)
+            version = current.version + 1
+            event = {"kind": kind, "from": experiment.status}
+            return (
+                ModelChange(model, arrays, version, current.version, event, config=config),
+                join(model, arrays, version, current.rng),
+            )
+
+        if await self._change_model(experiment, change) is not None:
+            experiment.status = status
         return experiment.describe()
 
     async def snapshot(self, name: str) -> SnapshotOut:
@@ -458,14 +570,14 @@ class Engine:
                 raise NotFoundError(f"experiment {name!r} has no candidate to promote")
             model, arrays = _stored(experiment, current)
             figures = {"comparison": candidates.comparison(current, candidate)}
-            config = experiment.config.model_dump(mode="json", exclude={"model"})
+            config = with_status(experiment.config.model_dump(mode="json", exclude={"model"}), experiment.status)
             config["policy"] = candidate.spec["policy"]
             built = candidates.promotion(current, model, arrays, figures, config)
             return built, _at_version(built, current.rng)
 
         written = await self._change_model(experiment, change)
         assert written is not None and written.config is not None  # a promotion always writes, with its config
-        experiment.config = ExperimentCreate.model_validate(written.config)
+        experiment.config = creation_spec(written.config)
         return experiment.describe()
 
     async def check_candidate(self, name: str) -> dict | None:
@@ -560,6 +672,8 @@ class Engine:
             for attempt in range(_MODEL_CHANGE_ATTEMPTS):
                 if not self.store.learns_in_process:
                     await self.reload(experiment.name)
+                    if self.experiments.get(experiment.name) is not experiment:  # another worker deleted it
+                        raise NotFoundError(f"experiment {experiment.name!r} not found")
                 if before is not None:
                     await before()
                 with experiment.lock:
@@ -647,6 +761,7 @@ class Engine:
     async def decide_one(self, name: str, request: DecisionRequest) -> DecisionResponse:
         """One decision, chosen, logged and answered with the other single decisions of this loop turn."""
         experiment = self.experiment(name)
+        _check_serving(experiment)
         _check_request(experiment, request, "")
         if request.request_id is not None:
             return (await self._deduplicated(name, [request], ""))[0]
@@ -655,6 +770,7 @@ class Engine:
     async def decide(self, name: str, requests: list[DecisionRequest], field: str = "") -> list[DecisionResponse]:
         """Serve, log durably, then answer; the default arm (flagged) when the policy or the store fails."""
         experiment = self.experiment(name)
+        _check_serving(experiment)
         for row, request in enumerate(requests):
             _check_request(experiment, request, f"{field}{row}." if field else "")
         if any(request.request_id is not None for request in requests):
@@ -1001,6 +1117,15 @@ def _fallback_reasons(experiment: Experiment, records: list[DecisionRecord], pol
     if guarded:
         reasons["aborted" if experiment.bandit.aborted else "no_active_arm"] = guarded
     return reasons
+
+
+def _check_serving(experiment: Experiment) -> None:
+    """409 when ``experiment`` is archived: it serves no decisions (client-made ones are still logged)."""
+    if experiment.status == ARCHIVED:
+        raise ConflictError(
+            f"experiment {experiment.name!r} is archived: it serves no decisions (rewards for its decisions are "
+            f"still recorded); POST /v1/experiments/{experiment.name}/unarchive serves it again"
+        )
 
 
 def _check_request(experiment: Experiment, request: DecisionRequest, prefix: str) -> None:

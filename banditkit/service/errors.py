@@ -41,6 +41,10 @@ class ConflictError(ServiceError):
     status = 409
 
 
+class DeletedNameError(ConflictError, ExperimentExistsError):
+    """A creation under the name of a deleted experiment whose log is kept: the name is taken until purged."""
+
+
 class GoneError(ServiceError):
     status = 410
 
@@ -72,7 +76,8 @@ STATUSES: dict[int, str] = {
     404: "an unknown experiment, decision (or a decision of another experiment) or snapshot",
     409: "an existing experiment name; a reward for an already rewarded decision with a different value; "
     "a model change that kept being overtaken; a decision request_id reused with another body; a client-made "
-    "decision id logged already with another arm, unit or time",
+    "decision id logged already with another arm, unit or time; a decision for an archived experiment; "
+    "a purge of an experiment that is not deleted; a name whose deleted experiment is not purged yet",
     410: "a reward after the attribution window, or after the window's default reward was applied",
     413: "a body over max_body_bytes",
     415: "a body without Content-Type: application/json",

@@ -21,12 +21,18 @@ from .schemas import ArmState, ExperimentCreate, ExperimentOut
 from .serving import DistributionCache
 from .sources import check_source
 from .stores import ExperimentRecord
+from .stores.base import ACTIVE, status_of, with_status
 
 #: The largest policy state an experiment may start with, in bytes: each reward copies it in the experiment's
 #: lane and each checkpoint writes it (``docs/service.md``, "Large experiments", has the measurements).
 MAX_STATE_BYTES = 34_000_000
 #: The largest linear contextual experiments under it (LinUCB and LinTS keep two d x d matrices per arm).
 LARGEST_LINEAR = "1030 features x 2 arms, 728 x 4, 514 x 8 or 363 x 16 for linucb and lints"
+
+
+def creation_spec(config: dict) -> ExperimentCreate:
+    """The creation request a stored configuration holds (its lifecycle status set aside)."""
+    return ExperimentCreate.model_validate(with_status(config, ACTIVE))
 
 
 @dataclass
@@ -46,6 +52,8 @@ class Experiment:
     candidate: Candidate | None = None
     #: The stored model's ``lineage`` (the last promoted candidate and the version that retired its predecessor).
     lineage: dict = field(default_factory=dict)
+    #: :data:`ACTIVE` or :data:`ARCHIVED` (a deleted experiment is not served at all).
+    status: str = ACTIVE
 
     @property
     def name(self) -> str:
@@ -67,13 +75,14 @@ class Experiment:
         if record is None or record.version <= self.bandit.version:
             return
         bandit = join(record.model, record.state, record.version, self.bandit.rng)
-        config = ExperimentCreate.model_validate(record.config)  # edited by a PATCH, perhaps
+        config = creation_spec(record.config)  # edited by a PATCH, perhaps
         candidate = candidates.load(record.model, record.state, record.version, bandit.rng, self.cache.sibling())
         with self.lock:  # the distribution cache sees the new version (and any change of arms)
             if record.version > self.bandit.version:  # not overtaken while it was built
                 bandit.rng.bit_generator.state = self.bandit.rng.bit_generator.state
                 self.bandit, self.config = bandit, config
                 self.candidate, self.lineage = candidate, dict(record.model.get("lineage") or {})
+                self.status = status_of(record.config)
 
     def default_arm(self) -> str:
         """The arm served when anything fails: the guardrails' default arm, else the first active arm."""
@@ -101,6 +110,7 @@ class Experiment:
             supervisor=self.config.supervisor,
             default_arm=self.default_arm(),
             source=self.config.source,
+            status=self.status,
         )
 
 
@@ -243,12 +253,14 @@ def _quadratic(values: list[int], x: int) -> int:
 
 def restore(record: ExperimentRecord, refresh_s: float, executor: ThreadPoolExecutor | None) -> Experiment:
     """An experiment as it was stored; its random stream restarts from fresh entropy (or seed and version)."""
-    config = ExperimentCreate.model_validate(record.config)
+    config = creation_spec(record.config)
     seed = None if config.seed is None else [config.seed, record.version]
     bandit = join(record.model, record.state, record.version, np.random.default_rng(seed))
     lock = threading.Lock()
     cache = DistributionCache(lock, refresh_s, executor)
-    experiment = Experiment(config, bandit, record.created_at, cache, lock, record.sweep_watermark)
+    experiment = Experiment(
+        config, bandit, record.created_at, cache, lock, record.sweep_watermark, status=status_of(record.config)
+    )
     experiment.candidate = candidates.load(record.model, record.state, record.version, bandit.rng, cache.sibling())
     experiment.lineage = dict(record.model.get("lineage") or {})
     return experiment

@@ -43,7 +43,7 @@ from ..bandit import Bandit
 from . import archive
 from .candidates import candidate_model
 from .model import apply_rewards, guarded, join, reward_delta, served_state, split
-from .stores.base import CANARY_KEYS, CANDIDATE_PREFIX, DecisionRecord
+from .stores.base import CANARY_KEYS, CANDIDATE_PREFIX, DELETED, DecisionRecord, status_of
 from .stores.planner import CANDIDATE, MAIN, Routes, candidate_arrays
 from .stores.redis_keys import (
     APPLY_BATCH,
@@ -82,7 +82,7 @@ class LeaseLost(Exception):
 
 
 class _Gone(Exception):
-    """The experiment has no meta (deleted, or its creation never finished): nothing to learn."""
+    """The experiment has no meta (purged, or its creation never finished) or was deleted: nothing to learn."""
 
 
 @dataclass
@@ -301,7 +301,10 @@ class Learner:
         (:attr:`state_bytes_per_s`).
         """
         report = Pass()
-        for name in sorted(self.client.smembers(experiments_key(self.prefix))):
+        names = sorted(self.client.smembers(experiments_key(self.prefix)))
+        for gone in set(self._held) - set(names):  # deleted (or purged) since the last pass: its lease goes
+            self._release(self._held.pop(gone))
+        for name in names:
             try:
                 held = self._lease(name)
                 if held is None:
@@ -523,6 +526,8 @@ class Learner:
         if not raw:
             raise _Gone(held.name)
         meta = parse_meta(raw)
+        if status_of(meta.config) == DELETED:  # deleted while held: its log waits for a purge, nothing to learn
+            raise _Gone(held.name)
         held.window_s = float(meta.config["attribution_window_s"])
         default = meta.config.get("default_reward")
         held.default_reward = None if default is None else float(default)

@@ -427,6 +427,11 @@ class ExperimentOut(BaseModel):
         None, description="the arm served when anything fails (a client falls back to it while it cannot reach us)"
     )
     source: SourceSpec | None = Field(None, description="the reward service the policy parameters come from")
+    status: Literal["active", "archived", "deleted"] = Field(
+        "active",
+        description="active: serves decisions; archived: serves none, rewards still join (unarchive to serve "
+        "again); deleted: out of the catalogue, its log kept until purged",
+    )
 
 
 class ModelOut(BaseModel):
@@ -521,6 +526,23 @@ class PageQuery(BaseModel):
     cursor: str | None = Field(
         None, min_length=1, max_length=64, description="the `next_cursor` of the previous page; none: the first page"
     )
+
+
+class ExperimentListQuery(PageQuery):
+    """Query parameters of the experiment list: a page (``limit``, ``cursor``) of one lifecycle ``status``."""
+
+    status: Literal["active", "archived", "deleted"] = Field(
+        "active", description="which experiments to list: active (the default), archived, or deleted (log kept)"
+    )
+
+
+class PurgeOut(BaseModel):
+    """What a purge removed of a deleted experiment."""
+
+    experiment: str
+    decisions: int = Field(description="decisions removed from the store's log")
+    rewards: int = Field(description="rewards removed with them")
+    archived_files: int = Field(description="Parquet files removed from the learner's archive (archive_dir)")
 
 
 class SnapshotOut(BaseModel):

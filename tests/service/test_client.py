@@ -4,6 +4,7 @@ server's bit for bit."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import subprocess
 import sys
@@ -16,7 +17,16 @@ import httpx
 import numpy as np
 import pytest
 
-from banditkit.client import CircuitBreaker, Client, Retry, ServiceError, Unavailable, new_decision_id
+from banditkit.client import (
+    AsyncClient,
+    CircuitBreaker,
+    Client,
+    Decision,
+    Retry,
+    ServiceError,
+    Unavailable,
+    new_decision_id,
+)
 from banditkit.service import Settings
 from banditkit.service.runner import ServiceProcess
 
@@ -375,3 +385,147 @@ def test_a_local_decider_follows_the_served_version_by_itself(served):
         assert local.flush()  # waits for a shipment under way in the background
         assert client.reward(made.decision_id, 0.0)["applied"]  # by id: the client knows its experiment
     assert stats(service, name)["decisions"] == 3
+
+
+# ---- AsyncClient: the same guarantees, awaited ---------------------------------------------------------------
+async def _stats(process, name: str = "hero") -> dict:
+    return await asyncio.to_thread(stats, process, name)
+
+
+async def _until(check, timeout_s: float = 10.0) -> None:
+    """Wait, on the loop, until ``await check()`` is true."""
+    deadline = time.monotonic() + timeout_s
+    while not await check():
+        assert time.monotonic() < deadline, "not within the time allowed"
+        await asyncio.sleep(0.01)
+
+
+def test_the_async_client_retries_through_a_kill_and_restart_losing_and_doubling_nothing(service):
+    async def scenario() -> list[Decision]:
+        async with AsyncClient(service.base_url, retry=PATIENT, breaker=CircuitBreaker(failures=100)) as client:
+            sender = client.sender(max_size=10, interval_s=60)
+            decisions = []
+            for i in range(30):
+                if i == 10:
+                    service.kill()  # mid-batch: ten decisions and rewards in, twenty to come
+                    thread = restart_later(service, 0.3)
+                decision = await client.decide("hero", unit=f"u{i}")
+                decisions.append(decision)
+                sender.reward(decision, float(i % 2))
+            await asyncio.to_thread(thread.join)
+            assert await sender.flush()
+            return decisions
+
+    decisions = asyncio.run(scenario())
+    assert not any(d.fallback for d in decisions)
+    assert sorted(log_ids(service)) == sorted(d.decision_id for d in decisions)
+    counted = stats(service)
+    assert counted["decisions"] == 30 and counted["rewards"] == 30
+    assert sum(arm["pulls"] for arm in counted["arms"]) == 30  # each reward learned once
+
+
+def test_async_rewards_are_sent_by_size_by_interval_and_at_close(served):
+    service, name = served
+
+    async def rewards() -> int:
+        return (await _stats(service, name))["rewards"]
+
+    async def scenario() -> None:
+        async with AsyncClient(service.base_url) as client:
+            made = await client.decide_batch(name, [{"unit": f"u{i}"} for i in range(9)])
+            by_size = client.sender(max_size=3, interval_s=3600)
+            for decision in made[:3]:
+                by_size.reward(decision, 1.0)
+            await _until(lambda: _equals(rewards, 3))  # sent by its task: three make a batch
+            by_interval = client.sender(max_size=1000, interval_s=0.05)
+            for decision in made[3:5]:
+                by_interval.reward(decision.decision_id, 0.0)  # by id: the client knows its experiment
+            await _until(lambda: _equals(rewards, 5))
+            at_close = client.sender(max_size=1000, interval_s=3600)
+            for decision in made[5:]:
+                at_close.reward(decision, 1.0)
+            await asyncio.sleep(0.1)
+            assert await rewards() == 5 and at_close.batches.pending == 4
+        # leaving the block closed the client, which flushed its senders
+
+    asyncio.run(scenario())
+    assert stats(service, name)["rewards"] == 9
+
+
+async def _equals(read, expected) -> bool:
+    return await read() == expected
+
+
+def test_async_local_decisions_are_the_servers_bit_for_bit_and_shipped_at_close(served):
+    service, name = served
+    _reward_some(service, name)
+    time.sleep(0.3)  # past the server's refresh_s: it serves the current distribution
+
+    async def scenario() -> list[Decision]:
+        async with AsyncClient(service.base_url) as client:
+            local = await client.local(name, ship_interval_s=3600)
+            mine = []
+            for i in range(60):
+                allowed = ["a", "c"] if i % 3 == 0 else None
+                remote = await client.decide(name, unit=f"u{i}", allowed=allowed)
+                made = local.decide(unit=f"u{i}", allowed=allowed)
+                assert remote.policy_version == made.policy_version == local.version
+                assert (made.arm, made.propensity) == (remote.arm, remote.propensity)  # exact, not approximate
+                mine.append(made)
+            assert local.log.pending == 60
+            return mine
+        # leaving the block shipped the local decisions
+
+    mine = asyncio.run(scenario())
+    assert stats(service, name)["decisions"] == 20 + 60 + 60
+    assert {d.decision_id for d in mine} <= set(log_ids(service, name))
+
+
+def test_an_async_local_decider_refreshes_by_etag_and_by_itself(served):
+    service, name = served
+
+    async def scenario() -> None:
+        async with AsyncClient(service.base_url) as client:
+            local = await client.local(name, refresh_s=3600, ship_interval_s=3600)
+            assert local.version == 0 and not await local.refresh()  # 304: same version
+            await client.reward(await client.decide(name), 1.0)
+            assert await local.refresh() and local.version == 1
+            assert local.decide(unit="u1").policy_version == 1
+            following = await client.local(name, refresh_s=0.05, ship_interval_s=0.05)
+            made = following.decide(unit="u2")
+            await client.reward(await client.decide(name), 0.0)  # version 2 on the server
+            await _until(lambda: _is(following, 2))  # its task pulled the new model, and shipped
+            assert following.decide(unit="u2").policy_version == 2
+            assert (await client.reward(made.decision_id, 1.0))["applied"]  # shipped: its reward joins
+
+    asyncio.run(scenario())
+    assert stats(service, name)["decisions"] == 5
+
+
+async def _is(local, version: int) -> bool:
+    return local.version == version and local.log.pending == 0
+
+
+def test_the_async_breaker_serves_the_default_arm_and_reports_it_when_the_service_returns(service):
+    async def scenario() -> tuple[Decision, Decision, list[Decision]]:
+        breaker = CircuitBreaker(failures=1, reset_s=0.2)
+        async with AsyncClient(service.base_url, retry=Retry(attempts=2, backoff_s=0.01), breaker=breaker) as client:
+            served = await client.decide("hero", unit="u0")  # learns the default arm
+            service.kill()
+            down = [await client.decide("hero", unit=f"u{i}") for i in range(1, 5)]
+            assert all(d.fallback and d.arm == "b" and d.propensity == 1.0 for d in down)
+            assert breaker.open and client.unreported == 4
+            started = time.perf_counter()
+            await client.decide("hero", unit="u9")
+            assert time.perf_counter() - started < 0.05  # open: answered without trying the service
+            await asyncio.to_thread(service.start)
+            await asyncio.sleep(0.25)  # the breaker lets a call through again
+            back = await client.decide("hero", unit="u5")
+            assert not back.fallback and client.unreported == 0  # its success reported the fallbacks
+            assert (await client.reward(down[0], 1.0))["applied"]  # a reported fallback joins its reward
+            return served, back, down
+
+    served, back, down = asyncio.run(scenario())
+    ids = set(log_ids(service))
+    assert {served.decision_id, back.decision_id, *(d.decision_id for d in down)} <= ids
+    assert len(ids) == 7

@@ -44,7 +44,8 @@ class Call(NamedTuple):
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
     """A served process with both tokens and a 20 kB body limit; experiments 'hero' (a rewarded, a fresh
-    decision, a snapshot), 'brief' (window 0.05 s, a late decision) and 'arms' (for arm changes)."""
+    decision, a snapshot), 'brief' (window 0.05 s, a late decision), 'arms' (for arm changes) and 'retired'
+    (archived, deleted and purged)."""
     folder = tmp_path_factory.mktemp("statuses")
     process = ServiceProcess(
         Settings(
@@ -64,6 +65,7 @@ def service(tmp_path_factory):
                 {"name": "hero", "arms": ["a", "b"]},
                 {"name": "brief", "arms": ["a", "b"], "attribution_window_s": 0.05},
                 {"name": "arms", "arms": ["a", "b"]},
+                {"name": "retired", "arms": ["a", "b"]},
             ):
                 http.post("/v1/experiments", headers=admin, json=spec).raise_for_status()
             ids = {
@@ -285,6 +287,19 @@ CALLS: list[Call] = [
     Call("POST", "/v1/experiments/{name}/candidates/promote", 200, token=ADMIN, name="canary", fragment="ucb1"),
     Call("POST", "/v1/experiments/{name}/candidates", 201, body=CANDIDATE, token=ADMIN, name="canary"),
     Call("DELETE", "/v1/experiments/{name}/candidates", 200, token=ADMIN, name="canary"),
+    # The life of 'retired', in order: archived (no decisions), back, deleted (log kept), purged, made again.
+    Call("POST", "/v1/experiments/{name}/archive", 200, token=ADMIN, name="retired", fragment='"status":"archived"'),
+    Call("POST", "/v1/experiments/{name}/decisions", 409, body={}, name="retired", fragment="is archived"),
+    Call("GET", "/v1/experiments", 200, query="status=archived", fragment='"name":"retired"'),
+    Call("GET", "/v1/experiments", 422, query="status=gone", fragment='"query","status"'),
+    Call("POST", "/v1/experiments/{name}/unarchive", 200, token=ADMIN, name="retired", fragment='"status":"active"'),
+    Call("DELETE", "/v1/experiments/{name}/log", 409, token=ADMIN, name="retired", fragment="is not deleted"),
+    Call("DELETE", "/v1/experiments/{name}", 200, token=ADMIN, name="retired", fragment='"status":"deleted"'),
+    Call("GET", "/v1/experiments/{name}/log", 200, name="retired"),
+    Call("GET", "/v1/experiments/{name}/events", 200, name="retired", fragment='"kind":"delete"'),
+    Call("POST", "/v1/experiments", 409, body={"name": "retired", "arms": ["a"]}, token=ADMIN, fragment="purged"),
+    Call("DELETE", "/v1/experiments/{name}/log", 200, token=ADMIN, name="retired", fragment='"experiment":"retired"'),
+    Call("POST", "/v1/experiments", 201, body={"name": "retired", "arms": ["a"]}, token=ADMIN),
     Call("GET", "/v1/health", 200, token=None),
     Call("GET", "/metrics", 200),
 ]
@@ -302,6 +317,7 @@ OUTAGE: dict[tuple[str, str], tuple[int, int]] = {
     ("GET", "/v1/experiments/{name}/candidates"): (404, 503),
     ("DELETE", "/v1/experiments/{name}/candidates"): (404, 503),
     ("POST", "/v1/experiments/{name}/candidates/promote"): (404, 503),
+    ("GET", "/v1/experiments"): (200, 200),  # from memory; only ?status=deleted reads the store
 }
 #: Documented answers no call provokes: a model change overtaken at every attempt (409; it takes a writer
 #: racing the change several times in a row).
@@ -312,6 +328,11 @@ NOT_PROVOKED = {
     ("POST", "/v1/experiments/{name}/alerts", 409),
     ("DELETE", "/v1/experiments/{name}/candidates", 409),
     ("POST", "/v1/experiments/{name}/candidates/promote", 409),
+    ("POST", "/v1/experiments/{name}/archive", 409),
+    ("POST", "/v1/experiments/{name}/unarchive", 409),
+    ("DELETE", "/v1/experiments/{name}", 409),
+    # The store down under ?status=deleted (the outage test lists without a query).
+    ("GET", "/v1/experiments", 503),
 }
 
 

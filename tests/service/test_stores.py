@@ -31,6 +31,7 @@ from banditkit.service.stores import (
     open_store,
 )
 from banditkit.service.stores.base import (
+    DELETED,
     Delta,
     ModelChange,
     ModelMovedError,
@@ -39,6 +40,7 @@ from banditkit.service.stores.base import (
     decode_state,
     encode_state,
     merge_delta,
+    with_status,
 )
 from banditkit.service.stores.redis import RedisStore
 from banditkit.service.stores.redis_keys import RedisURLError
@@ -359,6 +361,69 @@ def test_models_snapshots_and_events(store):
     (record,) = store.load_experiments()
     assert record.version == 8 and record.model["arms"] == ["a", "b", "c"]
     assert [e["kind"] for e in store.events("hero")] == ["create", "snapshot", "arms"]
+
+
+def test_a_deleted_experiment_is_kept_until_purged_then_nothing_of_it_but_its_events(store):
+    store.create_experiment(make_experiment(), {"kind": "create"}).result()
+    store.create_experiment(make_experiment("other"), {"kind": "create"}).result()
+    store.append_decisions(
+        [decision(i, unit="u1") for i in range(4)], {"u1": Assignment("a", 1.0, {"a": 1.0})}
+    ).result()
+    store.append_decisions([decision(9, experiment="other")]).result()
+    store.commit_rewards(work([reward(0), reward(1, 0.0)])).result()
+    store.save_snapshot("hero", {"arms": ["a", "b"]}, make_experiment().state, 1).result()
+    hero = next(record for record in store.load_experiments() if record.name == "hero")
+    deleted = ModelChange(
+        hero.model,
+        hero.state,
+        hero.version + 1,
+        hero.version,
+        {"kind": "delete"},
+        config=with_status(hero.config, DELETED),
+    )
+    store.replace_model("hero", deleted).result()
+    assert store.deleted_names() == {"hero"}
+    assert store.load_experiment("hero").config == {"name": "hero", "status": "deleted"}
+    assert len(list(store.iter_log("hero"))) == 4  # the log is kept
+    with pytest.raises(ExperimentExistsError):  # and the name is taken
+        store.create_experiment(make_experiment(), {"kind": "create"}).result()
+
+    assert store.purge_experiment("hero", {"kind": "purge"}).result() == (4, 2)
+    assert store.deleted_names() == set() and store.load_experiment("hero") is None
+    assert list(store.iter_log("hero")) == [] and store.counts("hero") == (0, 0)
+    assert store.find_decisions(["d0000", "d0001", "d0009"]).keys() == {"d0009"}  # another experiment's stays
+    assert store.get_reward("d0000") is None and store.get_assignment("hero", "u1") is None
+    assert store.list_snapshots("hero") == []
+    assert [e["kind"] for e in store.events("hero")] == ["create", "snapshot", "delete", "purge"]
+    assert [r.name for r in store.load_experiments()] == ["other"]
+
+    store.create_experiment(make_experiment(), {"kind": "create"}).result()  # the name is free
+    (record,) = [record for record in store.load_experiments() if record.name == "hero"]
+    assert record.version == 0 and record.config == {"name": "hero"}
+    np.testing.assert_array_equal(record.state["policy/pulls"], np.zeros((1, 2)))
+
+
+def test_a_redis_experiment_made_after_a_purge_starts_empty_whatever_a_late_worker_wrote(shared_store, tmp_path):
+    """A worker that has not seen the delete yet may log a decision after the purge: the next creation drops it."""
+    store = open_redis(shared_store[1], tmp_path)
+    try:
+        store.create_experiment(make_experiment(), {"kind": "create"}).result()
+        hero = store.load_experiment("hero")
+        config = with_status(hero.config, DELETED)
+        store.replace_model(
+            "hero", ModelChange(hero.model, hero.state, 1, 0, {"kind": "delete"}, config=config)
+        ).result()
+        with pytest.raises(ExperimentExistsError):
+            store.create_experiment(make_experiment(), {"kind": "create"}).result()
+        assert store.experiment_names() == set() and store.deleted_names() == {"hero"}
+        store.purge_experiment("hero", {"kind": "purge"}).result()
+        store.append_decisions([decision(i) for i in range(3)]).result()  # the late worker
+        assert len(list(store.iter_log("hero"))) == 3
+        store.create_experiment(make_experiment(), {"kind": "create"}).result()
+        assert list(store.iter_log("hero")) == [] and store.counts("hero") == (0, 0)
+        assert store.experiment_names() == {"hero"} and store.deleted_names() == set()
+    finally:
+        store.close()
 
 
 def test_sticky_assignments_are_stored_with_their_decision(store):

@@ -28,11 +28,12 @@ router = APIRouter(prefix="/v1/experiments/{name}", tags=["log"], dependencies=[
 def decision_log(name: str, engine: EngineDep, request: Request, format: Literal["csv", "parquet"] = "csv") -> Response:
     """Every decision with its propensity, probabilities, version and reward (columns in docs/service.md).
 
-    Archived ones are included when ``archive_dir`` is set. In CSV, a text cell a spreadsheet would run as a
+    Archived ones are included when ``archive_dir`` is set. A deleted experiment's log answers until it is
+    purged. In CSV, a text cell a spreadsheet would run as a
     formula (``=1+1``) starts with ``'``; Parquet keeps every value as logged.
     """
     parse_query(LogQuery, request.scope.get("query_string", b""))  # an unknown parameter: 422, as elsewhere
-    engine.experiment(name)
+    engine.logged(name)  # served, or deleted with its log kept until purged
     archive = request.app.state.settings.archive_dir
     filename = f"{name}-decisions.{format}"
     headers = {"Content-Disposition": f'attachment; filename="{filename}"'}

@@ -45,8 +45,11 @@ async def rollback(engine: Engine, request: RollbackRequest, name: str) -> bytes
 
 @router.endpoint("GET", "/v1/experiments/{name}/events", response=list[dict], auth=CLIENT, errors=(404, 503))
 async def events(engine: Engine, name: str) -> bytes:
-    """The audit log: creation, arm changes, snapshots, rollbacks, guardrail actions, the supervisor's alerts."""
-    engine.experiment(name)
+    """The audit log: creation, changes, snapshots, rollbacks, guardrail actions, alerts, archive and delete.
+
+    A deleted experiment's events answer until it is purged.
+    """
+    engine.logged(name)
     return _EVENTS.dump_json(engine.store.events(name))
 
 

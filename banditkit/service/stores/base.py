@@ -66,6 +66,12 @@ CANDIDATE_PREFIX = "candidate/"
 CANARY_KEYS = ("candidate", "lineage")
 #: The ``policy`` of a decision served by the experiment's own policy (a candidate's decisions name it).
 CURRENT_POLICY = "current"
+#: Where an experiment is in its life: served; archived (no decisions, rewards still join); deleted (out of the
+#: catalogue, its log kept until :meth:`Store.purge_experiment`). Stored under :data:`STATUS_KEY` of the
+#: configuration (absent while active), so a status change is a :class:`ModelChange` like any configuration
+#: edit: one more version, one audit event, and every worker following the versions sees it.
+STATUS_KEY = "status"
+ACTIVE, ARCHIVED, DELETED = "active", "archived", "deleted"
 #: Widths, in seconds, of the time buckets :meth:`Store.decision_counts` counts decisions in (a minute, an hour).
 COUNT_WIDTHS = (60, 3600)
 
@@ -596,9 +602,35 @@ class Store(ABC):
             arms.append(row[5])
         return DecisionCounts.of(width_s, np.array(times, dtype=np.float64), arms)
 
+    def deleted_names(self) -> set[str]:
+        """The deleted experiments whose log is kept (their names stay taken until purged)."""
+        return {record.name for record in self.load_experiments() if status_of(record.config) == DELETED}
+
+    @abstractmethod
+    def purge_experiment(self, name: str, event: dict) -> Future:
+        """Remove a deleted experiment for good: its model, snapshots, assignments, decisions and rewards.
+
+        The audit events are kept, ``event`` appended to them. The name is free afterwards. The caller
+        checks the experiment was deleted (nothing serves it, no reward joins it any more). The future gives
+        (decisions, rewards) removed.
+        """
+
     @abstractmethod
     def close(self) -> None:
         """Flush pending writes and release files."""
+
+
+def status_of(config: dict) -> str:
+    """The lifecycle status stored in an experiment's configuration (:data:`ACTIVE` when it has none)."""
+    return str(config.get(STATUS_KEY, ACTIVE))
+
+
+def with_status(config: dict, status: str) -> dict:
+    """A copy of a stored configuration with ``status`` (the key dropped for :data:`ACTIVE`, as at creation)."""
+    changed = {key: value for key, value in config.items() if key != STATUS_KEY}
+    if status != ACTIVE:
+        changed[STATUS_KEY] = status
+    return changed
 
 
 def countable(bucket: float) -> bool:

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future
 
 from .base import (
+    DELETED,
     Assignment,
     DecisionRecord,
     ExperimentExistsError,
@@ -41,6 +42,7 @@ from .base import (
     moved,
     reward_from_row,
     reward_row,
+    status_of,
 )
 from .lanes import Lanes, learn_in_order, settle
 
@@ -96,6 +98,25 @@ class MemoryStore(Store):
             if change.config is not None:
                 record.config = copy.deepcopy(change.config)
             self._add_event(name, change.version, change.event)
+
+    def deleted_names(self) -> set[str]:
+        with self._lock:
+            return {name for name, record in self._experiments.items() if status_of(record.config) == DELETED}
+
+    def purge_experiment(self, name: str, event: dict) -> Future:
+        with self._lock:
+            record = self._experiments.pop(name)
+            ids = [decision_id for _, decision_id in self._log.pop(name, ())]
+            rewards = sum(self._rewards.pop(decision_id, None) is not None for decision_id in ids)
+            for decision_id in ids:
+                del self._decisions[decision_id]
+            self._rewarded.pop(name, None)
+            for key in [key for key in self._assignments if key[0] == name]:
+                del self._assignments[key]
+            for snapshot_id in [i for i, s in self._snapshots.items() if s.experiment == name]:
+                del self._snapshots[snapshot_id]
+            self._add_event(name, record.version, event)
+        return completed((len(ids), rewards))
 
     def save_snapshot(
         self, name: str, model: dict, state: State, version: int, created_at: float | None = None

@@ -45,6 +45,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from . import redis_keys as rk
 from .base import (
     CURRENT_POLICY,
+    DELETED,
     Assignment,
     DecisionRecord,
     ExperimentExistsError,
@@ -66,6 +67,7 @@ from .base import (
     decision_row,
     disk_failure,
     moved,
+    status_of,
 )
 
 logger = logging.getLogger("banditkit.service")
@@ -150,13 +152,14 @@ class RedisStore(Store):
         keys = self.keys(record.name)
 
         def job(client) -> None:
+            if client.sismember(rk.deleted_key(self.prefix), record.name):  # its log is kept until purged
+                raise ExperimentExistsError(record.name)
             client.sadd(rk.experiments_key(self.prefix), record.name)  # first: a crash leaves no hidden experiment
+            created_keys = rk.create_keys(keys)
             created = client.evalsha(
                 self._sha["create"],
-                3,
-                keys.meta,
-                keys.events,
-                keys.reward_stream,
+                len(created_keys),
+                *created_keys,
                 json.dumps(record.config),
                 repr(record.created_at),
                 json.dumps(record.model),
@@ -228,6 +231,31 @@ class RedisStore(Store):
                     raise ModelMovedError(f"experiment {name!r} changed while the change was written") from None
             if change.config is not None:
                 self._windows[name] = _window(change.config)
+                if status_of(change.config) == DELETED:
+                    # After the meta (the truth) and outside its transaction, as the set has no hash tag:
+                    # learners and discovering workers stop visiting the experiment.
+                    client.sadd(rk.deleted_key(self.prefix), name)
+                    client.srem(rk.experiments_key(self.prefix), name)
+
+        return self._submit_alone(job)
+
+    def deleted_names(self) -> set[str]:
+        return self._call(self.client.smembers, rk.deleted_key(self.prefix))
+
+    def purge_experiment(self, name: str, event: dict) -> Future:
+        """Delete every key of the experiment but its events (one slot: one atomic DEL), then forget the name."""
+        keys = self.keys(name)
+
+        def job(client) -> tuple[int, int]:
+            version = client.hget(keys.meta, "version")
+            decisions, rewards = client.hmget(keys.counts, ["decisions", "rewards"])
+            pipe = client.pipeline(transaction=True)
+            pipe.delete(*[key for key in keys.all() if key != keys.events])
+            pipe.rpush(keys.events, _event_json(name, int(version or 0), event))
+            pipe.execute()
+            client.srem(rk.deleted_key(self.prefix), name)
+            self._windows.pop(name, None)
+            return int(decisions or 0), int(rewards or 0)
 
         return self._submit_alone(job)
 

@@ -4,7 +4,8 @@ Every key of one experiment carries the hash tag ``{experiment}``, so an
 experiment lives in one Redis Cluster slot and its multi-key scripts and
 MULTI blocks are atomic there. Layout, per experiment ``E`` under prefix ``P``:
 
-- ``P:experiments`` SET of names and ``P:probe`` (never created, :func:`probe_writes`): the keys without a
+- ``P:experiments`` SET of names (served, active or archived), ``P:deleted`` SET of the deleted ones whose log is
+  kept until purged, and ``P:probe`` (never created, :func:`probe_writes`): the keys without a
   hash tag;
 - ``P:{E}:meta`` HASH ``config``, ``created_at``, ``model``, ``state`` (:func:`pack_state`, binary),
   ``version``, ``reward_offset`` (last reward stream id in the model), ``archive_offset``;
@@ -175,6 +176,11 @@ def probe_writes(client, prefix: str) -> None:
 # ---- keys ----------------------------------------------------------------------------------------
 def experiments_key(prefix: str) -> str:
     return f"{prefix}:experiments"
+
+
+def deleted_key(prefix: str) -> str:
+    """The SET of deleted experiments whose keys are kept until purged (learners do not visit them)."""
+    return f"{prefix}:deleted"
 
 
 def probe_key(prefix: str) -> str:
@@ -451,12 +457,14 @@ for i = 2 + 4 * n, #ARGV, 2 do redis.call('HSET', KEYS[5], ARGV[i], ARGV[i + 1])
 return logged
 """
 
-#: KEYS meta, events, reward_stream. ARGV config, created_at, model, state (:func:`pack_state`), version,
-#: event JSON.
-#: Creates the experiment and its reward stream's consumer group unless meta exists: 1, else 0.
+#: KEYS meta, events, reward_stream, then every other key of the experiment but its events
+#: (:func:`create_keys`). ARGV config, created_at, model, state (:func:`pack_state`), version, event JSON.
+#: Creates the experiment and its reward stream's consumer group unless meta exists: 1, else 0. What a worker
+#: that had not yet seen a purge wrote under the name since is removed first: a new experiment starts empty.
 CREATE_EXPERIMENT = (
     """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('DEL', unpack(KEYS, 3))
 redis.call('HSET', KEYS[1], 'config', ARGV[1], 'created_at', ARGV[2], 'model', ARGV[3], 'state', ARGV[4],
            'version', ARGV[5], 'reward_offset', '0-0', 'archive_offset', '0-0')
 redis.call('RPUSH', KEYS[2], ARGV[6])
@@ -466,6 +474,12 @@ pcall(redis.call, 'XGROUP', 'CREATE', KEYS[3], '"""
 return 1
 """
 )
+
+
+def create_keys(keys: Keys) -> list[str]:
+    """KEYS of :data:`CREATE_EXPERIMENT`."""
+    rest = [key for key in keys.all() if key not in (keys.meta, keys.events, keys.reward_stream)]
+    return [keys.meta, keys.events, keys.reward_stream, *rest]
 
 
 def claim_keys(keys: Keys) -> list[str]:

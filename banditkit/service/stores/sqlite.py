@@ -41,6 +41,7 @@ import numpy as np
 from ..._codec import array_from_bytes
 from .base import (
     COUNT_WIDTHS,
+    DELETED,
     Assignment,
     DecisionCounts,
     DecisionRecord,
@@ -65,6 +66,7 @@ from .base import (
     moved,
     reward_from_row,
     reward_row,
+    status_of,
 )
 from .lanes import Lanes, Plan, fail, learn_in_order, settle
 from .planner import DeltaPlanner
@@ -116,6 +118,8 @@ _DECISION_COLUMNS = (
     "decision_id, time, experiment, unit, context, arm, propensity, probabilities, policy_version, fallback, policy"
 )
 
+#: The tables a purge empties of an experiment's rows, the decision log's first (their counts are reported).
+_PURGED = ("decisions", "rewards", "decision_counts", "assignments", "snapshots", "checkpoints")
 #: Parameters per multi-row INSERT at most (SQLite allows 32,766).
 _MAX_PARAMETERS = 30_000
 #: Seconds without a refused write before a successful one ends an outage (a nearly full disk takes some).
@@ -358,6 +362,31 @@ class SQLiteStore(Store):
         """After a commit that wrote a whole model (creation, model change): what the lane learns from next."""
         with self._learned_lock:
             self._learned[name] = _Learned(model, arrays, version, time.monotonic())
+
+    def deleted_names(self) -> set[str]:
+        rows = self._reader().execute("SELECT name, config FROM experiments").fetchall()
+        return {name for name, config in rows if status_of(json.loads(config)) == DELETED}
+
+    def purge_experiment(self, name: str, event: dict) -> Future:
+        """One transaction deletes every row of the experiment but its events; then its lanes' checkpoint goes."""
+
+        def job(db: sqlite3.Connection, after_commit) -> tuple[int, int]:
+            (version,) = db.execute("SELECT version FROM experiments WHERE name = ?", (name,)).fetchone()
+            removed = [db.execute(f"DELETE FROM {table} WHERE experiment = ?", (name,)).rowcount for table in _PURGED]
+            db.execute("DELETE FROM experiments WHERE name = ?", (name,))
+            _insert_event(db, name, version, event)
+            after_commit(lambda: self._forget(name))
+            return removed[0], removed[1]
+
+        return self._writer.submit(job, exclusive=True)
+
+    def _forget(self, name: str) -> None:
+        """After a purge committed: nothing of ``name`` stays in memory or in the checkpoint file."""
+        with self._learned_lock:
+            self._learned.pop(name, None)
+        self._counts.pop(name, None)
+        with self._side_lock:
+            self._side.execute("DELETE FROM checkpoints WHERE experiment = ?", (name,))
 
     def save_snapshot(
         self, name: str, model: dict, state: State, version: int, created_at: float | None = None

@@ -168,7 +168,7 @@ def simulate(http, rates: dict[str, float], rounds: int, seed: int = 0) -> list[
     """Decide for fresh units and reward each decision with probability ``rates[policy]`` until the candidate
     is gone or ``rounds`` pass; returns the candidate's last description."""
     rng = np.random.default_rng(seed)
-    seen = []
+    seen: list[dict] = []
     for round_ in range(rounds):
         decisions = decide(http, [f"r{round_}-{i}" for i in range(200)])
         values = [

@@ -195,8 +195,9 @@ class Engine:
         if not names:
             return 0
         stored = await asyncio.to_thread(self.store.versions, names)
-        for name in set(names) - set(stored):  # purged by another worker
-            self._forget(name)
+        for name in set(names) - set(stored):
+            if await asyncio.to_thread(self._purged, name):  # by another worker, before this one saw the delete
+                self._forget(name)
         moved = [
             name
             for name, version in stored.items()
@@ -241,6 +242,15 @@ class Engine:
             served.adopt(record)
             return record, None
         return record, restore(record, self.refresh_s, self._executor)
+
+    def _purged(self, name: str) -> bool:
+        """Whether a served experiment missing from the store was purged (its audit log ends with the purge).
+
+        A store that lost its data (a Redis restarted without persistence) has no events either: the experiment
+        is served on from memory and written again, as before the loss.
+        """
+        events = self.store.events(name)
+        return bool(events) and events[-1].get("kind") == "purge"
 
     def _forget(self, name: str) -> None:
         """Stop serving ``name`` (deleted or purged): no decision, reward or default reward reaches it any more."""

@@ -319,13 +319,43 @@ def _replayed(
     if bandit.policy.contextual:
         assert log.contexts is not None  # checked by _bandit_arms
         contexts = np.ascontiguousarray(log.contexts[rows])
-    rewards = log.rewards[rows].tolist()
+    rewards = log.rewards[rows]
     limit = rows.shape[0] if max_steps is None else max_steps
-    if contexts is None:
-        accepted = _row_by_row(bandit, logged.tolist(), rewards, limit)
-    else:
-        accepted = _batched(bandit, logged, rewards, contexts, limit)
+    accepted = _compiled(bandit, logged, rewards, contexts, limit)
+    if accepted is None and contexts is None:
+        accepted = _row_by_row(bandit, logged.tolist(), rewards.tolist(), limit)
+    elif accepted is None:
+        accepted = _batched(bandit, logged, rewards.tolist(), contexts, limit)
     return _Run(np.asarray(rows[accepted], dtype=np.intp), bandit)
+
+
+def _compiled(
+    bandit: Any, logged: IntArray, rewards: FloatArray, contexts: FloatArray | None, limit: int
+) -> IntArray | None:
+    """Replay through the policy's own loop (``Policy.replay``), or None when it has none or cannot apply.
+
+    The loop decides and learns row by row as ``select`` and ``update`` would, the bandit's generator
+    included; the bandit then takes its state with ``absorb``, one version per accepted row as row by row.
+    Guardrails that act on rewards (an abort, a reward floor) or cap exploration change how later rows are
+    decided, so a bandit with them replays through ``select``.
+    """
+    guardrails, state = bandit.guardrails, bandit.state
+    if (
+        state is None
+        or bandit.aborted
+        or not bandit.active.any()
+        or guardrails.max_exploration is not None
+        or guardrails.min_reward_rate is not None
+        or guardrails.ruin_threshold is not None
+    ):
+        return None
+    replayed = bandit.policy.replay(state, bandit.rng, bandit.active[None], logged, rewards, contexts, limit)
+    if replayed is None:
+        return None
+    accepted, learned = replayed
+    if accepted.shape[0]:
+        bandit.absorb(logged[accepted], rewards[accepted], learned, version=bandit.version + accepted.shape[0])
+    return accepted
 
 
 def _row_by_row(bandit: Any, logged: list[int], rewards: list[float], limit: int) -> list[int]:

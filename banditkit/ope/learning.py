@@ -315,17 +315,18 @@ def _replayed(
     """Replay on the log ``rows`` (kept by the thinning, in replay order); the rows accepted, in order."""
     bandit = _copy(template, rng)
     logged = arms[rows]
-    contexts = None
+    contexts: FloatArray | None = None
     if bandit.policy.contextual:
         assert log.contexts is not None  # checked by _bandit_arms
         contexts = np.ascontiguousarray(log.contexts[rows])
     rewards = log.rewards[rows]
     limit = rows.shape[0] if max_steps is None else max_steps
-    accepted = _compiled(bandit, logged, rewards, contexts, limit)
-    if accepted is None and contexts is None:
-        accepted = _row_by_row(bandit, logged.tolist(), rewards.tolist(), limit)
-    elif accepted is None:
-        accepted = _batched(bandit, logged, rewards.tolist(), contexts, limit)
+    accepted: IntArray | list[int] | None = _compiled(bandit, logged, rewards, contexts, limit)
+    if accepted is None:
+        if contexts is None:
+            accepted = _row_by_row(bandit, logged.tolist(), rewards.tolist(), limit)
+        else:
+            accepted = _batched(bandit, logged, rewards.tolist(), contexts, limit)
     return _Run(np.asarray(rows[accepted], dtype=np.intp), bandit)
 
 
@@ -349,7 +350,8 @@ def _compiled(
         or guardrails.ruin_threshold is not None
     ):
         return None
-    replayed = bandit.policy.replay(state, bandit.rng, bandit.active[None], logged, rewards, contexts, limit)
+    policy: Policy = bandit.policy
+    replayed = policy.replay(state, bandit.rng, bandit.active[None], logged, rewards, contexts, limit)
     if replayed is None:
         return None
     accepted, learned = replayed

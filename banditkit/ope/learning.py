@@ -17,12 +17,24 @@ still unbiased, at the price of variance, since only a share ``K * floor``
 rows is kept. A ``floor`` above the smallest propensity keeps more rows but
 over-represents the rarely logged arms: a bias, reported as a warning.
 
-Exactness with batches: between two accepted rows the bandit's state does not
-change, so it decides for a batch of upcoming rows at once (``select_many``);
-the rows up to and including the first accepted one are final, later rows are
-decided again after the update. Each row is decided on exactly the state it
-would see row by row. Without contexts the bandit decides with ``select()`` per
-row: its fast path costs less than a batch's exact action distribution.
+Three ways through the kept rows, each deciding every row on exactly the state
+it would see row by row:
+
+* A policy with its own replay loop (``Policy.replay``: LinUCB and LinTS when
+  numba is installed) decides and learns in one compiled call, with the very
+  kernels of its one-row ``select`` and ``update`` and the same draws from the
+  bandit's generator; the bandit then takes the learned state with ``absorb``
+  (one version per accepted row). The result is the row-by-row replay's.
+  Guardrails that act on rewards or cap exploration change later decisions, so
+  such a bandit takes one of the two ways below.
+* Otherwise, with contexts: between two accepted rows the bandit's state does
+  not change, so it decides for a batch of upcoming rows at once
+  (``select_many``); the rows up to and including the first accepted one are
+  final, later rows are decided again after the update (their first draws are
+  spent, so the accepted rows are a row-by-row replay's in distribution, and
+  exactly them when the policy's choices draw nothing, as LinUCB without ties).
+* Without contexts the bandit decides with ``select()`` per row: its fast path
+  costs less than a batch's exact action distribution.
 """
 
 from __future__ import annotations
@@ -156,9 +168,10 @@ def replay_learning(
 ) -> ReplayResult:
     """Replay a learning policy on ``log``: the rewards it would have earned online, learning as it goes.
 
-    The bandit learns only from accepted rows (see the module docstring), through its public API
-    (``select_many`` in batches with contexts, ``select`` per row without, and ``update``); the Bandit
-    passed in is copied, never changed, and its copy draws from ``rng``.
+    The bandit learns only from accepted rows (see the module docstring): in the policy's compiled replay
+    loop where it has one (LinUCB, LinTS), else through ``select_many`` in batches with contexts or
+    ``select`` per row without, and ``update``. The Bandit passed in is copied, never changed, and its
+    copy draws from ``rng``.
 
     Parameters
     ----------

@@ -111,3 +111,25 @@ def test_no_replay_without_the_compiled_kernels_or_for_other_policies():
     assert UCB1().replay(UCB1().init_state(2), np.random.default_rng(0), mask, arms, rewards) is None
     with pytest.raises(ValueError, match="4 features"):
         policy.replay(policy.init_state(2, n_features=4), np.random.default_rng(0), mask, arms, rewards, contexts)
+
+
+def test_replay_rebuilds_a_drifted_cache_as_update_does():
+    """A cache that no longer inverts A (here negated) is rebuilt at the arm's first accepted row, row by row too."""
+    policy = LinUCB(alpha=0.5)
+    arms, rewards, contexts = log(5, 400, 2, 3, integers=False)
+    learned = policy.update(policy.init_state(2, n_features=3), arms[:20], rewards[:20], context=contexts[:20])
+    corrupted = {**learned, "A_inv": -learned["A_inv"]}
+    mask = np.ones((1, 2), dtype=bool)
+    replayed = policy.replay(corrupted, np.random.default_rng(5), mask, arms, rewards, contexts)
+    assert replayed is not None
+    expected_rows, expected = row_by_row(
+        policy, corrupted, np.random.default_rng(5), mask, arms, rewards, contexts, None
+    )
+    assert replayed[0].tolist() == expected_rows
+    for key, value in expected.items():
+        np.testing.assert_array_equal(replayed[1][key], value, err_msg=key)
+    per_arm = np.bincount(arms[expected_rows], minlength=2)
+    assert (replayed[1]["rank1_updates"][0] < per_arm).all(), "each arm was rebuilt on the way"
+    np.testing.assert_allclose(
+        replayed[1]["A_inv"][0] @ replayed[1]["A"][0], np.broadcast_to(np.eye(3), (2, 3, 3)), atol=1e-9
+    )

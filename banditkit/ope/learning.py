@@ -21,9 +21,10 @@ Three ways through the kept rows, each deciding every row on exactly the state
 it would see row by row:
 
 * A policy with its own replay loop (``Policy.replay``: LinUCB and LinTS when
-  numba is installed) decides and learns in one compiled call, with the very
-  kernels of its one-row ``select`` and ``update`` and the same draws from the
-  bandit's generator; the bandit then takes the learned state with ``absorb``
+  numba is installed, Beta Thompson sampling once its compiled kernels are
+  loaded) decides and learns in one compiled call, with the very kernels of
+  its one-row ``select`` and ``update`` and the same draws from the bandit's
+  generator; the bandit then takes the learned state with ``absorb``
   (one version per accepted row). The result is the row-by-row replay's.
   Guardrails that act on rewards or cap exploration change later decisions, so
   such a bandit takes one of the two ways below.
@@ -169,7 +170,7 @@ def replay_learning(
     """Replay a learning policy on ``log``: the rewards it would have earned online, learning as it goes.
 
     The bandit learns only from accepted rows (see the module docstring): in the policy's compiled replay
-    loop where it has one (LinUCB, LinTS), else through ``select_many`` in batches with contexts or
+    loop where it has one (LinUCB, LinTS, Thompson sampling), else through ``select_many`` in batches with contexts or
     ``select`` per row without, and ``update``. The Bandit passed in is copied, never changed, and its
     copy draws from ``rng``.
 

@@ -249,11 +249,15 @@ def contextual_log(
 
 
 def replayed_row_by_row(bandit: bk.Bandit, log: dict, seed: int, max_steps: int | None) -> tuple[bk.Bandit, list]:
-    """select() and update() per row on a copy drawing from the replay's stream (the seed's second spawned one)."""
+    """select() and update() per row (with the row's context if any) on a copy drawing from the replay's stream.
+
+    The replay's stream is the seed's second spawned one (the first thins the log).
+    """
     data = bandit.to_dict()
     data["rng"] = np.random.default_rng(np.random.SeedSequence(seed).spawn(2)[1]).bit_generator.state
     reference, accepted = bk.Bandit.from_dict(data), []
-    for row, (arm, reward, context) in enumerate(zip(log["arm"], log["reward"], log["context"], strict=True)):
+    contexts = log.get("context", [None] * len(log["arm"]))
+    for row, (arm, reward, context) in enumerate(zip(log["arm"], log["reward"], contexts, strict=True)):
         decision = reference.select(context=context)
         if decision.arm == str(arm):
             reference.update(decision, float(reward))
@@ -293,6 +297,28 @@ def test_contextual_replay_is_the_row_by_row_replay(policy, seed, max_steps):
     assert result.bandit.version == reference.version
     assert result.bandit.rng.random() == reference.rng.random(), "the same draws from the bandit's generator"
     assert bandit.to_json() == before, "the bandit passed in is not changed"
+
+
+@pytest.mark.parametrize("loaded", [True, False], ids=["compiled-loop", "select-per-row"])
+def test_thompson_replay_is_the_row_by_row_replay(loaded):
+    """Thompson sampling replays in one compiled loop once the kernels are loaded, else by select() per row: alike."""
+    from banditkit.policies import _jit
+
+    log = bernoulli_log(5000, np.full(3, 1 / 3), np.random.default_rng(9))
+    bandit = bk.Bandit(["0", "1", "2"], policy=bk.ThompsonSampling(), seed=0)
+    bandit.update("2", 1.0)
+    try:
+        _jit.set_enabled(True if loaded else None)
+        result = replay_learning(log, bandit, max_steps=1000, rng=4)
+    finally:
+        _jit.set_enabled(True)
+    reference, accepted = replayed_row_by_row(bandit, log, 4, 1000)
+    assert result.rows.tolist() == accepted and result.steps == 1000
+    for key, value in reference.state.items():
+        np.testing.assert_array_equal(result.bandit.state[key], value, err_msg=key)
+    np.testing.assert_allclose(result.bandit.reward_sums, reference.reward_sums, rtol=1e-12)
+    assert result.bandit.version == reference.version
+    assert result.bandit.rng.random() == reference.rng.random()
 
 
 def test_thinned_contextual_log_replays_alike_on_the_compiled_and_numpy_paths():

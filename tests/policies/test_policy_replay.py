@@ -1,4 +1,4 @@
-"""Policy.replay of LinUCB and LinTS: the compiled loop is choose() and update_one() row by row, exactly."""
+"""Policy.replay of LinUCB, LinTS and Thompson sampling: the compiled loop is choose() and update_one() row by row."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from banditkit.policies import _jit
 from banditkit.policies._ridge import REFRESH_EVERY
 from banditkit.policies.base import Policy
 from banditkit.policies.linear import LinTS, LinUCB
+from banditkit.policies.thompson import ThompsonSampling
 from banditkit.policies.ucb import UCB1
 
 # alpha = 0 on integer contexts: many exact ties, broken by the generator; every arm ties at the prior too.
@@ -41,14 +42,15 @@ def log(seed: int, n: int, n_arms: int, d: int, integers: bool) -> tuple[np.ndar
 
 
 def row_by_row(policy: Policy, state, rng, mask, arms, rewards, contexts, limit):
-    """The reference: choose() on every row, update_one() on the accepted ones."""
+    """The reference: choose() on every row, update_one() on the accepted ones; ``contexts`` (n, d) or None."""
     accepted: list[int] = []
     for row in range(arms.shape[0]):
         if len(accepted) == limit:
             break
-        arm = policy.choose(state, rng, mask, contexts[row : row + 1])
+        context = None if contexts is None else contexts[row : row + 1]
+        arm = policy.choose(state, rng, mask, context)
         if arm == arms[row]:
-            state = policy.update_one(state, arm, float(rewards[row]), context=contexts[row : row + 1])
+            state = policy.update_one(state, arm, float(rewards[row]), context=context)
             accepted.append(row)
     return accepted, state
 
@@ -97,16 +99,43 @@ def test_replay_keeps_to_the_mask_and_the_learned_state():
         np.testing.assert_array_equal(replayed[1][key], value, err_msg=key)
 
 
+@pytest.mark.parametrize(
+    ("policy", "scale"),
+    [(ThompsonSampling(), 1.0), (ThompsonSampling(prior_alpha=2.0, prior_beta=0.5, reward_range=(-5, 5)), 10.0)],
+    ids=["thompson", "thompson-reward-range"],
+)
+@pytest.mark.parametrize("limit", [None, 300])
+def test_thompson_replay_is_the_row_by_row_replay(policy, scale, limit):
+    """Beta Thompson sampling: the kernel of choose() per row, rewards mapped onto [0, 1] as update_one maps them."""
+    rng = np.random.default_rng(8)
+    arms = rng.integers(0, 4, 6000)
+    rewards = np.round(rng.random(6000) * scale - (scale / 2 if scale > 1 else 0.0), 2)
+    start = policy.init_state(4)
+    mask = np.array([[True, True, False, True]])
+    fast_rng, slow_rng = np.random.default_rng(9), np.random.default_rng(9)
+    replayed = policy.replay(start, fast_rng, mask, arms, rewards, None, limit)
+    assert replayed is not None
+    expected_rows, expected = row_by_row(policy, start, slow_rng, mask, arms, rewards, None, limit)
+    assert replayed[0].tolist() == expected_rows and len(expected_rows) == (limit or len(expected_rows))
+    assert 2 not in arms[expected_rows] and len(expected_rows) > 250
+    for key, value in expected.items():
+        np.testing.assert_array_equal(replayed[1][key], value, err_msg=key)
+    assert fast_rng.random() == slow_rng.random(), "the same number of draws"
+    assert not start["pulls"].any(), "the state passed in is not changed"
+
+
 def test_no_replay_without_the_compiled_kernels_or_for_other_policies():
     """None tells the caller to replay through choose() and update_one()."""
     arms, rewards, contexts = log(4, 100, 2, 3, integers=False)
     mask = np.ones((1, 2), dtype=bool)
-    policy = LinUCB()
+    policy, thompson = LinUCB(), ThompsonSampling()
     _jit.set_enabled(False)
     assert (
         policy.replay(policy.init_state(2, n_features=3), np.random.default_rng(0), mask, arms, rewards, contexts)
         is None
     )
+    _jit.set_enabled(None)  # the default: Thompson sampling's kernels not loaded yet, so no compiled loop
+    assert thompson.replay(thompson.init_state(2), np.random.default_rng(0), mask, arms, rewards) is None
     _jit.set_enabled(True)
     assert UCB1().replay(UCB1().init_state(2), np.random.default_rng(0), mask, arms, rewards) is None
     with pytest.raises(ValueError, match="4 features"):

@@ -5,9 +5,10 @@
 
 Workloads: LinUCB replayed on a uniform log of logistic-click rewards (d context features, K arms),
 for K = 10 and 20, LinTS for K = 10; Thompson sampling (no context) on a uniform Bernoulli log.
-Paths: "compiled" is the default with numba installed (the linear policies replay every row in one
-compiled loop, ``Policy.replay``); "numpy" switches the compiled kernels off (a batch of rows decided
-at once with ``select_many``, one ``update`` per accepted row; ``select()`` per row without context).
+Paths: "compiled" is the default with numba installed and its kernels loaded (each of these
+policies replays every row in one compiled loop, ``Policy.replay``); "numpy" switches the compiled
+kernels off (a batch of rows decided at once with ``select_many``, one ``update`` per accepted row;
+``select()`` per row without context).
 "first" is the first replay in this process (the numba kernels already compiled or cached: see cold
 start), "steady" the median of --repeats further replays. The floor bounds the numpy path: per
 accepted row one ``select_many`` over the batch decided at once and one ``update`` (timed alone on the

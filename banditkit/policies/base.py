@@ -246,8 +246,9 @@ class Policy(ABC):
         Returns
         -------
         (accepted, state) : the accepted row positions in order, shape (steps,), and the state after learning
-            them; None when the policy has no such path (the default, or numba is not installed), and the
-            caller replays with :meth:`choose` and :meth:`update_one`.
+            them; None when the policy has no such path (the default) or cannot take it now (numba is not
+            installed, or its kernels are not loaded yet), and the caller replays with :meth:`choose` and
+            :meth:`update_one`.
         """
         return None
 

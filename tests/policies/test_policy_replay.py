@@ -24,9 +24,10 @@ POLICIES = [
 
 @pytest.fixture(autouse=True)
 def compiled():
-    if _jit.load() is None:
-        pytest.fail("numba is not installed: the compiled path cannot be tested (install banditkit[fast])")
+    """The compiled kernels loaded for every test, and again after one that switches them."""
     _jit.set_enabled(True)
+    if _jit.kernels() is None:
+        pytest.fail("numba is not installed: the compiled path cannot be tested (install banditkit[fast])")
     yield
     _jit.set_enabled(True)
 

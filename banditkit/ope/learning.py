@@ -17,12 +17,25 @@ still unbiased, at the price of variance, since only a share ``K * floor``
 rows is kept. A ``floor`` above the smallest propensity keeps more rows but
 over-represents the rarely logged arms: a bias, reported as a warning.
 
-Exactness with batches: between two accepted rows the bandit's state does not
-change, so it decides for a batch of upcoming rows at once (``select_many``);
-the rows up to and including the first accepted one are final, later rows are
-decided again after the update. Each row is decided on exactly the state it
-would see row by row. Without contexts the bandit decides with ``select()`` per
-row: its fast path costs less than a batch's exact action distribution.
+Three ways through the kept rows, each deciding every row on exactly the state
+it would see row by row:
+
+* A policy with its own replay loop (``Policy.replay``: LinUCB and LinTS when
+  numba is installed, Beta Thompson sampling once its compiled kernels are
+  loaded) decides and learns in one compiled call, with the very kernels of
+  its one-row ``select`` and ``update`` and the same draws from the bandit's
+  generator; the bandit then takes the learned state with ``absorb``
+  (one version per accepted row). The result is the row-by-row replay's.
+  Guardrails that act on rewards or cap exploration change later decisions, so
+  such a bandit takes one of the two ways below.
+* Otherwise, with contexts: between two accepted rows the bandit's state does
+  not change, so it decides for a batch of upcoming rows at once
+  (``select_many``); the rows up to and including the first accepted one are
+  final, later rows are decided again after the update (their first draws are
+  spent, so the accepted rows are a row-by-row replay's in distribution, and
+  exactly them when the policy's choices draw nothing, as LinUCB without ties).
+* Without contexts the bandit decides with ``select()`` per row: its fast path
+  costs less than a batch's exact action distribution.
 """
 
 from __future__ import annotations
@@ -156,9 +169,10 @@ def replay_learning(
 ) -> ReplayResult:
     """Replay a learning policy on ``log``: the rewards it would have earned online, learning as it goes.
 
-    The bandit learns only from accepted rows (see the module docstring), through its public API
-    (``select_many`` in batches with contexts, ``select`` per row without, and ``update``); the Bandit
-    passed in is copied, never changed, and its copy draws from ``rng``.
+    The bandit learns only from accepted rows (see the module docstring): in the policy's compiled replay
+    loop where it has one (LinUCB, LinTS, Thompson sampling), else through ``select_many`` in batches with contexts or
+    ``select`` per row without, and ``update``. The Bandit passed in is copied, never changed, and its
+    copy draws from ``rng``.
 
     Parameters
     ----------
@@ -315,17 +329,49 @@ def _replayed(
     """Replay on the log ``rows`` (kept by the thinning, in replay order); the rows accepted, in order."""
     bandit = _copy(template, rng)
     logged = arms[rows]
-    contexts = None
+    contexts: FloatArray | None = None
     if bandit.policy.contextual:
         assert log.contexts is not None  # checked by _bandit_arms
         contexts = np.ascontiguousarray(log.contexts[rows])
-    rewards = log.rewards[rows].tolist()
+    rewards = log.rewards[rows]
     limit = rows.shape[0] if max_steps is None else max_steps
-    if contexts is None:
-        accepted = _row_by_row(bandit, logged.tolist(), rewards, limit)
-    else:
-        accepted = _batched(bandit, logged, rewards, contexts, limit)
+    accepted: IntArray | list[int] | None = _compiled(bandit, logged, rewards, contexts, limit)
+    if accepted is None:
+        if contexts is None:
+            accepted = _row_by_row(bandit, logged.tolist(), rewards.tolist(), limit)
+        else:
+            accepted = _batched(bandit, logged, rewards.tolist(), contexts, limit)
     return _Run(np.asarray(rows[accepted], dtype=np.intp), bandit)
+
+
+def _compiled(
+    bandit: Any, logged: IntArray, rewards: FloatArray, contexts: FloatArray | None, limit: int
+) -> IntArray | None:
+    """Replay through the policy's own loop (``Policy.replay``), or None when it has none or cannot apply.
+
+    The loop decides and learns row by row as ``select`` and ``update`` would, the bandit's generator
+    included; the bandit then takes its state with ``absorb``, one version per accepted row as row by row.
+    Guardrails that act on rewards (an abort, a reward floor) or cap exploration change how later rows are
+    decided, so a bandit with them replays through ``select``.
+    """
+    guardrails, state = bandit.guardrails, bandit.state
+    if (
+        state is None
+        or bandit.aborted
+        or not bandit.active.any()
+        or guardrails.max_exploration is not None
+        or guardrails.min_reward_rate is not None
+        or guardrails.ruin_threshold is not None
+    ):
+        return None
+    policy: Policy = bandit.policy
+    replayed = policy.replay(state, bandit.rng, bandit.active[None], logged, rewards, contexts, limit)
+    if replayed is None:
+        return None
+    accepted, learned = replayed
+    if accepted.shape[0]:
+        bandit.absorb(logged[accepted], rewards[accepted], learned, version=bandit.version + accepted.shape[0])
+    return accepted
 
 
 def _row_by_row(bandit: Any, logged: list[int], rewards: list[float], limit: int) -> list[int]:

@@ -89,6 +89,27 @@ def bernoulli_thompson_choice(pointers, pulls, successes, prior_alpha, prior_bet
     return _bernoulli_thompson_row(_generator(pointers), pulls, successes, prior_alpha, prior_beta, 0, mask[0])
 
 
+@numba.njit(cache=True)
+def bernoulli_thompson_replay(pointers, pulls, successes, prior_alpha, prior_beta, mask, logged, rewards, accepted):
+    """Replay rows in order on state row 0: bernoulli_thompson_choice per row, the counts of an accepted row added.
+
+    pulls, successes (1, K) are updated in place; mask (K,); logged (n,) arm indices; rewards (n,) in [0, 1].
+    Accepted row positions go to ``accepted`` until it is full; returns how many.
+    """
+    rng = _generator(pointers)
+    steps = 0
+    for row in range(logged.shape[0]):
+        if steps == accepted.shape[0]:
+            break
+        arm = _bernoulli_thompson_row(rng, pulls, successes, prior_alpha, prior_beta, 0, mask)
+        if arm == logged[row]:
+            pulls[0, arm] += 1.0
+            successes[0, arm] += rewards[row]
+            accepted[steps] = row
+            steps += 1
+    return steps
+
+
 @numba.njit(nogil=True, cache=True)
 def random_tie_argmax(pointers, scores, mask):
     """Argmax over allowed arms, ties broken by one uniform key per arm (largest key wins)."""

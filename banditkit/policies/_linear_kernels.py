@@ -70,6 +70,67 @@ def rank1_update(A, b, A_inv, theta, arm, x, reward):
     return denominator
 
 
+@numba.njit(cache=True)
+def replay_rows(
+    pointers,
+    A,
+    b,
+    A_inv,
+    theta,
+    rank1_updates,
+    feature_count,
+    feature_mean,
+    feature_m2,
+    standardize,
+    relative_floor,
+    contexts,
+    logged,
+    rewards,
+    mask,
+    scale,
+    thompson,
+    start,
+    accepted,
+    steps,
+    refresh_every,
+    drift,
+):
+    """Replay rows ``start`` on: decide each as one ``select`` would, learn the rows whose arm is the logged one.
+
+    The state (A, A_inv (K, D, D); b, theta (K, D); rank1_updates (K,); with ``standardize`` the feature
+    statistics feature_count (1,), feature_mean and feature_m2 (d,)) is updated in place, each accepted
+    row by :func:`standardize_row` and :func:`rank1_update` as one ``update`` does; contexts (n, d), logged
+    (n,) arm indices, rewards (n,), mask (K,). Accepted rows go to ``accepted[steps:]`` until it is full.
+    Returns (next row, steps, arm whose caches need a rebuild from ``A`` now or -1): the caller rebuilds
+    them as ``update`` would (a drifted cache or ``refresh_every`` rank-1 steps) and calls again.
+    """
+    for row in range(start, contexts.shape[0]):
+        features = contexts[row]
+        if standardize:
+            features = standardize_row(
+                feature_count[0], feature_mean, feature_m2, contexts[row], False, relative_floor
+            )[0]
+        arm = linear_select(pointers, theta, A_inv, features, mask, scale, thompson)
+        if arm != logged[row]:
+            continue
+        if standardize:
+            features, count, mean, m2 = standardize_row(
+                feature_count[0], feature_mean, feature_m2, contexts[row], True, relative_floor
+            )
+            feature_count[0] = count
+            feature_mean[:] = mean
+            feature_m2[:] = m2
+        denominator = rank1_update(A, b, A_inv, theta, arm, features, rewards[row])
+        rank1_updates[arm] += 1
+        accepted[steps] = row
+        steps += 1
+        if not (denominator >= 1.0 - drift and rank1_updates[arm] < refresh_every):
+            return row + 1, steps, arm
+        if steps == accepted.shape[0]:
+            return row + 1, steps, -1
+    return contexts.shape[0], steps, -1
+
+
 _Z_BREAKS = np.arange(-8.0, 8.5, 2.0)
 _NODES, _WEIGHTS = np.polynomial.legendre.leggauss(6)
 _SQRT_2PI = math.sqrt(2.0 * math.pi)

@@ -15,8 +15,9 @@ from types import ModuleType
 
 import numpy as np
 
-from .._typing import AnyArray, FloatArray, IntArray
+from .._typing import AnyArray, BoolArray, FloatArray, IntArray
 from . import _jit
+from ._standardize import RELATIVE_VARIANCE_FLOOR
 
 #: Ridge arrays by name: float sums and caches, and the int64 ``rank1_updates`` counters.
 Ridge = dict[str, AnyArray]
@@ -150,6 +151,67 @@ def add_rows(
         pairs = _add_rank1(new, rows, arms, rewards, features)
     _rebuild_pairs(new, pairs, l2)
     return new
+
+
+def replay(
+    state: Ridge,
+    l2: float,
+    pointers: AnyArray,
+    contexts: FloatArray,
+    logged: IntArray,
+    rewards: FloatArray,
+    mask: BoolArray,
+    limit: int,
+    scale: float,
+    thompson: bool,
+    standardize: bool,
+) -> tuple[IntArray, Ridge] | None:
+    """Replay a one-row state on contexts (n, d) with the compiled kernel; None without numba.
+
+    Each row is decided as one compiled ``select`` decides it (the same draws from the generator behind
+    ``pointers``) and, when the arm is ``logged`` (n,), learned as one ``update`` learns it (rank-1 steps,
+    caches rebuilt from ``A`` exactly when :func:`add_rows` rebuilds them). Stops after ``limit`` accepted
+    rows. Returns the accepted row positions, in order, and the new arrays of every key of ``state``
+    (fresh: ``state`` is not mutated).
+    """
+    compiled = linear_kernels() if state["theta"].shape[0] == 1 else None
+    if compiled is None:
+        return None
+    new = {key: value.copy() for key, value in state.items()}
+    if standardize:
+        count, mean, m2 = new["feature_count"], new["feature_mean"][0], new["feature_m2"][0]
+    else:  # unused by the kernel, typed alike
+        count, mean, m2 = np.zeros(1), np.zeros(contexts.shape[1]), np.zeros(contexts.shape[1])
+    accepted = np.empty(min(limit, contexts.shape[0]), dtype=np.intp)
+    position = steps = 0
+    while position < contexts.shape[0] and steps < accepted.shape[0]:
+        position, steps, stale = compiled.replay_rows(
+            pointers,
+            new["A"][0],
+            new["b"][0],
+            new["A_inv"][0],
+            new["theta"][0],
+            new["rank1_updates"][0],
+            count,
+            mean,
+            m2,
+            standardize,
+            RELATIVE_VARIANCE_FLOOR,
+            contexts,
+            logged,
+            rewards,
+            mask,
+            scale,
+            thompson,
+            position,
+            accepted,
+            steps,
+            REFRESH_EVERY,
+            _DRIFT,
+        )
+        if stale >= 0:
+            _rebuild_pairs(new, (np.zeros(1, dtype=np.intp), np.array([stale])), l2)
+    return accepted[:steps], new
 
 
 def check_merged(new: Ridge, delta: Ridge, l2: float) -> None:

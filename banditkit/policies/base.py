@@ -215,6 +215,43 @@ class Policy(ABC):
             propensities=None if propensity is None else np.array([propensity]),
         )
 
+    def replay(
+        self,
+        state: State,
+        rng: np.random.Generator,
+        mask: BoolArray,
+        logged: IntArray,
+        rewards: FloatArray,
+        context: FloatArray | None = None,
+        limit: int | None = None,
+    ) -> tuple[IntArray, State] | None:
+        """Replay a log on a one-row state in one call: what deciding and learning row by row would give.
+
+        Row after row, decide as :meth:`choose` decides (the same draws from ``rng``) on the state the rows
+        before left; a row whose arm is the ``logged`` one is *accepted* and learned as :meth:`update_one`
+        learns it. Stops after ``limit`` accepted rows. The offline replay of a learning policy
+        (:func:`banditkit.ope.replay_learning`) calls it; a policy implements it where a compiled loop beats
+        a call per row.
+
+        Parameters
+        ----------
+        state : one-row state (not mutated)
+        rng : numpy.random.Generator, advanced exactly as the row-by-row decisions advance it
+        mask : bool, shape (1, K), the arms that can be chosen
+        logged : int, shape (n,), each row's logged arm index
+        rewards : float, shape (n,), each row's reward
+        context : float, shape (n, d), each row's context (contextual policies)
+        limit : int, optional, most accepted rows
+
+        Returns
+        -------
+        (accepted, state) : the accepted row positions in order, shape (steps,), and the state after learning
+            them; None when the policy has no such path (the default) or cannot take it now (numba is not
+            installed, or its kernels are not loaded yet), and the caller replays with :meth:`choose` and
+            :meth:`update_one`.
+        """
+        return None
+
     @abstractmethod
     def means(self, state: State, context: FloatArray | None = None) -> FloatArray:
         """Point estimate of each arm's expected reward, shape (B or n, K)."""

@@ -11,6 +11,7 @@ so the model works in d + 1 dimensions.
 from __future__ import annotations
 
 import warnings
+from abc import abstractmethod
 
 import numpy as np
 
@@ -29,6 +30,7 @@ from ._ridge import (
     init_ridge,
     linear_kernels,
     rebuild,
+    replay,
     scores,
 )
 from ._standardize import RELATIVE_VARIANCE_FLOOR, fold_and_transform, init_feature_stats, transform
@@ -157,14 +159,12 @@ class LinearPolicy(Policy):
         features, rows = self._scoring_features(state, context)
         return scores(state, features, rows)
 
+    @abstractmethod
+    def _rule(self) -> tuple[float, bool]:
+        """The compiled kernels' decision rule: (scale of the width, True for one normal draw per arm)."""
+
     def _compiled_select(
-        self,
-        state: State,
-        rng: np.random.Generator,
-        mask: BoolArray,
-        context: FloatArray | None,
-        scale: float,
-        thompson: bool,
+        self, state: State, rng: np.random.Generator, mask: BoolArray, context: FloatArray | None
     ) -> IntArray | None:
         """The one-row choice through the compiled kernel (same draws as numpy), or None when not applicable."""
         compiled = linear_kernels() if state["theta"].shape[0] == 1 and len(mask) == 1 else None
@@ -187,10 +187,36 @@ class LinearPolicy(Policy):
             state["A_inv"][0],
             features,
             np.asarray(mask, dtype=bool)[0],
-            scale,
-            thompson,
+            *self._rule(),
         )
         return np.array([arm], dtype=np.intp)
+
+    def replay(
+        self,
+        state: State,
+        rng: np.random.Generator,
+        mask: BoolArray,
+        logged: IntArray,
+        rewards: FloatArray,
+        context: FloatArray | None = None,
+        limit: int | None = None,
+    ) -> tuple[IntArray, State] | None:
+        """The replay in one compiled loop (:func:`._ridge.replay`): the kernels of ``choose`` and ``update_one``."""
+        contexts = self._contexts(state, context)
+        if state["theta"].shape[0] != 1 or not np.isfinite(contexts).all():
+            return None  # several states, or a context the row-by-row update would refuse: its error tells
+        return replay(
+            state,
+            self.l2,
+            _jit.generator_pointers(rng),
+            np.ascontiguousarray(contexts),
+            np.ascontiguousarray(logged, dtype=np.intp),
+            np.ascontiguousarray(rewards, dtype=np.float64),
+            np.asarray(mask, dtype=bool)[0],
+            contexts.shape[0] if limit is None else limit,
+            *self._rule(),
+            self.standardize,
+        )
 
     # ---- operations ------------------------------------------------------
     def means(self, state: State, context: FloatArray | None = None) -> FloatArray:
@@ -255,6 +281,9 @@ class LinUCB(LinearPolicy):
         super().__init__(l2, standardize)
         self.alpha = check_real("alpha", alpha, low=0.0)
 
+    def _rule(self) -> tuple[float, bool]:
+        return self.alpha, False
+
     def _ucb(self, state: State, context: FloatArray | None) -> FloatArray:
         means, widths = self._mean_and_width(state, context)
         return means + self.alpha * np.sqrt(widths)
@@ -265,7 +294,7 @@ class LinUCB(LinearPolicy):
     def sample(
         self, state: State, rng: np.random.Generator, mask: BoolArray, context: FloatArray | None = None
     ) -> IntArray:
-        compiled = self._compiled_select(state, rng, mask, context, self.alpha, thompson=False)
+        compiled = self._compiled_select(state, rng, mask, context)
         if compiled is not None:
             return compiled
         return argmax_random_ties(self._ucb(state, context), mask, rng)
@@ -307,6 +336,9 @@ class LinTS(LinearPolicy):
         super().__init__(l2, standardize)
         self.v = check_real("v", v, low=0.0, low_open=True)
 
+    def _rule(self) -> tuple[float, bool]:
+        return self.v, True
+
     def _posterior(self, state: State, context: FloatArray | None) -> tuple[FloatArray, FloatArray]:
         means, widths = self._mean_and_width(state, context)
         return means, self.v * np.sqrt(widths)
@@ -323,7 +355,7 @@ class LinTS(LinearPolicy):
     def sample(
         self, state: State, rng: np.random.Generator, mask: BoolArray, context: FloatArray | None = None
     ) -> IntArray:
-        compiled = self._compiled_select(state, rng, mask, context, self.v, thompson=True)
+        compiled = self._compiled_select(state, rng, mask, context)
         if compiled is not None:
             return compiled
         means, sds = self._posterior(state, context)

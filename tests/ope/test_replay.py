@@ -232,3 +232,133 @@ def test_contextual_policy_needs_contexts():
         replay_learning(HAND_LOG, bk.Bandit(["a", "b"], policy="linucb", n_features=2))
     with pytest.raises(TypeError, match="policy_or_bandit"):
         replay_learning(HAND_LOG, 3.5)
+
+
+def contextual_log(
+    seed: int, n: int, n_arms: int, d: int, propensities: np.ndarray | None = None, ties: bool = True
+) -> dict:
+    """A log of logistic clicks, uniform or logged with ``propensities`` (n_arms,); integer contexts give ties."""
+    rng = np.random.default_rng(seed)
+    contexts = rng.integers(-2, 3, (n, d)).astype(float) if ties else rng.standard_normal((n, d))
+    weights = rng.standard_normal((n_arms, d))
+    if propensities is None:
+        propensities = np.full(n_arms, 1 / n_arms)
+    arms = rng.choice(n_arms, size=n, p=propensities)
+    rewards = (rng.random(n) < 1 / (1 + np.exp(-np.einsum("nd,nd->n", contexts, weights[arms])))).astype(float)
+    return {"arm": arms, "reward": rewards, "propensity": propensities[arms], "context": list(contexts)}
+
+
+def replayed_row_by_row(bandit: bk.Bandit, log: dict, seed: int, max_steps: int | None) -> tuple[bk.Bandit, list]:
+    """select() and update() per row (with the row's context if any) on a copy drawing from the replay's stream.
+
+    The replay's stream is the seed's second spawned one (the first thins the log).
+    """
+    data = bandit.to_dict()
+    data["rng"] = np.random.default_rng(np.random.SeedSequence(seed).spawn(2)[1]).bit_generator.state
+    reference, accepted = bk.Bandit.from_dict(data), []
+    contexts = log.get("context", [None] * len(log["arm"]))
+    for row, (arm, reward, context) in enumerate(zip(log["arm"], log["reward"], contexts, strict=True)):
+        decision = reference.select(context=context)
+        if decision.arm == str(arm):
+            reference.update(decision, float(reward))
+            accepted.append(row)
+            if len(accepted) == max_steps:
+                break
+    return reference, accepted
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [bk.LinUCB(alpha=0.0), bk.LinUCB(alpha=0.5, standardize=True), bk.LinTS(v=0.5)],
+    ids=["linucb-ties", "linucb-standardized", "lints"],
+)
+@pytest.mark.parametrize(("seed", "max_steps"), [(0, None), (1, None), (2, 120)])
+def test_contextual_replay_is_the_row_by_row_replay(policy, seed, max_steps):
+    """Rows, arms, state, ledger, version and generator all as select() and update() row by row give them.
+
+    LinTS and tied LinUCB draw from the generator at every row: only a replay that decides each row once, in
+    order, from the bandit's own stream accepts the same rows.
+    """
+    n_arms = 3
+    log = contextual_log(seed, 3000, n_arms, 3)
+    bandit = bk.Bandit([str(k) for k in range(n_arms)], policy=policy, seed=0, n_features=3)
+    bandit.update("1", 1.0, context=[1.0, 0.0, -1.0])
+    before = bandit.to_json()
+    result = replay_learning(log, bandit, max_steps=max_steps, rng=seed)
+    reference, accepted = replayed_row_by_row(bandit, log, seed, max_steps)
+
+    assert result.rows.tolist() == accepted
+    assert result.steps == (max_steps or result.steps) and result.steps > 100
+    assert result.arms.tolist() == log["arm"][accepted].tolist()
+    for key, value in reference.state.items():
+        np.testing.assert_allclose(result.bandit.state[key], value, rtol=1e-9, atol=1e-12, err_msg=key)
+    np.testing.assert_allclose(result.bandit.reward_sums, reference.reward_sums, rtol=1e-9)
+    assert result.bandit.pulls.tolist() == reference.pulls.tolist()
+    assert result.bandit.version == reference.version
+    assert result.bandit.rng.random() == reference.rng.random(), "the same draws from the bandit's generator"
+    assert bandit.to_json() == before, "the bandit passed in is not changed"
+
+
+@pytest.mark.parametrize("loaded", [True, False], ids=["compiled-loop", "select-per-row"])
+def test_thompson_replay_is_the_row_by_row_replay(loaded):
+    """Thompson sampling replays in one compiled loop once the kernels are loaded, else by select() per row: alike."""
+    from banditkit.policies import _jit
+
+    log = bernoulli_log(5000, np.full(3, 1 / 3), np.random.default_rng(9))
+    bandit = bk.Bandit(["0", "1", "2"], policy=bk.ThompsonSampling(), seed=0)
+    bandit.update("2", 1.0)
+    try:
+        _jit.set_enabled(True if loaded else None)
+        result = replay_learning(log, bandit, max_steps=1000, rng=4)
+    finally:
+        _jit.set_enabled(True)
+    reference, accepted = replayed_row_by_row(bandit, log, 4, 1000)
+    assert result.rows.tolist() == accepted and result.steps == 1000
+    for key, value in reference.state.items():
+        np.testing.assert_array_equal(result.bandit.state[key], value, err_msg=key)
+    np.testing.assert_allclose(result.bandit.reward_sums, reference.reward_sums, rtol=1e-12)
+    assert result.bandit.version == reference.version
+    assert result.bandit.rng.random() == reference.rng.random()
+
+
+def test_thinned_contextual_log_replays_alike_on_the_compiled_and_numpy_paths():
+    """On a non-uniform log the kept rows are replayed alike by the compiled loop and the batched numpy path.
+
+    Each arm is first given its own data, so LinUCB meets no ties and its choices do not depend on the
+    generator (which the two paths advance differently: the batched one decides some rows twice).
+    """
+    from banditkit.policies import _jit
+
+    log = contextual_log(5, 6000, 3, 3, propensities=np.array([0.5, 0.3, 0.2]), ties=False)
+    rng = np.random.default_rng(5)
+    bandit = bk.Bandit(["0", "1", "2"], policy=bk.LinUCB(alpha=0.5), seed=0, n_features=3)
+    for k in range(3):
+        bandit.update(str(k), float(k % 2), context=rng.standard_normal(3))
+    results = {}
+    try:
+        for enabled in (True, False):
+            _jit.set_enabled(enabled)
+            results[enabled] = replay_learning(log, bandit, max_steps=800, rng=7)
+    finally:
+        _jit.set_enabled(True)
+    compiled, numpy_path = results[True], results[False]
+    assert compiled.kept_rows < 6000 and any("rejection sampling kept" in w for w in compiled.warnings)
+    assert compiled.rows.tolist() == numpy_path.rows.tolist() and compiled.steps == 800
+    for key, value in numpy_path.bandit.state.items():
+        np.testing.assert_allclose(compiled.bandit.state[key], value, rtol=1e-9, atol=1e-12, err_msg=key)
+    assert compiled.bandit.version == numpy_path.bandit.version
+
+
+def test_guardrails_that_act_on_rewards_replay_through_select():
+    """An abort rule decides later rows after it fires: the replay follows it as select() does."""
+    log = contextual_log(6, 2000, 2, 3)
+    guarded = bk.Bandit(
+        ["0", "1"],
+        policy=bk.LinTS(v=0.5),
+        seed=0,
+        n_features=3,
+        guardrails={"default_arm": "0", "ruin_threshold": -1.0},
+    )
+    result = replay_learning({**log, "reward": log["reward"] - 1.0}, guarded, rng=0)
+    assert result.bandit.aborted, "every reward is -1: the abort rule fires during the replay"
+    assert set(result.arms[-20:].tolist()) == {0}, "after the abort only the default arm is served"

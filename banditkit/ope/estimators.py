@@ -138,7 +138,14 @@ def importance_weights(propensities: ArrayLike, target_probs: ArrayLike, arms: A
 
 
 def logged_entries(matrix: FloatArray, arms: IntArray) -> FloatArray:
-    """``matrix[i, arms[i]]`` for every row, shape (n,); a flat gather when the matrix is contiguous."""
+    """``matrix[i, arms[i]]`` for every row, shape (n,); a flat gather when the matrix is contiguous.
+
+    A matrix that is one row broadcast to every row (a target that ignores the context) is a lookup in
+    that row.
+    """
+    if matrix.ndim == 2 and matrix.shape[0] and matrix.strides[0] == 0:
+        row: FloatArray = np.take(matrix[0], arms)
+        return row
     if matrix.flags.c_contiguous:
         entries: FloatArray = np.take(matrix.reshape(-1), np.arange(arms.shape[0]) * matrix.shape[1] + arms)
         return entries
@@ -175,7 +182,20 @@ def snips_terms(
 
 
 def dm_terms(target_probs: FloatArray, predicted_rewards: FloatArray) -> Terms:
-    return Terms("dm", np.einsum("nk,nk->n", target_probs, predicted_rewards))
+    return Terms("dm", expected_prediction(target_probs, predicted_rewards))
+
+
+def expected_prediction(target_probs: FloatArray, predicted_rewards: FloatArray) -> FloatArray:
+    """``sum_k target_probs[i, k] * predicted_rewards[i, k]`` per row, shape (n,): the direct method's term.
+
+    One matrix-vector product when the target is one row broadcast to every row.
+    """
+    target_probs = np.asarray(target_probs, dtype=np.float64)
+    if target_probs.ndim == 2 and target_probs.shape[0] and target_probs.strides[0] == 0:
+        direct: FloatArray = predicted_rewards @ target_probs[0]
+        return direct
+    summed: FloatArray = np.einsum("nk,nk->n", target_probs, predicted_rewards)
+    return summed
 
 
 def dr_terms(
@@ -192,7 +212,7 @@ def dr_terms(
     weights = importance_weights(propensities, target_probs, arms)
     logged_prediction = logged_entries(predicted_rewards, arms)
     kept = np.where(weights <= max_weight, weights, 0.0)
-    direct = np.einsum("nk,nk->n", target_probs, predicted_rewards)
+    direct = expected_prediction(target_probs, predicted_rewards)
     return Terms(
         name, direct + kept * (rewards - logged_prediction), None, kept, np.asarray(propensities, dtype=np.float64)
     )

@@ -259,3 +259,40 @@ def test_a_large_parquet_log_streams_by_itself_when_the_request_can(tmp_path: Pa
     assert isinstance(evaluate(folder, {"a": target, "b": target[:, ::-1]}, ["ips"], n_bootstrap=0), bk.ope.Comparison)
     monkeypatch.setattr(streaming, "STREAM_ROWS", 400)
     assert evaluate(folder, target, ["ips"], n_bootstrap=0).source == "in memory"
+
+
+def test_prefetching_runs_one_chunk_ahead_and_raises_in_order() -> None:
+    """The next item is made only once the previous one is asked for; an error comes after the items before it."""
+    events: list[tuple[str, int]] = []
+
+    def source():
+        for i in range(5):
+            events.append(("made", i))
+            yield i
+        raise InvalidParameterError("log file 'x.parquet': bad row 5")
+
+    items = streaming.prefetched(source())
+    received = []
+    with pytest.raises(InvalidParameterError, match="bad row 5"):
+        for i in itertools.count():
+            events.append(("asked", i))
+            received.append(next(items))
+    assert received == [0, 1, 2, 3, 4]
+    for j in range(1, 5):  # at most two alive: item j is made after item j - 1 was asked for
+        assert events.index(("asked", j - 1)) < events.index(("made", j))
+
+
+def test_a_consumer_that_stops_early_stops_the_reading_thread() -> None:
+    closed = []
+
+    def endless():
+        try:
+            yield from itertools.count()
+        finally:
+            closed.append(True)
+
+    items = streaming.prefetched(endless())
+    assert [next(items), next(items)] == [0, 1]
+    items.close()
+    assert closed == [True]
+    assert not any(thread.name == "banditkit-prefetch" for thread in __import__("threading").enumerate())

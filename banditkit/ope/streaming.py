@@ -80,7 +80,8 @@ class Layout:
     position_rows: tuple[int, ...]
     n_rows: int
     #: Distinct rewards (sorted) when there are at most MAX_REWARD_VALUES of them, else empty: a classifier's classes.
-    reward_values: tuple[float, ...] = ()
+    #: None when the layout came from the files' statistics: :func:`distinct_rewards` reads them if needed.
+    reward_values: tuple[float, ...] | None = ()
 
     @property
     def n_positions(self) -> int:
@@ -107,7 +108,13 @@ def streams(log: Any, chunk_rows: int | None) -> bool:
 
 
 def scan_layout(path: Path, drop_unrewarded: bool) -> Layout:
-    """Check the files' schemas agree and read the arm vocabulary, the positions and the row count."""
+    """Check the files' schemas agree and read the arm vocabulary, the positions and the row count.
+
+    A log of integer arms with neither positions nor an experiment column, read whole, needs no column:
+    its row count is in the files' metadata and its largest arm in the ``arm`` column's row-group
+    statistics (exact for integers). Otherwise, or when a row group has no statistics, the ``arm``,
+    ``reward`` and (when present) ``position`` and ``experiment`` columns are read.
+    """
     pa = pyarrow_module("pyarrow", "stream a Parquet log")
     compute = pyarrow_module("pyarrow.compute", "stream a Parquet log")
     parquet = pyarrow_module("pyarrow.parquet", "stream a Parquet log")
@@ -138,6 +145,10 @@ def scan_layout(path: Path, drop_unrewarded: bool) -> Layout:
                 "the partitions of a log must share one schema"
             )
     named = not pa.types.is_integer(schema.field("arm").type)
+    if not (named or drop_unrewarded or {"position", "experiment"} & set(schema.names)):
+        layout = _layout_from_statistics(files, schema.names)
+        if layout is not None:
+            return layout
     wanted = [c for c in ("arm", "position", "experiment", "reward") if c in schema.names]
     labels: set[Any] = set()
     largest, n_rows = -1, 0
@@ -150,9 +161,7 @@ def scan_layout(path: Path, drop_unrewarded: bool) -> Layout:
                 reward = batch.column("reward").cast(pa.float64())
                 batch = batch.filter(compute.and_(compute.is_valid(reward), compute.invert(compute.is_nan(reward))))
             n_rows += batch.num_rows
-            if len(rewards_seen) <= MAX_REWARD_VALUES:
-                values = compute.unique(batch.column("reward").cast(pa.float64())).to_pylist()
-                rewards_seen.update(float(v) for v in values if v is not None and v == v)
+            _add_rewards(rewards_seen, batch.column("reward"))
             arms = batch.column("arm")
             if named:
                 labels.update(str(v) for v in compute.unique(arms).to_pylist() if v is not None)
@@ -239,6 +248,53 @@ def prefetched(items: Iterator[Item]) -> Iterator[Item]:
         thread.join()
 
 
+def _layout_from_statistics(files: list[Path], columns: list[str]) -> Layout | None:
+    """The layout of a log of integer arms from the files' metadata alone; None when a row group lacks statistics."""
+    parquet = pyarrow_module("pyarrow.parquet", "stream a Parquet log")
+    largest, n_rows = -1, 0
+    for file in files:
+        metadata = parquet.read_metadata(file)
+        arm = metadata.schema.names.index("arm")
+        for group in range(metadata.num_row_groups):
+            row_group = metadata.row_group(group)
+            if not row_group.num_rows:
+                continue
+            statistics = row_group.column(arm).statistics
+            if statistics is None or not statistics.has_min_max:
+                return None
+            largest = max(largest, int(statistics.max))
+            n_rows += row_group.num_rows
+    if n_rows == 0:
+        raise InvalidParameterError("log has no rows to evaluate")
+    names = tuple(str(i) for i in range(largest + 1))
+    return Layout(tuple(files), tuple(columns), names, False, (), n_rows, None)
+
+
+def _add_rewards(seen: set[float], rewards: Any) -> None:
+    """Add a batch's distinct rewards to ``seen`` until it holds more than MAX_REWARD_VALUES of them."""
+    if len(seen) <= MAX_REWARD_VALUES:
+        pa = pyarrow_module("pyarrow", "stream a Parquet log")
+        compute = pyarrow_module("pyarrow.compute", "stream a Parquet log")
+        values = compute.unique(rewards.cast(pa.float64())).to_pylist()
+        seen.update(float(v) for v in values if v is not None and v == v)
+
+
+def distinct_rewards(layout: Layout) -> tuple[float, ...]:
+    """The log's distinct rewards (sorted; empty when more than MAX_REWARD_VALUES): a classifier's classes.
+
+    Read from the ``reward`` column when the layout pass did not (a layout from the files' statistics,
+    which covers whole logs only, so no row is dropped).
+    """
+    if layout.reward_values is not None:
+        return layout.reward_values
+    parquet = pyarrow_module("pyarrow.parquet", "stream a Parquet log")
+    seen: set[float] = set()
+    for file in layout.files:
+        for batch in parquet.ParquetFile(file).iter_batches(batch_size=DEFAULT_CHUNK_ROWS, columns=["reward"]):
+            _add_rewards(seen, batch.column("reward"))
+    return tuple(sorted(seen)) if len(seen) <= MAX_REWARD_VALUES else ()
+
+
 def chunks(layout: Layout, chunk_rows: int, drop_unrewarded: bool) -> Iterator[tuple[Path, LoggedData]]:
     """The log's rows as validated chunks of at most ``chunk_rows``, with their file; errors name the file and row.
 
@@ -306,9 +362,7 @@ def evaluate_streamed(
         if n_folds < 2:
             raise InvalidParameterError(f"cross-fitting needs at least 2 logged rows, got {layout.n_rows}")
         fold_key = draw_key(generator)
-        fit = FitPass(
-            layout, target, n_folds, fold_key, chunk_rows, drop_unrewarded, action_features, sample_rows
-        )
+        fit = FitPass(layout, target, n_folds, fold_key, chunk_rows, drop_unrewarded, action_features, sample_rows)
         predictor, note = streamed_reward_model(default_model(reward_model, action_features), fit)
     keys = [draw_key(generator) if n_bootstrap else 0 for _ in range(1 + len(_present(layout)))]
     totals: list[est.TermTotals | None] = [None] * len(names)
@@ -431,7 +485,10 @@ def streamed_reward_model(model: Any, fit: FitPass) -> tuple[Predictor, str]:
     check_reward_model(model)
     n_folds, seen = fit.n_folds, sample_note(fit.sample_rows, fit.layout.n_rows)
     described = describe_model(model, fit.action_features)
-    exact = f"{described}, {n_folds}-fold cross-fitted from sufficient statistics streamed over {seen} (exact, as in memory)"
+    exact = (
+        f"{described}, {n_folds}-fold cross-fitted from sufficient statistics streamed over {seen} "
+        "(exact, as in memory)"
+    )
     if isinstance(model, RidgeRewardModel):
         ridge = _streamed_ridge(fit, model.l2)
         return (lambda features, folds: predict_folds(ridge, features, folds)), exact
@@ -444,11 +501,16 @@ def streamed_reward_model(model: Any, fit: FitPass) -> tuple[Predictor, str]:
             "(use RidgeRewardModel, CrossedRidgeRewardModel or an estimator with partial_fit such as "
             "SGDRegressor, or evaluate in memory with chunk_rows=None)"
         )
-    online = OnlineCopies(model, fit.layout.reward_values)
+    online = OnlineCopies(model, distinct_rewards(fit.layout) if _takes_classes(model) else ())
     for features, arms, rewards, folds, item_features, n_arms in fit.chunks():
         online.update(features, arms, rewards, folds, item_features, n_arms, fit.n_groups)
     note = f"{n_folds}-fold cross-fitted by partial_fit in one pass over {seen} (an online fit)"
     return online.predict, f"{described}, {note}"
+
+
+def _takes_classes(model: Any) -> bool:
+    """Whether ``model.partial_fit`` takes ``classes`` (a classifier, told the log's distinct rewards up front)."""
+    return "classes" in inspect.signature(model.partial_fit).parameters
 
 
 class OnlineCopies:
@@ -456,7 +518,7 @@ class OnlineCopies:
 
     def __init__(self, model: Any, reward_values: tuple[float, ...]):
         self.model = model
-        takes_classes = "classes" in inspect.signature(model.partial_fit).parameters
+        takes_classes = _takes_classes(model)
         if takes_classes and not reward_values:
             raise InvalidParameterError(
                 f"reward_model {type(model).__name__} is a classifier, whose partial_fit needs the classes up "

@@ -1,4 +1,4 @@
-"""DM/DR's reward model fitted on a stated sample (``model_rows``): sample splitting, the same in memory and streamed."""
+"""DM/DR's reward model fitted on a stated sample (``model_rows``): sample splitting, in memory and streamed."""
 
 from __future__ import annotations
 
@@ -28,9 +28,7 @@ def test_rows_after_the_sample_get_the_model_fitted_on_all_of_it(model) -> None:
     """Inside the sample: cross-fitting on the sample alone; after it: the model fitted on the whole sample."""
     features, arms, rewards = sample_problem(500, seed=0)
     predicted = cross_fit_predictions(model, features, arms, rewards, N_ARMS, np.random.default_rng(3), model_rows=200)
-    inside = cross_fit_predictions(
-        model, features[:200], arms[:200], rewards[:200], N_ARMS, np.random.default_rng(3)
-    )
+    inside = cross_fit_predictions(model, features[:200], arms[:200], rewards[:200], N_ARMS, np.random.default_rng(3))
     if isinstance(model, RidgeRewardModel):
         whole = RidgeRewardModel(l2=0.5).fit(features[:200], arms[:200], rewards[:200], N_ARMS)
     else:
@@ -126,5 +124,5 @@ def test_bad_model_rows_are_named(tmp_path: Path, case: str) -> None:
 
 def test_model_rows_with_given_predictions_is_refused() -> None:
     log = log_columns(100, seed=15)
-    with pytest.raises(InvalidParameterError, match="model_rows chooses the rows .* predicted_rewards"):
+    with pytest.raises(InvalidParameterError, match=r"model_rows chooses the rows .* predicted_rewards"):
         evaluate(log, np.array([[0.2, 0.2, 0.6]]), ["dr"], predicted_rewards=np.zeros((100, 3)), model_rows=50)

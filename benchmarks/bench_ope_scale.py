@@ -9,8 +9,9 @@ subprocess, which reports its wall time and peak RSS (``VmHWM``): IPS + SNIPS + 
 fitted from streamed statistics over all rows) without resamples, the same with the ridge fitted on the
 first --model-rows rows (``model_rows``: the fit pass reads only those), the same with --bootstrap
 resamples, and, as the reference, IPS + SNIPS + DR in memory on the first --memory-rows rows. Two floors:
-one pass that only decodes the files' columns to numpy, and two such passes (DR with the model fitted on
-all rows reads the log twice, plus the arm and reward columns once). Targets: >= 5M rows/s and a
+one pass that only decodes the files' columns to numpy, two such passes, and two streamed passes that
+read and validate every chunk (what DR with the model fitted on all rows does before any arithmetic: it
+reads the log twice). Targets: >= 5M rows/s and a
 peak RSS under 2 GB for the point estimates. Last (``--no-spark`` skips it), IPS + SNIPS + DR in Spark ``local[2]``
 (``banditkit.ope.spark``, the ``banditkit[spark]`` extra and Java 17), its rows/s beside the local engine's and its
 fixed start-up cost (the JVM, the Python workers) timed apart.
@@ -93,6 +94,15 @@ def child(
         peak = peak_rss()
         print(json.dumps({"wall": wall, "peak": peak, "rows": n_rows}))
         return
+    if mode == "validate":  # the floor of a streamed pass: read and validate every chunk, `extra` times
+        from banditkit.ope import streaming
+
+        layout = streaming.scan_layout(Path(path), drop_unrewarded=False)
+        for _ in range(extra):
+            n_rows = sum(chunk.n_rows for _, chunk in streaming.chunks(layout, chunk_rows, False))
+        wall = time.perf_counter() - start
+        print(json.dumps({"wall": wall, "peak": peak_rss(), "rows": n_rows}))
+        return
     if mode == "spark":
         spark_child(path, n_bootstrap, chunk_rows, names, target)
         return
@@ -170,7 +180,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=20_000_000)
     parser.add_argument("--dir", type=Path, default=None, help="log folder (default /tmp/bk-ope-scale-ROWS)")
-    parser.add_argument("--chunk-rows", type=int, default=1_048_576)
+    parser.add_argument("--chunk-rows", type=int, default=262_144, help="rows per chunk (the streamed default)")
     parser.add_argument("--bootstrap", type=int, default=100, help="resamples of the interval workload (0: skip)")
     parser.add_argument("--memory-rows", type=int, default=5_000_000, help="rows of the in-memory reference")
     parser.add_argument(
@@ -178,7 +188,7 @@ def main() -> None:
     )
     parser.add_argument("--estimators", default="ips,snips,dr", help=argparse.SUPPRESS)
     parser.add_argument("--extra", type=int, default=0, help=argparse.SUPPRESS)
-    parser.add_argument("--child", choices=["stream", "memory", "read", "spark"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["stream", "memory", "read", "validate", "spark"], help=argparse.SUPPRESS)
     parser.add_argument(
         "--spark", action=argparse.BooleanOptionalAction, default=True, help="IPS+SNIPS+DR in Spark local[2] too"
     )
@@ -196,6 +206,7 @@ def main() -> None:
     workloads = [
         ("read", 0, "", 1),
         ("read", 0, "", 2),
+        ("validate", 0, "", 2),
         ("stream", 0, "ips,snips", 0),
         ("stream", 0, "ips,snips,dr", 0),
     ]
@@ -215,6 +226,8 @@ def main() -> None:
         what = (
             f"floor: read every column to numpy, {'one pass' if extra == 1 else f'{extra} passes'}"
             if mode == "read"
+            else "floor: read and validate every chunk (streaming.chunks), 2 passes"
+            if mode == "validate"
             else f"{label} {engine}, {n_bootstrap} resamples"
         )
         if mode == "stream" and "dr" in names:

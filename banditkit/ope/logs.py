@@ -302,6 +302,10 @@ def _list_column(name: str, values: np.ndarray, first_row: int = 0) -> np.ndarra
 
 
 def _check_context_finite(contexts: np.ndarray, first_row: int = 0) -> None:
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = contexts.sum()
+    if np.isfinite(total):  # a NaN or an infinity anywhere makes the sum one: the common case in one pass
+        return
     bad = ~np.isfinite(contexts)
     if bad.any():
         raise InvalidParameterError(

@@ -260,7 +260,13 @@ def test_contexts_whose_sum_overflows_are_still_finite():
     assert log.contexts is not None and log.contexts.tolist() == [[1e308, 1e308]] * 4
     with pytest.raises(InvalidParameterError, match=r"context must be finite, got inf in feature 1 at rows \[2\]"):
         load_log(
-            {"arm": [0, 1, 0, 1], "reward": [1.0] * 4, "propensity": [0.5] * 4, "x0": huge, "x1": huge * [1, 1, 10, 1]}
+            {
+                "arm": [0, 1, 0, 1],
+                "reward": [1.0] * 4,
+                "propensity": [0.5] * 4,
+                "x0": huge,
+                "x1": np.array([1e308, 1e308, np.inf, 1e308]),
+            }
         )
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import inspect
 import queue
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -194,7 +194,7 @@ def scan_layout(path: Path, drop_unrewarded: bool) -> Layout:
 Item = TypeVar("Item")
 
 
-def prefetched(items: Iterator[Item]) -> Iterator[Item]:
+def prefetched(items: Iterator[Item]) -> Generator[Item, None, None]:
     """``items`` made one ahead in a background thread: the next chunk is read while this one is summed.
 
     pyarrow's decoding and numpy's large operations release the GIL, so on two cores reading a chunk

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -24,11 +25,12 @@ def sample_problem(n_rows: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.n
 
 
 @pytest.mark.parametrize("model", [RidgeRewardModel(l2=0.5), CrossedRidgeRewardModel(l2=0.5)])
-def test_rows_after_the_sample_get_the_model_fitted_on_all_of_it(model) -> None:
+def test_rows_after_the_sample_get_the_model_fitted_on_all_of_it(model: Any) -> None:
     """Inside the sample: cross-fitting on the sample alone; after it: the model fitted on the whole sample."""
     features, arms, rewards = sample_problem(500, seed=0)
     predicted = cross_fit_predictions(model, features, arms, rewards, N_ARMS, np.random.default_rng(3), model_rows=200)
     inside = cross_fit_predictions(model, features[:200], arms[:200], rewards[:200], N_ARMS, np.random.default_rng(3))
+    whole: Any
     if isinstance(model, RidgeRewardModel):
         whole = RidgeRewardModel(l2=0.5).fit(features[:200], arms[:200], rewards[:200], N_ARMS)
     else:
@@ -43,7 +45,7 @@ def test_any_estimator_is_trained_on_the_sample_only() -> None:
     features, arms, rewards = sample_problem(400, seed=1)
     spoiled = rewards.copy()
     spoiled[150:] = 1e6  # rewards after the sample must not move any prediction
-    options = dict(model_rows=150, n_folds=3)
+    options: dict[str, Any] = dict(model_rows=150, n_folds=3)
     predicted = cross_fit_predictions(
         linear.LinearRegression(), features, arms, spoiled, N_ARMS, np.random.default_rng(0), **options
     )
@@ -57,7 +59,7 @@ def test_any_estimator_is_trained_on_the_sample_only() -> None:
         np.testing.assert_allclose(predicted[150:, arm], fitted.predict(features[150:]), rtol=1e-9, atol=1e-12)
 
 
-CASES = {
+CASES: dict[str, dict[str, Any]] = {
     "sample ends inside a chunk of the second file": dict(positions=1, missing=0.0, model_rows=1234),
     "positions and missing rewards": dict(positions=3, missing=0.05, model_rows=700),
     "sample shorter than a chunk": dict(positions=1, missing=0.1, model_rows=50),
@@ -73,7 +75,7 @@ def test_streamed_equals_in_memory_with_a_model_sample(tmp_path: Path, case: str
     target = np.array([[0.2, 0.2, 0.6]])
     if options["positions"] > 1:
         target = np.repeat(target[:, :, None], options["positions"], axis=2)
-    kwargs = dict(n_bootstrap=200, rng=5, drop_unrewarded=True, model_rows=options["model_rows"])
+    kwargs: dict[str, Any] = dict(n_bootstrap=200, rng=5, drop_unrewarded=True, model_rows=options["model_rows"])
     in_memory = evaluate(folder, target, ["ips", "dm", "dr", "switch_dr"], **kwargs)
     streamed = evaluate(folder, target, ["ips", "dm", "dr", "switch_dr"], chunk_rows=chunk_rows, **kwargs)
     assert_same(streamed, in_memory)
@@ -89,7 +91,9 @@ def test_streamed_equals_in_memory_with_a_model_sample(tmp_path: Path, case: str
 def test_streamed_crossed_ridge_with_item_features_and_a_sample(tmp_path: Path) -> None:
     folder = write_partitions(tmp_path / "log", log_columns(2000, seed=12), [800])
     items = np.array([[0.0, 1.0], [1.0, 0.5], [0.3, 0.0]])
-    options = dict(reward_model=CrossedRidgeRewardModel(), action_features=items, n_bootstrap=100, rng=1)
+    options: dict[str, Any] = dict(
+        reward_model=CrossedRidgeRewardModel(), action_features=items, n_bootstrap=100, rng=1
+    )
     target = np.array([[0.5, 0.25, 0.25]])
     in_memory = evaluate(folder, target, ["dm", "dr"], model_rows=1000, **options)
     assert_same(evaluate(folder, target, ["dm", "dr"], model_rows=1000, chunk_rows=300, **options), in_memory)
@@ -104,7 +108,7 @@ def test_a_sample_as_large_as_the_log_is_the_whole_log(tmp_path: Path) -> None:
     assert sampled.reward_model == whole.reward_model and "all 800 rows" in (whole.reward_model or "")
 
 
-BAD_MODEL_ROWS = {
+BAD_MODEL_ROWS: dict[str, tuple[Any, type[Exception], str]] = {
     "one row": (1, InvalidParameterError, r"model_rows must be in \[2, None\], got 1"),
     "negative": (-5, InvalidParameterError, r"model_rows must be in \[2, None\], got -5"),
     "a float": (1000.0, InvalidTypeError, r"model_rows must be an integer, got float 1000.0"),

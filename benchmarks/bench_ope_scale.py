@@ -8,10 +8,12 @@ Generates (once; reused when present) a folder of Parquet partitions of 1,000,00
 subprocess, which reports its wall time and peak RSS (``VmHWM``): IPS + SNIPS + DR (5-fold ridge
 fitted from streamed statistics over all rows) without resamples, the same with the ridge fitted on the
 first --model-rows rows (``model_rows``: the fit pass reads only those), the same with --bootstrap
-resamples, and, as the reference, IPS + SNIPS + DR in memory on the first --memory-rows rows. Two floors:
+resamples, and, as the reference, IPS + SNIPS + DR in memory on the first --memory-rows rows. Three floors:
 one pass that only decodes the files' columns to numpy, two such passes, and two streamed passes that
 read and validate every chunk (what DR with the model fitted on all rows does before any arithmetic: it
-reads the log twice). Targets: >= 5M rows/s and a
+reads the log twice). Each workload also reports its CPU
+time (every thread, interpreter start and imports included) and the rows/s that work would reach spread
+perfectly over the machine's cores: a ceiling that holds whatever the load. Targets: >= 5M rows/s and a
 peak RSS under 2 GB for the point estimates. Last (``--no-spark`` skips it), IPS + SNIPS + DR in Spark ``local[2]``
 (``banditkit.ope.spark``, the ``banditkit[spark]`` extra and Java 17), its rows/s beside the local engine's and its
 fixed start-up cost (the JVM, the Python workers) timed apart.
@@ -23,6 +25,7 @@ import argparse
 import json
 import math
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -55,6 +58,12 @@ def write_log(folder: Path, n_rows: int, seed: int = 0) -> None:
         partition.mkdir(parents=True, exist_ok=True)
         pq.write_table(pa.table(columns), partition / "part-0.parquet")
     (folder / "_SUCCESS").write_text(str(n_rows))
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process so far, every thread, user plus system: the work, whatever the machine's load."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def peak_rss() -> int:
@@ -92,7 +101,7 @@ def child(
                     n_rows += sum(0 * column.to_numpy().shape[0] for column in batch.columns) + batch.num_rows
         wall = time.perf_counter() - start
         peak = peak_rss()
-        print(json.dumps({"wall": wall, "peak": peak, "rows": n_rows}))
+        print(json.dumps({"wall": wall, "peak": peak, "rows": n_rows, "cpu": cpu_seconds()}))
         return
     if mode == "validate":  # the floor of a streamed pass: read and validate every chunk, `extra` times
         from banditkit.ope import streaming
@@ -101,7 +110,7 @@ def child(
         for _ in range(extra):
             n_rows = sum(chunk.n_rows for _, chunk in streaming.chunks(layout, chunk_rows, False))
         wall = time.perf_counter() - start
-        print(json.dumps({"wall": wall, "peak": peak_rss(), "rows": n_rows}))
+        print(json.dumps({"wall": wall, "peak": peak_rss(), "rows": n_rows, "cpu": cpu_seconds()}))
         return
     if mode == "spark":
         spark_child(path, n_bootstrap, chunk_rows, names, target)
@@ -123,7 +132,8 @@ def child(
     wall = time.perf_counter() - start
     peak = peak_rss()
     values = {name: report[name].value for name in report}
-    print(json.dumps({"wall": wall, "peak": peak, "rows": report["ips"].n_rows, "values": values}))
+    result = {"wall": wall, "peak": peak, "rows": report["ips"].n_rows, "values": values, "cpu": cpu_seconds()}
+    print(json.dumps(result))
 
 
 def spark_child(path: str, n_bootstrap: int, chunk_rows: int, names: list[str], target: np.ndarray) -> None:
@@ -157,7 +167,7 @@ def spark_child(path: str, n_bootstrap: int, chunk_rows: int, names: list[str], 
     start = time.perf_counter()
     frame.mapInArrow(_count_rows, "rows long").collect()  # Spark's floor: every column to Python, once
     floor = time.perf_counter() - start
-    result = {"wall": wall, "peak": math.nan, "rows": report["ips"].n_rows, "values": values}
+    result = {"wall": wall, "peak": math.nan, "rows": report["ips"].n_rows, "values": values, "cpu": math.nan}
     print(json.dumps(result | {"session": started, "warm_up": warm_up, "floor": floor, "source": report.source}))
 
 
@@ -217,7 +227,11 @@ def main() -> None:
     workloads += [("spark", 0, "ips,snips,dr", 0)] if args.spark else []
     load = os.getloadavg()[0]
     print(f"load average before the run {load:.1f} on {os.cpu_count()} cores; chunk_rows {args.chunk_rows:,}")
-    print("| workload | rows | wall | rows/s | peak RSS | target |\n|---|---|---|---|---|---|")
+    cores = os.cpu_count() or 1
+    print(
+        f"| workload | rows | wall | rows/s | CPU | rows/s if the CPU work shared {cores} cores perfectly "
+        "| peak RSS | target |\n|---|---|---|---|---|---|---|---|"
+    )
     spark_notes: list[str] = []
     for mode, n_bootstrap, names, extra in workloads:
         result = run(args, mode, n_bootstrap, names or "ips", extra)
@@ -234,9 +248,10 @@ def main() -> None:
             what += f", model on the first {extra:,} rows" if extra else ", model on all rows"
         target = ">= 5M rows/s, < 2 GB" if (mode, n_bootstrap, names) == ("stream", 0, "ips,snips,dr") else ""
         peak = "-" if math.isnan(result["peak"]) else f"{result['peak'] / 2**30:.2f} GB"
+        ceiling = "-" if math.isnan(result["cpu"]) else f"{result['rows'] / (result['cpu'] / cores) / 1e6:.2f} M"
         print(
             f"| {what} | {result['rows']:,} | {result['wall']:.1f} s | {result['rows'] / result['wall'] / 1e6:.2f} M "
-            f"| {peak} | {target} |",
+            f"| {result['cpu']:.1f} s | {ceiling} | {peak} | {target} |",
             flush=True,
         )
         if mode == "spark":

@@ -65,14 +65,24 @@ class Terms:
             n_rows if denominator is None else int(np.count_nonzero(denominator)),
             float(numerator.sum()),
             float(n_rows) if denominator is None else float(denominator.sum()),
-            float(numerator @ numerator),
-            float(numerator.sum()) if denominator is None else float(numerator @ denominator),
-            float(n_rows) if denominator is None else float(denominator @ denominator),
+            _dot(numerator, numerator),
+            float(numerator.sum()) if denominator is None else _dot(numerator, denominator),
+            float(n_rows) if denominator is None else _dot(denominator, denominator),
             None if weights is None else float(weights.sum()),
-            None if weights is None else float(weights @ weights),
+            None if weights is None else _dot(weights, weights),
             None if weights is None else (float(weights.max()) if n_rows else -math.inf),
             None if self.propensities is None else int(np.count_nonzero(self.propensities < TINY_PROPENSITY)),
         )
+
+
+def _dot(a: FloatArray, b: FloatArray) -> float:
+    """``sum(a * b)`` of two vectors in numpy's own loop, not BLAS's ``ddot``.
+
+    OpenBLAS hands a long vector to its thread pool, and waking it costs more than the sum itself when
+    the cores are busy (a streamed evaluation's reading thread, other processes): 8 ms instead of 0.15 ms
+    for 262,144 rows, measured on two shared cores.
+    """
+    return float(np.einsum("i,i->", a, b))
 
 
 @dataclass(frozen=True)
@@ -188,11 +198,12 @@ def dm_terms(target_probs: FloatArray, predicted_rewards: FloatArray) -> Terms:
 def expected_prediction(target_probs: FloatArray, predicted_rewards: FloatArray) -> FloatArray:
     """``sum_k target_probs[i, k] * predicted_rewards[i, k]`` per row, shape (n,): the direct method's term.
 
-    One matrix-vector product when the target is one row broadcast to every row.
+    One matrix-vector product when the target is one row broadcast to every row (numpy's loop, not BLAS's
+    threaded ``dgemv``: see :func:`_dot`).
     """
     target_probs = np.asarray(target_probs, dtype=np.float64)
     if target_probs.ndim == 2 and target_probs.shape[0] and target_probs.strides[0] == 0:
-        direct: FloatArray = predicted_rewards @ target_probs[0]
+        direct: FloatArray = np.einsum("nk,k->n", predicted_rewards, target_probs[0])
         return direct
     summed: FloatArray = np.einsum("nk,nk->n", target_probs, predicted_rewards)
     return summed

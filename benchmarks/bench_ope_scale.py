@@ -248,10 +248,11 @@ def main() -> None:
             what += f", model on the first {extra:,} rows" if extra else ", model on all rows"
         target = ">= 5M rows/s, < 2 GB" if (mode, n_bootstrap, names) == ("stream", 0, "ips,snips,dr") else ""
         peak = "-" if math.isnan(result["peak"]) else f"{result['peak'] / 2**30:.2f} GB"
+        cpu = "-" if math.isnan(result["cpu"]) else f"{result['cpu']:.1f} s"
         ceiling = "-" if math.isnan(result["cpu"]) else f"{result['rows'] / (result['cpu'] / cores) / 1e6:.2f} M"
         print(
             f"| {what} | {result['rows']:,} | {result['wall']:.1f} s | {result['rows'] / result['wall'] / 1e6:.2f} M "
-            f"| {result['cpu']:.1f} s | {ceiling} | {peak} | {target} |",
+            f"| {cpu} | {ceiling} | {peak} | {target} |",
             flush=True,
         )
         if mode == "spark":

@@ -25,7 +25,7 @@ from ..errors import BanditkitError, InvalidParameterError
 from . import estimators as est
 from .logs import LoggedData, load_log
 from .per_row import estimator_terms, model_features
-from .reward_model import fold_coefficients, predict_folds, ridge_statistics, row_folds
+from .reward_model import fold_coefficients, predict_folds, ridge_statistics, sample_folds
 from .streaming import _add
 from .targets import resolve_target
 
@@ -333,18 +333,26 @@ def _target_rows(target: Any, chunk: LoggedData, where: str) -> Any:
         raise type(error)(f"{where}: {error}") from None
 
 
-def ridge(frame: Any, plan: Plan, target: Any, l2: float, n_folds: int, fold_key: int) -> tuple[FloatArray, FloatArray]:
-    """Per-fold ridge coefficients from per-(fold, arm) statistics summed over the partitions."""
+def ridge(
+    frame: Any, plan: Plan, target: Any, l2: float, n_folds: int, fold_key: int, sample_rows: int
+) -> tuple[FloatArray, FloatArray]:
+    """Per-fold ridge coefficients from per-(fold, arm) statistics summed over the partitions.
+
+    Fitted on the log's first ``sample_rows`` rows (the rows after them add nothing), with one more
+    group, fitted on the whole sample, for the rows after it when the sample is not the whole log.
+    """
+    n_groups = n_folds + (sample_rows < plan.n_rows)
 
     def task(batches: Iterator[Any]) -> Iterator[Any]:
         gram = moments = None
         try:
             for where, run, chunk in _chunks(plan, batches):
                 rows = _target_rows(target, chunk, where)
-                folds = row_folds(fold_key, run.offset, chunk.n_rows, n_folds)
-                features = model_features(chunk, plan.n_positions)
+                n = max(0, min(chunk.n_rows, sample_rows - run.offset))
+                folds = sample_folds(fold_key, run.offset, n, n_folds, sample_rows)
+                features = model_features(chunk, plan.n_positions)[:n]
                 chunk_gram, chunk_moments = ridge_statistics(
-                    features, rows.arms, chunk.rewards, folds, rows.probabilities.shape[1], n_folds
+                    features, rows.arms[:n], chunk.rewards[:n], folds, rows.probabilities.shape[1], n_groups
                 )
                 gram = chunk_gram if gram is None else gram + chunk_gram
                 moments = chunk_moments if moments is None else moments + chunk_moments
@@ -383,7 +391,9 @@ def sums_task(
                 rows = _target_rows(target, chunk, where)
                 predictions = None
                 if coefficients is not None:
-                    folds = row_folds(options["fold_key"], run.offset, chunk.n_rows, options["n_folds"])
+                    folds = sample_folds(
+                        options["fold_key"], run.offset, chunk.n_rows, options["n_folds"], options["model_rows"]
+                    )
                     predictions = predict_folds(coefficients, model_features(chunk, plan.n_positions), folds)
                 terms = [
                     estimator_terms(

@@ -25,6 +25,7 @@ from .reward_model import (
     cross_fit_predictions,
     default_model,
     describe_model,
+    sample_note,
     target_action_features,
 )
 from .streaming import DEFAULT_CHUNK_ROWS, evaluate_streamed, streams
@@ -59,6 +60,7 @@ def evaluate(
     rng: RngLike = 0,
     drop_unrewarded: bool = False,
     chunk_rows: int | None = None,
+    model_rows: int | None = None,
 ) -> Comparison: ...
 
 
@@ -79,6 +81,7 @@ def evaluate(
     rng: RngLike = 0,
     drop_unrewarded: bool = False,
     chunk_rows: int | None = None,
+    model_rows: int | None = None,
 ) -> Report: ...
 
 
@@ -98,6 +101,7 @@ def evaluate(
     rng: RngLike = 0,
     drop_unrewarded: bool = False,
     chunk_rows: int | None = None,
+    model_rows: int | None = None,
 ) -> Report | Comparison:
     """Estimate the value of ``target`` from ``log`` with each estimator; one row per estimator.
 
@@ -119,6 +123,10 @@ def evaluate(
         :func:`~banditkit.ope.reward_model.crossed_features` (the per-arm ridge cannot use them)
     predicted_rewards : (n, K) array used instead of fitting a reward model
     n_folds, n_bootstrap, confidence : cross-fitting folds, bootstrap resamples, interval level
+    model_rows : fit DM/DR's reward model on the log's first ``model_rows`` rows only (cross-fitted among
+        them; every later row predicted by the model fitted on all of them, so no row is predicted by a
+        model that saw its reward). Default: all rows. A streamed log then reads only those rows to fit
+        the model; the report's model note says which rows the model saw.
     clip_weight, switch_weight : weight cap of clipped_ips and switch threshold of switch_dr
     rng : seed or numpy.random.Generator for the folds, the replay draws and the bootstrap
     drop_unrewarded : drop rows whose reward is missing instead of failing
@@ -139,6 +147,12 @@ def evaluate(
     """
     generator = est.as_rng(rng)
     n_bootstrap = check_int("n_bootstrap", n_bootstrap, low=0)
+    if model_rows is not None:
+        model_rows = check_int("model_rows", model_rows, low=2)
+        if predicted_rewards is not None:
+            raise InvalidParameterError(
+                "model_rows chooses the rows a reward model is fitted on; with predicted_rewards nothing is fitted"
+            )
     confidence = check_real("confidence", confidence, low=0.0, high=1.0, low_open=True, high_open=True)
     # chunk_rows given: stream (or say why not); else a large Parquet log streams when the request can
     if (chunk_rows is not None or _streamable(target, estimators, reward_model, predicted_rewards)) and streams(
@@ -159,6 +173,7 @@ def evaluate(
                 switch_weight=switch_weight,
                 chunk_rows=chunk_rows or DEFAULT_CHUNK_ROWS,
                 drop_unrewarded=drop_unrewarded,
+                model_rows=model_rows,
             ),
             predicted_rewards,
         )
@@ -176,6 +191,7 @@ def evaluate(
                 action_features=action_features,
                 predicted_rewards=predicted_rewards,
                 n_folds=n_folds,
+                model_rows=model_rows,
                 clip_weight=clip_weight,
                 switch_weight=switch_weight,
             ),
@@ -187,7 +203,7 @@ def evaluate(
     predictions = None
     if MODEL_BASED & set(names):
         predictions = _predictions(
-            log, target_rows, reward_model, action_features, predicted_rewards, generator, n_folds
+            log, target_rows, reward_model, action_features, predicted_rewards, generator, n_folds, model_rows
         )
     terms = [
         estimator_terms(name, log, probabilities, arms, predictions, generator, clip_weight, switch_weight)
@@ -202,7 +218,7 @@ def evaluate(
                 subset = [t.subset(rows) for t in terms]
                 by_position[position] = _keyed(est.finish(subset, generator, n_bootstrap, confidence))
     note = (
-        _model_note(reward_model, action_features, predicted_rewards, n_folds, log.n_rows)
+        _model_note(reward_model, action_features, predicted_rewards, n_folds, log.n_rows, model_rows)
         if predictions is not None
         else None
     )
@@ -246,13 +262,19 @@ def _streamable(
 
 
 def _model_note(
-    reward_model: Any, action_features: ArrayLike | None, predicted_rewards: ArrayLike | None, n_folds: int, n_rows: int
+    reward_model: Any,
+    action_features: ArrayLike | None,
+    predicted_rewards: ArrayLike | None,
+    n_folds: int,
+    n_rows: int,
+    model_rows: int | None,
 ) -> str:
     """How the in-memory path got DM/DR's predicted rewards, for the report."""
     if predicted_rewards is not None:
         return "predicted_rewards given by the caller"
     model = describe_model(reward_model, action_features)
-    return f"{model}, {min(n_folds, n_rows)}-fold cross-fitted in memory on all {n_rows:,} rows"
+    sample = n_rows if model_rows is None else min(model_rows, n_rows)
+    return f"{model}, {min(n_folds, sample)}-fold cross-fitted in memory on {sample_note(sample, n_rows)}"
 
 
 def _compare(
@@ -286,6 +308,7 @@ def _compare(
                 options["predicted_rewards"],
                 copy.deepcopy(folds),
                 options["n_folds"],
+                options["model_rows"],
             )
         terms[name] = [
             estimator_terms(
@@ -354,6 +377,7 @@ def _predictions(
     predicted_rewards: ArrayLike | None,
     rng: np.random.Generator,
     n_folds: int,
+    model_rows: int | None,
 ) -> FloatArray:
     n_arms = rows.probabilities.shape[1]
     if predicted_rewards is not None:
@@ -373,6 +397,7 @@ def _predictions(
         rng,
         n_folds,
         action_features=features,
+        model_rows=model_rows,
     )
 
 

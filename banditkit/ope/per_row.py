@@ -33,7 +33,7 @@ def model_features(log: LoggedData, n_positions: int | None = None) -> np.ndarra
     width = log.n_positions if n_positions is None else n_positions
     if log.positions is not None and width > 1:
         parts.append((log.positions[:, None] == np.arange(1, width)).astype(np.float64))
-    return np.hstack(parts)
+    return parts[0] if len(parts) == 1 else np.hstack(parts)
 
 
 def estimator_terms(

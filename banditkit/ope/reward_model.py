@@ -288,6 +288,7 @@ def cross_fit_predictions(
     n_folds: int = 5,
     *,
     action_features: ArrayLike | None = None,
+    model_rows: int | None = None,
 ) -> np.ndarray:
     """Out-of-fold predicted reward of every arm on every row, shape (n, K).
 
@@ -296,6 +297,8 @@ def cross_fit_predictions(
     into ``n_folds`` (at most n) random folds with ``rng`` and each fold is predicted by a model fit on
     the others. ``action_features`` (K, m), one row per arm: a model other than the per-arm ridge is
     fit once per fold on :func:`crossed_features`; without them, one copy per (fold, arm) on the context.
+    ``model_rows``: fit on the first ``model_rows`` rows only (cross-fitted among them), each later row
+    predicted by the model fitted on all of them (see :func:`sample_folds`); default all rows.
 
     Examples
     --------
@@ -306,7 +309,8 @@ def cross_fit_predictions(
     ((6, 2), True)
     """
     n_rows = arms.shape[0]
-    n_folds = min(check_int("n_folds", n_folds, low=2), n_rows)  # at most one fold per row
+    sample = n_rows if model_rows is None else min(check_int("model_rows", model_rows, low=2), n_rows)
+    n_folds = min(check_int("n_folds", n_folds, low=2), sample)  # at most one fold per row
     if n_folds < 2:
         raise InvalidParameterError(f"cross-fitting needs at least 2 logged rows, got {n_rows}")
     if features is None:
@@ -314,12 +318,16 @@ def cross_fit_predictions(
     check_reward_model(model)
     z = check_action_features(action_features, n_arms)
     default_model(model, z)  # action features with the per-arm ridge: an error that says what to pass
-    folds = row_folds(draw_key(rng), 0, n_rows, n_folds)
+    folds = sample_folds(draw_key(rng), 0, n_rows, n_folds, sample)
+    groups = n_folds + (sample < n_rows)  # the extra group: the rows after the sample
+    fit = slice(0, sample)
     if isinstance(model, RidgeRewardModel):
-        gram, moments = ridge_statistics(features, arms, rewards, folds, n_arms, n_folds)
+        gram, moments = ridge_statistics(features[fit], arms[fit], rewards[fit], folds[fit], n_arms, groups)
         return predict_folds(fold_coefficients(gram, moments, model.l2), features, folds)
     if isinstance(model, CrossedRidgeRewardModel):
-        gram, crossed_moments = crossed_statistics(features, arms, rewards, folds, n_folds, z, n_arms)
+        gram, crossed_moments = crossed_statistics(
+            features[fit], arms[fit], rewards[fit], folds[fit], groups, z, n_arms
+        )
         fitted = crossed_fold_coefficients(gram, crossed_moments, model.l2)
         return predict_crossed_folds(fitted, features, folds, np.zeros((n_arms, 0)) if z is None else z)
     if z is None:
@@ -376,6 +384,37 @@ def row_folds(key: int, first_row: int, n_rows: int, n_folds: int) -> IntArray:
     return permutations[start : start + n_rows]
 
 
+def sample_folds(key: int, first_row: int, n_rows: int, n_folds: int, model_rows: int) -> IntArray:
+    """Groups of rows ``first_row ..`` when the reward model is fitted on the log's first ``model_rows`` rows.
+
+    Rows of the sample get their :func:`row_folds` fold (predicted out of fold); later rows get the extra
+    group ``n_folds``, which no sample row is in, so its "out-of-fold" model is the one fitted on the whole
+    sample: proper sample splitting, no row is predicted by a model that saw its reward.
+
+    Examples
+    --------
+    >>> sample_folds(key=3, first_row=0, n_rows=12, n_folds=5, model_rows=10)[10:].tolist()
+    [5, 5]
+    >>> bool((sample_folds(3, 0, 12, 5, 10)[:10] == row_folds(3, 0, 10, 5)).all())
+    True
+    """
+    inside = max(0, min(n_rows, model_rows - first_row))
+    folds = np.full(n_rows, n_folds, dtype=np.intp)
+    if inside:
+        folds[:inside] = row_folds(key, first_row, inside, n_folds)
+    return folds
+
+
+def sample_note(model_rows: int, n_rows: int) -> str:
+    """The rows a reward model was fitted on, for the report's note: all of them or the stated sample."""
+    if model_rows >= n_rows:
+        return f"all {n_rows:,} rows"
+    return (
+        f"the first {model_rows:,} of {n_rows:,} rows (model_rows; each later row predicted by the model "
+        f"fitted on all {model_rows:,})"
+    )
+
+
 def fold_coefficients(gram: FloatArray, moments: FloatArray, l2: float) -> tuple[FloatArray, FloatArray]:
     """Ridge slopes (F, d, K) and offsets (F, K) per fold from per-(fold, arm) statistics: "total - fold f"."""
     train_gram, train_moments = gram.sum(axis=0) - gram, moments.sum(axis=0) - moments  # (F, K, ...)
@@ -398,6 +437,11 @@ def predict_folds(
     for start in range(0, features.shape[0], chunk):
         chunk_folds, chunk_features = folds[start : start + chunk], features[start : start + chunk]
         out = predictions[start : start + chunk]
+        first = int(chunk_folds[0]) if chunk_folds.shape[0] else 0
+        if (chunk_folds == first).all():  # one group (rows after a model_rows sample): no gathering
+            np.matmul(chunk_features, slopes[first], out=out)
+            out += offsets[first]
+            continue
         for fold in range(offsets.shape[0]):
             rows = np.flatnonzero(chunk_folds == fold)
             out[rows] = chunk_features[rows] @ slopes[fold] + offsets[fold]
@@ -442,10 +486,14 @@ def predict_expected(model: Any, features: FloatArray) -> FloatArray:
 def _cross_fit_per_arm(
     model: Any, features: FloatArray, arms: IntArray, rewards: FloatArray, folds: IntArray, n_arms: int, n_folds: int
 ) -> FloatArray:
-    """One copy of ``model`` per (fold, arm), fit on that arm's rows of the other folds."""
+    """One copy of ``model`` per (fold, arm), fit on that arm's rows of the other folds.
+
+    Rows in group ``n_folds`` (after a ``model_rows`` sample) are never trained on and are predicted by
+    the copies fitted on every fold.
+    """
     predictions = np.empty((arms.shape[0], n_arms))
-    for fold in range(n_folds):
-        test, train = folds == fold, folds != fold
+    for fold in range(n_folds + 1):
+        test, train = folds == fold, (folds != fold) & (folds < n_folds)
         if not test.any():
             continue
         fallback = rewards[train].mean() if train.any() else 0.0
@@ -469,11 +517,14 @@ def _cross_fit_crossed(
     n_folds: int,
     action_features: FloatArray,
 ) -> FloatArray:
-    """One copy of ``model`` per fold on :func:`crossed_features`; every arm of a held-out row predicted."""
+    """One copy of ``model`` per fold on :func:`crossed_features`; every arm of a held-out row predicted.
+
+    Rows in group ``n_folds`` (after a ``model_rows`` sample) are predicted by a copy fitted on every fold.
+    """
     n_arms = action_features.shape[0]
     predictions = np.empty((arms.shape[0], n_arms))
-    for fold in range(n_folds):
-        test, train = np.flatnonzero(folds == fold), folds != fold
+    for fold in range(n_folds + 1):
+        test, train = np.flatnonzero(folds == fold), (folds != fold) & (folds < n_folds)
         if not test.shape[0]:
             continue
         values = np.unique(rewards[train])

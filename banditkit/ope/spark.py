@@ -45,7 +45,7 @@ from . import estimators as est
 from .bootstrap import draw_key
 from .per_row import MODEL_BASED
 from .report import Report
-from .reward_model import RidgeRewardModel
+from .reward_model import RidgeRewardModel, sample_note
 from .streaming import DEFAULT_CHUNK_ROWS, _estimates
 
 #: Master of the session made when none is given or active.
@@ -103,6 +103,7 @@ def evaluate(
     drop_unrewarded: bool = False,
     experiment: str | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    model_rows: int | None = None,
 ) -> Report:
     """Estimate the value of ``target`` from a log in Spark: :func:`banditkit.ope.evaluate`'s report.
 
@@ -122,6 +123,8 @@ def evaluate(
     drop_unrewarded : drop rows whose reward is missing instead of failing
     experiment : keep the rows of this experiment when the log holds several
     chunk_rows : rows a worker validates and sums at a time (its memory follows it)
+    model_rows : fit DM/DR's ridge on the log's first ``model_rows`` rows only, as
+        :func:`banditkit.ope.evaluate` does (the same numbers); default all rows
 
     Examples
     --------
@@ -139,6 +142,8 @@ def evaluate(
     n_bootstrap = check_int("n_bootstrap", n_bootstrap, low=0)
     confidence = check_real("confidence", confidence, low=0.0, high=1.0, low_open=True, high_open=True)
     chunk_rows = check_int("chunk_rows", chunk_rows, low=1)
+    if model_rows is not None:
+        model_rows = check_int("model_rows", model_rows, low=2)
     if isinstance(target, Mapping):
         raise InvalidParameterError("spark.evaluate evaluates one target at a time; pass each candidate in turn")
     if isinstance(target, np.ndarray) and target.ndim >= 2 and target.shape[0] > 1:
@@ -170,19 +175,22 @@ def evaluate(
     plan = passes.layout(frame, row_id, drop_unrewarded, experiment, chunk_rows)
     frame = frame.drop(passes.PATH_COLUMN)  # the plan holds the paths; the later passes move numbers only
     coefficients, fold_key, note = None, 0, None
+    sample_rows = plan.n_rows if model_rows is None else min(model_rows, plan.n_rows)
     if MODEL_BASED & set(names):
         model = reward_model or RidgeRewardModel()
-        n_folds = min(check_int("n_folds", n_folds, low=2), plan.n_rows)
+        n_folds = min(check_int("n_folds", n_folds, low=2), sample_rows)
         if n_folds < 2:
             raise InvalidParameterError(f"cross-fitting needs at least 2 logged rows, got {plan.n_rows}")
         fold_key = draw_key(generator)
-        coefficients = passes.ridge(frame, plan, target, model.l2, n_folds, fold_key)
+        coefficients = passes.ridge(frame, plan, target, model.l2, n_folds, fold_key, sample_rows)
         note = (
             f"ridge per arm (l2={model.l2:g}), {n_folds}-fold cross-fitted from sufficient statistics summed "
-            f"in Spark over all {plan.n_rows:,} rows (exact, as in memory)"
+            f"in Spark over {sample_note(sample_rows, plan.n_rows)} (exact, as in memory)"
         )
     keys = [draw_key(generator) if n_bootstrap else 0 for _ in range(1 + len(plan.positions))]
-    options = dict(clip_weight=clip_weight, switch_weight=switch_weight, n_folds=n_folds, fold_key=fold_key)
+    options = dict(
+        clip_weight=clip_weight, switch_weight=switch_weight, n_folds=n_folds, fold_key=fold_key, model_rows=sample_rows
+    )
     parts = passes.run_tasks(frame, passes.sums_task(plan, target, names, coefficients, keys, n_bootstrap, options))
     totals: list[est.TermTotals | None] = [None] * len(names)
     sums = np.zeros((n_bootstrap, 2 * len(names)))

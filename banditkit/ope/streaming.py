@@ -11,18 +11,22 @@ draws and the report equals the in-memory one (to float rounding).
 Passes over the files: one that reads the ``arm`` (and ``position``,
 ``experiment``, ``reward``) columns for the arm vocabulary and the row count,
 one that fits DM/DR's ridge reward model from streamed per-(fold, arm)
-sufficient statistics (exact: the same model as in memory), and the one that
-sums the estimators. pyarrow reads the files batch by batch, so memory is
-bounded by ``chunk_rows``, not by the log.
+sufficient statistics (exact: the same model as in memory; with ``model_rows``
+it reads only the log's first ``model_rows`` rows), and the one that sums the
+estimators. pyarrow reads the files batch by batch, so memory is bounded by
+``chunk_rows``, not by the log; every pass decodes and validates the next chunk
+in a background thread while it sums the current one (:func:`prefetched`).
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterator, Sequence
+import queue
+import threading
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -51,7 +55,8 @@ from .reward_model import (
     predict_expected,
     predict_folds,
     ridge_statistics,
-    row_folds,
+    sample_folds,
+    sample_note,
     target_action_features,
 )
 from .targets import RowTarget, resolve_target
@@ -75,7 +80,8 @@ class Layout:
     position_rows: tuple[int, ...]
     n_rows: int
     #: Distinct rewards (sorted) when there are at most MAX_REWARD_VALUES of them, else empty: a classifier's classes.
-    reward_values: tuple[float, ...] = ()
+    #: None when the layout came from the files' statistics: :func:`distinct_rewards` reads them if needed.
+    reward_values: tuple[float, ...] | None = ()
 
     @property
     def n_positions(self) -> int:
@@ -102,7 +108,13 @@ def streams(log: Any, chunk_rows: int | None) -> bool:
 
 
 def scan_layout(path: Path, drop_unrewarded: bool) -> Layout:
-    """Check the files' schemas agree and read the arm vocabulary, the positions and the row count."""
+    """Check the files' schemas agree and read the arm vocabulary, the positions and the row count.
+
+    A log of integer arms with neither positions nor an experiment column, read whole, needs no column:
+    its row count is in the files' metadata and its largest arm in the ``arm`` column's row-group
+    statistics (exact for integers). Otherwise, or when a row group has no statistics, the ``arm``,
+    ``reward`` and (when present) ``position`` and ``experiment`` columns are read.
+    """
     pa = pyarrow_module("pyarrow", "stream a Parquet log")
     compute = pyarrow_module("pyarrow.compute", "stream a Parquet log")
     parquet = pyarrow_module("pyarrow.parquet", "stream a Parquet log")
@@ -133,6 +145,10 @@ def scan_layout(path: Path, drop_unrewarded: bool) -> Layout:
                 "the partitions of a log must share one schema"
             )
     named = not pa.types.is_integer(schema.field("arm").type)
+    if not (named or drop_unrewarded or {"position", "experiment"} & set(schema.names)):
+        layout = _layout_from_statistics(files, schema.names)
+        if layout is not None:
+            return layout
     wanted = [c for c in ("arm", "position", "experiment", "reward") if c in schema.names]
     labels: set[Any] = set()
     largest, n_rows = -1, 0
@@ -145,9 +161,7 @@ def scan_layout(path: Path, drop_unrewarded: bool) -> Layout:
                 reward = batch.column("reward").cast(pa.float64())
                 batch = batch.filter(compute.and_(compute.is_valid(reward), compute.invert(compute.is_nan(reward))))
             n_rows += batch.num_rows
-            if len(rewards_seen) <= MAX_REWARD_VALUES:
-                values = compute.unique(batch.column("reward").cast(pa.float64())).to_pylist()
-                rewards_seen.update(float(v) for v in values if v is not None and v == v)
+            _add_rewards(rewards_seen, batch.column("reward"))
             arms = batch.column("arm")
             if named:
                 labels.update(str(v) for v in compute.unique(arms).to_pylist() if v is not None)
@@ -177,8 +191,119 @@ def scan_layout(path: Path, drop_unrewarded: bool) -> Layout:
     )
 
 
+Item = TypeVar("Item")
+
+
+def prefetched(items: Iterator[Item]) -> Generator[Item, None, None]:
+    """``items`` made one ahead in a background thread: the next chunk is read while this one is summed.
+
+    pyarrow's decoding and numpy's large operations release the GIL, so on two cores reading a chunk
+    and computing on the previous one overlap. At most two items are alive at a time (the one handed
+    out and the next one being made); an exception of ``items`` is raised where it occurs in the
+    sequence, after the items before it; a consumer that stops early stops the thread.
+
+    Examples
+    --------
+    >>> list(prefetched(iter(range(4))))
+    [0, 1, 2, 3]
+    """
+    handoff: queue.Queue[tuple[Any, BaseException | None]] = queue.Queue()
+    turn = threading.Semaphore(1)  # the consumer's leave to make one more item
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            while turn.acquire() and not stop.is_set():
+                try:
+                    item = next(items)
+                except StopIteration:
+                    handoff.put((done, None))
+                    return
+                except BaseException as error:  # handed to the consumer, raised there in order
+                    handoff.put((done, error))
+                    return
+                handoff.put((item, None))
+                del item
+        finally:
+            close = getattr(items, "close", None)
+            if callable(close):
+                close()
+
+    thread = threading.Thread(target=produce, name="banditkit-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = handoff.get()
+            if item is done:
+                if error is not None:
+                    raise error
+                return
+            turn.release()
+            yield item
+            del item
+    finally:
+        stop.set()
+        turn.release()
+        thread.join()
+
+
+def _layout_from_statistics(files: list[Path], columns: list[str]) -> Layout | None:
+    """The layout of a log of integer arms from the files' metadata alone; None when a row group lacks statistics."""
+    parquet = pyarrow_module("pyarrow.parquet", "stream a Parquet log")
+    largest, n_rows = -1, 0
+    for file in files:
+        metadata = parquet.read_metadata(file)
+        arm = metadata.schema.names.index("arm")
+        for group in range(metadata.num_row_groups):
+            row_group = metadata.row_group(group)
+            if not row_group.num_rows:
+                continue
+            statistics = row_group.column(arm).statistics
+            if statistics is None or not statistics.has_min_max:
+                return None
+            largest = max(largest, int(statistics.max))
+            n_rows += row_group.num_rows
+    if n_rows == 0:
+        raise InvalidParameterError("log has no rows to evaluate")
+    names = tuple(str(i) for i in range(largest + 1))
+    return Layout(tuple(files), tuple(columns), names, False, (), n_rows, None)
+
+
+def _add_rewards(seen: set[float], rewards: Any) -> None:
+    """Add a batch's distinct rewards to ``seen`` until it holds more than MAX_REWARD_VALUES of them."""
+    if len(seen) <= MAX_REWARD_VALUES:
+        pa = pyarrow_module("pyarrow", "stream a Parquet log")
+        compute = pyarrow_module("pyarrow.compute", "stream a Parquet log")
+        values = compute.unique(rewards.cast(pa.float64())).to_pylist()
+        seen.update(float(v) for v in values if v is not None and v == v)
+
+
+def distinct_rewards(layout: Layout) -> tuple[float, ...]:
+    """The log's distinct rewards (sorted; empty when more than MAX_REWARD_VALUES): a classifier's classes.
+
+    Read from the ``reward`` column when the layout pass did not (a layout from the files' statistics,
+    which covers whole logs only, so no row is dropped).
+    """
+    if layout.reward_values is not None:
+        return layout.reward_values
+    parquet = pyarrow_module("pyarrow.parquet", "stream a Parquet log")
+    seen: set[float] = set()
+    for file in layout.files:
+        for batch in parquet.ParquetFile(file).iter_batches(batch_size=DEFAULT_CHUNK_ROWS, columns=["reward"]):
+            _add_rewards(seen, batch.column("reward"))
+    return tuple(sorted(seen)) if len(seen) <= MAX_REWARD_VALUES else ()
+
+
 def chunks(layout: Layout, chunk_rows: int, drop_unrewarded: bool) -> Iterator[tuple[Path, LoggedData]]:
-    """The log's rows as validated chunks of at most ``chunk_rows``, with their file; errors name the file and row."""
+    """The log's rows as validated chunks of at most ``chunk_rows``, with their file; errors name the file and row.
+
+    Read and validated one chunk ahead in a background thread (:func:`prefetched`).
+    """
+    return prefetched(_read_chunks(layout, chunk_rows, drop_unrewarded))
+
+
+def _read_chunks(layout: Layout, chunk_rows: int, drop_unrewarded: bool) -> Iterator[tuple[Path, LoggedData]]:
     parquet = pyarrow_module("pyarrow.parquet", "stream a Parquet log")
     for file in layout.files:
         first_row = 0
@@ -219,22 +344,25 @@ def evaluate_streamed(
     switch_weight: float,
     chunk_rows: int,
     drop_unrewarded: bool,
+    model_rows: int | None = None,
 ) -> tuple[dict[str, Estimate], dict[int, dict[str, Estimate]], str, str | None, int]:
     """Estimates and per-position estimates of a streamed log, how it was read, the reward-model note, rows.
 
     Draws from ``generator`` in the order the in-memory path does: the folds' key, then one bootstrap key
-    for the whole log and one per position present.
+    for the whole log and one per position present. ``model_rows``: the reward model is fitted on the
+    log's first ``model_rows`` rows (validated by ``evaluate``), as in memory.
     """
     layout = scan_layout(path, drop_unrewarded)
     model_based = bool(MODEL_BASED & set(names))
     predictor: Predictor | None = None
     note = None
+    sample_rows = layout.n_rows if model_rows is None else min(model_rows, layout.n_rows)
     if model_based:
-        n_folds = min(check_int("n_folds", n_folds, low=2), layout.n_rows)
+        n_folds = min(check_int("n_folds", n_folds, low=2), sample_rows)
         if n_folds < 2:
             raise InvalidParameterError(f"cross-fitting needs at least 2 logged rows, got {layout.n_rows}")
         fold_key = draw_key(generator)
-        fit = FitPass(layout, target, n_folds, fold_key, chunk_rows, drop_unrewarded, action_features)
+        fit = FitPass(layout, target, n_folds, fold_key, chunk_rows, drop_unrewarded, action_features, sample_rows)
         predictor, note = streamed_reward_model(default_model(reward_model, action_features), fit)
     keys = [draw_key(generator) if n_bootstrap else 0 for _ in range(1 + len(_present(layout)))]
     totals: list[est.TermTotals | None] = [None] * len(names)
@@ -249,7 +377,7 @@ def evaluate_streamed(
         predictions = None
         if predictor is not None:
             features = model_features(chunk, layout.n_positions)
-            predictions = predictor(features, row_folds(fold_key, first_row, chunk.n_rows, n_folds))
+            predictions = predictor(features, sample_folds(fold_key, first_row, chunk.n_rows, n_folds, sample_rows))
         terms = [
             estimator_terms(
                 name, chunk, rows.probabilities, rows.arms, predictions, generator, clip_weight, switch_weight
@@ -310,7 +438,11 @@ Predictor = Callable[[FloatArray, IntArray], FloatArray]
 
 @dataclass(frozen=True)
 class FitPass:
-    """What a reward model's pass over a streamed log needs: the layout, the target, the folds' key."""
+    """What a reward model's pass over a streamed log needs: the layout, the target, the folds' key, the sample.
+
+    The model is fitted on the log's first ``sample_rows`` rows (all of them by default), the only rows
+    this pass reads.
+    """
 
     layout: Layout
     target: Any
@@ -319,17 +451,26 @@ class FitPass:
     chunk_rows: int
     drop_unrewarded: bool
     action_features: Any
+    sample_rows: int
+
+    @property
+    def n_groups(self) -> int:
+        """The folds, plus one group for the rows after the sample when it is not the whole log."""
+        return self.n_folds + (self.sample_rows < self.layout.n_rows)
 
     def chunks(self) -> Iterator[tuple[FloatArray, IntArray, FloatArray, IntArray, FloatArray | None, int]]:
-        """Per chunk: model features, target arm columns, rewards, folds, action features (target order), K."""
+        """Per chunk of the sample: model features, target arm columns, rewards, folds, action features, K."""
         first_row = 0
         for file, chunk in chunks(self.layout, self.chunk_rows, self.drop_unrewarded):
             rows = target_rows(self.target, chunk, file)
             z = target_action_features(self.action_features, self.layout.arm_names, rows.arm_names)
-            folds = row_folds(self.fold_key, first_row, chunk.n_rows, self.n_folds)
-            features = model_features(chunk, self.layout.n_positions)
-            yield features, rows.arms, chunk.rewards, folds, z, rows.probabilities.shape[1]
-            first_row += chunk.n_rows
+            n = min(chunk.n_rows, self.sample_rows - first_row)
+            folds = sample_folds(self.fold_key, first_row, n, self.n_folds, self.sample_rows)
+            features = model_features(chunk, self.layout.n_positions)[:n]
+            yield features, rows.arms[:n], chunk.rewards[:n], folds, z, rows.probabilities.shape[1]
+            first_row += n
+            if first_row >= self.sample_rows:
+                return
 
 
 def streamed_reward_model(model: Any, fit: FitPass) -> tuple[Predictor, str]:
@@ -342,10 +483,10 @@ def streamed_reward_model(model: Any, fit: FitPass) -> tuple[Predictor, str]:
     as ``classes``.
     """
     check_reward_model(model)
-    n_rows, n_folds = fit.layout.n_rows, fit.n_folds
+    n_folds, seen = fit.n_folds, sample_note(fit.sample_rows, fit.layout.n_rows)
     described = describe_model(model, fit.action_features)
     exact = (
-        f"{described}, {n_folds}-fold cross-fitted from sufficient statistics streamed over all {n_rows:,} rows "
+        f"{described}, {n_folds}-fold cross-fitted from sufficient statistics streamed over {seen} "
         "(exact, as in memory)"
     )
     if isinstance(model, RidgeRewardModel):
@@ -360,11 +501,16 @@ def streamed_reward_model(model: Any, fit: FitPass) -> tuple[Predictor, str]:
             "(use RidgeRewardModel, CrossedRidgeRewardModel or an estimator with partial_fit such as "
             "SGDRegressor, or evaluate in memory with chunk_rows=None)"
         )
-    online = OnlineCopies(model, fit.layout.reward_values)
+    online = OnlineCopies(model, distinct_rewards(fit.layout) if _takes_classes(model) else ())
     for features, arms, rewards, folds, item_features, n_arms in fit.chunks():
-        online.update(features, arms, rewards, folds, item_features, n_arms, n_folds)
-    note = f"{n_folds}-fold cross-fitted by partial_fit in one pass over all {n_rows:,} rows (an online fit)"
+        online.update(features, arms, rewards, folds, item_features, n_arms, fit.n_groups)
+    note = f"{n_folds}-fold cross-fitted by partial_fit in one pass over {seen} (an online fit)"
     return online.predict, f"{described}, {note}"
+
+
+def _takes_classes(model: Any) -> bool:
+    """Whether ``model.partial_fit`` takes ``classes`` (a classifier, told the log's distinct rewards up front)."""
+    return "classes" in inspect.signature(model.partial_fit).parameters
 
 
 class OnlineCopies:
@@ -372,7 +518,7 @@ class OnlineCopies:
 
     def __init__(self, model: Any, reward_values: tuple[float, ...]):
         self.model = model
-        takes_classes = "classes" in inspect.signature(model.partial_fit).parameters
+        takes_classes = _takes_classes(model)
         if takes_classes and not reward_values:
             raise InvalidParameterError(
                 f"reward_model {type(model).__name__} is a classifier, whose partial_fit needs the classes up "
@@ -436,7 +582,7 @@ def _streamed_ridge(fit: FitPass, l2: float) -> tuple[FloatArray, FloatArray]:
     gram: FloatArray | None = None
     moments: FloatArray | None = None
     for features, arms, rewards, folds, _, n_arms in fit.chunks():
-        chunk_gram, chunk_moments = ridge_statistics(features, arms, rewards, folds, n_arms, fit.n_folds)
+        chunk_gram, chunk_moments = ridge_statistics(features, arms, rewards, folds, n_arms, fit.n_groups)
         gram = chunk_gram if gram is None else gram + chunk_gram
         moments = chunk_moments if moments is None else moments + chunk_moments
     assert gram is not None and moments is not None, "the layout pass found rows"
@@ -450,7 +596,7 @@ def _streamed_crossed(fit: FitPass, l2: float) -> tuple[tuple[FloatArray, FloatA
     z: FloatArray | None = None
     n_arms = 0
     for features, arms, rewards, folds, z, n_arms in fit.chunks():
-        chunk_gram, chunk_moments = crossed_statistics(features, arms, rewards, folds, fit.n_folds, z, n_arms)
+        chunk_gram, chunk_moments = crossed_statistics(features, arms, rewards, folds, fit.n_groups, z, n_arms)
         gram = chunk_gram if gram is None else gram + chunk_gram
         moments = chunk_moments if moments is None else moments + chunk_moments
     assert gram is not None and moments is not None, "the layout pass found rows"

@@ -253,6 +253,23 @@ def test_bad_logs_name_the_column_and_rows(case, data, message):
     assert message in str(error.value)
 
 
+def test_contexts_whose_sum_overflows_are_still_finite():
+    """The finiteness check sums the contexts first; finite values that sum to infinity are accepted, x columns too."""
+    huge = np.full(4, 1e308)
+    log = load_log({"arm": [0, 1, 0, 1], "reward": [1.0] * 4, "propensity": [0.5] * 4, "x0": huge, "x1": huge})
+    assert log.contexts is not None and log.contexts.tolist() == [[1e308, 1e308]] * 4
+    with pytest.raises(InvalidParameterError, match=r"context must be finite, got inf in feature 1 at rows \[2\]"):
+        load_log(
+            {
+                "arm": [0, 1, 0, 1],
+                "reward": [1.0] * 4,
+                "propensity": [0.5] * 4,
+                "x0": huge,
+                "x1": np.array([1e308, 1e308, np.inf, 1e308]),
+            }
+        )
+
+
 def test_missing_file_and_unknown_suffix(tmp_path):
     with pytest.raises(InvalidParameterError, match="does not exist"):
         load_log(tmp_path / "nope.csv")

@@ -86,6 +86,21 @@ def test_spark_equals_in_memory_and_streamed(spark, tmp_path: Path, case: str) -
     assert list(in_spark.by_position) == list(in_memory.by_position) == ([0, 1, 2] if case == "positions" else [])
 
 
+def test_a_reward_model_on_a_stated_sample_as_locally(spark, tmp_path: Path) -> None:
+    """model_rows: the ridge on the first rows only, the same numbers and note as in memory and streamed."""
+    columns = log_columns(3000, seed=3, positions=3, missing=0.05)
+    folder = write_files(tmp_path / "log", columns, [900, 2000])
+    options: dict[str, Any] = dict(n_bootstrap=200, rng=5, drop_unrewarded=True, model_rows=1234)
+    target = target_for(3)
+    in_memory = bk.ope.evaluate(folder, target, **options)
+    in_spark = bk_spark.evaluate(folder, target, spark=spark, **options)
+    assert_same(in_spark, in_memory)
+    assert_same(in_spark, bk.ope.evaluate(folder, target, chunk_rows=97, **options))
+    assert f"the first 1,234 of {in_memory['dr'].n_rows:,} rows (model_rows" in (in_spark.reward_model or "")
+    with pytest.raises(InvalidParameterError, match=r"model_rows must be in \[2, None\], got 0"):
+        bk_spark.evaluate(folder, target, spark=spark, model_rows=0)
+
+
 def test_a_contextual_bandit_is_asked_where_the_rows_are(spark, tmp_path: Path) -> None:
     """LinUCB's probabilities come from the same banditkit code in the workers; another seed moves the interval."""
     folder = write_files(tmp_path / "log", log_columns(2000, seed=2), [900])

@@ -259,3 +259,58 @@ def test_a_large_parquet_log_streams_by_itself_when_the_request_can(tmp_path: Pa
     assert isinstance(evaluate(folder, {"a": target, "b": target[:, ::-1]}, ["ips"], n_bootstrap=0), bk.ope.Comparison)
     monkeypatch.setattr(streaming, "STREAM_ROWS", 400)
     assert evaluate(folder, target, ["ips"], n_bootstrap=0).source == "in memory"
+
+
+def test_prefetching_runs_one_chunk_ahead_and_raises_in_order() -> None:
+    """The next item is made only once the previous one is asked for; an error comes after the items before it."""
+    events: list[tuple[str, int]] = []
+
+    def source():
+        for i in range(5):
+            events.append(("made", i))
+            yield i
+        raise InvalidParameterError("log file 'x.parquet': bad row 5")
+
+    items = streaming.prefetched(source())
+    received = []
+    with pytest.raises(InvalidParameterError, match="bad row 5"):
+        for i in itertools.count():
+            events.append(("asked", i))
+            received.append(next(items))
+    assert received == [0, 1, 2, 3, 4]
+    for j in range(1, 5):  # at most two alive: item j is made after item j - 1 was asked for
+        assert events.index(("asked", j - 1)) < events.index(("made", j))
+
+
+def test_a_consumer_that_stops_early_stops_the_reading_thread() -> None:
+    closed = []
+
+    def endless():
+        try:
+            yield from itertools.count()
+        finally:
+            closed.append(True)
+
+    items = streaming.prefetched(endless())
+    assert [next(items), next(items)] == [0, 1]
+    items.close()
+    assert closed == [True]
+    assert not any(thread.name == "banditkit-prefetch" for thread in __import__("threading").enumerate())
+
+
+def test_the_layout_from_row_group_statistics_equals_the_one_read_from_the_columns(tmp_path: Path) -> None:
+    """Integer arms, whole log: the vocabulary and row count come from metadata; without statistics, from reading."""
+    columns = log_columns(1500, seed=8)
+    columns["arm"][columns["arm"] == 2] = 1  # the largest arm is 1 in every file
+    from_statistics, from_columns = tmp_path / "stats.parquet", tmp_path / "plain.parquet"
+    pq.write_table(pa.table(columns), from_statistics, row_group_size=400)
+    pq.write_table(pa.table(columns), from_columns, row_group_size=400, write_statistics=False)
+    quick, read = streaming.scan_layout(from_statistics, False), streaming.scan_layout(from_columns, False)
+    assert quick.reward_values is None and read.reward_values == (0.0, 1.0)
+    assert (quick.arm_names, quick.n_rows) == (read.arm_names, read.n_rows) == (("0", "1"), 1500)
+    assert streaming.distinct_rewards(quick) == read.reward_values
+    target = np.array([[0.3, 0.7]])
+    assert_same(
+        evaluate(from_statistics, target, ["ips", "dr"], n_bootstrap=100, chunk_rows=128),
+        evaluate(from_columns, target, ["ips", "dr"], n_bootstrap=100, chunk_rows=128),
+    )

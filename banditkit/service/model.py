@@ -85,6 +85,10 @@ def adopt_rewards(
     bandit.absorb(arm_indices, rewards, policy_state(arrays), version=version)
 
 
-def guarded(bandit: Bandit) -> tuple[tuple[bool, ...], bool]:
-    """What guardrails can change during an update: which arms are active, and the abort flag."""
-    return tuple(bool(on) for on in bandit.active), bool(bandit.aborted)
+def guarded(bandit: Bandit) -> tuple[bytes, bool]:
+    """What guardrails can change during an update: which arms are active, and the abort flag.
+
+    Compared before and after every reward batch, so the active flags are taken as the bytes of their boolean
+    array (equal exactly when the flags are), not one Python bool per arm.
+    """
+    return bandit.active.tobytes(), bool(bandit.aborted)

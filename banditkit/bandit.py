@@ -472,12 +472,56 @@ class Bandit:
         rewards = self._checked_rewards(rewards)
         if rewards.shape[0] != indices.shape[0]:
             raise InvalidParameterError(f"rewards has {rewards.shape[0]} values but arms has {indices.shape[0]}")
-        if version is not None:
-            version = check.check_int("version", version, low=self._version + 1)
+        version = self._next_version(version)
+        self._record(indices, rewards, self._checked_state(state, "absorb"), version)
+
+    def adopt(
+        self, state: Mapping[str, ArrayLike], ledger: Mapping[str, ArrayLike], *, version: int | None = None
+    ) -> None:
+        """Take ``state`` and the reward ``ledger`` after learning rewards elsewhere, as :meth:`absorb` would make them.
+
+        For a store that merges the policy's delta and the ledger's itself
+        (the decision service's SQLite and memory stores): the Bandit takes
+        both as they are, with the version and the guardrails following as in
+        :meth:`absorb`, so nothing of the update is computed a second time.
+        ``ledger`` holds ``pulls``, ``reward_sums`` and ``reward_sq_sums``,
+        shape (K,) each, and ``total_reward``, one number (shape () or (1,));
+        ``state`` is checked as in :meth:`absorb`.
+        """
+        version = self._next_version(version)
+        checked = self._checked_state(state, "adopt")
+        n_arms = len(self._arms)
+        if ledger.keys() != set(_LEDGER_KEYS):
+            raise InvalidParameterError(
+                f"ledger must have the keys pulls, reward_sums, reward_sq_sums and total_reward, got {sorted(ledger)}"
+            )
+        columns = [np.asarray(ledger[key], dtype=np.float64) for key in _LEDGER_KEYS]
+        for key, column in zip(_LEDGER_KEYS, columns, strict=True):
+            expected = (n_arms,) if key != "total_reward" else (1,)
+            if column.shape != expected and not (key == "total_reward" and column.shape == ()):
+                raise InvalidParameterError(f"ledger[{key!r}] must have shape {expected}, got {column.shape}")
+        joined = np.concatenate([column.reshape(-1) for column in columns])
+        if not np.isfinite(joined).all():
+            key = _LEDGER_KEYS[min(int(np.flatnonzero(~np.isfinite(joined))[0]) // n_arms, 3)]
+            raise InvalidParameterError(f"ledger[{key!r}] holds NaN or infinite values")
+        values = joined.tolist()
+        pulls, reward_sums = values[:n_arms], values[n_arms : 2 * n_arms]
+        reward_sq_sums, total_reward = values[2 * n_arms : 3 * n_arms], values[-1]
+        self._state = checked
+        self._pulls, self._reward_sums, self._reward_sq_sums = pulls, reward_sums, reward_sq_sums
+        self._total_reward = total_reward
+        self._learned(version)
+
+    def _next_version(self, version: int | None) -> int | None:
+        """``version``, checked to be ahead of :attr:`version` (None: one more, set when learning)."""
+        return None if version is None else check.check_int("version", version, low=self._version + 1)
+
+    def _checked_state(self, state: Mapping[str, ArrayLike], method: str) -> State:
+        """``state`` as arrays, checked to have the current state's keys and shapes, all finite."""
         current, buffers = self._state, self._policy.buffer_keys
         if current is None:
             raise InvalidParameterError(
-                f"absorb needs the policy state, and contextual policy {self._policy.name!r} has none before its "
+                f"{method} needs the policy state, and contextual policy {self._policy.name!r} has none before its "
                 f"first context: build the Bandit with n_features="
             )
         if state.keys() != current.keys() or any(
@@ -489,7 +533,7 @@ class Bandit:
         for key, value in state.items():
             if not np.isfinite(value).all():
                 raise InvalidParameterError(f"state[{key!r}] holds NaN or infinite values")
-        self._record(indices, rewards, {key: np.asarray(value) for key, value in state.items()}, version)
+        return {key: np.asarray(value) for key, value in state.items()}
 
     def _checked_rewards(self, rewards: ArrayLike) -> FloatArray:
         """``rewards`` as a float array inside the policy's bounds, or an error that says how to widen them."""
@@ -860,6 +904,10 @@ class Bandit:
         if not self._aborted and guardrails.ruined(self._total_reward):
             self._aborted = True
         self._reindex()
+
+
+#: The reward ledger's keys, as :meth:`Bandit.adopt` takes them.
+_LEDGER_KEYS = ("pulls", "reward_sums", "reward_sq_sums", "total_reward")
 
 
 def _same_shape(shape: tuple[int, ...], expected: tuple[int, ...], grows: bool) -> bool:

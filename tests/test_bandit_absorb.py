@@ -76,3 +76,50 @@ def test_a_merged_row_buffer_is_absorbed_like_update_many():
     wider = {**absorbing.state, "contexts": np.zeros((1, 4, 3))}  # a buffer may grow, not change width
     with pytest.raises(bk.BanditkitError, match=r"keys and shapes .* may change length"):
         absorbing.absorb([0], [1.0], wider)
+
+
+def _ledger_after(bandit: bk.Bandit, arms: np.ndarray, rewards: np.ndarray) -> dict[str, np.ndarray]:
+    """The reward ledger a store that merges the ledger's delta itself holds after ``rewards`` (as the planner adds)."""
+    n_arms = len(bandit.arms)
+    return {
+        "pulls": bandit.pulls + np.bincount(arms, minlength=n_arms).astype(np.float64),
+        "reward_sums": bandit.reward_sums + np.bincount(arms, weights=rewards, minlength=n_arms),
+        "reward_sq_sums": bandit.reward_sq_sums + np.bincount(arms, weights=rewards * rewards, minlength=n_arms),
+        "total_reward": np.array([bandit.total_reward]) + np.array([rewards.sum()]),
+    }
+
+
+@pytest.mark.parametrize("policy", ["thompson", "ucb1", "exp3", "gaussian_thompson"])
+def test_adopting_the_merged_state_and_ledger_is_absorbing_them(policy):
+    """The same Bandit, to the bit, as absorb's (and so update_many's), and the guardrails run after it."""
+    absorbing = bk.Bandit(["a", "b", "c"], policy=policy, seed=3, guardrails={"min_reward_rate": 0.4, "slo_window": 2})
+    adopting = bk.Bandit(["a", "b", "c"], policy=policy, seed=3, guardrails={"min_reward_rate": 0.4, "slo_window": 2})
+    for arms, rewards in [(np.array([0, 2, 2, 1]), np.array([1.0, 0.0, 1.0, 0.1])), (np.array([2]), np.array([0.0]))]:
+        propensities = np.full(len(arms), 0.25)
+        updated = adopting.policy.update(adopting.state, arms, rewards, propensities=propensities)
+        ledger = _ledger_after(adopting, arms, rewards)
+        absorbing.absorb(arms, rewards, updated, version=absorbing.version + 2)
+        adopting.adopt(updated, ledger, version=adopting.version + 2)
+        assert adopting.to_dict() == absorbing.to_dict()
+    assert adopting.version == 4 and "SLO" in adopting.disabled_reasons["c"]
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda ledger: {key: value for key, value in ledger.items() if key != "total_reward"}, "must have the keys"),
+        (lambda ledger: {**ledger, "pulls": ledger["pulls"][:2]}, r"ledger\['pulls'\] must have shape \(3,\)"),
+        (lambda ledger: {**ledger, "total_reward": np.zeros(2)}, r"ledger\['total_reward'\] must have shape"),
+        (lambda ledger: {**ledger, "reward_sq_sums": np.full(3, np.inf)}, r"ledger\['reward_sq_sums'\] holds NaN"),
+        (lambda ledger: {**ledger, "total_reward": np.array(np.nan)}, r"ledger\['total_reward'\] holds NaN"),
+    ],
+)
+def test_a_bad_ledger_is_refused_and_nothing_changes(change, message):
+    bandit = bk.Bandit(["a", "b", "c"], policy="thompson", seed=1)
+    before = bandit.to_dict()
+    arms, rewards = np.array([0]), np.array([1.0])
+    with pytest.raises(bk.InvalidParameterError, match=message):
+        bandit.adopt(bandit.policy.update(bandit.state, arms, rewards), change(_ledger_after(bandit, arms, rewards)))
+    with pytest.raises(bk.InvalidParameterError, match="version"):
+        bandit.adopt(bandit.state, _ledger_after(bandit, arms, rewards), version=bandit.version)
+    assert bandit.to_dict() == before

@@ -120,23 +120,28 @@ class ServiceApp(FastAPI):
         if scope["type"] != "http" or self.hot_paths is None:
             await super().__call__(scope, receive, send)
             return
-        if self.metrics is None:
+        metrics = self.metrics
+        if metrics is None:
             if await self.hot_paths.handle(scope, receive, send) is None:
                 await super().__call__(scope, receive, send)
             return
         started = time.perf_counter()
-        answer = _Status(send)
-        route = None
         try:
-            route = await self.hot_paths.handle(scope, receive, answer.send)
-            if route is None:
-                await super().__call__(scope, receive, answer.send)
-                matched = scope.get("route")  # set by FastAPI's router on the scope it was given
-                route = getattr(matched, "path", UNMATCHED_ROUTE)
+            served = await self.hot_paths.handle(scope, receive, send)
+        except BaseException:  # a failure the server answers 500
+            metrics.answered((UNMATCHED_ROUTE, scope["method"], 500), time.perf_counter() - started)
+            raise
+        if served is not None:  # the fast front knows the status it sent
+            metrics.answered(served, time.perf_counter() - started)
+            return
+        answer = _Status(send)
+        route = UNMATCHED_ROUTE
+        try:
+            await super().__call__(scope, receive, answer.send)
+            matched = scope.get("route")  # set by FastAPI's router on the scope it was given
+            route = getattr(matched, "path", UNMATCHED_ROUTE)
         finally:
-            self.metrics.request(
-                route or UNMATCHED_ROUTE, scope["method"], answer.status, time.perf_counter() - started
-            )
+            metrics.request(route, scope["method"], answer.status, time.perf_counter() - started)
 
 
 class _Status:

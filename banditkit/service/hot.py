@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 from operator import itemgetter
+from typing import Any
 
 from .deps import repeated_authorization
 from .endpoints import ClientGone, Endpoint
@@ -30,83 +31,134 @@ from .metrics import UNMATCHED_ROUTE
 REPEATED_AUTHORIZATION = BadRequestError("more than one Authorization header: send exactly one")
 
 
-class _Pattern:
-    """A path template split into segments: fixed segments must be equal, parameters non-empty."""
+class _Route:
+    """An endpoint as the fast front serves it: what it reads and the metrics key of its success, worked out once."""
 
-    def __init__(self, endpoint: Endpoint) -> None:
-        segments = endpoint.path.split("/")
-        fixed = [index for index, segment in enumerate(segments) if not segment.startswith("{")]
+    __slots__ = ("endpoint", "rank", "reads_headers", "success")
+
+    def __init__(self, endpoint: Endpoint, rank: int) -> None:
         self.endpoint = endpoint
-        self.length = len(segments)
-        self.fixed_of = itemgetter(*fixed)
-        self.fixed = self.fixed_of(segments)
-        self.parameters = [(index, segment[1:-1]) for index, segment in enumerate(segments) if segment.startswith("{")]
+        self.rank = rank  # its place among the declarations: where two match a path, the first declared answers
+        self.reads_headers = endpoint.auth is not None or endpoint.body is not None
+        self.success = endpoint.path, endpoint.method, endpoint.status
 
-    def match(self, parts: list[str]) -> dict[str, str] | None:
-        """The path parameters if ``parts`` (a path split at ``/``) is this template's, else None."""
-        if self.fixed_of(parts) != self.fixed:
+
+class _Template:
+    """The path templates of one method, length and set of fixed segments, looked up by those segments at once.
+
+    Templates that differ only in their fixed segments' values (``.../{name}/decisions``, ``.../{name}/rewards``)
+    share one: a path is matched by a single dictionary look-up, however many endpoints there are.
+    """
+
+    def __init__(self, segments: list[str]) -> None:
+        fixed = [index for index, segment in enumerate(segments) if not segment.startswith("{")]
+        self.order = len(fixed), tuple(fixed)
+        self.fixed_of = itemgetter(*fixed)
+        self.parameters = [(index, segment[1:-1]) for index, segment in enumerate(segments) if segment.startswith("{")]
+        self.routes: dict[Any, _Route] = {}  # by the values of the fixed segments
+
+    def match(self, parts: list[str]) -> tuple[_Route, dict[str, str]] | None:
+        """The route and the path parameters if ``parts`` (a path split at ``/``) is one of these templates'."""
+        route = self.routes.get(self.fixed_of(parts))
+        if route is None:
             return None
         path = {name: parts[index] for index, name in self.parameters}
-        return path if all(path.values()) else None
+        return (route, path) if all(path.values()) else None
 
 
 class HotPaths:
-    """Serves ``endpoints`` for ``app``, the FastAPI app that also routes them (under a ``root_path``)."""
+    """Serves ``endpoints`` for ``app``, the FastAPI app that also routes them (under a ``root_path``).
+
+    A path without parameters is found in one look-up by method and path; the others by method, number of
+    segments and fixed segments (:class:`_Template`). Where two declarations match one path, the first declared
+    answers.
+    """
 
     def __init__(self, app, endpoints: list[Endpoint]) -> None:
         self.app = app
-        self.max_body_bytes: int = app.state.settings.max_body_bytes
-        self._patterns: dict[tuple[str, int], list[_Pattern]] = {}
-        for endpoint in endpoints:
-            pattern = _Pattern(endpoint)
-            self._patterns.setdefault((endpoint.method, pattern.length), []).append(pattern)
+        self.settings = app.state.settings
+        self.max_body_bytes: int = self.settings.max_body_bytes
+        self._exact: dict[tuple[str, str], _Route] = {}
+        self._templates: dict[tuple[str, int], list[_Template]] = {}
+        routes = [_Route(endpoint, rank) for rank, endpoint in enumerate(endpoints)]
+        for route in routes:
+            segments = route.endpoint.path.split("/")
+            templates = self._templates.setdefault((route.endpoint.method, len(segments)), [])
+            template = _Template(segments)
+            for known in templates:
+                if known.order == template.order:
+                    template = known
+                    break
+            else:
+                templates.append(template)
+            template.routes.setdefault(template.fixed_of(segments), route)
+        for route in routes:  # a fixed path, unless a template declared before it takes it
+            method, path = route.endpoint.method, route.endpoint.path
+            if "{" not in path and self._match(method, path.split("/")) == (route, {}):
+                self._exact[method, path] = route
 
-    async def handle(self, scope, receive, send) -> str | None:
+    def _match(self, method: str, parts: list[str]) -> tuple[_Route, dict[str, str]] | None:
+        """The first declared route whose template ``parts`` (a path split at ``/``) matches, and its parameters."""
+        best = None
+        for template in self._templates.get((method, len(parts)), ()):
+            found = template.match(parts)
+            if found is not None and (best is None or found[0].rank < best[0].rank):
+                best = found
+        return best
+
+    async def handle(self, scope, receive, send) -> tuple[str, str, int] | None:
         """Answer the request if it is one of the endpoints or has more than one Authorization header.
 
-        The route it was answered as when answered (the endpoint's path template;
-        :data:`~.metrics.UNMATCHED_ROUTE` for two Authorization headers); None leaves the request untouched
-        for the application.
+        When answered, the key its metrics count it under: route (the endpoint's path template;
+        :data:`~.metrics.UNMATCHED_ROUTE` for two Authorization headers), method and status (500 when the client
+        left before its body arrived: nothing is answered). None leaves the request untouched for the
+        application.
         """
         if repeated_authorization(scope["headers"]):
             await _respond_error(send, REPEATED_AUTHORIZATION)
-            return UNMATCHED_ROUTE
+            return UNMATCHED_ROUTE, scope["method"], REPEATED_AUTHORIZATION.status
         if scope.get("root_path"):
             return None
-        parts = scope["path"].split("/")
-        for pattern in self._patterns.get((scope["method"], len(parts)), ()):
-            path = pattern.match(parts)
-            if path is not None:
-                await self._serve(pattern.endpoint, path, scope, receive, send)
-                return pattern.endpoint.path
-        return None
+        method, path = scope["method"], scope["path"]
+        route = self._exact.get((method, path))
+        if route is not None:
+            return await self._serve(route, {}, scope, receive, send)
+        found = self._match(method, path.split("/"))
+        if found is None:
+            return None
+        return await self._serve(*found, scope, receive, send)
 
-    async def _serve(self, endpoint: Endpoint, path: dict[str, str], scope, receive, send) -> None:
-        app = self.app
+    async def _serve(self, route: _Route, path: dict[str, str], scope, receive, send) -> tuple[str, str, int]:
+        endpoint = route.endpoint
         try:
-            headers = dict(scope["headers"]) if endpoint.auth is not None or endpoint.body is not None else {}
+            headers = dict(scope["headers"]) if route.reads_headers else {}
             if endpoint.auth is not None:
-                endpoint.auth.role(app.state.settings, headers.get(b"authorization", b"").decode("latin-1"))
-            payload = await endpoint.answer(app.state.engine, path, scope, headers, receive, self.max_body_bytes)
+                endpoint.auth.role(self.settings, headers.get(b"authorization", b"").decode("latin-1"))
+            payload = await endpoint.answer(self.app.state.engine, path, scope, headers, receive, self.max_body_bytes)
         except ClientGone:
-            return  # nobody to answer; a partial body is never handled
+            return endpoint.path, endpoint.method, 500  # nobody to answer; a partial body is never handled
         except Exception as error:
-            if not await _respond_error(send, error):
+            status = await _respond_error(send, error)
+            if status is None:
                 raise
-            return
+            return endpoint.path, endpoint.method, status
         await _respond(send, endpoint.status, payload)
+        return route.success
 
 
-async def _respond_error(send, error: Exception) -> bool:
-    """Send the answer to ``error`` (True), or nothing if it is a real failure (False: a 500, left to the server)."""
+async def _respond_error(send, error: Exception) -> int | None:
+    """Send the answer to ``error`` and return its status.
+
+    Nothing (None) if it is a real failure: a 500, left to the server.
+    """
     answer = error_answer(error)
     if answer is None:
-        return False
+        return None
     extra = [(key.encode(), value.encode()) for key, value in (answer.headers or {}).items()]
     # The bytes FastAPI's JSONResponse writes for the same answer on the routes.
     body = json.dumps(answer.body, ensure_ascii=False, separators=(",", ":")).encode()
     await _respond(send, answer.status, body, extra)
-    return True
+    return answer.status
 
 
 async def _respond(send, status: int, payload: bytes, headers: list | None = None) -> None:

@@ -18,7 +18,17 @@ from ..bandit import Bandit
 from .stores.base import CANARY_KEYS, LEDGER_PREFIX, POLICY_PREFIX, State, policy_state
 from .stores.planner import DeltaPlanner, reward_delta
 
-__all__ = ["DeltaPlanner", "adopt_rewards", "apply_rewards", "guarded", "join", "reward_delta", "served_state", "split"]
+__all__ = [
+    "DeltaPlanner",
+    "adopt_rewards",
+    "apply_rewards",
+    "guarded",
+    "join",
+    "ledger",
+    "reward_delta",
+    "served_state",
+    "split",
+]
 
 _LEDGER = ("pulls", "reward_sums", "reward_sq_sums")
 _ADDITIVE = {"state", "version", "rng", "total_reward", *_LEDGER}
@@ -74,17 +84,25 @@ def apply_rewards(
     )
 
 
-def adopt_rewards(
-    bandit: Bandit, arrays: State, arm_indices: np.ndarray, rewards: np.ndarray, *, version: int | None = None
-) -> None:
+def adopt_rewards(bandit: Bandit, arrays: State, *, version: int | None = None) -> None:
     """Serve the arrays a store merged the rewards' delta into (its commit's ``arrays``).
 
-    The very same arrays, so memory and store are identical, and the server does no work in proportion to the
-    state's size beyond :meth:`Bandit.absorb`'s checks. The ledger and guardrails follow as in :func:`apply_rewards`.
+    The very same arrays, the policy state and the reward ledger alike (:meth:`Bandit.adopt`), so memory and
+    store are identical, and the server computes nothing of the update a second time: the guardrails follow as
+    in :func:`apply_rewards`.
     """
-    bandit.absorb(arm_indices, rewards, policy_state(arrays), version=version)
+    bandit.adopt(policy_state(arrays), ledger(arrays), version=version)
 
 
-def guarded(bandit: Bandit) -> tuple[tuple[bool, ...], bool]:
-    """What guardrails can change during an update: which arms are active, and the abort flag."""
-    return tuple(bool(on) for on in bandit.active), bool(bandit.aborted)
+def ledger(arrays: State) -> State:
+    """The reward ledger among an experiment's arrays (pulls, reward sums, sums of squares, total), without prefix."""
+    return {key: arrays[LEDGER_PREFIX + key] for key in (*_LEDGER, "total_reward")}
+
+
+def guarded(bandit: Bandit) -> tuple[bytes, bool]:
+    """What guardrails can change during an update: which arms are active, and the abort flag.
+
+    Compared before and after every reward batch, so the active flags are taken as the bytes of their boolean
+    array (equal exactly when the flags are), not one Python bool per arm.
+    """
+    return bandit.active.tobytes(), bool(bandit.aborted)

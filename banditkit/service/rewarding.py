@@ -298,17 +298,13 @@ def _follow(
         bandit = experiment.bandit
         if version == bandit.version + 1:
             before = guarded(bandit)
-            adopt_rewards(bandit, arrays, delta.arm_indices, delta.rewards, version=version)
+            adopt_rewards(bandit, arrays, version=version)
             changed = guarded(bandit) != before
             candidate = experiment.candidate
             if candidate is not None and delta.candidate_arm_indices is not None:
                 assert delta.candidate_rewards is not None  # given together
                 adopt_rewards(
-                    candidate.bandit,
-                    candidate_arrays(arrays),
-                    delta.candidate_arm_indices,
-                    delta.candidate_rewards,
-                    version=max(version, candidate.bandit.version + 1),
+                    candidate.bandit, candidate_arrays(arrays), version=max(version, candidate.bandit.version + 1)
                 )
         else:
             changed = False

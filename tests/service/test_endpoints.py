@@ -164,3 +164,39 @@ def test_no_two_declared_endpoints_answer_the_same_request():
             assert any(
                 a != b and not a.startswith("{") and not b.startswith("{") for a, b in zip(one, other, strict=True)
             ), (first.method, first.path, second.path)
+
+
+def test_where_two_templates_match_the_first_declared_answers():
+    """Templates are looked up by their fixed segments; a path two of them match (a parameter in one where the
+    other has a fixed segment, and the other way round) goes to the first declared, whatever their shapes, and a
+    fixed path declared after a template that matches it is that template's. The answer's metrics key comes back."""
+    router = EndpointRouter()
+    for path in ["/v1/{kind}/say", "/v1/echo/{name}", "/v1/echo/say", "/v1/alone"]:
+
+        async def handler(engine, path: str = path, **parameters: str) -> bytes:
+            return to_json(EchoOut(name=path, text=",".join(parameters.values())))
+
+        handler.__name__ = "h" + str(len(router.endpoints))
+        router.endpoint("GET", path, response=EchoOut)(handler)
+    app = ServiceApp()
+    app.state.settings = Settings(store="memory://")
+    app.state.engine = None
+    app.hot_paths = HotPaths(app, router.endpoints)
+
+    def answer(path: str) -> tuple[object, bytes]:
+        sent = []
+
+        async def send(message):
+            sent.append(message)
+
+        async def receive():
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        scope = {"type": "http", "method": "GET", "path": path, "root_path": "", "headers": []}
+        key = asyncio.run(app.hot_paths.handle(scope, receive, send))
+        return key, sent[-1]["body"] if sent else b""
+
+    assert answer("/v1/echo/say") == (("/v1/{kind}/say", "GET", 200), b'{"name":"/v1/{kind}/say","text":"echo"}')
+    assert answer("/v1/echo/ann") == (("/v1/echo/{name}", "GET", 200), b'{"name":"/v1/echo/{name}","text":"ann"}')
+    assert answer("/v1/alone") == (("/v1/alone", "GET", 200), b'{"name":"/v1/alone","text":""}')
+    assert answer("/v1/echo/") == (None, b"")  # an empty parameter matches nothing

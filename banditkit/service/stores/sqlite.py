@@ -819,15 +819,22 @@ def _bucket_counts(rows: list[DecisionRecord]) -> list[tuple[str, int, int, str,
     A bucket is ``floor(time / width)``, as SQLite computes it in :func:`_count_decisions` (times are positive);
     a time whose bucket is not a 64-bit integer is not counted (:func:`~.base.countable`).
     """
-    tally: Counter[tuple[str, int, int, str]] = Counter()
+    # Plain dicts rather than Counters: most batches hold one to a few decisions, for which building a Counter
+    # costs more than the counting.
+    grouped: dict[tuple[str, float, str], int] = {}
+    for r in rows:
+        group = r.experiment, r.time, r.arm
+        grouped[group] = grouped.get(group, 0) + 1
+    tally: dict[tuple[str, int, int, str], int] = {}
     buckets: dict[float, list[tuple[int, int]]] = {}  # a batch's decisions mostly share one time
-    for (experiment, moment, arm), added in Counter((r.experiment, r.time, r.arm) for r in rows).items():
+    for (experiment, moment, arm), added in grouped.items():
         keys = buckets.get(moment)
         if keys is None:
             floors = [(width, math.floor(moment / width)) for width in COUNT_WIDTHS]
             keys = buckets[moment] = [(width, bucket) for width, bucket in floors if countable(bucket)]
         for width, bucket in keys:
-            tally[experiment, width, bucket, arm] += added
+            key = experiment, width, bucket, arm
+            tally[key] = tally.get(key, 0) + added
     return [(*key, added) for key, added in tally.items()]
 
 

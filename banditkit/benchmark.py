@@ -148,25 +148,15 @@ def first_decision_measures(repeats: int) -> list[Measure]:
         warm_cache = Path(folder, "warm")
         first_decision_seconds(warm_cache)  # fills the cache
         warm = [first_decision_seconds(warm_cache) for _ in range(repeats)]
-    rows = []
-    for state, runs in (("cold", cold), ("warm", warm)):
-        rows.append(
-            Measure(
-                f"first decision (import, Bandit, select, update), numba cache {state}",
-                statistics.median(run[0] for run in runs),
-                "s",
-                "< 0.3",
-            )
-        )
-    for state, runs in (("cold", cold), ("warm", warm)):
-        rows.append(
-            Measure(
-                f"then loading the compiled kernels, one compiled decision, numba cache {state}",
-                statistics.median(run[1] for run in runs),
-                "s",
-            )
-        )
-    return rows
+    measured = (
+        ("first decision (import, Bandit, select, update)", "< 0.3"),
+        ("then loading the compiled kernels, one compiled decision", "-"),
+    )
+    return [
+        Measure(f"{what}, numba cache {state}", statistics.median(run[column] for run in runs), "s", target)
+        for column, (what, target) in enumerate(measured)
+        for state, runs in (("cold", cold), ("warm", warm))
+    ]
 
 
 def online_measures(rounds: int, repeats: int, progress=None) -> list[Measure]:

@@ -209,8 +209,15 @@ class _Call(NamedTuple):
     mode: str = "json"
 
 
+class _Pause(NamedTuple):
+    """A wait between two attempts of a call: ``time.sleep``, or ``asyncio.sleep`` awaited."""
+
+    seconds: float
+
+
 T = TypeVar("T")
-#: An operation: yields what to do next (a :class:`_Call`, or a batch to send), is sent the outcome, returns T.
+#: An operation: yields what to do next (a :class:`_Call`, a :class:`_Pause`, or a batch to send), is sent the
+#: outcome, returns T.
 Steps = Generator[Any, Any, T]
 
 
@@ -352,6 +359,25 @@ class _Base:
         return sum(len(rows) for rows in self._unreported.values())
 
     # ---- operations (see _drive) -------------------------------------------------------------
+    def _requesting(self, method: str, path: str, body: Any, headers: dict | None) -> Steps[httpx.Response]:
+        """One call, its attempts paused and retried as :class:`_Attempts` judges them; the response.
+
+        An answer that closes the breaker first logs the fallback decisions answered while it was open.
+        """
+        attempts = _Attempts(self.retry, self.breaker, method, path)
+        while True:
+            try:
+                response = yield _Call(method, path, body, headers, mode="once")
+            except httpx.TransportError as error:
+                wait = attempts.judge(None, error)
+            else:
+                wait = attempts.judge(response)
+                if wait is None:
+                    if self.breaker.success():
+                        yield from self._reporting()
+                    return response
+            yield _Pause(wait)  # type: ignore[arg-type]  # judge gives a delay unless it answered
+
     def _learning(self, experiment: str) -> Steps[None]:
         """Learn the default arm, arms and version of ``experiment`` once: what a fallback needs."""
         if experiment not in self._info:

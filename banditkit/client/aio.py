@@ -18,11 +18,11 @@ from ._core import (
     Unavailable,
     _adrive,
     _answer,
-    _Attempts,
     _Base,
     _Batches,
     _Call,
     _LocalModel,
+    _Pause,
     _request_body,
     _RewardQueue,
     logger,
@@ -213,24 +213,14 @@ class AsyncClient(_Base):
 
     async def request(self, method: str, path: str, body: Any = None, headers: dict | None = None) -> httpx.Response:
         """:meth:`Client.request`, awaited."""
-        attempts = _Attempts(self.retry, self.breaker, method, path)
-        while True:
-            try:
-                response = await self.http.request(method, path, json=body, headers=headers)
-            except httpx.TransportError as error:
-                wait = attempts.judge(None, error)
-            else:
-                wait = attempts.judge(response)
-                if wait is None:
-                    if self.breaker.success():
-                        await self.report()
-                    return response
-            await asyncio.sleep(wait)  # type: ignore[arg-type]  # judge gives a delay unless it answered
+        return await self._run(self._requesting(method, path, body, headers))
 
     async def _json(self, method: str, path: str, body: Any = None) -> Any:
         return _answer(await self.request(method, path, body))
 
-    async def _perform(self, call: _Call) -> Any:
+    async def _perform(self, call: _Call | _Pause) -> Any:
+        if isinstance(call, _Pause):
+            return await asyncio.sleep(call.seconds)
         if call.mode == "json":
             return await self._json(call.method, call.path, call.body)
         if call.mode == "response":

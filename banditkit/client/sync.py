@@ -20,12 +20,12 @@ from ._core import (
     T,
     Unavailable,
     _answer,
-    _Attempts,
     _Base,
     _Batches,
     _Call,
     _drive,
     _LocalModel,
+    _Pause,
     _request_body,
     _RewardQueue,
     logger,
@@ -63,24 +63,14 @@ class Client(_Base):
 
         4xx answers are returned (the caller decides); the breaker records the outcome.
         """
-        attempts = _Attempts(self.retry, self.breaker, method, path)
-        while True:
-            try:
-                response = self.http.request(method, path, json=body, headers=headers)
-            except httpx.TransportError as error:
-                wait = attempts.judge(None, error)
-            else:
-                wait = attempts.judge(response)
-                if wait is None:
-                    if self.breaker.success():
-                        self.report()
-                    return response
-            time.sleep(wait)  # type: ignore[arg-type]  # judge gives a delay unless it answered
+        return self._run(self._requesting(method, path, body, headers))
 
     def _json(self, method: str, path: str, body: Any = None) -> Any:
         return _answer(self.request(method, path, body))
 
-    def _perform(self, call: _Call) -> Any:
+    def _perform(self, call: _Call | _Pause) -> Any:
+        if isinstance(call, _Pause):
+            return time.sleep(call.seconds)
         if call.mode == "json":
             return self._json(call.method, call.path, call.body)
         if call.mode == "response":

@@ -22,12 +22,10 @@ import numpy as np
 
 from .._typing import FloatArray
 from ..errors import BanditkitError, InvalidParameterError
-from . import estimators as est
 from .logs import LoggedData, load_log
 from .per_row import estimator_terms, model_features
 from .reward_model import fold_coefficients, predict_folds, ridge_statistics, sample_folds
-from .streaming import _add
-from .targets import resolve_target
+from .streaming import Sums, target_rows
 
 #: Hidden columns the passes add: the row's file as a 64-bit hash of its path (0 under ``row_id``), the row's
 #: index in it, and (read by the first pass only, as a string per row costs more to move than a row's numbers)
@@ -326,13 +324,6 @@ def _chunks(plan: Plan, batches: Iterator[Any]) -> Iterator[tuple[str, Run, Logg
         yield where, run, replace(chunk, arm_names=plan.arm_names)
 
 
-def _target_rows(target: Any, chunk: LoggedData, where: str) -> Any:
-    try:
-        return resolve_target(target, chunk)
-    except BanditkitError as error:
-        raise type(error)(f"{where}: {error}") from None
-
-
 def ridge(
     frame: Any, plan: Plan, target: Any, l2: float, n_folds: int, fold_key: int, sample_rows: int
 ) -> tuple[FloatArray, FloatArray]:
@@ -347,7 +338,7 @@ def ridge(
         gram = moments = None
         try:
             for where, run, chunk in _chunks(plan, batches):
-                rows = _target_rows(target, chunk, where)
+                rows = target_rows(target, chunk, where)
                 n = max(0, min(chunk.n_rows, sample_rows - run.offset))
                 folds = sample_folds(fold_key, run.offset, n, n_folds, sample_rows)
                 features = model_features(chunk, plan.n_positions)[:n]
@@ -380,15 +371,12 @@ def sums_task(
     """The last pass's task: each partition's estimator totals and bootstrap sums, whole log and per position."""
 
     def task(batches: Iterator[Any]) -> Iterator[Any]:
-        totals: list[est.TermTotals | None] = [None] * len(names)
-        sums = np.zeros((n_bootstrap, 2 * len(names)))
-        position_totals: dict[int, list[est.TermTotals | None]] = {p: [None] * len(names) for p in plan.positions}
-        position_sums = {p: np.zeros((n_bootstrap, 2 * len(names))) for p in plan.positions}
+        summed = Sums.zero(len(names), n_bootstrap, plan.positions)
         unused = np.random.default_rng(0)  # replay's draws, the only estimator that takes it, are refused
         seen = False
         try:
             for where, run, chunk in _chunks(plan, batches):
-                rows = _target_rows(target, chunk, where)
+                rows = target_rows(target, chunk, where)
                 predictions = None
                 if coefficients is not None:
                     folds = sample_folds(
@@ -408,18 +396,13 @@ def sums_task(
                     )
                     for name in names
                 ]
-                _add(totals, sums, terms, keys[0], run.offset)
-                for index, position in enumerate(plan.positions):
-                    mask: np.ndarray = np.asarray(chunk.positions) == position
-                    if mask.any():
-                        subset = [t.subset(mask) for t in terms]
-                        offset = run.position_offsets[position] if position < len(run.position_offsets) else 0
-                        _add(position_totals[position], position_sums[position], subset, keys[1 + index], offset)
+                offsets = {p: run.position_offsets[p] if p < len(run.position_offsets) else 0 for p in plan.positions}
+                summed.add(terms, chunk.positions, keys, run.offset, offsets)
                 seen = True
         except BanditkitError as error:
             yield _failure(error)
             return
         if seen:
-            yield _payload(dict(totals=totals, sums=sums, position_totals=position_totals, position_sums=position_sums))
+            yield _payload(dict(sums=summed))
 
     return task

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from ..errors import BanditkitError
-from .report import Estimate
+from .report import Estimate, _data_frame, _Named
 
 #: The estimator a recommendation rests on: the first of these that was computed.
 PREFERRED = ("dr", "switch_dr", "snips", "ips", "clipped_ips", "dm", "replay")
@@ -39,7 +37,7 @@ class Ratio:
 
 
 @dataclass(frozen=True)
-class Comparison:
+class Comparison(_Named[dict[str, Estimate]]):
     """Estimates per candidate and estimator, each also as a ratio to the logged policy's value.
 
     ``candidates[name][estimator]`` is the :class:`Estimate` of that candidate (as one-target
@@ -69,18 +67,10 @@ class Comparison:
     ratios: dict[str, dict[str, Ratio]]
     recommendation: str
     warnings: tuple[str, ...] = field(default=())
+    _noun: ClassVar[str] = "candidate"
 
-    def __getitem__(self, name: str) -> dict[str, Estimate]:
-        try:
-            return self.candidates[name]
-        except KeyError:
-            raise KeyError(f"no candidate {name!r}; the report holds {list(self.candidates)}") from None
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.candidates)
-
-    def __len__(self) -> int:
-        return len(self.candidates)
+    def _named(self) -> dict[str, dict[str, Estimate]]:
+        return self.candidates
 
     def rows(self) -> list[dict[str, Any]]:
         """One dict per candidate and estimator, then the logged policy's row (ratio 1)."""
@@ -98,11 +88,7 @@ class Comparison:
 
     def to_frame(self) -> Any:
         """A pandas DataFrame with one row per candidate and estimator (and the logged policy)."""
-        try:
-            import pandas as pd
-        except ImportError as error:
-            raise BanditkitError("to_frame needs pandas: pip install pandas (or use report.rows())") from error
-        return pd.DataFrame(self.rows())
+        return _data_frame(self.rows())
 
     def plot(self, path: str | Path | None = None) -> Any:
         """Each candidate's estimates with their intervals, the logged policy's value as a band; the Figure."""

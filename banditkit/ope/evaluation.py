@@ -241,12 +241,7 @@ def _evaluate_streamed(
             "predicted_rewards holds a row per logged decision and cannot stream; a streamed log fits its own "
             "ridge reward model (or evaluate in memory with chunk_rows=None)"
         )
-    names = [name for name in ESTIMATORS if name != "replay"] if estimators is None else None
-    names = names or _estimator_names(estimators, uniform=True)
-    if "replay" in names:
-        raise InvalidParameterError(
-            "replay needs the whole log in memory for its draws; on a streamed log use ips or snips"
-        )
+    names = _streamed_names(estimators, "on a streamed log")
     estimates, by_position, source, note, n_rows = evaluate_streamed(path, target, names, generator, **options)
     return Report(estimates, by_position, tuple(_warnings(estimates, n_rows)), source, note)
 
@@ -367,6 +362,19 @@ def _estimator_names(estimators: str | Sequence[str] | None, uniform: bool) -> l
             "replay needs a log from a uniform-random policy (all propensities equal); use ips, snips or dr"
         )
     return list(dict.fromkeys(names))
+
+
+def _streamed_names(estimators: str | Sequence[str] | None, where: str) -> list[str]:
+    """The estimators of an evaluation that streams the log (``where``: "on a streamed log", "in Spark").
+
+    All but replay by default; replay, which needs the whole log in memory, is refused.
+    """
+    if estimators is None:
+        return [name for name in ESTIMATORS if name != "replay"]
+    names = _estimator_names(estimators, uniform=True)
+    if "replay" in names:
+        raise InvalidParameterError(f"replay needs the whole log in memory for its draws; {where} use ips or snips")
+    return names
 
 
 def _predictions(

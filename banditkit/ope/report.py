@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Generic, TypeVar
 
 from ..errors import BanditkitError
+
+_V = TypeVar("_V")
 
 
 @dataclass(frozen=True)
@@ -65,8 +68,41 @@ class Estimate:
         }
 
 
+class _Named(ABC, Generic[_V]):
+    """What a report is as a mapping: ``report[name]`` (a KeyError that lists the names), iteration, ``len``."""
+
+    #: What a name stands for, in the KeyError's message.
+    _noun: ClassVar[str]
+
+    @abstractmethod
+    def _named(self) -> dict[str, _V]:
+        """The entries by name."""
+
+    def __getitem__(self, name: str) -> _V:
+        entries = self._named()
+        try:
+            return entries[name]
+        except KeyError:
+            raise KeyError(f"no {self._noun} {name!r}; the report holds {list(entries)}") from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._named())
+
+    def __len__(self) -> int:
+        return len(self._named())
+
+
+def _data_frame(rows: list[dict[str, Any]]) -> Any:
+    """A report's rows as a pandas DataFrame; pandas is imported here, on first use."""
+    try:
+        import pandas as pd
+    except ImportError as error:
+        raise BanditkitError("to_frame needs pandas: pip install pandas (or use report.rows())") from error
+    return pd.DataFrame(rows)
+
+
 @dataclass(frozen=True)
-class Report:
+class Report(_Named[Estimate]):
     """Estimates by estimator name; ``by_position[l]`` holds the estimates on the rows of slot l.
 
     ``warnings`` says, in words, which estimates to distrust and why (too few rows, a small effective
@@ -92,18 +128,10 @@ class Report:
     warnings: tuple[str, ...] = ()
     source: str = "in memory"
     reward_model: str | None = None
+    _noun: ClassVar[str] = "estimate"
 
-    def __getitem__(self, name: str) -> Estimate:
-        try:
-            return self.estimates[name]
-        except KeyError:
-            raise KeyError(f"no estimate {name!r}; the report holds {list(self.estimates)}") from None
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.estimates)
-
-    def __len__(self) -> int:
-        return len(self.estimates)
+    def _named(self) -> dict[str, Estimate]:
+        return self.estimates
 
     def rows(self) -> list[dict[str, Any]]:
         """One dict per estimate (whole log first, then each position), ready for a table or JSON."""
@@ -122,11 +150,7 @@ class Report:
 
     def to_frame(self) -> Any:
         """A pandas DataFrame with one row per estimator (and per position for position-based logs)."""
-        try:
-            import pandas as pd
-        except ImportError as error:
-            raise BanditkitError("to_frame needs pandas: pip install pandas (or use report.rows())") from error
-        return pd.DataFrame(self.rows())
+        return _data_frame(self.rows())
 
     def plot(self, path: str | Path | None = None) -> Any:
         """Each estimate with its interval (and per position, for position-based logs); the matplotlib Figure."""

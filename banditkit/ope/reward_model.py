@@ -278,6 +278,14 @@ def predict_crossed_folds(
     return predictions
 
 
+def fold_count(n_folds: int, sample_rows: int, n_rows: int) -> int:
+    """The folds of a cross-fit on the first ``sample_rows`` of a log's ``n_rows``: ``n_folds``, at most one per row."""
+    n_folds = min(check_int("n_folds", n_folds, low=2), sample_rows)
+    if n_folds < 2:
+        raise InvalidParameterError(f"cross-fitting needs at least 2 logged rows, got {n_rows}")
+    return n_folds
+
+
 def cross_fit_predictions(
     model: Any,
     features: np.ndarray | None,
@@ -310,9 +318,7 @@ def cross_fit_predictions(
     """
     n_rows = arms.shape[0]
     sample = n_rows if model_rows is None else min(check_int("model_rows", model_rows, low=2), n_rows)
-    n_folds = min(check_int("n_folds", n_folds, low=2), sample)  # at most one fold per row
-    if n_folds < 2:
-        raise InvalidParameterError(f"cross-fitting needs at least 2 logged rows, got {n_rows}")
+    n_folds = fold_count(n_folds, sample, n_rows)
     if features is None:
         features = np.zeros((n_rows, 0))
     check_reward_model(model)

@@ -45,8 +45,8 @@ from . import estimators as est
 from .bootstrap import draw_key
 from .per_row import MODEL_BASED
 from .report import Report
-from .reward_model import RidgeRewardModel, sample_note
-from .streaming import DEFAULT_CHUNK_ROWS, _estimates
+from .reward_model import RidgeRewardModel, fold_count, sample_note
+from .streaming import DEFAULT_CHUNK_ROWS, Sums
 
 #: Master of the session made when none is given or active.
 DEFAULT_MASTER = "local[*]"
@@ -136,7 +136,7 @@ def evaluate(
     >>> report["ips"].value, report["snips"].value, report.source
     (1.0, 1.0, 'spark: 4 rows from 1 Parquet file in 1 partition of a Spark DataFrame')
     """
-    from .evaluation import ESTIMATORS, _warnings
+    from .evaluation import _streamed_names, _warnings
 
     generator = est.as_rng(rng)
     n_bootstrap = check_int("n_bootstrap", n_bootstrap, low=0)
@@ -151,15 +151,7 @@ def evaluate(
             f"target probabilities must have 1 row (one distribution for every row) in Spark, got shape "
             f"{target.shape}: a per-row array would have to travel to every worker"
         )
-    if estimators is None:
-        names = [name for name in ESTIMATORS if name != "replay"]
-    else:
-        names = list(dict.fromkeys([estimators] if isinstance(estimators, str) else estimators))
-        unknown = [name for name in names if name not in ESTIMATORS]
-        if unknown:
-            raise InvalidParameterError(f"estimator must be one of {list(ESTIMATORS)}, got {unknown[0]!r}")
-    if "replay" in names:
-        raise InvalidParameterError("replay needs the whole log in memory for its draws; in Spark use ips or snips")
+    names = _streamed_names(estimators, "in Spark")
     if reward_model is not None and not isinstance(reward_model, RidgeRewardModel):
         raise InvalidParameterError(
             "Spark fits DM/DR's reward model as a ridge regression per arm from summed sufficient statistics; "
@@ -178,9 +170,7 @@ def evaluate(
     sample_rows = plan.n_rows if model_rows is None else min(model_rows, plan.n_rows)
     if MODEL_BASED & set(names):
         model = reward_model or RidgeRewardModel()
-        n_folds = min(check_int("n_folds", n_folds, low=2), sample_rows)
-        if n_folds < 2:
-            raise InvalidParameterError(f"cross-fitting needs at least 2 logged rows, got {plan.n_rows}")
+        n_folds = fold_count(n_folds, sample_rows, plan.n_rows)
         fold_key = draw_key(generator)
         coefficients = passes.ridge(frame, plan, target, model.l2, n_folds, fold_key, sample_rows)
         note = (
@@ -192,20 +182,10 @@ def evaluate(
         clip_weight=clip_weight, switch_weight=switch_weight, n_folds=n_folds, fold_key=fold_key, model_rows=sample_rows
     )
     parts = passes.run_tasks(frame, passes.sums_task(plan, target, names, coefficients, keys, n_bootstrap, options))
-    totals: list[est.TermTotals | None] = [None] * len(names)
-    sums = np.zeros((n_bootstrap, 2 * len(names)))
-    position_totals: dict[int, list[est.TermTotals | None]] = {p: [None] * len(names) for p in plan.positions}
-    position_sums = {p: np.zeros((n_bootstrap, 2 * len(names))) for p in plan.positions}
+    summed = Sums.zero(len(names), n_bootstrap, plan.positions)
     for part in parts:
-        totals = _plus(totals, part["totals"])
-        sums += part["sums"]
-        for p in plan.positions:
-            position_totals[p] = _plus(position_totals[p], part["position_totals"][p])
-            position_sums[p] += part["position_sums"][p]
-    estimates = _estimates(totals, sums if n_bootstrap else None, confidence)
-    by_position = {
-        p: _estimates(position_totals[p], position_sums[p] if n_bootstrap else None, confidence) for p in plan.positions
-    }
+        summed += part["sums"]
+    estimates, by_position = summed.estimates(confidence)
     if plan.by_row_id:
         read = f"ordered by {plan.by_row_id!r}"
     else:
@@ -213,10 +193,6 @@ def evaluate(
     partitions = f"{len(parts)} partition{'s' if len(parts) != 1 else ''}"
     source = f"spark: {plan.n_rows:,} rows {read} in {partitions} of a Spark DataFrame"
     return Report(estimates, by_position, tuple(_warnings(estimates, plan.n_rows)), source, note)
-
-
-def _plus(totals: list[est.TermTotals | None], more: list[est.TermTotals | None]) -> list[est.TermTotals | None]:
-    return [b if a is None else (a if b is None else a + b) for a, b in zip(totals, more, strict=True)]
 
 
 __all__ = ["evaluate", "session"]

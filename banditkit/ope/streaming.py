@@ -23,7 +23,7 @@ from __future__ import annotations
 import inspect
 import queue
 import threading
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -49,6 +49,7 @@ from .reward_model import (
     default_model,
     describe_model,
     fold_coefficients,
+    fold_count,
     fresh_copy,
     predict_crossed_folds,
     predict_every_arm,
@@ -295,17 +296,20 @@ def distinct_rewards(layout: Layout) -> tuple[float, ...]:
     return tuple(sorted(seen)) if len(seen) <= MAX_REWARD_VALUES else ()
 
 
-def chunks(layout: Layout, chunk_rows: int, drop_unrewarded: bool) -> Iterator[tuple[Path, LoggedData]]:
-    """The log's rows as validated chunks of at most ``chunk_rows``, with their file; errors name the file and row.
+def chunks(layout: Layout, chunk_rows: int, drop_unrewarded: bool) -> Iterator[tuple[str, LoggedData]]:
+    """The log's rows as validated chunks of at most ``chunk_rows``, with their file named as errors name it.
+
+    Errors name the file and row.
 
     Read and validated one chunk ahead in a background thread (:func:`prefetched`).
     """
     return prefetched(_read_chunks(layout, chunk_rows, drop_unrewarded))
 
 
-def _read_chunks(layout: Layout, chunk_rows: int, drop_unrewarded: bool) -> Iterator[tuple[Path, LoggedData]]:
+def _read_chunks(layout: Layout, chunk_rows: int, drop_unrewarded: bool) -> Iterator[tuple[str, LoggedData]]:
     parquet = pyarrow_module("pyarrow.parquet", "stream a Parquet log")
     for file in layout.files:
+        where = f"log file {str(file)!r}"
         first_row = 0
         for batch in parquet.ParquetFile(file).iter_batches(batch_size=chunk_rows):
             try:
@@ -316,17 +320,17 @@ def _read_chunks(layout: Layout, chunk_rows: int, drop_unrewarded: bool) -> Iter
                     first_row=first_row,
                 )
             except BanditkitError as error:
-                raise type(error)(f"log file {str(file)!r}: {error}") from None
+                raise type(error)(f"{where}: {error}") from None
             first_row += batch.num_rows
-            yield file, replace(chunk, arm_names=layout.arm_names)
+            yield where, replace(chunk, arm_names=layout.arm_names)
 
 
-def target_rows(target: Any, chunk: LoggedData, file: Path) -> RowTarget:
-    """The target's distribution on a chunk's rows; an error names the chunk's file."""
+def target_rows(target: Any, chunk: LoggedData, where: str) -> RowTarget:
+    """The target's distribution on a chunk's rows; an error begins with ``where`` (the chunk's file or rows)."""
     try:
         return resolve_target(target, chunk)
     except BanditkitError as error:
-        raise type(error)(f"log file {str(file)!r}: {error}") from None
+        raise type(error)(f"{where}: {error}") from None
 
 
 def evaluate_streamed(
@@ -358,22 +362,17 @@ def evaluate_streamed(
     note = None
     sample_rows = layout.n_rows if model_rows is None else min(model_rows, layout.n_rows)
     if model_based:
-        n_folds = min(check_int("n_folds", n_folds, low=2), sample_rows)
-        if n_folds < 2:
-            raise InvalidParameterError(f"cross-fitting needs at least 2 logged rows, got {layout.n_rows}")
+        n_folds = fold_count(n_folds, sample_rows, layout.n_rows)
         fold_key = draw_key(generator)
         fit = FitPass(layout, target, n_folds, fold_key, chunk_rows, drop_unrewarded, action_features, sample_rows)
         predictor, note = streamed_reward_model(default_model(reward_model, action_features), fit)
-    keys = [draw_key(generator) if n_bootstrap else 0 for _ in range(1 + len(_present(layout)))]
-    totals: list[est.TermTotals | None] = [None] * len(names)
-    sums = np.zeros((n_bootstrap, 2 * len(names)))
     positions = _present(layout)
-    position_totals: dict[int, list[est.TermTotals | None]] = {p: [None] * len(names) for p in positions}
-    position_sums = {p: np.zeros((n_bootstrap, 2 * len(names))) for p in positions}
+    keys = [draw_key(generator) if n_bootstrap else 0 for _ in range(1 + len(positions))]
+    summed = Sums.zero(len(names), n_bootstrap, positions)
     position_offsets = dict.fromkeys(positions, 0)
     first_row, n_chunks = 0, 0
-    for file, chunk in chunks(layout, chunk_rows, drop_unrewarded):
-        rows = target_rows(target, chunk, file)
+    for where, chunk in chunks(layout, chunk_rows, drop_unrewarded):
+        rows = target_rows(target, chunk, where)
         predictions = None
         if predictor is not None:
             features = model_features(chunk, layout.n_positions)
@@ -384,20 +383,11 @@ def evaluate_streamed(
             )
             for name in names
         ]
-        _add(totals, sums, terms, keys[0], first_row)
-        for index, position in enumerate(positions):
-            mask: np.ndarray = np.asarray(chunk.positions) == position
-            if mask.any():
-                offset = position_offsets[position]
-                subset = [t.subset(mask) for t in terms]
-                _add(position_totals[position], position_sums[position], subset, keys[1 + index], offset)
-                position_offsets[position] += int(mask.sum())
+        for position, rows_added in summed.add(terms, chunk.positions, keys, first_row, position_offsets).items():
+            position_offsets[position] += rows_added
         first_row += chunk.n_rows
         n_chunks += 1
-    estimates = _estimates(totals, sums if n_bootstrap else None, confidence)
-    by_position = {
-        p: _estimates(position_totals[p], position_sums[p] if n_bootstrap else None, confidence) for p in positions
-    }
+    estimates, by_position = summed.estimates(confidence)
     source = (
         f"streamed: {layout.n_rows:,} rows from {len(layout.files)} Parquet file"
         f"{'s' if len(layout.files) != 1 else ''} in {n_chunks} chunks of at most {chunk_rows:,} rows"
@@ -412,14 +402,80 @@ def _present(layout: Layout) -> list[int]:
     return [p for p, count in enumerate(layout.position_rows) if count]
 
 
+@dataclass
+class Sums:
+    """The estimators' running totals and bootstrap sums over a log's chunks: the whole log's and each position's.
+
+    A streamed pass adds its chunks in; the sums of parts of a log (Spark's partitions) combine with ``+=``.
+    """
+
+    totals: list[est.TermTotals | None]
+    sums: FloatArray
+    position_totals: dict[int, list[est.TermTotals | None]]
+    position_sums: dict[int, FloatArray]
+
+    @classmethod
+    def zero(cls, n_estimators: int, n_bootstrap: int, positions: Sequence[int]) -> Sums:
+        """Nothing added yet: ``n_estimators`` columns pairs, ``n_bootstrap`` resamples, these positions."""
+        return cls(
+            [None] * n_estimators,
+            np.zeros((n_bootstrap, 2 * n_estimators)),
+            {p: [None] * n_estimators for p in positions},
+            {p: np.zeros((n_bootstrap, 2 * n_estimators)) for p in positions},
+        )
+
+    def add(
+        self,
+        terms: list[est.Terms],
+        positions: IntArray | None,
+        keys: Sequence[int],
+        first_row: int,
+        position_offsets: Mapping[int, int],
+    ) -> dict[int, int]:
+        """Add a chunk's terms; the rows it added per position.
+
+        The chunk's rows are numbered from ``first_row`` in the whole log (bootstrap key ``keys[0]``) and from
+        ``position_offsets[p]`` among the rows of position ``p`` (key ``keys[1 + i]`` for the i-th position).
+        """
+        _add(self.totals, self.sums, terms, keys[0], first_row)
+        added = {}
+        for index, position in enumerate(self.position_totals):
+            mask: np.ndarray = np.asarray(positions) == position
+            if mask.any():
+                subset = [t.subset(mask) for t in terms]
+                offset = position_offsets[position]
+                _add(self.position_totals[position], self.position_sums[position], subset, keys[1 + index], offset)
+                added[position] = int(mask.sum())
+        return added
+
+    def __iadd__(self, other: Sums) -> Sums:
+        self.totals = _plus(self.totals, other.totals)
+        self.sums += other.sums
+        for p, sums in other.position_sums.items():
+            self.position_totals[p] = _plus(self.position_totals[p], other.position_totals[p])
+            self.position_sums[p] += sums
+        return self
+
+    def estimates(self, confidence: float) -> tuple[dict[str, Estimate], dict[int, dict[str, Estimate]]]:
+        """The estimates of the whole log, and per position; intervals from the resamples when there are any."""
+        resampled = self.sums.shape[0] > 0
+        estimates = _estimates(self.totals, self.sums if resampled else None, confidence)
+        by_position = {
+            p: _estimates(totals, self.position_sums[p] if resampled else None, confidence)
+            for p, totals in self.position_totals.items()
+        }
+        return estimates, by_position
+
+
+def _plus(totals: list[est.TermTotals | None], more: list[est.TermTotals | None]) -> list[est.TermTotals | None]:
+    return [b if a is None else (a if b is None else a + b) for a, b in zip(totals, more, strict=True)]
+
+
 def _add(
     totals: list[est.TermTotals | None], sums: FloatArray, terms: list[est.Terms], key: int, first_row: int
 ) -> None:
     """Add a chunk's totals and bootstrap sums (rows numbered from ``first_row``) into the running ones."""
-    for j, term in enumerate(terms):
-        chunk_totals = term.totals()
-        previous = totals[j]
-        totals[j] = chunk_totals if previous is None else previous + chunk_totals
+    totals[:] = _plus(totals, [term.totals() for term in terms])
     if sums.shape[0]:
         keyed_bootstrap_sums(est.bootstrap_columns(terms), sums.shape[0], key, first_row=first_row, out=sums)
 
@@ -461,8 +517,8 @@ class FitPass:
     def chunks(self) -> Iterator[tuple[FloatArray, IntArray, FloatArray, IntArray, FloatArray | None, int]]:
         """Per chunk of the sample: model features, target arm columns, rewards, folds, action features, K."""
         first_row = 0
-        for file, chunk in chunks(self.layout, self.chunk_rows, self.drop_unrewarded):
-            rows = target_rows(self.target, chunk, file)
+        for where, chunk in chunks(self.layout, self.chunk_rows, self.drop_unrewarded):
+            rows = target_rows(self.target, chunk, where)
             z = target_action_features(self.action_features, self.layout.arm_names, rows.arm_names)
             n = min(chunk.n_rows, self.sample_rows - first_row)
             folds = sample_folds(self.fold_key, first_row, n, self.n_folds, self.sample_rows)

@@ -37,6 +37,9 @@ def test_golden_values_and_ratios():
     assert report["first"]["ips"].value == 1.0 and report["second"]["snips"].value == 0.0
     assert report.logged.value == 0.5
     assert report.ratios["first"]["ips"].value == 2.0 and report.ratios["second"]["ips"].value == 0.0
+    assert len(report) == 2
+    with pytest.raises(KeyError, match=r"no candidate 'third'; the report holds \['first', 'second'\]"):
+        report["third"]
     rows = report.rows()
     assert [(row["candidate"], row["estimator"]) for row in rows] == [
         ("first", "ips"),

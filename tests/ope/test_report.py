@@ -23,7 +23,7 @@ def test_index_iterate_and_unknown_name():
     report = evaluate(twice, np.array([[0.3, 0.7]]), ["ips", "dm"], n_bootstrap=100)
     assert list(report) == ["ips", "dm"] and len(report) == 2
     assert report["ips"].low <= report["ips"].value <= report["ips"].high
-    with pytest.raises(KeyError, match="no estimate 'dr'; the report holds"):
+    with pytest.raises(KeyError, match=r"no estimate 'dr'; the report holds \['ips', 'dm'\]"):
         report["dr"]
 
 

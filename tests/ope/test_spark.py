@@ -189,8 +189,8 @@ def test_the_rows_of_one_experiment(spark, tmp_path: Path) -> None:
 def test_what_spark_does_not_evaluate(spark, tmp_path: Path) -> None:
     folder = write_files(tmp_path / "log", log_columns(400, seed=7), [200])
     target = np.array([[0.2, 0.3, 0.5]])
-    with pytest.raises(InvalidParameterError, match="replay"):
-        bk_spark.evaluate(folder, target, ["replay"])
+    with pytest.raises(InvalidParameterError, match="for its draws; in Spark use ips or snips"):
+        bk_spark.evaluate(folder, target, ["replay", "replay"])
     with pytest.raises(InvalidParameterError, match="one target at a time"):
         bk_spark.evaluate(folder, {"a": target}, ["ips"])
     with pytest.raises(InvalidParameterError, match=r"must have 1 row .*got shape \(400, 3\)"):

@@ -171,7 +171,7 @@ def test_mixed_schemas_across_partitions_name_the_file(tmp_path: Path, change, m
 def test_what_a_streamed_log_does_not_support(tmp_path: Path) -> None:
     folder = write_partitions(tmp_path / "log", log_columns(400, seed=7), [200])
     target = np.array([[0.2, 0.3, 0.5]])
-    with pytest.raises(InvalidParameterError, match="replay"):
+    with pytest.raises(InvalidParameterError, match="for its draws; on a streamed log use ips or snips"):
         evaluate(folder, target, ["replay"], chunk_rows=100)
     with pytest.raises(InvalidParameterError, match="predicted_rewards"):
         evaluate(folder, target, ["dr"], predicted_rewards=np.zeros((400, 3)), chunk_rows=100)

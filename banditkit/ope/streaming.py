@@ -416,7 +416,7 @@ class Sums:
 
     @classmethod
     def zero(cls, n_estimators: int, n_bootstrap: int, positions: Sequence[int]) -> Sums:
-        """Nothing added yet: ``n_estimators`` columns pairs, ``n_bootstrap`` resamples, these positions."""
+        """Nothing added yet, for ``n_estimators`` estimators, ``n_bootstrap`` resamples and these positions."""
         return cls(
             [None] * n_estimators,
             np.zeros((n_bootstrap, 2 * n_estimators)),

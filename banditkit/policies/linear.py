@@ -163,6 +163,20 @@ class LinearPolicy(Policy):
     def _rule(self) -> tuple[float, bool]:
         """The compiled kernels' decision rule: (scale of the width, True for one normal draw per arm)."""
 
+    @abstractmethod
+    def _sample_numpy(
+        self, state: State, rng: np.random.Generator, mask: BoolArray, context: FloatArray | None
+    ) -> IntArray:
+        """:meth:`sample` on the numpy path: the same rule and the same draws as the compiled kernel."""
+
+    def sample(
+        self, state: State, rng: np.random.Generator, mask: BoolArray, context: FloatArray | None = None
+    ) -> IntArray:
+        compiled = self._compiled_select(state, rng, mask, context)
+        if compiled is not None:
+            return compiled
+        return self._sample_numpy(state, rng, mask, context)
+
     def _compiled_select(
         self, state: State, rng: np.random.Generator, mask: BoolArray, context: FloatArray | None
     ) -> IntArray | None:
@@ -291,12 +305,9 @@ class LinUCB(LinearPolicy):
     def probabilities(self, state: State, mask: BoolArray, context: FloatArray | None = None) -> FloatArray:
         return argmax_probabilities(self._ucb(state, context), mask)
 
-    def sample(
-        self, state: State, rng: np.random.Generator, mask: BoolArray, context: FloatArray | None = None
+    def _sample_numpy(
+        self, state: State, rng: np.random.Generator, mask: BoolArray, context: FloatArray | None
     ) -> IntArray:
-        compiled = self._compiled_select(state, rng, mask, context)
-        if compiled is not None:
-            return compiled
         return argmax_random_ties(self._ucb(state, context), mask, rng)
 
 
@@ -352,11 +363,8 @@ class LinTS(LinearPolicy):
             return distribution
         return gaussian_argmax_probabilities(means, sds, mask)
 
-    def sample(
-        self, state: State, rng: np.random.Generator, mask: BoolArray, context: FloatArray | None = None
+    def _sample_numpy(
+        self, state: State, rng: np.random.Generator, mask: BoolArray, context: FloatArray | None
     ) -> IntArray:
-        compiled = self._compiled_select(state, rng, mask, context)
-        if compiled is not None:
-            return compiled
         means, sds = self._posterior(state, context)
         return argmax_random_ties(means + sds * rng.standard_normal(means.shape), mask, rng)

@@ -395,40 +395,27 @@ class MetricFamilies(Collector):
             for arm, count in sorted(capped.items()):
                 decisions.add_metric([experiment, arm], count)
         yield decisions
-        fallbacks = CounterMetricFamily(
-            "banditkit_fallbacks", "Decisions that served the default arm, by reason", labels=["experiment", "reason"]
+        yield _per_experiment(
+            "banditkit_fallbacks", "Decisions that served the default arm, by reason", ["reason"], counts.fallbacks
         )
-        for experiment, counter in sorted(counts.fallbacks.items()):
-            for reason, count in sorted(counter.items()):
-                fallbacks.add_metric([experiment, reason], count)
-        yield fallbacks
-        rewards = CounterMetricFamily("banditkit_rewards", "Rewards by outcome", labels=["experiment", "outcome"])
         rewarded = {experiment: Counter(counter) for experiment, counter in counts.rewards.items()}
         for experiment, loop in self.loops.items():  # a shared store's learner applies the default rewards
             rewarded.setdefault(experiment, Counter())["defaulted"] += loop.defaulted
-        for experiment, counter in sorted(rewarded.items()):
-            for outcome, count in sorted(counter.items()):
-                rewards.add_metric([experiment, outcome], count)
-        yield rewards
-        alerts = CounterMetricFamily(
+        yield _per_experiment("banditkit_rewards", "Rewards by outcome", ["outcome"], rewarded)
+        yield _per_experiment(
             "banditkit_alerts",
             "Supervisor alerts written, by kind and state (open, resolved)",
-            labels=["experiment", "kind", "state"],
+            ["kind", "state"],
+            counts.alerts,
+            lambda kind_state: kind_state.split("/", 1),
         )
-        for experiment, counter in sorted(counts.alerts.items()):
-            for kind_state, count in sorted(counter.items()):
-                alerts.add_metric([experiment, *kind_state.split("/", 1)], count)
-        yield alerts
-        fetches = CounterMetricFamily(
+        yield _per_experiment(
             "banditkit_source_fetches",
             "Polls of an experiment's reward source, by outcome (changed, unchanged, timeout, unreachable, "
             "http_error, invalid, store_error)",
-            labels=["experiment", "outcome"],
+            ["outcome"],
+            counts.sources,
         )
-        for experiment, counter in sorted(counts.sources.items()):
-            for outcome, count in sorted(counter.items()):
-                fetches.add_metric([experiment, outcome], count)
-        yield fetches
         age = GaugeMetricFamily(
             "banditkit_source_age_seconds",
             "Seconds since the reward source last gave valid parameters (since polling started, before it did)",
@@ -437,24 +424,19 @@ class MetricFamilies(Collector):
         for experiment, seconds in sorted(self.source_ages.items()):
             age.add_metric([experiment], seconds)
         yield age
-        policies = CounterMetricFamily(
+        yield _per_experiment(
             "banditkit_decisions_by_policy",
             "Decisions answered, by the policy that served them (current, or the candidate of a policy canary)",
-            labels=["experiment", "policy"],
+            ["policy"],
+            counts.policies,
         )
-        for experiment, counter in sorted(counts.policies.items()):
-            for policy, count in sorted(counter.items()):
-                policies.add_metric([experiment, policy], count)
-        yield policies
-        candidates = CounterMetricFamily(
+        yield _per_experiment(
             "banditkit_candidate_rollbacks",
             "Candidate policies rolled back automatically, by reason (credibly_worse, guardrail)",
-            labels=["experiment", "reason"],
+            ["reason"],
+            counts.candidates,
+            lambda event_reason: [event_reason.split("/", 1)[1]],
         )
-        for experiment, counter in sorted(counts.candidates.items()):
-            for event_reason, count in sorted(counter.items()):
-                candidates.add_metric([experiment, event_reason.split("/", 1)[1]], count)
-        yield candidates
         yield from self._model_families()
         yield from self._loop_families()
 
@@ -547,6 +529,25 @@ class MetricFamilies(Collector):
                 lag.add_metric([name], loop.lag)
             age.add_metric([name], loop.unlearned_age_s)
         yield from (length, pending, lag, age)
+
+
+def _per_experiment(
+    name: str,
+    documentation: str,
+    labels: list[str],
+    counters: dict[str, Counter[str]],
+    split: Callable[[str], list[str]] | None = None,
+) -> CounterMetricFamily:
+    """A counter family of one series per experiment and key of ``counters``, both in sorted order.
+
+    A key is the value of the one label in ``labels`` after ``experiment``, or ``split`` turns it into the
+    values of all of them (``"kind/state"`` into two).
+    """
+    family = CounterMetricFamily(name, documentation, labels=["experiment", *labels])
+    for experiment, counter in sorted(counters.items()):
+        for key, count in sorted(counter.items()):
+            family.add_metric([experiment, key] if split is None else [experiment, *split(key)], count)
+    return family
 
 
 def exposition(collector: Collector) -> bytes:

@@ -406,6 +406,10 @@ def test_the_exposition_is_byte_for_byte_prometheus_clients():
         ]
         metrics.decided(experiment, records, {"aborted": 1})
         metrics.rewarded(experiment, ["applied", "late", "applied"])
+        metrics.alerted(experiment, "reward_drop", "open")
+        metrics.candidate_event(experiment, "rolled_back", "credibly_worse")
+        metrics.sourced(experiment, "changed")
+    metrics.alerted("hero", "reward_drop", "resolved")
     metrics.request("/v1/experiments/{name}/decisions", "POST", 200, 0.0004)
     metrics.request("unmatched", "GET", 404, 20.0)
     metrics.store_latency("log_decisions", 0.001)
@@ -429,6 +433,12 @@ def test_the_exposition_is_byte_for_byte_prometheus_clients():
     assert value(parsed, "banditkit_selection_share", experiment="hero", arm="line\nfeed") == pytest.approx(0.2)
     assert value(parsed, "banditkit_reward_rate", experiment="hero", arm=OTHER_ARMS) == pytest.approx(4 / 5)
     assert value(parsed, "banditkit_rewards_total", experiment="hero", outcome="defaulted") == 4
+    # "kind/state" and "event/reason" keys become their labels
+    assert value(parsed, "banditkit_alerts_total", experiment="hero", kind="reward_drop", state="resolved") == 1
+    assert value(parsed, "banditkit_alerts_total", experiment='we"ird\\name', kind="reward_drop", state="open") == 1
+    assert value(parsed, "banditkit_candidate_rollbacks_total", experiment="hero", reason="credibly_worse") == 1
+    assert value(parsed, "banditkit_source_fetches_total", experiment="hero", outcome="changed") == 1
+    assert value(parsed, "banditkit_decisions_by_policy_total", experiment="hero", policy="current") == 9
     assert value(parsed, "banditkit_reward_to_model_seconds", experiment="hero") == 1.5
     assert not series(parsed, "banditkit_learner_lag_rewards", experiment="hero")  # the store could not tell
     assert (

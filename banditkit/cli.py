@@ -15,7 +15,11 @@ import typer
 from typer.core import TyperGroup
 
 #: Where the command line's own flags replace the Python keywords a library message suggests.
-_FLAG_SPELLING = {"drop_unrewarded=True": "--drop-unrewarded", "experiment=NAME": "--experiment NAME"}
+_FLAG_SPELLING = {
+    "drop_unrewarded=True": "--drop-unrewarded",
+    "experiment=NAME": "--experiment NAME",
+    "model_rows": "--model-rows",
+}
 #: Width of a console that writes to a pipe or a file: wide enough that no table cell is cut or wrapped.
 _PIPE_WIDTH = 10_000
 
@@ -303,6 +307,12 @@ def evaluate(
     ),
     n_bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the intervals."),
     seed: int = typer.Option(0, "--seed", help="Seed of the folds, replay draws and bootstrap."),
+    model_rows: int | None = typer.Option(
+        None,
+        "--model-rows",
+        help="Fit DM/DR's reward model on the log's first N rows only (cross-fitted among them; later rows are "
+        "predicted by the model of all N). Default: every row.",
+    ),
     drop_unrewarded: bool = typer.Option(
         False, "--drop-unrewarded", help="Skip decisions whose reward has not arrived yet."
     ),
@@ -359,11 +369,12 @@ def evaluate(
                     rng=seed,
                     drop_unrewarded=drop_unrewarded,
                     experiment=experiment,
+                    model_rows=model_rows,
                 )
                 n_rows = next(iter(report.estimates.values())).n_rows
             else:
                 data = load_log(log, drop_unrewarded=drop_unrewarded, experiment=experiment)
-                report = run_evaluation(data, target, names, n_bootstrap=n_bootstrap, rng=seed)
+                report = run_evaluation(data, target, names, n_bootstrap=n_bootstrap, rng=seed, model_rows=model_rows)
                 n_rows = data.n_rows
     except (BanditkitError, OSError, ValueError) as error:
         message = str(error)

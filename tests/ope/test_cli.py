@@ -115,3 +115,24 @@ def test_one_target_writes_a_folder_too_and_bad_candidate_names_fail(tmp_path):
     assert twice.exit_code == 2 and "names candidate 'a' twice" in twice.output
     unknown = runner.invoke(app, ["evaluate", str(path), "-p", "a=thompson", "-p", "b=no_such_policy"])
     assert unknown.exit_code == 2 and "candidate 'b'" in unknown.output and "no_such_policy" in unknown.output
+
+
+def test_model_rows_fits_the_reward_model_on_the_first_rows(tmp_path):
+    path, _ = service_log(tmp_path)
+    out = tmp_path / "report.json"
+    options = ["-p", "thompson", "-e", "dm,dr", "--bootstrap", "50", "--seed", "4"]
+    result = runner.invoke(app, ["evaluate", str(path), *options, "--model-rows", "200", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    target = bk.Bandit(["red", "green", "blue", "gold"], policy="thompson")
+    expected = bk.ope.evaluate(bk.ope.load_log(path), target, ["dm", "dr"], n_bootstrap=50, rng=4, model_rows=200)
+    whole = bk.ope.evaluate(bk.ope.load_log(path), target, ["dm", "dr"], n_bootstrap=50, rng=4)
+    values = [row["value"] for row in json.loads(out.read_text())["estimates"]]
+    assert values == [expected["dm"].value, expected["dr"].value]
+    assert values != [whole["dm"].value, whole["dr"].value]  # the sample changed the model
+
+
+def test_model_rows_below_two_names_the_flag(tmp_path):
+    path, _ = service_log(tmp_path)
+    result = runner.invoke(app, ["evaluate", str(path), "-p", "thompson", "-e", "dr", "--model-rows", "1"])
+    assert result.exit_code == 2
+    assert "--model-rows" in result.output and "model_rows" not in result.output.replace("--model-rows", "")

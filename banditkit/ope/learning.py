@@ -70,6 +70,11 @@ class ReplayResult:
     ``curve_low``/``curve_high``: interval of the cumulative reward after each step, shape (steps,).
     ``kept_rows``: rows left after the rejection thinning (every row of a uniform log); ``floor``: the
     propensity the thinning used. ``bandit``: the replayed copy, after learning from every accepted step.
+    ``run_steps``: rows the replay accepted. With ``n_bootstrap`` every figure above covers the first ``steps``
+    steps, the fewest any replay reached (this one or a bootstrap replay), so that each interval is taken over
+    all ``n_bootstrap`` replays; ``steps == run_steps`` otherwise. ``bootstrap_steps``, ``bootstrap_values``:
+    per bootstrap replay, shape (n_bootstrap,) (empty without): the steps it accepted (at most ``run_steps``)
+    and its mean reward over the first ``steps``.
 
     Examples
     --------
@@ -100,17 +105,20 @@ class ReplayResult:
     n_bootstrap: int
     confidence: float
     bandit: Any
+    run_steps: int
+    bootstrap_steps: IntArray
+    bootstrap_values: FloatArray
     warnings: tuple[str, ...] = field(default=())
 
     @property
     def steps(self) -> int:
-        """Accepted steps: how long an online run the replay stands for."""
+        """Accepted steps every figure covers: how long an online run the replay stands for (see ``run_steps``)."""
         return int(self.rewards.shape[0])
 
     @property
     def acceptance_rate(self) -> float:
-        """Accepted steps per logged row."""
-        return self.steps / self.n_rows
+        """Rows the replay accepted (``run_steps``) per logged row."""
+        return self.run_steps / self.n_rows
 
     def cumulative_reward(self) -> FloatArray:
         """Cumulative reward after each accepted step, shape (steps,)."""
@@ -146,6 +154,7 @@ class ReplayResult:
             "low": self.low,
             "high": self.high,
             "steps": self.steps,
+            "run_steps": self.run_steps,
             "n_rows": self.n_rows,
             "kept_rows": self.kept_rows,
             "floor": self.floor,
@@ -186,7 +195,10 @@ def replay_learning(
         Bootstrap replays (each row repeated Poisson(1) times, order kept; Mary, Preux & Nicol 2014) for
         intervals that include the run-to-run spread of the learning. 0 gives the normal interval
         ``value +- z sd / sqrt(steps)`` on the accepted rewards: it covers the mean expected reward along
-        this run, not what another run of the policy would earn.
+        this run, not what another run of the policy would earn. A bootstrap replay has no reward past the
+        rows it accepts, and keeping only the replays that reach a step keeps the lucky resamples (an interval
+        too narrow), so with ``n_bootstrap`` the result stops at the fewest steps any replay accepted, where
+        each percentile is over all ``n_bootstrap`` replays (the replay's own count is ``run_steps``).
     confidence : interval level in (0, 1)
     rng : seed or numpy.random.Generator for the thinning, the bandit's draws and the bootstrap
 
@@ -217,15 +229,21 @@ def replay_learning(
     arms = _bandit_arms(template, log, smallest)
     kept = _thinned(np.arange(log.n_rows), log.propensities, floor, streams[0])
     run = _replayed(template, log, arms, kept, max_steps, streams[1])
-    rewards = log.rewards[run.rows]
-    cumulative = np.cumsum(rewards)
-    value = float(cumulative[-1] / rewards.shape[0]) if rewards.shape[0] else math.nan
+    run_steps = run.rows.shape[0]
+    bootstrap_steps: IntArray = np.zeros(0, dtype=np.intp)
+    bootstrap_values: FloatArray = np.zeros(0)
     if n_bootstrap:
-        low, high, curve_low, curve_high = _bootstrap(
-            template, log, arms, floor, run.rows.shape[0], streams[2:], confidence
-        )
+        curves = _bootstrap(template, log, arms, floor, run_steps, streams[2:])
+        bootstrap_steps = np.array([curve.shape[0] for curve in curves], dtype=np.intp)
+        steps = min(run_steps, int(bootstrap_steps.min()))
+        if steps < run_steps:  # the same replay, stopped where every bootstrap replay still has a reward
+            run = _replayed(template, log, arms, kept, steps, streams[1])
+        rewards = log.rewards[run.rows]
+        low, high, curve_low, curve_high, bootstrap_values = _percentiles(curves, steps, confidence)
     else:
+        rewards = log.rewards[run.rows]
         low, high, curve_low, curve_high = _normal(rewards, confidence)
+    value = float(np.cumsum(rewards)[-1] / rewards.shape[0]) if rewards.shape[0] else math.nan
     return ReplayResult(
         value,
         low,
@@ -242,7 +260,10 @@ def replay_learning(
         n_bootstrap,
         confidence,
         run.bandit,
-        tuple(_warnings(log, rewards.shape[0], kept.shape[0], floor, smallest)),
+        run_steps,
+        bootstrap_steps,
+        bootstrap_values,
+        tuple(_warnings(log, rewards.shape[0], run_steps, kept.shape[0], floor, smallest)),
     )
 
 
@@ -378,12 +399,12 @@ def _row_by_row(bandit: Any, logged: list[int], rewards: list[float], limit: int
     """Replay without contexts: one ``select()`` per row (its fast path beats a batch's exact distribution)."""
     accepted: list[int] = []
     for row, arm in enumerate(logged):
+        if len(accepted) == limit:
+            break
         decision = bandit.select()
         if decision.arm_index == arm:
             bandit.update(decision, rewards[row])
             accepted.append(row)
-            if len(accepted) == limit:
-                break
     return accepted
 
 
@@ -432,28 +453,42 @@ def _bootstrap(
     floor: float,
     steps: int,
     streams: list[np.random.Generator],
-    confidence: float,
-) -> tuple[float, float, FloatArray, FloatArray]:
-    """Percentile intervals over replays of Poisson(1)-resampled logs, each over at most ``steps`` steps."""
-    tail = (1.0 - confidence) / 2.0
-    curves = np.full((len(streams) // 2, steps), math.nan)
+) -> list[FloatArray]:
+    """Cumulative reward curves of replays of Poisson(1)-resampled logs, each over at most ``steps`` steps."""
+    curves = []
     for b in range(len(streams) // 2):
         draws = streams[2 * b]
         order = np.repeat(np.arange(log.n_rows), draws.poisson(1.0, log.n_rows))
         kept = _thinned(order, log.propensities, floor, draws)
         rows = _replayed(template, log, arms, kept, steps, streams[2 * b + 1]).rows
-        curves[b, : rows.shape[0]] = np.cumsum(log.rewards[rows])
+        curves.append(np.cumsum(log.rewards[rows]))
+    return curves
+
+
+def _percentiles(
+    curves: list[FloatArray], steps: int, confidence: float
+) -> tuple[float, float, FloatArray, FloatArray, FloatArray]:
+    """Percentile intervals over every bootstrap curve's first ``steps`` steps (each reaches them).
+
+    Returns the interval of the mean reward, the bands of the cumulative reward and each curve's mean reward.
+    """
+    tail = (1.0 - confidence) / 2.0
     if steps == 0:
-        return math.nan, math.nan, np.zeros(0), np.zeros(0)
-    finals = curves[:, -1][~np.isnan(curves[:, -1])] / steps
-    low, high = np.quantile(finals, [tail, 1 - tail]) if finals.size else (math.nan, math.nan)
-    with np.errstate(all="ignore"):
-        bands = np.nanquantile(curves, [tail, 1 - tail], axis=0) if curves.shape[0] else np.full((2, steps), np.nan)
-    return float(low), float(high), bands[0], bands[1]
+        return math.nan, math.nan, np.zeros(0), np.zeros(0), np.full(len(curves), math.nan)
+    cumulative = np.stack([curve[:steps] for curve in curves])
+    values: FloatArray = cumulative[:, -1] / steps
+    low, high = np.quantile(values, [tail, 1.0 - tail])
+    bands = np.quantile(cumulative, [tail, 1.0 - tail], axis=0)
+    return float(low), float(high), bands[0], bands[1], values
 
 
-def _warnings(log: LoggedData, steps: int, kept: int, floor: float, smallest: float) -> list[str]:
+def _warnings(log: LoggedData, steps: int, run_steps: int, kept: int, floor: float, smallest: float) -> list[str]:
     out = []
+    if steps < run_steps:
+        out.append(
+            f"the replay accepted {run_steps} rows but a bootstrap replay only {steps}: the value, interval and "
+            f"curve cover the first {steps} steps, which every replay reaches"
+        )
     if kept < log.n_rows:
         out.append(
             f"the log is not uniform: rejection sampling kept {kept} of {log.n_rows} rows "

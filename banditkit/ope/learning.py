@@ -74,7 +74,7 @@ class ReplayResult:
     steps, the fewest any replay reached (this one or a bootstrap replay), so that each interval is taken over
     all ``n_bootstrap`` replays; ``steps == run_steps`` otherwise. ``bootstrap_steps``, ``bootstrap_values``:
     per bootstrap replay, shape (n_bootstrap,) (empty without): the steps it accepted (at most ``run_steps``)
-    and its mean reward over the first ``steps``.
+    and its mean reward over the first ``steps`` (NaN below 10 steps, where no interval is reported).
 
     Examples
     --------
@@ -470,11 +470,13 @@ def _percentiles(
 ) -> tuple[float, float, FloatArray, FloatArray, FloatArray]:
     """Percentile intervals over every bootstrap curve's first ``steps`` steps (each reaches them).
 
-    Returns the interval of the mean reward, the bands of the cumulative reward and each curve's mean reward.
+    Returns the interval of the mean reward, the bands of the cumulative reward and each curve's mean reward;
+    all NaN below ``_MIN_STEPS`` steps, as the normal intervals.
     """
     tail = (1.0 - confidence) / 2.0
-    if steps == 0:
-        return math.nan, math.nan, np.zeros(0), np.zeros(0), np.full(len(curves), math.nan)
+    if steps < _MIN_STEPS:
+        nan = np.full(steps, math.nan)
+        return math.nan, math.nan, nan, nan, np.full(len(curves), math.nan)
     cumulative = np.stack([curve[:steps] for curve in curves])
     values: FloatArray = cumulative[:, -1] / steps
     low, high = np.quantile(values, [tail, 1.0 - tail])

@@ -43,6 +43,9 @@ def test_hand_worked_log_is_replayed_exactly():
     assert result.bandit.pulls.tolist() == [3.0, 2.0]
     assert bandit.pulls.tolist() == [1.0, 1.0], "the bandit passed in is not changed"
     assert np.isnan(result.low) and any("only 3 rows" in w for w in result.warnings)
+    bootstrapped = replay_learning(HAND_LOG, greedy_bandit(), n_bootstrap=5, rng=3)
+    assert 0 < bootstrapped.steps <= 3 and np.isnan([bootstrapped.low, bootstrapped.high]).all()
+    assert np.isnan(bootstrapped.curve()["low"]).all() and np.isnan(bootstrapped.bootstrap_values).all()
 
 
 def test_a_log_the_bandit_never_agrees_with():

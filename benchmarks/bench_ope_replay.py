@@ -4,7 +4,8 @@
     PYTHONPATH=. python benchmarks/bench_ope_replay.py --rows 200000
 
 Workloads: LinUCB replayed on a uniform log of logistic-click rewards (d context features, K arms),
-for K = 10 and 20, LinTS for K = 10; Thompson sampling (no context) on a uniform Bernoulli log.
+for K = 10 and 20, LinTS for K = 10; Thompson sampling, UCB1 and epsilon-greedy (epsilon = 0.1), without
+context, on a uniform Bernoulli log, K = 10.
 Paths: "compiled" is the default with numba installed and its kernels loaded (each of these
 policies replays every row in one compiled loop, ``Policy.replay``); "numpy" switches the compiled
 kernels off (a batch of rows decided at once with ``select_many``, one ``update`` per accepted row;
@@ -108,7 +109,12 @@ def workloads(n_rows: int, n_features: int) -> list[tuple[str, bk.ope.LoggedData
         bandit = bk.Bandit([str(k) for k in range(n_arms)], policy=policy, n_features=n_features)
         out.append((f"{type(policy).__name__}, K={n_arms}, d={n_features}", log, bandit, True))
     log = bk.ope.load_log(uniform_log(n_rows, 10, 1))
-    out.append(("Thompson, K=10, no context", log, bk.Bandit([str(k) for k in range(10)], policy="thompson"), False))
+    for name, policy in (
+        ("Thompson", bk.ThompsonSampling()),
+        ("UCB1", bk.UCB1()),
+        ("eps-greedy", bk.EpsilonGreedy(epsilon=0.1)),
+    ):
+        out.append((f"{name}, K=10, no context", log, bk.Bandit([str(k) for k in range(10)], policy=policy), False))
     return out
 
 

@@ -56,7 +56,8 @@ class CountPolicy(Policy):
 
         The loop is called as ``kernel(pointers, pulls, reward_sums, *hyperparameters, mask, logged, rewards,
         accepted)`` (see ``_jit_kernels.bernoulli_thompson_replay``): it decides each row with the kernel of
-        :meth:`choose_compiled` and adds the counts of an accepted row to ``pulls`` and ``reward_sums`` in place.
+        :meth:`choose_compiled` and adds the counts of an accepted row to ``pulls`` and ``reward_sums`` in place
+        (so a family that keeps ``reward_sq_sums`` has none).
         """
         return None
 

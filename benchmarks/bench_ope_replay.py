@@ -112,7 +112,7 @@ def workloads(n_rows: int, n_features: int) -> list[tuple[str, bk.ope.LoggedData
     for name, policy in (
         ("Thompson", bk.ThompsonSampling()),
         ("UCB1", bk.UCB1()),
-        ("eps-greedy", bk.EpsilonGreedy(epsilon=0.1)),
+        ("epsilon-greedy", bk.EpsilonGreedy(epsilon=0.1)),
     ):
         out.append((f"{name}, K=10, no context", log, bk.Bandit([str(k) for k in range(10)], policy=policy), False))
     return out
@@ -148,13 +148,13 @@ def main() -> None:
         f"{args.rows:,} logged rows; load average {load[0]:.1f} before the run, {after[0]:.1f} after, "
         f"on {os.cpu_count()} cores"
     )
-    header = f"{'workload':<28} {'path':<9} {'accepted':>9} {'first s':>8} {'steady s':>9} {'cpu s':>7}"
+    header = f"{'workload':<32} {'path':<9} {'accepted':>9} {'first s':>8} {'steady s':>9} {'cpu s':>7}"
     print(f"{header} {'rows/s (cpu)':>13} {'floor rows/s':>13} {'target':>8} {'ok':>4} {'value':>7}")
     for name, path, first, wall, cpu, result, bound in table:
         rate = args.rows / cpu
         floor = f"{bound:13,.0f}" if bound == bound else f"{'-':>13}"
         print(
-            f"{name:<28} {path:<9} {result.steps:>9,} {first:8.2f} {wall:9.2f} {cpu:7.2f} {rate:13,.0f} {floor} "
+            f"{name:<32} {path:<9} {result.steps:>9,} {first:8.2f} {wall:9.2f} {cpu:7.2f} {rate:13,.0f} {floor} "
             f"{TARGET_ROWS_PER_SECOND:8,} {'yes' if rate >= TARGET_ROWS_PER_SECOND else 'NO':>4} {result.value:7.4f}"
         )
     print(

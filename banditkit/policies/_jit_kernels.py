@@ -90,6 +90,20 @@ def bernoulli_thompson_choice(pointers, pulls, successes, prior_alpha, prior_bet
 
 
 @numba.njit(cache=True)
+def _accept(arm, row, logged, rewards, pulls, reward_sums, accepted, steps):
+    """One row of a replay loop: if the decided ``arm`` is the logged one, learn its reward and note the row.
+
+    Returns the rows accepted so far.
+    """
+    if arm != logged[row]:
+        return steps
+    pulls[0, arm] += 1.0
+    reward_sums[0, arm] += rewards[row]
+    accepted[steps] = row
+    return steps + 1
+
+
+@numba.njit(cache=True)
 def bernoulli_thompson_replay(pointers, pulls, successes, prior_alpha, prior_beta, mask, logged, rewards, accepted):
     """Replay rows in order on state row 0: bernoulli_thompson_choice per row, the counts of an accepted row added.
 
@@ -102,11 +116,7 @@ def bernoulli_thompson_replay(pointers, pulls, successes, prior_alpha, prior_bet
         if steps == accepted.shape[0]:
             break
         arm = _bernoulli_thompson_row(rng, pulls, successes, prior_alpha, prior_beta, 0, mask)
-        if arm == logged[row]:
-            pulls[0, arm] += 1.0
-            successes[0, arm] += rewards[row]
-            accepted[steps] = row
-            steps += 1
+        steps = _accept(arm, row, logged, rewards, pulls, successes, accepted, steps)
     return steps
 
 
@@ -172,11 +182,7 @@ def ucb1_replay(pointers, pulls, reward_sums, mask, logged, rewards, accepted):
         if steps == accepted.shape[0]:
             break
         arm = _ucb1_row(pointers, pulls, reward_sums, 0, mask, scores)
-        if arm == logged[row]:
-            pulls[0, arm] += 1.0
-            reward_sums[0, arm] += rewards[row]
-            accepted[steps] = row
-            steps += 1
+        steps = _accept(arm, row, logged, rewards, pulls, reward_sums, accepted, steps)
     return steps
 
 
@@ -266,11 +272,7 @@ def epsilon_greedy_replay(pointers, pulls, reward_sums, epsilon, decay, mask, lo
         if steps == accepted.shape[0]:
             break
         arm = _epsilon_greedy_row(pointers, pulls, reward_sums, epsilon, decay, mask, uniform, means)
-        if arm == logged[row]:
-            pulls[0, arm] += 1.0
-            reward_sums[0, arm] += rewards[row]
-            accepted[steps] = row
-            steps += 1
+        steps = _accept(arm, row, logged, rewards, pulls, reward_sums, accepted, steps)
     return steps
 
 

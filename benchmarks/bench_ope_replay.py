@@ -4,7 +4,8 @@
     PYTHONPATH=. python benchmarks/bench_ope_replay.py --rows 200000
 
 Workloads: LinUCB replayed on a uniform log of logistic-click rewards (d context features, K arms),
-for K = 10 and 20, LinTS for K = 10; Thompson sampling (no context) on a uniform Bernoulli log.
+for K = 10 and 20, LinTS for K = 10; Thompson sampling, UCB1 and epsilon-greedy (epsilon = 0.1), without
+context, on a uniform Bernoulli log, K = 10.
 Paths: "compiled" is the default with numba installed and its kernels loaded (each of these
 policies replays every row in one compiled loop, ``Policy.replay``); "numpy" switches the compiled
 kernels off (a batch of rows decided at once with ``select_many``, one ``update`` per accepted row;
@@ -108,7 +109,12 @@ def workloads(n_rows: int, n_features: int) -> list[tuple[str, bk.ope.LoggedData
         bandit = bk.Bandit([str(k) for k in range(n_arms)], policy=policy, n_features=n_features)
         out.append((f"{type(policy).__name__}, K={n_arms}, d={n_features}", log, bandit, True))
     log = bk.ope.load_log(uniform_log(n_rows, 10, 1))
-    out.append(("Thompson, K=10, no context", log, bk.Bandit([str(k) for k in range(10)], policy="thompson"), False))
+    for name, policy in (
+        ("Thompson", bk.ThompsonSampling()),
+        ("UCB1", bk.UCB1()),
+        ("epsilon-greedy", bk.EpsilonGreedy(epsilon=0.1)),
+    ):
+        out.append((f"{name}, K=10, no context", log, bk.Bandit([str(k) for k in range(10)], policy=policy), False))
     return out
 
 
@@ -142,13 +148,13 @@ def main() -> None:
         f"{args.rows:,} logged rows; load average {load[0]:.1f} before the run, {after[0]:.1f} after, "
         f"on {os.cpu_count()} cores"
     )
-    header = f"{'workload':<28} {'path':<9} {'accepted':>9} {'first s':>8} {'steady s':>9} {'cpu s':>7}"
+    header = f"{'workload':<32} {'path':<9} {'accepted':>9} {'first s':>8} {'steady s':>9} {'cpu s':>7}"
     print(f"{header} {'rows/s (cpu)':>13} {'floor rows/s':>13} {'target':>8} {'ok':>4} {'value':>7}")
     for name, path, first, wall, cpu, result, bound in table:
         rate = args.rows / cpu
         floor = f"{bound:13,.0f}" if bound == bound else f"{'-':>13}"
         print(
-            f"{name:<28} {path:<9} {result.steps:>9,} {first:8.2f} {wall:9.2f} {cpu:7.2f} {rate:13,.0f} {floor} "
+            f"{name:<32} {path:<9} {result.steps:>9,} {first:8.2f} {wall:9.2f} {cpu:7.2f} {rate:13,.0f} {floor} "
             f"{TARGET_ROWS_PER_SECOND:8,} {'yes' if rate >= TARGET_ROWS_PER_SECOND else 'NO':>4} {result.value:7.4f}"
         )
     print(

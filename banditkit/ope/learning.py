@@ -21,8 +21,8 @@ Three ways through the kept rows, each deciding every row on exactly the state
 it would see row by row:
 
 * A policy with its own replay loop (``Policy.replay``: LinUCB and LinTS when
-  numba is installed, Beta Thompson sampling once its compiled kernels are
-  loaded) decides and learns in one compiled call, with the very kernels of
+  numba is installed; Beta Thompson sampling, UCB1 and epsilon-greedy once
+  their compiled kernels are loaded) decides and learns in one compiled call, with the very kernels of
   its one-row ``select`` and ``update`` and the same draws from the bandit's
   generator; the bandit then takes the learned state with ``absorb``
   (one version per accepted row). The result is the row-by-row replay's.

@@ -90,6 +90,20 @@ def bernoulli_thompson_choice(pointers, pulls, successes, prior_alpha, prior_bet
 
 
 @numba.njit(cache=True)
+def _accept(arm, row, logged, rewards, pulls, reward_sums, accepted, steps):
+    """One row of a replay loop: if the decided ``arm`` is the logged one, learn its reward and note the row.
+
+    Returns the rows accepted so far.
+    """
+    if arm != logged[row]:
+        return steps
+    pulls[0, arm] += 1.0
+    reward_sums[0, arm] += rewards[row]
+    accepted[steps] = row
+    return steps + 1
+
+
+@numba.njit(cache=True)
 def bernoulli_thompson_replay(pointers, pulls, successes, prior_alpha, prior_beta, mask, logged, rewards, accepted):
     """Replay rows in order on state row 0: bernoulli_thompson_choice per row, the counts of an accepted row added.
 
@@ -102,11 +116,7 @@ def bernoulli_thompson_replay(pointers, pulls, successes, prior_alpha, prior_bet
         if steps == accepted.shape[0]:
             break
         arm = _bernoulli_thompson_row(rng, pulls, successes, prior_alpha, prior_beta, 0, mask)
-        if arm == logged[row]:
-            pulls[0, arm] += 1.0
-            successes[0, arm] += rewards[row]
-            accepted[steps] = row
-            steps += 1
+        steps = _accept(arm, row, logged, rewards, pulls, successes, accepted, steps)
     return steps
 
 
@@ -160,6 +170,23 @@ def ucb1_choice(pointers, pulls, reward_sums, mask):
 
 
 @numba.njit(cache=True)
+def ucb1_replay(pointers, pulls, reward_sums, mask, logged, rewards, accepted):
+    """Replay rows in order on state row 0: ucb1_choice per row, the counts of an accepted row added.
+
+    As :func:`bernoulli_thompson_replay`: pulls, reward_sums (1, K) updated in place; mask (K,); logged (n,);
+    rewards (n,) in [0, 1]; accepted row positions into ``accepted`` until it is full; returns how many.
+    """
+    scores = np.empty(pulls.shape[1])
+    steps = 0
+    for row in range(logged.shape[0]):
+        if steps == accepted.shape[0]:
+            break
+        arm = _ucb1_row(pointers, pulls, reward_sums, 0, mask, scores)
+        steps = _accept(arm, row, logged, rewards, pulls, reward_sums, accepted, steps)
+    return steps
+
+
+@numba.njit(cache=True)
 def _empirical_mean(pulls, reward_sums, arm):
     return reward_sums[0, arm] / pulls[0, arm] if pulls[0, arm] > 0 else 0.0
 
@@ -203,24 +230,50 @@ def _softmax(logits, mask):
 
 
 @numba.njit(cache=True)
-def epsilon_greedy_choice(pointers, pulls, reward_sums, epsilon, decay, mask):
-    """Explore iff u < epsilon_t (uniform allowed arm), else the best mean with random ties."""
+def _epsilon_greedy_row(pointers, pulls, reward_sums, epsilon, decay, mask_row, uniform, means):
+    """Explore iff u < epsilon_t (uniform allowed arm), else the best mean with random ties; state row 0.
+
+    Draws u, the uniform arm's point and the K tie-breaking keys every time; uniform, means (K,) are scratch.
+    """
     rng = _generator(pointers)
     n_arms = pulls.shape[1]
     steps = 0.0
     allowed = 0
     for arm in range(n_arms):
         steps += pulls[0, arm]
-        allowed += mask[0, arm]
+        allowed += mask_row[arm]
     explore = rng.random() < epsilon / (1.0 + decay * steps)
-    uniform = np.empty(n_arms)
-    means = np.empty(n_arms)
     for arm in range(n_arms):
-        uniform[arm] = mask[0, arm] / allowed
+        uniform[arm] = mask_row[arm] / allowed
         means[arm] = _empirical_mean(pulls, reward_sums, arm)
     uniform_arm = _categorical(rng, uniform)
-    greedy_arm = random_tie_argmax(pointers, means, mask[0])
+    greedy_arm = random_tie_argmax(pointers, means, mask_row)
     return uniform_arm if explore else greedy_arm
+
+
+@numba.njit(cache=True)
+def epsilon_greedy_choice(pointers, pulls, reward_sums, epsilon, decay, mask):
+    """Epsilon-greedy's choice for one request on state row 0."""
+    n_arms = pulls.shape[1]
+    return _epsilon_greedy_row(
+        pointers, pulls, reward_sums, epsilon, decay, mask[0], np.empty(n_arms), np.empty(n_arms)
+    )
+
+
+@numba.njit(cache=True)
+def epsilon_greedy_replay(pointers, pulls, reward_sums, epsilon, decay, mask, logged, rewards, accepted):
+    """Replay rows in order on state row 0: epsilon_greedy_choice per row, the counts of an accepted row added.
+
+    As :func:`bernoulli_thompson_replay`, rewards as they come; epsilon_t counts the rows accepted so far too.
+    """
+    uniform, means = np.empty(pulls.shape[1]), np.empty(pulls.shape[1])
+    steps = 0
+    for row in range(logged.shape[0]):
+        if steps == accepted.shape[0]:
+            break
+        arm = _epsilon_greedy_row(pointers, pulls, reward_sums, epsilon, decay, mask, uniform, means)
+        steps = _accept(arm, row, logged, rewards, pulls, reward_sums, accepted, steps)
+    return steps
 
 
 @numba.njit(cache=True)

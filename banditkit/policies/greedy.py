@@ -7,6 +7,7 @@ epsilon_n-greedy in spirit (epsilon shrinking like 1/t).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import ModuleType
 
 import numpy as np
@@ -64,3 +65,6 @@ class EpsilonGreedy(CountPolicy):
             _jit.generator_pointers(rng), state["pulls"], state["reward_sums"], self.epsilon, self.decay, mask
         )
         return arm
+
+    def replay_kernel(self, compiled: ModuleType) -> tuple[Callable[..., int], tuple[float, ...]]:
+        return compiled.epsilon_greedy_replay, (self.epsilon, self.decay)

@@ -7,7 +7,7 @@ Sampling for the Multi-armed Bandit Problem" (COLT 2012).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import ModuleType
 
 import numpy as np
@@ -98,39 +98,8 @@ class ThompsonSampling(BoundedCountPolicy):
             self.prior_beta,
         )
 
-    def replay(
-        self,
-        state: State,
-        rng: np.random.Generator,
-        mask: BoolArray,
-        logged: IntArray,
-        rewards: FloatArray,
-        context: FloatArray | None = None,
-        limit: int | None = None,
-    ) -> tuple[IntArray, State] | None:
-        """The replay in one compiled loop (the kernel of :meth:`choose`), once the compiled kernels are loaded.
-
-        Loading them is left to the rule of :mod:`._jit`: a replay long enough to pay for it loads them
-        along the way, on the per-row path, and the replays after it take this loop.
-        """
-        compiled = _jit.kernels()
-        if compiled is None or state["pulls"].shape[0] != 1:
-            return None
-        low, high = self.reward_range
-        new = {key: value.copy() for key, value in state.items()}
-        accepted = np.empty(logged.shape[0] if limit is None else min(limit, logged.shape[0]), dtype=np.intp)
-        steps = compiled.bernoulli_thompson_replay(
-            _jit.generator_pointers(rng),
-            new["pulls"],
-            new["reward_sums"],
-            self.prior_alpha,
-            self.prior_beta,
-            np.asarray(mask, dtype=bool)[0],
-            np.ascontiguousarray(logged, dtype=np.intp),
-            (np.asarray(rewards, dtype=np.float64) - low) / (high - low),
-            accepted,
-        )
-        return accepted[:steps], new
+    def replay_kernel(self, compiled: ModuleType) -> tuple[Callable[..., int], tuple[float, ...]]:
+        return compiled.bernoulli_thompson_replay, (self.prior_alpha, self.prior_beta)
 
     def unit_means(self, state: State) -> FloatArray:
         alpha, beta = self.posterior(state)

@@ -9,7 +9,7 @@ Cappé, "The KL-UCB Algorithm for Bounded Stochastic Bandits and Beyond"
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import ModuleType
 
 import numpy as np
@@ -76,6 +76,9 @@ class UCB1(IndexPolicy):
         self, compiled: ModuleType, state: State, rng: np.random.Generator, mask: BoolArray
     ) -> IntArray:
         return _jit.choose_rows(compiled.ucb1_argmax, rng, mask, state["pulls"], state["reward_sums"])
+
+    def replay_kernel(self, compiled: ModuleType) -> tuple[Callable[..., int], tuple[float, ...]]:
+        return compiled.ucb1_replay, ()
 
 
 def bernoulli_kl(p: np.ndarray, q: np.ndarray) -> np.ndarray:

@@ -378,13 +378,18 @@ def test_contextual_replay_is_the_row_by_row_replay(policy, seed, max_steps):
     assert bandit.to_json() == before, "the bandit passed in is not changed"
 
 
+@pytest.mark.parametrize(
+    "policy",
+    [bk.ThompsonSampling(), bk.UCB1(reward_range=(-1.0, 3.0)), bk.EpsilonGreedy(epsilon=0.3, decay=0.01)],
+    ids=["thompson", "ucb1", "epsilon-greedy"],
+)
 @pytest.mark.parametrize("loaded", [True, False], ids=["compiled-loop", "select-per-row"])
-def test_thompson_replay_is_the_row_by_row_replay(loaded):
-    """Thompson sampling replays in one compiled loop once the kernels are loaded, else by select() per row: alike."""
+def test_count_policy_replay_is_the_row_by_row_replay(policy, loaded):
+    """A count policy replays in one compiled loop once the kernels are loaded, else by select() per row: alike."""
     from banditkit.policies import _jit
 
     log = bernoulli_log(5000, np.full(3, 1 / 3), np.random.default_rng(9))
-    bandit = bk.Bandit(["0", "1", "2"], policy=bk.ThompsonSampling(), seed=0)
+    bandit = bk.Bandit(["0", "1", "2"], policy=policy, seed=0)
     bandit.update("2", 1.0)
     try:
         _jit.set_enabled(True if loaded else None)

@@ -1,4 +1,4 @@
-"""Policy.replay of LinUCB, LinTS and Thompson sampling: the compiled loop is choose() and update_one() row by row."""
+"""Policy.replay of LinUCB, LinTS and the count policies: the compiled loop is choose() and update_one() row by row."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ import pytest
 from banditkit.policies import _jit
 from banditkit.policies._ridge import REFRESH_EVERY
 from banditkit.policies.base import Policy
+from banditkit.policies.greedy import EpsilonGreedy
 from banditkit.policies.linear import LinTS, LinUCB
+from banditkit.policies.softmax import Softmax
 from banditkit.policies.thompson import ThompsonSampling
-from banditkit.policies.ucb import UCB1
+from banditkit.policies.ucb import KLUCB, UCB1
 
 # alpha = 0 on integer contexts: many exact ties, broken by the generator; every arm ties at the prior too.
 POLICIES = [
@@ -100,29 +102,60 @@ def test_replay_keeps_to_the_mask_and_the_learned_state():
         np.testing.assert_array_equal(replayed[1][key], value, err_msg=key)
 
 
-@pytest.mark.parametrize(
-    ("policy", "scale"),
-    [(ThompsonSampling(), 1.0), (ThompsonSampling(prior_alpha=2.0, prior_beta=0.5, reward_range=(-5, 5)), 10.0)],
-    ids=["thompson", "thompson-reward-range"],
-)
-@pytest.mark.parametrize("limit", [None, 300])
-def test_thompson_replay_is_the_row_by_row_replay(policy, scale, limit):
-    """Beta Thompson sampling: the kernel of choose() per row, rewards mapped onto [0, 1] as update_one maps them."""
+# (policy, rewards): "unit" rewards are in [0, 1] with two decimals, "binary" 0 or 1 (exact ties between arms
+# with the same counts), "wide" in [-5, 5] (the policy's reward_range, or rewards as they come for epsilon-greedy).
+COUNT_POLICIES = [
+    (ThompsonSampling(), "unit"),
+    (ThompsonSampling(prior_alpha=2.0, prior_beta=0.5, reward_range=(-5, 5)), "wide"),
+    (UCB1(), "unit"),
+    (UCB1(), "binary"),
+    (UCB1(reward_range=(-5, 5)), "wide"),
+    (EpsilonGreedy(epsilon=0.2), "binary"),
+    (EpsilonGreedy(epsilon=0.0), "binary"),
+    (EpsilonGreedy(epsilon=0.5, decay=0.01), "wide"),
+    (EpsilonGreedy(epsilon=1.0), "unit"),
+]
+
+
+def count_log(rewards: str, n: int, n_arms: int) -> tuple[np.ndarray, np.ndarray]:
+    """Logged arms and rewards of a uniform log without context."""
     rng = np.random.default_rng(8)
-    arms = rng.integers(0, 4, 6000)
-    rewards = np.round(rng.random(6000) * scale - (scale / 2 if scale > 1 else 0.0), 2)
+    arms = rng.integers(0, n_arms, n)
+    if rewards == "binary":
+        return arms, (rng.random(n) < np.linspace(0.2, 0.5, n_arms)[arms]).astype(float)
+    scale, shift = (10.0, 5.0) if rewards == "wide" else (1.0, 0.0)
+    return arms, np.round(rng.random(n) * scale - shift, 2)
+
+
+@pytest.mark.parametrize(("policy", "rewards"), COUNT_POLICIES, ids=lambda value: repr(value))
+@pytest.mark.parametrize("limit", [None, 300])
+@pytest.mark.parametrize("learned", [False, True], ids=["prior", "learned"])
+def test_count_policy_replay_is_the_row_by_row_replay(policy, rewards, limit, learned):
+    """The kernel of choose() per row, rewards learned as update_one learns them (mapped from reward_range).
+
+    Arm 2 is disabled. From the prior every arm ties (UCB1: none tried yet; epsilon-greedy: every mean 0);
+    the learned start ties arms 0 and 3 exactly and has tried arm 1 only, and disabled arm 2 never.
+    """
+    arms, logged_rewards = count_log(rewards, 6000, 4)
     start = policy.init_state(4)
+    if learned:
+        low, high = policy.reward_range or (0.0, 1.0)
+        tied = [low + 0.25 * (high - low), high]
+        start = policy.update(start, np.array([0, 3, 0, 3, 1]), np.array([*tied, *tied, low]))
+    before = {key: value.copy() for key, value in start.items()}
     mask = np.array([[True, True, False, True]])
     fast_rng, slow_rng = np.random.default_rng(9), np.random.default_rng(9)
-    replayed = policy.replay(start, fast_rng, mask, arms, rewards, None, limit)
+    replayed = policy.replay(start, fast_rng, mask, arms, logged_rewards, None, limit)
     assert replayed is not None
-    expected_rows, expected = row_by_row(policy, start, slow_rng, mask, arms, rewards, None, limit)
+    expected_rows, expected = row_by_row(policy, start, slow_rng, mask, arms, logged_rewards, None, limit)
     assert replayed[0].tolist() == expected_rows and len(expected_rows) == (limit or len(expected_rows))
     assert 2 not in arms[expected_rows] and len(expected_rows) > 250
+    assert replayed[1].keys() == expected.keys()
     for key, value in expected.items():
         np.testing.assert_array_equal(replayed[1][key], value, err_msg=key)
     assert fast_rng.random() == slow_rng.random(), "the same number of draws"
-    assert not start["pulls"].any(), "the state passed in is not changed"
+    for key, value in before.items():
+        np.testing.assert_array_equal(start[key], value, err_msg=f"{key} was mutated")
 
 
 def test_no_replay_without_the_compiled_kernels_or_for_other_policies():
@@ -138,7 +171,9 @@ def test_no_replay_without_the_compiled_kernels_or_for_other_policies():
     _jit.set_enabled(None)  # the default: Thompson sampling's kernels not loaded yet, so no compiled loop
     assert thompson.replay(thompson.init_state(2), np.random.default_rng(0), mask, arms, rewards) is None
     _jit.set_enabled(True)
-    assert UCB1().replay(UCB1().init_state(2), np.random.default_rng(0), mask, arms, rewards) is None
+    for other in (KLUCB(), Softmax()):  # count policies without a compiled loop
+        assert other.replay(other.init_state(2), np.random.default_rng(0), mask, arms, rewards) is None
+    assert thompson.replay(thompson.init_state(2, batch=2), np.random.default_rng(0), mask, arms, rewards) is None
     with pytest.raises(ValueError, match="4 features"):
         policy.replay(policy.init_state(2, n_features=4), np.random.default_rng(0), mask, arms, rewards, contexts)
 
